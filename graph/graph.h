@@ -1,0 +1,162 @@
+// kiln's graph IR. A Graph owns its nodes and values in flat arrays with
+// stable integer ids; every value knows its producer and its users. Removing
+// a node marks it dead; SweepDeadNodes() compacts nothing but drops the
+// links, so ids stay valid for the lifetime of the graph.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kiln/status.h"
+#include "kiln/tensor.h"
+
+namespace kiln::graph {
+
+using ValueId = int32_t;
+using NodeId = int32_t;
+inline constexpr ValueId kNoValue = -1;
+inline constexpr NodeId kNoNode = -1;
+
+// One dimension of a static shape: a concrete size, a named symbol
+// ("batch", "seq_len") or unknown (neither).
+struct Dim {
+  int64_t size = -1;   // >= 0 when concrete
+  std::string symbol;  // non-empty when symbolic
+
+  static Dim Concrete(int64_t n) { return Dim{n, {}}; }
+  static Dim Symbolic(std::string s) { return Dim{-1, std::move(s)}; }
+  bool is_concrete() const { return size >= 0; }
+  bool operator==(const Dim&) const = default;
+};
+
+// What is known statically about a value's shape.
+struct ShapeInfo {
+  bool rank_known = false;
+  std::vector<Dim> dims;
+
+  static ShapeInfo Unknown() { return {}; }
+  static ShapeInfo FromDims(const Dims& dims);
+  bool is_concrete() const;
+  // Concrete dims; only meaningful when is_concrete().
+  Dims ConcreteDims() const;
+  std::string ToString() const;  // "[N, 3, 224, 224]" or "?"
+};
+
+class Graph;
+
+struct Attribute {
+  enum class Kind { kFloat, kInt, kString, kTensor, kGraph, kFloats, kInts, kStrings };
+  Kind kind = Kind::kInt;
+  float f = 0;
+  int64_t i = 0;
+  std::string s;
+  Tensor t;
+  std::shared_ptr<Graph> g;
+  std::vector<float> floats;
+  std::vector<int64_t> ints;
+  std::vector<std::string> strings;
+};
+const char* AttributeKindName(Attribute::Kind kind);
+
+struct Value {
+  std::string name;
+  DType dtype = DType::kUndefined;
+  ShapeInfo shape;
+  NodeId producer = kNoNode;
+  std::vector<NodeId> users;  // one entry per use, so a node using a value twice appears twice
+  // Set for initializers and folded constants; the graph owns the data once.
+  std::optional<Tensor> constant;
+  bool is_graph_input = false;
+  bool is_graph_output = false;
+};
+
+struct Node {
+  std::string name;
+  std::string op_type;
+  std::string domain;  // "" for the default ONNX domain
+  int opset = 0;       // the opset version of `domain` the model imports
+  std::vector<ValueId> inputs;   // kNoValue for an omitted optional input
+  std::vector<ValueId> outputs;  // kNoValue for an omitted optional output
+  std::map<std::string, Attribute> attributes;  // ordered: deterministic printing and hashing
+  bool dead = false;
+
+  const Attribute* FindAttribute(const std::string& attr_name) const;
+  // Typed attribute readers: the default when absent, an error naming the
+  // node when present with another kind.
+  StatusOr<int64_t> GetInt(const std::string& attr_name, int64_t default_value) const;
+  StatusOr<float> GetFloat(const std::string& attr_name, float default_value) const;
+  StatusOr<std::string> GetString(const std::string& attr_name, const std::string& default_value) const;
+  StatusOr<std::vector<int64_t>> GetInts(const std::string& attr_name,
+                                         const std::vector<int64_t>& default_value = {}) const;
+  StatusOr<std::vector<float>> GetFloats(const std::string& attr_name,
+                                         const std::vector<float>& default_value = {}) const;
+  // "Conv 'conv1'" for error messages.
+  std::string Describe() const;
+};
+
+class Graph {
+ public:
+  Graph() = default;
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+  Graph(Graph&&) = default;
+  Graph& operator=(Graph&&) = default;
+
+  // Adds a value; fails if the name is already taken (SSA form).
+  StatusOr<ValueId> AddValue(std::string name, DType dtype = DType::kUndefined, ShapeInfo shape = {});
+  // Adds a node whose inputs and outputs exist; updates producer/user links.
+  // Fails if an output already has a producer.
+  StatusOr<NodeId> AddNode(Node node);
+
+  // Marks `id` dead and unlinks it from its inputs' users and its outputs'
+  // producer field.
+  void RemoveNode(NodeId id);
+  // Replaces every use of `from` (node inputs and graph outputs) by `to`.
+  void ReplaceAllUses(ValueId from, ValueId to);
+
+  std::optional<ValueId> FindValue(const std::string& name) const;
+
+  Value& value(ValueId id) { return values_[static_cast<size_t>(id)]; }
+  const Value& value(ValueId id) const { return values_[static_cast<size_t>(id)]; }
+  Node& node(NodeId id) { return nodes_[static_cast<size_t>(id)]; }
+  const Node& node(NodeId id) const { return nodes_[static_cast<size_t>(id)]; }
+  size_t num_values() const { return values_.size(); }
+  size_t num_nodes() const { return nodes_.size(); }
+  size_t num_live_nodes() const;
+
+  const std::vector<ValueId>& inputs() const { return inputs_; }
+  const std::vector<ValueId>& outputs() const { return outputs_; }
+  void AddInput(ValueId id);
+  void AddOutput(ValueId id);
+  void SetOutput(size_t index, ValueId id);
+
+  // Opset imported for each domain ("" is the default ONNX domain).
+  const std::map<std::string, int>& opset_imports() const { return opset_imports_; }
+  void set_opset_import(const std::string& domain, int version) { opset_imports_[domain] = version; }
+  int default_opset() const;
+
+  // Live nodes in an order where every node comes after the producers of its
+  // inputs; ties keep the model's order. Fails on a cycle, naming a node on it.
+  StatusOr<std::vector<NodeId>> TopologicalOrder() const;
+
+  // Checks structural invariants: every live node input is defined (a graph
+  // input, a constant or produced by a live node), graph outputs are defined,
+  // and the graph is acyclic.
+  Status Validate() const;
+
+  std::string name;
+
+ private:
+  std::vector<Node> nodes_;
+  std::vector<Value> values_;
+  std::vector<ValueId> inputs_;
+  std::vector<ValueId> outputs_;
+  std::map<std::string, ValueId> value_by_name_;
+  std::map<std::string, int> opset_imports_;
+};
+
+}  // namespace kiln::graph

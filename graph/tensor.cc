@@ -1,0 +1,103 @@
+#include "kiln/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+
+namespace kiln {
+
+size_t DTypeSize(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat64:
+    case DType::kInt64: return 8;
+    case DType::kFloat32:
+    case DType::kInt32: return 4;
+    case DType::kInt16: return 2;
+    case DType::kInt8:
+    case DType::kUint8:
+    case DType::kBool: return 1;
+    case DType::kUndefined: return 0;
+  }
+  return 0;
+}
+
+const char* DTypeName(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return "float32";
+    case DType::kFloat64: return "float64";
+    case DType::kInt64: return "int64";
+    case DType::kInt32: return "int32";
+    case DType::kInt16: return "int16";
+    case DType::kInt8: return "int8";
+    case DType::kUint8: return "uint8";
+    case DType::kBool: return "bool";
+    case DType::kUndefined: return "undefined";
+  }
+  return "undefined";
+}
+
+StatusOr<int64_t> CheckedNumElements(const Dims& dims, DType dtype) {
+  int64_t count = 1;
+  for (int64_t d : dims) {
+    if (d < 0) return InvalidArgument("negative dimension ", d, " in shape ", DimsToString(dims));
+    if (d != 0 && count > std::numeric_limits<int64_t>::max() / d) {
+      return ResourceExhausted("element count of shape ", DimsToString(dims), " overflows int64");
+    }
+    count *= d;
+  }
+  const int64_t elem = static_cast<int64_t>(std::max<size_t>(DTypeSize(dtype), 1));
+  if (count > std::numeric_limits<int64_t>::max() / elem) {
+    return ResourceExhausted("byte size of shape ", DimsToString(dims), " overflows int64");
+  }
+  return count;
+}
+
+std::string DimsToString(const Dims& dims) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(dims[i]);
+  }
+  return s + "]";
+}
+
+Tensor::Tensor(DType dtype, Dims dims, std::shared_ptr<void> owner, void* data)
+    : dtype_(dtype), dims_(std::move(dims)), owner_(std::move(owner)), data_(data) {
+  num_elements_ = 1;
+  for (int64_t d : dims_) num_elements_ *= d;
+}
+
+StatusOr<Tensor> Tensor::Allocate(DType dtype, Dims dims) {
+  if (dtype == DType::kUndefined) return InvalidArgument("cannot allocate a tensor of undefined dtype");
+  KILN_ASSIGN_OR_RETURN(int64_t count, CheckedNumElements(dims, dtype));
+  size_t bytes = static_cast<size_t>(count) * DTypeSize(dtype);
+  // aligned_alloc needs a size that is a multiple of the alignment; a
+  // zero-sized tensor still gets a unique non-null pointer.
+  constexpr size_t kAlign = 64;
+  size_t padded = (bytes + kAlign - 1) / kAlign * kAlign;
+  if (padded == 0) padded = kAlign;
+  void* data = std::aligned_alloc(kAlign, padded);
+  if (data == nullptr) {
+    return ResourceExhausted("cannot allocate ", bytes, " bytes for a ", DTypeName(dtype), " tensor of shape ",
+                             DimsToString(dims));
+  }
+  std::shared_ptr<void> owner(data, [](void* p) { std::free(p); });
+  return Tensor(dtype, std::move(dims), std::move(owner), data);
+}
+
+Tensor Tensor::View(DType dtype, Dims dims, void* data) { return Tensor(dtype, std::move(dims), nullptr, data); }
+
+Tensor Tensor::Shared(DType dtype, Dims dims, std::shared_ptr<void> owner, void* data) {
+  return Tensor(dtype, std::move(dims), std::move(owner), data);
+}
+
+Tensor Tensor::Reshaped(Dims dims) const { return Tensor(dtype_, std::move(dims), owner_, data_); }
+
+StatusOr<Tensor> Tensor::Clone() const {
+  KILN_ASSIGN_OR_RETURN(Tensor copy, Allocate(dtype_, dims_));
+  if (byte_size() > 0) std::memcpy(copy.raw_data(), data_, byte_size());
+  return copy;
+}
+
+}  // namespace kiln

@@ -1,0 +1,17 @@
+// Registration entry points of the kernel families; see registry.cc.
+#pragma once
+
+#include "kernels/kernel.h"
+
+namespace kiln::kernels {
+
+// Unary and binary elementwise math, comparisons, logic, Where, Clip, Cast.
+void RegisterElementwiseKernels(KernelRegistry& registry);
+// oneDNN-backed: Conv, ConvTranspose, MatMul, Gemm, BatchNormalization, pooling.
+void RegisterDnnlKernels(KernelRegistry& registry);
+// Reductions, ArgMax, Softmax, LogSoftmax, LayerNormalization, Resize, Pad.
+void RegisterReductionKernels(KernelRegistry& registry);
+// Shape and data movement: Reshape, Transpose, Concat, Slice, Gather, ...
+void RegisterTensorKernels(KernelRegistry& registry);
+
+}  // namespace kiln::kernels

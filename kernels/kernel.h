@@ -1,0 +1,122 @@
+// The interpreter's kernel interface. A kernel is created once per node at
+// session creation (its "prepare" step: parse attributes, check what can be
+// checked without shapes) and then computed many times, possibly from many
+// threads at once: Compute is const, and any cache a kernel keeps (a oneDNN
+// primitive per shape, say) must be guarded by the kernel itself.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graph/graph.h"
+#include "kiln/status.h"
+#include "kiln/tensor.h"
+
+namespace kiln::kernels {
+
+// Splits [0, n) into chunks of at least `grain` iterations and runs
+// fn(begin, end) on each, possibly in parallel; returns when all are done.
+// The runtime provides it (its intra-op thread pool); kernels never create
+// threads of their own.
+class ParallelRunner {
+ public:
+  virtual ~ParallelRunner() = default;
+  virtual void For(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) const = 0;
+  virtual int num_threads() const = 0;
+};
+
+// Runs everything inline on the calling thread.
+class SerialRunner final : public ParallelRunner {
+ public:
+  void For(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) const override {
+    if (n > 0) fn(0, n);
+  }
+  int num_threads() const override { return 1; }
+};
+
+// Gives a kernel its outputs' memory. The interpreter backs it with the
+// memory plan; tests back it with plain allocation.
+class OutputAllocator {
+ public:
+  virtual ~OutputAllocator() = default;
+  virtual StatusOr<Tensor> AllocateOutput(int index, DType dtype, const Dims& dims) = 0;
+};
+
+// One invocation of a kernel: its inputs, a way to allocate outputs, and the
+// thread pool.
+class KernelContext {
+ public:
+  KernelContext(const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs, OutputAllocator& allocator,
+                const ParallelRunner& parallel)
+      : inputs_(inputs), outputs_(outputs), allocator_(allocator), parallel_(parallel) {}
+
+  int num_inputs() const { return static_cast<int>(inputs_.size()); }
+  int num_outputs() const { return static_cast<int>(outputs_.size()); }
+  // Null when the optional input is absent (omitted or past the end).
+  const Tensor* input(int i) const {
+    return i < num_inputs() ? inputs_[static_cast<size_t>(i)] : nullptr;
+  }
+  // Allocates output `i` with the given dtype and dims and returns it. The
+  // memory is uninitialised. Fails on overflowing dims or allocation failure.
+  StatusOr<Tensor*> Output(int i, DType dtype, const Dims& dims);
+  const ParallelRunner& parallel() const { return parallel_; }
+
+ private:
+  const std::vector<const Tensor*>& inputs_;
+  std::vector<Tensor>& outputs_;
+  OutputAllocator& allocator_;
+  const ParallelRunner& parallel_;
+};
+
+class OpKernel {
+ public:
+  virtual ~OpKernel() = default;
+  // Computes the outputs from the inputs. Must validate input dtypes and
+  // shapes and return a clear error (never crash) on anything it cannot
+  // handle; errors name the op and what is wrong (the interpreter adds the
+  // node name).
+  virtual Status Compute(KernelContext& ctx) const = 0;
+};
+
+// Builds a kernel for a node: parses and checks attributes.
+using KernelFactory = std::function<StatusOr<std::unique_ptr<OpKernel>>(const graph::Node& node)>;
+
+struct KernelDef {
+  std::string op_type;
+  std::string domain;  // "" = default ONNX domain
+  int since_version = 1;
+  int end_version = 1 << 30;  // inclusive
+  KernelFactory factory;
+};
+
+class KernelRegistry {
+ public:
+  void Register(KernelDef def);
+
+  // The kernel for `node` (op, domain and opset), or kUnsupported naming the
+  // op and opset when none is registered, or the factory's error.
+  StatusOr<std::unique_ptr<OpKernel>> Create(const graph::Node& node) const;
+  bool Supports(const std::string& op_type, const std::string& domain, int opset) const;
+  // Every registered op type, sorted; for `kiln info` and docs.
+  std::vector<std::string> OpTypes() const;
+
+ private:
+  const KernelDef* Find(const std::string& op_type, const std::string& domain, int opset) const;
+  std::vector<KernelDef> defs_;
+};
+
+// The registry with every kernel kiln ships, built once. The list of kernel
+// families lives in registry.cc, in one place, instead of static
+// self-registration.
+const KernelRegistry& DefaultKernelRegistry();
+
+// A factory for kernels that need no attribute parsing.
+template <typename K>
+KernelFactory MakeFactory() {
+  return [](const graph::Node&) -> StatusOr<std::unique_ptr<OpKernel>> { return std::unique_ptr<OpKernel>(new K()); };
+}
+
+}  // namespace kiln::kernels

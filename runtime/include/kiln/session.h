@@ -1,0 +1,125 @@
+// kiln's public API: load an ONNX model, create a session, run it.
+//
+//   auto model = kiln::Model::Load("model.onnx");            // StatusOr<shared_ptr<const Model>>
+//   auto session = kiln::Session::Create(*model, options);   // StatusOr<unique_ptr<Session>>
+//   auto outputs = (*session)->Run({{"input", tensor}});     // StatusOr<vector<NamedTensor>>
+//
+// Every call returns errors as values; none throws or aborts on bad input.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kiln/status.h"
+#include "kiln/tensor.h"
+
+namespace kiln {
+
+// A model input or output as the model declares it. A dim is -1 when it is
+// not a fixed number; `dim_names` then holds its symbol ("batch") or "".
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::kUndefined;
+  bool rank_known = false;
+  Dims dims;
+  std::vector<std::string> dim_names;
+};
+
+struct NamedTensor {
+  std::string name;
+  Tensor tensor;
+};
+
+// A loaded, validated and optimised model. Immutable and shareable: many
+// sessions (and threads) may use one Model at once.
+class Model {
+ public:
+  ~Model();
+
+  // Loads an ONNX file. External data files are resolved relative to the
+  // file's folder and must stay inside it.
+  static StatusOr<std::shared_ptr<const Model>> Load(const std::string& path);
+  // Loads an ONNX model from memory. `base_dir` is where external data is
+  // looked up; empty forbids external data.
+  static StatusOr<std::shared_ptr<const Model>> LoadFromBytes(const void* data, size_t size,
+                                                              const std::string& base_dir = "");
+
+  const std::vector<TensorInfo>& inputs() const;
+  const std::vector<TensorInfo>& outputs() const;
+  // Opset of the default ONNX domain the model imports.
+  int opset() const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+enum class TierPolicy {
+  kInterpreter,  // never compile
+  kJit,          // compile every fusible region before the first timed run
+  kAuto,         // interpret at once, compile hot regions in the background
+};
+const char* TierPolicyName(TierPolicy policy);
+
+struct SessionOptions {
+  // Intra-op threads for kernels (kiln's pool and oneDNN). 0 = one per core.
+  int intra_op_threads = 0;
+  TierPolicy tier = TierPolicy::kAuto;
+  // spdlog level name ("trace", "debug", "info", "warn", "error", "off");
+  // empty keeps KILN_LOG_LEVEL or the default ("warn").
+  std::string log_level;
+  // Record per-node call counts and time (a few clock reads per node).
+  bool enable_profiling = false;
+};
+
+struct NodeProfile {
+  std::string node_name;
+  std::string op_type;
+  int64_t calls = 0;
+  double total_ms = 0;
+};
+
+struct SessionStats {
+  // Sum of the memory plan's buffer sizes for the largest run so far: what
+  // the intermediates of one run need at peak.
+  int64_t peak_planned_bytes = 0;
+  // Bytes the intermediates would need without buffer reuse.
+  int64_t unplanned_bytes = 0;
+  int64_t runs = 0;
+  std::vector<NodeProfile> nodes;  // in execution order; empty without profiling
+};
+
+class Session {
+ public:
+  ~Session();
+
+  // Builds kernels for every node. Fails, listing them, when the model uses
+  // ops kiln does not support.
+  static StatusOr<std::unique_ptr<Session>> Create(std::shared_ptr<const Model> model,
+                                                   const SessionOptions& options = {});
+
+  // Runs the model. Inputs are matched by name, each checked (dtype, rank,
+  // fixed dims) before anything runs; all are required. Inputs may be views
+  // over caller memory: they are read, never written, and not kept after
+  // Run returns. Returns the outputs in the model's order; they own their
+  // memory. Thread-safe: many threads may call Run on one session.
+  StatusOr<std::vector<NamedTensor>> Run(const std::vector<NamedTensor>& inputs) const;
+
+  const Model& model() const;
+  const SessionOptions& options() const;
+  SessionStats stats() const;
+
+  struct Impl;
+
+ private:
+  explicit Session(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kiln
