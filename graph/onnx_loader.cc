@@ -1,0 +1,527 @@
+#include "graph/onnx_loader.h"
+
+#include <onnx/defs/schema.h>
+#include <onnx/onnx_pb.h>
+#include <onnx/shape_inference/implementation.h>
+
+#include <climits>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <unordered_map>
+
+#include "graph/log.h"
+
+namespace kiln::graph {
+namespace {
+
+namespace fs = std::filesystem;
+
+StatusOr<DType> DTypeFromOnnx(int32_t elem_type) {
+  switch (elem_type) {
+    case onnx::TensorProto::FLOAT: return DType::kFloat32;
+    case onnx::TensorProto::DOUBLE: return DType::kFloat64;
+    case onnx::TensorProto::INT64: return DType::kInt64;
+    case onnx::TensorProto::INT32: return DType::kInt32;
+    case onnx::TensorProto::INT16: return DType::kInt16;
+    case onnx::TensorProto::INT8: return DType::kInt8;
+    case onnx::TensorProto::UINT8: return DType::kUint8;
+    case onnx::TensorProto::BOOL: return DType::kBool;
+    default: break;
+  }
+  const std::string name = onnx::TensorProto_DataType_IsValid(elem_type)
+                               ? onnx::TensorProto_DataType_Name(static_cast<onnx::TensorProto_DataType>(elem_type))
+                               : "code " + std::to_string(elem_type);
+  return Unsupported("element type ", name, " is not supported");
+}
+
+ShapeInfo ShapeFromProto(const onnx::TypeProto& type) {
+  ShapeInfo shape;
+  if (!type.has_tensor_type() || !type.tensor_type().has_shape()) return shape;
+  shape.rank_known = true;
+  for (const auto& d : type.tensor_type().shape().dim()) {
+    if (d.has_dim_value() && d.dim_value() >= 0) {
+      shape.dims.push_back(Dim::Concrete(d.dim_value()));
+    } else if (d.has_dim_param()) {
+      shape.dims.push_back(Dim::Symbolic(d.dim_param()));
+    } else {
+      shape.dims.push_back(Dim{});
+    }
+  }
+  return shape;
+}
+
+// Resolves an external-data location against `base_dir`, refusing anything
+// that could read outside it: absolute paths, "..", and symlinks whose target
+// leaves the folder.
+StatusOr<std::string> ResolveExternalPath(const std::string& base_dir, const std::string& location) {
+  if (base_dir.empty()) {
+    return InvalidModel("external data '", location, "' cannot be used for a model loaded from memory");
+  }
+  fs::path rel(location);
+  if (location.empty() || rel.is_absolute() || rel.has_root_name() || rel.has_root_directory()) {
+    return InvalidModel("external data path '", location, "' must be relative to the model's folder");
+  }
+  for (const auto& part : rel) {
+    if (part == "..") return InvalidModel("external data path '", location, "' escapes the model's folder");
+  }
+  std::error_code ec;
+  fs::path base = fs::weakly_canonical(fs::path(base_dir), ec);
+  if (ec) return NotFound("model folder '", base_dir, "': ", ec.message());
+  fs::path full = fs::weakly_canonical(base / rel, ec);
+  if (ec) return NotFound("external data '", location, "': ", ec.message());
+  auto [base_end, full_it] = std::mismatch(base.begin(), base.end(), full.begin(), full.end());
+  if (base_end != base.end()) {
+    return InvalidModel("external data path '", location, "' resolves outside the model's folder");
+  }
+  return full.string();
+}
+
+Status ReadExternalData(const onnx::TensorProto& proto, const std::string& base_dir, size_t expected_bytes,
+                        void* dst) {
+  std::string location;
+  int64_t offset = 0;
+  int64_t length = -1;
+  for (const auto& entry : proto.external_data()) {
+    const std::string& key = entry.key();
+    try {
+      if (key == "location") {
+        location = entry.value();
+      } else if (key == "offset") {
+        offset = std::stoll(entry.value());
+      } else if (key == "length") {
+        length = std::stoll(entry.value());
+      }
+    } catch (const std::exception&) {
+      return InvalidModel("external data ", key, " '", entry.value(), "' is not a number");
+    }
+  }
+  if (offset < 0) return InvalidModel("external data offset ", offset, " is negative");
+  if (length >= 0 && static_cast<uint64_t>(length) != expected_bytes) {
+    return InvalidModel("external data length ", length, " does not match the tensor's ", expected_bytes, " bytes");
+  }
+  KILN_ASSIGN_OR_RETURN(std::string path, ResolveExternalPath(base_dir, location));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound("cannot open external data file '", location, "'");
+  in.seekg(0, std::ios::end);
+  const auto file_size = static_cast<uint64_t>(in.tellg());
+  if (static_cast<uint64_t>(offset) > file_size || expected_bytes > file_size - static_cast<uint64_t>(offset)) {
+    return InvalidModel("external data '", location, "': offset ", offset, " + ", expected_bytes,
+                        " bytes runs past the end of the file (", file_size, " bytes)");
+  }
+  in.seekg(offset);
+  in.read(static_cast<char*>(dst), static_cast<std::streamsize>(expected_bytes));
+  if (!in) return Internal("reading external data '", location, "' failed");
+  return Status::Ok();
+}
+
+// Copies a typed repeated field into the tensor, converting element type;
+// fails when the element count differs from the shape's.
+template <typename Dst, typename Field>
+Status CopyTypedField(const Field& field, int64_t count, Tensor& tensor, const std::string& what,
+                      const char* field_name) {
+  if (static_cast<int64_t>(field.size()) != count) {
+    return InvalidModel(what, " has ", field.size(), " values in ", field_name, " but its shape ",
+                        DimsToString(tensor.dims()), " needs ", count);
+  }
+  Dst* out = tensor.data<Dst>();
+  for (int64_t i = 0; i < count; ++i) out[i] = static_cast<Dst>(field.Get(static_cast<int>(i)));
+  return Status::Ok();
+}
+
+StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto, const std::string& base_dir) {
+  const std::string what = "tensor '" + proto.name() + "'";
+  if (proto.has_segment()) return Unsupported(what, ": segmented tensors are not supported");
+  auto dtype_or = DTypeFromOnnx(proto.data_type());
+  if (!dtype_or.ok()) return dtype_or.status().WithContext(what);
+  DType dtype = *dtype_or;
+  Dims dims(proto.dims().begin(), proto.dims().end());
+  for (int64_t d : dims) {
+    if (d < 0) return InvalidModel(what, " has negative dimension ", d);
+  }
+  auto count_or = CheckedNumElements(dims, dtype);
+  if (!count_or.ok()) return count_or.status().WithContext(what);
+  const int64_t count = *count_or;
+  const size_t bytes = static_cast<size_t>(count) * DTypeSize(dtype);
+
+  // Size checks come before the allocation so an absurd shape with little
+  // data fails cleanly instead of exhausting memory.
+  const bool external = proto.data_location() == onnx::TensorProto::EXTERNAL;
+  if (!external && proto.has_raw_data() && proto.raw_data().size() != bytes) {
+    return InvalidModel(what, " has ", proto.raw_data().size(), " bytes of raw data but its shape ",
+                        DimsToString(dims), " of ", DTypeName(dtype), " needs ", bytes);
+  }
+  if (!external && !proto.has_raw_data()) {
+    int64_t stored = 0;
+    switch (dtype) {
+      case DType::kFloat32: stored = proto.float_data_size(); break;
+      case DType::kFloat64: stored = proto.double_data_size(); break;
+      case DType::kInt64: stored = proto.int64_data_size(); break;
+      default: stored = proto.int32_data_size(); break;
+    }
+    if (stored != count) {
+      return InvalidModel(what, " stores ", stored, " values but its shape ", DimsToString(dims), " needs ", count);
+    }
+  }
+  auto tensor_or = Tensor::Allocate(dtype, dims);
+  if (!tensor_or.ok()) return tensor_or.status().WithContext(what);
+  Tensor tensor = std::move(tensor_or).value();
+
+  if (external) {
+    Status s = ReadExternalData(proto, base_dir, bytes, tensor.raw_data());
+    if (!s.ok()) return s.WithContext(what);
+    return tensor;
+  }
+  if (proto.has_raw_data()) {
+    if (bytes > 0) std::memcpy(tensor.raw_data(), proto.raw_data().data(), bytes);
+    return tensor;
+  }
+  Status s;
+  switch (dtype) {
+    case DType::kFloat32: s = CopyTypedField<float>(proto.float_data(), count, tensor, what, "float_data"); break;
+    case DType::kFloat64: s = CopyTypedField<double>(proto.double_data(), count, tensor, what, "double_data"); break;
+    case DType::kInt64: s = CopyTypedField<int64_t>(proto.int64_data(), count, tensor, what, "int64_data"); break;
+    case DType::kInt32: s = CopyTypedField<int32_t>(proto.int32_data(), count, tensor, what, "int32_data"); break;
+    case DType::kInt16: s = CopyTypedField<int16_t>(proto.int32_data(), count, tensor, what, "int32_data"); break;
+    case DType::kInt8: s = CopyTypedField<int8_t>(proto.int32_data(), count, tensor, what, "int32_data"); break;
+    case DType::kUint8: s = CopyTypedField<uint8_t>(proto.int32_data(), count, tensor, what, "int32_data"); break;
+    case DType::kBool: s = CopyTypedField<bool>(proto.int32_data(), count, tensor, what, "int32_data"); break;
+    case DType::kUndefined: s = Internal("undefined dtype"); break;
+  }
+  KILN_RETURN_IF_ERROR(s);
+  return tensor;
+}
+
+// Attribute kinds follow AttributeProto.type; very old exporters leave type
+// unset, in which case the populated field decides.
+StatusOr<Attribute> AttributeFromProto(const onnx::AttributeProto& proto, const std::string& base_dir) {
+  Attribute attr;
+  auto type = proto.type();
+  if (type == onnx::AttributeProto::UNDEFINED) {
+    if (proto.has_f()) type = onnx::AttributeProto::FLOAT;
+    else if (proto.has_i()) type = onnx::AttributeProto::INT;
+    else if (proto.has_s()) type = onnx::AttributeProto::STRING;
+    else if (proto.has_t()) type = onnx::AttributeProto::TENSOR;
+    else if (proto.has_g()) type = onnx::AttributeProto::GRAPH;
+    else if (proto.floats_size()) type = onnx::AttributeProto::FLOATS;
+    else if (proto.ints_size()) type = onnx::AttributeProto::INTS;
+    else if (proto.strings_size()) type = onnx::AttributeProto::STRINGS;
+    else return InvalidModel("attribute '", proto.name(), "' has no type and no value");
+  }
+  switch (type) {
+    case onnx::AttributeProto::FLOAT:
+      attr.kind = Attribute::Kind::kFloat;
+      attr.f = proto.f();
+      break;
+    case onnx::AttributeProto::INT:
+      attr.kind = Attribute::Kind::kInt;
+      attr.i = proto.i();
+      break;
+    case onnx::AttributeProto::STRING:
+      attr.kind = Attribute::Kind::kString;
+      attr.s = proto.s();
+      break;
+    case onnx::AttributeProto::TENSOR: {
+      attr.kind = Attribute::Kind::kTensor;
+      auto t = TensorFromProto(proto.t(), base_dir);
+      if (!t.ok()) return t.status().WithContext("attribute '" + proto.name() + "'");
+      attr.t = std::move(t).value();
+      break;
+    }
+    case onnx::AttributeProto::GRAPH:
+      // Control flow (If/Loop/Scan) bodies are not executed by kiln yet; the
+      // op itself is reported as unsupported when a session is created.
+      attr.kind = Attribute::Kind::kGraph;
+      break;
+    case onnx::AttributeProto::FLOATS:
+      attr.kind = Attribute::Kind::kFloats;
+      attr.floats.assign(proto.floats().begin(), proto.floats().end());
+      break;
+    case onnx::AttributeProto::INTS:
+      attr.kind = Attribute::Kind::kInts;
+      attr.ints.assign(proto.ints().begin(), proto.ints().end());
+      break;
+    case onnx::AttributeProto::STRINGS:
+      attr.kind = Attribute::Kind::kStrings;
+      attr.strings.assign(proto.strings().begin(), proto.strings().end());
+      break;
+    default:
+      return Unsupported("attribute '", proto.name(), "' has unsupported type ",
+                         onnx::AttributeProto_AttributeType_Name(type));
+  }
+  return attr;
+}
+
+Attribute::Kind KindFromSchemaType(onnx::AttributeProto::AttributeType t, bool* known) {
+  *known = true;
+  switch (t) {
+    case onnx::AttributeProto::FLOAT: return Attribute::Kind::kFloat;
+    case onnx::AttributeProto::INT: return Attribute::Kind::kInt;
+    case onnx::AttributeProto::STRING: return Attribute::Kind::kString;
+    case onnx::AttributeProto::TENSOR: return Attribute::Kind::kTensor;
+    case onnx::AttributeProto::GRAPH: return Attribute::Kind::kGraph;
+    case onnx::AttributeProto::FLOATS: return Attribute::Kind::kFloats;
+    case onnx::AttributeProto::INTS: return Attribute::Kind::kInts;
+    case onnx::AttributeProto::STRINGS: return Attribute::Kind::kStrings;
+    default: *known = false; return Attribute::Kind::kInt;
+  }
+}
+
+// Checks a node's attribute kinds against ONNX's schema for its opset, when
+// ONNX knows the op. Unknown ops pass here; the session reports them.
+Status CheckAttributesAgainstSchema(const Node& node) {
+  const onnx::OpSchema* schema = nullptr;
+  try {
+    schema = onnx::OpSchemaRegistry::Schema(node.op_type, node.opset, node.domain);
+  } catch (const std::exception&) {
+    schema = nullptr;
+  }
+  if (schema == nullptr) return Status::Ok();
+  const auto& declared = schema->attributes();
+  for (const auto& [name, attr] : node.attributes) {
+    auto it = declared.find(name);
+    if (it == declared.end()) continue;  // unknown attributes are ignored, as ONNX Runtime does
+    bool known = false;
+    Attribute::Kind expected = KindFromSchemaType(it->second.type, &known);
+    // Graph-valued attributes are not converted; everything else must match.
+    if (known && expected != attr.kind) {
+      return InvalidModel(node.Describe(), ": attribute '", name, "' has type ", AttributeKindName(attr.kind),
+                          ", but opset ", node.opset, " of ", node.op_type, " declares ", AttributeKindName(expected));
+    }
+  }
+  for (const auto& [name, decl] : declared) {
+    if (decl.required && !node.attributes.count(name)) {
+      return InvalidModel(node.Describe(), ": required attribute '", name, "' is missing");
+    }
+  }
+  return Status::Ok();
+}
+
+class GraphBuilder {
+ public:
+  GraphBuilder(const onnx::ModelProto& model, const LoadOptions& options) : model_(model), options_(options) {}
+
+  StatusOr<Graph> Build() {
+    KILN_RETURN_IF_ERROR(ReadOpsets());
+    const onnx::GraphProto& g = model_.graph();
+    graph_.name = g.name();
+    KILN_RETURN_IF_ERROR(AddInitializers(g));
+    KILN_RETURN_IF_ERROR(AddInputs(g));
+    KILN_RETURN_IF_ERROR(AddNodeOutputs(g));
+    KILN_RETURN_IF_ERROR(AddNodes(g));
+    KILN_RETURN_IF_ERROR(AddOutputs(g));
+    ApplyValueInfo(g);
+    KILN_RETURN_IF_ERROR(graph_.Validate());
+    return std::move(graph_);
+  }
+
+ private:
+  Status ReadOpsets() {
+    for (const auto& imp : model_.opset_import()) {
+      std::string domain = imp.domain() == "ai.onnx" ? "" : imp.domain();
+      if (imp.version() <= 0 || imp.version() > INT_MAX) {
+        return InvalidModel("opset import for domain '", domain, "' has invalid version ", imp.version());
+      }
+      graph_.set_opset_import(domain, static_cast<int>(imp.version()));
+    }
+    if (model_.opset_import_size() == 0) {
+      // IR version 1-2 models predate opset_import and mean opset 1.
+      return Unsupported("the model has no opset_import (pre-2017 ONNX), which kiln does not support");
+    }
+    int opset = graph_.default_opset();
+    if (opset > kMaxSupportedOpset) {
+      return Unsupported("the model imports ONNX opset ", opset, "; kiln supports opsets ", kMinSupportedOpset, "-",
+                         kMaxSupportedOpset);
+    }
+    return Status::Ok();
+  }
+
+  Status AddInitializers(const onnx::GraphProto& g) {
+    for (const auto& init : g.initializer()) {
+      if (init.name().empty()) return InvalidModel("an initializer has no name");
+      auto tensor = TensorFromProto(init, options_.base_dir);
+      if (!tensor.ok()) return tensor.status().WithContext("initializer '" + init.name() + "'");
+      KILN_ASSIGN_OR_RETURN(ValueId id, graph_.AddValue(init.name(), tensor->dtype(),
+                                                        ShapeInfo::FromDims(tensor->dims())));
+      graph_.value(id).constant = std::move(tensor).value();
+    }
+    if (g.sparse_initializer_size() > 0) return Unsupported("sparse initializers are not supported");
+    return Status::Ok();
+  }
+
+  Status AddInputs(const onnx::GraphProto& g) {
+    for (const auto& in : g.input()) {
+      if (in.name().empty()) return InvalidModel("a graph input has no name");
+      if (auto existing = graph_.FindValue(in.name())) {
+        // IR < 4 lists initializers among the inputs; kiln treats them as
+        // constants (an initializer is a default, never overridden here).
+        if (graph_.value(*existing).constant) continue;
+        return InvalidModel("graph input '", in.name(), "' is declared twice");
+      }
+      if (!in.type().has_tensor_type()) {
+        return Unsupported("graph input '", in.name(), "' is not a tensor (sequences and maps are not supported)");
+      }
+      auto dtype = DTypeFromOnnx(in.type().tensor_type().elem_type());
+      if (!dtype.ok()) return dtype.status().WithContext("graph input '" + in.name() + "'");
+      ShapeInfo shape = ShapeFromProto(in.type());
+      for (const Dim& d : shape.dims) {
+        if (d.size > (int64_t{1} << 40)) {
+          return InvalidModel("graph input '", in.name(), "' has an absurd dimension ", d.size);
+        }
+      }
+      KILN_ASSIGN_OR_RETURN(ValueId id, graph_.AddValue(in.name(), *dtype, std::move(shape)));
+      graph_.AddInput(id);
+    }
+    return Status::Ok();
+  }
+
+  Status AddNodeOutputs(const onnx::GraphProto& g) {
+    for (const auto& n : g.node()) {
+      for (const auto& out : n.output()) {
+        if (out.empty()) continue;
+        if (graph_.FindValue(out)) {
+          return InvalidModel("value '", out, "' is defined more than once (again by node '", n.name(), "' ",
+                              n.op_type(), ")");
+        }
+        KILN_RETURN_IF_ERROR(graph_.AddValue(out).status());
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status AddNodes(const onnx::GraphProto& g) {
+    for (const auto& n : g.node()) {
+      Node node;
+      node.name = n.name();
+      node.op_type = n.op_type();
+      node.domain = n.domain() == "ai.onnx" ? "" : n.domain();
+      auto opset_it = graph_.opset_imports().find(node.domain);
+      if (opset_it == graph_.opset_imports().end()) {
+        return InvalidModel(node.Describe(), " uses domain '", node.domain, "', which the model does not import");
+      }
+      node.opset = opset_it->second;
+      for (const auto& in : n.input()) {
+        if (in.empty()) {
+          node.inputs.push_back(kNoValue);
+          continue;
+        }
+        auto id = graph_.FindValue(in);
+        if (!id) return InvalidModel(node.Describe(), " uses '", in, "', which no node, input or initializer defines");
+        node.inputs.push_back(*id);
+      }
+      for (const auto& out : n.output()) {
+        node.outputs.push_back(out.empty() ? kNoValue : *graph_.FindValue(out));
+      }
+      for (const auto& a : n.attribute()) {
+        if (a.name().empty()) return InvalidModel(node.Describe(), " has an attribute without a name");
+        auto attr = AttributeFromProto(a, options_.base_dir);
+        if (!attr.ok()) return attr.status().WithContext(node.Describe());
+        if (!node.attributes.emplace(a.name(), std::move(attr).value()).second) {
+          return InvalidModel(node.Describe(), " has attribute '", a.name(), "' twice");
+        }
+      }
+      KILN_RETURN_IF_ERROR(CheckAttributesAgainstSchema(node));
+      KILN_RETURN_IF_ERROR(graph_.AddNode(std::move(node)).status());
+    }
+    return Status::Ok();
+  }
+
+  Status AddOutputs(const onnx::GraphProto& g) {
+    if (g.output_size() == 0) return InvalidModel("the graph has no outputs");
+    for (const auto& out : g.output()) {
+      auto id = graph_.FindValue(out.name());
+      if (!id) return InvalidModel("graph output '", out.name(), "' is not defined by any node, input or initializer");
+      graph_.AddOutput(*id);
+    }
+    return Status::Ok();
+  }
+
+  // Declared and inferred types: outputs and value_info. A declared dtype
+  // kiln cannot represent is left undefined here; the kernel producing the
+  // value reports it.
+  void ApplyValueInfo(const onnx::GraphProto& g) {
+    auto apply = [&](const onnx::ValueInfoProto& vi) {
+      auto id = graph_.FindValue(vi.name());
+      if (!id || !vi.type().has_tensor_type()) return;
+      Value& v = graph_.value(*id);
+      if (v.constant || v.is_graph_input) return;
+      auto dtype = DTypeFromOnnx(vi.type().tensor_type().elem_type());
+      if (dtype.ok()) v.dtype = *dtype;
+      ShapeInfo shape = ShapeFromProto(vi.type());
+      if (shape.rank_known) v.shape = std::move(shape);
+    };
+    for (const auto& vi : g.value_info()) apply(vi);
+    for (const auto& vi : g.output()) apply(vi);
+  }
+
+  const onnx::ModelProto& model_;
+  const LoadOptions& options_;
+  Graph graph_;
+};
+
+}  // namespace
+
+StatusOr<Graph> LoadOnnxModel(const void* data, size_t size, const LoadOptions& options) {
+  if (data == nullptr || size == 0) return InvalidModel("the model is empty (0 bytes)");
+  if (size > static_cast<size_t>(INT_MAX)) {
+    return Unsupported("models over 2 GiB must keep their weights in external data files");
+  }
+  onnx::ModelProto model;
+  if (!model.ParseFromArray(data, static_cast<int>(size))) {
+    return InvalidModel("not a valid ONNX protobuf (truncated or corrupt, ", size, " bytes)");
+  }
+  if (!model.has_graph()) return InvalidModel("the model has no graph");
+  if (model.graph().node_size() == 0 && model.graph().output_size() == 0) {
+    return InvalidModel("the model's graph is empty");
+  }
+  if (options.infer_shapes) {
+    // ONNX's inference throws on inconsistent models. kiln's own checks
+    // report structural errors more precisely, so inference failing only
+    // means fewer static shapes, not a failed load.
+    try {
+      onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(),
+                                         onnx::ShapeInferenceOptions(false, 0, true));
+    } catch (const std::exception& e) {
+      Log().debug("ONNX shape inference failed, continuing without inferred shapes: {}", e.what());
+    }
+  }
+  return GraphBuilder(model, options).Build();
+}
+
+StatusOr<std::string> ReadFileToString(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return InvalidArgument("'", path, "' is a directory, not a file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound("cannot open '", path, "'");
+  in.seekg(0, std::ios::end);
+  std::streamoff size = in.tellg();
+  if (size < 0) return Internal("cannot read the size of '", path, "'");
+  std::string bytes(static_cast<size_t>(size), '\0');
+  in.seekg(0);
+  in.read(bytes.data(), size);
+  if (!in) return Internal("reading '", path, "' failed");
+  return bytes;
+}
+
+StatusOr<Graph> LoadOnnxFile(const std::string& path) {
+  KILN_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
+  LoadOptions options;
+  options.base_dir = fs::path(path).parent_path().string();
+  if (options.base_dir.empty()) options.base_dir = ".";
+  return LoadOnnxModel(bytes.data(), bytes.size(), options);
+}
+
+StatusOr<NamedProtoTensor> LoadTensorProtoFile(const std::string& path) {
+  KILN_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
+  onnx::TensorProto proto;
+  if (bytes.size() > static_cast<size_t>(INT_MAX) || !proto.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return InvalidArgument("'", path, "' is not a serialized TensorProto");
+  }
+  KILN_ASSIGN_OR_RETURN(Tensor tensor, TensorFromProto(proto, fs::path(path).parent_path().string()));
+  return NamedProtoTensor{proto.name(), std::move(tensor)};
+}
+
+}  // namespace kiln::graph

@@ -1,0 +1,123 @@
+// Conv (opset 1+, float32, 1-D to 3-D) on oneDNN's convolution primitive.
+// Tensors stay in kiln's row-major NC[D]HW layout; groups (including
+// depthwise) map to oneDNN's grouped weights [G, M/G, C/G, k...], which is the
+// same memory as ONNX's [M, C/G, k...].
+#include <memory>
+#include <utility>
+
+#include "kernels/dnnl_context.h"
+#include "kernels/dnnl_kernels.h"
+#include "kernels/window_geometry.h"
+
+namespace kiln::kernels {
+namespace {
+
+constexpr const char* kOp = "Conv";
+
+class ConvKernel final : public OpKernel {
+ public:
+  ConvKernel(WindowAttrs attrs, int64_t group) : attrs_(std::move(attrs)), group_(group) {}
+
+  Status Compute(KernelContext& ctx) const override {
+    const Tensor* x = ctx.input(0);
+    const Tensor* w = ctx.input(1);
+    const Tensor* b = ctx.input(2);
+    if (x == nullptr || w == nullptr) return InvalidArgument(kOp, ": X and W are required");
+    if (x->dtype() != DType::kFloat32 || w->dtype() != DType::kFloat32 ||
+        (b != nullptr && b->dtype() != DType::kFloat32)) {
+      return Unsupported(kOp, ": only float32 is supported, got X ", DTypeName(x->dtype()), " W ",
+                         DTypeName(w->dtype()));
+    }
+    if (x->rank() < 3) return InvalidArgument(kOp, ": X must have rank >= 3, got ", DimsToString(x->dims()));
+    if (x->rank() > 5) return Unsupported(kOp, ": only 1-D to 3-D convolution, got X ", DimsToString(x->dims()));
+    if (w->rank() != x->rank()) {
+      return InvalidArgument(kOp, ": W ", DimsToString(w->dims()), " must have the rank of X ",
+                             DimsToString(x->dims()));
+    }
+    const int64_t channels = x->dim(1);
+    const int64_t filters = w->dim(0);
+    if (w->dim(1) * group_ != channels) {
+      return InvalidArgument(kOp, ": channel mismatch: X has ", channels, " channels but W ",
+                             DimsToString(w->dims()), " with group ", group_, " expects ", w->dim(1) * group_);
+    }
+    if (filters % group_ != 0) {
+      return InvalidArgument(kOp, ": W's ", filters, " output channels are not divisible by group ", group_);
+    }
+    if (b != nullptr && (b->rank() != 1 || b->dim(0) != filters)) {
+      return InvalidArgument(kOp, ": B ", DimsToString(b->dims()), " must be [", filters, "]");
+    }
+    const Dims kernel(w->dims().begin() + 2, w->dims().end());
+    if (!attrs_.kernel_shape.empty() && attrs_.kernel_shape != kernel) {
+      return InvalidArgument(kOp, ": kernel_shape ", DimsToString(attrs_.kernel_shape), " does not match W ",
+                             DimsToString(w->dims()));
+    }
+
+    std::vector<int64_t> key;
+    AppendKey(key, x->dims());
+    AppendKey(key, w->dims());
+    key.push_back(b != nullptr);
+    return GuardDnnl(kOp, [&]() -> Status {
+      KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
+                            cache_.GetOrCreate(key, [&] { return MakePlan(*x, *w, b != nullptr, kernel); }));
+      KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, plan->out_dims));
+      if (y->num_elements() == 0 || x->num_elements() == 0) {
+        return y->num_elements() == 0 ? Status::Ok() : InvalidArgument(kOp, ": X is empty");
+      }
+      std::unordered_map<int, dnnl::memory> args = {
+          {DNNL_ARG_SRC, WrapMemory(plan->pd.src_desc(), x->raw_data())},
+          {DNNL_ARG_WEIGHTS, WrapMemory(plan->pd.weights_desc(), w->raw_data())},
+          {DNNL_ARG_DST, WrapMemory(plan->pd.dst_desc(), y->raw_data())}};
+      if (b != nullptr) args.emplace(DNNL_ARG_BIAS, WrapMemory(plan->pd.bias_desc(), b->raw_data()));
+      ExecuteDnnl(ctx, plan->primitive, plan->pd, std::move(args));
+      return Status::Ok();
+    });
+  }
+
+ private:
+  struct Plan {
+    Dims out_dims;
+    dnnl::convolution_forward::primitive_desc pd;
+    dnnl::convolution_forward primitive;
+  };
+
+  StatusOr<std::shared_ptr<const Plan>> MakePlan(const Tensor& x, const Tensor& w, bool has_bias,
+                                                  const Dims& kernel) const {
+    const Dims in_spatial(x.dims().begin() + 2, x.dims().end());
+    KILN_ASSIGN_OR_RETURN(WindowGeometry g, ResolveForwardWindow(kOp, attrs_, in_spatial, kernel, false));
+    auto plan = std::make_shared<Plan>();
+    plan->out_dims = {x.dim(0), w.dim(0)};
+    plan->out_dims.insert(plan->out_dims.end(), g.output.begin(), g.output.end());
+    if (x.num_elements() == 0 || HasZeroDim(plan->out_dims)) return plan;
+
+    Dims w_dims = w.dims();
+    if (group_ > 1) {
+      w_dims = {group_, w.dim(0) / group_};
+      w_dims.insert(w_dims.end(), w.dims().begin() + 1, w.dims().end());
+    }
+    Dims dnnl_dilations = g.dilations;
+    for (int64_t& d : dnnl_dilations) d -= 1;  // oneDNN counts the gaps
+    const dnnl::memory::desc bias_md = has_bias ? PlainF32Desc({w.dim(0)}) : dnnl::memory::desc();
+    dnnl::convolution_forward::desc desc(
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, PlainF32Desc(x.dims()),
+        PlainF32Desc(w_dims), bias_md, PlainF32Desc(plan->out_dims), ToDnnlDims(g.strides),
+        ToDnnlDims(dnnl_dilations), ToDnnlDims(g.pad_begin), ToDnnlDims(g.pad_end));
+    plan->pd = dnnl::convolution_forward::primitive_desc(desc, UserScratchpadAttr(), DnnlEngine());
+    plan->primitive = dnnl::convolution_forward(plan->pd);
+    return std::shared_ptr<const Plan>(std::move(plan));
+  }
+
+  WindowAttrs attrs_;
+  int64_t group_;
+  ShapeCache<Plan> cache_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<OpKernel>> CreateConvKernel(const graph::Node& node) {
+  KILN_ASSIGN_OR_RETURN(WindowAttrs attrs, ParseWindowAttrs(node, kOp));
+  KILN_ASSIGN_OR_RETURN(int64_t group, node.GetInt("group", 1));
+  if (group <= 0) return InvalidModel(kOp, ": group must be positive, got ", group);
+  return std::unique_ptr<OpKernel>(new ConvKernel(std::move(attrs), group));
+}
+
+}  // namespace kiln::kernels

@@ -1,0 +1,121 @@
+// Shared plumbing for the oneDNN-backed kernels (Conv, ConvTranspose, MatMul,
+// Gemm, pooling): the one CPU engine, memory descriptors for kiln's dense
+// row-major tensors, execution with a per-call scratchpad, a per-shape
+// primitive cache, and the conversion of oneDNN's exceptions to Status.
+//
+// oneDNN reports failure by throwing dnnl::error. kiln does not let
+// exceptions cross a module boundary, so every kernel runs its oneDNN calls
+// inside GuardDnnl, which turns any exception into a Status.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "kernels/kernel.h"
+#include "kiln/status.h"
+#include "kiln/tensor.h"
+
+namespace kiln::kernels {
+
+// The CPU engine shared by every kernel. Created on first use; oneDNN engines
+// are safe to use from many threads.
+const dnnl::engine& DnnlEngine();
+
+// Converts kiln dims to oneDNN dims (both are int64_t).
+inline dnnl::memory::dims ToDnnlDims(const Dims& dims) { return dnnl::memory::dims(dims.begin(), dims.end()); }
+
+// A float32 descriptor for a dense row-major tensor of `dims`.
+dnnl::memory::desc PlainF32Desc(const Dims& dims);
+// A float32 descriptor with explicit strides (in elements).
+dnnl::memory::desc StridedF32Desc(const Dims& dims, const Dims& strides);
+// Row-major strides of `dims`.
+Dims RowMajorStrides(const Dims& dims);
+
+// Converts a oneDNN failure to a Status naming `op`: "unimplemented" (no
+// implementation for this problem) becomes kUnsupported, the rest kInternal.
+Status DnnlErrorToStatus(const char* op, const dnnl::error& e);
+
+// Runs `fn` (returning Status) and converts any exception it throws.
+template <typename Fn>
+Status GuardDnnl(const char* op, Fn&& fn) noexcept {
+  try {
+    return fn();
+  } catch (const dnnl::error& e) {
+    return DnnlErrorToStatus(op, e);
+  } catch (const std::bad_alloc&) {
+    return ResourceExhausted(op, ": out of memory in oneDNN");
+  } catch (const std::exception& e) {
+    return Internal(op, ": oneDNN failed: ", e.what());
+  } catch (...) {
+    return Internal(op, ": oneDNN failed with an unknown exception");
+  }
+}
+
+// A primitive attribute with a user-managed scratchpad, so one primitive can
+// run concurrently from several threads, each with its own scratchpad.
+dnnl::primitive_attr UserScratchpadAttr();
+
+// Executes `primitive` on the calling thread with the session's thread count
+// for OpenMP, a fresh scratchpad of `pd`'s size and a fresh stream. `args`
+// need not contain DNNL_ARG_SCRATCHPAD. May throw dnnl::error: call inside
+// GuardDnnl.
+void ExecuteDnnl(const KernelContext& ctx, const dnnl::primitive& primitive, const dnnl::primitive_desc& pd,
+                 std::unordered_map<int, dnnl::memory> args);
+
+// Wraps a tensor's memory (not copied, not owned) in a oneDNN memory object.
+dnnl::memory WrapMemory(const dnnl::memory::desc& desc, const void* data);
+
+// Per-shape cache of whatever a kernel builds once per input signature
+// (primitive descriptors, primitives, reorders). Lookups and inserts are
+// guarded by a mutex, since Compute may run concurrently; entries are
+// immutable once built and shared by pointer, so executing one needs no lock.
+// The cache is bounded: a model whose shapes change on every call rebuilds
+// instead of growing without limit.
+template <typename Entry>
+class ShapeCache {
+ public:
+  // Returns the entry for `key`, building it with `make()` (returning
+  // StatusOr<std::shared_ptr<const Entry>>) on first use. `make` may throw
+  // oneDNN errors: call inside GuardDnnl.
+  template <typename Make>
+  StatusOr<std::shared_ptr<const Entry>> GetOrCreate(const std::vector<int64_t>& key, Make&& make) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(key);
+    if (it != entries_.end()) return it->second;
+    StatusOr<std::shared_ptr<const Entry>> made = make();
+    if (!made.ok()) return made.status();
+    if (entries_.size() >= kMaxEntries) entries_.clear();
+    entries_.emplace(key, *made);
+    return made;
+  }
+
+ private:
+  static constexpr size_t kMaxEntries = 64;
+  mutable std::mutex mu_;
+  mutable std::map<std::vector<int64_t>, std::shared_ptr<const Entry>> entries_;
+};
+
+inline bool HasZeroDim(const Dims& dims) {
+  for (int64_t d : dims) {
+    if (d == 0) return true;
+  }
+  return false;
+}
+
+// Appends `dims` to a cache key, prefixed by their count so keys built from
+// several dims lists cannot collide.
+inline void AppendKey(std::vector<int64_t>& key, const Dims& dims) {
+  key.push_back(static_cast<int64_t>(dims.size()));
+  key.insert(key.end(), dims.begin(), dims.end());
+}
+
+}  // namespace kiln::kernels

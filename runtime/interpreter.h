@@ -1,0 +1,86 @@
+// Tier 0: runs a graph node by node on the interpreter kernels, in
+// topological order, over a memory plan that reuses intermediate buffers.
+//
+// Lifecycle (XNNPACK-style phases): Create() validates the graph, builds one
+// kernel per node and plans memory; Run() only executes. An Interpreter is
+// immutable after Create and may run from many threads at once, each with its
+// own ExecutionFrame.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graph/graph.h"
+#include "kernels/kernel.h"
+#include "kiln/status.h"
+#include "kiln/tensor.h"
+#include "runtime/memory_plan.h"
+
+namespace kiln::runtime {
+
+// Per-step call counts and time, shared by all runs of an interpreter.
+struct StepProfile {
+  std::atomic<int64_t> calls{0};
+  std::atomic<int64_t> total_ns{0};
+};
+
+// The mutable state of one run: value tensors and the planned buffers. A
+// frame is reused across runs (its buffers then need no allocation) but used
+// by one run at a time.
+class ExecutionFrame {
+ public:
+  struct Slot {
+    std::shared_ptr<void> buffer;
+    size_t capacity = 0;
+  };
+  std::vector<Tensor> values;        // per graph value id, for the current run
+  std::vector<Slot> slots;           // per memory-plan slot
+  std::vector<const Tensor*> scratch_inputs;
+  std::vector<Tensor> scratch_outputs;
+  int64_t run_unplanned_bytes = 0;   // bytes allocated for intermediates in the last run
+
+  int64_t SlotBytes() const;
+};
+
+class Interpreter {
+ public:
+  // Fails (listing every unsupported op) when a node has no kernel.
+  static StatusOr<std::unique_ptr<Interpreter>> Create(const graph::Graph& graph,
+                                                       const kernels::KernelRegistry& registry);
+
+  std::unique_ptr<ExecutionFrame> NewFrame() const;
+
+  // Runs the graph. `inputs` are parallel to graph.inputs() and already
+  // checked by the caller; `outputs` receives graph.outputs() in order, each
+  // owning its memory. With `profile` set, per-step counters are updated.
+  Status Run(ExecutionFrame& frame, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
+             const kernels::ParallelRunner& parallel, bool profile) const;
+
+  struct Step {
+    graph::NodeId node = graph::kNoNode;
+    std::unique_ptr<kernels::OpKernel> kernel;
+    std::vector<graph::ValueId> inputs;
+    std::vector<graph::ValueId> outputs;
+    std::string description;  // "node Conv 'conv1'", for errors
+  };
+  const std::vector<Step>& steps() const { return steps_; }
+  const StepProfile& profile(size_t step) const { return profiles_[step]; }
+  const MemoryPlan& memory_plan() const { return plan_; }
+  const graph::Graph& graph() const { return graph_; }
+
+ private:
+  Interpreter(const graph::Graph& graph) : graph_(graph) {}
+
+  const graph::Graph& graph_;
+  std::vector<Step> steps_;
+  // value id -> memory plan slot, or -1 for values not planned (graph
+  // inputs, constants, graph outputs).
+  std::vector<int> slot_of_value_;
+  MemoryPlan plan_;
+  mutable std::unique_ptr<StepProfile[]> profiles_;
+};
+
+}  // namespace kiln::runtime

@@ -1,0 +1,180 @@
+#include "kiln/session.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "graph/log.h"
+#include "kernels/kernel.h"
+#include "runtime/interpreter.h"
+#include "runtime/model_internal.h"
+#include "runtime/thread_pool.h"
+
+namespace kiln {
+
+struct Session::Impl {
+  std::shared_ptr<const Model> model;
+  SessionOptions options;
+  std::unique_ptr<runtime::ThreadPool> pool;
+  std::unique_ptr<runtime::Interpreter> interpreter;
+
+  // Frames are reused across runs; concurrent runs each take their own.
+  mutable std::mutex frames_mu;
+  mutable std::vector<std::unique_ptr<runtime::ExecutionFrame>> idle_frames;
+  mutable std::atomic<int64_t> runs{0};
+  mutable std::atomic<int64_t> peak_planned_bytes{0};
+  mutable std::atomic<int64_t> unplanned_bytes{0};
+
+  std::unique_ptr<runtime::ExecutionFrame> AcquireFrame() const {
+    std::lock_guard<std::mutex> lock(frames_mu);
+    if (idle_frames.empty()) return interpreter->NewFrame();
+    auto frame = std::move(idle_frames.back());
+    idle_frames.pop_back();
+    return frame;
+  }
+  void ReleaseFrame(std::unique_ptr<runtime::ExecutionFrame> frame) const {
+    std::lock_guard<std::mutex> lock(frames_mu);
+    idle_frames.push_back(std::move(frame));
+  }
+
+  Status BindInputs(const std::vector<NamedTensor>& given, std::vector<const Tensor*>& bound) const;
+};
+
+namespace {
+
+void UpdateMax(std::atomic<int64_t>& target, int64_t value) {
+  int64_t cur = target.load(std::memory_order_relaxed);
+  while (value > cur && !target.compare_exchange_weak(cur, value, std::memory_order_relaxed)) {
+  }
+}
+
+}  // namespace
+
+// Every check happens before anything runs, so a bad request changes nothing.
+Status Session::Impl::BindInputs(const std::vector<NamedTensor>& given, std::vector<const Tensor*>& bound) const {
+  const graph::Graph& g = ModelGraph(*model);
+  const auto& infos = model->inputs();
+  bound.assign(infos.size(), nullptr);
+  for (const NamedTensor& nt : given) {
+    auto it = std::find_if(infos.begin(), infos.end(), [&](const TensorInfo& i) { return i.name == nt.name; });
+    if (it == infos.end()) {
+      std::string names;
+      for (const auto& i : infos) names += (names.empty() ? "'" : ", '") + i.name + "'";
+      return InvalidArgument("unknown input '", nt.name, "'; the model's inputs are ", names);
+    }
+    size_t idx = static_cast<size_t>(it - infos.begin());
+    if (bound[idx] != nullptr) return InvalidArgument("input '", nt.name, "' is given more than once");
+    bound[idx] = &nt.tensor;
+  }
+  // Symbolic dims must agree across inputs (e.g. every "batch" the same).
+  std::map<std::string, std::pair<int64_t, std::string>> symbols;
+  for (size_t i = 0; i < infos.size(); ++i) {
+    const TensorInfo& info = infos[i];
+    const Tensor* t = bound[i];
+    if (t == nullptr) return InvalidArgument("missing input '", info.name, "'");
+    if (!t->defined()) return InvalidArgument("input '", info.name, "' is an empty (undefined) tensor");
+    if (t->dtype() != info.dtype) {
+      return InvalidArgument("input '", info.name, "' has dtype ", DTypeName(t->dtype()), ", expected ",
+                             DTypeName(info.dtype));
+    }
+    auto count = CheckedNumElements(t->dims(), t->dtype());
+    if (!count.ok()) return count.status().WithContext("input '" + info.name + "'");
+    if (*count > 0 && t->raw_data() == nullptr) return InvalidArgument("input '", info.name, "' has no data");
+    if (!info.rank_known) continue;
+    if (t->rank() != static_cast<int64_t>(info.dims.size())) {
+      return InvalidArgument("input '", info.name, "' has rank ", t->rank(), " (shape ", DimsToString(t->dims()),
+                             "), expected rank ", info.dims.size(),
+                             " (shape ", g.value(g.inputs()[i]).shape.ToString(), ")");
+    }
+    for (size_t d = 0; d < info.dims.size(); ++d) {
+      const int64_t actual = t->dim(static_cast<int64_t>(d));
+      if (info.dims[d] >= 0 && actual != info.dims[d]) {
+        return InvalidArgument("input '", info.name, "' has shape ", DimsToString(t->dims()), ", expected ",
+                               g.value(g.inputs()[i]).shape.ToString(), " (dim ", d, " must be ", info.dims[d], ")");
+      }
+      const std::string& sym = info.dim_names[d];
+      if (info.dims[d] < 0 && !sym.empty()) {
+        auto [pos, inserted] = symbols.emplace(sym, std::make_pair(actual, info.name));
+        if (!inserted && pos->second.first != actual) {
+          return InvalidArgument("dimension '", sym, "' is ", actual, " in input '", info.name, "' but ",
+                                 pos->second.first, " in input '", pos->second.second, "'");
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Session::~Session() = default;
+
+StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> model, const SessionOptions& options) {
+  if (model == nullptr) return InvalidArgument("Session::Create needs a model");
+  if (options.intra_op_threads < 0) return InvalidArgument("intra_op_threads must be >= 0, got ", options.intra_op_threads);
+  if (!options.log_level.empty() && !SetLogLevel(options.log_level)) {
+    return InvalidArgument("unknown log level '", options.log_level, "'");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->model = std::move(model);
+  impl->options = options;
+  if (impl->options.intra_op_threads == 0) {
+    impl->options.intra_op_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+  KILN_ASSIGN_OR_RETURN(impl->interpreter,
+                        runtime::Interpreter::Create(ModelGraph(*impl->model), kernels::DefaultKernelRegistry()));
+  impl->pool = std::make_unique<runtime::ThreadPool>(impl->options.intra_op_threads);
+  if (options.tier != TierPolicy::kInterpreter) {
+    Log().info("tier policy '{}' requested; the JIT tier is not built yet, running the interpreter",
+               TierPolicyName(options.tier));
+  }
+  return std::unique_ptr<Session>(new Session(std::move(impl)));
+}
+
+StatusOr<std::vector<NamedTensor>> Session::Run(const std::vector<NamedTensor>& inputs) const {
+  std::vector<const Tensor*> bound;
+  KILN_RETURN_IF_ERROR(impl_->BindInputs(inputs, bound));
+  // oneDNN runs on OpenMP; its team size is a per-thread setting, so set it
+  // on the calling thread to the session's thread count.
+  if (omp_get_max_threads() != impl_->options.intra_op_threads) omp_set_num_threads(impl_->options.intra_op_threads);
+
+  auto frame = impl_->AcquireFrame();
+  std::vector<Tensor> outputs;
+  Status status = impl_->interpreter->Run(*frame, bound, outputs, *impl_->pool, impl_->options.enable_profiling);
+  UpdateMax(impl_->peak_planned_bytes, frame->SlotBytes());
+  UpdateMax(impl_->unplanned_bytes, frame->run_unplanned_bytes);
+  impl_->ReleaseFrame(std::move(frame));
+  KILN_RETURN_IF_ERROR(status);
+  impl_->runs.fetch_add(1, std::memory_order_relaxed);
+
+  std::vector<NamedTensor> named;
+  named.reserve(outputs.size());
+  const auto& infos = impl_->model->outputs();
+  for (size_t i = 0; i < outputs.size(); ++i) named.push_back({infos[i].name, std::move(outputs[i])});
+  return named;
+}
+
+const Model& Session::model() const { return *impl_->model; }
+const SessionOptions& Session::options() const { return impl_->options; }
+
+SessionStats Session::stats() const {
+  SessionStats stats;
+  stats.peak_planned_bytes = impl_->peak_planned_bytes.load();
+  stats.unplanned_bytes = impl_->unplanned_bytes.load();
+  stats.runs = impl_->runs.load();
+  if (impl_->options.enable_profiling) {
+    const auto& steps = impl_->interpreter->steps();
+    const graph::Graph& g = ModelGraph(*impl_->model);
+    for (size_t s = 0; s < steps.size(); ++s) {
+      const graph::Node& node = g.node(steps[s].node);
+      const auto& p = impl_->interpreter->profile(s);
+      stats.nodes.push_back({node.name, node.op_type, p.calls.load(), static_cast<double>(p.total_ns.load()) / 1e6});
+    }
+  }
+  return stats;
+}
+
+}  // namespace kiln

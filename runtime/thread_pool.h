@@ -1,0 +1,43 @@
+// kiln's intra-op thread pool. The calling thread always takes part in its
+// own parallel loop, so a pool of N threads starts N-1 workers, nested or
+// concurrent For() calls (many sessions' runs at once) cannot deadlock, and a
+// 1-thread pool runs everything inline. Idle workers sleep on a condition
+// variable: they never spin against oneDNN's OpenMP threads.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "kernels/kernel.h"
+
+namespace kiln::runtime {
+
+class ThreadPool final : public kernels::ParallelRunner {
+ public:
+  explicit ThreadPool(int num_threads);
+  ~ThreadPool() override;
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  void For(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) const override;
+  int num_threads() const override { return num_threads_; }
+
+ private:
+  struct Job;
+  static void RunChunks(Job& job);
+  void WorkerLoop();
+
+  int num_threads_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable work_cv_;
+  mutable std::deque<std::shared_ptr<Job>> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace kiln::runtime

@@ -1,0 +1,264 @@
+// ONNX backend conformance: runs every case of Debian's libonnx-testdata
+// (ONNX's own backend test suite) through a kiln session and compares with
+// the reference outputs using ONNX's default tolerances.
+//
+// A case is skipped only when kiln reports StatusCode::kUnsupported (an op,
+// dtype or attribute it does not implement); the reason is listed. Any other
+// error or any mismatch is a failure, and one failure fails the test.
+//
+// Environment:
+//   KILN_CONFORMANCE_FILTER  regex on the case name (e.g. "test_conv.*")
+//   KILN_CONFORMANCE_DATA    data root (default /usr/share/libonnx-testdata/data)
+//   KILN_CONFORMANCE_LOG     where to write the per-op table (default: the
+//                            test's undeclared outputs dir, else stdout only)
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "graph/onnx_loader.h"
+#include "kiln/session.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+
+enum class Outcome { kPassed, kFailed, kSkipped };
+
+struct CaseResult {
+  std::string name;
+  Outcome outcome = Outcome::kPassed;
+  std::string reason;
+  std::set<std::string> ops;
+};
+
+std::string Env(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+std::set<std::string> OpTypesOf(const std::string& model_path) {
+  std::set<std::string> ops;
+  auto bytes = graph::ReadFileToString(model_path);
+  onnx::ModelProto model;
+  if (bytes.ok() && model.ParseFromString(*bytes)) {
+    for (const auto& n : model.graph().node()) ops.insert(n.op_type());
+  }
+  return ops;
+}
+
+template <typename T>
+double At(const Tensor& t, int64_t i) {
+  return static_cast<double>(t.data<T>()[i]);
+}
+
+double ElementAsDouble(const Tensor& t, int64_t i) {
+  switch (t.dtype()) {
+    case DType::kFloat32: return At<float>(t, i);
+    case DType::kFloat64: return At<double>(t, i);
+    case DType::kInt64: return At<int64_t>(t, i);
+    case DType::kInt32: return At<int32_t>(t, i);
+    case DType::kInt16: return At<int16_t>(t, i);
+    case DType::kInt8: return At<int8_t>(t, i);
+    case DType::kUint8: return At<uint8_t>(t, i);
+    case DType::kBool: return t.data<bool>()[i] ? 1.0 : 0.0;
+    case DType::kUndefined: return 0;
+  }
+  return 0;
+}
+
+// Empty when equal within tolerance, else a description of the first
+// mismatch.
+std::string Compare(const Tensor& actual, const Tensor& expected, double rtol, double atol) {
+  if (actual.dtype() != expected.dtype()) {
+    return std::string("dtype ") + DTypeName(actual.dtype()) + ", expected " + DTypeName(expected.dtype());
+  }
+  if (actual.dims() != expected.dims()) {
+    return "shape " + DimsToString(actual.dims()) + ", expected " + DimsToString(expected.dims());
+  }
+  const bool is_float = actual.dtype() == DType::kFloat32 || actual.dtype() == DType::kFloat64;
+  int64_t mismatches = 0;
+  std::string first;
+  for (int64_t i = 0; i < actual.num_elements(); ++i) {
+    const double a = ElementAsDouble(actual, i);
+    const double e = ElementAsDouble(expected, i);
+    bool ok;
+    if (!is_float) {
+      ok = a == e;
+    } else if (std::isnan(e)) {
+      ok = std::isnan(a);
+    } else if (std::isinf(e)) {
+      ok = a == e;
+    } else {
+      ok = std::fabs(a - e) <= atol + rtol * std::fabs(e);
+    }
+    if (!ok) {
+      if (mismatches == 0) {
+        std::ostringstream os;
+        os.precision(9);
+        os << "element " << i << " is " << a << ", expected " << e;
+        first = os.str();
+      }
+      ++mismatches;
+    }
+  }
+  if (mismatches == 0) return "";
+  return std::to_string(mismatches) + " of " + std::to_string(actual.num_elements()) + " elements differ; " + first;
+}
+
+std::vector<std::string> SortedFiles(const fs::path& dir, const std::string& prefix) {
+  std::vector<std::pair<int, std::string>> numbered;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) == 0 && entry.path().extension() == ".pb") {
+      numbered.emplace_back(std::atoi(name.c_str() + prefix.size()), entry.path().string());
+    }
+  }
+  std::sort(numbered.begin(), numbered.end());
+  std::vector<std::string> files;
+  for (auto& [n, path] : numbered) files.push_back(path);
+  return files;
+}
+
+CaseResult RunCase(const fs::path& dir) {
+  CaseResult result;
+  result.name = dir.filename().string();
+  const std::string model_path = (dir / "model.onnx").string();
+  result.ops = OpTypesOf(model_path);
+  auto fail = [&](Outcome outcome, const std::string& why) {
+    result.outcome = outcome;
+    result.reason = why;
+    return result;
+  };
+  auto classify = [&](const Status& s, const std::string& stage) {
+    return fail(s.code() == StatusCode::kUnsupported ? Outcome::kSkipped : Outcome::kFailed,
+                stage + ": " + s.ToString());
+  };
+
+  auto model = Model::Load(model_path);
+  if (!model.ok()) return classify(model.status(), "load");
+  SessionOptions options;
+  options.intra_op_threads = 2;
+  options.tier = TierPolicy::kInterpreter;
+  auto session = Session::Create(*model, options);
+  if (!session.ok()) return classify(session.status(), "session");
+
+  std::vector<fs::path> data_sets;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.is_directory() && entry.path().filename().string().rfind("test_data_set_", 0) == 0) {
+      data_sets.push_back(entry.path());
+    }
+  }
+  std::sort(data_sets.begin(), data_sets.end());
+  if (data_sets.empty()) return fail(Outcome::kSkipped, "no test data sets");
+
+  const auto& input_infos = (*model)->inputs();
+  for (const fs::path& ds : data_sets) {
+    std::vector<NamedTensor> inputs;
+    const auto input_files = SortedFiles(ds, "input_");
+    for (size_t i = 0; i < input_files.size(); ++i) {
+      auto t = graph::LoadTensorProtoFile(input_files[i]);
+      if (!t.ok()) return classify(t.status(), "input " + std::to_string(i));
+      if (i >= input_infos.size()) return fail(Outcome::kFailed, "more input files than model inputs");
+      inputs.push_back({input_infos[i].name, std::move(t->tensor)});
+    }
+    auto outputs = (*session)->Run(inputs);
+    if (!outputs.ok()) return classify(outputs.status(), "run " + ds.filename().string());
+    const auto output_files = SortedFiles(ds, "output_");
+    if (output_files.size() != outputs->size()) {
+      return fail(Outcome::kFailed, "produced " + std::to_string(outputs->size()) + " outputs, expected " +
+                                        std::to_string(output_files.size()));
+    }
+    for (size_t i = 0; i < output_files.size(); ++i) {
+      auto expected = graph::LoadTensorProtoFile(output_files[i]);
+      if (!expected.ok()) return classify(expected.status(), "output " + std::to_string(i));
+      std::string diff = Compare((*outputs)[i].tensor, expected->tensor, 1e-3, 1e-7);
+      if (!diff.empty()) {
+        return fail(Outcome::kFailed, ds.filename().string() + " output " + std::to_string(i) + " ('" +
+                                          (*outputs)[i].name + "'): " + diff);
+      }
+    }
+  }
+  return result;
+}
+
+TEST(Conformance, OnnxBackendSuite) {
+  const fs::path root = Env("KILN_CONFORMANCE_DATA", "/usr/share/libonnx-testdata/data");
+  ASSERT_TRUE(fs::exists(root)) << root << " is missing: install libonnx-testdata";
+  const std::regex filter(Env("KILN_CONFORMANCE_FILTER", ".*"));
+
+  std::vector<fs::path> cases;
+  for (const char* suite : {"node", "pytorch-converted", "pytorch-operator", "simple"}) {
+    if (!fs::exists(root / suite)) continue;
+    for (const auto& entry : fs::directory_iterator(root / suite)) {
+      if (entry.is_directory() && fs::exists(entry.path() / "model.onnx") &&
+          std::regex_search(entry.path().filename().string(), filter)) {
+        cases.push_back(entry.path());
+      }
+    }
+  }
+  std::sort(cases.begin(), cases.end());
+
+  std::vector<CaseResult> results;
+  for (const fs::path& c : cases) results.push_back(RunCase(c));
+
+  int passed = 0, failed = 0, skipped = 0;
+  struct OpCounts { int passed = 0, failed = 0, skipped = 0; };
+  std::map<std::string, OpCounts> per_op;
+  std::ostringstream log;
+  for (const CaseResult& r : results) {
+    for (const std::string& op : r.ops) {
+      auto& c = per_op[op];
+      (r.outcome == Outcome::kPassed ? c.passed : r.outcome == Outcome::kFailed ? c.failed : c.skipped)++;
+    }
+    switch (r.outcome) {
+      case Outcome::kPassed: ++passed; break;
+      case Outcome::kFailed:
+        ++failed;
+        log << "FAILED  " << r.name << ": " << r.reason << "\n";
+        break;
+      case Outcome::kSkipped:
+        ++skipped;
+        log << "SKIPPED " << r.name << ": " << r.reason << "\n";
+        break;
+    }
+  }
+  log << "\nper-op results (a case counts for every op its model uses):\n";
+  log << "op                              passed  failed skipped\n";
+  for (const auto& [op, c] : per_op) {
+    char line[128];
+    std::snprintf(line, sizeof(line), "%-30s %7d %7d %7d\n", op.c_str(), c.passed, c.failed, c.skipped);
+    log << line;
+  }
+  std::ostringstream summary;
+  summary << "conformance: " << passed << " passed, " << failed << " failed, " << skipped << " skipped";
+  log << "\n" << summary.str() << "\n";
+
+  std::string log_path = Env("KILN_CONFORMANCE_LOG", "");
+  if (log_path.empty() && std::getenv("TEST_UNDECLARED_OUTPUTS_DIR")) {
+    log_path = std::string(std::getenv("TEST_UNDECLARED_OUTPUTS_DIR")) + "/conformance.log";
+  }
+  if (!log_path.empty()) std::ofstream(log_path) << log.str();
+  // Failures go to stdout in full so CI logs show them; skips only in the log.
+  for (const CaseResult& r : results) {
+    if (r.outcome == Outcome::kFailed) std::cout << "FAILED  " << r.name << ": " << r.reason << "\n";
+  }
+  std::cout << summary.str() << (log_path.empty() ? "" : " (details: " + log_path + ")") << std::endl;
+  if (Env("KILN_CONFORMANCE_VERBOSE", "") == "1") std::cout << log.str();
+  EXPECT_EQ(failed, 0) << summary.str();
+}
+
+}  // namespace
+}  // namespace kiln
