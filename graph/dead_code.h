@@ -1,0 +1,23 @@
+// Dead-code elimination: removes what cannot influence a graph output.
+//
+// Why: exporters leave unused branches behind, and constant folding strands
+// the initializers and shape nodes it folded away. Dropping them saves run
+// time (no dead kernels), memory (no unused weights kept alive) and keeps
+// printed graphs readable.
+#pragma once
+
+#include "graph/graph.h"
+#include "kiln/status.h"
+
+namespace kiln::graph {
+
+// Removes every live node none of whose outputs reaches a graph output
+// (through any chain of uses), then clears Value::constant of initializers
+// and folded constants that no live node uses and that are not graph
+// outputs, releasing their data. ONNX nodes have no side effects, so
+// reachability is the whole story. While a live node carries a subgraph
+// attribute (If/Loop/Scan bodies may name outer values that no link
+// records), constants are all kept. Returns whether anything was removed.
+StatusOr<bool> EliminateDeadNodes(Graph& graph);
+
+}  // namespace kiln::graph

@@ -1,0 +1,99 @@
+#include "graph/pipeline.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "graph/dead_code.h"
+#include "graph/log.h"
+#include "graph/printer.h"
+#include "graph/shape_propagation.h"
+
+namespace kiln::graph {
+namespace {
+
+// Folding and shape propagation feed each other (see below); real models
+// settle in two or three rounds. The bound only guards against a pass that
+// keeps reporting a change.
+constexpr int kMaxFoldRounds = 8;
+
+// Writes PrintGraph output after each pass when a dump folder is set.
+class GraphDumper {
+ public:
+  explicit GraphDumper(std::string dir) : dir_(std::move(dir)) {}
+
+  Status Dump(const Graph& graph, const std::string& pass_name) {
+    if (dir_.empty()) return Status::Ok();
+    std::error_code ec;
+    std::filesystem::create_directories(dir_, ec);
+    if (ec) return NotFound("cannot create graph dump folder '", dir_, "': ", ec.message());
+    char prefix[16];
+    std::snprintf(prefix, sizeof(prefix), "%02d_", next_index_++);
+    const std::filesystem::path path = std::filesystem::path(dir_) / (prefix + pass_name + ".txt");
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << PrintGraph(graph);
+    out.close();
+    if (!out) return NotFound("cannot write graph dump '", path.string(), "'");
+    return Status::Ok();
+  }
+
+ private:
+  std::string dir_;
+  int next_index_ = 0;
+};
+
+std::string DumpDir(const PipelineOptions& options) {
+  if (!options.dump_dir.empty()) return options.dump_dir;
+  const char* env = std::getenv("KILN_DUMP_GRAPH");
+  return env ? std::string(env) : std::string();
+}
+
+}  // namespace
+
+Status RunGraphPipeline(Graph& graph, const PipelineOptions& options) {
+  GraphDumper dumper(DumpDir(options));
+  KILN_RETURN_IF_ERROR(dumper.Dump(graph, "loaded"));
+
+  // Every pass trusts the producer/user links and needs a topological
+  // order; check them once, up front, so a malformed model fails here with
+  // a clear message instead of deep inside a pass.
+  KILN_RETURN_IF_ERROR(graph.Validate());
+
+  // 1. Dead code first: nodes that cannot reach an output should not be
+  //    evaluated by folding (wasted load time, and an op kiln cannot run
+  //    there would only produce noise).
+  KILN_RETURN_IF_ERROR(EliminateDeadNodes(graph).status());
+  KILN_RETURN_IF_ERROR(dumper.Dump(graph, "eliminate_dead_nodes"));
+
+  // 2. Folding and shape propagation to a fixed point. Propagation must run
+  //    after folding, since folding is what turns Reshape/Expand/Slice
+  //    operands into constants it can read. Folding must run again after
+  //    propagation, since a newly concrete shape lets Shape/Size nodes fold
+  //    (Reshape by a folded shape -> Shape of its result -> ...). One
+  //    folding sweep already folds whole chains, so a round that folds
+  //    nothing means the next would not either.
+  for (int round = 0; round < kMaxFoldRounds; ++round) {
+    KILN_ASSIGN_OR_RETURN(bool folded, FoldConstants(graph, options.evaluator));
+    KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fold_constants"));
+    KILN_RETURN_IF_ERROR(PropagateShapes(graph));
+    KILN_RETURN_IF_ERROR(dumper.Dump(graph, "propagate_shapes"));
+    if (!folded) break;
+  }
+
+  // 3. Dead code again, after folding: folding leaves behind the
+  //    initializers it consumed and the Shape-chain inputs it no longer
+  //    needs; dropping them releases their memory before the session
+  //    plans anything.
+  KILN_RETURN_IF_ERROR(EliminateDeadNodes(graph).status());
+  KILN_RETURN_IF_ERROR(dumper.Dump(graph, "eliminate_dead_nodes"));
+
+  // The passes keep the graph valid by construction; checking again costs
+  // little and turns a pass bug into an error rather than a crash later.
+  Status valid = graph.Validate();
+  if (!valid.ok()) return Internal("graph pipeline produced an invalid graph: ", valid.message());
+  Log().debug("graph pipeline: {} live nodes", graph.num_live_nodes());
+  return Status::Ok();
+}
+
+}  // namespace kiln::graph

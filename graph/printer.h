@@ -1,0 +1,46 @@
+// Human-readable views of a Graph: a text listing for logs, tests and
+// KILN_DUMP_GRAPH, and Graphviz DOT for looking at a model's structure.
+// Neither rewrites anything; both accept any graph, including one with a
+// cycle or dangling links (they print what is there rather than fail), so
+// they stay usable while debugging a pass that broke the graph.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "graph/graph.h"
+
+namespace kiln::graph {
+
+// The graph as text, one line per item, deterministic for a given graph:
+//
+//   graph "name" opsets {"": 13}
+//   input  %x:float32[N,3,224,224]
+//   const  %w:float32[64,3,3,3]
+//   const  %axes:int64[1] = [0]
+//   %y:float32[N,64,222,222] = Conv(%x, %w, %b) {kernel_shape=[3,3]}  # conv1
+//   output %y
+//
+// Constants are summarised by dtype and shape (tiny ones also show their
+// values, which is what makes folded shape arithmetic readable). Live nodes
+// come in topological order (model order if the graph has a cycle); an
+// omitted optional input prints as `_`; a value without a name as `%#<id>`.
+std::string PrintGraph(const Graph& graph);
+
+struct DotOptions {
+  // Fill colour group per node id (index = NodeId, -1 = no colour). Shorter
+  // than num_nodes() is fine: missing entries mean -1. A partitioner uses
+  // this to show its regions.
+  std::vector<int> node_color_group;
+  // Draw initializers and folded constants as their own boxes. Off is
+  // useful for big models, where weights crowd out the structure.
+  bool include_constants = true;
+};
+
+// The graph in Graphviz DOT. Each live node is a box labelled with its op
+// type and name; graph inputs, constants and graph outputs are ellipses and
+// notes; every edge is labelled with the dtype and shape of the value it
+// carries.
+std::string GraphToDot(const Graph& graph, const DotOptions& options = {});
+
+}  // namespace kiln::graph

@@ -1,0 +1,132 @@
+// Gemm (opsets 1-18, float32): Y = alpha * op(A) * op(B) + beta * C, on
+// oneDNN's matmul. Transposition is a strided memory descriptor (no copy),
+// alpha an output scale, and beta * C is written into Y first and then
+// accumulated by a sum post-op.
+#include <algorithm>
+#include <memory>
+#include <utility>
+
+#include "kernels/dnnl_context.h"
+#include "kernels/dnnl_kernels.h"
+
+namespace kiln::kernels {
+namespace {
+
+constexpr const char* kOp = "Gemm";
+
+class GemmKernel final : public OpKernel {
+ public:
+  GemmKernel(bool trans_a, bool trans_b, float alpha, float beta)
+      : trans_a_(trans_a), trans_b_(trans_b), alpha_(alpha), beta_(beta) {}
+
+  Status Compute(KernelContext& ctx) const override {
+    const Tensor* a = ctx.input(0);
+    const Tensor* b = ctx.input(1);
+    const Tensor* c = ctx.input(2);
+    if (a == nullptr || b == nullptr) return InvalidArgument(kOp, ": A and B are required");
+    if (a->dtype() != DType::kFloat32 || b->dtype() != DType::kFloat32 ||
+        (c != nullptr && c->dtype() != DType::kFloat32)) {
+      return Unsupported(kOp, ": only float32 is supported, got A ", DTypeName(a->dtype()), " B ",
+                         DTypeName(b->dtype()));
+    }
+    if (a->rank() != 2 || b->rank() != 2) {
+      return InvalidArgument(kOp, ": A and B must be 2-D, got ", DimsToString(a->dims()), " and ",
+                             DimsToString(b->dims()));
+    }
+    const int64_t m = trans_a_ ? a->dim(1) : a->dim(0);
+    const int64_t k = trans_a_ ? a->dim(0) : a->dim(1);
+    const int64_t kb = trans_b_ ? b->dim(1) : b->dim(0);
+    const int64_t n = trans_b_ ? b->dim(0) : b->dim(1);
+    if (k != kb) {
+      return InvalidArgument(kOp, ": inner dimensions differ: A ", DimsToString(a->dims()), (trans_a_ ? "^T" : ""),
+                             " x B ", DimsToString(b->dims()), (trans_b_ ? "^T" : ""));
+    }
+    // C broadcasts unidirectionally to [M, N].
+    const bool use_c = c != nullptr && beta_ != 0.0f;
+    int64_t c_rows = 1, c_cols = 1;
+    if (c != nullptr) {
+      if (c->rank() > 2) return InvalidArgument(kOp, ": C must have rank <= 2, got ", DimsToString(c->dims()));
+      if (c->rank() >= 1) c_cols = c->dim(c->rank() - 1);
+      if (c->rank() == 2) c_rows = c->dim(0);
+      if ((c_rows != 1 && c_rows != m) || (c_cols != 1 && c_cols != n)) {
+        return InvalidArgument(kOp, ": C ", DimsToString(c->dims()), " does not broadcast to [", m, ", ", n, "]");
+      }
+    }
+
+    KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, {m, n}));
+    if (y->num_elements() == 0) return Status::Ok();
+    float* out = y->data<float>();
+    if (use_c) {
+      const float* cv = c->data<float>();
+      for (int64_t i = 0; i < m; ++i) {
+        const float* c_row = cv + (c_rows == 1 ? 0 : i * c_cols);
+        float* y_row = out + i * n;
+        if (c_cols == 1) {
+          std::fill(y_row, y_row + n, beta_ * c_row[0]);
+        } else {
+          for (int64_t j = 0; j < n; ++j) y_row[j] = beta_ * c_row[j];
+        }
+      }
+    }
+    if (k == 0) {
+      if (!use_c) std::fill(out, out + m * n, 0.0f);
+      return Status::Ok();
+    }
+
+    std::vector<int64_t> key;
+    AppendKey(key, a->dims());
+    AppendKey(key, b->dims());
+    key.push_back(use_c);
+    return GuardDnnl(kOp, [&]() -> Status {
+      KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
+                            cache_.GetOrCreate(key, [&] { return MakePlan(m, k, n, use_c); }));
+      ExecuteDnnl(ctx, plan->primitive, plan->pd,
+                  {{DNNL_ARG_SRC, WrapMemory(plan->pd.src_desc(), a->raw_data())},
+                   {DNNL_ARG_WEIGHTS, WrapMemory(plan->pd.weights_desc(), b->raw_data())},
+                   {DNNL_ARG_DST, WrapMemory(plan->pd.dst_desc(), out)}});
+      return Status::Ok();
+    });
+  }
+
+ private:
+  struct Plan {
+    dnnl::matmul::primitive_desc pd;
+    dnnl::matmul primitive;
+  };
+
+  StatusOr<std::shared_ptr<const Plan>> MakePlan(int64_t m, int64_t k, int64_t n, bool accumulate) const {
+    const Dims a_strides = trans_a_ ? Dims{1, m} : Dims{k, 1};
+    const Dims b_strides = trans_b_ ? Dims{1, k} : Dims{n, 1};
+    dnnl::matmul::desc desc(StridedF32Desc({m, k}, a_strides), StridedF32Desc({k, n}, b_strides),
+                            PlainF32Desc({m, n}));
+    dnnl::primitive_attr attr = UserScratchpadAttr();
+    if (alpha_ != 1.0f) attr.set_output_scales(0, {alpha_});
+    if (accumulate) {
+      dnnl::post_ops ops;
+      ops.append_sum(1.0f);
+      attr.set_post_ops(ops);
+    }
+    auto plan = std::make_shared<Plan>();
+    plan->pd = dnnl::matmul::primitive_desc(desc, attr, DnnlEngine());
+    plan->primitive = dnnl::matmul(plan->pd);
+    return std::shared_ptr<const Plan>(std::move(plan));
+  }
+
+  bool trans_a_, trans_b_;
+  float alpha_, beta_;
+  ShapeCache<Plan> cache_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<OpKernel>> CreateGemmKernel(const graph::Node& node) {
+  KILN_ASSIGN_OR_RETURN(int64_t trans_a, node.GetInt("transA", 0));
+  KILN_ASSIGN_OR_RETURN(int64_t trans_b, node.GetInt("transB", 0));
+  KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 1.0f));
+  KILN_ASSIGN_OR_RETURN(float beta, node.GetFloat("beta", 1.0f));
+  // Opsets before 7 had a `broadcast` attribute; broadcasting C is always
+  // allowed here, which is a superset of what broadcast=0 permits.
+  return std::unique_ptr<OpKernel>(new GemmKernel(trans_a != 0, trans_b != 0, alpha, beta));
+}
+
+}  // namespace kiln::kernels

@@ -1,0 +1,237 @@
+// MaxPool, AveragePool (float32, 1-D to 3-D) on oneDNN's pooling primitive,
+// and GlobalAveragePool / GlobalMaxPool as plain per-plane reductions.
+//
+// ceil_mode: oneDNN derives the output size with floor division, so the end
+// padding passed to it is extended until the last (partial) window fits.
+// Max pooling and average pooling without pads in the count ignore padding
+// anyway; with count_include_pad=1, ONNX counts the explicit pads but not the
+// ceil extension, so those border outputs are rescaled afterwards.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <utility>
+
+#include "kernels/dnnl_context.h"
+#include "kernels/dnnl_kernels.h"
+#include "kernels/window_geometry.h"
+
+namespace kiln::kernels {
+namespace {
+
+enum class PoolKind { kMax, kAverage };
+
+class PoolKernel final : public OpKernel {
+ public:
+  PoolKernel(PoolKind kind, WindowAttrs attrs, bool ceil_mode, bool count_include_pad)
+      : kind_(kind), attrs_(std::move(attrs)), ceil_mode_(ceil_mode), count_include_pad_(count_include_pad) {}
+
+  Status Compute(KernelContext& ctx) const override {
+    const char* op = name();
+    const Tensor* x = ctx.input(0);
+    if (x == nullptr) return InvalidArgument(op, ": X is required");
+    if (x->dtype() != DType::kFloat32) return Unsupported(op, ": only float32 is supported, got ", DTypeName(x->dtype()));
+    if (x->rank() < 3) return InvalidArgument(op, ": X must have rank >= 3, got ", DimsToString(x->dims()));
+    if (x->rank() > 5) return Unsupported(op, ": only 1-D to 3-D pooling, got X ", DimsToString(x->dims()));
+    if (attrs_.kernel_shape.size() != static_cast<size_t>(x->rank() - 2)) {
+      return InvalidArgument(op, ": kernel_shape ", DimsToString(attrs_.kernel_shape), " does not match X ",
+                             DimsToString(x->dims()));
+    }
+    std::vector<int64_t> key;
+    AppendKey(key, x->dims());
+    return GuardDnnl(op, [&]() -> Status {
+      KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
+                            cache_.GetOrCreate(key, [&] { return MakePlan(x->dims()); }));
+      KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, plan->out_dims));
+      if (y->num_elements() == 0) return Status::Ok();
+      ExecuteDnnl(ctx, plan->primitive, plan->pd,
+                  {{DNNL_ARG_SRC, WrapMemory(plan->pd.src_desc(), x->raw_data())},
+                   {DNNL_ARG_DST, WrapMemory(plan->pd.dst_desc(), y->raw_data())}});
+      if (!plan->rescale.empty()) {
+        const int64_t plane = static_cast<int64_t>(plan->rescale.size());
+        const int64_t planes = y->num_elements() / plane;
+        float* out = y->data<float>();
+        for (int64_t p = 0; p < planes; ++p) {
+          for (int64_t i = 0; i < plane; ++i) out[p * plane + i] *= plan->rescale[static_cast<size_t>(i)];
+        }
+      }
+      return Status::Ok();
+    });
+  }
+
+ private:
+  struct Plan {
+    Dims out_dims;
+    std::vector<float> rescale;  // per output spatial position; empty if none
+    dnnl::pooling_v2_forward::primitive_desc pd;
+    dnnl::pooling_v2_forward primitive;
+  };
+
+  const char* name() const { return kind_ == PoolKind::kMax ? "MaxPool" : "AveragePool"; }
+
+  StatusOr<std::shared_ptr<const Plan>> MakePlan(const Dims& x_dims) const {
+    const char* op = name();
+    const Dims in(x_dims.begin() + 2, x_dims.end());
+    const size_t rank = in.size();
+    KILN_ASSIGN_OR_RETURN(WindowGeometry g, ResolveForwardWindow(op, attrs_, in, attrs_.kernel_shape, ceil_mode_));
+    auto plan = std::make_shared<Plan>();
+    plan->out_dims = {x_dims[0], x_dims[1]};
+    plan->out_dims.insert(plan->out_dims.end(), g.output.begin(), g.output.end());
+    if (HasZeroDim(plan->out_dims)) return plan;
+    if (HasZeroDim(x_dims)) return InvalidArgument(op, ": X ", DimsToString(x_dims), " is empty");
+
+    Dims dnnl_pad_r(rank), dnnl_dilations(rank);
+    bool extended = false;
+    for (size_t i = 0; i < rank; ++i) {
+      const int64_t ek = (g.kernel[i] - 1) * g.dilations[i] + 1;
+      const int64_t needed = (g.output[i] - 1) * g.strides[i] + ek - in[i] - g.pad_begin[i];
+      dnnl_pad_r[i] = std::max(g.pad_end[i], needed);
+      extended |= needed > g.pad_end[i];
+      dnnl_dilations[i] = g.dilations[i] - 1;
+      if (g.pad_begin[i] >= ek || dnnl_pad_r[i] >= ek) {
+        // A window made only of padding has no defined value.
+        return InvalidArgument(op, ": pads ", DimsToString(attrs_.pads), " are not smaller than the kernel");
+      }
+    }
+    dnnl::algorithm alg = dnnl::algorithm::pooling_max;
+    if (kind_ == PoolKind::kAverage) {
+      alg = count_include_pad_ ? dnnl::algorithm::pooling_avg_include_padding
+                               : dnnl::algorithm::pooling_avg_exclude_padding;
+      if (count_include_pad_ && extended) plan->rescale = IncludePadRescale(g, in);
+    }
+    dnnl::pooling_v2_forward::desc desc(dnnl::prop_kind::forward_inference, alg, PlainF32Desc(x_dims),
+                                        PlainF32Desc(plan->out_dims), ToDnnlDims(g.strides), ToDnnlDims(g.kernel),
+                                        ToDnnlDims(dnnl_dilations), ToDnnlDims(g.pad_begin),
+                                        ToDnnlDims(dnnl_pad_r));
+    plan->pd = dnnl::pooling_v2_forward::primitive_desc(desc, UserScratchpadAttr(), DnnlEngine());
+    plan->primitive = dnnl::pooling_v2_forward(plan->pd);
+    return std::shared_ptr<const Plan>(std::move(plan));
+  }
+
+  // oneDNN divides by the whole kernel size; ONNX divides by the part of the
+  // window inside the explicitly padded input. Returns the factor per output
+  // spatial position (row-major).
+  static std::vector<float> IncludePadRescale(const WindowGeometry& g, const Dims& in) {
+    const size_t rank = in.size();
+    std::vector<std::vector<int64_t>> counted(rank);
+    int64_t total = 1, kernel_size = 1;
+    for (size_t i = 0; i < rank; ++i) {
+      total *= g.output[i];
+      kernel_size *= g.kernel[i];
+      const int64_t lo = -g.pad_begin[i], hi = in[i] + g.pad_end[i];
+      for (int64_t o = 0; o < g.output[i]; ++o) {
+        const int64_t start = o * g.strides[i] - g.pad_begin[i];
+        int64_t n = 0;
+        for (int64_t t = 0; t < g.kernel[i]; ++t) {
+          const int64_t pos = start + t * g.dilations[i];
+          n += pos >= lo && pos < hi;
+        }
+        counted[i].push_back(n);
+      }
+    }
+    std::vector<float> rescale(static_cast<size_t>(total));
+    Dims idx(rank, 0);
+    for (int64_t p = 0; p < total; ++p) {
+      int64_t n = 1;
+      for (size_t i = 0; i < rank; ++i) n *= counted[i][static_cast<size_t>(idx[i])];
+      rescale[static_cast<size_t>(p)] = n > 0 ? static_cast<float>(kernel_size) / static_cast<float>(n) : 0.0f;
+      for (size_t i = rank; i-- > 0;) {
+        if (++idx[i] < g.output[i]) break;
+        idx[i] = 0;
+      }
+    }
+    return rescale;
+  }
+
+  PoolKind kind_;
+  WindowAttrs attrs_;
+  bool ceil_mode_;
+  bool count_include_pad_;
+  ShapeCache<Plan> cache_;
+};
+
+// GlobalAveragePool / GlobalMaxPool: one reduction per (n, c) plane.
+class GlobalPoolKernel final : public OpKernel {
+ public:
+  explicit GlobalPoolKernel(PoolKind kind) : kind_(kind) {}
+
+  Status Compute(KernelContext& ctx) const override {
+    const char* op = kind_ == PoolKind::kMax ? "GlobalMaxPool" : "GlobalAveragePool";
+    const Tensor* x = ctx.input(0);
+    if (x == nullptr) return InvalidArgument(op, ": X is required");
+    if (x->dtype() != DType::kFloat32) return Unsupported(op, ": only float32 is supported, got ", DTypeName(x->dtype()));
+    if (x->rank() < 3) return InvalidArgument(op, ": X must have rank >= 3, got ", DimsToString(x->dims()));
+    Dims out_dims(static_cast<size_t>(x->rank()), 1);
+    out_dims[0] = x->dim(0);
+    out_dims[1] = x->dim(1);
+    int64_t plane = 1;
+    for (int64_t i = 2; i < x->rank(); ++i) plane *= x->dim(i);
+    const int64_t planes = x->dim(0) * x->dim(1);
+    if (plane == 0 && planes > 0) return InvalidArgument(op, ": X ", DimsToString(x->dims()), " has an empty plane");
+    KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, out_dims));
+    const float* in = x->data<float>();
+    float* out = y->data<float>();
+    const bool is_max = kind_ == PoolKind::kMax;
+    const int64_t grain = std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(plane, 1));
+    ctx.parallel().For(planes, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const float* src = in + p * plane;
+        if (is_max) {
+          float m = src[0];
+          for (int64_t i = 1; i < plane; ++i) m = std::max(m, src[i]);
+          out[p] = m;
+        } else {
+          // Several partial sums keep the loop vectorizable and more accurate.
+          float acc[8] = {};
+          int64_t i = 0;
+          for (; i + 8 <= plane; i += 8) {
+            for (int j = 0; j < 8; ++j) acc[j] += src[i + j];
+          }
+          float sum = 0.0f;
+          for (; i < plane; ++i) sum += src[i];
+          for (int j = 0; j < 8; ++j) sum += acc[j];
+          out[p] = sum / static_cast<float>(plane);
+        }
+      }
+    });
+    return Status::Ok();
+  }
+
+ private:
+  PoolKind kind_;
+};
+
+StatusOr<std::unique_ptr<OpKernel>> CreatePool(const graph::Node& node, PoolKind kind) {
+  const char* op = kind == PoolKind::kMax ? "MaxPool" : "AveragePool";
+  KILN_ASSIGN_OR_RETURN(WindowAttrs attrs, ParseWindowAttrs(node, op));
+  if (attrs.kernel_shape.empty()) return InvalidModel(op, ": kernel_shape is required");
+  KILN_ASSIGN_OR_RETURN(int64_t ceil_mode, node.GetInt("ceil_mode", 0));
+  KILN_ASSIGN_OR_RETURN(int64_t count_include_pad, node.GetInt("count_include_pad", 0));
+  if (kind == PoolKind::kMax) {
+    size_t live = 0;
+    for (graph::ValueId v : node.outputs) live += v != graph::kNoValue;
+    if (live > 1) return Unsupported(op, ": the Indices output is not supported");
+  } else if (!attrs.dilations.empty()) {
+    for (int64_t d : attrs.dilations) {
+      if (d != 1) return Unsupported(op, ": dilations are not supported");
+    }
+  }
+  return std::unique_ptr<OpKernel>(new PoolKernel(kind, std::move(attrs), ceil_mode != 0, count_include_pad != 0));
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<OpKernel>> CreateMaxPoolKernel(const graph::Node& node) {
+  return CreatePool(node, PoolKind::kMax);
+}
+StatusOr<std::unique_ptr<OpKernel>> CreateAveragePoolKernel(const graph::Node& node) {
+  return CreatePool(node, PoolKind::kAverage);
+}
+StatusOr<std::unique_ptr<OpKernel>> CreateGlobalAveragePoolKernel(const graph::Node&) {
+  return std::unique_ptr<OpKernel>(new GlobalPoolKernel(PoolKind::kAverage));
+}
+StatusOr<std::unique_ptr<OpKernel>> CreateGlobalMaxPoolKernel(const graph::Node&) {
+  return std::unique_ptr<OpKernel>(new GlobalPoolKernel(PoolKind::kMax));
+}
+
+}  // namespace kiln::kernels

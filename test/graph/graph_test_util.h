@@ -1,0 +1,121 @@
+// Small builders for hand-made graphs in the graph/ pass tests: values,
+// constants and nodes in one call each, failing the test (not crashing) on
+// a builder error.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "graph/graph.h"
+#include "kiln/tensor.h"
+
+namespace kiln::graph::testing {
+
+template <typename T>
+Tensor MakeTensor(const Dims& dims, const std::vector<T>& values) {
+  auto t = Tensor::Allocate(DTypeOf<T>(), dims);
+  EXPECT_TRUE(t.ok()) << t.status().ToString();
+  if (!t.ok()) return Tensor();
+  EXPECT_EQ(static_cast<size_t>(t->num_elements()), values.size());
+  if constexpr (std::is_same_v<T, bool>) {
+    for (size_t i = 0; i < values.size(); ++i) t->template data<bool>()[i] = values[i];
+  } else {
+    if (!values.empty()) std::memcpy(t->raw_data(), values.data(), values.size() * sizeof(T));
+  }
+  return std::move(t).value();
+}
+
+template <typename T>
+std::vector<T> ToVector(const Tensor& t) {
+  const T* p = t.data<T>();
+  return std::vector<T>(p, p + t.num_elements());
+}
+
+inline ShapeInfo Shape(std::initializer_list<Dim> dims) {
+  ShapeInfo s;
+  s.rank_known = true;
+  s.dims = dims;
+  return s;
+}
+inline Dim D(int64_t n) { return Dim::Concrete(n); }
+inline Dim S(const std::string& symbol) { return Dim::Symbolic(symbol); }
+
+// Builds a graph step by step; each call adds one thing and returns its id.
+class GraphBuilder {
+ public:
+  explicit GraphBuilder(int opset = 13) { graph_.set_opset_import("", opset); }
+
+  ValueId Input(const std::string& name, DType dtype, ShapeInfo shape) {
+    ValueId id = NewValue(name, dtype, std::move(shape));
+    graph_.AddInput(id);
+    return id;
+  }
+
+  ValueId Constant(const std::string& name, Tensor t) {
+    ValueId id = NewValue(name, t.dtype(), ShapeInfo::FromDims(t.dims()));
+    graph_.value(id).constant = std::move(t);
+    return id;
+  }
+
+  ValueId NewValue(const std::string& name, DType dtype = DType::kUndefined, ShapeInfo shape = {}) {
+    auto id = graph_.AddValue(name, dtype, std::move(shape));
+    EXPECT_TRUE(id.ok()) << id.status().ToString();
+    return id.ok() ? *id : kNoValue;
+  }
+
+  // Adds a node whose outputs are new values named `outputs`; returns the
+  // node id. Attributes go in through `attrs`.
+  NodeId Op(const std::string& op_type, const std::vector<ValueId>& inputs, const std::vector<std::string>& outputs,
+            std::map<std::string, Attribute> attrs = {}, const std::string& name = "") {
+    Node n;
+    n.op_type = op_type;
+    n.name = name;
+    n.opset = graph_.default_opset();
+    n.inputs = inputs;
+    for (const std::string& out : outputs) n.outputs.push_back(out.empty() ? kNoValue : NewValue(out));
+    n.attributes = std::move(attrs);
+    auto id = graph_.AddNode(std::move(n));
+    EXPECT_TRUE(id.ok()) << id.status().ToString();
+    return id.ok() ? *id : kNoNode;
+  }
+
+  // The single output of node `id`.
+  ValueId Out(NodeId id, size_t index = 0) const { return graph_.node(id).outputs[index]; }
+
+  void Output(ValueId id) { graph_.AddOutput(id); }
+
+  Graph& graph() { return graph_; }
+
+ private:
+  Graph graph_;
+};
+
+inline Attribute IntAttr(int64_t v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kInt;
+  a.i = v;
+  return a;
+}
+inline Attribute IntsAttr(std::vector<int64_t> v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kInts;
+  a.ints = std::move(v);
+  return a;
+}
+inline Attribute FloatAttr(float v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kFloat;
+  a.f = v;
+  return a;
+}
+inline Attribute StringAttr(std::string v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kString;
+  a.s = std::move(v);
+  return a;
+}
+
+}  // namespace kiln::graph::testing

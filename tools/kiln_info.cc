@@ -1,0 +1,136 @@
+// `kiln info` and `kiln dot`: what a model contains, as text or as a
+// Graphviz graph. Both read the graph kiln runs (after its load-time
+// optimisations) through the internal model view.
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "graph/graph.h"
+#include "kernels/kernel.h"
+#include "runtime/model_internal.h"
+#include "tools/kiln_cli.h"
+
+#if __has_include("graph/printer.h")
+#include "graph/printer.h"
+#define KILN_HAVE_GRAPH_PRINTER 1
+#endif
+
+namespace kiln::cli {
+namespace {
+
+// Loads the one MODEL argument, or reports why not. Returns null after
+// reporting; `exit_code` then holds the code to return.
+std::shared_ptr<const Model> LoadSingleModel(const std::vector<std::string>& args, const char* command,
+                                             std::string& path, int& exit_code) {
+  auto parsed = ParseArgs(args, {}, {});
+  if (!parsed.ok()) {
+    exit_code = ReportUsageError(parsed.status().message());
+    return nullptr;
+  }
+  if (parsed->help) {
+    std::fputs(UsageText(), stdout);
+    exit_code = 0;
+    return nullptr;
+  }
+  if (parsed->positional.size() != 1) {
+    exit_code = ReportUsageError(std::string(command) + ": expected one MODEL");
+    return nullptr;
+  }
+  path = parsed->positional[0];
+  auto model = LoadModel(path);
+  if (!model.ok()) {
+    exit_code = ReportError(model.status());
+    return nullptr;
+  }
+  return *model;
+}
+
+void PrintTensorInfos(const char* title, const std::vector<TensorInfo>& infos) {
+  std::printf("%s:\n", title);
+  for (size_t i = 0; i < infos.size(); ++i) {
+    std::printf("  %zu %-24s %-8s %s\n", i, infos[i].name.c_str(), DTypeName(infos[i].dtype),
+                FormatShape(infos[i]).c_str());
+  }
+}
+
+}  // namespace
+
+int InfoCommand(const std::vector<std::string>& args) {
+  int exit_code = 0;
+  std::string path;
+  std::shared_ptr<const Model> model = LoadSingleModel(args, "info", path, exit_code);
+  if (model == nullptr) return exit_code;
+  const graph::Graph& g = ModelGraph(*model);
+
+  std::printf("model: %s\n", path.c_str());
+  if (!g.name.empty()) std::printf("graph: %s\n", g.name.c_str());
+  std::printf("opset: %d", model->opset());
+  for (const auto& [domain, version] : g.opset_imports()) {
+    if (!domain.empty()) std::printf(", %s %d", domain.c_str(), version);
+  }
+  std::printf("\n");
+  PrintTensorInfos("inputs", model->inputs());
+  PrintTensorInfos("outputs", model->outputs());
+
+  int64_t constants = 0;
+  int64_t constant_elements = 0;
+  int64_t constant_bytes = 0;
+  for (size_t v = 0; v < g.num_values(); ++v) {
+    const graph::Value& value = g.value(static_cast<graph::ValueId>(v));
+    if (!value.constant) continue;
+    ++constants;
+    constant_elements += value.constant->num_elements();
+    constant_bytes += static_cast<int64_t>(value.constant->byte_size());
+  }
+  std::printf("constants: %lld (%lld elements, %lld bytes)\n", static_cast<long long>(constants),
+              static_cast<long long>(constant_elements), static_cast<long long>(constant_bytes));
+
+  // Histogram keyed by "domain:op" so custom-domain ops stay distinct; the
+  // map keeps the output order deterministic.
+  std::map<std::string, int64_t> histogram;
+  std::map<std::string, std::vector<std::string>> unsupported;  // op -> node names
+  const kernels::KernelRegistry& registry = kernels::DefaultKernelRegistry();
+  for (size_t n = 0; n < g.num_nodes(); ++n) {
+    const graph::Node& node = g.node(static_cast<graph::NodeId>(n));
+    if (node.dead) continue;
+    std::string key = node.domain.empty() ? node.op_type : node.domain + ":" + node.op_type;
+    ++histogram[key];
+    if (!registry.Supports(node.op_type, node.domain, node.opset)) {
+      unsupported[key + " (opset " + std::to_string(node.opset) + ")"].push_back(node.name);
+    }
+  }
+  std::vector<std::pair<std::string, int64_t>> ops(histogram.begin(), histogram.end());
+  std::stable_sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::printf("nodes: %zu\n", g.num_live_nodes());
+  std::printf("ops (%zu kinds):\n", ops.size());
+  for (const auto& [op, count] : ops) std::printf("  %-28s %lld\n", op.c_str(), static_cast<long long>(count));
+  if (unsupported.empty()) {
+    std::printf("unsupported ops: none\n");
+  } else {
+    std::printf("unsupported ops:\n");
+    for (const auto& [op, nodes] : unsupported) {
+      std::printf("  %s: %zu node%s (%s%s)\n", op.c_str(), nodes.size(), nodes.size() == 1 ? "" : "s",
+                  nodes.front().empty() ? "unnamed" : nodes.front().c_str(), nodes.size() > 1 ? ", ..." : "");
+    }
+  }
+  return 0;
+}
+
+int DotCommand(const std::vector<std::string>& args) {
+  int exit_code = 0;
+  std::string path;
+  std::shared_ptr<const Model> model = LoadSingleModel(args, "dot", path, exit_code);
+  if (model == nullptr) return exit_code;
+#ifdef KILN_HAVE_GRAPH_PRINTER
+  std::string dot = graph::GraphToDot(ModelGraph(*model));
+  std::fwrite(dot.data(), 1, dot.size(), stdout);
+  return 0;
+#else
+  return ReportError(Unsupported("kiln dot: the graph printer (graph/printer.h) is not built yet"));
+#endif
+}
+
+}  // namespace kiln::cli
