@@ -15,7 +15,8 @@ namespace {
 
 // Folding and shape propagation feed each other (see below); real models
 // settle in two or three rounds. The bound only guards against a pass that
-// keeps reporting a change.
+// keeps reporting a change (each productive round removes at least one
+// node, so it cannot loop forever anyway, but it could take long).
 constexpr int kMaxFoldRounds = 8;
 
 // Writes PrintGraph output after each pass when a dump folder is set.
@@ -66,19 +67,29 @@ Status RunGraphPipeline(Graph& graph, const PipelineOptions& options) {
   KILN_RETURN_IF_ERROR(EliminateDeadNodes(graph).status());
   KILN_RETURN_IF_ERROR(dumper.Dump(graph, "eliminate_dead_nodes"));
 
-  // 2. Folding and shape propagation to a fixed point. Propagation must run
-  //    after folding, since folding is what turns Reshape/Expand/Slice
-  //    operands into constants it can read. Folding must run again after
-  //    propagation, since a newly concrete shape lets Shape/Size nodes fold
-  //    (Reshape by a folded shape -> Shape of its result -> ...). One
-  //    folding sweep already folds whole chains, so a round that folds
-  //    nothing means the next would not either.
-  for (int round = 0; round < kMaxFoldRounds; ++round) {
-    KILN_ASSIGN_OR_RETURN(bool folded, FoldConstants(graph, options.evaluator));
-    KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fold_constants"));
+  // 2. Shape propagation and folding, in rounds to a fixed point; they feed
+  //    each other both ways:
+  //    - propagation before folding: a Shape/Size node folds only once its
+  //      input's shape is concrete, and ONNX's inference (run by the
+  //      loader) misses shapes behind computed Reshape/Expand operands;
+  //    - propagation after folding: folding is what turns those operands
+  //      into constants that propagation can read, which may make more
+  //      shapes concrete and so more Shape nodes foldable.
+  //    One folding sweep folds whole chains (it walks in topological
+  //    order), so a round whose folding changes nothing leaves the graph as
+  //    the round's propagation saw it: that is the fixed point.
+  bool folded = true;
+  for (int round = 0; round < kMaxFoldRounds && folded; ++round) {
     KILN_RETURN_IF_ERROR(PropagateShapes(graph));
     KILN_RETURN_IF_ERROR(dumper.Dump(graph, "propagate_shapes"));
-    if (!folded) break;
+    KILN_ASSIGN_OR_RETURN(folded, FoldConstants(graph, options.evaluator));
+    KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fold_constants"));
+  }
+  if (folded) {
+    // Out of rounds with the last folding still changing things: give the
+    // final graph its shapes all the same.
+    KILN_RETURN_IF_ERROR(PropagateShapes(graph));
+    KILN_RETURN_IF_ERROR(dumper.Dump(graph, "propagate_shapes"));
   }
 
   // 3. Dead code again, after folding: folding leaves behind the

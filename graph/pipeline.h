@@ -18,9 +18,9 @@ struct PipelineOptions {
   // When non-empty (or, if empty, when the environment variable
   // KILN_DUMP_GRAPH names a folder), PrintGraph's output is written there
   // before the first pass and after every pass, as NN_<pass>.txt
-  // (00_loaded.txt, 01_eliminate_dead_nodes.txt, ...). The folder is
-  // created if needed; failing to write is an error, since someone asked
-  // for the dump.
+  // (00_loaded.txt, 01_eliminate_dead_nodes.txt, 02_propagate_shapes.txt,
+  // ...). The folder is created if needed; failing to write is an error,
+  // since someone asked for the dump.
   std::string dump_dir;
 };
 

@@ -98,16 +98,19 @@ void BroadcastIndexer::ForRuns(int64_t begin, int64_t end, Fn&& fn) const {
 
 // One run of a binary op: a and b advance by sa and sb (each 0 or 1). Each
 // stride combination gets its own loop with compile-time strides so that all
-// four vectorise.
+// four vectorise (see ApplyUnary for the pragma).
 template <typename TA, typename TB, typename TO, typename Op>
 inline void BinaryRun(const TA* a, int64_t sa, const TB* b, int64_t sb, TO* out, int64_t n, const Op& op) {
   if (sa != 0 && sb != 0) {
+#pragma omp simd
     for (int64_t i = 0; i < n; ++i) out[i] = op(a[i], b[i]);
   } else if (sa != 0) {
     const TB bv = *b;
+#pragma omp simd
     for (int64_t i = 0; i < n; ++i) out[i] = op(a[i], bv);
   } else if (sb != 0) {
     const TA av = *a;
+#pragma omp simd
     for (int64_t i = 0; i < n; ++i) out[i] = op(av, b[i]);
   } else {
     const TO v = op(*a, *b);

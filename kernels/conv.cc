@@ -1,7 +1,9 @@
 // Conv (opset 1+, float32, 1-D to 3-D) on oneDNN's convolution primitive.
-// Tensors stay in kiln's row-major NC[D]HW layout; groups (including
-// depthwise) map to oneDNN's grouped weights [G, M/G, C/G, k...], which is the
-// same memory as ONNX's [M, C/G, k...].
+// kiln's tensors are row-major NC[D]HW; the primitive works in the blocked
+// layouts oneDNN prefers, with src/dst reordered per call and the weights
+// packed once (see BlockedIo). Groups (including depthwise) map to oneDNN's
+// grouped weights [G, M/G, C/G, k...], the same memory as ONNX's
+// [M, C/G, k...].
 #include <memory>
 #include <utility>
 
@@ -63,12 +65,9 @@ class ConvKernel final : public OpKernel {
       if (y->num_elements() == 0 || x->num_elements() == 0) {
         return y->num_elements() == 0 ? Status::Ok() : InvalidArgument(kOp, ": X is empty");
       }
-      std::unordered_map<int, dnnl::memory> args = {
-          {DNNL_ARG_SRC, WrapMemory(plan->pd.src_desc(), x->raw_data())},
-          {DNNL_ARG_WEIGHTS, WrapMemory(plan->pd.weights_desc(), w->raw_data())},
-          {DNNL_ARG_DST, WrapMemory(plan->pd.dst_desc(), y->raw_data())}};
-      if (b != nullptr) args.emplace(DNNL_ARG_BIAS, WrapMemory(plan->pd.bias_desc(), b->raw_data()));
-      ExecuteDnnl(ctx, plan->primitive, plan->pd, std::move(args));
+      std::unordered_map<int, dnnl::memory> extra;
+      if (b != nullptr) extra.emplace(DNNL_ARG_BIAS, WrapMemory(plan->pd.bias_desc(), b->raw_data()));
+      plan->io.Execute(ctx, plan->primitive, plan->pd, x->raw_data(), *w, y->raw_data(), std::move(extra));
       return Status::Ok();
     });
   }
@@ -78,6 +77,7 @@ class ConvKernel final : public OpKernel {
     Dims out_dims;
     dnnl::convolution_forward::primitive_desc pd;
     dnnl::convolution_forward primitive;
+    BlockedIo io;
   };
 
   StatusOr<std::shared_ptr<const Plan>> MakePlan(const Tensor& x, const Tensor& w, bool has_bias,
@@ -97,12 +97,18 @@ class ConvKernel final : public OpKernel {
     Dims dnnl_dilations = g.dilations;
     for (int64_t& d : dnnl_dilations) d -= 1;  // oneDNN counts the gaps
     const dnnl::memory::desc bias_md = has_bias ? PlainF32Desc({w.dim(0)}) : dnnl::memory::desc();
+    plan->io.src_user = PlainF32Desc(x.dims());
+    plan->io.weights_user = PlainF32Desc(w_dims);
+    plan->io.dst_user = PlainF32Desc(plan->out_dims);
+    // format_tag::any lets oneDNN pick its blocked layouts (nChw8c and the
+    // matching weights on AVX2), which its fastest kernels need.
     dnnl::convolution_forward::desc desc(
-        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, PlainF32Desc(x.dims()),
-        PlainF32Desc(w_dims), bias_md, PlainF32Desc(plan->out_dims), ToDnnlDims(g.strides),
-        ToDnnlDims(dnnl_dilations), ToDnnlDims(g.pad_begin), ToDnnlDims(g.pad_end));
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, AnyF32Desc(x.dims()),
+        AnyF32Desc(w_dims), bias_md, AnyF32Desc(plan->out_dims), ToDnnlDims(g.strides), ToDnnlDims(dnnl_dilations),
+        ToDnnlDims(g.pad_begin), ToDnnlDims(g.pad_end));
     plan->pd = dnnl::convolution_forward::primitive_desc(desc, UserScratchpadAttr(), DnnlEngine());
     plan->primitive = dnnl::convolution_forward(plan->pd);
+    plan->io.Prepare(plan->pd.src_desc(), plan->pd.weights_desc(), plan->pd.dst_desc());
     return std::shared_ptr<const Plan>(std::move(plan));
   }
 

@@ -1,7 +1,8 @@
 // ConvTranspose (opset 1+, float32, 1-D to 3-D) on oneDNN's deconvolution
 // primitive. ONNX weights [C, M/G, k...] are oneDNN's grouped deconvolution
 // weights [G, M/G, C/G, k...] with the two channel axes swapped, which a
-// strided memory descriptor expresses without a copy.
+// strided memory descriptor expresses; the primitive runs in oneDNN's
+// preferred blocked layouts (see BlockedIo).
 //
 // oneDNN cannot express every ONNX output geometry (output_padding larger
 // than the end pad, or negative pads from output_shape); those cases run the
@@ -78,12 +79,10 @@ class ConvTransposeKernel final : public OpKernel {
       if (plan->crop) {
         KILN_ASSIGN_OR_RETURN(full, Tensor::Allocate(DType::kFloat32, plan->full_dims));
       }
-      std::unordered_map<int, dnnl::memory> args = {
-          {DNNL_ARG_SRC, WrapMemory(plan->pd.src_desc(), x->raw_data())},
-          {DNNL_ARG_WEIGHTS, WrapMemory(plan->pd.weights_desc(), w->raw_data())},
-          {DNNL_ARG_DST, WrapMemory(plan->pd.dst_desc(), plan->crop ? full.raw_data() : y->raw_data())}};
-      if (b != nullptr) args.emplace(DNNL_ARG_BIAS, WrapMemory(plan->pd.bias_desc(), b->raw_data()));
-      ExecuteDnnl(ctx, plan->primitive, plan->pd, std::move(args));
+      std::unordered_map<int, dnnl::memory> extra;
+      if (b != nullptr) extra.emplace(DNNL_ARG_BIAS, WrapMemory(plan->pd.bias_desc(), b->raw_data()));
+      plan->io.Execute(ctx, plan->primitive, plan->pd, x->raw_data(), *w,
+                       plan->crop ? full.raw_data() : y->raw_data(), std::move(extra));
       if (plan->crop) CropOrExtend(*plan, full, b, *y);
       return Status::Ok();
     });
@@ -97,6 +96,7 @@ class ConvTransposeKernel final : public OpKernel {
     Dims offset;         // spatial index in `full` of output position 0
     dnnl::deconvolution_forward::primitive_desc pd;
     dnnl::deconvolution_forward primitive;
+    BlockedIo io;
   };
 
   StatusOr<std::shared_ptr<const Plan>> MakePlan(const Tensor& x, const Tensor& w, bool has_bias,
@@ -184,12 +184,16 @@ class ConvTransposeKernel final : public OpKernel {
     Dims dnnl_dilations = dilations;
     for (int64_t& d : dnnl_dilations) d -= 1;
     const dnnl::memory::desc bias_md = has_bias ? PlainF32Desc({filters}) : dnnl::memory::desc();
+    plan->io.src_user = PlainF32Desc(x.dims());
+    plan->io.weights_user = StridedF32Desc(w_dims, w_strides);
+    plan->io.dst_user = PlainF32Desc(dst_dims);
     dnnl::deconvolution_forward::desc desc(
-        dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, PlainF32Desc(x.dims()),
-        StridedF32Desc(w_dims, w_strides), bias_md, PlainF32Desc(dst_dims), ToDnnlDims(strides),
-        ToDnnlDims(dnnl_dilations), ToDnnlDims(dnnl_pad_l), ToDnnlDims(dnnl_pad_r));
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, AnyF32Desc(x.dims()),
+        AnyF32Desc(w_dims), bias_md, AnyF32Desc(dst_dims), ToDnnlDims(strides), ToDnnlDims(dnnl_dilations),
+        ToDnnlDims(dnnl_pad_l), ToDnnlDims(dnnl_pad_r));
     plan->pd = dnnl::deconvolution_forward::primitive_desc(desc, UserScratchpadAttr(), DnnlEngine());
     plan->primitive = dnnl::deconvolution_forward(plan->pd);
+    plan->io.Prepare(plan->pd.src_desc(), plan->pd.weights_desc(), plan->pd.dst_desc());
     return std::shared_ptr<const Plan>(std::move(plan));
   }
 

@@ -2,6 +2,8 @@
 
 #include <omp.h>
 
+#include <cstring>
+
 namespace kiln::kernels {
 
 const dnnl::engine& DnnlEngine() {
@@ -40,7 +42,7 @@ dnnl::memory WrapMemory(const dnnl::memory::desc& desc, const void* data) {
   return dnnl::memory(desc, DnnlEngine(), const_cast<void*>(data));
 }
 
-void ExecuteDnnl(const KernelContext& ctx, const dnnl::primitive& primitive, const dnnl::primitive_desc& pd,
+void ExecuteDnnl(const KernelContext& ctx, const dnnl::primitive& primitive, const dnnl::primitive_desc_base& pd,
                  std::unordered_map<int, dnnl::memory> args) {
   // oneDNN (OpenMP build) sizes its parallel regions from the calling
   // thread's OpenMP setting; make it follow the session's thread count.
@@ -50,6 +52,79 @@ void ExecuteDnnl(const KernelContext& ctx, const dnnl::primitive& primitive, con
   dnnl::stream stream(DnnlEngine());
   primitive.execute(stream, args);
   stream.wait();
+}
+
+DnnlReorder MakeReorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to) {
+  DnnlReorder r;
+  r.pd = dnnl::reorder::primitive_desc(DnnlEngine(), from, DnnlEngine(), to, UserScratchpadAttr());
+  r.primitive = dnnl::reorder(r.pd);
+  return r;
+}
+
+void ExecuteReorder(const KernelContext& ctx, const DnnlReorder& reorder, const dnnl::memory& from,
+                    const dnnl::memory& to) {
+  ExecuteDnnl(ctx, reorder.primitive, reorder.pd, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+}
+
+void PackedWeightsCache::Sample(const Tensor& weights, std::vector<float>* out) const {
+  const int64_t n = weights.num_elements();
+  const float* data = weights.data<float>();
+  out->clear();
+  if (n <= kSamples) {
+    out->assign(data, data + n);
+    return;
+  }
+  // Evenly spaced positions, plus the last element.
+  for (int64_t i = 0; i < kSamples - 1; ++i) out->push_back(data[i * (n / (kSamples - 1))]);
+  out->push_back(data[n - 1]);
+}
+
+dnnl::memory PackedWeightsCache::Get(const KernelContext& ctx, const DnnlReorder& reorder,
+                                     const Tensor& weights) const {
+  std::vector<float> sample;
+  Sample(weights, &sample);
+  std::lock_guard<std::mutex> lock(mu_);
+  // Bitwise comparison: NaN weights must match too.
+  if (source_ == weights.raw_data() && packed_ && sample.size() == sample_.size() &&
+      std::memcmp(sample.data(), sample_.data(), sample.size() * sizeof(float)) == 0) {
+    return packed_;
+  }
+  dnnl::memory packed(reorder.pd.dst_desc(), DnnlEngine());
+  ExecuteReorder(ctx, reorder, WrapMemory(reorder.pd.src_desc(), weights.raw_data()), packed);
+  source_ = weights.raw_data();
+  sample_ = std::move(sample);
+  packed_ = packed;
+  return packed;
+}
+
+void BlockedIo::Prepare(const dnnl::memory::desc& src, const dnnl::memory::desc& weights,
+                        const dnnl::memory::desc& dst) {
+  reorder_src = src != src_user;
+  reorder_weights = weights != weights_user;
+  reorder_dst = dst != dst_user;
+  if (reorder_src) src_reorder = MakeReorder(src_user, src);
+  if (reorder_weights) weights_reorder = MakeReorder(weights_user, weights);
+  if (reorder_dst) dst_reorder = MakeReorder(dst, dst_user);
+}
+
+void BlockedIo::Execute(const KernelContext& ctx, const dnnl::primitive& primitive, const dnnl::primitive_desc_base& pd,
+                        const void* src, const Tensor& weights, void* dst,
+                        std::unordered_map<int, dnnl::memory> extra) const {
+  dnnl::memory src_mem = WrapMemory(src_user, src);
+  if (reorder_src) {
+    dnnl::memory blocked(src_reorder.pd.dst_desc(), DnnlEngine());
+    ExecuteReorder(ctx, src_reorder, src_mem, blocked);
+    src_mem = blocked;
+  }
+  dnnl::memory weights_mem = reorder_weights ? weights_cache.Get(ctx, weights_reorder, weights)
+                                             : WrapMemory(weights_user, weights.raw_data());
+  dnnl::memory dst_user_mem = WrapMemory(dst_user, dst);
+  dnnl::memory dst_mem = reorder_dst ? dnnl::memory(dst_reorder.pd.src_desc(), DnnlEngine()) : dst_user_mem;
+  extra[DNNL_ARG_SRC] = src_mem;
+  extra[DNNL_ARG_WEIGHTS] = weights_mem;
+  extra[DNNL_ARG_DST] = dst_mem;
+  ExecuteDnnl(ctx, primitive, pd, std::move(extra));
+  if (reorder_dst) ExecuteReorder(ctx, dst_reorder, dst_mem, dst_user_mem);
 }
 
 }  // namespace kiln::kernels

@@ -68,11 +68,72 @@ dnnl::primitive_attr UserScratchpadAttr();
 // for OpenMP, a fresh scratchpad of `pd`'s size and a fresh stream. `args`
 // need not contain DNNL_ARG_SCRATCHPAD. May throw dnnl::error: call inside
 // GuardDnnl.
-void ExecuteDnnl(const KernelContext& ctx, const dnnl::primitive& primitive, const dnnl::primitive_desc& pd,
+void ExecuteDnnl(const KernelContext& ctx, const dnnl::primitive& primitive, const dnnl::primitive_desc_base& pd,
                  std::unordered_map<int, dnnl::memory> args);
 
 // Wraps a tensor's memory (not copied, not owned) in a oneDNN memory object.
 dnnl::memory WrapMemory(const dnnl::memory::desc& desc, const void* data);
+
+// A reorder between two memory layouts, built once per plan.
+struct DnnlReorder {
+  dnnl::reorder::primitive_desc pd;
+  dnnl::reorder primitive;
+};
+// May throw dnnl::error.
+DnnlReorder MakeReorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to);
+// Copies `from` into `to` in `to`'s layout. May throw dnnl::error.
+void ExecuteReorder(const KernelContext& ctx, const DnnlReorder& reorder, const dnnl::memory& from,
+                    const dnnl::memory& to);
+
+// A weight tensor reordered once into the blocked layout a primitive prefers
+// and reused on later calls while the same tensor comes back. The kernel
+// cannot see whether its weights are a graph constant, so "the same tensor"
+// means: the same address (initializers keep theirs for the session's life)
+// and the same values at a fixed sample of positions. Weights that change at
+// the same address are caught by the sample in practice and then reordered
+// again. Thread-safe; the reorder runs under the lock, so concurrent first
+// calls pack once.
+class PackedWeightsCache {
+ public:
+  // Returns `weights` in the reorder's destination layout. May throw
+  // dnnl::error.
+  dnnl::memory Get(const KernelContext& ctx, const DnnlReorder& reorder, const Tensor& weights) const;
+
+ private:
+  static constexpr int64_t kSamples = 256;
+  void Sample(const Tensor& weights, std::vector<float>* out) const;
+
+  mutable std::mutex mu_;
+  mutable const void* source_ = nullptr;
+  mutable std::vector<float> sample_;
+  mutable dnnl::memory packed_;
+};
+
+// The layout plumbing of a primitive created with format_tag::any for src,
+// weights and dst: kiln's tensors are row-major ("user" layouts), the
+// primitive may prefer blocked ones. src and dst are reordered on every call
+// (cheap next to a convolution), weights once through PackedWeightsCache.
+struct BlockedIo {
+  dnnl::memory::desc src_user, weights_user, dst_user;
+  bool reorder_src = false, reorder_weights = false, reorder_dst = false;
+  DnnlReorder src_reorder, weights_reorder, dst_reorder;
+  PackedWeightsCache weights_cache;
+
+  // Builds the reorders needed between the user descriptors (set before)
+  // and the primitive's chosen ones. May throw dnnl::error.
+  void Prepare(const dnnl::memory::desc& src, const dnnl::memory::desc& weights, const dnnl::memory::desc& dst);
+
+  // Runs `primitive` on row-major `src`, `weights` and `dst` memory plus
+  // `extra` arguments (bias). May throw dnnl::error.
+  void Execute(const KernelContext& ctx, const dnnl::primitive& primitive, const dnnl::primitive_desc_base& pd,
+               const void* src, const Tensor& weights, void* dst,
+               std::unordered_map<int, dnnl::memory> extra) const;
+};
+
+// A float32 descriptor of `dims` whose layout oneDNN chooses.
+inline dnnl::memory::desc AnyF32Desc(const Dims& dims) {
+  return dnnl::memory::desc(ToDnnlDims(dims), dnnl::memory::data_type::f32, dnnl::memory::format_tag::any);
+}
 
 // Per-shape cache of whatever a kernel builds once per input signature
 // (primitive descriptors, primitives, reorders). Lookups and inserts are

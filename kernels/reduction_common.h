@@ -112,6 +112,14 @@ struct MaxReducer {
   static T Combine(T a, T b) { return MaxOf(a, b); }
 };
 
+// The accumulator of a plain (floating-point) sum, for ReduceRow.
+template <typename T>
+struct PlainSumReducer {
+  static T Init() { return T(0); }
+  static T Update(T acc, T x, T) { return acc + x; }
+  static T Combine(T a, T b) { return a + b; }
+};
+
 // Reads a 1-D (or scalar) int64/int32 tensor of indices, axes or sizes.
 inline StatusOr<std::vector<int64_t>> ReadInt64List(const char* op, const char* what, const Tensor& t) {
   if (t.rank() > 1) {

@@ -7,6 +7,11 @@ namespace kiln::kernels {
 
 void RegisterReductionKernels(KernelRegistry& registry) {
   RegisterReduceOps(registry);     // reduce.cc: ReduceSum, ReduceMean, ... ReduceLogSumExp
+  RegisterArgMinMaxOps(registry);  // arg_minmax.cc: ArgMax, ArgMin
+  RegisterSoftmaxOps(registry);    // softmax.cc: Softmax, LogSoftmax, Hardmax
+  RegisterLayerNormOp(registry);   // layer_norm.cc: LayerNormalization
+  RegisterPadOp(registry);         // pad.cc: Pad
+  RegisterResizeOps(registry);     // resize.cc: Resize, Upsample
 }
 
 }  // namespace kiln::kernels

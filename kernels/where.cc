@@ -12,18 +12,22 @@ namespace {
 template <typename T>
 void WhereRun(const bool* c, int64_t sc, const T* x, int64_t sx, const T* y, int64_t sy, T* out, int64_t n) {
   if (sc != 0 && sx != 0 && sy != 0) {
+#pragma omp simd
     for (int64_t i = 0; i < n; ++i) out[i] = c[i] ? x[i] : y[i];
   } else if (sc == 0) {
     // One condition for the whole run: a copy or a fill.
     const T* src = *c ? x : y;
     const int64_t s = *c ? sx : sy;
     if (s != 0) {
-      for (int64_t i = 0; i < n; ++i) out[i] = src[i];
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) out[i] = src[i];
     } else {
       const T v = *src;
-      for (int64_t i = 0; i < n; ++i) out[i] = v;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) out[i] = v;
     }
   } else {
+#pragma omp simd
     for (int64_t i = 0; i < n; ++i) out[i] = c[i] ? x[i * sx] : y[i * sy];
   }
 }

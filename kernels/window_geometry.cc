@@ -94,6 +94,10 @@ StatusOr<WindowGeometry> ResolveForwardWindow(const char* op, const WindowAttrs&
                              in + g.pad_begin[i] + g.pad_end[i], " in spatial dim ", i);
     }
     g.output[i] = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+    // With ceil_mode, a last window that would start past the input and its
+    // begin padding covers no data; like PyTorch (which most such models come
+    // from), drop it.
+    if (ceil_mode && g.output[i] > 1 && (g.output[i] - 1) * s >= in + g.pad_begin[i]) --g.output[i];
   }
   return g;
 }

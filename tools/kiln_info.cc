@@ -4,19 +4,16 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "graph/graph.h"
+#include "graph/printer.h"
 #include "kernels/kernel.h"
 #include "runtime/model_internal.h"
 #include "tools/kiln_cli.h"
-
-#if __has_include("graph/printer.h")
-#include "graph/printer.h"
-#define KILN_HAVE_GRAPH_PRINTER 1
-#endif
 
 namespace kiln::cli {
 namespace {
@@ -24,8 +21,9 @@ namespace {
 // Loads the one MODEL argument, or reports why not. Returns null after
 // reporting; `exit_code` then holds the code to return.
 std::shared_ptr<const Model> LoadSingleModel(const std::vector<std::string>& args, const char* command,
+                                             const std::set<std::string>& switches, ParsedArgs& parsed_out,
                                              std::string& path, int& exit_code) {
-  auto parsed = ParseArgs(args, {}, {});
+  auto parsed = ParseArgs(args, {}, switches);
   if (!parsed.ok()) {
     exit_code = ReportUsageError(parsed.status().message());
     return nullptr;
@@ -39,6 +37,7 @@ std::shared_ptr<const Model> LoadSingleModel(const std::vector<std::string>& arg
     exit_code = ReportUsageError(std::string(command) + ": expected one MODEL");
     return nullptr;
   }
+  parsed_out = *parsed;
   path = parsed->positional[0];
   auto model = LoadModel(path);
   if (!model.ok()) {
@@ -61,7 +60,8 @@ void PrintTensorInfos(const char* title, const std::vector<TensorInfo>& infos) {
 int InfoCommand(const std::vector<std::string>& args) {
   int exit_code = 0;
   std::string path;
-  std::shared_ptr<const Model> model = LoadSingleModel(args, "info", path, exit_code);
+  ParsedArgs parsed;
+  std::shared_ptr<const Model> model = LoadSingleModel(args, "info", {"graph"}, parsed, path, exit_code);
   if (model == nullptr) return exit_code;
   const graph::Graph& g = ModelGraph(*model);
 
@@ -116,21 +116,23 @@ int InfoCommand(const std::vector<std::string>& args) {
                   nodes.front().empty() ? "unnamed" : nodes.front().c_str(), nodes.size() > 1 ? ", ..." : "");
     }
   }
+  if (parsed.switches.count("graph")) {
+    std::printf("\n%s", graph::PrintGraph(g).c_str());
+  }
   return 0;
 }
 
 int DotCommand(const std::vector<std::string>& args) {
   int exit_code = 0;
   std::string path;
-  std::shared_ptr<const Model> model = LoadSingleModel(args, "dot", path, exit_code);
+  ParsedArgs parsed;
+  std::shared_ptr<const Model> model = LoadSingleModel(args, "dot", {"no-constants"}, parsed, path, exit_code);
   if (model == nullptr) return exit_code;
-#ifdef KILN_HAVE_GRAPH_PRINTER
-  std::string dot = graph::GraphToDot(ModelGraph(*model));
+  graph::DotOptions options;
+  options.include_constants = parsed.switches.count("no-constants") == 0;
+  std::string dot = graph::GraphToDot(ModelGraph(*model), options);
   std::fwrite(dot.data(), 1, dot.size(), stdout);
   return 0;
-#else
-  return ReportError(Unsupported("kiln dot: the graph printer (graph/printer.h) is not built yet"));
-#endif
 }
 
 }  // namespace kiln::cli

@@ -29,8 +29,10 @@ commands:
       --threads N             intra-op threads, 0 = one per core (default 0)
       --report FILE.json      write timings and memory stats as JSON
       --profile               print per-node time (and add it to the report)
-  info MODEL              inputs, outputs, opset, op histogram, unsupported ops
-  dot MODEL               the model's graph in Graphviz DOT format, on stdout
+  info MODEL [--graph]    inputs, outputs, opset, op histogram, unsupported ops;
+                          --graph also prints the graph as text
+  dot MODEL [--no-constants]
+                          the model's graph in Graphviz DOT format, on stdout
 
   kiln --help             this text
 )";

@@ -1,0 +1,64 @@
+// A compiled specialization of a fused region: machine code in the JIT plus
+// what a caller needs to run it. The object owns its code; destroying it
+// removes the code from the JIT.
+//
+// Concurrency: entry() may be called from many threads at once on disjoint
+// row ranges. The code is removed in the destructor, so the owner must
+// destroy a CompiledRegion only when no thread can still be running its entry
+// (the runtime holds shared_ptrs for that); ORC tracks symbols, not threads.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "jit/jit_compiler.h"
+
+namespace kiln::jit {
+
+class CompiledRegion {
+ public:
+  // inputs[i] points to the data of region input i (graph::Region::inputs
+  // order; dense row-major with the dims of the shape signature); entries of
+  // inputs baked in as immediates (is_input_baked) are not read and may be
+  // null. outputs[k] points to region output k, dense with the region's
+  // domain shape (bool as one byte per element). Computes the rows
+  // [row_begin, row_end) of the domain viewed as [num_rows, row_len]; the
+  // range is clamped to [0, num_rows).
+  using EntryFn = void (*)(const void* const* inputs, void* const* outputs, int64_t row_begin, int64_t row_end);
+
+  struct Info {
+    std::string name;                // module and symbol name
+    int64_t num_rows = 0;
+    int64_t row_len = 0;
+    std::vector<bool> input_baked;  // per region input
+    double compile_ms = 0;
+  };
+
+  CompiledRegion(JitCode code, Info info);
+  ~CompiledRegion();
+  CompiledRegion(const CompiledRegion&) = delete;
+  CompiledRegion& operator=(const CompiledRegion&) = delete;
+
+  EntryFn entry() const { return entry_; }
+  // Outer extent of the [rows, row_len] view; callers split [0, num_rows).
+  int64_t num_rows() const { return info_.num_rows; }
+  // Inner, contiguous extent: trailing dims with the same broadcast pattern
+  // for every input are collapsed into it, so the vector loop runs long.
+  int64_t row_len() const { return info_.row_len; }
+  bool is_input_baked(size_t i) const { return i < info_.input_baked.size() && info_.input_baked[i]; }
+  // Bytes of the executable sections of the emitted object file.
+  size_t code_bytes() const { return code_.code_bytes; }
+  // Wall time from IR generation to a callable entry (optimisation and
+  // machine-code generation included).
+  double compile_ms() const { return info_.compile_ms; }
+  const std::string& name() const { return info_.name; }
+
+ private:
+  JitCode code_;
+  Info info_;
+  EntryFn entry_ = nullptr;
+};
+
+}  // namespace kiln::jit

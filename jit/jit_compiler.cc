@@ -1,0 +1,267 @@
+#include "jit/jit_compiler.h"
+
+#include <llvm/ExecutionEngine/Orc/Core.h>
+#include <llvm/ExecutionEngine/Orc/IRTransformLayer.h>
+#include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
+#include <llvm/ExecutionEngine/Orc/LLJIT.h>
+#include <llvm/ExecutionEngine/Orc/ObjectTransformLayer.h>
+#include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
+#include <llvm/IR/LegacyPassManager.h>
+#include <llvm/IR/Module.h>
+#include <llvm/IR/Verifier.h>
+#include <llvm/Object/ObjectFile.h>
+#include <llvm/Passes/PassBuilder.h>
+#include <llvm/Support/FileSystem.h>
+#include <llvm/Support/MemoryBuffer.h>
+#include <llvm/Support/Path.h>
+#include <llvm/Support/TargetSelect.h>
+#include <llvm/Support/raw_ostream.h>
+#include <llvm/Target/TargetMachine.h>
+#include <llvm/TargetParser/Host.h>
+#include <llvm/TargetParser/SubtargetFeature.h>
+#include <llvm/Transforms/Utils/Cloning.h>
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+#include "graph/log.h"
+
+namespace kiln::jit {
+
+struct JitCompiler::State {
+  llvm::orc::JITTargetMachineBuilder jtmb;
+  std::string dump_dir;
+
+  std::mutex object_sizes_mutex;
+  std::map<std::string, size_t> object_sizes;  // keyed by object buffer name
+
+  explicit State(llvm::orc::JITTargetMachineBuilder builder) : jtmb(std::move(builder)) {}
+};
+
+namespace {
+
+llvm::Error MakeError(const std::string& message) {
+  return llvm::make_error<llvm::StringError>(message, llvm::inconvertibleErrorCode());
+}
+
+// Dumps failing is not a compile failure: log and carry on.
+void DumpModule(const std::string& dir, llvm::Module& module, llvm::TargetMachine& tm) {
+  if (std::error_code ec = llvm::sys::fs::create_directories(dir)) {
+    Log().warn("jit: cannot create dump directory {}: {}", dir, ec.message());
+    return;
+  }
+  llvm::SmallString<256> base(dir);
+  llvm::sys::path::append(base, module.getModuleIdentifier());
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream os((base + ".ll").str(), ec);
+    if (ec) {
+      Log().warn("jit: cannot write {}.ll: {}", base.str().str(), ec.message());
+    } else {
+      module.print(os, nullptr);
+    }
+  }
+  // Code generation rewrites the IR it runs on, so emit the assembly from a
+  // copy and leave the module for the real compile.
+  std::unique_ptr<llvm::Module> copy = llvm::CloneModule(module);
+  std::error_code ec;
+  llvm::raw_fd_ostream os((base + ".s").str(), ec);
+  if (ec) {
+    Log().warn("jit: cannot write {}.s: {}", base.str().str(), ec.message());
+    return;
+  }
+  llvm::legacy::PassManager pm;
+  if (tm.addPassesToEmitFile(pm, os, nullptr, llvm::CodeGenFileType::AssemblyFile)) {
+    Log().warn("jit: the target cannot emit assembly for {}", module.getModuleIdentifier());
+    return;
+  }
+  pm.run(*copy);
+}
+
+// Verifies `module`, then runs the new pass manager's O3 pipeline tuned for
+// the host TargetMachine (its TargetTransformInfo drives vector widths and
+// unrolling).
+llvm::Error Optimize(const llvm::orc::JITTargetMachineBuilder& jtmb, const std::string& dump_dir,
+                     llvm::Module& module) {
+  std::string problems;
+  llvm::raw_string_ostream problems_os(problems);
+  if (llvm::verifyModule(module, &problems_os)) {
+    return MakeError("jit: generated IR for " + module.getModuleIdentifier() + " is invalid: " + problems);
+  }
+  llvm::orc::JITTargetMachineBuilder builder = jtmb;  // createTargetMachine is not const
+  llvm::Expected<std::unique_ptr<llvm::TargetMachine>> tm = builder.createTargetMachine();
+  if (!tm) return tm.takeError();
+
+  llvm::LoopAnalysisManager lam;
+  llvm::FunctionAnalysisManager fam;
+  llvm::CGSCCAnalysisManager cgam;
+  llvm::ModuleAnalysisManager mam;
+  llvm::PipelineTuningOptions tuning;
+  tuning.LoopVectorization = true;
+  tuning.SLPVectorization = true;
+  tuning.LoopUnrolling = true;
+  llvm::PassBuilder pb(tm->get(), tuning);
+  pb.registerModuleAnalyses(mam);
+  pb.registerCGSCCAnalyses(cgam);
+  pb.registerFunctionAnalyses(fam);
+  pb.registerLoopAnalyses(lam);
+  pb.crossRegisterProxies(lam, fam, cgam, mam);
+  llvm::ModulePassManager mpm = pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3);
+  mpm.run(module, mam);
+
+  if (!dump_dir.empty()) DumpModule(dump_dir, module, **tm);
+  return llvm::Error::success();
+}
+
+// Bytes of the object's executable sections: the machine code proper,
+// without symbol tables, relocations and unwind info.
+size_t TextBytes(const llvm::MemoryBuffer& object) {
+  llvm::Expected<std::unique_ptr<llvm::object::ObjectFile>> file =
+      llvm::object::ObjectFile::createObjectFile(object.getMemBufferRef());
+  if (!file) {
+    Log().debug("jit: cannot parse emitted object: {}", llvm::toString(file.takeError()));
+    return 0;
+  }
+  size_t bytes = 0;
+  for (const llvm::object::SectionRef& section : (*file)->sections()) {
+    if (section.isText()) bytes += section.getSize();
+  }
+  return bytes;
+}
+
+int F32LanesFor(const llvm::StringMap<bool>& features) {
+  auto has = [&](const char* name) {
+    auto it = features.find(name);
+    return it != features.end() && it->second;
+  };
+  if (has("avx512f")) return 16;
+  if (has("avx")) return 8;
+  return 4;
+}
+
+}  // namespace
+
+JitCompiler::~JitCompiler() = default;
+
+llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOptions& options) {
+  static std::once_flag init_once;
+  static bool native_ready = false;
+  std::call_once(init_once, [] {
+    // Each returns true on failure.
+    native_ready = !llvm::InitializeNativeTarget() && !llvm::InitializeNativeTargetAsmPrinter() &&
+                   !llvm::InitializeNativeTargetAsmParser();
+  });
+  if (!native_ready) return MakeError("jit: LLVM has no native target for this host");
+
+  llvm::Expected<llvm::orc::JITTargetMachineBuilder> jtmb = llvm::orc::JITTargetMachineBuilder::detectHost();
+  if (!jtmb) return jtmb.takeError();
+  // Name the host CPU and every feature it has explicitly, so that code
+  // generation uses AVX-512 (or whatever the host offers) instead of a
+  // generic x86-64 baseline.
+  const llvm::StringMap<bool> host_features = llvm::sys::getHostCPUFeatures();
+  llvm::SubtargetFeatures features;
+  // StringMap iteration order is unspecified; sort for a deterministic string.
+  std::map<std::string, bool> sorted_features;
+  for (const auto& entry : host_features) sorted_features[entry.getKey().str()] = entry.getValue();
+  for (const auto& [name, enabled] : sorted_features) features.AddFeature(name, enabled);
+  jtmb->setCPU(llvm::sys::getHostCPUName().str());
+  jtmb->getFeatures() = features;
+  jtmb->setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
+
+  std::unique_ptr<JitCompiler> compiler(new JitCompiler());
+  compiler->triple_ = jtmb->getTargetTriple().str();
+  compiler->cpu_ = jtmb->getCPU();
+  compiler->features_ = features.getString();
+  compiler->f32_lanes_ = F32LanesFor(host_features);
+  compiler->dump_dir_ = options.dump_dir;
+  if (compiler->dump_dir_.empty()) {
+    if (const char* env = std::getenv("KILN_DUMP_IR"); env != nullptr) compiler->dump_dir_ = env;
+  }
+  auto state = std::make_shared<State>(*jtmb);
+  state->dump_dir = compiler->dump_dir_;
+  compiler->state_ = state;
+
+  // Concurrent compilation support makes LLJIT use a compiler that builds a
+  // TargetMachine per module, so Compile() may run on several threads; with
+  // no compile threads of its own, each compile runs on its caller's thread.
+  llvm::Expected<std::unique_ptr<llvm::orc::LLJIT>> jit = llvm::orc::LLJITBuilder()
+                                                              .setJITTargetMachineBuilder(*jtmb)
+                                                              .setSupportConcurrentCompilation(true)
+                                                              .create();
+  if (!jit) return jit.takeError();
+  compiler->jit_ = std::shared_ptr<llvm::orc::LLJIT>(std::move(*jit));
+
+  compiler->jit_->getExecutionSession().setErrorReporter(
+      [](llvm::Error err) { Log().error("jit: {}", llvm::toString(std::move(err))); });
+
+  // The transforms hold the shared state, not the JitCompiler: the LLJIT
+  // (and so these functions) may outlive it.
+  compiler->jit_->getIRTransformLayer().setTransform(
+      [state](llvm::orc::ThreadSafeModule tsm,
+              llvm::orc::MaterializationResponsibility&) -> llvm::Expected<llvm::orc::ThreadSafeModule> {
+        llvm::Error err =
+            tsm.withModuleDo([&](llvm::Module& module) { return Optimize(state->jtmb, state->dump_dir, module); });
+        if (err) return err;
+        return tsm;
+      });
+  compiler->jit_->getObjTransformLayer().setTransform(
+      [state](std::unique_ptr<llvm::MemoryBuffer> object) -> llvm::Expected<std::unique_ptr<llvm::MemoryBuffer>> {
+        const size_t bytes = TextBytes(*object);
+        std::lock_guard<std::mutex> lock(state->object_sizes_mutex);
+        state->object_sizes[object->getBufferIdentifier().str()] = bytes;
+        return object;
+      });
+
+  Log().debug("jit: LLJIT for {} cpu={} f32 lanes={} dump_dir='{}'", compiler->triple_, compiler->cpu_,
+              compiler->f32_lanes_, compiler->dump_dir_);
+  return compiler;
+}
+
+StatusOr<std::unique_ptr<JitCompiler>> JitCompiler::CreateOrStatus(const JitOptions& options) {
+  llvm::Expected<std::unique_ptr<JitCompiler>> compiler = Create(options);
+  if (!compiler) return Internal("jit: ", llvm::toString(compiler.takeError()));
+  return std::move(*compiler);
+}
+
+const llvm::DataLayout& JitCompiler::data_layout() const { return jit_->getDataLayout(); }
+
+llvm::Expected<JitCode> JitCompiler::Compile(llvm::orc::ThreadSafeModule module, const std::string& entry_name) {
+  const std::string module_name =
+      module.withModuleDo([](llvm::Module& m) { return m.getModuleIdentifier(); });
+  llvm::orc::JITDylib& dylib = jit_->getMainJITDylib();
+  llvm::orc::ResourceTrackerSP tracker = dylib.createResourceTracker();
+
+  llvm::Error err = jit_->addIRModule(tracker, std::move(module));
+  llvm::Expected<llvm::orc::ExecutorAddr> address =
+      err ? llvm::Expected<llvm::orc::ExecutorAddr>(std::move(err)) : jit_->lookup(dylib, entry_name);
+
+  // The object-size note is taken on every path so the map cannot grow.
+  size_t code_bytes = 0;
+  {
+    std::lock_guard<std::mutex> lock(state_->object_sizes_mutex);
+    // Object buffers are named "<module>-jitted-objectbuffer" by ORC's IR
+    // compilers; match the module name up to that suffix.
+    for (auto it = state_->object_sizes.begin(); it != state_->object_sizes.end(); ++it) {
+      const std::string& key = it->first;
+      if (key == module_name || key.rfind(module_name + "-", 0) == 0) {
+        code_bytes = it->second;
+        state_->object_sizes.erase(it);
+        break;
+      }
+    }
+  }
+
+  if (!address) {
+    // Leave nothing behind: drop whatever part of the module was added.
+    return llvm::joinErrors(address.takeError(), tracker->remove());
+  }
+  JitCode code;
+  code.jit = jit_;
+  code.tracker = std::move(tracker);
+  code.entry_address = address->getValue();
+  code.code_bytes = code_bytes;
+  return code;
+}
+
+}  // namespace kiln::jit

@@ -1,0 +1,103 @@
+// kiln's JIT: one ORC LLJIT for the host CPU (its own CPU name and
+// features, so AVX-512 is used where it exists), an O3 new-pass-manager
+// pipeline on the IR transform layer, and optional dumps of each compiled
+// module's optimised IR and assembly.
+//
+// Thread safety: Compile() may be called from several threads at once. Each
+// caller builds its module in its own LLVMContext (wrapped in a
+// ThreadSafeContext); LLJIT is created with concurrent compilation support,
+// so every compile runs on the calling thread with its own TargetMachine.
+//
+// Lifetime: each CompiledRegion keeps the underlying LLJIT alive, so the
+// JitCompiler may be destroyed before the regions it produced.
+#pragma once
+
+#include <llvm/ADT/IntrusiveRefCntPtr.h>
+#include <llvm/Support/Error.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kiln/status.h"
+
+namespace llvm {
+class DataLayout;
+class Module;
+namespace orc {
+class LLJIT;
+class ResourceTracker;
+class ThreadSafeModule;
+}  // namespace orc
+}  // namespace llvm
+
+namespace kiln::jit {
+
+struct JitOptions {
+  // When non-empty, every compiled module's optimised IR (<module>.ll) and
+  // assembly (<module>.s) are written here. When empty, the environment
+  // variable KILN_DUMP_IR names the directory (if set).
+  std::string dump_dir;
+};
+
+// Machine code added to the JIT: where its entry function is and how to
+// remove it again. Owned by a CompiledRegion.
+struct JitCode {
+  std::shared_ptr<llvm::orc::LLJIT> jit;                    // keeps the session alive
+  llvm::IntrusiveRefCntPtr<llvm::orc::ResourceTracker> tracker;  // removes exactly this module
+  uint64_t entry_address = 0;
+  size_t code_bytes = 0;  // bytes of executable sections in the object file
+};
+
+class JitCompiler {
+ public:
+  // Builds the JIT for the host. Fails (never aborts) when the native target
+  // is unavailable or the host cannot be described.
+  static llvm::Expected<std::unique_ptr<JitCompiler>> Create(const JitOptions& options = {});
+  // The same, with the error as a kiln Status (kInternal) for callers
+  // outside jit/.
+  static StatusOr<std::unique_ptr<JitCompiler>> CreateOrStatus(const JitOptions& options = {});
+
+  ~JitCompiler();
+  JitCompiler(const JitCompiler&) = delete;
+  JitCompiler& operator=(const JitCompiler&) = delete;
+
+  // Optimises `module` (verified first), compiles it to machine code and
+  // returns the address of `entry_name`. The module is added under a fresh
+  // ResourceTracker; on failure nothing stays in the JIT.
+  llvm::Expected<JitCode> Compile(llvm::orc::ThreadSafeModule module, const std::string& entry_name);
+
+  // What modules must use: the JIT's data layout and target triple.
+  const llvm::DataLayout& data_layout() const;
+  const std::string& target_triple() const { return triple_; }
+  const std::string& cpu_name() const { return cpu_; }
+  const std::string& cpu_features() const { return features_; }
+  // Lanes of the widest float32 vector the host executes natively (16 with
+  // AVX-512, 8 with AVX, otherwise 4).
+  int f32_vector_lanes() const { return f32_lanes_; }
+  // Empty when dumping is off.
+  const std::string& dump_dir() const { return dump_dir_; }
+
+  // A process-unique suffix for module and symbol names.
+  uint64_t NextSerial() { return serial_.fetch_add(1); }
+
+ private:
+  // What the layer transforms need; shared with them so it lives as long as
+  // the LLJIT that calls them.
+  struct State;
+
+  JitCompiler() = default;
+
+  std::shared_ptr<State> state_;
+  std::shared_ptr<llvm::orc::LLJIT> jit_;
+  std::string triple_;
+  std::string cpu_;
+  std::string features_;
+  int f32_lanes_ = 4;
+  std::string dump_dir_;
+  std::atomic<uint64_t> serial_{0};
+};
+
+}  // namespace kiln::jit

@@ -1,0 +1,204 @@
+#include "jit/vector_math.h"
+
+#include <llvm/IR/Constants.h>
+#include <llvm/IR/DerivedTypes.h>
+#include <llvm/IR/Intrinsics.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace kiln::jit {
+namespace {
+
+// Small helpers that build splat constants of the operand's shape, so the
+// same emitter serves scalars and vectors.
+llvm::Value* F(llvm::Value* like, double v) { return llvm::ConstantFP::get(like->getType(), v); }
+
+llvm::Type* IntTypeLike(llvm::Value* like) {
+  llvm::Type* i32 = llvm::Type::getInt32Ty(like->getContext());
+  if (auto* vt = llvm::dyn_cast<llvm::VectorType>(like->getType())) {
+    return llvm::VectorType::get(i32, vt->getElementCount());
+  }
+  return i32;
+}
+
+llvm::Value* I(llvm::Value* like_int, int64_t v) { return llvm::ConstantInt::get(like_int->getType(), v, true); }
+
+llvm::Value* FMulAdd(llvm::IRBuilderBase& b, llvm::Value* x, llvm::Value* y, llvm::Value* z) {
+  return b.CreateIntrinsic(llvm::Intrinsic::fmuladd, {x->getType()}, {x, y, z});
+}
+
+// Horner evaluation of sum(coeffs[k] * x^k).
+llvm::Value* Polynomial(llvm::IRBuilderBase& b, llvm::Value* x, const std::vector<double>& coeffs) {
+  llvm::Value* acc = F(x, coeffs.back());
+  for (size_t k = coeffs.size() - 1; k-- > 0;) acc = FMulAdd(b, acc, x, F(x, coeffs[k]));
+  return acc;
+}
+
+llvm::Value* IsNan(llvm::IRBuilderBase& b, llvm::Value* x) { return b.CreateFCmpUNO(x, x); }
+
+// select-based clamps keep NaN as NaN (llvm.minnum would drop it).
+llvm::Value* ClampBelow(llvm::IRBuilderBase& b, llvm::Value* x, double lo) {
+  return b.CreateSelect(b.CreateFCmpOLT(x, F(x, lo)), F(x, lo), x);
+}
+llvm::Value* ClampAbove(llvm::IRBuilderBase& b, llvm::Value* x, double hi) {
+  return b.CreateSelect(b.CreateFCmpOGT(x, F(x, hi)), F(x, hi), x);
+}
+
+// 2^n for an integer vector n in [-127, 127] as a float (n must stay in the
+// normal exponent range).
+llvm::Value* Pow2(llvm::IRBuilderBase& b, llvm::Value* n, llvm::Type* float_type) {
+  llvm::Value* bits = b.CreateShl(b.CreateAdd(n, I(n, 127)), I(n, 23));
+  return b.CreateBitCast(bits, float_type);
+}
+
+// Taylor coefficients of e^r: 1/k!.
+std::vector<double> ExpCoefficients(int degree, int first) {
+  std::vector<double> c;
+  double factorial = 1;
+  for (int k = 1; k <= first; ++k) factorial *= k;
+  for (int k = first; k <= degree; ++k) {
+    if (k > first) factorial *= k;
+    c.push_back(1.0 / factorial);
+  }
+  return c;
+}
+
+constexpr double kLn2Hi = 0.693145751953125;         // few mantissa bits: n * kLn2Hi is exact
+constexpr double kLn2Lo = 1.428606765330187045e-06;  // ln 2 - kLn2Hi
+constexpr double kLog2E = 1.442695040888963407;
+
+}  // namespace
+
+llvm::Value* EmitExp(llvm::IRBuilderBase& b, llvm::Value* x) {
+  // e^x = 2^n * e^r with n = round(x / ln 2), |r| <= ln2 / 2; e^r by its
+  // Taylor series to degree 7 (truncation error < 2e-8 relative). Beyond 89
+  // the result overflows to inf through the scaling; below -105 it is 0.
+  llvm::Value* xc = ClampAbove(b, ClampBelow(b, x, -105.0), 89.0);
+  llvm::Value* nf = b.CreateIntrinsic(llvm::Intrinsic::roundeven, {xc->getType()}, {b.CreateFMul(xc, F(xc, kLog2E))});
+  llvm::Value* r = FMulAdd(b, nf, F(xc, -kLn2Hi), xc);
+  r = FMulAdd(b, nf, F(xc, -kLn2Lo), r);
+  llvm::Value* p = Polynomial(b, r, ExpCoefficients(7, 0));
+  // n lies in [-152, 129]: scale in two halves so each factor is a normal float.
+  llvm::Value* n = b.CreateFPToSI(nf, IntTypeLike(xc));
+  llvm::Value* n1 = b.CreateAShr(n, I(n, 1));
+  llvm::Value* n2 = b.CreateSub(n, n1);
+  llvm::Value* result = b.CreateFMul(b.CreateFMul(p, Pow2(b, n1, xc->getType())), Pow2(b, n2, xc->getType()));
+  return b.CreateSelect(IsNan(b, x), x, result);
+}
+
+llvm::Value* EmitExpm1(llvm::IRBuilderBase& b, llvm::Value* x) {
+  // Near zero e^x - 1 cancels, so use the series without its constant term;
+  // elsewhere |e^x - 1| >= 0.29 and the subtraction loses at most 2 bits.
+  llvm::Value* ax = b.CreateIntrinsic(llvm::Intrinsic::fabs, {x->getType()}, {x});
+  llvm::Value* small = b.CreateFCmpOLT(ax, F(x, 0.34657359));
+  llvm::Value* series = b.CreateFMul(x, Polynomial(b, x, ExpCoefficients(8, 1)));
+  llvm::Value* large = b.CreateFSub(EmitExp(b, x), F(x, 1.0));
+  return b.CreateSelect(small, series, large);
+}
+
+llvm::Value* EmitLog(llvm::IRBuilderBase& b, llvm::Value* x) {
+  // x = m * 2^e with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(s) with
+  // s = (m - 1) / (m + 1), |s| <= 0.172, summed as an odd series to s^11.
+  llvm::Type* ft = x->getType();
+  llvm::Value* denormal = b.CreateFCmpOLT(x, F(x, std::numeric_limits<float>::min()));
+  llvm::Value* xs = b.CreateSelect(denormal, b.CreateFMul(x, F(x, 8388608.0)), x);  // * 2^23
+  llvm::Value* bits = b.CreateBitCast(xs, IntTypeLike(x));
+  llvm::Value* e = b.CreateSub(b.CreateLShr(bits, I(bits, 23)), I(bits, 127));
+  e = b.CreateSelect(denormal, b.CreateSub(e, I(e, 23)), e);
+  llvm::Value* m = b.CreateBitCast(b.CreateOr(b.CreateAnd(bits, I(bits, 0x7fffff)), I(bits, 0x3f800000)), ft);
+  llvm::Value* big = b.CreateFCmpOGT(m, F(x, 1.41421356237));
+  m = b.CreateSelect(big, b.CreateFMul(m, F(x, 0.5)), m);
+  e = b.CreateSelect(big, b.CreateAdd(e, I(e, 1)), e);
+  llvm::Value* f = b.CreateFSub(m, F(x, 1.0));
+  llvm::Value* s = b.CreateFDiv(f, b.CreateFAdd(f, F(x, 2.0)));
+  llvm::Value* z = b.CreateFMul(s, s);
+  std::vector<double> odd;  // 2 / (2k + 1) for k >= 1
+  for (int k = 1; k <= 5; ++k) odd.push_back(2.0 / (2 * k + 1));
+  llvm::Value* two_s = b.CreateFAdd(s, s);
+  llvm::Value* tail = b.CreateFMul(b.CreateFMul(s, z), Polynomial(b, z, odd));
+  llvm::Value* ef = b.CreateSIToFP(e, ft);
+  llvm::Value* result = FMulAdd(b, ef, F(x, kLn2Hi), b.CreateFAdd(two_s, FMulAdd(b, ef, F(x, kLn2Lo), tail)));
+
+  const double inf = std::numeric_limits<double>::infinity();
+  result = b.CreateSelect(b.CreateFCmpOEQ(x, F(x, inf)), x, result);
+  result = b.CreateSelect(b.CreateFCmpOEQ(x, F(x, 0.0)), F(x, -inf), result);
+  // x < 0 and NaN both give NaN.
+  result = b.CreateSelect(b.CreateFCmpULT(x, F(x, 0.0)), F(x, std::nan("")), result);
+  return result;
+}
+
+llvm::Value* EmitLog1p(llvm::IRBuilderBase& b, llvm::Value* x) {
+  // With u = fl(1 + x), log(u) * x / (u - 1) cancels the rounding of u
+  // (Goldberg's trick); when u rounds to 1, log1p(x) = x to float precision.
+  llvm::Value* u = b.CreateFAdd(x, F(x, 1.0));
+  llvm::Value* um1 = b.CreateFSub(u, F(x, 1.0));
+  llvm::Value* corrected = b.CreateFMul(EmitLog(b, u), b.CreateFDiv(x, um1));
+  // u == inf: log(inf) * inf/inf would be NaN.
+  corrected = b.CreateSelect(b.CreateFCmpOEQ(u, F(x, std::numeric_limits<double>::infinity())), u, corrected);
+  return b.CreateSelect(b.CreateFCmpOEQ(um1, F(x, 0.0)), x, corrected);
+}
+
+llvm::Value* EmitTanh(llvm::IRBuilderBase& b, llvm::Value* x) {
+  // tanh|x| = -m / (2 + m) with m = expm1(-2|x|) in (-1, 0]: no cancellation
+  // for small |x|, and m -> -1 gives exactly 1 for large |x|.
+  llvm::Value* ax = b.CreateIntrinsic(llvm::Intrinsic::fabs, {x->getType()}, {x});
+  llvm::Value* m = EmitExpm1(b, b.CreateFMul(ax, F(x, -2.0)));
+  llvm::Value* t = b.CreateFDiv(b.CreateFNeg(m), b.CreateFAdd(m, F(x, 2.0)));
+  return b.CreateIntrinsic(llvm::Intrinsic::copysign, {x->getType()}, {t, x});
+}
+
+llvm::Value* EmitSigmoid(llvm::IRBuilderBase& b, llvm::Value* x) {
+  // 1 / (1 + e^-x): e^-x = inf for very negative x gives the right limit 0.
+  llvm::Value* e = EmitExp(b, b.CreateFNeg(x));
+  return b.CreateFDiv(F(x, 1.0), b.CreateFAdd(e, F(x, 1.0)));
+}
+
+llvm::Value* EmitErf(llvm::IRBuilderBase& b, llvm::Value* x) {
+  // |x| <= 1: the Maclaurin series 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1))
+  // to n = 10 (truncation < 2e-9).
+  std::vector<double> series;
+  double factorial = 1;
+  for (int n = 0; n <= 10; ++n) {
+    if (n > 0) factorial *= n;
+    series.push_back((n % 2 == 0 ? 1.0 : -1.0) * 2.0 / std::sqrt(M_PI) / (factorial * (2 * n + 1)));
+  }
+  llvm::Value* small = b.CreateFMul(x, Polynomial(b, b.CreateFMul(x, x), series));
+
+  // 1 < |x| < 3.92: degree-14 Chebyshev interpolant of erf on [1, 3.92]
+  // (computed offline in double with Python's math.erf and converted to the
+  // power basis of t = (|x| - 2.46) / 1.46); max error 8e-8 in float.
+  // Beyond 3.92 erf rounds to 1 in float.
+  static const std::vector<double> kMid = {
+      9.994966464e-01,  3.878101009e-03,  -1.392897855e-02, 3.060008645e-02, -4.504737155e-02,
+      4.510588281e-02,  -2.844687941e-02, 6.499152849e-03,  7.345193501e-03, -9.037615042e-03,
+      3.340892319e-03,  1.592594051e-03,  -1.628860124e-03, 1.139237199e-05, 2.197394674e-04,
+  };
+  llvm::Value* ax = b.CreateIntrinsic(llvm::Intrinsic::fabs, {x->getType()}, {x});
+  llvm::Value* axc = ClampAbove(b, ax, 3.92);
+  llvm::Value* t = b.CreateFMul(b.CreateFSub(axc, F(x, 2.46)), F(x, 1.0 / 1.46));
+  llvm::Value* mid = Polynomial(b, t, kMid);
+  mid = b.CreateSelect(b.CreateFCmpOGE(ax, F(x, 3.92)), F(x, 1.0), mid);
+  mid = b.CreateIntrinsic(llvm::Intrinsic::copysign, {x->getType()}, {mid, x});
+  llvm::Value* result = b.CreateSelect(b.CreateFCmpOLE(ax, F(x, 1.0)), small, mid);
+  return b.CreateSelect(IsNan(b, x), x, result);
+}
+
+llvm::Value* EmitPow(llvm::IRBuilderBase& b, llvm::Value* x, llvm::Value* y) {
+  llvm::Value* ax = b.CreateIntrinsic(llvm::Intrinsic::fabs, {x->getType()}, {x});
+  llvm::Value* r = EmitExp(b, b.CreateFMul(y, EmitLog(b, ax)));
+  llvm::Value* fy = b.CreateIntrinsic(llvm::Intrinsic::floor, {y->getType()}, {y});
+  llvm::Value* is_int = b.CreateFCmpOEQ(fy, y);
+  // Every float >= 2^24 is even, so testing half of y is exact.
+  llvm::Value* half = b.CreateFMul(y, F(y, 0.5));
+  llvm::Value* is_odd =
+      b.CreateAnd(is_int, b.CreateFCmpONE(b.CreateIntrinsic(llvm::Intrinsic::floor, {y->getType()}, {half}), half));
+  llvm::Value* negative = b.CreateFCmpOLT(x, F(x, 0.0));
+  llvm::Value* signed_r = b.CreateSelect(is_odd, b.CreateFNeg(r), r);
+  llvm::Value* result = b.CreateSelect(negative, b.CreateSelect(is_int, signed_r, F(x, std::nan(""))), r);
+  result = b.CreateSelect(b.CreateFCmpOEQ(x, F(x, 1.0)), F(x, 1.0), result);
+  return b.CreateSelect(b.CreateFCmpOEQ(y, F(y, 0.0)), F(y, 1.0), result);
+}
+
+}  // namespace kiln::jit

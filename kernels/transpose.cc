@@ -1,0 +1,199 @@
+// Transpose. The permutation is first simplified: unit axes are dropped and
+// input axes that stay adjacent in the output are merged, so that e.g.
+// NHWC->NCHW becomes a batched 2-D transpose [N, HW, C] -> [N, C, HW] and
+// [B, S, H, D] -> [B, H, S, D] becomes a copy of D-element rows. Then:
+//   - identity permutation: one memcpy;
+//   - the input's innermost axis stays innermost: a strided copy of
+//     contiguous rows (StridedCopy);
+//   - otherwise: cache-blocked 2-D tiles between the input's innermost axis
+//     and the output's innermost axis, batched over the remaining axes.
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <numeric>
+
+#include "kernels/tensor_ops_common.h"
+
+namespace kiln::kernels {
+namespace {
+
+struct Simplified {
+  Dims in_dims;               // reduced input dims
+  std::vector<int64_t> perm;  // over the reduced axes
+};
+
+Simplified Simplify(const Dims& dims, const std::vector<int64_t>& perm) {
+  const size_t rank = dims.size();
+  // Renumber the non-unit input axes.
+  std::vector<int64_t> new_index(rank, -1);
+  Dims kept_dims;
+  for (size_t i = 0; i < rank; ++i) {
+    if (dims[i] != 1) {
+      new_index[i] = static_cast<int64_t>(kept_dims.size());
+      kept_dims.push_back(dims[i]);
+    }
+  }
+  std::vector<int64_t> p;
+  for (int64_t a : perm) {
+    if (new_index[static_cast<size_t>(a)] >= 0) p.push_back(new_index[static_cast<size_t>(a)]);
+  }
+  // Group runs of output axes that are consecutive input axes; each group
+  // becomes one axis.
+  std::vector<int64_t> group_heads;  // first input axis of each group, output order
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (i > 0 && p[i] == p[i - 1] + 1) continue;
+    group_heads.push_back(p[i]);
+  }
+  // In input order the groups are the ranges between consecutive heads; each
+  // group's dim is the product of its member axes.
+  std::vector<int64_t> sorted_heads = group_heads;
+  std::sort(sorted_heads.begin(), sorted_heads.end());
+  Simplified s;
+  for (size_t g = 0; g < sorted_heads.size(); ++g) {
+    const int64_t begin = sorted_heads[g];
+    const int64_t end = g + 1 < sorted_heads.size() ? sorted_heads[g + 1] : static_cast<int64_t>(kept_dims.size());
+    int64_t d = 1;
+    for (int64_t a = begin; a < end; ++a) d *= kept_dims[static_cast<size_t>(a)];
+    s.in_dims.push_back(d);
+  }
+  for (int64_t head : group_heads) {
+    s.perm.push_back(std::lower_bound(sorted_heads.begin(), sorted_heads.end(), head) - sorted_heads.begin());
+  }
+  return s;
+}
+
+// dst[a * dst_ld + b] = src[a + b * src_ld] over the tile [a0, a1) x [b0, b1).
+template <typename T>
+void TransposeTile(const T* src, int64_t src_ld, T* dst, int64_t dst_ld, int64_t a0, int64_t a1, int64_t b0,
+                   int64_t b1) {
+  for (int64_t a = a0; a < a1; ++a) {
+    T* d = dst + a * dst_ld;
+    const T* s = src + a;
+    for (int64_t b = b0; b < b1; ++b) d[b] = s[b * src_ld];
+  }
+}
+
+struct BlockedPlan {
+  int64_t a_size, b_size;          // tile plane: input-inner x output-inner
+  int64_t src_ld, dst_ld;          // source stride along b, output stride along a
+  Dims batch_dims;                 // the other axes, output order
+  std::vector<int64_t> batch_src;  // their source strides
+  std::vector<int64_t> batch_dst;  // their output strides
+};
+
+template <typename T>
+void RunBlocked(const ParallelRunner& parallel, const BlockedPlan& plan, const T* src, T* dst) {
+  const int64_t ta = std::min<int64_t>(plan.a_size, 32);
+  const int64_t tb = std::min<int64_t>(plan.b_size, std::max<int64_t>(32, 2048 / ta));
+  const int64_t a_blocks = (plan.a_size + ta - 1) / ta;
+  const int64_t b_blocks = (plan.b_size + tb - 1) / tb;
+  int64_t batches = 1;
+  for (int64_t d : plan.batch_dims) batches *= d;
+  const int64_t tasks = batches * a_blocks * b_blocks;
+  const int64_t grain = std::max<int64_t>(1, 16384 / (ta * tb));
+  parallel.For(tasks, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      int64_t rest = t / (a_blocks * b_blocks);
+      const int64_t in_plane = t % (a_blocks * b_blocks);
+      int64_t src_off = 0, dst_off = 0;
+      for (size_t i = plan.batch_dims.size(); i-- > 0;) {
+        const int64_t c = rest % plan.batch_dims[i];
+        rest /= plan.batch_dims[i];
+        src_off += c * plan.batch_src[i];
+        dst_off += c * plan.batch_dst[i];
+      }
+      const int64_t a0 = (in_plane / b_blocks) * ta;
+      const int64_t b0 = (in_plane % b_blocks) * tb;
+      TransposeTile(src + src_off, plan.src_ld, dst + dst_off, plan.dst_ld, a0, std::min(a0 + ta, plan.a_size), b0,
+                    std::min(b0 + tb, plan.b_size));
+    }
+  });
+}
+
+class TransposeKernel final : public OpKernel {
+ public:
+  explicit TransposeKernel(std::vector<int64_t> perm) : perm_(std::move(perm)) {}
+
+  Status Compute(KernelContext& ctx) const override {
+    const Tensor* in = ctx.input(0);
+    if (in == nullptr) return InvalidArgument("Transpose: input is missing");
+    const int64_t rank = in->rank();
+    std::vector<int64_t> perm = perm_;
+    if (perm.empty()) {
+      perm.resize(static_cast<size_t>(rank));
+      for (int64_t i = 0; i < rank; ++i) perm[static_cast<size_t>(i)] = rank - 1 - i;
+    }
+    if (static_cast<int64_t>(perm.size()) != rank) {
+      return InvalidArgument("Transpose: perm has ", perm.size(), " entries but the input ",
+                             DimsToString(in->dims()), " has rank ", rank);
+    }
+    std::vector<bool> seen(static_cast<size_t>(rank), false);
+    for (int64_t a : perm) {
+      if (a < 0 || a >= rank || seen[static_cast<size_t>(a)]) {
+        return InvalidArgument("Transpose: perm ", DimsToString(perm), " is not a permutation of [0, ", rank, ")");
+      }
+      seen[static_cast<size_t>(a)] = true;
+    }
+    Dims out_dims(static_cast<size_t>(rank));
+    for (int64_t i = 0; i < rank; ++i) out_dims[static_cast<size_t>(i)] = in->dim(perm[static_cast<size_t>(i)]);
+    KILN_ASSIGN_OR_RETURN(Tensor * out, ctx.Output(0, in->dtype(), out_dims));
+    if (in->num_elements() == 0) return Status::Ok();
+
+    // -- No failure past this point.
+    const size_t es = DTypeSize(in->dtype());
+    const Simplified s = Simplify(in->dims(), perm);
+    const size_t k = s.in_dims.size();
+    bool identity = true;
+    for (size_t i = 0; i < k; ++i) identity = identity && s.perm[i] == static_cast<int64_t>(i);
+    if (identity) {
+      ParallelCopy(ctx.parallel(), out->raw_data(), in->raw_data(), in->byte_size());
+      return Status::Ok();
+    }
+    const std::vector<int64_t> in_strides = ContiguousStrides(s.in_dims);
+    Dims red_out(k);
+    std::vector<int64_t> src_strides(k);
+    for (size_t i = 0; i < k; ++i) {
+      red_out[i] = s.in_dims[static_cast<size_t>(s.perm[i])];
+      src_strides[i] = in_strides[static_cast<size_t>(s.perm[i])];
+    }
+    if (s.perm[k - 1] == static_cast<int64_t>(k - 1)) {
+      StridedCopy(ctx.parallel(), es, out->raw_data(), in->raw_data(), red_out, src_strides);
+      return Status::Ok();
+    }
+    const std::vector<int64_t> out_strides = ContiguousStrides(red_out);
+    BlockedPlan plan;
+    const size_t j = static_cast<size_t>(std::find(s.perm.begin(), s.perm.end(), static_cast<int64_t>(k - 1)) -
+                                         s.perm.begin());
+    plan.a_size = red_out[j];
+    plan.b_size = red_out[k - 1];
+    plan.src_ld = src_strides[k - 1];
+    plan.dst_ld = out_strides[j];
+    for (size_t i = 0; i + 1 < k; ++i) {
+      if (i == j) continue;
+      plan.batch_dims.push_back(red_out[i]);
+      plan.batch_src.push_back(src_strides[i]);
+      plan.batch_dst.push_back(out_strides[i]);
+    }
+    switch (es) {
+      case 1: RunBlocked(ctx.parallel(), plan, in->data<uint8_t>(), out->data<uint8_t>()); break;
+      case 2: RunBlocked(ctx.parallel(), plan, in->data<uint16_t>(), out->data<uint16_t>()); break;
+      case 4: RunBlocked(ctx.parallel(), plan, in->data<uint32_t>(), out->data<uint32_t>()); break;
+      default: RunBlocked(ctx.parallel(), plan, in->data<uint64_t>(), out->data<uint64_t>()); break;
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::vector<int64_t> perm_;  // empty: reverse the axes
+};
+
+StatusOr<std::unique_ptr<OpKernel>> CreateTranspose(const graph::Node& node) {
+  KILN_ASSIGN_OR_RETURN(std::vector<int64_t> perm, node.GetInts("perm"));
+  return std::unique_ptr<OpKernel>(new TransposeKernel(std::move(perm)));
+}
+
+}  // namespace
+
+void RegisterTransposeOp(KernelRegistry& r) { r.Register(KernelDef{"Transpose", "", 1, 1 << 30, CreateTranspose}); }
+
+}  // namespace kiln::kernels

@@ -1,0 +1,251 @@
+// Runs the `kiln` binary as a user would: on the demo models, comparing the
+// .npy outputs it writes with numpy's expected outputs, and on malformed
+// inputs, checking for a non-zero exit and one clear error line.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kiln/tensor.h"
+#include "tools/npy.h"
+
+namespace kiln::tools {
+namespace {
+
+std::string Runfile(const std::string& path) {
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  return std::string(srcdir ? srcdir : ".") + "/kiln/" + path;
+}
+
+std::string TmpDir() {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  return tmp ? tmp : "/tmp";
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+void WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::string Quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+struct Result {
+  int exit_code = -1;
+  bool signalled = false;
+  std::string out;
+  std::string err;
+};
+
+Result Kiln(const std::vector<std::string>& args) {
+  std::string out_path = TmpDir() + "/kiln_stdout.txt";
+  std::string err_path = TmpDir() + "/kiln_stderr.txt";
+  std::string cmd = Quote(Runfile("tools/kiln"));
+  for (const std::string& a : args) cmd += " " + Quote(a);
+  cmd += " >" + Quote(out_path) + " 2>" + Quote(err_path);
+  int status = std::system(cmd.c_str());
+  Result r;
+  r.signalled = status == -1 || !WIFEXITED(status);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = ReadFile(out_path);
+  r.err = ReadFile(err_path);
+  return r;
+}
+
+std::string Describe(const Result& r) { return "exit " + std::to_string(r.exit_code) + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err; }
+
+// A failure the user caused: exit 1 and exactly one line on stderr of the
+// form "kiln: error: <subject>: ...", containing `fragment`.
+void ExpectCleanFailure(const Result& r, const std::string& subject, const std::string& fragment) {
+  EXPECT_FALSE(r.signalled) << Describe(r);
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.err.rfind("kiln: error: " + subject + ": ", 0), 0u) << Describe(r);
+  ASSERT_FALSE(r.err.empty());
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "more than one line: " << Describe(r);
+  EXPECT_NE(r.err.find(fragment), std::string::npos) << "missing '" << fragment << "': " << Describe(r);
+}
+
+struct DemoModel {
+  const char* name;
+  const char* input;
+};
+constexpr DemoModel kDemoModels[] = {{"mlp", "x"}, {"cnn_small", "input"}, {"transformer_tiny", "input"}};
+
+void ExpectAllClose(const Tensor& actual, const Tensor& expected, double rtol, double atol) {
+  ASSERT_EQ(actual.dtype(), DType::kFloat32);
+  ASSERT_EQ(expected.dtype(), DType::kFloat32);
+  ASSERT_EQ(actual.dims(), expected.dims());
+  int bad = 0;
+  for (int64_t i = 0; i < actual.num_elements(); ++i) {
+    double a = actual.data<float>()[i];
+    double e = expected.data<float>()[i];
+    if (!(std::fabs(a - e) <= atol + rtol * std::fabs(e)) && ++bad <= 5) {
+      ADD_FAILURE() << "element " << i << ": kiln " << a << ", numpy " << e;
+    }
+  }
+  EXPECT_EQ(bad, 0);
+}
+
+TEST(CliTest, RunMatchesNumpyReference) {
+  for (const DemoModel& m : kDemoModels) {
+    SCOPED_TRACE(m.name);
+    std::string base = std::string("tools/") + m.name;
+    std::string out_dir = TmpDir() + "/out_" + m.name;
+    std::string report = TmpDir() + "/" + m.name + ".json";
+    Result r = Kiln({"run", Runfile(base + ".onnx"), "--input", std::string(m.input) + "=" + Runfile(base + "_input_0.npy"),
+                     "--output-dir", out_dir, "--iters", "3", "--warmup", "1", "--threads", "1", "--tier", "interp",
+                     "--report", report});
+    ASSERT_EQ(r.exit_code, 0) << Describe(r);
+    EXPECT_EQ(r.err, "");
+    EXPECT_NE(r.out.find("sum="), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("median"), std::string::npos) << r.out;
+
+    StatusOr<Tensor> actual = ReadNpy(out_dir + "/output_0.npy");
+    ASSERT_TRUE(actual.ok()) << actual.status().ToString();
+    StatusOr<Tensor> expected = ReadNpy(Runfile(base + "_expected_0.npy"));
+    ASSERT_TRUE(expected.ok()) << expected.status().ToString();
+    ExpectAllClose(*actual, *expected, 1e-4, 1e-5);
+
+    std::string json = ReadFile(report);
+    for (const char* key : {"\"load_ms\"", "\"first_run_ms\"", "\"median_ms\"", "\"p90_ms\"", "\"runs\": 3",
+                            "\"tier\": \"interp\"", "\"peak_planned_bytes\""}) {
+      EXPECT_NE(json.find(key), std::string::npos) << key << " not in " << json;
+    }
+  }
+}
+
+TEST(CliTest, GeneratesInputsOfConcreteShape) {
+  Result r = Kiln({"run", Runfile("tools/cnn_small.onnx"), "--iters", "1", "--warmup", "0", "--threads", "1"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.out.find("'input': float32 [1, 3, 32, 32] (generated)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("output 0 'output': float32 [1, 10]"), std::string::npos) << r.out;
+  // --tier auto names the fallback in one line until the JIT exists.
+  EXPECT_NE(r.out.find("JIT tier not built yet"), std::string::npos) << r.out;
+
+  // Same seed, same data: two runs print the same checksum.
+  Result again = Kiln({"run", Runfile("tools/cnn_small.onnx"), "--iters", "1", "--warmup", "0", "--threads", "1"});
+  auto checksum = [](const std::string& out) { return out.substr(out.find("sum="), out.find('\n', out.find("sum=")) - out.find("sum=")); };
+  EXPECT_EQ(checksum(r.out), checksum(again.out));
+}
+
+TEST(CliTest, SymbolicDimNeedsAFileOrABinding) {
+  Result r = Kiln({"run", Runfile("tools/transformer_tiny.onnx")});
+  ExpectCleanFailure(r, Runfile("tools/transformer_tiny.onnx"), "symbolic dim 'batch'");
+  EXPECT_NE(r.err.find("--dim batch=VALUE"), std::string::npos) << r.err;
+
+  Result bound = Kiln({"run", Runfile("tools/transformer_tiny.onnx"), "--dim", "batch=2", "--iters", "1", "--threads", "1"});
+  ASSERT_EQ(bound.exit_code, 0) << Describe(bound);
+  EXPECT_NE(bound.out.find("output 0 'output': float32 [2, 16, 64]"), std::string::npos) << bound.out;
+
+  ExpectCleanFailure(Kiln({"run", Runfile("tools/transformer_tiny.onnx"), "--dim", "seq=2"}),
+                     Runfile("tools/transformer_tiny.onnx"), "no input has a symbolic dim 'seq'");
+}
+
+TEST(CliTest, MalformedModelsFailCleanly) {
+  const std::string cnn = ReadFile(Runfile("tools/cnn_small.onnx"));
+  ASSERT_GT(cnn.size(), 1000u);
+
+  std::string truncated = TmpDir() + "/truncated.onnx";
+  WriteFile(truncated, cnn.substr(0, cnn.size() / 2));
+  ExpectCleanFailure(Kiln({"run", truncated}), truncated, "");
+
+  std::string not_protobuf = TmpDir() + "/not_protobuf.onnx";
+  WriteFile(not_protobuf, "this is plain text, not an ONNX protobuf\n\xff\xfe\x01");
+  ExpectCleanFailure(Kiln({"run", not_protobuf}), not_protobuf, "");
+  ExpectCleanFailure(Kiln({"info", not_protobuf}), not_protobuf, "");
+
+  std::string empty = TmpDir() + "/empty.onnx";
+  WriteFile(empty, "");
+  Result r = Kiln({"run", empty});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.err.rfind("kiln: error: ", 0), 0u) << Describe(r);
+
+  std::string unknown = Runfile("tools/bad_unknown_op.onnx");
+  ExpectCleanFailure(Kiln({"run", unknown}), unknown, "KilnNoSuchOp");
+
+  std::string missing = TmpDir() + "/no_such_model.onnx";
+  ExpectCleanFailure(Kiln({"run", missing}), missing, "cannot open");
+  ExpectCleanFailure(Kiln({"info", missing}), missing, "cannot open");
+  ExpectCleanFailure(Kiln({"dot", missing}), missing, "cannot open");
+}
+
+TEST(CliTest, BadInputFilesFailCleanly) {
+  const std::string model = Runfile("tools/cnn_small.onnx");
+
+  std::string wrong_shape = TmpDir() + "/wrong_shape.npy";
+  StatusOr<Tensor> t = Tensor::Allocate(DType::kFloat32, {1, 3, 16, 16});
+  ASSERT_TRUE(t.ok());
+  for (int64_t i = 0; i < t->num_elements(); ++i) t->data<float>()[i] = 0.5f;
+  ASSERT_TRUE(WriteNpy(wrong_shape, *t).ok());
+  ExpectCleanFailure(Kiln({"run", model, "--input", "input=" + wrong_shape}), wrong_shape, "[1, 3, 32, 32]");
+
+  std::string wrong_dtype = TmpDir() + "/wrong_dtype.npy";
+  StatusOr<Tensor> d = Tensor::Allocate(DType::kInt64, {1, 3, 32, 32});
+  ASSERT_TRUE(d.ok());
+  for (int64_t i = 0; i < d->num_elements(); ++i) d->data<int64_t>()[i] = 1;
+  ASSERT_TRUE(WriteNpy(wrong_dtype, *d).ok());
+  ExpectCleanFailure(Kiln({"run", model, "--input", "input=" + wrong_dtype}), wrong_dtype, "needs float32");
+
+  std::string garbage = TmpDir() + "/garbage.npy";
+  WriteFile(garbage, "not a numpy file");
+  ExpectCleanFailure(Kiln({"run", model, "--input", "input=" + garbage}), garbage, "bad magic");
+
+  std::string missing = TmpDir() + "/missing.npy";
+  ExpectCleanFailure(Kiln({"run", model, "--input", "input=" + missing}), missing, "cannot open");
+
+  ExpectCleanFailure(Kiln({"run", model, "--input", "nope=" + wrong_shape}), model, "no input 'nope'");
+}
+
+TEST(CliTest, UsageErrors) {
+  Result help = Kiln({"--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("usage: kiln"), std::string::npos) << help.out;
+  EXPECT_EQ(help.err, "");
+
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {}, {"frobnicate"}, {"run"}, {"run", "a.onnx", "b.onnx"}, {"run", "a.onnx", "--bogus"},
+           {"run", "a.onnx", "--iters", "many"}, {"run", "a.onnx", "--iters"}, {"run", "a.onnx", "--tier", "fast"},
+           {"run", "a.onnx", "--input", "noequals"}, {"info"}, {"dot", "a", "b"}}) {
+    Result r = Kiln(args);
+    std::string joined;
+    for (const auto& a : args) joined += a + " ";
+    EXPECT_EQ(r.exit_code, 2) << joined << Describe(r);
+    EXPECT_EQ(r.err.rfind("kiln: error: ", 0), 0u) << joined << Describe(r);
+    EXPECT_NE(r.err.find("usage: kiln"), std::string::npos) << joined << Describe(r);
+  }
+}
+
+TEST(CliTest, InfoAndDot) {
+  Result info = Kiln({"info", Runfile("tools/transformer_tiny.onnx")});
+  ASSERT_EQ(info.exit_code, 0) << Describe(info);
+  for (const char* fragment : {"opset: 13", "[batch, 16, 64]", "Softmax", "MatMul", "unsupported ops: none"}) {
+    EXPECT_NE(info.out.find(fragment), std::string::npos) << fragment << " not in " << info.out;
+  }
+
+  Result unknown = Kiln({"info", Runfile("tools/bad_unknown_op.onnx")});
+  ASSERT_EQ(unknown.exit_code, 0) << Describe(unknown);
+  EXPECT_NE(unknown.out.find("unsupported ops:\n  KilnNoSuchOp"), std::string::npos) << unknown.out;
+
+  Result dot = Kiln({"dot", Runfile("tools/mlp.onnx")});
+  ASSERT_EQ(dot.exit_code, 0) << Describe(dot);
+  EXPECT_EQ(dot.out.rfind("digraph", 0), 0u) << dot.out;
+  EXPECT_NE(dot.out.find("MatMul"), std::string::npos);
+  EXPECT_EQ(dot.out.back(), '\n');
+}
+
+}  // namespace
+}  // namespace kiln::tools
