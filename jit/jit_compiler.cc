@@ -226,6 +226,15 @@ StatusOr<std::unique_ptr<JitCompiler>> JitCompiler::CreateOrStatus(const JitOpti
 
 const llvm::DataLayout& JitCompiler::data_layout() const { return jit_->getDataLayout(); }
 
+bool JitCompiler::IsDefined(const std::string& symbol) {
+  llvm::Expected<llvm::orc::ExecutorAddr> address = jit_->lookup(symbol);
+  if (!address) {
+    llvm::consumeError(address.takeError());  // "not found" is the answer, not a failure
+    return false;
+  }
+  return true;
+}
+
 llvm::Expected<JitCode> JitCompiler::Compile(llvm::orc::ThreadSafeModule module, const std::string& entry_name) {
   const std::string module_name =
       module.withModuleDo([](llvm::Module& m) { return m.getModuleIdentifier(); });

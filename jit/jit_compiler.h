@@ -69,6 +69,10 @@ class JitCompiler {
   // ResourceTracker; on failure nothing stays in the JIT.
   llvm::Expected<JitCode> Compile(llvm::orc::ThreadSafeModule module, const std::string& entry_name);
 
+  // True when `symbol` is currently defined in the JIT (diagnostics and
+  // tests: a removed CompiledRegion's entry is no longer defined).
+  bool IsDefined(const std::string& symbol);
+
   // What modules must use: the JIT's data layout and target triple.
   const llvm::DataLayout& data_layout() const;
   const std::string& target_triple() const { return triple_; }

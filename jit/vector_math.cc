@@ -150,9 +150,11 @@ llvm::Value* EmitTanh(llvm::IRBuilderBase& b, llvm::Value* x) {
 }
 
 llvm::Value* EmitSigmoid(llvm::IRBuilderBase& b, llvm::Value* x) {
-  // 1 / (1 + e^-x): e^-x = inf for very negative x gives the right limit 0.
-  llvm::Value* e = EmitExp(b, b.CreateFNeg(x));
-  return b.CreateFDiv(F(x, 1.0), b.CreateFAdd(e, F(x, 1.0)));
+  // With e = e^-|x| in (0, 1]: 1 / (1 + e) for x >= 0 and e / (1 + e) for
+  // x < 0, so neither side overflows and tiny results keep their precision.
+  llvm::Value* e = EmitExp(b, b.CreateFNeg(b.CreateIntrinsic(llvm::Intrinsic::fabs, {x->getType()}, {x})));
+  llvm::Value* s = b.CreateFDiv(F(x, 1.0), b.CreateFAdd(e, F(x, 1.0)));
+  return b.CreateSelect(b.CreateFCmpOLT(x, F(x, 0.0)), b.CreateFMul(e, s), s);
 }
 
 llvm::Value* EmitErf(llvm::IRBuilderBase& b, llvm::Value* x) {

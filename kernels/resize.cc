@@ -60,8 +60,12 @@ double SourceCoordinate(Coord coord, double j, double scale, int64_t in_len, int
     }
     case Coord::kPytorchHalfPixel:
       return out_len > 1 ? (j + 0.5) / scale - 0.5 : 0.0;
-    case Coord::kAlignCorners:
-      return out_len == 1 ? 0.0 : j * static_cast<double>(in_len - 1) / static_cast<double>(out_len - 1);
+    case Coord::kAlignCorners: {
+      // The resized length here is in_len * scale before flooring, as the
+      // ONNX reference defines it; with `sizes` the two agree.
+      const double resized = scale * static_cast<double>(in_len);
+      return resized == 1.0 ? 0.0 : j * static_cast<double>(in_len - 1) / (resized - 1.0);
+    }
     case Coord::kAsymmetric:
       return j / scale;
     case Coord::kTfHalfPixelForNn:

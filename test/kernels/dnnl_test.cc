@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "test/kernels/kernel_test_util.h"
@@ -153,6 +154,49 @@ TEST(ConvTest, RepeatedCallsReuseThePlan) {
     ASSERT_TRUE((*kernel)->Compute(ctx).ok());
     testing::ExpectNear(ToVector<float>(outputs[0]), expected);
   }
+}
+
+// Runs `kernel` once on `inputs` and returns output 0.
+std::vector<float> RunKernel(const kernels::OpKernel& kernel, std::vector<const Tensor*> inputs) {
+  std::vector<Tensor> outputs(1);
+  testing::PlainAllocator alloc;
+  kernels::SerialRunner serial;
+  kernels::KernelContext ctx(inputs, outputs, alloc, serial);
+  Status s = kernel.Compute(ctx);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return s.ok() ? ToVector<float>(outputs[0]) : std::vector<float>();
+}
+
+TEST(ConvTest, PackedWeightsFollowChangedValuesAndConcurrentCalls) {
+  // Big enough for oneDNN to choose blocked layouts (weights packed once).
+  const Dims xd = {1, 16, 10, 10}, wd = {16, 16, 3, 3};
+  auto xv = Random(static_cast<size_t>(Count(xd)), 31), wv = Random(static_cast<size_t>(Count(wd)), 32);
+  graph::Node node;
+  node.op_type = "Conv";
+  node.opset = 17;
+  node.attributes = {{"pads", IntsAttr({1, 1, 1, 1})}};
+  auto kernel = kernels::DefaultKernelRegistry().Create(node);
+  ASSERT_TRUE(kernel.ok());
+  Tensor x = MakeTensor<float>(xd, xv), w = MakeTensor<float>(wd, wv);
+  Conv2dParams p;
+  p.pads = {1, 1, 1, 1};
+  Dims yd;
+  testing::ExpectNear(RunKernel(**kernel, {&x, &w}), RefConv2d(xv, xd, wv, wd, nullptr, p, &yd), 1e-4f, 1e-5f);
+  // Same tensor (same address), new values: the packed copy must not be reused.
+  for (float& f : wv) f = -2.0f * f;
+  std::copy(wv.begin(), wv.end(), w.data<float>());
+  const auto expected = RefConv2d(xv, xd, wv, wd, nullptr, p, &yd);
+  testing::ExpectNear(RunKernel(**kernel, {&x, &w}), expected, 1e-4f, 1e-5f);
+
+  std::vector<std::thread> threads;
+  std::vector<std::vector<float>> results(4);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 5; ++i) results[t] = RunKernel(**kernel, {&x, &w});
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& r : results) testing::ExpectNear(r, expected, 1e-4f, 1e-5f);
 }
 
 TEST(ConvTest, Errors) {
