@@ -20,6 +20,10 @@ Dims RowMajorStrides(const Dims& dims) {
 
 dnnl::memory::desc PlainF32Desc(const Dims& dims) { return StridedF32Desc(dims, RowMajorStrides(dims)); }
 
+dnnl::memory::desc PlainDesc(const Dims& dims, dnnl::memory::data_type type) {
+  return dnnl::memory::desc(ToDnnlDims(dims), type, ToDnnlDims(RowMajorStrides(dims)));
+}
+
 dnnl::memory::desc StridedF32Desc(const Dims& dims, const Dims& strides) {
   return dnnl::memory::desc(ToDnnlDims(dims), dnnl::memory::data_type::f32, ToDnnlDims(strides));
 }

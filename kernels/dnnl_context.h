@@ -35,6 +35,8 @@ inline dnnl::memory::dims ToDnnlDims(const Dims& dims) { return dnnl::memory::di
 
 // A float32 descriptor for a dense row-major tensor of `dims`.
 dnnl::memory::desc PlainF32Desc(const Dims& dims);
+// A descriptor of `type` for a dense row-major tensor of `dims`.
+dnnl::memory::desc PlainDesc(const Dims& dims, dnnl::memory::data_type type);
 // A float32 descriptor with explicit strides (in elements).
 dnnl::memory::desc StridedF32Desc(const Dims& dims, const Dims& strides);
 // Row-major strides of `dims`.

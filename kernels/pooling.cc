@@ -1,4 +1,4 @@
-// MaxPool, AveragePool (float32, 1-D to 3-D) on oneDNN's pooling primitive,
+// MaxPool (float32, int8, uint8), AveragePool (float32), 1-D to 3-D, on oneDNN's pooling primitive,
 // and GlobalAveragePool / GlobalMaxPool as plain per-plane reductions.
 //
 // ceil_mode: oneDNN derives the output size with floor division, so the end
@@ -30,7 +30,12 @@ class PoolKernel final : public OpKernel {
     const char* op = name();
     const Tensor* x = ctx.input(0);
     if (x == nullptr) return InvalidArgument(op, ": X is required");
-    if (x->dtype() != DType::kFloat32) return Unsupported(op, ": only float32 is supported, got ", DTypeName(x->dtype()));
+    // MaxPool also takes 8-bit integers (opset 12), which oneDNN supports.
+    const bool int8_max = kind_ == PoolKind::kMax && (x->dtype() == DType::kUint8 || x->dtype() == DType::kInt8);
+    if (x->dtype() != DType::kFloat32 && !int8_max) {
+      return Unsupported(op, ": ", DTypeName(x->dtype()), " is not supported (float32", 
+                         kind_ == PoolKind::kMax ? ", int8, uint8)" : ")");
+    }
     if (x->rank() < 3) return InvalidArgument(op, ": X must have rank >= 3, got ", DimsToString(x->dims()));
     if (x->rank() > 5) return Unsupported(op, ": only 1-D to 3-D pooling, got X ", DimsToString(x->dims()));
     if (attrs_.kernel_shape.size() != static_cast<size_t>(x->rank() - 2)) {
@@ -39,10 +44,11 @@ class PoolKernel final : public OpKernel {
     }
     std::vector<int64_t> key;
     AppendKey(key, x->dims());
+    key.push_back(static_cast<int64_t>(x->dtype()));
     return GuardDnnl(op, [&]() -> Status {
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
-                            cache_.GetOrCreate(key, [&] { return MakePlan(x->dims()); }));
-      KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, plan->out_dims));
+                            cache_.GetOrCreate(key, [&] { return MakePlan(x->dims(), x->dtype()); }));
+      KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, x->dtype(), plan->out_dims));
       if (y->num_elements() == 0) return Status::Ok();
       ExecuteDnnl(ctx, plan->primitive, plan->pd,
                   {{DNNL_ARG_SRC, WrapMemory(plan->pd.src_desc(), x->raw_data())},
@@ -69,7 +75,7 @@ class PoolKernel final : public OpKernel {
 
   const char* name() const { return kind_ == PoolKind::kMax ? "MaxPool" : "AveragePool"; }
 
-  StatusOr<std::shared_ptr<const Plan>> MakePlan(const Dims& x_dims) const {
+  StatusOr<std::shared_ptr<const Plan>> MakePlan(const Dims& x_dims, DType dtype) const {
     const char* op = name();
     const Dims in(x_dims.begin() + 2, x_dims.end());
     const size_t rank = in.size();
@@ -99,8 +105,11 @@ class PoolKernel final : public OpKernel {
                                : dnnl::algorithm::pooling_avg_exclude_padding;
       if (count_include_pad_ && extended) plan->rescale = IncludePadRescale(g, in);
     }
-    dnnl::pooling_v2_forward::desc desc(dnnl::prop_kind::forward_inference, alg, PlainF32Desc(x_dims),
-                                        PlainF32Desc(plan->out_dims), ToDnnlDims(g.strides), ToDnnlDims(g.kernel),
+    const dnnl::memory::data_type type = dtype == DType::kUint8  ? dnnl::memory::data_type::u8
+                                         : dtype == DType::kInt8 ? dnnl::memory::data_type::s8
+                                                                 : dnnl::memory::data_type::f32;
+    dnnl::pooling_v2_forward::desc desc(dnnl::prop_kind::forward_inference, alg, PlainDesc(x_dims, type),
+                                        PlainDesc(plan->out_dims, type), ToDnnlDims(g.strides), ToDnnlDims(g.kernel),
                                         ToDnnlDims(dnnl_dilations), ToDnnlDims(g.pad_begin),
                                         ToDnnlDims(dnnl_pad_r));
     plan->pd = dnnl::pooling_v2_forward::primitive_desc(desc, UserScratchpadAttr(), DnnlEngine());

@@ -205,3 +205,25 @@ TEST(OnnxLoaderFile, MissingFileIsNotFound) {
 
 }  // namespace
 }  // namespace kiln::graph
+
+namespace kiln::graph {
+namespace {
+
+TEST(OnnxLoaderLarge, LoadsModelOver64MiB) {
+  // Protobuf's historical 64 MiB message limit must not apply.
+  constexpr int64_t kElems = (int64_t{72} << 20) / 4;
+  kiln::testing::OnnxModelBuilder b(13);
+  b.Input("x", onnx::TensorProto::FLOAT, {kElems});
+  b.FloatInit("w", {kElems}, std::vector<float>(static_cast<size_t>(kElems), 0.25f)).Output("y");
+  b.Node("Mul", {"x", "w"}, {"y"});
+  std::string bytes = b.Serialize();
+  ASSERT_GT(bytes.size(), size_t{64} << 20);
+  auto g = LoadOnnxModel(bytes.data(), bytes.size(), LoadOptions{});
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const Tensor& w = *g->value(*g->FindValue("w")).constant;
+  EXPECT_EQ(w.num_elements(), kElems);
+  EXPECT_EQ(w.data<float>()[kElems - 1], 0.25f);
+}
+
+}  // namespace
+}  // namespace kiln::graph

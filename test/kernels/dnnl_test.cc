@@ -371,6 +371,23 @@ TEST(MatMulTest, BroadcastBothBatches) {
   testing::ExpectNear(ToVector<float>((*out)[0]), expected);
 }
 
+TEST(MatMulTest, LargeProblemsUseOneDnnPaths) {
+  // Above the small-problem threshold: B batched (broadcast A) and B shared.
+  auto av = Random(32 * 40, 71), bv = Random(3 * 40 * 24, 72);
+  Tensor a = MakeTensor<float>({1, 32, 40}, av), b = MakeTensor<float>({3, 40, 24}, bv);
+  auto out = RunOp("MatMul", {&a, &b});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ((*out)[0].dims(), (Dims{3, 32, 24}));
+  testing::ExpectNear(ToVector<float>((*out)[0]), RefMatMul(av, bv, 3, 32, 40, 24, false, true));
+
+  auto a2v = Random(2 * 64 * 64, 73), b2v = Random(64 * 48, 74);
+  Tensor a2 = MakeTensor<float>({2, 64, 64}, a2v), b2 = MakeTensor<float>({64, 48}, b2v);
+  out = RunOp("MatMul", {&a2, &b2});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ((*out)[0].dims(), (Dims{2, 64, 48}));
+  testing::ExpectNear(ToVector<float>((*out)[0]), RefMatMul(a2v, b2v, 2, 64, 64, 48, true, false));
+}
+
 TEST(MatMulTest, OneDOperands) {
   Tensor v = MakeTensor<float>({3}, {1, 2, 3});
   Tensor m = MakeTensor<float>({3, 2}, {1, 2, 3, 4, 5, 6});
@@ -580,6 +597,14 @@ TEST(PoolTest, MaxPoolDilationsAndSameLower) {
   EXPECT_FLOAT_EQ(v[5], (1 + 2 + 5 + 6) / 4.0f);
 }
 
+TEST(PoolTest, MaxPoolUint8) {
+  Tensor x = MakeTensor<uint8_t>({1, 1, 3, 3}, {1, 200, 3, 4, 5, 6, 7, 8, 255});
+  auto out = RunOp("MaxPool", {&x}, {{"kernel_shape", IntsAttr({2, 2})}}, 12);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ((*out)[0].dtype(), DType::kUint8);
+  EXPECT_EQ(ToVector<uint8_t>((*out)[0]), (std::vector<uint8_t>{200, 200, 8, 255}));
+}
+
 TEST(PoolTest, GlobalPools) {
   Tensor x = MakeTensor<float>({1, 2, 2, 2}, {1, 2, 3, 4, -5, -6, -7, -8});
   auto out = RunOp("GlobalAveragePool", {&x});
@@ -615,7 +640,7 @@ TEST(PoolTest, Errors) {
   EXPECT_EQ(out.status().code(), StatusCode::kInvalidModel);
 
   Tensor xu = MakeTensor<uint8_t>({1, 1, 2, 2}, {1, 2, 3, 4});
-  out = RunOp("MaxPool", {&xu}, {{"kernel_shape", IntsAttr({2, 2})}});
+  out = RunOp("AveragePool", {&xu}, {{"kernel_shape", IntsAttr({2, 2})}});
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.status().code(), StatusCode::kUnsupported);
 }

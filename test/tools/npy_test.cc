@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -202,6 +203,29 @@ TEST(NpyTest, RejectsAbsurdShapes) {
   // Plausible shape that the data does not cover.
   ExpectError(MakeNpy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1000, 1000)}", data),
               StatusCode::kInvalidArgument, "needs 4000000 data bytes, the file has 8");
+}
+
+// Every prefix and many single-byte corruptions of a valid file must come
+// back as a value or an error, never a crash (run under --config=asan).
+TEST(NpyTest, SurvivesTruncationAndCorruption) {
+  StatusOr<std::string> good = SerializeNpy(MakeTensor<int16_t>({2, 3}, {1, 2, 3, 4, 5, 6}));
+  ASSERT_TRUE(good.ok());
+  for (size_t n = 0; n < good->size(); ++n) {
+    std::string prefix = good->substr(0, n);
+    EXPECT_FALSE(ParseNpy(prefix.data(), prefix.size()).ok()) << n;
+  }
+  uint32_t state = 12345;
+  for (int trial = 0; trial < 5000; ++trial) {
+    std::string bad = *good;
+    for (int k = 0; k < 3; ++k) {
+      state = state * 1664525u + 1013904223u;
+      size_t pos = (state >> 8) % std::min<size_t>(bad.size(), 80);
+      state = state * 1664525u + 1013904223u;
+      bad[pos] = static_cast<char>(state >> 24);
+    }
+    StatusOr<Tensor> t = ParseNpy(bad.data(), bad.size());
+    if (t.ok()) EXPECT_LE(t->byte_size(), bad.size());
+  }
 }
 
 TEST(NpyTest, FileRoundTripAndMissingFile) {
