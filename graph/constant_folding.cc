@@ -77,6 +77,33 @@ std::optional<Tensor> FoldShapeOrSize(const Graph& graph, const Node& node) {
   return t.ok() ? std::optional<Tensor>(std::move(t).value()) : std::nullopt;
 }
 
+// Constant needs no kernel: its value sits in an attribute. Folding it here
+// lets graph-only tools (and the chains it feeds) fold without an
+// evaluator. nullopt for a form kiln has no tensor for (sparse, strings).
+std::optional<Tensor> FoldConstantNode(const Node& node) {
+  if (!IsDefaultDomainOp(node, "Constant") || node.outputs.size() != 1 || node.attributes.size() != 1) {
+    return std::nullopt;
+  }
+  const auto& [name, attr] = *node.attributes.begin();
+  StatusOr<Tensor> t = Status(StatusCode::kUnsupported, "");
+  if (name == "value" && attr.kind == Attribute::Kind::kTensor && attr.t.defined()) {
+    // Share the attribute's data unless it is borrowed (see EvaluateConstantNode).
+    t = attr.t.is_view() ? attr.t.Clone() : StatusOr<Tensor>(attr.t);
+  } else if (name == "value_float" && attr.kind == Attribute::Kind::kFloat) {
+    t = Tensor::Allocate(DType::kFloat32, {});
+    if (t.ok()) *t->data<float>() = attr.f;
+  } else if (name == "value_floats" && attr.kind == Attribute::Kind::kFloats) {
+    t = Tensor::Allocate(DType::kFloat32, {static_cast<int64_t>(attr.floats.size())});
+    if (t.ok() && !attr.floats.empty()) std::memcpy(t->raw_data(), attr.floats.data(), t->byte_size());
+  } else if (name == "value_int" && attr.kind == Attribute::Kind::kInt) {
+    t = Int64Tensor({}, {attr.i});
+  } else if (name == "value_ints" && attr.kind == Attribute::Kind::kInts) {
+    t = Int64Tensor({static_cast<int64_t>(attr.ints.size())}, attr.ints);
+  }
+  if (!t.ok() || t->byte_size() > kMaxFoldedBytes) return std::nullopt;
+  return std::move(t).value();
+}
+
 // Whether a known declared output already rules folding out, so that the
 // evaluator does not build a huge tensor only for it to be dropped.
 bool DeclaredOutputTooLarge(const Graph& graph, const Node& node) {
@@ -153,6 +180,9 @@ StatusOr<bool> FoldConstants(Graph& graph, const NodeEvaluator& evaluate) {
     if (std::optional<Tensor> shape = FoldShapeOrSize(graph, node)) {
       folded.emplace();
       folded->push_back(std::move(*shape));
+    } else if (std::optional<Tensor> value = FoldConstantNode(node)) {
+      folded.emplace();
+      folded->push_back(std::move(*value));
     } else {
       folded = EvaluateConstantNode(graph, node, evaluate);
     }

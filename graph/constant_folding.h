@@ -39,12 +39,14 @@ inline constexpr size_t kMaxFoldedBytes = size_t{16} << 20;
 //    whose present inputs are all constants (initializers or values folded
 //    earlier in the sweep), by calling `evaluate`;
 //  - Shape and Size of a value whose ShapeInfo is fully concrete, without
-//    calling `evaluate`, since only the shape is needed.
+//    calling `evaluate`, since only the shape is needed;
+//  - Constant (value / value_float(s) / value_int(s)), also without it.
 // A folded node is removed and each of its outputs gets `constant` (plus
 // the dtype and concrete shape of the result); a graph output that becomes
 // constant stays a graph output. An evaluator error, a malformed result or
 // an output over kMaxFoldedBytes leaves the node as it is (the error then
-// shows when the node runs). An empty `evaluate` folds only Shape and Size.
+// shows when the node runs). An empty `evaluate` folds only Shape, Size and
+// Constant.
 // Returns whether anything was folded; fails only if the graph has a cycle.
 StatusOr<bool> FoldConstants(Graph& graph, const NodeEvaluator& evaluate);
 

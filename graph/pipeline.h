@@ -13,7 +13,8 @@ namespace kiln::graph {
 
 struct PipelineOptions {
   // Evaluates a node on constant inputs for constant folding; the runtime
-  // passes one backed by its kernels. Empty: only Shape/Size are folded.
+  // passes one backed by its kernels. Empty: only Shape/Size/Constant
+  // are folded.
   NodeEvaluator evaluator;
   // When non-empty (or, if empty, when the environment variable
   // KILN_DUMP_GRAPH names a folder), PrintGraph's output is written there

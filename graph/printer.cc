@@ -11,7 +11,7 @@ namespace {
 // Lists longer than this are cut with "...": a printed graph is read by a
 // person, and a 4096-element pads list or constant helps nobody.
 constexpr size_t kMaxListItems = 16;
-// Constants with at most this many elements print their values.
+// Integer constants with at most this many elements print their values.
 constexpr int64_t kMaxInlineConstantElements = 8;
 
 std::string FormatFloat(double v) {
@@ -82,10 +82,13 @@ std::string ValueName(const Graph& graph, ValueId id) {
   return name.empty() ? "%#" + std::to_string(id) : "%" + name;
 }
 
-// The values of a small constant, e.g. "[1, 64]"; empty for anything larger
-// (or of a dtype without a readable form).
+// The values of a small constant, e.g. "[1, 64]": integer and bool tensors
+// (shape arithmetic, axes, indices) and float scalars. Empty for anything
+// else, so that small weight vectors do not drown the listing.
 std::string InlineConstantValues(const Tensor& t) {
   if (t.num_elements() > kMaxInlineConstantElements || t.raw_data() == nullptr) return "";
+  const bool is_float = t.dtype() == DType::kFloat32 || t.dtype() == DType::kFloat64;
+  if (is_float && t.num_elements() != 1) return "";
   std::vector<std::string> items;
   for (int64_t i = 0; i < t.num_elements(); ++i) {
     switch (t.dtype()) {

@@ -18,11 +18,13 @@ namespace kiln::graph {
 //   input  %x:float32[N,3,224,224]
 //   const  %w:float32[64,3,3,3]
 //   const  %axes:int64[1] = [0]
+//   const  %eps:float32[] = 1e-05
 //   %y:float32[N,64,222,222] = Conv(%x, %w, %b) {kernel_shape=[3,3]}  # conv1
 //   output %y
 //
-// Constants are summarised by dtype and shape (tiny ones also show their
-// values, which is what makes folded shape arithmetic readable). Live nodes
+// Constants are summarised by dtype and shape (small integer ones and float
+// scalars also show their values, which is what makes folded shape
+// arithmetic readable). Live nodes
 // come in topological order (model order if the graph has a cycle); an
 // omitted optional input prints as `_`; a value without a name as `%#<id>`.
 std::string PrintGraph(const Graph& graph);

@@ -15,10 +15,37 @@ struct Inferred {
   ShapeInfo shape;
 };
 
+// One element of a small integer tensor that holds (part of) a shape: known
+// by value, known to equal a named dim, or unknown. Exporters compute
+// Reshape targets as Concat(Unsqueeze(Gather(Shape(x), i)), ...); with a
+// symbolic batch that chain cannot fold, but tracking its elements this way
+// still gives the Reshape result a shape such as [batch, 16, 4, 16].
+struct SymInt {
+  std::optional<int64_t> value;
+  std::string symbol;
+};
+using ShapeValue = std::vector<SymInt>;
+// Keyed by value id (not pointer): iteration order never matters here.
+using ShapeValues = std::map<ValueId, ShapeValue>;
+// Longer integer tensors are data, not shapes.
+constexpr int64_t kMaxShapeValueElements = 64;
+
+SymInt SymIntFromDim(const Dim& d) {
+  if (d.is_concrete()) return SymInt{d.size, {}};
+  return SymInt{std::nullopt, d.symbol};
+}
+
+// As a dim of a shape: negative values (Reshape's -1) are not dims.
+Dim DimFromSymInt(const SymInt& v) {
+  if (v.value) return *v.value >= 0 ? Dim::Concrete(*v.value) : Dim{};
+  return v.symbol.empty() ? Dim{} : Dim::Symbolic(v.symbol);
+}
+
 // Per-node view used by the rules: inputs by position, nullptr when absent.
 class NodeView {
  public:
-  NodeView(const Graph& graph, const Node& node) : graph_(graph), node_(node) {}
+  NodeView(const Graph& graph, const Node& node, const ShapeValues& shape_values)
+      : graph_(graph), node_(node), shape_values_(shape_values) {}
 
   const Node& node() const { return node_; }
   size_t num_inputs() const { return node_.inputs.size(); }
@@ -78,10 +105,28 @@ class NodeView {
     auto v = node_.GetString(name, default_value);
     return v.ok() ? *v : std::string();
   }
+  // The elements of a 0-D or 1-D integer input: from its constant, or as
+  // tracked symbolically earlier in the sweep.
+  std::optional<ShapeValue> shape_value(size_t i) const {
+    const Value* v = input(i);
+    if (!v) return std::nullopt;
+    if (v->constant) {
+      if (v->constant->rank() > 1 || v->constant->num_elements() > kMaxShapeValueElements) return std::nullopt;
+      auto ints = const_ints(i);
+      if (!ints) return std::nullopt;
+      ShapeValue out;
+      for (int64_t x : *ints) out.push_back(SymInt{x, {}});
+      return out;
+    }
+    auto it = shape_values_.find(node_.inputs[i]);
+    if (it == shape_values_.end()) return std::nullopt;
+    return it->second;
+  }
 
  private:
   const Graph& graph_;
   const Node& node_;
+  const ShapeValues& shape_values_;
 };
 
 using Outputs = std::vector<Inferred>;
@@ -318,23 +363,34 @@ Outputs GlobalPoolRule(const NodeView& n) {
 
 Outputs ReshapeRule(const NodeView& n) {
   const ShapeInfo in = n.shape(0);
-  // Reshape-1..4 took the shape as an attribute, 5+ as input 1.
-  auto target = n.ints_attr_or_input("shape", 1);
+  // Reshape-1..4 took the shape as an attribute, 5+ as input 1 (a constant
+  // or a tracked shape value).
+  std::optional<ShapeValue> target;
+  if (n.node().FindAttribute("shape")) {
+    if (auto ints = n.ints_attr("shape")) {
+      target.emplace();
+      for (int64_t x : *ints) target->push_back(SymInt{x, {}});
+    }
+  } else {
+    target = n.shape_value(1);
+  }
   auto allow_zero = n.int_attr("allowzero", 0);
   if (!target || !allow_zero) return {{n.dtype(0), ShapeInfo::Unknown()}};
   ShapeInfo out = RankOnly(target->size());
   std::optional<size_t> infer_at;
   for (size_t i = 0; i < target->size(); ++i) {
-    const int64_t t = (*target)[i];
-    if (t == 0 && *allow_zero == 0) {
+    const SymInt& t = (*target)[i];
+    if (!t.value) {
+      out.dims[i] = DimFromSymInt(t);  // a symbol (a dim size, so neither 0 nor -1) or unknown
+    } else if (*t.value == 0 && *allow_zero == 0) {
       // 0 copies the input's dim at the same position.
       if (!in.rank_known || i >= in.dims.size()) return {{n.dtype(0), RankOnly(target->size())}};
       out.dims[i] = in.dims[i];
-    } else if (t == -1) {
+    } else if (*t.value == -1) {
       if (infer_at) return {{n.dtype(0), ShapeInfo::Unknown()}};  // two -1: invalid, leave it to the kernel
       infer_at = i;
-    } else if (t >= 0) {
-      out.dims[i] = Dim::Concrete(t);
+    } else if (*t.value >= 0) {
+      out.dims[i] = Dim::Concrete(*t.value);
     } else {
       return {{n.dtype(0), ShapeInfo::Unknown()}};
     }
@@ -635,10 +691,10 @@ Outputs ShapeRule(const NodeView& n) {
 Outputs SizeRule(const NodeView&) { return {{DType::kInt64, RankOnly(0)}}; }
 
 Outputs ExpandRule(const NodeView& n) {
-  auto target = n.const_ints(1);
+  auto target = n.shape_value(1);
   if (!target) return {{n.dtype(0), ShapeInfo::Unknown()}};
   ShapeInfo t = RankOnly(0);
-  for (int64_t d : *target) t.dims.push_back(d >= 0 ? Dim::Concrete(d) : Dim{});
+  for (const SymInt& d : *target) t.dims.push_back(DimFromSymInt(d));
   return {{n.dtype(0), Broadcast({n.shape(0), t})}};
 }
 
@@ -679,10 +735,10 @@ Outputs ConstantOfShapeRule(const NodeView& n) {
   if (const Attribute* value = n.node().FindAttribute("value")) {
     dtype = value->kind == Attribute::Kind::kTensor ? value->t.dtype() : DType::kUndefined;
   }
-  auto dims = n.const_ints(0);
+  auto dims = n.shape_value(0);
   if (!dims) return {{dtype, ShapeInfo::Unknown()}};
   ShapeInfo out = RankOnly(0);
-  for (int64_t d : *dims) out.dims.push_back(d >= 0 ? Dim::Concrete(d) : Dim{});
+  for (const SymInt& d : *dims) out.dims.push_back(DimFromSymInt(d));
   return {{dtype, out}};
 }
 
@@ -756,6 +812,91 @@ const std::map<std::string_view, Rule>& Rules() {
   return *rules;
 }
 
+// One element of Add/Sub/Mul/Div on shape values: computed when both sides
+// are known, passed through for the identities (x + 0, x * 1, ...) that
+// exporters produce around symbolic dims, unknown otherwise.
+SymInt ShapeArithmetic(const std::string& op, const SymInt& a, const SymInt& b) {
+  if (a.value && b.value) {
+    const int64_t x = *a.value, y = *b.value;
+    int64_t r = 0;
+    if (op == "Add" && !__builtin_add_overflow(x, y, &r)) return SymInt{r, {}};
+    if (op == "Sub" && !__builtin_sub_overflow(x, y, &r)) return SymInt{r, {}};
+    if (op == "Mul" && !__builtin_mul_overflow(x, y, &r)) return SymInt{r, {}};
+    if (op == "Div" && y != 0 && !(x == std::numeric_limits<int64_t>::min() && y == -1)) return SymInt{x / y, {}};
+    return SymInt{};
+  }
+  auto is = [](const SymInt& v, int64_t k) { return v.value && *v.value == k; };
+  if ((op == "Add" || op == "Sub") && is(b, 0)) return a;
+  if (op == "Add" && is(a, 0)) return b;
+  if ((op == "Mul" || op == "Div") && is(b, 1)) return a;
+  if (op == "Mul" && is(a, 1)) return b;
+  return SymInt{};
+}
+
+// The symbolic elements of a node's first output when it is a small
+// integer tensor computed from shapes; nullopt when not tracked.
+std::optional<ShapeValue> ComputeShapeValue(const NodeView& n) {
+  const std::string& op = n.node().op_type;
+  if (op == "Shape") {
+    const ShapeInfo in = n.shape(0);
+    if (!in.rank_known) return std::nullopt;
+    const int64_t rank = static_cast<int64_t>(in.dims.size());
+    auto start = n.int_attr("start", 0);
+    auto end = n.int_attr("end", rank);
+    if (!start || !end) return std::nullopt;
+    auto clamp = [rank](int64_t v) { return std::clamp(v < 0 ? v + rank : v, int64_t{0}, rank); };
+    ShapeValue out;
+    for (int64_t i = clamp(*start); i < clamp(*end); ++i) out.push_back(SymIntFromDim(in.dims[static_cast<size_t>(i)]));
+    return out;
+  }
+  if (op == "Gather") {
+    auto data = n.shape_value(0);
+    auto indices = n.const_ints(1);
+    auto axis = n.int_attr("axis", 0);
+    const ShapeInfo data_shape = n.shape(0), indices_shape = n.shape(1);
+    if (!data || !indices || !axis || (*axis != 0 && *axis != -1) || data_shape.dims.size() != 1 ||
+        indices_shape.dims.size() > 1) {
+      return std::nullopt;
+    }
+    const int64_t size = static_cast<int64_t>(data->size());
+    ShapeValue out;
+    for (int64_t i : *indices) {
+      if (i < -size || i >= size) return std::nullopt;
+      out.push_back((*data)[static_cast<size_t>(i < 0 ? i + size : i)]);
+    }
+    return out;
+  }
+  if (op == "Unsqueeze" || op == "Squeeze" || op == "Identity" || op == "Reshape") {
+    return n.shape_value(0);  // between 0-D and 1-D (the caller checks) the elements stay
+  }
+  if (op == "Cast") {
+    auto to = n.int_attr("to", 0);
+    if (!to || (*to != 6 && *to != 7)) return std::nullopt;  // int32 or int64 only
+    return n.shape_value(0);
+  }
+  if (op == "Concat") {
+    ShapeValue out;
+    for (size_t i = 0; i < n.num_inputs(); ++i) {
+      auto part = n.shape_value(i);
+      if (!part) return std::nullopt;
+      out.insert(out.end(), part->begin(), part->end());
+    }
+    return out;
+  }
+  if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") {
+    auto a = n.shape_value(0), b = n.shape_value(1);
+    if (!a || !b || a->empty() || b->empty()) return std::nullopt;
+    const size_t size = std::max(a->size(), b->size());
+    if ((a->size() != size && a->size() != 1) || (b->size() != size && b->size() != 1)) return std::nullopt;
+    ShapeValue out;
+    for (size_t i = 0; i < size; ++i) {
+      out.push_back(ShapeArithmetic(op, (*a)[a->size() == 1 ? 0 : i], (*b)[b->size() == 1 ? 0 : i]));
+    }
+    return out;
+  }
+  return std::nullopt;
+}
+
 // Adds what `inferred` knows to `v` without ever contradicting it (see the
 // header for the rules).
 void MergeInto(Value& v, const Inferred& inferred) {
@@ -779,17 +920,29 @@ void MergeInto(Value& v, const Inferred& inferred) {
 Status PropagateShapes(Graph& graph) {
   KILN_ASSIGN_OR_RETURN(std::vector<NodeId> order, graph.TopologicalOrder());
   const auto& rules = Rules();
+  ShapeValues shape_values;
   for (NodeId id : order) {
     const Node& node = graph.node(id);
     if (!node.domain.empty()) continue;
+    const NodeView view(graph, node, shape_values);
     auto rule = rules.find(node.op_type);
-    if (rule == rules.end()) continue;
-    Outputs inferred = rule->second(NodeView(graph, node));
-    for (size_t i = 0; i < inferred.size() && i < node.outputs.size(); ++i) {
-      if (node.outputs[i] == kNoValue) continue;
-      Value& v = graph.value(node.outputs[i]);
-      if (v.constant) continue;  // exact already
-      MergeInto(v, inferred[i]);
+    if (rule != rules.end()) {
+      Outputs inferred = rule->second(view);
+      for (size_t i = 0; i < inferred.size() && i < node.outputs.size(); ++i) {
+        if (node.outputs[i] == kNoValue) continue;
+        Value& v = graph.value(node.outputs[i]);
+        if (v.constant) continue;  // exact already
+        MergeInto(v, inferred[i]);
+      }
+    }
+    // Only 0-D and 1-D results are tracked, which keeps element order
+    // trivially right through Concat, Reshape and friends.
+    if (!node.outputs.empty() && node.outputs[0] != kNoValue &&
+        graph.value(node.outputs[0]).shape.rank_known && graph.value(node.outputs[0]).shape.dims.size() <= 1) {
+      std::optional<ShapeValue> value = ComputeShapeValue(view);
+      if (value && static_cast<int64_t>(value->size()) <= kMaxShapeValueElements) {
+        shape_values[node.outputs[0]] = std::move(*value);
+      }
     }
   }
   return Status::Ok();

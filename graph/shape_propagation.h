@@ -22,6 +22,12 @@ namespace kiln::graph {
 // dtypes and shapes, keeping concrete dims where the inputs have them and
 // carrying symbols through where the op preserves a dim.
 //
+// It also tracks the elements of small 0-D/1-D integer tensors computed
+// from shapes (Shape, Gather, Unsqueeze/Squeeze, Concat, Cast, and +-*/
+// on known elements), so that a Reshape/Expand/ConstantOfShape whose shape
+// operand is such a chain gets a shape like [batch, 16, 4, 16] even though
+// folding could not make the operand a constant (symbolic batch).
+//
 // It only adds knowledge: an undefined dtype is set, an unknown rank is set,
 // an unknown dim becomes symbolic or concrete, a symbolic dim becomes
 // concrete; a concrete dim and a value with a constant are never touched,

@@ -25,7 +25,10 @@ class CompiledRegion {
   // null. outputs[k] points to region output k, dense with the region's
   // domain shape (bool as one byte per element). Computes the rows
   // [row_begin, row_end) of the domain viewed as [num_rows, row_len]; the
-  // range is clamped to [0, num_rows).
+  // range is clamped to [0, num_rows). Buffers need no particular
+  // alignment. An output may be the very buffer of a full-domain-shaped
+  // input (in place: each vector is loaded before it is stored); any other
+  // overlap between outputs and inputs is not allowed.
   using EntryFn = void (*)(const void* const* inputs, void* const* outputs, int64_t row_begin, int64_t row_end);
 
   struct Info {
@@ -45,7 +48,9 @@ class CompiledRegion {
   // Outer extent of the [rows, row_len] view; callers split [0, num_rows).
   int64_t num_rows() const { return info_.num_rows; }
   // Inner, contiguous extent: trailing dims with the same broadcast pattern
-  // for every input are collapsed into it, so the vector loop runs long.
+  // for every input are collapsed into it, so the vector loop runs long. A
+  // collapsed extent above 4096 is cut at a divisor in [256, 4096] (when it
+  // has one) so that large tensors still give the caller rows to split.
   int64_t row_len() const { return info_.row_len; }
   bool is_input_baked(size_t i) const { return i < info_.input_baked.size() && info_.input_baked[i]; }
   // Bytes of the executable sections of the emitted object file.

@@ -62,6 +62,11 @@ struct InputPlan {
   std::vector<int64_t> outer_strides;  // elements per step of each outer dim
 };
 
+// Rows longer than this are split (when their length has a divisor in
+// [kMinSplitRowLen, kMaxRowLen]) so that callers get rows to parallelise.
+constexpr int64_t kMaxRowLen = 4096;
+constexpr int64_t kMinSplitRowLen = 256;
+
 // The domain viewed as [outer dims..., row_len]: dims of size 1 dropped,
 // neighbouring dims merged when every input broadcasts both or neither
 // (then they address memory like one dim), the last merged dim is the row.
@@ -123,6 +128,31 @@ Status PlanLoops(const std::vector<Dims>& input_dims, LoopNest& nest, std::vecto
       groups.back().stride = g.stride;
     } else {
       groups.push_back(std::move(g));
+    }
+  }
+
+  // A very long row (a large tensor whose dims all collapse) would leave
+  // too few rows for the caller to split across threads: cut it into a
+  // divisor that is still long for the vector loop, preferring a multiple
+  // of 16 lanes so no row needs a masked tail. Exact because every
+  // non-broadcast input is contiguous along the row.
+  if (!groups.empty() && groups.back().extent > kMaxRowLen) {
+    const int64_t extent = groups.back().extent;
+    int64_t chosen = 0;
+    for (int64_t step : {int64_t{16}, int64_t{1}}) {
+      for (int64_t d = kMaxRowLen / step * step; d >= kMinSplitRowLen && chosen == 0; d -= step) {
+        if (extent % d == 0) chosen = d;
+      }
+      if (chosen != 0) break;
+    }
+    if (chosen != 0) {
+      Group inner = groups.back();
+      Group outer = inner;
+      outer.extent = extent / chosen;
+      for (size_t i = 0; i < n; ++i) outer.stride[i] = inner.broadcast[i] ? 0 : chosen;
+      inner.extent = chosen;
+      groups.back() = outer;
+      groups.push_back(inner);
     }
   }
 

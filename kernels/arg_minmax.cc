@@ -53,12 +53,14 @@ void ArgTyped(const ParallelRunner& parallel, const T* x, int64_t* y, const Axis
       const int64_t len = std::min(kBlock, inner - b0);
       const T* base = x + o * n * inner + b0;
       int64_t* index = y + o * inner + b0;
+#pragma omp simd
       for (int64_t i = 0; i < len; ++i) {
         best[i] = base[i];
         index[i] = 0;
       }
       for (int64_t r = 1; r < n; ++r) {
         const T* row = base + r * inner;
+#pragma omp simd
         for (int64_t i = 0; i < len; ++i) {
           const bool take = Better<T, kMax, kLast>(row[i], best[i]);
           best[i] = take ? row[i] : best[i];

@@ -121,6 +121,7 @@ std::vector<int64_t> ElementOffsets(const Dims& data_dims, const Dims& index_dim
   const int64_t axis_stride = strides[static_cast<size_t>(axis)];
   strides[static_cast<size_t>(axis)] = 0;
   std::vector<int64_t> offsets(idx.size());
+  if (idx.empty()) return offsets;  // the odometer needs non-empty dims
   Odometer odo(index_dims, strides, 0);
   for (size_t i = 0; i < idx.size(); ++i, odo.Next()) offsets[i] = odo.offset() + idx[i] * axis_stride;
   return offsets;

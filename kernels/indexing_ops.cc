@@ -1,11 +1,12 @@
 // The rest of the shape family: Trilu, NonZero, TopK, CumSum, OneHot,
-// DepthToSpace and SpaceToDepth. The last two are fixed reshape-transpose-
+// DepthToSpace, SpaceToDepth and Compress. The last two are fixed reshape-transpose-
 // reshape patterns, so they reuse StridedCopy.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
 #include <numeric>
+#include <optional>
 
 #include "kernels/elementwise_common.h"
 #include "kernels/tensor_ops_common.h"
@@ -411,6 +412,66 @@ StatusOr<std::unique_ptr<OpKernel>> CreateSpaceToDepth(const graph::Node& node) 
   return std::unique_ptr<OpKernel>(new SpaceToDepthKernel(b));
 }
 
+// --------------------------------------------------------------- Compress
+
+// Compress keeps the slices along `axis` (or the elements of the flattened
+// input) whose condition entry is true; a shorter condition drops the rest.
+class CompressKernel final : public OpKernel {
+ public:
+  explicit CompressKernel(std::optional<int64_t> axis) : axis_(axis) {}
+
+  Status Compute(KernelContext& ctx) const override {
+    const Tensor* in = ctx.input(0);
+    const Tensor* cond = ctx.input(1);
+    if (in == nullptr || cond == nullptr) return InvalidArgument("Compress: expects input and condition");
+    if (cond->dtype() != DType::kBool || cond->rank() != 1) {
+      return InvalidArgument("Compress: condition must be a 1-D bool tensor");
+    }
+    Dims dims = in->dims();
+    int64_t axis = 0;
+    if (axis_) {
+      KILN_ASSIGN_OR_RETURN(axis, NormalizeAxis("Compress", *axis_, in->rank()));
+    } else {
+      dims = {in->num_elements()};
+    }
+    const int64_t dim = dims[static_cast<size_t>(axis)];
+    if (cond->num_elements() > dim) {
+      return InvalidArgument("Compress: condition has ", cond->num_elements(), " entries for an axis of size ", dim);
+    }
+    std::vector<int64_t> kept;
+    for (int64_t i = 0; i < cond->num_elements(); ++i) {
+      if (cond->data<bool>()[i]) kept.push_back(i);
+    }
+    const int64_t outer = DimProduct(dims, 0, static_cast<size_t>(axis));
+    const int64_t inner = DimProduct(dims, static_cast<size_t>(axis) + 1, dims.size());
+    Dims out_dims = dims;
+    out_dims[static_cast<size_t>(axis)] = static_cast<int64_t>(kept.size());
+    KILN_ASSIGN_OR_RETURN(Tensor * out, ctx.Output(0, in->dtype(), out_dims));
+    const int64_t chunk = inner * static_cast<int64_t>(DTypeSize(in->dtype()));
+    const char* src = static_cast<const char*>(in->raw_data());
+    char* dst = static_cast<char*>(out->raw_data());
+    const int64_t n = static_cast<int64_t>(kept.size());
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t j = 0; j < n; ++j) {
+        std::memcpy(dst + (o * n + j) * chunk, src + (o * dim + kept[static_cast<size_t>(j)]) * chunk,
+                    static_cast<size_t>(chunk));
+      }
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::optional<int64_t> axis_;  // nullopt: flatten first
+};
+
+StatusOr<std::unique_ptr<OpKernel>> CreateCompress(const graph::Node& node) {
+  std::optional<int64_t> axis;
+  if (node.FindAttribute("axis") != nullptr) {
+    KILN_ASSIGN_OR_RETURN(axis, node.GetInt("axis", 0));
+  }
+  return std::unique_ptr<OpKernel>(new CompressKernel(axis));
+}
+
 }  // namespace
 
 void RegisterIndexingOps(KernelRegistry& r) {
@@ -421,6 +482,7 @@ void RegisterIndexingOps(KernelRegistry& r) {
   r.Register(KernelDef{"OneHot", "", 9, 1 << 30, CreateOneHot});
   r.Register(KernelDef{"DepthToSpace", "", 1, 1 << 30, CreateDepthToSpace});
   r.Register(KernelDef{"SpaceToDepth", "", 1, 1 << 30, CreateSpaceToDepth});
+  r.Register(KernelDef{"Compress", "", 9, 1 << 30, CreateCompress});
 }
 
 }  // namespace kiln::kernels

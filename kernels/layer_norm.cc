@@ -118,8 +118,10 @@ class LayerNormKernel final : public OpKernel {
           const T var = ReduceRow<SquaredDeviation<T>>(row, n, mean) / static_cast<T>(n);
           const T inv = T(1) / std::sqrt(var + eps);
           if (beta != nullptr) {
+#pragma omp simd
             for (int64_t i = 0; i < n; ++i) dst[i] = (row[i] - mean) * inv * gamma[i] + beta[i];
           } else {
+#pragma omp simd
             for (int64_t i = 0; i < n; ++i) dst[i] = (row[i] - mean) * inv * gamma[i];
           }
           if (mean_out != nullptr) mean_out[o] = static_cast<float>(mean);

@@ -152,22 +152,29 @@ void ReduceColumns(const ParallelRunner& parallel, const T* x, T* y, int64_t out
       const T* __restrict base = x + o * n * inner + b0;
       T* __restrict acc = y + o * inner + b0;
       if constexpr (R::kShifted) {
+#pragma omp simd
         for (int64_t i = 0; i < len; ++i) shift[i] = MaxReducer<T>::Init();
         for (int64_t r = 0; r < n; ++r) {
           const T* __restrict row = base + r * inner;
+#pragma omp simd
           for (int64_t i = 0; i < len; ++i) shift[i] = MaxOf(shift[i], row[i]);
         }
+#pragma omp simd
         for (int64_t i = 0; i < len; ++i) shift[i] = SafeShift(shift[i]);
       }
+#pragma omp simd
       for (int64_t i = 0; i < len; ++i) acc[i] = R::Init();
       for (int64_t r = 0; r < n; ++r) {
         const T* __restrict row = base + r * inner;
         if constexpr (R::kShifted) {
+#pragma omp simd
           for (int64_t i = 0; i < len; ++i) acc[i] = R::Update(acc[i], row[i], shift[i]);
         } else {
+#pragma omp simd
           for (int64_t i = 0; i < len; ++i) acc[i] = R::Update(acc[i], row[i], T(0));
         }
       }
+#pragma omp simd
       for (int64_t i = 0; i < len; ++i) acc[i] = R::Finalize(acc[i], n, R::kShifted ? shift[i] : T(0));
     }
   });

@@ -236,9 +236,11 @@ void FilterPass(const ParallelRunner& parallel, const T* src, T* dst, int64_t ou
       T* __restrict d = dst + row * inner;
       if constexpr (K == 2) {
         const T w0 = w[0], w1 = w[1];
+#pragma omp simd
         for (int64_t i = 0; i < inner; ++i) d[i] = w0 * s[0][i] + w1 * s[1][i];
       } else {
         const T w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+#pragma omp simd
         for (int64_t i = 0; i < inner; ++i) d[i] = w0 * s[0][i] + w1 * s[1][i] + w2 * s[2][i] + w3 * s[3][i];
       }
     }

@@ -48,13 +48,16 @@ void SoftmaxRow(const T* __restrict x, T* __restrict y, int64_t n) {
     y[index < n ? index : 0] = T(1);
     return;
   } else {
+#pragma omp simd
     for (int64_t i = 0; i < n; ++i) y[i] = Exp(x[i] - max);
     const T sum = ReduceRow<PlainSumReducer<T>>(y, n, T(0));
     if constexpr (K == SoftmaxKind::kSoftmax) {
       const T scale = T(1) / sum;
+#pragma omp simd
       for (int64_t i = 0; i < n; ++i) y[i] *= scale;
     } else {
       const T offset = max + std::log(sum);
+#pragma omp simd
       for (int64_t i = 0; i < n; ++i) y[i] = x[i] - offset;
     }
   }
@@ -64,15 +67,18 @@ void SoftmaxRow(const T* __restrict x, T* __restrict y, int64_t n) {
 template <SoftmaxKind K, typename T>
 void SoftmaxColumns(const T* __restrict x, T* __restrict y, int64_t n, int64_t inner, int64_t len, T* max,
                     T* sum) {
+#pragma omp simd
   for (int64_t i = 0; i < len; ++i) max[i] = x[i];
   for (int64_t r = 1; r < n; ++r) {
     const T* row = x + r * inner;
+#pragma omp simd
     for (int64_t i = 0; i < len; ++i) max[i] = MaxOf(max[i], row[i]);
   }
   if constexpr (K == SoftmaxKind::kHardmax) {
     for (int64_t r = 0; r < n; ++r) {
       const T* row = x + r * inner;
       T* out = y + r * inner;
+#pragma omp simd
       for (int64_t i = 0; i < len; ++i) {
         // sum[i] marks a column whose maximum was already taken.
         if (r == 0) sum[i] = T(0);
@@ -83,26 +89,32 @@ void SoftmaxColumns(const T* __restrict x, T* __restrict y, int64_t n, int64_t i
     }
     return;
   } else {
+#pragma omp simd
     for (int64_t i = 0; i < len; ++i) sum[i] = T(0);
     for (int64_t r = 0; r < n; ++r) {
       const T* row = x + r * inner;
       T* out = y + r * inner;
+#pragma omp simd
       for (int64_t i = 0; i < len; ++i) {
         out[i] = Exp(row[i] - max[i]);
         sum[i] += out[i];
       }
     }
     if constexpr (K == SoftmaxKind::kSoftmax) {
+#pragma omp simd
       for (int64_t i = 0; i < len; ++i) sum[i] = T(1) / sum[i];
       for (int64_t r = 0; r < n; ++r) {
         T* out = y + r * inner;
+#pragma omp simd
         for (int64_t i = 0; i < len; ++i) out[i] *= sum[i];
       }
     } else {
+#pragma omp simd
       for (int64_t i = 0; i < len; ++i) sum[i] = max[i] + std::log(sum[i]);
       for (int64_t r = 0; r < n; ++r) {
         const T* row = x + r * inner;
         T* out = y + r * inner;
+#pragma omp simd
         for (int64_t i = 0; i < len; ++i) out[i] = row[i] - sum[i];
       }
     }

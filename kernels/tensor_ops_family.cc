@@ -13,7 +13,7 @@ void RegisterTensorKernels(KernelRegistry& registry) {
   RegisterGatherOps(registry);       // gather.cc: Gather, GatherElements, GatherND, Scatter*
   RegisterShapeOps(registry);        // shape_ops.cc: Shape, Size, Constant, ConstantOfShape, Range, EyeLike
   RegisterExpandTileOps(registry);   // expand_tile.cc: Expand, Tile
-  RegisterIndexingOps(registry);     // indexing_ops.cc: Trilu, NonZero, TopK, CumSum, OneHot, ...
+  RegisterIndexingOps(registry);     // indexing_ops.cc: Trilu, NonZero, TopK, CumSum, OneHot, Compress, ...
 }
 
 }  // namespace kiln::kernels

@@ -3,8 +3,12 @@
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <queue>
+#include <set>
 
 #include "graph/log.h"
+#include "jit/compiled_region.h"
+#include "runtime/jit_tier.h"
 
 namespace kiln::runtime {
 namespace {
@@ -54,10 +58,87 @@ int64_t ExecutionFrame::SlotBytes() const {
   return total;
 }
 
+namespace {
+
+// Orders execution units (regions, and single nodes outside regions) so that
+// every unit comes after the units producing its inputs; ties go to the unit
+// whose first node comes first in the graph's own order. Returns node ids in
+// execution order with each region's nodes contiguous, plus unit bounds.
+StatusOr<std::vector<Interpreter::Unit>> OrderUnits(const graph::Graph& graph, const std::vector<graph::NodeId>& order,
+                                                    const std::vector<graph::Region>& regions,
+                                                    std::vector<graph::NodeId>& node_order) {
+  std::vector<int> unit_of_node(graph.num_nodes(), -1);
+  std::vector<std::vector<graph::NodeId>> members;
+  std::vector<int> region_of_unit;
+  for (size_t r = 0; r < regions.size(); ++r) {
+    for (graph::NodeId n : regions[r].nodes) unit_of_node[static_cast<size_t>(n)] = static_cast<int>(members.size());
+    members.push_back(regions[r].nodes);
+    region_of_unit.push_back(static_cast<int>(r));
+  }
+  std::vector<int> position(graph.num_nodes(), 0);
+  for (size_t i = 0; i < order.size(); ++i) {
+    graph::NodeId n = order[i];
+    position[static_cast<size_t>(n)] = static_cast<int>(i);
+    if (unit_of_node[static_cast<size_t>(n)] < 0) {
+      unit_of_node[static_cast<size_t>(n)] = static_cast<int>(members.size());
+      members.push_back({n});
+      region_of_unit.push_back(-1);
+    }
+  }
+  const size_t num_units = members.size();
+  std::vector<std::set<int>> successors(num_units);
+  std::vector<int> pending(num_units, 0);
+  for (size_t u = 0; u < num_units; ++u) {
+    for (graph::NodeId n : members[u]) {
+      for (graph::ValueId in : graph.node(n).inputs) {
+        if (in == graph::kNoValue) continue;
+        graph::NodeId p = graph.value(in).producer;
+        if (p == graph::kNoNode) continue;
+        int pu = unit_of_node[static_cast<size_t>(p)];
+        if (pu != static_cast<int>(u) && successors[static_cast<size_t>(pu)].insert(static_cast<int>(u)).second) {
+          ++pending[u];
+        }
+      }
+    }
+  }
+  auto first_position = [&](int u) {
+    int best = INT32_MAX;
+    for (graph::NodeId n : members[static_cast<size_t>(u)]) best = std::min(best, position[static_cast<size_t>(n)]);
+    return best;
+  };
+  using Entry = std::pair<int, int>;  // (first position, unit)
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<>> ready;
+  for (size_t u = 0; u < num_units; ++u) {
+    if (pending[u] == 0) ready.push({first_position(static_cast<int>(u)), static_cast<int>(u)});
+  }
+  std::vector<Interpreter::Unit> units;
+  while (!ready.empty()) {
+    int u = ready.top().second;
+    ready.pop();
+    Interpreter::Unit unit;
+    unit.region = region_of_unit[static_cast<size_t>(u)];
+    unit.first_step = node_order.size();
+    for (graph::NodeId n : members[static_cast<size_t>(u)]) node_order.push_back(n);
+    unit.end_step = node_order.size();
+    units.push_back(unit);
+    for (int s : successors[static_cast<size_t>(u)]) {
+      if (--pending[static_cast<size_t>(s)] == 0) ready.push({first_position(s), s});
+    }
+  }
+  if (units.size() != num_units) return Internal("regions form a cycle; the partitioner should have prevented it");
+  return units;
+}
+
+}  // namespace
+
 StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& graph,
-                                                           const kernels::KernelRegistry& registry) {
-  KILN_ASSIGN_OR_RETURN(std::vector<graph::NodeId> order, graph.TopologicalOrder());
+                                                           const kernels::KernelRegistry& registry,
+                                                           const std::vector<graph::Region>& regions) {
+  KILN_ASSIGN_OR_RETURN(std::vector<graph::NodeId> topo, graph.TopologicalOrder());
   std::unique_ptr<Interpreter> interp(new Interpreter(graph));
+  interp->regions_ = regions;
+  std::vector<graph::NodeId> order;
+  KILN_ASSIGN_OR_RETURN(interp->units_, OrderUnits(graph, topo, regions, order));
 
   // Build every kernel first so that all unsupported ops are reported at
   // once, not one per attempt.
@@ -106,6 +187,20 @@ StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& g
       if (v != graph::kNoValue) last_use[static_cast<size_t>(v)] = static_cast<int>(s);
     }
   }
+  // A compiled region reads all its inputs and writes all its outputs during
+  // the whole unit, so those lifetimes cover the unit; values inside it keep
+  // their per-node lifetimes for when the region runs interpreted.
+  for (const Unit& unit : interp->units_) {
+    if (unit.region < 0) continue;
+    const graph::Region& region = regions[static_cast<size_t>(unit.region)];
+    const int first = static_cast<int>(unit.first_step);
+    const int last = static_cast<int>(unit.end_step) - 1;
+    for (graph::ValueId v : region.inputs) last_use[static_cast<size_t>(v)] = std::max(last_use[static_cast<size_t>(v)], last);
+    for (graph::ValueId v : region.outputs) {
+      if (def_step[static_cast<size_t>(v)] >= 0) def_step[static_cast<size_t>(v)] = first;
+      last_use[static_cast<size_t>(v)] = std::max(last_use[static_cast<size_t>(v)], last);
+    }
+  }
   std::vector<PlannedValue> planned;
   std::vector<graph::ValueId> planned_ids;
   for (size_t v = 0; v < graph.num_values(); ++v) {
@@ -132,8 +227,65 @@ std::unique_ptr<ExecutionFrame> Interpreter::NewFrame() const {
   return frame;
 }
 
+Status Interpreter::RunSteps(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel,
+                             bool profile) const {
+  for (size_t s = unit.first_step; s < unit.end_step; ++s) {
+    const Step& step = steps_[s];
+    frame.scratch_inputs.clear();
+    for (graph::ValueId id : step.inputs) {
+      frame.scratch_inputs.push_back(id == graph::kNoValue ? nullptr : ValuePtr(frame, id));
+    }
+    frame.scratch_outputs.assign(step.outputs.size(), Tensor());
+    FrameAllocator allocator(frame, slot_of_value_, step.outputs);
+    kernels::KernelContext ctx(frame.scratch_inputs, frame.scratch_outputs, allocator, parallel);
+
+    const auto start = profile ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+    Status status = step.kernel->Compute(ctx);
+    if (profile) {
+      const auto ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+      profiles_[s].calls.fetch_add(1, std::memory_order_relaxed);
+      profiles_[s].total_ns.fetch_add(ns, std::memory_order_relaxed);
+    }
+    if (!status.ok()) return status.WithContext(step.description);
+    for (size_t o = 0; o < step.outputs.size(); ++o) {
+      const graph::ValueId id = step.outputs[o];
+      if (id == graph::kNoValue) continue;
+      if (!frame.scratch_outputs[o].defined()) return Internal(step.description, ": kernel did not produce output ", o);
+      frame.values[static_cast<size_t>(id)] = std::move(frame.scratch_outputs[o]);
+    }
+  }
+  return Status::Ok();
+}
+
+Status Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit, const Specialization& spec,
+                                const kernels::ParallelRunner& parallel) const {
+  const graph::Region& region = regions_[static_cast<size_t>(unit.region)];
+  std::vector<const void*> in_ptrs;
+  in_ptrs.reserve(region.inputs.size());
+  for (graph::ValueId id : region.inputs) in_ptrs.push_back(ValuePtr(frame, id)->raw_data());
+  std::vector<void*> out_ptrs;
+  out_ptrs.reserve(region.outputs.size());
+  FrameAllocator allocator(frame, slot_of_value_, region.outputs);
+  for (size_t o = 0; o < region.outputs.size(); ++o) {
+    const graph::ValueId id = region.outputs[o];
+    KILN_ASSIGN_OR_RETURN(Tensor out, allocator.AllocateOutput(static_cast<int>(o), graph_.value(id).dtype,
+                                                               spec.output_dims));
+    out_ptrs.push_back(out.raw_data());
+    frame.values[static_cast<size_t>(id)] = std::move(out);
+  }
+  const jit::CompiledRegion& code = *spec.code;
+  const auto entry = code.entry();
+  // Rows are split across the intra-op pool in chunks of ~16K elements, so
+  // small regions stay on the calling thread.
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, code.row_len()));
+  parallel.For(code.num_rows(), grain,
+               [&](int64_t begin, int64_t end) { entry(in_ptrs.data(), out_ptrs.data(), begin, end); });
+  return Status::Ok();
+}
+
 Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
-                        const kernels::ParallelRunner& parallel, bool profile) const {
+                        const kernels::ParallelRunner& parallel, bool profile, const JitTier* jit) const {
   frame.run_unplanned_bytes = 0;
   // Borrow inputs without copying; Tensor views keep no ownership, so the
   // frame never extends the caller's buffers' lifetime.
@@ -143,42 +295,27 @@ Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>&
     frame.values[static_cast<size_t>(graph_inputs[i])] =
         Tensor::View(in.dtype(), in.dims(), const_cast<void*>(in.raw_data()));
   }
-  auto value_ptr = [&](graph::ValueId id) -> const Tensor* {
-    const graph::Value& v = graph_.value(id);
-    if (v.constant) return &*v.constant;
-    return &frame.values[static_cast<size_t>(id)];
-  };
 
   Status status;
-  for (size_t s = 0; s < steps_.size() && status.ok(); ++s) {
-    const Step& step = steps_[s];
-    frame.scratch_inputs.clear();
-    for (graph::ValueId id : step.inputs) frame.scratch_inputs.push_back(id == graph::kNoValue ? nullptr : value_ptr(id));
-    frame.scratch_outputs.assign(step.outputs.size(), Tensor());
-    FrameAllocator allocator(frame, slot_of_value_, step.outputs);
-    kernels::KernelContext ctx(frame.scratch_inputs, frame.scratch_outputs, allocator, parallel);
-
-    const auto start = profile ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
-    status = step.kernel->Compute(ctx);
-    if (profile) {
-      const auto ns =
-          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
-      profiles_[s].calls.fetch_add(1, std::memory_order_relaxed);
-      profiles_[s].total_ns.fetch_add(ns, std::memory_order_relaxed);
-    }
-    if (!status.ok()) {
-      status = status.WithContext(step.description);
-      break;
-    }
-    for (size_t o = 0; o < step.outputs.size(); ++o) {
-      const graph::ValueId id = step.outputs[o];
-      if (id == graph::kNoValue) continue;
-      if (!frame.scratch_outputs[o].defined()) {
-        status = Internal(step.description, ": kernel did not produce output ", o);
-        break;
+  ShapeSignature signature;
+  for (const Unit& unit : units_) {
+    if (unit.region >= 0 && jit != nullptr) {
+      const graph::Region& region = regions_[static_cast<size_t>(unit.region)];
+      signature.dims.resize(region.inputs.size());
+      for (size_t i = 0; i < region.inputs.size(); ++i) signature.dims[i] = ValuePtr(frame, region.inputs[i])->dims();
+      if (auto spec = jit->Lookup(unit.region, signature)) {
+        status = RunCompiled(frame, unit, *spec, parallel);
+        if (!status.ok()) break;
+        jit->RecordCompiledCall(unit.region);
+        continue;
       }
-      frame.values[static_cast<size_t>(id)] = std::move(frame.scratch_outputs[o]);
+      status = RunSteps(frame, unit, parallel, profile);
+      if (!status.ok()) break;
+      jit->RecordInterpretedCall(unit.region, signature);
+      continue;
     }
+    status = RunSteps(frame, unit, parallel, profile);
+    if (!status.ok()) break;
   }
 
   if (status.ok()) {
@@ -188,7 +325,7 @@ Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>&
       if (v.constant || v.is_graph_input) {
         // Outputs that are constants or pass-through inputs are copied: the
         // caller owns what Run returns.
-        auto copy = value_ptr(id)->Clone();
+        auto copy = ValuePtr(frame, id)->Clone();
         if (!copy.ok()) {
           status = copy.status();
           break;

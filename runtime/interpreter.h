@@ -14,12 +14,16 @@
 #include <vector>
 
 #include "graph/graph.h"
+#include "graph/region.h"
 #include "kernels/kernel.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
 #include "runtime/memory_plan.h"
 
 namespace kiln::runtime {
+
+class JitTier;
+struct Specialization;
 
 // Per-step call counts and time, shared by all runs of an interpreter.
 struct StepProfile {
@@ -47,17 +51,22 @@ class ExecutionFrame {
 
 class Interpreter {
  public:
-  // Fails (listing every unsupported op) when a node has no kernel.
+  // Fails (listing every unsupported op) when a node has no kernel. Each
+  // of `regions` becomes one execution unit: its nodes run back to back, so
+  // a JIT tier can replace them with one compiled call.
   static StatusOr<std::unique_ptr<Interpreter>> Create(const graph::Graph& graph,
-                                                       const kernels::KernelRegistry& registry);
+                                                       const kernels::KernelRegistry& registry,
+                                                       const std::vector<graph::Region>& regions = {});
 
   std::unique_ptr<ExecutionFrame> NewFrame() const;
 
   // Runs the graph. `inputs` are parallel to graph.inputs() and already
   // checked by the caller; `outputs` receives graph.outputs() in order, each
   // owning its memory. With `profile` set, per-step counters are updated.
+  // With `jit`, region units run compiled code when the tier has it for
+  // their input shapes, and report interpreted calls to it otherwise.
   Status Run(ExecutionFrame& frame, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
-             const kernels::ParallelRunner& parallel, bool profile) const;
+             const kernels::ParallelRunner& parallel, bool profile, const JitTier* jit = nullptr) const;
 
   struct Step {
     graph::NodeId node = graph::kNoNode;
@@ -66,7 +75,14 @@ class Interpreter {
     std::vector<graph::ValueId> outputs;
     std::string description;  // "node Conv 'conv1'", for errors
   };
+  // Consecutive steps that run as one: a single node, or a region's nodes.
+  struct Unit {
+    int region = -1;  // index into the regions given to Create, or -1
+    size_t first_step = 0;
+    size_t end_step = 0;
+  };
   const std::vector<Step>& steps() const { return steps_; }
+  const std::vector<Unit>& units() const { return units_; }
   const StepProfile& profile(size_t step) const { return profiles_[step]; }
   const MemoryPlan& memory_plan() const { return plan_; }
   const graph::Graph& graph() const { return graph_; }
@@ -74,8 +90,20 @@ class Interpreter {
  private:
   Interpreter(const graph::Graph& graph) : graph_(graph) {}
 
+  Status RunSteps(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel,
+                  bool profile) const;
+  Status RunCompiled(ExecutionFrame& frame, const Unit& unit, const Specialization& spec,
+                     const kernels::ParallelRunner& parallel) const;
+
+  const Tensor* ValuePtr(const ExecutionFrame& frame, graph::ValueId id) const {
+    const graph::Value& v = graph_.value(id);
+    return v.constant ? &*v.constant : &frame.values[static_cast<size_t>(id)];
+  }
+
   const graph::Graph& graph_;
+  std::vector<graph::Region> regions_;
   std::vector<Step> steps_;
+  std::vector<Unit> units_;
   // value id -> memory plan slot, or -1 for values not planned (graph
   // inputs, constants, graph outputs).
   std::vector<int> slot_of_value_;

@@ -10,7 +10,9 @@
 
 #include "graph/log.h"
 #include "kernels/kernel.h"
+#include "graph/partitioner.h"
 #include "runtime/interpreter.h"
+#include "runtime/jit_tier.h"
 #include "runtime/model_internal.h"
 #include "runtime/thread_pool.h"
 
@@ -21,6 +23,8 @@ struct Session::Impl {
   SessionOptions options;
   std::unique_ptr<runtime::ThreadPool> pool;
   std::unique_ptr<runtime::Interpreter> interpreter;
+  // Null with TierPolicy::kInterpreter or when no JIT could be built.
+  std::unique_ptr<runtime::JitTier> jit;
 
   // Frames are reused across runs; concurrent runs each take their own.
   mutable std::mutex frames_mu;
@@ -124,12 +128,31 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
   if (impl->options.intra_op_threads == 0) {
     impl->options.intra_op_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }
-  KILN_ASSIGN_OR_RETURN(impl->interpreter,
-                        runtime::Interpreter::Create(ModelGraph(*impl->model), kernels::DefaultKernelRegistry()));
-  impl->pool = std::make_unique<runtime::ThreadPool>(impl->options.intra_op_threads);
+  const graph::Graph& graph = ModelGraph(*impl->model);
+  std::vector<graph::Region> regions;
   if (options.tier != TierPolicy::kInterpreter) {
-    Log().info("tier policy '{}' requested; the JIT tier is not built yet, running the interpreter",
-               TierPolicyName(options.tier));
+    KILN_ASSIGN_OR_RETURN(regions, graph::PartitionGraph(graph));
+  }
+  KILN_ASSIGN_OR_RETURN(impl->interpreter,
+                        runtime::Interpreter::Create(graph, kernels::DefaultKernelRegistry(), regions));
+  impl->pool = std::make_unique<runtime::ThreadPool>(impl->options.intra_op_threads);
+  if (!regions.empty()) {
+    runtime::JitTierOptions jit_options;
+    jit_options.hot_threshold = options.tier == TierPolicy::kJit ? 1 : std::max(1, options.jit_hot_threshold);
+    jit_options.max_specializations = std::max(0, options.jit_max_specializations);
+    jit_options.compile_threads = std::max(1, options.jit_compile_threads);
+    jit_options.blocking = options.tier == TierPolicy::kJit;
+    jit_options.dump_dir = options.jit_dump_dir;
+    jit_options.before_compile = options.jit_before_compile_hook;
+    auto jit = runtime::JitTier::Create(graph, std::move(regions), jit_options);
+    if (jit.ok()) {
+      impl->jit = std::move(jit).value();
+      Log().info("session: {} regions eligible for the JIT tier (policy '{}')", impl->jit->regions().size(),
+                 TierPolicyName(options.tier));
+    } else {
+      // No JIT on this host: everything runs interpreted, which is correct.
+      Log().warn("session: JIT tier unavailable, running interpreted: {}", jit.status().ToString());
+    }
   }
   return std::unique_ptr<Session>(new Session(std::move(impl)));
 }
@@ -143,7 +166,8 @@ StatusOr<std::vector<NamedTensor>> Session::Run(const std::vector<NamedTensor>& 
 
   auto frame = impl_->AcquireFrame();
   std::vector<Tensor> outputs;
-  Status status = impl_->interpreter->Run(*frame, bound, outputs, *impl_->pool, impl_->options.enable_profiling);
+  Status status =
+      impl_->interpreter->Run(*frame, bound, outputs, *impl_->pool, impl_->options.enable_profiling, impl_->jit.get());
   UpdateMax(impl_->peak_planned_bytes, frame->SlotBytes());
   UpdateMax(impl_->unplanned_bytes, frame->run_unplanned_bytes);
   impl_->ReleaseFrame(std::move(frame));
@@ -157,6 +181,10 @@ StatusOr<std::vector<NamedTensor>> Session::Run(const std::vector<NamedTensor>& 
   return named;
 }
 
+void Session::WaitForCompiles() const {
+  if (impl_->jit) impl_->jit->WaitForCompiles();
+}
+
 const Model& Session::model() const { return *impl_->model; }
 const SessionOptions& Session::options() const { return impl_->options; }
 
@@ -165,6 +193,7 @@ SessionStats Session::stats() const {
   stats.peak_planned_bytes = impl_->peak_planned_bytes.load();
   stats.unplanned_bytes = impl_->unplanned_bytes.load();
   stats.runs = impl_->runs.load();
+  if (impl_->jit) stats.regions = impl_->jit->Stats();
   if (impl_->options.enable_profiling) {
     const auto& steps = impl_->interpreter->steps();
     const graph::Graph& g = ModelGraph(*impl_->model);

@@ -20,10 +20,6 @@
 namespace kiln::cli {
 namespace {
 
-// Set to true once the JIT tier exists; until then `--tier jit|auto` says
-// that the interpreter runs instead.
-constexpr bool kJitTierBuilt = false;
-
 constexpr int64_t kDefaultIters = 10;
 constexpr int64_t kDefaultWarmup = 1;
 
@@ -276,6 +272,26 @@ StatusOr<Dims> GeneratedDims(const TensorInfo& info, const std::map<std::string,
   return dims;
 }
 
+struct RegionTotals {
+  int compiled = 0;
+  double compile_ms = 0;
+  int64_t deopts = 0;
+  int64_t compiled_calls = 0;
+  int64_t interpreted_calls = 0;
+};
+
+RegionTotals TotalsOf(const SessionStats& stats) {
+  RegionTotals t;
+  for (const RegionStats& r : stats.regions) {
+    t.compiled += r.specializations > 0 ? 1 : 0;
+    t.compile_ms += r.compile_ms;
+    t.deopts += r.deopts;
+    t.compiled_calls += r.compiled_calls;
+    t.interpreted_calls += r.interpreted_calls;
+  }
+  return t;
+}
+
 Status WriteReport(const RunOptions& options, const std::string& tier_run, double load_ms, double create_ms,
                    double first_ms, const std::vector<double>& sorted, const SessionStats& stats,
                    const std::vector<NamedTensor>& outputs) {
@@ -300,6 +316,13 @@ Status WriteReport(const RunOptions& options, const std::string& tier_run, doubl
   js << "  \"total_runs\": " << stats.runs << ",\n";
   js << "  \"peak_planned_bytes\": " << stats.peak_planned_bytes << ",\n";
   js << "  \"unplanned_bytes\": " << stats.unplanned_bytes << ",\n";
+  const RegionTotals totals = TotalsOf(stats);
+  js << "  \"regions_total\": " << stats.regions.size() << ",\n";
+  js << "  \"regions_compiled\": " << totals.compiled << ",\n";
+  js << "  \"compile_ms_total\": " << JsonNumber(totals.compile_ms) << ",\n";
+  js << "  \"deopts\": " << totals.deopts << ",\n";
+  js << "  \"compiled_calls\": " << totals.compiled_calls << ",\n";
+  js << "  \"interpreted_region_calls\": " << totals.interpreted_calls << ",\n";
   js << "  \"outputs\": [";
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& t = outputs[i].tensor;
@@ -404,10 +427,6 @@ int Run(const RunOptions& options) {
   session_options.intra_op_threads = static_cast<int>(options.threads);
   session_options.enable_profiling = options.profile;
   std::string tier_run = TierPolicyName(options.tier);
-  if (options.tier != TierPolicy::kInterpreter && !kJitTierBuilt) {
-    std::printf("note: --tier %s runs the interpreter (JIT tier not built yet)\n", TierPolicyName(options.tier));
-    tier_run = TierPolicyName(TierPolicy::kInterpreter);
-  }
   start = Clock::now();
   auto session = Session::Create(*model, session_options);
   if (!session.ok()) return ReportError(options.model_path, session.status());
@@ -423,11 +442,15 @@ int Run(const RunOptions& options) {
   }
   std::vector<double> times;
   times.reserve(static_cast<size_t>(options.iters));
+  if (options.tier == TierPolicy::kJit) (*session)->WaitForCompiles();
   for (int64_t i = 0; i < options.iters; ++i) {
     start = Clock::now();
     auto r = (*session)->Run(inputs);
     times.push_back(MillisecondsSince(start));
     if (!r.ok()) return ReportError(options.model_path, r.status());
+    // The outputs written are the last run's: with a JIT tier they come from
+    // compiled code, the first run's from the interpreter.
+    if (i + 1 == options.iters) outputs = std::move(r);
   }
   std::sort(times.begin(), times.end());
 
@@ -456,6 +479,12 @@ int Run(const RunOptions& options) {
   SessionStats stats = (*session)->stats();
   std::printf("memory: peak planned %lld bytes (%lld without reuse)\n",
               static_cast<long long>(stats.peak_planned_bytes), static_cast<long long>(stats.unplanned_bytes));
+  if (!stats.regions.empty()) {
+    const RegionTotals totals = TotalsOf(stats);
+    std::printf("jit: %d of %zu regions compiled, %.1f ms compiling, %lld deopts, %lld compiled calls\n",
+                totals.compiled, stats.regions.size(), totals.compile_ms, static_cast<long long>(totals.deopts),
+                static_cast<long long>(totals.compiled_calls));
+  }
   if (options.profile) PrintProfile(stats);
   if (!options.report_path.empty()) {
     Status s = WriteReport(options, tier_run, load_ms, create_ms, first_ms, times, stats, *outputs);

@@ -319,6 +319,29 @@ TEST(ConstantFoldingTest, WithoutEvaluatorOnlyShapeFolds) {
   EXPECT_FALSE(b.graph().node(add).dead);
 }
 
+TEST(ConstantFoldingTest, FoldsConstantNodesWithoutEvaluator) {
+  GraphBuilder b;
+  NodeId ints = b.Op("Constant", {}, {"ints"}, {{"value_ints", IntsAttr({3, 4})}});
+  NodeId scalar = b.Op("Constant", {}, {"eps"}, {{"value_float", testing::FloatAttr(0.5f)}});
+  Attribute tensor;
+  tensor.kind = Attribute::Kind::kTensor;
+  tensor.t = MakeTensor<int32_t>({2, 1}, {7, 8});
+  NodeId from_tensor = b.Op("Constant", {}, {"t"}, {{"value", tensor}});
+  for (NodeId id : {ints, scalar, from_tensor}) b.Output(b.Out(id));
+  TestEvaluator eval;
+  auto changed = FoldConstants(b.graph(), eval.AsFunction());
+  ASSERT_TRUE(changed.ok());
+  EXPECT_TRUE(*changed);
+  EXPECT_EQ(eval.calls, 0);
+  const Graph& g = b.graph();
+  EXPECT_EQ(g.num_live_nodes(), 0u);
+  EXPECT_EQ(ToVector<int64_t>(*g.value(b.Out(ints)).constant), (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(g.value(b.Out(scalar)).constant->rank(), 0);
+  EXPECT_EQ(ToVector<float>(*g.value(b.Out(scalar)).constant), (std::vector<float>{0.5f}));
+  EXPECT_EQ(g.value(b.Out(from_tensor)).dtype, DType::kInt32);
+  EXPECT_EQ(g.value(b.Out(from_tensor)).shape.ConcreteDims(), (Dims{2, 1}));
+}
+
 TEST(ConstantFoldingTest, FailsOnCycle) {
   Graph g;
   ValueId a = *g.AddValue("a");

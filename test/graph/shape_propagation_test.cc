@@ -179,6 +179,38 @@ TEST(ShapePropagationTest, ExpandAndConstantOfShape) {
   EXPECT_EQ(b.graph().value(b.Out(fill)).dtype, DType::kFloat32);
 }
 
+// The exporter's x.reshape(x.size(0), 16, 4, 16) with a symbolic batch:
+// nothing folds, but the tracked shape value still gives the Reshape (and
+// what follows) a shape.
+TEST(ShapePropagationTest, ReshapeBySymbolicShapeChain) {
+  GraphBuilder b;
+  ValueId x = b.Input("x", DType::kFloat32, Shape({S("batch"), D(16), D(64)}));
+  NodeId shape = b.Op("Shape", {x}, {"s"});
+  NodeId gather = b.Op("Gather", {b.Out(shape), b.Constant("zero", MakeTensor<int64_t>({}, {0}))}, {"b0"},
+                       {{"axis", IntAttr(0)}});
+  NodeId times_one = b.Op("Mul", {b.Out(gather), b.Constant("one", MakeTensor<int64_t>({}, {1}))}, {"b1"});
+  NodeId unsq = b.Op("Unsqueeze", {b.Out(times_one), b.Constant("axes", MakeTensor<int64_t>({1}, {0}))}, {"b2"});
+  ValueId rest = b.Constant("rest", MakeTensor<int64_t>({2}, {4, 16}));
+  NodeId seq = b.Op("Gather", {b.Out(shape), b.Constant("one_idx", MakeTensor<int64_t>({1}, {1}))}, {"s1"});
+  NodeId concat = b.Op("Concat", {b.Out(unsq), b.Out(seq), rest}, {"target"}, {{"axis", IntAttr(0)}});
+  NodeId reshape = b.Op("Reshape", {x, b.Out(concat)}, {"r"});
+  NodeId transpose = b.Op("Transpose", {b.Out(reshape)}, {"t"}, {{"perm", IntsAttr({0, 2, 1, 3})}});
+  NodeId expand = b.Op("Expand", {b.Constant("c", MakeTensor<float>({1}, {0})), b.Out(concat)}, {"e"});
+  EXPECT_EQ(Propagated(b, b.Out(reshape)), "[batch, 16, 4, 16]");
+  EXPECT_EQ(b.graph().value(b.Out(transpose)).shape.ToString(), "[batch, 4, 16, 16]");
+  EXPECT_EQ(b.graph().value(b.Out(expand)).shape.ToString(), "[batch, 16, 4, 16]");
+  EXPECT_EQ(b.graph().value(b.Out(concat)).shape.ToString(), "[4]");
+}
+
+TEST(ShapePropagationTest, SymbolicShapeChainWithBadIndexStaysUnknown) {
+  GraphBuilder b;
+  ValueId x = b.Input("x", DType::kFloat32, Shape({S("batch"), D(16)}));
+  NodeId shape = b.Op("Shape", {x}, {"s"});
+  NodeId gather = b.Op("Gather", {b.Out(shape), b.Constant("idx", MakeTensor<int64_t>({1}, {5}))}, {"g"});
+  NodeId reshape = b.Op("Reshape", {x, b.Out(gather)}, {"r"});
+  EXPECT_EQ(Propagated(b, b.Out(reshape)), "?");
+}
+
 // Propagation adds knowledge and never overrides what ONNX's inference
 // already established.
 TEST(ShapePropagationTest, MergeOnlyAddsKnowledge) {

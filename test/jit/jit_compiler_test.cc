@@ -165,7 +165,8 @@ TEST(JitCompiler, ConcurrentCompilesAndRuns) {
     const double want_a = 0.5 * s * (1 + std::erf(s / std::sqrt(2.0)));
     const double want_b = std::tanh(static_cast<double>(x[static_cast<size_t>(i)])) + 1;
     ASSERT_TRUE(testing::Close(out_a.at(i), want_a, 1e-5, 1e-7)) << i << ": " << out_a.at(i) << " vs " << want_a;
-    ASSERT_TRUE(testing::Close(out_b.at(i), want_b, 1e-5, 1e-7)) << i << ": " << out_b.at(i) << " vs " << want_b;
+    // tanh(x) + 1 cancels for x near -4: absolute tolerance of a float.
+    ASSERT_TRUE(testing::Close(out_b.at(i), want_b, 1e-5, 2e-7)) << i << ": " << out_b.at(i) << " vs " << want_b;
   }
 }
 

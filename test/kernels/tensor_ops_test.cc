@@ -422,5 +422,111 @@ TEST(Tile, RepeatsEachAxis) {
                                                          1, 2, 1, 2, 1, 2, 3, 4, 3, 4, 3, 4}));
 }
 
+// ------------------------------------------------------------ misc ops
+
+TEST(Trilu, UpperAndLowerWithK) {
+  Tensor x = MakeTensor<float>({3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
+  EXPECT_EQ(ToVector<float>(Run1("Trilu", {&x})), (std::vector<float>{1, 2, 3, 0, 5, 6, 0, 0, 9}));
+  Tensor k = MakeTensor<int64_t>({}, {-1});
+  EXPECT_EQ(ToVector<float>(Run1("Trilu", {&x, &k}, {{"upper", IntAttr(0)}})),
+            (std::vector<float>{0, 0, 0, 4, 0, 0, 7, 8, 0}));
+}
+
+TEST(NonZero, CoordinatesInRowMajorOrder) {
+  Tensor x = MakeTensor<int32_t>({2, 2}, {1, 0, 0, 3});
+  Tensor y = Run1("NonZero", {&x});
+  EXPECT_EQ(y.dims(), (Dims{2, 2}));
+  EXPECT_EQ(ToVector<int64_t>(y), (std::vector<int64_t>{0, 1, 0, 1}));
+}
+
+TEST(TopK, LargestAndSmallestWithTies) {
+  Tensor x = MakeTensor<float>({2, 4}, {1, 3, 3, 2, 4, 0, 5, 5});
+  Tensor k = MakeTensor<int64_t>({1}, {2});
+  auto r = RunOp("TopK", {&x, &k}, {}, 11, 2);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(ToVector<float>((*r)[0]), (std::vector<float>{3, 3, 5, 5}));
+  EXPECT_EQ(ToVector<int64_t>((*r)[1]), (std::vector<int64_t>{1, 2, 2, 3}));
+  r = RunOp("TopK", {&x, &k}, {{"largest", IntAttr(0)}, {"axis", IntAttr(0)}}, 11, 2);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(ToVector<int64_t>((*r)[1]), (std::vector<int64_t>{0, 1, 0, 0, 1, 0, 1, 1}));
+  Tensor big = MakeTensor<int64_t>({1}, {5});
+  EXPECT_EQ(RunOp("TopK", {&x, &big}, {}, 11, 2).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(CumSum, ExclusiveReverse) {
+  Tensor x = MakeTensor<float>({4}, {1, 2, 3, 4});
+  Tensor axis = MakeTensor<int32_t>({}, {0});
+  EXPECT_EQ(ToVector<float>(Run1("CumSum", {&x, &axis})), (std::vector<float>{1, 3, 6, 10}));
+  EXPECT_EQ(ToVector<float>(Run1("CumSum", {&x, &axis}, {{"exclusive", IntAttr(1)}, {"reverse", IntAttr(1)}})),
+            (std::vector<float>{9, 7, 4, 0}));
+}
+
+TEST(OneHot, NegativeAndOutOfRangeIndices) {
+  Tensor idx = MakeTensor<int64_t>({3}, {0, -1, 7});
+  Tensor depth = MakeTensor<float>({}, {3});
+  Tensor values = MakeTensor<float>({2}, {0, 5});
+  Tensor y = Run1("OneHot", {&idx, &depth, &values});
+  EXPECT_EQ(y.dims(), (Dims{3, 3}));
+  EXPECT_EQ(ToVector<float>(y), (std::vector<float>{5, 0, 0, 0, 0, 5, 0, 0, 0}));
+}
+
+TEST(DepthToSpace, DcrAndCrdRoundTripWithSpaceToDepth) {
+  Tensor x = MakeTensor<float>({1, 4, 1, 1}, {0, 1, 2, 3});
+  Tensor dcr = Run1("DepthToSpace", {&x}, {{"blocksize", IntAttr(2)}});
+  EXPECT_EQ(dcr.dims(), (Dims{1, 1, 2, 2}));
+  EXPECT_EQ(ToVector<float>(dcr), (std::vector<float>{0, 1, 2, 3}));
+  Tensor x2 = MakeTensor<float>({1, 8, 1, 1}, Iota(8));
+  // DCR: depth index = (bh * 2 + bw) * C' + c; CRD: c * 4 + bh * 2 + bw.
+  EXPECT_EQ(ToVector<float>(Run1("DepthToSpace", {&x2}, {{"blocksize", IntAttr(2)}})),
+            (std::vector<float>{0, 2, 4, 6, 1, 3, 5, 7}));
+  EXPECT_EQ(ToVector<float>(Run1("DepthToSpace", {&x2}, {{"blocksize", IntAttr(2)}, {"mode", StringAttr("CRD")}})),
+            Iota(8));
+  Tensor space = MakeTensor<float>({1, 2, 2, 2}, Iota(8));
+  Tensor depth = Run1("SpaceToDepth", {&space}, {{"blocksize", IntAttr(2)}});
+  EXPECT_EQ(depth.dims(), (Dims{1, 8, 1, 1}));
+  Tensor back = Run1("DepthToSpace", {&depth}, {{"blocksize", IntAttr(2)}});
+  EXPECT_EQ(ToVector<float>(back), Iota(8));
+}
+
+TEST(EyeLike, OffsetDiagonalAndDtype) {
+  Tensor x = MakeTensor<float>({2, 3}, Iota(6));
+  Tensor y = Run1("EyeLike", {&x}, {{"k", IntAttr(1)}, {"dtype", IntAttr(7)}});
+  EXPECT_EQ(y.dtype(), DType::kInt64);
+  EXPECT_EQ(ToVector<int64_t>(y), (std::vector<int64_t>{0, 1, 0, 0, 0, 1}));
+}
+
+TEST(ScatterND, RowUpdatesAndBounds) {
+  Tensor data = MakeTensor<float>({3, 2}, Iota(6));
+  Tensor idx = MakeTensor<int64_t>({1, 1}, {-1});
+  Tensor upd = MakeTensor<float>({1, 2}, {9, 9});
+  EXPECT_EQ(ToVector<float>(Run1("ScatterND", {&data, &idx, &upd})), (std::vector<float>{0, 1, 2, 3, 9, 9}));
+  Tensor bad = MakeTensor<int64_t>({1, 1}, {3});
+  EXPECT_EQ(RunOp("ScatterND", {&data, &bad, &upd}).status().code(), StatusCode::kOutOfRange);
+}
+
+TEST(DataMovement, LargeTensorsMatchAcrossPaths) {
+  // Large enough to cross the parallel grain; the serial test runner still
+  // walks the chunked code paths.
+  const Dims dims = {2, 64, 48, 40};
+  Tensor x = MakeTensor<float>(dims, Iota(2 * 64 * 48 * 40));
+  Tensor y = Run1("Transpose", {&x}, {{"perm", IntsAttr({0, 3, 1, 2})}});
+  EXPECT_EQ(ToVector<float>(y), RefTranspose(dims, {0, 3, 1, 2}, Iota(2 * 64 * 48 * 40)));
+  Tensor starts = MakeTensor<int64_t>({2}, {1, 3});
+  Tensor ends = MakeTensor<int64_t>({2}, {60, 40});
+  Tensor axes = MakeTensor<int64_t>({2}, {1, 3});
+  Tensor sliced = Run1("Slice", {&x, &starts, &ends, &axes});
+  EXPECT_EQ(sliced.dims(), (Dims{2, 59, 48, 37}));
+  EXPECT_EQ(sliced.data<float>()[0], static_cast<float>(1 * 48 * 40 + 3));
+}
+
+TEST(Compress, AxisAndFlattened) {
+  Tensor x = MakeTensor<float>({3, 2}, {1, 2, 3, 4, 5, 6});
+  Tensor cond = MakeTensor<bool>({2}, {false, true});
+  Tensor y = Run1("Compress", {&x, &cond}, {{"axis", IntAttr(0)}});
+  EXPECT_EQ(y.dims(), (Dims{1, 2}));
+  EXPECT_EQ(ToVector<float>(y), (std::vector<float>{3, 4}));
+  EXPECT_EQ(ToVector<float>(Run1("Compress", {&x, &cond})), (std::vector<float>{2}));
+}
+
 }  // namespace
 }  // namespace kiln::testing

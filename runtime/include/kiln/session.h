@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,6 +72,21 @@ struct SessionOptions {
   // Intra-op threads for kernels (kiln's pool and oneDNN). 0 = one per core.
   int intra_op_threads = 0;
   TierPolicy tier = TierPolicy::kAuto;
+  // JIT tier (ignored with TierPolicy::kInterpreter). A region's shape
+  // signature is compiled after this many interpreted calls with it (kAuto;
+  // kJit compiles at the first call).
+  int jit_hot_threshold = 2;
+  // Compiled shape signatures per region; further signatures stay
+  // interpreted.
+  int jit_max_specializations = 4;
+  // Background compile threads (kAuto).
+  int jit_compile_threads = 1;
+  // Write each compiled region's LLVM IR and assembly here (also
+  // KILN_DUMP_IR).
+  std::string jit_dump_dir;
+  // Test hook: called before each region compile with the region id; an
+  // error fails that compile as an LLVM error would. Leave empty.
+  std::function<Status(int region_id)> jit_before_compile_hook;
   // spdlog level name ("trace", "debug", "info", "warn", "error", "off");
   // empty keeps KILN_LOG_LEVEL or the default ("warn").
   std::string log_level;
@@ -85,6 +101,21 @@ struct NodeProfile {
   double total_ms = 0;
 };
 
+// A fused region (see `kiln info --regions`) and how it has run so far.
+struct RegionStats {
+  int id = 0;
+  std::string kind;           // "elementwise"
+  std::string description;    // ops and static shape
+  std::string tier;           // "interp" until some signature is compiled, then "jit"
+  int64_t interpreted_calls = 0;
+  int64_t compiled_calls = 0;
+  int64_t deopts = 0;         // interpreted calls while code for other signatures existed
+  int specializations = 0;
+  int failed_compiles = 0;
+  double compile_ms = 0;      // total over specialisations
+  int64_t code_bytes = 0;
+};
+
 struct SessionStats {
   // Sum of the memory plan's buffer sizes for the largest run so far: what
   // the intermediates of one run need at peak.
@@ -93,6 +124,7 @@ struct SessionStats {
   int64_t unplanned_bytes = 0;
   int64_t runs = 0;
   std::vector<NodeProfile> nodes;  // in execution order; empty without profiling
+  std::vector<RegionStats> regions;  // empty with TierPolicy::kInterpreter
 };
 
 class Session {
@@ -110,6 +142,9 @@ class Session {
   // Run returns. Returns the outputs in the model's order; they own their
   // memory. Thread-safe: many threads may call Run on one session.
   StatusOr<std::vector<NamedTensor>> Run(const std::vector<NamedTensor>& inputs) const;
+
+  // Blocks until no JIT compile is queued or running (benchmarks, tests).
+  void WaitForCompiles() const;
 
   const Model& model() const;
   const SessionOptions& options() const;

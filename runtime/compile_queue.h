@@ -1,0 +1,39 @@
+// Background compile workers with a queue of their own, separate from the
+// intra-op pool, so a compile never delays a request's kernels and requests
+// never wait for a compile (unless a blocking policy asks them to).
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace kiln::runtime {
+
+class CompileQueue {
+ public:
+  explicit CompileQueue(int num_threads);
+  // Runs the jobs already queued, then joins the workers.
+  ~CompileQueue();
+  CompileQueue(const CompileQueue&) = delete;
+  CompileQueue& operator=(const CompileQueue&) = delete;
+
+  void Enqueue(std::function<void()> job);
+  // Blocks until the queue is empty and no job runs.
+  void WaitIdle();
+
+ private:
+  void WorkerLoop();
+
+  std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable idle_cv_;
+  std::deque<std::function<void()>> jobs_;
+  int running_ = 0;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace kiln::runtime

@@ -1,0 +1,157 @@
+#include "runtime/jit_tier.h"
+
+#include <chrono>
+
+#include "graph/log.h"
+#include "jit/compiled_region.h"
+#include "jit/elementwise_codegen.h"
+#include "jit/jit_compiler.h"
+
+namespace kiln::runtime {
+
+// An immutable list of specialisations; replaced whole on every publish.
+struct JitTier::Table {
+  std::vector<std::shared_ptr<const Specialization>> specs;
+};
+
+struct JitTier::RegionState {
+  std::atomic<std::shared_ptr<const Table>> table{std::make_shared<const Table>()};
+  std::atomic<int64_t> interpreted_calls{0};
+  std::atomic<int64_t> compiled_calls{0};
+  std::atomic<int64_t> deopts{0};
+
+  // Guards everything below: profile and compile bookkeeping.
+  std::mutex mu;
+  std::map<ShapeSignature, int64_t> calls_by_signature;
+  std::set<ShapeSignature> requested;  // queued, compiled or failed: never compiled twice
+  int failed_compiles = 0;
+  double compile_ms = 0;
+  int64_t code_bytes = 0;
+  bool logged_limit = false;
+};
+
+JitTier::JitTier(const graph::Graph& graph, std::vector<graph::Region> regions, const JitTierOptions& options)
+    : graph_(graph), regions_(std::move(regions)), options_(options) {}
+
+JitTier::~JitTier() = default;
+
+StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, std::vector<graph::Region> regions,
+                                                   const JitTierOptions& options) {
+  std::unique_ptr<JitTier> tier(new JitTier(graph, std::move(regions), options));
+  jit::JitOptions jit_options;
+  jit_options.dump_dir = options.dump_dir;
+  KILN_ASSIGN_OR_RETURN(tier->compiler_, jit::JitCompiler::CreateOrStatus(jit_options));
+  tier->states_.reset(new RegionState[tier->regions_.size()]);
+  if (!options.blocking) tier->queue_ = std::make_unique<CompileQueue>(options.compile_threads);
+  return tier;
+}
+
+std::shared_ptr<const Specialization> JitTier::Lookup(int region, const ShapeSignature& signature) const {
+  std::shared_ptr<const Table> table = states_[region].table.load(std::memory_order_acquire);
+  for (const auto& spec : table->specs) {
+    if (spec->signature == signature) return spec;
+  }
+  return nullptr;
+}
+
+void JitTier::RecordCompiledCall(int region) const {
+  states_[region].compiled_calls.fetch_add(1, std::memory_order_relaxed);
+}
+
+void JitTier::RecordInterpretedCall(int region, const ShapeSignature& signature) const {
+  RegionState& state = states_[region];
+  state.interpreted_calls.fetch_add(1, std::memory_order_relaxed);
+  if (!state.table.load(std::memory_order_acquire)->specs.empty()) {
+    state.deopts.fetch_add(1, std::memory_order_relaxed);
+  }
+  {
+    std::lock_guard<std::mutex> lock(state.mu);
+    if (state.requested.count(signature)) return;
+    if (++state.calls_by_signature[signature] < options_.hot_threshold) return;
+    if (static_cast<int>(state.requested.size()) >= options_.max_specializations) {
+      if (!state.logged_limit) {
+        Log().info("jit: region {} reached its limit of {} specializations; signature {} stays interpreted", region,
+                   options_.max_specializations, signature.ToString());
+        state.logged_limit = true;
+      }
+      return;
+    }
+    state.requested.insert(signature);
+  }
+  if (options_.blocking) {
+    Compile(region, signature);
+  } else {
+    queue_->Enqueue([this, region, signature] { Compile(region, signature); });
+  }
+}
+
+void JitTier::Compile(int region_id, const ShapeSignature& signature) const {
+  const graph::Region& region = regions_[static_cast<size_t>(region_id)];
+  RegionState& state = states_[region_id];
+  const auto start = std::chrono::steady_clock::now();
+  const Status hook = options_.before_compile ? options_.before_compile(region_id) : Status::Ok();
+  StatusOr<std::unique_ptr<jit::CompiledRegion>> code =
+      hook.ok() ? jit::CompileElementwiseRegion(*compiler_, graph_, region, signature.dims)
+                : StatusOr<std::unique_ptr<jit::CompiledRegion>>(hook);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  if (!code.ok()) {
+    // The region keeps running interpreted for this signature; a failed
+    // compile never fails a request.
+    Log().info("jit: region {} ({}) signature {} stays interpreted: {}", region_id, region.reason,
+               signature.ToString(), code.status().ToString());
+    std::lock_guard<std::mutex> lock(state.mu);
+    ++state.failed_compiles;
+    return;
+  }
+  auto spec = std::make_shared<Specialization>();
+  spec->signature = signature;
+  Dims out;
+  for (const Dims& d : signature.dims) {
+    // The domain is the broadcast of every input (the generator checked it).
+    if (d.size() > out.size()) out.insert(out.begin(), d.size() - out.size(), 1);
+    for (size_t i = 0; i < d.size(); ++i) {
+      int64_t& o = out[out.size() - d.size() + i];
+      if (o == 1) o = d[i];
+    }
+  }
+  spec->output_dims = std::move(out);
+  spec->code = std::shared_ptr<const jit::CompiledRegion>(std::move(code).value());
+  Log().info("jit: region {} ({}) compiled for {} in {:.1f} ms ({} bytes of code)", region_id, region.reason,
+             signature.ToString(), ms, spec->code->code_bytes());
+
+  std::lock_guard<std::mutex> lock(state.mu);
+  state.compile_ms += ms;
+  state.code_bytes += static_cast<int64_t>(spec->code->code_bytes());
+  // Copy-on-write publish; writers are serialised by `mu`, readers never wait.
+  auto next = std::make_shared<Table>(*state.table.load(std::memory_order_acquire));
+  next->specs.push_back(std::move(spec));
+  state.table.store(std::move(next), std::memory_order_release);
+}
+
+void JitTier::WaitForCompiles() const {
+  if (queue_) queue_->WaitIdle();
+}
+
+std::vector<RegionStats> JitTier::Stats() const {
+  std::vector<RegionStats> stats;
+  for (size_t r = 0; r < regions_.size(); ++r) {
+    RegionState& state = states_[r];
+    RegionStats s;
+    s.id = regions_[r].id;
+    s.kind = graph::RegionKindName(regions_[r].kind);
+    s.description = regions_[r].reason;
+    s.interpreted_calls = state.interpreted_calls.load();
+    s.compiled_calls = state.compiled_calls.load();
+    s.deopts = state.deopts.load();
+    s.specializations = static_cast<int>(state.table.load()->specs.size());
+    s.tier = s.specializations > 0 ? "jit" : "interp";
+    std::lock_guard<std::mutex> lock(state.mu);
+    s.failed_compiles = state.failed_compiles;
+    s.compile_ms = state.compile_ms;
+    s.code_bytes = state.code_bytes;
+    stats.push_back(std::move(s));
+  }
+  return stats;
+}
+
+}  // namespace kiln::runtime

@@ -1,0 +1,95 @@
+// Tier 1: per region, a dispatch slot of compiled specialisations, the
+// profile that decides when a region is hot, and the background compiles
+// that fill the slot.
+//
+// Dispatch never locks: a slot is an atomically published, immutable table
+// of (signature -> code). Publishing a new table copies the old one and adds
+// to it; readers hold a shared_ptr to the table they found, so code stays
+// alive until no caller can be running it. Profiling takes a per-region
+// mutex only on interpreted calls, which are the slow path by definition.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "graph/graph.h"
+#include "graph/region.h"
+#include "kiln/session.h"
+#include "kiln/status.h"
+#include "runtime/compile_queue.h"
+#include "runtime/shape_signature.h"
+
+namespace kiln::jit {
+class CompiledRegion;
+class JitCompiler;
+}  // namespace kiln::jit
+
+namespace kiln::runtime {
+
+struct JitTierOptions {
+  // Interpreted calls with one signature before that signature is compiled.
+  int hot_threshold = 2;
+  // Compiled signatures per region; later signatures stay interpreted.
+  int max_specializations = 4;
+  int compile_threads = 1;
+  // Compile on the calling thread as soon as a signature is hot, so the
+  // next call runs compiled (benchmarks, tests, `--tier jit`).
+  bool blocking = false;
+  std::string dump_dir;
+  // Test hook: called before each compile; an error fails that compile as
+  // an LLVM error would.
+  std::function<Status(int region_id)> before_compile;
+};
+
+// One compiled specialisation and what a call needs besides the code.
+struct Specialization {
+  ShapeSignature signature;
+  Dims output_dims;
+  std::shared_ptr<const jit::CompiledRegion> code;
+};
+
+class JitTier {
+ public:
+  // Fails when the JIT cannot be built for this host; the session then runs
+  // interpreted.
+  static StatusOr<std::unique_ptr<JitTier>> Create(const graph::Graph& graph, std::vector<graph::Region> regions,
+                                                   const JitTierOptions& options);
+  ~JitTier();
+
+  const std::vector<graph::Region>& regions() const { return regions_; }
+
+  // The compiled code for `signature`, or null (a guard miss).
+  std::shared_ptr<const Specialization> Lookup(int region, const ShapeSignature& signature) const;
+  void RecordCompiledCall(int region) const;
+  // Counts an interpreted call; when the signature becomes hot, compiles it
+  // (blocking policy) or queues its compile.
+  void RecordInterpretedCall(int region, const ShapeSignature& signature) const;
+
+  // Waits until no compile is queued or running.
+  void WaitForCompiles() const;
+  std::vector<RegionStats> Stats() const;
+
+ private:
+  struct Table;
+  struct RegionState;
+
+  JitTier(const graph::Graph& graph, std::vector<graph::Region> regions, const JitTierOptions& options);
+  void Compile(int region, const ShapeSignature& signature) const;
+
+  const graph::Graph& graph_;
+  std::vector<graph::Region> regions_;
+  JitTierOptions options_;
+  std::unique_ptr<jit::JitCompiler> compiler_;
+  std::unique_ptr<RegionState[]> states_;
+  // Declared last: destroyed first, so queued compiles finish while the
+  // compiler and states they use still exist.
+  std::unique_ptr<CompileQueue> queue_;
+};
+
+}  // namespace kiln::runtime
