@@ -1,6 +1,6 @@
 // The rest of the shape family: Trilu, NonZero, TopK, CumSum, OneHot,
-// DepthToSpace, SpaceToDepth and Compress. The last two are fixed reshape-transpose-
-// reshape patterns, so they reuse StridedCopy.
+// DepthToSpace, SpaceToDepth and Compress. DepthToSpace and SpaceToDepth are
+// fixed reshape-transpose-reshape patterns, so they reuse StridedCopy.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
