@@ -131,7 +131,9 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
   const graph::Graph& graph = ModelGraph(*impl->model);
   std::vector<graph::Region> regions;
   if (options.tier != TierPolicy::kInterpreter) {
-    KILN_ASSIGN_OR_RETURN(regions, graph::PartitionGraph(graph));
+    graph::PartitionOptions partition;
+    partition.min_region_nodes = std::max(1, options.jit_min_region_nodes);
+    KILN_ASSIGN_OR_RETURN(regions, graph::PartitionGraph(graph, partition));
   }
   KILN_ASSIGN_OR_RETURN(impl->interpreter,
                         runtime::Interpreter::Create(graph, kernels::DefaultKernelRegistry(), regions));

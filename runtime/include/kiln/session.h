@@ -79,6 +79,9 @@ struct SessionOptions {
   // Compiled shape signatures per region; further signatures stay
   // interpreted.
   int jit_max_specializations = 4;
+  // Smallest region the JIT compiles (a single elementwise op is already
+  // one vectorised pass in the interpreter). Tests set 1 to cover every op.
+  int jit_min_region_nodes = 2;
   // Background compile threads (kAuto).
   int jit_compile_threads = 1;
   // Write each compiled region's LLVM IR and assembly here (also

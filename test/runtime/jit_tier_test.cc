@@ -1,0 +1,201 @@
+// Tier tests: the same graph through the interpreter and the JIT tier, guard
+// misses and specialisation limits, compile failures, and concurrent runs
+// while regions tier up.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "kiln/session.h"
+#include "test/model_builder.h"
+
+namespace kiln {
+namespace {
+
+using testing::OnnxModelBuilder;
+constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
+
+// SiLU, then a decomposed GELU, on [batch, 64]: two regions split by the
+// MatMul in between, the first [batch, 64] -> [batch, 64].
+OnnxModelBuilder SiluMatMulGelu() {
+  OnnxModelBuilder b;
+  std::vector<float> w(64 * 64);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(0.37f * static_cast<float>(i)) * 0.1f;
+  b.Input("x", kFloat, {-1, 64}, {"batch"})
+      .FloatInit("w", {64, 64}, w)
+      .FloatInit("sqrt2", {}, {1.41421356f})
+      .FloatInit("one", {}, {1.f})
+      .FloatInit("half", {}, {0.5f})
+      .Output("y");
+  b.Node("Sigmoid", {"x"}, {"s"});
+  b.Node("Mul", {"x", "s"}, {"silu"});
+  b.Node("MatMul", {"silu", "w"}, {"m"});
+  b.Node("Div", {"m", "sqrt2"}, {"d"});
+  b.Node("Erf", {"d"}, {"e"});
+  b.Node("Add", {"e", "one"}, {"a"});
+  b.Node("Mul", {"m", "a"}, {"g"});
+  b.Node("Mul", {"g", "half"}, {"y"});
+  return b;
+}
+
+std::shared_ptr<const Model> Load(const OnnxModelBuilder& b) {
+  std::string bytes = b.Serialize();
+  auto model = Model::LoadFromBytes(bytes.data(), bytes.size());
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  return *model;
+}
+
+std::vector<float> RandomInput(int64_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-3.f, 3.f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+std::vector<float> RunOnce(const Session& session, std::vector<float>& x, int64_t batch) {
+  auto out = session.Run({{"x", Tensor::View(DType::kFloat32, {batch, 64}, x.data())}});
+  EXPECT_TRUE(out.ok()) << out.status().ToString();
+  if (!out.ok()) return {};
+  const Tensor& y = (*out)[0].tensor;
+  return std::vector<float>(y.data<float>(), y.data<float>() + y.num_elements());
+}
+
+void ExpectClose(const std::vector<float>& a, const std::vector<float>& b, float rel = 1e-5f) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_NEAR(a[i], b[i], rel * std::max(1.f, std::fabs(b[i]))) << "at " << i;
+  }
+}
+
+std::unique_ptr<Session> MakeSession(TierPolicy tier, SessionOptions options = {}) {
+  options.tier = tier;
+  options.intra_op_threads = 2;
+  auto session = Session::Create(Load(SiluMatMulGelu()), options);
+  EXPECT_TRUE(session.ok()) << session.status().ToString();
+  return std::move(session).value();
+}
+
+TEST(JitTier, CompiledOutputsMatchInterpreter) {
+  auto interp = MakeSession(TierPolicy::kInterpreter);
+  auto jit = MakeSession(TierPolicy::kJit);
+  for (int64_t batch : {1, 7, 128}) {
+    auto x = RandomInput(batch * 64, static_cast<unsigned>(batch));
+    auto expected = RunOnce(*interp, x, batch);
+    RunOnce(*jit, x, batch);  // interpreted, compiles (blocking policy)
+    auto compiled = RunOnce(*jit, x, batch);
+    ExpectClose(compiled, expected);
+  }
+  SessionStats stats = jit->stats();
+  ASSERT_EQ(stats.regions.size(), 2u);
+  for (const RegionStats& r : stats.regions) {
+    EXPECT_EQ(r.tier, "jit");
+    EXPECT_EQ(r.specializations, 3);  // one per batch size
+    EXPECT_EQ(r.compiled_calls, 3);
+    EXPECT_GT(r.code_bytes, 0);
+    EXPECT_GT(r.compile_ms, 0);
+  }
+  EXPECT_TRUE(interp->stats().regions.empty());
+}
+
+TEST(JitTier, GuardMissesDeoptAndRespectTheSpecializationLimit) {
+  SessionOptions options;
+  options.jit_max_specializations = 2;
+  auto jit = MakeSession(TierPolicy::kJit, options);
+  auto interp = MakeSession(TierPolicy::kInterpreter);
+  // batch 4 compiles, batch 5 misses the guard (deopt) then compiles, batch 6
+  // is past the limit and stays interpreted.
+  const int64_t batches[] = {4, 4, 5, 5, 4, 6, 6, 6, 5};
+  for (int64_t batch : batches) {
+    auto x = RandomInput(batch * 64, 11);
+    ExpectClose(RunOnce(*jit, x, batch), RunOnce(*interp, x, batch));
+  }
+  for (const RegionStats& r : jit->stats().regions) {
+    EXPECT_EQ(r.specializations, 2);
+    // Interpreted calls: first 4, first 5, and three 6s; all but the first
+    // happened while code for another signature existed.
+    EXPECT_EQ(r.interpreted_calls, 5);
+    EXPECT_EQ(r.deopts, 4);
+    EXPECT_EQ(r.compiled_calls, 4);
+  }
+}
+
+TEST(JitTier, CompileFailureLeavesRegionInterpretedAndCorrect) {
+  SessionOptions options;
+  std::atomic<int> attempts{0};
+  options.jit_before_compile_hook = [&](int) {
+    ++attempts;
+    return Internal("injected compile failure");
+  };
+  auto jit = MakeSession(TierPolicy::kJit, options);
+  auto interp = MakeSession(TierPolicy::kInterpreter);
+  for (int rep = 0; rep < 3; ++rep) {
+    auto x = RandomInput(8 * 64, 3);
+    ExpectClose(RunOnce(*jit, x, 8), RunOnce(*interp, x, 8), 0.f);
+  }
+  // Each region tried once and never again for the same signature.
+  EXPECT_EQ(attempts.load(), 2);
+  for (const RegionStats& r : jit->stats().regions) {
+    EXPECT_EQ(r.tier, "interp");
+    EXPECT_EQ(r.failed_compiles, 1);
+    EXPECT_EQ(r.compiled_calls, 0);
+    EXPECT_EQ(r.interpreted_calls, 3);
+  }
+}
+
+TEST(JitTier, ConcurrentRunsStayCorrectWhileRegionsTierUp) {
+  SessionOptions options;
+  options.jit_hot_threshold = 2;
+  options.jit_compile_threads = 1;
+  auto session = MakeSession(TierPolicy::kAuto, options);
+  auto interp = MakeSession(TierPolicy::kInterpreter);
+  constexpr int kThreads = 8;
+  std::vector<std::vector<float>> inputs, expected;
+  for (int t = 0; t < kThreads; ++t) {
+    const int64_t batch = 1 + t % 3;
+    inputs.push_back(RandomInput(batch * 64, static_cast<unsigned>(100 + t)));
+    expected.push_back(RunOnce(*interp, inputs.back(), batch));
+  }
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const int64_t batch = 1 + t % 3;
+      std::vector<float> x = inputs[static_cast<size_t>(t)];
+      for (int rep = 0; rep < 60; ++rep) {
+        auto y = RunOnce(*session, x, batch);
+        for (size_t i = 0; i < y.size(); ++i) {
+          const float e = expected[static_cast<size_t>(t)][i];
+          if (std::fabs(y[i] - e) > 1e-5f * std::max(1.f, std::fabs(e))) {
+            ++wrong;
+            break;
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
+  session->WaitForCompiles();
+  auto x = inputs[0];
+  ExpectClose(RunOnce(*session, x, 1), expected[0]);
+  int64_t compiled_calls = 0;
+  for (const RegionStats& r : session->stats().regions) {
+    EXPECT_EQ(r.specializations, 3);  // batches 1, 2, 3
+    compiled_calls += r.compiled_calls;
+  }
+  EXPECT_GT(compiled_calls, 0);
+}
+
+TEST(JitTier, InterpreterPolicyBuildsNoRegions) {
+  auto session = MakeSession(TierPolicy::kInterpreter);
+  auto x = RandomInput(64, 1);
+  RunOnce(*session, x, 1);
+  EXPECT_TRUE(session->stats().regions.empty());
+}
+
+}  // namespace
+}  // namespace kiln
