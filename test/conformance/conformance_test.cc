@@ -9,8 +9,9 @@
 // Environment:
 //   KILN_CONFORMANCE_FILTER  regex on the case name (e.g. "test_conv.*")
 //   KILN_CONFORMANCE_DATA    data root (default /usr/share/libonnx-testdata/data)
-//   KILN_CONFORMANCE_LOG     where to write the per-op table (default: the
-//                            test's undeclared outputs dir, else stdout only)
+//   KILN_CONFORMANCE_LOG     where to write the per-op tables, suffixed with
+//                            ".interp" / ".jit" (default: the test's undeclared
+//                            outputs dir, conformance_<tier>.log)
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
 
@@ -39,6 +40,7 @@ enum class Outcome { kPassed, kFailed, kSkipped };
 
 struct CaseResult {
   std::string name;
+  bool ran_compiled = false;  // some region ran JIT code
   Outcome outcome = Outcome::kPassed;
   std::string reason;
   std::set<std::string> ops;
@@ -132,7 +134,10 @@ std::vector<std::string> SortedFiles(const fs::path& dir, const std::string& pre
   return files;
 }
 
-CaseResult RunCase(const fs::path& dir) {
+// Runs one case. With the JIT tier, each data set runs twice: the first run
+// is interpreted and compiles every region (blocking policy), the second
+// runs the compiled code, and that is what is compared.
+CaseResult RunCase(const fs::path& dir, TierPolicy tier) {
   CaseResult result;
   result.name = dir.filename().string();
   const std::string model_path = (dir / "model.onnx").string();
@@ -151,7 +156,10 @@ CaseResult RunCase(const fs::path& dir) {
   if (!model.ok()) return classify(model.status(), "load");
   SessionOptions options;
   options.intra_op_threads = 2;
-  options.tier = TierPolicy::kInterpreter;
+  options.tier = tier;
+  // Every fusible op, even alone, is compiled, so the suite covers the
+  // code generator op by op.
+  options.jit_min_region_nodes = 1;
   auto session = Session::Create(*model, options);
   if (!session.ok()) return classify(session.status(), "session");
 
@@ -175,6 +183,7 @@ CaseResult RunCase(const fs::path& dir) {
       inputs.push_back({input_infos[i].name, std::move(t->tensor)});
     }
     auto outputs = (*session)->Run(inputs);
+    if (outputs.ok() && tier == TierPolicy::kJit) outputs = (*session)->Run(inputs);
     if (!outputs.ok()) return classify(outputs.status(), "run " + ds.filename().string());
     const auto output_files = SortedFiles(ds, "output_");
     if (output_files.size() != outputs->size()) {
@@ -191,10 +200,11 @@ CaseResult RunCase(const fs::path& dir) {
       }
     }
   }
+  for (const RegionStats& r : (*session)->stats().regions) result.ran_compiled |= r.compiled_calls > 0;
   return result;
 }
 
-TEST(Conformance, OnnxBackendSuite) {
+void RunSuite(TierPolicy tier) {
   const fs::path root = Env("KILN_CONFORMANCE_DATA", "/usr/share/libonnx-testdata/data");
   ASSERT_TRUE(fs::exists(root)) << root << " is missing: install libonnx-testdata";
   const std::regex filter(Env("KILN_CONFORMANCE_FILTER", ".*"));
@@ -212,9 +222,9 @@ TEST(Conformance, OnnxBackendSuite) {
   std::sort(cases.begin(), cases.end());
 
   std::vector<CaseResult> results;
-  for (const fs::path& c : cases) results.push_back(RunCase(c));
+  for (const fs::path& c : cases) results.push_back(RunCase(c, tier));
 
-  int passed = 0, failed = 0, skipped = 0;
+  int passed = 0, failed = 0, skipped = 0, compiled = 0;
   struct OpCounts { int passed = 0, failed = 0, skipped = 0; };
   std::map<std::string, OpCounts> per_op;
   std::ostringstream log;
@@ -224,7 +234,10 @@ TEST(Conformance, OnnxBackendSuite) {
       (r.outcome == Outcome::kPassed ? c.passed : r.outcome == Outcome::kFailed ? c.failed : c.skipped)++;
     }
     switch (r.outcome) {
-      case Outcome::kPassed: ++passed; break;
+      case Outcome::kPassed:
+        ++passed;
+        compiled += r.ran_compiled ? 1 : 0;
+        break;
       case Outcome::kFailed:
         ++failed;
         log << "FAILED  " << r.name << ": " << r.reason << "\n";
@@ -243,12 +256,17 @@ TEST(Conformance, OnnxBackendSuite) {
     log << line;
   }
   std::ostringstream summary;
-  summary << "conformance: " << passed << " passed, " << failed << " failed, " << skipped << " skipped";
+  const std::string tier_name = TierPolicyName(tier);
+  summary << "conformance[" << tier_name << "]: " << passed << " passed, " << failed << " failed, " << skipped
+          << " skipped";
+  if (tier == TierPolicy::kJit) summary << " (" << compiled << " passed cases ran JIT-compiled regions)";
   log << "\n" << summary.str() << "\n";
 
   std::string log_path = Env("KILN_CONFORMANCE_LOG", "");
-  if (log_path.empty() && std::getenv("TEST_UNDECLARED_OUTPUTS_DIR")) {
-    log_path = std::string(std::getenv("TEST_UNDECLARED_OUTPUTS_DIR")) + "/conformance.log";
+  if (!log_path.empty()) {
+    log_path += "." + tier_name;
+  } else if (std::getenv("TEST_UNDECLARED_OUTPUTS_DIR")) {
+    log_path = std::string(std::getenv("TEST_UNDECLARED_OUTPUTS_DIR")) + "/conformance_" + tier_name + ".log";
   }
   if (!log_path.empty()) std::ofstream(log_path) << log.str();
   // Failures go to stdout in full so CI logs show them; skips only in the log.
@@ -259,6 +277,12 @@ TEST(Conformance, OnnxBackendSuite) {
   if (Env("KILN_CONFORMANCE_VERBOSE", "") == "1") std::cout << log.str();
   EXPECT_EQ(failed, 0) << summary.str();
 }
+
+TEST(Conformance, OnnxBackendSuiteInterpreter) { RunSuite(TierPolicy::kInterpreter); }
+
+// Every case that passes in the interpreter must pass with all fusible
+// regions compiled, at the same tolerances.
+TEST(Conformance, OnnxBackendSuiteJit) { RunSuite(TierPolicy::kJit); }
 
 }  // namespace
 }  // namespace kiln
