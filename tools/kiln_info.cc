@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "graph/graph.h"
+#include "graph/partitioner.h"
 #include "graph/printer.h"
 #include "kernels/kernel.h"
 #include "runtime/model_internal.h"
@@ -61,7 +62,7 @@ int InfoCommand(const std::vector<std::string>& args) {
   int exit_code = 0;
   std::string path;
   ParsedArgs parsed;
-  std::shared_ptr<const Model> model = LoadSingleModel(args, "info", {"graph"}, parsed, path, exit_code);
+  std::shared_ptr<const Model> model = LoadSingleModel(args, "info", {"graph", "regions"}, parsed, path, exit_code);
   if (model == nullptr) return exit_code;
   const graph::Graph& g = ModelGraph(*model);
 
@@ -116,6 +117,23 @@ int InfoCommand(const std::vector<std::string>& args) {
                   nodes.front().empty() ? "unnamed" : nodes.front().c_str(), nodes.size() > 1 ? ", ..." : "");
     }
   }
+  if (parsed.switches.count("regions")) {
+    auto regions = graph::PartitionGraph(g);
+    if (!regions.ok()) return ReportError(path, regions.status());
+    std::printf("\nJIT regions: %zu\n", regions->size());
+    for (const graph::Region& r : *regions) {
+      std::printf("  region %d (%s): %s\n    nodes:", r.id, graph::RegionKindName(r.kind), r.reason.c_str());
+      for (graph::NodeId n : r.nodes) {
+        const graph::Node& node = g.node(n);
+        std::printf(" %s%s%s", node.op_type.c_str(), node.name.empty() ? "" : ":", node.name.c_str());
+      }
+      std::printf("\n    inputs:");
+      for (graph::ValueId v : r.inputs) std::printf(" %s", g.value(v).name.c_str());
+      std::printf("\n    outputs:");
+      for (graph::ValueId v : r.outputs) std::printf(" %s", g.value(v).name.c_str());
+      std::printf("\n");
+    }
+  }
   if (parsed.switches.count("graph")) {
     std::printf("\n%s", graph::PrintGraph(g).c_str());
   }
@@ -126,10 +144,19 @@ int DotCommand(const std::vector<std::string>& args) {
   int exit_code = 0;
   std::string path;
   ParsedArgs parsed;
-  std::shared_ptr<const Model> model = LoadSingleModel(args, "dot", {"no-constants"}, parsed, path, exit_code);
+  std::shared_ptr<const Model> model = LoadSingleModel(args, "dot", {"no-constants", "regions"}, parsed, path, exit_code);
   if (model == nullptr) return exit_code;
   graph::DotOptions options;
   options.include_constants = parsed.switches.count("no-constants") == 0;
+  if (parsed.switches.count("regions")) {
+    // Colour each JIT region's nodes with the region's id.
+    auto regions = graph::PartitionGraph(ModelGraph(*model));
+    if (!regions.ok()) return ReportError(path, regions.status());
+    options.node_color_group.assign(ModelGraph(*model).num_nodes(), -1);
+    for (const graph::Region& r : *regions) {
+      for (graph::NodeId n : r.nodes) options.node_color_group[static_cast<size_t>(n)] = r.id;
+    }
+  }
   std::string dot = graph::GraphToDot(ModelGraph(*model), options);
   std::fwrite(dot.data(), 1, dot.size(), stdout);
   return 0;

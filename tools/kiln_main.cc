@@ -29,10 +29,13 @@ commands:
       --threads N             intra-op threads, 0 = one per core (default 0)
       --report FILE.json      write timings and memory stats as JSON
       --profile               print per-node time (and add it to the report)
-  info MODEL [--graph]    inputs, outputs, opset, op histogram, unsupported ops;
-                          --graph also prints the graph as text
-  dot MODEL [--no-constants]
-                          the model's graph in Graphviz DOT format, on stdout
+  info MODEL [--graph] [--regions]
+                          inputs, outputs, opset, op histogram, unsupported ops;
+                          --graph also prints the graph as text, --regions the
+                          JIT regions (members, inputs, outputs, why)
+  dot MODEL [--no-constants] [--regions]
+                          the model's graph in Graphviz DOT format, on stdout;
+                          --regions colours each JIT region
 
   kiln --help             this text
 )";
