@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "graph/dead_code.h"
+#include "graph/fuse_epilogues.h"
 #include "graph/log.h"
 #include "graph/printer.h"
 #include "graph/shape_propagation.h"
@@ -92,10 +93,18 @@ Status RunGraphPipeline(Graph& graph, const PipelineOptions& options) {
     KILN_RETURN_IF_ERROR(dumper.Dump(graph, "propagate_shapes"));
   }
 
-  // 3. Dead code again, after folding: folding leaves behind the
+  // 3. Epilogue fusion, after folding: its guards need constant biases and
+  //    Clip bounds, which folding is what produces (exporters often compute
+  //    them: Unsqueeze/Reshape of an initializer, Constant nodes), and the
+  //    dtypes and shapes of the values it removes, which propagation has
+  //    just settled. Nothing after it needs the unfused ops.
+  KILN_RETURN_IF_ERROR(FuseEpilogues(graph).status());
+  KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fuse_epilogues"));
+
+  // 4. Dead code again, after folding and fusion: folding leaves behind the
   //    initializers it consumed and the Shape-chain inputs it no longer
-  //    needs; dropping them releases their memory before the session
-  //    plans anything.
+  //    needs, fusion the bias constants it merged into new ones; dropping
+  //    them releases their memory before the session plans anything.
   KILN_RETURN_IF_ERROR(EliminateDeadNodes(graph).status());
   KILN_RETURN_IF_ERROR(dumper.Dump(graph, "eliminate_dead_nodes"));
 

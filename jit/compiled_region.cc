@@ -8,7 +8,12 @@
 namespace kiln::jit {
 
 CompiledRegion::CompiledRegion(JitCode code, Info info) : code_(std::move(code)), info_(std::move(info)) {
-  entry_ = reinterpret_cast<EntryFn>(static_cast<uintptr_t>(code_.entry_address));
+  const auto address = static_cast<uintptr_t>(code_.entry_address);
+  if (info_.generic) {
+    generic_entry_ = reinterpret_cast<GenericEntryFn>(address);
+  } else {
+    entry_ = reinterpret_cast<EntryFn>(address);
+  }
 }
 
 CompiledRegion::~CompiledRegion() {

@@ -1,8 +1,13 @@
-// A compiled specialization of a fused region: machine code in the JIT plus
-// what a caller needs to run it. The object owns its code; destroying it
-// removes the code from the JIT.
+// A compiled fused region: machine code in the JIT plus what a caller needs
+// to run it. The object owns its code; destroying it removes the code from
+// the JIT. It is one of two flavours:
+// - a specialisation (CompileElementwiseRegion): every dim is a constant,
+//   run through entry();
+// - a shape-generic version (CompileElementwiseRegionGeneric): the domain
+//   rank is fixed, dims and strides are runtime parameters, run through
+//   generic_entry(). is_generic() tells which.
 //
-// Concurrency: entry() may be called from many threads at once on disjoint
+// Concurrency: entry() and generic_entry() may be called from many threads at once on disjoint
 // row ranges. The code is removed in the destructor, so the owner must
 // destroy a CompiledRegion only when no thread can still be running its entry
 // (the runtime holds shared_ptrs for that); ORC tracks symbols, not threads.
@@ -31,11 +36,36 @@ class CompiledRegion {
   // overlap between outputs and inputs is not allowed.
   using EntryFn = void (*)(const void* const* inputs, void* const* outputs, int64_t row_begin, int64_t row_end);
 
+  // The shape-generic ABI. inputs/outputs and in-place use as for EntryFn,
+  // with any dims: outputs are dense with the domain shape.
+  //
+  // `params` (int64, R = domain_rank(), n = number of region inputs):
+  //   params[0 .. R-1]             domain dims, row-major
+  //   params[R + i*R .. R + i*R + R-1]
+  //                                for region input i (region.inputs order),
+  //                                its element stride along each domain dim:
+  //                                0 where the input broadcasts along that
+  //                                dim; inputs of lower rank are right-aligned
+  //                                and their missing leading dims have
+  //                                stride 0.
+  // R + n*R values in all; FillGenericParams (generic_codegen.h) builds them.
+  // The strides of baked inputs (is_input_baked) are ignored. Strides need
+  // not be dense: any non-negative element strides are read correctly.
+  //
+  // The domain is viewed as [rows, row_len] with rows = product of dims
+  // [0, R-1) and row_len = dims[R-1] (rank 0: one row of one element).
+  // Computes rows [row_begin, row_end), clamped to [0, rows); callers split
+  // [0, rows) between threads.
+  using GenericEntryFn = void (*)(const void* const* inputs, void* const* outputs, int64_t row_begin,
+                                  int64_t row_end, const int64_t* params);
+
   struct Info {
     std::string name;                // module and symbol name
     int64_t num_rows = 0;
     int64_t row_len = 0;
     std::vector<bool> input_baked;  // per region input
+    bool generic = false;
+    int domain_rank = 0;  // generic only
     double compile_ms = 0;
   };
 
@@ -44,8 +74,16 @@ class CompiledRegion {
   CompiledRegion(const CompiledRegion&) = delete;
   CompiledRegion& operator=(const CompiledRegion&) = delete;
 
+  // Specialisations only (null for generic code).
   EntryFn entry() const { return entry_; }
-  // Outer extent of the [rows, row_len] view; callers split [0, num_rows).
+  // Generic code only (null for specialisations).
+  GenericEntryFn generic_entry() const { return generic_entry_; }
+  bool is_generic() const { return info_.generic; }
+  // Generic code only: the rank R its params describe.
+  int domain_rank() const { return info_.domain_rank; }
+  // Specialisations only (0 for generic code, whose extents come from the
+  // params): outer extent of the [rows, row_len] view; callers split
+  // [0, num_rows).
   int64_t num_rows() const { return info_.num_rows; }
   // Inner, contiguous extent: trailing dims with the same broadcast pattern
   // for every input are collapsed into it, so the vector loop runs long. A
@@ -64,6 +102,7 @@ class CompiledRegion {
   JitCode code_;
   Info info_;
   EntryFn entry_ = nullptr;
+  GenericEntryFn generic_entry_ = nullptr;
 };
 
 }  // namespace kiln::jit

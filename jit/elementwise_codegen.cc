@@ -11,52 +11,28 @@
 #include <llvm/IR/Module.h>
 
 #include <chrono>
-#include <cmath>
-#include <limits>
 #include <optional>
 #include <string>
 
 #include "graph/log.h"
-#include "jit/vector_math.h"
+#include "jit/region_ops.h"
 
 namespace kiln::jit {
 namespace {
 
 using graph::Node;
 using graph::ValueId;
-
-// The two element kinds that flow through a region: float32 data and
-// bool masks (i1 in registers, one byte in memory).
-enum class Kind { kFloat, kBool };
-
-StatusOr<Kind> KindOf(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat32: return Kind::kFloat;
-    case DType::kBool: return Kind::kBool;
-    default: return Unsupported("jit: elementwise regions support float32 and bool, not ", DTypeName(dtype));
-  }
-}
-
-// numpy / ONNX multidirectional broadcasting.
-StatusOr<Dims> Broadcast(const Dims& a, const Dims& b) {
-  const size_t rank = std::max(a.size(), b.size());
-  Dims out(rank);
-  for (size_t i = 0; i < rank; ++i) {
-    const int64_t x = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
-    const int64_t y = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
-    if (x != y && x != 1 && y != 1) {
-      return InvalidArgument("jit: dims ", DimsToString(a), " and ", DimsToString(b), " do not broadcast");
-    }
-    out[i] = x == 1 ? y : x;
-  }
-  return out;
-}
+using internal::Broadcast;
+using internal::ClassifyInputs;
+using internal::InputSpec;
+using internal::Kind;
+using internal::OpEmitter;
+using internal::Operand;
+using internal::OutputKinds;
 
 // How one region input is read.
 struct InputPlan {
-  Kind kind = Kind::kFloat;
-  bool baked = false;                   // an immediate; inputs[i] is not read
-  double immediate = 0;                 // its value (bool as 0/1)
+  InputSpec spec;                       // kind, baked immediate
   bool inner_broadcast = false;         // one element per row, splatted
   bool contiguous = false;              // offset = row * row_len
   std::vector<int64_t> outer_strides;  // elements per step of each outer dim
@@ -184,20 +160,16 @@ Status PlanLoops(const std::vector<Dims>& input_dims, LoopNest& nest, std::vecto
   return Status::Ok();
 }
 
-// A value in registers with its kind and, for immediates, its value (Pow
-// specialises on constant exponents).
-struct Operand {
-  llvm::Value* v = nullptr;
-  Kind kind = Kind::kFloat;
-  std::optional<double> immediate;
-};
-
 class RegionEmitter {
  public:
   RegionEmitter(const graph::Graph& graph, const graph::Region& region, llvm::Module& module, int lanes)
-      : graph_(graph), region_(region), module_(module), ctx_(module.getContext()), b_(ctx_), lanes_(lanes) {
-    f32_ = llvm::Type::getFloatTy(ctx_);
-    i8_ = llvm::Type::getInt8Ty(ctx_);
+      : graph_(graph),
+        region_(region),
+        module_(module),
+        ctx_(module.getContext()),
+        b_(ctx_),
+        lanes_(lanes),
+        ops_(graph, region, b_, lanes) {
     i1_ = llvm::Type::getInt1Ty(ctx_);
     i64_ = llvm::Type::getInt64Ty(ctx_);
     ptr_ = llvm::PointerType::get(ctx_, 0);
@@ -207,22 +179,12 @@ class RegionEmitter {
               const std::string& cpu, const std::string& features);
 
  private:
-  llvm::Type* VecTy(Kind kind) const {
-    return llvm::FixedVectorType::get(kind == Kind::kFloat ? f32_ : i1_, static_cast<unsigned>(lanes_));
-  }
-  llvm::Type* MemElemTy(Kind kind) const { return kind == Kind::kFloat ? f32_ : i8_; }
+  llvm::Type* VecTy(Kind kind) const { return ops_.VecTy(kind); }
+  llvm::Type* MemElemTy(Kind kind) const { return ops_.MemElemTy(kind); }
 
   // Loads, computes and stores one vector of the row starting at column
   // `col`; `mask` selects the live lanes of a partial vector (null: all).
   Status EmitBlock(llvm::Value* col, llvm::Value* mask);
-  StatusOr<Operand> EmitNode(const Node& node, const std::vector<std::optional<Operand>>& in);
-
-  llvm::Value* FConst(double v) { return llvm::ConstantFP::get(VecTy(Kind::kFloat), v); }
-  llvm::Value* Intr(llvm::Intrinsic::ID id, llvm::Value* x) { return b_.CreateIntrinsic(id, {x->getType()}, {x}); }
-  llvm::Value* Clamp01(llvm::Value* x) {
-    x = b_.CreateSelect(b_.CreateFCmpOLT(x, FConst(0.0)), FConst(0.0), x);
-    return b_.CreateSelect(b_.CreateFCmpOGT(x, FConst(1.0)), FConst(1.0), x);
-  }
 
   const graph::Graph& graph_;
   const graph::Region& region_;
@@ -230,8 +192,7 @@ class RegionEmitter {
   llvm::LLVMContext& ctx_;
   llvm::IRBuilder<> b_;
   int lanes_;
-  llvm::Type* f32_;
-  llvm::Type* i8_;
+  OpEmitter ops_;
   llvm::Type* i1_;
   llvm::Type* i64_;
   llvm::PointerType* ptr_;
@@ -277,15 +238,13 @@ Status RegionEmitter::Emit(const std::string& name, const LoopNest& nest, const 
   llvm::Value* row_end = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smin, fn->getArg(3), rows);
   std::vector<llvm::Value*> input_base(plans.size(), nullptr);
   for (size_t i = 0; i < plans.size(); ++i) {
-    if (plans[i].baked) continue;
+    if (plans[i].spec.baked) continue;
     llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, inputs_arg, i);
     input_base[i] = b_.CreateAlignedLoad(ptr_, slot, llvm::Align(8), "in" + std::to_string(i));
   }
   std::vector<llvm::Value*> output_base;
-  output_kinds_.clear();
+  KILN_ASSIGN_OR_RETURN(output_kinds_, OutputKinds(graph_, region_));
   for (size_t k = 0; k < region_.outputs.size(); ++k) {
-    KILN_ASSIGN_OR_RETURN(Kind kind, KindOf(graph_.value(region_.outputs[k]).dtype));
-    output_kinds_.push_back(kind);
     llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, outputs_arg, k);
     output_base.push_back(b_.CreateAlignedLoad(ptr_, slot, llvm::Align(8), "out" + std::to_string(k)));
   }
@@ -319,7 +278,7 @@ Status RegionEmitter::Emit(const std::string& name, const LoopNest& nest, const 
   input_row_splat_.assign(plans.size(), nullptr);
   for (size_t i = 0; i < plans.size(); ++i) {
     const InputPlan& p = plans[i];
-    if (p.baked) continue;
+    if (p.spec.baked) continue;
     llvm::Value* offset = zero;
     if (p.contiguous) {
       offset = row_start;
@@ -329,14 +288,11 @@ Status RegionEmitter::Emit(const std::string& name, const LoopNest& nest, const 
         offset = b_.CreateAdd(offset, b_.CreateMul(outer_index[d], llvm::ConstantInt::get(i64_, p.outer_strides[d])));
       }
     }
-    llvm::Type* elem = MemElemTy(p.kind);
-    input_row_ptr_[i] = b_.CreateInBoundsGEP(elem, input_base[i], offset);
+    input_row_ptr_[i] = b_.CreateInBoundsGEP(MemElemTy(p.spec.kind), input_base[i], offset);
     if (p.inner_broadcast) {
       // Loaded once per row here rather than in the vector loop, where a
       // possible alias with the outputs would keep LLVM from hoisting it.
-      llvm::Value* scalar = b_.CreateAlignedLoad(elem, input_row_ptr_[i], llvm::Align(1));
-      if (p.kind == Kind::kBool) scalar = b_.CreateICmpNE(scalar, llvm::ConstantInt::get(i8_, 0));
-      input_row_splat_[i] = b_.CreateVectorSplat(static_cast<unsigned>(lanes_), scalar);
+      input_row_splat_[i] = ops_.LoadSplat(p.spec.kind, input_row_ptr_[i]);
     }
   }
   output_row_ptr_.clear();
@@ -387,272 +343,24 @@ Status RegionEmitter::Emit(const std::string& name, const LoopNest& nest, const 
 
 Status RegionEmitter::EmitBlock(llvm::Value* col, llvm::Value* mask) {
   const std::vector<InputPlan>& plans = *plans_;
-  std::vector<std::optional<Operand>> values(graph_.num_values());
+  std::vector<Operand> inputs(plans.size());
   for (size_t i = 0; i < plans.size(); ++i) {
     const InputPlan& p = plans[i];
-    Operand op;
-    op.kind = p.kind;
-    if (p.baked) {
-      op.immediate = p.immediate;
-      op.v = p.kind == Kind::kFloat ? FConst(p.immediate)
-                                    : llvm::ConstantInt::get(VecTy(Kind::kBool), p.immediate != 0 ? 1 : 0);
+    if (p.spec.baked) {
+      inputs[i] = ops_.Immediate(p.spec);
     } else if (p.inner_broadcast) {
-      op.v = input_row_splat_[i];
+      inputs[i] = Operand{input_row_splat_[i], p.spec.kind, std::nullopt};
     } else {
-      llvm::Type* elem = MemElemTy(p.kind);
-      llvm::Type* vec = llvm::FixedVectorType::get(elem, static_cast<unsigned>(lanes_));
-      llvm::Value* ptr = b_.CreateInBoundsGEP(elem, input_row_ptr_[i], col);
-      const llvm::Align align(p.kind == Kind::kFloat ? 4 : 1);
-      llvm::Value* v = mask == nullptr
-                           ? static_cast<llvm::Value*>(b_.CreateAlignedLoad(vec, ptr, align))
-                           : b_.CreateMaskedLoad(vec, ptr, align, mask, llvm::Constant::getNullValue(vec));
-      if (p.kind == Kind::kBool) v = b_.CreateICmpNE(v, llvm::Constant::getNullValue(vec));
-      op.v = v;
+      llvm::Value* ptr = b_.CreateInBoundsGEP(MemElemTy(p.spec.kind), input_row_ptr_[i], col);
+      inputs[i] = Operand{ops_.LoadVector(p.spec.kind, ptr, mask), p.spec.kind, std::nullopt};
     }
-    values[static_cast<size_t>(region_.inputs[i])] = op;
   }
-
-  for (graph::NodeId id : region_.nodes) {
-    const Node& node = graph_.node(id);
-    std::vector<std::optional<Operand>> in;
-    for (ValueId v : node.inputs) {
-      if (v == graph::kNoValue) {
-        in.push_back(std::nullopt);
-        continue;
-      }
-      if (!values[static_cast<size_t>(v)]) {
-        return InvalidArgument("jit: ", node.Describe(), " reads '", graph_.value(v).name,
-                               "', which is neither a region input nor computed earlier in the region");
-      }
-      in.push_back(values[static_cast<size_t>(v)]);
-    }
-    StatusOr<Operand> out = EmitNode(node, in);
-    if (!out.ok()) return out.status();
-    const ValueId out_id = node.outputs[0];
-    KILN_ASSIGN_OR_RETURN(Kind declared, KindOf(graph_.value(out_id).dtype));
-    if (declared != out->kind) {
-      return Unsupported("jit: ", node.Describe(), ": output dtype ", DTypeName(graph_.value(out_id).dtype),
-                         " does not match what the op computes");
-    }
-    Operand result = *out;
-    result.immediate.reset();
-    values[static_cast<size_t>(out_id)] = result;
-  }
-
-  for (size_t k = 0; k < region_.outputs.size(); ++k) {
-    const std::optional<Operand>& op = values[static_cast<size_t>(region_.outputs[k])];
-    if (!op) return InvalidArgument("jit: region output '", graph_.value(region_.outputs[k]).name, "' is not computed");
-    llvm::Value* v = op->v;
-    llvm::Type* elem = MemElemTy(output_kinds_[k]);
-    if (output_kinds_[k] == Kind::kBool) v = b_.CreateZExt(v, llvm::FixedVectorType::get(i8_, lanes_));
-    llvm::Value* ptr = b_.CreateInBoundsGEP(elem, output_row_ptr_[k], col);
-    const llvm::Align align(output_kinds_[k] == Kind::kFloat ? 4 : 1);
-    if (mask == nullptr) {
-      b_.CreateAlignedStore(v, ptr, align);
-    } else {
-      b_.CreateMaskedStore(v, ptr, align, mask);
-    }
+  KILN_ASSIGN_OR_RETURN(std::vector<Operand> outputs, ops_.EmitOps(inputs));
+  for (size_t k = 0; k < outputs.size(); ++k) {
+    llvm::Value* ptr = b_.CreateInBoundsGEP(MemElemTy(output_kinds_[k]), output_row_ptr_[k], col);
+    ops_.StoreVector(output_kinds_[k], outputs[k].v, ptr, mask);
   }
   return Status::Ok();
-}
-
-StatusOr<Operand> RegionEmitter::EmitNode(const Node& node, const std::vector<std::optional<Operand>>& in) {
-  const std::string& op = node.op_type;
-  if (!node.domain.empty()) return Unsupported("jit: ", node.Describe(), ": domain '", node.domain, "'");
-  if (node.outputs.size() != 1 || node.outputs[0] == graph::kNoValue) {
-    return Unsupported("jit: ", node.Describe(), ": expected exactly one output");
-  }
-  // Arity and kind checks shared by the ops below.
-  auto require = [&](size_t min_inputs, size_t max_inputs) -> Status {
-    if (in.size() < min_inputs || in.size() > max_inputs) {
-      return InvalidModel("jit: ", node.Describe(), " has ", in.size(), " inputs");
-    }
-    for (size_t i = 0; i < min_inputs; ++i) {
-      if (!in[i]) return InvalidModel("jit: ", node.Describe(), ": input ", i, " is missing");
-    }
-    return Status::Ok();
-  };
-  auto require_float = [&]() -> Status {
-    for (const auto& o : in) {
-      if (o && o->kind != Kind::kFloat) return Unsupported("jit: ", op, ": bool inputs");
-    }
-    return Status::Ok();
-  };
-  auto f = [](llvm::Value* v) { return Operand{v, Kind::kFloat, std::nullopt}; };
-  auto mask = [](llvm::Value* v) { return Operand{v, Kind::kBool, std::nullopt}; };
-
-  static const char* const kUnary[] = {"Neg",  "Abs",  "Sqrt", "Reciprocal", "Exp",      "Log",
-                                       "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
-                                       "Erf",  "Gelu", "Softplus", "Elu", "Floor", "Ceil"};
-  for (const char* name : kUnary) {
-    if (op != name) continue;
-    KILN_RETURN_IF_ERROR(require(1, 1));
-    KILN_RETURN_IF_ERROR(require_float());
-    llvm::Value* x = in[0]->v;
-    if (op == "Neg") return f(b_.CreateFNeg(x));
-    if (op == "Abs") return f(Intr(llvm::Intrinsic::fabs, x));
-    if (op == "Sqrt") return f(Intr(llvm::Intrinsic::sqrt, x));
-    if (op == "Reciprocal") return f(b_.CreateFDiv(FConst(1.0), x));
-    if (op == "Exp") return f(EmitExp(b_, x));
-    if (op == "Log") return f(EmitLog(b_, x));
-    if (op == "Floor") return f(Intr(llvm::Intrinsic::floor, x));
-    if (op == "Ceil") return f(Intr(llvm::Intrinsic::ceil, x));
-    if (op == "Sigmoid") return f(EmitSigmoid(b_, x));
-    if (op == "Tanh") return f(EmitTanh(b_, x));
-    if (op == "Erf") return f(EmitErf(b_, x));
-    // Selects on "x < 0" keep NaN inputs NaN.
-    if (op == "Relu") return f(b_.CreateSelect(b_.CreateFCmpOLT(x, FConst(0.0)), FConst(0.0), x));
-    if (op == "LeakyRelu") {
-      KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 0.01f));
-      return f(b_.CreateSelect(b_.CreateFCmpOLT(x, FConst(0.0)), b_.CreateFMul(x, FConst(alpha)), x));
-    }
-    if (op == "Elu") {
-      KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 1.0f));
-      llvm::Value* neg = b_.CreateFMul(EmitExpm1(b_, x), FConst(alpha));
-      return f(b_.CreateSelect(b_.CreateFCmpOLT(x, FConst(0.0)), neg, x));
-    }
-    if (op == "HardSigmoid") {
-      KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 0.2f));
-      KILN_ASSIGN_OR_RETURN(float beta, node.GetFloat("beta", 0.5f));
-      return f(Clamp01(b_.CreateFAdd(b_.CreateFMul(x, FConst(alpha)), FConst(beta))));
-    }
-    if (op == "HardSwish") {
-      // x * HardSigmoid(x) with alpha = 1/6, beta = 0.5.
-      llvm::Value* hs = Clamp01(b_.CreateFAdd(b_.CreateFMul(x, FConst(1.0f / 6.0f)), FConst(0.5)));
-      return f(b_.CreateFMul(x, hs));
-    }
-    if (op == "Softplus") {
-      // log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large x.
-      llvm::Value* pos = b_.CreateSelect(b_.CreateFCmpOGT(x, FConst(0.0)), x, FConst(0.0));
-      llvm::Value* t = EmitExp(b_, b_.CreateFNeg(Intr(llvm::Intrinsic::fabs, x)));
-      return f(b_.CreateFAdd(pos, EmitLog1p(b_, t)));
-    }
-    if (op == "Gelu") {
-      KILN_ASSIGN_OR_RETURN(std::string approximate, node.GetString("approximate", "none"));
-      llvm::Value* half_x = b_.CreateFMul(x, FConst(0.5));
-      if (approximate == "none") {
-        llvm::Value* e = EmitErf(b_, b_.CreateFMul(x, FConst(M_SQRT1_2)));
-        return f(b_.CreateFMul(half_x, b_.CreateFAdd(e, FConst(1.0))));
-      }
-      if (approximate == "tanh") {
-        llvm::Value* x3 = b_.CreateFMul(b_.CreateFMul(x, x), x);
-        llvm::Value* inner = b_.CreateFMul(b_.CreateFAdd(x, b_.CreateFMul(x3, FConst(0.044715))),
-                                           FConst(std::sqrt(2.0 / M_PI)));
-        return f(b_.CreateFMul(half_x, b_.CreateFAdd(EmitTanh(b_, inner), FConst(1.0))));
-      }
-      return Unsupported("jit: Gelu: approximate='", approximate, "'");
-    }
-  }
-
-  if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div" || op == "Pow") {
-    KILN_RETURN_IF_ERROR(require(2, 2));
-    KILN_RETURN_IF_ERROR(require_float());
-    llvm::Value* x = in[0]->v;
-    llvm::Value* y = in[1]->v;
-    if (op == "Add") return f(b_.CreateFAdd(x, y));
-    if (op == "Sub") return f(b_.CreateFSub(x, y));
-    if (op == "Mul") return f(b_.CreateFMul(x, y));
-    if (op == "Div") return f(b_.CreateFDiv(x, y));
-    if (in[1]->immediate) {
-      // Common constant exponents without exp/log.
-      const double e = *in[1]->immediate;
-      if (e == 1.0) return f(x);
-      if (e == 2.0) return f(b_.CreateFMul(x, x));
-      if (e == 3.0) return f(b_.CreateFMul(b_.CreateFMul(x, x), x));
-      if (e == 4.0) {
-        llvm::Value* x2 = b_.CreateFMul(x, x);
-        return f(b_.CreateFMul(x2, x2));
-      }
-      if (e == 0.0) return f(FConst(1.0));
-      if (e == -1.0) return f(b_.CreateFDiv(FConst(1.0), x));
-      if (e == 0.5) {
-        // pow(-inf, 0.5) is +inf where sqrt gives NaN; pow(-0, 0.5) is +0.
-        llvm::Value* s = Intr(llvm::Intrinsic::sqrt, x);
-        s = b_.CreateSelect(b_.CreateFCmpOEQ(x, FConst(-std::numeric_limits<double>::infinity())),
-                            FConst(std::numeric_limits<double>::infinity()), s);
-        return f(b_.CreateSelect(b_.CreateFCmpOEQ(x, FConst(0.0)), FConst(0.0), s));
-      }
-    }
-    return f(EmitPow(b_, x, y));
-  }
-
-  if (op == "Min" || op == "Max") {
-    if (in.empty()) return InvalidModel("jit: ", node.Describe(), " has no inputs");
-    KILN_RETURN_IF_ERROR(require(in.size(), in.size()));
-    KILN_RETURN_IF_ERROR(require_float());
-    // NaN in any operand gives NaN, like numpy's minimum / maximum.
-    llvm::Value* acc = in[0]->v;
-    for (size_t i = 1; i < in.size(); ++i) {
-      llvm::Value* y = in[i]->v;
-      llvm::Value* pick_acc = op == "Min" ? b_.CreateFCmpOLT(acc, y) : b_.CreateFCmpOGT(acc, y);
-      llvm::Value* r = b_.CreateSelect(pick_acc, acc, y);
-      acc = b_.CreateSelect(b_.CreateFCmpUNO(acc, acc), acc, r);
-    }
-    return f(acc);
-  }
-
-  if (op == "Clip") {
-    KILN_RETURN_IF_ERROR(require(1, 3));
-    KILN_RETURN_IF_ERROR(require_float());
-    llvm::Value* x = in[0]->v;
-    llvm::Value* lo = nullptr;
-    llvm::Value* hi = nullptr;
-    if (node.opset < 11) {
-      KILN_ASSIGN_OR_RETURN(float min_attr, node.GetFloat("min", std::numeric_limits<float>::lowest()));
-      KILN_ASSIGN_OR_RETURN(float max_attr, node.GetFloat("max", std::numeric_limits<float>::max()));
-      lo = FConst(min_attr);
-      hi = FConst(max_attr);
-    } else {
-      // Absent bounds leave that side unbounded.
-      if (in.size() > 1 && in[1]) lo = in[1]->v;
-      if (in.size() > 2 && in[2]) hi = in[2]->v;
-    }
-    if (lo != nullptr) x = b_.CreateSelect(b_.CreateFCmpOLT(x, lo), lo, x);
-    if (hi != nullptr) x = b_.CreateSelect(b_.CreateFCmpOGT(x, hi), hi, x);
-    return f(x);
-  }
-
-  if (op == "Where") {
-    KILN_RETURN_IF_ERROR(require(3, 3));
-    if (in[0]->kind != Kind::kBool) return Unsupported("jit: Where: condition must be bool");
-    if (in[1]->kind != in[2]->kind) return Unsupported("jit: Where: branches of different dtypes");
-    return Operand{b_.CreateSelect(in[0]->v, in[1]->v, in[2]->v), in[1]->kind, std::nullopt};
-  }
-
-  if (op == "Equal" || op == "Less" || op == "Greater") {
-    KILN_RETURN_IF_ERROR(require(2, 2));
-    if (in[0]->kind != in[1]->kind) return Unsupported("jit: ", op, ": operands of different dtypes");
-    llvm::Value* x = in[0]->v;
-    llvm::Value* y = in[1]->v;
-    if (in[0]->kind == Kind::kBool) {
-      if (op != "Equal") return Unsupported("jit: ", op, ": bool inputs");
-      return mask(b_.CreateICmpEQ(x, y));
-    }
-    if (op == "Equal") return mask(b_.CreateFCmpOEQ(x, y));
-    if (op == "Less") return mask(b_.CreateFCmpOLT(x, y));
-    return mask(b_.CreateFCmpOGT(x, y));
-  }
-
-  if (op == "Identity") {
-    KILN_RETURN_IF_ERROR(require(1, 1));
-    return *in[0];
-  }
-
-  return Unsupported("jit: op ", op, " is not supported by the elementwise code generator");
-}
-
-// A single-element constant becomes an immediate. Integer scalars are
-// accepted here only as values (Pow's exponent may be int64).
-std::optional<double> ScalarConstant(const graph::Value& value) {
-  if (!value.constant || value.constant->num_elements() != 1) return std::nullopt;
-  const Tensor& t = *value.constant;
-  switch (t.dtype()) {
-    case DType::kFloat32: return static_cast<double>(t.data<float>()[0]);
-    case DType::kBool: return t.data<bool>()[0] ? 1.0 : 0.0;
-    case DType::kInt64: return static_cast<double>(t.data<int64_t>()[0]);
-    case DType::kInt32: return static_cast<double>(t.data<int32_t>()[0]);
-    default: return std::nullopt;
-  }
 }
 
 }  // namespace
@@ -661,32 +369,17 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegion(JitCompiler& 
                                                                    const graph::Region& region,
                                                                    const std::vector<Dims>& input_dims) {
   const auto start = std::chrono::steady_clock::now();
-  if (region.kind != graph::RegionKind::kElementwise) {
-    return Unsupported("jit: region kind ", graph::RegionKindName(region.kind));
-  }
+  KILN_ASSIGN_OR_RETURN(std::vector<InputSpec> specs, ClassifyInputs(graph, region));
   if (input_dims.size() != region.inputs.size()) {
     return InvalidArgument("jit: region ", region.id, " has ", region.inputs.size(), " inputs but ",
                            input_dims.size(), " dims were given");
-  }
-  if (region.nodes.empty() || region.outputs.empty()) {
-    return InvalidArgument("jit: region ", region.id, " has no nodes or no outputs");
   }
 
   LoopNest nest;
   std::vector<InputPlan> plans;
   KILN_RETURN_IF_ERROR(PlanLoops(input_dims, nest, plans));
   plans.resize(region.inputs.size());
-  for (size_t i = 0; i < region.inputs.size(); ++i) {
-    const graph::Value& value = graph.value(region.inputs[i]);
-    std::optional<double> scalar = ScalarConstant(value);
-    if (scalar) {
-      plans[i].baked = true;
-      plans[i].immediate = *scalar;
-      plans[i].kind = value.constant->dtype() == DType::kBool ? Kind::kBool : Kind::kFloat;
-      continue;
-    }
-    KILN_ASSIGN_OR_RETURN(plans[i].kind, KindOf(value.dtype));
-  }
+  for (size_t i = 0; i < region.inputs.size(); ++i) plans[i].spec = specs[i];
 
   // Every output must cover the whole domain: the loop writes each output
   // element once per domain element.
@@ -739,7 +432,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegion(JitCompiler& 
   info.name = name;
   info.num_rows = nest.num_rows;
   info.row_len = nest.row_len;
-  for (const InputPlan& p : plans) info.input_baked.push_back(p.baked);
+  for (const InputPlan& p : plans) info.input_baked.push_back(p.spec.baked);
   info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   auto compiled = std::make_unique<CompiledRegion>(std::move(*code), std::move(info));
   Log().debug("jit: compiled {} ({} nodes, domain {}, {} x {}) in {:.2f} ms, {} code bytes", name,

@@ -3,12 +3,14 @@
 // layouts oneDNN prefers, with src/dst reordered per call and the weights
 // packed once (see BlockedIo). Groups (including depthwise) map to oneDNN's
 // grouped weights [G, M/G, C/G, k...], the same memory as ONNX's
-// [M, C/G, k...].
+// [M, C/G, k...]. FusedConv (domain "kiln", see graph/fuse_epilogues.h) is
+// the same kernel with an activation epilogue run as a oneDNN post-op.
 #include <memory>
 #include <utility>
 
 #include "kernels/dnnl_context.h"
 #include "kernels/dnnl_kernels.h"
+#include "kernels/epilogue.h"
 #include "kernels/window_geometry.h"
 
 namespace kiln::kernels {
@@ -18,7 +20,8 @@ constexpr const char* kOp = "Conv";
 
 class ConvKernel final : public OpKernel {
  public:
-  ConvKernel(WindowAttrs attrs, int64_t group) : attrs_(std::move(attrs)), group_(group) {}
+  ConvKernel(WindowAttrs attrs, int64_t group, Epilogue epilogue)
+      : attrs_(std::move(attrs)), group_(group), epilogue_(epilogue) {}
 
   Status Compute(KernelContext& ctx) const override {
     const Tensor* x = ctx.input(0);
@@ -106,7 +109,13 @@ class ConvKernel final : public OpKernel {
         dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, AnyF32Desc(x.dims()),
         AnyF32Desc(w_dims), bias_md, AnyF32Desc(plan->out_dims), ToDnnlDims(g.strides), ToDnnlDims(dnnl_dilations),
         ToDnnlDims(g.pad_begin), ToDnnlDims(g.pad_end));
-    plan->pd = dnnl::convolution_forward::primitive_desc(desc, UserScratchpadAttr(), DnnlEngine());
+    dnnl::primitive_attr attr = UserScratchpadAttr();
+    if (!epilogue_.empty()) {
+      dnnl::post_ops ops;
+      epilogue_.AppendPostOps(ops);
+      attr.set_post_ops(ops);
+    }
+    plan->pd = dnnl::convolution_forward::primitive_desc(desc, attr, DnnlEngine());
     plan->primitive = dnnl::convolution_forward(plan->pd);
     plan->io.Prepare(plan->pd.src_desc(), plan->pd.weights_desc(), plan->pd.dst_desc());
     return std::shared_ptr<const Plan>(std::move(plan));
@@ -114,16 +123,28 @@ class ConvKernel final : public OpKernel {
 
   WindowAttrs attrs_;
   int64_t group_;
+  Epilogue epilogue_;
   ShapeCache<Plan> cache_;
 };
 
 }  // namespace
 
-StatusOr<std::unique_ptr<OpKernel>> CreateConvKernel(const graph::Node& node) {
+namespace {
+
+StatusOr<std::unique_ptr<OpKernel>> CreateConv(const graph::Node& node, Epilogue epilogue) {
   KILN_ASSIGN_OR_RETURN(WindowAttrs attrs, ParseWindowAttrs(node, kOp));
   KILN_ASSIGN_OR_RETURN(int64_t group, node.GetInt("group", 1));
   if (group <= 0) return InvalidModel(kOp, ": group must be positive, got ", group);
-  return std::unique_ptr<OpKernel>(new ConvKernel(std::move(attrs), group));
+  return std::unique_ptr<OpKernel>(new ConvKernel(std::move(attrs), group, epilogue));
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<OpKernel>> CreateConvKernel(const graph::Node& node) { return CreateConv(node, {}); }
+
+StatusOr<std::unique_ptr<OpKernel>> CreateFusedConvKernel(const graph::Node& node) {
+  KILN_ASSIGN_OR_RETURN(Epilogue epilogue, ParseEpilogue(node, "FusedConv"));
+  return CreateConv(node, epilogue);
 }
 
 }  // namespace kiln::kernels

@@ -20,6 +20,10 @@ void RegisterDnnlKernels(KernelRegistry& registry) {
   registry.Register({"AveragePool", "", 1, 18, CreateAveragePoolKernel});
   registry.Register({"GlobalAveragePool", "", 1, 18, CreateGlobalAveragePoolKernel});
   registry.Register({"GlobalMaxPool", "", 1, 18, CreateGlobalMaxPoolKernel});
+  // kiln's own ops, created only by graph/fuse_epilogues.cc (opset 1 of
+  // domain "kiln"): Conv or MatMul/Gemm with a bias and activation epilogue.
+  registry.Register({"FusedConv", "kiln", 1, 1, CreateFusedConvKernel});
+  registry.Register({"FusedMatMul", "kiln", 1, 1, CreateFusedMatMulKernel});
 }
 
 }  // namespace kiln::kernels

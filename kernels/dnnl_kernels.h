@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "graph/graph.h"
+#include "kernels/epilogue.h"
 #include "kernels/kernel.h"
 
 namespace kiln::kernels {
@@ -13,6 +14,11 @@ StatusOr<std::unique_ptr<OpKernel>> CreateConvKernel(const graph::Node& node);
 StatusOr<std::unique_ptr<OpKernel>> CreateConvTransposeKernel(const graph::Node& node);
 StatusOr<std::unique_ptr<OpKernel>> CreateMatMulKernel(const graph::Node& node);
 StatusOr<std::unique_ptr<OpKernel>> CreateGemmKernel(const graph::Node& node);
+// Domain "kiln" fusions written by graph/fuse_epilogues.cc.
+StatusOr<std::unique_ptr<OpKernel>> CreateFusedConvKernel(const graph::Node& node);
+StatusOr<std::unique_ptr<OpKernel>> CreateFusedMatMulKernel(const graph::Node& node);
+// Gemm followed by `epilogue`; FusedMatMul's factory uses it for a fused Gemm.
+StatusOr<std::unique_ptr<OpKernel>> CreateGemmKernelWithEpilogue(const graph::Node& node, const Epilogue& epilogue);
 StatusOr<std::unique_ptr<OpKernel>> CreateBatchNormKernel(const graph::Node& node);
 StatusOr<std::unique_ptr<OpKernel>> CreateMaxPoolKernel(const graph::Node& node);
 StatusOr<std::unique_ptr<OpKernel>> CreateAveragePoolKernel(const graph::Node& node);

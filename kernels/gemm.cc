@@ -1,13 +1,16 @@
 // Gemm (opsets 1-18, float32): Y = alpha * op(A) * op(B) + beta * C, on
 // oneDNN's matmul. Transposition is a strided memory descriptor (no copy),
 // alpha an output scale, and beta * C is written into Y first and then
-// accumulated by a sum post-op.
+// accumulated by a sum post-op. A fused Gemm (FusedMatMul with Gemm's
+// attributes, see graph/fuse_epilogues.h) appends its activation as an
+// eltwise post-op after that sum.
 #include <algorithm>
 #include <memory>
 #include <utility>
 
 #include "kernels/dnnl_context.h"
 #include "kernels/dnnl_kernels.h"
+#include "kernels/epilogue.h"
 
 namespace kiln::kernels {
 namespace {
@@ -16,8 +19,8 @@ constexpr const char* kOp = "Gemm";
 
 class GemmKernel final : public OpKernel {
  public:
-  GemmKernel(bool trans_a, bool trans_b, float alpha, float beta)
-      : trans_a_(trans_a), trans_b_(trans_b), alpha_(alpha), beta_(beta) {}
+  GemmKernel(bool trans_a, bool trans_b, float alpha, float beta, Epilogue epilogue)
+      : trans_a_(trans_a), trans_b_(trans_b), alpha_(alpha), beta_(beta), epilogue_(epilogue) {}
 
   Status Compute(KernelContext& ctx) const override {
     const Tensor* a = ctx.input(0);
@@ -70,6 +73,7 @@ class GemmKernel final : public OpKernel {
     }
     if (k == 0) {
       if (!use_c) std::fill(out, out + m * n, 0.0f);
+      epilogue_.Apply(out, m * n);
       return Status::Ok();
     }
 
@@ -101,9 +105,10 @@ class GemmKernel final : public OpKernel {
                             PlainF32Desc({m, n}));
     dnnl::primitive_attr attr = UserScratchpadAttr();
     if (alpha_ != 1.0f) attr.set_output_scales(0, {alpha_});
-    if (accumulate) {
+    if (accumulate || !epilogue_.empty()) {
       dnnl::post_ops ops;
-      ops.append_sum(1.0f);
+      if (accumulate) ops.append_sum(1.0f);
+      epilogue_.AppendPostOps(ops);
       attr.set_post_ops(ops);
     }
     auto plan = std::make_shared<Plan>();
@@ -114,19 +119,24 @@ class GemmKernel final : public OpKernel {
 
   bool trans_a_, trans_b_;
   float alpha_, beta_;
+  Epilogue epilogue_;
   ShapeCache<Plan> cache_;
 };
 
 }  // namespace
 
 StatusOr<std::unique_ptr<OpKernel>> CreateGemmKernel(const graph::Node& node) {
+  return CreateGemmKernelWithEpilogue(node, Epilogue{});
+}
+
+StatusOr<std::unique_ptr<OpKernel>> CreateGemmKernelWithEpilogue(const graph::Node& node, const Epilogue& epilogue) {
   KILN_ASSIGN_OR_RETURN(int64_t trans_a, node.GetInt("transA", 0));
   KILN_ASSIGN_OR_RETURN(int64_t trans_b, node.GetInt("transB", 0));
   KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 1.0f));
   KILN_ASSIGN_OR_RETURN(float beta, node.GetFloat("beta", 1.0f));
   // Opsets before 7 had a `broadcast` attribute; broadcasting C is always
   // allowed here, which is a superset of what broadcast=0 permits.
-  return std::unique_ptr<OpKernel>(new GemmKernel(trans_a != 0, trans_b != 0, alpha, beta));
+  return std::unique_ptr<OpKernel>(new GemmKernel(trans_a != 0, trans_b != 0, alpha, beta, epilogue));
 }
 
 }  // namespace kiln::kernels

@@ -2,6 +2,12 @@
 // primitive: 1-D operands are promoted (and the added dim dropped from the
 // result), batch dims broadcast. When B has no real batch, A's batch dims are
 // folded into M, which turns the whole op into one 2-D GEMM.
+//
+// FusedMatMul (domain "kiln", see graph/fuse_epilogues.h) is the same kernel
+// plus an optional bias [N] (input 2) and an activation: oneDNN's bias
+// argument and eltwise post-ops, or the same steps per row in the small
+// loop. A FusedMatMul carrying Gemm's attributes is a fused Gemm instead
+// (gemm.cc).
 #include <algorithm>
 #include <memory>
 #include <utility>
@@ -9,6 +15,7 @@
 
 #include "kernels/dnnl_context.h"
 #include "kernels/dnnl_kernels.h"
+#include "kernels/epilogue.h"
 
 namespace kiln::kernels {
 namespace {
@@ -17,9 +24,12 @@ constexpr const char* kOp = "MatMul";
 
 class MatMulKernel final : public OpKernel {
  public:
+  explicit MatMulKernel(Epilogue epilogue) : epilogue_(epilogue) {}
+
   Status Compute(KernelContext& ctx) const override {
     const Tensor* a = ctx.input(0);
     const Tensor* b = ctx.input(1);
+    const Tensor* bias = ctx.input(2);  // FusedMatMul only
     if (a == nullptr || b == nullptr) return InvalidArgument(kOp, ": A and B are required");
     if (a->dtype() != DType::kFloat32 || b->dtype() != DType::kFloat32) {
       return Unsupported(kOp, ": only float32 is supported, got ", DTypeName(a->dtype()), " x ",
@@ -29,26 +39,44 @@ class MatMulKernel final : public OpKernel {
       return InvalidArgument(kOp, ": operands must have rank >= 1, got ", DimsToString(a->dims()), " x ",
                              DimsToString(b->dims()));
     }
+    if (bias != nullptr) {
+      if (bias->dtype() != DType::kFloat32) {
+        return Unsupported(kOp, ": only float32 is supported, got bias ", DTypeName(bias->dtype()));
+      }
+      if (b->rank() < 2 || bias->rank() != 1 || bias->dim(0) != b->dims().back()) {
+        return InvalidArgument(kOp, ": bias ", DimsToString(bias->dims()), " must be [N] for B ",
+                               DimsToString(b->dims()));
+      }
+    }
     std::vector<int64_t> key;
     AppendKey(key, a->dims());
     AppendKey(key, b->dims());
+    key.push_back(bias != nullptr);
     return GuardDnnl(kOp, [&]() -> Status {
-      KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
-                            cache_.GetOrCreate(key, [&] { return MakePlan(a->dims(), b->dims()); }));
+      KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan, cache_.GetOrCreate(key, [&] {
+        return MakePlan(a->dims(), b->dims(), bias != nullptr);
+      }));
       KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, plan->out_dims));
       if (y->num_elements() == 0) return Status::Ok();
+      const float* bias_data = bias != nullptr ? bias->data<float>() : nullptr;
       if (plan->zero_k) {
         std::fill(y->data<float>(), y->data<float>() + y->num_elements(), 0.0f);
+        if (bias_data != nullptr || !epilogue_.empty()) {
+          const int64_t n = y->dims().back();
+          for (int64_t row = 0; row < y->num_elements() / n; ++row) FinishRow(y->data<float>() + row * n, n, bias_data);
+        }
         return Status::Ok();
       }
       if (plan->small) {
-        SmallMatMul(*plan, a->data<float>(), b->data<float>(), y->data<float>());
+        SmallMatMul(*plan, a->data<float>(), b->data<float>(), bias_data, y->data<float>());
         return Status::Ok();
       }
-      ExecuteDnnl(ctx, plan->primitive, plan->pd,
-                  {{DNNL_ARG_SRC, WrapMemory(plan->pd.src_desc(), a->raw_data())},
-                   {DNNL_ARG_WEIGHTS, WrapMemory(plan->pd.weights_desc(), b->raw_data())},
-                   {DNNL_ARG_DST, WrapMemory(plan->pd.dst_desc(), y->raw_data())}});
+      std::unordered_map<int, dnnl::memory> args = {
+          {DNNL_ARG_SRC, WrapMemory(plan->pd.src_desc(), a->raw_data())},
+          {DNNL_ARG_WEIGHTS, WrapMemory(plan->pd.weights_desc(), b->raw_data())},
+          {DNNL_ARG_DST, WrapMemory(plan->pd.dst_desc(), y->raw_data())}};
+      if (bias_data != nullptr) args.emplace(DNNL_ARG_BIAS, WrapMemory(plan->pd.bias_desc(), bias_data));
+      ExecuteDnnl(ctx, plan->primitive, plan->pd, std::move(args));
       return Status::Ok();
     });
   }
@@ -69,7 +97,7 @@ class MatMulKernel final : public OpKernel {
     dnnl::matmul primitive;
   };
 
-  static StatusOr<std::shared_ptr<const Plan>> MakePlan(const Dims& a_in, const Dims& b_in) {
+  StatusOr<std::shared_ptr<const Plan>> MakePlan(const Dims& a_in, const Dims& b_in, bool has_bias) const {
     Dims a = a_in, b = b_in;
     const bool a_vector = a.size() == 1, b_vector = b.size() == 1;
     if (a_vector) a.insert(a.begin(), 1);
@@ -144,15 +172,26 @@ class MatMulKernel final : public OpKernel {
       y_md = out_batch;
       y_md.insert(y_md.end(), {m, n});
     }
-    dnnl::matmul::desc desc(PlainF32Desc(a_md), PlainF32Desc(b_md), PlainF32Desc(y_md));
-    plan->pd = dnnl::matmul::primitive_desc(desc, UserScratchpadAttr(), DnnlEngine());
+    // The bias broadcasts over every dim but the last.
+    Dims bias_md(y_md.size(), 1);
+    bias_md.back() = n;
+    dnnl::matmul::desc desc(PlainF32Desc(a_md), PlainF32Desc(b_md),
+                            has_bias ? PlainF32Desc(bias_md) : dnnl::memory::desc(), PlainF32Desc(y_md));
+    dnnl::primitive_attr attr = UserScratchpadAttr();
+    if (!epilogue_.empty()) {
+      dnnl::post_ops ops;
+      epilogue_.AppendPostOps(ops);
+      attr.set_post_ops(ops);
+    }
+    plan->pd = dnnl::matmul::primitive_desc(desc, attr, DnnlEngine());
     plan->primitive = dnnl::matmul(plan->pd);
     return std::shared_ptr<const Plan>(std::move(plan));
   }
 
   // Row-times-matrix loops (i, k, j order) so the inner loop is a
-  // contiguous, vectorizable axpy over B's row.
-  static void SmallMatMul(const Plan& plan, const float* a, const float* b, float* y) {
+  // contiguous, vectorizable axpy over B's row. The epilogue runs on each
+  // row while it is still in L1.
+  void SmallMatMul(const Plan& plan, const float* a, const float* b, const float* bias, float* y) const {
     const int64_t m = plan.m, k = plan.k, n = plan.n;
     for (size_t batch = 0; batch < plan.a_offsets.size(); ++batch) {
       const float* ab = a + plan.a_offsets[batch];
@@ -166,17 +205,37 @@ class MatMulKernel final : public OpKernel {
           const float* brow = bb + t * n;
           for (int64_t j = 0; j < n; ++j) row[j] += av * brow[j];
         }
+        FinishRow(row, n, bias);
       }
     }
   }
 
+  // Adds the bias (when given) and applies the activation to one output row.
+  void FinishRow(float* row, int64_t n, const float* bias) const {
+    if (bias != nullptr) {
+      for (int64_t j = 0; j < n; ++j) row[j] += bias[j];
+    }
+    epilogue_.Apply(row, n);
+  }
+
+  Epilogue epilogue_;
   ShapeCache<Plan> cache_;
 };
 
 }  // namespace
 
 StatusOr<std::unique_ptr<OpKernel>> CreateMatMulKernel(const graph::Node&) {
-  return std::unique_ptr<OpKernel>(new MatMulKernel());
+  return std::unique_ptr<OpKernel>(new MatMulKernel(Epilogue{}));
+}
+
+StatusOr<std::unique_ptr<OpKernel>> CreateFusedMatMulKernel(const graph::Node& node) {
+  KILN_ASSIGN_OR_RETURN(Epilogue epilogue, ParseEpilogue(node, "FusedMatMul"));
+  // The pass writes all of Gemm's attributes for a fused Gemm, none for a
+  // fused MatMul.
+  for (const char* gemm_attr : {"transA", "transB", "alpha", "beta"}) {
+    if (node.FindAttribute(gemm_attr) != nullptr) return CreateGemmKernelWithEpilogue(node, epilogue);
+  }
+  return std::unique_ptr<OpKernel>(new MatMulKernel(epilogue));
 }
 
 }  // namespace kiln::kernels

@@ -9,6 +9,7 @@
 #include "graph/log.h"
 #include "jit/compiled_region.h"
 #include "runtime/jit_tier.h"
+#include "runtime/trace_recorder.h"
 
 namespace kiln::runtime {
 namespace {
@@ -284,8 +285,26 @@ Status Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit, const S
   return Status::Ok();
 }
 
+Status Interpreter::RunUnit(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel,
+                            const RunHooks& hooks, ShapeSignature& signature, bool& ran_compiled) const {
+  ran_compiled = false;
+  if (unit.region < 0 || hooks.jit == nullptr) return RunSteps(frame, unit, parallel, hooks.profile);
+  const graph::Region& region = regions_[static_cast<size_t>(unit.region)];
+  signature.dims.resize(region.inputs.size());
+  for (size_t i = 0; i < region.inputs.size(); ++i) signature.dims[i] = ValuePtr(frame, region.inputs[i])->dims();
+  if (auto spec = hooks.jit->Lookup(unit.region, signature)) {
+    KILN_RETURN_IF_ERROR(RunCompiled(frame, unit, *spec, parallel));
+    hooks.jit->RecordCompiledCall(unit.region);
+    ran_compiled = true;
+    return Status::Ok();
+  }
+  KILN_RETURN_IF_ERROR(RunSteps(frame, unit, parallel, hooks.profile));
+  hooks.jit->RecordInterpretedCall(unit.region, signature);
+  return Status::Ok();
+}
+
 Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
-                        const kernels::ParallelRunner& parallel, bool profile, const JitTier* jit) const {
+                        const kernels::ParallelRunner& parallel, const RunHooks& hooks) const {
   frame.run_unplanned_bytes = 0;
   // Borrow inputs without copying; Tensor views keep no ownership, so the
   // frame never extends the caller's buffers' lifetime.
@@ -299,22 +318,15 @@ Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>&
   Status status;
   ShapeSignature signature;
   for (const Unit& unit : units_) {
-    if (unit.region >= 0 && jit != nullptr) {
-      const graph::Region& region = regions_[static_cast<size_t>(unit.region)];
-      signature.dims.resize(region.inputs.size());
-      for (size_t i = 0; i < region.inputs.size(); ++i) signature.dims[i] = ValuePtr(frame, region.inputs[i])->dims();
-      if (auto spec = jit->Lookup(unit.region, signature)) {
-        status = RunCompiled(frame, unit, *spec, parallel);
-        if (!status.ok()) break;
-        jit->RecordCompiledCall(unit.region);
-        continue;
-      }
-      status = RunSteps(frame, unit, parallel, profile);
-      if (!status.ok()) break;
-      jit->RecordInterpretedCall(unit.region, signature);
-      continue;
+    const auto start = hooks.trace ? TraceRecorder::Clock::now() : TraceRecorder::Clock::time_point();
+    bool ran_compiled = false;
+    status = RunUnit(frame, unit, parallel, hooks, signature, ran_compiled);
+    if (hooks.trace) {
+      const std::string tier = ran_compiled ? "jit" : "interp";
+      const std::string name = unit.region >= 0 ? "region " + std::to_string(unit.region) + " [" + tier + "]"
+                                                : steps_[unit.first_step].description.substr(5);  // drop "node "
+      hooks.trace->AddSlice(name, tier, start, TraceRecorder::Clock::now());
     }
-    status = RunSteps(frame, unit, parallel, profile);
     if (!status.ok()) break;
   }
 

@@ -19,11 +19,20 @@
 #include "kiln/status.h"
 #include "kiln/tensor.h"
 #include "runtime/memory_plan.h"
+#include "runtime/shape_signature.h"
 
 namespace kiln::runtime {
 
 class JitTier;
+class TraceRecorder;
 struct Specialization;
+
+// What one Run does besides executing: profiling, the JIT tier, tracing.
+struct RunHooks {
+  bool profile = false;            // per-step call counts and time
+  const JitTier* jit = nullptr;    // region units dispatch through it
+  TraceRecorder* trace = nullptr;  // one slice per unit
+};
 
 // Per-step call counts and time, shared by all runs of an interpreter.
 struct StepProfile {
@@ -62,11 +71,11 @@ class Interpreter {
 
   // Runs the graph. `inputs` are parallel to graph.inputs() and already
   // checked by the caller; `outputs` receives graph.outputs() in order, each
-  // owning its memory. With `profile` set, per-step counters are updated.
-  // With `jit`, region units run compiled code when the tier has it for
-  // their input shapes, and report interpreted calls to it otherwise.
+  // owning its memory. With hooks.jit, region units run compiled code when
+  // the tier has it for their input shapes, and report interpreted calls to
+  // it otherwise.
   Status Run(ExecutionFrame& frame, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
-             const kernels::ParallelRunner& parallel, bool profile, const JitTier* jit = nullptr) const;
+             const kernels::ParallelRunner& parallel, const RunHooks& hooks = {}) const;
 
   struct Step {
     graph::NodeId node = graph::kNoNode;
@@ -92,6 +101,8 @@ class Interpreter {
 
   Status RunSteps(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel,
                   bool profile) const;
+  Status RunUnit(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel,
+                 const RunHooks& hooks, ShapeSignature& signature, bool& ran_compiled) const;
   Status RunCompiled(ExecutionFrame& frame, const Unit& unit, const Specialization& spec,
                      const kernels::ParallelRunner& parallel) const;
 

@@ -6,6 +6,7 @@
 #include "jit/compiled_region.h"
 #include "jit/elementwise_codegen.h"
 #include "jit/jit_compiler.h"
+#include "runtime/trace_recorder.h"
 
 namespace kiln::runtime {
 
@@ -93,7 +94,13 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature) const {
   StatusOr<std::unique_ptr<jit::CompiledRegion>> code =
       hook.ok() ? jit::CompileElementwiseRegion(*compiler_, graph_, region, signature.dims)
                 : StatusOr<std::unique_ptr<jit::CompiledRegion>>(hook);
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const auto end = std::chrono::steady_clock::now();
+  const double ms = std::chrono::duration<double, std::milli>(end - start).count();
+  if (options_.trace) {
+    options_.trace->AddSlice("compile region " + std::to_string(region_id) + " " + signature.ToString() +
+                                 (code.ok() ? "" : " (failed)"),
+                             "compile", start, end, TraceRecorder::kCompileTrack);
+  }
   if (!code.ok()) {
     // The region keeps running interpreted for this signature; a failed
     // compile never fails a request.

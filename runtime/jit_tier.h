@@ -32,6 +32,8 @@ class JitCompiler;
 
 namespace kiln::runtime {
 
+class TraceRecorder;
+
 struct JitTierOptions {
   // Interpreted calls with one signature before that signature is compiled.
   int hot_threshold = 2;
@@ -45,6 +47,8 @@ struct JitTierOptions {
   // Test hook: called before each compile; an error fails that compile as
   // an LLVM error would.
   std::function<Status(int region_id)> before_compile;
+  // When set, each compile is recorded on the trace's compile track.
+  TraceRecorder* trace = nullptr;
 };
 
 // One compiled specialisation and what a call needs besides the code.

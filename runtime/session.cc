@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -15,6 +16,7 @@
 #include "runtime/jit_tier.h"
 #include "runtime/model_internal.h"
 #include "runtime/thread_pool.h"
+#include "runtime/trace_recorder.h"
 
 namespace kiln {
 
@@ -23,6 +25,9 @@ struct Session::Impl {
   SessionOptions options;
   std::unique_ptr<runtime::ThreadPool> pool;
   std::unique_ptr<runtime::Interpreter> interpreter;
+  // Null unless SessionOptions::enable_tracing. Declared before `jit`, whose
+  // compile threads record into it, so it outlives them.
+  std::unique_ptr<runtime::TraceRecorder> trace;
   // Null with TierPolicy::kInterpreter or when no JIT could be built.
   std::unique_ptr<runtime::JitTier> jit;
 
@@ -129,6 +134,7 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
     impl->options.intra_op_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }
   const graph::Graph& graph = ModelGraph(*impl->model);
+  if (options.enable_tracing) impl->trace = std::make_unique<runtime::TraceRecorder>();
   std::vector<graph::Region> regions;
   if (options.tier != TierPolicy::kInterpreter) {
     graph::PartitionOptions partition;
@@ -146,6 +152,7 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
     jit_options.blocking = options.tier == TierPolicy::kJit;
     jit_options.dump_dir = options.jit_dump_dir;
     jit_options.before_compile = options.jit_before_compile_hook;
+    jit_options.trace = impl->trace.get();
     auto jit = runtime::JitTier::Create(graph, std::move(regions), jit_options);
     if (jit.ok()) {
       impl->jit = std::move(jit).value();
@@ -168,8 +175,11 @@ StatusOr<std::vector<NamedTensor>> Session::Run(const std::vector<NamedTensor>& 
 
   auto frame = impl_->AcquireFrame();
   std::vector<Tensor> outputs;
-  Status status =
-      impl_->interpreter->Run(*frame, bound, outputs, *impl_->pool, impl_->options.enable_profiling, impl_->jit.get());
+  runtime::RunHooks hooks;
+  hooks.profile = impl_->options.enable_profiling;
+  hooks.jit = impl_->jit.get();
+  hooks.trace = impl_->trace.get();
+  Status status = impl_->interpreter->Run(*frame, bound, outputs, *impl_->pool, hooks);
   UpdateMax(impl_->peak_planned_bytes, frame->SlotBytes());
   UpdateMax(impl_->unplanned_bytes, frame->run_unplanned_bytes);
   impl_->ReleaseFrame(std::move(frame));
@@ -181,6 +191,14 @@ StatusOr<std::vector<NamedTensor>> Session::Run(const std::vector<NamedTensor>& 
   const auto& infos = impl_->model->outputs();
   for (size_t i = 0; i < outputs.size(); ++i) named.push_back({infos[i].name, std::move(outputs[i])});
   return named;
+}
+
+Status Session::WriteTrace(const std::string& path) const {
+  if (!impl_->trace) return InvalidArgument("tracing is off: set SessionOptions::enable_tracing");
+  std::ofstream out(path);
+  out << impl_->trace->ToChromeJson();
+  if (!out) return NotFound("cannot write trace file '", path, "'");
+  return Status::Ok();
 }
 
 void Session::WaitForCompiles() const {

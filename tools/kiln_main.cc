@@ -29,6 +29,8 @@ commands:
       --threads N             intra-op threads, 0 = one per core (default 0)
       --report FILE.json      write timings and memory stats as JSON
       --profile               print per-node time (and add it to the report)
+      --trace FILE.json       write a Chrome trace (Perfetto): a slice per node
+                              or region run, by tier; JIT compiles on their own track
   info MODEL [--graph] [--regions]
                           inputs, outputs, opset, op histogram, unsupported ops;
                           --graph also prints the graph as text, --regions the

@@ -164,6 +164,7 @@ struct RunOptions {
   std::map<std::string, int64_t> dim_bindings;
   std::string output_dir;
   std::string report_path;
+  std::string trace_path;
   TierPolicy tier = TierPolicy::kAuto;
   int64_t iters = kDefaultIters;
   int64_t warmup = kDefaultWarmup;
@@ -205,6 +206,7 @@ StatusOr<RunOptions> ParseRunOptions(const ParsedArgs& args) {
   }
   options.output_dir = args.Get("output-dir");
   options.report_path = args.Get("report");
+  options.trace_path = args.Get("trace");
   std::string tier = args.Get("tier", "auto");
   if (tier == "interp" || tier == "interpreter") {
     options.tier = TierPolicy::kInterpreter;
@@ -426,6 +428,7 @@ int Run(const RunOptions& options) {
   session_options.tier = options.tier;
   session_options.intra_op_threads = static_cast<int>(options.threads);
   session_options.enable_profiling = options.profile;
+  session_options.enable_tracing = !options.trace_path.empty();
   std::string tier_run = TierPolicyName(options.tier);
   start = Clock::now();
   auto session = Session::Create(*model, session_options);
@@ -486,6 +489,9 @@ int Run(const RunOptions& options) {
                 static_cast<long long>(totals.compiled_calls));
   }
   if (options.profile) PrintProfile(stats);
+  if (!options.trace_path.empty()) {
+    if (Status s = (*session)->WriteTrace(options.trace_path); !s.ok()) return ReportError(options.trace_path, s);
+  }
   if (!options.report_path.empty()) {
     Status s = WriteReport(options, tier_run, load_ms, create_ms, first_ms, times, stats, *outputs);
     if (!s.ok()) return ReportError(options.report_path, s);
@@ -496,7 +502,7 @@ int Run(const RunOptions& options) {
 }  // namespace
 
 int RunCommand(const std::vector<std::string>& args) {
-  auto parsed = ParseArgs(args, {"input", "dim", "output-dir", "tier", "iters", "warmup", "threads", "report"},
+  auto parsed = ParseArgs(args, {"input", "dim", "output-dir", "tier", "iters", "warmup", "threads", "report", "trace"},
                           {"profile"});
   if (!parsed.ok()) return ReportUsageError(parsed.status().message());
   if (parsed->help) {

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <fstream>
 #include <random>
 #include <thread>
 #include <vector>
@@ -188,6 +189,27 @@ TEST(JitTier, ConcurrentRunsStayCorrectWhileRegionsTierUp) {
     compiled_calls += r.compiled_calls;
   }
   EXPECT_GT(compiled_calls, 0);
+}
+
+TEST(JitTier, TraceShowsTiersAndCompiles) {
+  SessionOptions options;
+  options.enable_tracing = true;
+  auto session = MakeSession(TierPolicy::kJit, options);
+  auto x = RandomInput(2 * 64, 5);
+  RunOnce(*session, x, 2);
+  RunOnce(*session, x, 2);
+  const std::string path = ::testing::TempDir() + "/kiln_trace.json";
+  ASSERT_TRUE(session->WriteTrace(path).ok());
+  std::ifstream in(path);
+  std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(json.find("\"traceEvents\""), std::string::npos);
+  EXPECT_NE(json.find("region 0 [interp]"), std::string::npos);  // first run
+  EXPECT_NE(json.find("region 0 [jit]"), std::string::npos);     // second run
+  EXPECT_NE(json.find("compile region 1 [2,64]"), std::string::npos) << json.substr(0, 2000);
+  EXPECT_NE(json.find("\"MatMul"), std::string::npos);
+
+  auto untraced = MakeSession(TierPolicy::kJit);
+  EXPECT_EQ(untraced->WriteTrace(path).code(), StatusCode::kInvalidArgument);
 }
 
 TEST(JitTier, InterpreterPolicyBuildsNoRegions) {

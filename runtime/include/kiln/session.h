@@ -95,6 +95,9 @@ struct SessionOptions {
   std::string log_level;
   // Record per-node call counts and time (a few clock reads per node).
   bool enable_profiling = false;
+  // Record a Chrome trace: one slice per node or region run (named by tier)
+  // and JIT compiles on their own track; see Session::WriteTrace.
+  bool enable_tracing = false;
 };
 
 struct NodeProfile {
@@ -145,6 +148,10 @@ class Session {
   // Run returns. Returns the outputs in the model's order; they own their
   // memory. Thread-safe: many threads may call Run on one session.
   StatusOr<std::vector<NamedTensor>> Run(const std::vector<NamedTensor>& inputs) const;
+
+  // Writes the trace recorded so far as Chrome trace JSON (open it in
+  // Perfetto). Fails when tracing is off or the file cannot be written.
+  Status WriteTrace(const std::string& path) const;
 
   // Blocks until no JIT compile is queued or running (benchmarks, tests).
   void WaitForCompiles() const;

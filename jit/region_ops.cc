@@ -1,0 +1,375 @@
+#include "jit/region_ops.h"
+
+#include <llvm/IR/Constants.h>
+#include <llvm/IR/DerivedTypes.h>
+#include <llvm/IR/Intrinsics.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "jit/vector_math.h"
+
+namespace kiln::jit::internal {
+namespace {
+
+using graph::Node;
+using graph::ValueId;
+
+// A single-element constant becomes an immediate. Integer scalars are
+// accepted here only as values (Pow's exponent may be int64).
+std::optional<double> ScalarConstant(const graph::Value& value) {
+  if (!value.constant || value.constant->num_elements() != 1) return std::nullopt;
+  const Tensor& t = *value.constant;
+  switch (t.dtype()) {
+    case DType::kFloat32: return static_cast<double>(t.data<float>()[0]);
+    case DType::kBool: return t.data<bool>()[0] ? 1.0 : 0.0;
+    case DType::kInt64: return static_cast<double>(t.data<int64_t>()[0]);
+    case DType::kInt32: return static_cast<double>(t.data<int32_t>()[0]);
+    default: return std::nullopt;
+  }
+}
+
+
+}  // namespace
+
+StatusOr<Kind> KindOf(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return Kind::kFloat;
+    case DType::kBool: return Kind::kBool;
+    default: return Unsupported("jit: elementwise regions support float32 and bool, not ", DTypeName(dtype));
+  }
+}
+
+StatusOr<Dims> Broadcast(const Dims& a, const Dims& b) {
+  const size_t rank = std::max(a.size(), b.size());
+  Dims out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    const int64_t x = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    const int64_t y = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (x != y && x != 1 && y != 1) {
+      return InvalidArgument("jit: dims ", DimsToString(a), " and ", DimsToString(b), " do not broadcast");
+    }
+    out[i] = x == 1 ? y : x;
+  }
+  return out;
+}
+
+StatusOr<std::vector<InputSpec>> ClassifyInputs(const graph::Graph& graph, const graph::Region& region) {
+  if (region.kind != graph::RegionKind::kElementwise) {
+    return Unsupported("jit: region kind ", graph::RegionKindName(region.kind));
+  }
+  if (region.nodes.empty() || region.outputs.empty()) {
+    return InvalidArgument("jit: region ", region.id, " has no nodes or no outputs");
+  }
+  std::vector<InputSpec> specs(region.inputs.size());
+  for (size_t i = 0; i < region.inputs.size(); ++i) {
+    const graph::Value& value = graph.value(region.inputs[i]);
+    if (std::optional<double> scalar = ScalarConstant(value)) {
+      specs[i].baked = true;
+      specs[i].immediate = *scalar;
+      specs[i].kind = value.constant->dtype() == DType::kBool ? Kind::kBool : Kind::kFloat;
+      continue;
+    }
+    KILN_ASSIGN_OR_RETURN(specs[i].kind, KindOf(value.dtype));
+  }
+  return specs;
+}
+
+StatusOr<std::vector<Kind>> OutputKinds(const graph::Graph& graph, const graph::Region& region) {
+  std::vector<Kind> kinds;
+  for (ValueId id : region.outputs) {
+    KILN_ASSIGN_OR_RETURN(Kind kind, KindOf(graph.value(id).dtype));
+    kinds.push_back(kind);
+  }
+  return kinds;
+}
+
+OpEmitter::OpEmitter(const graph::Graph& graph, const graph::Region& region, llvm::IRBuilderBase& b, int lanes)
+    : graph_(graph), region_(region), b_(b), lanes_(lanes) {}
+
+llvm::Type* OpEmitter::VecTy(Kind kind) const {
+  llvm::Type* elem = kind == Kind::kFloat ? b_.getFloatTy() : b_.getInt1Ty();
+  return llvm::FixedVectorType::get(elem, static_cast<unsigned>(lanes_));
+}
+
+llvm::Type* OpEmitter::MemElemTy(Kind kind) const { return kind == Kind::kFloat ? b_.getFloatTy() : b_.getInt8Ty(); }
+
+llvm::Value* OpEmitter::FConst(double v) const { return llvm::ConstantFP::get(VecTy(Kind::kFloat), v); }
+
+llvm::Value* OpEmitter::Clamp01(llvm::Value* x) {
+  x = b_.CreateSelect(b_.CreateFCmpOLT(x, FConst(0.0)), FConst(0.0), x);
+  return b_.CreateSelect(b_.CreateFCmpOGT(x, FConst(1.0)), FConst(1.0), x);
+}
+
+Operand OpEmitter::Immediate(const InputSpec& spec) const {
+  Operand op;
+  op.kind = spec.kind;
+  op.immediate = spec.immediate;
+  op.v = spec.kind == Kind::kFloat ? FConst(spec.immediate)
+                                   : llvm::ConstantInt::get(VecTy(Kind::kBool), spec.immediate != 0 ? 1 : 0);
+  return op;
+}
+
+llvm::Value* OpEmitter::LoadVector(Kind kind, llvm::Value* ptr, llvm::Value* mask) {
+  llvm::Type* vec = llvm::FixedVectorType::get(MemElemTy(kind), static_cast<unsigned>(lanes_));
+  const llvm::Align align(kind == Kind::kFloat ? 4 : 1);
+  llvm::Value* v = mask == nullptr ? static_cast<llvm::Value*>(b_.CreateAlignedLoad(vec, ptr, align))
+                                   : b_.CreateMaskedLoad(vec, ptr, align, mask, llvm::Constant::getNullValue(vec));
+  if (kind == Kind::kBool) v = b_.CreateICmpNE(v, llvm::Constant::getNullValue(vec));
+  return v;
+}
+
+llvm::Value* OpEmitter::LoadSplat(Kind kind, llvm::Value* ptr) {
+  llvm::Value* scalar = b_.CreateAlignedLoad(MemElemTy(kind), ptr, llvm::Align(1));
+  if (kind == Kind::kBool) scalar = b_.CreateICmpNE(scalar, b_.getInt8(0));
+  return b_.CreateVectorSplat(static_cast<unsigned>(lanes_), scalar);
+}
+
+llvm::Value* OpEmitter::Gather(Kind kind, llvm::Value* ptr, llvm::Value* indices, llvm::Value* mask) {
+  llvm::Type* elem = MemElemTy(kind);
+  llvm::Type* vec = llvm::FixedVectorType::get(elem, static_cast<unsigned>(lanes_));
+  llvm::Value* ptrs = b_.CreateGEP(elem, ptr, indices);
+  if (mask == nullptr) mask = llvm::ConstantInt::getTrue(VecTy(Kind::kBool));
+  llvm::Value* v = b_.CreateMaskedGather(vec, ptrs, llvm::Align(kind == Kind::kFloat ? 4 : 1), mask,
+                                         llvm::Constant::getNullValue(vec));
+  if (kind == Kind::kBool) v = b_.CreateICmpNE(v, llvm::Constant::getNullValue(vec));
+  return v;
+}
+
+void OpEmitter::StoreVector(Kind kind, llvm::Value* v, llvm::Value* ptr, llvm::Value* mask) {
+  if (kind == Kind::kBool) v = b_.CreateZExt(v, llvm::FixedVectorType::get(b_.getInt8Ty(), lanes_));
+  const llvm::Align align(kind == Kind::kFloat ? 4 : 1);
+  if (mask == nullptr) {
+    b_.CreateAlignedStore(v, ptr, align);
+  } else {
+    b_.CreateMaskedStore(v, ptr, align, mask);
+  }
+}
+
+StatusOr<std::vector<Operand>> OpEmitter::EmitOps(const std::vector<Operand>& inputs) {
+  std::vector<std::optional<Operand>> values(graph_.num_values());
+  for (size_t i = 0; i < region_.inputs.size() && i < inputs.size(); ++i) {
+    values[static_cast<size_t>(region_.inputs[i])] = inputs[i];
+  }
+  for (graph::NodeId id : region_.nodes) {
+    const Node& node = graph_.node(id);
+    std::vector<std::optional<Operand>> in;
+    for (ValueId v : node.inputs) {
+      if (v == graph::kNoValue) {
+        in.push_back(std::nullopt);
+        continue;
+      }
+      if (!values[static_cast<size_t>(v)]) {
+        return InvalidArgument("jit: ", node.Describe(), " reads '", graph_.value(v).name,
+                               "', which is neither a region input nor computed earlier in the region");
+      }
+      in.push_back(values[static_cast<size_t>(v)]);
+    }
+    StatusOr<Operand> out = EmitNode(node, in);
+    if (!out.ok()) return out.status();
+    const ValueId out_id = node.outputs[0];
+    KILN_ASSIGN_OR_RETURN(Kind declared, KindOf(graph_.value(out_id).dtype));
+    if (declared != out->kind) {
+      return Unsupported("jit: ", node.Describe(), ": output dtype ", DTypeName(graph_.value(out_id).dtype),
+                         " does not match what the op computes");
+    }
+    Operand result = *out;
+    result.immediate.reset();
+    values[static_cast<size_t>(out_id)] = result;
+  }
+  std::vector<Operand> outputs;
+  for (ValueId o : region_.outputs) {
+    const std::optional<Operand>& op = values[static_cast<size_t>(o)];
+    if (!op) return InvalidArgument("jit: region output '", graph_.value(o).name, "' is not computed");
+    outputs.push_back(*op);
+  }
+  return outputs;
+}
+
+StatusOr<Operand> OpEmitter::EmitNode(const Node& node, const std::vector<std::optional<Operand>>& in) {
+  const std::string& op = node.op_type;
+  if (!node.domain.empty()) return Unsupported("jit: ", node.Describe(), ": domain '", node.domain, "'");
+  if (node.outputs.size() != 1 || node.outputs[0] == graph::kNoValue) {
+    return Unsupported("jit: ", node.Describe(), ": expected exactly one output");
+  }
+  // Arity and kind checks shared by the ops below.
+  auto require = [&](size_t min_inputs, size_t max_inputs) -> Status {
+    if (in.size() < min_inputs || in.size() > max_inputs) {
+      return InvalidModel("jit: ", node.Describe(), " has ", in.size(), " inputs");
+    }
+    for (size_t i = 0; i < min_inputs; ++i) {
+      if (!in[i]) return InvalidModel("jit: ", node.Describe(), ": input ", i, " is missing");
+    }
+    return Status::Ok();
+  };
+  auto require_float = [&]() -> Status {
+    for (const auto& o : in) {
+      if (o && o->kind != Kind::kFloat) return Unsupported("jit: ", op, ": bool inputs");
+    }
+    return Status::Ok();
+  };
+  auto f = [](llvm::Value* v) { return Operand{v, Kind::kFloat, std::nullopt}; };
+  auto mask = [](llvm::Value* v) { return Operand{v, Kind::kBool, std::nullopt}; };
+
+  static const char* const kUnary[] = {"Neg",  "Abs",  "Sqrt", "Reciprocal", "Exp",      "Log",
+                                       "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
+                                       "Erf",  "Gelu", "Softplus", "Elu", "Floor", "Ceil"};
+  for (const char* name : kUnary) {
+    if (op != name) continue;
+    KILN_RETURN_IF_ERROR(require(1, 1));
+    KILN_RETURN_IF_ERROR(require_float());
+    llvm::Value* x = in[0]->v;
+    if (op == "Neg") return f(b_.CreateFNeg(x));
+    if (op == "Abs") return f(Intr(llvm::Intrinsic::fabs, x));
+    if (op == "Sqrt") return f(Intr(llvm::Intrinsic::sqrt, x));
+    if (op == "Reciprocal") return f(b_.CreateFDiv(FConst(1.0), x));
+    if (op == "Exp") return f(EmitExp(b_, x));
+    if (op == "Log") return f(EmitLog(b_, x));
+    if (op == "Floor") return f(Intr(llvm::Intrinsic::floor, x));
+    if (op == "Ceil") return f(Intr(llvm::Intrinsic::ceil, x));
+    if (op == "Sigmoid") return f(EmitSigmoid(b_, x));
+    if (op == "Tanh") return f(EmitTanh(b_, x));
+    if (op == "Erf") return f(EmitErf(b_, x));
+    // Selects on "x < 0" keep NaN inputs NaN.
+    if (op == "Relu") return f(b_.CreateSelect(b_.CreateFCmpOLT(x, FConst(0.0)), FConst(0.0), x));
+    if (op == "LeakyRelu") {
+      KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 0.01f));
+      return f(b_.CreateSelect(b_.CreateFCmpOLT(x, FConst(0.0)), b_.CreateFMul(x, FConst(alpha)), x));
+    }
+    if (op == "Elu") {
+      KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 1.0f));
+      llvm::Value* neg = b_.CreateFMul(EmitExpm1(b_, x), FConst(alpha));
+      return f(b_.CreateSelect(b_.CreateFCmpOLT(x, FConst(0.0)), neg, x));
+    }
+    if (op == "HardSigmoid") {
+      KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 0.2f));
+      KILN_ASSIGN_OR_RETURN(float beta, node.GetFloat("beta", 0.5f));
+      return f(Clamp01(b_.CreateFAdd(b_.CreateFMul(x, FConst(alpha)), FConst(beta))));
+    }
+    if (op == "HardSwish") {
+      // x * HardSigmoid(x) with alpha = 1/6, beta = 0.5.
+      llvm::Value* hs = Clamp01(b_.CreateFAdd(b_.CreateFMul(x, FConst(1.0f / 6.0f)), FConst(0.5)));
+      return f(b_.CreateFMul(x, hs));
+    }
+    if (op == "Softplus") {
+      // log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large x.
+      llvm::Value* pos = b_.CreateSelect(b_.CreateFCmpOGT(x, FConst(0.0)), x, FConst(0.0));
+      llvm::Value* t = EmitExp(b_, b_.CreateFNeg(Intr(llvm::Intrinsic::fabs, x)));
+      return f(b_.CreateFAdd(pos, EmitLog1p(b_, t)));
+    }
+    if (op == "Gelu") {
+      KILN_ASSIGN_OR_RETURN(std::string approximate, node.GetString("approximate", "none"));
+      llvm::Value* half_x = b_.CreateFMul(x, FConst(0.5));
+      if (approximate == "none") {
+        llvm::Value* e = EmitErf(b_, b_.CreateFMul(x, FConst(M_SQRT1_2)));
+        return f(b_.CreateFMul(half_x, b_.CreateFAdd(e, FConst(1.0))));
+      }
+      if (approximate == "tanh") {
+        llvm::Value* x3 = b_.CreateFMul(b_.CreateFMul(x, x), x);
+        llvm::Value* inner = b_.CreateFMul(b_.CreateFAdd(x, b_.CreateFMul(x3, FConst(0.044715))),
+                                           FConst(std::sqrt(2.0 / M_PI)));
+        return f(b_.CreateFMul(half_x, b_.CreateFAdd(EmitTanh(b_, inner), FConst(1.0))));
+      }
+      return Unsupported("jit: Gelu: approximate='", approximate, "'");
+    }
+  }
+
+  if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div" || op == "Pow") {
+    KILN_RETURN_IF_ERROR(require(2, 2));
+    KILN_RETURN_IF_ERROR(require_float());
+    llvm::Value* x = in[0]->v;
+    llvm::Value* y = in[1]->v;
+    if (op == "Add") return f(b_.CreateFAdd(x, y));
+    if (op == "Sub") return f(b_.CreateFSub(x, y));
+    if (op == "Mul") return f(b_.CreateFMul(x, y));
+    if (op == "Div") return f(b_.CreateFDiv(x, y));
+    if (in[1]->immediate) {
+      // Common constant exponents without exp/log.
+      const double e = *in[1]->immediate;
+      if (e == 1.0) return f(x);
+      if (e == 2.0) return f(b_.CreateFMul(x, x));
+      if (e == 3.0) return f(b_.CreateFMul(b_.CreateFMul(x, x), x));
+      if (e == 4.0) {
+        llvm::Value* x2 = b_.CreateFMul(x, x);
+        return f(b_.CreateFMul(x2, x2));
+      }
+      if (e == 0.0) return f(FConst(1.0));
+      if (e == -1.0) return f(b_.CreateFDiv(FConst(1.0), x));
+      if (e == 0.5) {
+        // pow(-inf, 0.5) is +inf where sqrt gives NaN; pow(-0, 0.5) is +0.
+        llvm::Value* s = Intr(llvm::Intrinsic::sqrt, x);
+        s = b_.CreateSelect(b_.CreateFCmpOEQ(x, FConst(-std::numeric_limits<double>::infinity())),
+                            FConst(std::numeric_limits<double>::infinity()), s);
+        return f(b_.CreateSelect(b_.CreateFCmpOEQ(x, FConst(0.0)), FConst(0.0), s));
+      }
+    }
+    return f(EmitPow(b_, x, y));
+  }
+
+  if (op == "Min" || op == "Max") {
+    if (in.empty()) return InvalidModel("jit: ", node.Describe(), " has no inputs");
+    KILN_RETURN_IF_ERROR(require(in.size(), in.size()));
+    KILN_RETURN_IF_ERROR(require_float());
+    // NaN in any operand gives NaN, like numpy's minimum / maximum.
+    llvm::Value* acc = in[0]->v;
+    for (size_t i = 1; i < in.size(); ++i) {
+      llvm::Value* y = in[i]->v;
+      llvm::Value* pick_acc = op == "Min" ? b_.CreateFCmpOLT(acc, y) : b_.CreateFCmpOGT(acc, y);
+      llvm::Value* r = b_.CreateSelect(pick_acc, acc, y);
+      acc = b_.CreateSelect(b_.CreateFCmpUNO(acc, acc), acc, r);
+    }
+    return f(acc);
+  }
+
+  if (op == "Clip") {
+    KILN_RETURN_IF_ERROR(require(1, 3));
+    KILN_RETURN_IF_ERROR(require_float());
+    llvm::Value* x = in[0]->v;
+    llvm::Value* lo = nullptr;
+    llvm::Value* hi = nullptr;
+    if (node.opset < 11) {
+      KILN_ASSIGN_OR_RETURN(float min_attr, node.GetFloat("min", std::numeric_limits<float>::lowest()));
+      KILN_ASSIGN_OR_RETURN(float max_attr, node.GetFloat("max", std::numeric_limits<float>::max()));
+      lo = FConst(min_attr);
+      hi = FConst(max_attr);
+    } else {
+      // Absent bounds leave that side unbounded.
+      if (in.size() > 1 && in[1]) lo = in[1]->v;
+      if (in.size() > 2 && in[2]) hi = in[2]->v;
+    }
+    if (lo != nullptr) x = b_.CreateSelect(b_.CreateFCmpOLT(x, lo), lo, x);
+    if (hi != nullptr) x = b_.CreateSelect(b_.CreateFCmpOGT(x, hi), hi, x);
+    return f(x);
+  }
+
+  if (op == "Where") {
+    KILN_RETURN_IF_ERROR(require(3, 3));
+    if (in[0]->kind != Kind::kBool) return Unsupported("jit: Where: condition must be bool");
+    if (in[1]->kind != in[2]->kind) return Unsupported("jit: Where: branches of different dtypes");
+    return Operand{b_.CreateSelect(in[0]->v, in[1]->v, in[2]->v), in[1]->kind, std::nullopt};
+  }
+
+  if (op == "Equal" || op == "Less" || op == "Greater") {
+    KILN_RETURN_IF_ERROR(require(2, 2));
+    if (in[0]->kind != in[1]->kind) return Unsupported("jit: ", op, ": operands of different dtypes");
+    llvm::Value* x = in[0]->v;
+    llvm::Value* y = in[1]->v;
+    if (in[0]->kind == Kind::kBool) {
+      if (op != "Equal") return Unsupported("jit: ", op, ": bool inputs");
+      return mask(b_.CreateICmpEQ(x, y));
+    }
+    if (op == "Equal") return mask(b_.CreateFCmpOEQ(x, y));
+    if (op == "Less") return mask(b_.CreateFCmpOLT(x, y));
+    return mask(b_.CreateFCmpOGT(x, y));
+  }
+
+  if (op == "Identity") {
+    KILN_RETURN_IF_ERROR(require(1, 1));
+    return *in[0];
+  }
+
+  return Unsupported("jit: op ", op, " is not supported by the elementwise code generator");
+}
+
+}  // namespace kiln::jit::internal

@@ -1,0 +1,95 @@
+// Internal to jit/: what the specialised (elementwise_codegen.cc) and the
+// shape-generic (generic_codegen.cc) generators share. Both emit the same
+// vector body for a region — the chain of ops on one vector of every input —
+// and differ only in the loop nest and addressing around it, so the op
+// emission, the input classification and the vector loads and stores live
+// here once.
+#pragma once
+
+#include <llvm/IR/IRBuilder.h>
+
+#include <optional>
+#include <vector>
+
+#include "graph/graph.h"
+#include "graph/region.h"
+#include "kiln/status.h"
+#include "kiln/tensor.h"
+
+namespace kiln::jit::internal {
+
+// The two element kinds that flow through a region: float32 data and
+// bool masks (i1 in registers, one byte in memory).
+enum class Kind { kFloat, kBool };
+
+StatusOr<Kind> KindOf(DType dtype);
+
+// numpy / ONNX multidirectional broadcasting.
+StatusOr<Dims> Broadcast(const Dims& a, const Dims& b);
+
+// A value in registers with its kind and, for immediates, its value (Pow
+// specialises on constant exponents).
+struct Operand {
+  llvm::Value* v = nullptr;
+  Kind kind = Kind::kFloat;
+  std::optional<double> immediate;
+};
+
+// How a region input enters the code, independent of shapes.
+struct InputSpec {
+  Kind kind = Kind::kFloat;
+  bool baked = false;    // a single-element constant: an immediate, its buffer is never read
+  double immediate = 0;  // its value (bool as 0/1)
+};
+
+// Checks what both generators require of any region (elementwise kind, at
+// least one node and one output) and classifies its inputs (region.inputs
+// order). kUnsupported for a dtype other than float32/bool.
+StatusOr<std::vector<InputSpec>> ClassifyInputs(const graph::Graph& graph, const graph::Region& region);
+
+// The kind of each region output (region.outputs order).
+StatusOr<std::vector<Kind>> OutputKinds(const graph::Graph& graph, const graph::Region& region);
+
+// Emits vectors of `lanes` elements through `b`. Holds no IR state of its
+// own, so one emitter may generate the body any number of times (the
+// generic generator emits it once per loop version).
+class OpEmitter {
+ public:
+  OpEmitter(const graph::Graph& graph, const graph::Region& region, llvm::IRBuilderBase& b, int lanes);
+
+  llvm::Type* VecTy(Kind kind) const;
+  // In memory: float, or one byte per bool.
+  llvm::Type* MemElemTy(Kind kind) const;
+  int lanes() const { return lanes_; }
+
+  // The vector operand of a baked input.
+  Operand Immediate(const InputSpec& spec) const;
+  // `lanes` consecutive elements at `ptr`; `mask` (null: all lanes) limits
+  // the access to the live lanes, others read as 0.
+  llvm::Value* LoadVector(Kind kind, llvm::Value* ptr, llvm::Value* mask);
+  // One element at `ptr` broadcast to every lane.
+  llvm::Value* LoadSplat(Kind kind, llvm::Value* ptr);
+  // Elements at ptr[indices[l]] for the live lanes of `mask` (null: all).
+  llvm::Value* Gather(Kind kind, llvm::Value* ptr, llvm::Value* indices, llvm::Value* mask);
+  void StoreVector(Kind kind, llvm::Value* v, llvm::Value* ptr, llvm::Value* mask);
+
+  // Computes every node of the region, in order, from `inputs` (one operand
+  // per region input) and returns the values of the region outputs.
+  // kUnsupported names an op, attribute or dtype the generator does not
+  // handle; kInvalidModel/kInvalidArgument a malformed region.
+  StatusOr<std::vector<Operand>> EmitOps(const std::vector<Operand>& inputs);
+
+ private:
+  StatusOr<Operand> EmitNode(const graph::Node& node, const std::vector<std::optional<Operand>>& in);
+
+  llvm::Value* FConst(double v) const;
+  llvm::Value* Intr(llvm::Intrinsic::ID id, llvm::Value* x) { return b_.CreateIntrinsic(id, {x->getType()}, {x}); }
+  llvm::Value* Clamp01(llvm::Value* x);
+
+  const graph::Graph& graph_;
+  const graph::Region& region_;
+  llvm::IRBuilderBase& b_;
+  int lanes_;
+};
+
+}  // namespace kiln::jit::internal

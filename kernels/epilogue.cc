@@ -1,0 +1,102 @@
+#include "kernels/epilogue.h"
+
+#include <cmath>
+
+#include "kernels/fast_math.h"
+
+namespace kiln::kernels {
+namespace {
+
+// Runs `fn` over data[0, n) in a loop the compiler can vectorise: one loop
+// per activation, chosen outside the loop.
+template <typename Fn>
+void Map(float* data, int64_t n, Fn fn) {
+  for (int64_t i = 0; i < n; ++i) data[i] = fn(data[i]);
+}
+
+}  // namespace
+
+void Epilogue::AppendPostOps(dnnl::post_ops& ops) const {
+  using dnnl::algorithm;
+  switch (activation) {
+    case Activation::kNone: return;
+    case Activation::kRelu: ops.append_eltwise(1.0f, algorithm::eltwise_relu, 0.0f, 0.0f); return;
+    // oneDNN's relu takes the negative slope as alpha.
+    case Activation::kLeakyRelu: ops.append_eltwise(1.0f, algorithm::eltwise_relu, alpha, 0.0f); return;
+    case Activation::kClip: ops.append_eltwise(1.0f, algorithm::eltwise_clip, alpha, beta); return;
+    case Activation::kSigmoid: ops.append_eltwise(1.0f, algorithm::eltwise_logistic, 0.0f, 0.0f); return;
+    case Activation::kTanh: ops.append_eltwise(1.0f, algorithm::eltwise_tanh, 0.0f, 0.0f); return;
+    // oneDNN 2.6's hardswish is ONNX's x * clip(x / 6 + 1/2, 0, 1) and takes
+    // no parameters.
+    case Activation::kHardSwish: ops.append_eltwise(1.0f, algorithm::eltwise_hardswish, 0.0f, 0.0f); return;
+    // oneDNN 2.6 has no hardsigmoid: a linear step then a clip to [0, 1].
+    case Activation::kHardSigmoid:
+      ops.append_eltwise(1.0f, algorithm::eltwise_linear, alpha, beta);
+      ops.append_eltwise(1.0f, algorithm::eltwise_clip, 0.0f, 1.0f);
+      return;
+    case Activation::kElu: ops.append_eltwise(1.0f, algorithm::eltwise_elu, alpha, 0.0f); return;
+  }
+}
+
+void Epilogue::Apply(float* data, int64_t n) const {
+  const float a = alpha, b = beta;
+  switch (activation) {
+    case Activation::kNone: return;
+    case Activation::kRelu: return Map(data, n, [](float x) { return x > 0.0f ? x : 0.0f; });
+    case Activation::kLeakyRelu: return Map(data, n, [a](float x) { return x >= 0.0f ? x : a * x; });
+    case Activation::kClip:
+      return Map(data, n, [a, b](float x) {
+        x = x < a ? a : x;
+        return x > b ? b : x;
+      });
+    case Activation::kSigmoid: return Map(data, n, [](float x) { return FastSigmoid(x); });
+    case Activation::kTanh: return Map(data, n, [](float x) { return FastTanh(x); });
+    case Activation::kHardSwish:
+      return Map(data, n, [](float x) {
+        float v = x * (1.0f / 6.0f) + 0.5f;
+        v = v > 0.0f ? v : 0.0f;
+        return x * (v < 1.0f ? v : 1.0f);
+      });
+    case Activation::kHardSigmoid:
+      return Map(data, n, [a, b](float x) {
+        float v = a * x + b;
+        v = v > 0.0f ? v : 0.0f;
+        return v < 1.0f ? v : 1.0f;
+      });
+    case Activation::kElu: return Map(data, n, [a](float x) { return x >= 0.0f ? x : a * std::expm1(x); });
+  }
+}
+
+StatusOr<Epilogue> ParseEpilogue(const graph::Node& node, const char* op) {
+  KILN_ASSIGN_OR_RETURN(std::string name, node.GetString("activation", ""));
+  Epilogue e;
+  KILN_ASSIGN_OR_RETURN(e.alpha, node.GetFloat("activation_alpha", 0.0f));
+  KILN_ASSIGN_OR_RETURN(e.beta, node.GetFloat("activation_beta", 0.0f));
+  if (name.empty()) {
+    e.activation = Activation::kNone;
+  } else if (name == "Relu") {
+    e.activation = Activation::kRelu;
+  } else if (name == "LeakyRelu") {
+    e.activation = Activation::kLeakyRelu;
+  } else if (name == "Clip") {
+    e.activation = Activation::kClip;
+    if (!(e.alpha <= e.beta)) {
+      return InvalidModel(op, ": Clip epilogue needs min <= max, got [", e.alpha, ", ", e.beta, "]");
+    }
+  } else if (name == "Sigmoid") {
+    e.activation = Activation::kSigmoid;
+  } else if (name == "Tanh") {
+    e.activation = Activation::kTanh;
+  } else if (name == "HardSwish") {
+    e.activation = Activation::kHardSwish;
+  } else if (name == "HardSigmoid") {
+    e.activation = Activation::kHardSigmoid;
+  } else if (name == "Elu") {
+    e.activation = Activation::kElu;
+  } else {
+    return Unsupported(op, ": activation '", name, "' is not supported");
+  }
+  return e;
+}
+
+}  // namespace kiln::kernels

@@ -1,0 +1,67 @@
+#include "runtime/trace_recorder.h"
+
+#include <algorithm>
+#include <functional>
+#include <sstream>
+#include <thread>
+
+namespace kiln::runtime {
+namespace {
+
+std::string JsonEscape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+int TraceRecorder::TrackOfThisThread() {
+  // Called with mu_ held. Small dense track ids read better in Perfetto
+  // than thread-id hashes.
+  const std::size_t hash = std::hash<std::thread::id>()(std::this_thread::get_id());
+  auto it = std::find(thread_hashes_.begin(), thread_hashes_.end(), hash);
+  if (it != thread_hashes_.end()) return static_cast<int>(it - thread_hashes_.begin());
+  thread_hashes_.push_back(hash);
+  return static_cast<int>(thread_hashes_.size() - 1);
+}
+
+void TraceRecorder::AddSlice(const std::string& name, const std::string& category, Clock::time_point start,
+                             Clock::time_point end, int track) {
+  using std::chrono::duration_cast;
+  using std::chrono::microseconds;
+  std::lock_guard<std::mutex> lock(mu_);
+  slices_.push_back({name, category, duration_cast<microseconds>(start - origin_).count(),
+                     std::max<int64_t>(0, duration_cast<microseconds>(end - start).count()),
+                     track >= 0 ? track : TrackOfThisThread()});
+}
+
+std::string TraceRecorder::ToChromeJson() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::ostringstream os;
+  os << "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n";
+  os << R"(  {"name": "thread_name", "ph": "M", "pid": 1, "tid": )" << kCompileTrack
+     << R"(, "args": {"name": "JIT compiles"}})";
+  for (size_t t = 0; t < thread_hashes_.size(); ++t) {
+    os << ",\n" << R"(  {"name": "thread_name", "ph": "M", "pid": 1, "tid": )" << t
+       << R"(, "args": {"name": "request thread )" << t << "\"}}";
+  }
+  for (const Slice& s : slices_) {
+    os << ",\n  {\"name\": \"" << JsonEscape(s.name) << "\", \"cat\": \"" << JsonEscape(s.category)
+       << "\", \"ph\": \"X\", \"pid\": 1, \"tid\": " << s.track << ", \"ts\": " << s.start_us
+       << ", \"dur\": " << s.duration_us << "}";
+  }
+  os << "\n]}\n";
+  return os.str();
+}
+
+}  // namespace kiln::runtime

@@ -1,0 +1,211 @@
+// Epilogue fusion end to end: models whose Conv/MatMul/Gemm -> Add ->
+// activation chains the pipeline fuses run through kiln::Session, and their
+// outputs must match a reference that runs every original node with its
+// own kernel (kernels::DefaultKernelRegistry, no graph pipeline).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <random>
+
+#include "graph/onnx_loader.h"
+#include "kernels/kernel.h"
+#include "kiln/session.h"
+#include "runtime/model_internal.h"
+#include "test/model_builder.h"
+
+namespace kiln {
+namespace {
+
+using testing::OnnxModelBuilder;
+constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
+
+std::vector<float> Random(int64_t n, unsigned seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-scale, scale);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+int64_t Count(const Dims& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  return n;
+}
+
+// Runs the unoptimised graph node by node with the interpreter's kernels.
+StatusOr<Tensor> RunReference(const std::string& bytes, const Tensor& input) {
+  KILN_ASSIGN_OR_RETURN(graph::Graph g, graph::LoadOnnxModel(bytes.data(), bytes.size(), {}));
+  class Owned final : public kernels::OutputAllocator {
+   public:
+    StatusOr<Tensor> AllocateOutput(int, DType dtype, const Dims& dims) override {
+      return Tensor::Allocate(dtype, dims);
+    }
+  };
+  std::map<graph::ValueId, Tensor> values;
+  values[g.inputs()[0]] = input;
+  KILN_ASSIGN_OR_RETURN(std::vector<graph::NodeId> order, g.TopologicalOrder());
+  for (graph::NodeId id : order) {
+    const graph::Node& node = g.node(id);
+    KILN_ASSIGN_OR_RETURN(auto kernel, kernels::DefaultKernelRegistry().Create(node));
+    std::vector<const Tensor*> inputs;
+    for (graph::ValueId in : node.inputs) {
+      if (in == graph::kNoValue) {
+        inputs.push_back(nullptr);
+      } else if (g.value(in).constant) {
+        inputs.push_back(&*g.value(in).constant);
+      } else {
+        inputs.push_back(&values.at(in));
+      }
+    }
+    std::vector<Tensor> outputs(node.outputs.size());
+    Owned allocator;
+    kernels::SerialRunner serial;
+    kernels::KernelContext ctx(inputs, outputs, allocator, serial);
+    KILN_RETURN_IF_ERROR(kernel->Compute(ctx));
+    for (size_t i = 0; i < outputs.size(); ++i) values[node.outputs[i]] = std::move(outputs[i]);
+  }
+  return values.at(g.outputs()[0]);
+}
+
+// Loads `b`, checks that the pipeline left `fused_op` and `expected_nodes`
+// live nodes, runs it and compares with the reference.
+void ExpectFusedMatchesReference(OnnxModelBuilder& b, const Dims& input_dims, const std::string& fused_op,
+                                 size_t expected_nodes, unsigned seed = 1) {
+  const std::string bytes = b.Serialize();
+  auto model = Model::LoadFromBytes(bytes.data(), bytes.size());
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const graph::Graph& g = ModelGraph(**model);
+  EXPECT_EQ(g.num_live_nodes(), expected_nodes);
+  bool found = false;
+  for (size_t i = 0; i < g.num_nodes(); ++i) {
+    const graph::Node& n = g.node(static_cast<graph::NodeId>(i));
+    found |= !n.dead && n.op_type == fused_op && n.domain == "kiln";
+  }
+  EXPECT_TRUE(found) << "no live kiln." << fused_op;
+
+  std::vector<float> x = Random(Count(input_dims), seed, 2.0f);
+  Tensor input = Tensor::View(DType::kFloat32, input_dims, x.data());
+  auto reference = RunReference(bytes, input);
+  ASSERT_TRUE(reference.ok()) << reference.status().ToString();
+  for (int threads : {1, 2}) {
+    SessionOptions options;
+    options.tier = TierPolicy::kInterpreter;
+    options.intra_op_threads = threads;
+    auto session = Session::Create(*model, options);
+    ASSERT_TRUE(session.ok()) << session.status().ToString();
+    auto out = (*session)->Run({{"x", input}});
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    const Tensor& y = (*out)[0].tensor;
+    ASSERT_EQ(y.dims(), reference->dims());
+    for (int64_t i = 0; i < y.num_elements(); ++i) {
+      const float want = reference->data<float>()[i], got = y.data<float>()[i];
+      ASSERT_NEAR(got, want, 1e-5f * std::max(1.0f, std::fabs(want))) << fused_op << " element " << i;
+    }
+  }
+}
+
+// Appends `act` (one of the fusable activations) reading `in`, writing `out`.
+void AddActivation(OnnxModelBuilder& b, const std::string& act, const std::string& in, const std::string& out) {
+  if (act == "Clip") {
+    b.FloatInit("clip_lo", {}, {-0.5f}).FloatInit("clip_hi", {}, {0.75f});
+    b.Node("Clip", {in, "clip_lo", "clip_hi"}, {out});
+    return;
+  }
+  onnx::NodeProto& n = b.Node(act, {in}, {out});
+  if (act == "LeakyRelu") OnnxModelBuilder::FloatAttr(n, "alpha", 0.3f);
+  if (act == "Elu") OnnxModelBuilder::FloatAttr(n, "alpha", 0.7f);
+  if (act == "HardSigmoid") {
+    OnnxModelBuilder::FloatAttr(n, "alpha", 0.3f);
+    OnnxModelBuilder::FloatAttr(n, "beta", 0.4f);
+  }
+}
+
+const char* const kActivations[] = {"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "Elu"};
+
+TEST(FuseEpiloguesRunTest, ConvAddActivationMatchesUnfused) {
+  for (const char* act : kActivations) {
+    for (bool conv_bias : {false, true}) {
+      SCOPED_TRACE(std::string(act) + (conv_bias ? " with conv bias" : ""));
+      OnnxModelBuilder b;
+      b.Input("x", kFloat, {1, 3, 9, 9})
+          .FloatInit("w", {8, 3, 3, 3}, Random(8 * 27, 2, 0.5f))
+          .FloatInit("cb", {8}, Random(8, 3))
+          .FloatInit("bias", {1, 8, 1, 1}, Random(8, 4))
+          .Output("y");
+      onnx::NodeProto& conv =
+          b.Node("Conv", conv_bias ? std::vector<std::string>{"x", "w", "cb"} : std::vector<std::string>{"x", "w"},
+                 {"c"});
+      OnnxModelBuilder::IntsAttr(conv, "pads", {1, 1, 1, 1});
+      OnnxModelBuilder::IntsAttr(conv, "strides", {2, 2});
+      b.Node("Add", {"c", "bias"}, {"a"});
+      AddActivation(b, act, "a", "y");
+      ExpectFusedMatchesReference(b, {1, 3, 9, 9}, "FusedConv", 1);
+    }
+  }
+}
+
+TEST(FuseEpiloguesRunTest, GroupedConvActivationWithoutAdd) {
+  OnnxModelBuilder b;
+  b.Input("x", kFloat, {2, 4, 6, 6}).FloatInit("w", {4, 1, 3, 3}, Random(36, 5)).Output("y");
+  onnx::NodeProto& conv = b.Node("Conv", {"x", "w"}, {"c"});
+  OnnxModelBuilder::IntAttr(conv, "group", 4);
+  b.Node("Relu", {"c"}, {"y"});
+  ExpectFusedMatchesReference(b, {2, 4, 6, 6}, "FusedConv", 1);
+}
+
+// Small products take the C++ loop, larger ones oneDNN; both apply the
+// bias and activation.
+TEST(FuseEpiloguesRunTest, MatMulAddActivationMatchesUnfused) {
+  struct Shape {
+    Dims a;
+    int64_t n;
+  };
+  for (const Shape& s : {Shape{{2, 3, 8}, 5}, Shape{{4, 32, 64}, 96}}) {
+    for (const char* act : kActivations) {
+      SCOPED_TRACE(std::string(act) + " M*K " + DimsToString(s.a));
+      const int64_t k = s.a.back();
+      OnnxModelBuilder b;
+      b.Input("x", kFloat, s.a)
+          .FloatInit("w", {k, s.n}, Random(k * s.n, 6, 0.3f))
+          .FloatInit("bias", {s.n}, Random(s.n, 7))
+          .Output("y");
+      b.Node("MatMul", {"x", "w"}, {"m"});
+      b.Node("Add", {"bias", "m"}, {"a"});
+      AddActivation(b, act, "a", "y");
+      ExpectFusedMatchesReference(b, s.a, "FusedMatMul", 1);
+    }
+  }
+}
+
+TEST(FuseEpiloguesRunTest, GemmAddReluMatchesUnfused) {
+  for (bool has_c : {false, true}) {
+    SCOPED_TRACE(has_c ? "with C" : "without C");
+    OnnxModelBuilder b;
+    b.Input("x", kFloat, {16, 40})
+        .FloatInit("w", {24, 40}, Random(24 * 40, 8, 0.3f))
+        .FloatInit("c", {1, 24}, Random(24, 9))
+        .FloatInit("bias", {24}, Random(24, 10))
+        .Output("y");
+    onnx::NodeProto& gemm =
+        b.Node("Gemm", has_c ? std::vector<std::string>{"x", "w", "c"} : std::vector<std::string>{"x", "w"}, {"g"});
+    OnnxModelBuilder::IntAttr(gemm, "transB", 1);
+    OnnxModelBuilder::FloatAttr(gemm, "alpha", 0.5f);
+    OnnxModelBuilder::FloatAttr(gemm, "beta", 2.0f);
+    b.Node("Add", {"g", "bias"}, {"a"});
+    b.Node("Relu", {"a"}, {"y"});
+    ExpectFusedMatchesReference(b, {16, 40}, "FusedMatMul", 1);
+  }
+}
+
+TEST(FuseEpiloguesRunTest, GemmWithCThenSigmoid) {
+  OnnxModelBuilder b;
+  b.Input("x", kFloat, {3, 5}).FloatInit("w", {5, 4}, Random(20, 11)).FloatInit("c", {3, 4}, Random(12, 12)).Output("y");
+  b.Node("Gemm", {"x", "w", "c"}, {"g"});
+  b.Node("Sigmoid", {"g"}, {"y"});
+  ExpectFusedMatchesReference(b, {3, 5}, "FusedMatMul", 1);
+}
+
+}  // namespace
+}  // namespace kiln
