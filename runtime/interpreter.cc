@@ -8,6 +8,7 @@
 
 #include "graph/log.h"
 #include "jit/compiled_region.h"
+#include "jit/generic_codegen.h"
 #include "runtime/jit_tier.h"
 #include "runtime/trace_recorder.h"
 
@@ -260,28 +261,56 @@ Status Interpreter::RunSteps(ExecutionFrame& frame, const Unit& unit, const kern
 }
 
 Status Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit, const Specialization& spec,
-                                const kernels::ParallelRunner& parallel) const {
+                                const ShapeSignature& signature, const kernels::ParallelRunner& parallel) const {
   const graph::Region& region = regions_[static_cast<size_t>(unit.region)];
-  std::vector<const void*> in_ptrs;
-  in_ptrs.reserve(region.inputs.size());
+  const jit::CompiledRegion& code = *spec.code;
+  // Generic code takes the dims and strides of this call as parameters.
+  const Dims* out_dims = &spec.output_dims;
+  if (spec.generic) {
+    KILN_RETURN_IF_ERROR(
+        jit::FillGenericParams(signature.dims, spec.domain_rank, frame.scratch_params, frame.scratch_domain));
+    out_dims = &frame.scratch_domain;
+  }
+  auto& in_ptrs = frame.scratch_input_ptrs;
+  in_ptrs.clear();
   for (graph::ValueId id : region.inputs) in_ptrs.push_back(ValuePtr(frame, id)->raw_data());
-  std::vector<void*> out_ptrs;
-  out_ptrs.reserve(region.outputs.size());
+  auto& out_ptrs = frame.scratch_output_ptrs;
+  out_ptrs.clear();
   FrameAllocator allocator(frame, slot_of_value_, region.outputs);
   for (size_t o = 0; o < region.outputs.size(); ++o) {
     const graph::ValueId id = region.outputs[o];
-    KILN_ASSIGN_OR_RETURN(Tensor out, allocator.AllocateOutput(static_cast<int>(o), graph_.value(id).dtype,
-                                                               spec.output_dims));
+    KILN_ASSIGN_OR_RETURN(Tensor out, allocator.AllocateOutput(static_cast<int>(o), graph_.value(id).dtype, *out_dims));
     out_ptrs.push_back(out.raw_data());
     frame.values[static_cast<size_t>(id)] = std::move(out);
   }
-  const jit::CompiledRegion& code = *spec.code;
-  const auto entry = code.entry();
-  // Rows are split across the intra-op pool in chunks of ~16K elements, so
-  // small regions stay on the calling thread.
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, code.row_len()));
-  parallel.For(code.num_rows(), grain,
-               [&](int64_t begin, int64_t end) { entry(in_ptrs.data(), out_ptrs.data(), begin, end); });
+
+  int64_t rows = code.num_rows();
+  int64_t row_len = code.row_len();
+  if (spec.generic) {
+    // Rows are all dims but the last; rank 0 is one row of one element.
+    rows = 1;
+    for (size_t d = 0; d + 1 < out_dims->size(); ++d) rows *= (*out_dims)[d];
+    row_len = out_dims->empty() ? 1 : out_dims->back();
+  }
+  const void* const* ins = in_ptrs.data();
+  void* const* outs = out_ptrs.data();
+  const int64_t* params = frame.scratch_params.data();
+  auto run_rows = [&](int64_t begin, int64_t end) {
+    if (spec.generic) {
+      code.generic_entry()(ins, outs, begin, end, params);
+    } else {
+      code.entry()(ins, outs, begin, end);
+    }
+  };
+  // Rows are split across the intra-op pool in chunks of ~16K elements;
+  // smaller regions call the code directly on this thread.
+  constexpr int64_t kGrainElements = int64_t{1} << 14;
+  const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, row_len));
+  if (rows <= grain || parallel.num_threads() == 1) {
+    run_rows(0, rows);
+  } else {
+    parallel.For(rows, grain, run_rows);
+  }
   return Status::Ok();
 }
 
@@ -293,7 +322,7 @@ Status Interpreter::RunUnit(ExecutionFrame& frame, const Unit& unit, const kerne
   signature.dims.resize(region.inputs.size());
   for (size_t i = 0; i < region.inputs.size(); ++i) signature.dims[i] = ValuePtr(frame, region.inputs[i])->dims();
   if (auto spec = hooks.jit->Lookup(unit.region, signature)) {
-    KILN_RETURN_IF_ERROR(RunCompiled(frame, unit, *spec, parallel));
+    KILN_RETURN_IF_ERROR(RunCompiled(frame, unit, *spec, signature, parallel));
     hooks.jit->RecordCompiledCall(unit.region);
     ran_compiled = true;
     return Status::Ok();

@@ -53,6 +53,10 @@ class ExecutionFrame {
   std::vector<Slot> slots;           // per memory-plan slot
   std::vector<const Tensor*> scratch_inputs;
   std::vector<Tensor> scratch_outputs;
+  std::vector<const void*> scratch_input_ptrs;  // compiled-region arguments
+  std::vector<void*> scratch_output_ptrs;
+  std::vector<int64_t> scratch_params;  // shape-generic code's dims and strides
+  Dims scratch_domain;
   int64_t run_unplanned_bytes = 0;   // bytes allocated for intermediates in the last run
 
   int64_t SlotBytes() const;
@@ -104,7 +108,7 @@ class Interpreter {
   Status RunUnit(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel,
                  const RunHooks& hooks, ShapeSignature& signature, bool& ran_compiled) const;
   Status RunCompiled(ExecutionFrame& frame, const Unit& unit, const Specialization& spec,
-                     const kernels::ParallelRunner& parallel) const;
+                     const ShapeSignature& signature, const kernels::ParallelRunner& parallel) const;
 
   const Tensor* ValuePtr(const ExecutionFrame& frame, graph::ValueId id) const {
     const graph::Value& v = graph_.value(id);

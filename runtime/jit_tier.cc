@@ -5,6 +5,7 @@
 #include "graph/log.h"
 #include "jit/compiled_region.h"
 #include "jit/elementwise_codegen.h"
+#include "jit/generic_codegen.h"
 #include "jit/jit_compiler.h"
 #include "runtime/trace_recorder.h"
 
@@ -25,11 +26,21 @@ struct JitTier::RegionState {
   std::mutex mu;
   std::map<ShapeSignature, int64_t> calls_by_signature;
   std::set<ShapeSignature> requested;  // queued, compiled or failed: never compiled twice
+  bool generic_requested = false;
   int failed_compiles = 0;
   double compile_ms = 0;
   int64_t code_bytes = 0;
-  bool logged_limit = false;
 };
+
+namespace {
+
+int MaxRank(const ShapeSignature& signature) {
+  size_t rank = 0;
+  for (const Dims& d : signature.dims) rank = std::max(rank, d.size());
+  return static_cast<int>(rank);
+}
+
+}  // namespace
 
 JitTier::JitTier(const graph::Graph& graph, std::vector<graph::Region> regions, const JitTierOptions& options)
     : graph_(graph), regions_(std::move(regions)), options_(options) {}
@@ -49,9 +60,15 @@ StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, st
 
 std::shared_ptr<const Specialization> JitTier::Lookup(int region, const ShapeSignature& signature) const {
   std::shared_ptr<const Table> table = states_[region].table.load(std::memory_order_acquire);
+  const std::shared_ptr<const Specialization>* generic = nullptr;
   for (const auto& spec : table->specs) {
-    if (spec->signature == signature) return spec;
+    if (spec->generic) {
+      generic = &spec;
+    } else if (spec->signature == signature) {
+      return spec;
+    }
   }
+  if (generic != nullptr && MaxRank(signature) <= (*generic)->domain_rank) return *generic;
   return nullptr;
 }
 
@@ -65,66 +82,77 @@ void JitTier::RecordInterpretedCall(int region, const ShapeSignature& signature)
   if (!state.table.load(std::memory_order_acquire)->specs.empty()) {
     state.deopts.fetch_add(1, std::memory_order_relaxed);
   }
+  bool generic = false;
   {
     std::lock_guard<std::mutex> lock(state.mu);
     if (state.requested.count(signature)) return;
     if (++state.calls_by_signature[signature] < options_.hot_threshold) return;
-    if (static_cast<int>(state.requested.size()) >= options_.max_specializations) {
-      if (!state.logged_limit) {
-        Log().info("jit: region {} reached its limit of {} specializations; signature {} stays interpreted", region,
-                   options_.max_specializations, signature.ToString());
-        state.logged_limit = true;
-      }
-      return;
+    if (static_cast<int>(state.requested.size()) < options_.max_specializations) {
+      state.requested.insert(signature);
+    } else {
+      // Past the limit: one generic version, compiled for this signature's
+      // rank. Once it exists, signatures of higher rank stay interpreted.
+      if (state.generic_requested) return;
+      state.generic_requested = true;
+      generic = true;
+      Log().info("jit: region {} reached its limit of {} specializations; compiling a shape-generic version", region,
+                 options_.max_specializations);
     }
-    state.requested.insert(signature);
   }
   if (options_.blocking) {
-    Compile(region, signature);
+    Compile(region, signature, generic);
   } else {
-    queue_->Enqueue([this, region, signature] { Compile(region, signature); });
+    queue_->Enqueue([this, region, signature, generic] { Compile(region, signature, generic); });
   }
 }
 
-void JitTier::Compile(int region_id, const ShapeSignature& signature) const {
+void JitTier::Compile(int region_id, const ShapeSignature& signature, bool generic) const {
   const graph::Region& region = regions_[static_cast<size_t>(region_id)];
   RegionState& state = states_[region_id];
   const auto start = std::chrono::steady_clock::now();
   const Status hook = options_.before_compile ? options_.before_compile(region_id) : Status::Ok();
   StatusOr<std::unique_ptr<jit::CompiledRegion>> code =
-      hook.ok() ? jit::CompileElementwiseRegion(*compiler_, graph_, region, signature.dims)
-                : StatusOr<std::unique_ptr<jit::CompiledRegion>>(hook);
+      !hook.ok() ? StatusOr<std::unique_ptr<jit::CompiledRegion>>(hook)
+      : generic  ? jit::CompileElementwiseRegionGeneric(*compiler_, graph_, region, MaxRank(signature))
+                 : jit::CompileElementwiseRegion(*compiler_, graph_, region, signature.dims);
+  const std::string what = generic ? "generic rank " + std::to_string(MaxRank(signature)) : signature.ToString();
   const auto end = std::chrono::steady_clock::now();
   const double ms = std::chrono::duration<double, std::milli>(end - start).count();
   if (options_.trace) {
-    options_.trace->AddSlice("compile region " + std::to_string(region_id) + " " + signature.ToString() +
+    options_.trace->AddSlice("compile region " + std::to_string(region_id) + " " + what +
                                  (code.ok() ? "" : " (failed)"),
                              "compile", start, end, TraceRecorder::kCompileTrack);
   }
   if (!code.ok()) {
     // The region keeps running interpreted for this signature; a failed
     // compile never fails a request.
-    Log().info("jit: region {} ({}) signature {} stays interpreted: {}", region_id, region.reason,
-               signature.ToString(), code.status().ToString());
+    Log().info("jit: region {} ({}) {} stays interpreted: {}", region_id, region.reason, what,
+               code.status().ToString());
     std::lock_guard<std::mutex> lock(state.mu);
     ++state.failed_compiles;
     return;
   }
   auto spec = std::make_shared<Specialization>();
-  spec->signature = signature;
-  Dims out;
-  for (const Dims& d : signature.dims) {
-    // The domain is the broadcast of every input (the generator checked it).
-    if (d.size() > out.size()) out.insert(out.begin(), d.size() - out.size(), 1);
-    for (size_t i = 0; i < d.size(); ++i) {
-      int64_t& o = out[out.size() - d.size() + i];
-      if (o == 1) o = d[i];
+  spec->generic = generic;
+  if (generic) {
+    spec->domain_rank = MaxRank(signature);
+  } else {
+    spec->signature = signature;
+    Dims domain;
+    std::vector<int64_t> unused_params;
+    // The generator already checked that the dims broadcast.
+    Status broadcast = jit::FillGenericParams(signature.dims, MaxRank(signature), unused_params, domain);
+    if (!broadcast.ok()) {
+      Log().warn("jit: region {}: {}", region_id, broadcast.ToString());
+      std::lock_guard<std::mutex> lock(state.mu);
+      ++state.failed_compiles;
+      return;
     }
+    spec->output_dims = std::move(domain);
   }
-  spec->output_dims = std::move(out);
   spec->code = std::shared_ptr<const jit::CompiledRegion>(std::move(code).value());
-  Log().info("jit: region {} ({}) compiled for {} in {:.1f} ms ({} bytes of code)", region_id, region.reason,
-             signature.ToString(), ms, spec->code->code_bytes());
+  Log().info("jit: region {} ({}) compiled for {} in {:.1f} ms ({} bytes of code)", region_id, region.reason, what,
+             ms, spec->code->code_bytes());
 
   std::lock_guard<std::mutex> lock(state.mu);
   state.compile_ms += ms;

@@ -37,7 +37,9 @@ class TraceRecorder;
 struct JitTierOptions {
   // Interpreted calls with one signature before that signature is compiled.
   int hot_threshold = 2;
-  // Compiled signatures per region; later signatures stay interpreted.
+  // Compiled signatures per region. The first signature past the limit
+  // compiles one shape-generic version that then serves every other one,
+  // so dynamic shapes stop recompiling.
   int max_specializations = 4;
   int compile_threads = 1;
   // Compile on the calling thread as soon as a signature is hot, so the
@@ -51,10 +53,15 @@ struct JitTierOptions {
   TraceRecorder* trace = nullptr;
 };
 
-// One compiled specialisation and what a call needs besides the code.
+// One compiled version of a region and what a call needs besides the code:
+// either specialised to one signature (dims are constants in the code), or
+// shape-generic for any signature whose inputs have at most `domain_rank`
+// dims (dims are passed at run time).
 struct Specialization {
-  ShapeSignature signature;
-  Dims output_dims;
+  bool generic = false;
+  ShapeSignature signature;  // specialised only
+  Dims output_dims;          // specialised only
+  int domain_rank = 0;       // generic only
   std::shared_ptr<const jit::CompiledRegion> code;
 };
 
@@ -68,7 +75,8 @@ class JitTier {
 
   const std::vector<graph::Region>& regions() const { return regions_; }
 
-  // The compiled code for `signature`, or null (a guard miss).
+  // The compiled code for `signature` (its specialisation, else the generic
+  // version if there is one), or null (a guard miss).
   std::shared_ptr<const Specialization> Lookup(int region, const ShapeSignature& signature) const;
   void RecordCompiledCall(int region) const;
   // Counts an interpreted call; when the signature becomes hot, compiles it
@@ -84,7 +92,8 @@ class JitTier {
   struct RegionState;
 
   JitTier(const graph::Graph& graph, std::vector<graph::Region> regions, const JitTierOptions& options);
-  void Compile(int region, const ShapeSignature& signature) const;
+  // Compiles `signature`, or the generic version when `generic` is set.
+  void Compile(int region, const ShapeSignature& signature, bool generic) const;
 
   const graph::Graph& graph_;
   std::vector<graph::Region> regions_;

@@ -102,25 +102,27 @@ TEST(JitTier, CompiledOutputsMatchInterpreter) {
   EXPECT_TRUE(interp->stats().regions.empty());
 }
 
-TEST(JitTier, GuardMissesDeoptAndRespectTheSpecializationLimit) {
+TEST(JitTier, GuardMissDeoptsThenSpecializesThenGoesGeneric) {
   SessionOptions options;
   options.jit_max_specializations = 2;
   auto jit = MakeSession(TierPolicy::kJit, options);
   auto interp = MakeSession(TierPolicy::kInterpreter);
-  // batch 4 compiles, batch 5 misses the guard (deopt) then compiles, batch 6
-  // is past the limit and stays interpreted.
-  const int64_t batches[] = {4, 4, 5, 5, 4, 6, 6, 6, 5};
+  // batch 4 compiles; batch 5 misses the guard (a deopt) and compiles a
+  // second specialisation; batch 6 is past the limit and compiles the
+  // shape-generic version, which then also serves batches 9 and 1.
+  const int64_t batches[] = {4, 4, 5, 5, 4, 6, 6, 6, 5, 9, 1};
   for (int64_t batch : batches) {
-    auto x = RandomInput(batch * 64, 11);
+    auto x = RandomInput(batch * 64, static_cast<unsigned>(batch));
     ExpectClose(RunOnce(*jit, x, batch), RunOnce(*interp, x, batch));
   }
   for (const RegionStats& r : jit->stats().regions) {
-    EXPECT_EQ(r.specializations, 2);
-    // Interpreted calls: first 4, first 5, and three 6s; all but the first
-    // happened while code for another signature existed.
-    EXPECT_EQ(r.interpreted_calls, 5);
-    EXPECT_EQ(r.deopts, 4);
-    EXPECT_EQ(r.compiled_calls, 4);
+    EXPECT_EQ(r.specializations, 3);  // two specialised, one generic
+    // Interpreted: the first 4, 5 and 6; the 5 and 6 ran while code for
+    // other signatures existed.
+    EXPECT_EQ(r.interpreted_calls, 3);
+    EXPECT_EQ(r.deopts, 2);
+    EXPECT_EQ(r.compiled_calls, 8);
+    EXPECT_EQ(r.failed_compiles, 0);
   }
 }
 
