@@ -6,7 +6,9 @@
 #include <fstream>
 
 #include "graph/dead_code.h"
+#include "graph/fold_batch_norm.h"
 #include "graph/fuse_epilogues.h"
+#include "graph/fuse_layer_norm.h"
 #include "graph/log.h"
 #include "graph/printer.h"
 #include "graph/shape_propagation.h"
@@ -93,7 +95,23 @@ Status RunGraphPipeline(Graph& graph, const PipelineOptions& options) {
     KILN_RETURN_IF_ERROR(dumper.Dump(graph, "propagate_shapes"));
   }
 
-  // 3. Epilogue fusion, after folding: its guards need constant biases and
+  // 3. LayerNorm fusion, after constant folding: the epsilon and the Pow
+  //    exponent are often Constant nodes, and the ReduceMean axes (opset
+  //    18) an input, which folding turns into the constants its guards
+  //    read; it also needs x's last dim, which propagation has settled.
+  KILN_RETURN_IF_ERROR(FuseLayerNorm(graph).status());
+  KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fuse_layer_norm"));
+
+  // 4. Batch-norm folding, after constant folding (exporters may compute
+  //    the statistics or the Conv weights with nodes that only folding
+  //    turns into constants) and before epilogue fusion: removing the BN
+  //    makes Conv -> BN -> Relu a Conv -> Relu that epilogue fusion then
+  //    merges into one FusedConv; the other way round, the BN would sit
+  //    between the Conv and the activation and block that fusion.
+  KILN_RETURN_IF_ERROR(FoldBatchNormIntoConv(graph).status());
+  KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fold_batch_norm"));
+
+  // 5. Epilogue fusion, after folding: its guards need constant biases and
   //    Clip bounds, which folding is what produces (exporters often compute
   //    them: Unsqueeze/Reshape of an initializer, Constant nodes), and the
   //    dtypes and shapes of the values it removes, which propagation has
@@ -101,10 +119,12 @@ Status RunGraphPipeline(Graph& graph, const PipelineOptions& options) {
   KILN_RETURN_IF_ERROR(FuseEpilogues(graph).status());
   KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fuse_epilogues"));
 
-  // 4. Dead code again, after folding and fusion: folding leaves behind the
+  // 6. Dead code again, after folding and fusion: folding leaves behind the
   //    initializers it consumed and the Shape-chain inputs it no longer
-  //    needs, fusion the bias constants it merged into new ones; dropping
-  //    them releases their memory before the session plans anything.
+  //    needs, the fusions the constants they absorbed (LayerNorm's epsilon
+  //    and exponent, biases merged into new ones), batch-norm folding the
+  //    original weights; dropping them releases their memory before the
+  //    session plans anything.
   KILN_RETURN_IF_ERROR(EliminateDeadNodes(graph).status());
   KILN_RETURN_IF_ERROR(dumper.Dump(graph, "eliminate_dead_nodes"));
 

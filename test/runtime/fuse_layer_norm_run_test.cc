@@ -1,0 +1,115 @@
+// LayerNorm fusion end to end: models with the decomposed LayerNorm PyTorch
+// exports run through kiln::Session (where the pipeline fuses it into one
+// LayerNormalization, whatever opset the model imports), and their outputs
+// must match the unrewritten graph run node by node with its own kernels.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "kiln/session.h"
+#include "reference_run_util.h"
+#include "runtime/model_internal.h"
+#include "test/model_builder.h"
+
+namespace kiln {
+namespace {
+
+using testing::OnnxModelBuilder;
+using testing::RandomFloats;
+constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
+
+int64_t Count(const Dims& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  return n;
+}
+
+size_t CountLive(const graph::Graph& g, const std::string& op_type) {
+  size_t n = 0;
+  for (size_t i = 0; i < g.num_nodes(); ++i) {
+    const graph::Node& node = g.node(static_cast<graph::NodeId>(i));
+    n += !node.dead && node.op_type == op_type;
+  }
+  return n;
+}
+
+// x:[dims] -> decomposed LayerNorm over the last axis (d features) ->
+// [Relu] -> y. A Relu after it keeps y an ordinary intermediate.
+void BuildDecomposedLayerNorm(OnnxModelBuilder& b, int opset, const Dims& x_dims, bool relu) {
+  const int64_t d = x_dims.back();
+  b.Input("x", kFloat, x_dims)
+      .FloatInit("gamma", {d}, RandomFloats(d, 2, 0.3f, 1.0f))
+      .FloatInit("beta", {d}, RandomFloats(d, 3, 0.2f))
+      .FloatInit("two", {}, {2.0f})
+      .FloatInit("eps", {}, {1e-5f})
+      .Output("y");
+  auto reduce_mean = [&](const std::string& in, const std::string& out) {
+    if (opset >= 18) {
+      b.Int64Init(out + "_axes", {1}, {-1});
+      b.Node("ReduceMean", {in, out + "_axes"}, {out});
+    } else {
+      OnnxModelBuilder::IntsAttr(b.Node("ReduceMean", {in}, {out}), "axes", {-1});
+    }
+  };
+  reduce_mean("x", "mean");
+  b.Node("Sub", {"x", "mean"}, {"d"});
+  b.Node("Pow", {"d", "two"}, {"sq"});
+  reduce_mean("sq", "var");
+  b.Node("Add", {"var", "eps"}, {"var_eps"});
+  b.Node("Sqrt", {"var_eps"}, {"std"});
+  b.Node("Div", {"d", "std"}, {"normed"});
+  b.Node("Mul", {"normed", "gamma"}, {"scaled"});
+  b.Node("Add", {"scaled", "beta"}, {relu ? std::string("ln") : "y"});
+  if (relu) b.Node("Relu", {"ln"}, {"y"});
+}
+
+void ExpectFusedMatchesReference(OnnxModelBuilder& b, const Dims& input_dims, size_t expected_nodes) {
+  const std::string bytes = b.Serialize();
+  auto model = Model::LoadFromBytes(bytes.data(), bytes.size());
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const graph::Graph& g = ModelGraph(**model);
+  EXPECT_EQ(g.num_live_nodes(), expected_nodes);
+  EXPECT_EQ(CountLive(g, "LayerNormalization"), 1u);
+  EXPECT_EQ(CountLive(g, "ReduceMean"), 0u);
+
+  // An offset mean, as activations often have, exercises the centring.
+  std::vector<float> x = RandomFloats(Count(input_dims), 1, 2.0f, 0.5f);
+  Tensor input = Tensor::View(DType::kFloat32, input_dims, x.data());
+  auto reference = testing::RunUnoptimizedReference(bytes, {{"x", input}});
+  ASSERT_TRUE(reference.ok()) << reference.status().ToString();
+  for (int threads : {1, 2}) {
+    SessionOptions options;
+    options.tier = TierPolicy::kInterpreter;
+    options.intra_op_threads = threads;
+    auto session = Session::Create(*model, options);
+    ASSERT_TRUE(session.ok()) << session.status().ToString();
+    auto out = (*session)->Run({{"x", input}});
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    const Tensor& y = (*out)[0].tensor;
+    ASSERT_EQ(y.dims(), reference->dims());
+    for (int64_t i = 0; i < y.num_elements(); ++i) {
+      const float want = reference->data<float>()[i], got = y.data<float>()[i];
+      ASSERT_NEAR(got, want, 1e-5f * std::max(1.0f, std::fabs(want))) << "element " << i;
+    }
+  }
+}
+
+TEST(FuseLayerNormRunTest, DecomposedLayerNormMatchesUnfused) {
+  for (int opset : {11, 13, 17, 18}) {
+    for (const Dims& dims : {Dims{2, 5, 16}, Dims{3, 64}, Dims{1, 16, 64}}) {
+      SCOPED_TRACE("opset " + std::to_string(opset) + " x " + DimsToString(dims));
+      OnnxModelBuilder b(opset);
+      BuildDecomposedLayerNorm(b, opset, dims, /*relu=*/false);
+      ExpectFusedMatchesReference(b, dims, 1);
+    }
+  }
+}
+
+TEST(FuseLayerNormRunTest, FollowedByAnotherOp) {
+  OnnxModelBuilder b(13);
+  BuildDecomposedLayerNorm(b, 13, {4, 8, 32}, /*relu=*/true);
+  ExpectFusedMatchesReference(b, {4, 8, 32}, 2);
+}
+
+}  // namespace
+}  // namespace kiln
