@@ -13,6 +13,7 @@
 #include "kiln/session.h"
 #include "runtime/model_internal.h"
 #include "test/model_builder.h"
+#include "test/runtime/reference_run_util.h"
 
 namespace kiln {
 namespace {
@@ -21,11 +22,7 @@ using testing::OnnxModelBuilder;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
 
 std::vector<float> Random(int64_t n, unsigned seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-scale, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = dist(rng);
-  return v;
+  return testing::RandomFloats(n, seed, scale);
 }
 
 int64_t Count(const Dims& dims) {
@@ -34,39 +31,10 @@ int64_t Count(const Dims& dims) {
   return n;
 }
 
-// Runs the unoptimised graph node by node with the interpreter's kernels.
+// The unoptimised graph, node by node with the interpreter's kernels.
 StatusOr<Tensor> RunReference(const std::string& bytes, const Tensor& input) {
   KILN_ASSIGN_OR_RETURN(graph::Graph g, graph::LoadOnnxModel(bytes.data(), bytes.size(), {}));
-  class Owned final : public kernels::OutputAllocator {
-   public:
-    StatusOr<Tensor> AllocateOutput(int, DType dtype, const Dims& dims) override {
-      return Tensor::Allocate(dtype, dims);
-    }
-  };
-  std::map<graph::ValueId, Tensor> values;
-  values[g.inputs()[0]] = input;
-  KILN_ASSIGN_OR_RETURN(std::vector<graph::NodeId> order, g.TopologicalOrder());
-  for (graph::NodeId id : order) {
-    const graph::Node& node = g.node(id);
-    KILN_ASSIGN_OR_RETURN(auto kernel, kernels::DefaultKernelRegistry().Create(node));
-    std::vector<const Tensor*> inputs;
-    for (graph::ValueId in : node.inputs) {
-      if (in == graph::kNoValue) {
-        inputs.push_back(nullptr);
-      } else if (g.value(in).constant) {
-        inputs.push_back(&*g.value(in).constant);
-      } else {
-        inputs.push_back(&values.at(in));
-      }
-    }
-    std::vector<Tensor> outputs(node.outputs.size());
-    Owned allocator;
-    kernels::SerialRunner serial;
-    kernels::KernelContext ctx(inputs, outputs, allocator, serial);
-    KILN_RETURN_IF_ERROR(kernel->Compute(ctx));
-    for (size_t i = 0; i < outputs.size(); ++i) values[node.outputs[i]] = std::move(outputs[i]);
-  }
-  return values.at(g.outputs()[0]);
+  return testing::RunUnoptimizedReference(bytes, {{g.value(g.inputs()[0]).name, input}});
 }
 
 // Loads `b`, checks that the pipeline left `fused_op` and `expected_nodes`
