@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "graph/log.h"
+#include "graph/onnx_dtype.h"
 
 namespace kiln::graph {
 namespace {
@@ -21,17 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 
 StatusOr<DType> DTypeFromOnnx(int32_t elem_type) {
-  switch (elem_type) {
-    case onnx::TensorProto::FLOAT: return DType::kFloat32;
-    case onnx::TensorProto::DOUBLE: return DType::kFloat64;
-    case onnx::TensorProto::INT64: return DType::kInt64;
-    case onnx::TensorProto::INT32: return DType::kInt32;
-    case onnx::TensorProto::INT16: return DType::kInt16;
-    case onnx::TensorProto::INT8: return DType::kInt8;
-    case onnx::TensorProto::UINT8: return DType::kUint8;
-    case onnx::TensorProto::BOOL: return DType::kBool;
-    default: break;
-  }
+  if (std::optional<DType> dtype = DTypeFromOnnxCode(elem_type)) return *dtype;
   const std::string name = onnx::TensorProto_DataType_IsValid(elem_type)
                                ? onnx::TensorProto_DataType_Name(static_cast<onnx::TensorProto_DataType>(elem_type))
                                : "code " + std::to_string(elem_type);

@@ -6,6 +6,8 @@
 #include <optional>
 #include <string_view>
 
+#include "graph/onnx_dtype.h"
+
 namespace kiln::graph {
 namespace {
 
@@ -193,20 +195,6 @@ Dim ProductDim(const std::vector<Dim>& dims, size_t begin, size_t end) {
   return Dim{};
 }
 
-std::optional<DType> DTypeFromOnnxEnum(int64_t onnx_type) {
-  // TensorProto.DataType values.
-  switch (onnx_type) {
-    case 1: return DType::kFloat32;
-    case 2: return DType::kUint8;
-    case 3: return DType::kInt8;
-    case 5: return DType::kInt16;
-    case 6: return DType::kInt32;
-    case 7: return DType::kInt64;
-    case 9: return DType::kBool;
-    case 11: return DType::kFloat64;
-    default: return std::nullopt;
-  }
-}
 
 DType FirstKnownDType(const NodeView& n, std::initializer_list<size_t> inputs) {
   for (size_t i : inputs) {
@@ -224,7 +212,7 @@ Outputs SameShapeBool(const NodeView& n) { return {{DType::kBool, n.shape(0)}}; 
 
 Outputs CastRule(const NodeView& n) {
   auto to = n.int_attr("to", 0);
-  std::optional<DType> dtype = to ? DTypeFromOnnxEnum(*to) : std::nullopt;
+  std::optional<DType> dtype = to ? DTypeFromOnnxCode(*to) : std::nullopt;
   return {{dtype.value_or(DType::kUndefined), n.shape(0)}};
 }
 

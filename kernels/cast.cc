@@ -5,27 +5,12 @@
 #include <memory>
 #include <optional>
 
+#include "graph/onnx_dtype.h"
 #include "kernels/elementwise_common.h"
 
 namespace kiln::kernels {
 namespace {
 
-// The kiln dtype for an ONNX TensorProto.DataType code, or nullopt for
-// types kiln has no tensors of (string, float16, bfloat16, unsigned 16-64
-// bit, complex).
-std::optional<DType> DTypeFromOnnx(int64_t code) {
-  switch (code) {
-    case 1: return DType::kFloat32;
-    case 2: return DType::kUint8;
-    case 3: return DType::kInt8;
-    case 5: return DType::kInt16;
-    case 6: return DType::kInt32;
-    case 7: return DType::kInt64;
-    case 9: return DType::kBool;
-    case 11: return DType::kFloat64;
-    default: return std::nullopt;
-  }
-}
 
 const char* OnnxTypeName(int64_t code) {
   switch (code) {
@@ -75,7 +60,7 @@ class CastKernel final : public OpKernel {
 StatusOr<std::unique_ptr<OpKernel>> CreateCast(const graph::Node& node) {
   KILN_ASSIGN_OR_RETURN(int64_t to, node.GetInt("to", -1));
   if (node.FindAttribute("to") == nullptr) return InvalidModel("Cast: missing attribute 'to'");
-  std::optional<DType> dtype = DTypeFromOnnx(to);
+  std::optional<DType> dtype = graph::DTypeFromOnnxCode(to);
   if (!dtype) return Unsupported("Cast: target type ", OnnxTypeName(to), " (", to, ") is not supported");
   return std::unique_ptr<OpKernel>(new CastKernel(*dtype));
 }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 
+#include "graph/onnx_dtype.h"
 #include "kernels/tensor_ops_common.h"
 
 namespace kiln::kernels {
@@ -198,19 +199,6 @@ class RangeKernel final : public OpKernel {
 
 // ---------------------------------------------------------------- EyeLike
 
-std::optional<DType> DTypeFromOnnxCode(int64_t code) {
-  switch (code) {
-    case 1: return DType::kFloat32;
-    case 2: return DType::kUint8;
-    case 3: return DType::kInt8;
-    case 5: return DType::kInt16;
-    case 6: return DType::kInt32;
-    case 7: return DType::kInt64;
-    case 9: return DType::kBool;
-    case 11: return DType::kFloat64;
-    default: return std::nullopt;
-  }
-}
 
 template <typename T>
 void FillEye(Tensor& out, int64_t k) {
@@ -255,7 +243,7 @@ StatusOr<std::unique_ptr<OpKernel>> CreateEyeLike(const graph::Node& node) {
   std::optional<DType> dtype;
   if (node.FindAttribute("dtype") != nullptr) {
     KILN_ASSIGN_OR_RETURN(int64_t code, node.GetInt("dtype", 1));
-    dtype = DTypeFromOnnxCode(code);
+    dtype = graph::DTypeFromOnnxCode(code);
     if (!dtype) return Unsupported("EyeLike: dtype code ", code, " is not supported");
   }
   return std::unique_ptr<OpKernel>(new EyeLikeKernel(dtype, k));

@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./tools/install_deps.sh
-# --local_test_jobs=1 keeps the conformance suite and the concurrency tests
-# from competing for the machine's two cores.
+# Two test jobs at a time: one per core of the CI machine; the concurrency
+# tests start threads of their own.
 bazel test //... --test_output=errors --local_test_jobs=2
