@@ -414,19 +414,10 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegion(JitCompiler& 
   }
 
   const std::string name = "kiln_region" + std::to_string(region.id) + "_" + std::to_string(compiler.NextSerial());
-  auto context = std::make_unique<llvm::LLVMContext>();
-  auto module = std::make_unique<llvm::Module>(name, *context);
-  module->setDataLayout(compiler.data_layout());
-  module->setTargetTriple(compiler.target_triple());
-  {
-    RegionEmitter emitter(graph, region, *module, compiler.f32_vector_lanes());
-    KILN_RETURN_IF_ERROR(emitter.Emit(name, nest, plans, compiler.cpu_name(), compiler.cpu_features()));
-  }
-
-  // Nothing is in the JIT before this point; Compile cleans up after itself.
-  llvm::Expected<JitCode> code =
-      compiler.Compile(llvm::orc::ThreadSafeModule(std::move(module), std::move(context)), name);
-  if (!code) return Internal("jit: compiling region ", region.id, ": ", llvm::toString(code.takeError()));
+  KILN_ASSIGN_OR_RETURN(JitCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) {
+                          RegionEmitter emitter(graph, region, module, compiler.f32_vector_lanes());
+                          return emitter.Emit(name, nest, plans, compiler.cpu_name(), compiler.cpu_features());
+                        }));
 
   CompiledRegion::Info info;
   info.name = name;
@@ -434,7 +425,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegion(JitCompiler& 
   info.row_len = nest.row_len;
   for (const InputPlan& p : plans) info.input_baked.push_back(p.spec.baked);
   info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  auto compiled = std::make_unique<CompiledRegion>(std::move(*code), std::move(info));
+  auto compiled = std::make_unique<CompiledRegion>(std::move(code), std::move(info));
   Log().debug("jit: compiled {} ({} nodes, domain {}, {} x {}) in {:.2f} ms, {} code bytes", name,
               region.nodes.size(), DimsToString(nest.domain), compiled->num_rows(), compiled->row_len(),
               compiled->compile_ms(), compiled->code_bytes());

@@ -455,19 +455,10 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegionGeneric(JitCom
   const std::string name =
       "kiln_region" + std::to_string(region.id) + "_generic_r" + std::to_string(domain_rank) + "_" +
       std::to_string(compiler.NextSerial());
-  auto context = std::make_unique<llvm::LLVMContext>();
-  auto module = std::make_unique<llvm::Module>(name, *context);
-  module->setDataLayout(compiler.data_layout());
-  module->setTargetTriple(compiler.target_triple());
-  {
-    GenericEmitter emitter(graph, region, *module, compiler.f32_vector_lanes());
-    KILN_RETURN_IF_ERROR(emitter.Emit(name, domain_rank, specs, compiler.cpu_name(), compiler.cpu_features()));
-  }
-
-  // Nothing is in the JIT before this point; Compile cleans up after itself.
-  llvm::Expected<JitCode> code =
-      compiler.Compile(llvm::orc::ThreadSafeModule(std::move(module), std::move(context)), name);
-  if (!code) return Internal("jit: compiling generic region ", region.id, ": ", llvm::toString(code.takeError()));
+  KILN_ASSIGN_OR_RETURN(JitCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) {
+                          GenericEmitter emitter(graph, region, module, compiler.f32_vector_lanes());
+                          return emitter.Emit(name, domain_rank, specs, compiler.cpu_name(), compiler.cpu_features());
+                        }));
 
   CompiledRegion::Info info;
   info.name = name;
@@ -475,7 +466,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegionGeneric(JitCom
   info.domain_rank = domain_rank;
   for (const InputSpec& s : specs) info.input_baked.push_back(s.baked);
   info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  auto compiled = std::make_unique<CompiledRegion>(std::move(*code), std::move(info));
+  auto compiled = std::make_unique<CompiledRegion>(std::move(code), std::move(info));
   Log().debug("jit: compiled {} ({} nodes, generic rank {}) in {:.2f} ms, {} code bytes", name, region.nodes.size(),
               domain_rank, compiled->compile_ms(), compiled->code_bytes());
   return compiled;

@@ -1,5 +1,7 @@
 #include "jit/region_ops.h"
 
+#include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
+
 #include <llvm/IR/Constants.h>
 #include <llvm/IR/DerivedTypes.h>
 #include <llvm/IR/Intrinsics.h>
@@ -370,6 +372,20 @@ StatusOr<Operand> OpEmitter::EmitNode(const Node& node, const std::vector<std::o
   }
 
   return Unsupported("jit: op ", op, " is not supported by the elementwise code generator");
+}
+
+StatusOr<JitCode> EmitAndCompile(JitCompiler& compiler, const std::string& name,
+                                 const std::function<Status(llvm::Module&)>& emit) {
+  auto context = std::make_unique<llvm::LLVMContext>();
+  auto module = std::make_unique<llvm::Module>(name, *context);
+  module->setDataLayout(compiler.data_layout());
+  module->setTargetTriple(compiler.target_triple());
+  KILN_RETURN_IF_ERROR(emit(*module));
+  // Nothing is in the JIT before this point; Compile cleans up after itself.
+  llvm::Expected<JitCode> code =
+      compiler.Compile(llvm::orc::ThreadSafeModule(std::move(module), std::move(context)), name);
+  if (!code) return Internal("jit: compiling ", name, ": ", llvm::toString(code.takeError()));
+  return std::move(*code);
 }
 
 }  // namespace kiln::jit::internal

@@ -6,13 +6,17 @@
 // here once.
 #pragma once
 
+#include <llvm/ExecutionEngine/Orc/Core.h>  // ResourceTracker, held by JitCode
 #include <llvm/IR/IRBuilder.h>
 
+#include <functional>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "graph/graph.h"
 #include "graph/region.h"
+#include "jit/jit_compiler.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
 
@@ -91,5 +95,12 @@ class OpEmitter {
   llvm::IRBuilderBase& b_;
   int lanes_;
 };
+
+// Creates a module named `name` for the JIT's data layout and target, lets
+// `emit` fill it (in a fresh LLVMContext), then compiles it and returns the
+// code whose entry is the function `name`. Nothing stays in the JIT on
+// failure.
+StatusOr<JitCode> EmitAndCompile(JitCompiler& compiler, const std::string& name,
+                                 const std::function<Status(llvm::Module&)>& emit);
 
 }  // namespace kiln::jit::internal
