@@ -70,7 +70,7 @@ class ConvKernel final : public OpKernel {
       }
       std::unordered_map<int, dnnl::memory> extra;
       if (b != nullptr) extra.emplace(DNNL_ARG_BIAS, WrapMemory(plan->pd.bias_desc(), b->raw_data()));
-      plan->io.Execute(ctx, plan->primitive, plan->pd, x->raw_data(), *w, y->raw_data(), std::move(extra));
+      plan->io.Execute(ctx, plan->primitive, plan->pd, x->raw_data(), *w, ctx.input_is_constant(1), y->raw_data(), std::move(extra));
       return Status::Ok();
     });
   }

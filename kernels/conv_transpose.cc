@@ -81,7 +81,7 @@ class ConvTransposeKernel final : public OpKernel {
       }
       std::unordered_map<int, dnnl::memory> extra;
       if (b != nullptr) extra.emplace(DNNL_ARG_BIAS, WrapMemory(plan->pd.bias_desc(), b->raw_data()));
-      plan->io.Execute(ctx, plan->primitive, plan->pd, x->raw_data(), *w,
+      plan->io.Execute(ctx, plan->primitive, plan->pd, x->raw_data(), *w, ctx.input_is_constant(1),
                        plan->crop ? full.raw_data() : y->raw_data(), std::move(extra));
       if (plan->crop) CropOrExtend(*plan, full, b, *y);
       return Status::Ok();

@@ -78,34 +78,19 @@ void ExecuteReorder(const KernelContext& ctx, const DnnlReorder& reorder, const 
   ExecuteDnnl(ctx, reorder.primitive, reorder.pd, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
 }
 
-void PackedWeightsCache::Sample(const Tensor& weights, std::vector<float>* out) const {
-  const int64_t n = weights.num_elements();
-  const float* data = weights.data<float>();
-  out->clear();
-  if (n <= kSamples) {
-    out->assign(data, data + n);
-    return;
-  }
-  // Evenly spaced positions, plus the last element.
-  for (int64_t i = 0; i < kSamples - 1; ++i) out->push_back(data[i * (n / (kSamples - 1))]);
-  out->push_back(data[n - 1]);
-}
-
-dnnl::memory PackedWeightsCache::Get(const KernelContext& ctx, const DnnlReorder& reorder,
-                                     const Tensor& weights) const {
-  std::vector<float> sample;
-  Sample(weights, &sample);
-  std::lock_guard<std::mutex> lock(mu_);
-  // Bitwise comparison: NaN weights must match too.
-  if (source_ == weights.raw_data() && packed_ && sample.size() == sample_.size() &&
-      std::memcmp(sample.data(), sample_.data(), sample.size() * sizeof(float)) == 0) {
-    return packed_;
+dnnl::memory PackedWeightsCache::Get(const KernelContext& ctx, const DnnlReorder& reorder, const Tensor& weights,
+                                     bool weights_constant) const {
+  if (weights_constant) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (source_ == weights.raw_data() && packed_) return packed_;
   }
   dnnl::memory packed(reorder.pd.dst_desc(), DnnlEngine());
   ExecuteReorder(ctx, reorder, WrapMemory(reorder.pd.src_desc(), weights.raw_data()), packed);
-  source_ = weights.raw_data();
-  sample_ = std::move(sample);
-  packed_ = packed;
+  if (weights_constant) {
+    std::lock_guard<std::mutex> lock(mu_);
+    source_ = weights.raw_data();
+    packed_ = packed;
+  }
   return packed;
 }
 
@@ -120,7 +105,7 @@ void BlockedIo::Prepare(const dnnl::memory::desc& src, const dnnl::memory::desc&
 }
 
 void BlockedIo::Execute(const KernelContext& ctx, const dnnl::primitive& primitive, const dnnl::primitive_desc_base& pd,
-                        const void* src, const Tensor& weights, void* dst,
+                        const void* src, const Tensor& weights, bool weights_constant, void* dst,
                         std::unordered_map<int, dnnl::memory> extra) const {
   dnnl::memory src_mem = WrapMemory(src_user, src);
   if (reorder_src) {
@@ -128,7 +113,7 @@ void BlockedIo::Execute(const KernelContext& ctx, const dnnl::primitive& primiti
     ExecuteReorder(ctx, src_reorder, src_mem, blocked);
     src_mem = blocked;
   }
-  dnnl::memory weights_mem = reorder_weights ? weights_cache.Get(ctx, weights_reorder, weights)
+  dnnl::memory weights_mem = reorder_weights ? weights_cache.Get(ctx, weights_reorder, weights, weights_constant)
                                              : WrapMemory(weights_user, weights.raw_data());
   dnnl::memory dst_user_mem = WrapMemory(dst_user, dst);
   dnnl::memory dst_mem = reorder_dst ? dnnl::memory(dst_reorder.pd.src_desc(), DnnlEngine()) : dst_user_mem;

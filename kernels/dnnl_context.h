@@ -97,17 +97,16 @@ void ExecuteReorder(const KernelContext& ctx, const DnnlReorder& reorder, const 
 // calls pack once.
 class PackedWeightsCache {
  public:
-  // Returns `weights` in the reorder's destination layout. May throw
-  // dnnl::error.
-  dnnl::memory Get(const KernelContext& ctx, const DnnlReorder& reorder, const Tensor& weights) const;
+  // Returns `weights` in the reorder's destination layout. Constant weights
+  // (KernelContext::input_is_constant) are packed once and reused; weights
+  // that arrive as a run-time input are packed on every call, since their
+  // contents may change at the same address. May throw dnnl::error.
+  dnnl::memory Get(const KernelContext& ctx, const DnnlReorder& reorder, const Tensor& weights,
+                   bool weights_constant) const;
 
  private:
-  static constexpr int64_t kSamples = 256;
-  void Sample(const Tensor& weights, std::vector<float>* out) const;
-
   mutable std::mutex mu_;
   mutable const void* source_ = nullptr;
-  mutable std::vector<float> sample_;
   mutable dnnl::memory packed_;
 };
 
@@ -128,7 +127,7 @@ struct BlockedIo {
   // Runs `primitive` on row-major `src`, `weights` and `dst` memory plus
   // `extra` arguments (bias). May throw dnnl::error.
   void Execute(const KernelContext& ctx, const dnnl::primitive& primitive, const dnnl::primitive_desc_base& pd,
-               const void* src, const Tensor& weights, void* dst,
+               const void* src, const Tensor& weights, bool weights_constant, void* dst,
                std::unordered_map<int, dnnl::memory> extra) const;
 };
 

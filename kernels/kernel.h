@@ -49,9 +49,16 @@ class OutputAllocator {
 // thread pool.
 class KernelContext {
  public:
+  // `constant_inputs`, when given, is parallel to `inputs` and marks the
+  // inputs that are graph constants: immutable, at a fixed address for the
+  // session's life, so a kernel may cache what it derives from them.
   KernelContext(const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs, OutputAllocator& allocator,
-                const ParallelRunner& parallel)
-      : inputs_(inputs), outputs_(outputs), allocator_(allocator), parallel_(parallel) {}
+                const ParallelRunner& parallel, const std::vector<bool>* constant_inputs = nullptr)
+      : inputs_(inputs),
+        outputs_(outputs),
+        allocator_(allocator),
+        parallel_(parallel),
+        constant_inputs_(constant_inputs) {}
 
   int num_inputs() const { return static_cast<int>(inputs_.size()); }
   int num_outputs() const { return static_cast<int>(outputs_.size()); }
@@ -63,12 +70,18 @@ class KernelContext {
   // memory is uninitialised. Fails on overflowing dims or allocation failure.
   StatusOr<Tensor*> Output(int i, DType dtype, const Dims& dims);
   const ParallelRunner& parallel() const { return parallel_; }
+  // True when input `i` is a graph constant (see the constructor).
+  bool input_is_constant(int i) const {
+    return constant_inputs_ != nullptr && i >= 0 && static_cast<size_t>(i) < constant_inputs_->size() &&
+           (*constant_inputs_)[static_cast<size_t>(i)];
+  }
 
  private:
   const std::vector<const Tensor*>& inputs_;
   std::vector<Tensor>& outputs_;
   OutputAllocator& allocator_;
   const ParallelRunner& parallel_;
+  const std::vector<bool>* constant_inputs_;
 };
 
 class OpKernel {

@@ -163,6 +163,9 @@ StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& g
     step.node = id;
     step.kernel = std::move(kernel).value();
     step.inputs = node.inputs;
+    for (graph::ValueId in : node.inputs) {
+      step.input_is_constant.push_back(in != graph::kNoValue && graph.value(in).constant.has_value());
+    }
     step.outputs = node.outputs;
     step.description = node.Describe();
     interp->steps_.push_back(std::move(step));
@@ -239,7 +242,8 @@ Status Interpreter::RunSteps(ExecutionFrame& frame, const Unit& unit, const kern
     }
     frame.scratch_outputs.assign(step.outputs.size(), Tensor());
     FrameAllocator allocator(frame, slot_of_value_, step.outputs);
-    kernels::KernelContext ctx(frame.scratch_inputs, frame.scratch_outputs, allocator, parallel);
+    kernels::KernelContext ctx(frame.scratch_inputs, frame.scratch_outputs, allocator, parallel,
+                               &step.input_is_constant);
 
     const auto start = profile ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     Status status = step.kernel->Compute(ctx);

@@ -86,6 +86,7 @@ class Interpreter {
     std::unique_ptr<kernels::OpKernel> kernel;
     std::vector<graph::ValueId> inputs;
     std::vector<graph::ValueId> outputs;
+    std::vector<bool> input_is_constant;  // parallel to `inputs`
     std::string description;  // "node Conv 'conv1'", for errors
   };
   // Consecutive steps that run as one: a single node, or a region's nodes.

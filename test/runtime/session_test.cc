@@ -65,6 +65,32 @@ TEST(Session, AcceptsZeroCopyViewsAndDoesNotWriteThem) {
   EXPECT_FLOAT_EQ((*out)[0].tensor.data<float>()[2], 12.f);
 }
 
+// Conv weights that arrive as a run-time input may change between runs at
+// the same address (a caller reusing its buffer); only graph constants may be
+// packed once and cached.
+TEST(Session, ConvWeightsFromAnInputAreReadOnEveryRun) {
+  OnnxModelBuilder b;
+  b.Input("x", kFloat, {1, 2, 8, 8}).Input("w", kFloat, {4, 2, 3, 3}).Output("y");
+  auto& conv = b.Node("Conv", {"x", "w"}, {"y"});
+  OnnxModelBuilder::IntsAttr(conv, "pads", {1, 1, 1, 1});
+  auto session = Session::Create(LoadOrDie(b));
+  ASSERT_TRUE(session.ok()) << session.status().ToString();
+
+  std::vector<float> x(2 * 8 * 8, 1.0f);
+  std::vector<float> w(4 * 2 * 3 * 3, 1.0f);
+  Tensor x_view = Tensor::View(DType::kFloat32, {1, 2, 8, 8}, x.data());
+  Tensor w_view = Tensor::View(DType::kFloat32, {4, 2, 3, 3}, w.data());
+  // The centre pixel sees all 2*3*3 taps.
+  const size_t centre = 3 * 8 + 3;
+  for (float scale : {1.0f, 2.0f, -0.5f}) {
+    std::fill(w.begin(), w.end(), scale);
+    auto out = (*session)->Run({{"x", x_view}, {"w", w_view}});
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    const float* y = (*out)[0].tensor.data<float>();
+    for (int oc = 0; oc < 4; ++oc) EXPECT_FLOAT_EQ(y[oc * 64 + centre], 18.0f * scale) << "scale " << scale;
+  }
+}
+
 TEST(Session, InputErrorsNameTheProblem) {
   auto session = Session::Create(LoadOrDie(AddReluScale()));
   ASSERT_TRUE(session.ok());
