@@ -6,21 +6,10 @@
 #include <vector>
 
 #include "graph/log.h"
+#include "graph/pattern_match.h"
 
 namespace kiln::graph {
 namespace {
-
-bool IsDefaultOp(const Node& node, std::string_view op) {
-  return !node.dead && node.domain.empty() && node.op_type == op;
-}
-
-// The float32 constant behind `id`, or nullptr.
-const Tensor* FloatConstant(const Graph& graph, ValueId id) {
-  if (id == kNoValue) return nullptr;
-  const Value& v = graph.value(id);
-  if (!v.constant || v.constant->dtype() != DType::kFloat32) return nullptr;
-  return &*v.constant;
-}
 
 // A float32 constant of shape [channels], or nullptr.
 const Tensor* PerChannelConstant(const Graph& graph, ValueId id, int64_t channels) {

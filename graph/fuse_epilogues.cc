@@ -10,13 +10,10 @@
 #include <vector>
 
 #include "graph/log.h"
+#include "graph/pattern_match.h"
 
 namespace kiln::graph {
 namespace {
-
-bool IsDefaultOp(const Node& node, std::string_view op) {
-  return !node.dead && node.domain.empty() && node.op_type == op;
-}
 
 // The one node that uses `id`, when `id` can disappear into a fused node:
 // float32, used exactly once and not a graph output. kNoNode otherwise.
@@ -24,13 +21,6 @@ NodeId SoleUser(const Graph& graph, ValueId id) {
   const Value& v = graph.value(id);
   if (v.dtype != DType::kFloat32 || v.is_graph_output || v.users.size() != 1) return kNoNode;
   return v.users[0];
-}
-
-const Tensor* FloatConstant(const Graph& graph, ValueId id) {
-  if (id == kNoValue) return nullptr;
-  const Value& v = graph.value(id);
-  if (!v.constant || v.constant->dtype() != DType::kFloat32) return nullptr;
-  return &*v.constant;
 }
 
 // Rank and dims known statically, from a constant or the shape info.
@@ -70,6 +60,13 @@ std::optional<ActivationMatch> MatchActivation(const Graph& graph, const Node& n
   const std::string& op = node.op_type;
   if (op == "Relu" || op == "Sigmoid" || op == "Tanh" || op == "HardSwish") {
     if (node.inputs.size() != 1) return std::nullopt;
+    return m;
+  }
+  if (op == "Gelu") {
+    // The erf form only (what exporters write and fuse_gelu produces); the
+    // tanh approximation stays a node of its own.
+    StatusOr<std::string> approximate = node.GetString("approximate", "none");
+    if (node.inputs.size() != 1 || !approximate.ok() || *approximate != "none") return std::nullopt;
     return m;
   }
   auto float_attr = [&](const char* attr, float default_value) -> std::optional<float> {

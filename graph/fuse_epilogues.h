@@ -9,7 +9,7 @@
 //   Gemm -> [Add(constant [N] or [1, N])] -> [activation]      => kiln.FusedMatMul
 // with at least one of the bracketed steps present. activation is one of
 // Relu, LeakyRelu, Clip (constant min/max), Sigmoid, Tanh, HardSwish,
-// HardSigmoid, Elu.
+// HardSigmoid, Elu, Gelu (erf form).
 //
 // The fused node (domain "kiln", opset 1) keeps the original node's name,
 // inputs and attributes and adds:

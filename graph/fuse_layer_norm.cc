@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "graph/log.h"
+#include "graph/pattern_match.h"
 
 namespace kiln::graph {
 namespace {
@@ -16,52 +17,6 @@ namespace {
 constexpr int kLayerNormOpset = 17;
 // ReduceMean takes its axes as an input from this opset on.
 constexpr int kReduceAxesInputOpset = 18;
-
-bool IsDefaultOp(const Node& node, std::string_view op) {
-  return !node.dead && node.domain.empty() && node.op_type == op;
-}
-
-// Whether `id` is float32, not a graph output, and used exactly `uses`
-// times.
-bool IsFloatIntermediate(const Graph& graph, ValueId id, size_t uses) {
-  if (id == kNoValue) return false;
-  const Value& v = graph.value(id);
-  return v.dtype == DType::kFloat32 && !v.is_graph_output && v.users.size() == uses;
-}
-
-// The one node that uses `id` when `id` is a float32 intermediate with a
-// single use and that node is a live default-domain `op` with one output;
-// kNoNode otherwise.
-NodeId SoleUser(const Graph& graph, ValueId id, std::string_view op) {
-  if (!IsFloatIntermediate(graph, id, 1)) return kNoNode;
-  const NodeId user = graph.value(id).users[0];
-  const Node& n = graph.node(user);
-  if (!IsDefaultOp(n, op) || n.outputs.size() != 1 || n.outputs[0] == kNoValue) return kNoNode;
-  return user;
-}
-
-const Tensor* FloatConstant(const Graph& graph, ValueId id) {
-  if (id == kNoValue) return nullptr;
-  const Value& v = graph.value(id);
-  if (!v.constant || v.constant->dtype() != DType::kFloat32) return nullptr;
-  return &*v.constant;
-}
-
-// A one-element float32 constant whose rank does not exceed `max_rank`
-// (so broadcasting it adds no dims); its value, or nullopt.
-std::optional<float> ScalarConstant(const Graph& graph, ValueId id, int64_t max_rank) {
-  const Tensor* t = FloatConstant(graph, id);
-  if (t == nullptr || t->num_elements() != 1 || t->rank() > max_rank) return std::nullopt;
-  return t->data<float>()[0];
-}
-
-// For a commutative binary node with `input` as one operand: the other.
-ValueId OtherOperand(const Node& node, ValueId input) {
-  if (node.inputs.size() != 2) return kNoValue;
-  if (node.inputs[0] == input) return node.inputs[1];
-  if (node.inputs[1] == input) return node.inputs[0];
-  return kNoValue;
-}
 
 // Whether `node` is ReduceMean(input) over the last axis of a rank-`rank`
 // tensor, keeping dims.
@@ -109,7 +64,7 @@ std::optional<LayerNormMatch> Match(const Graph& graph, NodeId first) {
   const ValueId mean = rm1.outputs[0];
 
   // d = x - mean, used by exactly the Pow and the Div.
-  const NodeId sub_id = SoleUser(graph, mean, "Sub");
+  const NodeId sub_id = SoleUserOfType(graph, mean, "Sub");
   if (sub_id == kNoNode) return std::nullopt;
   const Node& sub = graph.node(sub_id);
   if (sub.inputs.size() != 2 || sub.inputs[0] != m.x || sub.inputs[1] != mean) return std::nullopt;
@@ -127,23 +82,23 @@ std::optional<LayerNormMatch> Match(const Graph& graph, NodeId first) {
   }
   const std::optional<float> exponent = ScalarConstant(graph, pow.inputs[1], rank);
   if (!exponent || *exponent != 2.0f) return std::nullopt;
-  const NodeId rm2_id = SoleUser(graph, pow.outputs[0], "ReduceMean");
+  const NodeId rm2_id = SoleUserOfType(graph, pow.outputs[0], "ReduceMean");
   if (rm2_id == kNoNode || !IsLastAxisMean(graph, graph.node(rm2_id), pow.outputs[0], rank)) return std::nullopt;
   const ValueId var = graph.node(rm2_id).outputs[0];
 
   // std = Sqrt(var + eps).
-  const NodeId add_eps_id = SoleUser(graph, var, "Add");
+  const NodeId add_eps_id = SoleUserOfType(graph, var, "Add");
   if (add_eps_id == kNoNode) return std::nullopt;
   const Node& add_eps = graph.node(add_eps_id);
   const std::optional<float> eps = ScalarConstant(graph, OtherOperand(add_eps, var), rank);
   if (!eps) return std::nullopt;
   m.epsilon = *eps;
-  const NodeId sqrt_id = SoleUser(graph, add_eps.outputs[0], "Sqrt");
+  const NodeId sqrt_id = SoleUserOfType(graph, add_eps.outputs[0], "Sqrt");
   if (sqrt_id == kNoNode || graph.node(sqrt_id).inputs.size() != 1) return std::nullopt;
   const ValueId stddev = graph.node(sqrt_id).outputs[0];
 
   // Div(d, std), the Pow's sibling.
-  if (SoleUser(graph, stddev, "Div") != div_id) return std::nullopt;
+  if (SoleUserOfType(graph, stddev, "Div") != div_id) return std::nullopt;
   const Node& div = graph.node(div_id);
   if (div.inputs.size() != 2 || div.inputs[0] != d || div.inputs[1] != stddev) return std::nullopt;
 
@@ -152,7 +107,7 @@ std::optional<LayerNormMatch> Match(const Graph& graph, NodeId first) {
     const Tensor* t = FloatConstant(graph, id);
     return t != nullptr && t->rank() == 1 && t->dim(0) == d_model;
   };
-  const NodeId mul_id = SoleUser(graph, div.outputs[0], "Mul");
+  const NodeId mul_id = SoleUserOfType(graph, div.outputs[0], "Mul");
   if (mul_id == kNoNode) return std::nullopt;
   const Node& mul = graph.node(mul_id);
   m.scale = OtherOperand(mul, div.outputs[0]);
@@ -160,7 +115,7 @@ std::optional<LayerNormMatch> Match(const Graph& graph, NodeId first) {
   m.y = mul.outputs[0];
   m.nodes = {first, sub_id, pow_id, rm2_id, add_eps_id, sqrt_id, div_id, mul_id};
 
-  const NodeId add_id = SoleUser(graph, m.y, "Add");
+  const NodeId add_id = SoleUserOfType(graph, m.y, "Add");
   if (add_id != kNoNode) {
     const ValueId bias = OtherOperand(graph.node(add_id), m.y);
     if (per_feature(bias)) {

@@ -8,6 +8,7 @@
 #include "graph/dead_code.h"
 #include "graph/fold_batch_norm.h"
 #include "graph/fuse_epilogues.h"
+#include "graph/fuse_gelu.h"
 #include "graph/fuse_layer_norm.h"
 #include "graph/log.h"
 #include "graph/printer.h"
@@ -101,6 +102,12 @@ Status RunGraphPipeline(Graph& graph, const PipelineOptions& options) {
   //    read; it also needs x's last dim, which propagation has settled.
   KILN_RETURN_IF_ERROR(FuseLayerNorm(graph).status());
   KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fuse_layer_norm"));
+
+  //    GELU fusion for the same reasons (its constants are often Constant
+  //    nodes), and before epilogue fusion, which can then fold the one Gelu
+  //    into a preceding MatMul or Conv as a post-op.
+  KILN_RETURN_IF_ERROR(FuseGelu(graph).status());
+  KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fuse_gelu"));
 
   // 4. Batch-norm folding, after constant folding (exporters may compute
   //    the statistics or the Conv weights with nodes that only folding

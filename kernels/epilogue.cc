@@ -35,6 +35,7 @@ void Epilogue::AppendPostOps(dnnl::post_ops& ops) const {
       ops.append_eltwise(1.0f, algorithm::eltwise_clip, 0.0f, 1.0f);
       return;
     case Activation::kElu: ops.append_eltwise(1.0f, algorithm::eltwise_elu, alpha, 0.0f); return;
+    case Activation::kGeluErf: ops.append_eltwise(1.0f, algorithm::eltwise_gelu_erf, 0.0f, 0.0f); return;
   }
 }
 
@@ -64,6 +65,8 @@ void Epilogue::Apply(float* data, int64_t n) const {
         return v < 1.0f ? v : 1.0f;
       });
     case Activation::kElu: return Map(data, n, [a](float x) { return x >= 0.0f ? x : a * std::expm1(x); });
+    case Activation::kGeluErf:
+      return Map(data, n, [](float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); });
   }
 }
 
@@ -93,6 +96,8 @@ StatusOr<Epilogue> ParseEpilogue(const graph::Node& node, const char* op) {
     e.activation = Activation::kHardSigmoid;
   } else if (name == "Elu") {
     e.activation = Activation::kElu;
+  } else if (name == "Gelu") {
+    e.activation = Activation::kGeluErf;
   } else {
     return Unsupported(op, ": activation '", name, "' is not supported");
   }

@@ -15,7 +15,7 @@
 
 namespace kiln::kernels {
 
-enum class Activation { kNone, kRelu, kLeakyRelu, kClip, kSigmoid, kTanh, kHardSwish, kHardSigmoid, kElu };
+enum class Activation { kNone, kRelu, kLeakyRelu, kClip, kSigmoid, kTanh, kHardSwish, kHardSigmoid, kElu, kGeluErf };
 
 struct Epilogue {
   Activation activation = Activation::kNone;

@@ -81,6 +81,15 @@ void AddActivation(OnnxModelBuilder& b, const std::string& act, const std::strin
     b.Node("Clip", {in, "clip_lo", "clip_hi"}, {out});
     return;
   }
+  if (act == "GeluDecomposed") {  // as PyTorch exports nn.GELU(); fuse_gelu makes it a Gelu
+    b.FloatInit("gelu_sqrt2", {}, {1.41421354f}).FloatInit("gelu_one", {}, {1.0f}).FloatInit("gelu_half", {}, {0.5f});
+    b.Node("Div", {in, "gelu_sqrt2"}, {in + "_scaled"});
+    b.Node("Erf", {in + "_scaled"}, {in + "_erf"});
+    b.Node("Add", {in + "_erf", "gelu_one"}, {in + "_erf1"});
+    b.Node("Mul", {in, in + "_erf1"}, {in + "_prod"});
+    b.Node("Mul", {in + "_prod", "gelu_half"}, {out});
+    return;
+  }
   onnx::NodeProto& n = b.Node(act, {in}, {out});
   if (act == "LeakyRelu") OnnxModelBuilder::FloatAttr(n, "alpha", 0.3f);
   if (act == "Elu") OnnxModelBuilder::FloatAttr(n, "alpha", 0.7f);
@@ -90,7 +99,8 @@ void AddActivation(OnnxModelBuilder& b, const std::string& act, const std::strin
   }
 }
 
-const char* const kActivations[] = {"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "Elu"};
+const char* const kActivations[] = {"Relu",      "LeakyRelu",   "Clip", "Sigmoid",       "Tanh",
+                                    "HardSwish", "HardSigmoid", "Elu",  "GeluDecomposed"};
 
 TEST(FuseEpiloguesRunTest, ConvAddActivationMatchesUnfused) {
   for (const char* act : kActivations) {
