@@ -1,6 +1,13 @@
 // MaxPool (float32, int8, uint8), AveragePool (float32), 1-D to 3-D, on oneDNN's pooling primitive,
 // and GlobalAveragePool / GlobalMaxPool as plain per-plane reductions.
 //
+// 2-D float32 pooling (the CNN case) has a direct kernel of its own:
+// Debian's oneDNN 2.6 serves plain NCHW pooling with its scalar
+// "simple_nchw" implementation, measured at 17-20 ms for a 3x3/2 max pool
+// over 32x112x112 on this machine, against about 0.2 ms for the loops
+// below (which walk each output row once per window tap, vectorised along
+// the row).
+//
 // ceil_mode: oneDNN derives the output size with floor division, so the end
 // padding passed to it is extended until the last (partial) window fits.
 // Max pooling and average pooling without pads in the count ignore padding
@@ -50,6 +57,10 @@ class PoolKernel final : public OpKernel {
                             cache_.GetOrCreate(key, [&] { return MakePlan(x->dims(), x->dtype()); }));
       KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, x->dtype(), plan->out_dims));
       if (y->num_elements() == 0) return Status::Ok();
+      if (plan->direct) {
+        RunDirect2d(ctx, *plan, x->data<float>(), y->data<float>());
+        return Status::Ok();
+      }
       ExecuteDnnl(ctx, plan->primitive, plan->pd,
                   {{DNNL_ARG_SRC, WrapMemory(plan->pd.src_desc(), x->raw_data())},
                    {DNNL_ARG_DST, WrapMemory(plan->pd.dst_desc(), y->raw_data())}});
@@ -66,12 +77,90 @@ class PoolKernel final : public OpKernel {
   }
 
  private:
+  // One spatial axis of a direct 2-D pooling: which window taps land in
+  // the input for each output position, and the average's divisor.
+  struct Axis {
+    int64_t in = 0, out = 0, kernel = 0, stride = 0, dilation = 0, pad_begin = 0;
+    // Output positions [out_lo[t], out_hi[t]) read input for tap t.
+    std::vector<int64_t> out_lo, out_hi;
+    // 1 / (taps counted by the average) per output position.
+    std::vector<float> inv_count;
+  };
+
   struct Plan {
     Dims out_dims;
     std::vector<float> rescale;  // per output spatial position; empty if none
+    bool direct = false;         // float32 2-D: RunDirect2d, no oneDNN primitive
+    Axis rows, cols;             // direct only
     dnnl::pooling_v2_forward::primitive_desc pd;
     dnnl::pooling_v2_forward primitive;
   };
+
+  // The taps of `axis` that land in the input for each output position;
+  // `counted_lo/hi` bound the positions the average counts (the input, or
+  // the explicitly padded input for count_include_pad).
+  static Axis MakeAxis(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t dilation,
+                       int64_t pad_begin, int64_t counted_lo, int64_t counted_hi) {
+    Axis a{in, out, kernel, stride, dilation, pad_begin, {}, {}, {}};
+    for (int64_t t = 0; t < kernel; ++t) {
+      // in position of output o at tap t: o * stride - pad_begin + t * dilation.
+      const int64_t offset = t * dilation - pad_begin;
+      const int64_t lo = std::max<int64_t>(0, -FloorDiv(offset, stride));  // ceil(-offset / stride)
+      const int64_t hi = std::min<int64_t>(out, -FloorDiv(offset - in, stride));
+      a.out_lo.push_back(std::min(lo, out));
+      a.out_hi.push_back(std::max(std::min(lo, out), hi));
+    }
+    for (int64_t o = 0; o < out; ++o) {
+      int64_t n = 0;
+      for (int64_t t = 0; t < kernel; ++t) {
+        const int64_t pos = o * stride - pad_begin + t * dilation;
+        n += pos >= counted_lo && pos < counted_hi;
+      }
+      a.inv_count.push_back(n > 0 ? 1.0f / static_cast<float>(n) : 0.0f);
+    }
+    return a;
+  }
+
+  // Pools every (n, c) plane: each output row is initialised, then combined
+  // with one input row per vertical tap and one strided pass per
+  // horizontal tap, so the inner loop runs along contiguous output.
+  void RunDirect2d(const KernelContext& ctx, const Plan& plan, const float* in, float* out) const {
+    const Axis& r = plan.rows;
+    const Axis& c = plan.cols;
+    const int64_t planes = plan.out_dims[0] * plan.out_dims[1];
+    const int64_t in_plane = r.in * c.in, out_plane = r.out * c.out;
+    const bool is_max = kind_ == PoolKind::kMax;
+    const int64_t work_per_plane = out_plane * r.kernel * c.kernel;
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, work_per_plane));
+    ctx.parallel().For(planes, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const float* src = in + p * in_plane;
+        float* dst = out + p * out_plane;
+        for (int64_t oh = 0; oh < r.out; ++oh) {
+          float* row = dst + oh * c.out;
+          std::fill(row, row + c.out, is_max ? -std::numeric_limits<float>::infinity() : 0.0f);
+          for (int64_t kh = 0; kh < r.kernel; ++kh) {
+            if (oh < r.out_lo[static_cast<size_t>(kh)] || oh >= r.out_hi[static_cast<size_t>(kh)]) continue;
+            const float* in_row = src + (oh * r.stride - r.pad_begin + kh * r.dilation) * c.in;
+            for (int64_t kw = 0; kw < c.kernel; ++kw) {
+              const int64_t lo = c.out_lo[static_cast<size_t>(kw)], hi = c.out_hi[static_cast<size_t>(kw)];
+              const float* tap = in_row + kw * c.dilation - c.pad_begin;
+              const int64_t stride = c.stride;
+              if (is_max) {
+                for (int64_t ow = lo; ow < hi; ++ow) row[ow] = std::max(row[ow], tap[ow * stride]);
+              } else {
+                for (int64_t ow = lo; ow < hi; ++ow) row[ow] += tap[ow * stride];
+              }
+            }
+          }
+          if (!is_max) {
+            const float row_scale = r.inv_count[static_cast<size_t>(oh)];
+            for (int64_t ow = 0; ow < c.out; ++ow) row[ow] *= row_scale * c.inv_count[static_cast<size_t>(ow)];
+          }
+        }
+      }
+    });
+  }
 
   const char* name() const { return kind_ == PoolKind::kMax ? "MaxPool" : "AveragePool"; }
 
@@ -98,6 +187,21 @@ class PoolKernel final : public OpKernel {
         // A window made only of padding has no defined value.
         return InvalidArgument(op, ": pads ", DimsToString(attrs_.pads), " are not smaller than the kernel");
       }
+    }
+    if (dtype == DType::kFloat32 && rank == 2) {
+      // ONNX's average counts the window taps inside the input, or with
+      // count_include_pad those inside the explicitly padded input (never
+      // the ceil_mode extension beyond it).
+      plan->direct = true;
+      auto axis = [&](size_t i) {
+        const int64_t counted_lo = count_include_pad_ ? -g.pad_begin[i] : 0;
+        const int64_t counted_hi = count_include_pad_ ? in[i] + g.pad_end[i] : in[i];
+        return MakeAxis(in[i], g.output[i], g.kernel[i], g.strides[i], g.dilations[i], g.pad_begin[i], counted_lo,
+                        counted_hi);
+      };
+      plan->rows = axis(0);
+      plan->cols = axis(1);
+      return std::shared_ptr<const Plan>(std::move(plan));
     }
     dnnl::algorithm alg = dnnl::algorithm::pooling_max;
     if (kind_ == PoolKind::kAverage) {
