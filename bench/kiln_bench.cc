@@ -1,17 +1,22 @@
 // kiln's benchmark harness (Google Benchmark, real time, named arguments).
 //
-// Three groups, so that every kiln number can be read against a roof:
+// Four groups, so that every kiln number can be read against a roof:
 //  - machine roofs: STREAM-style triad bandwidth and a vector FMA peak;
 //  - kernels and regions: a fused elementwise chain and a decomposed
 //    LayerNorm + GELU, each interpreted and JIT-compiled (the pair is what
 //    the report turns into a speedup), and a 512^3 MatMul in FLOP/s;
 //  - whole models from `--models_dir` (the //tools:demo_models outputs):
-//    steady-state runs per tier and thread count, and cold start.
+//    steady-state runs per tier and thread count, and cold start;
+//  - the benchmark model zoo from `--zoo_dir` (//bench/models:zoo), see
+//    zoo_bench.h, checked against ONNX Runtime's outputs in `--ort_outputs`,
+//    and the request latency while the zoo's models tier up
+//    (tier_up_latency.h).
 //
 // Every interp/jit pair runs both tiers once before timing and compares the
 // outputs; a pair that disagrees is reported as an error, not a time.
 //
-// Usage: kiln_bench --models_dir=DIR [--benchmark_* flags]
+// Usage: kiln_bench --models_dir=DIR [--zoo_dir=DIR [--ort_outputs=DIR]]
+//                   [--benchmark_* flags]
 // (`bench/run` builds it, runs it and writes the report.)
 
 #include <benchmark/benchmark.h>
@@ -32,8 +37,11 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "bench/tier_up_latency.h"
+#include "bench/zoo_bench.h"
 #include "kiln/session.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
@@ -367,6 +375,29 @@ OnnxModelBuilder LayerNormGeluModel(const Dims& dims) {
   return b;
 }
 
+// Attention probabilities, as a transformer computes them per head: scores
+// [b, q, k] scaled by 1/sqrt(64), plus an additive key mask [b, 1, k] (0, or
+// -1e4 for the last eighth of the keys: padding), then Softmax over the keys
+// (opset 13). One row-reduction region: scale and mask are recomputed in
+// both of Softmax's passes instead of going through memory.
+OnnxModelBuilder SoftmaxAttentionModel(const Dims& dims) {
+  const int64_t batch = dims[0];
+  const int64_t keys = dims[2];
+  std::vector<float> mask(static_cast<size_t>(batch * keys), 0.0f);
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t k = keys - keys / 8; k < keys; ++k) mask[static_cast<size_t>(b * keys + k)] = -1e4f;
+  }
+  OnnxModelBuilder b(13);
+  b.Input("x", kFloat, dims);
+  b.FloatInit("scale", {}, {0.125f});
+  b.FloatInit("mask", {batch, 1, keys}, mask);
+  b.Node("Mul", {"x", "scale"}, {"scaled"});
+  b.Node("Add", {"scaled", "mask"}, {"masked"});
+  b.Node("Softmax", {"masked"}, {"y"});
+  b.Output("y");
+  return b;
+}
+
 // A single [m, k] x [k, n] MatMul with constant weights.
 OnnxModelBuilder MatMulModel(int64_t m, int64_t n, int64_t k) {
   OnnxModelBuilder b(17);
@@ -502,6 +533,20 @@ void RegisterRegions() {
       })->UseRealTime();
     }
   }
+  const std::vector<Dims> attention_shapes = {{4, 128, 128}, {12, 384, 384}};
+  for (const Dims& dims : attention_shapes) {
+    std::string shape;
+    for (int64_t d : dims) shape += (shape.empty() ? "" : "x") + std::to_string(d);
+    for (bool jit : {false, true}) {
+      const std::string name = std::string("BM_SoftmaxAttention/tier:") + TierArg(jit) + "/shape:" + shape;
+      benchmark::RegisterBenchmark(name.c_str(), [dims, shape, jit](benchmark::State& state) {
+        TierPair& pair = GetPair("softmax_attention/" + shape, [dims](TierPair& p) {
+          return PrepareBuilt(SoftmaxAttentionModel(dims), dims, p);
+        });
+        TimeTier(state, pair, jit);
+      })->UseRealTime();
+    }
+  }
   for (int threads : {1, 2}) {
     const std::string name = "BM_MatMul/m:512/n:512/k:512/threads:" + std::to_string(threads);
     benchmark::RegisterBenchmark(name.c_str(), BM_MatMul, 512, 512, 512, threads)->UseRealTime();
@@ -562,17 +607,21 @@ void AddMachineContext() {
 }  // namespace kiln::bench
 
 int main(int argc, char** argv) {
-  // --models_dir is ours: take it out before Google Benchmark sees (and
-  // rejects) it.
-  std::string models_dir;
+  // --models_dir, --zoo_dir and --ort_outputs are ours: take them out before
+  // Google Benchmark sees (and rejects) them.
+  std::string models_dir, zoo_dir, ort_outputs;
+  const std::pair<const char*, std::string*> own_flags[] = {
+      {"--models_dir=", &models_dir}, {"--zoo_dir=", &zoo_dir}, {"--ort_outputs=", &ort_outputs}};
   std::vector<char*> args;
-  const std::string flag = "--models_dir=";
   for (int i = 0; i < argc; ++i) {
-    if (i > 0 && std::strncmp(argv[i], flag.c_str(), flag.size()) == 0) {
-      models_dir = argv[i] + flag.size();
-    } else {
-      args.push_back(argv[i]);
+    bool own = false;
+    for (const auto& [prefix, value] : own_flags) {
+      if (i > 0 && std::strncmp(argv[i], prefix, std::strlen(prefix)) == 0) {
+        *value = argv[i] + std::strlen(prefix);
+        own = true;
+      }
     }
+    if (!own) args.push_back(argv[i]);
   }
   int bench_argc = static_cast<int>(args.size());
   args.push_back(nullptr);
@@ -584,11 +633,17 @@ int main(int argc, char** argv) {
   } else {
     kiln::bench::RegisterModels(models_dir);
   }
+  if (!zoo_dir.empty()) {
+    kiln::bench::RegisterZoo(zoo_dir, ort_outputs);
+    kiln::bench::RegisterTierUpLatency(zoo_dir);
+  }
 
   benchmark::Initialize(&bench_argc, args.data());
   if (benchmark::ReportUnrecognizedArguments(bench_argc, args.data())) return 1;
   kiln::bench::AddMachineContext();
   benchmark::AddCustomContext("kiln_models_dir", models_dir.empty() ? "(none)" : models_dir);
+  benchmark::AddCustomContext("kiln_zoo_dir", zoo_dir.empty() ? "(none)" : zoo_dir);
+  benchmark::AddCustomContext("kiln_ort_outputs", ort_outputs.empty() ? "(none)" : ort_outputs);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

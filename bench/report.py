@@ -2,18 +2,25 @@
 """Turns a kiln_bench JSON file (Google Benchmark format) into a Markdown report.
 
 Usage: /usr/bin/python3 bench/report.py RESULTS.json [--out REPORT.md]
-           [--plot PLOT.png] [--loadavg-end "..."]
+           [--plot LATENCY.png] [--speedup-plot SPEEDUP.png]
+           [--ort ORT.json | --ort-missing "why"]
+           [--loadavg-start "..."] [--loadavg-end "..."]
 
-The report puts ratios first (JIT speedup over the interpreter for every
-interp/jit pair, with geomeans), because ratios survive a noisy, shared
-machine much better than absolute times; absolute times follow, then the
-roofs: STREAM triad bandwidth against the fused regions' bandwidth, and the
-FMA peak against MatMul throughput. Times are the median over repetitions;
-cv is the coefficient of variation across repetitions.
+The report puts ratios first, because ratios survive a noisy, shared machine
+much better than absolute times: for every model zoo case and thread count,
+kiln's JIT speedup over its interpreter, kiln JIT time / ONNX Runtime time
+(from bench/ort/run_ort.js, run in the same bench/run invocation) and cold
+start kiln / ORT, with geomeans per thread count; then the JIT speedup of the
+microbenchmarks and demo models. Absolute times follow, then the roofs:
+STREAM triad bandwidth against the fused regions' bandwidth, and the FMA peak
+against MatMul throughput. kiln times are the median over repetitions (cv is
+the coefficient of variation across them); ORT times are the median over
+single runs.
 
-The plot (speedup per pair) uses matplotlib if importable, else gnuplot if
-on PATH, else it is skipped and the report says so. Needs only the standard
-library and numpy.
+The latency plot (zoo cases, interp / JIT / ORT, one panel per thread count)
+needs gnuplot; the speedup plot uses matplotlib if importable, else gnuplot.
+Without a plotting tool the plots are skipped and the report says so. Needs
+only the standard library and numpy.
 """
 
 import argparse
@@ -55,7 +62,9 @@ class Result:
 
 
 def display_name(run_name):
-    return run_name.replace("/real_time", "")
+    """The benchmark name without Google Benchmark's option suffixes."""
+    return re.sub(r"/(real_time|manual_time|process_time|min_time:[^/]*|repeats:\d+|iterations:\d+)(?=/|$)",
+                  "", run_name)
 
 
 def load_results(path):
@@ -106,7 +115,7 @@ def speedup_pairs(results):
     """(pair name, interp Result, jit Result, speedup or None), in run order."""
     pairs = []
     for name, interp in results.items():
-        if "tier:interp" not in name:
+        if "tier:interp" not in name or name.startswith("BM_Zoo"):
             continue
         jit = results.get(name.replace("tier:interp", "tier:jit"))
         if jit is None:
@@ -138,11 +147,23 @@ def cpu_info():
     return model, flags
 
 
-def machine_section(context, args):
+def memory_total():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return "%.1f GiB" % (int(line.split()[1]) / (1024 * 1024))
+    except (OSError, ValueError, IndexError):
+        pass
+    return "unknown"
+
+
+def machine_section(context, args, ort):
     model, flags = cpu_info()
     lines = ["## Machine", ""]
-    lines.append("- CPU: %s (%s cores, %s MHz as reported)" % (
-        context.get("cpu_model", model), context.get("num_cpus", os.cpu_count()), context.get("mhz_per_cpu", "?")))
+    lines.append("- CPU: %s (%s cores, %s MHz as reported); memory %s" % (
+        context.get("cpu_model", model), context.get("num_cpus", os.cpu_count()), context.get("mhz_per_cpu", "?"),
+        memory_total()))
     simd = ", ".join("%s %s" % (f, "yes" if f in flags else "no") for f in ("fma", "avx2", "avx512f"))
     lines.append("- SIMD flags: %s (kiln builds with -march=x86-64-v3, i.e. AVX2 + FMA)" % simd)
     caches = context.get("caches", [])
@@ -151,12 +172,23 @@ def machine_section(context, args):
             "L%d %s %d KiB%s" % (c["level"], c["type"], c["size"] // 1024,
                                  " (shared by %d)" % c["num_sharing"] if c.get("num_sharing", 1) > 1 else "")
             for c in caches))
-    load_start = context.get("loadavg_at_start") or " ".join("%.2f" % x for x in context.get("load_avg", []))
+    load_start = args.loadavg_start or context.get("loadavg_at_start") or " ".join(
+        "%.2f" % x for x in context.get("load_avg", []))
     lines.append("- Load average at start: %s; at end: %s. The machine is shared: a load near or above the core"
                  " count means other processes competed for the CPU during the run, which inflates absolute"
                  " times (most of all the 2-thread runs) more than ratios." % (
                      load_start or "unknown", args.loadavg_end or "not recorded"))
     lines.append("- Run: %s, %s" % (context.get("date", "?"), context.get("host_name", "?")))
+    if ort:
+        # ORT runs first, kiln_bench after it: when the load changed between
+        # the two phases, the kiln / ORT ratios carry that too.
+        lines.append("- Peer: ONNX Runtime %s via onnxruntime-node (Node %s), run %s. Load average (1/5/15 min) at"
+                     " ORT start %s, ORT end %s, kiln_bench start %s: compare them before trusting kiln / ORT"
+                     " ratios." % (
+                         ort.get("onnxruntime_version", "?"), ort.get("node_version", "?"), ort.get("date", "?"),
+                         " ".join("%.2f" % x for x in ort.get("loadavg_at_start", [])) or "?",
+                         " ".join("%.2f" % x for x in ort.get("loadavg_at_end", [])) or "?",
+                         " ".join(context.get("loadavg_at_start", "?").split()[:3])))
     if context.get("library_build_type") == "debug":
         lines.append("- Note: the system libbenchmark reports itself as a debug build; its per-iteration overhead"
                      " is negligible next to the microsecond-scale runs measured here.")
@@ -164,7 +196,7 @@ def machine_section(context, args):
 
 
 def ratio_section(pairs):
-    lines = ["## JIT speedup over the interpreter (ratios first)", ""]
+    lines = ["## JIT speedup over the interpreter: microbenchmarks and demo models", ""]
     lines.append("Speedup = interpreter median time / JIT median time for the same model, shape and threads."
                  " Region microbenchmarks run with 1 intra-op thread. JIT compile time is excluded here and"
                  " reported under Compile cost.")
@@ -294,10 +326,366 @@ def compile_section(results):
     return lines
 
 
-def peer_section():
-    return ["## Peers", "",
-            "ONNX Runtime: not measured yet (planned). When it is, add a `tier:ort` member to each BM_Model"
-            " pair and a row per model here: kiln best tier / ORT time, same threads and inputs.", ""]
+# ---------------------------------------------------------------------------
+# Model zoo: kiln (BM_Zoo*) next to ONNX Runtime (bench/ort/run_ort.js)
+
+ZOO_RE = re.compile(r"^BM_Zoo/model:(?P<case>.+)/tier:(?P<tier>[a-z]+)/threads:(?P<threads>\d+)$")
+ZOO_COLD_RE = re.compile(r"^BM_ZooColdStart/model:(?P<case>.+)/threads:(?P<threads>\d+)$")
+ZOO_TIERUP_RE = re.compile(r"^BM_ZooTierUp/model:(?P<case>.+)/threads:(?P<threads>\d+)$")
+
+
+class ZooRow:
+    """Everything measured for one zoo case at one thread count."""
+
+    def __init__(self, case, threads):
+        self.case = case
+        self.threads = threads
+        self.kiln = {}  # "interp" / "jit" / "cold" / "tierup" -> Result
+        self.ort = None  # run_ort.js's per-threads dict, or None when ORT did not run the case
+        self.ort_error = None
+
+    def kiln_seconds(self, key):
+        result = self.kiln.get(key)
+        return None if result is None or result.error else result.seconds()
+
+    def ort_seconds(self, phase):
+        if self.ort is None or self.ort_error or phase not in self.ort:
+            return None
+        return self.ort[phase]["median_ms"] * 1e-3
+
+
+def load_ort(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def zoo_rows(results, ort):
+    """ZooRows in manifest order (ORT's) then kiln's run order for any case ORT lacks."""
+    rows = {}
+
+    def row(case, threads):
+        return rows.setdefault((case, threads), ZooRow(case, threads))
+
+    if ort:
+        for case in ort.get("cases", []):
+            for threads, data in sorted(case.get("threads", {}).items(), key=lambda kv: int(kv[0])):
+                r = row(case["name"], int(threads))
+                r.ort = data
+                r.ort_error = data.get("error")
+            if case.get("error"):
+                # The case failed before any thread count ran (e.g. an
+                # unreadable input): mark it for the thread counts ORT runs.
+                for threads in ort.get("settings", {}).get("threads", [1, 2]):
+                    r = row(case["name"], int(threads))
+                    r.ort_error = case["error"]
+    for name, result in results.items():
+        for regex, key in ((ZOO_RE, None), (ZOO_COLD_RE, "cold"), (ZOO_TIERUP_RE, "tierup")):
+            m = regex.match(name)
+            if m:
+                row(m.group("case"), int(m.group("threads"))).kiln[key or m.group("tier")] = result
+                break
+    return list(rows.values())
+
+
+def ratio_cell(numerator, denominator, failed, fmt="%.2f"):
+    """numerator / denominator with `fmt`, or why there is no ratio."""
+    if failed:
+        return "error"
+    if not numerator or not denominator:
+        return "n/a"
+    return fmt % (numerator / denominator)
+
+
+def row_errors(row):
+    """(where, message) for everything that failed in a row."""
+    errors = []
+    for key in ("interp", "jit", "cold", "tierup"):
+        result = row.kiln.get(key)
+        if result is not None and result.error:
+            errors.append(("kiln %s" % key, result.error))
+    if row.ort_error:
+        errors.append(("ORT", row.ort_error.replace("|", "\\|")))
+    return errors
+
+
+def zoo_ratio_section(rows, ort_note):
+    lines = ["## kiln vs ONNX Runtime on the model zoo (ratios first)", ""]
+    if not rows:
+        lines += ["No model zoo results (no BM_Zoo benchmarks ran and no ORT results).", ""]
+        return lines
+    lines.append(ort_note)
+    lines.append("")
+    lines.append("- **JIT speedup** = kiln interpreter time / kiln JIT time (same case, same threads); above 1 the"
+                 " JIT helps.")
+    lines.append("- **kiln JIT / ORT** = kiln JIT median time / ORT median time; **at or below 1.00 kiln is as fast"
+                 " as ORT or faster**. kiln interp / ORT is the same for the interpreter tier.")
+    lines.append("- **cold kiln / ORT** = (load + session creation + first run) for kiln / the same for ORT (a fresh"
+                 " session from the file); below 1 kiln starts faster.")
+    lines.append("- Steady-state ORT times include the Node binding's per-call cost (tens of microseconds at"
+                 " most): only cases under ~0.1 ms are visibly affected, in kiln's favour.")
+    lines.append("- **JIT vs ORT outputs** = kiln_bench's largest relative difference between kiln JIT's outputs"
+                 " and ORT's (it skips a benchmark whose outputs disagree, see Errors).")
+    lines.append("")
+    lines.append("| case | threads | JIT speedup | kiln JIT / ORT | kiln interp / ORT | cold kiln / ORT |"
+                 " JIT vs ORT outputs | note |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---|")
+    by_threads = {}
+    for row in rows:
+        interp, jit = row.kiln_seconds("interp"), row.kiln_seconds("jit")
+        ort_t = row.ort_seconds("steady")
+        errors = row_errors(row)
+        kiln_err = [w for w, _ in errors if w in ("kiln interp", "kiln jit")]
+        ort_err = [w for w, _ in errors if w == "ORT"]
+        jit_result = row.kiln.get("jit")
+        no_region = jit_result is not None and jit_result.value("regions") == 0
+        jit_err, interp_err = "kiln jit" in kiln_err, "kiln interp" in kiln_err
+        speedup = ratio_cell(interp, jit, kiln_err, "%.2fx")
+        if no_region and speedup not in ("error", "n/a"):
+            speedup = "n/a (no region)"
+        vs_ort = ratio_cell(jit, ort_t, jit_err or ort_err, "**%.2f**")
+        interp_vs_ort = ratio_cell(interp, ort_t, interp_err or ort_err)
+        cold = ratio_cell(row.kiln_seconds("cold"), row.ort_seconds("cold_start"),
+                          any(w == "kiln cold" for w, _ in errors) or ort_err)
+        checked = jit_result.value("ort_checked") if jit_result is not None and not jit_result.error else None
+        rel = jit_result.value("ort_max_rel_diff") if checked else None
+        check = "%.1e" % rel if rel is not None else "not compared" if checked == 0 else ""
+        notes = []
+        if errors:
+            notes.append("error: " + "; ".join(w for w, _ in errors) + " (see Errors)")
+        if row.ort is None and not row.ort_error:
+            notes.append("not run by ORT")
+        if not row.kiln:
+            notes.append("not run by kiln")
+        for key in ("jit", "interp"):
+            label = row.kiln.get(key).aggregates.get("median", {}).get("label") if row.kiln.get(key) else None
+            if label and label not in notes:
+                notes.append(label.replace("|", "\\|"))
+        lines.append("| %s | %d | %s | %s | %s | %s | %s | %s |" % (
+            row.case, row.threads, speedup, vs_ort, interp_vs_ort, cold, check, "; ".join(notes)))
+        g = by_threads.setdefault(row.threads, {"speedup": [], "jit_ort": [], "interp_ort": [], "cold": []})
+        if interp and jit and not kiln_err and not no_region:
+            g["speedup"].append(interp / jit)
+        if ort_t and not ort_err:
+            if jit and not jit_err:
+                g["jit_ort"].append(jit / ort_t)
+            if interp and not interp_err:
+                g["interp_ort"].append(interp / ort_t)
+        cold_k, cold_o = row.kiln_seconds("cold"), row.ort_seconds("cold_start")
+        if cold_k and cold_o and not ort_err:
+            g["cold"].append(cold_k / cold_o)
+    lines.append("")
+
+    def fmt_g(values, unit=""):
+        g = geomean(values)
+        return "n/a" if g is None else "%.2f%s (%d cases)" % (g, unit, len(values))
+
+    for threads in sorted(by_threads):
+        g = by_threads[threads]
+        lines.append("- Geomean at %d thread%s: JIT speedup %s; **kiln JIT / ORT %s**; kiln interp / ORT %s;"
+                     " cold start kiln / ORT %s" % (threads, "" if threads == 1 else "s", fmt_g(g["speedup"], "x"),
+                                                     fmt_g(g["jit_ort"]), fmt_g(g["interp_ort"]), fmt_g(g["cold"])))
+    return lines
+
+
+def fmt_ms(seconds):
+    return "n/a" if seconds is None else "%.3g" % (seconds * 1e3)
+
+
+def memory_counters(result):
+    """'name=value' for counters that look like memory figures (kiln_bench decides their names)."""
+    if result is None or result.error:
+        return []
+    entry = result.aggregates.get("median", {})
+    out = []
+    for key, value in entry.items():
+        if isinstance(value, (int, float)) and re.search(r"peak|rss|mem|bytes_alloc|arena", key, re.I) \
+                and key != "bytes_per_second":
+            out.append("%s %.3g" % (key, value))
+    return out
+
+
+def kiln_memory(row):
+    """kiln's memory figures: the planner's peak arena (steady JIT) and what a cold start adds to the RSS."""
+    out = []
+    jit = row.kiln.get("jit")
+    if jit is not None and not jit.error and jit.value("peak_planned_bytes") is not None:
+        out.append("planned %.3g MiB" % (jit.value("peak_planned_bytes") / (1 << 20)))
+    cold = row.kiln.get("cold")
+    if cold is not None and not cold.error and cold.value("peak_rss_delta_mb") is not None:
+        out.append("cold start RSS +%.3g MiB" % cold.value("peak_rss_delta_mb"))
+    if not out:
+        out = memory_counters(jit) or memory_counters(row.kiln.get("interp"))
+    return out
+
+
+def tierup_cell(row):
+    result = row.kiln.get("tierup")
+    if result is None:
+        return ""
+    if result.error:
+        return "error"
+    runs = result.value("runs_to_tier_up")
+    return fmt_ms(result.seconds()) + (" (%.3g runs)" % runs if runs is not None else "")
+
+
+def zoo_absolute_section(rows, ort):
+    lines = ["## Model zoo: absolute times (median, ms)", ""]
+    if not rows:
+        return lines + ["No model zoo results."]
+    lines.append("kiln: median over repetitions of Google Benchmark's mean; ORT: median over single runs (p90 and"
+                 " run count beside it). Cold = load + create + first run. Tier-up = a new session (default"
+                 " policy) run until every region has compiled, with the number of runs that took."
+                 " kiln memory: the memory planner's peak (steady state) and the RSS a cold start adds."
+                 " ORT peak RSS is the Node process's peak during the steady-state runs (its baseline before loading any"
+                 " model was %s MiB)." % ("%.0f" % ort["baseline_rss_mb"] if ort and "baseline_rss_mb" in ort
+                                          else "n/a"))
+    lines.append("")
+    lines.append("| case | threads | kiln interp (cv) | kiln JIT (cv) | ORT (p90, runs) | kiln cold | ORT cold | kiln tier-up |"
+                 " kiln memory | ORT peak RSS MiB | compile ms | regions compiled |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+    for row in rows:
+        def kiln_cell(key, with_cv=False):
+            result = row.kiln.get(key)
+            if result is None:
+                return ""
+            if result.error:
+                return "error"
+            cv = result.cv()
+            return fmt_ms(result.seconds()) + (" (%s)" % fmt_pct(cv) if with_cv and cv is not None else "")
+
+        if row.ort_error:
+            ort_cell = ort_cold = "error"
+        elif row.ort is None:
+            ort_cell = ort_cold = ""
+        else:
+            steady = row.ort.get("steady", {})
+            ort_cell = "%.3g (%.3g, %d)" % (steady["median_ms"], steady["p90_ms"], steady["runs"]) if steady else "n/a"
+            ort_cold = "%.3g" % row.ort["cold_start"]["median_ms"] if "cold_start" in row.ort else "n/a"
+        jit = row.kiln.get("jit")
+        ok_jit = jit is not None and not jit.error
+        regions = (jit.value("regions_total") or jit.value("regions")) if ok_jit else None
+        compiled = jit.value("regions_compiled") if ok_jit else None
+        failed = jit.value("regions_failed") if ok_jit else None
+        compile_ms = jit.value("compile_ms") if jit is not None and not jit.error else None
+        memory = kiln_memory(row)
+        rss = row.ort.get("peak_rss_mb") if row.ort and not row.ort_error else None
+        lines.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            row.case, row.threads, kiln_cell("interp", True), kiln_cell("jit", True), ort_cell, kiln_cell("cold"), ort_cold,
+            tierup_cell(row), ", ".join(memory) or "n/a", "n/a" if rss is None else "%.0f" % rss,
+            "n/a" if compile_ms is None else "%.1f" % compile_ms,
+            "n/a" if regions is None else "%d / %d%s" % (compiled or 0, regions,
+                                                          " (%d failed)" % failed if failed else "")))
+    return lines
+
+
+def errors_section(rows, results):
+    lines = ["## Errors", ""]
+    lines.append("Output mismatches (kiln_bench compares each tier with ORT's outputs and skips the benchmark with"
+                 " the error) and failures on either side, listed instead of times.")
+    lines.append("")
+    count = 0
+    for row in rows:
+        for where, message in row_errors(row):
+            lines.append("- %s, %d thread%s, %s: %s" % (row.case, row.threads, "" if row.threads == 1 else "s",
+                                                       where, message))
+            count += 1
+    zoo_names = {r.name for row in rows for r in row.kiln.values()}
+    for name, result in results.items():
+        if result.error and name not in zoo_names:
+            lines.append("- %s: %s" % (name, result.error))
+            count += 1
+    if count == 0:
+        lines.append("None.")
+    return lines
+
+
+def write_latency_plot(rows, path):
+    """Grouped bars (kiln interp, kiln JIT, ORT) per zoo case, one panel per thread count. Returns a sentence."""
+    thread_counts = sorted({row.threads for row in rows})
+    panels = []
+    for threads in thread_counts:
+        points = []
+        for row in rows:
+            if row.threads != threads:
+                continue
+            values = [row.kiln_seconds("interp"), row.kiln_seconds("jit"), row.ort_seconds("steady")]
+            if any(v for v in values):
+                points.append((row.case, [v * 1e3 if v else None for v in values]))
+        if points:
+            panels.append((threads, points))
+    if not panels:
+        return "Latency plot skipped: no zoo case has a time."
+    gnuplot = shutil.which("gnuplot")
+    if not gnuplot:
+        return "Latency plot skipped: gnuplot is not installed (bench/run installs gnuplot-nox when run as root)."
+    all_values = [v for _, points in panels for _, vs in points for v in vs if v]
+    lo, hi = min(all_values), max(all_values)
+    log = hi / lo > 20
+    most = max(len(points) for _, points in panels)
+    width = max(900, 70 * most + 200)
+    # noenhanced: case names have '_' and ':' that gnuplot's enhanced text
+    # would turn into subscripts.
+    script = ["set terminal pngcairo noenhanced size %d,%d font 'sans,10'" % (width, 480 * len(panels)),
+              "set output '%s'" % path,
+              "set datafile missing 'NaN'",
+              "set style data histograms",
+              "set style histogram clustered gap 1",
+              "set style fill solid 0.85 border -1",
+              "set boxwidth 0.9",
+              "set xtics rotate by -30 font ',9' nomirror",
+              "set grid ytics",
+              "set key outside top center horizontal reverse Left width 2",
+              "set bmargin 9",
+              "set rmargin 14"]
+    if log:
+        script += ["set logscale y", "set yrange [%g:%g]" % (lo / 1.5, hi * 3),
+                   "set ylabel 'median latency, ms (log scale)'"]
+    else:
+        script += ["set yrange [0:%g]" % (hi * 1.15), "set ylabel 'median latency, ms'"]
+    script.append("set multiplot layout %d,1" % len(panels))
+    files = []
+    try:
+        for threads, points in panels:
+            data = tempfile.NamedTemporaryFile("w", suffix=".dat", delete=False)
+            files.append(data.name)
+            with data:
+                for label, values in points:
+                    data.write('"%s" %s\n' % (label.replace('"', "'"),
+                                              " ".join("NaN" if v is None else "%g" % v for v in values)))
+            script.append("set title 'Model zoo latency, %d thread%s (lower is better)'" % (
+                threads, "" if threads == 1 else "s"))
+            script.append("plot '%s' using 2:xtic(1) title 'kiln interp' lc rgb '#9ecae1', "
+                          "'' using 3 title 'kiln JIT' lc rgb '#08519c', "
+                          "'' using 4 title 'ONNX Runtime' lc rgb '#e6550d'" % data.name)
+        script.append("unset multiplot")
+        subprocess.run([gnuplot], input="\n".join(script) + "\n", text=True, check=True,
+                       stderr=subprocess.PIPE)
+        return "![latency](%s) (gnuplot%s)" % (os.path.basename(path), ", log scale" if log else "")
+    except (OSError, subprocess.CalledProcessError) as e:
+        detail = getattr(e, "stderr", "") or ""
+        return "Latency plot skipped: gnuplot failed (%s %s)." % (e, detail.strip()[:300])
+    finally:
+        for name in files:
+            os.unlink(name)
+
+
+def ort_note(ort, ort_missing):
+    if ort:
+        settings = ort.get("settings", {})
+        return ("ONNX Runtime %s (onnxruntime-node on Node %s, CPU execution provider): intra-op threads = the"
+                " row's threads, %s inter-op thread, %s execution, graph optimization level '%s', intra-op"
+                " spin-waiting %s; steady state ="
+                " median of single runs after warm-up, at least %s s and %s runs; cold start = median of %s"
+                " fresh sessions. Run in the same bench/run invocation as kiln, just before kiln_bench." % (
+                    ort.get("onnxruntime_version", "?"), ort.get("node_version", "?"),
+                    settings.get("inter_op_threads", 1), settings.get("execution_mode", "sequential"),
+                    settings.get("graph_optimization_level", "all"),
+                    {True: "on (ORT's default: on a busy 2-core machine it inflates ORT's 2-thread times)",
+                     False: "off (KILN_ORT_SPINNING=0)"}.get(settings.get("allow_spinning"), "as ORT's default"),
+                    settings.get("min_time_s", "?"),
+                    settings.get("min_runs", "?"), settings.get("cold_reps", "?")))
+    return "**ONNX Runtime was not measured in this run: %s** The ORT columns are empty." % (
+        ort_missing or "no --ort file given.")
 
 
 def write_plot(pairs, path):
@@ -353,20 +741,32 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("results")
     parser.add_argument("--out", help="Markdown file (default: stdout)")
-    parser.add_argument("--plot", help="PNG file for the speedup plot")
+    parser.add_argument("--plot", help="PNG file for the zoo latency plot (kiln interp, JIT, ORT)")
+    parser.add_argument("--speedup-plot", help="PNG file for the JIT speedup plot of the other pairs")
+    parser.add_argument("--ort", help="ort.json written by bench/ort/run_ort.js")
+    parser.add_argument("--ort-missing", default="", help="why there is no ORT data, for the report")
+    parser.add_argument("--loadavg-start", default="", help="/proc/loadavg before the run")
     parser.add_argument("--loadavg-end", default="", help="/proc/loadavg after the run")
     args = parser.parse_args()
 
     context, results = load_results(args.results)
+    ort = load_ort(args.ort) if args.ort else None
+    rows = zoo_rows(results, ort)
     pairs = speedup_pairs(results)
     lines = ["# kiln benchmark report: %s" % os.path.splitext(os.path.basename(args.results))[0], ""]
-    lines += machine_section(context, args) + [""]
+    lines += machine_section(context, args, ort) + [""]
+    lines += zoo_ratio_section(rows, ort_note(ort, args.ort_missing)) + [""]
+    lines += ["### Latency plot", "",
+              write_latency_plot(rows, args.plot) if args.plot else "Plot not requested (--plot).", ""]
     lines += ratio_section(pairs) + [""]
+    lines += errors_section(rows, results) + [""]
+    lines += zoo_absolute_section(rows, ort) + [""]
     lines += absolute_section(results) + [""]
     lines += roofs_section(results) + [""]
     lines += compile_section(results) + [""]
-    lines += peer_section()
-    lines += ["## Plot", "", write_plot(pairs, args.plot) if args.plot else "Plot not requested (--plot).", ""]
+    lines += ["## Speedup plot", "",
+              write_plot(pairs, args.speedup_plot) if args.speedup_plot else "Plot not requested (--speedup-plot).",
+              ""]
     text = "\n".join(lines)
     if args.out:
         with open(args.out, "w") as f:

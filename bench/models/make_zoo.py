@@ -1,0 +1,427 @@
+#!/usr/bin/python3
+"""Writes kiln's benchmark model zoo: models, fixed inputs and a manifest.
+
+Usage: /usr/bin/python3 bench/models/make_zoo.py OUT_DIR
+
+The graphs are written the way PyTorch's ONNX exporter writes the same
+networks, because that is what kiln has to be fast on: LayerNorm and GELU
+decomposed into their elementwise and reduction ops, Shape -> Gather ->
+Unsqueeze -> Concat -> Reshape chains for attention heads, scalars as
+Constant nodes, Conv + BatchNormalization blocks (ResNet) or BN already
+folded into the Conv (MobileNet, as an eval-mode export does), opsets 13-17.
+
+Weights come from a fixed-seed generator, scaled by fan-in (He for layers
+followed by Relu) so that activations stay O(1) through the whole network:
+outputs neither vanish nor blow up, so tier and peer comparisons test real
+arithmetic. Everything is deterministic: the same OUT_DIR contents on every
+run and machine (numpy's PCG64 stream is stable across versions).
+
+Besides NAME.onnx it writes, per benchmark case, one .npy file per model
+input and OUT_DIR/manifest.json:
+
+  {"cases": [{"name": "transformer_encoder",
+              "model": "transformer_encoder.onnx",
+              "inputs": {"input": "transformer_encoder.in0.npy"}}, ...]}
+
+A model with a dynamic dimension gives one case per size, named
+"MODEL/DIM:SIZE" (e.g. "transformer_dynamic/seq:64"), all sharing the model
+file. kiln_bench (--zoo_dir) and the ONNX Runtime peer runner both read this
+manifest; keep its format as it is. Only onnx (1.12) and numpy are needed.
+"""
+
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+# Sizes the dynamic-sequence transformer is benchmarked at.
+DYNAMIC_SEQ_LENS = (32, 64, 128, 256)
+
+
+class GraphBuilder:
+    """Collects nodes and initializers with exporter-style names.
+
+    Every node gets a unique "/scope/OpType" name and its output is named
+    after it, as torch.onnx names them.
+    """
+
+    def __init__(self, rng):
+        self.rng = rng
+        self.nodes = []
+        self.initializers = []
+        self.counts = {}
+
+    def _unique(self, base):
+        n = self.counts.get(base, 0)
+        self.counts[base] = n + 1
+        return base if n == 0 else "%s_%d" % (base, n)
+
+    def weight(self, name, array):
+        self.initializers.append(numpy_helper.from_array(np.asarray(array, dtype=np.float32), name))
+        return name
+
+    def constant(self, value, scope="", dtype=np.float32):
+        """A Constant node, as the exporter emits for scalars and shape parts."""
+        node_name = self._unique(scope + "/Constant")
+        out = node_name + "_output_0"
+        tensor = numpy_helper.from_array(np.asarray(value, dtype=dtype), out)
+        self.nodes.append(helper.make_node("Constant", [], [out], name=node_name, value=tensor))
+        return out
+
+    def op(self, op_type, inputs, scope="", **attrs):
+        node_name = self._unique(scope + "/" + op_type)
+        out = node_name + "_output_0"
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=node_name, **attrs))
+        return out
+
+    def rename_last_output(self, name):
+        """Gives the last node's output the graph output's name."""
+        self.nodes[-1].output[0] = name
+        return name
+
+    def model(self, graph_name, opset, inputs, outputs):
+        graph = helper.make_graph(self.nodes, graph_name, inputs, outputs, self.initializers)
+        model = helper.make_model(graph, producer_name="kiln-make-zoo",
+                                  opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        return model
+
+    # -- random parameters ---------------------------------------------------
+
+    def normal(self, shape, std):
+        return (self.rng.standard_normal(shape) * std).astype(np.float32)
+
+    def uniform(self, shape, lo, hi):
+        return self.rng.uniform(lo, hi, shape).astype(np.float32)
+
+    # -- layers as the exporter writes them ----------------------------------
+
+    def linear_matmul(self, inp, scope, din, dout, gain=1.0):
+        """nn.Linear on a 3-D input: MatMul by the transposed weight, then Add."""
+        w = self.normal((din, dout), math.sqrt(gain / din))
+        b = self.normal((dout,), 0.02)
+        y = self.op("MatMul", [inp, self.weight(scope + ".weight_t", w)], "/" + scope)
+        return self.op("Add", [y, self.weight(scope + ".bias", b)], "/" + scope)
+
+    def linear_gemm(self, inp, scope, din, dout, gain=1.0):
+        """nn.Linear on a 2-D input: Gemm with transB=1 over the [out, in] weight."""
+        w = self.normal((dout, din), math.sqrt(gain / din))
+        b = self.normal((dout,), 0.02)
+        return self.op("Gemm", [inp, self.weight(scope + ".weight", w), self.weight(scope + ".bias", b)],
+                       "/" + scope, alpha=1.0, beta=1.0, transB=1)
+
+    def conv(self, inp, scope, cin, cout, k, stride=1, group=1, bias=True, gain=2.0):
+        """Conv with 'same'-style padding k // 2; He-scaled for a following Relu."""
+        fan_in = (cin // group) * k * k
+        w = self.normal((cout, cin // group, k, k), math.sqrt(gain / fan_in))
+        inputs = [inp, self.weight(scope + ".weight", w)]
+        if bias:
+            inputs.append(self.weight(scope + ".bias", self.normal((cout,), 0.05)))
+        p = k // 2
+        return self.op("Conv", inputs, "/" + scope, dilations=[1, 1], group=group, kernel_shape=[k, k],
+                       pads=[p, p, p, p], strides=[stride, stride])
+
+    def batch_norm(self, inp, scope, channels):
+        """Eval-mode BatchNormalization with running statistics near N(0, 1)."""
+        gamma = self.uniform((channels,), 0.7, 1.3)
+        beta = self.normal((channels,), 0.05)
+        mean = self.normal((channels,), 0.05)
+        var = self.uniform((channels,), 0.7, 1.3)
+        return self.op("BatchNormalization",
+                       [inp, self.weight(scope + ".weight", gamma), self.weight(scope + ".bias", beta),
+                        self.weight(scope + ".running_mean", mean), self.weight(scope + ".running_var", var)],
+                       "/" + scope, epsilon=1e-5, momentum=0.9)
+
+    def layer_norm(self, inp, scope, d, eps=1e-5):
+        """nn.LayerNorm exported below opset 17's fused op: mean, sub, pow, mean, add, sqrt, div, mul, add."""
+        gamma = self.uniform((d,), 0.8, 1.2)
+        beta = self.normal((d,), 0.05)
+        s = "/" + scope
+        mean = self.op("ReduceMean", [inp], s, axes=[-1], keepdims=1)
+        diff = self.op("Sub", [inp, mean], s)
+        sq = self.op("Pow", [diff, self.constant(2.0, s)], s)
+        var = self.op("ReduceMean", [sq], s, axes=[-1], keepdims=1)
+        var = self.op("Add", [var, self.constant(eps, s)], s)
+        std = self.op("Sqrt", [var], s)
+        y = self.op("Div", [diff, std], s)
+        y = self.op("Mul", [y, self.weight(scope + ".weight", gamma)], s)
+        return self.op("Add", [y, self.weight(scope + ".bias", beta)], s)
+
+    def gelu(self, inp, scope):
+        """Exact GELU as exported: x * 0.5 * (1 + erf(x / sqrt(2)))."""
+        y = self.op("Div", [inp, self.constant(math.sqrt(2.0), scope)], scope)
+        y = self.op("Erf", [y], scope)
+        y = self.op("Add", [y, self.constant(1.0, scope)], scope)
+        y = self.op("Mul", [inp, y], scope)
+        return self.op("Mul", [y, self.constant(0.5, scope)], scope)
+
+    def dims_of(self, inp, axes, scope):
+        """Shape -> Gather -> Unsqueeze per axis, as `x.size(i)` exports: 1-D int64 pieces for a Concat."""
+        shape = self.op("Shape", [inp], scope)
+        parts = []
+        for axis in axes:
+            dim = self.op("Gather", [shape, self.constant(axis, scope, np.int64)], scope, axis=0)
+            parts.append(self.op("Unsqueeze", [dim, self.constant([0], scope, np.int64)], scope))
+        return parts
+
+    def attention(self, h, scope, d_model, num_heads, scale_queries):
+        """Multi-head self-attention over [batch, seq, d_model] with the exporter's reshapes.
+
+        scale_queries: scale q and k by d^-1/4 each with Mul (as newer
+        Hugging Face exports do) instead of dividing the scores by sqrt(d).
+        """
+        head_dim = d_model // num_heads
+        s = "/" + scope
+
+        def split_heads(x, name, perm):
+            b, n = self.dims_of(x, (0, 1), s + "/" + name)
+            shape = self.op("Concat", [b, n, self.constant([num_heads], s, np.int64),
+                                       self.constant([head_dim], s, np.int64)], s, axis=0)
+            return self.op("Transpose", [self.op("Reshape", [x, shape], s)], s, perm=perm)
+
+        q = self.linear_matmul(h, scope + ".q_proj", d_model, d_model)
+        k = self.linear_matmul(h, scope + ".k_proj", d_model, d_model)
+        v = self.linear_matmul(h, scope + ".v_proj", d_model, d_model)
+        qh = split_heads(q, "q", [0, 2, 1, 3])
+        kh = split_heads(k, "k", [0, 2, 3, 1])
+        vh = split_heads(v, "v", [0, 2, 1, 3])
+        if scale_queries:
+            quarter = self.constant(1.0 / math.sqrt(math.sqrt(head_dim)), s)
+            scores = self.op("MatMul", [self.op("Mul", [qh, quarter], s), self.op("Mul", [kh, quarter], s)], s)
+        else:
+            scores = self.op("MatMul", [qh, kh], s)
+            scores = self.op("Div", [scores, self.constant(math.sqrt(head_dim), s)], s)
+        probs = self.op("Softmax", [scores], s, axis=-1)
+        ctx = self.op("Transpose", [self.op("MatMul", [probs, vh], s)], s, perm=[0, 2, 1, 3])
+        b, n = self.dims_of(ctx, (0, 1), s + "/merge")
+        ctx = self.op("Reshape", [ctx, self.op("Concat", [b, n, self.constant([d_model], s, np.int64)], s, axis=0)],
+                      s)
+        return self.linear_matmul(ctx, scope + ".out_proj", d_model, d_model)
+
+
+def value_info(name, dims):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
+
+
+# ---------------------------------------------------------------------------
+# Models. Each maker returns (model, {input name: shape or None}) where the
+# shape is for fixed-shape inputs; dynamic models get their shapes per case.
+
+
+def make_mlp(rng, batch):
+    """784 -> 1024 -> 1024 -> 10 with Relu: Gemm (2-D Linear) and MatMul + Add layers, opset 13."""
+    g = GraphBuilder(rng)
+    y = g.linear_gemm("input", "fc1", 784, 1024, gain=2.0)
+    y = g.op("Relu", [y], "/relu1")
+    y = g.linear_matmul(y, "fc2", 1024, 1024, gain=2.0)
+    y = g.op("Relu", [y], "/relu2")
+    g.linear_gemm(y, "fc3", 1024, 10)
+    g.rename_last_output("logits")
+    model = g.model("mlp_b%d" % batch, 13, [value_info("input", [batch, 784])], [value_info("logits", [batch, 10])])
+    return model, {"input": (batch, 784)}
+
+
+def make_resnet_small(rng, size=224):
+    """ResNet-18-like at a quarter width: conv7x7/2-BN-Relu stem, MaxPool, 4 basic blocks
+    (the last three downsample with a 1x1 conv + BN projection), GAP, Flatten, Gemm. Opset 13."""
+    g = GraphBuilder(rng)
+
+    def conv_bn(x, scope, cin, cout, k, stride, relu):
+        y = g.conv(x, scope + ".conv", cin, cout, k, stride, bias=False, gain=2.0 if relu else 1.0)
+        y = g.batch_norm(y, scope + ".bn", cout)
+        return g.op("Relu", [y], "/" + scope + "/relu") if relu else y
+
+    x = conv_bn("input", "stem", 3, 32, 7, 2, True)
+    x = g.op("MaxPool", [x], "/maxpool", kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2], ceil_mode=0)
+    channels = 32
+    for i, (cout, stride) in enumerate([(32, 1), (64, 2), (128, 2), (256, 2)]):
+        scope = "layer%d" % (i + 1)
+        y = conv_bn(x, scope + ".conv_bn1", channels, cout, 3, stride, True)
+        # No Relu before the residual sum: unit gain keeps the sum O(1).
+        y = conv_bn(y, scope + ".conv_bn2", cout, cout, 3, 1, False)
+        shortcut = x if stride == 1 and cout == channels else conv_bn(x, scope + ".downsample", channels, cout, 1,
+                                                                      stride, False)
+        x = g.op("Relu", [g.op("Add", [y, shortcut], "/" + scope)], "/" + scope + "/relu")
+        channels = cout
+    x = g.op("GlobalAveragePool", [x], "/avgpool")
+    x = g.op("Flatten", [x], "", axis=1)
+    g.linear_gemm(x, "fc", channels, 1000)
+    g.rename_last_output("logits")
+    model = g.model("resnet_small", 13, [value_info("input", [1, 3, size, size])], [value_info("logits", [1, 1000])])
+    return model, {"input": (1, 3, size, size)}
+
+
+def make_mobilenetv3_small_style(rng, size=224):
+    """MobileNetV3-Small's layer list: inverted residual blocks with depthwise convs, HardSwish,
+    squeeze-excite (GAP -> Conv -> Relu -> Conv -> HardSigmoid -> Mul), BN folded into the convs
+    as an eval-mode export does. Opset 14 (HardSwish)."""
+    g = GraphBuilder(rng)
+
+    def act(x, kind, scope):
+        if kind == "RE":
+            return g.op("Relu", [x], scope)
+        return g.op("HardSwish", [x], scope)
+
+    def make_divisible(v, divisor=8):
+        return max(divisor, int(v + divisor / 2) // divisor * divisor)
+
+    def squeeze_excite(x, scope, channels):
+        squeezed = make_divisible(channels // 4)
+        s = g.op("GlobalAveragePool", [x], "/" + scope + "/avgpool")
+        s = g.conv(s, scope + ".fc1", channels, squeezed, 1)
+        s = g.op("Relu", [s], "/" + scope + "/relu")
+        s = g.conv(s, scope + ".fc2", squeezed, channels, 1, gain=1.0)
+        s = g.op("HardSigmoid", [s], "/" + scope + "/hardsigmoid", alpha=1.0 / 6.0, beta=0.5)
+        return g.op("Mul", [s, x], "/" + scope)
+
+    # (kernel, expanded, out, squeeze-excite, activation, stride)
+    blocks = [
+        (3, 16, 16, True, "RE", 2),
+        (3, 72, 24, False, "RE", 2),
+        (3, 88, 24, False, "RE", 1),
+        (5, 96, 40, True, "HS", 2),
+        (5, 240, 40, True, "HS", 1),
+        (5, 240, 40, True, "HS", 1),
+        (5, 120, 48, True, "HS", 1),
+        (5, 144, 48, True, "HS", 1),
+        (5, 288, 96, True, "HS", 2),
+        (5, 576, 96, True, "HS", 1),
+        (5, 576, 96, True, "HS", 1),
+    ]
+    x = act(g.conv("input", "features.0", 3, 16, 3, 2), "HS", "/features.0")
+    channels = 16
+    for i, (k, expanded, cout, se, kind, stride) in enumerate(blocks):
+        scope = "features.%d" % (i + 1)
+        y = x
+        if expanded != channels:
+            y = act(g.conv(y, scope + ".expand", channels, expanded, 1), kind, "/" + scope + "/expand")
+        y = act(g.conv(y, scope + ".depthwise", expanded, expanded, k, stride, group=expanded), kind,
+                "/" + scope + "/depthwise")
+        if se:
+            y = squeeze_excite(y, scope + ".se", expanded)
+        y = g.conv(y, scope + ".project", expanded, cout, 1, gain=1.0)
+        if stride == 1 and cout == channels:
+            y = g.op("Add", [y, x], "/" + scope)
+        x = y
+        channels = cout
+    x = act(g.conv(x, "features.12", channels, 576, 1), "HS", "/features.12")
+    x = g.op("GlobalAveragePool", [x], "/avgpool")
+    x = g.op("Flatten", [x], "", axis=1)
+    x = g.op("HardSwish", [g.linear_gemm(x, "classifier.0", 576, 1024, gain=2.0)], "/classifier.1")
+    g.linear_gemm(x, "classifier.3", 1024, 1000)
+    g.rename_last_output("logits")
+    model = g.model("mobilenetv3_small_style", 14, [value_info("input", [1, 3, size, size])],
+                    [value_info("logits", [1, 1000])])
+    return model, {"input": (1, 3, size, size)}
+
+
+def encoder_layer(g, h, scope, d_model, num_heads, d_ff, pre_norm, scale_queries):
+    """One BERT-style (post-norm) or GPT-style (pre-norm) encoder layer."""
+    if pre_norm:
+        a = g.attention(g.layer_norm(h, scope + ".norm1", d_model), scope + ".attn", d_model, num_heads,
+                        scale_queries)
+        h = g.op("Add", [h, a], "/" + scope)
+        f = g.linear_matmul(g.layer_norm(h, scope + ".norm2", d_model), scope + ".ffn.fc1", d_model, d_ff)
+        f = g.linear_matmul(g.gelu(f, "/" + scope + "/ffn/gelu"), scope + ".ffn.fc2", d_ff, d_model)
+        return g.op("Add", [h, f], "/" + scope)
+    a = g.attention(h, scope + ".attn", d_model, num_heads, scale_queries)
+    h = g.layer_norm(g.op("Add", [h, a], "/" + scope), scope + ".norm1", d_model)
+    f = g.linear_matmul(h, scope + ".ffn.fc1", d_model, d_ff)
+    f = g.linear_matmul(g.gelu(f, "/" + scope + "/ffn/gelu"), scope + ".ffn.fc2", d_ff, d_model)
+    return g.layer_norm(g.op("Add", [h, f], "/" + scope), scope + ".norm2", d_model)
+
+
+def make_transformer_encoder(rng, num_layers=4, d_model=256, num_heads=4, seq=128, d_ff=1024):
+    """BERT-style post-norm encoder over hidden states [1, 128, 256]: scores / sqrt(d), Softmax,
+    decomposed LayerNorm and GELU. Opset 17 (LayerNorm still decomposed, as older exports
+    and many current ones are)."""
+    g = GraphBuilder(rng)
+    h = "input"
+    for layer in range(num_layers):
+        h = encoder_layer(g, h, "layers.%d" % layer, d_model, num_heads, d_ff, pre_norm=False, scale_queries=False)
+    g.rename_last_output("output")
+    model = g.model("transformer_encoder", 17, [value_info("input", [1, seq, d_model])],
+                    [value_info("output", [1, seq, d_model])])
+    return model, {"input": (1, seq, d_model)}
+
+
+def make_transformer_dynamic(rng, num_layers=2, d_model=256, num_heads=4, d_ff=1024):
+    """GPT-style pre-norm encoder with a symbolic sequence length ("seq"): q and k scaled by
+    d^-1/4 with Mul, a final LayerNorm. Opset 15. Its shape chains only resolve at run time."""
+    g = GraphBuilder(rng)
+    h = "input"
+    for layer in range(num_layers):
+        h = encoder_layer(g, h, "h.%d" % layer, d_model, num_heads, d_ff, pre_norm=True, scale_queries=True)
+    g.layer_norm(h, "ln_f", d_model)
+    g.rename_last_output("output")
+    model = g.model("transformer_dynamic", 15, [value_info("input", [1, "seq", d_model])],
+                    [value_info("output", [1, "seq", d_model])])
+    return model, None
+
+
+def make_silu_ln_gelu(rng, rows=1024, d=1024):
+    """An activation block on [1, 1024, 1024]: SiLU (x * Sigmoid(x)), decomposed LayerNorm, GELU.
+    All elementwise and reductions: what the JIT tier fuses. Opset 17."""
+    g = GraphBuilder(rng)
+    x = g.op("Mul", ["input", g.op("Sigmoid", ["input"], "/act")], "/act")
+    x = g.layer_norm(x, "norm", d)
+    g.gelu(x, "/gelu")
+    g.rename_last_output("output")
+    model = g.model("silu_ln_gelu", 17, [value_info("input", [1, rows, d])], [value_info("output", [1, rows, d])])
+    return model, {"input": (1, rows, d)}
+
+
+# ---------------------------------------------------------------------------
+
+
+def save_input(out_dir, file_name, shape, seed):
+    """A fixed-seed N(0, 1) float32 input (images are normalised like this too)."""
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    np.save(os.path.join(out_dir, file_name), x)
+    return file_name
+
+
+def main(argv):
+    if len(argv) != 2:
+        sys.stderr.write("usage: %s OUT_DIR\n" % argv[0])
+        return 2
+    out_dir = argv[1]
+    os.makedirs(out_dir, exist_ok=True)
+    cases = []
+
+    fixed = [
+        ("mlp_b1", lambda rng: make_mlp(rng, 1)),
+        ("mlp_b32", lambda rng: make_mlp(rng, 32)),
+        ("resnet_small", make_resnet_small),
+        ("mobilenetv3_small_style", make_mobilenetv3_small_style),
+        ("transformer_encoder", make_transformer_encoder),
+        ("silu_ln_gelu", make_silu_ln_gelu),
+    ]
+    for seed, (name, maker) in enumerate(fixed, start=1):
+        model, shapes = maker(np.random.default_rng(seed))
+        onnx.save(model, os.path.join(out_dir, name + ".onnx"))
+        inputs = {}
+        for i, (input_name, shape) in enumerate(shapes.items()):
+            inputs[input_name] = save_input(out_dir, "%s.in%d.npy" % (name, i), shape, 1000 + 10 * seed + i)
+        cases.append({"name": name, "model": name + ".onnx", "inputs": inputs})
+
+    model, _ = make_transformer_dynamic(np.random.default_rng(100))
+    onnx.save(model, os.path.join(out_dir, "transformer_dynamic.onnx"))
+    for seq in DYNAMIC_SEQ_LENS:
+        file_name = save_input(out_dir, "transformer_dynamic.seq%d.in0.npy" % seq, (1, seq, 256), 2000 + seq)
+        cases.append({"name": "transformer_dynamic/seq:%d" % seq, "model": "transformer_dynamic.onnx",
+                      "inputs": {"input": file_name}})
+
+    with open(os.path.join(out_dir, "manifest.json"), "w") as f:
+        json.dump({"cases": cases}, f, indent=2)
+        f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

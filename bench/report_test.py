@@ -1,0 +1,112 @@
+#!/usr/bin/python3
+"""Checks bench/report.py's merge of kiln_bench and ORT results on synthetic data.
+
+Run: /usr/bin/python3 bench/report_test.py  (standard library + numpy only).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import report  # noqa: E402
+
+
+def kiln_entry(name, ms, error=None, **counters):
+    """One Google Benchmark median aggregate (or error entry), as kiln_bench writes them."""
+    if error:
+        return {"name": name + "/real_time", "run_name": name + "/real_time", "error_occurred": True,
+                "error_message": error}
+    entry = {"name": name + "/real_time_median", "run_name": name + "/real_time", "run_type": "aggregate",
+             "aggregate_name": "median", "real_time": ms * 1e6, "cpu_time": ms * 1e6, "time_unit": "ns"}
+    entry.update(counters)
+    return entry
+
+
+def ort_case(name, steady_ms, cold_ms, error=None):
+    threads = {}
+    for t in ("1", "2"):
+        threads[t] = {"error": error} if error else {
+            "cold_start": {"median_ms": cold_ms, "p90_ms": cold_ms, "mean_ms": cold_ms, "min_ms": cold_ms, "runs": 3},
+            "steady": {"median_ms": steady_ms * int(t), "p90_ms": steady_ms * 1.2, "mean_ms": steady_ms,
+                       "min_ms": steady_ms, "runs": 50},
+            "peak_rss_mb": 100.0}
+    return {"name": name, "model": name.split("/")[0] + ".onnx", "threads": threads}
+
+
+class ReportTest(unittest.TestCase):
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        benchmarks = []
+        for t in (1, 2):
+            benchmarks += [
+                kiln_entry("BM_Zoo/model:mlp/tier:interp/threads:%d" % t, 4.0, regions=2, regions_compiled=0,
+                           compile_ms=0),
+                kiln_entry("BM_Zoo/model:mlp/tier:jit/threads:%d" % t, 2.0, regions=2, regions_compiled=2,
+                           compile_ms=30.0, peak_planned_bytes=2 * 1024 * 1024, ort_checked=1,
+                           ort_max_rel_diff=3e-6),
+                kiln_entry("BM_ZooColdStart/model:mlp/threads:%d" % t, 10.0, peak_rss_delta_mb=12.5),
+                kiln_entry("BM_Zoo/model:dyn/seq:64/tier:interp/threads:%d" % t, 8.0, regions=1),
+                kiln_entry("BM_Zoo/model:dyn/seq:64/tier:jit/threads:%d" % t, None,
+                           error="output 0 differs from ORT: max rel diff 0.5"),
+                kiln_entry("BM_Zoo/model:bad/tier:interp/threads:%d" % t, 1.0, regions=0),
+                kiln_entry("BM_Zoo/model:bad/tier:jit/threads:%d" % t, 1.0, regions=0),
+            ]
+        self.kiln = os.path.join(self.dir.name, "kiln.json")
+        with open(self.kiln, "w") as f:
+            json.dump({"context": {"num_cpus": 2}, "benchmarks": benchmarks}, f)
+        self.ort = os.path.join(self.dir.name, "ort.json")
+        with open(self.ort, "w") as f:
+            json.dump({"onnxruntime_version": "9.9.9", "node_version": "v0", "baseline_rss_mb": 50,
+                       "settings": {"threads": [1, 2]},
+                       "cases": [ort_case("mlp", 1.0, 20.0), ort_case("dyn/seq:64", 4.0, 5.0),
+                                 ort_case("bad", 0, 0, error="No Op registered for KilnNoSuchOp")]}, f)
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def test_rows_merge_both_sides(self):
+        _, results = report.load_results(self.kiln)
+        rows = report.zoo_rows(results, report.load_ort(self.ort))
+        self.assertEqual([(r.case, r.threads) for r in rows],
+                         [("mlp", 1), ("mlp", 2), ("dyn/seq:64", 1), ("dyn/seq:64", 2), ("bad", 1), ("bad", 2)])
+        mlp1 = rows[0]
+        self.assertAlmostEqual(mlp1.kiln_seconds("jit") / mlp1.ort_seconds("steady"), 2.0)
+        self.assertAlmostEqual(mlp1.kiln_seconds("cold") / mlp1.ort_seconds("cold_start"), 0.5)
+        self.assertEqual(rows[4].ort_error, "No Op registered for KilnNoSuchOp")
+
+    def test_report_ratios_errors_and_versions(self):
+        out = os.path.join(self.dir.name, "report.md")
+        subprocess.run([sys.executable, os.path.join(HERE, "report.py"), self.kiln, "--ort", self.ort, "--out", out],
+                       check=True)
+        with open(out) as f:
+            text = f.read()
+        # Ratios come before absolute times.
+        self.assertLess(text.index("kiln vs ONNX Runtime"), text.index("## Model zoo: absolute times"))
+        self.assertIn("| mlp | 1 | 2.00x | **2.00** | 4.00 | 0.50 | 3.0e-06 |  |", text)
+        # 2 threads: ORT's synthetic time doubles, so kiln JIT / ORT halves.
+        self.assertIn("| mlp | 2 | 2.00x | **1.00** | 2.00 | 0.50 | 3.0e-06 |  |", text)
+        self.assertIn("| dyn/seq:64 | 1 | error | error | 2.00 |", text)
+        self.assertIn("output 0 differs from ORT", text)
+        self.assertIn("No Op registered for KilnNoSuchOp", text)
+        self.assertIn("ONNX Runtime 9.9.9", text)
+        self.assertIn("kiln JIT / ORT 2.00 (1 cases)", text)
+        self.assertIn("planned 2 MiB, cold start RSS +12.5 MiB", text)
+
+    def test_report_without_peer_says_why(self):
+        out = os.path.join(self.dir.name, "report.md")
+        subprocess.run([sys.executable, os.path.join(HERE, "report.py"), self.kiln, "--ort-missing",
+                        "registry unreachable.", "--out", out], check=True)
+        with open(out) as f:
+            text = f.read()
+        self.assertIn("ONNX Runtime was not measured in this run: registry unreachable.", text)
+        self.assertIn("| mlp | 1 | 2.00x | n/a | n/a | n/a | 3.0e-06 | not run by ORT |", text)
+
+
+if __name__ == "__main__":
+    unittest.main()

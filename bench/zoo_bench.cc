@@ -1,0 +1,397 @@
+#include "bench/zoo_bench.h"
+
+#include <benchmark/benchmark.h>
+#include <malloc.h>
+
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bench/zoo.h"
+#include "kiln/session.h"
+#include "kiln/status.h"
+#include "kiln/tensor.h"
+
+namespace kiln::bench {
+namespace {
+
+// JIT against the interpreter: the JIT contracts multiply-adds and has its
+// own exp/erf approximations, so bit equality is not expected.
+constexpr double kJitRtol = 1e-4;
+constexpr double kJitAtol = 1e-5;
+// kiln against ONNX Runtime: different kernels (GEMM blocking, conv
+// algorithms) sum in different orders through whole networks.
+constexpr double kOrtRtol = 1e-3;
+constexpr double kOrtAtol = 1e-4;
+
+// Untimed runs at the start of every steady-state benchmark. Besides
+// warming caches they touch every page the run uses (weights, inputs,
+// buffers): memory idle for a minute or so gets paged out on the shared
+// benchmark machines, and a page fault storm is not kiln's run time.
+constexpr int kWarmupRuns = 2;
+
+// Tier-up gives up after this many runs or seconds per session.
+constexpr int kMaxTierUpRuns = 5000;
+constexpr double kMaxTierUpSeconds = 120;
+
+using Clock = std::chrono::steady_clock;
+
+double MillisecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+std::vector<Tensor> TensorsOf(std::vector<NamedTensor> named) {
+  std::vector<Tensor> out;
+  out.reserve(named.size());
+  for (NamedTensor& t : named) out.push_back(std::move(t.tensor));
+  return out;
+}
+
+StatusOr<std::vector<Tensor>> RunNTimes(const Session& session, const std::vector<NamedTensor>& inputs, int runs) {
+  StatusOr<std::vector<NamedTensor>> outputs = Internal("no run");
+  for (int i = 0; i < runs; ++i) {
+    outputs = session.Run(inputs);
+    if (!outputs.ok()) return outputs.status();
+  }
+  return TensorsOf(std::move(outputs).value());
+}
+
+// A field of /proc/self/status in KiB ("VmRSS", "VmHWM"); -1 when absent.
+int64_t ProcStatusKb(const std::string& key) {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.compare(0, key.size() + 1, key + ":") == 0) {
+      std::istringstream in(line.substr(key.size() + 1));
+      int64_t kb = -1;
+      in >> kb;
+      return kb;
+    }
+  }
+  return -1;
+}
+
+// Returns free heap memory to the system, then resets the process's RSS
+// high-water mark to its current RSS (Linux 4.0+); false where that is not
+// possible. Without the trim, a cold start would reuse pages that earlier
+// benchmarks freed but glibc kept, and its peak would read as nothing.
+bool ResetPeakRss() {
+  malloc_trim(0);
+  std::ofstream clear_refs("/proc/self/clear_refs");
+  clear_refs << "5";
+  clear_refs.flush();
+  return static_cast<bool>(clear_refs);
+}
+
+// ---------------------------------------------------------------------------
+// One case at one thread count: both tiers' sessions, checked against each
+// other and against ONNX Runtime.
+
+struct ZooPair {
+  std::string setup_error;   // loading or running failed: every benchmark reports it
+  std::string interp_error;  // the interpreter disagrees with ONNX Runtime
+  std::string jit_error;     // the JIT disagrees with the interpreter or ONNX Runtime
+  std::string ort_note;      // why there was no ONNX Runtime check, if there was none
+  std::shared_ptr<const Model> model;
+  std::unique_ptr<Session> interp;
+  std::unique_ptr<Session> jit;
+  std::vector<NamedTensor> inputs;
+  std::vector<Tensor> reference;  // the interpreter's outputs
+  Closeness jit_vs_interp;
+  bool ort_checked = false;
+  Closeness interp_vs_ort;
+  Closeness jit_vs_ort;
+};
+
+SessionOptions Options(TierPolicy tier, int threads) {
+  SessionOptions options;
+  options.tier = tier;
+  options.intra_op_threads = threads;
+  return options;
+}
+
+Status PrepareZooPair(const ZooCase& zoo_case, int threads, const std::string& ort_dir, ZooPair& pair) {
+  KILN_ASSIGN_OR_RETURN(pair.model, Model::Load(zoo_case.model_path));
+  KILN_ASSIGN_OR_RETURN(pair.inputs, LoadZooInputs(zoo_case));
+  KILN_ASSIGN_OR_RETURN(pair.interp, Session::Create(pair.model, Options(TierPolicy::kInterpreter, threads)));
+  KILN_ASSIGN_OR_RETURN(pair.jit, Session::Create(pair.model, Options(TierPolicy::kJit, threads)));
+  KILN_ASSIGN_OR_RETURN(pair.reference, RunNTimes(*pair.interp, pair.inputs, 1));
+  // kJit compiles every region at its first call; wait in case any compile
+  // went to the background, then run the compiled code.
+  KILN_RETURN_IF_ERROR(RunNTimes(*pair.jit, pair.inputs, 1).status());
+  pair.jit->WaitForCompiles();
+  KILN_ASSIGN_OR_RETURN(std::vector<Tensor> jit_out, RunNTimes(*pair.jit, pair.inputs, 1));
+
+  pair.jit_vs_interp = CompareOutputs(pair.reference, jit_out, kJitRtol, kJitAtol);
+  if (!pair.jit_vs_interp.ok) {
+    pair.jit_error = DescribeMismatch(pair.jit_vs_interp, "jit vs interp", kJitRtol, kJitAtol);
+  }
+  if (ort_dir.empty()) {
+    pair.ort_note = "no --ort_outputs";
+    return Status();
+  }
+  StatusOr<std::vector<Tensor>> ort = ReadOrtOutputs(ort_dir, zoo_case.name, pair.reference.size());
+  if (!ort.ok()) {
+    if (ort.status().code() != StatusCode::kNotFound) return ort.status();
+    pair.ort_note = "no ONNX Runtime outputs for this case";
+    return Status();
+  }
+  pair.ort_checked = true;
+  pair.interp_vs_ort = CompareOutputs(*ort, pair.reference, kOrtRtol, kOrtAtol);
+  if (!pair.interp_vs_ort.ok) {
+    pair.interp_error = DescribeMismatch(pair.interp_vs_ort, "interp vs onnxruntime", kOrtRtol, kOrtAtol);
+  }
+  pair.jit_vs_ort = CompareOutputs(*ort, jit_out, kOrtRtol, kOrtAtol);
+  if (!pair.jit_vs_ort.ok && pair.jit_error.empty()) {
+    pair.jit_error = DescribeMismatch(pair.jit_vs_ort, "jit vs onnxruntime", kOrtRtol, kOrtAtol);
+  }
+  return Status();
+}
+
+// The pair for (case, threads), built on first use. Only the latest pair is
+// kept: the benchmarks of one pair are registered next to each other, and
+// holding every model of the zoo at once would skew memory numbers (and
+// page the idle ones out). Benchmarks run one at a time on the main thread.
+ZooPair& GetZooPair(const ZooCase& zoo_case, int threads, const std::string& ort_dir) {
+  static std::string current_key;
+  static std::unique_ptr<ZooPair> current;
+  const std::string key = zoo_case.name + "/threads:" + std::to_string(threads);
+  if (current == nullptr || key != current_key) {
+    current.reset();  // free the previous pair first
+    current = std::make_unique<ZooPair>();
+    current_key = key;
+    const Status status = PrepareZooPair(zoo_case, threads, ort_dir, *current);
+    if (!status.ok()) current->setup_error = status.ToString() + " [" + zoo_case.name + "]";
+  }
+  return *current;
+}
+
+// Region counters as bench/report.py reads them ("regions",
+// "regions_compiled", "compile_ms"), plus "regions_total" and
+// "regions_failed". An interpreter benchmark reports the regions the JIT
+// would have but none compiled.
+void AddRegionCounters(benchmark::State& state, const SessionStats& stats, bool jit) {
+  int compiled = 0, failed = 0;
+  double compile_ms = 0;
+  for (const RegionStats& region : stats.regions) {
+    if (region.specializations > 0) ++compiled;
+    if (region.specializations == 0 && region.failed_compiles > 0) ++failed;
+    compile_ms += region.compile_ms;
+  }
+  const double total = static_cast<double>(stats.regions.size());
+  state.counters["regions"] = total;
+  state.counters["regions_total"] = total;
+  state.counters["regions_compiled"] = jit ? compiled : 0;
+  state.counters["regions_failed"] = jit ? failed : 0;
+  state.counters["compile_ms"] = jit ? compile_ms : 0;
+}
+
+bool AllRegionsSettled(const SessionStats& stats) {
+  for (const RegionStats& region : stats.regions) {
+    if (region.specializations == 0 && region.failed_compiles == 0) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Benchmarks
+
+struct ZooContext {
+  ZooCase zoo_case;
+  std::string ort_dir;
+  int threads = 1;
+};
+
+void BM_ZooSteady(benchmark::State& state, const ZooContext& ctx, bool jit) {
+  ZooPair& pair = GetZooPair(ctx.zoo_case, ctx.threads, ctx.ort_dir);
+  const std::string& error = !pair.setup_error.empty() ? pair.setup_error : jit ? pair.jit_error : pair.interp_error;
+  if (!error.empty()) {
+    state.SkipWithError(error.c_str());
+    return;
+  }
+  const Session& session = jit ? *pair.jit : *pair.interp;
+  const Status warm = RunNTimes(session, pair.inputs, kWarmupRuns).status();
+  if (!warm.ok()) {
+    state.SkipWithError(warm.ToString().c_str());
+    return;
+  }
+  for (auto _ : state) {
+    StatusOr<std::vector<NamedTensor>> outputs = session.Run(pair.inputs);
+    if (!outputs.ok()) {
+      state.SkipWithError(outputs.status().ToString().c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(outputs->data());
+  }
+  const SessionStats jit_stats = pair.jit->stats();
+  AddRegionCounters(state, jit_stats, jit);
+  state.counters["peak_planned_bytes"] = static_cast<double>(session.stats().peak_planned_bytes);
+  state.counters["max_abs_diff"] = jit ? pair.jit_vs_interp.max_abs_diff : 0;
+  state.counters["max_rel_diff"] = jit ? pair.jit_vs_interp.max_rel_diff : 0;
+  state.counters["ort_checked"] = pair.ort_checked ? 1 : 0;
+  if (pair.ort_checked) {
+    const Closeness& ort = jit ? pair.jit_vs_ort : pair.interp_vs_ort;
+    state.counters["ort_max_abs_diff"] = ort.max_abs_diff;
+    state.counters["ort_max_rel_diff"] = ort.max_rel_diff;
+  }
+  std::string label = pair.ort_note;
+  int compiled = 0;
+  for (const RegionStats& region : jit_stats.regions) compiled += region.specializations > 0 ? 1 : 0;
+  if (jit && compiled == 0 && !jit_stats.regions.empty()) {
+    label += std::string(label.empty() ? "" : "; ") + "JIT compiled no region: timing is interpreted";
+  }
+  if (!label.empty()) state.SetLabel(label);
+}
+
+// What a process serving its first request sees: load, create a session
+// with the default tier policy, run once. The file is in the page cache
+// (one untimed round first), as it is for a restarted service.
+void BM_ZooColdStart(benchmark::State& state, const ZooContext& ctx) {
+  ZooPair& pair = GetZooPair(ctx.zoo_case, ctx.threads, ctx.ort_dir);
+  if (!pair.setup_error.empty()) {
+    state.SkipWithError(pair.setup_error.c_str());
+    return;
+  }
+  SessionOptions options;
+  options.intra_op_threads = ctx.threads;
+  double load_ms = 0, create_ms = 0, run_ms = 0;
+  auto cold_start = [&]() -> StatusOr<std::vector<Tensor>> {
+    const Clock::time_point start = Clock::now();
+    KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::Load(ctx.zoo_case.model_path));
+    const Clock::time_point loaded = Clock::now();
+    KILN_ASSIGN_OR_RETURN(std::unique_ptr<Session> session, Session::Create(model, options));
+    const Clock::time_point created = Clock::now();
+    KILN_ASSIGN_OR_RETURN(std::vector<Tensor> outputs, RunNTimes(*session, pair.inputs, 1));
+    load_ms += std::chrono::duration<double, std::milli>(loaded - start).count();
+    create_ms += std::chrono::duration<double, std::milli>(created - loaded).count();
+    run_ms += MillisecondsSince(created);
+    return outputs;
+  };
+
+  StatusOr<std::vector<Tensor>> first = cold_start();
+  if (!first.ok()) {
+    state.SkipWithError(first.status().ToString().c_str());
+    return;
+  }
+  const Closeness check = CompareOutputs(pair.reference, *first, kJitRtol, kJitAtol);
+  if (!check.ok) {
+    state.SkipWithError(DescribeMismatch(check, "cold start vs interp", kJitRtol, kJitAtol).c_str());
+    return;
+  }
+  load_ms = create_ms = run_ms = 0;
+  const bool rss_reset = ResetPeakRss();
+  const int64_t rss_before_kb = ProcStatusKb("VmRSS");
+  for (auto _ : state) {
+    StatusOr<std::vector<Tensor>> outputs = cold_start();
+    if (!outputs.ok()) {
+      state.SkipWithError(outputs.status().ToString().c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(outputs->data());
+  }
+  const double n = static_cast<double>(state.iterations());
+  state.counters["load_ms"] = load_ms / n;
+  state.counters["create_ms"] = create_ms / n;
+  state.counters["first_run_ms"] = run_ms / n;
+  const int64_t hwm_kb = ProcStatusKb("VmHWM");
+  if (rss_reset && rss_before_kb >= 0 && hwm_kb >= 0) {
+    // What a cold start adds to the process at its peak: model, session,
+    // first run's buffers (the harness's own pair is already resident).
+    state.counters["peak_rss_delta_mb"] = static_cast<double>(hwm_kb - rss_before_kb) / 1024.0;
+  }
+}
+
+// How long the default (background) policy takes to reach full speed: a new
+// session over the loaded model runs back to back until every region has
+// compiled or failed to. Timed from Session::Create to the end of the first
+// run after which that is true; counters: runs it took, and the regions.
+void BM_ZooTierUp(benchmark::State& state, const ZooContext& ctx) {
+  ZooPair& pair = GetZooPair(ctx.zoo_case, ctx.threads, ctx.ort_dir);
+  if (!pair.setup_error.empty()) {
+    state.SkipWithError(pair.setup_error.c_str());
+    return;
+  }
+  const SessionOptions options = Options(TierPolicy::kAuto, ctx.threads);
+  const Status warm = RunNTimes(*pair.interp, pair.inputs, kWarmupRuns).status();  // touch inputs and weights
+  if (!warm.ok()) {
+    state.SkipWithError(warm.ToString().c_str());
+    return;
+  }
+  int64_t total_runs = 0;
+  SessionStats last_stats;
+  for (auto _ : state) {
+    const Clock::time_point start = Clock::now();
+    StatusOr<std::unique_ptr<Session>> created = Session::Create(pair.model, options);
+    if (!created.ok()) {
+      state.SkipWithError(created.status().ToString().c_str());
+      return;
+    }
+    std::unique_ptr<Session> session = std::move(created).value();
+    int runs = 0;
+    bool settled = false;
+    StatusOr<std::vector<Tensor>> outputs = Internal("no run");
+    while (!settled && runs < kMaxTierUpRuns && MillisecondsSince(start) < kMaxTierUpSeconds * 1e3) {
+      outputs = RunNTimes(*session, pair.inputs, 1);
+      if (!outputs.ok()) {
+        state.SkipWithError(outputs.status().ToString().c_str());
+        return;
+      }
+      ++runs;
+      settled = AllRegionsSettled(session->stats());
+    }
+    state.PauseTiming();
+    session->WaitForCompiles();
+    last_stats = session->stats();
+    if (!settled) {
+      int compiled = 0;
+      for (const RegionStats& region : last_stats.regions) compiled += region.specializations > 0 ? 1 : 0;
+      const std::string error = "not tiered up after " + std::to_string(runs) + " runs: " + std::to_string(compiled) +
+                                " of " + std::to_string(last_stats.regions.size()) + " regions compiled";
+      state.SkipWithError(error.c_str());
+      return;
+    }
+    const Closeness check = CompareOutputs(pair.reference, *outputs, kJitRtol, kJitAtol);
+    if (!check.ok) {
+      state.SkipWithError(DescribeMismatch(check, "tiered-up vs interp", kJitRtol, kJitAtol).c_str());
+      return;
+    }
+    total_runs += runs;
+    session.reset();  // teardown is not part of tier-up
+    state.ResumeTiming();
+  }
+  state.counters["runs_to_tier_up"] = static_cast<double>(total_runs) / static_cast<double>(state.iterations());
+  AddRegionCounters(state, last_stats, /*jit=*/true);
+  if (last_stats.regions.empty()) state.SetLabel("no JIT regions: one run");
+}
+
+void BM_ZooManifestError(benchmark::State& state, const std::string& error) { state.SkipWithError(error.c_str()); }
+
+}  // namespace
+
+void RegisterZoo(const std::string& zoo_dir, const std::string& ort_dir) {
+  StatusOr<std::vector<ZooCase>> cases = ReadZooManifest(zoo_dir);
+  if (!cases.ok()) {
+    benchmark::RegisterBenchmark("BM_Zoo/manifest", BM_ZooManifestError, cases.status().ToString());
+    return;
+  }
+  // Grouped by (case, threads) so that each pair is built once (GetZooPair).
+  for (const ZooCase& zoo_case : *cases) {
+    for (int threads : {1, 2}) {
+      const ZooContext ctx{zoo_case, ort_dir, threads};
+      const std::string model = "/model:" + zoo_case.name;
+      const std::string suffix = "/threads:" + std::to_string(threads);
+      for (bool jit : {false, true}) {
+        const std::string name = "BM_Zoo" + model + "/tier:" + (jit ? "jit" : "interp") + suffix;
+        benchmark::RegisterBenchmark(name.c_str(), BM_ZooSteady, ctx, jit)->UseRealTime();
+      }
+      benchmark::RegisterBenchmark(("BM_ZooColdStart" + model + suffix).c_str(), BM_ZooColdStart, ctx)->UseRealTime();
+      benchmark::RegisterBenchmark(("BM_ZooTierUp" + model + suffix).c_str(), BM_ZooTierUp, ctx)->UseRealTime();
+    }
+  }
+}
+
+}  // namespace kiln::bench
