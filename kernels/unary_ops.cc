@@ -109,7 +109,8 @@ struct AtanhOp {
   template <typename T> T operator()(T x) const { return std::atanh(x); }
 };
 struct ErfOp {
-  template <typename T> T operator()(T x) const { return std::erf(x); }
+  float operator()(float x) const { return FastErf(x); }
+  double operator()(double x) const { return std::erf(x); }
 };
 struct FloorOp {
   template <typename T> T operator()(T x) const { return std::floor(x); }
@@ -279,9 +280,8 @@ StatusOr<ShrinkOp> ParseShrink(const graph::Node& node) {
 // the tanh approximation 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))). Two
 // functors rather than a flag so each inner loop stays branch-free.
 struct GeluErfOp {
-  template <typename T> T operator()(T x) const {
-    return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));
-  }
+  float operator()(float x) const { return 0.5f * x * (1.0f + FastErf(x * 0.70710678118654752440f)); }
+  double operator()(double x) const { return 0.5 * x * (1.0 + std::erf(x * 0.70710678118654752440)); }
 };
 struct GeluTanhOp {
   template <typename T> T operator()(T x) const {
