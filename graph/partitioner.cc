@@ -9,6 +9,7 @@ namespace kiln::graph {
 const char* RegionKindName(RegionKind kind) {
   switch (kind) {
     case RegionKind::kElementwise: return "elementwise";
+    case RegionKind::kRowReduction: return "row_reduction";
   }
   return "?";
 }
@@ -27,15 +28,54 @@ const std::set<std::string>& FusibleOps() {
   return ops;
 }
 
+// Accumulation passes a row-reduction region may need before the pass that
+// writes its outputs. Every pass recomputes the elementwise prefix of what
+// it accumulates, so deep chains of reductions cost more than they save.
+constexpr int kMaxRowPasses = 4;
+
+bool SameStaticDim(const Dim& x, const Dim& y) {
+  if (x.is_concrete() != y.is_concrete()) return false;
+  return x.is_concrete() ? x.size == y.size : (!x.symbol.empty() && x.symbol == y.symbol);
+}
+
 bool SameStaticShape(const ShapeInfo& a, const ShapeInfo& b) {
   if (!a.rank_known || !b.rank_known || a.dims.size() != b.dims.size()) return false;
   for (size_t i = 0; i < a.dims.size(); ++i) {
-    const Dim& x = a.dims[i];
-    const Dim& y = b.dims[i];
-    if (x.is_concrete() != y.is_concrete()) return false;
-    if (x.is_concrete() ? x.size != y.size : (x.symbol.empty() || x.symbol != y.symbol)) return false;
+    if (!SameStaticDim(a.dims[i], b.dims[i])) return false;
   }
   return true;
+}
+
+bool IsOne(const Dim& d) { return d.is_concrete() && d.size == 1; }
+
+// The domain's leading dims followed by 1s: one value per row.
+bool IsPerRowShape(const ShapeInfo& s, const ShapeInfo& domain, int axis) {
+  if (!s.rank_known || !domain.rank_known || s.dims.size() != domain.dims.size()) return false;
+  for (size_t i = 0; i < s.dims.size(); ++i) {
+    if (static_cast<int>(i) < axis ? !SameStaticDim(s.dims[i], domain.dims[i]) : !IsOne(s.dims[i])) return false;
+  }
+  return true;
+}
+
+// A value read from outside a row-reduction region: it must broadcast into
+// the domain, and along the row either cover it whole or be one value
+// (the code then loads it as a vector or splats it per row).
+bool FitsRowDomain(const ShapeInfo& s, const ShapeInfo& domain, int axis) {
+  if (!s.rank_known || !domain.rank_known || s.dims.size() > domain.dims.size()) return false;
+  const size_t rank = domain.dims.size();
+  const size_t lead = rank - s.dims.size();
+  bool inner_full = true;
+  bool inner_one = true;
+  for (size_t i = 0; i < rank; ++i) {
+    const Dim one = Dim::Concrete(1);
+    const Dim& d = i < lead ? one : s.dims[i - lead];
+    const Dim& want = domain.dims[i];
+    if (!IsOne(d) && !SameStaticDim(d, want)) return false;
+    if (static_cast<int>(i) < axis) continue;
+    if (!SameStaticDim(d, want)) inner_full = false;
+    if (!IsOne(d)) inner_one = false;
+  }
+  return inner_full || inner_one;
 }
 
 // The value whose static shape and dtype define a node's place in a region:
@@ -52,6 +92,25 @@ bool HasFusibleDType(const Node& node, const Value& out) {
   return out.dtype == DType::kFloat32;
 }
 
+// Normalises `axes` of a rank-`rank` tensor and returns the first one when
+// they are exactly the suffix [first, rank).
+std::optional<int> SuffixStart(std::vector<int64_t> axes, int rank) {
+  for (int64_t& a : axes) {
+    if (a < -rank || a >= rank) return std::nullopt;
+    if (a < 0) a += rank;
+  }
+  std::sort(axes.begin(), axes.end());
+  axes.erase(std::unique(axes.begin(), axes.end()), axes.end());
+  if (axes.empty() || axes.back() != rank - 1) return std::nullopt;
+  if (axes.front() + static_cast<int64_t>(axes.size()) != rank) return std::nullopt;
+  return static_cast<int>(axes.front());
+}
+
+// True when an optional output is absent or nothing reads it.
+bool Unused(const Graph& g, ValueId v) {
+  return v == kNoValue || (g.value(v).users.empty() && !g.value(v).is_graph_output);
+}
+
 }  // namespace
 
 bool IsFusibleElementwise(const Node& node) {
@@ -62,6 +121,95 @@ bool IsFusibleElementwise(const Node& node) {
   return true;
 }
 
+std::optional<RowReduction> AsRowReduction(const Graph& graph, const Node& node) {
+  if (node.dead || !node.domain.empty() || node.inputs.empty() || node.inputs[0] == kNoValue) return std::nullopt;
+  if (node.outputs.empty() || node.outputs[0] == kNoValue) return std::nullopt;
+  const Value& x = graph.value(node.inputs[0]);
+  const Value& y = graph.value(node.outputs[0]);
+  if (!x.shape.rank_known || x.dtype != DType::kFloat32 || y.dtype != DType::kFloat32) return std::nullopt;
+  const int rank = static_cast<int>(x.shape.dims.size());
+  if (rank == 0) return std::nullopt;
+  RowReduction r;
+  r.rank = rank;
+  const std::string& op = node.op_type;
+
+  if (op == "Softmax" || op == "LogSoftmax") {
+    if (node.outputs.size() != 1 || node.inputs.size() != 1) return std::nullopt;
+    r.op = op == "Softmax" ? RowOp::kSoftmax : RowOp::kLogSoftmax;
+    // From opset 13 the op normalises along one axis: only the last one is
+    // a row. Before, it coerced the input to 2-D at `axis`: every axis from
+    // it on is normalised together, which is a row whatever the axis.
+    const bool single_axis = node.opset >= 13;
+    StatusOr<int64_t> axis = node.GetInt("axis", single_axis ? -1 : 1);
+    if (!axis.ok() || *axis < -rank || *axis >= rank) return std::nullopt;
+    r.axis = static_cast<int>(*axis < 0 ? *axis + rank : *axis);
+    if (single_axis && r.axis != rank - 1) return std::nullopt;
+    return r;
+  }
+
+  if (op == "LayerNormalization") {
+    if (node.inputs.size() < 2 || node.inputs.size() > 3 || node.inputs[1] == kNoValue) return std::nullopt;
+    for (size_t o = 1; o < node.outputs.size(); ++o) {
+      if (!Unused(graph, node.outputs[o])) return std::nullopt;
+    }
+    StatusOr<int64_t> axis = node.GetInt("axis", -1);
+    StatusOr<int64_t> stash = node.GetInt("stash_type", 1);
+    StatusOr<float> epsilon = node.GetFloat("epsilon", 1e-5f);
+    if (!axis.ok() || !stash.ok() || !epsilon.ok() || *stash != 1) return std::nullopt;
+    if (*axis < -rank || *axis >= rank) return std::nullopt;
+    for (size_t i = 1; i < node.inputs.size(); ++i) {
+      if (node.inputs[i] != kNoValue && graph.value(node.inputs[i]).dtype != DType::kFloat32) return std::nullopt;
+    }
+    r.op = RowOp::kLayerNorm;
+    r.axis = static_cast<int>(*axis < 0 ? *axis + rank : *axis);
+    r.epsilon = *epsilon;
+    return r;
+  }
+
+  if (op == "GlobalAveragePool") {
+    if (node.outputs.size() != 1 || node.inputs.size() != 1 || rank < 3) return std::nullopt;
+    r.op = RowOp::kMean;
+    r.axis = 2;
+    return r;
+  }
+
+  if (op == "ReduceSum" || op == "ReduceMean" || op == "ReduceMax") {
+    if (node.outputs.size() != 1 || node.inputs.size() > 2) return std::nullopt;
+    r.op = op == "ReduceSum" ? RowOp::kSum : op == "ReduceMean" ? RowOp::kMean : RowOp::kMax;
+    StatusOr<int64_t> keepdims = node.GetInt("keepdims", 1);
+    if (!keepdims.ok() || *keepdims != 1) return std::nullopt;
+    // ReduceSum took its axes as an input from opset 13, the others from 18.
+    const bool axes_from_input = node.opset >= (r.op == RowOp::kSum ? 13 : 18);
+    std::vector<int64_t> axes;
+    if (axes_from_input) {
+      StatusOr<int64_t> noop = node.GetInt("noop_with_empty_axes", 0);
+      if (!noop.ok()) return std::nullopt;
+      if (node.inputs.size() > 1 && node.inputs[1] != kNoValue) {
+        const Value& a = graph.value(node.inputs[1]);
+        if (!a.constant || a.constant->dtype() != DType::kInt64 || a.constant->rank() > 1) return std::nullopt;
+        const int64_t* data = a.constant->data<int64_t>();
+        axes.assign(data, data + a.constant->num_elements());
+      }
+      // No axes reduce everything, unless the model asks for a no-op.
+      if (axes.empty() && *noop != 0) return std::nullopt;
+    } else {
+      if (node.inputs.size() != 1) return std::nullopt;
+      StatusOr<std::vector<int64_t>> attr = node.GetInts("axes");
+      if (!attr.ok()) return std::nullopt;
+      axes = *attr;
+    }
+    if (axes.empty()) {
+      r.axis = 0;
+      return r;
+    }
+    std::optional<int> first = SuffixStart(axes, rank);
+    if (!first) return std::nullopt;
+    r.axis = *first;
+    return r;
+  }
+  return std::nullopt;
+}
+
 StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const PartitionOptions& options) {
   KILN_ASSIGN_OR_RETURN(std::vector<NodeId> order, graph.TopologicalOrder());
   std::vector<int> position(graph.num_nodes(), -1);
@@ -69,11 +217,19 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
 
   std::vector<int> region_of(graph.num_nodes(), -1);
   struct Building {
+    RegionKind kind = RegionKind::kElementwise;
     std::vector<NodeId> nodes;
-    const Value* domain = nullptr;  // the static shape/dtype every member shares
+    // Elementwise: the static shape/dtype every member shares. Row
+    // reduction: the reductions' input, whose shape is the domain.
+    const Value* domain = nullptr;
     int first_position = 0;
+    int row_axis = -1;
+    std::vector<std::string> reductions;  // op types, for the description
   };
   std::vector<Building> building;
+  // Row-reduction regions: the pass after which a member's output is known
+  // (0: computable from the inputs; a reduction adds one per accumulation).
+  std::vector<int> level(graph.num_values(), 0);
 
   // True when some input of `n` produced outside region `r` depends on `r`:
   // joining would then create a cycle r -> outside -> n(in r).
@@ -100,33 +256,121 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
     }
     return false;
   };
+  auto inside = [&](ValueId v, int r) {
+    const NodeId p = graph.value(v).producer;
+    return p != kNoNode && region_of[static_cast<size_t>(p)] == r;
+  };
+  // The values node `n` reads from outside region `r` fit r's rows; input
+  // `skip` (a reduction's constant axes) is not data and is not checked.
+  auto inputs_fit = [&](const Node& n, int r, const ShapeInfo& domain, int axis, int skip) {
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      const ValueId in = n.inputs[i];
+      if (in == kNoValue || static_cast<int>(i) == skip || inside(in, r)) continue;
+      if (!FitsRowDomain(graph.value(in).shape, domain, axis)) return false;
+    }
+    return true;
+  };
+  auto input_level = [&](const Node& n, int r) {
+    int l = 0;
+    for (ValueId in : n.inputs) {
+      if (in != kNoValue && inside(in, r)) l = std::max(l, level[static_cast<size_t>(in)]);
+    }
+    return l;
+  };
 
   for (NodeId id : order) {
     const Node& node = graph.node(id);
-    if (!IsFusibleElementwise(node)) continue;
+    const std::optional<RowReduction> reduction = AsRowReduction(graph, node);
+    const bool elementwise = !reduction && IsFusibleElementwise(node);
+    if (!reduction && !elementwise) continue;
     const Value* out = PrimaryOutput(graph, node);
-    if (out == nullptr || !out->shape.rank_known || !HasFusibleDType(node, *out)) continue;
+    if (out == nullptr || !out->shape.rank_known || (elementwise && !HasFusibleDType(node, *out))) continue;
+    // A reduction reads its data from input 0; ReduceX's input 1 is axes.
+    const int axes_input = reduction && node.op_type != "LayerNormalization" ? 1 : -1;
+    // Accumulations a reduction adds: Softmax (max, then sum of exps) and
+    // LayerNorm (mean, then variance) need two passes over their input.
+    const int accumulations =
+        reduction && (reduction->op == RowOp::kSoftmax || reduction->op == RowOp::kLogSoftmax ||
+                      reduction->op == RowOp::kLayerNorm)
+            ? 2
+            : 1;
 
     int joined = -1;
+    int node_level = 0;
     for (ValueId in : node.inputs) {
       if (in == kNoValue) continue;
       NodeId p = graph.value(in).producer;
       if (p == kNoNode) continue;
       int r = region_of[static_cast<size_t>(p)];
       if (r < 0 || r == joined) continue;
-      const Building& b = building[static_cast<size_t>(r)];
-      // Comparison masks may have another dtype than the float domain.
-      const bool shape_ok = SameStaticShape(b.domain->shape, out->shape);
-      if (!shape_ok || creates_cycle(id, r)) continue;
+      Building& b = building[static_cast<size_t>(r)];
+      if (elementwise && b.kind == RegionKind::kElementwise) {
+        // Comparison masks may have another dtype than the float domain.
+        if (!SameStaticShape(b.domain->shape, out->shape) || creates_cycle(id, r)) continue;
+        joined = r;
+        break;
+      }
+      if (elementwise) {  // into a row reduction: row-shaped or per-row
+        const ShapeInfo& domain = b.domain->shape;
+        if (!SameStaticShape(out->shape, domain) && !IsPerRowShape(out->shape, domain, b.row_axis)) continue;
+        if (!inputs_fit(node, r, domain, b.row_axis, -1) || creates_cycle(id, r)) continue;
+        joined = r;
+        node_level = input_level(node, r);
+        break;
+      }
+      // A reduction over the domain of a region of either kind.
+      const ShapeInfo& data = graph.value(node.inputs[0]).shape;
+      if (!SameStaticShape(b.domain->shape, data)) continue;
+      if (b.kind == RegionKind::kRowReduction && b.row_axis != reduction->axis) continue;
+      if (!inputs_fit(node, r, data, reduction->axis, axes_input)) continue;
+      if (b.kind == RegionKind::kElementwise) {
+        // Its members become row-shaped values: what they read from outside
+        // must fit the rows too.
+        bool fits = true;
+        for (NodeId m : b.nodes) fits = fits && inputs_fit(graph.node(m), r, data, reduction->axis, -1);
+        if (!fits) continue;
+      }
+      const int stage = b.kind == RegionKind::kRowReduction ? input_level(node, r) : 0;
+      if (stage + accumulations > kMaxRowPasses || creates_cycle(id, r)) continue;
+      if (b.kind == RegionKind::kElementwise) {
+        b.kind = RegionKind::kRowReduction;
+        b.domain = &graph.value(node.inputs[0]);
+        b.row_axis = reduction->axis;
+      }
       joined = r;
+      node_level = stage + accumulations;
       break;
     }
     if (joined < 0) {
+      Building b;
+      b.first_position = position[static_cast<size_t>(id)];
+      if (reduction) {
+        const Value& data = graph.value(node.inputs[0]);
+        // Its other inputs come from outside; they must fit the rows.
+        bool fits = true;
+        for (size_t i = 1; i < node.inputs.size(); ++i) {
+          if (node.inputs[i] != kNoValue && static_cast<int>(i) != axes_input) {
+            fits = fits && FitsRowDomain(graph.value(node.inputs[i]).shape, data.shape, reduction->axis);
+          }
+        }
+        if (!fits) continue;
+        b.kind = RegionKind::kRowReduction;
+        b.domain = &data;
+        b.row_axis = reduction->axis;
+        node_level = accumulations;
+      } else {
+        b.domain = out;
+      }
       joined = static_cast<int>(building.size());
-      building.push_back({{}, out, position[static_cast<size_t>(id)]});
+      building.push_back(std::move(b));
     }
-    building[static_cast<size_t>(joined)].nodes.push_back(id);
+    Building& b = building[static_cast<size_t>(joined)];
+    b.nodes.push_back(id);
+    if (reduction) b.reductions.push_back(node.op_type);
     region_of[static_cast<size_t>(id)] = joined;
+    for (ValueId o : node.outputs) {
+      if (o != kNoValue) level[static_cast<size_t>(o)] = node_level;
+    }
   }
 
   std::vector<Region> regions;
@@ -135,7 +379,8 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
     if (static_cast<int>(b.nodes.size()) < options.min_region_nodes) continue;
     Region region;
     region.id = static_cast<int>(regions.size());
-    region.kind = RegionKind::kElementwise;
+    region.kind = b.kind;
+    region.row_axis = b.row_axis;
     region.nodes = b.nodes;
     std::set<ValueId> produced;
     for (NodeId n : b.nodes) {
@@ -160,14 +405,26 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
         if (used_outside) region.outputs.push_back(o);
       }
     }
-    // Every output must have the domain's shape; a mask or a smaller value
-    // escaping the region would need a loop nest of its own.
+    // Elementwise: every output must have the domain's shape; a mask or a
+    // smaller value escaping the region would need a loop nest of its own.
+    // Row reduction: row-shaped or one value per row.
     bool outputs_ok = !region.outputs.empty();
     for (ValueId o : region.outputs) {
-      if (!SameStaticShape(graph.value(o).shape, b.domain->shape)) outputs_ok = false;
+      const ShapeInfo& s = graph.value(o).shape;
+      if (SameStaticShape(s, b.domain->shape)) continue;
+      if (b.kind == RegionKind::kRowReduction && IsPerRowShape(s, b.domain->shape, b.row_axis)) continue;
+      outputs_ok = false;
     }
     if (!outputs_ok) continue;
-    region.reason = std::to_string(b.nodes.size()) + " elementwise ops over " + b.domain->shape.ToString();
+    if (b.kind == RegionKind::kElementwise) {
+      region.reason = std::to_string(b.nodes.size()) + " elementwise ops over " + b.domain->shape.ToString();
+    } else {
+      std::string ops;
+      for (const std::string& op : b.reductions) ops += (ops.empty() ? "" : ", ") + op;
+      region.reason = "row reduction (" + ops + ") + " + std::to_string(b.nodes.size() - b.reductions.size()) +
+                      " elementwise ops over " + b.domain->shape.ToString() + ", rows from axis " +
+                      std::to_string(b.row_axis);
+    }
     regions.push_back(std::move(region));
   }
   return regions;

@@ -14,6 +14,14 @@ enum class RegionKind {
   // Elementwise ops (with broadcasting) fused into one loop nest: every
   // output has the region's output shape; inputs broadcast into it.
   kElementwise,
+  // Reductions over the same contiguous suffix of axes (Softmax,
+  // LayerNormalization, ReduceSum/Mean/Max with keepdims, GlobalAveragePool)
+  // with the elementwise ops feeding them and consuming their results. The
+  // domain is the reductions' common input shape viewed as [rows, row_len],
+  // the row being the axes from `Region::row_axis` on. Every value is either
+  // row-shaped (the domain's shape) or per-row (the domain's leading dims
+  // followed by 1s); outputs may be either.
+  kRowReduction,
 };
 const char* RegionKindName(RegionKind kind);
 
@@ -23,6 +31,7 @@ struct Region {
   std::vector<NodeId> nodes;     // in topological order
   std::vector<ValueId> inputs;   // values read from outside (graph inputs, constants, other nodes' outputs)
   std::vector<ValueId> outputs;  // values used outside the region or graph outputs
+  int row_axis = -1;             // kRowReduction: the first reduced axis of the domain; -1 otherwise
   std::string reason;            // why these nodes were grouped (for `kiln info --regions`)
 };
 

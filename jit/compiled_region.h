@@ -1,8 +1,8 @@
 // A compiled fused region: machine code in the JIT plus what a caller needs
 // to run it. The object owns its code; destroying it removes the code from
 // the JIT. It is one of two flavours:
-// - a specialisation (CompileElementwiseRegion): every dim is a constant,
-//   run through entry();
+// - a specialisation (CompileElementwiseRegion, CompileRowReductionRegion):
+//   every dim is a constant, run through entry();
 // - a shape-generic version (CompileElementwiseRegionGeneric): the domain
 //   rank is fixed, dims and strides are runtime parameters, run through
 //   generic_entry(). is_generic() tells which.
@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "jit/jit_compiler.h"
+#include "kiln/tensor.h"
 
 namespace kiln::jit {
 
@@ -27,8 +28,9 @@ class CompiledRegion {
   // inputs[i] points to the data of region input i (graph::Region::inputs
   // order; dense row-major with the dims of the shape signature); entries of
   // inputs baked in as immediates (is_input_baked) are not read and may be
-  // null. outputs[k] points to region output k, dense with the region's
-  // domain shape (bool as one byte per element). Computes the rows
+  // null. outputs[k] points to region output k, dense with output_dims()[k]
+  // (elementwise: the domain's shape; row reduction: row-shaped or one
+  // value per row; bool as one byte per element). Computes the rows
   // [row_begin, row_end) of the domain viewed as [num_rows, row_len]; the
   // range is clamped to [0, num_rows). Buffers need no particular
   // alignment. An output may be the very buffer of a full-domain-shaped
@@ -64,6 +66,7 @@ class CompiledRegion {
     int64_t num_rows = 0;
     int64_t row_len = 0;
     std::vector<bool> input_baked;  // per region input
+    std::vector<Dims> output_dims;  // specialisations: per region output
     bool generic = false;
     int domain_rank = 0;  // generic only
     double compile_ms = 0;
@@ -90,6 +93,11 @@ class CompiledRegion {
   // collapsed extent above 4096 is cut at a divisor in [256, 4096] (when it
   // has one) so that large tensors still give the caller rows to split.
   int64_t row_len() const { return info_.row_len; }
+  // Specialisations only (empty for generic code): the dims of each region
+  // output (region.outputs order), the buffer sizes a caller allocates.
+  // Elementwise outputs all have the domain's dims; a row reduction's are
+  // row-shaped or one value per row.
+  const std::vector<Dims>& output_dims() const { return info_.output_dims; }
   bool is_input_baked(size_t i) const { return i < info_.input_baked.size() && info_.input_baked[i]; }
   // Bytes of the executable sections of the emitted object file.
   size_t code_bytes() const { return code_.code_bytes; }

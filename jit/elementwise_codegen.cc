@@ -424,6 +424,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegion(JitCompiler& 
   info.num_rows = nest.num_rows;
   info.row_len = nest.row_len;
   for (const InputPlan& p : plans) info.input_baked.push_back(p.spec.baked);
+  info.output_dims.assign(region.outputs.size(), nest.domain);
   info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   auto compiled = std::make_unique<CompiledRegion>(std::move(code), std::move(info));
   Log().debug("jit: compiled {} ({} nodes, domain {}, {} x {}) in {:.2f} ms, {} code bytes", name,

@@ -66,16 +66,21 @@ StatusOr<std::vector<InputSpec>> ClassifyInputs(const graph::Graph& graph, const
   }
   std::vector<InputSpec> specs(region.inputs.size());
   for (size_t i = 0; i < region.inputs.size(); ++i) {
-    const graph::Value& value = graph.value(region.inputs[i]);
-    if (std::optional<double> scalar = ScalarConstant(value)) {
-      specs[i].baked = true;
-      specs[i].immediate = *scalar;
-      specs[i].kind = value.constant->dtype() == DType::kBool ? Kind::kBool : Kind::kFloat;
-      continue;
-    }
-    KILN_ASSIGN_OR_RETURN(specs[i].kind, KindOf(value.dtype));
+    KILN_ASSIGN_OR_RETURN(specs[i], ClassifyInput(graph.value(region.inputs[i])));
   }
   return specs;
+}
+
+StatusOr<InputSpec> ClassifyInput(const graph::Value& value) {
+  InputSpec spec;
+  if (std::optional<double> scalar = ScalarConstant(value)) {
+    spec.baked = true;
+    spec.immediate = *scalar;
+    spec.kind = value.constant->dtype() == DType::kBool ? Kind::kBool : Kind::kFloat;
+    return spec;
+  }
+  KILN_ASSIGN_OR_RETURN(spec.kind, KindOf(value.dtype));
+  return spec;
 }
 
 StatusOr<std::vector<Kind>> OutputKinds(const graph::Graph& graph, const graph::Region& region) {

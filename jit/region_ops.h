@@ -1,5 +1,7 @@
 // Internal to jit/: what the specialised (elementwise_codegen.cc) and the
-// shape-generic (generic_codegen.cc) generators share. Both emit the same
+// shape-generic (generic_codegen.cc) generators share; the row-reduction
+// generator (row_reduction_codegen.cc) uses the per-node emission
+// (OpEmitter::EmitNode) for its elementwise members. The first two emit the same
 // vector body for a region — the chain of ops on one vector of every input —
 // and differ only in the loop nest and addressing around it, so the op
 // emission, the input classification and the vector loads and stores live
@@ -46,6 +48,10 @@ struct InputSpec {
   double immediate = 0;  // its value (bool as 0/1)
 };
 
+// How one region input enters the code: a single-element constant is baked
+// in; anything else must be float32 or bool (kUnsupported otherwise).
+StatusOr<InputSpec> ClassifyInput(const graph::Value& value);
+
 // Checks what both generators require of any region (elementwise kind, at
 // least one node and one output) and classifies its inputs (region.inputs
 // order). kUnsupported for a dtype other than float32/bool.
@@ -83,10 +89,15 @@ class OpEmitter {
   // handle; kInvalidModel/kInvalidArgument a malformed region.
   StatusOr<std::vector<Operand>> EmitOps(const std::vector<Operand>& inputs);
 
- private:
+  // Computes one elementwise node from its operands (nullopt for an omitted
+  // optional input). Errors as for EmitOps. The row-reduction generator
+  // calls this directly, since it evaluates a region's nodes on demand.
   StatusOr<Operand> EmitNode(const graph::Node& node, const std::vector<std::optional<Operand>>& in);
 
+  // A float vector with every lane `v`.
   llvm::Value* FConst(double v) const;
+
+ private:
   llvm::Value* Intr(llvm::Intrinsic::ID id, llvm::Value* x) { return b_.CreateIntrinsic(id, {x->getType()}, {x}); }
   llvm::Value* Clamp01(llvm::Value* x);
 

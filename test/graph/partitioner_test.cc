@@ -103,10 +103,187 @@ TEST(Partitioner, NotFusedWhenShapesDiffer) {
 }
 
 TEST(Partitioner, NotFusedWhenOpIsNotElementwise) {
+  // Hardmax is neither elementwise nor a row reduction the JIT handles.
   OnnxModelBuilder b;
   b.Input("x", kFloat, {4, 8}).Output("y");
-  b.Node("Softmax", {"x"}, {"s"});
+  b.Node("Hardmax", {"x"}, {"s"});
   b.Node("Relu", {"s"}, {"y"});
+  Graph g = LoadOrDie(b);
+  auto regions = PartitionGraph(g);
+  ASSERT_TRUE(regions.ok());
+  EXPECT_TRUE(regions->empty());
+}
+
+TEST(Partitioner, ElementwiseOnlyRegionsKeepTheirKind) {
+  OnnxModelBuilder b;
+  b.Input("x", kFloat, {4, 8}).Output("y");
+  b.Node("Neg", {"x"}, {"t"});
+  b.Node("Relu", {"t"}, {"y"});
+  Graph g = LoadOrDie(b);
+  auto regions = PartitionGraph(g);
+  ASSERT_TRUE(regions.ok());
+  ASSERT_EQ(regions->size(), 1u);
+  EXPECT_EQ((*regions)[0].kind, RegionKind::kElementwise);
+  EXPECT_EQ((*regions)[0].row_axis, -1);
+}
+
+// LayerNormalization then an exact GELU spelled out, as in a transformer
+// MLP block: one row reduction region over [2, 16, 64], rows of 64.
+TEST(Partitioner, LayerNormGeluIsOneRowReductionRegion) {
+  OnnxModelBuilder b(17);
+  b.Input("x", kFloat, {2, 16, 64})
+      .FloatInit("gamma", {64}, std::vector<float>(64, 1.f))
+      .FloatInit("beta", {64}, std::vector<float>(64, 0.f))
+      .FloatInit("sqrt2", {}, {1.41421356f})
+      .FloatInit("one", {}, {1.f})
+      .FloatInit("half", {}, {0.5f})
+      .Output("y");
+  b.Node("LayerNormalization", {"x", "gamma", "beta"}, {"ln"});
+  b.Node("Div", {"ln", "sqrt2"}, {"d"});
+  b.Node("Erf", {"d"}, {"e"});
+  b.Node("Add", {"e", "one"}, {"a"});
+  b.Node("Mul", {"ln", "a"}, {"m"});
+  b.Node("Mul", {"m", "half"}, {"y"});
+  Graph g = LoadOrDie(b);
+  auto regions = PartitionGraph(g);
+  ASSERT_TRUE(regions.ok()) << regions.status().ToString();
+  ASSERT_EQ(regions->size(), 1u);
+  const Region& r = (*regions)[0];
+  EXPECT_EQ(r.kind, RegionKind::kRowReduction);
+  EXPECT_EQ(r.row_axis, 2);
+  EXPECT_EQ(OpsOf(g, r), (std::vector<std::string>{"LayerNormalization", "Div", "Erf", "Add", "Mul", "Mul"}));
+  ASSERT_EQ(r.outputs.size(), 1u);
+  EXPECT_EQ(g.value(r.outputs[0]).name, "y");
+  EXPECT_NE(r.reason.find("LayerNormalization"), std::string::npos) << r.reason;
+}
+
+// Attention scores: scale and mask feed the Softmax (an elementwise region
+// that the Softmax turns into a row reduction), and a consumer follows.
+TEST(Partitioner, SoftmaxJoinsItsScaleAndMaskProducers) {
+  OnnxModelBuilder b(13);
+  b.Input("scores", kFloat, {4, 128, 128})
+      .Input("mask", kFloat, {4, 1, 128})
+      .FloatInit("scale", {}, {0.125f})
+      .Output("y");
+  b.Node("Mul", {"scores", "scale"}, {"scaled"});
+  b.Node("Add", {"scaled", "mask"}, {"masked"});
+  b.Node("Softmax", {"masked"}, {"p"});
+  b.Node("Relu", {"p"}, {"y"});
+  Graph g = LoadOrDie(b);
+  auto regions = PartitionGraph(g);
+  ASSERT_TRUE(regions.ok()) << regions.status().ToString();
+  ASSERT_EQ(regions->size(), 1u);
+  const Region& r = (*regions)[0];
+  EXPECT_EQ(r.kind, RegionKind::kRowReduction);
+  EXPECT_EQ(r.row_axis, 2);
+  EXPECT_EQ(OpsOf(g, r), (std::vector<std::string>{"Mul", "Add", "Softmax", "Relu"}));
+  EXPECT_EQ(r.inputs.size(), 3u);
+  ASSERT_EQ(r.outputs.size(), 1u);
+  EXPECT_EQ(g.value(r.outputs[0]).name, "y");
+}
+
+// ReduceMean's per-row result feeds row-shaped (x - mean) and per-row
+// (mean * 2) consumers; both escape as outputs of their own shapes. The
+// opset-18 form takes its axes as a constant input.
+TEST(Partitioner, ReduceMeanWithConsumers) {
+  for (int opset : {17, 18}) {
+    OnnxModelBuilder b(opset);
+    b.Input("x", kFloat, {8, 32}).FloatInit("two", {}, {2.f}).Output("centered").Output("scaled_mean");
+    if (opset >= 18) {
+      b.Int64Init("axes", {1}, {-1});
+      b.Node("ReduceMean", {"x", "axes"}, {"mean"});
+    } else {
+      OnnxModelBuilder::IntsAttr(b.Node("ReduceMean", {"x"}, {"mean"}), "axes", {1});
+    }
+    b.Node("Sub", {"x", "mean"}, {"centered"});
+    b.Node("Mul", {"mean", "two"}, {"scaled_mean"});
+    Graph g = LoadOrDie(b);
+    auto regions = PartitionGraph(g);
+    ASSERT_TRUE(regions.ok()) << regions.status().ToString();
+    ASSERT_EQ(regions->size(), 1u) << "opset " << opset;
+    const Region& r = (*regions)[0];
+    EXPECT_EQ(r.kind, RegionKind::kRowReduction);
+    EXPECT_EQ(r.row_axis, 1);
+    EXPECT_EQ(OpsOf(g, r), (std::vector<std::string>{"ReduceMean", "Sub", "Mul"}));
+    ASSERT_EQ(r.outputs.size(), 2u);
+    EXPECT_EQ(g.value(r.outputs[0]).name, "centered");
+    EXPECT_EQ(g.value(r.outputs[1]).name, "scaled_mean");
+  }
+}
+
+TEST(Partitioner, NotFusedWhenReductionIsNotOverASuffix) {
+  OnnxModelBuilder b(17);
+  b.Input("x", kFloat, {8, 32}).Output("y");
+  OnnxModelBuilder::IntsAttr(b.Node("ReduceMean", {"x"}, {"mean"}), "axes", {0});
+  b.Node("Relu", {"mean"}, {"r"});
+  b.Node("Neg", {"r"}, {"y"});
+  Graph g = LoadOrDie(b);
+  auto regions = PartitionGraph(g);
+  ASSERT_TRUE(regions.ok());
+  ASSERT_EQ(regions->size(), 1u);
+  EXPECT_EQ((*regions)[0].kind, RegionKind::kElementwise);
+  EXPECT_EQ(OpsOf(g, (*regions)[0]), (std::vector<std::string>{"Relu", "Neg"}));
+}
+
+TEST(Partitioner, NotFusedWhenSoftmaxAxisIsNotLast) {
+  OnnxModelBuilder b(13);
+  b.Input("x", kFloat, {8, 32}).Output("y");
+  OnnxModelBuilder::IntAttr(b.Node("Softmax", {"x"}, {"s"}), "axis", 0);
+  b.Node("Relu", {"s"}, {"y"});
+  Graph g = LoadOrDie(b);
+  auto regions = PartitionGraph(g);
+  ASSERT_TRUE(regions.ok());
+  EXPECT_TRUE(regions->empty());
+}
+
+// Squeeze-and-excitation without its convolutions: GlobalAveragePool's
+// per-plane mean, a per-plane Sigmoid, then a row-shaped rescale.
+TEST(Partitioner, GlobalAveragePoolWithElementwiseConsumers) {
+  OnnxModelBuilder b(13);
+  b.Input("x", kFloat, {1, 16, 7, 7}).Output("y");
+  b.Node("GlobalAveragePool", {"x"}, {"pooled"});
+  b.Node("Sigmoid", {"pooled"}, {"gate"});
+  b.Node("Mul", {"x", "gate"}, {"y"});
+  Graph g = LoadOrDie(b);
+  auto regions = PartitionGraph(g);
+  ASSERT_TRUE(regions.ok()) << regions.status().ToString();
+  ASSERT_EQ(regions->size(), 1u);
+  const Region& r = (*regions)[0];
+  EXPECT_EQ(r.kind, RegionKind::kRowReduction);
+  EXPECT_EQ(r.row_axis, 2);
+  EXPECT_EQ(OpsOf(g, r), (std::vector<std::string>{"GlobalAveragePool", "Sigmoid", "Mul"}));
+  ASSERT_EQ(r.outputs.size(), 1u);
+  EXPECT_EQ(g.value(r.outputs[0]).name, "y");
+}
+
+// The decomposed LayerNorm (not fused: the partitioner sees the graph as
+// loaded) is one region of two chained reductions.
+TEST(Partitioner, DecomposedLayerNormIsOneRegion) {
+  OnnxModelBuilder b(17);
+  b.Input("x", kFloat, {4, 32}).FloatInit("two", {}, {2.f}).FloatInit("eps", {}, {1e-5f}).Output("y");
+  OnnxModelBuilder::IntsAttr(b.Node("ReduceMean", {"x"}, {"mean"}), "axes", {-1});
+  b.Node("Sub", {"x", "mean"}, {"d"});
+  b.Node("Pow", {"d", "two"}, {"sq"});
+  OnnxModelBuilder::IntsAttr(b.Node("ReduceMean", {"sq"}, {"var"}), "axes", {-1});
+  b.Node("Add", {"var", "eps"}, {"ve"});
+  b.Node("Sqrt", {"ve"}, {"sd"});
+  b.Node("Div", {"d", "sd"}, {"y"});
+  Graph g = LoadOrDie(b);
+  auto regions = PartitionGraph(g);
+  ASSERT_TRUE(regions.ok()) << regions.status().ToString();
+  ASSERT_EQ(regions->size(), 1u);
+  EXPECT_EQ((*regions)[0].kind, RegionKind::kRowReduction);
+  EXPECT_EQ((*regions)[0].nodes.size(), 7u);
+}
+
+TEST(Partitioner, RowReductionNotJoinedWhenInputBroadcastsAlongPartOfTheRow) {
+  // LayerNorm over the last two axes with a B of [16] only: B broadcasts
+  // along part of the row, which the row code cannot read.
+  OnnxModelBuilder b(17);
+  b.Input("x", kFloat, {2, 8, 16}).Input("bias", kFloat, {16}).FloatInit("gamma", {8, 16}, std::vector<float>(128, 1.f));
+  b.Output("y");
+  OnnxModelBuilder::IntAttr(b.Node("LayerNormalization", {"x", "gamma", "bias"}, {"ln"}), "axis", 1);
+  b.Node("Relu", {"ln"}, {"y"});
   Graph g = LoadOrDie(b);
   auto regions = PartitionGraph(g);
   ASSERT_TRUE(regions.ok());

@@ -19,15 +19,17 @@ namespace {
 using testing::OnnxModelBuilder;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
 
-// SiLU, then a decomposed GELU, on [batch, 64]: two regions split by the
-// MatMul in between, the first [batch, 64] -> [batch, 64].
+// SiLU, then a GELU-like chain, on [batch, 64]: two regions split by the
+// MatMul in between, the first [batch, 64] -> [batch, 64]. The chain
+// divides by 1.5, not sqrt(2), so the GELU fusion (then the MatMul epilogue
+// fusion) leaves it for the JIT.
 OnnxModelBuilder SiluMatMulGelu() {
   OnnxModelBuilder b;
   std::vector<float> w(64 * 64);
   for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(0.37f * static_cast<float>(i)) * 0.1f;
   b.Input("x", kFloat, {-1, 64}, {"batch"})
       .FloatInit("w", {64, 64}, w)
-      .FloatInit("sqrt2", {}, {1.41421356f})
+      .FloatInit("sqrt2", {}, {1.5f})
       .FloatInit("one", {}, {1.f})
       .FloatInit("half", {}, {0.5f})
       .Output("y");
@@ -98,6 +100,10 @@ TEST(JitTier, CompiledOutputsMatchInterpreter) {
     EXPECT_EQ(r.compiled_calls, 3);
     EXPECT_GT(r.code_bytes, 0);
     EXPECT_GT(r.compile_ms, 0);
+    // Each tier's calls are timed: three interpreted (the compiling call of
+    // each batch size) and three compiled.
+    EXPECT_GT(r.interpreted_ms, 0);
+    EXPECT_GT(r.compiled_ms, 0);
   }
   EXPECT_TRUE(interp->stats().regions.empty());
 }
@@ -212,6 +218,60 @@ TEST(JitTier, TraceShowsTiersAndCompiles) {
 
   auto untraced = MakeSession(TierPolicy::kJit);
   EXPECT_EQ(untraced->WriteTrace(path).code(), StatusCode::kInvalidArgument);
+}
+
+// LayerNormalization then an exact GELU on [batch, 64]: one row-reduction
+// region (rows of 64).
+OnnxModelBuilder LayerNormGelu() {
+  OnnxModelBuilder b(17);
+  std::vector<float> gamma(64), beta(64);
+  for (size_t i = 0; i < 64; ++i) {
+    gamma[i] = 0.5f + 0.01f * static_cast<float>(i);
+    beta[i] = std::cos(0.3f * static_cast<float>(i));
+  }
+  b.Input("x", kFloat, {-1, 64}, {"batch"})
+      .FloatInit("gamma", {64}, gamma)
+      .FloatInit("beta", {64}, beta)
+      .FloatInit("sqrt2", {}, {1.41421356f})
+      .FloatInit("one", {}, {1.f})
+      .FloatInit("half", {}, {0.5f})
+      .Output("y");
+  b.Node("LayerNormalization", {"x", "gamma", "beta"}, {"ln"});
+  b.Node("Div", {"ln", "sqrt2"}, {"d"});
+  b.Node("Erf", {"d"}, {"e"});
+  b.Node("Add", {"e", "one"}, {"a"});
+  b.Node("Mul", {"ln", "a"}, {"m"});
+  b.Node("Mul", {"m", "half"}, {"y"});
+  return b;
+}
+
+TEST(JitTier, RowReductionRegionCompilesAndStaysInterpretedPastItsLimit) {
+  SessionOptions options;
+  options.tier = TierPolicy::kJit;
+  options.intra_op_threads = 2;
+  options.jit_max_specializations = 2;
+  auto jit = Session::Create(Load(LayerNormGelu()), options);
+  ASSERT_TRUE(jit.ok()) << jit.status().ToString();
+  options.tier = TierPolicy::kInterpreter;
+  auto interp = Session::Create(Load(LayerNormGelu()), options);
+  ASSERT_TRUE(interp.ok()) << interp.status().ToString();
+  // 3 and 300 compile (300 rows are split across the two threads); 7 is
+  // past the limit: row reductions have no generic version, so 7 and 9
+  // stay interpreted (and correct), with no failure.
+  const int64_t batches[] = {3, 3, 300, 300, 7, 7, 9, 3};
+  for (int64_t batch : batches) {
+    auto x = RandomInput(batch * 64, static_cast<unsigned>(batch));
+    ExpectClose(RunOnce(**jit, x, batch), RunOnce(**interp, x, batch));
+  }
+  const SessionStats stats = (*jit)->stats();
+  ASSERT_EQ(stats.regions.size(), 1u);
+  const RegionStats& r = stats.regions[0];
+  EXPECT_EQ(r.kind, "row_reduction");
+  EXPECT_EQ(r.tier, "jit");
+  EXPECT_EQ(r.specializations, 2);
+  EXPECT_EQ(r.failed_compiles, 0);
+  EXPECT_EQ(r.compiled_calls, 3);
+  EXPECT_EQ(r.interpreted_calls, 5);
 }
 
 TEST(JitTier, InterpreterPolicyBuildsNoRegions) {

@@ -1,0 +1,832 @@
+#include "jit/row_reduction_codegen.h"
+
+#include <llvm/IR/Constants.h>
+#include <llvm/IR/DerivedTypes.h>
+#include <llvm/IR/Function.h>
+#include <llvm/IR/IRBuilder.h>
+#include <llvm/IR/Intrinsics.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/Module.h>
+
+#include <chrono>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "graph/log.h"
+#include "graph/partitioner.h"
+#include "jit/region_ops.h"
+#include "jit/vector_math.h"
+
+namespace kiln::jit {
+namespace {
+
+using graph::Node;
+using graph::NodeId;
+using graph::RowOp;
+using graph::RowReduction;
+using graph::ValueId;
+using internal::Broadcast;
+using internal::InputSpec;
+using internal::Kind;
+using internal::OpEmitter;
+using internal::Operand;
+
+// Independent accumulators per reduction in an accumulation pass.
+constexpr int kAccumulators = 4;
+// Softmax rows up to this many elements keep exp(x - max), computed for the
+// sum, in a stack buffer (at most 16 KiB, in L1) that the output pass
+// scales: it then needs neither a second exp per element nor the prefix
+// recomputed. Longer rows recompute both.
+constexpr int64_t kMaxStashedRow = 4096;
+
+// How one region input is read.
+struct InputPlan {
+  InputSpec spec;
+  bool unused = false;   // a reduction's constant axes: never read
+  bool per_row = false;  // one element per row (splatted), else a whole row
+  // Elements per step of each leading (non-row) domain dim; 0 where the
+  // input broadcasts along it.
+  std::vector<int64_t> outer_strides;
+  bool outer_dense = false;  // offset = row * (elements per row)
+};
+
+// A reduction node and the per-row results of its accumulations, filled
+// in as passes finish (vectors with the value in every lane).
+struct ReductionPlan {
+  NodeId node = graph::kNoNode;
+  RowReduction op;
+  int stage = 0;            // the pass of its first accumulation
+  int accumulations = 1;    // Softmax and LayerNorm need a second one
+  llvm::Value* first = nullptr;   // Sum/Mean/Max: the result; Softmax: max; LayerNorm: mean
+  llvm::Value* second = nullptr;  // Softmax: 1/sum; LogSoftmax: max + log(sum); LayerNorm: 1/stddev
+  llvm::Value* stash = nullptr;   // Softmax: the row's exp(x - max) (kMaxStashedRow), or null
+};
+
+struct Plan {
+  Dims domain;
+  int axis = 0;
+  int64_t rows = 0;
+  int64_t row_len = 0;
+  std::vector<InputPlan> inputs;            // region.inputs order
+  std::vector<int> input_index;             // value id -> region input index, or -1
+  std::vector<std::optional<Dims>> dims;    // value id -> dims (inputs and members)
+  std::vector<bool> per_row;                // value id -> one value per row
+  std::vector<int> level;                   // value id -> first pass it is known in
+  std::vector<int> reduction_of;            // node id -> index into reductions, or -1
+  std::vector<ReductionPlan> reductions;
+  int num_passes = 0;                       // accumulation passes
+  std::vector<Dims> output_dims;
+  std::vector<bool> output_per_row;
+  std::vector<Kind> output_kinds;
+};
+
+int64_t Product(const Dims& dims, size_t begin, size_t end) {
+  int64_t n = 1;
+  for (size_t i = begin; i < end; ++i) n *= dims[i];
+  return n;
+}
+
+// `dims` right-aligned to `rank` with leading 1s.
+Dims Padded(const Dims& dims, size_t rank) {
+  Dims out(rank, 1);
+  for (size_t k = 0; k < dims.size(); ++k) out[rank - dims.size() + k] = dims[k];
+  return out;
+}
+
+// Whether a value of `dims` covers the row (false: one element per row).
+// kUnsupported when it does neither or does not broadcast into the domain.
+StatusOr<bool> CoversRow(const Dims& dims, const Plan& plan, const std::string& what) {
+  if (dims.size() > plan.domain.size()) {
+    return Unsupported("jit: ", what, " ", DimsToString(dims), " has a higher rank than the domain ",
+                       DimsToString(plan.domain));
+  }
+  const Dims p = Padded(dims, plan.domain.size());
+  bool full = true;
+  bool one = true;
+  for (size_t d = 0; d < p.size(); ++d) {
+    if (p[d] != 1 && p[d] != plan.domain[d]) {
+      return Unsupported("jit: ", what, " ", DimsToString(dims), " does not broadcast into the domain ",
+                         DimsToString(plan.domain));
+    }
+    if (static_cast<int>(d) < plan.axis) continue;
+    full = full && p[d] == plan.domain[d];
+    one = one && p[d] == 1;
+  }
+  if (full) return true;
+  if (one) return false;
+  return Unsupported("jit: ", what, " ", DimsToString(dims), " broadcasts along part of the row of ",
+                     DimsToString(plan.domain), " (axes from ", plan.axis, ")");
+}
+
+Status PlanRegion(const graph::Graph& graph, const graph::Region& region, const std::vector<Dims>& input_dims,
+                  Plan& plan) {
+  if (region.kind != graph::RegionKind::kRowReduction) {
+    return Unsupported("jit: region kind ", graph::RegionKindName(region.kind), " is not a row reduction");
+  }
+  if (region.nodes.empty() || region.outputs.empty()) {
+    return InvalidArgument("jit: region ", region.id, " has no nodes or no outputs");
+  }
+  if (input_dims.size() != region.inputs.size()) {
+    return InvalidArgument("jit: region ", region.id, " has ", region.inputs.size(), " inputs but ",
+                           input_dims.size(), " dims were given");
+  }
+  const size_t num_values = graph.num_values();
+  plan.dims.assign(num_values, std::nullopt);
+  plan.input_index.assign(num_values, -1);
+  plan.per_row.assign(num_values, false);
+  plan.level.assign(num_values, 0);
+  plan.reduction_of.assign(graph.num_nodes(), -1);
+  for (size_t i = 0; i < region.inputs.size(); ++i) {
+    for (int64_t d : input_dims[i]) {
+      if (d < 0) return InvalidArgument("jit: negative dim in ", DimsToString(input_dims[i]));
+    }
+    plan.dims[static_cast<size_t>(region.inputs[i])] = input_dims[i];
+    plan.input_index[static_cast<size_t>(region.inputs[i])] = static_cast<int>(i);
+  }
+
+  // Dims of every member's output, the domain and the pass levels.
+  bool have_domain = false;
+  for (NodeId id : region.nodes) {
+    const Node& node = graph.node(id);
+    if (node.outputs.empty() || node.outputs[0] == graph::kNoValue) {
+      return Unsupported("jit: ", node.Describe(), " has no first output");
+    }
+    std::optional<RowReduction> reduction = graph::AsRowReduction(graph, node);
+    const size_t data_inputs = reduction && reduction->op != RowOp::kLayerNorm ? 1 : node.inputs.size();
+    int level = 0;
+    for (size_t k = 0; k < data_inputs; ++k) {
+      const ValueId v = node.inputs[k];
+      if (v == graph::kNoValue) continue;
+      if (!plan.dims[static_cast<size_t>(v)]) {
+        return InvalidArgument("jit: ", node.Describe(), " reads '", graph.value(v).name,
+                               "' before it is computed (region nodes must be in topological order)");
+      }
+      level = std::max(level, plan.level[static_cast<size_t>(v)]);
+    }
+    Dims out;
+    if (reduction) {
+      const Dims& x = *plan.dims[static_cast<size_t>(node.inputs[0])];
+      if (static_cast<int>(x.size()) != reduction->rank) {
+        return InvalidArgument("jit: ", node.Describe(), ": input dims ", DimsToString(x), " do not have rank ",
+                               reduction->rank);
+      }
+      if (!have_domain) {
+        plan.domain = x;
+        plan.axis = reduction->axis;
+        have_domain = true;
+      } else if (x != plan.domain || reduction->axis != plan.axis) {
+        return Unsupported("jit: ", node.Describe(), " reduces ", DimsToString(x), " from axis ", reduction->axis,
+                           ", not the region's domain ", DimsToString(plan.domain), " from axis ", plan.axis);
+      }
+      ReductionPlan r;
+      r.node = id;
+      r.op = *reduction;
+      r.stage = plan.level[static_cast<size_t>(node.inputs[0])];
+      const bool two = reduction->op == RowOp::kSoftmax || reduction->op == RowOp::kLogSoftmax ||
+                       reduction->op == RowOp::kLayerNorm;
+      r.accumulations = two ? 2 : 1;
+      plan.num_passes = std::max(plan.num_passes, r.stage + r.accumulations);
+      level = std::max(level, r.stage + r.accumulations);
+      out = x;
+      if (!two) {
+        for (size_t d = static_cast<size_t>(reduction->axis); d < out.size(); ++d) out[d] = 1;
+      }
+      plan.reduction_of[static_cast<size_t>(id)] = static_cast<int>(plan.reductions.size());
+      plan.reductions.push_back(r);
+    } else if (graph::IsFusibleElementwise(node)) {
+      for (ValueId v : node.inputs) {
+        if (v == graph::kNoValue) continue;
+        KILN_ASSIGN_OR_RETURN(out, Broadcast(out, *plan.dims[static_cast<size_t>(v)]));
+      }
+    } else {
+      return Unsupported("jit: op ", node.op_type, " (", node.Describe(),
+                         ") is not supported by the row-reduction code generator");
+    }
+    plan.dims[static_cast<size_t>(node.outputs[0])] = out;
+    plan.level[static_cast<size_t>(node.outputs[0])] = level;
+  }
+  if (!have_domain) return InvalidArgument("jit: region ", region.id, " has no reduction");
+  KILN_RETURN_IF_ERROR(CheckedNumElements(plan.domain, DType::kFloat32).status());
+  plan.rows = Product(plan.domain, 0, static_cast<size_t>(plan.axis));
+  plan.row_len = Product(plan.domain, static_cast<size_t>(plan.axis), plan.domain.size());
+  if (plan.rows == 0 || plan.row_len == 0) {
+    // A reduction over an empty row has no well-defined vector form worth
+    // compiling (max of nothing, mean of nothing): the interpreter does it.
+    return Unsupported("jit: empty domain ", DimsToString(plan.domain));
+  }
+
+  // Row-shaped or per-row: every member, and the reductions' data inputs
+  // exactly the domain.
+  for (NodeId id : region.nodes) {
+    const Node& node = graph.node(id);
+    const ValueId out = node.outputs[0];
+    KILN_ASSIGN_OR_RETURN(bool full, CoversRow(*plan.dims[static_cast<size_t>(out)], plan, "'" + graph.value(out).name + "'"));
+    plan.per_row[static_cast<size_t>(out)] = !full;
+    if (plan.reduction_of[static_cast<size_t>(id)] >= 0) {
+      // Scale and B of a LayerNorm must also fit the row.
+      for (size_t k = 1; node.op_type == "LayerNormalization" && k < node.inputs.size(); ++k) {
+        const ValueId v = node.inputs[k];
+        if (v != graph::kNoValue) {
+          KILN_RETURN_IF_ERROR(CoversRow(*plan.dims[static_cast<size_t>(v)], plan, "'" + graph.value(v).name + "'").status());
+        }
+      }
+    }
+  }
+
+  // Inputs. A value used only as a ReduceX's axes is never read.
+  plan.inputs.assign(region.inputs.size(), InputPlan{});
+  std::vector<bool> data_use(num_values, false);
+  for (NodeId id : region.nodes) {
+    const Node& node = graph.node(id);
+    const bool axes_second = plan.reduction_of[static_cast<size_t>(id)] >= 0 && node.op_type != "LayerNormalization";
+    for (size_t k = 0; k < node.inputs.size(); ++k) {
+      if (node.inputs[k] != graph::kNoValue && !(axes_second && k == 1)) data_use[static_cast<size_t>(node.inputs[k])] = true;
+    }
+  }
+  const size_t rank = plan.domain.size();
+  for (size_t i = 0; i < region.inputs.size(); ++i) {
+    InputPlan& p = plan.inputs[i];
+    const ValueId v = region.inputs[i];
+    const graph::Value& value = graph.value(v);
+    if (!data_use[static_cast<size_t>(v)]) {
+      p.unused = true;
+      p.spec.baked = true;
+      continue;
+    }
+    KILN_ASSIGN_OR_RETURN(p.spec, internal::ClassifyInput(value));
+    if (p.spec.baked) continue;
+    KILN_ASSIGN_OR_RETURN(bool full, CoversRow(input_dims[i], plan, "input '" + value.name + "'"));
+    p.per_row = !full;
+    plan.per_row[static_cast<size_t>(v)] = !full;
+    const Dims padded = Padded(input_dims[i], rank);
+    int64_t stride = 1;
+    std::vector<int64_t> strides(rank);
+    for (size_t d = rank; d-- > 0;) {
+      strides[d] = stride;
+      stride *= padded[d];
+    }
+    p.outer_dense = true;
+    for (size_t d = 0; d < static_cast<size_t>(plan.axis); ++d) {
+      p.outer_strides.push_back(padded[d] == 1 ? 0 : strides[d]);
+      if (padded[d] != plan.domain[d]) p.outer_dense = false;
+    }
+  }
+  for (size_t i = 0; i < region.inputs.size(); ++i) {
+    if (plan.inputs[i].spec.baked) plan.per_row[static_cast<size_t>(region.inputs[i])] = true;
+  }
+
+  // Outputs: the domain's dims, or its leading dims then 1s.
+  for (ValueId o : region.outputs) {
+    if (!plan.dims[static_cast<size_t>(o)] || plan.input_index[static_cast<size_t>(o)] >= 0) {
+      return InvalidArgument("jit: region output '", graph.value(o).name, "' is not produced by the region");
+    }
+    const Dims& d = *plan.dims[static_cast<size_t>(o)];
+    bool per_row = d.size() == rank;
+    for (size_t k = 0; per_row && k < rank; ++k) {
+      per_row = static_cast<int>(k) < plan.axis ? d[k] == plan.domain[k] : d[k] == 1;
+    }
+    if (d != plan.domain && !per_row) {
+      return Unsupported("jit: region output '", graph.value(o).name, "' has dims ", DimsToString(d),
+                         ", neither the domain ", DimsToString(plan.domain), " nor one value per row");
+    }
+    plan.output_dims.push_back(d);
+    plan.output_per_row.push_back(d != plan.domain);
+    KILN_ASSIGN_OR_RETURN(Kind kind, internal::KindOf(graph.value(o).dtype));
+    plan.output_kinds.push_back(kind);
+  }
+  return Status::Ok();
+}
+
+class RowEmitter {
+ public:
+  RowEmitter(const graph::Graph& graph, const graph::Region& region, Plan& plan, llvm::Module& module, int lanes)
+      : graph_(graph),
+        region_(region),
+        plan_(plan),
+        module_(module),
+        ctx_(module.getContext()),
+        b_(ctx_),
+        lanes_(lanes),
+        ops_(graph, region, b_, lanes) {
+    i64_ = llvm::Type::getInt64Ty(ctx_);
+    ptr_ = llvm::PointerType::get(ctx_, 0);
+  }
+
+  Status Emit(const std::string& name, const std::string& cpu, const std::string& features);
+
+ private:
+  // One accumulation of a pass.
+  struct Accumulation {
+    int reduction;  // index into plan_.reductions
+    int which;      // 0: first, 1: second
+    bool is_max;
+  };
+
+  llvm::Value* I64(int64_t v) const { return llvm::ConstantInt::get(i64_, v); }
+  llvm::BasicBlock* NewBlock(const std::string& name) {
+    return llvm::BasicBlock::Create(ctx_, name, b_.GetInsertBlock()->getParent());
+  }
+  // Starts a fresh block whose per-row computations go before its end:
+  // per-row values are computed once per row, ahead of the vector loop that
+  // needs them, and dominate every later pass.
+  void StartRowSection(const std::string& name);
+
+  // The value of `v` for the current vector block (col_, mask_).
+  StatusOr<Operand> Eval(ValueId v);
+  // The value of per-row `v`, computed at the end of the current row
+  // section (a splat in every lane).
+  StatusOr<Operand> EvalPerRow(ValueId v);
+  StatusOr<Operand> EvalNode(const Node& node, bool per_row);
+
+  // The value an accumulation folds in, for the current vector block.
+  StatusOr<llvm::Value*> AccumulationInput(const Accumulation& a);
+  llvm::Value* Combine(bool is_max, llvm::Value* acc, llvm::Value* v);
+  llvm::Value* Horizontal(bool is_max, llvm::Value* v);
+  void Finalize(const Accumulation& a, llvm::Value* total);
+
+  // One pass over the row: a vector loop and a masked tail. Accumulates
+  // `accs` (horizontal totals are finalised into the reduction plans), or,
+  // when `store_outputs`, stores the row-shaped outputs.
+  Status EmitPass(const std::vector<Accumulation>& accs, bool store_outputs);
+  // Folds one vector block into `acc_values` or stores the outputs.
+  Status EmitBlock(const std::vector<Accumulation>& accs, std::vector<llvm::Value*>& acc_values, bool store_outputs);
+
+  const graph::Graph& graph_;
+  const graph::Region& region_;
+  Plan& plan_;
+  llvm::Module& module_;
+  llvm::LLVMContext& ctx_;
+  llvm::IRBuilder<> b_;
+  int lanes_;
+  OpEmitter ops_;
+  llvm::Type* i64_;
+  llvm::PointerType* ptr_;
+
+  // Per row.
+  llvm::Value* row_ = nullptr;
+  std::vector<llvm::Value*> input_ptr_;   // loaded inputs: the row's first element
+  std::vector<llvm::Value*> output_ptr_;  // row-shaped: the row's first element; per-row: its element
+  llvm::Instruction* section_end_ = nullptr;
+  std::map<ValueId, Operand> row_env_;
+  // Per vector block.
+  llvm::Value* col_ = nullptr;
+  llvm::Value* mask_ = nullptr;
+  std::map<ValueId, Operand> block_env_;
+};
+
+void RowEmitter::StartRowSection(const std::string& name) {
+  llvm::BasicBlock* section = NewBlock(name);
+  llvm::BasicBlock* body = NewBlock(name + "_body");
+  b_.CreateBr(section);
+  b_.SetInsertPoint(section);
+  section_end_ = b_.CreateBr(body);
+  b_.SetInsertPoint(body);
+}
+
+StatusOr<Operand> RowEmitter::EvalNode(const Node& node, bool per_row) {
+  std::vector<std::optional<Operand>> in;
+  for (ValueId v : node.inputs) {
+    if (v == graph::kNoValue) {
+      in.push_back(std::nullopt);
+      continue;
+    }
+    StatusOr<Operand> op = per_row ? EvalPerRow(v) : Eval(v);
+    if (!op.ok()) return op.status();
+    in.push_back(*op);
+  }
+  KILN_ASSIGN_OR_RETURN(Operand out, ops_.EmitNode(node, in));
+  KILN_ASSIGN_OR_RETURN(Kind declared, internal::KindOf(graph_.value(node.outputs[0]).dtype));
+  if (declared != out.kind) {
+    return Unsupported("jit: ", node.Describe(), ": output dtype ", DTypeName(graph_.value(node.outputs[0]).dtype),
+                       " does not match what the op computes");
+  }
+  out.immediate.reset();
+  return out;
+}
+
+StatusOr<Operand> RowEmitter::EvalPerRow(ValueId v) {
+  auto found = row_env_.find(v);
+  if (found != row_env_.end()) return found->second;
+  llvm::IRBuilderBase::InsertPointGuard guard(b_);
+  b_.SetInsertPoint(section_end_);
+  Operand result;
+  const int input = plan_.input_index[static_cast<size_t>(v)];
+  if (input >= 0) {
+    const InputPlan& p = plan_.inputs[static_cast<size_t>(input)];
+    if (p.unused) return Internal("jit: reads the axes input '", graph_.value(v).name, "' as data");
+    if (p.spec.baked) {
+      result = ops_.Immediate(p.spec);
+    } else {
+      if (!p.per_row) return Internal("jit: '", graph_.value(v).name, "' read per row but covers the row");
+      result = Operand{ops_.LoadSplat(p.spec.kind, input_ptr_[static_cast<size_t>(input)]), p.spec.kind, std::nullopt};
+    }
+  } else {
+    const NodeId producer = graph_.value(v).producer;
+    const int r = plan_.reduction_of[static_cast<size_t>(producer)];
+    if (r >= 0) {
+      const ReductionPlan& red = plan_.reductions[static_cast<size_t>(r)];
+      const bool per_row_result = red.op.op == RowOp::kSum || red.op.op == RowOp::kMean || red.op.op == RowOp::kMax;
+      if (!per_row_result || red.first == nullptr) {
+        return Internal("jit: '", graph_.value(v).name, "' is used before the pass that computes it");
+      }
+      result = Operand{red.first, Kind::kFloat, std::nullopt};
+    } else {
+      KILN_ASSIGN_OR_RETURN(result, EvalNode(graph_.node(producer), /*per_row=*/true));
+    }
+  }
+  row_env_[v] = result;
+  return result;
+}
+
+StatusOr<Operand> RowEmitter::Eval(ValueId v) {
+  if (plan_.per_row[static_cast<size_t>(v)]) return EvalPerRow(v);
+  auto found = block_env_.find(v);
+  if (found != block_env_.end()) return found->second;
+  Operand result;
+  const int input = plan_.input_index[static_cast<size_t>(v)];
+  if (input >= 0) {
+    const InputPlan& p = plan_.inputs[static_cast<size_t>(input)];
+    llvm::Value* ptr = b_.CreateInBoundsGEP(ops_.MemElemTy(p.spec.kind), input_ptr_[static_cast<size_t>(input)], col_);
+    result = Operand{ops_.LoadVector(p.spec.kind, ptr, mask_), p.spec.kind, std::nullopt};
+  } else {
+    const NodeId producer = graph_.value(v).producer;
+    const Node& node = graph_.node(producer);
+    const int r = plan_.reduction_of[static_cast<size_t>(producer)];
+    if (r < 0) {
+      KILN_ASSIGN_OR_RETURN(result, EvalNode(node, /*per_row=*/false));
+    } else {
+      const ReductionPlan& red = plan_.reductions[static_cast<size_t>(r)];
+      if (red.first == nullptr || (red.accumulations == 2 && red.second == nullptr)) {
+        return Internal("jit: '", graph_.value(v).name, "' is used before the pass that computes it");
+      }
+      llvm::Value* out = nullptr;
+      switch (red.op.op) {
+        case RowOp::kSum:
+        case RowOp::kMean:
+        case RowOp::kMax:
+          // A row of one element: the result is row-shaped too.
+          out = red.first;
+          break;
+        case RowOp::kSoftmax: {
+          llvm::Value* e = nullptr;
+          if (red.stash != nullptr) {
+            e = ops_.LoadVector(Kind::kFloat, b_.CreateInBoundsGEP(b_.getFloatTy(), red.stash, col_), mask_);
+          } else {
+            KILN_ASSIGN_OR_RETURN(Operand x, Eval(node.inputs[0]));
+            e = EmitExp(b_, b_.CreateFSub(x.v, red.first));
+          }
+          out = b_.CreateFMul(e, red.second);
+          break;
+        }
+        case RowOp::kLogSoftmax: {
+          KILN_ASSIGN_OR_RETURN(Operand x, Eval(node.inputs[0]));
+          out = b_.CreateFSub(x.v, red.second);
+          break;
+        }
+        case RowOp::kLayerNorm: {
+          KILN_ASSIGN_OR_RETURN(Operand x, Eval(node.inputs[0]));
+          KILN_ASSIGN_OR_RETURN(Operand scale, Eval(node.inputs[1]));
+          out = b_.CreateFMul(b_.CreateFMul(b_.CreateFSub(x.v, red.first), red.second), scale.v);
+          if (node.inputs.size() > 2 && node.inputs[2] != graph::kNoValue) {
+            KILN_ASSIGN_OR_RETURN(Operand bias, Eval(node.inputs[2]));
+            out = b_.CreateFAdd(out, bias.v);
+          }
+          break;
+        }
+      }
+      result = Operand{out, Kind::kFloat, std::nullopt};
+    }
+  }
+  block_env_[v] = result;
+  return result;
+}
+
+StatusOr<llvm::Value*> RowEmitter::AccumulationInput(const Accumulation& a) {
+  const ReductionPlan& red = plan_.reductions[static_cast<size_t>(a.reduction)];
+  const Node& node = graph_.node(red.node);
+  KILN_ASSIGN_OR_RETURN(Operand x, Eval(node.inputs[0]));
+  if (x.kind != Kind::kFloat) return Unsupported("jit: ", node.Describe(), ": bool input");
+  if (a.which == 0) return x.v;
+  if (red.op.op == RowOp::kLayerNorm) {
+    llvm::Value* d = b_.CreateFSub(x.v, red.first);
+    return b_.CreateFMul(d, d);
+  }
+  llvm::Value* e = EmitExp(b_, b_.CreateFSub(x.v, red.first));  // Softmax, LogSoftmax
+  if (red.stash != nullptr) {
+    ops_.StoreVector(Kind::kFloat, e, b_.CreateInBoundsGEP(b_.getFloatTy(), red.stash, col_), mask_);
+  }
+  return e;
+}
+
+llvm::Value* RowEmitter::Combine(bool is_max, llvm::Value* acc, llvm::Value* v) {
+  if (!is_max) return b_.CreateFAdd(acc, v);
+  // NaN anywhere gives NaN, like the interpreter's reductions.
+  llvm::Value* r = b_.CreateSelect(b_.CreateFCmpOGT(v, acc), v, acc);
+  return b_.CreateSelect(b_.CreateFCmpUNO(v, v), v, r);
+}
+
+llvm::Value* RowEmitter::Horizontal(bool is_max, llvm::Value* v) {
+  // A tree of halving shuffles: log2(lanes) steps, pairwise sums.
+  for (int width = lanes_ / 2; width >= 1; width /= 2) {
+    std::vector<int> upper(static_cast<size_t>(lanes_));
+    for (int l = 0; l < lanes_; ++l) upper[static_cast<size_t>(l)] = l + width < lanes_ ? l + width : l;
+    v = Combine(is_max, v, b_.CreateShuffleVector(v, upper));
+  }
+  // Lane 0 holds the total; splat it.
+  return b_.CreateShuffleVector(v, std::vector<int>(static_cast<size_t>(lanes_), 0));
+}
+
+void RowEmitter::Finalize(const Accumulation& a, llvm::Value* total) {
+  ReductionPlan& red = plan_.reductions[static_cast<size_t>(a.reduction)];
+  llvm::Value* n = ops_.FConst(static_cast<double>(plan_.row_len));
+  switch (red.op.op) {
+    case RowOp::kSum:
+    case RowOp::kMax: red.first = total; return;
+    case RowOp::kMean: red.first = b_.CreateFDiv(total, n); return;
+    case RowOp::kSoftmax:
+      if (a.which == 0) {
+        red.first = total;
+      } else {
+        red.second = b_.CreateFDiv(ops_.FConst(1.0), total);
+      }
+      return;
+    case RowOp::kLogSoftmax:
+      if (a.which == 0) {
+        red.first = total;
+      } else {
+        red.second = b_.CreateFAdd(red.first, EmitLog(b_, total));
+      }
+      return;
+    case RowOp::kLayerNorm:
+      if (a.which == 0) {
+        red.first = b_.CreateFDiv(total, n);
+      } else {
+        llvm::Value* var = b_.CreateFDiv(total, n);
+        llvm::Value* sd = b_.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt,
+                                                  b_.CreateFAdd(var, ops_.FConst(red.op.epsilon)));
+        red.second = b_.CreateFDiv(ops_.FConst(1.0), sd);
+      }
+      return;
+  }
+}
+
+Status RowEmitter::EmitBlock(const std::vector<Accumulation>& accs, std::vector<llvm::Value*>& acc_values,
+                             bool store_outputs) {
+  block_env_.clear();
+  for (size_t k = 0; k < accs.size(); ++k) {
+    KILN_ASSIGN_OR_RETURN(llvm::Value* v, AccumulationInput(accs[k]));
+    if (mask_ != nullptr) {
+      // Dead lanes read 0 and may compute anything: they fold in the identity.
+      const double identity = accs[k].is_max ? -std::numeric_limits<double>::infinity() : 0.0;
+      v = b_.CreateSelect(mask_, v, ops_.FConst(identity));
+    }
+    acc_values[k] = Combine(accs[k].is_max, acc_values[k], v);
+  }
+  if (store_outputs) {
+    for (size_t o = 0; o < region_.outputs.size(); ++o) {
+      if (plan_.output_per_row[o]) continue;
+      KILN_ASSIGN_OR_RETURN(Operand v, Eval(region_.outputs[o]));
+      const Kind kind = plan_.output_kinds[o];
+      llvm::Value* ptr = b_.CreateInBoundsGEP(ops_.MemElemTy(kind), output_ptr_[o], col_);
+      ops_.StoreVector(kind, v.v, ptr, mask_);
+    }
+  }
+  return Status::Ok();
+}
+
+Status RowEmitter::EmitPass(const std::vector<Accumulation>& accs, bool store_outputs) {
+  // Accumulation passes keep kAccumulators independent sets of accumulators
+  // (an unrolled loop), so consecutive vectors do not wait on each other's
+  // adds; the output pass has no loop-carried value and is not unrolled.
+  const int unroll = accs.empty() ? 1 : kAccumulators;
+  std::vector<std::vector<llvm::Value*>> acc_values(static_cast<size_t>(unroll));
+  for (std::vector<llvm::Value*>& set : acc_values) {
+    for (const Accumulation& a : accs) {
+      set.push_back(ops_.FConst(a.is_max ? -std::numeric_limits<double>::infinity() : 0.0));
+    }
+  }
+  const int64_t step = int64_t{unroll} * lanes_;
+  const int64_t loop_end = plan_.row_len / step * step;
+  const int64_t full_end = plan_.row_len / lanes_ * lanes_;
+  const int64_t remainder = plan_.row_len - full_end;
+  if (loop_end > 0) {
+    // for (col = 0; col < loop_end; col += unroll * lanes), at least once.
+    llvm::BasicBlock* pre = b_.GetInsertBlock();
+    llvm::BasicBlock* body = NewBlock("vec_body");
+    llvm::BasicBlock* done = NewBlock("vec_done");
+    b_.CreateBr(body);
+    b_.SetInsertPoint(body);
+    llvm::PHINode* col = b_.CreatePHI(i64_, 2, "col");
+    col->addIncoming(I64(0), pre);
+    std::vector<llvm::PHINode*> phis;
+    for (std::vector<llvm::Value*>& set : acc_values) {
+      for (llvm::Value*& v : set) {
+        phis.push_back(b_.CreatePHI(v->getType(), 2, "acc"));
+        phis.back()->addIncoming(v, pre);
+        v = phis.back();
+      }
+    }
+    mask_ = nullptr;
+    for (int u = 0; u < unroll; ++u) {
+      col_ = u == 0 ? static_cast<llvm::Value*>(col) : b_.CreateAdd(col, I64(int64_t{u} * lanes_), "", true, true);
+      KILN_RETURN_IF_ERROR(EmitBlock(accs, acc_values[static_cast<size_t>(u)], store_outputs));
+    }
+    llvm::Value* next = b_.CreateAdd(col, I64(step), "col_next", true, true);
+    llvm::BasicBlock* latch = b_.GetInsertBlock();
+    col->addIncoming(next, latch);
+    size_t p = 0;
+    for (const std::vector<llvm::Value*>& set : acc_values) {
+      for (llvm::Value* v : set) phis[p++]->addIncoming(v, latch);
+    }
+    b_.CreateCondBr(b_.CreateICmpULT(next, I64(loop_end)), body, done);
+    b_.SetInsertPoint(done);
+  }
+  // Whole vectors the unrolled loop left (fewer than `unroll`), inline.
+  for (int64_t c = loop_end; c < full_end; c += lanes_) {
+    col_ = I64(c);
+    mask_ = nullptr;
+    KILN_RETURN_IF_ERROR(EmitBlock(accs, acc_values[0], store_outputs));
+  }
+  if (remainder > 0) {
+    // The last partial vector with masked loads and stores: nothing is read
+    // or written beyond the row.
+    std::vector<llvm::Constant*> live;
+    for (int l = 0; l < lanes_; ++l) live.push_back(b_.getInt1(l < remainder));
+    col_ = I64(full_end);
+    mask_ = llvm::ConstantVector::get(live);
+    KILN_RETURN_IF_ERROR(EmitBlock(accs, acc_values[0], store_outputs));
+  }
+  for (size_t k = 0; k < accs.size(); ++k) {
+    // Pairwise across the sets, then across the lanes.
+    std::vector<llvm::Value*> parts;
+    for (const std::vector<llvm::Value*>& set : acc_values) parts.push_back(set[k]);
+    while (parts.size() > 1) {
+      std::vector<llvm::Value*> next;
+      for (size_t i = 0; i + 1 < parts.size(); i += 2) next.push_back(Combine(accs[k].is_max, parts[i], parts[i + 1]));
+      if (parts.size() % 2 == 1) next.push_back(parts.back());
+      parts = std::move(next);
+    }
+    Finalize(accs[k], Horizontal(accs[k].is_max, parts[0]));
+  }
+  return Status::Ok();
+}
+
+Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const std::string& features) {
+  auto* fn_type = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, ptr_, i64_, i64_}, false);
+  llvm::Function* fn = llvm::Function::Create(fn_type, llvm::Function::ExternalLinkage, name, module_);
+  fn->addFnAttr(llvm::Attribute::NoUnwind);
+  fn->addFnAttr("target-cpu", cpu);
+  fn->addFnAttr("target-features", features);
+  llvm::Argument* inputs_arg = fn->getArg(0);
+  llvm::Argument* outputs_arg = fn->getArg(1);
+  inputs_arg->setName("inputs");
+  outputs_arg->setName("outputs");
+  fn->getArg(2)->setName("row_begin");
+  fn->getArg(3)->setName("row_end");
+  for (unsigned a = 0; a < 2; ++a) {
+    fn->addParamAttr(a, llvm::Attribute::NoCapture);
+    fn->addParamAttr(a, llvm::Attribute::ReadOnly);
+  }
+
+  llvm::BasicBlock* entry = llvm::BasicBlock::Create(ctx_, "entry", fn);
+  llvm::BasicBlock* row_check = llvm::BasicBlock::Create(ctx_, "row_check", fn);
+  llvm::BasicBlock* row_body = llvm::BasicBlock::Create(ctx_, "row_body", fn);
+  llvm::BasicBlock* exit = llvm::BasicBlock::Create(ctx_, "exit", fn);
+
+  b_.SetInsertPoint(entry);
+  llvm::Value* row_begin = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, fn->getArg(2), I64(0));
+  llvm::Value* row_end = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smin, fn->getArg(3), I64(plan_.rows));
+  std::vector<llvm::Value*> input_base(plan_.inputs.size(), nullptr);
+  for (size_t i = 0; i < plan_.inputs.size(); ++i) {
+    if (plan_.inputs[i].spec.baked) continue;
+    llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, inputs_arg, i);
+    input_base[i] = b_.CreateAlignedLoad(ptr_, slot, llvm::Align(8), "in" + std::to_string(i));
+  }
+  std::vector<llvm::Value*> output_base;
+  for (size_t k = 0; k < region_.outputs.size(); ++k) {
+    llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, outputs_arg, k);
+    output_base.push_back(b_.CreateAlignedLoad(ptr_, slot, llvm::Align(8), "out" + std::to_string(k)));
+  }
+  for (ReductionPlan& red : plan_.reductions) {
+    if (red.op.op != RowOp::kSoftmax || plan_.row_len > kMaxStashedRow) continue;
+    // Rounded up to whole vectors: the masked tail never touches the rest.
+    const int64_t padded = (plan_.row_len + lanes_ - 1) / lanes_ * lanes_;
+    auto* stash = b_.CreateAlloca(b_.getFloatTy(), I64(padded), "softmax_exp");
+    stash->setAlignment(llvm::Align(64));
+    red.stash = stash;
+  }
+  b_.CreateBr(row_check);
+
+  // for (row = row_begin; row < row_end; ++row)
+  b_.SetInsertPoint(row_check);
+  llvm::PHINode* row = b_.CreatePHI(i64_, 2, "row");
+  row->addIncoming(row_begin, entry);
+  b_.CreateCondBr(b_.CreateICmpSLT(row, row_end), row_body, exit);
+  row_ = row;
+
+  // Per-row addresses; outer indices by division by constant extents
+  // (strength-reduced), only for inputs that broadcast along some of them.
+  b_.SetInsertPoint(row_body);
+  std::vector<llvm::Value*> outer_index(static_cast<size_t>(plan_.axis), nullptr);
+  bool need_index = false;
+  for (const InputPlan& p : plan_.inputs) need_index = need_index || (!p.spec.baked && !p.outer_dense);
+  if (need_index) {
+    llvm::Value* rest = row;
+    for (size_t d = static_cast<size_t>(plan_.axis); d-- > 0;) {
+      llvm::Value* extent = I64(plan_.domain[d]);
+      outer_index[d] = d == 0 ? rest : b_.CreateURem(rest, extent);
+      if (d > 0) rest = b_.CreateUDiv(rest, extent);
+    }
+  }
+  input_ptr_.assign(plan_.inputs.size(), nullptr);
+  for (size_t i = 0; i < plan_.inputs.size(); ++i) {
+    const InputPlan& p = plan_.inputs[i];
+    if (p.spec.baked) continue;
+    const int64_t per_row = p.per_row ? 1 : plan_.row_len;
+    llvm::Value* offset = I64(0);
+    if (p.outer_dense) {
+      offset = b_.CreateMul(row, I64(per_row));
+    } else {
+      for (size_t d = 0; d < p.outer_strides.size(); ++d) {
+        if (p.outer_strides[d] == 0) continue;
+        offset = b_.CreateAdd(offset, b_.CreateMul(outer_index[d], I64(p.outer_strides[d])));
+      }
+    }
+    input_ptr_[i] = b_.CreateInBoundsGEP(ops_.MemElemTy(p.spec.kind), input_base[i], offset);
+  }
+  output_ptr_.clear();
+  for (size_t k = 0; k < output_base.size(); ++k) {
+    llvm::Value* offset = plan_.output_per_row[k] ? static_cast<llvm::Value*>(row)
+                                                  : b_.CreateMul(row, I64(plan_.row_len));
+    output_ptr_.push_back(b_.CreateInBoundsGEP(ops_.MemElemTy(plan_.output_kinds[k]), output_base[k], offset));
+  }
+
+  // Accumulation passes, in stage order; then the output pass.
+  for (int pass = 0; pass < plan_.num_passes; ++pass) {
+    std::vector<Accumulation> accs;
+    for (size_t r = 0; r < plan_.reductions.size(); ++r) {
+      const ReductionPlan& red = plan_.reductions[r];
+      const int which = pass - red.stage;
+      if (which < 0 || which >= red.accumulations) continue;
+      const bool is_max = which == 0 && (red.op.op == RowOp::kMax || red.op.op == RowOp::kSoftmax ||
+                                         red.op.op == RowOp::kLogSoftmax);
+      accs.push_back({static_cast<int>(r), which, is_max});
+    }
+    StartRowSection("pass" + std::to_string(pass));
+    KILN_RETURN_IF_ERROR(EmitPass(accs, /*store_outputs=*/false));
+  }
+  bool any_row_output = false;
+  for (size_t o = 0; o < region_.outputs.size(); ++o) any_row_output = any_row_output || !plan_.output_per_row[o];
+  if (any_row_output) {
+    StartRowSection("output_pass");
+    KILN_RETURN_IF_ERROR(EmitPass({}, /*store_outputs=*/true));
+  }
+  StartRowSection("row_outputs");
+  for (size_t o = 0; o < region_.outputs.size(); ++o) {
+    if (!plan_.output_per_row[o]) continue;
+    KILN_ASSIGN_OR_RETURN(Operand v, EvalPerRow(region_.outputs[o]));
+    llvm::Value* scalar = b_.CreateExtractElement(v.v, uint64_t{0});
+    if (plan_.output_kinds[o] == Kind::kBool) scalar = b_.CreateZExt(scalar, b_.getInt8Ty());
+    b_.CreateAlignedStore(scalar, output_ptr_[o], llvm::Align(1));
+  }
+  llvm::Value* row_next = b_.CreateAdd(row, I64(1), "row_next", true, true);
+  row->addIncoming(row_next, b_.GetInsertBlock());
+  b_.CreateBr(row_check);
+
+  b_.SetInsertPoint(exit);
+  b_.CreateRetVoid();
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<CompiledRegion>> CompileRowReductionRegion(JitCompiler& compiler, const graph::Graph& graph,
+                                                                    const graph::Region& region,
+                                                                    const std::vector<Dims>& input_dims) {
+  const auto start = std::chrono::steady_clock::now();
+  Plan plan;
+  KILN_RETURN_IF_ERROR(PlanRegion(graph, region, input_dims, plan));
+
+  const std::string name = "kiln_rowred" + std::to_string(region.id) + "_" + std::to_string(compiler.NextSerial());
+  KILN_ASSIGN_OR_RETURN(JitCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) {
+                          RowEmitter emitter(graph, region, plan, module, compiler.f32_vector_lanes());
+                          return emitter.Emit(name, compiler.cpu_name(), compiler.cpu_features());
+                        }));
+
+  CompiledRegion::Info info;
+  info.name = name;
+  info.num_rows = plan.rows;
+  info.row_len = plan.row_len;
+  for (const InputPlan& p : plan.inputs) info.input_baked.push_back(p.spec.baked);
+  info.output_dims = plan.output_dims;
+  info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  auto compiled = std::make_unique<CompiledRegion>(std::move(code), std::move(info));
+  Log().debug("jit: compiled {} ({} nodes, domain {}, {} rows x {}, {} accumulation passes) in {:.2f} ms, {} code bytes",
+              name, region.nodes.size(), DimsToString(plan.domain), plan.rows, plan.row_len, plan.num_passes,
+              compiled->compile_ms(), compiled->code_bytes());
+  return compiled;
+}
+
+}  // namespace kiln::jit
