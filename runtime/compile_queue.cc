@@ -1,6 +1,13 @@
 #include "runtime/compile_queue.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+
+#include "graph/log.h"
 
 namespace kiln::runtime {
 
@@ -12,8 +19,10 @@ CompileQueue::~CompileQueue() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
+    jobs_.clear();
   }
   work_cv_.notify_all();
+  idle_cv_.notify_all();
   for (auto& w : workers_) w.join();
 }
 
@@ -30,7 +39,27 @@ void CompileQueue::WaitIdle() {
   idle_cv_.wait(lock, [this] { return jobs_.empty() && running_ == 0; });
 }
 
+namespace {
+
+// Compile threads yield to request threads when cores are scarce: tier-up
+// must never stall a request, and a compile that takes a little longer only
+// delays the speed-up. Nice 10 (about a tenth of a normal thread's CPU
+// share under contention) rather than SCHED_IDLE, which on a saturated
+// machine would starve compiles almost completely. Linux applies nice per
+// thread.
+constexpr int kCompileThreadNice = 10;
+
+void LowerCompileThreadPriority() {
+  const auto tid = static_cast<id_t>(syscall(SYS_gettid));
+  if (setpriority(PRIO_PROCESS, tid, kCompileThreadNice) != 0) {
+    Log().debug("compile queue: could not lower the compile thread's priority (errno {})", errno);
+  }
+}
+
+}  // namespace
+
 void CompileQueue::WorkerLoop() {
+  LowerCompileThreadPriority();
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     work_cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });

@@ -15,7 +15,9 @@ namespace kiln::runtime {
 class CompileQueue {
  public:
   explicit CompileQueue(int num_threads);
-  // Runs the jobs already queued, then joins the workers.
+  // Drops the jobs that have not started and waits for the running ones
+  // (at most one per worker), so destruction takes at most one compile's
+  // time however many are queued.
   ~CompileQueue();
   CompileQueue(const CompileQueue&) = delete;
   CompileQueue& operator=(const CompileQueue&) = delete;

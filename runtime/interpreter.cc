@@ -32,12 +32,17 @@ class FrameAllocator final : public kernels::OutputAllocator {
   StatusOr<Tensor> AllocateOutput(int index, DType dtype, const Dims& dims) override {
     const graph::ValueId id = outs_[static_cast<size_t>(index)];
     const int slot = id == graph::kNoValue ? -1 : slot_of_value_[static_cast<size_t>(id)];
-    if (slot < 0) return Tensor::Allocate(dtype, dims);
     KILN_ASSIGN_OR_RETURN(int64_t count, CheckedNumElements(dims, dtype));
     const size_t bytes = static_cast<size_t>(count) * DTypeSize(dtype);
+    if (slot < 0) {
+      KILN_RETURN_IF_ERROR(Admit(bytes));
+      return Tensor::Allocate(dtype, dims);
+    }
     frame_.run_unplanned_bytes += static_cast<int64_t>(bytes);
     ExecutionFrame::Slot& s = frame_.slots[static_cast<size_t>(slot)];
     if (s.capacity < bytes || !s.buffer) {
+      // A failure here leaves the slot's old buffer in place for later runs.
+      KILN_RETURN_IF_ERROR(Admit(bytes));
       KILN_ASSIGN_OR_RETURN(Tensor fresh, Tensor::Allocate(DType::kUint8, {static_cast<int64_t>(bytes)}));
       // The slot keeps the allocation alive through the tensor's owner.
       s.buffer = std::shared_ptr<void>(std::make_shared<Tensor>(fresh), fresh.raw_data());
@@ -47,6 +52,10 @@ class FrameAllocator final : public kernels::OutputAllocator {
   }
 
  private:
+  Status Admit(size_t bytes) const {
+    return frame_.before_allocate != nullptr ? (*frame_.before_allocate)(bytes) : Status::Ok();
+  }
+
   ExecutionFrame& frame_;
   const std::vector<int>& slot_of_value_;
   const std::vector<graph::ValueId>& outs_;
@@ -268,13 +277,17 @@ Status Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit, const S
                                 const ShapeSignature& signature, const kernels::ParallelRunner& parallel) const {
   const graph::Region& region = regions_[static_cast<size_t>(unit.region)];
   const jit::CompiledRegion& code = *spec.code;
-  // Generic code takes the dims and strides of this call as parameters.
-  const Dims* out_dims = &spec.output_dims;
+  // Generic code takes the dims and strides of this call as parameters;
+  // every output then has the domain's dims. Specialisations know the dims
+  // of each output (a row reduction's may differ from one another).
   if (spec.generic) {
     KILN_RETURN_IF_ERROR(
         jit::FillGenericParams(signature.dims, spec.domain_rank, frame.scratch_params, frame.scratch_domain));
-    out_dims = &frame.scratch_domain;
+  } else if (spec.output_dims.size() != region.outputs.size()) {
+    return Internal("region ", unit.region, ": compiled code has ", spec.output_dims.size(), " outputs, the region ",
+                    region.outputs.size());
   }
+  auto out_dims = [&](size_t o) -> const Dims& { return spec.generic ? frame.scratch_domain : spec.output_dims[o]; };
   auto& in_ptrs = frame.scratch_input_ptrs;
   in_ptrs.clear();
   for (graph::ValueId id : region.inputs) in_ptrs.push_back(ValuePtr(frame, id)->raw_data());
@@ -283,7 +296,7 @@ Status Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit, const S
   FrameAllocator allocator(frame, slot_of_value_, region.outputs);
   for (size_t o = 0; o < region.outputs.size(); ++o) {
     const graph::ValueId id = region.outputs[o];
-    KILN_ASSIGN_OR_RETURN(Tensor out, allocator.AllocateOutput(static_cast<int>(o), graph_.value(id).dtype, *out_dims));
+    KILN_ASSIGN_OR_RETURN(Tensor out, allocator.AllocateOutput(static_cast<int>(o), graph_.value(id).dtype, out_dims(o)));
     out_ptrs.push_back(out.raw_data());
     frame.values[static_cast<size_t>(id)] = std::move(out);
   }
@@ -292,9 +305,10 @@ Status Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit, const S
   int64_t row_len = code.row_len();
   if (spec.generic) {
     // Rows are all dims but the last; rank 0 is one row of one element.
+    const Dims& domain = frame.scratch_domain;
     rows = 1;
-    for (size_t d = 0; d + 1 < out_dims->size(); ++d) rows *= (*out_dims)[d];
-    row_len = out_dims->empty() ? 1 : out_dims->back();
+    for (size_t d = 0; d + 1 < domain.size(); ++d) rows *= domain[d];
+    row_len = domain.empty() ? 1 : domain.back();
   }
   const void* const* ins = in_ptrs.data();
   void* const* outs = out_ptrs.data();
@@ -325,20 +339,28 @@ Status Interpreter::RunUnit(ExecutionFrame& frame, const Unit& unit, const kerne
   const graph::Region& region = regions_[static_cast<size_t>(unit.region)];
   signature.dims.resize(region.inputs.size());
   for (size_t i = 0; i < region.inputs.size(); ++i) signature.dims[i] = ValuePtr(frame, region.inputs[i])->dims();
+  // Region calls are timed in both tiers (two clock reads per region, not
+  // per node) for the stats' latency split.
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  auto elapsed_ns = [&] {
+    return static_cast<int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
+  };
   if (auto spec = hooks.jit->Lookup(unit.region, signature)) {
     KILN_RETURN_IF_ERROR(RunCompiled(frame, unit, *spec, signature, parallel));
-    hooks.jit->RecordCompiledCall(unit.region);
+    hooks.jit->RecordCompiledCall(unit.region, elapsed_ns());
     ran_compiled = true;
     return Status::Ok();
   }
   KILN_RETURN_IF_ERROR(RunSteps(frame, unit, parallel, hooks.profile));
-  hooks.jit->RecordInterpretedCall(unit.region, signature);
+  hooks.jit->RecordInterpretedCall(unit.region, signature, elapsed_ns());
   return Status::Ok();
 }
 
 Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
                         const kernels::ParallelRunner& parallel, const RunHooks& hooks) const {
   frame.run_unplanned_bytes = 0;
+  frame.before_allocate = hooks.before_allocate;
   // Borrow inputs without copying; Tensor views keep no ownership, so the
   // frame never extends the caller's buffers' lifetime.
   const auto& graph_inputs = graph_.inputs();

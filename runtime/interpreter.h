@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,11 +28,16 @@ class JitTier;
 class TraceRecorder;
 struct Specialization;
 
+// SessionOptions::before_allocate_hook: admits (Ok) or fails an allocation
+// of `bytes` for a run.
+using AllocateHook = std::function<Status(size_t bytes)>;
+
 // What one Run does besides executing: profiling, the JIT tier, tracing.
 struct RunHooks {
   bool profile = false;            // per-step call counts and time
   const JitTier* jit = nullptr;    // region units dispatch through it
   TraceRecorder* trace = nullptr;  // one slice per unit
+  const AllocateHook* before_allocate = nullptr;  // before each buffer the run allocates
 };
 
 // Per-step call counts and time, shared by all runs of an interpreter.
@@ -58,6 +64,7 @@ class ExecutionFrame {
   std::vector<int64_t> scratch_params;  // shape-generic code's dims and strides
   Dims scratch_domain;
   int64_t run_unplanned_bytes = 0;   // bytes allocated for intermediates in the last run
+  const AllocateHook* before_allocate = nullptr;  // the current run's RunHooks::before_allocate
 
   int64_t SlotBytes() const;
 };

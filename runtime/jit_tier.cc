@@ -7,6 +7,7 @@
 #include "jit/elementwise_codegen.h"
 #include "jit/generic_codegen.h"
 #include "jit/jit_compiler.h"
+#include "jit/row_reduction_codegen.h"
 #include "runtime/trace_recorder.h"
 
 namespace kiln::runtime {
@@ -20,6 +21,8 @@ struct JitTier::RegionState {
   std::atomic<std::shared_ptr<const Table>> table{std::make_shared<const Table>()};
   std::atomic<int64_t> interpreted_calls{0};
   std::atomic<int64_t> compiled_calls{0};
+  std::atomic<int64_t> interpreted_ns{0};  // wall time of the calls, per tier
+  std::atomic<int64_t> compiled_ns{0};
   std::atomic<int64_t> deopts{0};
 
   // Guards everything below: profile and compile bookkeeping.
@@ -72,28 +75,45 @@ std::shared_ptr<const Specialization> JitTier::Lookup(int region, const ShapeSig
   return nullptr;
 }
 
-void JitTier::RecordCompiledCall(int region) const {
+void JitTier::RecordCompiledCall(int region, int64_t nanoseconds) const {
   states_[region].compiled_calls.fetch_add(1, std::memory_order_relaxed);
+  states_[region].compiled_ns.fetch_add(nanoseconds, std::memory_order_relaxed);
 }
 
-void JitTier::RecordInterpretedCall(int region, const ShapeSignature& signature) const {
+void JitTier::RecordInterpretedCall(int region, const ShapeSignature& signature, int64_t nanoseconds) const {
   RegionState& state = states_[region];
   state.interpreted_calls.fetch_add(1, std::memory_order_relaxed);
+  state.interpreted_ns.fetch_add(nanoseconds, std::memory_order_relaxed);
   if (!state.table.load(std::memory_order_acquire)->specs.empty()) {
     state.deopts.fetch_add(1, std::memory_order_relaxed);
   }
   bool generic = false;
   {
     std::lock_guard<std::mutex> lock(state.mu);
-    if (state.requested.count(signature)) return;
+    // With the generic version requested nothing is left to compile, so the
+    // profile stops: a stream of new shapes must not grow it without bound.
+    if (state.generic_requested || state.requested.count(signature)) return;
+    // Shapes that never turn hot would grow the profile forever: past the
+    // cap, forget the counts (a truly hot shape soon counts up again).
+    constexpr size_t kMaxProfiledSignatures = 256;
+    if (state.calls_by_signature.size() >= kMaxProfiledSignatures) state.calls_by_signature.clear();
     if (++state.calls_by_signature[signature] < options_.hot_threshold) return;
+    state.calls_by_signature.erase(signature);
     if (static_cast<int>(state.requested.size()) < options_.max_specializations) {
       state.requested.insert(signature);
     } else {
       // Past the limit: one generic version, compiled for this signature's
       // rank. Once it exists, signatures of higher rank stay interpreted.
-      if (state.generic_requested) return;
       state.generic_requested = true;
+      state.calls_by_signature.clear();
+      const graph::Region& r = regions_[static_cast<size_t>(region)];
+      if (r.kind != graph::RegionKind::kElementwise) {
+        // Only elementwise regions have a shape-generic generator.
+        Log().info("jit: region {} ({}) reached its limit of {} specializations; {} regions have no "
+                   "shape-generic version, so its other signatures stay interpreted",
+                   region, r.reason, options_.max_specializations, graph::RegionKindName(r.kind));
+        return;
+      }
       generic = true;
       Log().info("jit: region {} reached its limit of {} specializations; compiling a shape-generic version", region,
                  options_.max_specializations);
@@ -111,10 +131,23 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   RegionState& state = states_[region_id];
   const auto start = std::chrono::steady_clock::now();
   const Status hook = options_.before_compile ? options_.before_compile(region_id) : Status::Ok();
+  // A StatusOr never holds an OK status: start from an error that the
+  // switch below replaces for every kind it knows.
   StatusOr<std::unique_ptr<jit::CompiledRegion>> code =
-      !hook.ok() ? StatusOr<std::unique_ptr<jit::CompiledRegion>>(hook)
-      : generic  ? jit::CompileElementwiseRegionGeneric(*compiler_, graph_, region, MaxRank(signature))
-                 : jit::CompileElementwiseRegion(*compiler_, graph_, region, signature.dims);
+      hook.ok() ? Internal("jit: no compiler for this region kind") : hook;
+  if (hook.ok()) {
+    switch (region.kind) {
+      case graph::RegionKind::kElementwise:
+        code = generic ? jit::CompileElementwiseRegionGeneric(*compiler_, graph_, region, MaxRank(signature))
+                       : jit::CompileElementwiseRegion(*compiler_, graph_, region, signature.dims);
+        break;
+      case graph::RegionKind::kRowReduction:
+        code = generic ? StatusOr<std::unique_ptr<jit::CompiledRegion>>(
+                             Unsupported("jit: row-reduction regions have no shape-generic version"))
+                       : jit::CompileRowReductionRegion(*compiler_, graph_, region, signature.dims);
+        break;
+    }
+  }
   const std::string what = generic ? "generic rank " + std::to_string(MaxRank(signature)) : signature.ToString();
   const auto end = std::chrono::steady_clock::now();
   const double ms = std::chrono::duration<double, std::milli>(end - start).count();
@@ -138,17 +171,15 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
     spec->domain_rank = MaxRank(signature);
   } else {
     spec->signature = signature;
-    Dims domain;
-    std::vector<int64_t> unused_params;
-    // The generator already checked that the dims broadcast.
-    Status broadcast = jit::FillGenericParams(signature.dims, MaxRank(signature), unused_params, domain);
-    if (!broadcast.ok()) {
-      Log().warn("jit: region {}: {}", region_id, broadcast.ToString());
+    // Buffer sizes of this signature's outputs, as the generator planned them.
+    spec->output_dims = (*code)->output_dims();
+    if (spec->output_dims.size() != region.outputs.size()) {
+      Log().warn("jit: region {}: the code describes {} outputs, the region has {}", region_id,
+                 spec->output_dims.size(), region.outputs.size());
       std::lock_guard<std::mutex> lock(state.mu);
       ++state.failed_compiles;
       return;
     }
-    spec->output_dims = std::move(domain);
   }
   spec->code = std::shared_ptr<const jit::CompiledRegion>(std::move(code).value());
   Log().info("jit: region {} ({}) compiled for {} in {:.1f} ms ({} bytes of code)", region_id, region.reason, what,
@@ -177,6 +208,8 @@ std::vector<RegionStats> JitTier::Stats() const {
     s.description = regions_[r].reason;
     s.interpreted_calls = state.interpreted_calls.load();
     s.compiled_calls = state.compiled_calls.load();
+    s.interpreted_ms = static_cast<double>(state.interpreted_ns.load()) * 1e-6;
+    s.compiled_ms = static_cast<double>(state.compiled_ns.load()) * 1e-6;
     s.deopts = state.deopts.load();
     s.specializations = static_cast<int>(state.table.load()->specs.size());
     s.tier = s.specializations > 0 ? "jit" : "interp";

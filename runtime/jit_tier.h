@@ -39,7 +39,8 @@ struct JitTierOptions {
   int hot_threshold = 2;
   // Compiled signatures per region. The first signature past the limit
   // compiles one shape-generic version that then serves every other one,
-  // so dynamic shapes stop recompiling.
+  // so dynamic shapes stop recompiling. Row-reduction regions have no
+  // generic version: signatures past their limit stay interpreted.
   int max_specializations = 4;
   int compile_threads = 1;
   // Compile on the calling thread as soon as a signature is hot, so the
@@ -56,12 +57,12 @@ struct JitTierOptions {
 // One compiled version of a region and what a call needs besides the code:
 // either specialised to one signature (dims are constants in the code), or
 // shape-generic for any signature whose inputs have at most `domain_rank`
-// dims (dims are passed at run time).
+// dims (dims are passed at run time; only elementwise regions have one).
 struct Specialization {
   bool generic = false;
-  ShapeSignature signature;  // specialised only
-  Dims output_dims;          // specialised only
-  int domain_rank = 0;       // generic only
+  ShapeSignature signature;        // specialised only
+  std::vector<Dims> output_dims;   // specialised only: per region output
+  int domain_rank = 0;             // generic only
   std::shared_ptr<const jit::CompiledRegion> code;
 };
 
@@ -78,10 +79,11 @@ class JitTier {
   // The compiled code for `signature` (its specialisation, else the generic
   // version if there is one), or null (a guard miss).
   std::shared_ptr<const Specialization> Lookup(int region, const ShapeSignature& signature) const;
-  void RecordCompiledCall(int region) const;
-  // Counts an interpreted call; when the signature becomes hot, compiles it
-  // (blocking policy) or queues its compile.
-  void RecordInterpretedCall(int region, const ShapeSignature& signature) const;
+  // Counts a call of compiled code that took `nanoseconds`.
+  void RecordCompiledCall(int region, int64_t nanoseconds) const;
+  // Counts an interpreted call that took `nanoseconds`; when the signature
+  // becomes hot, compiles it (blocking policy) or queues its compile.
+  void RecordInterpretedCall(int region, const ShapeSignature& signature, int64_t nanoseconds) const;
 
   // Waits until no compile is queued or running.
   void WaitForCompiles() const;
@@ -100,8 +102,8 @@ class JitTier {
   JitTierOptions options_;
   std::unique_ptr<jit::JitCompiler> compiler_;
   std::unique_ptr<RegionState[]> states_;
-  // Declared last: destroyed first, so queued compiles finish while the
-  // compiler and states they use still exist.
+  // Declared last: destroyed first, so a running compile finishes while the
+  // compiler and states it uses still exist (queued ones are dropped).
   std::unique_ptr<CompileQueue> queue_;
 };
 

@@ -15,7 +15,7 @@
 #include "runtime/interpreter.h"
 #include "runtime/jit_tier.h"
 #include "runtime/model_internal.h"
-#include "runtime/thread_pool.h"
+#include "runtime/openmp_runner.h"
 #include "runtime/trace_recorder.h"
 
 namespace kiln {
@@ -23,7 +23,7 @@ namespace kiln {
 struct Session::Impl {
   std::shared_ptr<const Model> model;
   SessionOptions options;
-  std::unique_ptr<runtime::ThreadPool> pool;
+  std::unique_ptr<kernels::ParallelRunner> pool;
   std::unique_ptr<runtime::Interpreter> interpreter;
   // Null unless SessionOptions::enable_tracing. Declared before `jit`, whose
   // compile threads record into it, so it outlives them.
@@ -143,7 +143,7 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
   }
   KILN_ASSIGN_OR_RETURN(impl->interpreter,
                         runtime::Interpreter::Create(graph, kernels::DefaultKernelRegistry(), regions));
-  impl->pool = std::make_unique<runtime::ThreadPool>(impl->options.intra_op_threads);
+  impl->pool = runtime::MakeIntraOpRunner(impl->options.intra_op_threads);
   if (!regions.empty()) {
     runtime::JitTierOptions jit_options;
     jit_options.hot_threshold = options.tier == TierPolicy::kJit ? 1 : std::max(1, options.jit_hot_threshold);
@@ -179,6 +179,7 @@ StatusOr<std::vector<NamedTensor>> Session::Run(const std::vector<NamedTensor>& 
   hooks.profile = impl_->options.enable_profiling;
   hooks.jit = impl_->jit.get();
   hooks.trace = impl_->trace.get();
+  if (impl_->options.before_allocate_hook) hooks.before_allocate = &impl_->options.before_allocate_hook;
   Status status = impl_->interpreter->Run(*frame, bound, outputs, *impl_->pool, hooks);
   UpdateMax(impl_->peak_planned_bytes, frame->SlotBytes());
   UpdateMax(impl_->unplanned_bytes, frame->run_unplanned_bytes);

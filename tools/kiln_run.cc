@@ -280,6 +280,8 @@ struct RegionTotals {
   int64_t deopts = 0;
   int64_t compiled_calls = 0;
   int64_t interpreted_calls = 0;
+  double compiled_ms = 0;     // wall time in compiled regions, all runs
+  double interpreted_ms = 0;  // wall time in regions run interpreted, all runs
 };
 
 RegionTotals TotalsOf(const SessionStats& stats) {
@@ -290,8 +292,29 @@ RegionTotals TotalsOf(const SessionStats& stats) {
     t.deopts += r.deopts;
     t.compiled_calls += r.compiled_calls;
     t.interpreted_calls += r.interpreted_calls;
+    t.compiled_ms += r.compiled_ms;
+    t.interpreted_ms += r.interpreted_ms;
   }
   return t;
+}
+
+// Where a run's time goes, averaged over every run of the session (warm-up
+// and first run included): compiled regions, regions that ran interpreted,
+// and the rest (nodes outside regions, e.g. MatMul and Conv), the latter
+// estimated from the timed runs' mean.
+struct LatencySplit {
+  double compiled_region_ms = 0;
+  double interpreted_region_ms = 0;
+  double other_ms = 0;
+};
+
+LatencySplit SplitOf(const RegionTotals& totals, int64_t runs, double mean_ms) {
+  LatencySplit split;
+  if (runs <= 0) return split;
+  split.compiled_region_ms = totals.compiled_ms / static_cast<double>(runs);
+  split.interpreted_region_ms = totals.interpreted_ms / static_cast<double>(runs);
+  split.other_ms = std::max(0.0, mean_ms - split.compiled_region_ms - split.interpreted_region_ms);
+  return split;
 }
 
 Status WriteReport(const RunOptions& options, const std::string& tier_run, double load_ms, double create_ms,
@@ -325,6 +348,10 @@ Status WriteReport(const RunOptions& options, const std::string& tier_run, doubl
   js << "  \"deopts\": " << totals.deopts << ",\n";
   js << "  \"compiled_calls\": " << totals.compiled_calls << ",\n";
   js << "  \"interpreted_region_calls\": " << totals.interpreted_calls << ",\n";
+  const LatencySplit split = SplitOf(totals, stats.runs, mean);
+  js << "  \"latency_split_ms_per_run\": {\"compiled_regions\": " << JsonNumber(split.compiled_region_ms)
+     << ", \"interpreted_regions\": " << JsonNumber(split.interpreted_region_ms)
+     << ", \"other_interpreted\": " << JsonNumber(split.other_ms) << "},\n";
   js << "  \"outputs\": [";
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& t = outputs[i].tensor;
@@ -487,6 +514,12 @@ int Run(const RunOptions& options) {
     std::printf("jit: %d of %zu regions compiled, %.1f ms compiling, %lld deopts, %lld compiled calls\n",
                 totals.compiled, stats.regions.size(), totals.compile_ms, static_cast<long long>(totals.deopts),
                 static_cast<long long>(totals.compiled_calls));
+    double mean = 0;
+    for (double v : times) mean += v;
+    if (!times.empty()) mean /= static_cast<double>(times.size());
+    const LatencySplit split = SplitOf(totals, stats.runs, mean);
+    std::printf("per run: %.3f ms in compiled regions, %.3f ms in interpreted regions, %.3f ms in other nodes\n",
+                split.compiled_region_ms, split.interpreted_region_ms, split.other_ms);
   }
   if (options.profile) PrintProfile(stats);
   if (!options.trace_path.empty()) {

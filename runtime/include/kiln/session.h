@@ -90,6 +90,14 @@ struct SessionOptions {
   // Test hook: called before each region compile with the region id; an
   // error fails that compile as an LLVM error would. Leave empty.
   std::function<Status(int region_id)> jit_before_compile_hook;
+  // Test and embedding hook: called before each buffer a run allocates (an
+  // output, or an intermediate buffer that has to grow) with its size in
+  // bytes, from the thread calling Run, so it must be thread-safe when Run
+  // is. An error fails that allocation: Run returns it (use
+  // ResourceExhausted) and the session stays usable. Lets tests inject
+  // allocation failures and embedders enforce a memory budget. Kernels'
+  // internal scratch memory and JIT code are not covered. Leave empty.
+  std::function<Status(size_t bytes)> before_allocate_hook;
   // spdlog level name ("trace", "debug", "info", "warn", "error", "off");
   // empty keeps KILN_LOG_LEVEL or the default ("warn").
   std::string log_level;
@@ -115,6 +123,8 @@ struct RegionStats {
   std::string tier;           // "interp" until some signature is compiled, then "jit"
   int64_t interpreted_calls = 0;
   int64_t compiled_calls = 0;
+  double interpreted_ms = 0;  // total wall time of the calls, per tier
+  double compiled_ms = 0;
   int64_t deopts = 0;         // interpreted calls while code for other signatures existed
   int specializations = 0;
   int failed_compiles = 0;
