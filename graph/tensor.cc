@@ -1,5 +1,6 @@
 #include "kiln/tensor.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -64,8 +65,13 @@ std::string DimsToString(const Dims& dims) {
 
 Tensor::Tensor(DType dtype, Dims dims, std::shared_ptr<void> owner, void* data)
     : dtype_(dtype), dims_(std::move(dims)), owner_(std::move(owner)), data_(data) {
+  // Views take any dims a caller passes; an overflowing product saturates
+  // instead of being undefined, and CheckedNumElements (which Session::Run
+  // applies to every input) reports it.
   num_elements_ = 1;
-  for (int64_t d : dims_) num_elements_ *= d;
+  for (int64_t d : dims_) {
+    if (__builtin_mul_overflow(num_elements_, d, &num_elements_)) num_elements_ = INT64_MAX;
+  }
 }
 
 StatusOr<Tensor> Tensor::Allocate(DType dtype, Dims dims) {

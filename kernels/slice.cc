@@ -75,13 +75,15 @@ class SliceKernel final : public OpKernel {
       } else if (step > 0) {
         start = std::clamp<int64_t>(start, 0, dim);
         end = std::clamp<int64_t>(end, 0, dim);
-        count = end > start ? (end - start + step - 1) / step : 0;
+        // (span - 1) / step + 1 rather than a rounded-up division, which
+        // overflows for steps near INT64_MAX.
+        count = end > start ? (end - start - 1) / step + 1 : 0;
       } else {
         start = std::clamp<int64_t>(start, 0, dim - 1);
         end = std::clamp<int64_t>(end, -1, dim - 1);
         // -step may overflow for INT64_MIN; a step that large takes one element.
         const int64_t neg = step == INT64_MIN ? INT64_MAX : -step;
-        count = start > end ? (start - end + neg - 1) / neg : 0;
+        count = start > end ? (start - end - 1) / neg + 1 : 0;
       }
       out_dims[a] = count;
       if (count > 0) {

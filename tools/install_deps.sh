@@ -9,6 +9,7 @@ packages=(
   build-essential
   clang-19
   libclang-rt-19-dev
+  libomp-14-dev
   llvm-19-dev
   libdnnl-dev
   libspdlog-dev

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Runs kiln's sanitizer suite and fuzzes each fuzz target for a bounded time.
+#
+#   tools/sanitize_and_fuzz.sh [SECONDS_PER_FUZZER]   (default 60)
+#
+# 1. The sanitizer test set under --config=sanitize (clang-19, ASan + UBSan,
+#    -fno-sanitize-recover: any report fails its test).
+# 2. The libFuzzer binaries (--config=fuzz, the same build) run for
+#    SECONDS_PER_FUZZER each on test/fuzz/corpus/<kind> and
+#    test/fuzz/regression/<kind>. A crash, leak, timeout or out-of-memory is
+#    copied into test/fuzz/regression/<kind>/ (the replay tests in
+#    `bazel test //...` then run it forever after) and fails the script.
+#
+# Everything builds in its own output base (KILN_SANITIZE_OUTPUT_BASE,
+# default ~/.cache/kiln-asan) so that the default -c opt cache others use is
+# never thrown away by a sanitizer build. Exits non-zero if any step failed;
+# every step runs regardless, and a summary ends the output.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+fuzz_seconds=${1:-60}
+# A fixed seed makes a CI run reproducible: the same build explores the same
+# inputs in the same order, so a crash it reports can be replayed and a run
+# that passed here passes in CI unless kiln changed. Set KILN_FUZZ_SEED=0
+# for libFuzzer's random seed when fuzzing to find new bugs.
+fuzz_seed=${KILN_FUZZ_SEED:-1}
+output_base=${KILN_SANITIZE_OUTPUT_BASE:-$HOME/.cache/kiln-asan}
+bazel_san() { bazel --output_base="$output_base" "$@"; }
+
+sanitizer_tests=(
+  //test/graph:all
+  //test/kernels:all
+  //test/runtime:all
+  //test/tools:npy_test
+  //test/reliability:bad_input_test
+  //test/fuzz:all
+)
+fuzz_kinds=(model npy)
+# Longest input each fuzzer makes up: the seeds are a few hundred bytes.
+declare -A max_len=([model]=8192 [npy]=2048)
+
+failures=()
+summary=()
+start=$SECONDS
+
+echo "== sanitizer tests (ASan + UBSan)"
+if bazel_san test --config=sanitize -k --local_test_jobs=2 --test_output=errors "${sanitizer_tests[@]}"; then
+  summary+=("sanitizer tests: passed")
+else
+  failures+=("sanitizer tests")
+  summary+=("sanitizer tests: FAILED (see the test logs above)")
+fi
+
+echo "== building fuzzers"
+if ! bazel_san build --config=fuzz //test/fuzz:model_fuzzer //test/fuzz:npy_fuzzer; then
+  failures+=("fuzzer build")
+  summary+=("fuzzers: FAILED TO BUILD")
+  fuzz_kinds=()
+fi
+bin=$(bazel_san info --config=fuzz bazel-bin 2>/dev/null)
+
+for kind in "${fuzz_kinds[@]}"; do
+  echo "== fuzzing ${kind} for ${fuzz_seconds}s"
+  # New interesting inputs go to a scratch folder (libFuzzer writes into the
+  # first corpus folder), never into the source tree.
+  scratch=$(mktemp -d)
+  artifacts=$(mktemp -d)
+  mkdir -p "test/fuzz/regression/${kind}"
+  log="${artifacts}/fuzz.log"
+  "${bin}/test/fuzz/${kind}_fuzzer" "${scratch}" "test/fuzz/corpus/${kind}" "test/fuzz/regression/${kind}" \
+    -max_total_time="${fuzz_seconds}" -seed="${fuzz_seed}" -timeout=30 -rss_limit_mb=2560 -max_len="${max_len[$kind]}" \
+    -print_final_stats=1 -artifact_prefix="${artifacts}/" 2>&1 | tee "${log}" | grep -E "^#[0-9]+ +(INITED|DONE)|ERROR|SUMMARY|stat::number_of_executed_units"
+  status=${PIPESTATUS[0]}
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "${log}" | tail -1)
+  found=$(find "${artifacts}" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \))
+  if [ "${status}" -ne 0 ] || [ -n "${found}" ]; then
+    failures+=("fuzz ${kind}")
+    for f in ${found}; do
+      cp "${f}" "test/fuzz/regression/${kind}/"
+      echo "!! ${kind}_fuzzer found $(basename "${f}"); copied to test/fuzz/regression/${kind}/ -- fix kiln, then" \
+           "check it in: //test/fuzz:${kind}_fuzzer_replay replays it from now on"
+    done
+    tail -60 "${log}"
+    summary+=("fuzz ${kind}: FAILED after ${runs:-?} runs (exit ${status})")
+  else
+    summary+=("fuzz ${kind}: ${runs:-?} runs in ${fuzz_seconds}s, no crash")
+  fi
+  rm -rf "${scratch}"
+done
+
+echo "== summary ($((SECONDS - start))s)"
+printf '  %s\n' "${summary[@]}"
+if [ "${#failures[@]}" -ne 0 ]; then
+  echo "FAILED: ${failures[*]}"
+  exit 1
+fi
+echo "all sanitizer tests and fuzzers passed"
