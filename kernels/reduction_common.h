@@ -9,6 +9,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/axis.h"
 #include "kernels/elementwise_common.h"
 #include "kernels/kernel.h"
 #include "kiln/status.h"
@@ -19,15 +20,6 @@ namespace kiln::kernels {
 // Work (in elements touched) below which a parallel task is not worth
 // scheduling; reductions read each element once, like elementwise ops.
 inline constexpr int64_t kReductionGrainElements = 32 * 1024;
-
-// Maps `axis` in [-rank, rank) to [0, rank), or kOutOfRange naming the op and
-// the axis.
-inline StatusOr<int64_t> NormalizeAxis(const char* op, int64_t axis, int64_t rank) {
-  if (axis < -rank || axis >= rank) {
-    return OutOfRange(op, ": axis ", axis, " is out of range for an input of rank ", rank);
-  }
-  return axis < 0 ? axis + rank : axis;
-}
 
 // A tensor seen as [outer, axis, inner] around one axis (or a block of axes).
 struct AxisView {

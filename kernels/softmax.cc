@@ -159,7 +159,7 @@ class SoftmaxKernel final : public OpKernel {
     if (coerce_2d_) {
       // Coercion to 2-D also accepts axis == rank (a [N, 1] matrix).
       if (axis_ < -rank || axis_ > rank) {
-        return OutOfRange(name, ": axis ", axis_, " is out of range for an input of rank ", rank);
+        return InvalidArgument(name, ": axis ", axis_, " is out of range for rank ", rank, " (valid: [", -rank, ", ", rank, "])");
       }
       const int64_t axis = axis_ < 0 ? axis_ + rank : axis_;
       view = MakeAxisView(x->dims(), axis, rank);

@@ -26,14 +26,6 @@ void StridedRows(T* dst, const T* src, const Dims& outer, const std::vector<int6
 
 }  // namespace
 
-StatusOr<int64_t> NormalizeAxis(const char* op, int64_t axis, int64_t rank) {
-  if (axis < -rank || axis >= rank) {
-    return InvalidArgument(op, ": axis ", axis, " is out of range for rank ", rank, " (valid: [", -rank, ", ",
-                           rank - 1, "])");
-  }
-  return axis < 0 ? axis + rank : axis;
-}
-
 StatusOr<std::vector<int64_t>> NormalizeAxes(const char* op, const std::vector<int64_t>& axes, int64_t rank) {
   std::vector<int64_t> out;
   out.reserve(axes.size());

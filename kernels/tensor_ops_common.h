@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/axis.h"
 #include "kernels/kernel.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
@@ -18,10 +19,6 @@ namespace kiln::kernels {
 // Bytes per parallel task for copies. A copy is bound by memory bandwidth;
 // below this size handing work to another thread costs more than it saves.
 inline constexpr int64_t kCopyGrainBytes = 64 * 1024;
-
-// `axis` in [-rank, rank) mapped to [0, rank), or InvalidArgument naming
-// `op` and the valid range.
-StatusOr<int64_t> NormalizeAxis(const char* op, int64_t axis, int64_t rank);
 
 // Normalises every axis of `axes` against `rank` and rejects duplicates.
 StatusOr<std::vector<int64_t>> NormalizeAxes(const char* op, const std::vector<int64_t>& axes, int64_t rank);
