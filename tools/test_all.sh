@@ -6,3 +6,6 @@ cd "$(dirname "$0")/.."
 # Two test jobs at a time: one per core of the CI machine; the concurrency
 # tests start threads of their own.
 bazel test //... --test_output=errors --local_test_jobs=2
+# Then the sanitizer suite (ASan + UBSan, clang-19) and a bounded fuzzing run
+# of each libFuzzer target (see the script; it builds in its own output base).
+./tools/sanitize_and_fuzz.sh 60
