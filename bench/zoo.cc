@@ -24,11 +24,15 @@ struct Json {
   double number = 0;
   std::string string;
   std::vector<Json> array;
-  std::vector<std::pair<std::string, Json>> object;
+  // An object's members in file order, as parallel lists: a std::pair with
+  // Json inside Json's own definition would need Json complete (std::vector
+  // alone does not).
+  std::vector<std::string> keys;
+  std::vector<Json> values;
 
   const Json* Member(const std::string& key) const {
-    for (const auto& [name, value] : object) {
-      if (name == key) return &value;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (keys[i] == key) return &values[i];
     }
     return nullptr;
   }
@@ -105,7 +109,8 @@ class JsonParser {
       if (!Consume(':')) return Error("expected ':'");
       Json value;
       KILN_RETURN_IF_ERROR(ParseValue(value, depth + 1));
-      out.object.emplace_back(std::move(key), std::move(value));
+      out.keys.push_back(std::move(key));
+      out.values.push_back(std::move(value));
     } while (Consume(','));
     if (!Consume('}')) return Error("expected ',' or '}'");
     return Status();
@@ -238,7 +243,9 @@ StatusOr<std::vector<ZooCase>> ReadZooManifest(const std::string& zoo_dir) {
     if (inputs == nullptr || inputs->kind != Json::Kind::kObject) {
       return InvalidArgument(path, ": case '", zoo_case.name, "' needs an \"inputs\" object");
     }
-    for (const auto& [name, file_name] : inputs->object) {
+    for (size_t k = 0; k < inputs->keys.size(); ++k) {
+      const std::string& name = inputs->keys[k];
+      const Json& file_name = inputs->values[k];
       if (file_name.kind != Json::Kind::kString) {
         return InvalidArgument(path, ": case '", zoo_case.name, "': input '", name, "' must name a file");
       }

@@ -126,18 +126,8 @@ Status GenericEmitter::Emit(const std::string& name, int rank, const std::vector
   const auto r = static_cast<size_t>(rank);
   KILN_ASSIGN_OR_RETURN(output_kinds_, OutputKinds(graph_, region_));
 
-  auto* fn_type = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, ptr_, i64_, i64_, ptr_}, false);
-  fn_ = llvm::Function::Create(fn_type, llvm::Function::ExternalLinkage, name, module_);
+  fn_ = internal::DeclareEntry(module_, name, /*generic=*/true, cpu, features);
   llvm::Function* fn = fn_;
-  fn->addFnAttr(llvm::Attribute::NoUnwind);
-  fn->addFnAttr("target-cpu", cpu);
-  fn->addFnAttr("target-features", features);
-  const char* const arg_names[] = {"inputs", "outputs", "row_begin", "row_end", "params"};
-  for (unsigned a = 0; a < 5; ++a) fn->getArg(a)->setName(arg_names[a]);
-  for (unsigned a : {0u, 1u, 4u}) {
-    fn->addParamAttr(a, llvm::Attribute::NoCapture);
-    fn->addParamAttr(a, llvm::Attribute::ReadOnly);
-  }
   llvm::Argument* params = fn->getArg(4);
 
   llvm::BasicBlock* entry = llvm::BasicBlock::Create(ctx_, "entry", fn);

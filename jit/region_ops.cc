@@ -379,6 +379,28 @@ StatusOr<Operand> OpEmitter::EmitNode(const Node& node, const std::vector<std::o
   return Unsupported("jit: op ", op, " is not supported by the elementwise code generator");
 }
 
+llvm::Function* DeclareEntry(llvm::Module& module, const std::string& name, bool generic, const std::string& cpu,
+                             const std::string& features) {
+  llvm::LLVMContext& ctx = module.getContext();
+  llvm::Type* ptr = llvm::PointerType::get(ctx, 0);
+  llvm::Type* i64 = llvm::Type::getInt64Ty(ctx);
+  std::vector<llvm::Type*> params = {ptr, ptr, i64, i64};
+  if (generic) params.push_back(ptr);
+  auto* fn_type = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), params, false);
+  llvm::Function* fn = llvm::Function::Create(fn_type, llvm::Function::ExternalLinkage, name, module);
+  fn->addFnAttr(llvm::Attribute::NoUnwind);
+  fn->addFnAttr("target-cpu", cpu);
+  fn->addFnAttr("target-features", features);
+  const char* const arg_names[] = {"inputs", "outputs", "row_begin", "row_end", "params"};
+  for (unsigned a = 0; a < fn->arg_size(); ++a) fn->getArg(a)->setName(arg_names[a]);
+  for (unsigned a : {0u, 1u, 4u}) {
+    if (a >= fn->arg_size()) continue;
+    fn->addParamAttr(a, llvm::Attribute::NoCapture);
+    fn->addParamAttr(a, llvm::Attribute::ReadOnly);
+  }
+  return fn;
+}
+
 StatusOr<JitCode> EmitAndCompile(JitCompiler& compiler, const std::string& name,
                                  const std::function<Status(llvm::Module&)>& emit) {
   auto context = std::make_unique<llvm::LLVMContext>();

@@ -107,6 +107,14 @@ class OpEmitter {
   int lanes_;
 };
 
+// Declares the region's entry function `name` in `module` with
+// CompiledRegion's ABI: EntryFn (inputs, outputs, row_begin, row_end), or
+// GenericEntryFn with a fifth `params` argument when `generic`; tuned for
+// `cpu`/`features`, nounwind, its pointer arguments read-only and not
+// captured. The caller emits the body.
+llvm::Function* DeclareEntry(llvm::Module& module, const std::string& name, bool generic, const std::string& cpu,
+                             const std::string& features);
+
 // Creates a module named `name` for the JIT's data layout and target, lets
 // `emit` fill it (in a fresh LLVMContext), then compiles it and returns the
 // code whose entry is the function `name`. Nothing stays in the JIT on

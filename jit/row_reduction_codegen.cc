@@ -674,21 +674,9 @@ Status RowEmitter::EmitPass(const std::vector<Accumulation>& accs, bool store_ou
 }
 
 Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const std::string& features) {
-  auto* fn_type = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, ptr_, i64_, i64_}, false);
-  llvm::Function* fn = llvm::Function::Create(fn_type, llvm::Function::ExternalLinkage, name, module_);
-  fn->addFnAttr(llvm::Attribute::NoUnwind);
-  fn->addFnAttr("target-cpu", cpu);
-  fn->addFnAttr("target-features", features);
+  llvm::Function* fn = internal::DeclareEntry(module_, name, /*generic=*/false, cpu, features);
   llvm::Argument* inputs_arg = fn->getArg(0);
   llvm::Argument* outputs_arg = fn->getArg(1);
-  inputs_arg->setName("inputs");
-  outputs_arg->setName("outputs");
-  fn->getArg(2)->setName("row_begin");
-  fn->getArg(3)->setName("row_end");
-  for (unsigned a = 0; a < 2; ++a) {
-    fn->addParamAttr(a, llvm::Attribute::NoCapture);
-    fn->addParamAttr(a, llvm::Attribute::ReadOnly);
-  }
 
   llvm::BasicBlock* entry = llvm::BasicBlock::Create(ctx_, "entry", fn);
   llvm::BasicBlock* row_check = llvm::BasicBlock::Create(ctx_, "row_check", fn);
