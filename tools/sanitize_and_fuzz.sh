@@ -19,11 +19,14 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 fuzz_seconds=${1:-60}
-# A fixed seed makes a CI run reproducible: the same build explores the same
-# inputs in the same order, so a crash it reports can be replayed and a run
-# that passed here passes in CI unless kiln changed. Set KILN_FUZZ_SEED=0
-# for libFuzzer's random seed when fuzzing to find new bugs.
+# A fixed seed and a fixed number of executions make a CI run reproducible:
+# the same build explores the same inputs in the same order and stops at the
+# same point (or earlier, at the time bound, on a slow machine), so a run
+# that passed here passes in CI unless kiln changed, and a crash it reports
+# can be replayed. Fuzzing to find new bugs: KILN_FUZZ_SEED=0 (random seed)
+# and KILN_FUZZ_RUNS=-1 (no execution limit).
 fuzz_seed=${KILN_FUZZ_SEED:-1}
+declare -A fuzz_runs=([model]=${KILN_FUZZ_RUNS:-500000} [npy]=${KILN_FUZZ_RUNS:-3000000})
 output_base=${KILN_SANITIZE_OUTPUT_BASE:-$HOME/.cache/kiln-asan}
 bazel_san() { bazel --output_base="$output_base" "$@"; }
 
@@ -68,7 +71,7 @@ for kind in "${fuzz_kinds[@]}"; do
   mkdir -p "test/fuzz/regression/${kind}"
   log="${artifacts}/fuzz.log"
   "${bin}/test/fuzz/${kind}_fuzzer" "${scratch}" "test/fuzz/corpus/${kind}" "test/fuzz/regression/${kind}" \
-    -max_total_time="${fuzz_seconds}" -seed="${fuzz_seed}" -timeout=30 -rss_limit_mb=2560 -max_len="${max_len[$kind]}" \
+    -max_total_time="${fuzz_seconds}" -runs="${fuzz_runs[$kind]}" -seed="${fuzz_seed}" -timeout=30 -rss_limit_mb=2560 -max_len="${max_len[$kind]}" \
     -print_final_stats=1 -artifact_prefix="${artifacts}/" 2>&1 | tee "${log}" | grep -E "^#[0-9]+ +(INITED|DONE)|ERROR|SUMMARY|stat::number_of_executed_units"
   status=${PIPESTATUS[0]}
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "${log}" | tail -1)
@@ -83,7 +86,7 @@ for kind in "${fuzz_kinds[@]}"; do
     tail -60 "${log}"
     summary+=("fuzz ${kind}: FAILED after ${runs:-?} runs (exit ${status})")
   else
-    summary+=("fuzz ${kind}: ${runs:-?} runs in ${fuzz_seconds}s, no crash")
+    summary+=("fuzz ${kind}: ${runs:-?} runs (limits ${fuzz_runs[$kind]} runs, ${fuzz_seconds}s), no crash")
   fi
   rm -rf "${scratch}"
 done

@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 bazel test //... --test_output=errors --local_test_jobs=2
 # Then the sanitizer suite (ASan + UBSan, clang-19) and a bounded fuzzing run
 # of each libFuzzer target (see the script; it builds in its own output base).
-./tools/sanitize_and_fuzz.sh 60
+./tools/sanitize_and_fuzz.sh 120
