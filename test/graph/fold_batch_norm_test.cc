@@ -12,6 +12,7 @@ namespace kiln::graph {
 namespace {
 
 using testing::FloatAttr;
+using testing::FindLive;
 using testing::GraphBuilder;
 using testing::IntAttr;
 using testing::MakeTensor;
@@ -25,16 +26,6 @@ void Typed(GraphBuilder& b, NodeId node, const Dims& dims) {
   v.shape = F(dims);
 }
 
-NodeId FindLive(const Graph& g, const std::string& op_type) {
-  NodeId found = kNoNode;
-  for (size_t i = 0; i < g.num_nodes(); ++i) {
-    const Node& n = g.node(static_cast<NodeId>(i));
-    if (n.dead || n.op_type != op_type) continue;
-    EXPECT_EQ(found, kNoNode) << "more than one " << op_type;
-    found = static_cast<NodeId>(i);
-  }
-  return found;
-}
 
 // x:[1,1,2,3] -> Conv(W:[2,1,1,2], B) -> BatchNormalization -> y
 // The numbers make every folded value exact in float:

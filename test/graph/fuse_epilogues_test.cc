@@ -12,6 +12,7 @@ namespace kiln::graph {
 namespace {
 
 using testing::FloatAttr;
+using testing::FindLive;
 using testing::GraphBuilder;
 using testing::IntsAttr;
 using testing::MakeTensor;
@@ -27,16 +28,6 @@ void Typed(GraphBuilder& b, NodeId node, const Dims& dims) {
 }
 
 // The single live node of `g` with op `op_type`, or kNoNode.
-NodeId FindLive(const Graph& g, const std::string& op_type) {
-  NodeId found = kNoNode;
-  for (size_t i = 0; i < g.num_nodes(); ++i) {
-    const Node& n = g.node(static_cast<NodeId>(i));
-    if (n.dead || n.op_type != op_type) continue;
-    EXPECT_EQ(found, kNoNode) << "more than one " << op_type;
-    found = static_cast<NodeId>(i);
-  }
-  return found;
-}
 
 // x:[1,2,4,4] -> Conv(W:[3,2,3,3], pads 1) -> Add(bias:[1,3,1,1]) -> Relu -> y
 struct ConvChain {

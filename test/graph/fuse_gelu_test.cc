@@ -12,6 +12,7 @@
 namespace kiln::graph {
 namespace {
 
+using testing::CountLive;
 using testing::GraphBuilder;
 using testing::MakeTensor;
 
@@ -63,15 +64,6 @@ struct DecomposedGelu {
   }
   Graph& g() { return b.graph(); }
 };
-
-size_t CountLive(const Graph& g, const std::string& op_type) {
-  size_t n = 0;
-  for (size_t i = 0; i < g.num_nodes(); ++i) {
-    const Node& node = g.node(static_cast<NodeId>(i));
-    n += !node.dead && node.op_type == op_type;
-  }
-  return n;
-}
 
 TEST(FuseGelu, EveryExportedFormBecomesOneGelu) {
   for (Form form : {Form::kXTimesA, Form::kATimesHalf, Form::kHalfXTimesA, Form::kMulByInvSqrt2}) {

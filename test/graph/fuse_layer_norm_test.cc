@@ -11,6 +11,7 @@
 namespace kiln::graph {
 namespace {
 
+using testing::FindLive;
 using testing::GraphBuilder;
 using testing::IntAttr;
 using testing::IntsAttr;
@@ -18,16 +19,6 @@ using testing::MakeTensor;
 
 ShapeInfo F(const Dims& dims) { return ShapeInfo::FromDims(dims); }
 
-NodeId FindLive(const Graph& g, const std::string& op_type) {
-  NodeId found = kNoNode;
-  for (size_t i = 0; i < g.num_nodes(); ++i) {
-    const Node& n = g.node(static_cast<NodeId>(i));
-    if (n.dead || n.op_type != op_type) continue;
-    EXPECT_EQ(found, kNoNode) << "more than one " << op_type;
-    found = static_cast<NodeId>(i);
-  }
-  return found;
-}
 
 // x:[2,3,4] -> decomposed LayerNorm over the last axis -> y, the way
 // PyTorch exports nn.LayerNorm(4) before opset 17. Every intermediate is

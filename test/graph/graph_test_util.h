@@ -118,4 +118,27 @@ inline Attribute StringAttr(std::string v) {
   return a;
 }
 
+// The one live node of `op_type` in `g` (kNoNode if none); a test failure if
+// there are several.
+inline NodeId FindLive(const Graph& g, const std::string& op_type) {
+  NodeId found = kNoNode;
+  for (size_t i = 0; i < g.num_nodes(); ++i) {
+    const Node& n = g.node(static_cast<NodeId>(i));
+    if (n.dead || n.op_type != op_type) continue;
+    EXPECT_EQ(found, kNoNode) << "more than one " << op_type;
+    found = static_cast<NodeId>(i);
+  }
+  return found;
+}
+
+// How many live nodes of `op_type` `g` has.
+inline size_t CountLive(const Graph& g, const std::string& op_type) {
+  size_t n = 0;
+  for (size_t i = 0; i < g.num_nodes(); ++i) {
+    const Node& node = g.node(static_cast<NodeId>(i));
+    n += !node.dead && node.op_type == op_type;
+  }
+  return n;
+}
+
 }  // namespace kiln::graph::testing
