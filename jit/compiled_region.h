@@ -2,13 +2,13 @@
 // to run it. The object owns its code; destroying it removes the code from
 // the JIT. It is one of two flavours:
 // - a specialisation (CompileElementwiseRegion, CompileRowReductionRegion):
-//   every dim is a constant, run through entry();
+//   every dim is a constant, run through Run();
 // - a shape-generic version (CompileElementwiseRegionGeneric): the domain
 //   rank is fixed, dims and strides are runtime parameters, run through
-//   generic_entry(). is_generic() tells which.
+//   RunGeneric(). is_generic() tells which.
 //
-// Concurrency: entry() and generic_entry() may be called from many threads at once on disjoint
-// row ranges. The code is removed in the destructor, so the owner must
+// Concurrency: Run() and RunGeneric() may be called from many threads at
+// once on disjoint row ranges. The code is removed in the destructor, so the owner must
 // destroy a CompiledRegion only when no thread can still be running its entry
 // (the runtime holds shared_ptrs for that); ORC tracks symbols, not threads.
 #pragma once
@@ -77,10 +77,13 @@ class CompiledRegion {
   CompiledRegion(const CompiledRegion&) = delete;
   CompiledRegion& operator=(const CompiledRegion&) = delete;
 
-  // Specialisations only (null for generic code).
-  EntryFn entry() const { return entry_; }
-  // Generic code only (null for specialisations).
-  GenericEntryFn generic_entry() const { return generic_entry_; }
+  // Runs a specialisation's code (EntryFn's contract); is_generic() must be
+  // false.
+  void Run(const void* const* inputs, void* const* outputs, int64_t row_begin, int64_t row_end) const;
+  // Runs shape-generic code (GenericEntryFn's contract); is_generic() must
+  // be true.
+  void RunGeneric(const void* const* inputs, void* const* outputs, int64_t row_begin, int64_t row_end,
+                  const int64_t* params) const;
   bool is_generic() const { return info_.generic; }
   // Generic code only: the rank R its params describe.
   int domain_rank() const { return info_.domain_rank; }

@@ -40,7 +40,7 @@ inline constexpr int kMaxVersionedInputs = 3;
 // Compiles `region` of `graph` once for every input shape whose broadcast
 // domain has rank `domain_rank` (the caller pads lower ranks with leading
 // 1s, as FillGenericParams does). Run it through
-// CompiledRegion::generic_entry() with the params documented at
+// CompiledRegion::RunGeneric() with the params documented at
 // CompiledRegion::GenericEntryFn. Single-element constant inputs
 // (Value::constant) are baked in as immediates (is_input_baked).
 //

@@ -315,9 +315,9 @@ Status Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit, const S
   const int64_t* params = frame.scratch_params.data();
   auto run_rows = [&](int64_t begin, int64_t end) {
     if (spec.generic) {
-      code.generic_entry()(ins, outs, begin, end, params);
+      code.RunGeneric(ins, outs, begin, end, params);
     } else {
-      code.entry()(ins, outs, begin, end);
+      code.Run(ins, outs, begin, end);
     }
   };
   // Rows are split across the intra-op pool in chunks of ~16K elements;

@@ -45,10 +45,10 @@ std::vector<OutputBuffer> RunGeneric(const CompiledRegion& c, const std::vector<
   for (OutputBuffer& o : outs) out_ptrs.push_back(o.data());
   const int64_t rows = GenericRows(domain);
   if (overshoot) {
-    c.generic_entry()(inputs.data(), out_ptrs.data(), -3, rows + 5, params.data());
+    c.RunGeneric(inputs.data(), out_ptrs.data(), -3, rows + 5, params.data());
   } else {
     for (int s = 0; s < splits; ++s) {
-      c.generic_entry()(inputs.data(), out_ptrs.data(), rows * s / splits, rows * (s + 1) / splits, params.data());
+      c.RunGeneric(inputs.data(), out_ptrs.data(), rows * s / splits, rows * (s + 1) / splits, params.data());
     }
   }
   return outs;
@@ -63,8 +63,6 @@ void CheckGeneric(const CompiledRegion& c, const RegionBuilder& rb, const std::v
                   const std::function<double(const Args&)>& ref, const std::vector<bool>& output_is_bool = {false},
                   double rel = 1e-5, double abs = 1e-30) {
   ASSERT_TRUE(c.is_generic());
-  ASSERT_NE(c.generic_entry(), nullptr);
-  EXPECT_EQ(c.entry(), nullptr);
   std::vector<int64_t> params;
   Dims domain;
   Status filled = FillGenericParams(rb.input_dims, c.domain_rank(), params, domain);
@@ -270,7 +268,7 @@ TEST(GenericCodegen, InPlaceOnTheFirstInput) {
   ASSERT_TRUE(FillGenericParams(rb.input_dims, 2, params, domain).ok());
   const void* ins[] = {x.data(), b.data(), nullptr};
   void* outs[] = {x.data(), g.data()};
-  (*generic)->generic_entry()(ins, outs, 0, 3, params.data());
+  (*generic)->RunGeneric(ins, outs, 0, 3, params.data());
   for (size_t e = 0; e < 150; ++e) {
     const double want = SigmoidRef({original[e], b[e % 50]});
     EXPECT_TRUE(testing::Close(x[e], want, 1e-5, 0)) << e;
@@ -365,11 +363,11 @@ void TimeGenericVsSpecialised(const RegionBuilder& rb, const std::vector<std::ve
     }
     return best;
   };
-  const double t_spec = time_ns([&] { s.entry()(ins.data(), outs, 0, s.num_rows()); });
-  const double t_gen = time_ns([&] { g.generic_entry()(ins.data(), outs, 0, g_rows, params.data()); });
+  const double t_spec = time_ns([&] { s.Run(ins.data(), outs, 0, s.num_rows()); });
+  const double t_gen = time_ns([&] { g.RunGeneric(ins.data(), outs, 0, g_rows, params.data()); });
   // Row by row, as a thread pool handing out single rows would call it.
   const double t_gen_rows = time_ns([&] {
-    for (int64_t r = 0; r < g_rows; ++r) g.generic_entry()(ins.data(), outs, r, r + 1, params.data());
+    for (int64_t r = 0; r < g_rows; ++r) g.RunGeneric(ins.data(), outs, r, r + 1, params.data());
   });
   std::printf(
       "[timing] domain %s: compile specialised %.2f ms (%zu B), generic %.2f ms (%zu B); run specialised %.1f us "

@@ -148,7 +148,7 @@ TEST(JitCompiler, ConcurrentCompilesAndRuns) {
   void* outs_b[] = {out_b.data()};
   auto half = [](const CompiledRegion& r, const void* const* in, void* const* out, int which) {
     const int64_t mid = r.num_rows() / 2;
-    r.entry()(in, out, which == 0 ? 0 : mid, which == 0 ? mid : r.num_rows());
+    r.Run(in, out, which == 0 ? 0 : mid, which == 0 ? mid : r.num_rows());
   };
   std::thread r1([&] { half(**a, in_a, outs_a, 0); });
   std::thread r2([&] { half(**a, in_a, outs_a, 1); });

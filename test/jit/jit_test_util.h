@@ -201,7 +201,7 @@ inline std::vector<OutputBuffer> Run(const CompiledRegion& compiled, const std::
   for (OutputBuffer& o : outs) out_ptrs.push_back(o.data());
   const int64_t rows = compiled.num_rows();
   for (int s = 0; s < splits; ++s) {
-    compiled.entry()(inputs.data(), out_ptrs.data(), rows * s / splits, rows * (s + 1) / splits);
+    compiled.Run(inputs.data(), out_ptrs.data(), rows * s / splits, rows * (s + 1) / splits);
   }
   return outs;
 }

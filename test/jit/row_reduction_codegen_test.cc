@@ -99,7 +99,7 @@ void CheckModel(const OnnxModelBuilder& b, const std::map<std::string, Dims>& in
     std::vector<void*> out_ptrs;
     for (OutputBuffer& o : outs) out_ptrs.push_back(o.data());
     const int64_t rows = c.num_rows();
-    for (int s = 0; s < splits; ++s) c.entry()(ptrs.data(), out_ptrs.data(), rows * s / splits, rows * (s + 1) / splits);
+    for (int s = 0; s < splits; ++s) c.Run(ptrs.data(), out_ptrs.data(), rows * s / splits, rows * (s + 1) / splits);
     for (const OutputBuffer& o : outs) EXPECT_TRUE(o.GuardsIntact()) << "write outside an output buffer";
     const OutputBuffer& got = outs[checked];
     ASSERT_EQ(got.n, want->num_elements());

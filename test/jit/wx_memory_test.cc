@@ -40,7 +40,7 @@ TEST(JitMemory, NoMappingIsWritableAndExecutable) {
     std::vector<float> in(4 * 256, 0.5f), out(4 * 256, 0.f);
     const void* ins[] = {in.data()};
     void* outs[] = {out.data()};
-    (*compiled)->entry()(ins, outs, 0, (*compiled)->num_rows());
+    (*compiled)->Run(ins, outs, 0, (*compiled)->num_rows());
     EXPECT_NEAR(out[0], 0.5f / (1.f + std::exp(-0.5f)), 1e-6f);
     live.push_back(std::move(compiled).value());
   }
