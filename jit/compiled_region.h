@@ -1,6 +1,7 @@
 // A compiled fused region: machine code in the JIT plus what a caller needs
 // to run it. The object owns its code; destroying it removes the code from
-// the JIT. It is one of two flavours:
+// the JIT (code shared with other regions through the JIT's CodeCache goes
+// when its last user does). It is one of two flavours:
 // - a specialisation (CompileElementwiseRegion, CompileRowReductionRegion):
 //   every dim is a constant, run through Run();
 // - a shape-generic version (CompileElementwiseRegionGeneric): the domain
@@ -15,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -70,9 +72,10 @@ class CompiledRegion {
     bool generic = false;
     int domain_rank = 0;  // generic only
     double compile_ms = 0;
+    bool reused_code = false;
   };
 
-  CompiledRegion(JitCode code, Info info);
+  CompiledRegion(std::shared_ptr<const JitCode> code, Info info);
   ~CompiledRegion();
   CompiledRegion(const CompiledRegion&) = delete;
   CompiledRegion& operator=(const CompiledRegion&) = delete;
@@ -103,14 +106,20 @@ class CompiledRegion {
   const std::vector<Dims>& output_dims() const { return info_.output_dims; }
   bool is_input_baked(size_t i) const { return i < info_.input_baked.size() && info_.input_baked[i]; }
   // Bytes of the executable sections of the emitted object file.
-  size_t code_bytes() const { return code_.code_bytes; }
+  size_t code_bytes() const { return code_->code_bytes(); }
   // Wall time from IR generation to a callable entry (optimisation and
-  // machine-code generation included).
+  // machine-code generation included; for reused code, IR generation and
+  // the cache lookup).
   double compile_ms() const { return info_.compile_ms; }
+  // The entry symbol: the name of whichever region compiled the code first
+  // when the code is shared.
   const std::string& name() const { return info_.name; }
+  // True when the code came from the JIT's CodeCache, compiled earlier for
+  // another region with identical IR.
+  bool reused_code() const { return info_.reused_code; }
 
  private:
-  JitCode code_;
+  std::shared_ptr<const JitCode> code_;
   Info info_;
   EntryFn entry_ = nullptr;
   GenericEntryFn generic_entry_ = nullptr;

@@ -402,20 +402,22 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegion(JitCompiler& 
   }
 
   const std::string name = "kiln_region" + std::to_string(region.id) + "_" + std::to_string(compiler.NextSerial());
-  KILN_ASSIGN_OR_RETURN(JitCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) {
+  KILN_ASSIGN_OR_RETURN(internal::RegionCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) {
                           RegionEmitter emitter(graph, region, module, compiler.f32_vector_lanes());
                           return emitter.Emit(name, nest, plans, compiler.cpu_name(), compiler.cpu_features());
                         }));
 
   CompiledRegion::Info info;
-  info.name = name;
+  info.name = code.code->symbol();
+  info.reused_code = code.reused;
   info.num_rows = nest.num_rows;
   info.row_len = nest.row_len;
   for (const InputPlan& p : plans) info.input_baked.push_back(p.spec.baked);
   info.output_dims.assign(region.outputs.size(), nest.domain);
   info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  auto compiled = std::make_unique<CompiledRegion>(std::move(code), std::move(info));
-  Log().debug("jit: compiled {} ({} nodes, domain {}, {} x {}) in {:.2f} ms, {} code bytes", name,
+  auto compiled = std::make_unique<CompiledRegion>(std::move(code.code), std::move(info));
+  Log().debug("jit: {} {} for region {} ({} nodes, domain {}, {} x {}) in {:.2f} ms, {} code bytes",
+              compiled->reused_code() ? "reused" : "compiled", compiled->name(), region.id,
               region.nodes.size(), DimsToString(nest.domain), compiled->num_rows(), compiled->row_len(),
               compiled->compile_ms(), compiled->code_bytes());
   return compiled;

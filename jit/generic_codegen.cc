@@ -445,19 +445,21 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegionGeneric(JitCom
   const std::string name =
       "kiln_region" + std::to_string(region.id) + "_generic_r" + std::to_string(domain_rank) + "_" +
       std::to_string(compiler.NextSerial());
-  KILN_ASSIGN_OR_RETURN(JitCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) {
+  KILN_ASSIGN_OR_RETURN(internal::RegionCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) {
                           GenericEmitter emitter(graph, region, module, compiler.f32_vector_lanes());
                           return emitter.Emit(name, domain_rank, specs, compiler.cpu_name(), compiler.cpu_features());
                         }));
 
   CompiledRegion::Info info;
-  info.name = name;
+  info.name = code.code->symbol();
+  info.reused_code = code.reused;
   info.generic = true;
   info.domain_rank = domain_rank;
   for (const InputSpec& s : specs) info.input_baked.push_back(s.baked);
   info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  auto compiled = std::make_unique<CompiledRegion>(std::move(code), std::move(info));
-  Log().debug("jit: compiled {} ({} nodes, generic rank {}) in {:.2f} ms, {} code bytes", name, region.nodes.size(),
+  auto compiled = std::make_unique<CompiledRegion>(std::move(code.code), std::move(info));
+  Log().debug("jit: {} {} for region {} ({} nodes, generic rank {}) in {:.2f} ms, {} code bytes",
+              compiled->reused_code() ? "reused" : "compiled", compiled->name(), region.id, region.nodes.size(),
               domain_rank, compiled->compile_ms(), compiled->code_bytes());
   return compiled;
 }

@@ -1,7 +1,8 @@
 // kiln's JIT: one ORC LLJIT for the host CPU (its own CPU name and
-// features, so AVX-512 is used where it exists), an O3 new-pass-manager
-// pipeline on the IR transform layer, and optional dumps of each compiled
-// module's optimised IR and assembly.
+// features, so AVX-512 is used where it exists), a short clean-up pipeline
+// on the IR transform layer (the generators emit vector code already, see
+// Optimize in jit_compiler.cc), a cache of compiled code by module text,
+// and optional dumps of each compiled module's optimised IR and assembly.
 //
 // Thread safety: Compile() may be called from several threads at once. Each
 // caller builds its module in its own LLVMContext (wrapped in a
@@ -21,6 +22,7 @@
 #include <memory>
 #include <string>
 
+#include "jit/code_cache.h"
 #include "kiln/status.h"
 
 namespace llvm {
@@ -42,13 +44,29 @@ struct JitOptions {
   std::string dump_dir;
 };
 
-// Machine code added to the JIT: where its entry function is and how to
-// remove it again. Owned by a CompiledRegion.
-struct JitCode {
-  std::shared_ptr<llvm::orc::LLJIT> jit;                    // keeps the session alive
-  llvm::IntrusiveRefCntPtr<llvm::orc::ResourceTracker> tracker;  // removes exactly this module
-  uint64_t entry_address = 0;
-  size_t code_bytes = 0;  // bytes of executable sections in the object file
+// Machine code added to the JIT: where its entry function is. Removing it
+// from the JIT is tied to this object's lifetime, so code shared by several
+// CompiledRegions (see CodeCache) goes when the last of them lets it go.
+class JitCode {
+ public:
+  JitCode(std::shared_ptr<llvm::orc::LLJIT> jit, llvm::IntrusiveRefCntPtr<llvm::orc::ResourceTracker> tracker,
+          std::string symbol, uint64_t entry_address, size_t code_bytes);
+  ~JitCode();
+  JitCode(const JitCode&) = delete;
+  JitCode& operator=(const JitCode&) = delete;
+
+  // The entry function's symbol (also the module's name).
+  const std::string& symbol() const { return symbol_; }
+  uint64_t entry_address() const { return entry_address_; }
+  // Bytes of the executable sections of the emitted object file.
+  size_t code_bytes() const { return code_bytes_; }
+
+ private:
+  std::shared_ptr<llvm::orc::LLJIT> jit_;  // keeps the execution session alive
+  llvm::IntrusiveRefCntPtr<llvm::orc::ResourceTracker> tracker_;  // removes exactly this module
+  std::string symbol_;
+  uint64_t entry_address_ = 0;
+  size_t code_bytes_ = 0;
 };
 
 class JitCompiler {
@@ -67,7 +85,8 @@ class JitCompiler {
   // Optimises `module` (verified first), compiles it to machine code and
   // returns the address of `entry_name`. The module is added under a fresh
   // ResourceTracker; on failure nothing stays in the JIT.
-  llvm::Expected<JitCode> Compile(llvm::orc::ThreadSafeModule module, const std::string& entry_name);
+  llvm::Expected<std::shared_ptr<const JitCode>> Compile(llvm::orc::ThreadSafeModule module,
+                                                         const std::string& entry_name);
 
   // True when `symbol` is currently defined in the JIT (diagnostics and
   // tests: a removed CompiledRegion's entry is no longer defined).
@@ -87,6 +106,10 @@ class JitCompiler {
   // A process-unique suffix for module and symbol names.
   uint64_t NextSerial() { return serial_.fetch_add(1); }
 
+  // Code compiled by this JIT, by module text (internal::EmitAndCompile
+  // looks here before compiling).
+  CodeCache& code_cache() { return code_cache_; }
+
  private:
   // What the layer transforms need; shared with them so it lives as long as
   // the LLJIT that calls them.
@@ -102,6 +125,7 @@ class JitCompiler {
   int f32_lanes_ = 4;
   std::string dump_dir_;
   std::atomic<uint64_t> serial_{0};
+  CodeCache code_cache_;
 };
 
 }  // namespace kiln::jit

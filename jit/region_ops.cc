@@ -5,6 +5,8 @@
 #include <llvm/IR/Constants.h>
 #include <llvm/IR/DerivedTypes.h>
 #include <llvm/IR/Intrinsics.h>
+#include <llvm/IR/Module.h>
+#include <llvm/Support/raw_ostream.h>
 
 #include <cmath>
 #include <limits>
@@ -401,18 +403,54 @@ llvm::Function* DeclareEntry(llvm::Module& module, const std::string& name, bool
   return fn;
 }
 
-StatusOr<JitCode> EmitAndCompile(JitCompiler& compiler, const std::string& name,
-                                 const std::function<Status(llvm::Module&)>& emit) {
+namespace {
+
+// The cache key of a module: its text with the two names that differ
+// between otherwise identical regions (the module's and the entry's, both
+// `name`) replaced by fixed ones. Everything else that decides the machine
+// code — ops, constants, shapes, target attributes — is in the text.
+std::string CacheKey(llvm::Module& module, const std::string& name) {
+  llvm::Function* entry = module.getFunction(name);
+  const std::string source_file = module.getSourceFileName();
+  if (entry != nullptr) entry->setName("entry");
+  module.setModuleIdentifier("region");
+  module.setSourceFileName("region");
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  module.print(os, nullptr);
+  os.flush();
+  if (entry != nullptr) entry->setName(name);
+  module.setModuleIdentifier(name);
+  module.setSourceFileName(source_file);
+  return text;
+}
+
+}  // namespace
+
+StatusOr<RegionCode> EmitAndCompile(JitCompiler& compiler, const std::string& name,
+                                    const std::function<Status(llvm::Module&)>& emit) {
   auto context = std::make_unique<llvm::LLVMContext>();
   auto module = std::make_unique<llvm::Module>(name, *context);
   module->setDataLayout(compiler.data_layout());
   module->setTargetTriple(compiler.target_triple());
   KILN_RETURN_IF_ERROR(emit(*module));
+  if (module->getFunction(name) == nullptr) {
+    return Internal("jit: the generator emitted no entry function ", name);
+  }
+
+  std::string key = CacheKey(*module, name);
+  if (std::shared_ptr<const JitCode> cached = compiler.code_cache().Find(key)) {
+    return RegionCode{std::move(cached), true};
+  }
   // Nothing is in the JIT before this point; Compile cleans up after itself.
-  llvm::Expected<JitCode> code =
+  llvm::Expected<std::shared_ptr<const JitCode>> code =
       compiler.Compile(llvm::orc::ThreadSafeModule(std::move(module), std::move(context)), name);
   if (!code) return Internal("jit: compiling ", name, ": ", llvm::toString(code.takeError()));
-  return std::move(*code);
+  // Two threads may have compiled the same module at once: both keep
+  // working code, later lookups find the first.
+  std::shared_ptr<const JitCode> kept = compiler.code_cache().Insert(key, std::move(*code));
+  const bool reused = kept->symbol() != name;
+  return RegionCode{std::move(kept), reused};
 }
 
 }  // namespace kiln::jit::internal

@@ -8,10 +8,10 @@
 // here once.
 #pragma once
 
-#include <llvm/ExecutionEngine/Orc/Core.h>  // ResourceTracker, held by JitCode
 #include <llvm/IR/IRBuilder.h>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -115,11 +115,18 @@ class OpEmitter {
 llvm::Function* DeclareEntry(llvm::Module& module, const std::string& name, bool generic, const std::string& cpu,
                              const std::string& features);
 
-// Creates a module named `name` for the JIT's data layout and target, lets
-// `emit` fill it (in a fresh LLVMContext), then compiles it and returns the
-// code whose entry is the function `name`. Nothing stays in the JIT on
-// failure.
-StatusOr<JitCode> EmitAndCompile(JitCompiler& compiler, const std::string& name,
-                                 const std::function<Status(llvm::Module&)>& emit);
+// Code for a region: compiled now, or reused from the JIT's CodeCache.
+struct RegionCode {
+  std::shared_ptr<const JitCode> code;
+  bool reused = false;
+};
+
+// Creates a module named `name` for the JIT's data layout and target and
+// lets `emit` fill it (in a fresh LLVMContext) with the entry function
+// `name`. When the compiler's CodeCache holds live code for the same module
+// text (names aside), returns that; otherwise compiles the module and
+// records it. Nothing stays in the JIT on failure.
+StatusOr<RegionCode> EmitAndCompile(JitCompiler& compiler, const std::string& name,
+                                    const std::function<Status(llvm::Module&)>& emit);
 
 }  // namespace kiln::jit::internal

@@ -798,21 +798,23 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileRowReductionRegion(JitCompiler&
   KILN_RETURN_IF_ERROR(PlanRegion(graph, region, input_dims, plan));
 
   const std::string name = "kiln_rowred" + std::to_string(region.id) + "_" + std::to_string(compiler.NextSerial());
-  KILN_ASSIGN_OR_RETURN(JitCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) {
+  KILN_ASSIGN_OR_RETURN(internal::RegionCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) {
                           RowEmitter emitter(graph, region, plan, module, compiler.f32_vector_lanes());
                           return emitter.Emit(name, compiler.cpu_name(), compiler.cpu_features());
                         }));
 
   CompiledRegion::Info info;
-  info.name = name;
+  info.name = code.code->symbol();
+  info.reused_code = code.reused;
   info.num_rows = plan.rows;
   info.row_len = plan.row_len;
   for (const InputPlan& p : plan.inputs) info.input_baked.push_back(p.spec.baked);
   info.output_dims = plan.output_dims;
   info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  auto compiled = std::make_unique<CompiledRegion>(std::move(code), std::move(info));
-  Log().debug("jit: compiled {} ({} nodes, domain {}, {} rows x {}, {} accumulation passes) in {:.2f} ms, {} code bytes",
-              name, region.nodes.size(), DimsToString(plan.domain), plan.rows, plan.row_len, plan.num_passes,
+  auto compiled = std::make_unique<CompiledRegion>(std::move(code.code), std::move(info));
+  Log().debug(
+      "jit: {} {} for region {} ({} nodes, domain {}, {} rows x {}, {} accumulation passes) in {:.2f} ms, {} code bytes",
+      compiled->reused_code() ? "reused" : "compiled", compiled->name(), region.id, region.nodes.size(), DimsToString(plan.domain), plan.rows, plan.row_len, plan.num_passes,
               compiled->compile_ms(), compiled->code_bytes());
   return compiled;
 }

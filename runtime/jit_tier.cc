@@ -31,6 +31,7 @@ struct JitTier::RegionState {
   std::set<ShapeSignature> requested;  // queued, compiled or failed: never compiled twice
   bool generic_requested = false;
   int failed_compiles = 0;
+  int reused_code = 0;
   double compile_ms = 0;
   int64_t code_bytes = 0;
 };
@@ -182,12 +183,23 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
     }
   }
   spec->code = std::shared_ptr<const jit::CompiledRegion>(std::move(code).value());
-  Log().info("jit: region {} ({}) compiled for {} in {:.1f} ms ({} bytes of code)", region_id, region.reason, what,
-             ms, spec->code->code_bytes());
+  const bool reused = spec->code->reused_code();
+  if (reused) {
+    Log().info("jit: region {} ({}) for {} reuses the code of {} (same IR), {:.1f} ms", region_id, region.reason,
+               what, spec->code->name(), ms);
+  } else {
+    Log().info("jit: region {} ({}) compiled for {} in {:.1f} ms ({} bytes of code)", region_id, region.reason,
+               what, ms, spec->code->code_bytes());
+  }
 
   std::lock_guard<std::mutex> lock(state.mu);
   state.compile_ms += ms;
-  state.code_bytes += static_cast<int64_t>(spec->code->code_bytes());
+  // Shared code counts once, for the region that compiled it.
+  if (reused) {
+    ++state.reused_code;
+  } else {
+    state.code_bytes += static_cast<int64_t>(spec->code->code_bytes());
+  }
   // Copy-on-write publish; writers are serialised by `mu`, readers never wait.
   auto next = std::make_shared<Table>(*state.table.load(std::memory_order_acquire));
   next->specs.push_back(std::move(spec));
@@ -215,6 +227,7 @@ std::vector<RegionStats> JitTier::Stats() const {
     s.tier = s.specializations > 0 ? "jit" : "interp";
     std::lock_guard<std::mutex> lock(state.mu);
     s.failed_compiles = state.failed_compiles;
+    s.reused_code = state.reused_code;
     s.compile_ms = state.compile_ms;
     s.code_bytes = state.code_bytes;
     stats.push_back(std::move(s));

@@ -128,7 +128,11 @@ struct RegionStats {
   int64_t deopts = 0;         // interpreted calls while code for other signatures existed
   int specializations = 0;
   int failed_compiles = 0;
-  double compile_ms = 0;      // total over specialisations
+  // Specialisations whose code another region had already compiled from
+  // identical IR (e.g. the same LayerNorm in every transformer layer): no
+  // second compile, and their code counts in that region's code_bytes only.
+  int reused_code = 0;
+  double compile_ms = 0;      // total over specialisations (reuses take ~1 ms)
   int64_t code_bytes = 0;
 };
 
