@@ -393,6 +393,9 @@ llvm::Function* DeclareEntry(llvm::Module& module, const std::string& name, bool
   fn->addFnAttr(llvm::Attribute::NoUnwind);
   fn->addFnAttr("target-cpu", cpu);
   fn->addFnAttr("target-features", features);
+  // Divisions marked arcp (EmitSigmoid's) may use the hardware reciprocal
+  // estimate plus one Newton step instead of a divide.
+  fn->addFnAttr("reciprocal-estimates", "vec-divf:1,divf:1");
   const char* const arg_names[] = {"inputs", "outputs", "row_begin", "row_end", "params"};
   for (unsigned a = 0; a < fn->arg_size(); ++a) fn->getArg(a)->setName(arg_names[a]);
   for (unsigned a : {0u, 1u, 4u}) {

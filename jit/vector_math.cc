@@ -153,7 +153,15 @@ llvm::Value* EmitSigmoid(llvm::IRBuilderBase& b, llvm::Value* x) {
   // With e = e^-|x| in (0, 1]: 1 / (1 + e) for x >= 0 and e / (1 + e) for
   // x < 0, so neither side overflows and tiny results keep their precision.
   llvm::Value* e = EmitExp(b, b.CreateFNeg(b.CreateIntrinsic(llvm::Intrinsic::fabs, {x->getType()}, {x})));
+  // The division may use a reciprocal estimate refined by a Newton step
+  // (arcp, and ninf, which the backend also asks for: 1 + e lies in (1, 2]
+  // or is NaN): within 2 ulp there, and the divider is the slowest unit on
+  // this path.
   llvm::Value* s = b.CreateFDiv(F(x, 1.0), b.CreateFAdd(e, F(x, 1.0)));
+  if (auto* div = llvm::dyn_cast<llvm::Instruction>(s)) {
+    div->setHasAllowReciprocal(true);
+    div->setHasNoInfs(true);
+  }
   return b.CreateSelect(b.CreateFCmpOLT(x, F(x, 0.0)), b.CreateFMul(e, s), s);
 }
 
