@@ -70,7 +70,8 @@ class CompiledRegion {
     std::vector<bool> input_baked;  // per region input
     std::vector<Dims> output_dims;  // specialisations: per region output
     bool generic = false;
-    int domain_rank = 0;  // generic only
+    int domain_rank = 0;         // generic elementwise code only
+    std::string generic_layout;  // generic row-reduction code only
     double compile_ms = 0;
     bool reused_code = false;
   };
@@ -88,8 +89,11 @@ class CompiledRegion {
   void RunGeneric(const void* const* inputs, void* const* outputs, int64_t row_begin, int64_t row_end,
                   const int64_t* params) const;
   bool is_generic() const { return info_.generic; }
-  // Generic code only: the rank R its params describe.
+  // Generic elementwise code only: the rank R its params describe.
   int domain_rank() const { return info_.domain_rank; }
+  // Generic row-reduction code only (empty otherwise): how it reads its
+  // inputs, see PrepareGenericRowReductionCall (row_reduction_codegen.h).
+  const std::string& generic_layout() const { return info_.generic_layout; }
   // Specialisations only (0 for generic code, whose extents come from the
   // params): outer extent of the [rows, row_len] view; callers split
   // [0, num_rows).

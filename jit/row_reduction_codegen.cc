@@ -82,6 +82,56 @@ struct Plan {
   std::vector<Kind> output_kinds;
 };
 
+// How a shape-generic version reads each input, from a plan: 'D' the whole
+// domain, dense; 'R' one row, the same for every row; 'P' one value per
+// row, dense; 'S' one value for every row; 'b' baked or never read. With
+// a single row, dense and shared read the same elements and the plan
+// cannot tell them apart: '?' (D or R) and '!' (P or S). Then, after '|',
+// per region member and output whether it is per-row ('1'). Generic code
+// serves the signatures whose layout matches its own (LayoutServes).
+StatusOr<std::string> GenericLayout(const Plan& plan) {
+  std::string layout;
+  for (const InputPlan& p : plan.inputs) {
+    if (p.spec.baked) {
+      layout += 'b';
+      continue;
+    }
+    bool zero_strides = true;
+    for (int64_t stride : p.outer_strides) zero_strides = zero_strides && stride == 0;
+    if (p.outer_dense && zero_strides) {
+      layout += p.per_row ? '!' : '?';
+    } else if (p.outer_dense) {
+      layout += p.per_row ? 'P' : 'D';
+    } else if (zero_strides) {
+      layout += p.per_row ? 'S' : 'R';
+    } else {
+      return Unsupported("jit: an input broadcasts along some of the leading dims of ", DimsToString(plan.domain),
+                         "; the shape-generic row code reads inputs whole, per row or once");
+    }
+  }
+  layout += '|';
+  for (size_t v = 0; v < plan.per_row.size(); ++v) {
+    if (plan.dims[v]) layout += plan.per_row[v] ? '1' : '0';
+  }
+  layout += '|';
+  for (bool per_row : plan.output_per_row) layout += per_row ? '1' : '0';
+  return layout;
+}
+
+// Whether code compiled for layout `code` reads a call of layout `call`
+// correctly: the same, but where the call cannot tell dense from shared
+// (one row) either reading does.
+bool LayoutServes(const std::string& code, const std::string& call) {
+  if (code.size() != call.size()) return false;
+  for (size_t i = 0; i < code.size(); ++i) {
+    const char c = code[i];
+    const char k = call[i];
+    if (c == k || (k == '?' && (c == 'D' || c == 'R')) || (k == '!' && (c == 'P' || c == 'S'))) continue;
+    return false;
+  }
+  return true;
+}
+
 int64_t Product(const Dims& dims, size_t begin, size_t end) {
   int64_t n = 1;
   for (size_t i = begin; i < end; ++i) n *= dims[i];
@@ -301,10 +351,15 @@ Status PlanRegion(const graph::Graph& graph, const graph::Region& region, const 
 
 class RowEmitter {
  public:
-  RowEmitter(const graph::Graph& graph, const graph::Region& region, Plan& plan, llvm::Module& module, int lanes)
+  // With a `generic_layout` (GenericLayout of `plan`), rows and row length
+  // come from the params argument (GenericEntryFn) instead of the plan.
+  RowEmitter(const graph::Graph& graph, const graph::Region& region, Plan& plan, llvm::Module& module, int lanes,
+             std::string generic_layout = {})
       : graph_(graph),
         region_(region),
         plan_(plan),
+        generic_(!generic_layout.empty()),
+        generic_layout_(std::move(generic_layout)),
         module_(module),
         ctx_(module.getContext()),
         b_(ctx_),
@@ -346,6 +401,11 @@ class RowEmitter {
   llvm::Value* Horizontal(bool is_max, llvm::Value* v);
   void Finalize(const Accumulation& a, llvm::Value* total);
 
+  // for (col = begin; col < end; col += unroll * lanes) over whole vectors,
+  // skipped when begin >= end; sets[u] accumulates the u-th vector of each
+  // step and holds the totals afterwards.
+  Status EmitVectorLoop(llvm::Value* begin, llvm::Value* end, int unroll, const std::vector<Accumulation>& accs,
+                        std::vector<std::vector<llvm::Value*>>& sets, bool store_outputs);
   // One pass over the row: a vector loop and a masked tail. Accumulates
   // `accs` (horizontal totals are finalised into the reduction plans), or,
   // when `store_outputs`, stores the row-shaped outputs.
@@ -356,6 +416,8 @@ class RowEmitter {
   const graph::Graph& graph_;
   const graph::Region& region_;
   Plan& plan_;
+  const bool generic_;
+  const std::string generic_layout_;
   llvm::Module& module_;
   llvm::LLVMContext& ctx_;
   llvm::IRBuilder<> b_;
@@ -364,6 +426,10 @@ class RowEmitter {
   llvm::Type* i64_;
   llvm::PointerType* ptr_;
 
+  // The row length: a constant, or (generic) the params' value, as i64 and
+  // as a float vector.
+  llvm::Value* row_len_ = nullptr;
+  llvm::Value* row_len_f_ = nullptr;
   // Per row.
   llvm::Value* row_ = nullptr;
   std::vector<llvm::Value*> input_ptr_;   // loaded inputs: the row's first element
@@ -540,7 +606,7 @@ llvm::Value* RowEmitter::Horizontal(bool is_max, llvm::Value* v) {
 
 void RowEmitter::Finalize(const Accumulation& a, llvm::Value* total) {
   ReductionPlan& red = plan_.reductions[static_cast<size_t>(a.reduction)];
-  llvm::Value* n = ops_.FConst(static_cast<double>(plan_.row_len));
+  llvm::Value* n = row_len_f_;
   switch (red.op.op) {
     case RowOp::kSum:
     case RowOp::kMax: red.first = total; return;
@@ -596,6 +662,52 @@ Status RowEmitter::EmitBlock(const std::vector<Accumulation>& accs, std::vector<
   return Status::Ok();
 }
 
+Status RowEmitter::EmitVectorLoop(llvm::Value* begin, llvm::Value* end, int unroll,
+                                  const std::vector<Accumulation>& accs,
+                                  std::vector<std::vector<llvm::Value*>>& sets, bool store_outputs) {
+  llvm::BasicBlock* pre = b_.GetInsertBlock();
+  llvm::BasicBlock* body = NewBlock("vec_body");
+  llvm::BasicBlock* done = NewBlock("vec_done");
+  // Constant bounds fold this check away.
+  b_.CreateCondBr(b_.CreateICmpSLT(begin, end), body, done);
+  b_.SetInsertPoint(body);
+  llvm::PHINode* col = b_.CreatePHI(i64_, 2, "col");
+  col->addIncoming(begin, pre);
+  std::vector<std::vector<llvm::Value*>> initial = sets;
+  std::vector<llvm::PHINode*> phis;
+  for (int u = 0; u < unroll; ++u) {
+    for (llvm::Value*& v : sets[static_cast<size_t>(u)]) {
+      phis.push_back(b_.CreatePHI(v->getType(), 2, "acc"));
+      phis.back()->addIncoming(v, pre);
+      v = phis.back();
+    }
+  }
+  mask_ = nullptr;
+  for (int u = 0; u < unroll; ++u) {
+    col_ = u == 0 ? static_cast<llvm::Value*>(col) : b_.CreateAdd(col, I64(int64_t{u} * lanes_), "", true, true);
+    KILN_RETURN_IF_ERROR(EmitBlock(accs, sets[static_cast<size_t>(u)], store_outputs));
+  }
+  llvm::Value* next = b_.CreateAdd(col, I64(int64_t{unroll} * lanes_), "col_next", true, true);
+  llvm::BasicBlock* latch = b_.GetInsertBlock();
+  col->addIncoming(next, latch);
+  size_t p = 0;
+  for (int u = 0; u < unroll; ++u) {
+    for (llvm::Value* v : sets[static_cast<size_t>(u)]) phis[p++]->addIncoming(v, latch);
+  }
+  b_.CreateCondBr(b_.CreateICmpSLT(next, end), body, done);
+  b_.SetInsertPoint(done);
+  for (int u = 0; u < unroll; ++u) {
+    std::vector<llvm::Value*>& set = sets[static_cast<size_t>(u)];
+    for (size_t k = 0; k < set.size(); ++k) {
+      llvm::PHINode* merged = b_.CreatePHI(set[k]->getType(), 2, "acc_out");
+      merged->addIncoming(initial[static_cast<size_t>(u)][k], pre);
+      merged->addIncoming(set[k], latch);
+      set[k] = merged;
+    }
+  }
+  return Status::Ok();
+}
+
 Status RowEmitter::EmitPass(const std::vector<Accumulation>& accs, bool store_outputs) {
   // Accumulation passes keep kAccumulators independent sets of accumulators
   // (an unrolled loop), so consecutive vectors do not wait on each other's
@@ -608,55 +720,43 @@ Status RowEmitter::EmitPass(const std::vector<Accumulation>& accs, bool store_ou
     }
   }
   const int64_t step = int64_t{unroll} * lanes_;
-  const int64_t loop_end = plan_.row_len / step * step;
-  const int64_t full_end = plan_.row_len / lanes_ * lanes_;
-  const int64_t remainder = plan_.row_len - full_end;
-  if (loop_end > 0) {
-    // for (col = 0; col < loop_end; col += unroll * lanes), at least once.
-    llvm::BasicBlock* pre = b_.GetInsertBlock();
-    llvm::BasicBlock* body = NewBlock("vec_body");
-    llvm::BasicBlock* done = NewBlock("vec_done");
-    b_.CreateBr(body);
-    b_.SetInsertPoint(body);
-    llvm::PHINode* col = b_.CreatePHI(i64_, 2, "col");
-    col->addIncoming(I64(0), pre);
-    std::vector<llvm::PHINode*> phis;
-    for (std::vector<llvm::Value*>& set : acc_values) {
-      for (llvm::Value*& v : set) {
-        phis.push_back(b_.CreatePHI(v->getType(), 2, "acc"));
-        phis.back()->addIncoming(v, pre);
-        v = phis.back();
-      }
-    }
-    mask_ = nullptr;
-    for (int u = 0; u < unroll; ++u) {
-      col_ = u == 0 ? static_cast<llvm::Value*>(col) : b_.CreateAdd(col, I64(int64_t{u} * lanes_), "", true, true);
-      KILN_RETURN_IF_ERROR(EmitBlock(accs, acc_values[static_cast<size_t>(u)], store_outputs));
-    }
-    llvm::Value* next = b_.CreateAdd(col, I64(step), "col_next", true, true);
-    llvm::BasicBlock* latch = b_.GetInsertBlock();
-    col->addIncoming(next, latch);
-    size_t p = 0;
-    for (const std::vector<llvm::Value*>& set : acc_values) {
-      for (llvm::Value* v : set) phis[p++]->addIncoming(v, latch);
-    }
-    b_.CreateCondBr(b_.CreateICmpULT(next, I64(loop_end)), body, done);
-    b_.SetInsertPoint(done);
-  }
-  // Whole vectors the unrolled loop left (fewer than `unroll`), inline.
-  for (int64_t c = loop_end; c < full_end; c += lanes_) {
-    col_ = I64(c);
-    mask_ = nullptr;
+  if (generic_) {
+    // The unrolled loop, then single vectors, then a masked tail that may
+    // be empty (an all-false mask reads and writes nothing).
+    llvm::Value* loop_end = b_.CreateMul(b_.CreateUDiv(row_len_, I64(step)), I64(step), "loop_end");
+    llvm::Value* full_end = b_.CreateMul(b_.CreateUDiv(row_len_, I64(lanes_)), I64(lanes_), "full_end");
+    KILN_RETURN_IF_ERROR(EmitVectorLoop(I64(0), loop_end, unroll, accs, acc_values, store_outputs));
+    std::vector<std::vector<llvm::Value*>> singles = {acc_values[0]};
+    KILN_RETURN_IF_ERROR(EmitVectorLoop(loop_end, full_end, 1, accs, singles, store_outputs));
+    acc_values[0] = singles[0];
+    std::vector<llvm::Constant*> lane_index;
+    for (int l = 0; l < lanes_; ++l) lane_index.push_back(llvm::ConstantInt::get(i64_, l));
+    llvm::Value* remainder = b_.CreateSub(row_len_, full_end, "remainder");
+    col_ = full_end;
+    mask_ = b_.CreateICmpSLT(llvm::ConstantVector::get(lane_index), b_.CreateVectorSplat(lanes_, remainder), "tail");
     KILN_RETURN_IF_ERROR(EmitBlock(accs, acc_values[0], store_outputs));
-  }
-  if (remainder > 0) {
-    // The last partial vector with masked loads and stores: nothing is read
-    // or written beyond the row.
-    std::vector<llvm::Constant*> live;
-    for (int l = 0; l < lanes_; ++l) live.push_back(b_.getInt1(l < remainder));
-    col_ = I64(full_end);
-    mask_ = llvm::ConstantVector::get(live);
-    KILN_RETURN_IF_ERROR(EmitBlock(accs, acc_values[0], store_outputs));
+  } else {
+    const int64_t loop_end = plan_.row_len / step * step;
+    const int64_t full_end = plan_.row_len / lanes_ * lanes_;
+    const int64_t remainder = plan_.row_len - full_end;
+    if (loop_end > 0) {
+      KILN_RETURN_IF_ERROR(EmitVectorLoop(I64(0), I64(loop_end), unroll, accs, acc_values, store_outputs));
+    }
+    // Whole vectors the unrolled loop left (fewer than `unroll`), inline.
+    for (int64_t c = loop_end; c < full_end; c += lanes_) {
+      col_ = I64(c);
+      mask_ = nullptr;
+      KILN_RETURN_IF_ERROR(EmitBlock(accs, acc_values[0], store_outputs));
+    }
+    if (remainder > 0) {
+      // The last partial vector with masked loads and stores: nothing is
+      // read or written beyond the row.
+      std::vector<llvm::Constant*> live;
+      for (int l = 0; l < lanes_; ++l) live.push_back(b_.getInt1(l < remainder));
+      col_ = I64(full_end);
+      mask_ = llvm::ConstantVector::get(live);
+      KILN_RETURN_IF_ERROR(EmitBlock(accs, acc_values[0], store_outputs));
+    }
   }
   for (size_t k = 0; k < accs.size(); ++k) {
     // Pairwise across the sets, then across the lanes.
@@ -674,7 +774,7 @@ Status RowEmitter::EmitPass(const std::vector<Accumulation>& accs, bool store_ou
 }
 
 Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const std::string& features) {
-  llvm::Function* fn = internal::DeclareEntry(module_, name, /*generic=*/false, cpu, features);
+  llvm::Function* fn = internal::DeclareEntry(module_, name, generic_, cpu, features);
   llvm::Argument* inputs_arg = fn->getArg(0);
   llvm::Argument* outputs_arg = fn->getArg(1);
 
@@ -685,7 +785,18 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
 
   b_.SetInsertPoint(entry);
   llvm::Value* row_begin = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, fn->getArg(2), I64(0));
-  llvm::Value* row_end = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smin, fn->getArg(3), I64(plan_.rows));
+  llvm::Value* rows = I64(plan_.rows);
+  row_len_ = I64(plan_.row_len);
+  if (generic_) {
+    // params = [rows, row_len] (PrepareGenericRowReductionCall).
+    llvm::Argument* params = fn->getArg(4);
+    rows = b_.CreateAlignedLoad(i64_, params, llvm::Align(8), "rows");
+    row_len_ = b_.CreateAlignedLoad(i64_, b_.CreateConstInBoundsGEP1_64(i64_, params, 1), llvm::Align(8), "row_len");
+    row_len_f_ = b_.CreateVectorSplat(lanes_, b_.CreateSIToFP(row_len_, b_.getFloatTy()), "row_len_f");
+  } else {
+    row_len_f_ = ops_.FConst(static_cast<double>(plan_.row_len));
+  }
+  llvm::Value* row_end = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smin, fn->getArg(3), rows);
   std::vector<llvm::Value*> input_base(plan_.inputs.size(), nullptr);
   for (size_t i = 0; i < plan_.inputs.size(); ++i) {
     if (plan_.inputs[i].spec.baked) continue;
@@ -698,7 +809,8 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
     output_base.push_back(b_.CreateAlignedLoad(ptr_, slot, llvm::Align(8), "out" + std::to_string(k)));
   }
   for (ReductionPlan& red : plan_.reductions) {
-    if (red.op.op != RowOp::kSoftmax || plan_.row_len > kMaxStashedRow) continue;
+    // Generic code recomputes: its rows may be of any length.
+    if (generic_ || red.op.op != RowOp::kSoftmax || plan_.row_len > kMaxStashedRow) continue;
     // Rounded up to whole vectors: the masked tail never touches the rest.
     const int64_t padded = (plan_.row_len + lanes_ - 1) / lanes_ * lanes_;
     auto* stash = b_.CreateAlloca(b_.getFloatTy(), I64(padded), "softmax_exp");
@@ -719,7 +831,8 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
   b_.SetInsertPoint(row_body);
   std::vector<llvm::Value*> outer_index(static_cast<size_t>(plan_.axis), nullptr);
   bool need_index = false;
-  for (const InputPlan& p : plan_.inputs) need_index = need_index || (!p.spec.baked && !p.outer_dense);
+  // (Generic code reads inputs whole, per row or once: no outer index.)
+  for (const InputPlan& p : plan_.inputs) need_index = need_index || (!generic_ && !p.spec.baked && !p.outer_dense);
   if (need_index) {
     llvm::Value* rest = row;
     for (size_t d = static_cast<size_t>(plan_.axis); d-- > 0;) {
@@ -732,10 +845,13 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
   for (size_t i = 0; i < plan_.inputs.size(); ++i) {
     const InputPlan& p = plan_.inputs[i];
     if (p.spec.baked) continue;
-    const int64_t per_row = p.per_row ? 1 : plan_.row_len;
+    llvm::Value* per_row = p.per_row ? I64(1) : row_len_;
     llvm::Value* offset = I64(0);
-    if (p.outer_dense) {
-      offset = b_.CreateMul(row, I64(per_row));
+    if (generic_) {
+      const char code = generic_layout_[i];
+      if (code == 'D' || code == 'P') offset = b_.CreateMul(row, per_row);
+    } else if (p.outer_dense) {
+      offset = b_.CreateMul(row, per_row);
     } else {
       for (size_t d = 0; d < p.outer_strides.size(); ++d) {
         if (p.outer_strides[d] == 0) continue;
@@ -747,7 +863,7 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
   output_ptr_.clear();
   for (size_t k = 0; k < output_base.size(); ++k) {
     llvm::Value* offset = plan_.output_per_row[k] ? static_cast<llvm::Value*>(row)
-                                                  : b_.CreateMul(row, I64(plan_.row_len));
+                                                  : b_.CreateMul(row, row_len_);
     output_ptr_.push_back(b_.CreateInBoundsGEP(ops_.MemElemTy(plan_.output_kinds[k]), output_base[k], offset));
   }
 
@@ -790,33 +906,85 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
 
 }  // namespace
 
-StatusOr<std::unique_ptr<CompiledRegion>> CompileRowReductionRegion(JitCompiler& compiler, const graph::Graph& graph,
-                                                                    const graph::Region& region,
-                                                                    const std::vector<Dims>& input_dims) {
-  const auto start = std::chrono::steady_clock::now();
-  Plan plan;
-  KILN_RETURN_IF_ERROR(PlanRegion(graph, region, input_dims, plan));
+namespace {
 
-  const std::string name = "kiln_rowred" + std::to_string(region.id) + "_" + std::to_string(compiler.NextSerial());
+// Compiles `plan` as a specialisation (empty `generic_layout`) or as
+// shape-generic code for that layout.
+StatusOr<std::unique_ptr<CompiledRegion>> CompilePlan(JitCompiler& compiler, const graph::Graph& graph,
+                                                      const graph::Region& region, Plan& plan,
+                                                      const std::string& generic_layout,
+                                                      std::chrono::steady_clock::time_point start) {
+  const bool generic = !generic_layout.empty();
+  const std::string name = "kiln_rowred" + std::to_string(region.id) + (generic ? "_generic_" : "_") +
+                           std::to_string(compiler.NextSerial());
   KILN_ASSIGN_OR_RETURN(internal::RegionCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) {
-                          RowEmitter emitter(graph, region, plan, module, compiler.f32_vector_lanes());
+                          RowEmitter emitter(graph, region, plan, module, compiler.f32_vector_lanes(), generic_layout);
                           return emitter.Emit(name, compiler.cpu_name(), compiler.cpu_features());
                         }));
 
   CompiledRegion::Info info;
   info.name = code.code->symbol();
   info.reused_code = code.reused;
-  info.num_rows = plan.rows;
-  info.row_len = plan.row_len;
+  info.generic = generic;
+  info.generic_layout = generic_layout;
+  if (!generic) {
+    info.num_rows = plan.rows;
+    info.row_len = plan.row_len;
+    info.output_dims = plan.output_dims;
+  }
   for (const InputPlan& p : plan.inputs) info.input_baked.push_back(p.spec.baked);
-  info.output_dims = plan.output_dims;
   info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   auto compiled = std::make_unique<CompiledRegion>(std::move(code.code), std::move(info));
   Log().debug(
-      "jit: {} {} for region {} ({} nodes, domain {}, {} rows x {}, {} accumulation passes) in {:.2f} ms, {} code bytes",
-      compiled->reused_code() ? "reused" : "compiled", compiled->name(), region.id, region.nodes.size(), DimsToString(plan.domain), plan.rows, plan.row_len, plan.num_passes,
-              compiled->compile_ms(), compiled->code_bytes());
+      "jit: {} {} for region {} ({} nodes, {} {}, {} accumulation passes) in {:.2f} ms, {} code bytes",
+      compiled->reused_code() ? "reused" : "compiled", compiled->name(), region.id, region.nodes.size(),
+      generic ? "generic, layout" : "domain", generic ? generic_layout : DimsToString(plan.domain), plan.num_passes,
+      compiled->compile_ms(), compiled->code_bytes());
   return compiled;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<CompiledRegion>> CompileRowReductionRegion(JitCompiler& compiler, const graph::Graph& graph,
+                                                                    const graph::Region& region,
+                                                                    const std::vector<Dims>& input_dims) {
+  const auto start = std::chrono::steady_clock::now();
+  Plan plan;
+  KILN_RETURN_IF_ERROR(PlanRegion(graph, region, input_dims, plan));
+  return CompilePlan(compiler, graph, region, plan, /*generic_layout=*/"", start);
+}
+
+StatusOr<std::unique_ptr<CompiledRegion>> CompileRowReductionRegionGeneric(JitCompiler& compiler,
+                                                                           const graph::Graph& graph,
+                                                                           const graph::Region& region,
+                                                                           const std::vector<Dims>& input_dims) {
+  const auto start = std::chrono::steady_clock::now();
+  Plan plan;
+  KILN_RETURN_IF_ERROR(PlanRegion(graph, region, input_dims, plan));
+  KILN_ASSIGN_OR_RETURN(std::string layout, GenericLayout(plan));
+  if (layout.find_first_of("?!") != std::string::npos) {
+    return Unsupported("jit: shape-generic row code cannot be planned on a single row ", DimsToString(plan.domain),
+                       ": it does not show which inputs are read per row and which are shared");
+  }
+  return CompilePlan(compiler, graph, region, plan, layout, start);
+}
+
+Status PrepareGenericRowReductionCall(const CompiledRegion& code, const graph::Graph& graph,
+                                      const graph::Region& region, const std::vector<Dims>& input_dims,
+                                      std::vector<int64_t>& params, std::vector<Dims>& output_dims) {
+  if (!code.is_generic() || code.generic_layout().empty()) {
+    return InvalidArgument("jit: ", code.name(), " is not shape-generic row-reduction code");
+  }
+  Plan plan;
+  KILN_RETURN_IF_ERROR(PlanRegion(graph, region, input_dims, plan));
+  KILN_ASSIGN_OR_RETURN(std::string layout, GenericLayout(plan));
+  if (!LayoutServes(code.generic_layout(), layout)) {
+    return Unsupported("jit: these shapes lay the region out as ", layout, ", the generic code reads ",
+                       code.generic_layout());
+  }
+  params.assign({plan.rows, plan.row_len});
+  output_dims = std::move(plan.output_dims);
+  return Status::Ok();
 }
 
 }  // namespace kiln::jit

@@ -46,4 +46,27 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileRowReductionRegion(JitCompiler&
                                                                     const graph::Region& region,
                                                                     const std::vector<Dims>& input_dims);
 
+// The shape-generic version (CompiledRegion::is_generic, GenericEntryFn):
+// the rows and the row length are runtime parameters, params = [rows,
+// row_len]. Planned from one signature (`input_dims`), it serves every
+// signature that lays the region out the same way: each loaded input read
+// whole (dense over the domain), as one row shared by every row, as one
+// value per row, or as one value, and the same members and outputs per-row.
+// kUnsupported when an input broadcasts along only some of the leading dims
+// (e.g. an attention mask [1, 1, S, S] over [B, H, S, S]); those regions
+// keep their specialisations only.
+StatusOr<std::unique_ptr<CompiledRegion>> CompileRowReductionRegionGeneric(JitCompiler& compiler,
+                                                                           const graph::Graph& graph,
+                                                                           const graph::Region& region,
+                                                                           const std::vector<Dims>& input_dims);
+
+// For a call of generic row-reduction `code` on inputs of `input_dims`:
+// fills `params` and the dims of each region output. kUnsupported when
+// these shapes lay the region out differently from the code's layout (the
+// caller interprets that call); errors of planning as for
+// CompileRowReductionRegion.
+Status PrepareGenericRowReductionCall(const CompiledRegion& code, const graph::Graph& graph,
+                                      const graph::Region& region, const std::vector<Dims>& input_dims,
+                                      std::vector<int64_t>& params, std::vector<Dims>& output_dims);
+
 }  // namespace kiln::jit

@@ -9,6 +9,7 @@
 #include "graph/log.h"
 #include "jit/compiled_region.h"
 #include "jit/generic_codegen.h"
+#include "jit/row_reduction_codegen.h"
 #include "runtime/jit_tier.h"
 #include "runtime/trace_recorder.h"
 
@@ -273,21 +274,33 @@ Status Interpreter::RunSteps(ExecutionFrame& frame, const Unit& unit, const kern
   return Status::Ok();
 }
 
-Status Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit, const Specialization& spec,
-                                const ShapeSignature& signature, const kernels::ParallelRunner& parallel) const {
+StatusOr<bool> Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit, const Specialization& spec,
+                                        const ShapeSignature& signature,
+                                        const kernels::ParallelRunner& parallel) const {
   const graph::Region& region = regions_[static_cast<size_t>(unit.region)];
   const jit::CompiledRegion& code = *spec.code;
-  // Generic code takes the dims and strides of this call as parameters;
-  // every output then has the domain's dims. Specialisations know the dims
-  // of each output (a row reduction's may differ from one another).
-  if (spec.generic) {
+  // Generic code takes the dims of this call as parameters: elementwise
+  // code dims and strides (every output has the domain's dims), row code
+  // rows and row length (outputs row-shaped or per-row, as planned for
+  // these dims). Specialisations know the dims of each output.
+  const bool generic_rows = spec.generic && region.kind == graph::RegionKind::kRowReduction;
+  if (generic_rows) {
+    Status prepared = jit::PrepareGenericRowReductionCall(code, graph_, region, signature.dims, frame.scratch_params,
+                                                          frame.scratch_output_dims);
+    // Shapes the generic code does not lay out the same way: interpreted.
+    if (prepared.code() == StatusCode::kUnsupported) return false;
+    KILN_RETURN_IF_ERROR(prepared);
+  } else if (spec.generic) {
     KILN_RETURN_IF_ERROR(
         jit::FillGenericParams(signature.dims, spec.domain_rank, frame.scratch_params, frame.scratch_domain));
-  } else if (spec.output_dims.size() != region.outputs.size()) {
-    return Internal("region ", unit.region, ": compiled code has ", spec.output_dims.size(), " outputs, the region ",
+  }
+  const bool generic_elementwise = spec.generic && !generic_rows;
+  const std::vector<Dims>& planned_dims = generic_rows ? frame.scratch_output_dims : spec.output_dims;
+  if (!generic_elementwise && planned_dims.size() != region.outputs.size()) {
+    return Internal("region ", unit.region, ": compiled code has ", planned_dims.size(), " outputs, the region ",
                     region.outputs.size());
   }
-  auto out_dims = [&](size_t o) -> const Dims& { return spec.generic ? frame.scratch_domain : spec.output_dims[o]; };
+  auto out_dims = [&](size_t o) -> const Dims& { return generic_elementwise ? frame.scratch_domain : planned_dims[o]; };
   auto& in_ptrs = frame.scratch_input_ptrs;
   in_ptrs.clear();
   for (graph::ValueId id : region.inputs) in_ptrs.push_back(ValuePtr(frame, id)->raw_data());
@@ -303,7 +316,10 @@ Status Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit, const S
 
   int64_t rows = code.num_rows();
   int64_t row_len = code.row_len();
-  if (spec.generic) {
+  if (generic_rows) {
+    rows = frame.scratch_params[0];
+    row_len = frame.scratch_params[1];
+  } else if (generic_elementwise) {
     // Rows are all dims but the last; rank 0 is one row of one element.
     const Dims& domain = frame.scratch_domain;
     rows = 1;
@@ -329,7 +345,7 @@ Status Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit, const S
   } else {
     parallel.For(rows, grain, run_rows);
   }
-  return Status::Ok();
+  return true;
 }
 
 Status Interpreter::RunUnit(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel,
@@ -347,10 +363,11 @@ Status Interpreter::RunUnit(ExecutionFrame& frame, const Unit& unit, const kerne
     return static_cast<int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
   };
   if (auto spec = hooks.jit->Lookup(unit.region, signature)) {
-    KILN_RETURN_IF_ERROR(RunCompiled(frame, unit, *spec, signature, parallel));
-    hooks.jit->RecordCompiledCall(unit.region, elapsed_ns());
-    ran_compiled = true;
-    return Status::Ok();
+    KILN_ASSIGN_OR_RETURN(ran_compiled, RunCompiled(frame, unit, *spec, signature, parallel));
+    if (ran_compiled) {
+      hooks.jit->RecordCompiledCall(unit.region, elapsed_ns());
+      return Status::Ok();
+    }
   }
   KILN_RETURN_IF_ERROR(RunSteps(frame, unit, parallel, hooks.profile));
   hooks.jit->RecordInterpretedCall(unit.region, signature, elapsed_ns());

@@ -63,6 +63,7 @@ class ExecutionFrame {
   std::vector<void*> scratch_output_ptrs;
   std::vector<int64_t> scratch_params;  // shape-generic code's dims and strides
   Dims scratch_domain;
+  std::vector<Dims> scratch_output_dims;  // generic row code: each output's dims
   int64_t run_unplanned_bytes = 0;   // bytes allocated for intermediates in the last run
   const AllocateHook* before_allocate = nullptr;  // the current run's RunHooks::before_allocate
 
@@ -115,8 +116,11 @@ class Interpreter {
                   bool profile) const;
   Status RunUnit(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel,
                  const RunHooks& hooks, ShapeSignature& signature, bool& ran_compiled) const;
-  Status RunCompiled(ExecutionFrame& frame, const Unit& unit, const Specialization& spec,
-                     const ShapeSignature& signature, const kernels::ParallelRunner& parallel) const;
+  // Runs the region through `spec`'s code. False (nothing run, nothing
+  // allocated) when generic row code does not serve these shapes; the
+  // caller then interprets the region.
+  StatusOr<bool> RunCompiled(ExecutionFrame& frame, const Unit& unit, const Specialization& spec,
+                             const ShapeSignature& signature, const kernels::ParallelRunner& parallel) const;
 
   const Tensor* ValuePtr(const ExecutionFrame& frame, graph::ValueId id) const {
     const graph::Value& v = graph_.value(id);

@@ -72,7 +72,12 @@ std::shared_ptr<const Specialization> JitTier::Lookup(int region, const ShapeSig
       return spec;
     }
   }
-  if (generic != nullptr && MaxRank(signature) <= (*generic)->domain_rank) return *generic;
+  if (generic == nullptr) return nullptr;
+  // Generic row code checks at the call that the shapes lay the region out
+  // as it expects (PrepareGenericRowReductionCall); generic elementwise
+  // code serves any signature up to its rank.
+  if (regions_[static_cast<size_t>(region)].kind == graph::RegionKind::kRowReduction) return *generic;
+  if (MaxRank(signature) <= (*generic)->domain_rank) return *generic;
   return nullptr;
 }
 
@@ -107,14 +112,6 @@ void JitTier::RecordInterpretedCall(int region, const ShapeSignature& signature,
       // rank. Once it exists, signatures of higher rank stay interpreted.
       state.generic_requested = true;
       state.calls_by_signature.clear();
-      const graph::Region& r = regions_[static_cast<size_t>(region)];
-      if (r.kind != graph::RegionKind::kElementwise) {
-        // Only elementwise regions have a shape-generic generator.
-        Log().info("jit: region {} ({}) reached its limit of {} specializations; {} regions have no "
-                   "shape-generic version, so its other signatures stay interpreted",
-                   region, r.reason, options_.max_specializations, graph::RegionKindName(r.kind));
-        return;
-      }
       generic = true;
       Log().info("jit: region {} reached its limit of {} specializations; compiling a shape-generic version", region,
                  options_.max_specializations);
@@ -143,13 +140,16 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
                        : jit::CompileElementwiseRegion(*compiler_, graph_, region, signature.dims);
         break;
       case graph::RegionKind::kRowReduction:
-        code = generic ? StatusOr<std::unique_ptr<jit::CompiledRegion>>(
-                             Unsupported("jit: row-reduction regions have no shape-generic version"))
+        code = generic ? jit::CompileRowReductionRegionGeneric(*compiler_, graph_, region, signature.dims)
                        : jit::CompileRowReductionRegion(*compiler_, graph_, region, signature.dims);
         break;
     }
   }
-  const std::string what = generic ? "generic rank " + std::to_string(MaxRank(signature)) : signature.ToString();
+  std::string what = signature.ToString();
+  if (generic) {
+    what = region.kind == graph::RegionKind::kRowReduction ? "any rows and row length (generic, planned on " + what + ")"
+                                                            : "generic rank " + std::to_string(MaxRank(signature));
+  }
   const auto end = std::chrono::steady_clock::now();
   const double ms = std::chrono::duration<double, std::milli>(end - start).count();
   if (options_.trace) {

@@ -39,8 +39,10 @@ struct JitTierOptions {
   int hot_threshold = 2;
   // Compiled signatures per region. The first signature past the limit
   // compiles one shape-generic version that then serves every other one,
-  // so dynamic shapes stop recompiling. Row-reduction regions have no
-  // generic version: signatures past their limit stay interpreted.
+  // so dynamic shapes stop recompiling. A row-reduction region's generic
+  // version serves the signatures that lay it out like the one it was
+  // planned on (jit::CompileRowReductionRegionGeneric); others stay
+  // interpreted.
   int max_specializations = 4;
   int compile_threads = 1;
   // Compile on the calling thread as soon as a signature is hot, so the
@@ -56,13 +58,14 @@ struct JitTierOptions {
 
 // One compiled version of a region and what a call needs besides the code:
 // either specialised to one signature (dims are constants in the code), or
-// shape-generic for any signature whose inputs have at most `domain_rank`
-// dims (dims are passed at run time; only elementwise regions have one).
+// shape-generic (dims are passed at run time): elementwise code for any
+// signature whose inputs have at most `domain_rank` dims, row-reduction
+// code for any signature with its layout.
 struct Specialization {
   bool generic = false;
   ShapeSignature signature;        // specialised only
   std::vector<Dims> output_dims;   // specialised only: per region output
-  int domain_rank = 0;             // generic only
+  int domain_rank = 0;             // generic elementwise code only
   std::shared_ptr<const jit::CompiledRegion> code;
 };
 

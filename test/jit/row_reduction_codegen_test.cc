@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <map>
 #include <string>
 #include <vector>
@@ -35,9 +37,12 @@ int64_t Count(const Dims& dims) {
 
 // Compiles the single region of `b` (graph inputs of `input_dims`) and
 // compares the region output named like the graph's first output with the
-// reference, for the whole row range and for 2 and 3 pieces.
+// reference, for the whole row range and for 2 and 3 pieces; then the same
+// for the region's shape-generic code. That code is planned on these dims,
+// or, when `generic_slot` already holds code (planned on another call's
+// dims, e.g. another row length), it is that code run on these dims.
 void CheckModel(const OnnxModelBuilder& b, const std::map<std::string, Dims>& input_dims, size_t expected_nodes,
-                double rel = 1e-5, double abs = 1e-6) {
+                double rel = 1e-5, double abs = 1e-6, std::unique_ptr<CompiledRegion>* generic_slot = nullptr) {
   const std::string bytes = b.Serialize();
   StatusOr<graph::Graph> loaded = graph::LoadOnnxModel(bytes.data(), bytes.size(), {});
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
@@ -91,28 +96,71 @@ void CheckModel(const OnnxModelBuilder& b, const std::map<std::string, Dims>& in
   ASSERT_EQ(c.output_dims().size(), region.outputs.size());
   EXPECT_EQ(c.output_dims()[checked], want->dims());
 
-  for (int splits : {1, 2, 3}) {
-    std::vector<OutputBuffer> outs;
-    for (size_t o = 0; o < region.outputs.size(); ++o) {
-      outs.emplace_back(g.value(region.outputs[o]).dtype == DType::kBool, Count(c.output_dims()[o]));
-    }
-    std::vector<void*> out_ptrs;
-    for (OutputBuffer& o : outs) out_ptrs.push_back(o.data());
-    const int64_t rows = c.num_rows();
-    for (int s = 0; s < splits; ++s) c.Run(ptrs.data(), out_ptrs.data(), rows * s / splits, rows * (s + 1) / splits);
-    for (const OutputBuffer& o : outs) EXPECT_TRUE(o.GuardsIntact()) << "write outside an output buffer";
-    const OutputBuffer& got = outs[checked];
-    ASSERT_EQ(got.n, want->num_elements());
-    int failures = 0;
-    for (int64_t e = 0; e < got.n && failures < 10; ++e) {
-      const double w = want->data<float>()[e];
-      if (!Close(got.at(e), w, rel, abs)) {
-        ++failures;
-        ADD_FAILURE() << "element " << e << " of " << DimsToString(want->dims()) << " (splits " << splits
-                      << "): got " << got.at(e) << ", want " << w;
+  // Runs `run` over [0, rows) in 1, 2 and 3 pieces into fresh buffers of
+  // `output_dims` and compares the checked output with the reference.
+  using RowsFn = std::function<void(void* const* outs, int64_t begin, int64_t end)>;
+  auto run_and_compare = [&](const RowsFn& run, int64_t rows, const std::vector<Dims>& output_dims) {
+    for (int splits : {1, 2, 3}) {
+      std::vector<OutputBuffer> outs;
+      for (size_t o = 0; o < region.outputs.size(); ++o) {
+        outs.emplace_back(g.value(region.outputs[o]).dtype == DType::kBool, Count(output_dims[o]));
+      }
+      std::vector<void*> out_ptrs;
+      for (OutputBuffer& o : outs) out_ptrs.push_back(o.data());
+      for (int s = 0; s < splits; ++s) run(out_ptrs.data(), rows * s / splits, rows * (s + 1) / splits);
+      for (const OutputBuffer& o : outs) EXPECT_TRUE(o.GuardsIntact()) << "write outside an output buffer";
+      const OutputBuffer& got = outs[checked];
+      ASSERT_EQ(got.n, want->num_elements());
+      int failures = 0;
+      for (int64_t e = 0; e < got.n && failures < 10; ++e) {
+        const double w = want->data<float>()[e];
+        if (!Close(got.at(e), w, rel, abs)) {
+          ++failures;
+          ADD_FAILURE() << "element " << e << " of " << DimsToString(want->dims()) << " (splits " << splits
+                        << "): got " << got.at(e) << ", want " << w;
+        }
       }
     }
+  };
+  {
+    SCOPED_TRACE("specialised");
+    run_and_compare([&](void* const* outs, int64_t begin, int64_t end) { c.Run(ptrs.data(), outs, begin, end); },
+                    c.num_rows(), c.output_dims());
   }
+
+  std::unique_ptr<CompiledRegion> local;
+  std::unique_ptr<CompiledRegion>& generic = generic_slot != nullptr ? *generic_slot : local;
+  if (!generic) {
+    StatusOr<std::unique_ptr<CompiledRegion>> planned = CompileRowReductionRegionGeneric(SharedCompiler(), g, region, dims);
+    if (!planned.ok()) {
+      // Only layouts the generic code does not read (partial broadcasts
+      // along the leading dims) may be refused.
+      EXPECT_EQ(planned.status().code(), StatusCode::kUnsupported) << planned.status().ToString();
+      std::printf("[generic] not compiled: %s\n", planned.status().ToString().c_str());
+      return;
+    }
+    generic = std::move(*planned);
+  }
+  std::vector<int64_t> params;
+  std::vector<Dims> output_dims;
+  Status prepared = PrepareGenericRowReductionCall(*generic, g, region, dims, params, output_dims);
+  if (prepared.code() == StatusCode::kUnsupported && generic_slot != nullptr) {
+    // Code planned on other dims that lay the region out differently (e.g.
+    // a one-element gamma is baked in): plan again on these, for the calls
+    // that follow.
+    std::printf("[generic] %s does not serve these dims: %s\n", generic->name().c_str(), prepared.ToString().c_str());
+    generic.reset();
+    CheckModel(b, input_dims, expected_nodes, rel, abs, generic_slot);
+    return;
+  }
+  ASSERT_TRUE(prepared.ok()) << prepared.ToString();
+  EXPECT_EQ(output_dims, c.output_dims());
+  ASSERT_EQ(params.size(), 2u);
+  EXPECT_EQ(params[0], c.num_rows());
+  SCOPED_TRACE("generic " + generic->name());
+  run_and_compare([&](void* const* outs, int64_t begin,
+                      int64_t end) { generic->RunGeneric(ptrs.data(), outs, begin, end, params.data()); },
+                  params[0], output_dims);
 }
 
 std::vector<float> Ramp(int64_t n, float lo, float hi) {
@@ -122,6 +170,7 @@ std::vector<float> Ramp(int64_t n, float lo, float hi) {
 }
 
 TEST(RowReductionCodegen, LayerNormalizationWithGelu) {
+  std::unique_ptr<CompiledRegion> generic;  // planned on one row length, run on the next
   for (int64_t len : kRowLens) {
     SCOPED_TRACE("row_len " + std::to_string(len));
     OnnxModelBuilder b(17);
@@ -138,7 +187,7 @@ TEST(RowReductionCodegen, LayerNormalizationWithGelu) {
     b.Node("Add", {"e", "one"}, {"a"});
     b.Node("Mul", {"ln", "a"}, {"m"});
     b.Node("Mul", {"m", "half"}, {"y"});
-    CheckModel(b, {{"x", {3, 2, len}}}, 6);
+    CheckModel(b, {{"x", {3, 2, len}}}, 6, 1e-5, 1e-6, &generic);
   }
 }
 
@@ -154,6 +203,7 @@ TEST(RowReductionCodegen, LayerNormalizationOverTwoAxesWithoutBias) {
 TEST(RowReductionCodegen, DecomposedLayerNorm) {
   // As exported before opset 17; the graph pipeline is not run, so this
   // stays nine nodes with two chained ReduceMeans.
+  std::unique_ptr<CompiledRegion> generic;  // planned on one row length, run on the next
   for (int64_t len : kRowLens) {
     SCOPED_TRACE("row_len " + std::to_string(len));
     OnnxModelBuilder b(17);
@@ -172,11 +222,12 @@ TEST(RowReductionCodegen, DecomposedLayerNorm) {
     b.Node("Div", {"d", "sd"}, {"n"});
     b.Node("Mul", {"n", "gamma"}, {"s"});
     b.Node("Add", {"s", "beta"}, {"y"});
-    CheckModel(b, {{"x", {4, len}}}, 9);
+    CheckModel(b, {{"x", {4, len}}}, 9, 1e-5, 1e-6, &generic);
   }
 }
 
 TEST(RowReductionCodegen, SoftmaxWithScaleAndMask) {
+  std::unique_ptr<CompiledRegion> generic;  // planned on one row length, run on the next
   for (int64_t len : kRowLens) {
     SCOPED_TRACE("row_len " + std::to_string(len));
     OnnxModelBuilder b(13);
@@ -185,7 +236,7 @@ TEST(RowReductionCodegen, SoftmaxWithScaleAndMask) {
     b.Node("Mul", {"scores", "scale"}, {"scaled"});
     b.Node("Add", {"scaled", "mask"}, {"masked"});
     b.Node("Softmax", {"masked"}, {"y"});
-    CheckModel(b, {{"scores", {2, 3, len}}, {"mask", {2, 1, len}}}, 3);
+    CheckModel(b, {{"scores", {2, 3, len}}, {"mask", {2, 1, len}}}, 3, 1e-5, 1e-6, &generic);
   }
 }
 
@@ -200,12 +251,13 @@ TEST(RowReductionCodegen, SoftmaxOfLongRowsRecomputesTheExponentials) {
 }
 
 TEST(RowReductionCodegen, LogSoftmax) {
+  std::unique_ptr<CompiledRegion> generic;  // planned on one row length, run on the next
   for (int64_t len : kRowLens) {
     SCOPED_TRACE("row_len " + std::to_string(len));
     OnnxModelBuilder b(13);
     b.Input("x", kFloat, {5, len}).Output("y");
     b.Node("LogSoftmax", {"x"}, {"y"});
-    CheckModel(b, {{"x", {5, len}}}, 1);
+    CheckModel(b, {{"x", {5, len}}}, 1, 1e-5, 1e-6, &generic);
   }
 }
 
@@ -219,18 +271,20 @@ TEST(RowReductionCodegen, SoftmaxBeforeOpset13NormalisesTheSuffix) {
 }
 
 TEST(RowReductionCodegen, ReduceMeanKeepdimsRowShapedConsumer) {
+  std::unique_ptr<CompiledRegion> generic;  // planned on one row length, run on the next
   for (int64_t len : kRowLens) {
     SCOPED_TRACE("row_len " + std::to_string(len));
     OnnxModelBuilder b(17);
     b.Input("x", kFloat, {6, len}).Output("y");
     OnnxModelBuilder::IntsAttr(b.Node("ReduceMean", {"x"}, {"mean"}), "axes", {1});
     b.Node("Sub", {"x", "mean"}, {"y"});
-    CheckModel(b, {{"x", {6, len}}}, 2);
+    CheckModel(b, {{"x", {6, len}}}, 2, 1e-5, 1e-6, &generic);
   }
 }
 
 TEST(RowReductionCodegen, ReduceSumPerRowOutput) {
   // Opset 13: axes come from a constant input.
+  std::unique_ptr<CompiledRegion> generic;  // planned on one row length, run on the next
   for (int64_t len : kRowLens) {
     SCOPED_TRACE("row_len " + std::to_string(len));
     OnnxModelBuilder b(13);
@@ -238,7 +292,7 @@ TEST(RowReductionCodegen, ReduceSumPerRowOutput) {
     b.Node("Mul", {"x", "x"}, {"sq"});
     b.Node("ReduceSum", {"sq", "axes"}, {"sum"});
     b.Node("Mul", {"sum", "k"}, {"y"});
-    CheckModel(b, {{"x", {3, 2, len}}}, 3);
+    CheckModel(b, {{"x", {3, 2, len}}}, 3, 1e-5, 1e-6, &generic);
   }
 }
 
@@ -251,6 +305,7 @@ TEST(RowReductionCodegen, ReduceSumOverTwoTrailingAxes) {
 }
 
 TEST(RowReductionCodegen, ReduceMaxKeepdims) {
+  std::unique_ptr<CompiledRegion> generic;  // planned on one row length, run on the next
   for (int64_t len : kRowLens) {
     SCOPED_TRACE("row_len " + std::to_string(len));
     OnnxModelBuilder b(17);
@@ -258,7 +313,7 @@ TEST(RowReductionCodegen, ReduceMaxKeepdims) {
     OnnxModelBuilder::IntsAttr(b.Node("ReduceMax", {"x"}, {"max"}), "axes", {-1});
     b.Node("Sub", {"x", "max"}, {"d"});
     b.Node("Exp", {"d"}, {"y"});
-    CheckModel(b, {{"x", {5, len}}}, 3);
+    CheckModel(b, {{"x", {5, len}}}, 3, 1e-5, 1e-6, &generic);
   }
 }
 

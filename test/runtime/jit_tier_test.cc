@@ -245,7 +245,7 @@ OnnxModelBuilder LayerNormGelu() {
   return b;
 }
 
-TEST(JitTier, RowReductionRegionCompilesAndStaysInterpretedPastItsLimit) {
+TEST(JitTier, RowReductionRegionSpecializesThenGoesGeneric) {
   SessionOptions options;
   options.tier = TierPolicy::kJit;
   options.intra_op_threads = 2;
@@ -256,9 +256,10 @@ TEST(JitTier, RowReductionRegionCompilesAndStaysInterpretedPastItsLimit) {
   auto interp = Session::Create(Load(LayerNormGelu()), options);
   ASSERT_TRUE(interp.ok()) << interp.status().ToString();
   // 3 and 300 compile (300 rows are split across the two threads); 7 is
-  // past the limit: row reductions have no generic version, so 7 and 9
-  // stay interpreted (and correct), with no failure.
-  const int64_t batches[] = {3, 3, 300, 300, 7, 7, 9, 3};
+  // past the limit and compiles the shape-generic version (rows a runtime
+  // parameter), which then serves 7, 9, 1 (one row: x and gamma read alike)
+  // and 1000; 3 keeps its specialisation.
+  const int64_t batches[] = {3, 3, 300, 300, 7, 7, 9, 1, 1000, 3};
   for (int64_t batch : batches) {
     auto x = RandomInput(batch * 64, static_cast<unsigned>(batch));
     ExpectClose(RunOnce(**jit, x, batch), RunOnce(**interp, x, batch));
@@ -268,10 +269,11 @@ TEST(JitTier, RowReductionRegionCompilesAndStaysInterpretedPastItsLimit) {
   const RegionStats& r = stats.regions[0];
   EXPECT_EQ(r.kind, "row_reduction");
   EXPECT_EQ(r.tier, "jit");
-  EXPECT_EQ(r.specializations, 2);
+  EXPECT_EQ(r.specializations, 3);  // two specialised, one generic
   EXPECT_EQ(r.failed_compiles, 0);
-  EXPECT_EQ(r.compiled_calls, 3);
-  EXPECT_EQ(r.interpreted_calls, 5);
+  EXPECT_EQ(r.compiled_calls, 7);
+  EXPECT_EQ(r.interpreted_calls, 3);
+  EXPECT_EQ(r.deopts, 2);
 }
 
 TEST(JitTier, InterpreterPolicyBuildsNoRegions) {
