@@ -40,6 +40,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/shape_stream.h"
 #include "bench/tier_up_latency.h"
 #include "bench/zoo_bench.h"
 #include "kiln/session.h"
@@ -636,6 +637,7 @@ int main(int argc, char** argv) {
   if (!zoo_dir.empty()) {
     kiln::bench::RegisterZoo(zoo_dir, ort_outputs);
     kiln::bench::RegisterTierUpLatency(zoo_dir);
+    kiln::bench::RegisterShapeStream(zoo_dir);
   }
 
   benchmark::Initialize(&bench_argc, args.data());
