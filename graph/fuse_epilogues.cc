@@ -109,15 +109,55 @@ std::optional<ActivationMatch> MatchActivation(const Graph& graph, const Node& n
 struct Epilogue {
   NodeId add = kNoNode;
   const Tensor* bias = nullptr;  // the Add's constant operand
+  NodeId residual_add = kNoNode;
+  ValueId residual = kNoValue;  // the residual Add's other operand
   NodeId activation_node = kNoNode;
   std::optional<ActivationMatch> activation;
   ValueId output = kNoValue;  // the fused node's output
 
-  bool empty() const { return add == kNoNode && activation_node == kNoNode; }
+  bool empty() const { return add == kNoNode && residual_add == kNoNode && activation_node == kNoNode; }
 };
 
+// Whether `a` and `b` have the same statically known shape: equal ranks and,
+// axis by axis, equal concrete sizes or the same named symbol (which shape
+// propagation only shares between dims it knows to be equal). An unknown
+// dim matches nothing.
+bool SameKnownShape(const Value& a, const Value& b) {
+  if (!a.shape.rank_known || !b.shape.rank_known || a.shape.dims.size() != b.shape.dims.size()) return false;
+  for (size_t i = 0; i < a.shape.dims.size(); ++i) {
+    const Dim& da = a.shape.dims[i];
+    const Dim& db = b.shape.dims[i];
+    if (!da.is_concrete() && da.symbol.empty()) return false;
+    if (!(da == db)) return false;
+  }
+  return true;
+}
+
+// The residual operand of `add` when `add` adds a run-time tensor of
+// exactly `in`'s shape to `in` (no broadcasting either way), so the fused
+// kernel can read it element for element beside its output; kNoValue
+// otherwise. A constant operand is left to the bias step (or to no fusion).
+ValueId ResidualOperand(const Graph& graph, const Node& add, ValueId in) {
+  if (!IsDefaultOp(add, "Add") || add.inputs.size() != 2 || add.outputs.size() != 1 ||
+      add.outputs[0] == kNoValue) {
+    return kNoValue;
+  }
+  const ValueId other = add.inputs[0] == in ? add.inputs[1] : add.inputs[0];
+  if (other == kNoValue || other == in) return kNoValue;  // Add(x, x) is not a residual
+  const Value& r = graph.value(other);
+  if (r.constant || r.dtype != DType::kFloat32) return kNoValue;
+  if (!SameKnownShape(graph.value(in), r) || !SameKnownShape(graph.value(add.outputs[0]), r)) return kNoValue;
+  return other;
+}
+
 // Walks from `out` (the base node's output) through an optional Add of a
-// constant that `accept_bias` accepts, then an optional activation.
+// constant that `accept_bias` accepts, an optional Add of a residual (a
+// run-time tensor of the output's shape), then an optional activation: the
+// order ONNX evaluates them in, which the kernels keep.
+//
+// The residual needs no cycle check: every path from `out` leaves through
+// the single-use chain, so a residual computed from `out` would have to be
+// computed from the residual Add's own output.
 Epilogue MatchEpilogue(const Graph& graph, ValueId out, const std::function<bool(const Tensor&)>& accept_bias) {
   Epilogue e;
   e.output = out;
@@ -127,10 +167,20 @@ Epilogue MatchEpilogue(const Graph& graph, ValueId out, const std::function<bool
   if (IsDefaultOp(add, "Add") && add.inputs.size() == 2 && add.outputs.size() == 1) {
     const ValueId other = add.inputs[0] == out ? add.inputs[1] : add.inputs[0];
     const Tensor* bias = FloatConstant(graph, other);
-    if (bias == nullptr || !accept_bias(*bias)) return e;
-    e.add = user;
-    e.bias = bias;
-    e.output = add.outputs[0];
+    if (bias != nullptr) {
+      if (!accept_bias(*bias)) return e;
+      e.add = user;
+      e.bias = bias;
+      e.output = add.outputs[0];
+      user = SoleUser(graph, e.output);
+      if (user == kNoNode) return e;
+    }
+  }
+  const ValueId residual = ResidualOperand(graph, graph.node(user), e.output);
+  if (residual != kNoValue) {
+    e.residual_add = user;
+    e.residual = residual;
+    e.output = graph.node(user).outputs[0];
     user = SoleUser(graph, e.output);
     if (user == kNoNode) return e;
   }
@@ -197,11 +247,16 @@ Status Rewrite(Graph& graph, NodeId base, const Epilogue& e, Node fused, std::op
     if (fused.inputs.size() <= bias_input) fused.inputs.resize(bias_input + 1, kNoValue);
     fused.inputs[bias_input] = bias_id;
   }
+  if (e.residual != kNoValue) {
+    if (fused.inputs.size() <= kFusedResidualInput) fused.inputs.resize(kFusedResidualInput + 1, kNoValue);
+    fused.inputs[kFusedResidualInput] = e.residual;
+  }
   fused.domain = kKilnDomain;
   fused.opset = 1;
   fused.outputs = {e.output};
   graph.RemoveNode(base);
   if (e.add != kNoNode) graph.RemoveNode(e.add);
+  if (e.residual_add != kNoNode) graph.RemoveNode(e.residual_add);
   if (e.activation_node != kNoNode) graph.RemoveNode(e.activation_node);
   StatusOr<NodeId> added = graph.AddNode(std::move(fused));
   if (!added.ok()) return Internal("epilogue fusion: ", added.status().message());

@@ -4,10 +4,22 @@
 // packed once (see BlockedIo). Groups (including depthwise) map to oneDNN's
 // grouped weights [G, M/G, C/G, k...], the same memory as ONNX's
 // [M, C/G, k...]. FusedConv (domain "kiln", see graph/fuse_epilogues.h) is
-// the same kernel with an activation epilogue run as a oneDNN post-op.
+// the same kernel with an optional residual R (input 3) and an activation.
+//
+// The activation alone is an eltwise post-op. A residual is a binary add
+// post-op (then the activation) only when the primitive writes a row-major
+// dst: the binary post-op reads src1 in dst's layout, and with a row-major
+// src1 beside a blocked dst oneDNN falls back to its several times slower
+// GEMM-based convolution. For a blocked dst (the usual case on AVX2), R
+// would have to be reordered to the blocked layout on every call, and
+// measured on ResNet shapes that extra reorder plus the post-op cost more
+// than the pass it saves; there the primitive runs without post-ops and R
+// and the activation are applied in one cache-blocked pass over the
+// row-major result, right after the dst reorder.
 #include <memory>
 #include <utility>
 
+#include "graph/fuse_epilogues.h"
 #include "kernels/dnnl_context.h"
 #include "kernels/dnnl_kernels.h"
 #include "kernels/epilogue.h"
@@ -20,13 +32,15 @@ constexpr const char* kOp = "Conv";
 
 class ConvKernel final : public OpKernel {
  public:
-  ConvKernel(WindowAttrs attrs, int64_t group, Epilogue epilogue)
-      : attrs_(std::move(attrs)), group_(group), epilogue_(epilogue) {}
+  // `fused`: a FusedConv, which may have a residual input.
+  ConvKernel(WindowAttrs attrs, int64_t group, Epilogue epilogue, bool fused)
+      : attrs_(std::move(attrs)), group_(group), epilogue_(epilogue), fused_(fused) {}
 
   Status Compute(KernelContext& ctx) const override {
     const Tensor* x = ctx.input(0);
     const Tensor* w = ctx.input(1);
     const Tensor* b = ctx.input(2);
+    const Tensor* r = fused_ ? ctx.input(graph::kFusedResidualInput) : nullptr;
     if (x == nullptr || w == nullptr) return InvalidArgument(kOp, ": X and W are required");
     if (x->dtype() != DType::kFloat32 || w->dtype() != DType::kFloat32 ||
         (b != nullptr && b->dtype() != DType::kFloat32)) {
@@ -61,16 +75,28 @@ class ConvKernel final : public OpKernel {
     AppendKey(key, x->dims());
     AppendKey(key, w->dims());
     key.push_back(b != nullptr);
+    key.push_back(r != nullptr);  // the residual's post-op is part of the primitive
     return GuardDnnl(kOp, [&]() -> Status {
-      KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
-                            cache_.GetOrCreate(key, [&] { return MakePlan(*x, *w, b != nullptr, kernel); }));
+      KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan, cache_.GetOrCreate(key, [&] {
+        return MakePlan(*x, *w, b != nullptr, r != nullptr, kernel);
+      }));
+      if (r != nullptr) KILN_RETURN_IF_ERROR(CheckResidual(kOp, *r, plan->out_dims));
       KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, plan->out_dims));
       if (y->num_elements() == 0 || x->num_elements() == 0) {
         return y->num_elements() == 0 ? Status::Ok() : InvalidArgument(kOp, ": X is empty");
       }
       std::unordered_map<int, dnnl::memory> extra;
       if (b != nullptr) extra.emplace(DNNL_ARG_BIAS, WrapMemory(plan->pd.bias_desc(), b->raw_data()));
-      plan->io.Execute(ctx, plan->primitive, plan->pd, x->raw_data(), *w, ctx.input_is_constant(1), y->raw_data(), std::move(extra));
+      if (r != nullptr && plan->residual_arg != 0) {
+        extra.emplace(plan->residual_arg, WrapMemory(plan->pd.dst_desc(), r->raw_data()));
+      }
+      plan->io.Execute(ctx, plan->primitive, plan->pd, x->raw_data(), *w, ctx.input_is_constant(1), y->raw_data(),
+                       std::move(extra));
+      if (plan->epilogue_after) {
+        // The primitive ran without post-ops: finish on the row-major result.
+        epilogue_.ApplyWithResidual(ctx, y->data<float>(), r != nullptr ? r->data<float>() : nullptr,
+                                    y->num_elements());
+      }
       return Status::Ok();
     });
   }
@@ -81,9 +107,15 @@ class ConvKernel final : public OpKernel {
     dnnl::convolution_forward::primitive_desc pd;
     dnnl::convolution_forward primitive;
     BlockedIo io;
+    // The residual's post-op argument (0: no residual post-op).
+    int residual_arg = 0;
+    // With a residual and a blocked dst (see the file comment): the
+    // primitive has no post-ops, Compute adds the residual and applies the
+    // activation afterwards.
+    bool epilogue_after = false;
   };
 
-  StatusOr<std::shared_ptr<const Plan>> MakePlan(const Tensor& x, const Tensor& w, bool has_bias,
+  StatusOr<std::shared_ptr<const Plan>> MakePlan(const Tensor& x, const Tensor& w, bool has_bias, bool has_residual,
                                                   const Dims& kernel) const {
     const Dims in_spatial(x.dims().begin() + 2, x.dims().end());
     KILN_ASSIGN_OR_RETURN(WindowGeometry g, ResolveForwardWindow(kOp, attrs_, in_spatial, kernel, false));
@@ -109,13 +141,35 @@ class ConvKernel final : public OpKernel {
         dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, AnyF32Desc(x.dims()),
         AnyF32Desc(w_dims), bias_md, AnyF32Desc(plan->out_dims), ToDnnlDims(g.strides), ToDnnlDims(dnnl_dilations),
         ToDnnlDims(g.pad_begin), ToDnnlDims(g.pad_end));
-    dnnl::primitive_attr attr = UserScratchpadAttr();
-    if (!epilogue_.empty()) {
+    if (has_residual) {
+      // format_tag::any: src1 takes the layout oneDNN picks for dst. Keep
+      // the post-op only when that is row-major, i.e. R's own layout.
       dnnl::post_ops ops;
+      const int residual_arg = AppendResidualPostOp(ops, AnyF32Desc(plan->out_dims));
       epilogue_.AppendPostOps(ops);
+      dnnl::primitive_attr attr = UserScratchpadAttr();
       attr.set_post_ops(ops);
+      try {
+        plan->pd = dnnl::convolution_forward::primitive_desc(desc, attr, DnnlEngine());
+        if (plan->pd.query_md(dnnl::query::exec_arg_md, residual_arg) == plan->io.dst_user) {
+          plan->residual_arg = residual_arg;
+        }
+      } catch (const dnnl::error& e) {
+        if (e.status != dnnl_unimplemented) throw;  // no implementation with it: run it after
+      }
+      if (plan->residual_arg == 0) {
+        plan->epilogue_after = true;
+        plan->pd = dnnl::convolution_forward::primitive_desc(desc, UserScratchpadAttr(), DnnlEngine());
+      }
+    } else {
+      dnnl::primitive_attr attr = UserScratchpadAttr();
+      if (!epilogue_.empty()) {
+        dnnl::post_ops ops;
+        epilogue_.AppendPostOps(ops);
+        attr.set_post_ops(ops);
+      }
+      plan->pd = dnnl::convolution_forward::primitive_desc(desc, attr, DnnlEngine());
     }
-    plan->pd = dnnl::convolution_forward::primitive_desc(desc, attr, DnnlEngine());
     plan->primitive = dnnl::convolution_forward(plan->pd);
     plan->io.Prepare(plan->pd.src_desc(), plan->pd.weights_desc(), plan->pd.dst_desc());
     return std::shared_ptr<const Plan>(std::move(plan));
@@ -124,6 +178,7 @@ class ConvKernel final : public OpKernel {
   WindowAttrs attrs_;
   int64_t group_;
   Epilogue epilogue_;
+  bool fused_;
   ShapeCache<Plan> cache_;
 };
 
@@ -131,20 +186,20 @@ class ConvKernel final : public OpKernel {
 
 namespace {
 
-StatusOr<std::unique_ptr<OpKernel>> CreateConv(const graph::Node& node, Epilogue epilogue) {
+StatusOr<std::unique_ptr<OpKernel>> CreateConv(const graph::Node& node, Epilogue epilogue, bool fused) {
   KILN_ASSIGN_OR_RETURN(WindowAttrs attrs, ParseWindowAttrs(node, kOp));
   KILN_ASSIGN_OR_RETURN(int64_t group, node.GetInt("group", 1));
   if (group <= 0) return InvalidModel(kOp, ": group must be positive, got ", group);
-  return std::unique_ptr<OpKernel>(new ConvKernel(std::move(attrs), group, epilogue));
+  return std::unique_ptr<OpKernel>(new ConvKernel(std::move(attrs), group, epilogue, fused));
 }
 
 }  // namespace
 
-StatusOr<std::unique_ptr<OpKernel>> CreateConvKernel(const graph::Node& node) { return CreateConv(node, {}); }
+StatusOr<std::unique_ptr<OpKernel>> CreateConvKernel(const graph::Node& node) { return CreateConv(node, {}, false); }
 
 StatusOr<std::unique_ptr<OpKernel>> CreateFusedConvKernel(const graph::Node& node) {
   KILN_ASSIGN_OR_RETURN(Epilogue epilogue, ParseEpilogue(node, "FusedConv"));
-  return CreateConv(node, epilogue);
+  return CreateConv(node, epilogue, true);
 }
 
 }  // namespace kiln::kernels

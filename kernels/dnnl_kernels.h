@@ -17,7 +17,8 @@ StatusOr<std::unique_ptr<OpKernel>> CreateGemmKernel(const graph::Node& node);
 // Domain "kiln" fusions written by graph/fuse_epilogues.cc.
 StatusOr<std::unique_ptr<OpKernel>> CreateFusedConvKernel(const graph::Node& node);
 StatusOr<std::unique_ptr<OpKernel>> CreateFusedMatMulKernel(const graph::Node& node);
-// Gemm followed by `epilogue`; FusedMatMul's factory uses it for a fused Gemm.
+// Gemm followed by `epilogue` (and the residual input 3 when present);
+// FusedMatMul's factory uses it for a fused Gemm.
 StatusOr<std::unique_ptr<OpKernel>> CreateGemmKernelWithEpilogue(const graph::Node& node, const Epilogue& epilogue);
 StatusOr<std::unique_ptr<OpKernel>> CreateBatchNormKernel(const graph::Node& node);
 StatusOr<std::unique_ptr<OpKernel>> CreateMaxPoolKernel(const graph::Node& node);

@@ -1,5 +1,6 @@
 #include "kernels/epilogue.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/fast_math.h"
@@ -7,11 +8,51 @@
 namespace kiln::kernels {
 namespace {
 
-// Runs `fn` over data[0, n) in a loop the compiler can vectorise: one loop
-// per activation, chosen outside the loop.
+// Runs `fn` over data[0, n) (over data[i] + residual[i] when there is a
+// residual, so the sum never leaves a register) in a loop the compiler can
+// vectorise: one loop per activation, chosen outside the loop.
 template <typename Fn>
-void Map(float* data, int64_t n, Fn fn) {
-  for (int64_t i = 0; i < n; ++i) data[i] = fn(data[i]);
+void Map(float* data, const float* residual, int64_t n, Fn fn) {
+  if (residual == nullptr) {
+    for (int64_t i = 0; i < n; ++i) data[i] = fn(data[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) data[i] = fn(data[i] + residual[i]);
+  }
+}
+
+// data[i] = activation(data[i] [+ residual[i]]) for i in [0, n).
+void ApplyActivation(const Epilogue& e, float* data, const float* residual, int64_t n) {
+  const float a = e.alpha, b = e.beta;
+  switch (e.activation) {
+    case Activation::kNone:
+      if (residual != nullptr) Map(data, residual, n, [](float x) { return x; });
+      return;
+    case Activation::kRelu: return Map(data, residual, n, [](float x) { return x > 0.0f ? x : 0.0f; });
+    case Activation::kLeakyRelu: return Map(data, residual, n, [a](float x) { return x >= 0.0f ? x : a * x; });
+    case Activation::kClip:
+      return Map(data, residual, n, [a, b](float x) {
+        x = x < a ? a : x;
+        return x > b ? b : x;
+      });
+    case Activation::kSigmoid: return Map(data, residual, n, [](float x) { return FastSigmoid(x); });
+    case Activation::kTanh: return Map(data, residual, n, [](float x) { return FastTanh(x); });
+    case Activation::kHardSwish:
+      return Map(data, residual, n, [](float x) {
+        float v = x * (1.0f / 6.0f) + 0.5f;
+        v = v > 0.0f ? v : 0.0f;
+        return x * (v < 1.0f ? v : 1.0f);
+      });
+    case Activation::kHardSigmoid:
+      return Map(data, residual, n, [a, b](float x) {
+        float v = a * x + b;
+        v = v > 0.0f ? v : 0.0f;
+        return v < 1.0f ? v : 1.0f;
+      });
+    case Activation::kElu: return Map(data, residual, n, [a](float x) { return x >= 0.0f ? x : a * std::expm1(x); });
+    case Activation::kGeluErf:
+      return Map(data, residual, n,
+                 [](float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); });
+  }
 }
 
 }  // namespace
@@ -39,35 +80,38 @@ void Epilogue::AppendPostOps(dnnl::post_ops& ops) const {
   }
 }
 
-void Epilogue::Apply(float* data, int64_t n) const {
-  const float a = alpha, b = beta;
-  switch (activation) {
-    case Activation::kNone: return;
-    case Activation::kRelu: return Map(data, n, [](float x) { return x > 0.0f ? x : 0.0f; });
-    case Activation::kLeakyRelu: return Map(data, n, [a](float x) { return x >= 0.0f ? x : a * x; });
-    case Activation::kClip:
-      return Map(data, n, [a, b](float x) {
-        x = x < a ? a : x;
-        return x > b ? b : x;
-      });
-    case Activation::kSigmoid: return Map(data, n, [](float x) { return FastSigmoid(x); });
-    case Activation::kTanh: return Map(data, n, [](float x) { return FastTanh(x); });
-    case Activation::kHardSwish:
-      return Map(data, n, [](float x) {
-        float v = x * (1.0f / 6.0f) + 0.5f;
-        v = v > 0.0f ? v : 0.0f;
-        return x * (v < 1.0f ? v : 1.0f);
-      });
-    case Activation::kHardSigmoid:
-      return Map(data, n, [a, b](float x) {
-        float v = a * x + b;
-        v = v > 0.0f ? v : 0.0f;
-        return v < 1.0f ? v : 1.0f;
-      });
-    case Activation::kElu: return Map(data, n, [a](float x) { return x >= 0.0f ? x : a * std::expm1(x); });
-    case Activation::kGeluErf:
-      return Map(data, n, [](float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); });
+void Epilogue::Apply(float* data, int64_t n) const { ApplyActivation(*this, data, nullptr, n); }
+
+void Epilogue::ApplyWithResidual(const KernelContext& ctx, float* data, const float* residual, int64_t n) const {
+  // One pass; split in chunks only to spread a large output over threads.
+  constexpr int64_t kChunk = 16384;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  ctx.parallel().For(chunks, 4, [&](int64_t begin, int64_t end) {
+    const int64_t start = begin * kChunk;
+    const int64_t stop = std::min(end * kChunk, n);
+    ApplyActivation(*this, data + start, residual != nullptr ? residual + start : nullptr, stop - start);
+  });
+}
+
+int AppendResidualPostOp(dnnl::post_ops& ops, const dnnl::memory::desc& desc) {
+  const int index = ops.len();
+  ops.append_binary(dnnl::algorithm::binary_add, desc);
+  return DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1;
+}
+
+void AddResidual(float* data, const float* residual, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) data[i] += residual[i];
+}
+
+Status CheckResidual(const char* op, const Tensor& residual, const Dims& out_dims) {
+  if (residual.dtype() != DType::kFloat32) {
+    return Unsupported(op, ": only float32 is supported, got residual ", DTypeName(residual.dtype()));
   }
+  if (residual.dims() != out_dims) {
+    return InvalidArgument(op, ": residual ", DimsToString(residual.dims()), " must have the output's shape ",
+                           DimsToString(out_dims));
+  }
+  return Status::Ok();
 }
 
 StatusOr<Epilogue> ParseEpilogue(const graph::Node& node, const char* op) {

@@ -2,12 +2,14 @@
 // oneDNN's matmul. Transposition is a strided memory descriptor (no copy),
 // alpha an output scale, and beta * C is written into Y first and then
 // accumulated by a sum post-op. A fused Gemm (FusedMatMul with Gemm's
-// attributes, see graph/fuse_epilogues.h) appends its activation as an
-// eltwise post-op after that sum.
+// attributes, see graph/fuse_epilogues.h) appends, after that sum, the add
+// of its residual R (input 3, [M, N]) as a binary post-op and its
+// activation as eltwise post-ops.
 #include <algorithm>
 #include <memory>
 #include <utility>
 
+#include "graph/fuse_epilogues.h"
 #include "kernels/dnnl_context.h"
 #include "kernels/dnnl_kernels.h"
 #include "kernels/epilogue.h"
@@ -19,13 +21,15 @@ constexpr const char* kOp = "Gemm";
 
 class GemmKernel final : public OpKernel {
  public:
-  GemmKernel(bool trans_a, bool trans_b, float alpha, float beta, Epilogue epilogue)
-      : trans_a_(trans_a), trans_b_(trans_b), alpha_(alpha), beta_(beta), epilogue_(epilogue) {}
+  // `fused`: a fused Gemm, which may have a residual input.
+  GemmKernel(bool trans_a, bool trans_b, float alpha, float beta, Epilogue epilogue, bool fused)
+      : trans_a_(trans_a), trans_b_(trans_b), alpha_(alpha), beta_(beta), epilogue_(epilogue), fused_(fused) {}
 
   Status Compute(KernelContext& ctx) const override {
     const Tensor* a = ctx.input(0);
     const Tensor* b = ctx.input(1);
     const Tensor* c = ctx.input(2);
+    const Tensor* r = fused_ ? ctx.input(graph::kFusedResidualInput) : nullptr;
     if (a == nullptr || b == nullptr) return InvalidArgument(kOp, ": A and B are required");
     if (a->dtype() != DType::kFloat32 || b->dtype() != DType::kFloat32 ||
         (c != nullptr && c->dtype() != DType::kFloat32)) {
@@ -56,6 +60,7 @@ class GemmKernel final : public OpKernel {
       }
     }
 
+    if (r != nullptr) KILN_RETURN_IF_ERROR(CheckResidual(kOp, *r, {m, n}));
     KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, {m, n}));
     if (y->num_elements() == 0) return Status::Ok();
     float* out = y->data<float>();
@@ -73,6 +78,7 @@ class GemmKernel final : public OpKernel {
     }
     if (k == 0) {
       if (!use_c) std::fill(out, out + m * n, 0.0f);
+      if (r != nullptr) AddResidual(out, r->data<float>(), m * n);
       epilogue_.Apply(out, m * n);
       return Status::Ok();
     }
@@ -81,13 +87,16 @@ class GemmKernel final : public OpKernel {
     AppendKey(key, a->dims());
     AppendKey(key, b->dims());
     key.push_back(use_c);
+    key.push_back(r != nullptr);  // the residual's post-op is part of the primitive
     return GuardDnnl(kOp, [&]() -> Status {
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
-                            cache_.GetOrCreate(key, [&] { return MakePlan(m, k, n, use_c); }));
-      ExecuteDnnl(ctx, plan->primitive, plan->pd,
-                  {{DNNL_ARG_SRC, WrapMemory(plan->pd.src_desc(), a->raw_data())},
-                   {DNNL_ARG_WEIGHTS, WrapMemory(plan->pd.weights_desc(), b->raw_data())},
-                   {DNNL_ARG_DST, WrapMemory(plan->pd.dst_desc(), out)}});
+                            cache_.GetOrCreate(key, [&] { return MakePlan(m, k, n, use_c, r != nullptr); }));
+      std::unordered_map<int, dnnl::memory> args = {
+          {DNNL_ARG_SRC, WrapMemory(plan->pd.src_desc(), a->raw_data())},
+          {DNNL_ARG_WEIGHTS, WrapMemory(plan->pd.weights_desc(), b->raw_data())},
+          {DNNL_ARG_DST, WrapMemory(plan->pd.dst_desc(), out)}};
+      if (r != nullptr) args.emplace(plan->residual_arg, WrapMemory(plan->pd.dst_desc(), r->raw_data()));
+      ExecuteDnnl(ctx, plan->primitive, plan->pd, std::move(args));
       return Status::Ok();
     });
   }
@@ -96,22 +105,26 @@ class GemmKernel final : public OpKernel {
   struct Plan {
     dnnl::matmul::primitive_desc pd;
     dnnl::matmul primitive;
+    int residual_arg = 0;  // the residual's post-op argument
   };
 
-  StatusOr<std::shared_ptr<const Plan>> MakePlan(int64_t m, int64_t k, int64_t n, bool accumulate) const {
+  StatusOr<std::shared_ptr<const Plan>> MakePlan(int64_t m, int64_t k, int64_t n, bool accumulate,
+                                                  bool has_residual) const {
     const Dims a_strides = trans_a_ ? Dims{1, m} : Dims{k, 1};
     const Dims b_strides = trans_b_ ? Dims{1, k} : Dims{n, 1};
     dnnl::matmul::desc desc(StridedF32Desc({m, k}, a_strides), StridedF32Desc({k, n}, b_strides),
                             PlainF32Desc({m, n}));
     dnnl::primitive_attr attr = UserScratchpadAttr();
     if (alpha_ != 1.0f) attr.set_output_scales(0, {alpha_});
-    if (accumulate || !epilogue_.empty()) {
+    auto plan = std::make_shared<Plan>();
+    if (accumulate || has_residual || !epilogue_.empty()) {
+      // ONNX's order: (alpha * A * B + beta * C) + R, then the activation.
       dnnl::post_ops ops;
       if (accumulate) ops.append_sum(1.0f);
+      if (has_residual) plan->residual_arg = AppendResidualPostOp(ops, PlainF32Desc({m, n}));
       epilogue_.AppendPostOps(ops);
       attr.set_post_ops(ops);
     }
-    auto plan = std::make_shared<Plan>();
     plan->pd = dnnl::matmul::primitive_desc(desc, attr, DnnlEngine());
     plan->primitive = dnnl::matmul(plan->pd);
     return std::shared_ptr<const Plan>(std::move(plan));
@@ -120,23 +133,32 @@ class GemmKernel final : public OpKernel {
   bool trans_a_, trans_b_;
   float alpha_, beta_;
   Epilogue epilogue_;
+  bool fused_;
   ShapeCache<Plan> cache_;
 };
 
 }  // namespace
 
-StatusOr<std::unique_ptr<OpKernel>> CreateGemmKernel(const graph::Node& node) {
-  return CreateGemmKernelWithEpilogue(node, Epilogue{});
-}
+namespace {
 
-StatusOr<std::unique_ptr<OpKernel>> CreateGemmKernelWithEpilogue(const graph::Node& node, const Epilogue& epilogue) {
+StatusOr<std::unique_ptr<OpKernel>> CreateGemm(const graph::Node& node, const Epilogue& epilogue, bool fused) {
   KILN_ASSIGN_OR_RETURN(int64_t trans_a, node.GetInt("transA", 0));
   KILN_ASSIGN_OR_RETURN(int64_t trans_b, node.GetInt("transB", 0));
   KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 1.0f));
   KILN_ASSIGN_OR_RETURN(float beta, node.GetFloat("beta", 1.0f));
   // Opsets before 7 had a `broadcast` attribute; broadcasting C is always
   // allowed here, which is a superset of what broadcast=0 permits.
-  return std::unique_ptr<OpKernel>(new GemmKernel(trans_a != 0, trans_b != 0, alpha, beta, epilogue));
+  return std::unique_ptr<OpKernel>(new GemmKernel(trans_a != 0, trans_b != 0, alpha, beta, epilogue, fused));
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<OpKernel>> CreateGemmKernel(const graph::Node& node) {
+  return CreateGemm(node, Epilogue{}, false);
+}
+
+StatusOr<std::unique_ptr<OpKernel>> CreateGemmKernelWithEpilogue(const graph::Node& node, const Epilogue& epilogue) {
+  return CreateGemm(node, epilogue, true);
 }
 
 }  // namespace kiln::kernels

@@ -4,15 +4,17 @@
 // folded into M, which turns the whole op into one 2-D GEMM.
 //
 // FusedMatMul (domain "kiln", see graph/fuse_epilogues.h) is the same kernel
-// plus an optional bias [N] (input 2) and an activation: oneDNN's bias
-// argument and eltwise post-ops, or the same steps per row in the small
-// loop. A FusedMatMul carrying Gemm's attributes is a fused Gemm instead
-// (gemm.cc).
+// plus an optional bias [N] (input 2), an optional residual R of the
+// output's shape (input 3) and an activation: oneDNN's bias argument, a
+// binary add post-op reading R (row-major like dst, so no reorder) and
+// eltwise post-ops, or the same steps per row in the small loop. A
+// FusedMatMul carrying Gemm's attributes is a fused Gemm instead (gemm.cc).
 #include <algorithm>
 #include <memory>
 #include <utility>
 #include <vector>
 
+#include "graph/fuse_epilogues.h"
 #include "kernels/dnnl_context.h"
 #include "kernels/dnnl_kernels.h"
 #include "kernels/epilogue.h"
@@ -24,12 +26,14 @@ constexpr const char* kOp = "MatMul";
 
 class MatMulKernel final : public OpKernel {
  public:
-  explicit MatMulKernel(Epilogue epilogue) : epilogue_(epilogue) {}
+  // `fused`: a FusedMatMul, which may have a bias and a residual input.
+  MatMulKernel(Epilogue epilogue, bool fused) : epilogue_(epilogue), fused_(fused) {}
 
   Status Compute(KernelContext& ctx) const override {
     const Tensor* a = ctx.input(0);
     const Tensor* b = ctx.input(1);
-    const Tensor* bias = ctx.input(2);  // FusedMatMul only
+    const Tensor* bias = fused_ ? ctx.input(2) : nullptr;
+    const Tensor* residual = fused_ ? ctx.input(graph::kFusedResidualInput) : nullptr;
     if (a == nullptr || b == nullptr) return InvalidArgument(kOp, ": A and B are required");
     if (a->dtype() != DType::kFloat32 || b->dtype() != DType::kFloat32) {
       return Unsupported(kOp, ": only float32 is supported, got ", DTypeName(a->dtype()), " x ",
@@ -52,23 +56,30 @@ class MatMulKernel final : public OpKernel {
     AppendKey(key, a->dims());
     AppendKey(key, b->dims());
     key.push_back(bias != nullptr);
+    key.push_back(residual != nullptr);  // the residual's post-op is part of the primitive
     return GuardDnnl(kOp, [&]() -> Status {
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan, cache_.GetOrCreate(key, [&] {
-        return MakePlan(a->dims(), b->dims(), bias != nullptr);
+        return MakePlan(a->dims(), b->dims(), bias != nullptr, residual != nullptr);
       }));
+      if (residual != nullptr) KILN_RETURN_IF_ERROR(CheckResidual(kOp, *residual, plan->out_dims));
       KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, plan->out_dims));
       if (y->num_elements() == 0) return Status::Ok();
       const float* bias_data = bias != nullptr ? bias->data<float>() : nullptr;
+      const float* residual_data = residual != nullptr ? residual->data<float>() : nullptr;
       if (plan->zero_k) {
         std::fill(y->data<float>(), y->data<float>() + y->num_elements(), 0.0f);
-        if (bias_data != nullptr || !epilogue_.empty()) {
-          const int64_t n = y->dims().back();
-          for (int64_t row = 0; row < y->num_elements() / n; ++row) FinishRow(y->data<float>() + row * n, n, bias_data);
+        if (bias_data != nullptr || residual_data != nullptr || !epilogue_.empty()) {
+          // A 1-D B drops N from the output: each output element is a row.
+          const int64_t n = plan->n;
+          for (int64_t row = 0; row < y->num_elements() / n; ++row) {
+            FinishRow(y->data<float>() + row * n, n, bias_data,
+                      residual_data != nullptr ? residual_data + row * n : nullptr);
+          }
         }
         return Status::Ok();
       }
       if (plan->small) {
-        SmallMatMul(*plan, a->data<float>(), b->data<float>(), bias_data, y->data<float>());
+        SmallMatMul(*plan, a->data<float>(), b->data<float>(), bias_data, residual_data, y->data<float>());
         return Status::Ok();
       }
       std::unordered_map<int, dnnl::memory> args = {
@@ -76,6 +87,9 @@ class MatMulKernel final : public OpKernel {
           {DNNL_ARG_WEIGHTS, WrapMemory(plan->pd.weights_desc(), b->raw_data())},
           {DNNL_ARG_DST, WrapMemory(plan->pd.dst_desc(), y->raw_data())}};
       if (bias_data != nullptr) args.emplace(DNNL_ARG_BIAS, WrapMemory(plan->pd.bias_desc(), bias_data));
+      if (residual_data != nullptr) {
+        args.emplace(plan->residual_arg, WrapMemory(plan->pd.dst_desc(), residual_data));
+      }
       ExecuteDnnl(ctx, plan->primitive, plan->pd, std::move(args));
       return Status::Ok();
     });
@@ -91,13 +105,15 @@ class MatMulKernel final : public OpKernel {
     Dims out_dims;
     bool zero_k = false;  // K == 0: the result is all zeros
     bool small = false;   // computed by SmallMatMul
-    int64_t m = 0, k = 0, n = 0;
+    int64_t m = 0, k = 0, n = 0;  // set for every plan (n is 1 for a 1-D B)
+    int residual_arg = 0;         // the residual's post-op argument
     std::vector<int64_t> a_offsets, b_offsets;  // per output batch, when small
     dnnl::matmul::primitive_desc pd;
     dnnl::matmul primitive;
   };
 
-  StatusOr<std::shared_ptr<const Plan>> MakePlan(const Dims& a_in, const Dims& b_in, bool has_bias) const {
+  StatusOr<std::shared_ptr<const Plan>> MakePlan(const Dims& a_in, const Dims& b_in, bool has_bias,
+                                                  bool has_residual) const {
     Dims a = a_in, b = b_in;
     const bool a_vector = a.size() == 1, b_vector = b.size() == 1;
     if (a_vector) a.insert(a.begin(), 1);
@@ -124,6 +140,9 @@ class MatMulKernel final : public OpKernel {
     if (!a_vector) plan->out_dims.push_back(m);
     if (!b_vector) plan->out_dims.push_back(n);
     plan->zero_k = k == 0;
+    plan->m = m;
+    plan->k = k;
+    plan->n = n;
     if (HasZeroDim(plan->out_dims) || plan->zero_k) return plan;
 
     int64_t b_batch_size = 1, a_batch_size = 1, out_batch_size = 1;
@@ -134,9 +153,6 @@ class MatMulKernel final : public OpKernel {
     }
     if (out_batch_size * m * k * n <= kSmallWork) {
       plan->small = true;
-      plan->m = m;
-      plan->k = k;
-      plan->n = n;
       // Element offset of each output batch's A and B matrices, with
       // broadcast batch dims contributing nothing.
       Dims idx(batch_rank, 0);
@@ -178,8 +194,10 @@ class MatMulKernel final : public OpKernel {
     dnnl::matmul::desc desc(PlainF32Desc(a_md), PlainF32Desc(b_md),
                             has_bias ? PlainF32Desc(bias_md) : dnnl::memory::desc(), PlainF32Desc(y_md));
     dnnl::primitive_attr attr = UserScratchpadAttr();
-    if (!epilogue_.empty()) {
+    if (has_residual || !epilogue_.empty()) {
       dnnl::post_ops ops;
+      // R has the output's dims, so the same memory as dst's y_md.
+      if (has_residual) plan->residual_arg = AppendResidualPostOp(ops, PlainF32Desc(y_md));
       epilogue_.AppendPostOps(ops);
       attr.set_post_ops(ops);
     }
@@ -191,12 +209,14 @@ class MatMulKernel final : public OpKernel {
   // Row-times-matrix loops (i, k, j order) so the inner loop is a
   // contiguous, vectorizable axpy over B's row. The epilogue runs on each
   // row while it is still in L1.
-  void SmallMatMul(const Plan& plan, const float* a, const float* b, const float* bias, float* y) const {
+  void SmallMatMul(const Plan& plan, const float* a, const float* b, const float* bias, const float* residual,
+                   float* y) const {
     const int64_t m = plan.m, k = plan.k, n = plan.n;
     for (size_t batch = 0; batch < plan.a_offsets.size(); ++batch) {
       const float* ab = a + plan.a_offsets[batch];
       const float* bb = b + plan.b_offsets[batch];
-      float* yb = y + static_cast<int64_t>(batch) * m * n;
+      const int64_t batch_offset = static_cast<int64_t>(batch) * m * n;
+      float* yb = y + batch_offset;
       for (int64_t i = 0; i < m; ++i) {
         float* row = yb + i * n;
         std::fill(row, row + n, 0.0f);
@@ -205,27 +225,30 @@ class MatMulKernel final : public OpKernel {
           const float* brow = bb + t * n;
           for (int64_t j = 0; j < n; ++j) row[j] += av * brow[j];
         }
-        FinishRow(row, n, bias);
+        FinishRow(row, n, bias, residual != nullptr ? residual + batch_offset + i * n : nullptr);
       }
     }
   }
 
-  // Adds the bias (when given) and applies the activation to one output row.
-  void FinishRow(float* row, int64_t n, const float* bias) const {
+  // Adds the bias and then the residual row (each when given) and applies
+  // the activation to one output row, in ONNX's order.
+  void FinishRow(float* row, int64_t n, const float* bias, const float* residual_row) const {
     if (bias != nullptr) {
       for (int64_t j = 0; j < n; ++j) row[j] += bias[j];
     }
+    if (residual_row != nullptr) AddResidual(row, residual_row, n);
     epilogue_.Apply(row, n);
   }
 
   Epilogue epilogue_;
+  bool fused_;
   ShapeCache<Plan> cache_;
 };
 
 }  // namespace
 
 StatusOr<std::unique_ptr<OpKernel>> CreateMatMulKernel(const graph::Node&) {
-  return std::unique_ptr<OpKernel>(new MatMulKernel(Epilogue{}));
+  return std::unique_ptr<OpKernel>(new MatMulKernel(Epilogue{}, false));
 }
 
 StatusOr<std::unique_ptr<OpKernel>> CreateFusedMatMulKernel(const graph::Node& node) {
@@ -235,7 +258,7 @@ StatusOr<std::unique_ptr<OpKernel>> CreateFusedMatMulKernel(const graph::Node& n
   for (const char* gemm_attr : {"transA", "transB", "alpha", "beta"}) {
     if (node.FindAttribute(gemm_attr) != nullptr) return CreateGemmKernelWithEpilogue(node, epilogue);
   }
-  return std::unique_ptr<OpKernel>(new MatMulKernel(epilogue));
+  return std::unique_ptr<OpKernel>(new MatMulKernel(epilogue, true));
 }
 
 }  // namespace kiln::kernels

@@ -185,5 +185,196 @@ TEST(FuseEpiloguesRunTest, GemmWithCThenSigmoid) {
   ExpectFusedMatchesReference(b, {3, 5}, "FusedMatMul", 1);
 }
 
+// --- Residual add --------------------------------------------------------
+// The residual is the graph input itself (ResNet's identity shortcut, a
+// transformer's skip connection) or another branch's result; it sits on
+// either side of its Add. Activations: none, Relu, and one with parameters.
+
+const char* const kResidualActivations[] = {"", "Relu", "LeakyRelu", "HardSigmoid"};
+
+// Appends Add(`in`, `residual`) (operands swapped when `residual_first`)
+// and the activation (none when `act` is empty), ending in "y".
+void AddResidualEpilogue(OnnxModelBuilder& b, const std::string& in, const std::string& residual, bool residual_first,
+                         const std::string& act) {
+  const std::string sum = act.empty() ? "y" : "s";
+  b.Node("Add", residual_first ? std::vector<std::string>{residual, in} : std::vector<std::string>{in, residual},
+         {sum});
+  if (!act.empty()) AddActivation(b, act, sum, "y");
+}
+
+TEST(FuseEpiloguesRunTest, ConvResidualMatchesUnfused) {
+  for (const char* act : kResidualActivations) {
+    for (bool bias : {false, true}) {
+      for (bool residual_first : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << "activation '" << act << "' bias " << bias << " residual first "
+                                          << residual_first);
+        // x:[1,8,9,9] -> Conv 3x3 (8 -> 8, pads 1) -> [Add bias] -> Add(x) -> [act]
+        OnnxModelBuilder b;
+        b.Input("x", kFloat, {1, 8, 9, 9})
+            .FloatInit("w", {8, 8, 3, 3}, Random(8 * 72, 21, 0.3f))
+            .FloatInit("bias", {1, 8, 1, 1}, Random(8, 22))
+            .Output("y");
+        onnx::NodeProto& conv = b.Node("Conv", {"x", "w"}, {"c"});
+        OnnxModelBuilder::IntsAttr(conv, "pads", {1, 1, 1, 1});
+        if (bias) b.Node("Add", {"c", "bias"}, {"cb"});
+        AddResidualEpilogue(b, bias ? "cb" : "c", "x", residual_first, act);
+        ExpectFusedMatchesReference(b, {1, 8, 9, 9}, "FusedConv", 1);
+      }
+    }
+  }
+}
+
+// Conv shapes for which oneDNN (AVX2) writes a row-major dst, so the
+// residual runs as a binary post-op instead of the pass after the
+// primitive: groups of 3 channels, and dilation.
+TEST(FuseEpiloguesRunTest, ConvResidualAsPostOpMatchesUnfused) {
+  for (const char* act : kResidualActivations) {
+    for (bool dilated : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "activation '" << act << "' " << (dilated ? "dilated" : "grouped"));
+      OnnxModelBuilder b;
+      b.Input("x", kFloat, {2, 6, 9, 9})
+          .FloatInit("w", {6, dilated ? 6 : 3, 3, 3}, Random(dilated ? 324 : 162, 41, 0.3f))
+          .FloatInit("cb", {6}, Random(6, 42))
+          .Output("y");
+      onnx::NodeProto& conv = b.Node("Conv", {"x", "w", "cb"}, {"c"});
+      if (dilated) {
+        OnnxModelBuilder::IntsAttr(conv, "pads", {2, 2, 2, 2});
+        OnnxModelBuilder::IntsAttr(conv, "dilations", {2, 2});
+      } else {
+        OnnxModelBuilder::IntsAttr(conv, "pads", {1, 1, 1, 1});
+        OnnxModelBuilder::IntAttr(conv, "group", 2);
+      }
+      AddResidualEpilogue(b, "c", "x", /*residual_first=*/true, act);
+      ExpectFusedMatchesReference(b, {2, 6, 9, 9}, "FusedConv", 1);
+    }
+  }
+}
+
+TEST(FuseEpiloguesRunTest, ResNetBlockWithProjectionShortcutMatchesUnfused) {
+  // A downsampling basic block: 3x3/2 conv + Relu, 3x3 conv, a 1x1/2
+  // projection of x as the shortcut, their sum, Relu. Batch 2, 16 -> 24
+  // channels, so the primitives use blocked layouts and R is reordered.
+  OnnxModelBuilder b;
+  b.Input("x", kFloat, {2, 16, 12, 12})
+      .FloatInit("w1", {24, 16, 3, 3}, Random(24 * 144, 23, 0.2f))
+      .FloatInit("b1", {24}, Random(24, 24))
+      .FloatInit("w2", {24, 24, 3, 3}, Random(24 * 216, 25, 0.2f))
+      .FloatInit("b2", {24}, Random(24, 26))
+      .FloatInit("wd", {24, 16, 1, 1}, Random(24 * 16, 27, 0.3f))
+      .Output("y");
+  onnx::NodeProto& c1 = b.Node("Conv", {"x", "w1", "b1"}, {"c1"});
+  OnnxModelBuilder::IntsAttr(c1, "pads", {1, 1, 1, 1});
+  OnnxModelBuilder::IntsAttr(c1, "strides", {2, 2});
+  b.Node("Relu", {"c1"}, {"r1"});
+  onnx::NodeProto& c2 = b.Node("Conv", {"r1", "w2", "b2"}, {"c2"});
+  OnnxModelBuilder::IntsAttr(c2, "pads", {1, 1, 1, 1});
+  onnx::NodeProto& down = b.Node("Conv", {"x", "wd"}, {"d"});
+  OnnxModelBuilder::IntsAttr(down, "strides", {2, 2});
+  AddResidualEpilogue(b, "c2", "d", /*residual_first=*/false, "Relu");
+  // Conv+Relu, then one of c2/d absorbs Add(c2, d) + Relu, the other conv
+  // is its residual.
+  ExpectFusedMatchesReference(b, {2, 16, 12, 12}, "FusedConv", 3);
+}
+
+// Small products take the C++ loop, larger ones oneDNN; both add the
+// residual between the bias and the activation.
+TEST(FuseEpiloguesRunTest, MatMulResidualMatchesUnfused) {
+  for (const Dims& a_dims : {Dims{2, 3, 8}, Dims{4, 32, 64}, Dims{64, 64}}) {
+    for (const char* act : kResidualActivations) {
+      for (bool bias : {false, true}) {
+        for (bool residual_first : {false, true}) {
+          SCOPED_TRACE(::testing::Message() << DimsToString(a_dims) << " activation '" << act << "' bias " << bias
+                                            << " residual first " << residual_first);
+          // x -> MatMul([K, K]) -> [Add bias] -> Add(x) -> [act]: the
+          // transformer's projection plus skip connection.
+          const int64_t k = a_dims.back();
+          OnnxModelBuilder b;
+          b.Input("x", kFloat, a_dims)
+              .FloatInit("w", {k, k}, Random(k * k, 31, 0.3f))
+              .FloatInit("bias", {k}, Random(k, 32))
+              .Output("y");
+          b.Node("MatMul", {"x", "w"}, {"m"});
+          if (bias) b.Node("Add", {"m", "bias"}, {"mb"});
+          AddResidualEpilogue(b, bias ? "mb" : "m", "x", residual_first, act);
+          ExpectFusedMatchesReference(b, a_dims, "FusedMatMul", 1);
+        }
+      }
+    }
+  }
+}
+
+TEST(FuseEpiloguesRunTest, MatMulWithBatchedWeightsResidualMatchesUnfused) {
+  // B with a real batch: oneDNN's batched matmul, R in the 3-D dst layout.
+  OnnxModelBuilder b;
+  b.Input("x", kFloat, {3, 24, 40})
+      .FloatInit("w", {3, 40, 40}, Random(3 * 1600, 33, 0.2f))
+      .Output("y");
+  b.Node("MatMul", {"x", "w"}, {"m"});
+  AddResidualEpilogue(b, "m", "x", /*residual_first=*/true, "Relu");
+  ExpectFusedMatchesReference(b, {3, 24, 40}, "FusedMatMul", 1);
+}
+
+TEST(FuseEpiloguesRunTest, GemmResidualMatchesUnfused) {
+  for (const char* act : kResidualActivations) {
+    for (bool has_c : {false, true}) {
+      for (bool bias : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << "activation '" << act << "' C " << has_c << " bias " << bias);
+        // Gemm(x, w^T, C) with alpha 0.5, beta 2 -> [Add bias] -> Add(x) -> [act]
+        OnnxModelBuilder b;
+        b.Input("x", kFloat, {16, 40})
+            .FloatInit("w", {40, 40}, Random(1600, 34, 0.3f))
+            .FloatInit("c", {1, 40}, Random(40, 35))
+            .FloatInit("bias", {40}, Random(40, 36))
+            .Output("y");
+        onnx::NodeProto& gemm = b.Node(
+            "Gemm", has_c ? std::vector<std::string>{"x", "w", "c"} : std::vector<std::string>{"x", "w"}, {"g"});
+        OnnxModelBuilder::IntAttr(gemm, "transB", 1);
+        OnnxModelBuilder::FloatAttr(gemm, "alpha", 0.5f);
+        OnnxModelBuilder::FloatAttr(gemm, "beta", 2.0f);
+        if (bias) b.Node("Add", {"g", "bias"}, {"gb"});
+        AddResidualEpilogue(b, bias ? "gb" : "g", "x", /*residual_first=*/has_c, act);
+        ExpectFusedMatchesReference(b, {16, 40}, "FusedMatMul", 1);
+      }
+    }
+  }
+}
+
+// The kernels check the residual themselves: a kiln node written by hand
+// (or a model whose symbolic dims lie) with a residual of the wrong shape
+// fails cleanly instead of reading out of bounds.
+TEST(FuseEpiloguesRunTest, ResidualOfTheWrongShapeIsInvalidArgument) {
+  struct Case {
+    std::string op;
+    Dims x, w, r;
+  };
+  for (const Case& c : {Case{"FusedConv", {1, 8, 5, 5}, {8, 8, 1, 1}, {1, 8, 5, 4}},
+                        Case{"FusedMatMul", {4, 64, 64}, {64, 64}, {4, 64, 32}},
+                        Case{"FusedMatMul", {2, 8}, {8, 8}, {8, 2}}}) {
+    SCOPED_TRACE(c.op + " R " + DimsToString(c.r));
+    OnnxModelBuilder b;
+    b.Input("x", kFloat, c.x).Input("r", kFloat, c.r).FloatInit("w", c.w, Random(Count(c.w), 51)).Output("y");
+    onnx::NodeProto& n = b.Node(c.op, {"x", "w", "", "r"}, {"y"});
+    n.set_domain("kiln");
+    onnx::ModelProto proto;
+    ASSERT_TRUE(proto.ParseFromString(b.Serialize()));
+    onnx::OperatorSetIdProto* kiln_import = proto.add_opset_import();
+    kiln_import->set_domain("kiln");
+    kiln_import->set_version(1);
+    const std::string bytes = proto.SerializeAsString();
+    auto model = Model::LoadFromBytes(bytes.data(), bytes.size());
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    SessionOptions options;
+    options.tier = TierPolicy::kInterpreter;
+    auto session = Session::Create(*model, options);
+    ASSERT_TRUE(session.ok()) << session.status().ToString();
+    std::vector<float> x = Random(Count(c.x), 52), r = Random(Count(c.r), 53);
+    auto out = (*session)->Run({{"x", Tensor::View(DType::kFloat32, c.x, x.data())},
+                                {"r", Tensor::View(DType::kFloat32, c.r, r.data())}});
+    ASSERT_FALSE(out.ok());
+    EXPECT_EQ(out.status().code(), StatusCode::kInvalidArgument) << out.status().ToString();
+    EXPECT_NE(out.status().message().find("residual"), std::string::npos) << out.status().ToString();
+  }
+}
+
 }  // namespace
 }  // namespace kiln
