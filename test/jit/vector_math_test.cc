@@ -6,8 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <functional>
+#include <limits>
 
 #include "test/jit/jit_test_util.h"
 
@@ -70,6 +73,59 @@ TEST(VectorMath, AccuracyAgainstStd) {
     SCOPED_TRACE(s.op);
     EXPECT_LT(MaxRelativeError(s, 200001), 2e-6);
   }
+}
+
+// Exp at the ends of its range, where the scaling by 2^n leaves the normal
+// floats: denormal results within one denormal step of std::exp, overflow
+// to inf exactly where float overflows (up to rounding at FLT_MAX), 0 below
+// the smallest denormal, and NaN in (any payload) gives NaN out.
+TEST(VectorMath, ExpRangeEnds) {
+  const int64_t n = 100001;
+  std::vector<float> xs = testing::Linspace(-106, -86, n);
+  const std::vector<float> high = testing::Linspace(88, 90, n);
+  xs.insert(xs.end(), high.begin(), high.end());
+  const float inf = std::numeric_limits<float>::infinity();
+  for (float v : {89.0001f, 100.f, 1e10f, 3e38f, inf, -105.0001f, -200.f, -1e10f, -3e38f, -inf}) xs.push_back(v);
+  const size_t num_finite = xs.size();
+  for (uint32_t bits : {0x7fc00000u, 0xffc00000u, 0x7fc00001u, 0x7fc00002u, 0x7fc001ffu, 0x7fffffffu, 0xffc12345u,
+                        0x7f800001u, 0x7fa00003u}) {
+    float nan;
+    std::memcpy(&nan, &bits, sizeof nan);
+    xs.push_back(nan);
+  }
+  const int64_t total = static_cast<int64_t>(xs.size());
+  RegionBuilder rb;
+  auto x = rb.Input("x", DType::kFloat32, {total});
+  rb.Output(rb.Node("Exp", {x}, "y"));
+  auto compiled = rb.Compile();
+  ASSERT_TRUE(compiled.ok()) << compiled.status().ToString();
+  auto outs = testing::Run(**compiled, {xs.data()}, {false}, total);
+  EXPECT_TRUE(outs[0].GuardsIntact());
+  const double max_float = std::numeric_limits<float>::max();
+  const double denormal_step = std::numeric_limits<float>::denorm_min();
+  int failures = 0;
+  for (int64_t i = 0; i < total && failures < 10; ++i) {
+    const float xi = xs[static_cast<size_t>(i)];
+    const double got = outs[0].at(i);
+    const double want = std::exp(static_cast<double>(xi));
+    bool ok;
+    if (static_cast<size_t>(i) >= num_finite) {
+      ok = std::isnan(got);
+    } else if (want > max_float * (1 + 2e-6)) {
+      ok = std::isinf(got) && got > 0;
+    } else if (want > max_float * (1 - 2e-6)) {
+      ok = std::isinf(got) || std::fabs(got - want) <= 2e-6 * want;  // either side of the rounding edge
+    } else {
+      ok = std::fabs(got - want) <= 2e-6 * want + denormal_step;
+    }
+    if (!ok) {
+      ++failures;
+      ADD_FAILURE() << "exp(" << xi << "): got " << got << ", want " << want;
+    }
+  }
+  EXPECT_EQ(outs[0].at(static_cast<int64_t>(num_finite) - 5), 0.0) << "exp(-105.0001)";
+  EXPECT_EQ(outs[0].at(static_cast<int64_t>(num_finite) - 1), 0.0) << "exp(-inf)";
+  EXPECT_GT(outs[0].at(n / 2), 0.0) << "exp(-96): denormal, not flushed";
 }
 
 TEST(VectorMath, PowAgainstStd) {
