@@ -100,6 +100,9 @@ Status MeasureStream(const StreamModel& stream, bool jit, benchmark::State& stat
     specializations += after.regions[r].specializations;
   }
   state.counters["sizes"] = static_cast<double>(std::size(kStreamSizes));
+  // As the other benchmarks report it (bench/report.py): a model without
+  // regions runs interpreted in both tiers, and its ratio is only noise.
+  state.counters["regions"] = static_cast<double>(after.regions.size());
   if (jit) {
     const int64_t calls = compiled_calls + interpreted_calls;
     state.counters["compiled_fraction"] = calls > 0 ? static_cast<double>(compiled_calls) / calls : 0;

@@ -12,6 +12,7 @@
 // per size), items_per_second counts requests. Before timing, every size's
 // JIT outputs are checked against the interpreter's. Counters:
 //   sizes               distinct sizes in the cycle
+//   regions             the JIT session's regions (0: both tiers interpret)
 //   compiled_fraction   region calls that ran compiled code
 //   specializations     compiled versions over all regions (generic ones included)
 //   deopts              region calls interpreted while code for other shapes existed
