@@ -83,8 +83,9 @@ class JitCompiler {
   JitCompiler& operator=(const JitCompiler&) = delete;
 
   // Optimises `module` (verified first), compiles it to machine code and
-  // returns the address of `entry_name`. The module is added under a fresh
-  // ResourceTracker; on failure nothing stays in the JIT.
+  // returns the code whose entry is `entry_name`. The module is added under
+  // a fresh ResourceTracker that the JitCode removes when destroyed; on
+  // failure nothing stays in the JIT. Does not consult the CodeCache.
   llvm::Expected<std::shared_ptr<const JitCode>> Compile(llvm::orc::ThreadSafeModule module,
                                                          const std::string& entry_name);
 
