@@ -83,7 +83,12 @@ inline float FastSigmoid(float x) {
 // beyond 3.92 erf rounds to +-1 in float. The JIT emits the same
 // approximation (jit/vector_math.cc), so both tiers agree to rounding.
 // Absolute error < 2e-7 (3 ulp of 1) everywhere, relative < 1e-6.
-inline float FastErf(float x) {
+//
+// Always inlined and written without loops: GCC otherwise keeps it as an
+// out-of-line scalar function (it is large), and the kernels' `omp simd`
+// loops then call it once per element instead of vectorising it (measured:
+// Gelu on 1M floats took 24 ms, 86% of the SiLU-LN-GELU model).
+[[gnu::always_inline]] inline float FastErf(float x) {
   const float ax = std::fabs(x);
   const float x2 = x * x;
   float s = 1.4807192815879218e-08f;
@@ -107,7 +112,20 @@ inline float FastErf(float x) {
   const float axc = ax < 3.92f ? ax : 3.92f;
   const float t = (axc - 2.46f) * (1.0f / 1.46f);
   float m = kMid[14];
-  for (int i = 13; i >= 0; --i) m = std::fma(m, t, kMid[i]);
+  m = std::fma(m, t, kMid[13]);
+  m = std::fma(m, t, kMid[12]);
+  m = std::fma(m, t, kMid[11]);
+  m = std::fma(m, t, kMid[10]);
+  m = std::fma(m, t, kMid[9]);
+  m = std::fma(m, t, kMid[8]);
+  m = std::fma(m, t, kMid[7]);
+  m = std::fma(m, t, kMid[6]);
+  m = std::fma(m, t, kMid[5]);
+  m = std::fma(m, t, kMid[4]);
+  m = std::fma(m, t, kMid[3]);
+  m = std::fma(m, t, kMid[2]);
+  m = std::fma(m, t, kMid[1]);
+  m = std::fma(m, t, kMid[0]);
   m = ax >= 3.92f ? 1.0f : m;
   const float mid = std::copysign(m, x);
   const float result = ax <= 1.0f ? series : mid;
