@@ -347,10 +347,10 @@ OnnxModelBuilder ElementwiseChainModel(int64_t n) {
 // exporter writes them (opset 17, ReduceMean axes as an attribute):
 //   LN:   mean, x - mean, ^2, mean, + eps, sqrt, /, * gamma, + beta
 //   GELU: / sqrt(2), Erf, + 1, * x, * 0.5
-OnnxModelBuilder LayerNormGeluModel(const Dims& dims) {
+OnnxModelBuilder LayerNormGeluModel(const Dims& dims, const std::vector<std::string>& dim_names = {}) {
   const int64_t channels = dims.back();
   OnnxModelBuilder b(17);
-  b.Input("x", kFloat, dims);
+  b.Input("x", kFloat, dims, dim_names);
   b.FloatInit("gamma", {channels}, RandomFloats(static_cast<size_t>(channels), 4, 0.5f, 1.5f));
   b.FloatInit("beta", {channels}, RandomFloats(static_cast<size_t>(channels), 5, -0.5f, 0.5f));
   b.FloatInit("two", {}, {2.0f});
@@ -639,6 +639,10 @@ int main(int argc, char** argv) {
     kiln::bench::RegisterTierUpLatency(zoo_dir);
     kiln::bench::RegisterShapeStream(zoo_dir);
   }
+  // Row regions past the specialisation limit: [rows, 1024] with 12 row
+  // counts in turn.
+  kiln::bench::RegisterShapeStream("layernorm_gelu_rows",
+                                   kiln::bench::LayerNormGeluModel({-1, 1024}, {"rows", ""}).Serialize());
 
   benchmark::Initialize(&bench_argc, args.data());
   if (benchmark::ReportUnrecognizedArguments(bench_argc, args.data())) return 1;

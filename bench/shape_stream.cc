@@ -22,8 +22,9 @@ constexpr double kJitRtol = 1e-4;
 constexpr double kJitAtol = 1e-5;
 
 struct StreamModel {
-  std::string name;  // the model file's stem
-  std::string path;
+  std::string name;   // the model file's stem, or the built model's name
+  std::string path;   // an ONNX file, or
+  std::string bytes;  // a serialised model (when path is empty)
 };
 
 // One input per size: the model's only input with its symbolic dim bound.
@@ -59,7 +60,9 @@ StatusOr<std::vector<Tensor>> RunOnce(const Session& session, const std::vector<
 }
 
 Status MeasureStream(const StreamModel& stream, bool jit, benchmark::State& state) {
-  KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::Load(stream.path));
+  KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model,
+                        stream.path.empty() ? Model::LoadFromBytes(stream.bytes.data(), stream.bytes.size())
+                                            : Model::Load(stream.path));
   KILN_ASSIGN_OR_RETURN(std::vector<std::vector<NamedTensor>> inputs, MakeInputs(*model));
   SessionOptions options;
   options.intra_op_threads = 1;
@@ -112,7 +115,21 @@ Status MeasureStream(const StreamModel& stream, bool jit, benchmark::State& stat
   return Status::Ok();
 }
 
+void Register(const StreamModel& stream) {
+  for (bool jit : {false, true}) {
+    const std::string name = "BM_ShapeStream/model:" + stream.name + "/tier:" + (jit ? "jit" : "interp");
+    benchmark::RegisterBenchmark(name.c_str(), [stream, jit](benchmark::State& state) {
+      const Status status = MeasureStream(stream, jit, state);
+      if (!status.ok()) state.SkipWithError(status.ToString().c_str());
+    })->UseRealTime()->Unit(benchmark::kMillisecond);
+  }
+}
+
 }  // namespace
+
+void RegisterShapeStream(const std::string& name, std::string model_bytes) {
+  Register(StreamModel{name, "", std::move(model_bytes)});
+}
 
 void RegisterShapeStream(const std::string& zoo_dir) {
   StatusOr<std::vector<ZooCase>> cases = ReadZooManifest(zoo_dir);
@@ -122,14 +139,7 @@ void RegisterShapeStream(const std::string& zoo_dir) {
   for (const ZooCase& zoo_case : *cases) {
     const size_t slash = zoo_case.name.find('/');
     if (slash == std::string::npos || !seen.insert(zoo_case.model_path).second) continue;
-    const StreamModel stream{zoo_case.name.substr(0, slash), zoo_case.model_path};
-    for (bool jit : {false, true}) {
-      const std::string name = "BM_ShapeStream/model:" + stream.name + "/tier:" + (jit ? "jit" : "interp");
-      benchmark::RegisterBenchmark(name.c_str(), [stream, jit](benchmark::State& state) {
-        const Status status = MeasureStream(stream, jit, state);
-        if (!status.ok()) state.SkipWithError(status.ToString().c_str());
-      })->UseRealTime()->Unit(benchmark::kMillisecond);
-    }
+    Register(StreamModel{zoo_case.name.substr(0, slash), zoo_case.model_path, ""});
   }
 }
 

@@ -1,6 +1,7 @@
 // Dynamic shapes, request after request: does the JIT keep paying off when
 // every request may have a new shape? For each zoo model with one symbolic
-// dim (e.g. the transformer's sequence length), at 1 thread:
+// dim (e.g. the transformer's sequence length), and for models kiln_bench
+// builds (LayerNorm + GELU over a dynamic number of rows), at 1 thread:
 //
 //   BM_ShapeStream/model:MODEL/tier:interp|jit
 //
@@ -22,6 +23,9 @@
 
 namespace kiln::bench {
 
+// The zoo's models with a dynamic dim.
 void RegisterShapeStream(const std::string& zoo_dir);
+// A model given as bytes (its only input has one dim that is not fixed).
+void RegisterShapeStream(const std::string& name, std::string model_bytes);
 
 }  // namespace kiln::bench
