@@ -358,7 +358,6 @@ class RowEmitter {
       : graph_(graph),
         region_(region),
         plan_(plan),
-        generic_(!generic_layout.empty()),
         generic_layout_(std::move(generic_layout)),
         module_(module),
         ctx_(module.getContext()),
@@ -379,6 +378,7 @@ class RowEmitter {
     bool is_max;
   };
 
+  bool generic() const { return !generic_layout_.empty(); }
   llvm::Value* I64(int64_t v) const { return llvm::ConstantInt::get(i64_, v); }
   llvm::BasicBlock* NewBlock(const std::string& name) {
     return llvm::BasicBlock::Create(ctx_, name, b_.GetInsertBlock()->getParent());
@@ -416,7 +416,7 @@ class RowEmitter {
   const graph::Graph& graph_;
   const graph::Region& region_;
   Plan& plan_;
-  const bool generic_;
+  // Empty for a specialisation.
   const std::string generic_layout_;
   llvm::Module& module_;
   llvm::LLVMContext& ctx_;
@@ -720,7 +720,7 @@ Status RowEmitter::EmitPass(const std::vector<Accumulation>& accs, bool store_ou
     }
   }
   const int64_t step = int64_t{unroll} * lanes_;
-  if (generic_) {
+  if (generic()) {
     // The unrolled loop, then single vectors, then a masked tail that may
     // be empty (an all-false mask reads and writes nothing).
     llvm::Value* loop_end = b_.CreateMul(b_.CreateUDiv(row_len_, I64(step)), I64(step), "loop_end");
@@ -774,7 +774,7 @@ Status RowEmitter::EmitPass(const std::vector<Accumulation>& accs, bool store_ou
 }
 
 Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const std::string& features) {
-  llvm::Function* fn = internal::DeclareEntry(module_, name, generic_, cpu, features);
+  llvm::Function* fn = internal::DeclareEntry(module_, name, generic(), cpu, features);
   llvm::Argument* inputs_arg = fn->getArg(0);
   llvm::Argument* outputs_arg = fn->getArg(1);
 
@@ -787,7 +787,7 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
   llvm::Value* row_begin = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, fn->getArg(2), I64(0));
   llvm::Value* rows = I64(plan_.rows);
   row_len_ = I64(plan_.row_len);
-  if (generic_) {
+  if (generic()) {
     // params = [rows, row_len] (PrepareGenericRowReductionCall).
     llvm::Argument* params = fn->getArg(4);
     rows = b_.CreateAlignedLoad(i64_, params, llvm::Align(8), "rows");
@@ -810,7 +810,7 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
   }
   for (ReductionPlan& red : plan_.reductions) {
     // Generic code recomputes: its rows may be of any length.
-    if (generic_ || red.op.op != RowOp::kSoftmax || plan_.row_len > kMaxStashedRow) continue;
+    if (generic() || red.op.op != RowOp::kSoftmax || plan_.row_len > kMaxStashedRow) continue;
     // Rounded up to whole vectors: the masked tail never touches the rest.
     const int64_t padded = (plan_.row_len + lanes_ - 1) / lanes_ * lanes_;
     auto* stash = b_.CreateAlloca(b_.getFloatTy(), I64(padded), "softmax_exp");
@@ -832,7 +832,7 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
   std::vector<llvm::Value*> outer_index(static_cast<size_t>(plan_.axis), nullptr);
   bool need_index = false;
   // (Generic code reads inputs whole, per row or once: no outer index.)
-  for (const InputPlan& p : plan_.inputs) need_index = need_index || (!generic_ && !p.spec.baked && !p.outer_dense);
+  for (const InputPlan& p : plan_.inputs) need_index = need_index || (!generic() && !p.spec.baked && !p.outer_dense);
   if (need_index) {
     llvm::Value* rest = row;
     for (size_t d = static_cast<size_t>(plan_.axis); d-- > 0;) {
@@ -847,7 +847,7 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
     if (p.spec.baked) continue;
     llvm::Value* per_row = p.per_row ? I64(1) : row_len_;
     llvm::Value* offset = I64(0);
-    if (generic_) {
+    if (generic()) {
       const char code = generic_layout_[i];
       if (code == 'D' || code == 'P') offset = b_.CreateMul(row, per_row);
     } else if (p.outer_dense) {
