@@ -9,7 +9,6 @@
 #include "graph/log.h"
 #include "jit/compiled_region.h"
 #include "jit/generic_codegen.h"
-#include "jit/row_reduction_codegen.h"
 #include "runtime/jit_tier.h"
 #include "runtime/trace_recorder.h"
 
@@ -284,18 +283,17 @@ StatusOr<bool> Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit,
   // rows and row length (outputs row-shaped or per-row, as planned for
   // these dims). Specialisations know the dims of each output.
   const bool generic_rows = spec.generic && region.kind == graph::RegionKind::kRowReduction;
+  std::shared_ptr<const Specialization::RowCall> row_call;
   if (generic_rows) {
-    Status prepared = jit::PrepareGenericRowReductionCall(code, graph_, region, signature.dims, frame.scratch_params,
-                                                          frame.scratch_output_dims);
+    KILN_ASSIGN_OR_RETURN(row_call, spec.PlanRowCall(graph_, region, signature));
     // Shapes the generic code does not lay out the same way: interpreted.
-    if (prepared.code() == StatusCode::kUnsupported) return false;
-    KILN_RETURN_IF_ERROR(prepared);
+    if (!row_call->served) return false;
   } else if (spec.generic) {
     KILN_RETURN_IF_ERROR(
         jit::FillGenericParams(signature.dims, spec.domain_rank, frame.scratch_params, frame.scratch_domain));
   }
   const bool generic_elementwise = spec.generic && !generic_rows;
-  const std::vector<Dims>& planned_dims = generic_rows ? frame.scratch_output_dims : spec.output_dims;
+  const std::vector<Dims>& planned_dims = generic_rows ? row_call->output_dims : spec.output_dims;
   if (!generic_elementwise && planned_dims.size() != region.outputs.size()) {
     return Internal("region ", unit.region, ": compiled code has ", planned_dims.size(), " outputs, the region ",
                     region.outputs.size());
@@ -317,8 +315,8 @@ StatusOr<bool> Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit,
   int64_t rows = code.num_rows();
   int64_t row_len = code.row_len();
   if (generic_rows) {
-    rows = frame.scratch_params[0];
-    row_len = frame.scratch_params[1];
+    rows = row_call->params[0];
+    row_len = row_call->params[1];
   } else if (generic_elementwise) {
     // Rows are all dims but the last; rank 0 is one row of one element.
     const Dims& domain = frame.scratch_domain;
@@ -328,7 +326,7 @@ StatusOr<bool> Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit,
   }
   const void* const* ins = in_ptrs.data();
   void* const* outs = out_ptrs.data();
-  const int64_t* params = frame.scratch_params.data();
+  const int64_t* params = generic_rows ? row_call->params.data() : frame.scratch_params.data();
   auto run_rows = [&](int64_t begin, int64_t end) {
     if (spec.generic) {
       code.RunGeneric(ins, outs, begin, end, params);

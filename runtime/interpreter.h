@@ -63,7 +63,6 @@ class ExecutionFrame {
   std::vector<void*> scratch_output_ptrs;
   std::vector<int64_t> scratch_params;  // shape-generic code's dims and strides
   Dims scratch_domain;
-  std::vector<Dims> scratch_output_dims;  // generic row code: each output's dims
   int64_t run_unplanned_bytes = 0;   // bytes allocated for intermediates in the last run
   const AllocateHook* before_allocate = nullptr;  // the current run's RunHooks::before_allocate
 

@@ -62,6 +62,27 @@ StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, st
   return tier;
 }
 
+StatusOr<std::shared_ptr<const Specialization::RowCall>> Specialization::PlanRowCall(
+    const graph::Graph& graph, const graph::Region& region, const ShapeSignature& signature) const {
+  {
+    std::lock_guard<std::mutex> lock(row_calls_mutex_);
+    auto found = row_calls_.find(signature);
+    if (found != row_calls_.end()) return found->second;
+  }
+  auto call = std::make_shared<RowCall>();
+  const Status prepared =
+      jit::PrepareGenericRowReductionCall(*code, graph, region, signature.dims, call->params, call->output_dims);
+  if (!prepared.ok() && prepared.code() != StatusCode::kUnsupported) return prepared;
+  call->served = prepared.ok();
+  std::lock_guard<std::mutex> lock(row_calls_mutex_);
+  // A stream of new shapes must not grow this without bound: past the cap,
+  // start over (a shape still in use is planned again once).
+  constexpr size_t kMaxRowCalls = 256;
+  if (row_calls_.size() >= kMaxRowCalls) row_calls_.clear();
+  row_calls_.emplace(signature, call);
+  return std::shared_ptr<const RowCall>(std::move(call));
+}
+
 std::shared_ptr<const Specialization> JitTier::Lookup(int region, const ShapeSignature& signature) const {
   std::shared_ptr<const Table> table = states_[region].table.load(std::memory_order_acquire);
   const std::shared_ptr<const Specialization>* generic = nullptr;

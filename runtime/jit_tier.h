@@ -67,6 +67,23 @@ struct Specialization {
   std::vector<Dims> output_dims;   // specialised only: per region output
   int domain_rank = 0;             // generic elementwise code only
   std::shared_ptr<const jit::CompiledRegion> code;
+
+  // What a call of generic row code needs for one signature.
+  struct RowCall {
+    bool served = false;  // false: the shapes lay the region out differently; interpret
+    std::vector<int64_t> params;
+    std::vector<Dims> output_dims;
+  };
+  // Generic row code only: the call for `signature`, planned
+  // (jit::PrepareGenericRowReductionCall) on the signature's first call and
+  // remembered, so later calls do not plan the region again. Errors other
+  // than a different layout are returned and not remembered.
+  StatusOr<std::shared_ptr<const RowCall>> PlanRowCall(const graph::Graph& graph, const graph::Region& region,
+                                                       const ShapeSignature& signature) const;
+
+ private:
+  mutable std::mutex row_calls_mutex_;
+  mutable std::map<ShapeSignature, std::shared_ptr<const RowCall>> row_calls_;
 };
 
 class JitTier {
