@@ -2,7 +2,6 @@
 
 #include <onnx/defs/schema.h>
 #include <onnx/onnx_pb.h>
-#include <onnx/shape_inference/implementation.h>
 
 #include <algorithm>
 #include <charconv>
@@ -12,11 +11,11 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <set>
 #include <unordered_map>
 
 #include "graph/log.h"
 #include "graph/onnx_dtype.h"
+#include "graph/onnx_shape_inference.h"
 
 namespace kiln::graph {
 namespace {
@@ -300,89 +299,6 @@ Status CheckAttributesAgainstSchema(const Node& node) {
   return Status::Ok();
 }
 
-// ONNX 1.12's shape inference for the Conv family (Conv, ConvTranspose,
-// ConvInteger, QLinearConv) takes the kernel's spatial size from the
-// weight's shape and indexes the data input's dims with it without checking
-// the ranks: a weight of higher rank than the data crashes the process
-// (found by test/fuzz/model_fuzzer). Given a kernel_shape attribute it
-// checks the ranks instead. So, for the duration of inference only, every
-// such node without one gets the kernel_shape its weight implies; `added`
-// lists them for RemoveInferenceKernelShapes. Returns false (nothing added)
-// when some weight's shape is not known before inference: inference is
-// then skipped, which only costs static shapes.
-bool AddInferenceKernelShapes(onnx::ModelProto& model, std::vector<onnx::NodeProto*>& added) {
-  std::unordered_map<std::string, std::vector<int64_t>> known_dims;
-  for (const auto& init : model.graph().initializer()) {
-    known_dims[init.name()].assign(init.dims().begin(), init.dims().end());
-  }
-  for (const auto& in : model.graph().input()) {
-    if (known_dims.count(in.name()) || !in.type().tensor_type().has_shape()) continue;
-    std::vector<int64_t> dims;
-    bool concrete = true;
-    for (const auto& d : in.type().tensor_type().shape().dim()) {
-      concrete = concrete && d.has_dim_value();
-      dims.push_back(d.dim_value());
-    }
-    if (concrete) known_dims[in.name()] = std::move(dims);
-  }
-  std::vector<std::pair<onnx::NodeProto*, std::vector<int64_t>>> pending;
-  for (auto& node : *model.mutable_graph()->mutable_node()) {
-    if (!node.domain().empty() && node.domain() != "ai.onnx") continue;
-    // It also divides by strides and dilations unchecked (a zero stride
-    // crashed the fuzzer); the kernels reject those with a message.
-    for (const auto& a : node.attribute()) {
-      if ((a.name() == "strides" || a.name() == "dilations") &&
-          std::any_of(a.ints().begin(), a.ints().end(), [](int64_t v) { return v <= 0; })) {
-        return false;
-      }
-    }
-    const std::string& op = node.op_type();
-    int weight = -1;
-    if (op == "Conv" || op == "ConvTranspose" || op == "ConvInteger") weight = 1;
-    if (op == "QLinearConv") weight = 3;
-    if (weight < 0) continue;
-    const bool has_kernel_shape = std::any_of(node.attribute().begin(), node.attribute().end(),
-                                              [](const onnx::AttributeProto& a) { return a.name() == "kernel_shape"; });
-    if (has_kernel_shape || node.input_size() <= weight) continue;
-    auto it = known_dims.find(node.input(weight));
-    if (it == known_dims.end() || it->second.size() < 3) return false;
-    pending.emplace_back(&node, std::vector<int64_t>(it->second.begin() + 2, it->second.end()));
-  }
-  for (auto& [node, kernel] : pending) {
-    auto* attr = node->add_attribute();
-    attr->set_name("kernel_shape");
-    attr->set_type(onnx::AttributeProto::INTS);
-    for (int64_t k : kernel) attr->add_ints(k);
-    added.push_back(node);
-  }
-  return true;
-}
-
-// ONNX 1.12's inference dereferences the type of every node input, which is
-// null for a name nothing defines (crashes the process; found by the model
-// fuzzer). Such a model is rejected by GraphBuilder with a precise message,
-// so it is enough not to run inference on it.
-bool AllNodeInputsDefined(const onnx::ModelProto& model) {
-  std::set<std::string> defined;
-  for (const auto& init : model.graph().initializer()) defined.insert(init.name());
-  // A graph input without a tensor type counts as undefined: libonnx 1.12's
-  // inference dereferences the missing type (a fuzzer-found crash).
-  for (const auto& in : model.graph().input()) {
-    if (in.type().has_tensor_type()) defined.insert(in.name());
-  }
-  for (const auto& node : model.graph().node()) defined.insert(node.output().begin(), node.output().end());
-  for (const auto& node : model.graph().node()) {
-    for (const auto& in : node.input()) {
-      if (!in.empty() && !defined.count(in)) return false;
-    }
-  }
-  return true;
-}
-
-// Undoes AddInferenceKernelShapes: the attribute was appended last.
-void RemoveInferenceKernelShapes(const std::vector<onnx::NodeProto*>& added) {
-  for (onnx::NodeProto* node : added) node->mutable_attribute()->RemoveLast();
-}
 
 class GraphBuilder {
  public:
@@ -561,23 +477,10 @@ StatusOr<Graph> LoadOnnxModel(const void* data, size_t size, const LoadOptions& 
   if (model.graph().node_size() == 0 && model.graph().output_size() == 0) {
     return InvalidModel("the model's graph is empty");
   }
-  if (options.infer_shapes) {
-    // ONNX's inference throws on inconsistent models. kiln's own checks
-    // report structural errors more precisely, so inference failing only
-    // means fewer static shapes, not a failed load.
-    std::vector<onnx::NodeProto*> added;
-    if (AllNodeInputsDefined(model) && AddInferenceKernelShapes(model, added)) {
-      try {
-        onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(),
-                                           onnx::ShapeInferenceOptions(false, 0, true));
-      } catch (const std::exception& e) {
-        Log().debug("ONNX shape inference failed, continuing without inferred shapes: {}", e.what());
-      }
-      RemoveInferenceKernelShapes(added);
-    } else {
-      Log().debug("skipping ONNX shape inference: an undefined input or a convolution weight of unknown shape");
-    }
-  }
+  // ONNX's inference fills in the shapes of intermediate values; kiln's own
+  // checks report structural errors more precisely, so inference that cannot
+  // run only means fewer static shapes, not a failed load.
+  if (options.infer_shapes) RunOnnxShapeInference(model);
   return GraphBuilder(model, options).Build();
 }
 

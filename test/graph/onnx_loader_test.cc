@@ -197,6 +197,37 @@ TEST_F(ExternalData, RejectsOffsetPastEndOfFile) {
   EXPECT_NE(g.status().message().find("runs past the end"), std::string::npos) << g.status().ToString();
 }
 
+// A LayerNormalization that lists its Mean and InvStdDev outputs; `x_dims`
+// is the input's declared shape.
+OnnxModelBuilder LayerNormWithStatistics(const std::vector<int64_t>& x_dims) {
+  OnnxModelBuilder b(17);
+  b.Input("x", kFloat, x_dims, {"batch"}).FloatInit("scale", {4}, {1, 1, 1, 1}).Output("y");
+  b.Node("LayerNormalization", {"x", "scale"}, {"ln", "mean", "inv_std_dev"}, "ln");
+  b.Node("Relu", {"ln"}, {"y"}, "relu");
+  return b;
+}
+
+TEST(OnnxLoader, LayerNormStatisticsSurviveShapeInference) {
+  // Inference runs with the statistics hidden (see onnx_shape_inference.h);
+  // the node must get them back, and Y's shape must still be inferred.
+  auto g = Load(LayerNormWithStatistics({-1, 4}).Serialize());
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  const Value& ln = g->value(*g->FindValue("ln"));
+  const Node& node = g->node(ln.producer);
+  ASSERT_EQ(node.outputs.size(), 3u);
+  EXPECT_EQ(g->value(node.outputs[1]).name, "mean");
+  EXPECT_EQ(g->value(node.outputs[2]).name, "inv_std_dev");
+  EXPECT_EQ(g->value(*g->FindValue("y")).shape.ToString(), "[batch, 4]");
+}
+
+TEST(OnnxLoader, LayerNormAxisBelowRankDoesNotCrashShapeInference) {
+  // The default axis -1 on a 0-D input: libonnx 1.12's inference indexed
+  // dim -1 of the statistics and crashed the process (a fuzzer find).
+  auto g = Load(LayerNormWithStatistics({}).Serialize());
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_EQ(g->node(g->value(*g->FindValue("ln")).producer).outputs.size(), 3u);
+}
+
 TEST(OnnxLoaderFile, MissingFileIsNotFound) {
   auto g = LoadOnnxFile("/nonexistent/model.onnx");
   ASSERT_FALSE(g.ok());

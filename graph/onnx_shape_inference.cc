@@ -1,0 +1,183 @@
+#include "graph/onnx_shape_inference.h"
+
+#include <onnx/defs/schema.h>
+#include <onnx/shape_inference/implementation.h>
+
+#include <algorithm>
+#include <exception>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "graph/log.h"
+
+namespace kiln::graph {
+namespace {
+
+// ONNX 1.12's shape inference for the Conv family (Conv, ConvTranspose,
+// ConvInteger, QLinearConv) takes the kernel's spatial size from the
+// weight's shape and indexes the data input's dims with it without checking
+// the ranks: a weight of higher rank than the data crashes the process
+// (found by test/fuzz/model_fuzzer). Given a kernel_shape attribute it
+// checks the ranks instead. So, for the duration of inference only, every
+// such node without one gets the kernel_shape its weight implies; `added`
+// lists them for RemoveInferenceKernelShapes. Returns false (nothing added)
+// when some weight's shape is not known before inference: inference is
+// then skipped, which only costs static shapes.
+bool AddInferenceKernelShapes(onnx::ModelProto& model, std::vector<onnx::NodeProto*>& added) {
+  std::unordered_map<std::string, std::vector<int64_t>> known_dims;
+  for (const auto& init : model.graph().initializer()) {
+    known_dims[init.name()].assign(init.dims().begin(), init.dims().end());
+  }
+  for (const auto& in : model.graph().input()) {
+    if (known_dims.count(in.name()) || !in.type().tensor_type().has_shape()) continue;
+    std::vector<int64_t> dims;
+    bool concrete = true;
+    for (const auto& d : in.type().tensor_type().shape().dim()) {
+      concrete = concrete && d.has_dim_value();
+      dims.push_back(d.dim_value());
+    }
+    if (concrete) known_dims[in.name()] = std::move(dims);
+  }
+  std::vector<std::pair<onnx::NodeProto*, std::vector<int64_t>>> pending;
+  for (auto& node : *model.mutable_graph()->mutable_node()) {
+    if (!node.domain().empty() && node.domain() != "ai.onnx") continue;
+    // It also divides by strides and dilations unchecked (a zero stride
+    // crashed the fuzzer); the kernels reject those with a message.
+    for (const auto& a : node.attribute()) {
+      if ((a.name() == "strides" || a.name() == "dilations") &&
+          std::any_of(a.ints().begin(), a.ints().end(), [](int64_t v) { return v <= 0; })) {
+        return false;
+      }
+    }
+    const std::string& op = node.op_type();
+    int weight = -1;
+    if (op == "Conv" || op == "ConvTranspose" || op == "ConvInteger") weight = 1;
+    if (op == "QLinearConv") weight = 3;
+    if (weight < 0) continue;
+    const bool has_kernel_shape = std::any_of(node.attribute().begin(), node.attribute().end(),
+                                              [](const onnx::AttributeProto& a) { return a.name() == "kernel_shape"; });
+    if (has_kernel_shape || node.input_size() <= weight) continue;
+    auto it = known_dims.find(node.input(weight));
+    if (it == known_dims.end() || it->second.size() < 3) return false;
+    pending.emplace_back(&node, std::vector<int64_t>(it->second.begin() + 2, it->second.end()));
+  }
+  for (auto& [node, kernel] : pending) {
+    auto* attr = node->add_attribute();
+    attr->set_name("kernel_shape");
+    attr->set_type(onnx::AttributeProto::INTS);
+    for (int64_t k : kernel) attr->add_ints(k);
+    added.push_back(node);
+  }
+  return true;
+}
+
+// ONNX 1.12's inference dereferences the type of every node input, which is
+// null for a name nothing defines (crashes the process; found by the model
+// fuzzer). Such a model is rejected by GraphBuilder with a precise message,
+// so it is enough not to run inference on it.
+bool AllNodeInputsDefined(const onnx::ModelProto& model) {
+  std::set<std::string> defined;
+  for (const auto& init : model.graph().initializer()) defined.insert(init.name());
+  // A graph input without a tensor type counts as undefined: libonnx 1.12's
+  // inference dereferences the missing type (a fuzzer-found crash).
+  for (const auto& in : model.graph().input()) {
+    if (in.type().has_tensor_type()) defined.insert(in.name());
+  }
+  for (const auto& node : model.graph().node()) defined.insert(node.output().begin(), node.output().end());
+  for (const auto& node : model.graph().node()) {
+    for (const auto& in : node.input()) {
+      if (!in.empty() && !defined.count(in)) return false;
+    }
+  }
+  return true;
+}
+
+// Undoes AddInferenceKernelShapes: the attribute was appended last.
+void RemoveInferenceKernelShapes(const std::vector<onnx::NodeProto*>& added) {
+  for (onnx::NodeProto* node : added) node->mutable_attribute()->RemoveLast();
+}
+
+// Calls `visit` on every node of `graph` and of the graphs nested in its
+// nodes' attributes (If/Loop/Scan bodies), which inference also walks.
+template <typename Graph, typename Visit>
+void ForEachNode(Graph& graph, const Visit& visit) {
+  for (auto& node : *graph.mutable_node()) {
+    visit(node);
+    for (auto& attr : *node.mutable_attribute()) {
+      if (attr.has_g()) ForEachNode(*attr.mutable_g(), visit);
+      for (auto& g : *attr.mutable_graphs()) ForEachNode(g, visit);
+    }
+  }
+}
+
+// ONNX 1.12's LayerNormalization inference writes the Mean and InvStdDev
+// shapes by indexing dim(axis + rank) without checking that it is not
+// negative: an axis below -rank (say the default -1 on a 0-D input) crashes
+// the process (found by the model fuzzer). Y's shape, the only one
+// inference models use, does not depend on the axis, and the function only
+// touches the statistics when the node lists them. So, for the duration of
+// inference, LayerNormalization nodes list only Y; `hidden` keeps the
+// outputs taken away for RestoreLayerNormStatistics. Returns false (nothing
+// hidden) when some node reads a statistic: its input would then have no
+// type, which 1.12's inference dereferences (see AllNodeInputsDefined).
+bool HideLayerNormStatistics(onnx::ModelProto& model,
+                             std::vector<std::pair<onnx::NodeProto*, std::vector<std::string>>>& hidden) {
+  std::set<std::string> read;
+  std::vector<onnx::NodeProto*> layer_norms;
+  ForEachNode(*model.mutable_graph(), [&](onnx::NodeProto& node) {
+    read.insert(node.input().begin(), node.input().end());
+    const bool onnx_domain = node.domain().empty() || node.domain() == "ai.onnx";
+    if (onnx_domain && node.op_type() == "LayerNormalization" && node.output_size() > 1) {
+      layer_norms.push_back(&node);
+    }
+  });
+  for (const onnx::NodeProto* node : layer_norms) {
+    for (int i = 1; i < node->output_size(); ++i) {
+      if (!node->output(i).empty() && read.count(node->output(i))) return false;
+    }
+  }
+  for (onnx::NodeProto* node : layer_norms) {
+    std::vector<std::string> statistics(node->output().begin() + 1, node->output().end());
+    node->mutable_output()->DeleteSubrange(1, node->output_size() - 1);
+    hidden.emplace_back(node, std::move(statistics));
+  }
+  return true;
+}
+
+void RestoreLayerNormStatistics(const std::vector<std::pair<onnx::NodeProto*, std::vector<std::string>>>& hidden) {
+  for (const auto& [node, statistics] : hidden) {
+    for (const std::string& name : statistics) node->add_output(name);
+  }
+}
+
+}  // namespace
+
+void RunOnnxShapeInference(onnx::ModelProto& model) {
+  if (!AllNodeInputsDefined(model)) {
+    Log().debug("skipping ONNX shape inference: a node reads a value nothing defines or types");
+    return;
+  }
+  std::vector<onnx::NodeProto*> with_kernel_shape;
+  if (!AddInferenceKernelShapes(model, with_kernel_shape)) {
+    Log().debug("skipping ONNX shape inference: a convolution's weight shape is unknown or a stride is not positive");
+    return;
+  }
+  std::vector<std::pair<onnx::NodeProto*, std::vector<std::string>>> hidden_statistics;
+  if (HideLayerNormStatistics(model, hidden_statistics)) {
+    try {
+      onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(),
+                                         onnx::ShapeInferenceOptions(false, 0, true));
+    } catch (const std::exception& e) {
+      Log().debug("ONNX shape inference failed, continuing without inferred shapes: {}", e.what());
+    }
+    RestoreLayerNormStatistics(hidden_statistics);
+  } else {
+    Log().debug("skipping ONNX shape inference: a node reads a LayerNormalization's Mean or InvStdDev");
+  }
+  RemoveInferenceKernelShapes(with_kernel_shape);
+}
+
+}  // namespace kiln::graph
