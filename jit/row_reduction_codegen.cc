@@ -8,10 +8,12 @@
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "graph/log.h"
@@ -35,11 +37,19 @@ using internal::Operand;
 
 // Independent accumulators per reduction in an accumulation pass.
 constexpr int kAccumulators = 4;
-// Softmax rows up to this many elements keep exp(x - max), computed for the
-// sum, in a stack buffer (at most 16 KiB, in L1) that the output pass
-// scales: it then needs neither a second exp per element nor the prefix
-// recomputed. Longer rows recompute both.
+// Rows up to this many elements keep values that later passes read again
+// in stack buffers (at most 16 KiB each, in L1) instead of recomputing them:
+//  - Softmax keeps exp(x - max), computed for the sum, for the output pass
+//    to scale, which then needs no second exp per element;
+//  - every reduction whose data input the region computes (SiLU before a
+//    LayerNorm, the residual Add before it, the scaled scores before a
+//    Softmax) keeps that input from the first pass that computes it, so the
+//    variance, sum and output passes load it instead of computing the
+//    elementwise prefix again.
+// Longer rows, and shape-generic code, recompute.
 constexpr int64_t kMaxStashedRow = 4096;
+// Stack the stashes of one row may take in all.
+constexpr int64_t kMaxStashBytes = int64_t{64} << 10;
 
 // How one region input is read.
 struct InputPlan {
@@ -387,6 +397,9 @@ class RowEmitter {
   // per-row values are computed once per row, ahead of the vector loop that
   // needs them, and dominate every later pass.
   void StartRowSection(const std::string& name);
+  // In the entry block: a row buffer (value_stash_) for each reduction's
+  // computed data input, within kMaxStashedRow and kMaxStashBytes.
+  void AllocateInputStashes();
 
   // The value of `v` for the current vector block (col_, mask_).
   StatusOr<Operand> Eval(ValueId v);
@@ -440,7 +453,40 @@ class RowEmitter {
   llvm::Value* col_ = nullptr;
   llvm::Value* mask_ = nullptr;
   std::map<ValueId, Operand> block_env_;
+  // Row buffers of computed reduction inputs (see kMaxStashedRow): filled by
+  // the first pass that computes the value, read by the passes after it.
+  std::map<ValueId, llvm::Value*> value_stash_;
+  std::set<ValueId> stash_filling_;  // computed and stored by the current pass
+  std::set<ValueId> stash_ready_;
 };
+
+void RowEmitter::AllocateInputStashes() {
+  // Generic code recomputes: its rows may be of any length.
+  if (generic() || plan_.row_len > kMaxStashedRow) return;
+  const int64_t padded = (plan_.row_len + lanes_ - 1) / lanes_ * lanes_;
+  int64_t bytes = 0;
+  for (const ReductionPlan& red : plan_.reductions) bytes += red.stash != nullptr ? padded * 4 : 0;
+  for (const ReductionPlan& red : plan_.reductions) {
+    const ValueId x = graph_.node(red.node).inputs[0];
+    // Region inputs are read again from memory as cheaply as from a stash.
+    if (plan_.input_index[static_cast<size_t>(x)] >= 0 || plan_.per_row[static_cast<size_t>(x)]) continue;
+    // Only worth a store per element if some later pass reads x again: the
+    // second accumulation of a two-pass reduction, or another member.
+    bool read_again = red.accumulations == 2;
+    for (NodeId user : graph_.value(x).users) {
+      read_again = read_again || (user != red.node &&
+                                  std::find(region_.nodes.begin(), region_.nodes.end(), user) != region_.nodes.end());
+    }
+    if (!read_again) continue;
+    StatusOr<Kind> kind = internal::KindOf(graph_.value(x).dtype);
+    if (value_stash_.count(x) || !kind.ok() || *kind != Kind::kFloat) continue;
+    if (bytes + padded * 4 > kMaxStashBytes) break;
+    bytes += padded * 4;
+    auto* stash = b_.CreateAlloca(b_.getFloatTy(), I64(padded), "input_stash");
+    stash->setAlignment(llvm::Align(64));
+    value_stash_[x] = stash;
+  }
+}
 
 void RowEmitter::StartRowSection(const std::string& name) {
   llvm::BasicBlock* section = NewBlock(name);
@@ -512,7 +558,11 @@ StatusOr<Operand> RowEmitter::Eval(ValueId v) {
   if (found != block_env_.end()) return found->second;
   Operand result;
   const int input = plan_.input_index[static_cast<size_t>(v)];
-  if (input >= 0) {
+  auto stash = value_stash_.find(v);
+  if (stash != value_stash_.end() && stash_ready_.count(v)) {
+    llvm::Value* ptr = b_.CreateInBoundsGEP(b_.getFloatTy(), stash->second, col_);
+    result = Operand{ops_.LoadVector(Kind::kFloat, ptr, mask_), Kind::kFloat, std::nullopt};
+  } else if (input >= 0) {
     const InputPlan& p = plan_.inputs[static_cast<size_t>(input)];
     llvm::Value* ptr = b_.CreateInBoundsGEP(ops_.MemElemTy(p.spec.kind), input_ptr_[static_cast<size_t>(input)], col_);
     result = Operand{ops_.LoadVector(p.spec.kind, ptr, mask_), p.spec.kind, std::nullopt};
@@ -563,6 +613,10 @@ StatusOr<Operand> RowEmitter::Eval(ValueId v) {
         }
       }
       result = Operand{out, Kind::kFloat, std::nullopt};
+    }
+    if (stash != value_stash_.end()) {
+      ops_.StoreVector(Kind::kFloat, result.v, b_.CreateInBoundsGEP(b_.getFloatTy(), stash->second, col_), mask_);
+      stash_filling_.insert(v);
     }
   }
   block_env_[v] = result;
@@ -817,6 +871,7 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
     stash->setAlignment(llvm::Align(64));
     red.stash = stash;
   }
+  AllocateInputStashes();
   b_.CreateBr(row_check);
 
   // for (row = row_begin; row < row_end; ++row)
@@ -880,6 +935,10 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
     }
     StartRowSection("pass" + std::to_string(pass));
     KILN_RETURN_IF_ERROR(EmitPass(accs, /*store_outputs=*/false));
+    // Every block of the pass stored the values it computed: the passes
+    // after it read them back.
+    stash_ready_.insert(stash_filling_.begin(), stash_filling_.end());
+    stash_filling_.clear();
   }
   bool any_row_output = false;
   for (size_t o = 0; o < region_.outputs.size(); ++o) any_row_output = any_row_output || !plan_.output_per_row[o];

@@ -191,6 +191,23 @@ TEST(RowReductionCodegen, LayerNormalizationWithGelu) {
   }
 }
 
+TEST(RowReductionCodegen, LayerNormalizationOfComputedInput) {
+  // SiLU before the LayerNorm: rows up to 4096 keep x * sigmoid(x) from the
+  // mean pass for the variance and output passes; the 5000-element row
+  // computes it again in each pass.
+  std::unique_ptr<CompiledRegion> generic;  // planned on one row length, run on the next
+  for (int64_t len : {int64_t{1}, int64_t{7}, int64_t{1000}, int64_t{5000}}) {
+    SCOPED_TRACE("row_len " + std::to_string(len));
+    OnnxModelBuilder b(17);
+    b.Input("x", kFloat, {3, len}).FloatInit("gamma", {len}, Ramp(len, 0.5f, 1.5f)).Output("y");
+    b.Node("Sigmoid", {"x"}, {"s"});
+    b.Node("Mul", {"x", "s"}, {"silu"});
+    b.Node("LayerNormalization", {"silu", "gamma"}, {"ln"});
+    b.Node("Relu", {"ln"}, {"y"});
+    CheckModel(b, {{"x", {3, len}}}, 4, 1e-5, 1e-6, &generic);
+  }
+}
+
 TEST(RowReductionCodegen, LayerNormalizationOverTwoAxesWithoutBias) {
   OnnxModelBuilder b(17);
   b.Input("x", kFloat, {5, 4, 25}).FloatInit("gamma", {4, 25}, Ramp(100, 0.5f, 1.5f)).Output("y");
