@@ -361,9 +361,14 @@ Status Interpreter::RunUnit(ExecutionFrame& frame, const Unit& unit, const kerne
     return static_cast<int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
   };
   if (auto spec = hooks.jit->Lookup(unit.region, signature)) {
+    if (spec->TakeInterpretedTrialTurn()) {
+      KILN_RETURN_IF_ERROR(RunSteps(frame, unit, parallel, hooks.profile));
+      hooks.jit->RecordTrialInterpretedCall(unit.region, *spec, elapsed_ns());
+      return Status::Ok();
+    }
     KILN_ASSIGN_OR_RETURN(ran_compiled, RunCompiled(frame, unit, *spec, signature, parallel));
     if (ran_compiled) {
-      hooks.jit->RecordCompiledCall(unit.region, elapsed_ns());
+      hooks.jit->RecordCompiledCall(unit.region, *spec, elapsed_ns());
       return Status::Ok();
     }
   }

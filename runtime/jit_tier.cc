@@ -29,6 +29,9 @@ struct JitTier::RegionState {
   std::mutex mu;
   std::map<ShapeSignature, int64_t> calls_by_signature;
   std::set<ShapeSignature> requested;  // queued, compiled or failed: never compiled twice
+  // Signatures whose specialisation lost its trial: interpreted by choice,
+  // so their calls are not deopts.
+  std::set<ShapeSignature> declined;
   bool generic_requested = false;
   int failed_compiles = 0;
   int reused_code = 0;
@@ -102,21 +105,78 @@ std::shared_ptr<const Specialization> JitTier::Lookup(int region, const ShapeSig
   return nullptr;
 }
 
-void JitTier::RecordCompiledCall(int region, int64_t nanoseconds) const {
+bool Specialization::TakeInterpretedTrialTurn() const {
+  if (!on_trial || trial.decided.load(std::memory_order_relaxed)) return false;
+  const int turn = trial.turns.fetch_add(1, std::memory_order_relaxed);
+  // Odd turns, so the first call after the swap runs the new code. A trial
+  // whose samples never complete (calls that failed) stops alternating.
+  return turn % 2 == 1 && turn < 4 * kTrialSamples;
+}
+
+void JitTier::RecordCompiledCall(int region, const Specialization& spec, int64_t nanoseconds) const {
   states_[region].compiled_calls.fetch_add(1, std::memory_order_relaxed);
   states_[region].compiled_ns.fetch_add(nanoseconds, std::memory_order_relaxed);
+  AddTrialSample(region, spec, /*compiled=*/true, nanoseconds);
+}
+
+void JitTier::RecordTrialInterpretedCall(int region, const Specialization& spec, int64_t nanoseconds) const {
+  states_[region].interpreted_calls.fetch_add(1, std::memory_order_relaxed);
+  states_[region].interpreted_ns.fetch_add(nanoseconds, std::memory_order_relaxed);
+  AddTrialSample(region, spec, /*compiled=*/false, nanoseconds);
+}
+
+void JitTier::AddTrialSample(int region, const Specialization& spec, bool compiled, int64_t nanoseconds) const {
+  Specialization::Trial& trial = spec.trial;
+  if (!spec.on_trial || trial.decided.load(std::memory_order_relaxed)) return;
+  // Best of the samples: noise on a shared machine only ever adds time.
+  std::atomic<int64_t>& best = compiled ? trial.compiled_best_ns : trial.interpreted_best_ns;
+  int64_t seen = best.load(std::memory_order_relaxed);
+  while (nanoseconds < seen && !best.compare_exchange_weak(seen, nanoseconds, std::memory_order_relaxed)) {
+  }
+  (compiled ? trial.compiled_samples : trial.interpreted_samples).fetch_add(1, std::memory_order_acq_rel);
+  if (trial.compiled_samples.load(std::memory_order_acquire) < Specialization::kTrialSamples ||
+      trial.interpreted_samples.load(std::memory_order_acquire) < Specialization::kTrialSamples) {
+    return;
+  }
+  if (trial.decided.exchange(true, std::memory_order_acq_rel)) return;  // another call decided it
+  DecideTrial(region, spec);
+}
+
+void JitTier::DecideTrial(int region, const Specialization& spec) const {
+  const double compiled_ms = static_cast<double>(spec.trial.compiled_best_ns.load()) * 1e-6;
+  const double interpreted_ms = static_cast<double>(spec.trial.interpreted_best_ns.load()) * 1e-6;
+  // A tie keeps the compiled code: within 3% is measurement noise.
+  if (compiled_ms <= interpreted_ms * 1.03) {
+    Log().debug("jit: region {} for {} keeps its compiled code: {:.3f} ms vs {:.3f} ms interpreted (best of {})",
+                region, spec.signature.ToString(), compiled_ms, interpreted_ms, Specialization::kTrialSamples);
+    return;
+  }
+  Log().info("jit: region {} for {} goes back to the interpreter: compiled {:.3f} ms vs {:.3f} ms interpreted "
+             "(best of {} calls each)",
+             region, spec.signature.ToString(), compiled_ms, interpreted_ms, Specialization::kTrialSamples);
+  RegionState& state = states_[region];
+  std::lock_guard<std::mutex> lock(state.mu);
+  state.declined.insert(spec.signature);
+  // Unpublish: callers already inside the code keep it alive until they
+  // return (they hold the old table).
+  auto next = std::make_shared<Table>();
+  for (const auto& s : state.table.load(std::memory_order_acquire)->specs) {
+    if (s.get() != &spec) next->specs.push_back(s);
+  }
+  state.table.store(std::move(next), std::memory_order_release);
 }
 
 void JitTier::RecordInterpretedCall(int region, const ShapeSignature& signature, int64_t nanoseconds) const {
   RegionState& state = states_[region];
   state.interpreted_calls.fetch_add(1, std::memory_order_relaxed);
   state.interpreted_ns.fetch_add(nanoseconds, std::memory_order_relaxed);
-  if (!state.table.load(std::memory_order_acquire)->specs.empty()) {
-    state.deopts.fetch_add(1, std::memory_order_relaxed);
-  }
   bool generic = false;
   {
     std::lock_guard<std::mutex> lock(state.mu);
+    if (state.declined.count(signature)) return;
+    if (!state.table.load(std::memory_order_acquire)->specs.empty()) {
+      state.deopts.fetch_add(1, std::memory_order_relaxed);
+    }
     // With the generic version requested nothing is left to compile, so the
     // profile stops: a stream of new shapes must not grow it without bound.
     if (state.generic_requested || state.requested.count(signature)) return;
@@ -189,6 +249,7 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   }
   auto spec = std::make_shared<Specialization>();
   spec->generic = generic;
+  spec->on_trial = options_.keep_faster_tier && !generic;
   if (generic) {
     spec->domain_rank = MaxRank(signature);
   } else {
@@ -248,6 +309,7 @@ std::vector<RegionStats> JitTier::Stats() const {
     s.tier = s.specializations > 0 ? "jit" : "interp";
     std::lock_guard<std::mutex> lock(state.mu);
     s.failed_compiles = state.failed_compiles;
+    s.declined = static_cast<int>(state.declined.size());
     s.reused_code = state.reused_code;
     s.compile_ms = state.compile_ms;
     s.code_bytes = state.code_bytes;

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -45,6 +46,14 @@ struct JitTierOptions {
   // interpreted.
   int max_specializations = 4;
   int compile_threads = 1;
+  // Put each new specialisation on trial: the first calls of its signature
+  // alternate between the compiled code and the interpreter until each has
+  // Specialization::kTrialSamples, and code slower than the interpreter is
+  // dropped (the signature then stays interpreted). Fused code is not
+  // always faster: the interpreter's kernels are fused too (LayerNorm,
+  // Gelu, GEMM epilogues), and a region's compiled loop can lose to them.
+  // Shape-generic code serves many signatures and is not put on trial.
+  bool keep_faster_tier = false;
   // Compile on the calling thread as soon as a signature is hot, so the
   // next call runs compiled (benchmarks, tests, `--tier jit`).
   bool blocking = false;
@@ -74,6 +83,22 @@ struct Specialization {
     std::vector<int64_t> params;
     std::vector<Dims> output_dims;
   };
+  // The trial of specialised code (JitTierOptions::keep_faster_tier).
+  static constexpr int kTrialSamples = 4;
+  struct Trial {
+    std::atomic<int> turns{0};  // calls dispatched while on trial
+    std::atomic<int> compiled_samples{0};
+    std::atomic<int> interpreted_samples{0};
+    std::atomic<int64_t> compiled_best_ns{std::numeric_limits<int64_t>::max()};
+    std::atomic<int64_t> interpreted_best_ns{std::numeric_limits<int64_t>::max()};
+    std::atomic<bool> decided{false};
+  };
+  bool on_trial = false;
+  mutable Trial trial;
+  // Whether this call of the signature should run interpreted, as the
+  // trial's comparison sample (every other call until it has its samples).
+  bool TakeInterpretedTrialTurn() const;
+
   // Generic row code only: the call for `signature`, planned
   // (jit::PrepareGenericRowReductionCall) on the signature's first call and
   // remembered, so later calls do not plan the region again. Errors other
@@ -99,8 +124,11 @@ class JitTier {
   // The compiled code for `signature` (its specialisation, else the generic
   // version if there is one), or null (a guard miss).
   std::shared_ptr<const Specialization> Lookup(int region, const ShapeSignature& signature) const;
-  // Counts a call of compiled code that took `nanoseconds`.
-  void RecordCompiledCall(int region, int64_t nanoseconds) const;
+  // Counts a call of `spec`'s code that took `nanoseconds`.
+  void RecordCompiledCall(int region, const Specialization& spec, int64_t nanoseconds) const;
+  // Counts an interpreted call made for `spec`'s trial
+  // (Specialization::TakeInterpretedTrialTurn); not a deopt.
+  void RecordTrialInterpretedCall(int region, const Specialization& spec, int64_t nanoseconds) const;
   // Counts an interpreted call that took `nanoseconds`; when the signature
   // becomes hot, compiles it (blocking policy) or queues its compile.
   void RecordInterpretedCall(int region, const ShapeSignature& signature, int64_t nanoseconds) const;
@@ -116,6 +144,11 @@ class JitTier {
   JitTier(const graph::Graph& graph, std::vector<graph::Region> regions, const JitTierOptions& options);
   // Compiles `signature`, or the generic version when `generic` is set.
   void Compile(int region, const ShapeSignature& signature, bool generic) const;
+  // Adds one timed call to `spec`'s trial; the call that completes both
+  // sample sets decides it (DecideTrial).
+  void AddTrialSample(int region, const Specialization& spec, bool compiled, int64_t nanoseconds) const;
+  // Keeps `spec`, or unpublishes it when its code was the slower tier.
+  void DecideTrial(int region, const Specialization& spec) const;
 
   const graph::Graph& graph_;
   std::vector<graph::Region> regions_;

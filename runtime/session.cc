@@ -150,6 +150,7 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
     jit_options.max_specializations = std::max(0, options.jit_max_specializations);
     jit_options.compile_threads = std::max(1, options.jit_compile_threads);
     jit_options.blocking = options.tier == TierPolicy::kJit;
+    jit_options.keep_faster_tier = options.jit_keep_faster_tier;
     jit_options.dump_dir = options.jit_dump_dir;
     jit_options.before_compile = options.jit_before_compile_hook;
     jit_options.trace = impl->trace.get();

@@ -277,6 +277,7 @@ StatusOr<Dims> GeneratedDims(const TensorInfo& info, const std::map<std::string,
 struct RegionTotals {
   int compiled = 0;
   int reused_code = 0;  // specialisations that reused another region's code
+  int declined = 0;     // specialisations dropped: the interpreter was faster
   double compile_ms = 0;
   int64_t deopts = 0;
   int64_t compiled_calls = 0;
@@ -290,6 +291,7 @@ RegionTotals TotalsOf(const SessionStats& stats) {
   for (const RegionStats& r : stats.regions) {
     t.compiled += r.specializations > 0 ? 1 : 0;
     t.reused_code += r.reused_code;
+    t.declined += r.declined;
     t.compile_ms += r.compile_ms;
     t.deopts += r.deopts;
     t.compiled_calls += r.compiled_calls;
@@ -348,6 +350,7 @@ Status WriteReport(const RunOptions& options, const std::string& tier_run, doubl
   js << "  \"regions_compiled\": " << totals.compiled << ",\n";
   js << "  \"compile_ms_total\": " << JsonNumber(totals.compile_ms) << ",\n";
   js << "  \"reused_code\": " << totals.reused_code << ",\n";
+  js << "  \"declined_specializations\": " << totals.declined << ",\n";
   js << "  \"deopts\": " << totals.deopts << ",\n";
   js << "  \"compiled_calls\": " << totals.compiled_calls << ",\n";
   js << "  \"interpreted_region_calls\": " << totals.interpreted_calls << ",\n";
@@ -514,9 +517,9 @@ int Run(const RunOptions& options) {
               static_cast<long long>(stats.peak_planned_bytes), static_cast<long long>(stats.unplanned_bytes));
   if (!stats.regions.empty()) {
     const RegionTotals totals = TotalsOf(stats);
-    std::printf("jit: %d of %zu regions compiled (%d reusing identical code), %.1f ms compiling, %lld deopts, "
-                "%lld compiled calls\n",
-                totals.compiled, stats.regions.size(), totals.reused_code, totals.compile_ms,
+    std::printf("jit: %d of %zu regions compiled (%d reusing identical code, %d dropped as slower than the "
+                "interpreter), %.1f ms compiling, %lld deopts, %lld compiled calls\n",
+                totals.compiled, stats.regions.size(), totals.reused_code, totals.declined, totals.compile_ms,
                 static_cast<long long>(totals.deopts), static_cast<long long>(totals.compiled_calls));
     double mean = 0;
     for (double v : times) mean += v;

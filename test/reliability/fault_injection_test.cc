@@ -99,6 +99,7 @@ TEST(FaultInjection, AllocationFailureInACompiledRun) {
   FailNthAllocation injector;
   SessionOptions options;
   options.tier = TierPolicy::kJit;  // compiles on the first call, runs compiled from the second
+  options.jit_keep_faster_tier = false;  // compiled code runs whatever its speed
   options.intra_op_threads = 1;
   options.before_allocate_hook = injector.Hook();
   auto session = MakeSession(model, options);
@@ -167,6 +168,7 @@ TEST(FaultInjection, FailingCompilesLeaveRegionsInterpreted) {
   std::atomic<int> attempts{0};
   SessionOptions options;
   options.tier = TierPolicy::kAuto;
+  options.jit_keep_faster_tier = false;  // compiled code runs whatever its speed
   options.intra_op_threads = 1;
   options.jit_hot_threshold = 1;
   options.jit_max_specializations = 2;
@@ -204,6 +206,7 @@ TEST(FaultInjection, CompileFailureInOneRegionDoesNotAffectTheOther) {
   auto model = SiluMatMulErfModel();
   SessionOptions options;
   options.tier = TierPolicy::kAuto;
+  options.jit_keep_faster_tier = false;  // compiled code runs whatever its speed
   options.intra_op_threads = 1;
   options.jit_hot_threshold = 1;
   options.jit_before_compile_hook = [](int region) -> Status {
@@ -271,6 +274,7 @@ class CompileGate {
 SessionOptions BackgroundOptions(CompileGate& gate) {
   SessionOptions options;
   options.tier = TierPolicy::kAuto;
+  options.jit_keep_faster_tier = false;  // compiled code runs whatever its speed
   options.intra_op_threads = 1;
   options.jit_hot_threshold = 1;
   options.jit_compile_threads = 1;
@@ -353,6 +357,7 @@ TEST(FaultInjection, DestructionDuringASlowCompileIsBounded) {
   std::atomic<int> returned{0};
   SessionOptions options;
   options.tier = TierPolicy::kAuto;
+  options.jit_keep_faster_tier = false;  // compiled code runs whatever its speed
   options.intra_op_threads = 1;
   options.jit_hot_threshold = 1;
   options.jit_before_compile_hook = [&](int) -> Status {
