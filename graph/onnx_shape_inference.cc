@@ -4,6 +4,7 @@
 #include <onnx/shape_inference/implementation.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <exception>
 #include <set>
 #include <string>
@@ -15,6 +16,19 @@
 
 namespace kiln::graph {
 namespace {
+
+// Calls `visit` on every node of `graph` and of the graphs nested in its
+// nodes' attributes (If/Loop/Scan bodies), which inference also walks.
+template <typename Visit>
+void ForEachNode(onnx::GraphProto& graph, const Visit& visit) {
+  for (auto& node : *graph.mutable_node()) {
+    visit(node);
+    for (auto& attr : *node.mutable_attribute()) {
+      if (attr.has_g()) ForEachNode(*attr.mutable_g(), visit);
+      for (auto& g : *attr.mutable_graphs()) ForEachNode(g, visit);
+    }
+  }
+}
 
 // ONNX 1.12's shape inference for the Conv family (Conv, ConvTranspose,
 // ConvInteger, QLinearConv) takes the kernel's spatial size from the
@@ -95,22 +109,72 @@ bool AllNodeInputsDefined(const onnx::ModelProto& model) {
   return true;
 }
 
+// Bytes per element of an ONNX data type stored as raw_data; 0 for types
+// that have no fixed-size raw form (strings) or that this check does not know.
+size_t RawElementSize(int32_t data_type) {
+  switch (data_type) {
+    case onnx::TensorProto::UINT8:
+    case onnx::TensorProto::INT8:
+    case onnx::TensorProto::BOOL: return 1;
+    case onnx::TensorProto::UINT16:
+    case onnx::TensorProto::INT16:
+    case onnx::TensorProto::FLOAT16:
+    case onnx::TensorProto::BFLOAT16: return 2;
+    case onnx::TensorProto::FLOAT:
+    case onnx::TensorProto::INT32:
+    case onnx::TensorProto::UINT32: return 4;
+    case onnx::TensorProto::DOUBLE:
+    case onnx::TensorProto::INT64:
+    case onnx::TensorProto::UINT64:
+    case onnx::TensorProto::COMPLEX64: return 8;
+    case onnx::TensorProto::COMPLEX128: return 16;
+    default: return 0;
+  }
+}
+
+// Whether a tensor's raw bytes are exactly what its dims and type need.
+bool RawDataFits(const onnx::TensorProto& t) {
+  if (!t.has_raw_data()) return true;
+  const size_t element = RawElementSize(t.data_type());
+  if (element == 0) return false;
+  uint64_t count = 1;
+  for (int64_t d : t.dims()) {
+    if (d < 0 || (d > 0 && count > (uint64_t{1} << 40) / static_cast<uint64_t>(d))) return false;
+    count *= static_cast<uint64_t>(d);
+  }
+  return t.raw_data().size() == count * element;
+}
+
+// ONNX 1.12's inference reads constant operands (initializers, Constant
+// values) with ParseData, which sizes its result by raw_data's length
+// rounded down to whole elements and then copies the whole length: raw
+// bytes that are not a whole number of elements overflow the heap (found
+// by the model fuzzer). GraphBuilder rejects such a tensor with a message;
+// inference must not see it. Checks every tensor of the graph and of its
+// nested graphs.
+bool AllRawDataFits(onnx::ModelProto& model) {
+  for (const auto& init : model.graph().initializer()) {
+    if (!RawDataFits(init)) return false;
+  }
+  bool fits = true;
+  ForEachNode(*model.mutable_graph(), [&](onnx::NodeProto& node) {
+    for (const auto& attr : node.attribute()) {
+      if (attr.has_t()) fits = fits && RawDataFits(attr.t());
+      for (const auto& t : attr.tensors()) fits = fits && RawDataFits(t);
+      if (attr.has_g()) {
+        for (const auto& init : attr.g().initializer()) fits = fits && RawDataFits(init);
+      }
+      for (const auto& g : attr.graphs()) {
+        for (const auto& init : g.initializer()) fits = fits && RawDataFits(init);
+      }
+    }
+  });
+  return fits;
+}
+
 // Undoes AddInferenceKernelShapes: the attribute was appended last.
 void RemoveInferenceKernelShapes(const std::vector<onnx::NodeProto*>& added) {
   for (onnx::NodeProto* node : added) node->mutable_attribute()->RemoveLast();
-}
-
-// Calls `visit` on every node of `graph` and of the graphs nested in its
-// nodes' attributes (If/Loop/Scan bodies), which inference also walks.
-template <typename Graph, typename Visit>
-void ForEachNode(Graph& graph, const Visit& visit) {
-  for (auto& node : *graph.mutable_node()) {
-    visit(node);
-    for (auto& attr : *node.mutable_attribute()) {
-      if (attr.has_g()) ForEachNode(*attr.mutable_g(), visit);
-      for (auto& g : *attr.mutable_graphs()) ForEachNode(g, visit);
-    }
-  }
 }
 
 // ONNX 1.12's LayerNormalization inference writes the Mean and InvStdDev
@@ -158,6 +222,10 @@ void RestoreLayerNormStatistics(const std::vector<std::pair<onnx::NodeProto*, st
 void RunOnnxShapeInference(onnx::ModelProto& model) {
   if (!AllNodeInputsDefined(model)) {
     Log().debug("skipping ONNX shape inference: a node reads a value nothing defines or types");
+    return;
+  }
+  if (!AllRawDataFits(model)) {
+    Log().debug("skipping ONNX shape inference: a tensor's raw data does not match its dims and type");
     return;
   }
   std::vector<onnx::NodeProto*> with_kernel_shape;

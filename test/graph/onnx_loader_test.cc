@@ -228,6 +228,21 @@ TEST(OnnxLoader, LayerNormAxisBelowRankDoesNotCrashShapeInference) {
   EXPECT_EQ(g->node(g->value(*g->FindValue("ln")).producer).outputs.size(), 3u);
 }
 
+TEST(OnnxLoader, RawDataOfPartialElementsIsAnErrorNotAHeapOverflow) {
+  // A Reshape's int64 shape with 9 raw bytes: libonnx 1.12's inference
+  // copied all 9 into room for one element (a fuzzer find, seen by ASan).
+  OnnxModelBuilder b(13);
+  b.Input("x", kFloat, {2, 3}).Int64Init("shape", {2}, {3, 2}).Output("y");
+  b.Node("Reshape", {"x", "shape"}, {"y"});
+  onnx::TensorProto* shape = b.proto().mutable_graph()->mutable_initializer(0);
+  shape->clear_int64_data();
+  shape->set_raw_data(std::string(9, '\x01'));
+  auto g = Load(b.Serialize());
+  ASSERT_FALSE(g.ok());
+  EXPECT_EQ(g.status().code(), StatusCode::kInvalidModel) << g.status().ToString();
+  EXPECT_NE(g.status().message().find("raw data"), std::string::npos) << g.status().ToString();
+}
+
 TEST(OnnxLoaderFile, MissingFileIsNotFound) {
   auto g = LoadOnnxFile("/nonexistent/model.onnx");
   ASSERT_FALSE(g.ok());

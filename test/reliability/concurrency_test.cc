@@ -197,5 +197,41 @@ TEST(Concurrency, BurstOfCompilesWhileDispatchTablesAreRead) {
   }
 }
 
+// The default policy: every new specialisation is on trial against the
+// interpreter, so while 8 threads run, calls of one signature alternate
+// between tiers and a losing specialisation is unpublished under them.
+TEST(Concurrency, TrialsDecideWhileThreadsRun) {
+  std::shared_ptr<const Model> model = SiluMatMulErfModel();
+  ASSERT_NE(model, nullptr);
+  const std::vector<Case> cases = MakeCases(model);
+  SessionOptions options = TieringOptions(1);
+  options.jit_keep_faster_tier = true;
+  options.jit_hot_threshold = 1;
+  options.jit_max_specializations = 8;
+  auto session = Session::Create(model, options);
+  ASSERT_TRUE(session.ok()) << session.status().ToString();
+  std::atomic<int> bad{0};
+  RunWithWatchdog("trials", [&] {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&, t] {
+        for (int rep = 0; rep < 40; ++rep) {
+          const Case& c = cases[static_cast<size_t>((t + rep) % static_cast<int>(cases.size()))];
+          auto y = RunBatch(**session, c.x, c.batch);
+          if (!y.ok() || !CloseTo(*y, c.expected)) ++bad;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    (*session)->WaitForCompiles();
+  });
+  EXPECT_EQ(bad.load(), 0);
+  for (const RegionStats& r : (*session)->stats().regions) {
+    // Each batch size compiled once; its code kept or dropped, not both.
+    EXPECT_EQ(r.specializations + r.declined, static_cast<int>(std::size(kBatches))) << "region " << r.id;
+    EXPECT_EQ(r.failed_compiles, 0);
+  }
+}
+
 }  // namespace
 }  // namespace kiln::reliability
