@@ -17,17 +17,24 @@
 namespace kiln::graph {
 namespace {
 
-// Calls `visit` on every node of `graph` and of the graphs nested in its
-// nodes' attributes (If/Loop/Scan bodies), which inference also walks.
+// Calls `visit` on `graph` and on every graph nested in its nodes'
+// attributes (If/Loop/Scan bodies), which inference also walks.
 template <typename Visit>
-void ForEachNode(onnx::GraphProto& graph, const Visit& visit) {
+void ForEachGraph(onnx::GraphProto& graph, const Visit& visit) {
+  visit(graph);
   for (auto& node : *graph.mutable_node()) {
-    visit(node);
     for (auto& attr : *node.mutable_attribute()) {
-      if (attr.has_g()) ForEachNode(*attr.mutable_g(), visit);
-      for (auto& g : *attr.mutable_graphs()) ForEachNode(g, visit);
+      if (attr.has_g()) ForEachGraph(*attr.mutable_g(), visit);
+      for (auto& g : *attr.mutable_graphs()) ForEachGraph(g, visit);
     }
   }
+}
+
+template <typename Visit>
+void ForEachNode(onnx::GraphProto& graph, const Visit& visit) {
+  ForEachGraph(graph, [&](onnx::GraphProto& g) {
+    for (auto& node : *g.mutable_node()) visit(node);
+  });
 }
 
 // ONNX 1.12's shape inference for the Conv family (Conv, ConvTranspose,
@@ -153,19 +160,13 @@ bool RawDataFits(const onnx::TensorProto& t) {
 // inference must not see it. Checks every tensor of the graph and of its
 // nested graphs.
 bool AllRawDataFits(onnx::ModelProto& model) {
-  for (const auto& init : model.graph().initializer()) {
-    if (!RawDataFits(init)) return false;
-  }
   bool fits = true;
-  ForEachNode(*model.mutable_graph(), [&](onnx::NodeProto& node) {
-    for (const auto& attr : node.attribute()) {
-      if (attr.has_t()) fits = fits && RawDataFits(attr.t());
-      for (const auto& t : attr.tensors()) fits = fits && RawDataFits(t);
-      if (attr.has_g()) {
-        for (const auto& init : attr.g().initializer()) fits = fits && RawDataFits(init);
-      }
-      for (const auto& g : attr.graphs()) {
-        for (const auto& init : g.initializer()) fits = fits && RawDataFits(init);
+  ForEachGraph(*model.mutable_graph(), [&](onnx::GraphProto& graph) {
+    for (const auto& init : graph.initializer()) fits = fits && RawDataFits(init);
+    for (const auto& node : graph.node()) {
+      for (const auto& attr : node.attribute()) {
+        if (attr.has_t()) fits = fits && RawDataFits(attr.t());
+        for (const auto& t : attr.tensors()) fits = fits && RawDataFits(t);
       }
     }
   });

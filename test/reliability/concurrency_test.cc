@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <thread>
 #include <utility>
@@ -161,6 +162,29 @@ TEST(Concurrency, ThreadsAndSessionsOnOneModelWhileRegionsTierUp) {
   sessions.clear();
 }
 
+// Runs `reps` calls on each of `num_threads` threads, the rep-th call of
+// thread t on cases[pick(t, rep)], then waits for the session's compiles.
+// Returns how many calls failed or differed from the reference.
+int RunCasesOnThreads(const char* what, const Session& session, const std::vector<Case>& cases, int num_threads,
+                      int reps, const std::function<int(int t, int rep)>& pick) {
+  std::atomic<int> bad{0};
+  RunWithWatchdog(what, [&] {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < num_threads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int rep = 0; rep < reps; ++rep) {
+          const Case& c = cases[static_cast<size_t>(pick(t, rep))];
+          auto y = RunBatch(session, c.x, c.batch);
+          if (!y.ok() || !CloseTo(*y, c.expected)) ++bad;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    session.WaitForCompiles();
+  });
+  return bad.load();
+}
+
 // One session, one shape per thread, all hot at once: the compile queue
 // gets a burst of requests for the same regions while every thread keeps
 // reading the dispatch tables it publishes into.
@@ -174,22 +198,11 @@ TEST(Concurrency, BurstOfCompilesWhileDispatchTablesAreRead) {
   options.jit_compile_threads = 2;
   auto session = Session::Create(model, options);
   ASSERT_TRUE(session.ok()) << session.status().ToString();
-  std::atomic<int> bad{0};
-  RunWithWatchdog("burst", [&] {
-    std::vector<std::thread> threads;
-    for (size_t t = 0; t < cases.size(); t += kInputsPerBatch) {
-      threads.emplace_back([&, t] {
-        for (int rep = 0; rep < 20; ++rep) {
-          const Case& c = cases[t + static_cast<size_t>(rep % kInputsPerBatch)];
-          auto y = RunBatch(**session, c.x, c.batch);
-          if (!y.ok() || !CloseTo(*y, c.expected)) ++bad;
-        }
-      });
-    }
-    for (auto& th : threads) th.join();
-    (*session)->WaitForCompiles();
-  });
-  EXPECT_EQ(bad.load(), 0);
+  // One thread per batch size.
+  const int num_threads = static_cast<int>(cases.size()) / kInputsPerBatch;
+  EXPECT_EQ(RunCasesOnThreads("burst", **session, cases, num_threads, 20,
+                              [](int t, int rep) { return t * kInputsPerBatch + rep % kInputsPerBatch; }),
+            0);
   for (const RegionStats& r : (*session)->stats().regions) {
     // One specialisation per batch size, each compiled exactly once.
     EXPECT_EQ(r.specializations, static_cast<int>(std::size(kBatches))) << "region " << r.id;
@@ -210,22 +223,10 @@ TEST(Concurrency, TrialsDecideWhileThreadsRun) {
   options.jit_max_specializations = 8;
   auto session = Session::Create(model, options);
   ASSERT_TRUE(session.ok()) << session.status().ToString();
-  std::atomic<int> bad{0};
-  RunWithWatchdog("trials", [&] {
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 8; ++t) {
-      threads.emplace_back([&, t] {
-        for (int rep = 0; rep < 40; ++rep) {
-          const Case& c = cases[static_cast<size_t>((t + rep) % static_cast<int>(cases.size()))];
-          auto y = RunBatch(**session, c.x, c.batch);
-          if (!y.ok() || !CloseTo(*y, c.expected)) ++bad;
-        }
-      });
-    }
-    for (auto& th : threads) th.join();
-    (*session)->WaitForCompiles();
-  });
-  EXPECT_EQ(bad.load(), 0);
+  const int num_cases = static_cast<int>(cases.size());
+  EXPECT_EQ(RunCasesOnThreads("trials", **session, cases, 8, 40,
+                              [num_cases](int t, int rep) { return (t + rep) % num_cases; }),
+            0);
   for (const RegionStats& r : (*session)->stats().regions) {
     // Each batch size compiled once; its code kept or dropped, not both.
     EXPECT_EQ(r.specializations + r.declined, static_cast<int>(std::size(kBatches))) << "region " << r.id;
