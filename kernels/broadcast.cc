@@ -36,6 +36,15 @@ StatusOr<Dims> BroadcastDims(const char* op, std::initializer_list<const Dims*> 
 BroadcastIndexer::BroadcastIndexer(const Dims& out_dims, std::initializer_list<const Dims*> operands) {
   assert(operands.size() <= kMaxOperands && "too many broadcast operands");
   num_operands_ = static_cast<int>(operands.size());
+  // A zero-sized output has nothing to walk. Its other dims may be anything
+  // (say [0, 2^40, 2^40], which allocates nothing), so nothing below may
+  // multiply them: the products could overflow.
+  if (std::find(out_dims.begin(), out_dims.end(), 0) != out_dims.end()) {
+    num_elements_ = 0;
+    inner_ = 1;
+    inner_stride_ = Offsets{};
+    return;
+  }
   num_elements_ = 1;
   for (int64_t d : out_dims) num_elements_ *= d;
 
@@ -76,9 +85,6 @@ BroadcastIndexer::BroadcastIndexer(const Dims& out_dims, std::initializer_list<c
   }
   inner_ = dims.front();
   inner_stride_ = strides.front();
-  // A zero-sized output has nothing to walk; keep inner_ positive so the
-  // division in ForRuns stays defined.
-  if (inner_ == 0) inner_ = 1;
   for (size_t i = dims.size(); i-- > 1;) {
     outer_dims_.push_back(dims[i]);
     outer_strides_.push_back(strides[i]);

@@ -7,7 +7,8 @@
 // plus an optional bias [N] (input 2), an optional residual R of the
 // output's shape (input 3) and an activation: oneDNN's bias argument, a
 // binary add post-op reading R (row-major like dst, so no reorder) and
-// eltwise post-ops, or the same steps per row in the small loop. A
+// eltwise post-ops, or the same steps per row in the small loop and on the
+// tiles of the packed GEMM that a constant B (a weight) goes through. A
 // FusedMatMul carrying Gemm's attributes is a fused Gemm instead (gemm.cc).
 #include <algorithm>
 #include <memory>
@@ -18,6 +19,7 @@
 #include "kernels/dnnl_context.h"
 #include "kernels/dnnl_kernels.h"
 #include "kernels/epilogue.h"
+#include "kernels/packed_sgemm.h"
 
 namespace kiln::kernels {
 namespace {
@@ -57,9 +59,11 @@ class MatMulKernel final : public OpKernel {
     AppendKey(key, b->dims());
     key.push_back(bias != nullptr);
     key.push_back(residual != nullptr);  // the residual's post-op is part of the primitive
+    const bool constant_b = ctx.input_is_constant(1);
+    key.push_back(constant_b);
     return GuardDnnl(kOp, [&]() -> Status {
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan, cache_.GetOrCreate(key, [&] {
-        return MakePlan(a->dims(), b->dims(), bias != nullptr, residual != nullptr);
+        return MakePlan(a->dims(), b->dims(), bias != nullptr, residual != nullptr, constant_b);
       }));
       if (residual != nullptr) KILN_RETURN_IF_ERROR(CheckResidual(kOp, *residual, plan->out_dims));
       KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, plan->out_dims));
@@ -80,6 +84,21 @@ class MatMulKernel final : public OpKernel {
       }
       if (plan->small) {
         SmallMatMul(*plan, a->data<float>(), b->data<float>(), bias_data, residual_data, y->data<float>());
+        return Status::Ok();
+      }
+      if (plan->packed_rows > 0) {
+        // A's batch dims folded into rows, as for oneDNN's 2-D problem.
+        KILN_ASSIGN_OR_RETURN(std::shared_ptr<const PackedMatrixB> packed,
+                              packed_b_.Get(b->data<float>(), plan->k, plan->n, plan->n, /*transposed=*/false));
+        float* out = y->data<float>();
+        const int64_t n = plan->n;
+        PackedSgemm(a->data<float>(), plan->k, plan->packed_rows, *packed, out, n, ctx.parallel(),
+                    [&](int64_t row0, int64_t row1, int64_t col0, int64_t col1) {
+                      for (int64_t i = row0; i < row1; ++i) {
+                        FinishRow(out + i * n + col0, col1 - col0, bias_data != nullptr ? bias_data + col0 : nullptr,
+                                  residual_data != nullptr ? residual_data + i * n + col0 : nullptr);
+                      }
+                    });
         return Status::Ok();
       }
       std::unordered_map<int, dnnl::memory> args = {
@@ -105,6 +124,9 @@ class MatMulKernel final : public OpKernel {
     Dims out_dims;
     bool zero_k = false;  // K == 0: the result is all zeros
     bool small = false;   // computed by SmallMatMul
+    // > 0: computed by PackedSgemm over this many rows (A's batch dims
+    // folded in) against the constant B, packed once; no oneDNN primitive.
+    int64_t packed_rows = 0;
     int64_t m = 0, k = 0, n = 0;  // set for every plan (n is 1 for a 1-D B)
     int residual_arg = 0;         // the residual's post-op argument
     std::vector<int64_t> a_offsets, b_offsets;  // per output batch, when small
@@ -113,7 +135,7 @@ class MatMulKernel final : public OpKernel {
   };
 
   StatusOr<std::shared_ptr<const Plan>> MakePlan(const Dims& a_in, const Dims& b_in, bool has_bias,
-                                                  bool has_residual) const {
+                                                  bool has_residual, bool constant_b) const {
     Dims a = a_in, b = b_in;
     const bool a_vector = a.size() == 1, b_vector = b.size() == 1;
     if (a_vector) a.insert(a.begin(), 1);
@@ -169,6 +191,12 @@ class MatMulKernel final : public OpKernel {
           idx[d] = 0;
         }
       }
+      return std::shared_ptr<const Plan>(std::move(plan));
+    }
+    if (b_batch_size == 1 && !b_vector && constant_b) {
+      // A weight: packed once, no per-call repacking (packed_sgemm.h says
+      // why that beats oneDNN 2.6 here).
+      plan->packed_rows = a_batch_size * m;
       return std::shared_ptr<const Plan>(std::move(plan));
     }
     Dims a_md, b_md, y_md;
@@ -243,6 +271,7 @@ class MatMulKernel final : public OpKernel {
   Epilogue epilogue_;
   bool fused_;
   ShapeCache<Plan> cache_;
+  PackedWeightSlot packed_b_;
 };
 
 }  // namespace

@@ -155,6 +155,18 @@ TEST(Broadcast, LargeTensorChunkedRunsSplitMidRow) {
   EXPECT_EQ(ToVector<float>((*out)[0]), RefBroadcastAdd(ToVector<float>(a), ad, ToVector<float>(b), bd, ad));
 }
 
+TEST(Broadcast, ZeroSizedOutputWithHugeOtherDims) {
+  // [0, 2^40, 2^40] + [1]: nothing to compute, and the product of the other
+  // dims must not be formed (it overflows; UBSan caught it in the model
+  // fuzzer).
+  const int64_t huge = int64_t{1} << 40;
+  const Tensor a = Tensor::View(DType::kFloat32, {0, huge, huge}, nullptr);
+  const Tensor b = MakeTensor<float>({1}, {1.0f});
+  auto out = RunOp("Add", {&a, &b});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ((*out)[0].dims(), (Dims{0, huge, huge}));
+}
+
 TEST(Broadcast, IncompatibleShapesAreInvalidArgument) {
   const Tensor a = MakeTensor<float>({2, 3}, Iota(6));
   const Tensor b = MakeTensor<float>({4}, Iota(4));

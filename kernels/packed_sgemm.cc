@@ -1,0 +1,153 @@
+#include "kernels/packed_sgemm.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+namespace kiln::kernels {
+namespace {
+
+constexpr int64_t kPanel = PackedMatrixB::kPanelWidth;
+// Rows of C per micro-kernel call: 6 x 2 accumulators plus the two panel
+// vectors and a broadcast use 15 of AVX2's 16 registers.
+constexpr int kTileRows = 6;
+// Depth per pass over a tile: a panel's 256 x 16 floats (16 KiB) stay in L1
+// while every row group of the task streams past them.
+constexpr int64_t kDepthBlock = 256;
+// A task: up to 48 rows (8 row groups; 48 KiB of A per depth block, in L2)
+// times up to 8 panels (128 columns).
+constexpr int64_t kTaskRows = 8 * kTileRows;
+constexpr int64_t kTaskPanels = 8;
+
+// c[0, Rows) x [0, 16) (row stride ldc) = (accumulate ? c : 0) +
+// a[0, Rows) x [0, depth) (row stride lda) * panel rows [0, depth).
+template <int Rows>
+void MicroKernel(const float* a, int64_t lda, const float* panel, int64_t depth, float* c, int64_t ldc,
+                 bool accumulate) {
+  __m256 acc[Rows][2];
+#pragma GCC unroll 6
+  for (int r = 0; r < Rows; ++r) {
+    acc[r][0] = _mm256_setzero_ps();
+    acc[r][1] = _mm256_setzero_ps();
+  }
+  for (int64_t p = 0; p < depth; ++p) {
+    const __m256 b0 = _mm256_load_ps(panel + p * kPanel);
+    const __m256 b1 = _mm256_load_ps(panel + p * kPanel + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < Rows; ++r) {
+      const __m256 av = _mm256_broadcast_ss(a + r * lda + p);
+      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < Rows; ++r) {
+    float* row = c + r * ldc;
+    if (accumulate) {
+      acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_loadu_ps(row));
+      acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_loadu_ps(row + 8));
+    }
+    _mm256_storeu_ps(row, acc[r][0]);
+    _mm256_storeu_ps(row + 8, acc[r][1]);
+  }
+}
+
+void MicroKernelRows(int rows, const float* a, int64_t lda, const float* panel, int64_t depth, float* c,
+                     int64_t ldc, bool accumulate) {
+  switch (rows) {
+    case 6: return MicroKernel<6>(a, lda, panel, depth, c, ldc, accumulate);
+    case 5: return MicroKernel<5>(a, lda, panel, depth, c, ldc, accumulate);
+    case 4: return MicroKernel<4>(a, lda, panel, depth, c, ldc, accumulate);
+    case 3: return MicroKernel<3>(a, lda, panel, depth, c, ldc, accumulate);
+    case 2: return MicroKernel<2>(a, lda, panel, depth, c, ldc, accumulate);
+    default: return MicroKernel<1>(a, lda, panel, depth, c, ldc, accumulate);
+  }
+}
+
+// One micro-kernel call for a tile of `rows` x `cols` (cols <= 16): a partial
+// last panel goes through a 16-wide scratch tile so that nothing is read or
+// written past C's columns.
+void Tile(int rows, int64_t cols, const float* a, int64_t lda, const float* panel, int64_t depth, float* c,
+          int64_t ldc, bool accumulate) {
+  if (cols == kPanel) {
+    MicroKernelRows(rows, a, lda, panel, depth, c, ldc, accumulate);
+    return;
+  }
+  alignas(32) float scratch[kTileRows * kPanel];
+  const size_t bytes = static_cast<size_t>(cols) * sizeof(float);
+  if (accumulate) {
+    for (int r = 0; r < rows; ++r) std::memcpy(scratch + r * kPanel, c + r * ldc, bytes);
+  }
+  MicroKernelRows(rows, a, lda, panel, depth, scratch, kPanel, accumulate);
+  for (int r = 0; r < rows; ++r) std::memcpy(c + r * ldc, scratch + r * kPanel, bytes);
+}
+
+}  // namespace
+
+void PackedMatrixB::FreeAligned::operator()(float* p) const { std::free(p); }
+
+PackedMatrixB::PackedMatrixB(int64_t k, int64_t n, const float* source) : k_(k), n_(n), source_(source) {}
+
+StatusOr<std::shared_ptr<const PackedMatrixB>> PackedMatrixB::Pack(const float* b, int64_t k, int64_t n,
+                                                                   int64_t ldb, bool transposed) {
+  std::shared_ptr<PackedMatrixB> packed(new PackedMatrixB(k, n, b));
+  const size_t floats = static_cast<size_t>(std::max<int64_t>(1, packed->num_panels() * k * kPanel));
+  // aligned_alloc wants a size that is a multiple of the alignment.
+  const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+  packed->data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  if (packed->data_ == nullptr) {
+    return ResourceExhausted("cannot allocate ", bytes, " bytes for a packed ", k, "x", n, " weight");
+  }
+  for (int64_t p = 0; p < packed->num_panels(); ++p) {
+    const int64_t col0 = p * kPanel;
+    const int64_t cols = std::min(kPanel, n - col0);
+    for (int64_t row = 0; row < k; ++row) {
+      float* out = packed->data_.get() + (p * k + row) * kPanel;
+      for (int64_t j = 0; j < cols; ++j) out[j] = transposed ? b[(col0 + j) * ldb + row] : b[row * ldb + col0 + j];
+      std::fill(out + cols, out + kPanel, 0.0f);
+    }
+  }
+  return std::shared_ptr<const PackedMatrixB>(std::move(packed));
+}
+
+StatusOr<std::shared_ptr<const PackedMatrixB>> PackedWeightSlot::Get(const float* b, int64_t k, int64_t n,
+                                                                      int64_t ldb, bool transposed) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (packed_ == nullptr || packed_->source() != b || packed_->k() != k || packed_->n() != n) {
+    KILN_ASSIGN_OR_RETURN(packed_, PackedMatrixB::Pack(b, k, n, ldb, transposed));
+  }
+  return packed_;
+}
+
+void PackedSgemm(const float* a, int64_t lda, int64_t m, const PackedMatrixB& b, float* c, int64_t ldc,
+                 const ParallelRunner& parallel, const TileEpilogue& epilogue) {
+  const int64_t n = b.n(), k = b.k();
+  if (m <= 0 || n <= 0) return;
+  const int64_t panels = b.num_panels();
+  const int64_t row_blocks = (m + kTaskRows - 1) / kTaskRows;
+  const int64_t panel_groups = (panels + kTaskPanels - 1) / kTaskPanels;
+  auto run_task = [&](int64_t task) {
+    const int64_t row0 = task / panel_groups * kTaskRows, row1 = std::min(m, row0 + kTaskRows);
+    const int64_t panel0 = task % panel_groups * kTaskPanels, panel1 = std::min(panels, panel0 + kTaskPanels);
+    for (int64_t depth0 = 0; depth0 < k || depth0 == 0; depth0 += kDepthBlock) {
+      const int64_t depth = std::min(kDepthBlock, k - depth0);
+      for (int64_t p = panel0; p < panel1; ++p) {
+        const int64_t cols = std::min(kPanel, n - p * kPanel);
+        for (int64_t row = row0; row < row1; row += kTileRows) {
+          const int rows = static_cast<int>(std::min<int64_t>(kTileRows, row1 - row));
+          Tile(rows, cols, a + row * lda + depth0, lda, b.panel_row(p, depth0), depth, c + row * ldc + p * kPanel,
+               ldc, depth0 > 0);
+        }
+      }
+    }
+    if (epilogue) epilogue(row0, row1, panel0 * kPanel, std::min(n, panel1 * kPanel));
+  };
+  parallel.For(row_blocks * panel_groups, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) run_task(task);
+  });
+}
+
+}  // namespace kiln::kernels

@@ -1,0 +1,91 @@
+// Float32 GEMM with a pre-packed right-hand side: C = A * B, where B is a
+// graph constant (a MatMul's or Gemm's weight) packed once into column
+// panels and A and C are row-major.
+//
+// Why not oneDNN: the oneDNN shipped with Debian 12 (2.6) runs float32 matmul
+// on AVX2 through its "gemm:jit" sgemm, which packs B again on every call.
+// For the inference shapes that matter (a few to a few hundred rows against a
+// 1024x1024 weight) that repacking is most of the time: kiln measured
+// 32x1024x1024 at ~26 GFLOP/s through oneDNN, where the weight-stationary
+// loop here, which never packs at run time, runs near the FMA units' peak.
+//
+// Layout: B [K, N] is cut into panels of kPanelWidth columns; each panel is
+// K rows of kPanelWidth contiguous floats (the last panel zero-padded), so the
+// micro-kernel reads one panel row as two 8-float vectors. The micro-kernel
+// keeps a 6 x 16 tile of C in 12 AVX2 registers and, per step of k, does two
+// panel loads, six broadcasts of A and twelve FMAs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "kernels/kernel.h"
+#include "kiln/status.h"
+
+namespace kiln::kernels {
+
+class PackedMatrixB {
+ public:
+  static constexpr int64_t kPanelWidth = 16;
+
+  // Packs B [k, n] (row-major, row stride ldb) or, with `transposed`, B
+  // given as its transpose [n, k] (row stride ldb), as Gemm's transB and
+  // PyTorch's Linear weights store it.
+  // Fails (kResourceExhausted) only when the packed copy cannot be allocated.
+  static StatusOr<std::shared_ptr<const PackedMatrixB>> Pack(const float* b, int64_t k, int64_t n, int64_t ldb,
+                                                             bool transposed);
+
+  int64_t k() const { return k_; }
+  int64_t n() const { return n_; }
+  int64_t num_panels() const { return (n_ + kPanelWidth - 1) / kPanelWidth; }
+  // Row `row` of panel `panel`: kPanelWidth floats, 32-byte aligned.
+  const float* panel_row(int64_t panel, int64_t row) const {
+    return data_.get() + (panel * k_ + row) * kPanelWidth;
+  }
+  // The matrix it was packed from, to tell a changed weight from a kept one.
+  const float* source() const { return source_; }
+
+ private:
+  struct FreeAligned {
+    void operator()(float* p) const;
+  };
+  PackedMatrixB(int64_t k, int64_t n, const float* source);
+
+  int64_t k_, n_;
+  const float* source_;
+  std::unique_ptr<float[], FreeAligned> data_;
+};
+
+// The packed copy of one kernel's constant weight, made by the first call
+// that needs it and shared by all later ones. Thread-safe: concurrent first
+// calls pack once.
+class PackedWeightSlot {
+ public:
+  // B packed as PackedMatrixB::Pack(b, k, n, ldb, transposed) would; packs
+  // again only if called for another matrix or shape (a kernel's constant
+  // weight never changes, so in practice once per session).
+  StatusOr<std::shared_ptr<const PackedMatrixB>> Get(const float* b, int64_t k, int64_t n, int64_t ldb,
+                                                     bool transposed) const;
+
+ private:
+  mutable std::mutex mu_;
+  mutable std::shared_ptr<const PackedMatrixB> packed_;
+};
+
+// Called with a finished tile of C, rows [row_begin, row_end) x columns
+// [col_begin, col_end), while it is still in cache: the caller's epilogue
+// (bias, residual, activation) runs there. Tiles are disjoint; calls may come
+// from several threads at once.
+using TileEpilogue = std::function<void(int64_t row_begin, int64_t row_end, int64_t col_begin, int64_t col_end)>;
+
+// C [m, b.n()] (row stride ldc) = A [m, b.k()] (row stride lda) * B, split
+// over `parallel`'s threads in tiles of rows x panels; then `epilogue` (if
+// set) on each tile. Every element of C is summed in the same order whatever
+// the thread count, so results do not depend on it.
+void PackedSgemm(const float* a, int64_t lda, int64_t m, const PackedMatrixB& b, float* c, int64_t ldc,
+                 const ParallelRunner& parallel, const TileEpilogue& epilogue);
+
+}  // namespace kiln::kernels
