@@ -24,34 +24,57 @@ constexpr int64_t kTaskPanels = 8;
 
 // c[0, Rows) x [0, 16) (row stride ldc) = (accumulate ? c : 0) +
 // a[0, Rows) x [0, depth) (row stride lda) * panel rows [0, depth).
+//
+// Each accumulator is a chain of dependent FMAs (4 cycles apart); two FMA
+// units need 8 chains in flight to stay busy. Six rows give 12; one or two
+// rows (a batch-1 GEMV) split the depth over Splits interleaved sets of
+// accumulators instead, added together at the end.
 template <int Rows>
 void MicroKernel(const float* a, int64_t lda, const float* panel, int64_t depth, float* c, int64_t ldc,
                  bool accumulate) {
-  __m256 acc[Rows][2];
+  constexpr int kSplits = Rows == 1 ? 4 : Rows == 2 ? 2 : 1;
+  __m256 acc[kSplits][Rows][2];
+#pragma GCC unroll 4
+  for (int s = 0; s < kSplits; ++s) {
 #pragma GCC unroll 6
-  for (int r = 0; r < Rows; ++r) {
-    acc[r][0] = _mm256_setzero_ps();
-    acc[r][1] = _mm256_setzero_ps();
+    for (int r = 0; r < Rows; ++r) {
+      acc[s][r][0] = _mm256_setzero_ps();
+      acc[s][r][1] = _mm256_setzero_ps();
+    }
   }
-  for (int64_t p = 0; p < depth; ++p) {
+  auto step = [&](int s, int64_t p) {
     const __m256 b0 = _mm256_load_ps(panel + p * kPanel);
     const __m256 b1 = _mm256_load_ps(panel + p * kPanel + 8);
 #pragma GCC unroll 6
     for (int r = 0; r < Rows; ++r) {
       const __m256 av = _mm256_broadcast_ss(a + r * lda + p);
-      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+      acc[s][r][0] = _mm256_fmadd_ps(av, b0, acc[s][r][0]);
+      acc[s][r][1] = _mm256_fmadd_ps(av, b1, acc[s][r][1]);
+    }
+  };
+  int64_t p = 0;
+  for (; p + kSplits <= depth; p += kSplits) {
+#pragma GCC unroll 4
+    for (int s = 0; s < kSplits; ++s) step(s, p + s);
+  }
+  for (; p < depth; ++p) step(0, p);
+#pragma GCC unroll 4
+  for (int s = 1; s < kSplits; ++s) {
+#pragma GCC unroll 6
+    for (int r = 0; r < Rows; ++r) {
+      acc[0][r][0] = _mm256_add_ps(acc[0][r][0], acc[s][r][0]);
+      acc[0][r][1] = _mm256_add_ps(acc[0][r][1], acc[s][r][1]);
     }
   }
 #pragma GCC unroll 6
   for (int r = 0; r < Rows; ++r) {
     float* row = c + r * ldc;
     if (accumulate) {
-      acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_loadu_ps(row));
-      acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_loadu_ps(row + 8));
+      acc[0][r][0] = _mm256_add_ps(acc[0][r][0], _mm256_loadu_ps(row));
+      acc[0][r][1] = _mm256_add_ps(acc[0][r][1], _mm256_loadu_ps(row + 8));
     }
-    _mm256_storeu_ps(row, acc[r][0]);
-    _mm256_storeu_ps(row + 8, acc[r][1]);
+    _mm256_storeu_ps(row, acc[0][r][0]);
+    _mm256_storeu_ps(row + 8, acc[0][r][1]);
   }
 }
 
