@@ -66,7 +66,7 @@ class GemmKernel final : public OpKernel {
     KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, {m, n}));
     if (y->num_elements() == 0) return Status::Ok();
     float* out = y->data<float>();
-    if (k > 0 && !trans_a_ && ctx.input_is_constant(1)) {
+    if (k > 0 && !trans_a_ && ctx.input_is_constant(1) && n >= PackedMatrixB::kMinColumns) {
       // A weight: packed once (packed_sgemm.h says why that beats oneDNN
       // 2.6 here); alpha, beta * C, R and the activation on each tile.
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const PackedMatrixB> packed,

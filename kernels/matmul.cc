@@ -193,7 +193,7 @@ class MatMulKernel final : public OpKernel {
       }
       return std::shared_ptr<const Plan>(std::move(plan));
     }
-    if (b_batch_size == 1 && !b_vector && constant_b) {
+    if (b_batch_size == 1 && !b_vector && constant_b && n >= PackedMatrixB::kMinColumns) {
       // A weight: packed once, no per-call repacking (packed_sgemm.h says
       // why that beats oneDNN 2.6 here).
       plan->packed_rows = a_batch_size * m;

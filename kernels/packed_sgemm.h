@@ -31,6 +31,10 @@ namespace kiln::kernels {
 class PackedMatrixB {
  public:
   static constexpr int64_t kPanelWidth = 16;
+  // Callers pack only B with at least this many columns: each panel row
+  // holds 16 floats, so a narrower B would take more than twice its own
+  // memory packed (a [1e8, 1] weight, 16 times).
+  static constexpr int64_t kMinColumns = 8;
 
   // Packs B [k, n] (row-major, row stride ldb) or, with `transposed`, B
   // given as its transpose [n, k] (row stride ldb), as Gemm's transB and

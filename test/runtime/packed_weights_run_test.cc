@@ -63,6 +63,15 @@ TEST(PackedWeights, MatMulFoldsBatchDimsIntoRows) {
   ExpectMatchesReference(b, {2, 3, 37});
 }
 
+TEST(PackedWeights, NarrowWeightStaysOnOneDnn) {
+  // Fewer than PackedMatrixB::kMinColumns columns: not packed (it would
+  // pad each row to 16), still correct.
+  OnnxModelBuilder b(13);
+  b.Input("x", kFloat, {40, 300}).FloatInit("w", {300, 3}, testing::RandomFloats(900, 6, 1.0f)).Output("y");
+  b.Node("MatMul", {"x", "w"}, {"y"});
+  ExpectMatchesReference(b, {40, 300});
+}
+
 TEST(PackedWeights, MatMulWithBiasResidualAndRelu) {
   // The pipeline fuses this into one kiln.FusedMatMul: bias, the residual
   // x2 and Relu run on the packed GEMM's tiles.
