@@ -22,18 +22,13 @@
 namespace kiln::jit {
 namespace {
 
+using kiln::testing::ElementCount;
 using kiln::testing::OnnxModelBuilder;
 using testing::Close;
 using testing::OutputBuffer;
 using testing::SharedCompiler;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
 constexpr int64_t kRowLens[] = {1, 7, 64, 1000};
-
-int64_t Count(const Dims& dims) {
-  int64_t n = 1;
-  for (int64_t d : dims) n *= d;
-  return n;
-}
 
 // Compiles the single region of `b` (graph inputs of `input_dims`) and
 // compares the region output named like the graph's first output with the
@@ -60,7 +55,7 @@ void CheckModel(const OnnxModelBuilder& b, const std::map<std::string, Dims>& in
   std::map<std::string, Tensor> feeds;
   unsigned seed = 1;
   for (const auto& [name, dims] : input_dims) {
-    std::vector<float> data = kiln::testing::RandomFloats(Count(dims), seed++, 2.0f, 0.5f);
+    std::vector<float> data = kiln::testing::RandomFloats(ElementCount(dims), seed++, 2.0f, 0.5f);
     StatusOr<Tensor> t = Tensor::Allocate(DType::kFloat32, dims);
     ASSERT_TRUE(t.ok());
     std::memcpy(t->data<float>(), data.data(), data.size() * sizeof(float));
@@ -103,7 +98,7 @@ void CheckModel(const OnnxModelBuilder& b, const std::map<std::string, Dims>& in
     for (int splits : {1, 2, 3}) {
       std::vector<OutputBuffer> outs;
       for (size_t o = 0; o < region.outputs.size(); ++o) {
-        outs.emplace_back(g.value(region.outputs[o]).dtype == DType::kBool, Count(output_dims[o]));
+        outs.emplace_back(g.value(region.outputs[o]).dtype == DType::kBool, ElementCount(output_dims[o]));
       }
       std::vector<void*> out_ptrs;
       for (OutputBuffer& o : outs) out_ptrs.push_back(o.data());

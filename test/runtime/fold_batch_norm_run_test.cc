@@ -14,15 +14,10 @@
 namespace kiln {
 namespace {
 
+using testing::ElementCount;
 using testing::OnnxModelBuilder;
 using testing::RandomFloats;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
-
-int64_t Count(const Dims& dims) {
-  int64_t n = 1;
-  for (int64_t d : dims) n *= d;
-  return n;
-}
 
 size_t CountLive(const graph::Graph& g, const std::string& op_type, const std::string& domain) {
   size_t n = 0;
@@ -46,7 +41,7 @@ void ExpectFoldedMatchesReference(OnnxModelBuilder& b, const Dims& input_dims, c
   EXPECT_EQ(CountLive(g, "BatchNormalization", ""), 0u);
   EXPECT_GE(CountLive(g, op, domain), 1u) << "no live " << domain << "." << op;
 
-  std::vector<float> x = RandomFloats(Count(input_dims), 1, 2.0f);
+  std::vector<float> x = RandomFloats(ElementCount(input_dims), 1, 2.0f);
   Tensor input = Tensor::View(DType::kFloat32, input_dims, x.data());
   auto reference = testing::RunUnoptimizedReference(bytes, {{"x", input}});
   ASSERT_TRUE(reference.ok()) << reference.status().ToString();

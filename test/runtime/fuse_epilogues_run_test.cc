@@ -18,17 +18,12 @@
 namespace kiln {
 namespace {
 
+using testing::ElementCount;
 using testing::OnnxModelBuilder;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
 
 std::vector<float> Random(int64_t n, unsigned seed, float scale = 1.0f) {
   return testing::RandomFloats(n, seed, scale);
-}
-
-int64_t Count(const Dims& dims) {
-  int64_t n = 1;
-  for (int64_t d : dims) n *= d;
-  return n;
 }
 
 // The unoptimised graph, node by node with the interpreter's kernels.
@@ -53,7 +48,7 @@ void ExpectFusedMatchesReference(OnnxModelBuilder& b, const Dims& input_dims, co
   }
   EXPECT_TRUE(found) << "no live kiln." << fused_op;
 
-  std::vector<float> x = Random(Count(input_dims), seed, 2.0f);
+  std::vector<float> x = Random(ElementCount(input_dims), seed, 2.0f);
   Tensor input = Tensor::View(DType::kFloat32, input_dims, x.data());
   auto reference = RunReference(bytes, input);
   ASSERT_TRUE(reference.ok()) << reference.status().ToString();
@@ -352,7 +347,7 @@ TEST(FuseEpiloguesRunTest, ResidualOfTheWrongShapeIsInvalidArgument) {
                         Case{"FusedMatMul", {2, 8}, {8, 8}, {8, 2}}}) {
     SCOPED_TRACE(c.op + " R " + DimsToString(c.r));
     OnnxModelBuilder b;
-    b.Input("x", kFloat, c.x).Input("r", kFloat, c.r).FloatInit("w", c.w, Random(Count(c.w), 51)).Output("y");
+    b.Input("x", kFloat, c.x).Input("r", kFloat, c.r).FloatInit("w", c.w, Random(ElementCount(c.w), 51)).Output("y");
     onnx::NodeProto& n = b.Node(c.op, {"x", "w", "", "r"}, {"y"});
     n.set_domain("kiln");
     onnx::ModelProto proto;
@@ -367,7 +362,7 @@ TEST(FuseEpiloguesRunTest, ResidualOfTheWrongShapeIsInvalidArgument) {
     options.tier = TierPolicy::kInterpreter;
     auto session = Session::Create(*model, options);
     ASSERT_TRUE(session.ok()) << session.status().ToString();
-    std::vector<float> x = Random(Count(c.x), 52), r = Random(Count(c.r), 53);
+    std::vector<float> x = Random(ElementCount(c.x), 52), r = Random(ElementCount(c.r), 53);
     auto out = (*session)->Run({{"x", Tensor::View(DType::kFloat32, c.x, x.data())},
                                 {"r", Tensor::View(DType::kFloat32, c.r, r.data())}});
     ASSERT_FALSE(out.ok());

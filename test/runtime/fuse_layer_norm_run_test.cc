@@ -14,15 +14,10 @@
 namespace kiln {
 namespace {
 
+using testing::ElementCount;
 using testing::OnnxModelBuilder;
 using testing::RandomFloats;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
-
-int64_t Count(const Dims& dims) {
-  int64_t n = 1;
-  for (int64_t d : dims) n *= d;
-  return n;
-}
 
 size_t CountLive(const graph::Graph& g, const std::string& op_type) {
   size_t n = 0;
@@ -73,7 +68,7 @@ void ExpectFusedMatchesReference(OnnxModelBuilder& b, const Dims& input_dims, si
   EXPECT_EQ(CountLive(g, "ReduceMean"), 0u);
 
   // An offset mean, as activations often have, exercises the centring.
-  std::vector<float> x = RandomFloats(Count(input_dims), 1, 2.0f, 0.5f);
+  std::vector<float> x = RandomFloats(ElementCount(input_dims), 1, 2.0f, 0.5f);
   Tensor input = Tensor::View(DType::kFloat32, input_dims, x.data());
   auto reference = testing::RunUnoptimizedReference(bytes, {{"x", input}});
   ASSERT_TRUE(reference.ok()) << reference.status().ToString();

@@ -17,18 +17,13 @@
 namespace kiln {
 namespace {
 
+using testing::ElementCount;
 using testing::OnnxModelBuilder;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
 
-int64_t Count(const Dims& dims) {
-  int64_t n = 1;
-  for (int64_t d : dims) n *= d;
-  return n;
-}
-
 void ExpectMatchesReference(const OnnxModelBuilder& b, const Dims& x_dims) {
   const std::string bytes = b.Serialize();
-  std::vector<float> x = testing::RandomFloats(Count(x_dims), 7, 2.0f);
+  std::vector<float> x = testing::RandomFloats(ElementCount(x_dims), 7, 2.0f);
   const Tensor input = Tensor::View(DType::kFloat32, x_dims, x.data());
   auto reference = testing::RunUnoptimizedReference(bytes, {{"x", input}});
   ASSERT_TRUE(reference.ok()) << reference.status().ToString();
@@ -105,7 +100,7 @@ TEST(PackedWeights, GemmTransposesScalesAndBroadcastsC) {
     b.Input("x", kFloat, {9, 300}).FloatInit("w", w_dims, testing::RandomFloats(300 * 130, 4, 1.0f)).Output("y");
     std::vector<std::string> inputs = {"x", "w"};
     if (!c.c_dims.empty()) {
-      b.FloatInit("c", c.c_dims, testing::RandomFloats(Count(c.c_dims), 5, 1.0f));
+      b.FloatInit("c", c.c_dims, testing::RandomFloats(ElementCount(c.c_dims), 5, 1.0f));
       inputs.push_back("c");
     }
     auto& gemm = b.Node("Gemm", inputs, {"y"});

@@ -16,6 +16,13 @@
 
 namespace kiln::testing {
 
+// Elements of a tensor of `dims` (test shapes: small, no overflow check).
+inline int64_t ElementCount(const Dims& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  return n;
+}
+
 inline std::vector<float> RandomFloats(int64_t n, unsigned seed, float scale = 1.0f, float offset = 0.0f) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(offset - scale, offset + scale);
