@@ -273,9 +273,9 @@ Status Interpreter::RunSteps(ExecutionFrame& frame, const Unit& unit, const kern
   return Status::Ok();
 }
 
-StatusOr<bool> Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit, const Specialization& spec,
-                                        const ShapeSignature& signature,
-                                        const kernels::ParallelRunner& parallel) const {
+Status Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit, const Specialization& spec,
+                                const Specialization::RowCall* row_call, const ShapeSignature& signature,
+                                const kernels::ParallelRunner& parallel) const {
   const graph::Region& region = regions_[static_cast<size_t>(unit.region)];
   const jit::CompiledRegion& code = *spec.code;
   // Generic code takes the dims of this call as parameters: elementwise
@@ -283,12 +283,10 @@ StatusOr<bool> Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit,
   // rows and row length (outputs row-shaped or per-row, as planned for
   // these dims). Specialisations know the dims of each output.
   const bool generic_rows = spec.generic && region.kind == graph::RegionKind::kRowReduction;
-  std::shared_ptr<const Specialization::RowCall> row_call;
-  if (generic_rows) {
-    KILN_ASSIGN_OR_RETURN(row_call, spec.PlanRowCall(graph_, region, signature));
-    // Shapes the generic code does not lay out the same way: interpreted.
-    if (!row_call->served) return false;
-  } else if (spec.generic) {
+  if (generic_rows && (row_call == nullptr || !row_call->served)) {
+    return Internal("region ", unit.region, ": generic row code called without a plan for these shapes");
+  }
+  if (spec.generic && !generic_rows) {
     KILN_RETURN_IF_ERROR(
         jit::FillGenericParams(signature.dims, spec.domain_rank, frame.scratch_params, frame.scratch_domain));
   }
@@ -343,7 +341,7 @@ StatusOr<bool> Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit,
   } else {
     parallel.For(rows, grain, run_rows);
   }
-  return true;
+  return Status::Ok();
 }
 
 Status Interpreter::RunUnit(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel,
@@ -361,14 +359,23 @@ Status Interpreter::RunUnit(ExecutionFrame& frame, const Unit& unit, const kerne
     return static_cast<int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
   };
   if (auto spec = hooks.jit->Lookup(unit.region, signature)) {
-    if (spec->TakeInterpretedTrialTurn()) {
-      KILN_RETURN_IF_ERROR(RunSteps(frame, unit, parallel, hooks.profile));
-      hooks.jit->RecordTrialInterpretedCall(unit.region, *spec, elapsed_ns());
-      return Status::Ok();
+    // Generic row code is planned per signature (remembered); shapes it
+    // does not lay out the same way, or loses to the interpreter on, are
+    // interpreted.
+    std::shared_ptr<const Specialization::RowCall> row_call;
+    if (spec->generic && region.kind == graph::RegionKind::kRowReduction) {
+      KILN_ASSIGN_OR_RETURN(row_call, spec->PlanRowCall(graph_, region, signature));
     }
-    KILN_ASSIGN_OR_RETURN(ran_compiled, RunCompiled(frame, unit, *spec, signature, parallel));
-    if (ran_compiled) {
-      hooks.jit->RecordCompiledCall(unit.region, *spec, elapsed_ns());
+    if (row_call == nullptr || (row_call->served && !row_call->declined.load(std::memory_order_acquire))) {
+      const TierTrial& trial = row_call != nullptr ? row_call->trial : spec->trial;
+      if (trial.TakeInterpretedTurn()) {
+        KILN_RETURN_IF_ERROR(RunSteps(frame, unit, parallel, hooks.profile));
+        hooks.jit->RecordTrialInterpretedCall(unit.region, *spec, row_call.get(), elapsed_ns());
+        return Status::Ok();
+      }
+      KILN_RETURN_IF_ERROR(RunCompiled(frame, unit, *spec, row_call.get(), signature, parallel));
+      ran_compiled = true;
+      hooks.jit->RecordCompiledCall(unit.region, *spec, row_call.get(), elapsed_ns());
       return Status::Ok();
     }
   }

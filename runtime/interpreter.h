@@ -19,14 +19,13 @@
 #include "kernels/kernel.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
+#include "runtime/jit_tier.h"
 #include "runtime/memory_plan.h"
 #include "runtime/shape_signature.h"
 
 namespace kiln::runtime {
 
-class JitTier;
 class TraceRecorder;
-struct Specialization;
 
 // SessionOptions::before_allocate_hook: admits (Ok) or fails an allocation
 // of `bytes` for a run.
@@ -115,11 +114,11 @@ class Interpreter {
                   bool profile) const;
   Status RunUnit(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel,
                  const RunHooks& hooks, ShapeSignature& signature, bool& ran_compiled) const;
-  // Runs the region through `spec`'s code. False (nothing run, nothing
-  // allocated) when generic row code does not serve these shapes; the
-  // caller then interprets the region.
-  StatusOr<bool> RunCompiled(ExecutionFrame& frame, const Unit& unit, const Specialization& spec,
-                             const ShapeSignature& signature, const kernels::ParallelRunner& parallel) const;
+  // Runs the region through `spec`'s code; generic row code with
+  // `row_call`, the plan for these shapes (RunUnit checked it serves them).
+  Status RunCompiled(ExecutionFrame& frame, const Unit& unit, const Specialization& spec,
+                     const Specialization::RowCall* row_call, const ShapeSignature& signature,
+                     const kernels::ParallelRunner& parallel) const;
 
   const Tensor* ValuePtr(const ExecutionFrame& frame, graph::ValueId id) const {
     const graph::Value& v = graph_.value(id);

@@ -73,6 +73,8 @@ StatusOr<std::shared_ptr<const Specialization::RowCall>> Specialization::PlanRow
     if (found != row_calls_.end()) return found->second;
   }
   auto call = std::make_shared<RowCall>();
+  call->signature = signature;
+  if (trial_row_calls) call->trial.Start();
   const Status prepared =
       jit::PrepareGenericRowReductionCall(*code, graph, region, signature.dims, call->params, call->output_dims);
   if (!prepared.ok() && prepared.code() != StatusCode::kUnsupported) return prepared;
@@ -105,58 +107,70 @@ std::shared_ptr<const Specialization> JitTier::Lookup(int region, const ShapeSig
   return nullptr;
 }
 
-bool Specialization::TakeInterpretedTrialTurn() const {
-  if (!on_trial || trial.decided.load(std::memory_order_relaxed)) return false;
-  const int turn = trial.turns.fetch_add(1, std::memory_order_relaxed);
+bool TierTrial::TakeInterpretedTurn() const {
+  if (!active_ || decided_.load(std::memory_order_relaxed)) return false;
+  const int turn = turns_.fetch_add(1, std::memory_order_relaxed);
   // Odd turns, so the first call after the swap runs the new code. A trial
   // whose samples never complete (calls that failed) stops alternating.
-  return turn % 2 == 1 && turn < 4 * kTrialSamples;
+  return turn % 2 == 1 && turn < 4 * kSamples;
 }
 
-void JitTier::RecordCompiledCall(int region, const Specialization& spec, int64_t nanoseconds) const {
-  states_[region].compiled_calls.fetch_add(1, std::memory_order_relaxed);
-  states_[region].compiled_ns.fetch_add(nanoseconds, std::memory_order_relaxed);
-  AddTrialSample(region, spec, /*compiled=*/true, nanoseconds);
-}
-
-void JitTier::RecordTrialInterpretedCall(int region, const Specialization& spec, int64_t nanoseconds) const {
-  states_[region].interpreted_calls.fetch_add(1, std::memory_order_relaxed);
-  states_[region].interpreted_ns.fetch_add(nanoseconds, std::memory_order_relaxed);
-  AddTrialSample(region, spec, /*compiled=*/false, nanoseconds);
-}
-
-void JitTier::AddTrialSample(int region, const Specialization& spec, bool compiled, int64_t nanoseconds) const {
-  Specialization::Trial& trial = spec.trial;
-  if (!spec.on_trial || trial.decided.load(std::memory_order_relaxed)) return;
-  // Best of the samples: noise on a shared machine only ever adds time.
-  std::atomic<int64_t>& best = compiled ? trial.compiled_best_ns : trial.interpreted_best_ns;
+TierTrial::Verdict TierTrial::AddSample(bool compiled, int64_t nanoseconds) const {
+  if (!active_ || decided_.load(std::memory_order_relaxed)) return Verdict::kPending;
+  std::atomic<int64_t>& best = compiled ? compiled_best_ns_ : interpreted_best_ns_;
   int64_t seen = best.load(std::memory_order_relaxed);
   while (nanoseconds < seen && !best.compare_exchange_weak(seen, nanoseconds, std::memory_order_relaxed)) {
   }
-  (compiled ? trial.compiled_samples : trial.interpreted_samples).fetch_add(1, std::memory_order_acq_rel);
-  if (trial.compiled_samples.load(std::memory_order_acquire) < Specialization::kTrialSamples ||
-      trial.interpreted_samples.load(std::memory_order_acquire) < Specialization::kTrialSamples) {
-    return;
+  (compiled ? compiled_samples_ : interpreted_samples_).fetch_add(1, std::memory_order_acq_rel);
+  if (compiled_samples_.load(std::memory_order_acquire) < kSamples ||
+      interpreted_samples_.load(std::memory_order_acquire) < kSamples) {
+    return Verdict::kPending;
   }
-  if (trial.decided.exchange(true, std::memory_order_acq_rel)) return;  // another call decided it
-  DecideTrial(region, spec);
+  if (decided_.exchange(true, std::memory_order_acq_rel)) return Verdict::kPending;  // another call decided
+  const double compiled_ns = static_cast<double>(compiled_best_ns_.load());
+  const double interpreted_ns = static_cast<double>(interpreted_best_ns_.load());
+  return compiled_ns <= interpreted_ns * 1.03 ? Verdict::kKeep : Verdict::kDrop;
 }
 
-void JitTier::DecideTrial(int region, const Specialization& spec) const {
-  const double compiled_ms = static_cast<double>(spec.trial.compiled_best_ns.load()) * 1e-6;
-  const double interpreted_ms = static_cast<double>(spec.trial.interpreted_best_ns.load()) * 1e-6;
-  // A tie keeps the compiled code: within 3% is measurement noise.
-  if (compiled_ms <= interpreted_ms * 1.03) {
-    Log().debug("jit: region {} for {} keeps its compiled code: {:.3f} ms vs {:.3f} ms interpreted (best of {})",
-                region, spec.signature.ToString(), compiled_ms, interpreted_ms, Specialization::kTrialSamples);
+void JitTier::RecordCompiledCall(int region, const Specialization& spec, const Specialization::RowCall* row_call,
+                                 int64_t nanoseconds) const {
+  states_[region].compiled_calls.fetch_add(1, std::memory_order_relaxed);
+  states_[region].compiled_ns.fetch_add(nanoseconds, std::memory_order_relaxed);
+  AddTrialSample(region, spec, row_call, /*compiled=*/true, nanoseconds);
+}
+
+void JitTier::RecordTrialInterpretedCall(int region, const Specialization& spec,
+                                         const Specialization::RowCall* row_call, int64_t nanoseconds) const {
+  states_[region].interpreted_calls.fetch_add(1, std::memory_order_relaxed);
+  states_[region].interpreted_ns.fetch_add(nanoseconds, std::memory_order_relaxed);
+  AddTrialSample(region, spec, row_call, /*compiled=*/false, nanoseconds);
+}
+
+void JitTier::AddTrialSample(int region, const Specialization& spec, const Specialization::RowCall* row_call,
+                             bool compiled, int64_t nanoseconds) const {
+  const TierTrial& trial = row_call != nullptr ? row_call->trial : spec.trial;
+  const TierTrial::Verdict verdict = trial.AddSample(compiled, nanoseconds);
+  if (verdict == TierTrial::Verdict::kPending) return;
+  const ShapeSignature& signature = row_call != nullptr ? row_call->signature : spec.signature;
+  const char* what = row_call != nullptr ? "generic code" : "compiled code";
+  if (verdict == TierTrial::Verdict::kKeep) {
+    Log().debug("jit: region {} for {} keeps its {}: {:.3f} ms vs {:.3f} ms interpreted (best of {})", region,
+                signature.ToString(), what, trial.compiled_best_ms(), trial.interpreted_best_ms(),
+                TierTrial::kSamples);
     return;
   }
-  Log().info("jit: region {} for {} goes back to the interpreter: compiled {:.3f} ms vs {:.3f} ms interpreted "
+  Log().info("jit: region {} for {} goes back to the interpreter: {} {:.3f} ms vs {:.3f} ms interpreted "
              "(best of {} calls each)",
-             region, spec.signature.ToString(), compiled_ms, interpreted_ms, Specialization::kTrialSamples);
+             region, signature.ToString(), what, trial.compiled_best_ms(), trial.interpreted_best_ms(),
+             TierTrial::kSamples);
   RegionState& state = states_[region];
   std::lock_guard<std::mutex> lock(state.mu);
-  state.declined.insert(spec.signature);
+  state.declined.insert(signature);
+  if (row_call != nullptr) {
+    // The generic code stays for the signatures it wins.
+    row_call->declined.store(true, std::memory_order_release);
+    return;
+  }
   // Unpublish: callers already inside the code keep it alive until they
   // return (they hold the old table).
   auto next = std::make_shared<Table>();
@@ -249,7 +263,10 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   }
   auto spec = std::make_shared<Specialization>();
   spec->generic = generic;
-  spec->on_trial = options_.keep_faster_tier && !generic;
+  if (options_.keep_faster_tier) {
+    if (!generic) spec->trial.Start();
+    spec->trial_row_calls = generic && region.kind == graph::RegionKind::kRowReduction;
+  }
   if (generic) {
     spec->domain_rank = MaxRank(signature);
   } else {

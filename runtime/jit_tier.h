@@ -48,11 +48,12 @@ struct JitTierOptions {
   int compile_threads = 1;
   // Put each new specialisation on trial: the first calls of its signature
   // alternate between the compiled code and the interpreter until each has
-  // Specialization::kTrialSamples, and code slower than the interpreter is
+  // TierTrial::kSamples, and code slower than the interpreter is
   // dropped (the signature then stays interpreted). Fused code is not
   // always faster: the interpreter's kernels are fused too (LayerNorm,
   // Gelu, GEMM epilogues), and a region's compiled loop can lose to them.
-  // Shape-generic code serves many signatures and is not put on trial.
+  // Generic row code is put on trial per signature (its RowCall); generic
+  // elementwise code is not.
   bool keep_faster_tier = false;
   // Compile on the calling thread as soon as a signature is hot, so the
   // next call runs compiled (benchmarks, tests, `--tier jit`).
@@ -63,6 +64,37 @@ struct JitTierOptions {
   std::function<Status(int region_id)> before_compile;
   // When set, each compile is recorded on the trace's compile track.
   TraceRecorder* trace = nullptr;
+};
+
+// A race between compiled code and the interpreter on one signature
+// (JitTierOptions::keep_faster_tier): calls alternate between the two until
+// each has kSamples timings, then the best of each decides once. Best, not
+// median: noise on a shared machine only ever adds time. Thread-safe.
+class TierTrial {
+ public:
+  static constexpr int kSamples = 4;
+  enum class Verdict { kPending, kKeep, kDrop };
+
+  // Puts the trial in force; before the code is published.
+  void Start() { active_ = true; }
+  // Whether this call should run interpreted, as the trial's comparison
+  // sample: every other call while the trial runs, the first one compiled.
+  bool TakeInterpretedTurn() const;
+  // Adds a call's time. Returns kKeep or kDrop exactly once, to the call
+  // that completes both sample sets; kPending to every other. Compiled code
+  // within 3% of the interpreter is kept: that is noise.
+  Verdict AddSample(bool compiled, int64_t nanoseconds) const;
+  double compiled_best_ms() const { return static_cast<double>(compiled_best_ns_.load()) * 1e-6; }
+  double interpreted_best_ms() const { return static_cast<double>(interpreted_best_ns_.load()) * 1e-6; }
+
+ private:
+  bool active_ = false;
+  mutable std::atomic<int> turns_{0};
+  mutable std::atomic<int> compiled_samples_{0};
+  mutable std::atomic<int> interpreted_samples_{0};
+  mutable std::atomic<int64_t> compiled_best_ns_{std::numeric_limits<int64_t>::max()};
+  mutable std::atomic<int64_t> interpreted_best_ns_{std::numeric_limits<int64_t>::max()};
+  mutable std::atomic<bool> decided_{false};
 };
 
 // One compiled version of a region and what a call needs besides the code:
@@ -79,25 +111,19 @@ struct Specialization {
 
   // What a call of generic row code needs for one signature.
   struct RowCall {
+    ShapeSignature signature;
     bool served = false;  // false: the shapes lay the region out differently; interpret
     std::vector<int64_t> params;
     std::vector<Dims> output_dims;
+    // Generic code is timed against the interpreter per signature (row
+    // lengths differ in what wins); `declined` is set when it loses.
+    TierTrial trial;
+    mutable std::atomic<bool> declined{false};
   };
-  // The trial of specialised code (JitTierOptions::keep_faster_tier).
-  static constexpr int kTrialSamples = 4;
-  struct Trial {
-    std::atomic<int> turns{0};  // calls dispatched while on trial
-    std::atomic<int> compiled_samples{0};
-    std::atomic<int> interpreted_samples{0};
-    std::atomic<int64_t> compiled_best_ns{std::numeric_limits<int64_t>::max()};
-    std::atomic<int64_t> interpreted_best_ns{std::numeric_limits<int64_t>::max()};
-    std::atomic<bool> decided{false};
-  };
-  bool on_trial = false;
-  mutable Trial trial;
-  // Whether this call of the signature should run interpreted, as the
-  // trial's comparison sample (every other call until it has its samples).
-  bool TakeInterpretedTrialTurn() const;
+  // Specialised code: its signature's trial. Generic row code: whether each
+  // signature's RowCall starts one.
+  TierTrial trial;
+  bool trial_row_calls = false;
 
   // Generic row code only: the call for `signature`, planned
   // (jit::PrepareGenericRowReductionCall) on the signature's first call and
@@ -124,11 +150,14 @@ class JitTier {
   // The compiled code for `signature` (its specialisation, else the generic
   // version if there is one), or null (a guard miss).
   std::shared_ptr<const Specialization> Lookup(int region, const ShapeSignature& signature) const;
-  // Counts a call of `spec`'s code that took `nanoseconds`.
-  void RecordCompiledCall(int region, const Specialization& spec, int64_t nanoseconds) const;
-  // Counts an interpreted call made for `spec`'s trial
-  // (Specialization::TakeInterpretedTrialTurn); not a deopt.
-  void RecordTrialInterpretedCall(int region, const Specialization& spec, int64_t nanoseconds) const;
+  // Counts a call of `spec`'s code (with `row_call` for generic row code,
+  // else null) that took `nanoseconds`.
+  void RecordCompiledCall(int region, const Specialization& spec, const Specialization::RowCall* row_call,
+                          int64_t nanoseconds) const;
+  // Counts an interpreted call made as a trial's comparison sample
+  // (TierTrial::TakeInterpretedTurn); not a deopt.
+  void RecordTrialInterpretedCall(int region, const Specialization& spec, const Specialization::RowCall* row_call,
+                                  int64_t nanoseconds) const;
   // Counts an interpreted call that took `nanoseconds`; when the signature
   // becomes hot, compiles it (blocking policy) or queues its compile.
   void RecordInterpretedCall(int region, const ShapeSignature& signature, int64_t nanoseconds) const;
@@ -144,11 +173,10 @@ class JitTier {
   JitTier(const graph::Graph& graph, std::vector<graph::Region> regions, const JitTierOptions& options);
   // Compiles `signature`, or the generic version when `generic` is set.
   void Compile(int region, const ShapeSignature& signature, bool generic) const;
-  // Adds one timed call to `spec`'s trial; the call that completes both
-  // sample sets decides it (DecideTrial).
-  void AddTrialSample(int region, const Specialization& spec, bool compiled, int64_t nanoseconds) const;
-  // Keeps `spec`, or unpublishes it when its code was the slower tier.
-  void DecideTrial(int region, const Specialization& spec) const;
+  // Adds one timed call to the trial of `row_call` (if set) or `spec`; on
+  // a drop, unpublishes `spec` or declines `row_call`'s signature.
+  void AddTrialSample(int region, const Specialization& spec, const Specialization::RowCall* row_call,
+                      bool compiled, int64_t nanoseconds) const;
 
   const graph::Graph& graph_;
   std::vector<graph::Region> regions_;
