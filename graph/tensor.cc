@@ -39,19 +39,25 @@ const char* DTypeName(DType dtype) {
 }
 
 StatusOr<int64_t> CheckedNumElements(const Dims& dims, DType dtype) {
-  int64_t count = 1;
+  int64_t nonzero = 1;  // product of the non-zero dims, kept <= kMaxDimsProduct
+  bool empty = false;
   for (int64_t d : dims) {
     if (d < 0) return InvalidArgument("negative dimension ", d, " in shape ", DimsToString(dims));
-    if (d != 0 && count > std::numeric_limits<int64_t>::max() / d) {
-      return ResourceExhausted("element count of shape ", DimsToString(dims), " overflows int64");
+    if (d == 0) {
+      empty = true;
+      continue;
     }
-    count *= d;
+    if (nonzero > kMaxDimsProduct / d) {
+      return ResourceExhausted("shape ", DimsToString(dims),
+                               " is too large: its non-zero dims multiply to more than 2^48, kiln's bound so that no "
+                               "index arithmetic on a shape overflows",
+                               empty ? " (even an empty tensor's)" : "");
+    }
+    nonzero *= d;
   }
-  const int64_t elem = static_cast<int64_t>(std::max<size_t>(DTypeSize(dtype), 1));
-  if (count > std::numeric_limits<int64_t>::max() / elem) {
-    return ResourceExhausted("byte size of shape ", DimsToString(dims), " overflows int64");
-  }
-  return count;
+  // kMaxDimsProduct times any element size fits int64, so no byte overflow.
+  static_assert(kMaxDimsProduct <= std::numeric_limits<int64_t>::max() / 16);
+  return empty ? 0 : nonzero;
 }
 
 std::string DimsToString(const Dims& dims) {

@@ -155,16 +155,26 @@ TEST(Broadcast, LargeTensorChunkedRunsSplitMidRow) {
   EXPECT_EQ(ToVector<float>((*out)[0]), RefBroadcastAdd(ToVector<float>(a), ad, ToVector<float>(b), bd, ad));
 }
 
-TEST(Broadcast, ZeroSizedOutputWithHugeOtherDims) {
-  // [0, 2^40, 2^40] + [1]: nothing to compute, and the product of the other
-  // dims must not be formed (it overflows; UBSan caught it in the model
-  // fuzzer).
-  const int64_t huge = int64_t{1} << 40;
-  const Tensor a = Tensor::View(DType::kFloat32, {0, huge, huge}, nullptr);
+TEST(Broadcast, ZeroSizedOutputWithLargeOtherDims) {
+  // [0, 2^24, 2^24] + [1]: nothing to compute, and the indexer must not
+  // walk the other dims (it multiplied them; with larger ones, which
+  // CheckedNumElements now refuses, that overflowed: UBSan in the fuzzer).
+  const int64_t large = int64_t{1} << 24;
+  const Tensor a = Tensor::View(DType::kFloat32, {0, large, large}, nullptr);
   const Tensor b = MakeTensor<float>({1}, {1.0f});
   auto out = RunOp("Add", {&a, &b});
   ASSERT_TRUE(out.ok()) << out.status().ToString();
-  EXPECT_EQ((*out)[0].dims(), (Dims{0, huge, huge}));
+  EXPECT_EQ((*out)[0].dims(), (Dims{0, large, large}));
+}
+
+TEST(Shapes, EmptyTensorsWithHugeDimsAreRefused) {
+  // Empty, but [0, 2^62]'s dims would overflow index arithmetic (Softmax's
+  // work estimate 3 * 2^62 did, in the model fuzzer).
+  auto t = Tensor::Allocate(DType::kFloat32, {0, int64_t{1} << 62});
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(t.status().message().find("2^48"), std::string::npos) << t.status().ToString();
+  EXPECT_TRUE(Tensor::Allocate(DType::kFloat32, {0, int64_t{1} << 40}).ok());
 }
 
 TEST(Broadcast, IncompatibleShapesAreInvalidArgument) {

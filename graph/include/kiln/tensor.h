@@ -44,8 +44,14 @@ template <> constexpr DType DTypeOf<bool>() { return DType::kBool; }
 
 using Dims = std::vector<int64_t>;
 
-// Product of dims, or an error if any dim is negative or the product (or
-// its size in bytes for `dtype`) overflows.
+// No shape kiln accepts has non-zero dims multiplying to more than this
+// (2^48 elements, far beyond any memory), empty tensors included: a
+// [0, 2^62] tensor holds nothing, but kernels do index arithmetic on its
+// dims (strides, row lengths, work estimates), which must not overflow.
+constexpr int64_t kMaxDimsProduct = int64_t{1} << 48;
+
+// Product of dims, or an error if any dim is negative or the non-zero dims
+// multiply to more than kMaxDimsProduct (kResourceExhausted).
 StatusOr<int64_t> CheckedNumElements(const Dims& dims, DType dtype = DType::kUint8);
 // "[2, 3, 4]"
 std::string DimsToString(const Dims& dims);
