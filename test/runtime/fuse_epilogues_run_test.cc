@@ -14,6 +14,7 @@
 #include "runtime/model_internal.h"
 #include "test/model_builder.h"
 #include "test/runtime/reference_run_util.h"
+#include "test/runtime/session_check_util.h"
 
 namespace kiln {
 namespace {
@@ -52,21 +53,8 @@ void ExpectFusedMatchesReference(OnnxModelBuilder& b, const Dims& input_dims, co
   Tensor input = Tensor::View(DType::kFloat32, input_dims, x.data());
   auto reference = RunReference(bytes, input);
   ASSERT_TRUE(reference.ok()) << reference.status().ToString();
-  for (int threads : {1, 2}) {
-    SessionOptions options;
-    options.tier = TierPolicy::kInterpreter;
-    options.intra_op_threads = threads;
-    auto session = Session::Create(*model, options);
-    ASSERT_TRUE(session.ok()) << session.status().ToString();
-    auto out = (*session)->Run({{"x", input}});
-    ASSERT_TRUE(out.ok()) << out.status().ToString();
-    const Tensor& y = (*out)[0].tensor;
-    ASSERT_EQ(y.dims(), reference->dims());
-    for (int64_t i = 0; i < y.num_elements(); ++i) {
-      const float want = reference->data<float>()[i], got = y.data<float>()[i];
-      ASSERT_NEAR(got, want, 1e-5f * std::max(1.0f, std::fabs(want))) << fused_op << " element " << i;
-    }
-  }
+  SCOPED_TRACE(fused_op);
+  testing::ExpectInterpretedMatches(*model, input, *reference);
 }
 
 // Appends `act` (one of the fusable activations) reading `in`, writing `out`.

@@ -13,6 +13,7 @@
 #include "kiln/session.h"
 #include "test/model_builder.h"
 #include "test/runtime/reference_run_util.h"
+#include "test/runtime/session_check_util.h"
 
 namespace kiln {
 namespace {
@@ -29,26 +30,10 @@ void ExpectMatchesReference(const OnnxModelBuilder& b, const Dims& x_dims) {
   ASSERT_TRUE(reference.ok()) << reference.status().ToString();
   auto model = Model::LoadFromBytes(bytes.data(), bytes.size());
   ASSERT_TRUE(model.ok()) << model.status().ToString();
-  for (int threads : {1, 2}) {
-    SessionOptions options;
-    options.tier = TierPolicy::kInterpreter;
-    options.intra_op_threads = threads;
-    auto session = Session::Create(*model, options);
-    ASSERT_TRUE(session.ok()) << session.status().ToString();
-    for (int run = 0; run < 2; ++run) {  // the second run reuses the packed weight
-      auto out = (*session)->Run({{"x", input}});
-      ASSERT_TRUE(out.ok()) << out.status().ToString();
-      const Tensor& y = (*out)[0].tensor;
-      ASSERT_EQ(y.dims(), reference->dims());
-      for (int64_t i = 0; i < y.num_elements(); ++i) {
-        const float want = reference->data<float>()[i], got = y.data<float>()[i];
-        // The two sum in different orders: rounding of partial sums of up to
-        // ~20 in magnitude (K = 300) shows in results near 1.
-        ASSERT_NEAR(got, want, 1e-4f * std::max(1.0f, std::fabs(want)))
-            << "element " << i << ", " << threads << " threads, run " << run;
-      }
-    }
-  }
+  // Twice per session: the second run reuses the packed weight. The two
+  // sum in different orders: rounding of partial sums of up to ~20 in
+  // magnitude (K = 300) shows in results near 1, hence 1e-4.
+  testing::ExpectInterpretedMatches(*model, input, *reference, 1e-4f, /*runs=*/2);
 }
 
 TEST(PackedWeights, MatMulFoldsBatchDimsIntoRows) {

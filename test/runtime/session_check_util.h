@@ -1,0 +1,42 @@
+// The comparison the graph-pass and kernel end-to-end tests share: a model
+// run through kiln::Session in the interpreter tier against a reference
+// output (usually testing::RunUnoptimizedReference's).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include "kiln/session.h"
+
+namespace kiln::testing {
+
+// Runs `model` interpreted at 1 and 2 intra-op threads, `runs` calls per
+// session, with `input` as its input "x", and expects the first output to
+// have `reference`'s dims and each element within
+// rel_tol * max(1, |reference|) of it.
+inline void ExpectInterpretedMatches(const std::shared_ptr<const Model>& model, const Tensor& input,
+                                     const Tensor& reference, float rel_tol = 1e-5f, int runs = 1) {
+  for (int threads : {1, 2}) {
+    SessionOptions options;
+    options.tier = TierPolicy::kInterpreter;
+    options.intra_op_threads = threads;
+    auto session = Session::Create(model, options);
+    ASSERT_TRUE(session.ok()) << session.status().ToString();
+    for (int run = 0; run < runs; ++run) {
+      auto out = (*session)->Run({{"x", input}});
+      ASSERT_TRUE(out.ok()) << out.status().ToString();
+      const Tensor& y = (*out)[0].tensor;
+      ASSERT_EQ(y.dims(), reference.dims());
+      for (int64_t i = 0; i < y.num_elements(); ++i) {
+        const float want = reference.data<float>()[i], got = y.data<float>()[i];
+        ASSERT_NEAR(got, want, rel_tol * std::max(1.0f, std::fabs(want)))
+            << "element " << i << ", " << threads << " threads, run " << run;
+      }
+    }
+  }
+}
+
+}  // namespace kiln::testing
