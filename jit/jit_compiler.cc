@@ -4,6 +4,7 @@
 #include <llvm/ExecutionEngine/Orc/IRTransformLayer.h>
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
+#include <llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h>
 #include <llvm/ExecutionEngine/Orc/ObjectTransformLayer.h>
 #include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
 #include <llvm/IR/LegacyPassManager.h>
@@ -180,6 +181,15 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
   // Default, not Aggressive: the same code for these small loops, and a
   // little less time in instruction selection and scheduling.
   jtmb->setCodeGenOptLevel(llvm::CodeGenOptLevel::Default);
+  // LLJIT links through JITLink on x86-64 ELF (checked below), which puts a
+  // module's code and constants in one allocation, so the small code model
+  // is safe: loops then read constants RIP-relative instead of
+  // materialising a 64-bit address per constant (the large model, which a
+  // bare JIT TargetMachine defaults to, did that inside the LayerNorm+GELU
+  // loop: two extra instructions per constant, ~25 constants). Setting it
+  // here also makes the KILN_DUMP_IR assembly the code that actually runs.
+  jtmb->setCodeModel(llvm::CodeModel::Small);
+  jtmb->setRelocationModel(llvm::Reloc::PIC_);
 
   std::unique_ptr<JitCompiler> compiler(new JitCompiler());
   compiler->triple_ = jtmb->getTargetTriple().str();
@@ -202,6 +212,11 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
                                                               .setSupportConcurrentCompilation(true)
                                                               .create();
   if (!jit) return jit.takeError();
+  if (!llvm::isa<llvm::orc::ObjectLinkingLayer>((*jit)->getObjLinkingLayer())) {
+    // RuntimeDyld may place code and constants far apart: not safe for the
+    // small code model chosen above.
+    return MakeError("jit: LLJIT did not choose JITLink for " + jtmb->getTargetTriple().str());
+  }
   compiler->jit_ = std::shared_ptr<llvm::orc::LLJIT>(std::move(*jit));
 
   compiler->jit_->getExecutionSession().setErrorReporter(
