@@ -200,32 +200,26 @@ llvm::Value* EmitSigmoid(llvm::IRBuilderBase& b, llvm::Value* x) {
 }
 
 llvm::Value* EmitErf(llvm::IRBuilderBase& b, llvm::Value* x) {
-  // |x| <= 1: the Maclaurin series 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1))
-  // to n = 10 (truncation < 2e-9).
-  std::vector<double> series;
-  double factorial = 1;
-  for (int n = 0; n <= 10; ++n) {
-    if (n > 0) factorial *= n;
-    series.push_back((n % 2 == 0 ? 1.0 : -1.0) * 2.0 / std::sqrt(M_PI) / (factorial * (2 * n + 1)));
-  }
-  llvm::Value* small = b.CreateFMul(x, Polynomial(b, b.CreateFMul(x, x), series));
-
-  // 1 < |x| < 3.92: degree-14 Chebyshev interpolant of erf on [1, 3.92]
-  // (computed offline in double with Python's math.erf and converted to the
-  // power basis of t = (|x| - 2.46) / 1.46); max error 8e-8 in float.
-  // Beyond 3.92 erf rounds to 1 in float.
-  static const std::vector<double> kMid = {
-      9.994966464e-01,  3.878101009e-03,  -1.392897855e-02, 3.060008645e-02, -4.504737155e-02,
-      4.510588281e-02,  -2.844687941e-02, 6.499152849e-03,  7.345193501e-03, -9.037615042e-03,
-      3.340892319e-03,  1.592594051e-03,  -1.628860124e-03, 1.139237199e-05, 2.197394674e-04,
-  };
+  // erf(x) = x * P(x^2) / Q(x^2) on |x| < 3.92, +-1 beyond (where erf rounds
+  // to 1 in float): the rational approximation of kernels/fast_math.h's
+  // FastErf, coefficients and order of operations included, so both tiers
+  // agree to rounding. See there for how it was fitted and its error.
+  static const std::vector<double> kNumerator = {1.1283791065216064,    0.19038376212120056,
+                                                 0.05274537578225136,   0.003764558583498001,
+                                                 0.0002848450094461441, 2.050074726867024e-06};
+  static const std::vector<double> kDenominator = {1.0,
+                                                   0.5020559430122375,
+                                                   0.11409942060709,
+                                                   0.014967095106840134,
+                                                   0.0011622535530477762,
+                                                   3.80896199203562e-05};
+  constexpr double kSaturation = 3.92;
   llvm::Value* ax = b.CreateIntrinsic(llvm::Intrinsic::fabs, {x->getType()}, {x});
-  llvm::Value* axc = ClampAbove(b, ax, 3.92);
-  llvm::Value* t = b.CreateFMul(b.CreateFSub(axc, F(x, 2.46)), F(x, 1.0 / 1.46));
-  llvm::Value* mid = Polynomial(b, t, kMid);
-  mid = b.CreateSelect(b.CreateFCmpOGE(ax, F(x, 3.92)), F(x, 1.0), mid);
-  mid = b.CreateIntrinsic(llvm::Intrinsic::copysign, {x->getType()}, {mid, x});
-  llvm::Value* result = b.CreateSelect(b.CreateFCmpOLE(ax, F(x, 1.0)), small, mid);
+  llvm::Value* axc = ClampAbove(b, ax, kSaturation);
+  llvm::Value* u = b.CreateFMul(axc, axc);
+  llvm::Value* ratio = b.CreateFDiv(b.CreateFMul(axc, Polynomial(b, u, kNumerator)), Polynomial(b, u, kDenominator));
+  llvm::Value* y = b.CreateSelect(b.CreateFCmpOGE(ax, F(x, kSaturation)), F(x, 1.0), ratio);
+  llvm::Value* result = b.CreateIntrinsic(llvm::Intrinsic::copysign, {x->getType()}, {y, x});
   return b.CreateSelect(IsNan(b, x), x, result);
 }
 
