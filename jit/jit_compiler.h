@@ -98,8 +98,9 @@ class JitCompiler {
   const std::string& target_triple() const { return triple_; }
   const std::string& cpu_name() const { return cpu_; }
   const std::string& cpu_features() const { return features_; }
-  // Lanes of the widest float32 vector the host executes natively (16 with
-  // AVX-512, 8 with AVX, otherwise 4).
+  // Lanes of the float32 vectors generated code computes on: two of the
+  // host's widest registers (32 with AVX-512, 16 with AVX, otherwise 8), so
+  // each loop step carries two independent dependency chains.
   int f32_vector_lanes() const { return f32_lanes_; }
   // Empty when dumping is off.
   const std::string& dump_dir() const { return dump_dir_; }

@@ -43,7 +43,8 @@ TEST(JitCompiler, DescribesTheHost) {
   EXPECT_NE(jit.cpu_name(), "generic");
   EXPECT_GE(jit.f32_vector_lanes(), 4);
   const bool has_avx512 = jit.cpu_features().find("+avx512f") != std::string::npos;
-  EXPECT_EQ(jit.f32_vector_lanes() == 16, has_avx512);
+  // Two registers per vector: 2 x 16 lanes with AVX-512, 2 x 8 with AVX.
+  EXPECT_EQ(jit.f32_vector_lanes() == 32, has_avx512);
 }
 
 TEST(JitCompiler, DumpsOptimisedVectorIrAndAssembly) {
@@ -71,11 +72,12 @@ TEST(JitCompiler, DumpsOptimisedVectorIrAndAssembly) {
   EXPECT_EQ(ir.find("@expf"), std::string::npos);
   EXPECT_EQ(asm_text.find("call"), std::string::npos);
   // Packed single-precision arithmetic on ymm (AVX) or zmm (AVX-512).
-  const char* reg = lanes == 16 ? "zmm" : "ymm";
+  const bool avx512 = lanes == 32;
+  const char* reg = avx512 ? "zmm" : "ymm";
   EXPECT_NE(asm_text.find(reg), std::string::npos);
   EXPECT_NE(asm_text.find("ps\t"), std::string::npos);
   // The tail uses masked vector memory operations.
-  EXPECT_NE(asm_text.find(lanes == 16 ? "{%k" : "vmaskmovps"), std::string::npos);
+  EXPECT_NE(asm_text.find(avx512 ? "{%k" : "vmaskmovps"), std::string::npos);
   std::printf("[dump] %s: %zu bytes of IR, %zu bytes of assembly, %zu code bytes, %.2f ms\n", name.c_str(),
               ir.size(), asm_text.size(), (*compiled)->code_bytes(), (*compiled)->compile_ms());
   EXPECT_GT((*compiled)->code_bytes(), 0u);
@@ -164,7 +166,9 @@ TEST(JitCompiler, ConcurrentCompilesAndRuns) {
     const double s = static_cast<double>(static_cast<float>(x[static_cast<size_t>(i)] + bias[static_cast<size_t>(i % 200)]));
     const double want_a = 0.5 * s * (1 + std::erf(s / std::sqrt(2.0)));
     const double want_b = std::tanh(static_cast<double>(x[static_cast<size_t>(i)])) + 1;
-    ASSERT_TRUE(testing::Close(out_a.at(i), want_a, 1e-5, 1e-7)) << i << ": " << out_a.at(i) << " vs " << want_a;
+    // GELU's negative tail is 0.5 x (1 + erf(x / sqrt 2)), a cancellation:
+    // erf's absolute error (< 4e-7, see kernels/fast_math.h) times 0.5|x|.
+    ASSERT_TRUE(testing::Close(out_a.at(i), want_a, 1e-5, 1.2e-6)) << i << ": " << out_a.at(i) << " vs " << want_a;
     // tanh(x) + 1 cancels for x near -4: absolute tolerance of a float.
     ASSERT_TRUE(testing::Close(out_b.at(i), want_b, 1e-5, 2e-7)) << i << ": " << out_b.at(i) << " vs " << want_b;
   }
