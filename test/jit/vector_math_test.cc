@@ -12,6 +12,7 @@
 #include <functional>
 #include <limits>
 
+#include "kernels/fast_math.h"
 #include "test/jit/jit_test_util.h"
 
 namespace kiln::jit {
@@ -73,6 +74,35 @@ TEST(VectorMath, AccuracyAgainstStd) {
     SCOPED_TRACE(s.op);
     EXPECT_LT(MaxRelativeError(s, 200001), 2e-6);
   }
+}
+
+// The JIT's Erf and the interpreter's FastErf evaluate the same operations
+// (one on signed x, the other on |x| with the sign put back), so they must
+// agree bit for bit: a sweep over [-6, 6], both tails, zeros and NaN.
+TEST(VectorMath, ErfEqualsTheKernelsBitForBit) {
+  std::vector<float> xs = testing::Linspace(-6, 6, 400001);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-45f, 3.92f, 3.95f, 4.0f, -4.0f, 1e30f, inf, -inf}) xs.push_back(v);
+  xs.push_back(std::numeric_limits<float>::quiet_NaN());
+  const int64_t n = static_cast<int64_t>(xs.size());
+  RegionBuilder rb;
+  auto x = rb.Input("x", DType::kFloat32, {n});
+  rb.Output(rb.Node("Erf", {x}, "y"));
+  auto compiled = rb.Compile();
+  ASSERT_TRUE(compiled.ok()) << compiled.status().ToString();
+  auto outs = testing::Run(**compiled, {xs.data()}, {false}, n);
+  int mismatches = 0;
+  for (int64_t i = 0; i < n && mismatches < 10; ++i) {
+    const float want = kernels::FastErf(xs[static_cast<size_t>(i)]);
+    const float got = static_cast<float>(outs[0].at(i));
+    const bool same = std::isnan(want) ? std::isnan(got) : std::memcmp(&want, &got, sizeof want) == 0;
+    if (!same) {
+      ++mismatches;
+      ADD_FAILURE() << "erf(" << xs[static_cast<size_t>(i)] << "): JIT " << got << ", kernels " << want;
+    }
+  }
+  EXPECT_EQ(kernels::FastErf(inf), 1.0f);
+  EXPECT_EQ(kernels::FastErf(-inf), -1.0f);
 }
 
 // Exp at the ends of its range, where the scaling by 2^n leaves the normal
