@@ -421,7 +421,7 @@ void BM_MatMul(benchmark::State& state, int64_t m, int64_t n, int64_t k, int thr
     return;
   }
   const std::vector<NamedTensor> inputs = {{"x", *x}};
-  for (int i = 0; i < 2; ++i) (void)(*session)->Run(inputs);  // warm up (oneDNN primitive creation)
+  for (int i = 0; i < 2; ++i) (void)(*session)->Run(inputs);  // warm up (packs the weight once)
   for (auto _ : state) {
     StatusOr<std::vector<NamedTensor>> outputs = (*session)->Run(inputs);
     if (!outputs.ok()) {

@@ -306,7 +306,7 @@ def roofs_section(results):
         flops = result.value("flops")
         m = re.search(r"threads:(\d+)", name)
         peak = fma.get(int(m.group(1)) if m else 1)
-        lines.append("- %s (interp, oneDNN): **%.1f GFLOP/s**%s" % (
+        lines.append("- %s (interp, constant weight: kiln's packed GEMM): **%.1f GFLOP/s**%s" % (
             name, flops / 1e9, " = %s of the FMA peak at the same thread count" % fmt_pct(flops / peak)
             if peak else ""))
     return lines
