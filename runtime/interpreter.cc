@@ -1,5 +1,6 @@
 #include "runtime/interpreter.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -35,8 +36,14 @@ class FrameAllocator final : public kernels::OutputAllocator {
     KILN_ASSIGN_OR_RETURN(int64_t count, CheckedNumElements(dims, dtype));
     const size_t bytes = static_cast<size_t>(count) * DTypeSize(dtype);
     if (slot < 0) {
-      KILN_RETURN_IF_ERROR(Admit(bytes));
-      return Tensor::Allocate(dtype, dims);
+      if (bytes == 0 || frame_.output_pool == nullptr) {
+        KILN_RETURN_IF_ERROR(Admit(bytes));
+        return Tensor::Allocate(dtype, dims);
+      }
+      KILN_ASSIGN_OR_RETURN(std::shared_ptr<void> buffer,
+                            frame_.output_pool->Acquire(bytes, [this](size_t n) { return Admit(n); }));
+      void* data = buffer.get();
+      return Tensor::Shared(dtype, dims, std::move(buffer), data);
     }
     frame_.run_unplanned_bytes += static_cast<int64_t>(bytes);
     ExecutionFrame::Slot& s = frame_.slots[static_cast<size_t>(slot)];
@@ -238,6 +245,9 @@ std::unique_ptr<ExecutionFrame> Interpreter::NewFrame() const {
   auto frame = std::make_unique<ExecutionFrame>();
   frame->values.resize(graph_.num_values());
   frame->slots.resize(static_cast<size_t>(plan_.num_slots()));
+  // Room for two generations of outputs: the ones a caller still holds
+  // while the next run fills fresh ones.
+  frame->output_pool = OutputBufferPool::Create(std::max<size_t>(2, 2 * graph_.outputs().size()));
   return frame;
 }
 

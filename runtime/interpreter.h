@@ -21,6 +21,7 @@
 #include "kiln/tensor.h"
 #include "runtime/jit_tier.h"
 #include "runtime/memory_plan.h"
+#include "runtime/output_buffer_pool.h"
 #include "runtime/shape_signature.h"
 
 namespace kiln::runtime {
@@ -62,6 +63,9 @@ class ExecutionFrame {
   std::vector<void*> scratch_output_ptrs;
   std::vector<int64_t> scratch_params;  // shape-generic code's dims and strides
   Dims scratch_domain;
+  // Memory for values outside the plan (graph outputs), reused once the
+  // caller releases what an earlier run returned.
+  std::shared_ptr<OutputBufferPool> output_pool;
   int64_t run_unplanned_bytes = 0;   // bytes allocated for intermediates in the last run
   const AllocateHook* before_allocate = nullptr;  // the current run's RunHooks::before_allocate
 

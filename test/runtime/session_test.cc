@@ -91,6 +91,37 @@ TEST(Session, ConvWeightsFromAnInputAreReadOnEveryRun) {
   }
 }
 
+// Graph outputs come from a pool: once the caller drops a run's outputs,
+// the next run reuses their memory (no fresh pages to fault in); outputs
+// still held are never written by later runs.
+TEST(Session, ReusesOutputMemoryTheCallerReleased) {
+  auto session = Session::Create(LoadOrDie(AddReluScale()));
+  ASSERT_TRUE(session.ok()) << session.status().ToString();
+  auto x = FloatTensor({2, 4}, {1, 2, 3, 4, 5, 6, 7, 8});
+  ASSERT_TRUE(x.ok());
+  const void* released = nullptr;
+  {
+    auto out = (*session)->Run({{"x", *x}});
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    released = (*out)[0].tensor.raw_data();
+  }
+  auto held = (*session)->Run({{"x", *x}});
+  ASSERT_TRUE(held.ok());
+  EXPECT_EQ((*held)[0].tensor.raw_data(), released);
+
+  auto y = FloatTensor({2, 4}, {-8, -7, -6, -5, -4, -3, -2, -1});
+  ASSERT_TRUE(y.ok());
+  auto next = (*session)->Run({{"x", *y}});
+  ASSERT_TRUE(next.ok());
+  EXPECT_NE((*next)[0].tensor.raw_data(), (*held)[0].tensor.raw_data());
+  const std::vector<float> want_held = {4, 0, 12, 0, 12, 8, 20, 8};  // Relu(x + b) * 2
+  const std::vector<float> want_next = {0, 0, 0, 0, 0, 0, 2, 0};
+  for (size_t i = 0; i < 8; ++i) {
+    EXPECT_EQ((*held)[0].tensor.data<float>()[i], want_held[i]) << i;
+    EXPECT_EQ((*next)[0].tensor.data<float>()[i], want_next[i]) << i;
+  }
+}
+
 TEST(Session, InputErrorsNameTheProblem) {
   auto session = Session::Create(LoadOrDie(AddReluScale()));
   ASSERT_TRUE(session.ok());
