@@ -145,8 +145,8 @@ size_t TextBytes(const llvm::MemoryBuffer& object) {
 // LLVM splits each operation into two independent halves, and the out-of-
 // order core overlaps their long dependency chains (a 12-step polynomial,
 // a division); with one register per step the loops were latency-bound.
-// Measured on AVX2 against one register: -12% on the 7-op elementwise
-// chain, -11% on LayerNorm+GELU rows, -13% on attention Softmax.
+// Measured on AVX2 against one register: -17% on the 7-op elementwise
+// chain, -13% and -25% on attention Softmax rows (12x384x384, 4x128x128).
 int F32LanesFor(const llvm::StringMap<bool>& features) {
   auto has = [&](const char* name) {
     auto it = features.find(name);
