@@ -158,6 +158,43 @@ TEST(VectorMath, ExpRangeEnds) {
   EXPECT_GT(outs[0].at(n / 2), 0.0) << "exp(-96): denormal, not flushed";
 }
 
+// Sigmoid's and Softplus's exp(-|x|) takes EmitExp's path for non-positive
+// arguments (one scaling by 2^(n + 64), then by 2^-64). In the lower tail
+// their results are denormal: within one denormal step of the double
+// result there, within 2e-6 relative above, and 0 where float has nothing
+// smaller; NaN stays NaN.
+TEST(VectorMath, SigmoidAndSoftplusLowerTails) {
+  const int64_t n = 100001;
+  std::vector<float> xs = testing::Linspace(-110, -80, n);
+  xs.push_back(-std::numeric_limits<float>::infinity());
+  xs.push_back(std::numeric_limits<float>::quiet_NaN());
+  const int64_t total = static_cast<int64_t>(xs.size());
+  const double denormal_step = std::numeric_limits<float>::denorm_min();
+  for (const char* op : {"Sigmoid", "Softplus"}) {
+    SCOPED_TRACE(op);
+    RegionBuilder rb;
+    auto x = rb.Input("x", DType::kFloat32, {total});
+    rb.Output(rb.Node(op, {x}, "y"));
+    auto compiled = rb.Compile();
+    ASSERT_TRUE(compiled.ok()) << compiled.status().ToString();
+    auto outs = testing::Run(**compiled, {xs.data()}, {false}, total);
+    int failures = 0;
+    for (int64_t i = 0; i < n && failures < 10; ++i) {
+      const double e = std::exp(static_cast<double>(xs[static_cast<size_t>(i)]));
+      const double want = e / (1 + e);  // log1p(e) = e / (1 + e) to double precision here
+      const double got = outs[0].at(i);
+      if (!(std::fabs(got - want) <= 2e-6 * want + denormal_step)) {
+        ++failures;
+        ADD_FAILURE() << op << "(" << xs[static_cast<size_t>(i)] << ") = " << got << ", want " << want;
+      }
+    }
+    EXPECT_GT(outs[0].at(n / 2), 0.0) << "at -95: denormal, not flushed";
+    EXPECT_EQ(outs[0].at(0), 0.0) << "at -110: 0, below the smallest denormal";
+    EXPECT_EQ(outs[0].at(total - 2), 0.0) << "at -inf";
+    EXPECT_TRUE(std::isnan(outs[0].at(total - 1)));
+  }
+}
+
 TEST(VectorMath, PowAgainstStd) {
   // x^y through exp/log: relative error grows with |y log x|, bounded here.
   RegionBuilder rb;
