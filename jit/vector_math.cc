@@ -115,7 +115,8 @@ llvm::Value* EmitExp(llvm::IRBuilderBase& b, llvm::Value* x) {
   llvm::Value* p = Polynomial(b, r, ExpMinimaxCoefficients());
   llvm::Value* bits = b.CreateBitCast(t, IntTypeLike(xc));
   if (non_positive) {
-    // x <= 0 (Sigmoid's and Softplus's -|x|, Tanh's -2|x|): n is in
+    // x <= 0 (Sigmoid's and Softplus's -|x|; not Tanh's -2|x|, which LLVM
+    // does not prove non-positive through Expm1): n is in
     // [-151, 0], so 2^(n + 64) is a normal float (biased exponent
     // k = n + 191), p * 2^(n + 64) is exact, and the multiplication by 2^-64
     // rounds once: the same result as the two factors below, in three
