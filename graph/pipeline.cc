@@ -96,18 +96,23 @@ Status RunGraphPipeline(Graph& graph, const PipelineOptions& options) {
     KILN_RETURN_IF_ERROR(dumper.Dump(graph, "propagate_shapes"));
   }
 
-  // 3. LayerNorm fusion, after constant folding: the epsilon and the Pow
-  //    exponent are often Constant nodes, and the ReduceMean axes (opset
-  //    18) an input, which folding turns into the constants its guards
-  //    read; it also needs x's last dim, which propagation has settled.
-  KILN_RETURN_IF_ERROR(FuseLayerNorm(graph).status());
-  KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fuse_layer_norm"));
+  // Steps 3 and 5 replace op patterns with fused kernels; without
+  // options.fuse_kernels (GraphOptimization::kBasic) they are skipped, so
+  // that every node stays one of the model's ops.
+  if (options.fuse_kernels) {
+    // 3. LayerNorm fusion, after constant folding: the epsilon and the Pow
+    //    exponent are often Constant nodes, and the ReduceMean axes (opset
+    //    18) an input, which folding turns into the constants its guards
+    //    read; it also needs x's last dim, which propagation has settled.
+    KILN_RETURN_IF_ERROR(FuseLayerNorm(graph).status());
+    KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fuse_layer_norm"));
 
-  //    GELU fusion for the same reasons (its constants are often Constant
-  //    nodes), and before epilogue fusion, which can then fold the one Gelu
-  //    into a preceding MatMul or Conv as a post-op.
-  KILN_RETURN_IF_ERROR(FuseGelu(graph).status());
-  KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fuse_gelu"));
+    //    GELU fusion for the same reasons (its constants are often Constant
+    //    nodes), and before epilogue fusion, which can then fold the one Gelu
+    //    into a preceding MatMul or Conv as a post-op.
+    KILN_RETURN_IF_ERROR(FuseGelu(graph).status());
+    KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fuse_gelu"));
+  }
 
   // 4. Batch-norm folding, after constant folding (exporters may compute
   //    the statistics or the Conv weights with nodes that only folding
@@ -118,13 +123,15 @@ Status RunGraphPipeline(Graph& graph, const PipelineOptions& options) {
   KILN_RETURN_IF_ERROR(FoldBatchNormIntoConv(graph).status());
   KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fold_batch_norm"));
 
-  // 5. Epilogue fusion, after folding: its guards need constant biases and
-  //    Clip bounds, which folding is what produces (exporters often compute
-  //    them: Unsqueeze/Reshape of an initializer, Constant nodes), and the
-  //    dtypes and shapes of the values it removes, which propagation has
-  //    just settled. Nothing after it needs the unfused ops.
-  KILN_RETURN_IF_ERROR(FuseEpilogues(graph).status());
-  KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fuse_epilogues"));
+  if (options.fuse_kernels) {
+    // 5. Epilogue fusion, after folding: its guards need constant biases and
+    //    Clip bounds, which folding is what produces (exporters often compute
+    //    them: Unsqueeze/Reshape of an initializer, Constant nodes), and the
+    //    dtypes and shapes of the values it removes, which propagation has
+    //    just settled. Nothing after it needs the unfused ops.
+    KILN_RETURN_IF_ERROR(FuseEpilogues(graph).status());
+    KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fuse_epilogues"));
+  }
 
   // 6. Dead code again, after folding and fusion: folding leaves behind the
   //    initializers it consumed and the Shape-chain inputs it no longer

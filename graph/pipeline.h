@@ -16,6 +16,9 @@ struct PipelineOptions {
   // passes one backed by its kernels. Empty: only Shape/Size/Constant
   // are folded.
   NodeEvaluator evaluator;
+  // Run the passes that replace op patterns with fused kernels (LayerNorm,
+  // GELU, epilogues). Off, every node left is one of the model's ops.
+  bool fuse_kernels = true;
   // When non-empty (or, if empty, when the environment variable
   // KILN_DUMP_GRAPH names a folder), PrintGraph's output is written there
   // before the first pass and after every pass, as NN_<pass>.txt

@@ -41,10 +41,11 @@ StatusOr<std::vector<Tensor>> EvaluateNode(const graph::Node& node, const std::v
 }
 
 // Runs the load-time graph pipeline and records the model's signature.
-Status Prepare(graph::Graph loaded, Model::Impl& impl) {
+Status Prepare(graph::Graph loaded, const LoadOptions& options, Model::Impl& impl) {
   impl.graph = std::move(loaded);
   graph::PipelineOptions pipeline;
   pipeline.evaluator = EvaluateNode;
+  pipeline.fuse_kernels = options.graph_optimization == GraphOptimization::kAll;
   KILN_RETURN_IF_ERROR(graph::RunGraphPipeline(impl.graph, pipeline));
   for (graph::ValueId id : impl.graph.inputs()) impl.inputs.push_back(InfoOf(impl.graph.value(id)));
   for (graph::ValueId id : impl.graph.outputs()) impl.outputs.push_back(InfoOf(impl.graph.value(id)));
@@ -53,26 +54,35 @@ Status Prepare(graph::Graph loaded, Model::Impl& impl) {
 
 }  // namespace
 
+const char* GraphOptimizationName(GraphOptimization level) {
+  switch (level) {
+    case GraphOptimization::kBasic: return "basic";
+    case GraphOptimization::kAll: return "all";
+  }
+  return "?";
+}
+
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
-StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path) {
+StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path, const LoadOptions& options) {
   auto loaded = graph::LoadOnnxFile(path);
   if (!loaded.ok()) return loaded.status().WithContext(path);
   auto impl = std::make_unique<Impl>();
-  Status prepared = Prepare(std::move(loaded).value(), *impl);
+  Status prepared = Prepare(std::move(loaded).value(), options, *impl);
   if (!prepared.ok()) return prepared.WithContext(path);
   Log().debug("loaded {}: {} nodes after optimisation", path, impl->graph.num_live_nodes());
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
 
 StatusOr<std::shared_ptr<const Model>> Model::LoadFromBytes(const void* data, size_t size,
-                                                            const std::string& base_dir) {
-  graph::LoadOptions options;
-  options.base_dir = base_dir;
-  KILN_ASSIGN_OR_RETURN(graph::Graph loaded, graph::LoadOnnxModel(data, size, options));
+                                                            const std::string& base_dir,
+                                                            const LoadOptions& options) {
+  graph::LoadOptions onnx_options;
+  onnx_options.base_dir = base_dir;
+  KILN_ASSIGN_OR_RETURN(graph::Graph loaded, graph::LoadOnnxModel(data, size, onnx_options));
   auto impl = std::make_unique<Impl>();
-  KILN_RETURN_IF_ERROR(Prepare(std::move(loaded), *impl));
+  KILN_RETURN_IF_ERROR(Prepare(std::move(loaded), options, *impl));
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
 

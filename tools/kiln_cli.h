@@ -54,8 +54,11 @@ StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, const std::
 StatusOr<int64_t> ParseInt(const std::string& text, const std::string& what, int64_t min_value,
                            int64_t max_value);
 
+// The load options from --graph-opt basic|all (default all).
+StatusOr<LoadOptions> ParseLoadOptions(const ParsedArgs& args);
+
 // Loads a model, returning errors that already name the file.
-StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& path);
+StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& path, const LoadOptions& options);
 
 // "[batch, 16, 64]", "[1, ?]" or "?" for an unknown rank.
 std::string FormatShape(const TensorInfo& info);

@@ -24,7 +24,7 @@ namespace {
 std::shared_ptr<const Model> LoadSingleModel(const std::vector<std::string>& args, const char* command,
                                              const std::set<std::string>& switches, ParsedArgs& parsed_out,
                                              std::string& path, int& exit_code) {
-  auto parsed = ParseArgs(args, {}, switches);
+  auto parsed = ParseArgs(args, {"graph-opt"}, switches);
   if (!parsed.ok()) {
     exit_code = ReportUsageError(parsed.status().message());
     return nullptr;
@@ -40,7 +40,12 @@ std::shared_ptr<const Model> LoadSingleModel(const std::vector<std::string>& arg
   }
   parsed_out = *parsed;
   path = parsed->positional[0];
-  auto model = LoadModel(path);
+  auto load_options = ParseLoadOptions(*parsed);
+  if (!load_options.ok()) {
+    exit_code = ReportUsageError(load_options.status().message());
+    return nullptr;
+  }
+  auto model = LoadModel(path, *load_options);
   if (!model.ok()) {
     exit_code = ReportError(model.status());
     return nullptr;

@@ -24,6 +24,9 @@ commands:
                               generated inputs (repeatable)
       --output-dir DIR        write output i to DIR/output_<i>.npy
       --tier interp|jit|auto  execution tier (default auto)
+      --graph-opt basic|all   load-time rewrites: basic keeps every op of the
+                              model (no fused kernels); all also fuses
+                              LayerNorm, GELU and epilogues (default all)
       --iters N               timed runs after warmup (default 10)
       --warmup N              untimed runs after the first run (default 1)
       --threads N             intra-op threads, 0 = one per core (default 0)
@@ -31,11 +34,11 @@ commands:
       --profile               print per-node time (and add it to the report)
       --trace FILE.json       write a Chrome trace (Perfetto): a slice per node
                               or region run, by tier; JIT compiles on their own track
-  info MODEL [--graph] [--regions]
+  info MODEL [--graph] [--regions] [--graph-opt basic|all]
                           inputs, outputs, opset, op histogram, unsupported ops;
                           --graph also prints the graph as text, --regions the
                           JIT regions (members, inputs, outputs, why)
-  dot MODEL [--no-constants] [--regions]
+  dot MODEL [--no-constants] [--regions] [--graph-opt basic|all]
                           the model's graph in Graphviz DOT format, on stdout;
                           --regions colours each JIT region
 
@@ -124,9 +127,22 @@ StatusOr<int64_t> ParseInt(const std::string& text, const std::string& what, int
   return value;
 }
 
-StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& path) {
+StatusOr<LoadOptions> ParseLoadOptions(const ParsedArgs& args) {
+  LoadOptions options;
+  const std::string level = args.Get("graph-opt", "all");
+  if (level == "basic") {
+    options.graph_optimization = GraphOptimization::kBasic;
+  } else if (level == "all") {
+    options.graph_optimization = GraphOptimization::kAll;
+  } else {
+    return InvalidArgument("--graph-opt must be basic or all, got '", level, "'");
+  }
+  return options;
+}
+
+StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& path, const LoadOptions& options) {
   // Model::Load already names the file in its errors.
-  return Model::Load(path);
+  return Model::Load(path, options);
 }
 
 std::string FormatShape(const TensorInfo& info) {

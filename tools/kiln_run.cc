@@ -166,6 +166,7 @@ struct RunOptions {
   std::string report_path;
   std::string trace_path;
   TierPolicy tier = TierPolicy::kAuto;
+  LoadOptions load;
   int64_t iters = kDefaultIters;
   int64_t warmup = kDefaultWarmup;
   int64_t threads = 0;
@@ -217,6 +218,7 @@ StatusOr<RunOptions> ParseRunOptions(const ParsedArgs& args) {
   } else {
     return InvalidArgument("--tier must be interp, jit or auto, got '", tier, "'");
   }
+  KILN_ASSIGN_OR_RETURN(options.load, ParseLoadOptions(args));
   if (args.Has("iters")) {
     KILN_ASSIGN_OR_RETURN(options.iters, ParseInt(args.Get("iters"), "--iters", 0, 1000000000));
   }
@@ -332,6 +334,7 @@ Status WriteReport(const RunOptions& options, const std::string& tier_run, doubl
   js << "  \"model\": " << JsonString(options.model_path) << ",\n";
   js << "  \"tier\": " << JsonString(tier_run) << ",\n";
   js << "  \"tier_requested\": " << JsonString(TierPolicyName(options.tier)) << ",\n";
+  js << "  \"graph_optimization\": " << JsonString(GraphOptimizationName(options.load.graph_optimization)) << ",\n";
   js << "  \"threads\": " << options.threads << ",\n";
   js << "  \"load_ms\": " << JsonNumber(load_ms) << ",\n";
   js << "  \"session_create_ms\": " << JsonNumber(create_ms) << ",\n";
@@ -404,7 +407,7 @@ void PrintProfile(const SessionStats& stats) {
 
 int Run(const RunOptions& options) {
   Clock::time_point start = Clock::now();
-  auto model = LoadModel(options.model_path);
+  auto model = LoadModel(options.model_path, options.load);
   if (!model.ok()) return ReportError(model.status());
   double load_ms = MillisecondsSince(start);
   const std::vector<TensorInfo>& infos = (*model)->inputs();
@@ -542,7 +545,7 @@ int Run(const RunOptions& options) {
 }  // namespace
 
 int RunCommand(const std::vector<std::string>& args) {
-  auto parsed = ParseArgs(args, {"input", "dim", "output-dir", "tier", "iters", "warmup", "threads", "report", "trace"},
+  auto parsed = ParseArgs(args, {"input", "dim", "output-dir", "tier", "graph-opt", "iters", "warmup", "threads", "report", "trace"},
                           {"profile"});
   if (!parsed.ok()) return ReportUsageError(parsed.status().message());
   if (parsed->help) {

@@ -135,6 +135,34 @@ TEST(CliTest, RunMatchesNumpyReferenceInBothTiers) {
   }
 }
 
+// --graph-opt basic keeps the transformer's decomposed LayerNorm and GELU as
+// separate ops; both tiers must still reproduce numpy's outputs.
+TEST(CliTest, BasicGraphOptimizationKeepsOpsAndMatchesNumpy) {
+  const std::string model = Runfile("tools/transformer_tiny.onnx");
+  Result info = Kiln({"info", model, "--graph-opt", "basic"});
+  ASSERT_EQ(info.exit_code, 0) << Describe(info);
+  for (const char* fragment : {"ReduceMean", "Erf", "Pow"}) {
+    EXPECT_NE(info.out.find(fragment), std::string::npos) << fragment << " not in " << info.out;
+  }
+  EXPECT_EQ(info.out.find("LayerNormalization"), std::string::npos) << info.out;
+
+  for (const char* tier : {"interp", "jit"}) {
+    SCOPED_TRACE(tier);
+    const std::string out_dir = TmpDir() + "/out_basic_" + tier;
+    const std::string report = TmpDir() + "/basic_" + tier + ".json";
+    Result r = Kiln({"run", model, "--input", "input=" + Runfile("tools/transformer_tiny_input_0.npy"), "--output-dir",
+                     out_dir, "--iters", "2", "--threads", "1", "--tier", tier, "--graph-opt", "basic", "--report",
+                     report});
+    ASSERT_EQ(r.exit_code, 0) << Describe(r);
+    StatusOr<Tensor> actual = ReadNpy(out_dir + "/output_0.npy");
+    ASSERT_TRUE(actual.ok()) << actual.status().ToString();
+    StatusOr<Tensor> expected = ReadNpy(Runfile("tools/transformer_tiny_expected_0.npy"));
+    ASSERT_TRUE(expected.ok()) << expected.status().ToString();
+    ExpectAllClose(*actual, *expected, 1e-4, 1e-5);
+    EXPECT_NE(ReadFile(report).find("\"graph_optimization\": \"basic\""), std::string::npos);
+  }
+}
+
 TEST(CliTest, GeneratesInputsOfConcreteShape) {
   Result r = Kiln({"run", Runfile("tools/cnn_small.onnx"), "--iters", "1", "--warmup", "0", "--threads", "1"});
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
@@ -225,6 +253,7 @@ TEST(CliTest, UsageErrors) {
   for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
            {}, {"frobnicate"}, {"run"}, {"run", "a.onnx", "b.onnx"}, {"run", "a.onnx", "--bogus"},
            {"run", "a.onnx", "--iters", "many"}, {"run", "a.onnx", "--iters"}, {"run", "a.onnx", "--tier", "fast"},
+           {"run", "a.onnx", "--graph-opt", "max"}, {"info", "a.onnx", "--graph-opt", "none"},
            {"run", "a.onnx", "--input", "noequals"}, {"info"}, {"dot", "a", "b"}}) {
     Result r = Kiln(args);
     std::string joined;

@@ -34,6 +34,26 @@ struct NamedTensor {
   Tensor tensor;
 };
 
+// Which load-time graph rewrites run, like ONNX Runtime's optimisation
+// levels (see graph/pipeline.cc for the passes and their order).
+enum class GraphOptimization {
+  // Dead-code elimination, shape propagation, constant folding and folding
+  // batch norms into convolution weights. Every node left is one of the
+  // model's ops and runs as its own kernel: the op-by-op baseline the JIT's
+  // fusion is measured against, and a way to rule fused kernels out when an
+  // output looks wrong.
+  kBasic,
+  // kBasic, then decomposed LayerNorm and GELU become single kernels, and
+  // bias, activation and residual adds fold into the MatMul, Gemm and Conv
+  // before them. The default.
+  kAll,
+};
+const char* GraphOptimizationName(GraphOptimization level);
+
+struct LoadOptions {
+  GraphOptimization graph_optimization = GraphOptimization::kAll;
+};
+
 // A loaded, validated and optimised model. Immutable and shareable: many
 // sessions (and threads) may use one Model at once.
 class Model {
@@ -42,11 +62,12 @@ class Model {
 
   // Loads an ONNX file. External data files are resolved relative to the
   // file's folder and must stay inside it.
-  static StatusOr<std::shared_ptr<const Model>> Load(const std::string& path);
+  static StatusOr<std::shared_ptr<const Model>> Load(const std::string& path, const LoadOptions& options = {});
   // Loads an ONNX model from memory. `base_dir` is where external data is
   // looked up; empty forbids external data.
   static StatusOr<std::shared_ptr<const Model>> LoadFromBytes(const void* data, size_t size,
-                                                              const std::string& base_dir = "");
+                                                              const std::string& base_dir = "",
+                                                              const LoadOptions& options = {});
 
   const std::vector<TensorInfo>& inputs() const;
   const std::vector<TensorInfo>& outputs() const;
