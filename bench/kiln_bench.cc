@@ -304,9 +304,10 @@ void TimeTier(benchmark::State& state, TierPair& pair, bool jit) {
 // compare with the single-thread triad and FMA roofs.
 constexpr int kMicroThreads = 1;
 
-std::shared_ptr<const Model> LoadBuilt(const OnnxModelBuilder& builder, Status& status) {
+std::shared_ptr<const Model> LoadBuilt(const OnnxModelBuilder& builder, Status& status,
+                                       const LoadOptions& options = {}) {
   const std::string bytes = builder.Serialize();
-  StatusOr<std::shared_ptr<const Model>> model = Model::LoadFromBytes(bytes.data(), bytes.size());
+  StatusOr<std::shared_ptr<const Model>> model = Model::LoadFromBytes(bytes.data(), bytes.size(), "", options);
   if (!model.ok()) {
     status = model.status();
     return nullptr;
@@ -314,9 +315,10 @@ std::shared_ptr<const Model> LoadBuilt(const OnnxModelBuilder& builder, Status& 
   return *model;
 }
 
-Status PrepareBuilt(const OnnxModelBuilder& builder, const Dims& input_dims, TierPair& pair) {
+Status PrepareBuilt(const OnnxModelBuilder& builder, const Dims& input_dims, TierPair& pair,
+                    const LoadOptions& options = {}) {
   Status status;
-  std::shared_ptr<const Model> model = LoadBuilt(builder, status);
+  std::shared_ptr<const Model> model = LoadBuilt(builder, status, options);
   KILN_RETURN_IF_ERROR(status);
   KILN_ASSIGN_OR_RETURN(Tensor x, RandomTensor(input_dims, 7));
   return PreparePair(std::move(model), {{"x", std::move(x)}}, kMicroThreads, pair);
@@ -448,9 +450,9 @@ ModelFile DemoModel(const std::string& dir, const std::string& name) {
 
 // The model and its reference input, with the input named as the model
 // declares it.
-Status LoadModelAndInput(const ModelFile& file, std::shared_ptr<const Model>& model,
+Status LoadModelAndInput(const ModelFile& file, const LoadOptions& options, std::shared_ptr<const Model>& model,
                          std::vector<NamedTensor>& inputs) {
-  KILN_ASSIGN_OR_RETURN(model, Model::Load(file.path));
+  KILN_ASSIGN_OR_RETURN(model, Model::Load(file.path, options));
   if (model->inputs().size() != 1) {
     return Unsupported(file.path, ": the benchmark feeds one input, the model has ", model->inputs().size());
   }
@@ -459,10 +461,10 @@ Status LoadModelAndInput(const ModelFile& file, std::shared_ptr<const Model>& mo
   return Status();
 }
 
-Status PrepareModelPair(const ModelFile& file, int threads, TierPair& pair) {
+Status PrepareModelPair(const ModelFile& file, int threads, TierPair& pair, const LoadOptions& options = {}) {
   std::shared_ptr<const Model> model;
   std::vector<NamedTensor> inputs;
-  KILN_RETURN_IF_ERROR(LoadModelAndInput(file, model, inputs));
+  KILN_RETURN_IF_ERROR(LoadModelAndInput(file, options, model, inputs));
   return PreparePair(std::move(model), std::move(inputs), threads, pair);
 }
 
@@ -501,6 +503,16 @@ void BM_ColdStart(benchmark::State& state, const ModelFile& file) {
 
 const char* TierArg(bool jit) { return jit ? "jit" : "interp"; }
 
+// "tier:opbyop" rows time the interpreter on the model loaded with
+// GraphOptimization::kBasic, where every node is one of the model's ops.
+constexpr const char* kOpByOpTier = "opbyop";
+
+LoadOptions BasicGraph() {
+  LoadOptions options;
+  options.graph_optimization = GraphOptimization::kBasic;
+  return options;
+}
+
 void RegisterRoofs() {
   for (int threads : {1, 2}) {
     benchmark::RegisterBenchmark("BM_StreamTriad/MiB:64", BM_StreamTriad, 64)->Threads(threads)->UseRealTime();
@@ -533,6 +545,16 @@ void RegisterRegions() {
         TimeTier(state, pair, jit);
       })->UseRealTime();
     }
+    // The same block interpreted op by op (no load-time LayerNorm/GELU
+    // fusion): the baseline the "compiled vs interpreted" goal
+    // names.
+    const std::string name = std::string("BM_LayerNormGelu/tier:") + kOpByOpTier + "/shape:" + shape;
+    benchmark::RegisterBenchmark(name.c_str(), [dims, shape](benchmark::State& state) {
+      TierPair& pair = GetPair("layernorm_gelu_basic/" + shape, [dims](TierPair& p) {
+        return PrepareBuilt(LayerNormGeluModel(dims), dims, p, BasicGraph());
+      });
+      TimeTier(state, pair, /*jit=*/false);
+    })->UseRealTime();
   }
   const std::vector<Dims> attention_shapes = {{4, 128, 128}, {12, 384, 384}};
   for (const Dims& dims : attention_shapes) {
@@ -565,6 +587,15 @@ void RegisterModels(const std::string& dir) {
         benchmark::RegisterBenchmark(bench_name.c_str(), [file, key, threads, jit](benchmark::State& state) {
           TierPair& pair = GetPair(key, [&](TierPair& p) { return PrepareModelPair(file, threads, p); });
           TimeTier(state, pair, jit);
+        })->UseRealTime();
+      }
+      if (threads == 1) {
+        const std::string bench_name = std::string("BM_Model/model:") + name + "/tier:" + kOpByOpTier + "/threads:1";
+        benchmark::RegisterBenchmark(bench_name.c_str(), [file, name](benchmark::State& state) {
+          TierPair& pair = GetPair(std::string("model_basic:") + name, [&](TierPair& p) {
+            return PrepareModelPair(file, 1, p, BasicGraph());
+          });
+          TimeTier(state, pair, /*jit=*/false);
         })->UseRealTime();
       }
     }

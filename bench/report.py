@@ -233,6 +233,47 @@ def ratio_section(pairs):
     return lines
 
 
+def op_by_op_section(results):
+    """The JIT against op-by-op interpretation: every tier:opbyop row (the
+    interpreter on the model loaded with graph optimization basic) next to
+    the default interpreter and the JIT for the same benchmark."""
+    lines = ["## The JIT against op-by-op interpretation", ""]
+    rows = []
+    for name, op_by_op in results.items():
+        if "tier:opbyop" not in name:
+            continue
+        interp = results.get(name.replace("tier:opbyop", "tier:interp"))
+        jit = results.get(name.replace("tier:opbyop", "tier:jit"))
+        rows.append((name.replace("/tier:opbyop", ""), op_by_op, interp, jit))
+    if not rows:
+        return lines + ["No op-by-op benchmarks ran (tier:opbyop)."]
+    lines.append("Op-by-op = the interpreter on the model loaded with `GraphOptimization::kBasic`"
+                 " (`kiln run --graph-opt basic`): every node is one of the model's ops, run as its own kernel."
+                 " kiln's default load pipeline already fuses decomposed LayerNorm and GELU into single kernels"
+                 " and folds bias, activation and residual into the GEMMs and convolutions, so the default"
+                 " interpreter is not op by op; BM_ElementwiseRegion's chain has nothing those passes fuse, so"
+                 " its interpreter rows are op by op already.")
+    lines.append("")
+    lines.append("- **JIT vs op-by-op** = op-by-op time / JIT time (the JIT on the default graph).")
+    lines.append("- **load-time fusion alone** = op-by-op time / default interpreter time.")
+    lines.append("")
+    lines.append("| benchmark | JIT vs op-by-op | load-time fusion alone | op-by-op | interp | jit |")
+    lines.append("|---|---:|---:|---:|---:|---:|")
+
+    def seconds(result):
+        return None if result is None or result.error else result.seconds()
+
+    for name, op_by_op, interp, jit in rows:
+        t_op, t_interp, t_jit = seconds(op_by_op), seconds(interp), seconds(jit)
+        if op_by_op.error:
+            lines.append("| %s | error: %s | | | | |" % (name, op_by_op.error.replace("|", "\\|")))
+            continue
+        lines.append("| %s | %s | %s | %s | %s | %s |" % (
+            name, ratio_cell(t_op, t_jit, False, "**%.2fx**"), ratio_cell(t_op, t_interp, False, "%.2fx"),
+            fmt_time(t_op), fmt_time(t_interp), fmt_time(t_jit)))
+    return lines
+
+
 def absolute_section(results):
     lines = ["## Absolute times (median of repetitions)", ""]
     lines.append("| benchmark | time | cv | counters |")
@@ -759,6 +800,7 @@ def main():
     lines += ["### Latency plot", "",
               write_latency_plot(rows, args.plot) if args.plot else "Plot not requested (--plot).", ""]
     lines += ratio_section(pairs) + [""]
+    lines += op_by_op_section(results) + [""]
     lines += errors_section(rows, results) + [""]
     lines += zoo_absolute_section(rows, ort) + [""]
     lines += absolute_section(results) + [""]

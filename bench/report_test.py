@@ -57,6 +57,13 @@ class ReportTest(unittest.TestCase):
                 kiln_entry("BM_Zoo/model:bad/tier:interp/threads:%d" % t, 1.0, regions=0),
                 kiln_entry("BM_Zoo/model:bad/tier:jit/threads:%d" % t, 1.0, regions=0),
             ]
+        benchmarks += [
+            kiln_entry("BM_Zoo/model:mlp/tier:opbyop/threads:1", 6.0, regions=3),
+            kiln_entry("BM_LayerNormGelu/tier:interp/shape:8x64", 2.0, regions=1),
+            kiln_entry("BM_LayerNormGelu/tier:jit/shape:8x64", 1.0, regions=1, regions_compiled=1),
+            kiln_entry("BM_LayerNormGelu/tier:opbyop/shape:8x64", 5.0, regions=1),
+            kiln_entry("BM_Model/model:cnn/tier:opbyop/threads:1", None, error="load failed"),
+        ]
         self.kiln = os.path.join(self.dir.name, "kiln.json")
         with open(self.kiln, "w") as f:
             json.dump({"context": {"num_cpus": 2}, "benchmarks": benchmarks}, f)
@@ -97,6 +104,18 @@ class ReportTest(unittest.TestCase):
         self.assertIn("ONNX Runtime 9.9.9", text)
         self.assertIn("kiln JIT / ORT 2.00 (1 cases)", text)
         self.assertIn("planned 2 MiB, cold start RSS +12.5 MiB", text)
+
+    def test_op_by_op_rows(self):
+        out = os.path.join(self.dir.name, "report.md")
+        subprocess.run([sys.executable, os.path.join(HERE, "report.py"), self.kiln, "--out", out], check=True)
+        with open(out) as f:
+            text = f.read()
+        section = text[text.index("## The JIT against op-by-op interpretation"):]
+        self.assertIn("| BM_Zoo/model:mlp/threads:1 | **3.00x** | 1.50x | 6 ms | 4 ms | 2 ms |", section)
+        self.assertIn("| BM_LayerNormGelu/shape:8x64 | **5.00x** | 2.50x |", section)
+        self.assertIn("| BM_Model/model:cnn/threads:1 | error: load failed |", section)
+        # An op-by-op row is not a tier pair of its own.
+        self.assertNotIn("opbyop", text[:text.index("## The JIT against op-by-op interpretation")])
 
     def test_report_without_peer_says_why(self):
         out = os.path.join(self.dir.name, "report.md")

@@ -114,8 +114,11 @@ SessionOptions Options(TierPolicy tier, int threads) {
   return options;
 }
 
-Status PrepareZooPair(const ZooCase& zoo_case, int threads, const std::string& ort_dir, ZooPair& pair) {
-  KILN_ASSIGN_OR_RETURN(pair.model, Model::Load(zoo_case.model_path));
+Status PrepareZooPair(const ZooCase& zoo_case, int threads, const std::string& ort_dir, GraphOptimization level,
+                      ZooPair& pair) {
+  LoadOptions load_options;
+  load_options.graph_optimization = level;
+  KILN_ASSIGN_OR_RETURN(pair.model, Model::Load(zoo_case.model_path, load_options));
   KILN_ASSIGN_OR_RETURN(pair.inputs, LoadZooInputs(zoo_case));
   KILN_ASSIGN_OR_RETURN(pair.interp, Session::Create(pair.model, Options(TierPolicy::kInterpreter, threads)));
   KILN_ASSIGN_OR_RETURN(pair.jit, Session::Create(pair.model, Options(TierPolicy::kJit, threads)));
@@ -156,15 +159,16 @@ Status PrepareZooPair(const ZooCase& zoo_case, int threads, const std::string& o
 // kept: the benchmarks of one pair are registered next to each other, and
 // holding every model of the zoo at once would skew memory numbers (and
 // page the idle ones out). Benchmarks run one at a time on the main thread.
-ZooPair& GetZooPair(const ZooCase& zoo_case, int threads, const std::string& ort_dir) {
+ZooPair& GetZooPair(const ZooCase& zoo_case, int threads, const std::string& ort_dir, GraphOptimization level) {
   static std::string current_key;
   static std::unique_ptr<ZooPair> current;
-  const std::string key = zoo_case.name + "/threads:" + std::to_string(threads);
+  const std::string key =
+      zoo_case.name + "/threads:" + std::to_string(threads) + "/graph_opt:" + GraphOptimizationName(level);
   if (current == nullptr || key != current_key) {
     current.reset();  // free the previous pair first
     current = std::make_unique<ZooPair>();
     current_key = key;
-    const Status status = PrepareZooPair(zoo_case, threads, ort_dir, *current);
+    const Status status = PrepareZooPair(zoo_case, threads, ort_dir, level, *current);
     if (!status.ok()) current->setup_error = status.ToString() + " [" + zoo_case.name + "]";
   }
   return *current;
@@ -204,10 +208,12 @@ struct ZooContext {
   ZooCase zoo_case;
   std::string ort_dir;
   int threads = 1;
+  // kBasic for the op-by-op rows (tier:opbyop), which time the interpreter.
+  GraphOptimization graph_optimization = GraphOptimization::kAll;
 };
 
 void BM_ZooSteady(benchmark::State& state, const ZooContext& ctx, bool jit) {
-  ZooPair& pair = GetZooPair(ctx.zoo_case, ctx.threads, ctx.ort_dir);
+  ZooPair& pair = GetZooPair(ctx.zoo_case, ctx.threads, ctx.ort_dir, ctx.graph_optimization);
   const std::string& error = !pair.setup_error.empty() ? pair.setup_error : jit ? pair.jit_error : pair.interp_error;
   if (!error.empty()) {
     state.SkipWithError(error.c_str());
@@ -251,7 +257,7 @@ void BM_ZooSteady(benchmark::State& state, const ZooContext& ctx, bool jit) {
 // with the default tier policy, run once. The file is in the page cache
 // (one untimed round first), as it is for a restarted service.
 void BM_ZooColdStart(benchmark::State& state, const ZooContext& ctx) {
-  ZooPair& pair = GetZooPair(ctx.zoo_case, ctx.threads, ctx.ort_dir);
+  ZooPair& pair = GetZooPair(ctx.zoo_case, ctx.threads, ctx.ort_dir, ctx.graph_optimization);
   if (!pair.setup_error.empty()) {
     state.SkipWithError(pair.setup_error.c_str());
     return;
@@ -310,7 +316,7 @@ void BM_ZooColdStart(benchmark::State& state, const ZooContext& ctx) {
 // compiled or failed to. Timed from Session::Create to the end of the first
 // run after which that is true; counters: runs it took, and the regions.
 void BM_ZooTierUp(benchmark::State& state, const ZooContext& ctx) {
-  ZooPair& pair = GetZooPair(ctx.zoo_case, ctx.threads, ctx.ort_dir);
+  ZooPair& pair = GetZooPair(ctx.zoo_case, ctx.threads, ctx.ort_dir, ctx.graph_optimization);
   if (!pair.setup_error.empty()) {
     state.SkipWithError(pair.setup_error.c_str());
     return;
@@ -390,6 +396,14 @@ void RegisterZoo(const std::string& zoo_dir, const std::string& ort_dir) {
       }
       benchmark::RegisterBenchmark(("BM_ZooColdStart" + model + suffix).c_str(), BM_ZooColdStart, ctx)->UseRealTime();
       benchmark::RegisterBenchmark(("BM_ZooTierUp" + model + suffix).c_str(), BM_ZooTierUp, ctx)->UseRealTime();
+      if (threads == 1) {
+        // The interpreter on the basic graph (no load-time fusion): the
+        // op-by-op baseline, at one thread like the whole-model goal.
+        ZooContext op_by_op = ctx;
+        op_by_op.graph_optimization = GraphOptimization::kBasic;
+        const std::string name = "BM_Zoo" + model + "/tier:opbyop" + suffix;
+        benchmark::RegisterBenchmark(name.c_str(), BM_ZooSteady, op_by_op, false)->UseRealTime();
+      }
     }
   }
 }

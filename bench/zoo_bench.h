@@ -4,6 +4,9 @@
 //   BM_Zoo/model:CASE/tier:interp/threads:T    steady-state run, interpreter
 //   BM_Zoo/model:CASE/tier:jit/threads:T       steady-state run, every hot
 //                                              region compiled before timing
+//   BM_Zoo/model:CASE/tier:opbyop/threads:1    steady-state run, interpreter
+//                                              on the model loaded with
+//                                              GraphOptimization::kBasic
 //   BM_ZooColdStart/model:CASE/threads:T       Model::Load + Session::Create
 //                                              + first Run (default policy)
 //   BM_ZooTierUp/model:CASE/threads:T          new session (default policy)

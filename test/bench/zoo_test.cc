@@ -116,6 +116,36 @@ TEST(ZooModels, EveryCaseAgreesAcrossTiersWithSensibleMagnitudes) {
   }
 }
 
+// kiln_bench's op-by-op rows load every case with GraphOptimization::kBasic:
+// on these exported models (decomposed LayerNorm and GELU, bias Adds,
+// HardSwish after convolutions) both levels must compute the same outputs.
+TEST(ZooModels, BasicGraphOptimizationAgreesWithTheDefault) {
+  StatusOr<std::vector<ZooCase>> cases = ReadZooManifest(ZooDir());
+  ASSERT_TRUE(cases.ok()) << cases.status().ToString();
+  LoadOptions basic;
+  basic.graph_optimization = GraphOptimization::kBasic;
+  SessionOptions options;
+  options.tier = TierPolicy::kInterpreter;
+  options.intra_op_threads = 1;
+  for (const ZooCase& c : *cases) {
+    SCOPED_TRACE(c.name);
+    StatusOr<std::vector<NamedTensor>> inputs = LoadZooInputs(c);
+    ASSERT_TRUE(inputs.ok()) << inputs.status().ToString();
+    std::vector<std::vector<Tensor>> outputs;
+    for (const LoadOptions& load : {LoadOptions{}, basic}) {
+      StatusOr<std::shared_ptr<const Model>> model = Model::Load(c.model_path, load);
+      ASSERT_TRUE(model.ok()) << model.status().ToString();
+      StatusOr<std::unique_ptr<Session>> session = Session::Create(*model, options);
+      ASSERT_TRUE(session.ok()) << session.status().ToString();
+      StatusOr<std::vector<NamedTensor>> out = (*session)->Run(*inputs);
+      ASSERT_TRUE(out.ok()) << out.status().ToString();
+      outputs.push_back(TensorsOf(*out));
+    }
+    const Closeness closeness = CompareOutputs(outputs[0], outputs[1], 1e-4, 1e-5);
+    EXPECT_TRUE(closeness.ok) << DescribeMismatch(closeness, "basic vs all", 1e-4, 1e-5);
+  }
+}
+
 TEST(ZooManifest, MalformedManifestsFailWithTheReason) {
   struct Bad {
     std::string text;
