@@ -208,6 +208,7 @@ llvm::Value* EmitSigmoid(llvm::IRBuilderBase& b, llvm::Value* x) {
   if (auto* div = llvm::dyn_cast<llvm::Instruction>(s)) {
     div->setHasAllowReciprocal(true);
     div->setHasNoInfs(true);
+    div->setHasAllowContract(true);
   }
   return b.CreateSelect(b.CreateFCmpOLT(x, F(x, 0.0)), b.CreateFMul(e, s), s);
 }
