@@ -91,16 +91,14 @@ std::vector<double> ExpMinimaxCoefficients() {
   return {1.0, 1.0, 0.4999999345, 0.1666652063, 0.04166838805, 0.008368716879, 0.001381459856};
 }
 
-}  // namespace
-
-llvm::Value* EmitExp(llvm::IRBuilderBase& b, llvm::Value* x) {
+// e^x; `non_positive` promises x <= 0 or NaN (see EmitExp).
+llvm::Value* Exp(llvm::IRBuilderBase& b, llvm::Value* x, bool non_positive) {
   // e^x = 2^n * e^r with n = round(x / ln 2), |r| <= ln2 / 2. Clamping to
   // [-105, 89] keeps n in [-151, 128]: below -105 the result rounds to 0,
   // above 89 it overflows to inf through the scaling (the upper clamp is left
   // out when x is known not to be positive). The clamps are selects that let
   // NaN through; it stays NaN through the polynomial and the two
   // multiplications at the end, so no separate NaN select is needed.
-  const bool non_positive = CannotBePositive(b, x);
   llvm::Value* xc = ClampBelow(b, x, -105.0);
   if (!non_positive) xc = ClampAbove(b, xc, 89.0);
   // t = x / ln 2 + shifter lies in [2^23, 2^24), where floats are integers,
@@ -115,8 +113,7 @@ llvm::Value* EmitExp(llvm::IRBuilderBase& b, llvm::Value* x) {
   llvm::Value* p = Polynomial(b, r, ExpMinimaxCoefficients());
   llvm::Value* bits = b.CreateBitCast(t, IntTypeLike(xc));
   if (non_positive) {
-    // x <= 0 (Sigmoid's and Softplus's -|x|; not Tanh's -2|x|, which LLVM
-    // does not prove non-positive through Expm1): n is in
+    // x <= 0 (Sigmoid's and Softplus's -|x|, Tanh's -2|x|): n is in
     // [-151, 0], so 2^(n + 64) is a normal float (biased exponent
     // k = n + 191), p * 2^(n + 64) is exact, and the multiplication by 2^-64
     // rounds once: the same result as the two factors below, in three
@@ -135,15 +132,22 @@ llvm::Value* EmitExp(llvm::IRBuilderBase& b, llvm::Value* x) {
                       b.CreateBitCast(second, xc->getType()));
 }
 
-llvm::Value* EmitExpm1(llvm::IRBuilderBase& b, llvm::Value* x) {
+// e^x - 1; `non_positive` as for Exp.
+llvm::Value* Expm1(llvm::IRBuilderBase& b, llvm::Value* x, bool non_positive) {
   // Near zero e^x - 1 cancels, so use the series without its constant term;
   // elsewhere |e^x - 1| >= 0.29 and the subtraction loses at most 2 bits.
   llvm::Value* ax = b.CreateIntrinsic(llvm::Intrinsic::fabs, {x->getType()}, {x});
   llvm::Value* small = b.CreateFCmpOLT(ax, F(x, 0.34657359));
   llvm::Value* series = b.CreateFMul(x, Polynomial(b, x, ExpCoefficients(8, 1)));
-  llvm::Value* large = b.CreateFSub(EmitExp(b, x), F(x, 1.0));
+  llvm::Value* large = b.CreateFSub(Exp(b, x, non_positive), F(x, 1.0));
   return b.CreateSelect(small, series, large);
 }
+
+}  // namespace
+
+llvm::Value* EmitExp(llvm::IRBuilderBase& b, llvm::Value* x) { return Exp(b, x, CannotBePositive(b, x)); }
+
+llvm::Value* EmitExpm1(llvm::IRBuilderBase& b, llvm::Value* x) { return Expm1(b, x, CannotBePositive(b, x)); }
 
 llvm::Value* EmitLog(llvm::IRBuilderBase& b, llvm::Value* x) {
   // x = m * 2^e with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(s) with
@@ -191,7 +195,9 @@ llvm::Value* EmitTanh(llvm::IRBuilderBase& b, llvm::Value* x) {
   // tanh|x| = -m / (2 + m) with m = expm1(-2|x|) in (-1, 0]: no cancellation
   // for small |x|, and m -> -1 gives exactly 1 for large |x|.
   llvm::Value* ax = b.CreateIntrinsic(llvm::Intrinsic::fabs, {x->getType()}, {x});
-  llvm::Value* m = EmitExpm1(b, b.CreateFMul(ax, F(x, -2.0)));
+  // -2|x| is <= 0 or NaN, which LLVM's known-FP-class analysis does not
+  // infer through the multiplication, so say so.
+  llvm::Value* m = Expm1(b, b.CreateFMul(ax, F(x, -2.0)), /*non_positive=*/true);
   llvm::Value* t = b.CreateFDiv(b.CreateFNeg(m), b.CreateFAdd(m, F(x, 2.0)));
   return b.CreateIntrinsic(llvm::Intrinsic::copysign, {x->getType()}, {t, x});
 }

@@ -195,6 +195,39 @@ TEST(VectorMath, SigmoidAndSoftplusLowerTails) {
   }
 }
 
+// Tanh's expm1(-2|x|) also takes the non-positive exp path (EmitTanh says
+// so explicitly): the whole range through both tails, where tanh is +-1
+// exactly, and the specials.
+TEST(VectorMath, TanhTailsAndSpecials) {
+  std::vector<float> xs = testing::Linspace(-120, 120, 240001);
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> specials = {0.0f, -0.0f, 1e-30f, -1e-30f, 1e30f, -1e30f, inf, -inf};
+  const size_t first_special = xs.size();
+  xs.insert(xs.end(), specials.begin(), specials.end());
+  xs.push_back(std::numeric_limits<float>::quiet_NaN());
+  const int64_t total = static_cast<int64_t>(xs.size());
+  RegionBuilder rb;
+  auto x = rb.Input("x", DType::kFloat32, {total});
+  rb.Output(rb.Node("Tanh", {x}, "y"));
+  auto compiled = rb.Compile();
+  ASSERT_TRUE(compiled.ok()) << compiled.status().ToString();
+  auto outs = testing::Run(**compiled, {xs.data()}, {false}, total);
+  int failures = 0;
+  for (size_t i = 0; i + 1 < xs.size() && failures < 10; ++i) {
+    const double want = std::tanh(static_cast<double>(xs[i]));
+    const double got = outs[0].at(static_cast<int64_t>(i));
+    const bool ok = std::fabs(want) > 1 - 1e-9 ? got == (want > 0 ? 1.0 : -1.0)
+                                               : std::fabs(got - want) <= 2e-6 * std::fabs(want);
+    if (!ok || std::signbit(got) != std::signbit(want)) {
+      ++failures;
+      ADD_FAILURE() << "tanh(" << xs[i] << ") = " << got << ", want " << want;
+    }
+  }
+  EXPECT_EQ(outs[0].at(static_cast<int64_t>(first_special)), 0.0);
+  EXPECT_TRUE(std::signbit(outs[0].at(static_cast<int64_t>(first_special) + 1))) << "tanh(-0) = -0";
+  EXPECT_TRUE(std::isnan(outs[0].at(total - 1)));
+}
+
 TEST(VectorMath, PowAgainstStd) {
   // x^y through exp/log: relative error grows with |y log x|, bounded here.
   RegionBuilder rb;
