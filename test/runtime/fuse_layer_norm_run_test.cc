@@ -10,24 +10,17 @@
 #include "reference_run_util.h"
 #include "session_check_util.h"
 #include "runtime/model_internal.h"
+#include "test/graph/graph_test_util.h"
 #include "test/model_builder.h"
 
 namespace kiln {
 namespace {
 
 using testing::ElementCount;
+using graph::testing::CountLive;
 using testing::OnnxModelBuilder;
 using testing::RandomFloats;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
-
-size_t CountLive(const graph::Graph& g, const std::string& op_type) {
-  size_t n = 0;
-  for (size_t i = 0; i < g.num_nodes(); ++i) {
-    const graph::Node& node = g.node(static_cast<graph::NodeId>(i));
-    n += !node.dead && node.op_type == op_type;
-  }
-  return n;
-}
 
 // x:[dims] -> decomposed LayerNorm over the last axis (d features) ->
 // [Relu] -> y. A Relu after it keeps y an ordinary intermediate.

@@ -12,11 +12,13 @@
 #include "kiln/session.h"
 #include "reference_run_util.h"
 #include "runtime/model_internal.h"
+#include "test/graph/graph_test_util.h"
 #include "test/model_builder.h"
 
 namespace kiln {
 namespace {
 
+using graph::testing::CountLive;
 using testing::OnnxModelBuilder;
 using testing::RandomFloats;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
@@ -66,15 +68,6 @@ std::shared_ptr<const Model> Load(GraphOptimization level) {
   auto model = Model::LoadFromBytes(bytes.data(), bytes.size(), "", options);
   EXPECT_TRUE(model.ok()) << model.status().ToString();
   return model.ok() ? *model : nullptr;
-}
-
-size_t CountLive(const graph::Graph& g, const std::string& op_type) {
-  size_t n = 0;
-  for (size_t i = 0; i < g.num_nodes(); ++i) {
-    const graph::Node& node = g.node(static_cast<graph::NodeId>(i));
-    n += !node.dead && node.op_type == op_type;
-  }
-  return n;
 }
 
 std::vector<float> RunTwice(const std::shared_ptr<const Model>& model, TierPolicy tier, const std::vector<float>& x,
