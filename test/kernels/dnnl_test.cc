@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <string>
 #include <thread>
@@ -386,6 +387,127 @@ TEST(MatMulTest, LargeProblemsUseOneDnnPaths) {
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   EXPECT_EQ((*out)[0].dims(), (Dims{2, 64, 48}));
   testing::ExpectNear(ToVector<float>((*out)[0]), RefMatMul(a2v, b2v, 2, 64, 64, 48, true, false));
+}
+
+// Numpy-style batched matmul in double: batch dims right-aligned and
+// broadcast, A [.., m, k] x B [.., k, n].
+std::vector<float> RefBroadcastMatMul(const std::vector<float>& a, const Dims& a_dims, const std::vector<float>& b,
+                                      const Dims& b_dims, Dims& out_dims) {
+  const size_t rank = std::max(a_dims.size(), b_dims.size());
+  auto padded = [rank](const Dims& d) {
+    Dims p(rank - d.size(), 1);
+    p.insert(p.end(), d.begin(), d.end());
+    return p;
+  };
+  const Dims ap = padded(a_dims), bp = padded(b_dims);
+  const int64_t m = ap[rank - 2], k = ap[rank - 1], n = bp[rank - 1];
+  out_dims.assign(rank, 1);
+  int64_t batches = 1;
+  for (size_t d = 0; d + 2 < rank; ++d) batches *= (out_dims[d] = std::max(ap[d], bp[d]));
+  out_dims[rank - 2] = m;
+  out_dims[rank - 1] = n;
+  std::vector<float> y(static_cast<size_t>(batches * m * n));
+  for (int64_t batch = 0; batch < batches; ++batch) {
+    int64_t rest = batch, a_off = 0, b_off = 0, a_stride = m * k, b_stride = k * n;
+    for (size_t d = rank - 2; d-- > 0;) {
+      const int64_t i = rest % out_dims[d];
+      rest /= out_dims[d];
+      a_off += (ap[d] == 1 ? 0 : i) * a_stride;
+      b_off += (bp[d] == 1 ? 0 : i) * b_stride;
+      a_stride *= ap[d];
+      b_stride *= bp[d];
+    }
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t c = 0; c < n; ++c) {
+        double acc = 0;
+        for (int64_t t = 0; t < k; ++t) acc += double{a[a_off + r * k + t]} * b[b_off + t * n + c];
+        y[static_cast<size_t>((batch * m + r) * n + c)] = static_cast<float>(acc);
+      }
+  }
+  return y;
+}
+
+// Splits every For into chunks of one, in reverse, as a pool of many threads
+// might, so that per-batch and per-tile work really is independent.
+class ReversedChunkRunner final : public kernels::ParallelRunner {
+ public:
+  void For(int64_t n, int64_t, const std::function<void(int64_t, int64_t)>& fn) const override {
+    for (int64_t i = n; i-- > 0;) fn(i, i + 1);
+  }
+  int num_threads() const override { return 8; }
+};
+
+// Activation x activation products (attention's Q x K^T and scores x V,
+// broadcast batches, a shared B, K beyond one 256-deep block, N < 8): the
+// same results as a double reference whatever the runner kiln passes, and
+// bitwise the same across runners.
+TEST(MatMulTest, ActivationProductsMatchTheReferenceOnAnyRunner) {
+  struct Case {
+    Dims a, b;
+  };
+  const std::vector<Case> cases = {{{1, 4, 32, 64}, {1, 4, 64, 32}}, {{1, 4, 32, 32}, {1, 4, 32, 64}},
+                                   {{2, 1, 40, 24}, {1, 3, 24, 20}}, {{3, 40, 24}, {24, 20}},
+                                   {{2, 64, 64}, {2, 64, 48}},       {{1, 4, 7, 300}, {4, 300, 17}},
+                                   {{3, 40, 64}, {3, 64, 5}}};
+  uint32_t seed = 100;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(DimsToString(c.a) + " x " + DimsToString(c.b));
+    const auto av = Random(static_cast<size_t>(Count(c.a)), seed++), bv = Random(static_cast<size_t>(Count(c.b)), seed++);
+    Tensor a = MakeTensor<float>(c.a, av), b = MakeTensor<float>(c.b, bv);
+    Dims out_dims;
+    const std::vector<float> expected = RefBroadcastMatMul(av, c.a, bv, c.b, out_dims);
+    graph::Node node;
+    node.op_type = "MatMul";
+    node.opset = 13;
+    auto serial = testing::RunNode(node, {&a, &b}, kernels::SerialRunner());
+    auto chunked = testing::RunNode(node, {&a, &b}, ReversedChunkRunner());
+    ASSERT_TRUE(serial.ok()) << serial.status().ToString();
+    ASSERT_TRUE(chunked.ok()) << chunked.status().ToString();
+    EXPECT_EQ((*serial)[0].dims(), out_dims);
+    testing::ExpectNear(ToVector<float>((*serial)[0]), expected, 1e-5f, 1e-5f);
+    EXPECT_EQ(ToVector<float>((*serial)[0]), ToVector<float>((*chunked)[0]));
+  }
+}
+
+// A 1-D A against batched B: [256] x [4, 256, 64] -> [4, 64] (the promoted
+// row is dropped again).
+TEST(MatMulTest, VectorTimesBatchedActivation) {
+  const auto av = Random(256, 301), bv = Random(4 * 256 * 64, 302);
+  Tensor a = MakeTensor<float>({256}, av), b = MakeTensor<float>({4, 256, 64}, bv);
+  auto out = RunOp("MatMul", {&a, &b});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ((*out)[0].dims(), (Dims{4, 64}));
+  Dims out_dims;
+  testing::ExpectNear(ToVector<float>((*out)[0]), RefBroadcastMatMul(av, {1, 256}, bv, {4, 256, 64}, out_dims), 1e-5f,
+                      1e-5f);
+}
+
+// A FusedMatMul whose B is an activation (so no packed weight): bias,
+// residual and activation, in ONNX's order.
+TEST(MatMulTest, FusedEpilogueOnActivationB) {
+  const Dims a_dims = {2, 16, 32}, b_dims = {2, 32, 24};
+  const auto av = Random(2 * 16 * 32, 201), bv = Random(2 * 32 * 24, 202), biasv = Random(24, 203),
+             rv = Random(2 * 16 * 24, 204);
+  Tensor a = MakeTensor<float>(a_dims, av), b = MakeTensor<float>(b_dims, bv), bias = MakeTensor<float>({24}, biasv),
+         residual = MakeTensor<float>({2, 16, 24}, rv);
+  graph::Node node;
+  node.op_type = "FusedMatMul";
+  node.domain = "kiln";
+  node.opset = 1;
+  node.attributes["activation"] = StringAttr("Relu");
+  const kernels::SerialRunner serial;
+  const ReversedChunkRunner chunked;
+  const std::vector<const kernels::ParallelRunner*> runners = {&serial, &chunked};
+  for (const kernels::ParallelRunner* runner : runners) {
+    auto out = testing::RunNode(node, {&a, &b, &bias, &residual}, *runner);
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    Dims out_dims;
+    std::vector<float> expected = RefBroadcastMatMul(av, a_dims, bv, b_dims, out_dims);
+    for (size_t i = 0; i < expected.size(); ++i) {
+      expected[i] = std::max(0.0f, expected[i] + biasv[i % 24] + rv[i]);
+    }
+    testing::ExpectNear(ToVector<float>((*out)[0]), expected, 1e-5f, 1e-5f);
+  }
 }
 
 TEST(MatMulTest, OneDOperands) {

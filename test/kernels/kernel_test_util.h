@@ -76,8 +76,19 @@ class PlainAllocator final : public kernels::OutputAllocator {
   }
 };
 
-// Runs `op_type` at `opset` on `inputs` (a null entry is an omitted optional
-// input) and returns its `num_outputs` outputs.
+// Runs `node` on `inputs` (a null entry is an omitted optional input) with
+// `runner` as its thread pool and returns its `num_outputs` outputs.
+inline StatusOr<std::vector<Tensor>> RunNode(const graph::Node& node, const std::vector<const Tensor*>& inputs,
+                                             const kernels::ParallelRunner& runner, int num_outputs = 1) {
+  KILN_ASSIGN_OR_RETURN(auto kernel, kernels::DefaultKernelRegistry().Create(node));
+  std::vector<Tensor> outputs(static_cast<size_t>(num_outputs));
+  PlainAllocator allocator;
+  kernels::KernelContext ctx(inputs, outputs, allocator, runner);
+  KILN_RETURN_IF_ERROR(kernel->Compute(ctx));
+  return outputs;
+}
+
+// Runs `op_type` at `opset` on `inputs`, serially.
 inline StatusOr<std::vector<Tensor>> RunOp(const std::string& op_type, const std::vector<const Tensor*>& inputs,
                                            std::map<std::string, graph::Attribute> attributes = {},
                                            int opset = 17, int num_outputs = 1) {
@@ -86,13 +97,7 @@ inline StatusOr<std::vector<Tensor>> RunOp(const std::string& op_type, const std
   node.op_type = op_type;
   node.opset = opset;
   node.attributes = std::move(attributes);
-  KILN_ASSIGN_OR_RETURN(auto kernel, kernels::DefaultKernelRegistry().Create(node));
-  std::vector<Tensor> outputs(static_cast<size_t>(num_outputs));
-  PlainAllocator allocator;
-  kernels::SerialRunner serial;
-  kernels::KernelContext ctx(inputs, outputs, allocator, serial);
-  KILN_RETURN_IF_ERROR(kernel->Compute(ctx));
-  return outputs;
+  return RunNode(node, inputs, kernels::SerialRunner(), num_outputs);
 }
 
 // Element-wise comparison with ONNX's default test tolerances.
