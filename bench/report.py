@@ -67,11 +67,19 @@ def display_name(run_name):
                   "", run_name)
 
 
+def natural_key(name):
+    """Sort key that orders embedded numbers by value ("n:64" before "n:256")."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
+
+
 def load_results(path):
+    """(context, {display name: Result}) in natural name order: bench/run interleaves repetitions at
+    random, so the file's order says nothing."""
     with open(path) as f:
         data = json.load(f)
     results = {}
-    for entry in data.get("benchmarks", []):
+    entries = sorted(data.get("benchmarks", []), key=lambda e: natural_key(display_name(e.get("run_name", e["name"]))))
+    for entry in entries:
         name = display_name(entry.get("run_name", entry["name"]))
         result = results.setdefault(name, Result(name))
         if entry.get("error_occurred"):

@@ -117,6 +117,20 @@ class ReportTest(unittest.TestCase):
         # An op-by-op row is not a tier pair of its own.
         self.assertNotIn("opbyop", text[:text.index("## The JIT against op-by-op interpretation")])
 
+    def test_rows_in_natural_order_whatever_the_file_order(self):
+        # bench/run interleaves repetitions at random: the file's order is arbitrary.
+        shuffled = os.path.join(self.dir.name, "shuffled.json")
+        entries = []
+        for n in (1024, 64, 256):
+            for tier in ("jit", "interp"):
+                entries.append(kiln_entry("BM_ElementwiseRegion/tier:%s/n:%d" % (tier, n), n / 64.0, regions=1,
+                                          regions_compiled=1 if tier == "jit" else 0))
+        with open(shuffled, "w") as f:
+            json.dump({"context": {}, "benchmarks": entries}, f)
+        _, results = report.load_results(shuffled)
+        self.assertEqual([name for name, _, _, _ in report.speedup_pairs(results)],
+                         ["BM_ElementwiseRegion/n:64", "BM_ElementwiseRegion/n:256", "BM_ElementwiseRegion/n:1024"])
+
     def test_report_without_peer_says_why(self):
         out = os.path.join(self.dir.name, "report.md")
         subprocess.run([sys.executable, os.path.join(HERE, "report.py"), self.kiln, "--ort-missing",

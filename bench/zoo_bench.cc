@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -155,23 +156,25 @@ Status PrepareZooPair(const ZooCase& zoo_case, int threads, const std::string& o
   return Status();
 }
 
-// The pair for (case, threads), built on first use. Only the latest pair is
-// kept: the benchmarks of one pair are registered next to each other, and
-// holding every model of the zoo at once would skew memory numbers (and
-// page the idle ones out). Benchmarks run one at a time on the main thread.
+// The pair for (case, threads, level), built on first use and kept: bench/run
+// interleaves the repetitions of all benchmarks at random
+// (--benchmark_enable_random_interleaving), so that a change in the machine's
+// load spreads over every row instead of skewing the rows that happened to run
+// during it, and rebuilding a pair (load, compile) for every repetition would
+// cost more than the runs. BM_ZooSteady's warm-up runs touch a pair's memory
+// again before timing, in case it was paged out while idle. Benchmarks run one
+// at a time on the main thread.
 ZooPair& GetZooPair(const ZooCase& zoo_case, int threads, const std::string& ort_dir, GraphOptimization level) {
-  static std::string current_key;
-  static std::unique_ptr<ZooPair> current;
+  static std::map<std::string, std::unique_ptr<ZooPair>> pairs;
   const std::string key =
       zoo_case.name + "/threads:" + std::to_string(threads) + "/graph_opt:" + GraphOptimizationName(level);
-  if (current == nullptr || key != current_key) {
-    current.reset();  // free the previous pair first
-    current = std::make_unique<ZooPair>();
-    current_key = key;
-    const Status status = PrepareZooPair(zoo_case, threads, ort_dir, level, *current);
-    if (!status.ok()) current->setup_error = status.ToString() + " [" + zoo_case.name + "]";
+  std::unique_ptr<ZooPair>& pair = pairs[key];
+  if (pair == nullptr) {
+    pair = std::make_unique<ZooPair>();
+    const Status status = PrepareZooPair(zoo_case, threads, ort_dir, level, *pair);
+    if (!status.ok()) pair->setup_error = status.ToString() + " [" + zoo_case.name + "]";
   }
-  return *current;
+  return *pair;
 }
 
 // Region counters as bench/report.py reads them ("regions",
