@@ -50,6 +50,13 @@ size_t OutputBufferPool::pooled_buffers() const {
   return released_.size();
 }
 
+size_t OutputBufferPool::pooled_bytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  size_t bytes = 0;
+  for (const Buffer& buffer : released_) bytes += buffer.capacity;
+  return bytes;
+}
+
 std::shared_ptr<void> OutputBufferPool::Own(Buffer buffer) {
   std::weak_ptr<OutputBufferPool> pool = weak_from_this();
   return std::shared_ptr<void>(buffer.data, [pool = std::move(pool), capacity = buffer.capacity](void* data) {

@@ -39,8 +39,9 @@ class OutputBufferPool : public std::enable_shared_from_this<OutputBufferPool> {
   // reference goes, the buffer comes back to the pool.
   StatusOr<std::shared_ptr<void>> Acquire(size_t bytes, const std::function<Status(size_t)>& admit);
 
-  // Released buffers held for reuse.
+  // Released buffers held for reuse, and their total capacity in bytes.
   size_t pooled_buffers() const;
+  size_t pooled_bytes() const;
 
  private:
   explicit OutputBufferPool(size_t max_buffers) : max_buffers_(max_buffers) {}

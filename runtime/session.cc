@@ -214,6 +214,12 @@ SessionStats Session::stats() const {
   SessionStats stats;
   stats.peak_planned_bytes = impl_->peak_planned_bytes.load();
   stats.unplanned_bytes = impl_->unplanned_bytes.load();
+  {
+    std::lock_guard<std::mutex> lock(impl_->frames_mu);
+    for (const auto& frame : impl_->idle_frames) {
+      if (frame->output_pool) stats.pooled_output_bytes += static_cast<int64_t>(frame->output_pool->pooled_bytes());
+    }
+  }
   stats.runs = impl_->runs.load();
   if (impl_->jit) stats.regions = impl_->jit->Stats();
   if (impl_->options.enable_profiling) {

@@ -348,6 +348,7 @@ Status WriteReport(const RunOptions& options, const std::string& tier_run, doubl
   js << "  \"total_runs\": " << stats.runs << ",\n";
   js << "  \"peak_planned_bytes\": " << stats.peak_planned_bytes << ",\n";
   js << "  \"unplanned_bytes\": " << stats.unplanned_bytes << ",\n";
+  js << "  \"pooled_output_bytes\": " << stats.pooled_output_bytes << ",\n";
   const RegionTotals totals = TotalsOf(stats);
   js << "  \"regions_total\": " << stats.regions.size() << ",\n";
   js << "  \"regions_compiled\": " << totals.compiled << ",\n";
@@ -516,8 +517,9 @@ int Run(const RunOptions& options) {
   }
   std::printf("\n");
   SessionStats stats = (*session)->stats();
-  std::printf("memory: peak planned %lld bytes (%lld without reuse)\n",
-              static_cast<long long>(stats.peak_planned_bytes), static_cast<long long>(stats.unplanned_bytes));
+  std::printf("memory: peak planned %lld bytes (%lld without reuse), %lld bytes of released outputs kept for reuse\n",
+              static_cast<long long>(stats.peak_planned_bytes), static_cast<long long>(stats.unplanned_bytes),
+              static_cast<long long>(stats.pooled_output_bytes));
   if (!stats.regions.empty()) {
     const RegionTotals totals = TotalsOf(stats);
     std::printf("jit: %d of %zu regions compiled (%d reusing identical code, %d dropped as slower than the "

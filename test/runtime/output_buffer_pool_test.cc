@@ -22,8 +22,10 @@ TEST(OutputBufferPool, ReusesAReleasedBufferOfAFittingSize) {
     EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % 64, 0u);
     std::memset(first, 0x5a, 1000);  // the whole requested size is usable
     EXPECT_EQ(pool->pooled_buffers(), 0u);
+    EXPECT_EQ(pool->pooled_bytes(), 0u);
   }
   EXPECT_EQ(pool->pooled_buffers(), 1u);
+  EXPECT_EQ(pool->pooled_bytes(), 1024u);  // 1000 rounded up to the 64-byte alignment
   // Same size, and a somewhat smaller one: the released buffer serves both.
   for (size_t bytes : {size_t{1000}, size_t{600}}) {
     auto again = pool->Acquire(bytes, AdmitAll);

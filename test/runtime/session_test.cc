@@ -104,10 +104,13 @@ TEST(Session, ReusesOutputMemoryTheCallerReleased) {
     auto out = (*session)->Run({{"x", *x}});
     ASSERT_TRUE(out.ok()) << out.status().ToString();
     released = (*out)[0].tensor.raw_data();
+    EXPECT_EQ((*session)->stats().pooled_output_bytes, 0);  // the caller still holds it
   }
+  EXPECT_EQ((*session)->stats().pooled_output_bytes, 64);  // 8 floats, in one 64-byte aligned buffer
   auto held = (*session)->Run({{"x", *x}});
   ASSERT_TRUE(held.ok());
   EXPECT_EQ((*held)[0].tensor.raw_data(), released);
+  EXPECT_EQ((*session)->stats().pooled_output_bytes, 0);
 
   auto y = FloatTensor({2, 4}, {-8, -7, -6, -5, -4, -3, -2, -1});
   ASSERT_TRUE(y.ok());

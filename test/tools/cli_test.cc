@@ -127,7 +127,7 @@ TEST(CliTest, RunMatchesNumpyReferenceInBothTiers) {
       std::string json = ReadFile(report);
       for (const std::string& key : std::vector<std::string>{"\"load_ms\"", "\"first_run_ms\"", "\"median_ms\"", "\"p90_ms\"",
                                     "\"runs\": 3", "\"tier\": \"" + std::string(tier) + "\"",
-                                    "\"peak_planned_bytes\"", "\"regions_total\"", "\"compile_ms_total\"",
+                                    "\"peak_planned_bytes\"", "\"pooled_output_bytes\"", "\"regions_total\"", "\"compile_ms_total\"",
                                     "\"deopts\"", "\"latency_split_ms_per_run\""}) {
         EXPECT_NE(json.find(key), std::string::npos) << key << " not in " << json;
       }

@@ -171,6 +171,11 @@ struct SessionStats {
   int64_t peak_planned_bytes = 0;
   // Bytes the intermediates would need without buffer reuse.
   int64_t unplanned_bytes = 0;
+  // Memory of graph outputs the caller has released, kept for later runs'
+  // outputs (at most two generations of outputs per run that can be in
+  // flight at once), over the runs not in progress when stats() is called.
+  // Not part of peak_planned_bytes.
+  int64_t pooled_output_bytes = 0;
   int64_t runs = 0;
   std::vector<NodeProfile> nodes;  // in execution order; empty without profiling
   std::vector<RegionStats> regions;  // empty with TierPolicy::kInterpreter
