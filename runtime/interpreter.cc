@@ -36,7 +36,7 @@ class FrameAllocator final : public kernels::OutputAllocator {
     KILN_ASSIGN_OR_RETURN(int64_t count, CheckedNumElements(dims, dtype));
     const size_t bytes = static_cast<size_t>(count) * DTypeSize(dtype);
     if (slot < 0) {
-      if (bytes == 0 || frame_.output_pool == nullptr) {
+      if (bytes == 0) {
         KILN_RETURN_IF_ERROR(Admit(bytes));
         return Tensor::Allocate(dtype, dims);
       }

@@ -64,7 +64,7 @@ class ExecutionFrame {
   std::vector<int64_t> scratch_params;  // shape-generic code's dims and strides
   Dims scratch_domain;
   // Memory for values outside the plan (graph outputs), reused once the
-  // caller releases what an earlier run returned.
+  // caller releases what an earlier run returned. Set by NewFrame.
   std::shared_ptr<OutputBufferPool> output_pool;
   int64_t run_unplanned_bytes = 0;   // bytes allocated for intermediates in the last run
   const AllocateHook* before_allocate = nullptr;  // the current run's RunHooks::before_allocate

@@ -217,7 +217,7 @@ SessionStats Session::stats() const {
   {
     std::lock_guard<std::mutex> lock(impl_->frames_mu);
     for (const auto& frame : impl_->idle_frames) {
-      if (frame->output_pool) stats.pooled_output_bytes += static_cast<int64_t>(frame->output_pool->pooled_bytes());
+      stats.pooled_output_bytes += static_cast<int64_t>(frame->output_pool->pooled_bytes());
     }
   }
   stats.runs = impl_->runs.load();
