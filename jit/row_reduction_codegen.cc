@@ -38,7 +38,7 @@ using internal::Operand;
 // Independent accumulators per reduction in an accumulation pass. Each is
 // a vector of two registers (JitCompiler::f32_vector_lanes), so two sets
 // give four independent add chains; four sets measured no faster and took
-// ~25% longer to compile (Softmax rows: 40 -> 29 ms).
+// ~40% longer to compile (Softmax rows: 40 ms against 29).
 constexpr int kAccumulators = 2;
 // Rows up to this many elements keep values that later passes read again
 // in stack buffers (at most 16 KiB each, in L1) instead of recomputing them:
