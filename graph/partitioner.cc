@@ -4,6 +4,8 @@
 #include <map>
 #include <set>
 
+#include "graph/fusible_ops.h"
+
 namespace kiln::graph {
 
 const char* RegionKindName(RegionKind kind) {
@@ -16,21 +18,9 @@ const char* RegionKindName(RegionKind kind) {
 
 namespace {
 
-// Ops computed per element, with their opset-independent meaning. Anything
-// with data-dependent shapes or cross-element access stays out.
-const std::set<std::string>& FusibleOps() {
-  static const std::set<std::string> ops = {
-      "Abs",  "Add",       "Ceil", "Clip",      "Div",         "Elu",      "Equal",   "Erf",
-      "Exp",  "Floor",     "Gelu", "Greater",   "HardSigmoid", "HardSwish", "Identity", "LeakyRelu",
-      "Less", "Log",       "Max",  "Min",       "Mul",         "Neg",      "Pow",     "Reciprocal",
-      "Relu", "Sigmoid",   "Softplus", "Sqrt",  "Sub",         "Tanh",     "Where",
-  };
-  return ops;
-}
-
 // Accumulation passes a row-reduction region may need before the pass that
-// writes its outputs. Every pass recomputes the elementwise prefix of what
-// it accumulates, so deep chains of reductions cost more than they save.
+// writes its outputs. Every pass reads the row again, so deep chains of
+// reductions cost more than they save.
 constexpr int kMaxRowPasses = 4;
 
 bool SameStaticDim(const Dim& x, const Dim& y) {
@@ -86,10 +76,8 @@ const Value* PrimaryOutput(const Graph& g, const Node& n) {
 }
 
 bool HasFusibleDType(const Node& node, const Value& out) {
-  // Comparisons produce bool masks consumed by Where inside the region; all
-  // arithmetic is float32.
-  if (node.op_type == "Equal" || node.op_type == "Less" || node.op_type == "Greater") return out.dtype == DType::kBool;
-  return out.dtype == DType::kFloat32;
+  const FusibleOpInfo* info = FindFusibleOp(node.op_type);
+  return info != nullptr && out.dtype == (info->yields_bool ? DType::kBool : DType::kFloat32);
 }
 
 // Normalises `axes` of a rank-`rank` tensor and returns the first one when
@@ -114,7 +102,7 @@ bool Unused(const Graph& g, ValueId v) {
 }  // namespace
 
 bool IsFusibleElementwise(const Node& node) {
-  if (node.dead || !node.domain.empty() || !FusibleOps().count(node.op_type)) return false;
+  if (node.dead || !node.domain.empty() || FindFusibleOp(node.op_type) == nullptr) return false;
   if (node.outputs.size() != 1) return false;
   // Opsets before 7 had explicit broadcast attributes with other semantics.
   if (node.opset < 7) return false;

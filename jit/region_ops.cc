@@ -12,6 +12,7 @@
 #include <limits>
 #include <string>
 
+#include "graph/fusible_ops.h"
 #include "jit/vector_math.h"
 
 namespace kiln::jit::internal {
@@ -197,77 +198,71 @@ StatusOr<std::vector<Operand>> OpEmitter::EmitOps(const std::vector<Operand>& in
 }
 
 StatusOr<Operand> OpEmitter::EmitNode(const Node& node, const std::vector<std::optional<Operand>>& in) {
-  const std::string& op = node.op_type;
   if (!node.domain.empty()) return Unsupported("jit: ", node.Describe(), ": domain '", node.domain, "'");
+  const graph::FusibleOpInfo* info = graph::FindFusibleOp(node.op_type);
+  if (info == nullptr) return Unsupported("jit: no fused code for ", node.Describe());
   if (node.outputs.size() != 1 || node.outputs[0] == graph::kNoValue) {
     return Unsupported("jit: ", node.Describe(), ": expected exactly one output");
   }
-  // Arity and kind checks shared by the ops below.
-  auto require = [&](size_t min_inputs, size_t max_inputs) -> Status {
-    if (in.size() < min_inputs || in.size() > max_inputs) {
-      return InvalidModel("jit: ", node.Describe(), " has ", in.size(), " inputs");
-    }
-    for (size_t i = 0; i < min_inputs; ++i) {
-      if (!in[i]) return InvalidModel("jit: ", node.Describe(), ": input ", i, " is missing");
-    }
-    return Status::Ok();
-  };
-  auto require_float = [&]() -> Status {
+  // Arity and kind checks from the op's table entry.
+  const size_t max_inputs = info->max_inputs == graph::kVariadic ? in.size() : static_cast<size_t>(info->max_inputs);
+  if (in.size() < static_cast<size_t>(info->min_inputs) || in.size() > max_inputs) {
+    return InvalidModel("jit: ", node.Describe(), " has ", in.size(), " inputs");
+  }
+  for (size_t i = 0; i < static_cast<size_t>(info->min_inputs); ++i) {
+    if (!in[i]) return InvalidModel("jit: ", node.Describe(), ": input ", i, " is missing");
+  }
+  if (!info->accepts_bool) {
     for (const auto& o : in) {
-      if (o && o->kind != Kind::kFloat) return Unsupported("jit: ", op, ": bool inputs");
+      if (o && o->kind != Kind::kFloat) return Unsupported("jit: ", info->name, ": bool inputs");
     }
-    return Status::Ok();
-  };
+  }
   auto f = [](llvm::Value* v) { return Operand{v, Kind::kFloat, std::nullopt}; };
   auto mask = [](llvm::Value* v) { return Operand{v, Kind::kBool, std::nullopt}; };
+  llvm::Value* x = in[0]->v;
+  // The second operand of binary ops (checked present above).
+  auto y = [&] { return in[1]->v; };
 
-  static const char* const kUnary[] = {"Neg",  "Abs",  "Sqrt", "Reciprocal", "Exp",      "Log",
-                                       "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
-                                       "Erf",  "Gelu", "Softplus", "Elu", "Floor", "Ceil"};
-  for (const char* name : kUnary) {
-    if (op != name) continue;
-    KILN_RETURN_IF_ERROR(require(1, 1));
-    KILN_RETURN_IF_ERROR(require_float());
-    llvm::Value* x = in[0]->v;
-    if (op == "Neg") return f(b_.CreateFNeg(x));
-    if (op == "Abs") return f(Intr(llvm::Intrinsic::fabs, x));
-    if (op == "Sqrt") return f(Intr(llvm::Intrinsic::sqrt, x));
-    if (op == "Reciprocal") return f(b_.CreateFDiv(FConst(1.0), x));
-    if (op == "Exp") return f(EmitExp(b_, x));
-    if (op == "Log") return f(EmitLog(b_, x));
-    if (op == "Floor") return f(Intr(llvm::Intrinsic::floor, x));
-    if (op == "Ceil") return f(Intr(llvm::Intrinsic::ceil, x));
-    if (op == "Sigmoid") return f(EmitSigmoid(b_, x));
-    if (op == "Tanh") return f(EmitTanh(b_, x));
-    if (op == "Erf") return f(EmitErf(b_, x));
+  switch (info->op) {
+    case graph::FusibleOp::kNeg: return f(b_.CreateFNeg(x));
+    case graph::FusibleOp::kAbs: return f(Intr(llvm::Intrinsic::fabs, x));
+    case graph::FusibleOp::kSqrt: return f(Intr(llvm::Intrinsic::sqrt, x));
+    case graph::FusibleOp::kReciprocal: return f(b_.CreateFDiv(FConst(1.0), x));
+    case graph::FusibleOp::kExp: return f(EmitExp(b_, x));
+    case graph::FusibleOp::kLog: return f(EmitLog(b_, x));
+    case graph::FusibleOp::kFloor: return f(Intr(llvm::Intrinsic::floor, x));
+    case graph::FusibleOp::kCeil: return f(Intr(llvm::Intrinsic::ceil, x));
+    case graph::FusibleOp::kSigmoid: return f(EmitSigmoid(b_, x));
+    case graph::FusibleOp::kTanh: return f(EmitTanh(b_, x));
+    case graph::FusibleOp::kErf: return f(EmitErf(b_, x));
     // Selects on "x < 0" keep NaN inputs NaN.
-    if (op == "Relu") return f(b_.CreateSelect(b_.CreateFCmpOLT(x, FConst(0.0)), FConst(0.0), x));
-    if (op == "LeakyRelu") {
+    case graph::FusibleOp::kRelu: return f(b_.CreateSelect(b_.CreateFCmpOLT(x, FConst(0.0)), FConst(0.0), x));
+    case graph::FusibleOp::kLeakyRelu: {
       KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 0.01f));
       return f(b_.CreateSelect(b_.CreateFCmpOLT(x, FConst(0.0)), b_.CreateFMul(x, FConst(alpha)), x));
     }
-    if (op == "Elu") {
+    case graph::FusibleOp::kElu: {
       KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 1.0f));
       llvm::Value* neg = b_.CreateFMul(EmitExpm1(b_, x), FConst(alpha));
       return f(b_.CreateSelect(b_.CreateFCmpOLT(x, FConst(0.0)), neg, x));
     }
-    if (op == "HardSigmoid") {
+    case graph::FusibleOp::kHardSigmoid: {
       KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 0.2f));
       KILN_ASSIGN_OR_RETURN(float beta, node.GetFloat("beta", 0.5f));
       return f(Clamp01(b_.CreateFAdd(b_.CreateFMul(x, FConst(alpha)), FConst(beta))));
     }
-    if (op == "HardSwish") {
+    case graph::FusibleOp::kHardSwish: {
       // x * HardSigmoid(x) with alpha = 1/6, beta = 0.5.
       llvm::Value* hs = Clamp01(b_.CreateFAdd(b_.CreateFMul(x, FConst(1.0f / 6.0f)), FConst(0.5)));
       return f(b_.CreateFMul(x, hs));
     }
-    if (op == "Softplus") {
+    case graph::FusibleOp::kSoftplus: {
       // log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large x.
       llvm::Value* pos = b_.CreateSelect(b_.CreateFCmpOGT(x, FConst(0.0)), x, FConst(0.0));
       llvm::Value* t = EmitExp(b_, b_.CreateFNeg(Intr(llvm::Intrinsic::fabs, x)));
       return f(b_.CreateFAdd(pos, EmitLog1p(b_, t)));
     }
-    if (op == "Gelu") {
+    case graph::FusibleOp::kGelu: {
       KILN_ASSIGN_OR_RETURN(std::string approximate, node.GetString("approximate", "none"));
       llvm::Value* half_x = b_.CreateFMul(x, FConst(0.5));
       if (approximate == "none") {
@@ -282,103 +277,86 @@ StatusOr<Operand> OpEmitter::EmitNode(const Node& node, const std::vector<std::o
       }
       return Unsupported("jit: Gelu: approximate='", approximate, "'");
     }
-  }
-
-  if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div" || op == "Pow") {
-    KILN_RETURN_IF_ERROR(require(2, 2));
-    KILN_RETURN_IF_ERROR(require_float());
-    llvm::Value* x = in[0]->v;
-    llvm::Value* y = in[1]->v;
-    if (op == "Add") return f(b_.CreateFAdd(x, y));
-    if (op == "Sub") return f(b_.CreateFSub(x, y));
-    if (op == "Mul") return f(b_.CreateFMul(x, y));
-    if (op == "Div") return f(b_.CreateFDiv(x, y));
-    if (in[1]->immediate) {
-      // Common constant exponents without exp/log.
-      const double e = *in[1]->immediate;
-      if (e == 1.0) return f(x);
-      if (e == 2.0) return f(b_.CreateFMul(x, x));
-      if (e == 3.0) return f(b_.CreateFMul(b_.CreateFMul(x, x), x));
-      if (e == 4.0) {
-        llvm::Value* x2 = b_.CreateFMul(x, x);
-        return f(b_.CreateFMul(x2, x2));
+    case graph::FusibleOp::kAdd: return f(b_.CreateFAdd(x, y()));
+    case graph::FusibleOp::kSub: return f(b_.CreateFSub(x, y()));
+    case graph::FusibleOp::kMul: return f(b_.CreateFMul(x, y()));
+    case graph::FusibleOp::kDiv: return f(b_.CreateFDiv(x, y()));
+    case graph::FusibleOp::kPow: {
+      if (in[1]->immediate) {
+        // Common constant exponents without exp/log.
+        const double e = *in[1]->immediate;
+        if (e == 1.0) return f(x);
+        if (e == 2.0) return f(b_.CreateFMul(x, x));
+        if (e == 3.0) return f(b_.CreateFMul(b_.CreateFMul(x, x), x));
+        if (e == 4.0) {
+          llvm::Value* x2 = b_.CreateFMul(x, x);
+          return f(b_.CreateFMul(x2, x2));
+        }
+        if (e == 0.0) return f(FConst(1.0));
+        if (e == -1.0) return f(b_.CreateFDiv(FConst(1.0), x));
+        if (e == 0.5) {
+          // pow(-inf, 0.5) is +inf where sqrt gives NaN; pow(-0, 0.5) is +0.
+          llvm::Value* s = Intr(llvm::Intrinsic::sqrt, x);
+          s = b_.CreateSelect(b_.CreateFCmpOEQ(x, FConst(-std::numeric_limits<double>::infinity())),
+                              FConst(std::numeric_limits<double>::infinity()), s);
+          return f(b_.CreateSelect(b_.CreateFCmpOEQ(x, FConst(0.0)), FConst(0.0), s));
+        }
       }
-      if (e == 0.0) return f(FConst(1.0));
-      if (e == -1.0) return f(b_.CreateFDiv(FConst(1.0), x));
-      if (e == 0.5) {
-        // pow(-inf, 0.5) is +inf where sqrt gives NaN; pow(-0, 0.5) is +0.
-        llvm::Value* s = Intr(llvm::Intrinsic::sqrt, x);
-        s = b_.CreateSelect(b_.CreateFCmpOEQ(x, FConst(-std::numeric_limits<double>::infinity())),
-                            FConst(std::numeric_limits<double>::infinity()), s);
-        return f(b_.CreateSelect(b_.CreateFCmpOEQ(x, FConst(0.0)), FConst(0.0), s));
+      return f(EmitPow(b_, x, y()));
+    }
+    case graph::FusibleOp::kMin:
+    case graph::FusibleOp::kMax: {
+      for (const auto& o : in) {
+        if (!o) return InvalidModel("jit: ", node.Describe(), ": an input is missing");
       }
+      // NaN in any operand gives NaN, like numpy's minimum / maximum.
+      const bool min = info->op == graph::FusibleOp::kMin;
+      llvm::Value* acc = x;
+      for (size_t i = 1; i < in.size(); ++i) {
+        llvm::Value* v = in[i]->v;
+        llvm::Value* pick_acc = min ? b_.CreateFCmpOLT(acc, v) : b_.CreateFCmpOGT(acc, v);
+        llvm::Value* r = b_.CreateSelect(pick_acc, acc, v);
+        acc = b_.CreateSelect(b_.CreateFCmpUNO(acc, acc), acc, r);
+      }
+      return f(acc);
     }
-    return f(EmitPow(b_, x, y));
-  }
-
-  if (op == "Min" || op == "Max") {
-    if (in.empty()) return InvalidModel("jit: ", node.Describe(), " has no inputs");
-    KILN_RETURN_IF_ERROR(require(in.size(), in.size()));
-    KILN_RETURN_IF_ERROR(require_float());
-    // NaN in any operand gives NaN, like numpy's minimum / maximum.
-    llvm::Value* acc = in[0]->v;
-    for (size_t i = 1; i < in.size(); ++i) {
-      llvm::Value* y = in[i]->v;
-      llvm::Value* pick_acc = op == "Min" ? b_.CreateFCmpOLT(acc, y) : b_.CreateFCmpOGT(acc, y);
-      llvm::Value* r = b_.CreateSelect(pick_acc, acc, y);
-      acc = b_.CreateSelect(b_.CreateFCmpUNO(acc, acc), acc, r);
+    case graph::FusibleOp::kClip: {
+      llvm::Value* lo = nullptr;
+      llvm::Value* hi = nullptr;
+      if (node.opset < 11) {
+        KILN_ASSIGN_OR_RETURN(float min_attr, node.GetFloat("min", std::numeric_limits<float>::lowest()));
+        KILN_ASSIGN_OR_RETURN(float max_attr, node.GetFloat("max", std::numeric_limits<float>::max()));
+        lo = FConst(min_attr);
+        hi = FConst(max_attr);
+      } else {
+        // Absent bounds leave that side unbounded.
+        if (in.size() > 1 && in[1]) lo = in[1]->v;
+        if (in.size() > 2 && in[2]) hi = in[2]->v;
+      }
+      if (lo != nullptr) x = b_.CreateSelect(b_.CreateFCmpOLT(x, lo), lo, x);
+      if (hi != nullptr) x = b_.CreateSelect(b_.CreateFCmpOGT(x, hi), hi, x);
+      return f(x);
     }
-    return f(acc);
-  }
-
-  if (op == "Clip") {
-    KILN_RETURN_IF_ERROR(require(1, 3));
-    KILN_RETURN_IF_ERROR(require_float());
-    llvm::Value* x = in[0]->v;
-    llvm::Value* lo = nullptr;
-    llvm::Value* hi = nullptr;
-    if (node.opset < 11) {
-      KILN_ASSIGN_OR_RETURN(float min_attr, node.GetFloat("min", std::numeric_limits<float>::lowest()));
-      KILN_ASSIGN_OR_RETURN(float max_attr, node.GetFloat("max", std::numeric_limits<float>::max()));
-      lo = FConst(min_attr);
-      hi = FConst(max_attr);
-    } else {
-      // Absent bounds leave that side unbounded.
-      if (in.size() > 1 && in[1]) lo = in[1]->v;
-      if (in.size() > 2 && in[2]) hi = in[2]->v;
+    case graph::FusibleOp::kWhere: {
+      if (in[0]->kind != Kind::kBool) return Unsupported("jit: Where: condition must be bool");
+      if (in[1]->kind != in[2]->kind) return Unsupported("jit: Where: branches of different dtypes");
+      return Operand{b_.CreateSelect(x, in[1]->v, in[2]->v), in[1]->kind, std::nullopt};
     }
-    if (lo != nullptr) x = b_.CreateSelect(b_.CreateFCmpOLT(x, lo), lo, x);
-    if (hi != nullptr) x = b_.CreateSelect(b_.CreateFCmpOGT(x, hi), hi, x);
-    return f(x);
-  }
-
-  if (op == "Where") {
-    KILN_RETURN_IF_ERROR(require(3, 3));
-    if (in[0]->kind != Kind::kBool) return Unsupported("jit: Where: condition must be bool");
-    if (in[1]->kind != in[2]->kind) return Unsupported("jit: Where: branches of different dtypes");
-    return Operand{b_.CreateSelect(in[0]->v, in[1]->v, in[2]->v), in[1]->kind, std::nullopt};
-  }
-
-  if (op == "Equal" || op == "Less" || op == "Greater") {
-    KILN_RETURN_IF_ERROR(require(2, 2));
-    if (in[0]->kind != in[1]->kind) return Unsupported("jit: ", op, ": operands of different dtypes");
-    llvm::Value* x = in[0]->v;
-    llvm::Value* y = in[1]->v;
-    if (in[0]->kind == Kind::kBool) {
-      if (op != "Equal") return Unsupported("jit: ", op, ": bool inputs");
-      return mask(b_.CreateICmpEQ(x, y));
+    case graph::FusibleOp::kEqual:
+    case graph::FusibleOp::kLess:
+    case graph::FusibleOp::kGreater: {
+      if (in[0]->kind != in[1]->kind) return Unsupported("jit: ", info->name, ": operands of different dtypes");
+      if (in[0]->kind == Kind::kBool) {
+        if (info->op != graph::FusibleOp::kEqual) return Unsupported("jit: ", info->name, ": bool inputs");
+        return mask(b_.CreateICmpEQ(x, y()));
+      }
+      if (info->op == graph::FusibleOp::kEqual) return mask(b_.CreateFCmpOEQ(x, y()));
+      if (info->op == graph::FusibleOp::kLess) return mask(b_.CreateFCmpOLT(x, y()));
+      return mask(b_.CreateFCmpOGT(x, y()));
     }
-    if (op == "Equal") return mask(b_.CreateFCmpOEQ(x, y));
-    if (op == "Less") return mask(b_.CreateFCmpOLT(x, y));
-    return mask(b_.CreateFCmpOGT(x, y));
+    case graph::FusibleOp::kIdentity: return *in[0];
   }
-
-  if (op == "Identity") {
-    KILN_RETURN_IF_ERROR(require(1, 1));
-    return *in[0];
-  }
-
-  return Unsupported("jit: op ", op, " is not supported by the elementwise code generator");
+  return Internal("jit: ", node.Describe(), ": fusible op without an emitter");
 }
 
 llvm::Function* DeclareEntry(llvm::Module& module, const std::string& name, bool generic, const std::string& cpu,

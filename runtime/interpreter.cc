@@ -8,8 +8,6 @@
 #include <set>
 
 #include "graph/log.h"
-#include "jit/compiled_region.h"
-#include "jit/generic_codegen.h"
 #include "runtime/jit_tier.h"
 #include "runtime/trace_recorder.h"
 
@@ -283,114 +281,49 @@ Status Interpreter::RunSteps(ExecutionFrame& frame, const Unit& unit, const kern
   return Status::Ok();
 }
 
-Status Interpreter::RunCompiled(ExecutionFrame& frame, const Unit& unit, const Specialization& spec,
-                                const Specialization::RowCall* row_call, const ShapeSignature& signature,
-                                const kernels::ParallelRunner& parallel) const {
-  const graph::Region& region = regions_[static_cast<size_t>(unit.region)];
-  const jit::CompiledRegion& code = *spec.code;
-  // Generic code takes the dims of this call as parameters: elementwise
-  // code dims and strides (every output has the domain's dims), row code
-  // rows and row length (outputs row-shaped or per-row, as planned for
-  // these dims). Specialisations know the dims of each output.
-  const bool generic_rows = spec.generic && region.kind == graph::RegionKind::kRowReduction;
-  if (generic_rows && (row_call == nullptr || !row_call->served)) {
-    return Internal("region ", unit.region, ": generic row code called without a plan for these shapes");
-  }
-  if (spec.generic && !generic_rows) {
-    KILN_RETURN_IF_ERROR(
-        jit::FillGenericParams(signature.dims, spec.domain_rank, frame.scratch_params, frame.scratch_domain));
-  }
-  const bool generic_elementwise = spec.generic && !generic_rows;
-  const std::vector<Dims>& planned_dims = generic_rows ? row_call->output_dims : spec.output_dims;
-  if (!generic_elementwise && planned_dims.size() != region.outputs.size()) {
-    return Internal("region ", unit.region, ": compiled code has ", planned_dims.size(), " outputs, the region ",
-                    region.outputs.size());
-  }
-  auto out_dims = [&](size_t o) -> const Dims& { return generic_elementwise ? frame.scratch_domain : planned_dims[o]; };
-  auto& in_ptrs = frame.scratch_input_ptrs;
-  in_ptrs.clear();
-  for (graph::ValueId id : region.inputs) in_ptrs.push_back(ValuePtr(frame, id)->raw_data());
-  auto& out_ptrs = frame.scratch_output_ptrs;
-  out_ptrs.clear();
-  FrameAllocator allocator(frame, slot_of_value_, region.outputs);
-  for (size_t o = 0; o < region.outputs.size(); ++o) {
-    const graph::ValueId id = region.outputs[o];
-    KILN_ASSIGN_OR_RETURN(Tensor out, allocator.AllocateOutput(static_cast<int>(o), graph_.value(id).dtype, out_dims(o)));
-    out_ptrs.push_back(out.raw_data());
-    frame.values[static_cast<size_t>(id)] = std::move(out);
+class Interpreter::UnitCall final : public RegionCall {
+ public:
+  UnitCall(const Interpreter& interpreter, ExecutionFrame& frame, const Unit& unit,
+           const kernels::ParallelRunner& parallel, bool profile)
+      : interpreter_(interpreter),
+        frame_(frame),
+        unit_(unit),
+        region_(interpreter.regions_[static_cast<size_t>(unit.region)]),
+        parallel_(parallel),
+        profile_(profile) {}
+
+  const Tensor& input(size_t i) const override { return *interpreter_.ValuePtr(frame_, region_.inputs[i]); }
+
+  StatusOr<void*> AllocateOutput(size_t o, const Dims& dims) override {
+    const graph::ValueId id = region_.outputs[o];
+    FrameAllocator allocator(frame_, interpreter_.slot_of_value_, region_.outputs);
+    KILN_ASSIGN_OR_RETURN(Tensor out,
+                          allocator.AllocateOutput(static_cast<int>(o), interpreter_.graph_.value(id).dtype, dims));
+    void* data = out.raw_data();
+    frame_.values[static_cast<size_t>(id)] = std::move(out);
+    return data;
   }
 
-  int64_t rows = code.num_rows();
-  int64_t row_len = code.row_len();
-  if (generic_rows) {
-    rows = row_call->params[0];
-    row_len = row_call->params[1];
-  } else if (generic_elementwise) {
-    // Rows are all dims but the last; rank 0 is one row of one element.
-    const Dims& domain = frame.scratch_domain;
-    rows = 1;
-    for (size_t d = 0; d + 1 < domain.size(); ++d) rows *= domain[d];
-    row_len = domain.empty() ? 1 : domain.back();
-  }
-  const void* const* ins = in_ptrs.data();
-  void* const* outs = out_ptrs.data();
-  const int64_t* params = generic_rows ? row_call->params.data() : frame.scratch_params.data();
-  auto run_rows = [&](int64_t begin, int64_t end) {
-    if (spec.generic) {
-      code.RunGeneric(ins, outs, begin, end, params);
-    } else {
-      code.Run(ins, outs, begin, end);
-    }
-  };
-  // Rows are split across the intra-op pool in chunks of ~16K elements;
-  // smaller regions call the code directly on this thread.
-  constexpr int64_t kGrainElements = int64_t{1} << 14;
-  const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, row_len));
-  if (rows <= grain || parallel.num_threads() == 1) {
-    run_rows(0, rows);
-  } else {
-    parallel.For(rows, grain, run_rows);
-  }
-  return Status::Ok();
-}
+  Status RunInterpreted() override { return interpreter_.RunSteps(frame_, unit_, parallel_, profile_); }
+  const kernels::ParallelRunner& parallel() const override { return parallel_; }
+  std::unique_ptr<RegionScratch>& scratch() override { return frame_.region_scratch; }
+
+ private:
+  const Interpreter& interpreter_;
+  ExecutionFrame& frame_;
+  const Unit& unit_;
+  const graph::Region& region_;
+  const kernels::ParallelRunner& parallel_;
+  const bool profile_;
+};
 
 Status Interpreter::RunUnit(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel,
-                            const RunHooks& hooks, ShapeSignature& signature, bool& ran_compiled) const {
+                            const RunHooks& hooks, bool& ran_compiled) const {
   ran_compiled = false;
   if (unit.region < 0 || hooks.jit == nullptr) return RunSteps(frame, unit, parallel, hooks.profile);
-  const graph::Region& region = regions_[static_cast<size_t>(unit.region)];
-  signature.dims.resize(region.inputs.size());
-  for (size_t i = 0; i < region.inputs.size(); ++i) signature.dims[i] = ValuePtr(frame, region.inputs[i])->dims();
-  // Region calls are timed in both tiers (two clock reads per region, not
-  // per node) for the stats' latency split.
-  using Clock = std::chrono::steady_clock;
-  const Clock::time_point start = Clock::now();
-  auto elapsed_ns = [&] {
-    return static_cast<int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
-  };
-  if (auto spec = hooks.jit->Lookup(unit.region, signature)) {
-    // Generic row code is planned per signature (remembered); shapes it
-    // does not lay out the same way, or loses to the interpreter on, are
-    // interpreted.
-    std::shared_ptr<const Specialization::RowCall> row_call;
-    if (spec->generic && region.kind == graph::RegionKind::kRowReduction) {
-      KILN_ASSIGN_OR_RETURN(row_call, spec->PlanRowCall(graph_, region, signature));
-    }
-    if (row_call == nullptr || (row_call->served && !row_call->declined.load(std::memory_order_acquire))) {
-      const TierTrial& trial = row_call != nullptr ? row_call->trial : spec->trial;
-      if (trial.TakeInterpretedTurn()) {
-        KILN_RETURN_IF_ERROR(RunSteps(frame, unit, parallel, hooks.profile));
-        hooks.jit->RecordTrialInterpretedCall(unit.region, *spec, row_call.get(), elapsed_ns());
-        return Status::Ok();
-      }
-      KILN_RETURN_IF_ERROR(RunCompiled(frame, unit, *spec, row_call.get(), signature, parallel));
-      ran_compiled = true;
-      hooks.jit->RecordCompiledCall(unit.region, *spec, row_call.get(), elapsed_ns());
-      return Status::Ok();
-    }
-  }
-  KILN_RETURN_IF_ERROR(RunSteps(frame, unit, parallel, hooks.profile));
-  hooks.jit->RecordInterpretedCall(unit.region, signature, elapsed_ns());
+  UnitCall call(*this, frame, unit, parallel, hooks.profile);
+  KILN_ASSIGN_OR_RETURN(ServedBy served, hooks.jit->Run(unit.region, call));
+  ran_compiled = served == ServedBy::kCompiledCode;
   return Status::Ok();
 }
 
@@ -408,11 +341,10 @@ Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>&
   }
 
   Status status;
-  ShapeSignature signature;
   for (const Unit& unit : units_) {
     const auto start = hooks.trace ? TraceRecorder::Clock::now() : TraceRecorder::Clock::time_point();
     bool ran_compiled = false;
-    status = RunUnit(frame, unit, parallel, hooks, signature, ran_compiled);
+    status = RunUnit(frame, unit, parallel, hooks, ran_compiled);
     if (hooks.trace) {
       const std::string tier = ran_compiled ? "jit" : "interp";
       const std::string name = unit.region >= 0 ? "region " + std::to_string(unit.region) + " [" + tier + "]"

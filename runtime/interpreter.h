@@ -19,13 +19,13 @@
 #include "kernels/kernel.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
-#include "runtime/jit_tier.h"
 #include "runtime/memory_plan.h"
 #include "runtime/output_buffer_pool.h"
-#include "runtime/shape_signature.h"
+#include "runtime/region_call.h"
 
 namespace kiln::runtime {
 
+class JitTier;
 class TraceRecorder;
 
 // SessionOptions::before_allocate_hook: admits (Ok) or fails an allocation
@@ -59,10 +59,8 @@ class ExecutionFrame {
   std::vector<Slot> slots;           // per memory-plan slot
   std::vector<const Tensor*> scratch_inputs;
   std::vector<Tensor> scratch_outputs;
-  std::vector<const void*> scratch_input_ptrs;  // compiled-region arguments
-  std::vector<void*> scratch_output_ptrs;
-  std::vector<int64_t> scratch_params;  // shape-generic code's dims and strides
-  Dims scratch_domain;
+  // The JIT tier's per-frame state for region calls (RegionCall::scratch).
+  std::unique_ptr<RegionScratch> region_scratch;
   // Memory for values outside the plan (graph outputs), reused once the
   // caller releases what an earlier run returned. Set by NewFrame.
   std::shared_ptr<OutputBufferPool> output_pool;
@@ -85,9 +83,8 @@ class Interpreter {
 
   // Runs the graph. `inputs` are parallel to graph.inputs() and already
   // checked by the caller; `outputs` receives graph.outputs() in order, each
-  // owning its memory. With hooks.jit, region units run compiled code when
-  // the tier has it for their input shapes, and report interpreted calls to
-  // it otherwise.
+  // owning its memory. With hooks.jit, every call of a region unit goes to
+  // the tier (JitTier::Run), which decides how it runs.
   Status Run(ExecutionFrame& frame, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
              const kernels::ParallelRunner& parallel, const RunHooks& hooks = {}) const;
 
@@ -114,15 +111,14 @@ class Interpreter {
  private:
   Interpreter(const graph::Graph& graph) : graph_(graph) {}
 
+  // A region unit's call as the JIT tier sees it.
+  class UnitCall;
+
   Status RunSteps(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel,
                   bool profile) const;
+  // Runs `unit`; `ran_compiled` tells whether the JIT tier's code served it.
   Status RunUnit(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel,
-                 const RunHooks& hooks, ShapeSignature& signature, bool& ran_compiled) const;
-  // Runs the region through `spec`'s code; generic row code with
-  // `row_call`, the plan for these shapes (RunUnit checked it serves them).
-  Status RunCompiled(ExecutionFrame& frame, const Unit& unit, const Specialization& spec,
-                     const Specialization::RowCall* row_call, const ShapeSignature& signature,
-                     const kernels::ParallelRunner& parallel) const;
+                 const RunHooks& hooks, bool& ran_compiled) const;
 
   const Tensor* ValuePtr(const ExecutionFrame& frame, graph::ValueId id) const {
     const graph::Value& v = graph_.value(id);

@@ -145,16 +145,9 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
                         runtime::Interpreter::Create(graph, kernels::DefaultKernelRegistry(), regions));
   impl->pool = runtime::MakeIntraOpRunner(impl->options.intra_op_threads);
   if (!regions.empty()) {
-    runtime::JitTierOptions jit_options;
-    jit_options.hot_threshold = options.tier == TierPolicy::kJit ? 1 : std::max(1, options.jit_hot_threshold);
-    jit_options.max_specializations = std::max(0, options.jit_max_specializations);
-    jit_options.compile_threads = std::max(1, options.jit_compile_threads);
-    jit_options.blocking = options.tier == TierPolicy::kJit;
-    jit_options.keep_faster_tier = options.jit_keep_faster_tier;
-    jit_options.dump_dir = options.jit_dump_dir;
-    jit_options.before_compile = options.jit_before_compile_hook;
-    jit_options.trace = impl->trace.get();
-    auto jit = runtime::JitTier::Create(graph, std::move(regions), jit_options);
+    runtime::JitTierHooks jit_hooks;
+    jit_hooks.trace = impl->trace.get();
+    auto jit = runtime::JitTier::Create(graph, std::move(regions), options, std::move(jit_hooks));
     if (jit.ok()) {
       impl->jit = std::move(jit).value();
       Log().info("session: {} regions eligible for the JIT tier (policy '{}')", impl->jit->regions().size(),

@@ -1,7 +1,8 @@
-// The JIT tier's trial of new specialisations (keep_faster_tier): calls
+// The JIT tier's trial of new specialisations (jit_keep_faster_tier): calls
 // alternate between the compiled code and the interpreter until each tier has
 // its samples, and the slower tier loses the signature. The tier is driven
-// directly with chosen call times, so the decision is deterministic.
+// through its one entry point (JitTier::Run) with a clock the test advances
+// by chosen call times, so the decision is deterministic.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -9,6 +10,7 @@
 
 #include "graph/onnx_loader.h"
 #include "graph/partitioner.h"
+#include "kernels/kernel.h"
 #include "runtime/jit_tier.h"
 #include "test/model_builder.h"
 
@@ -18,10 +20,55 @@ namespace {
 using kiln::testing::OnnxModelBuilder;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
 
+// A clock that moves only when a fake call says how long it took.
+struct FakeClock {
+  int64_t now = 0;
+};
+
+// One region call whose interpreted run takes `interpreted_ns` and whose
+// compiled run (the real code, on real buffers) is charged `compiled_ns`
+// when it allocates its outputs. Interpreted runs compute nothing: the trial
+// only looks at the time.
+class TimedCall final : public RegionCall {
+ public:
+  TimedCall(FakeClock& clock, const ShapeSignature& signature, int64_t compiled_ns, int64_t interpreted_ns)
+      : clock_(clock), compiled_ns_(compiled_ns), interpreted_ns_(interpreted_ns) {
+    for (const Dims& dims : signature.dims) {
+      StatusOr<Tensor> t = Tensor::Allocate(DType::kFloat32, dims);
+      EXPECT_TRUE(t.ok());
+      std::fill_n(t->data<float>(), t->num_elements(), 0.5f);
+      inputs_.push_back(std::move(t).value());
+    }
+  }
+
+  const Tensor& input(size_t i) const override { return inputs_[i]; }
+  StatusOr<void*> AllocateOutput(size_t o, const Dims& dims) override {
+    clock_.now += compiled_ns_;
+    KILN_ASSIGN_OR_RETURN(Tensor out, Tensor::Allocate(DType::kFloat32, dims));
+    outputs_.push_back(std::move(out));
+    return outputs_.back().raw_data();
+  }
+  Status RunInterpreted() override {
+    clock_.now += interpreted_ns_;
+    return Status::Ok();
+  }
+  const kernels::ParallelRunner& parallel() const override { return serial_; }
+  std::unique_ptr<RegionScratch>& scratch() override { return scratch_; }
+
+ private:
+  FakeClock& clock_;
+  int64_t compiled_ns_;
+  int64_t interpreted_ns_;
+  std::vector<Tensor> inputs_;
+  std::vector<Tensor> outputs_;
+  kernels::SerialRunner serial_;
+  std::unique_ptr<RegionScratch> scratch_;
+};
+
 // A JIT tier over the single region of a small model, with every
 // signature hot at its first call and compiled on the calling thread.
 std::unique_ptr<JitTier> MakeTier(const OnnxModelBuilder& b, std::unique_ptr<graph::Graph>& graph,
-                                  int max_specializations) {
+                                  int max_specializations, FakeClock& clock) {
   const std::string bytes = b.Serialize();
   StatusOr<graph::Graph> loaded = graph::LoadOnnxModel(bytes.data(), bytes.size(), {});
   EXPECT_TRUE(loaded.ok()) << loaded.status().ToString();
@@ -30,14 +77,29 @@ std::unique_ptr<JitTier> MakeTier(const OnnxModelBuilder& b, std::unique_ptr<gra
   StatusOr<std::vector<graph::Region>> regions = graph::PartitionGraph(*graph, {});
   EXPECT_TRUE(regions.ok() && regions->size() == 1u);
   if (!regions.ok()) return nullptr;
-  JitTierOptions options;
-  options.hot_threshold = 1;
-  options.max_specializations = max_specializations;
-  options.blocking = true;
-  options.keep_faster_tier = true;
-  StatusOr<std::unique_ptr<JitTier>> tier = JitTier::Create(*graph, std::move(regions).value(), options);
+  SessionOptions options;
+  options.tier = TierPolicy::kJit;
+  options.jit_max_specializations = max_specializations;
+  options.jit_keep_faster_tier = true;
+  JitTierHooks hooks;
+  hooks.now_ns = [&clock] { return clock.now; };
+  StatusOr<std::unique_ptr<JitTier>> tier = JitTier::Create(*graph, std::move(regions).value(), options, hooks);
   EXPECT_TRUE(tier.ok()) << tier.status().ToString();
   return tier.ok() ? std::move(tier).value() : nullptr;
+}
+
+// Makes `calls` calls of region 0 on `signature`, each tier taking the given
+// time. Returns how many of them ran compiled.
+int RunCalls(const JitTier& tier, FakeClock& clock, const ShapeSignature& signature, int calls, int64_t compiled_ns,
+             int64_t interpreted_ns) {
+  int compiled = 0;
+  for (int i = 0; i < calls; ++i) {
+    TimedCall call(clock, signature, compiled_ns, interpreted_ns);
+    StatusOr<ServedBy> served = tier.Run(0, call);
+    EXPECT_TRUE(served.ok()) << served.status().ToString();
+    if (served.ok() && *served == ServedBy::kCompiledCode) ++compiled;
+  }
+  return compiled;
 }
 
 class JitTrial : public ::testing::Test {
@@ -48,30 +110,18 @@ class JitTrial : public ::testing::Test {
     b.Input("x", kFloat, {4, 16}).Output("y");
     b.Node("Sigmoid", {"x"}, {"s"});
     b.Node("Mul", {"x", "s"}, {"y"});
-    tier_ = MakeTier(b, graph_, 4);
+    tier_ = MakeTier(b, graph_, 4, clock_);
     ASSERT_NE(tier_, nullptr);
     signature_.dims = {{4, 16}};
   }
 
-  // Compiles the signature (one interpreted call), then makes `calls` calls
-  // as the interpreter's dispatch would, each tier taking the given time.
-  // Returns how many of them ran compiled.
+  // Makes `calls` calls, each tier taking the given time; the first call
+  // of the signature compiles it. Returns how many ran compiled.
   int Run(int calls, int64_t compiled_ns, int64_t interpreted_ns) {
-    int compiled = 0;
-    for (int i = 0; i < calls; ++i) {
-      std::shared_ptr<const Specialization> spec = tier_->Lookup(0, signature_);
-      if (spec == nullptr) {
-        tier_->RecordInterpretedCall(0, signature_, interpreted_ns);
-      } else if (spec->trial.TakeInterpretedTurn()) {
-        tier_->RecordTrialInterpretedCall(0, *spec, nullptr, interpreted_ns);
-      } else {
-        tier_->RecordCompiledCall(0, *spec, nullptr, compiled_ns);
-        ++compiled;
-      }
-    }
-    return compiled;
+    return RunCalls(*tier_, clock_, signature_, calls, compiled_ns, interpreted_ns);
   }
 
+  FakeClock clock_;
   std::unique_ptr<graph::Graph> graph_;
   std::unique_ptr<JitTier> tier_;
   ShapeSignature signature_;
@@ -110,13 +160,8 @@ TEST_F(JitTrial, TheBestSampleOfEachTierDecides) {
   Run(1, 0, 1000);
   for (int i = 0; i < 2 * TierTrial::kSamples; ++i) {
     const int64_t outlier = i < 2 ? 50000 : 0;
-    std::shared_ptr<const Specialization> spec = tier_->Lookup(0, signature_);
-    ASSERT_NE(spec, nullptr);
-    if (spec->trial.TakeInterpretedTurn()) {
-      tier_->RecordTrialInterpretedCall(0, *spec, nullptr, 900 + outlier);
-    } else {
-      tier_->RecordCompiledCall(0, *spec, nullptr, 500 + outlier);
-    }
+    ASSERT_NE(tier_->Lookup(0, signature_), nullptr);
+    Run(1, 500 + outlier, 900 + outlier);
   }
   EXPECT_NE(tier_->Lookup(0, signature_), nullptr);
   EXPECT_EQ(tier_->Stats()[0].declined, 0);
@@ -137,32 +182,21 @@ TEST(JitTrialGeneric, GenericRowCodeIsTriedPerSignature) {
   b.Node("Mul", {"x", "scale"}, {"scaled"});
   b.Node("Softmax", {"scaled"}, {"y"});
   std::unique_ptr<graph::Graph> graph;
-  std::unique_ptr<JitTier> tier = MakeTier(b, graph, 0);
+  FakeClock clock;
+  std::unique_ptr<JitTier> tier = MakeTier(b, graph, 0, clock);
   ASSERT_NE(tier, nullptr);
   ASSERT_EQ(tier->regions()[0].kind, graph::RegionKind::kRowReduction);
   ShapeSignature slow, fast;
   // The region's inputs: x and the scalar scale.
   slow.dims = {{4, 16}, {}};
   fast.dims = {{8, 16}, {}};
-  tier->RecordInterpretedCall(0, slow, 1000);  // compiles the generic version
+  RunCalls(*tier, clock, slow, 1, 0, 1000);  // compiles the generic version
   std::shared_ptr<const Specialization> spec = tier->Lookup(0, slow);
   ASSERT_NE(spec, nullptr) << tier->Stats()[0].failed_compiles << " failed compiles";
   ASSERT_TRUE(spec->generic);
-  // Calls as the interpreter's dispatch makes them: `compiled_ns` for the
-  // generic code on `signature`, 1000 interpreted.
+  // `compiled_ns` for the generic code on `signature`, 1000 interpreted.
   auto run = [&](const ShapeSignature& signature, int calls, int64_t compiled_ns) {
-    for (int i = 0; i < calls; ++i) {
-      auto call = spec->PlanRowCall(*graph, tier->regions()[0], signature);
-      ASSERT_TRUE(call.ok()) << call.status().ToString();
-      ASSERT_TRUE((*call)->served);
-      if ((*call)->declined.load()) {
-        tier->RecordInterpretedCall(0, signature, 1000);
-      } else if ((*call)->trial.TakeInterpretedTurn()) {
-        tier->RecordTrialInterpretedCall(0, *spec, call->get(), 1000);
-      } else {
-        tier->RecordCompiledCall(0, *spec, call->get(), compiled_ns);
-      }
-    }
+    RunCalls(*tier, clock, signature, calls, compiled_ns, 1000);
   };
   run(slow, 2 * TierTrial::kSamples + 6, 2000);
   run(fast, 2 * TierTrial::kSamples + 6, 400);

@@ -1,0 +1,31 @@
+#include "jit/region_compiler.h"
+
+#include <algorithm>
+
+#include "jit/elementwise_codegen.h"
+#include "jit/generic_codegen.h"
+#include "jit/row_reduction_codegen.h"
+
+namespace kiln::jit {
+
+int MaxRank(const std::vector<Dims>& input_dims) {
+  size_t rank = 0;
+  for (const Dims& d : input_dims) rank = std::max(rank, d.size());
+  return static_cast<int>(rank);
+}
+
+StatusOr<std::unique_ptr<CompiledRegion>> CompileRegion(JitCompiler& compiler, const graph::Graph& graph,
+                                                        const graph::Region& region,
+                                                        const std::vector<Dims>& input_dims, bool generic) {
+  switch (region.kind) {
+    case graph::RegionKind::kElementwise:
+      return generic ? CompileElementwiseRegionGeneric(compiler, graph, region, MaxRank(input_dims))
+                     : CompileElementwiseRegion(compiler, graph, region, input_dims);
+    case graph::RegionKind::kRowReduction:
+      return generic ? CompileRowReductionRegionGeneric(compiler, graph, region, input_dims)
+                     : CompileRowReductionRegion(compiler, graph, region, input_dims);
+  }
+  return Internal("jit: no code generator for region kind ", graph::RegionKindName(region.kind));
+}
+
+}  // namespace kiln::jit

@@ -1,0 +1,95 @@
+#include "runtime/specialization.h"
+
+#include <algorithm>
+
+#include "jit/compiled_region.h"
+#include "jit/generic_codegen.h"
+#include "jit/row_reduction_codegen.h"
+
+namespace kiln::runtime {
+namespace {
+
+// Rows are split across the intra-op threads in chunks of about this many
+// elements; smaller regions run on the calling thread, where a fork would
+// cost more than it saves.
+constexpr int64_t kGrainElements = int64_t{1} << 14;
+
+}  // namespace
+
+StatusOr<std::shared_ptr<const Specialization::RowCall>> Specialization::PlanRowCall(
+    const graph::Graph& graph, const graph::Region& region, const ShapeSignature& signature) const {
+  {
+    MutexLock lock(row_calls_mutex_);
+    if (const auto* found = row_calls_.Find(signature)) return *found;
+  }
+  auto call = std::make_shared<RowCall>();
+  call->signature = signature;
+  if (trial_row_calls) call->trial.Start();
+  const Status prepared =
+      jit::PrepareGenericRowReductionCall(*code, graph, region, signature.dims, call->params, call->output_dims);
+  if (!prepared.ok() && prepared.code() != StatusCode::kUnsupported) return prepared;
+  call->served = prepared.ok();
+  MutexLock lock(row_calls_mutex_);
+  row_calls_.Put(signature, call);
+  return std::shared_ptr<const RowCall>(std::move(call));
+}
+
+Status Specialization::Run(const graph::Region& region, const RowCall* row_call, RegionCall& call,
+                           CompiledCallScratch& scratch) const {
+  // Generic code takes the dims of this call as parameters: elementwise
+  // code dims and strides (every output has the domain's dims), row code
+  // rows and row length (outputs row-shaped or per-row, as planned for
+  // these dims). Specialisations know the dims of each output.
+  const bool generic_rows = generic && region.kind == graph::RegionKind::kRowReduction;
+  if (generic_rows && (row_call == nullptr || !row_call->served)) {
+    return Internal("region ", region.id, ": generic row code called without a plan for these shapes");
+  }
+  const bool generic_elementwise = generic && !generic_rows;
+  if (generic_elementwise) {
+    KILN_RETURN_IF_ERROR(jit::FillGenericParams(scratch.signature.dims, domain_rank, scratch.params, scratch.domain));
+  }
+  const std::vector<Dims>& planned_dims = generic_rows ? row_call->output_dims : output_dims;
+  if (!generic_elementwise && planned_dims.size() != region.outputs.size()) {
+    return Internal("region ", region.id, ": compiled code has ", planned_dims.size(), " outputs, the region ",
+                    region.outputs.size());
+  }
+  scratch.input_ptrs.clear();
+  for (size_t i = 0; i < region.inputs.size(); ++i) scratch.input_ptrs.push_back(call.input(i).raw_data());
+  scratch.output_ptrs.clear();
+  for (size_t o = 0; o < region.outputs.size(); ++o) {
+    KILN_ASSIGN_OR_RETURN(void* out, call.AllocateOutput(o, generic_elementwise ? scratch.domain : planned_dims[o]));
+    scratch.output_ptrs.push_back(out);
+  }
+
+  int64_t rows = code->num_rows();
+  int64_t row_len = code->row_len();
+  if (generic_rows) {
+    rows = row_call->params[0];
+    row_len = row_call->params[1];
+  } else if (generic_elementwise) {
+    // Rows are all dims but the last; rank 0 is one row of one element.
+    rows = 1;
+    for (size_t d = 0; d + 1 < scratch.domain.size(); ++d) rows *= scratch.domain[d];
+    row_len = scratch.domain.empty() ? 1 : scratch.domain.back();
+  }
+  const void* const* ins = scratch.input_ptrs.data();
+  void* const* outs = scratch.output_ptrs.data();
+  const int64_t* params = generic_rows ? row_call->params.data() : scratch.params.data();
+  auto run_rows = [&](int64_t begin, int64_t end) {
+    if (generic) {
+      code->RunGeneric(ins, outs, begin, end, params);
+    } else {
+      code->Run(ins, outs, begin, end);
+    }
+  };
+  const kernels::ParallelRunner& parallel = call.parallel();
+  const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, row_len));
+  if (rows <= grain || parallel.num_threads() == 1) {
+    run_rows(0, rows);
+  } else {
+    parallel.For(rows, grain, run_rows);
+  }
+  return Status::Ok();
+}
+
+}  // namespace kiln::runtime

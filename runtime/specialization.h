@@ -1,0 +1,88 @@
+// One compiled version of a region, as the JIT tier publishes it, and how a
+// region call runs through it: the argument marshalling for the compiled
+// code's ABI (jit/compiled_region.h) lives here and nowhere else.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "graph/bounded_map.h"
+#include "graph/graph.h"
+#include "graph/mutex.h"
+#include "graph/region.h"
+#include "kiln/status.h"
+#include "kiln/tensor.h"
+#include "runtime/region_call.h"
+#include "runtime/shape_signature.h"
+#include "runtime/tier_trial.h"
+
+namespace kiln::jit {
+class CompiledRegion;
+}  // namespace kiln::jit
+
+namespace kiln::runtime {
+
+// What the tier keeps per execution frame between calls, so a warm call
+// allocates nothing.
+struct CompiledCallScratch final : RegionScratch {
+  ShapeSignature signature;
+  std::vector<const void*> input_ptrs;
+  std::vector<void*> output_ptrs;
+  std::vector<int64_t> params;  // shape-generic elementwise code's dims and strides
+  Dims domain;
+};
+
+// Either specialised to one signature (dims are constants in the code), or
+// shape-generic (dims are passed at run time): elementwise code for any
+// signature whose inputs have at most `domain_rank` dims, row-reduction
+// code for any signature with its layout.
+struct Specialization {
+  bool generic = false;
+  ShapeSignature signature;       // specialised only
+  std::vector<Dims> output_dims;  // specialised only: per region output
+  int domain_rank = 0;            // generic elementwise code only
+  std::shared_ptr<const jit::CompiledRegion> code;
+
+  // What a call of generic row code needs for one signature.
+  struct RowCall {
+    ShapeSignature signature;
+    bool served = false;  // false: the shapes lay the region out differently; interpret
+    std::vector<int64_t> params;
+    std::vector<Dims> output_dims;
+    // Generic code is timed against the interpreter per signature (row
+    // lengths differ in what wins); `declined` is set when it loses.
+    TierTrial trial;
+    mutable std::atomic<bool> declined{false};
+  };
+  // Specialised code: its signature's trial. Generic row code: whether each
+  // signature's RowCall starts one.
+  TierTrial trial;
+  bool trial_row_calls = false;
+
+  // Generic row code only: the call for `signature`, planned
+  // (jit::PrepareGenericRowReductionCall) on the signature's first call and
+  // remembered, so later calls do not plan the region again. Errors other
+  // than a different layout are returned and not remembered.
+  StatusOr<std::shared_ptr<const RowCall>> PlanRowCall(const graph::Graph& graph, const graph::Region& region,
+                                                       const ShapeSignature& signature) const;
+
+  // Runs `call` through this code: allocates the region's outputs and
+  // splits the rows over the call's threads. `row_call` is the plan for
+  // these shapes when the code is generic row code (PlanRowCall; it must
+  // serve them), else null.
+  Status Run(const graph::Region& region, const RowCall* row_call, RegionCall& call,
+             CompiledCallScratch& scratch) const;
+
+ private:
+  // A stream of new shapes must not grow the remembered plans without
+  // bound: past this many, they start over (a shape still in use is planned
+  // again once).
+  static constexpr size_t kMaxRowCalls = 256;
+
+  mutable Mutex row_calls_mutex_;
+  mutable BoundedMap<ShapeSignature, std::shared_ptr<const RowCall>> row_calls_ KILN_GUARDED_BY(row_calls_mutex_){
+      kMaxRowCalls};
+};
+
+}  // namespace kiln::runtime
