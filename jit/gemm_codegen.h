@@ -8,8 +8,10 @@
 // loops over K blocks, column panels and row blocks. K, N and (unless
 // dynamic) M are compile-time constants; the N edge uses masked loads and
 // stores, never scalar tails. The tile follows the host: with AVX-512, 32
-// zmm registers hold 14x32, 8x48 or 6x64 floats of C (chosen per shape);
-// with AVX2, 16 ymm registers hold 6x16.
+// zmm registers hold 8x48 or 6x64 floats of C (chosen per shape); with
+// AVX2, 16 ymm registers hold 6x16. A static M below the tile's rows gets a
+// single row block with up to 4 vectors (M = 1: a 1x64 GEMV over the
+// weight, streamed once).
 #pragma once
 
 #include <cstddef>
