@@ -471,20 +471,37 @@ void GemmEmitter::EmitRowLoop(llvm::IRBuilderBase& b, const PanelArgs& args, int
   if (mr == 1) return;
   llvm::Value* left = b.CreateSub(row_end, row, "rows_left");
   auto* after = llvm::BasicBlock::Create(ctx_, "rows_done", fn);
-  // A static M's own edge (M mod mr rows, when the caller's range ends at M)
-  // in one smaller tile.
-  const int exact = problem_.m > 0 ? static_cast<int>(problem_.m % mr) : 0;
-  if (exact > 0 && (exact & (exact - 1)) != 0) {
-    auto* exact_block = llvm::BasicBlock::Create(ctx_, "edge_exact", fn);
-    auto* binary = llvm::BasicBlock::Create(ctx_, "edge_binary", fn);
-    b.CreateCondBr(b.CreateICmpEQ(left, I64(exact)), exact_block, binary);
-    b.SetInsertPoint(exact_block);
-    CallKernel(b, args, exact, vecs, last_lanes, row);
-    b.CreateBr(after);
-    b.SetInsertPoint(binary);
+  if (problem_.m > 0) {
+    // A static M's own edge (M mod mr rows, where the caller's range ends at
+    // M) in one smaller tile; the remainder of a range split elsewhere (not
+    // at a multiple of mr) row by row. Every kernel costs compile time
+    // (~10 ms of CPU each), so static M gets no others.
+    const int exact = static_cast<int>(problem_.m % mr);
+    auto* by_row = llvm::BasicBlock::Create(ctx_, "edge_rows", fn);
+    if (exact > 0) {
+      auto* exact_block = llvm::BasicBlock::Create(ctx_, "edge_exact", fn);
+      b.CreateCondBr(b.CreateICmpEQ(left, I64(exact)), exact_block, by_row);
+      b.SetInsertPoint(exact_block);
+      CallKernel(b, args, exact, vecs, last_lanes, row);
+      b.CreateBr(after);
+    } else {
+      b.CreateBr(by_row);
+    }
+    b.SetInsertPoint(by_row);
+    auto* single = llvm::BasicBlock::Create(ctx_, "edge_row", fn);
+    b.CreateCondBr(b.CreateICmpSLT(row, row_end), single, after);
+    b.SetInsertPoint(single);
+    llvm::PHINode* r = b.CreatePHI(i64_, 2, "edge_row");
+    r->addIncoming(row, by_row);
+    CallKernel(b, args, 1, vecs, last_lanes, r);
+    llvm::Value* r_next = b.CreateAdd(r, I64(1));
+    r->addIncoming(r_next, single);
+    b.CreateCondBr(b.CreateICmpSLT(r_next, row_end), single, after);
+    b.SetInsertPoint(after);
+    return;
   }
-  // Any other remainder (< mr <= 16) as a sum of 8, 4, 2 and 1 rows: four
-  // kernels cover every case without a kernel per remainder.
+  // Dynamic M: any remainder (< mr <= 16) as a sum of 8, 4, 2 and 1 rows,
+  // four kernels for every case.
   for (int part = 8; part >= 1; part /= 2) {
     if (part >= mr) continue;
     auto* call = llvm::BasicBlock::Create(ctx_, "edge_" + std::to_string(part), fn);
