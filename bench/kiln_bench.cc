@@ -1,10 +1,13 @@
 // kiln's benchmark harness (Google Benchmark, real time, named arguments).
 //
-// Four groups, so that every kiln number can be read against a roof:
+// Five groups, so that every kiln number can be read against a roof:
 //  - machine roofs: STREAM-style triad bandwidth and a vector FMA peak;
 //  - kernels and regions: a fused elementwise chain and a decomposed
 //    LayerNorm + GELU, each interpreted and JIT-compiled (the pair is what
 //    the report turns into a speedup), and a 512^3 MatMul in FLOP/s;
+//  - GEMM with a constant weight on one thread: the JIT's generated GEMM,
+//    the interpreter's packed kernel and oneDNN (gemm_bench.h), with an
+//    AVX-512 FMA peak;
 //  - whole models from `--models_dir` (the //tools:demo_models outputs):
 //    steady-state runs per tier and thread count, and cold start;
 //  - the benchmark model zoo from `--zoo_dir` (//bench/models:zoo), see
@@ -40,6 +43,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/gemm_bench.h"
 #include "bench/shape_stream.h"
 #include "bench/tier_up_latency.h"
 #include "bench/zoo_bench.h"
@@ -660,6 +664,7 @@ int main(int argc, char** argv) {
 
   kiln::bench::RegisterRoofs();
   kiln::bench::RegisterRegions();
+  kiln::bench::RegisterGemm();
   if (models_dir.empty()) {
     std::fprintf(stderr, "kiln_bench: no --models_dir=DIR, skipping the model benchmarks\n");
   } else {
