@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kiln/tensor.h"
+#include "test/tolerance.h"
 #include "tools/npy.h"
 
 namespace kiln::tools {
@@ -85,21 +86,6 @@ struct DemoModel {
 };
 constexpr DemoModel kDemoModels[] = {{"mlp", "x"}, {"cnn_small", "input"}, {"transformer_tiny", "input"}};
 
-void ExpectAllClose(const Tensor& actual, const Tensor& expected, double rtol, double atol) {
-  ASSERT_EQ(actual.dtype(), DType::kFloat32);
-  ASSERT_EQ(expected.dtype(), DType::kFloat32);
-  ASSERT_EQ(actual.dims(), expected.dims());
-  int bad = 0;
-  for (int64_t i = 0; i < actual.num_elements(); ++i) {
-    double a = actual.data<float>()[i];
-    double e = expected.data<float>()[i];
-    if (!(std::fabs(a - e) <= atol + rtol * std::fabs(e)) && ++bad <= 5) {
-      ADD_FAILURE() << "element " << i << ": kiln " << a << ", numpy " << e;
-    }
-  }
-  EXPECT_EQ(bad, 0);
-}
-
 // Both tiers must reproduce numpy's outputs for the exported CNN and
 // transformer: with --tier jit the written outputs come from the last run,
 // after every region was compiled.
@@ -122,7 +108,7 @@ TEST(CliTest, RunMatchesNumpyReferenceInBothTiers) {
       ASSERT_TRUE(actual.ok()) << actual.status().ToString();
       StatusOr<Tensor> expected = ReadNpy(Runfile(base + "_expected_0.npy"));
       ASSERT_TRUE(expected.ok()) << expected.status().ToString();
-      ExpectAllClose(*actual, *expected, 1e-4, 1e-5);
+      testing::ExpectNear(*actual, *expected, 1e-4, 1e-5);
 
       std::string json = ReadFile(report);
       for (const std::string& key : std::vector<std::string>{"\"load_ms\"", "\"first_run_ms\"", "\"median_ms\"", "\"p90_ms\"",
@@ -158,7 +144,7 @@ TEST(CliTest, BasicGraphOptimizationKeepsOpsAndMatchesNumpy) {
     ASSERT_TRUE(actual.ok()) << actual.status().ToString();
     StatusOr<Tensor> expected = ReadNpy(Runfile("tools/transformer_tiny_expected_0.npy"));
     ASSERT_TRUE(expected.ok()) << expected.status().ToString();
-    ExpectAllClose(*actual, *expected, 1e-4, 1e-5);
+    testing::ExpectNear(*actual, *expected, 1e-4, 1e-5);
     EXPECT_NE(ReadFile(report).find("\"graph_optimization\": \"basic\""), std::string::npos);
   }
 }
