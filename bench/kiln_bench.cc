@@ -37,7 +37,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <random>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -51,12 +50,15 @@
 #include "kiln/status.h"
 #include "kiln/tensor.h"
 #include "test/model_builder.h"
+#include "test/tensors.h"
 #include "tools/npy.h"
 
 namespace kiln::bench {
 namespace {
 
 using kiln::testing::OnnxModelBuilder;
+using kiln::testing::RandomFloats;
+using kiln::testing::RandomTensor;
 
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
 
@@ -74,21 +76,6 @@ constexpr double kRelDiffScaleFloor = 0.1;
 
 // ---------------------------------------------------------------------------
 // Small helpers
-
-std::vector<float> RandomFloats(size_t n, uint32_t seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-StatusOr<Tensor> RandomTensor(const Dims& dims, uint32_t seed) {
-  KILN_ASSIGN_OR_RETURN(Tensor t, Tensor::Allocate(DType::kFloat32, dims));
-  const std::vector<float> values = RandomFloats(static_cast<size_t>(t.num_elements()), seed, -2.0f, 2.0f);
-  std::copy(values.begin(), values.end(), t.data<float>());
-  return t;
-}
 
 // Max over elements of |a - b| / max(|a|, |b|, kRelDiffScaleFloor * scale),
 // where scale is the largest finite magnitude in either tensor; +inf when the
@@ -324,7 +311,7 @@ Status PrepareBuilt(const OnnxModelBuilder& builder, const Dims& input_dims, Tie
   Status status;
   std::shared_ptr<const Model> model = LoadBuilt(builder, status, options);
   KILN_RETURN_IF_ERROR(status);
-  KILN_ASSIGN_OR_RETURN(Tensor x, RandomTensor(input_dims, 7));
+  KILN_ASSIGN_OR_RETURN(Tensor x, RandomTensor(input_dims, 7, -2.0f, 2.0f));
   return PreparePair(std::move(model), {{"x", std::move(x)}}, kMicroThreads, pair);
 }
 
@@ -357,8 +344,8 @@ OnnxModelBuilder LayerNormGeluModel(const Dims& dims, const std::vector<std::str
   const int64_t channels = dims.back();
   OnnxModelBuilder b(17);
   b.Input("x", kFloat, dims, dim_names);
-  b.FloatInit("gamma", {channels}, RandomFloats(static_cast<size_t>(channels), 4, 0.5f, 1.5f));
-  b.FloatInit("beta", {channels}, RandomFloats(static_cast<size_t>(channels), 5, -0.5f, 0.5f));
+  b.FloatInit("gamma", {channels}, RandomFloats(channels, 4, 0.5f, 1.5f));
+  b.FloatInit("beta", {channels}, RandomFloats(channels, 5, -0.5f, 0.5f));
   b.FloatInit("two", {}, {2.0f});
   b.FloatInit("eps", {}, {1e-5f});
   b.FloatInit("sqrt2", {}, {1.4142135f});
@@ -409,7 +396,7 @@ OnnxModelBuilder SoftmaxAttentionModel(const Dims& dims) {
 OnnxModelBuilder MatMulModel(int64_t m, int64_t n, int64_t k) {
   OnnxModelBuilder b(17);
   b.Input("x", kFloat, {m, k});
-  b.FloatInit("w", {k, n}, RandomFloats(static_cast<size_t>(k * n), 6, -1.0f, 1.0f));
+  b.FloatInit("w", {k, n}, RandomFloats(k * n, 6, -1.0f, 1.0f));
   b.Node("MatMul", {"x", "w"}, {"y"});
   b.Output("y");
   return b;
@@ -419,7 +406,7 @@ void BM_MatMul(benchmark::State& state, int64_t m, int64_t n, int64_t k, int thr
   Status status;
   std::shared_ptr<const Model> model = LoadBuilt(MatMulModel(m, n, k), status);
   StatusOr<std::unique_ptr<Session>> session = Internal("not created");
-  StatusOr<Tensor> x = RandomTensor({m, k}, 8);
+  StatusOr<Tensor> x = RandomTensor({m, k}, 8, -2.0f, 2.0f);
   if (status.ok()) session = Session::Create(model, TierOptions(TierPolicy::kInterpreter, threads));
   if (!status.ok() || !session.ok() || !x.ok()) {
     const Status& error = !status.ok() ? status : !session.ok() ? session.status() : x.status();

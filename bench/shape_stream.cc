@@ -4,13 +4,13 @@
 
 #include <cstring>
 #include <memory>
-#include <random>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "bench/zoo.h"
 #include "kiln/session.h"
+#include "test/tensors.h"
 
 namespace kiln::bench {
 namespace {
@@ -33,8 +33,7 @@ StatusOr<std::vector<std::vector<NamedTensor>>> MakeInputs(const Model& model) {
   const TensorInfo& info = model.inputs()[0];
   if (info.dtype != DType::kFloat32) return InvalidArgument("shape stream: the input is not float32");
   std::vector<std::vector<NamedTensor>> inputs;
-  std::mt19937 rng(7);
-  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  uint32_t seed = 7;
   for (int64_t size : kStreamSizes) {
     Dims dims = info.dims;
     int symbolic = 0;
@@ -45,8 +44,7 @@ StatusOr<std::vector<std::vector<NamedTensor>>> MakeInputs(const Model& model) {
       }
     }
     if (symbolic != 1) return InvalidArgument("shape stream: the input needs exactly one dim that is not fixed");
-    KILN_ASSIGN_OR_RETURN(Tensor t, Tensor::Allocate(DType::kFloat32, dims));
-    for (int64_t i = 0; i < t.num_elements(); ++i) t.data<float>()[i] = dist(rng);
+    KILN_ASSIGN_OR_RETURN(Tensor t, testing::RandomTensor(dims, seed++));
     inputs.push_back({NamedTensor{info.name, std::move(t)}});
   }
   return inputs;

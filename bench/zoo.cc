@@ -10,197 +10,31 @@
 #include <memory>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "tools/npy.h"
 
 namespace kiln::bench {
 namespace {
 
-// A JSON value, just enough of it for the manifest. Objects keep member
-// order so that inputs come out in the order the generator wrote them.
-struct Json {
-  enum class Kind { kNull, kBool, kNumber, kString, kArray, kObject };
-  Kind kind = Kind::kNull;
-  bool boolean = false;
-  double number = 0;
-  std::string string;
-  std::vector<Json> array;
-  // An object's members in file order, as parallel lists: a std::pair with
-  // Json inside Json's own definition would need Json complete (std::vector
-  // alone does not).
-  std::vector<std::string> keys;
-  std::vector<Json> values;
+// Objects keep member order, so that inputs come out in the order the
+// generator wrote them.
+using Json = nlohmann::ordered_json;
 
-  const Json* Member(const std::string& key) const {
-    for (size_t i = 0; i < keys.size(); ++i) {
-      if (keys[i] == key) return &values[i];
-    }
-    return nullptr;
+StatusOr<Json> ParseJson(const std::string& text) {
+  try {
+    return Json::parse(text);
+  } catch (const Json::parse_error& e) {
+    return InvalidArgument("JSON: ", e.what());
   }
-};
-
-// Recursive-descent parser over a whole document. Nesting is capped so a
-// hostile file cannot exhaust the stack.
-class JsonParser {
- public:
-  explicit JsonParser(const std::string& text) : text_(text) {}
-
-  StatusOr<Json> ParseDocument() {
-    Json value;
-    KILN_RETURN_IF_ERROR(ParseValue(value, 0));
-    SkipSpace();
-    if (pos_ != text_.size()) return Error("trailing characters");
-    return value;
-  }
-
- private:
-  static constexpr int kMaxDepth = 64;
-
-  Status Error(const std::string& what) const { return InvalidArgument("JSON: ", what, " at offset ", pos_); }
-
-  void SkipSpace() {
-    while (pos_ < text_.size() && std::strchr(" \t\r\n", text_[pos_]) != nullptr) ++pos_;
-  }
-
-  bool Consume(char c) {
-    SkipSpace();
-    if (pos_ < text_.size() && text_[pos_] == c) {
-      ++pos_;
-      return true;
-    }
-    return false;
-  }
-
-  bool ConsumeWord(const char* word) {
-    const size_t n = std::strlen(word);
-    if (text_.compare(pos_, n, word) != 0) return false;
-    pos_ += n;
-    return true;
-  }
-
-  Status ParseValue(Json& out, int depth) {
-    if (depth > kMaxDepth) return Error("nesting too deep");
-    SkipSpace();
-    if (pos_ >= text_.size()) return Error("unexpected end");
-    const char c = text_[pos_];
-    if (c == '{') return ParseObject(out, depth);
-    if (c == '[') return ParseArray(out, depth);
-    if (c == '"') {
-      out.kind = Json::Kind::kString;
-      return ParseString(out.string);
-    }
-    if (ConsumeWord("true") || ConsumeWord("false")) {
-      out.kind = Json::Kind::kBool;
-      out.boolean = c == 't';
-      return Status();
-    }
-    if (ConsumeWord("null")) return Status();
-    return ParseNumber(out);
-  }
-
-  Status ParseObject(Json& out, int depth) {
-    out.kind = Json::Kind::kObject;
-    ++pos_;  // '{'
-    if (Consume('}')) return Status();
-    do {
-      SkipSpace();
-      std::string key;
-      if (pos_ >= text_.size() || text_[pos_] != '"') return Error("expected a member name");
-      KILN_RETURN_IF_ERROR(ParseString(key));
-      if (!Consume(':')) return Error("expected ':'");
-      Json value;
-      KILN_RETURN_IF_ERROR(ParseValue(value, depth + 1));
-      out.keys.push_back(std::move(key));
-      out.values.push_back(std::move(value));
-    } while (Consume(','));
-    if (!Consume('}')) return Error("expected ',' or '}'");
-    return Status();
-  }
-
-  Status ParseArray(Json& out, int depth) {
-    out.kind = Json::Kind::kArray;
-    ++pos_;  // '['
-    if (Consume(']')) return Status();
-    do {
-      Json value;
-      KILN_RETURN_IF_ERROR(ParseValue(value, depth + 1));
-      out.array.push_back(std::move(value));
-    } while (Consume(','));
-    if (!Consume(']')) return Error("expected ',' or ']'");
-    return Status();
-  }
-
-  // Escapes are decoded; \u escapes are written as UTF-8 (surrogate pairs
-  // are not combined: the manifest is ASCII in practice).
-  Status ParseString(std::string& out) {
-    ++pos_;  // '"'
-    while (pos_ < text_.size() && text_[pos_] != '"') {
-      char c = text_[pos_++];
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (pos_ >= text_.size()) break;
-      c = text_[pos_++];
-      if (c == 'u') {
-        KILN_RETURN_IF_ERROR(AppendUnicodeEscape(out));
-        continue;
-      }
-      static constexpr char kEscaped[] = "\"\\/bfnrt";
-      static constexpr char kDecoded[] = "\"\\/\b\f\n\r\t";
-      const char* found = std::strchr(kEscaped, c);
-      if (c == '\0' || found == nullptr) return Error("bad escape");
-      out += kDecoded[found - kEscaped];
-    }
-    if (pos_ >= text_.size()) return Error("unterminated string");
-    ++pos_;  // '"'
-    return Status();
-  }
-
-  // The four hex digits after a backslash-u, appended as UTF-8.
-  Status AppendUnicodeEscape(std::string& out) {
-    if (pos_ + 4 > text_.size()) return Error("short \\u escape");
-    static constexpr char kHex[] = "0123456789abcdef";
-    unsigned code = 0;
-    for (int i = 0; i < 4; ++i) {
-      const char h = text_[pos_++];
-      const char* digit = std::strchr(kHex, h >= 'A' && h <= 'F' ? h - 'A' + 'a' : h);
-      if (h == '\0' || digit == nullptr) return Error("bad \\u escape");
-      code = code << 4 | static_cast<unsigned>(digit - kHex);
-    }
-    if (code < 0x80) {
-      out += static_cast<char>(code);
-    } else if (code < 0x800) {
-      out += static_cast<char>(0xC0 | (code >> 6));
-      out += static_cast<char>(0x80 | (code & 0x3F));
-    } else {
-      out += static_cast<char>(0xE0 | (code >> 12));
-      out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (code & 0x3F));
-    }
-    return Status();
-  }
-
-  Status ParseNumber(Json& out) {
-    const size_t start = pos_;
-    while (pos_ < text_.size() && std::strchr("+-0123456789.eE", text_[pos_]) != nullptr) ++pos_;
-    if (pos_ == start) return Error("unexpected character");
-    std::istringstream in(text_.substr(start, pos_ - start));
-    in >> out.number;
-    if (in.fail()) return Error("bad number");
-    out.kind = Json::Kind::kNumber;
-    return Status();
-  }
-
-  const std::string& text_;
-  size_t pos_ = 0;
-};
+}
 
 StatusOr<std::string> StringMember(const Json& object, const char* key, size_t index) {
-  const Json* value = object.Member(key);
-  if (value == nullptr || value->kind != Json::Kind::kString) {
+  const auto value = object.find(key);
+  if (value == object.end() || !value->is_string()) {
     return InvalidArgument("manifest: case ", index, " needs a string \"", key, "\"");
   }
-  return value->string;
+  return value->get<std::string>();
 }
 
 // "[0, 3, 5]" for flat index `i` of a tensor with `dims`.
@@ -224,32 +58,29 @@ StatusOr<std::vector<ZooCase>> ReadZooManifest(const std::string& zoo_dir) {
   std::ifstream file(path, std::ios::binary);
   if (!file) return NotFound("cannot open ", path);
   const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  JsonParser parser(text);
-  StatusOr<Json> parsed = parser.ParseDocument();
+  StatusOr<Json> parsed = ParseJson(text);
   if (!parsed.ok()) return InvalidArgument(path, ": ", parsed.status().message());
-  const Json* cases = parsed->Member("cases");
-  if (parsed->kind != Json::Kind::kObject || cases == nullptr || cases->kind != Json::Kind::kArray) {
+  if (!parsed->is_object() || !parsed->contains("cases") || !(*parsed)["cases"].is_array()) {
     return InvalidArgument(path, ": expected {\"cases\": [...]}");
   }
+  const Json& cases = (*parsed)["cases"];
   std::vector<ZooCase> out;
-  for (size_t i = 0; i < cases->array.size(); ++i) {
-    const Json& entry = cases->array[i];
-    if (entry.kind != Json::Kind::kObject) return InvalidArgument(path, ": case ", i, " is not an object");
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Json& entry = cases[i];
+    if (!entry.is_object()) return InvalidArgument(path, ": case ", i, " is not an object");
     ZooCase zoo_case;
     KILN_ASSIGN_OR_RETURN(zoo_case.name, StringMember(entry, "name", i));
     KILN_ASSIGN_OR_RETURN(std::string model, StringMember(entry, "model", i));
     zoo_case.model_path = zoo_dir + "/" + model;
-    const Json* inputs = entry.Member("inputs");
-    if (inputs == nullptr || inputs->kind != Json::Kind::kObject) {
+    const auto inputs = entry.find("inputs");
+    if (inputs == entry.end() || !inputs->is_object()) {
       return InvalidArgument(path, ": case '", zoo_case.name, "' needs an \"inputs\" object");
     }
-    for (size_t k = 0; k < inputs->keys.size(); ++k) {
-      const std::string& name = inputs->keys[k];
-      const Json& file_name = inputs->values[k];
-      if (file_name.kind != Json::Kind::kString) {
+    for (const auto& [name, file_name] : inputs->items()) {
+      if (!file_name.is_string()) {
         return InvalidArgument(path, ": case '", zoo_case.name, "': input '", name, "' must name a file");
       }
-      zoo_case.input_paths.emplace_back(name, zoo_dir + "/" + file_name.string);
+      zoo_case.input_paths.emplace_back(name, zoo_dir + "/" + file_name.get<std::string>());
     }
     out.push_back(std::move(zoo_case));
   }

@@ -100,11 +100,13 @@ StatusOr<std::vector<float>> Node::GetFloats(const std::string& attr_name,
   return a->floats;
 }
 
-std::string Node::Describe() const {
+std::string Node::Label() const {
   std::string s = domain.empty() ? op_type : domain + "." + op_type;
   if (!name.empty()) s += " '" + name + "'";
-  return "node " + s;
+  return s;
 }
+
+std::string Node::Describe() const { return "node " + Label(); }
 
 StatusOr<ValueId> Graph::AddValue(std::string value_name, DType dtype, ShapeInfo shape) {
   if (!value_name.empty() && value_by_name_.count(value_name)) {

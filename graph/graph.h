@@ -94,7 +94,11 @@ struct Node {
                                          const std::vector<int64_t>& default_value = {}) const;
   StatusOr<std::vector<float>> GetFloats(const std::string& attr_name,
                                          const std::vector<float>& default_value = {}) const;
-  // "Conv 'conv1'" for error messages.
+  // "Conv 'conv1'" ("com.microsoft.Gelu 'g'" outside the default domain, just
+  // "Conv" for an unnamed node): the node on its own, for traces and tables.
+  std::string Label() const;
+  // "node Conv 'conv1'": Label() with the word that makes an error message
+  // read "node Conv 'conv1': ...".
   std::string Describe() const;
 };
 

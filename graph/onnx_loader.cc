@@ -113,7 +113,7 @@ Status ReadExternalData(const onnx::TensorProto& proto, const std::string& base_
   }
   in.seekg(offset);
   in.read(static_cast<char*>(dst), static_cast<std::streamsize>(expected_bytes));
-  if (!in) return Internal("reading external data '", location, "' failed");
+  if (!in) return IoError("reading external data '", location, "' failed");
   return Status::Ok();
 }
 
@@ -488,14 +488,18 @@ StatusOr<std::string> ReadFileToString(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) return InvalidArgument("'", path, "' is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot open '", path, "'");
+  if (!in) {
+    // Missing is kNotFound; there but unreadable (permissions) is an I/O error.
+    if (!fs::exists(path, ec)) return NotFound("cannot open '", path, "'");
+    return IoError("cannot open '", path, "' for reading");
+  }
   in.seekg(0, std::ios::end);
   std::streamoff size = in.tellg();
-  if (size < 0) return Internal("cannot read the size of '", path, "'");
+  if (size < 0) return IoError("cannot read the size of '", path, "'");
   std::string bytes(static_cast<size_t>(size), '\0');
   in.seekg(0);
   in.read(bytes.data(), size);
-  if (!in) return Internal("reading '", path, "' failed");
+  if (!in) return IoError("reading '", path, "' failed");
   return bytes;
 }
 

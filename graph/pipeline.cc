@@ -32,14 +32,14 @@ class GraphDumper {
     if (dir_.empty()) return Status::Ok();
     std::error_code ec;
     std::filesystem::create_directories(dir_, ec);
-    if (ec) return NotFound("cannot create graph dump folder '", dir_, "': ", ec.message());
+    if (ec) return IoError("cannot create graph dump folder '", dir_, "': ", ec.message());
     char prefix[16];
     std::snprintf(prefix, sizeof(prefix), "%02d_", next_index_++);
     const std::filesystem::path path = std::filesystem::path(dir_) / (prefix + pass_name + ".txt");
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out << PrintGraph(graph);
     out.close();
-    if (!out) return NotFound("cannot write graph dump '", path.string(), "'");
+    if (!out) return IoError("cannot write graph dump '", path.string(), "'");
     return Status::Ok();
   }
 

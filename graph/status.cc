@@ -9,6 +9,7 @@ const char* StatusCodeName(StatusCode code) {
     case StatusCode::kInvalidModel: return "invalid model";
     case StatusCode::kUnsupported: return "unsupported";
     case StatusCode::kNotFound: return "not found";
+    case StatusCode::kIoError: return "I/O error";
     case StatusCode::kOutOfRange: return "out of range";
     case StatusCode::kResourceExhausted: return "resource exhausted";
     case StatusCode::kInternal: return "internal error";

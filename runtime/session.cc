@@ -192,7 +192,7 @@ Status Session::WriteTrace(const std::string& path) const {
   if (!impl_->trace) return InvalidArgument("tracing is off: set SessionOptions::enable_tracing");
   std::ofstream out(path);
   out << impl_->trace->ToChromeJson();
-  if (!out) return NotFound("cannot write trace file '", path, "'");
+  if (!out) return IoError("cannot write trace file '", path, "'");
   return Status::Ok();
 }
 

@@ -14,6 +14,7 @@ packages=(
   libdnnl-dev
   libspdlog-dev
   libfmt-dev
+  nlohmann-json3-dev
   libbenchmark-dev
   googletest
   libgtest-dev

@@ -7,11 +7,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <iomanip>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "kiln/session.h"
 #include "tools/kiln_cli.h"
@@ -128,34 +128,15 @@ double Median(const std::vector<double>& sorted) {
   return n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
 }
 
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
+using Json = nlohmann::ordered_json;  // keys in the order written: the report reads top-down
 
-// JSON has no NaN or infinity; those become null.
-std::string JsonNumber(double v) {
-  if (!std::isfinite(v)) return "null";
-  std::ostringstream os;
-  os << std::setprecision(10) << v;
-  return os.str();
+// `v` at 10 significant digits (timings and checksums carry no more); JSON
+// has no NaN or infinity, so those become null.
+Json Rounded(double v) {
+  if (!std::isfinite(v)) return nullptr;
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.10g", v);
+  return std::strtod(buf, nullptr);
 }
 
 struct RunOptions {
@@ -329,65 +310,63 @@ Status WriteReport(const RunOptions& options, const std::string& tier_run, doubl
   double mean = 0;
   for (double v : sorted) mean += v;
   if (!sorted.empty()) mean /= static_cast<double>(sorted.size());
-  std::ostringstream js;
-  js << "{\n";
-  js << "  \"model\": " << JsonString(options.model_path) << ",\n";
-  js << "  \"tier\": " << JsonString(tier_run) << ",\n";
-  js << "  \"tier_requested\": " << JsonString(TierPolicyName(options.tier)) << ",\n";
-  js << "  \"graph_optimization\": " << JsonString(GraphOptimizationName(options.load.graph_optimization)) << ",\n";
-  js << "  \"threads\": " << options.threads << ",\n";
-  js << "  \"load_ms\": " << JsonNumber(load_ms) << ",\n";
-  js << "  \"session_create_ms\": " << JsonNumber(create_ms) << ",\n";
-  js << "  \"first_run_ms\": " << JsonNumber(first_ms) << ",\n";
-  js << "  \"median_ms\": " << JsonNumber(Median(sorted)) << ",\n";
-  js << "  \"p90_ms\": " << JsonNumber(Percentile(sorted, 0.9)) << ",\n";
-  js << "  \"min_ms\": " << JsonNumber(sorted.empty() ? 0 : sorted.front()) << ",\n";
-  js << "  \"mean_ms\": " << JsonNumber(mean) << ",\n";
-  js << "  \"runs\": " << sorted.size() << ",\n";
-  js << "  \"warmup\": " << options.warmup << ",\n";
-  js << "  \"total_runs\": " << stats.runs << ",\n";
-  js << "  \"peak_planned_bytes\": " << stats.peak_planned_bytes << ",\n";
-  js << "  \"unplanned_bytes\": " << stats.unplanned_bytes << ",\n";
-  js << "  \"pooled_output_bytes\": " << stats.pooled_output_bytes << ",\n";
   const RegionTotals totals = TotalsOf(stats);
-  js << "  \"regions_total\": " << stats.regions.size() << ",\n";
-  js << "  \"regions_compiled\": " << totals.compiled << ",\n";
-  js << "  \"compile_ms_total\": " << JsonNumber(totals.compile_ms) << ",\n";
-  js << "  \"reused_code\": " << totals.reused_code << ",\n";
-  js << "  \"declined_specializations\": " << totals.declined << ",\n";
-  js << "  \"deopts\": " << totals.deopts << ",\n";
-  js << "  \"compiled_calls\": " << totals.compiled_calls << ",\n";
-  js << "  \"interpreted_region_calls\": " << totals.interpreted_calls << ",\n";
   const LatencySplit split = SplitOf(totals, stats.runs, mean);
-  js << "  \"latency_split_ms_per_run\": {\"compiled_regions\": " << JsonNumber(split.compiled_region_ms)
-     << ", \"interpreted_regions\": " << JsonNumber(split.interpreted_region_ms)
-     << ", \"other_interpreted\": " << JsonNumber(split.other_ms) << "},\n";
-  js << "  \"outputs\": [";
+  Json report;
+  report["model"] = options.model_path;
+  report["tier"] = tier_run;
+  report["tier_requested"] = TierPolicyName(options.tier);
+  report["graph_optimization"] = GraphOptimizationName(options.load.graph_optimization);
+  report["threads"] = options.threads;
+  report["load_ms"] = Rounded(load_ms);
+  report["session_create_ms"] = Rounded(create_ms);
+  report["first_run_ms"] = Rounded(first_ms);
+  report["median_ms"] = Rounded(Median(sorted));
+  report["p90_ms"] = Rounded(Percentile(sorted, 0.9));
+  report["min_ms"] = Rounded(sorted.empty() ? 0 : sorted.front());
+  report["mean_ms"] = Rounded(mean);
+  report["runs"] = sorted.size();
+  report["warmup"] = options.warmup;
+  report["total_runs"] = stats.runs;
+  report["peak_planned_bytes"] = stats.peak_planned_bytes;
+  report["unplanned_bytes"] = stats.unplanned_bytes;
+  report["pooled_output_bytes"] = stats.pooled_output_bytes;
+  report["regions_total"] = stats.regions.size();
+  report["regions_compiled"] = totals.compiled;
+  report["compile_ms_total"] = Rounded(totals.compile_ms);
+  report["reused_code"] = totals.reused_code;
+  report["declined_specializations"] = totals.declined;
+  report["deopts"] = totals.deopts;
+  report["compiled_calls"] = totals.compiled_calls;
+  report["interpreted_region_calls"] = totals.interpreted_calls;
+  report["latency_split_ms_per_run"] = {{"compiled_regions", Rounded(split.compiled_region_ms)},
+                                        {"interpreted_regions", Rounded(split.interpreted_region_ms)},
+                                        {"other_interpreted", Rounded(split.other_ms)}};
+  Json& outputs_json = report["outputs"] = Json::array();
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& t = outputs[i].tensor;
-    Checksum c = ChecksumOf(t);
-    js << (i ? ",\n" : "\n") << "    {\"index\": " << i << ", \"name\": " << JsonString(outputs[i].name)
-       << ", \"dtype\": " << JsonString(DTypeName(t.dtype())) << ", \"shape\": [";
-    for (size_t d = 0; d < t.dims().size(); ++d) js << (d ? ", " : "") << t.dims()[d];
-    js << "], \"sum\": " << JsonNumber(c.sum) << ", \"abs_sum\": " << JsonNumber(c.abs_sum) << "}";
+    const Checksum c = ChecksumOf(t);
+    outputs_json.push_back({{"index", i},
+                            {"name", outputs[i].name},
+                            {"dtype", DTypeName(t.dtype())},
+                            {"shape", t.dims()},
+                            {"sum", Rounded(c.sum)},
+                            {"abs_sum", Rounded(c.abs_sum)}});
   }
-  js << (outputs.empty() ? "]" : "\n  ]");
   if (!stats.nodes.empty()) {
-    js << ",\n  \"nodes\": [";
-    for (size_t i = 0; i < stats.nodes.size(); ++i) {
-      const NodeProfile& n = stats.nodes[i];
-      js << (i ? ",\n" : "\n") << "    {\"name\": " << JsonString(n.node_name) << ", \"op\": "
-         << JsonString(n.op_type) << ", \"calls\": " << n.calls << ", \"total_ms\": " << JsonNumber(n.total_ms)
-         << "}";
+    Json& nodes = report["nodes"] = Json::array();
+    for (const NodeProfile& n : stats.nodes) {
+      nodes.push_back({{"name", n.node_name}, {"op", n.op_type}, {"calls", n.calls}, {"total_ms", Rounded(n.total_ms)}});
     }
-    js << "\n  ]";
   }
-  js << "\n}\n";
+  // Names come from the model file and need not be UTF-8: replace what is
+  // not, rather than throw.
+  const std::string text = report.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
   std::ofstream out(options.report_path, std::ios::trunc);
-  if (!out) return NotFound("cannot open for writing");
-  out << js.str();
+  if (!out) return IoError("cannot open for writing");
+  out << text;
   out.close();
-  if (!out) return Internal("write failed");
+  if (!out) return IoError("write failed");
   return Status::Ok();
 }
 
@@ -497,7 +476,7 @@ int Run(const RunOptions& options) {
   if (!options.output_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(options.output_dir, ec);
-    if (ec) return ReportError(options.output_dir, NotFound("cannot create directory: ", ec.message()));
+    if (ec) return ReportError(options.output_dir, IoError("cannot create directory: ", ec.message()));
   }
   for (size_t i = 0; i < outputs->size(); ++i) {
     const NamedTensor& out = (*outputs)[i];

@@ -251,7 +251,7 @@ StatusOr<Tensor> ReadNpy(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return NotFound("cannot open '", path, "'");
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return NotFound("cannot read '", path, "'");
+  if (in.bad()) return IoError("cannot read '", path, "'");
   return ParseNpy(bytes.data(), bytes.size());
 }
 
@@ -298,10 +298,10 @@ StatusOr<std::string> SerializeNpy(const Tensor& tensor) {
 Status WriteNpy(const std::string& path, const Tensor& tensor) {
   KILN_ASSIGN_OR_RETURN(std::string bytes, SerializeNpy(tensor));
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) return NotFound("cannot open '", path, "' for writing");
+  if (!out) return IoError("cannot open '", path, "' for writing");
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   out.close();
-  if (!out) return Internal("failed writing '", path, "'");
+  if (!out) return IoError("failed writing '", path, "'");
   return Status::Ok();
 }
 

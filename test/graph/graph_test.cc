@@ -149,6 +149,26 @@ TEST(GraphTest, TopologicalOrderReportsCycleNamingANode) {
   EXPECT_FALSE(g.Validate().ok());
 }
 
+// Label() names the node alone (the trace's slice names); Describe() is the
+// "node ..." form error messages start with.
+TEST(GraphTest, LabelAndDescribeNameOpDomainAndName) {
+  Node conv;
+  conv.op_type = "Conv";
+  conv.name = "conv1";
+  EXPECT_EQ(conv.Label(), "Conv 'conv1'");
+  EXPECT_EQ(conv.Describe(), "node Conv 'conv1'");
+  Node gelu;
+  gelu.op_type = "Gelu";
+  gelu.domain = "com.microsoft";
+  gelu.name = "g";
+  EXPECT_EQ(gelu.Label(), "com.microsoft.Gelu 'g'");
+  EXPECT_EQ(gelu.Describe(), "node com.microsoft.Gelu 'g'");
+  Node unnamed;
+  unnamed.op_type = "Relu";
+  EXPECT_EQ(unnamed.Label(), "Relu");
+  EXPECT_EQ(unnamed.Describe(), "node Relu");
+}
+
 TEST(GraphTest, ValidateAcceptsWellFormedGraph) {
   GraphBuilder b;
   ValueId x = b.Input("x", DType::kFloat32, ShapeInfo::FromDims({2}));

@@ -5,34 +5,23 @@
 
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <string>
 #include <vector>
 
 #include "graph/graph.h"
 #include "kiln/tensor.h"
+#include "test/attributes.h"
+#include "test/tensors.h"
 
 namespace kiln::graph::testing {
 
-template <typename T>
-Tensor MakeTensor(const Dims& dims, const std::vector<T>& values) {
-  auto t = Tensor::Allocate(DTypeOf<T>(), dims);
-  EXPECT_TRUE(t.ok()) << t.status().ToString();
-  if (!t.ok()) return Tensor();
-  EXPECT_EQ(static_cast<size_t>(t->num_elements()), values.size());
-  if constexpr (std::is_same_v<T, bool>) {
-    for (size_t i = 0; i < values.size(); ++i) t->template data<bool>()[i] = values[i];
-  } else {
-    if (!values.empty()) std::memcpy(t->raw_data(), values.data(), values.size() * sizeof(T));
-  }
-  return std::move(t).value();
-}
-
-template <typename T>
-std::vector<T> ToVector(const Tensor& t) {
-  const T* p = t.data<T>();
-  return std::vector<T>(p, p + t.num_elements());
-}
+// The shared helpers, under the names these tests have always used.
+using kiln::testing::FloatAttr;
+using kiln::testing::IntAttr;
+using kiln::testing::IntsAttr;
+using kiln::testing::MakeTensor;
+using kiln::testing::StringAttr;
+using kiln::testing::ToVector;
 
 inline ShapeInfo Shape(std::initializer_list<Dim> dims) {
   ShapeInfo s;
@@ -92,31 +81,6 @@ class GraphBuilder {
  private:
   Graph graph_;
 };
-
-inline Attribute IntAttr(int64_t v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInt;
-  a.i = v;
-  return a;
-}
-inline Attribute IntsAttr(std::vector<int64_t> v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInts;
-  a.ints = std::move(v);
-  return a;
-}
-inline Attribute FloatAttr(float v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kFloat;
-  a.f = v;
-  return a;
-}
-inline Attribute StringAttr(std::string v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kString;
-  a.s = std::move(v);
-  return a;
-}
 
 // The one live node of `op_type` in `g` (kNoNode if none); a test failure if
 // there are several.

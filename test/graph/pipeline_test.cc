@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "graph_test_util.h"
 
@@ -93,6 +94,22 @@ TEST(PipelineTest, DumpsGraphAfterEveryPass) {
   EXPECT_EQ(names[3], "03_fold_constants.txt");
   EXPECT_NE(names.back().find("_eliminate_dead_nodes.txt"), std::string::npos) << names.back();
   std::filesystem::remove_all(dir);
+}
+
+// A dump folder that cannot be created (a file is in the way) is an I/O
+// error, not a missing input.
+TEST(PipelineTest, UnwritableDumpFolderIsAnIoError) {
+  TwoRoundGraph t;
+  const std::filesystem::path blocker = std::filesystem::path(::testing::TempDir()) / "kiln_pipeline_blocker";
+  std::filesystem::remove_all(blocker);
+  { std::ofstream(blocker) << "a file, not a folder"; }
+  PipelineOptions options;
+  options.evaluator = AddOnlyEvaluator;
+  options.dump_dir = (blocker / "dumps").string();
+  Status s = RunGraphPipeline(t.b.graph(), options);
+  EXPECT_EQ(s.code(), StatusCode::kIoError) << s.ToString();
+  EXPECT_NE(s.message().find("graph dump folder"), std::string::npos) << s.message();
+  std::filesystem::remove_all(blocker);
 }
 
 TEST(PipelineTest, RejectsInvalidGraphBeforeAnyPass) {

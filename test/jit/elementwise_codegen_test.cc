@@ -101,7 +101,7 @@ TEST(ElementwiseCodegen, ScalarDomainAndShortRows) {
     auto x = rb.Input("x", DType::kFloat32, dims);
     auto n = rb.Node("Neg", {x}, "n");
     rb.Output(rb.Node("Abs", {n}, "y"));
-    CheckRegion(rb, {Linspace(-1, 1, std::max<int64_t>(2, testing::NumElements(dims))) }, [](const Args& v) {
+    CheckRegion(rb, {Linspace(-1, 1, std::max<int64_t>(2, testing::ElementCount(dims))) }, [](const Args& v) {
       return std::fabs(v[0]);
     });
   }
@@ -315,7 +315,7 @@ TEST(ElementwiseCodegen, BoolInputAndSeveralOutputs) {
     for (int64_t i = 0; i < 63; ++i) {
       const float want = conds[i / 21] ? xs[static_cast<size_t>(i)] : -xs[static_cast<size_t>(i)];
       EXPECT_EQ(outs[0].at(i), want);
-      EXPECT_TRUE(testing::Close(outs[1].at(i), std::exp(static_cast<double>(want)), 1e-5, 0));
+      EXPECT_TRUE(testing::IsClose(outs[1].at(i), std::exp(static_cast<double>(want)), 1e-5, 0));
     }
     EXPECT_TRUE(outs[0].GuardsIntact());
     EXPECT_TRUE(outs[1].GuardsIntact());

@@ -19,7 +19,7 @@ namespace {
 
 using testing::BroadcastSource;
 using testing::Linspace;
-using testing::NumElements;
+using testing::ElementCount;
 using testing::OutputBuffer;
 using testing::RegionBuilder;
 using Args = std::vector<double>;
@@ -39,7 +39,7 @@ std::vector<OutputBuffer> RunGeneric(const CompiledRegion& c, const std::vector<
                                      const std::vector<int64_t>& params, const Dims& domain,
                                      const std::vector<bool>& output_is_bool, int splits, bool overshoot = false) {
   std::vector<OutputBuffer> outs;
-  const int64_t n = NumElements(domain);
+  const int64_t n = ElementCount(domain);
   for (bool is_bool : output_is_bool) outs.emplace_back(is_bool, n);
   std::vector<void*> out_ptrs;
   for (OutputBuffer& o : outs) out_ptrs.push_back(o.data());
@@ -67,7 +67,7 @@ void CheckGeneric(const CompiledRegion& c, const RegionBuilder& rb, const std::v
   Dims domain;
   Status filled = FillGenericParams(rb.input_dims, c.domain_rank(), params, domain);
   ASSERT_TRUE(filled.ok()) << filled.ToString();
-  const int64_t n = NumElements(domain);
+  const int64_t n = ElementCount(domain);
   std::vector<const void*> ptrs;
   for (size_t i = 0; i < rb.region.inputs.size(); ++i) {
     ptrs.push_back(c.is_input_baked(i) ? nullptr : static_cast<const void*>(data[i].data()));
@@ -100,7 +100,7 @@ void CheckGeneric(const CompiledRegion& c, const RegionBuilder& rb, const std::v
         args[i] = v.constant ? v.constant->data<float>()[src] : data[i][static_cast<size_t>(src)];
       }
       const double w = ref(args);
-      if (!testing::Close(outs[0].at(e), w, rel, abs)) {
+      if (!testing::IsClose(outs[0].at(e), w, rel, abs)) {
         ++failures;
         ADD_FAILURE() << "element " << e << ": got " << outs[0].at(e) << ", reference " << w;
       }
@@ -142,8 +142,8 @@ TEST(GenericCodegen, OneCompileRunsManyShapesOfOneRank) {
   for (const auto& [xd, bd] : shapes) {
     SCOPED_TRACE(DimsToString(xd) + " and " + DimsToString(bd));
     RegionBuilder rb = SigmoidRegion(xd, bd);
-    CheckGeneric(c, rb, {Linspace(-4, 4, std::max<int64_t>(2, NumElements(xd))),
-                         Linspace(-1, 1.5f, std::max<int64_t>(2, NumElements(bd))), {}},
+    CheckGeneric(c, rb, {Linspace(-4, 4, std::max<int64_t>(2, ElementCount(xd))),
+                         Linspace(-1, 1.5f, std::max<int64_t>(2, ElementCount(bd))), {}},
                  SigmoidRef, {false, true});
   }
 }
@@ -169,7 +169,7 @@ TEST(GenericCodegen, ChannelBiasBroadcastAtTwoSizes) {
   for (const Dims& xd : std::vector<Dims>{{2, 3, 4, 5}, {3, 16, 7, 33}}) {
     SCOPED_TRACE(DimsToString(xd));
     RegionBuilder rb = build(xd, xd[1]);
-    CheckGeneric(**generic, rb, {Linspace(-3, 3, NumElements(xd)), Linspace(-1, 2, xd[1]), {0.75f}},
+    CheckGeneric(**generic, rb, {Linspace(-3, 3, ElementCount(xd)), Linspace(-1, 2, xd[1]), {0.75f}},
                  [](const Args& v) { return std::max(0.f, F(F(v[0] + v[1]) * v[2])); });
   }
 }
@@ -194,8 +194,8 @@ TEST(GenericCodegen, RankZeroAndLowerRankInputs) {
   for (const auto& [ad, bd] : std::vector<std::pair<Dims, Dims>>{{{}, {}}, {{5}, {}}, {{3, 1}, {17}}, {{2, 3, 4}, {4}}}) {
     SCOPED_TRACE(DimsToString(ad) + " and " + DimsToString(bd));
     RegionBuilder rb = build(ad, bd);
-    CheckGeneric(**rank3, rb, {Linspace(-2, 2, std::max<int64_t>(2, NumElements(ad))),
-                               Linspace(0, 1, std::max<int64_t>(2, NumElements(bd)))},
+    CheckGeneric(**rank3, rb, {Linspace(-2, 2, std::max<int64_t>(2, ElementCount(ad))),
+                               Linspace(0, 1, std::max<int64_t>(2, ElementCount(bd)))},
                  [](const Args& v) { return F(v[0] - v[1]); });
   }
 }
@@ -224,7 +224,7 @@ TEST(GenericCodegen, ManyInputsUseTheContiguousOrTheGatherVersion) {
     RegionBuilder rb = build(d);
     std::vector<std::vector<float>> data;
     for (size_t i = 0; i < 4; ++i) {
-      data.push_back(Linspace(-1.f - static_cast<float>(i), 2, std::max<int64_t>(2, NumElements(d[i]))));
+      data.push_back(Linspace(-1.f - static_cast<float>(i), 2, std::max<int64_t>(2, ElementCount(d[i]))));
     }
     CheckGeneric(**generic, rb, data, [](const Args& v) { return F(F(v[0] * v[1]) + F(v[2] - v[3])); });
   }
@@ -271,7 +271,7 @@ TEST(GenericCodegen, InPlaceOnTheFirstInput) {
   (*generic)->RunGeneric(ins, outs, 0, 3, params.data());
   for (size_t e = 0; e < 150; ++e) {
     const double want = SigmoidRef({original[e], b[e % 50]});
-    EXPECT_TRUE(testing::Close(x[e], want, 1e-5, 0)) << e;
+    EXPECT_TRUE(testing::IsClose(x[e], want, 1e-5, 0)) << e;
   }
 }
 
@@ -345,7 +345,7 @@ void TimeGenericVsSpecialised(const RegionBuilder& rb, const std::vector<std::ve
   std::vector<int64_t> params;
   Dims domain;
   ASSERT_TRUE(FillGenericParams(rb.input_dims, rank, params, domain).ok());
-  const int64_t n = NumElements(domain);
+  const int64_t n = ElementCount(domain);
   std::vector<const void*> ins;
   for (const auto& d : data) ins.push_back(d.data());
   std::vector<float> out(static_cast<size_t>(n));

@@ -168,9 +168,9 @@ TEST(JitCompiler, ConcurrentCompilesAndRuns) {
     const double want_b = std::tanh(static_cast<double>(x[static_cast<size_t>(i)])) + 1;
     // GELU's negative tail is 0.5 x (1 + erf(x / sqrt 2)), a cancellation:
     // erf's absolute error (< 4e-7, see kernels/fast_math.h) times 0.5|x|.
-    ASSERT_TRUE(testing::Close(out_a.at(i), want_a, 1e-5, 1.2e-6)) << i << ": " << out_a.at(i) << " vs " << want_a;
+    ASSERT_TRUE(testing::IsClose(out_a.at(i), want_a, 1e-5, 1.2e-6)) << i << ": " << out_a.at(i) << " vs " << want_a;
     // tanh(x) + 1 cancels for x near -4: absolute tolerance of a float.
-    ASSERT_TRUE(testing::Close(out_b.at(i), want_b, 1e-5, 2e-7)) << i << ": " << out_b.at(i) << " vs " << want_b;
+    ASSERT_TRUE(testing::IsClose(out_b.at(i), want_b, 1e-5, 2e-7)) << i << ": " << out_b.at(i) << " vs " << want_b;
   }
 }
 

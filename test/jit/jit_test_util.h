@@ -20,6 +20,9 @@
 #include "jit/elementwise_codegen.h"
 #include "jit/jit_compiler.h"
 #include "kiln/tensor.h"
+#include "test/attributes.h"
+#include "test/tensors.h"
+#include "test/tolerance.h"
 
 namespace kiln::jit::testing {
 
@@ -36,18 +39,11 @@ inline JitCompiler& SharedCompiler() {
   return *compiler;
 }
 
-inline graph::Attribute FloatAttr(float v) {
-  graph::Attribute a;
-  a.kind = graph::Attribute::Kind::kFloat;
-  a.f = v;
-  return a;
-}
-inline graph::Attribute StringAttr(const std::string& s) {
-  graph::Attribute a;
-  a.kind = graph::Attribute::Kind::kString;
-  a.s = s;
-  return a;
-}
+// The shared helpers, under the names these tests have always used.
+using kiln::testing::ElementCount;
+using kiln::testing::FloatAttr;
+using kiln::testing::IsClose;
+using kiln::testing::StringAttr;
 
 // Builds a Graph and the Region covering every node added, in order.
 class RegionBuilder {
@@ -118,12 +114,6 @@ class RegionBuilder {
     return std::move(s).value();
   }
 };
-
-inline int64_t NumElements(const Dims& dims) {
-  int64_t n = 1;
-  for (int64_t d : dims) n *= d;
-  return n;
-}
 
 inline Dims BroadcastDims(const std::vector<Dims>& all) {
   size_t rank = 0;
@@ -206,13 +196,6 @@ inline std::vector<OutputBuffer> Run(const CompiledRegion& compiled, const std::
   return outs;
 }
 
-// |got - want| <= rel * |want| + abs, with NaN == NaN and inf == inf.
-inline bool Close(double got, double want, double rel, double abs) {
-  if (std::isnan(want)) return std::isnan(got);
-  if (std::isinf(want)) return got == want;
-  return std::fabs(got - want) <= rel * std::fabs(want) + abs;
-}
-
 // Reference over the domain: fn(values of each input at this element).
 using Reference = std::function<double(const std::vector<double>&)>;
 
@@ -227,7 +210,7 @@ inline void CheckRegion(const RegionBuilder& rb, const std::vector<std::vector<f
   std::printf("[compile] %s: %.2f ms, %zu code bytes, %lld rows x %lld\n", c.name().c_str(), c.compile_ms(),
               c.code_bytes(), static_cast<long long>(c.num_rows()), static_cast<long long>(c.row_len()));
   const Dims domain = BroadcastDims(rb.input_dims);
-  const int64_t n = NumElements(domain);
+  const int64_t n = ElementCount(domain);
   EXPECT_EQ(c.num_rows() * c.row_len(), n);
 
   std::vector<const void*> ptrs;
@@ -252,7 +235,7 @@ inline void CheckRegion(const RegionBuilder& rb, const std::vector<std::vector<f
       }
       const double want = ref(args);
       const double got = outs[0].at(e);
-      if (!Close(got, want, rel, abs)) {
+      if (!IsClose(got, want, rel, abs)) {
         ++failures;
         ADD_FAILURE() << "element " << e << " (splits " << splits << "): got " << got << ", want " << want
                       << " for input0=" << args[0];

@@ -24,7 +24,7 @@ namespace {
 
 using kiln::testing::ElementCount;
 using kiln::testing::OnnxModelBuilder;
-using testing::Close;
+using testing::IsClose;
 using testing::OutputBuffer;
 using testing::SharedCompiler;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
@@ -109,7 +109,7 @@ void CheckModel(const OnnxModelBuilder& b, const std::map<std::string, Dims>& in
       int failures = 0;
       for (int64_t e = 0; e < got.n && failures < 10; ++e) {
         const double w = want->data<float>()[e];
-        if (!Close(got.at(e), w, rel, abs)) {
+        if (!IsClose(got.at(e), w, rel, abs)) {
           ++failures;
           ADD_FAILURE() << "element " << e << " of " << DimsToString(want->dims()) << " (splits " << splits
                         << "): got " << got.at(e) << ", want " << w;

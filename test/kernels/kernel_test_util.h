@@ -1,11 +1,11 @@
 // Helpers to run one kernel on hand-made tensors, without a model or a
 // session: build a node, create its kernel from the default registry, run it
-// serially with plain allocation.
+// serially with plain allocation. Tensors, attributes and tolerances come
+// from //test:test_util.
 #pragma once
 
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -13,61 +13,11 @@
 #include "graph/graph.h"
 #include "kernels/kernel.h"
 #include "kiln/tensor.h"
+#include "test/attributes.h"
+#include "test/tensors.h"
+#include "test/tolerance.h"
 
 namespace kiln::testing {
-
-template <typename T>
-Tensor MakeTensor(const Dims& dims, const std::vector<T>& values) {
-  auto t = Tensor::Allocate(DTypeOf<T>(), dims);
-  EXPECT_TRUE(t.ok()) << t.status().ToString();
-  EXPECT_EQ(static_cast<size_t>(t->num_elements()), values.size()) << "MakeTensor: value count != shape";
-  T* out = t->template data<T>();
-  for (size_t i = 0; i < values.size(); ++i) out[i] = values[i];
-  return std::move(t).value();
-}
-
-template <typename T>
-std::vector<T> ToVector(const Tensor& t) {
-  const T* p = t.data<T>();
-  return std::vector<T>(p, p + t.num_elements());
-}
-
-inline graph::Attribute IntAttr(int64_t v) {
-  graph::Attribute a;
-  a.kind = graph::Attribute::Kind::kInt;
-  a.i = v;
-  return a;
-}
-inline graph::Attribute FloatAttr(float v) {
-  graph::Attribute a;
-  a.kind = graph::Attribute::Kind::kFloat;
-  a.f = v;
-  return a;
-}
-inline graph::Attribute StringAttr(std::string v) {
-  graph::Attribute a;
-  a.kind = graph::Attribute::Kind::kString;
-  a.s = std::move(v);
-  return a;
-}
-inline graph::Attribute IntsAttr(std::vector<int64_t> v) {
-  graph::Attribute a;
-  a.kind = graph::Attribute::Kind::kInts;
-  a.ints = std::move(v);
-  return a;
-}
-inline graph::Attribute FloatsAttr(std::vector<float> v) {
-  graph::Attribute a;
-  a.kind = graph::Attribute::Kind::kFloats;
-  a.floats = std::move(v);
-  return a;
-}
-inline graph::Attribute TensorAttr(Tensor t) {
-  graph::Attribute a;
-  a.kind = graph::Attribute::Kind::kTensor;
-  a.t = std::move(t);
-  return a;
-}
 
 class PlainAllocator final : public kernels::OutputAllocator {
  public:
@@ -98,19 +48,6 @@ inline StatusOr<std::vector<Tensor>> RunOp(const std::string& op_type, const std
   node.opset = opset;
   node.attributes = std::move(attributes);
   return RunNode(node, inputs, kernels::SerialRunner(), num_outputs);
-}
-
-// Element-wise comparison with ONNX's default test tolerances.
-inline void ExpectNear(const std::vector<float>& actual, const std::vector<float>& expected, float rtol = 1e-3f,
-                       float atol = 1e-6f) {
-  ASSERT_EQ(actual.size(), expected.size());
-  for (size_t i = 0; i < actual.size(); ++i) {
-    if (std::isnan(expected[i])) {
-      EXPECT_TRUE(std::isnan(actual[i])) << "at " << i;
-      continue;
-    }
-    EXPECT_NEAR(actual[i], expected[i], atol + rtol * std::fabs(expected[i])) << "at " << i;
-  }
 }
 
 }  // namespace kiln::testing

@@ -9,11 +9,14 @@
 
 #include <cmath>
 #include <mutex>
-#include <random>
 #include <vector>
+
+#include "test/tensors.h"
 
 namespace kiln::kernels {
 namespace {
+
+using kiln::testing::RandomFloats;
 
 // Hands For's range out in pieces of `grain` (at least 1), so every task
 // boundary is exercised even without threads.
@@ -27,14 +30,6 @@ class ChunkedRunner final : public ParallelRunner {
   int num_threads() const override { return 2; }
 };
 
-std::vector<float> Random(int64_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.f, 1.f);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
 struct Shape {
   int64_t m, k, n;
 };
@@ -43,10 +38,10 @@ void CheckShape(const Shape& s, bool transposed, const ParallelRunner& runner) {
   SCOPED_TRACE(::testing::Message() << s.m << "x" << s.k << "x" << s.n << (transposed ? " B^T" : ""));
   const int64_t lda = s.k + 3;  // strided rows: A need not be dense
   const int64_t ldc = s.n + 5;
-  const std::vector<float> a = Random(s.m * lda, 1);
+  const std::vector<float> a = RandomFloats(s.m * lda, 1);
   // B as [k, n] or, transposed, as [n, k], with row stride ldb.
   const int64_t ldb = (transposed ? s.k : s.n) + 2;
-  const std::vector<float> b = Random((transposed ? s.n : s.k) * ldb, 2);
+  const std::vector<float> b = RandomFloats((transposed ? s.n : s.k) * ldb, 2);
   auto b_at = [&](int64_t row, int64_t col) { return transposed ? b[col * ldb + row] : b[row * ldb + col]; };
 
   StatusOr<std::shared_ptr<const PackedMatrixB>> packed = PackedMatrixB::Pack(b.data(), s.k, s.n, ldb, transposed);
@@ -107,8 +102,8 @@ TEST(PackedSgemm, MatchesReferenceInChunks) {
 TEST(PackedSgemm, SameBitsWhateverTheSplit) {
   // Each element is summed in one fixed order: the split must not matter.
   const Shape s{50, 600, 129};
-  const std::vector<float> a = Random(s.m * s.k, 3);
-  const std::vector<float> b = Random(s.k * s.n, 4);
+  const std::vector<float> a = RandomFloats(s.m * s.k, 3);
+  const std::vector<float> b = RandomFloats(s.k * s.n, 4);
   auto packed = PackedMatrixB::Pack(b.data(), s.k, s.n, s.n, false);
   ASSERT_TRUE(packed.ok());
   std::vector<float> serial_c(static_cast<size_t>(s.m * s.n)), chunked_c(serial_c.size());
@@ -118,8 +113,8 @@ TEST(PackedSgemm, SameBitsWhateverTheSplit) {
 }
 
 TEST(PackedWeightSlot, PacksOncePerMatrix) {
-  const std::vector<float> b = Random(64 * 32, 5);
-  const std::vector<float> other = Random(64 * 32, 6);
+  const std::vector<float> b = RandomFloats(64 * 32, 5);
+  const std::vector<float> other = RandomFloats(64 * 32, 6);
   PackedWeightSlot slot;
   auto first = slot.Get(b.data(), 64, 32, 32, false);
   auto again = slot.Get(b.data(), 64, 32, 32, false);

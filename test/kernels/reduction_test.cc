@@ -27,19 +27,10 @@ using testing::FloatsAttr;
 using testing::IntAttr;
 using testing::IntsAttr;
 using testing::MakeTensor;
+using testing::RandomFloats;
 using testing::RunOp;
 using testing::StringAttr;
 using testing::ToVector;
-
-std::vector<float> Random(size_t n, uint32_t seed) {
-  std::vector<float> v(n);
-  uint32_t s = seed * 2654435761u + 1;
-  for (float& x : v) {
-    s = s * 1664525u + 1013904223u;
-    x = static_cast<float>(s >> 8) / static_cast<float>(1 << 23) - 1.0f;
-  }
-  return v;
-}
 
 bool Contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
@@ -179,7 +170,7 @@ std::vector<double> NaiveReduce(const std::vector<float>& x, const Dims& dims, c
 
 TEST(Reduce, MatchesNaiveOnRowColumnAndGeneralPaths) {
   const Dims dims = {3, 5, 4, 37};
-  const std::vector<float> data = Random(3 * 5 * 4 * 37, 7);
+  const std::vector<float> data = RandomFloats(3 * 5 * 4 * 37, 7);
   Tensor x = MakeTensor<float>(dims, data);
   const std::vector<std::vector<int64_t>> axes_cases = {
       {3}, {2, 3}, {1}, {0}, {0, 1}, {0, 2}, {1, 3}, {0, 2, 3}, {0, 1, 2, 3}, {-3, -1}};
@@ -303,7 +294,7 @@ TEST(Softmax, LargeInputsAndLogSoftmax) {
 
 TEST(Softmax, StridedAxisMatchesRows) {
   // Axis 1 of [2, 3, 5] (inner 5) against the same data transposed.
-  const std::vector<float> data = Random(30, 3);
+  const std::vector<float> data = RandomFloats(30, 3);
   Tensor x = MakeTensor<float>({2, 3, 5}, data);
   auto out = RunOp("LogSoftmax", {&x}, {{"axis", IntAttr(1)}}, 13);
   ASSERT_TRUE(out.ok()) << out.status().ToString();
@@ -570,7 +561,7 @@ std::vector<Tensor> RunParallel(const std::string& op, const std::vector<const T
 }
 
 TEST(Parallel, LargeOpsMatchSerial) {
-  const std::vector<float> data = Random(64 * 3 * 1100, 11);
+  const std::vector<float> data = RandomFloats(64 * 3 * 1100, 11);
   Tensor x = MakeTensor<float>({64, 3, 1100}, data);
   struct Case {
     const char* op;

@@ -103,9 +103,18 @@ TEST(Unsqueeze, AxesAttributeAndInput) {
 }
 
 TEST(Identity, CopiesAnyDtype) {
-  Tensor x = MakeTensor<bool>({3}, {true, false, true});
-  Tensor y = Run1("Identity", {&x});
-  EXPECT_EQ(ToVector<bool>(y), (std::vector<bool>{true, false, true}));
+  Tensor b = MakeTensor<bool>({3}, {true, false, true});
+  EXPECT_EQ(ToVector<bool>(Run1("Identity", {&b})), (std::vector<bool>{true, false, true}));
+  Tensor f = MakeTensor<float>({2}, {1.5f, -0.0f});
+  EXPECT_EQ(ToVector<float>(Run1("Identity", {&f})), (std::vector<float>{1.5f, -0.0f}));
+  Tensor d = MakeTensor<double>({1}, {1e300});
+  EXPECT_EQ(ToVector<double>(Run1("Identity", {&d})), (std::vector<double>{1e300}));
+  Tensor i64 = MakeTensor<int64_t>({2, 1}, {int64_t{1} << 40, -7});
+  Tensor y = Run1("Identity", {&i64});
+  EXPECT_EQ(y.dims(), (Dims{2, 1}));
+  EXPECT_EQ(ToVector<int64_t>(y), (std::vector<int64_t>{int64_t{1} << 40, -7}));
+  Tensor u8 = MakeTensor<uint8_t>({2}, {0, 255});
+  EXPECT_EQ(ToVector<uint8_t>(Run1("Identity", {&u8})), (std::vector<uint8_t>{0, 255}));
 }
 
 TEST(Dropout, InferenceIsIdentityWithTrueMask) {

@@ -39,7 +39,7 @@ std::vector<Case> MakeCases(const std::shared_ptr<const Model>& model) {
     for (int i = 0; i < kInputsPerBatch; ++i) {
       Case c;
       c.batch = batch;
-      c.x = RandomValues(batch * 64, seed++);
+      c.x = RandomFloats(batch * 64, seed++, -3.f, 3.f);
       auto y = RunBatch(**reference, c.x, batch);
       EXPECT_TRUE(y.ok()) << y.status().ToString();
       c.expected = y.ok() ? *y : std::vector<float>{};
@@ -93,7 +93,7 @@ TEST(Concurrency, ThreadsAndSessionsOnOneModelWhileRegionsTierUp) {
           if (!y.ok()) {
             ++errors;
             ADD_FAILURE() << "batch " << c.batch << ": " << y.status().ToString();
-          } else if (!CloseTo(*y, c.expected)) {
+          } else if (!AllCloseScaled(*y, c.expected, kRelTol)) {
             ++wrong;
           }
         }
@@ -119,7 +119,7 @@ TEST(Concurrency, ThreadsAndSessionsOnOneModelWhileRegionsTierUp) {
           auto y = RunBatch(**s, c.x, c.batch);
           if (!y.ok()) {
             ++errors;
-          } else if (!CloseTo(*y, c.expected)) {
+          } else if (!AllCloseScaled(*y, c.expected, kRelTol)) {
             ++wrong;
           }
         }
@@ -146,7 +146,7 @@ TEST(Concurrency, ThreadsAndSessionsOnOneModelWhileRegionsTierUp) {
       for (const Case& c : cases) {
         auto y = RunBatch(*session, c.x, c.batch);
         ASSERT_TRUE(y.ok()) << y.status().ToString();
-        EXPECT_TRUE(CloseTo(*y, c.expected)) << "batch " << c.batch;
+        EXPECT_TRUE(AllCloseScaled(*y, c.expected, kRelTol)) << "batch " << c.batch;
       }
       const SessionStats stats = session->stats();
       ASSERT_EQ(stats.regions.size(), 2u);
@@ -175,7 +175,7 @@ int RunCasesOnThreads(const char* what, const Session& session, const std::vecto
         for (int rep = 0; rep < reps; ++rep) {
           const Case& c = cases[static_cast<size_t>(pick(t, rep))];
           auto y = RunBatch(session, c.x, c.batch);
-          if (!y.ok() || !CloseTo(*y, c.expected)) ++bad;
+          if (!y.ok() || !AllCloseScaled(*y, c.expected, kRelTol)) ++bad;
         }
       });
     }

@@ -55,7 +55,7 @@ struct FailNthAllocation {
 TEST(FaultInjection, EachAllocationOfARunCanFailCleanly) {
   auto model = SiluMatMulErfModel();
   const int64_t batch = 6;
-  const auto x = RandomValues(batch * 64, 7);
+  const auto x = RandomFloats(batch * 64, 7, -3.f, 3.f);
   const auto expected = Reference(model, x, batch);
 
   // Count what one cold run allocates.
@@ -83,7 +83,7 @@ TEST(FaultInjection, EachAllocationOfARunCanFailCleanly) {
         << failed.status().ToString();
     auto retried = RunBatch(*session, x, batch);
     ASSERT_TRUE(retried.ok()) << "allocation " << n << ": " << retried.status().ToString();
-    EXPECT_TRUE(CloseTo(*retried, expected, 0.f)) << "allocation " << n;
+    EXPECT_TRUE(AllCloseScaled(*retried, expected, 0.0)) << "allocation " << n;
     EXPECT_EQ(session->stats().runs, 1);  // the failed run does not count
   }
 }
@@ -94,7 +94,7 @@ TEST(FaultInjection, EachAllocationOfARunCanFailCleanly) {
 TEST(FaultInjection, AllocationFailureInACompiledRun) {
   auto model = SiluMatMulErfModel();
   const int64_t batch = 4;
-  const auto x = RandomValues(batch * 64, 8);
+  const auto x = RandomFloats(batch * 64, 8, -3.f, 3.f);
   const auto expected = Reference(model, x, batch);
   FailNthAllocation injector;
   SessionOptions options;
@@ -120,7 +120,7 @@ TEST(FaultInjection, AllocationFailureInACompiledRun) {
   EXPECT_EQ(failed.status().code(), StatusCode::kResourceExhausted) << failed.status().ToString();
   auto retried = RunBatch(*session, x, batch);
   ASSERT_TRUE(retried.ok()) << retried.status().ToString();
-  EXPECT_TRUE(CloseTo(*retried, expected));
+  EXPECT_TRUE(AllCloseScaled(*retried, expected, kRelTol));
 }
 
 // (a) The hook as an embedder's memory budget: a request too big for it is
@@ -136,8 +136,8 @@ TEST(FaultInjection, AllocationBudgetRefusesOnlyTheRequestsOverIt) {
     return Status::Ok();
   };
   auto session = MakeSession(model, options);
-  const auto small = RandomValues(16 * 64, 9);
-  const auto big = RandomValues(64 * 64, 10);
+  const auto small = RandomFloats(16 * 64, 9, -3.f, 3.f);
+  const auto big = RandomFloats(64 * 64, 10, -3.f, 3.f);
   const auto expected_small = Reference(model, small, 16);
   std::atomic<int> small_failed{0};
   std::atomic<int> big_succeeded{0};
@@ -148,7 +148,7 @@ TEST(FaultInjection, AllocationBudgetRefusesOnlyTheRequestsOverIt) {
         for (int rep = 0; rep < 10; ++rep) {
           if ((t + rep) % 2 == 0) {
             auto y = RunBatch(*session, small, 16);
-            if (!y.ok() || !CloseTo(*y, expected_small)) ++small_failed;
+            if (!y.ok() || !AllCloseScaled(*y, expected_small, kRelTol)) ++small_failed;
           } else {
             auto y = RunBatch(*session, big, 64);
             if (y.ok()) {
@@ -186,10 +186,10 @@ TEST(FaultInjection, FailingCompilesLeaveRegionsInterpreted) {
   RunWithWatchdog("failing compiles", [&] {
     for (int rep = 0; rep < 3; ++rep) {
       for (int64_t batch : batches) {
-        const auto x = RandomValues(batch * 64, static_cast<unsigned>(batch));
+        const auto x = RandomFloats(batch * 64, static_cast<unsigned>(batch), -3.f, 3.f);
         auto y = RunBatch(*session, x, batch);
         ASSERT_TRUE(y.ok()) << y.status().ToString();
-        EXPECT_TRUE(CloseTo(*y, Reference(model, x, batch), 0.f));
+        EXPECT_TRUE(AllCloseScaled(*y, Reference(model, x, batch), 0.0));
       }
       session->WaitForCompiles();
     }
@@ -218,14 +218,14 @@ TEST(FaultInjection, CompileFailureInOneRegionDoesNotAffectTheOther) {
     return region == 0 ? Internal("injected compile failure") : Status::Ok();
   };
   auto session = MakeSession(model, options);
-  const auto x = RandomValues(3 * 64, 11);
+  const auto x = RandomFloats(3 * 64, 11, -3.f, 3.f);
   const auto expected = Reference(model, x, 3);
   RunWithWatchdog("one failing region", [&] {
     ASSERT_TRUE(RunBatch(*session, x, 3).ok());
     session->WaitForCompiles();
     auto y = RunBatch(*session, x, 3);
     ASSERT_TRUE(y.ok()) << y.status().ToString();
-    EXPECT_TRUE(CloseTo(*y, expected));
+    EXPECT_TRUE(AllCloseScaled(*y, expected, kRelTol));
   });
   const auto stats = session->stats();
   ASSERT_EQ(stats.regions.size(), 2u);
@@ -294,7 +294,7 @@ TEST(FaultInjection, StuckCompileDoesNotBlockRuns) {
   auto model = SiluMatMulErfModel();
   CompileGate gate;
   auto session = MakeSession(model, BackgroundOptions(gate));
-  const auto x = RandomValues(5 * 64, 12);
+  const auto x = RandomFloats(5 * 64, 12, -3.f, 3.f);
   const auto expected = Reference(model, x, 5);
   ASSERT_TRUE(RunBatch(*session, x, 5).ok());  // queues both regions' compiles
   ASSERT_TRUE(gate.WaitEntered());
@@ -305,7 +305,7 @@ TEST(FaultInjection, StuckCompileDoesNotBlockRuns) {
       threads.emplace_back([&] {
         for (int rep = 0; rep < 10; ++rep) {
           auto y = RunBatch(*session, x, 5);
-          if (!y.ok() || !CloseTo(*y, expected)) ++bad;
+          if (!y.ok() || !AllCloseScaled(*y, expected, kRelTol)) ++bad;
         }
       });
     }
@@ -319,7 +319,7 @@ TEST(FaultInjection, StuckCompileDoesNotBlockRuns) {
   RunWithWatchdog("compiles after release", [&] { session->WaitForCompiles(); });
   auto y = RunBatch(*session, x, 5);
   ASSERT_TRUE(y.ok());
-  EXPECT_TRUE(CloseTo(*y, expected));
+  EXPECT_TRUE(AllCloseScaled(*y, expected, kRelTol));
   for (const RegionStats& r : session->stats().regions) EXPECT_EQ(r.compiled_calls, 1) << "region " << r.id;
 }
 
@@ -331,7 +331,7 @@ TEST(FaultInjection, DestructionWaitsForTheRunningCompileAndDropsQueuedOnes) {
   CompileGate gate;
   auto session = MakeSession(model, BackgroundOptions(gate));
   // Three shapes x two regions = six compiles; one runs, five queue up.
-  for (int64_t batch : {1, 2, 3}) ASSERT_TRUE(RunBatch(*session, RandomValues(batch * 64, 1), batch).ok());
+  for (int64_t batch : {1, 2, 3}) ASSERT_TRUE(RunBatch(*session, RandomFloats(batch * 64, 1, -3.f, 3.f), batch).ok());
   ASSERT_TRUE(gate.WaitEntered());
 
   std::promise<void> destroyed;
@@ -373,7 +373,7 @@ TEST(FaultInjection, DestructionDuringASlowCompileIsBounded) {
   };
   for (int round = 0; round < 3; ++round) {
     auto session = MakeSession(model, options);
-    const auto x = RandomValues(2 * 64, 13);
+    const auto x = RandomFloats(2 * 64, 13, -3.f, 3.f);
     const int started_before = started.load();
     int runs_ok = 0;
     RunWithWatchdog("slow compile", [&] {

@@ -14,15 +14,24 @@
 #include <functional>
 #include <future>
 #include <memory>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "kiln/session.h"
 #include "test/model_builder.h"
+#include "test/tensors.h"
+#include "test/tolerance.h"
 
 namespace kiln::reliability {
+
+// Inputs come from testing::RandomFloats in [-3, 3); compiled code may round
+// differently from the interpreter's kernels (Erf, Sigmoid approximations),
+// so outputs are compared with testing::AllCloseScaled at kRelTol (0 where
+// a test wants bit equality).
+using kiln::testing::AllCloseScaled;
+using kiln::testing::RandomFloats;
+constexpr double kRelTol = 1e-5;
 
 // SiLU, a MatMul, then y = Erf(m) * m + 0.5 on [batch, width]: two
 // elementwise regions (the MatMul splits them), so a run exercises
@@ -50,14 +59,6 @@ inline std::shared_ptr<const Model> SiluMatMulErfModel(int64_t width = 64) {
   return model.ok() ? *model : nullptr;
 }
 
-inline std::vector<float> RandomValues(int64_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-3.f, 3.f);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
 // Runs `session` on x = [batch, x.size() / batch] (a zero-copy view).
 inline StatusOr<std::vector<float>> RunBatch(const Session& session, const std::vector<float>& x, int64_t batch) {
   const int64_t width = static_cast<int64_t>(x.size()) / batch;
@@ -67,16 +68,6 @@ inline StatusOr<std::vector<float>> RunBatch(const Session& session, const std::
   const Tensor& y = out[0].tensor;
   if (y.dims() != Dims{batch, width}) return Internal("output has shape ", DimsToString(y.dims()));
   return std::vector<float>(y.data<float>(), y.data<float>() + y.num_elements());
-}
-
-// Compiled code may round differently from the interpreter's kernels (Erf,
-// Sigmoid approximations), so compare with a small relative tolerance.
-inline bool CloseTo(const std::vector<float>& got, const std::vector<float>& want, float rel = 1e-5f) {
-  if (got.size() != want.size()) return false;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (!(std::fabs(got[i] - want[i]) <= rel * std::max(1.f, std::fabs(want[i])))) return false;
-  }
-  return true;
 }
 
 // Sanitizers slow everything down (tsan 5-15x), so hang timeouts are long:

@@ -11,6 +11,7 @@
 #include "session_check_util.h"
 #include "runtime/model_internal.h"
 #include "test/model_builder.h"
+#include "test/tensors.h"
 
 namespace kiln {
 namespace {
@@ -42,7 +43,7 @@ void ExpectFoldedMatchesReference(OnnxModelBuilder& b, const Dims& input_dims, c
   EXPECT_EQ(CountLive(g, "BatchNormalization", ""), 0u);
   EXPECT_GE(CountLive(g, op, domain), 1u) << "no live " << domain << "." << op;
 
-  std::vector<float> x = RandomFloats(ElementCount(input_dims), 1, 2.0f);
+  std::vector<float> x = RandomFloats(ElementCount(input_dims), 1, -2.0f, 2.0f);
   Tensor input = Tensor::View(DType::kFloat32, input_dims, x.data());
   auto reference = testing::RunUnoptimizedReference(bytes, {{"x", input}});
   ASSERT_TRUE(reference.ok()) << reference.status().ToString();
@@ -54,12 +55,12 @@ void ExpectFoldedMatchesReference(OnnxModelBuilder& b, const Dims& input_dims, c
 void BuildConvBn(OnnxModelBuilder& b, const Dims& x_dims, int64_t cout, int64_t group, bool conv_bias, bool relu) {
   const int64_t cin_per_group = x_dims[1] / group;
   b.Input("x", kFloat, x_dims)
-      .FloatInit("w", {cout, cin_per_group, 3, 3}, RandomFloats(cout * cin_per_group * 9, 2, 0.5f))
+      .FloatInit("w", {cout, cin_per_group, 3, 3}, RandomFloats(cout * cin_per_group * 9, 2, -0.5f, 0.5f))
       .FloatInit("cb", {cout}, RandomFloats(cout, 3))
-      .FloatInit("gamma", {cout}, RandomFloats(cout, 4, 0.5f, 1.0f))
-      .FloatInit("beta", {cout}, RandomFloats(cout, 5, 0.2f))
-      .FloatInit("mean", {cout}, RandomFloats(cout, 6, 0.3f))
-      .FloatInit("var", {cout}, RandomFloats(cout, 7, 0.5f, 1.0f))
+      .FloatInit("gamma", {cout}, RandomFloats(cout, 4, 0.5f, 1.5f))
+      .FloatInit("beta", {cout}, RandomFloats(cout, 5, -0.2f, 0.2f))
+      .FloatInit("mean", {cout}, RandomFloats(cout, 6, -0.3f, 0.3f))
+      .FloatInit("var", {cout}, RandomFloats(cout, 7, 0.5f, 1.5f))
       .Output("y");
   onnx::NodeProto& conv =
       b.Node("Conv", conv_bias ? std::vector<std::string>{"x", "w", "cb"} : std::vector<std::string>{"x", "w"}, {"c"});

@@ -15,17 +15,15 @@
 #include "test/model_builder.h"
 #include "test/runtime/reference_run_util.h"
 #include "test/runtime/session_check_util.h"
+#include "test/tensors.h"
 
 namespace kiln {
 namespace {
 
 using testing::ElementCount;
 using testing::OnnxModelBuilder;
+using testing::RandomFloats;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
-
-std::vector<float> Random(int64_t n, unsigned seed, float scale = 1.0f) {
-  return testing::RandomFloats(n, seed, scale);
-}
 
 // The unoptimised graph, node by node with the interpreter's kernels.
 StatusOr<Tensor> RunReference(const std::string& bytes, const Tensor& input) {
@@ -49,7 +47,7 @@ void ExpectFusedMatchesReference(OnnxModelBuilder& b, const Dims& input_dims, co
   }
   EXPECT_TRUE(found) << "no live kiln." << fused_op;
 
-  std::vector<float> x = Random(ElementCount(input_dims), seed, 2.0f);
+  std::vector<float> x = RandomFloats(ElementCount(input_dims), seed, -2.0f, 2.0f);
   Tensor input = Tensor::View(DType::kFloat32, input_dims, x.data());
   auto reference = RunReference(bytes, input);
   ASSERT_TRUE(reference.ok()) << reference.status().ToString();
@@ -91,9 +89,9 @@ TEST(FuseEpiloguesRunTest, ConvAddActivationMatchesUnfused) {
       SCOPED_TRACE(std::string(act) + (conv_bias ? " with conv bias" : ""));
       OnnxModelBuilder b;
       b.Input("x", kFloat, {1, 3, 9, 9})
-          .FloatInit("w", {8, 3, 3, 3}, Random(8 * 27, 2, 0.5f))
-          .FloatInit("cb", {8}, Random(8, 3))
-          .FloatInit("bias", {1, 8, 1, 1}, Random(8, 4))
+          .FloatInit("w", {8, 3, 3, 3}, RandomFloats(8 * 27, 2, -0.5f, 0.5f))
+          .FloatInit("cb", {8}, RandomFloats(8, 3))
+          .FloatInit("bias", {1, 8, 1, 1}, RandomFloats(8, 4))
           .Output("y");
       onnx::NodeProto& conv =
           b.Node("Conv", conv_bias ? std::vector<std::string>{"x", "w", "cb"} : std::vector<std::string>{"x", "w"},
@@ -109,7 +107,7 @@ TEST(FuseEpiloguesRunTest, ConvAddActivationMatchesUnfused) {
 
 TEST(FuseEpiloguesRunTest, GroupedConvActivationWithoutAdd) {
   OnnxModelBuilder b;
-  b.Input("x", kFloat, {2, 4, 6, 6}).FloatInit("w", {4, 1, 3, 3}, Random(36, 5)).Output("y");
+  b.Input("x", kFloat, {2, 4, 6, 6}).FloatInit("w", {4, 1, 3, 3}, RandomFloats(36, 5)).Output("y");
   onnx::NodeProto& conv = b.Node("Conv", {"x", "w"}, {"c"});
   OnnxModelBuilder::IntAttr(conv, "group", 4);
   b.Node("Relu", {"c"}, {"y"});
@@ -129,8 +127,8 @@ TEST(FuseEpiloguesRunTest, MatMulAddActivationMatchesUnfused) {
       const int64_t k = s.a.back();
       OnnxModelBuilder b;
       b.Input("x", kFloat, s.a)
-          .FloatInit("w", {k, s.n}, Random(k * s.n, 6, 0.3f))
-          .FloatInit("bias", {s.n}, Random(s.n, 7))
+          .FloatInit("w", {k, s.n}, RandomFloats(k * s.n, 6, -0.3f, 0.3f))
+          .FloatInit("bias", {s.n}, RandomFloats(s.n, 7))
           .Output("y");
       b.Node("MatMul", {"x", "w"}, {"m"});
       b.Node("Add", {"bias", "m"}, {"a"});
@@ -145,9 +143,9 @@ TEST(FuseEpiloguesRunTest, GemmAddReluMatchesUnfused) {
     SCOPED_TRACE(has_c ? "with C" : "without C");
     OnnxModelBuilder b;
     b.Input("x", kFloat, {16, 40})
-        .FloatInit("w", {24, 40}, Random(24 * 40, 8, 0.3f))
-        .FloatInit("c", {1, 24}, Random(24, 9))
-        .FloatInit("bias", {24}, Random(24, 10))
+        .FloatInit("w", {24, 40}, RandomFloats(24 * 40, 8, -0.3f, 0.3f))
+        .FloatInit("c", {1, 24}, RandomFloats(24, 9))
+        .FloatInit("bias", {24}, RandomFloats(24, 10))
         .Output("y");
     onnx::NodeProto& gemm =
         b.Node("Gemm", has_c ? std::vector<std::string>{"x", "w", "c"} : std::vector<std::string>{"x", "w"}, {"g"});
@@ -162,7 +160,7 @@ TEST(FuseEpiloguesRunTest, GemmAddReluMatchesUnfused) {
 
 TEST(FuseEpiloguesRunTest, GemmWithCThenSigmoid) {
   OnnxModelBuilder b;
-  b.Input("x", kFloat, {3, 5}).FloatInit("w", {5, 4}, Random(20, 11)).FloatInit("c", {3, 4}, Random(12, 12)).Output("y");
+  b.Input("x", kFloat, {3, 5}).FloatInit("w", {5, 4}, RandomFloats(20, 11)).FloatInit("c", {3, 4}, RandomFloats(12, 12)).Output("y");
   b.Node("Gemm", {"x", "w", "c"}, {"g"});
   b.Node("Sigmoid", {"g"}, {"y"});
   ExpectFusedMatchesReference(b, {3, 5}, "FusedMatMul", 1);
@@ -194,8 +192,8 @@ TEST(FuseEpiloguesRunTest, ConvResidualMatchesUnfused) {
         // x:[1,8,9,9] -> Conv 3x3 (8 -> 8, pads 1) -> [Add bias] -> Add(x) -> [act]
         OnnxModelBuilder b;
         b.Input("x", kFloat, {1, 8, 9, 9})
-            .FloatInit("w", {8, 8, 3, 3}, Random(8 * 72, 21, 0.3f))
-            .FloatInit("bias", {1, 8, 1, 1}, Random(8, 22))
+            .FloatInit("w", {8, 8, 3, 3}, RandomFloats(8 * 72, 21, -0.3f, 0.3f))
+            .FloatInit("bias", {1, 8, 1, 1}, RandomFloats(8, 22))
             .Output("y");
         onnx::NodeProto& conv = b.Node("Conv", {"x", "w"}, {"c"});
         OnnxModelBuilder::IntsAttr(conv, "pads", {1, 1, 1, 1});
@@ -216,8 +214,8 @@ TEST(FuseEpiloguesRunTest, ConvResidualAsPostOpMatchesUnfused) {
       SCOPED_TRACE(::testing::Message() << "activation '" << act << "' " << (dilated ? "dilated" : "grouped"));
       OnnxModelBuilder b;
       b.Input("x", kFloat, {2, 6, 9, 9})
-          .FloatInit("w", {6, dilated ? 6 : 3, 3, 3}, Random(dilated ? 324 : 162, 41, 0.3f))
-          .FloatInit("cb", {6}, Random(6, 42))
+          .FloatInit("w", {6, dilated ? 6 : 3, 3, 3}, RandomFloats(dilated ? 324 : 162, 41, -0.3f, 0.3f))
+          .FloatInit("cb", {6}, RandomFloats(6, 42))
           .Output("y");
       onnx::NodeProto& conv = b.Node("Conv", {"x", "w", "cb"}, {"c"});
       if (dilated) {
@@ -239,11 +237,11 @@ TEST(FuseEpiloguesRunTest, ResNetBlockWithProjectionShortcutMatchesUnfused) {
   // channels, so the primitives use blocked layouts and R is reordered.
   OnnxModelBuilder b;
   b.Input("x", kFloat, {2, 16, 12, 12})
-      .FloatInit("w1", {24, 16, 3, 3}, Random(24 * 144, 23, 0.2f))
-      .FloatInit("b1", {24}, Random(24, 24))
-      .FloatInit("w2", {24, 24, 3, 3}, Random(24 * 216, 25, 0.2f))
-      .FloatInit("b2", {24}, Random(24, 26))
-      .FloatInit("wd", {24, 16, 1, 1}, Random(24 * 16, 27, 0.3f))
+      .FloatInit("w1", {24, 16, 3, 3}, RandomFloats(24 * 144, 23, -0.2f, 0.2f))
+      .FloatInit("b1", {24}, RandomFloats(24, 24))
+      .FloatInit("w2", {24, 24, 3, 3}, RandomFloats(24 * 216, 25, -0.2f, 0.2f))
+      .FloatInit("b2", {24}, RandomFloats(24, 26))
+      .FloatInit("wd", {24, 16, 1, 1}, RandomFloats(24 * 16, 27, -0.3f, 0.3f))
       .Output("y");
   onnx::NodeProto& c1 = b.Node("Conv", {"x", "w1", "b1"}, {"c1"});
   OnnxModelBuilder::IntsAttr(c1, "pads", {1, 1, 1, 1});
@@ -273,8 +271,8 @@ TEST(FuseEpiloguesRunTest, MatMulResidualMatchesUnfused) {
           const int64_t k = a_dims.back();
           OnnxModelBuilder b;
           b.Input("x", kFloat, a_dims)
-              .FloatInit("w", {k, k}, Random(k * k, 31, 0.3f))
-              .FloatInit("bias", {k}, Random(k, 32))
+              .FloatInit("w", {k, k}, RandomFloats(k * k, 31, -0.3f, 0.3f))
+              .FloatInit("bias", {k}, RandomFloats(k, 32))
               .Output("y");
           b.Node("MatMul", {"x", "w"}, {"m"});
           if (bias) b.Node("Add", {"m", "bias"}, {"mb"});
@@ -290,7 +288,7 @@ TEST(FuseEpiloguesRunTest, MatMulWithBatchedWeightsResidualMatchesUnfused) {
   // B with a real batch: oneDNN's batched matmul, R in the 3-D dst layout.
   OnnxModelBuilder b;
   b.Input("x", kFloat, {3, 24, 40})
-      .FloatInit("w", {3, 40, 40}, Random(3 * 1600, 33, 0.2f))
+      .FloatInit("w", {3, 40, 40}, RandomFloats(3 * 1600, 33, -0.2f, 0.2f))
       .Output("y");
   b.Node("MatMul", {"x", "w"}, {"m"});
   AddResidualEpilogue(b, "m", "x", /*residual_first=*/true, "Relu");
@@ -305,9 +303,9 @@ TEST(FuseEpiloguesRunTest, GemmResidualMatchesUnfused) {
         // Gemm(x, w^T, C) with alpha 0.5, beta 2 -> [Add bias] -> Add(x) -> [act]
         OnnxModelBuilder b;
         b.Input("x", kFloat, {16, 40})
-            .FloatInit("w", {40, 40}, Random(1600, 34, 0.3f))
-            .FloatInit("c", {1, 40}, Random(40, 35))
-            .FloatInit("bias", {40}, Random(40, 36))
+            .FloatInit("w", {40, 40}, RandomFloats(1600, 34, -0.3f, 0.3f))
+            .FloatInit("c", {1, 40}, RandomFloats(40, 35))
+            .FloatInit("bias", {40}, RandomFloats(40, 36))
             .Output("y");
         onnx::NodeProto& gemm = b.Node(
             "Gemm", has_c ? std::vector<std::string>{"x", "w", "c"} : std::vector<std::string>{"x", "w"}, {"g"});
@@ -335,7 +333,7 @@ TEST(FuseEpiloguesRunTest, ResidualOfTheWrongShapeIsInvalidArgument) {
                         Case{"FusedMatMul", {2, 8}, {8, 8}, {8, 2}}}) {
     SCOPED_TRACE(c.op + " R " + DimsToString(c.r));
     OnnxModelBuilder b;
-    b.Input("x", kFloat, c.x).Input("r", kFloat, c.r).FloatInit("w", c.w, Random(ElementCount(c.w), 51)).Output("y");
+    b.Input("x", kFloat, c.x).Input("r", kFloat, c.r).FloatInit("w", c.w, RandomFloats(ElementCount(c.w), 51)).Output("y");
     onnx::NodeProto& n = b.Node(c.op, {"x", "w", "", "r"}, {"y"});
     n.set_domain("kiln");
     onnx::ModelProto proto;
@@ -350,7 +348,7 @@ TEST(FuseEpiloguesRunTest, ResidualOfTheWrongShapeIsInvalidArgument) {
     options.tier = TierPolicy::kInterpreter;
     auto session = Session::Create(*model, options);
     ASSERT_TRUE(session.ok()) << session.status().ToString();
-    std::vector<float> x = Random(ElementCount(c.x), 52), r = Random(ElementCount(c.r), 53);
+    std::vector<float> x = RandomFloats(ElementCount(c.x), 52), r = RandomFloats(ElementCount(c.r), 53);
     auto out = (*session)->Run({{"x", Tensor::View(DType::kFloat32, c.x, x.data())},
                                 {"r", Tensor::View(DType::kFloat32, c.r, r.data())}});
     ASSERT_FALSE(out.ok());

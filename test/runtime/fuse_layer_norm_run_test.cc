@@ -12,6 +12,7 @@
 #include "runtime/model_internal.h"
 #include "test/graph/graph_test_util.h"
 #include "test/model_builder.h"
+#include "test/tensors.h"
 
 namespace kiln {
 namespace {
@@ -27,8 +28,8 @@ constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
 void BuildDecomposedLayerNorm(OnnxModelBuilder& b, int opset, const Dims& x_dims, bool relu) {
   const int64_t d = x_dims.back();
   b.Input("x", kFloat, x_dims)
-      .FloatInit("gamma", {d}, RandomFloats(d, 2, 0.3f, 1.0f))
-      .FloatInit("beta", {d}, RandomFloats(d, 3, 0.2f))
+      .FloatInit("gamma", {d}, RandomFloats(d, 2, 0.7f, 1.3f))
+      .FloatInit("beta", {d}, RandomFloats(d, 3, -0.2f, 0.2f))
       .FloatInit("two", {}, {2.0f})
       .FloatInit("eps", {}, {1e-5f})
       .Output("y");
@@ -62,7 +63,7 @@ void ExpectFusedMatchesReference(OnnxModelBuilder& b, const Dims& input_dims, si
   EXPECT_EQ(CountLive(g, "ReduceMean"), 0u);
 
   // An offset mean, as activations often have, exercises the centring.
-  std::vector<float> x = RandomFloats(ElementCount(input_dims), 1, 2.0f, 0.5f);
+  std::vector<float> x = RandomFloats(ElementCount(input_dims), 1, -1.5f, 2.5f);
   Tensor input = Tensor::View(DType::kFloat32, input_dims, x.data());
   auto reference = testing::RunUnoptimizedReference(bytes, {{"x", input}});
   ASSERT_TRUE(reference.ok()) << reference.status().ToString();

@@ -6,17 +6,20 @@
 #include <atomic>
 #include <cmath>
 #include <fstream>
-#include <random>
 #include <thread>
 #include <vector>
 
 #include "kiln/session.h"
 #include "test/model_builder.h"
+#include "test/tensors.h"
+#include "test/tolerance.h"
 
 namespace kiln {
 namespace {
 
+using testing::ExpectNearScaled;
 using testing::OnnxModelBuilder;
+using testing::RandomFloats;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
 
 // SiLU, then a GELU-like chain, on [batch, 64]: two regions split by the
@@ -51,27 +54,12 @@ std::shared_ptr<const Model> Load(const OnnxModelBuilder& b) {
   return *model;
 }
 
-std::vector<float> RandomInput(int64_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-3.f, 3.f);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
 std::vector<float> RunOnce(const Session& session, std::vector<float>& x, int64_t batch) {
   auto out = session.Run({{"x", Tensor::View(DType::kFloat32, {batch, 64}, x.data())}});
   EXPECT_TRUE(out.ok()) << out.status().ToString();
   if (!out.ok()) return {};
   const Tensor& y = (*out)[0].tensor;
   return std::vector<float>(y.data<float>(), y.data<float>() + y.num_elements());
-}
-
-void ExpectClose(const std::vector<float>& a, const std::vector<float>& b, float rel = 1e-5f) {
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_NEAR(a[i], b[i], rel * std::max(1.f, std::fabs(b[i]))) << "at " << i;
-  }
 }
 
 std::unique_ptr<Session> MakeSession(TierPolicy tier, SessionOptions options = {}) {
@@ -87,11 +75,11 @@ TEST(JitTier, CompiledOutputsMatchInterpreter) {
   auto interp = MakeSession(TierPolicy::kInterpreter);
   auto jit = MakeSession(TierPolicy::kJit);
   for (int64_t batch : {1, 7, 128}) {
-    auto x = RandomInput(batch * 64, static_cast<unsigned>(batch));
+    auto x = RandomFloats(batch * 64, static_cast<unsigned>(batch), -3.f, 3.f);
     auto expected = RunOnce(*interp, x, batch);
     RunOnce(*jit, x, batch);  // interpreted, compiles (blocking policy)
     auto compiled = RunOnce(*jit, x, batch);
-    ExpectClose(compiled, expected);
+    ExpectNearScaled(compiled, expected, 1e-5);
   }
   SessionStats stats = jit->stats();
   ASSERT_EQ(stats.regions.size(), 2u);
@@ -119,8 +107,8 @@ TEST(JitTier, GuardMissDeoptsThenSpecializesThenGoesGeneric) {
   // shape-generic version, which then also serves batches 9 and 1.
   const int64_t batches[] = {4, 4, 5, 5, 4, 6, 6, 6, 5, 9, 1};
   for (int64_t batch : batches) {
-    auto x = RandomInput(batch * 64, static_cast<unsigned>(batch));
-    ExpectClose(RunOnce(*jit, x, batch), RunOnce(*interp, x, batch));
+    auto x = RandomFloats(batch * 64, static_cast<unsigned>(batch), -3.f, 3.f);
+    ExpectNearScaled(RunOnce(*jit, x, batch), RunOnce(*interp, x, batch), 1e-5);
   }
   for (const RegionStats& r : jit->stats().regions) {
     EXPECT_EQ(r.specializations, 3);  // two specialised, one generic
@@ -143,8 +131,8 @@ TEST(JitTier, CompileFailureLeavesRegionInterpretedAndCorrect) {
   auto jit = MakeSession(TierPolicy::kJit, options);
   auto interp = MakeSession(TierPolicy::kInterpreter);
   for (int rep = 0; rep < 3; ++rep) {
-    auto x = RandomInput(8 * 64, 3);
-    ExpectClose(RunOnce(*jit, x, 8), RunOnce(*interp, x, 8), 0.f);
+    auto x = RandomFloats(8 * 64, 3, -3.f, 3.f);
+    ExpectNearScaled(RunOnce(*jit, x, 8), RunOnce(*interp, x, 8), 0.0);
   }
   // Each region tried once and never again for the same signature.
   EXPECT_EQ(attempts.load(), 2);
@@ -166,7 +154,7 @@ TEST(JitTier, ConcurrentRunsStayCorrectWhileRegionsTierUp) {
   std::vector<std::vector<float>> inputs, expected;
   for (int t = 0; t < kThreads; ++t) {
     const int64_t batch = 1 + t % 3;
-    inputs.push_back(RandomInput(batch * 64, static_cast<unsigned>(100 + t)));
+    inputs.push_back(RandomFloats(batch * 64, static_cast<unsigned>(100 + t), -3.f, 3.f));
     expected.push_back(RunOnce(*interp, inputs.back(), batch));
   }
   std::atomic<int> wrong{0};
@@ -176,14 +164,7 @@ TEST(JitTier, ConcurrentRunsStayCorrectWhileRegionsTierUp) {
       const int64_t batch = 1 + t % 3;
       std::vector<float> x = inputs[static_cast<size_t>(t)];
       for (int rep = 0; rep < 60; ++rep) {
-        auto y = RunOnce(*session, x, batch);
-        for (size_t i = 0; i < y.size(); ++i) {
-          const float e = expected[static_cast<size_t>(t)][i];
-          if (std::fabs(y[i] - e) > 1e-5f * std::max(1.f, std::fabs(e))) {
-            ++wrong;
-            break;
-          }
-        }
+        if (!testing::AllCloseScaled(RunOnce(*session, x, batch), expected[static_cast<size_t>(t)], 1e-5)) ++wrong;
       }
     });
   }
@@ -191,7 +172,7 @@ TEST(JitTier, ConcurrentRunsStayCorrectWhileRegionsTierUp) {
   EXPECT_EQ(wrong.load(), 0);
   session->WaitForCompiles();
   auto x = inputs[0];
-  ExpectClose(RunOnce(*session, x, 1), expected[0]);
+  ExpectNearScaled(RunOnce(*session, x, 1), expected[0], 1e-5);
   int64_t compiled_calls = 0;
   for (const RegionStats& r : session->stats().regions) {
     EXPECT_EQ(r.specializations, 3);  // batches 1, 2, 3
@@ -204,7 +185,7 @@ TEST(JitTier, TraceShowsTiersAndCompiles) {
   SessionOptions options;
   options.enable_tracing = true;
   auto session = MakeSession(TierPolicy::kJit, options);
-  auto x = RandomInput(2 * 64, 5);
+  auto x = RandomFloats(2 * 64, 5, -3.f, 3.f);
   RunOnce(*session, x, 2);
   RunOnce(*session, x, 2);
   const std::string path = ::testing::TempDir() + "/kiln_trace.json";
@@ -263,8 +244,8 @@ TEST(JitTier, RowReductionRegionSpecializesThenGoesGeneric) {
   // and 1000; 3 keeps its specialisation.
   const int64_t batches[] = {3, 3, 300, 300, 7, 7, 9, 1, 1000, 3};
   for (int64_t batch : batches) {
-    auto x = RandomInput(batch * 64, static_cast<unsigned>(batch));
-    ExpectClose(RunOnce(**jit, x, batch), RunOnce(**interp, x, batch));
+    auto x = RandomFloats(batch * 64, static_cast<unsigned>(batch), -3.f, 3.f);
+    ExpectNearScaled(RunOnce(**jit, x, batch), RunOnce(**interp, x, batch), 1e-5);
   }
   const SessionStats stats = (*jit)->stats();
   ASSERT_EQ(stats.regions.size(), 1u);
@@ -280,7 +261,7 @@ TEST(JitTier, RowReductionRegionSpecializesThenGoesGeneric) {
 
 TEST(JitTier, InterpreterPolicyBuildsNoRegions) {
   auto session = MakeSession(TierPolicy::kInterpreter);
-  auto x = RandomInput(64, 1);
+  auto x = RandomFloats(64, 1, -3.f, 3.f);
   RunOnce(*session, x, 1);
   EXPECT_TRUE(session->stats().regions.empty());
 }

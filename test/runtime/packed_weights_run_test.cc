@@ -14,17 +14,19 @@
 #include "test/model_builder.h"
 #include "test/runtime/reference_run_util.h"
 #include "test/runtime/session_check_util.h"
+#include "test/tensors.h"
 
 namespace kiln {
 namespace {
 
 using testing::ElementCount;
 using testing::OnnxModelBuilder;
+using testing::RandomFloats;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
 
 void ExpectMatchesReference(const OnnxModelBuilder& b, const Dims& x_dims) {
   const std::string bytes = b.Serialize();
-  std::vector<float> x = testing::RandomFloats(ElementCount(x_dims), 7, 2.0f);
+  std::vector<float> x = RandomFloats(ElementCount(x_dims), 7, -2.0f, 2.0f);
   const Tensor input = Tensor::View(DType::kFloat32, x_dims, x.data());
   auto reference = testing::RunUnoptimizedReference(bytes, {{"x", input}});
   ASSERT_TRUE(reference.ok()) << reference.status().ToString();
@@ -38,7 +40,7 @@ void ExpectMatchesReference(const OnnxModelBuilder& b, const Dims& x_dims) {
 
 TEST(PackedWeights, MatMulFoldsBatchDimsIntoRows) {
   OnnxModelBuilder b(13);
-  b.Input("x", kFloat, {2, 3, 37}).FloatInit("w", {37, 70}, testing::RandomFloats(37 * 70, 1, 1.0f)).Output("y");
+  b.Input("x", kFloat, {2, 3, 37}).FloatInit("w", {37, 70}, RandomFloats(37 * 70, 1)).Output("y");
   b.Node("MatMul", {"x", "w"}, {"y"});
   ExpectMatchesReference(b, {2, 3, 37});
 }
@@ -47,7 +49,7 @@ TEST(PackedWeights, NarrowWeightStaysOnOneDnn) {
   // Fewer than PackedMatrixB::kMinColumns columns: not packed (it would
   // pad each row to 16), still correct.
   OnnxModelBuilder b(13);
-  b.Input("x", kFloat, {40, 300}).FloatInit("w", {300, 3}, testing::RandomFloats(900, 6, 1.0f)).Output("y");
+  b.Input("x", kFloat, {40, 300}).FloatInit("w", {300, 3}, RandomFloats(900, 6)).Output("y");
   b.Node("MatMul", {"x", "w"}, {"y"});
   ExpectMatchesReference(b, {40, 300});
 }
@@ -57,8 +59,8 @@ TEST(PackedWeights, MatMulWithBiasResidualAndRelu) {
   // x2 and Relu run on the packed GEMM's tiles.
   OnnxModelBuilder b(13);
   b.Input("x", kFloat, {50, 64})
-      .FloatInit("w", {64, 64}, testing::RandomFloats(64 * 64, 2, 1.0f))
-      .FloatInit("bias", {64}, testing::RandomFloats(64, 3, 1.0f))
+      .FloatInit("w", {64, 64}, RandomFloats(64 * 64, 2))
+      .FloatInit("bias", {64}, RandomFloats(64, 3))
       .Output("y");
   b.Node("MatMul", {"x", "w"}, {"m"});
   b.Node("Add", {"m", "bias"}, {"mb"});
@@ -82,10 +84,10 @@ TEST(PackedWeights, GemmTransposesScalesAndBroadcastsC) {
                                       << " C " << DimsToString(c.c_dims));
     OnnxModelBuilder b(13);
     const Dims w_dims = c.trans_b ? Dims{130, 300} : Dims{300, 130};
-    b.Input("x", kFloat, {9, 300}).FloatInit("w", w_dims, testing::RandomFloats(300 * 130, 4, 1.0f)).Output("y");
+    b.Input("x", kFloat, {9, 300}).FloatInit("w", w_dims, RandomFloats(300 * 130, 4)).Output("y");
     std::vector<std::string> inputs = {"x", "w"};
     if (!c.c_dims.empty()) {
-      b.FloatInit("c", c.c_dims, testing::RandomFloats(ElementCount(c.c_dims), 5, 1.0f));
+      b.FloatInit("c", c.c_dims, RandomFloats(ElementCount(c.c_dims), 5));
       inputs.push_back("c");
     }
     auto& gemm = b.Node("Gemm", inputs, {"y"});

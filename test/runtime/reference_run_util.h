@@ -5,7 +5,6 @@
 #pragma once
 
 #include <map>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -13,23 +12,9 @@
 #include "kernels/kernel.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
+#include "test/tensors.h"
 
 namespace kiln::testing {
-
-// Elements of a tensor of `dims` (test shapes: small, no overflow check).
-inline int64_t ElementCount(const Dims& dims) {
-  int64_t n = 1;
-  for (int64_t d : dims) n *= d;
-  return n;
-}
-
-inline std::vector<float> RandomFloats(int64_t n, unsigned seed, float scale = 1.0f, float offset = 0.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(offset - scale, offset + scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = dist(rng);
-  return v;
-}
 
 // Runs the serialized model `bytes` node by node on `inputs` (by graph
 // input name) and returns its first output.

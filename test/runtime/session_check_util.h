@@ -5,18 +5,18 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
 #include <memory>
 
 #include "kiln/session.h"
+#include "test/tensors.h"
+#include "test/tolerance.h"
 
 namespace kiln::testing {
 
 // Runs `model` interpreted at 1 and 2 intra-op threads, `runs` calls per
 // session, with `input` as its input "x", and expects the first output to
 // have `reference`'s dims and each element within
-// rel_tol * max(1, |reference|) of it.
+// rel_tol * max(1, |reference|) of it (IsCloseScaled).
 inline void ExpectInterpretedMatches(const std::shared_ptr<const Model>& model, const Tensor& input,
                                      const Tensor& reference, float rel_tol = 1e-5f, int runs = 1) {
   for (int threads : {1, 2}) {
@@ -30,11 +30,8 @@ inline void ExpectInterpretedMatches(const std::shared_ptr<const Model>& model, 
       ASSERT_TRUE(out.ok()) << out.status().ToString();
       const Tensor& y = (*out)[0].tensor;
       ASSERT_EQ(y.dims(), reference.dims());
-      for (int64_t i = 0; i < y.num_elements(); ++i) {
-        const float want = reference.data<float>()[i], got = y.data<float>()[i];
-        ASSERT_NEAR(got, want, rel_tol * std::max(1.0f, std::fabs(want)))
-            << "element " << i << ", " << threads << " threads, run " << run;
-      }
+      SCOPED_TRACE(::testing::Message() << threads << " threads, run " << run);
+      ExpectNearScaled(ToVector<float>(y), ToVector<float>(reference), rel_tol);
     }
   }
 }

@@ -125,6 +125,23 @@ TEST(Session, ReusesOutputMemoryTheCallerReleased) {
   }
 }
 
+// A trace that cannot be written (its folder does not exist) is an I/O
+// error; the session and its recorded trace stay usable.
+TEST(Session, TraceWriteFailureIsAnIoError) {
+  SessionOptions options;
+  options.enable_tracing = true;
+  auto session = Session::Create(LoadOrDie(AddReluScale()), options);
+  ASSERT_TRUE(session.ok()) << session.status().ToString();
+  auto x = FloatTensor({1, 4}, {1, 2, 3, 4});
+  ASSERT_TRUE(x.ok());
+  ASSERT_TRUE((*session)->Run({{"x", *x}}).ok());
+  const std::string dir = ::testing::TempDir();
+  Status bad = (*session)->WriteTrace(dir + "/no/such/folder/trace.json");
+  EXPECT_EQ(bad.code(), StatusCode::kIoError) << bad.ToString();
+  EXPECT_NE(bad.message().find("trace.json"), std::string::npos) << bad.message();
+  EXPECT_TRUE((*session)->WriteTrace(dir + "/session_trace.json").ok());
+}
+
 TEST(Session, InputErrorsNameTheProblem) {
   auto session = Session::Create(LoadOrDie(AddReluScale()));
   ASSERT_TRUE(session.ok());

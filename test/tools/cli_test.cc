@@ -12,7 +12,10 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "kiln/tensor.h"
+#include "test/tolerance.h"
 #include "tools/npy.h"
 
 namespace kiln::tools {
@@ -79,26 +82,43 @@ void ExpectCleanFailure(const Result& r, const std::string& subject, const std::
   EXPECT_NE(r.err.find(fragment), std::string::npos) << "missing '" << fragment << "': " << Describe(r);
 }
 
+// The --report file is one JSON object with the report's keys in their
+// documented order, and its "outputs" entry describes the output written.
+void ExpectReportMatchesRun(const std::string& text, const std::string& model_suffix, const std::string& tier,
+                            const Tensor& output) {
+  const nlohmann::ordered_json report = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(report.is_object()) << text;
+  const std::vector<std::string> keys = {
+      "model", "tier", "tier_requested", "graph_optimization", "threads", "load_ms", "session_create_ms",
+      "first_run_ms", "median_ms", "p90_ms", "min_ms", "mean_ms", "runs", "warmup", "total_runs",
+      "peak_planned_bytes", "unplanned_bytes", "pooled_output_bytes", "regions_total", "regions_compiled",
+      "compile_ms_total", "reused_code", "declined_specializations", "deopts", "compiled_calls",
+      "interpreted_region_calls", "latency_split_ms_per_run", "outputs"};
+  std::vector<std::string> got;
+  for (const auto& [key, value] : report.items()) got.push_back(key);
+  EXPECT_EQ(got, keys);
+  EXPECT_TRUE(report["model"].get<std::string>().ends_with(model_suffix)) << report["model"];
+  EXPECT_EQ(report["tier_requested"], tier);
+  EXPECT_EQ(report["runs"], 3);
+  EXPECT_GE(report["total_runs"].get<int64_t>(), 3);
+  for (const char* part : {"compiled_regions", "interpreted_regions", "other_interpreted"}) {
+    EXPECT_TRUE(report["latency_split_ms_per_run"][part].is_number()) << part;
+  }
+  ASSERT_EQ(report["outputs"].size(), 1u);
+  const auto& out = report["outputs"][0];
+  EXPECT_EQ(out["index"], 0);
+  EXPECT_EQ(out["dtype"], "float32");
+  EXPECT_EQ(out["shape"].get<Dims>(), output.dims());
+  double abs_sum = 0;
+  for (int64_t i = 0; i < output.num_elements(); ++i) abs_sum += std::fabs(output.data<float>()[i]);
+  EXPECT_NEAR(out["abs_sum"].get<double>(), abs_sum, 1e-6 * std::max(1.0, abs_sum));
+}
+
 struct DemoModel {
   const char* name;
   const char* input;
 };
 constexpr DemoModel kDemoModels[] = {{"mlp", "x"}, {"cnn_small", "input"}, {"transformer_tiny", "input"}};
-
-void ExpectAllClose(const Tensor& actual, const Tensor& expected, double rtol, double atol) {
-  ASSERT_EQ(actual.dtype(), DType::kFloat32);
-  ASSERT_EQ(expected.dtype(), DType::kFloat32);
-  ASSERT_EQ(actual.dims(), expected.dims());
-  int bad = 0;
-  for (int64_t i = 0; i < actual.num_elements(); ++i) {
-    double a = actual.data<float>()[i];
-    double e = expected.data<float>()[i];
-    if (!(std::fabs(a - e) <= atol + rtol * std::fabs(e)) && ++bad <= 5) {
-      ADD_FAILURE() << "element " << i << ": kiln " << a << ", numpy " << e;
-    }
-  }
-  EXPECT_EQ(bad, 0);
-}
 
 // Both tiers must reproduce numpy's outputs for the exported CNN and
 // transformer: with --tier jit the written outputs come from the last run,
@@ -122,7 +142,7 @@ TEST(CliTest, RunMatchesNumpyReferenceInBothTiers) {
       ASSERT_TRUE(actual.ok()) << actual.status().ToString();
       StatusOr<Tensor> expected = ReadNpy(Runfile(base + "_expected_0.npy"));
       ASSERT_TRUE(expected.ok()) << expected.status().ToString();
-      ExpectAllClose(*actual, *expected, 1e-4, 1e-5);
+      testing::ExpectNear(*actual, *expected, 1e-4, 1e-5);
 
       std::string json = ReadFile(report);
       for (const std::string& key : std::vector<std::string>{"\"load_ms\"", "\"first_run_ms\"", "\"median_ms\"", "\"p90_ms\"",
@@ -131,6 +151,7 @@ TEST(CliTest, RunMatchesNumpyReferenceInBothTiers) {
                                     "\"deopts\"", "\"latency_split_ms_per_run\""}) {
         EXPECT_NE(json.find(key), std::string::npos) << key << " not in " << json;
       }
+      ExpectReportMatchesRun(json, base + ".onnx", tier, *actual);
     }
   }
 }
@@ -158,7 +179,7 @@ TEST(CliTest, BasicGraphOptimizationKeepsOpsAndMatchesNumpy) {
     ASSERT_TRUE(actual.ok()) << actual.status().ToString();
     StatusOr<Tensor> expected = ReadNpy(Runfile("tools/transformer_tiny_expected_0.npy"));
     ASSERT_TRUE(expected.ok()) << expected.status().ToString();
-    ExpectAllClose(*actual, *expected, 1e-4, 1e-5);
+    testing::ExpectNear(*actual, *expected, 1e-4, 1e-5);
     EXPECT_NE(ReadFile(report).find("\"graph_optimization\": \"basic\""), std::string::npos);
   }
 }

@@ -9,17 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "test/tensors.h"
+
 namespace kiln::tools {
 namespace {
 
-template <typename T>
-Tensor MakeTensor(const Dims& dims, const std::vector<T>& values) {
-  StatusOr<Tensor> t = Tensor::Allocate(DTypeOf<T>(), dims);
-  EXPECT_TRUE(t.ok());
-  EXPECT_EQ(static_cast<size_t>(t->num_elements()), values.size());
-  for (size_t i = 0; i < values.size(); ++i) t->data<T>()[i] = values[i];
-  return *t;
-}
+using testing::MakeTensor;
 
 // A .npy file with the given version, header dict text and data bytes; the
 // header is padded to 64 bytes the way numpy does it.
@@ -242,7 +237,7 @@ TEST(NpyTest, FileRoundTripAndMissingFile) {
   StatusOr<Tensor> missing = ReadNpy(dir + "/does_not_exist.npy");
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
-  EXPECT_FALSE(WriteNpy(dir + "/no/such/dir/x.npy", t).ok());
+  EXPECT_EQ(WriteNpy(dir + "/no/such/dir/x.npy", t).code(), StatusCode::kIoError);
   EXPECT_FALSE(SerializeNpy(Tensor()).ok());
 }
 

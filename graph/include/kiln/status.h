@@ -17,6 +17,7 @@ enum class StatusCode {
   kInvalidModel,      // the model file or graph is malformed
   kUnsupported,       // valid ONNX that kiln does not implement (op, dtype, attribute)
   kNotFound,          // a file or a named thing is missing
+  kIoError,           // a file exists (or is to be created) but reading or writing it failed
   kOutOfRange,        // an index or size outside what the data allows
   kResourceExhausted, // an allocation failed or a size overflows
   kInternal,          // a kiln bug or a failing dependency (oneDNN, LLVM)
@@ -71,6 +72,10 @@ Status Unsupported(const Args&... args) {
 template <typename... Args>
 Status NotFound(const Args&... args) {
   return Status(StatusCode::kNotFound, internal::StrCat(args...));
+}
+template <typename... Args>
+Status IoError(const Args&... args) {
+  return Status(StatusCode::kIoError, internal::StrCat(args...));
 }
 template <typename... Args>
 Status OutOfRange(const Args&... args) {
