@@ -348,7 +348,7 @@ Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>&
     if (hooks.trace) {
       const std::string tier = ran_compiled ? "jit" : "interp";
       const std::string name = unit.region >= 0 ? "region " + std::to_string(unit.region) + " [" + tier + "]"
-                                                : steps_[unit.first_step].description.substr(5);  // drop "node "
+                                                : graph_.node(steps_[unit.first_step].node).Label();
       hooks.trace->AddSlice(name, tier, start, TraceRecorder::Clock::now());
     }
     if (!status.ok()) break;
