@@ -5,6 +5,7 @@
 #include <set>
 
 #include "graph/fusible_ops.h"
+#include "graph/gemm_pattern.h"
 
 namespace kiln::graph {
 
@@ -12,6 +13,7 @@ const char* RegionKindName(RegionKind kind) {
   switch (kind) {
     case RegionKind::kElementwise: return "elementwise";
     case RegionKind::kRowReduction: return "row_reduction";
+    case RegionKind::kGemm: return "gemm";
   }
   return "?";
 }
@@ -268,6 +270,18 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
 
   for (NodeId id : order) {
     const Node& node = graph.node(id);
+    if (options.gemm_regions && AsGemm(graph, node)) {
+      // A region of its own: its epilogue is already fused into the node.
+      Building b;
+      b.kind = RegionKind::kGemm;
+      b.first_position = position[static_cast<size_t>(id)];
+      b.domain = PrimaryOutput(graph, node);
+      b.nodes.push_back(id);
+      b.reductions.push_back(node.op_type);
+      region_of[static_cast<size_t>(id)] = static_cast<int>(building.size());
+      building.push_back(std::move(b));
+      continue;
+    }
     const std::optional<RowReduction> reduction = AsRowReduction(graph, node);
     const bool elementwise = !reduction && IsFusibleElementwise(node);
     if (!reduction && !elementwise) continue;
@@ -292,6 +306,7 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
       int r = region_of[static_cast<size_t>(p)];
       if (r < 0 || r == joined) continue;
       Building& b = building[static_cast<size_t>(r)];
+      if (b.kind == RegionKind::kGemm) continue;
       if (elementwise && b.kind == RegionKind::kElementwise) {
         // Comparison masks may have another dtype than the float domain.
         if (!SameStaticShape(b.domain->shape, out->shape) || creates_cycle(id, r)) continue;
@@ -364,7 +379,8 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
   std::vector<Region> regions;
   for (size_t r = 0; r < building.size(); ++r) {
     const Building& b = building[r];
-    if (static_cast<int>(b.nodes.size()) < options.min_region_nodes) continue;
+    // A GEMM is worth compiling alone; fused elementwise ops are not.
+    if (b.kind != RegionKind::kGemm && static_cast<int>(b.nodes.size()) < options.min_region_nodes) continue;
     Region region;
     region.id = static_cast<int>(regions.size());
     region.kind = b.kind;
@@ -406,6 +422,11 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
     if (!outputs_ok) continue;
     if (b.kind == RegionKind::kElementwise) {
       region.reason = std::to_string(b.nodes.size()) + " elementwise ops over " + b.domain->shape.ToString();
+    } else if (b.kind == RegionKind::kGemm) {
+      const Node& node = graph.node(b.nodes[0]);
+      const std::optional<GemmPattern> gemm = AsGemm(graph, node);
+      region.reason = "gemm (" + node.op_type + ") " + graph.value(gemm->a).shape.ToString() + " x [" +
+                      std::to_string(gemm->k) + ", " + std::to_string(gemm->n) + "] weight";
     } else {
       std::string ops;
       for (const std::string& op : b.reductions) ops += (ops.empty() ? "" : ", ") + op;

@@ -22,6 +22,9 @@ struct PartitionOptions {
   // Regions with fewer nodes stay interpreted: one elementwise op is already
   // a single vectorised pass in the interpreter, so compiling it buys little.
   int min_region_nodes = 2;
+  // Make a kGemm region of each matrix product with a constant weight
+  // (graph/gemm_pattern.h); exempt from min_region_nodes.
+  bool gemm_regions = true;
 };
 
 // True for ops the elementwise region compiler handles (op type and the

@@ -22,6 +22,11 @@ enum class RegionKind {
   // row-shaped (the domain's shape) or per-row (the domain's leading dims
   // followed by 1s); outputs may be either.
   kRowReduction,
+  // One matrix product with a constant weight (graph/gemm_pattern.h) and
+  // its fused epilogue: compiled to a GEMM kernel for the host's vector ISA,
+  // with the weight packed into the kernel's layout. The domain is the
+  // output [..., N], viewed as [M, N].
+  kGemm,
 };
 const char* RegionKindName(RegionKind kind);
 

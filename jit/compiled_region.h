@@ -6,7 +6,10 @@
 //   every dim is a constant, run through Run();
 // - a shape-generic version (CompileElementwiseRegionGeneric): the domain
 //   rank is fixed, dims and strides are runtime parameters, run through
-//   RunGeneric(). is_generic() tells which.
+//   RunGeneric(). is_generic() tells which;
+// - a GEMM (CompileGemmRegion, is_gemm()): a CompiledGemm and where its
+//   operands are among the region's inputs, run through RunGemm() over
+//   tiles of the output; M is a constant or, for generic code, a parameter.
 //
 // Concurrency: Run() and RunGeneric() may be called from many threads at
 // once on disjoint row ranges. The code is removed in the destructor, so the owner must
@@ -20,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "jit/gemm_codegen.h"
 #include "jit/jit_compiler.h"
 #include "kiln/tensor.h"
 
@@ -76,7 +80,16 @@ class CompiledRegion {
     bool reused_code = false;
   };
 
+  // Where a GEMM region's operands are: indices into the region's inputs
+  // (-1: absent), and the bias, already scaled by the node's beta.
+  struct GemmOperands {
+    int a_input = 0;
+    int residual_input = -1;
+    std::vector<float> bias;  // N floats, or empty
+  };
+
   CompiledRegion(std::shared_ptr<const JitCode> code, Info info);
+  CompiledRegion(std::shared_ptr<const CompiledGemm> gemm, GemmOperands operands, Info info);
   ~CompiledRegion();
   CompiledRegion(const CompiledRegion&) = delete;
   CompiledRegion& operator=(const CompiledRegion&) = delete;
@@ -89,6 +102,19 @@ class CompiledRegion {
   void RunGeneric(const void* const* inputs, void* const* outputs, int64_t row_begin, int64_t row_end,
                   const int64_t* params) const;
   bool is_generic() const { return info_.generic; }
+  bool is_gemm() const { return gemm_ != nullptr; }
+
+  // GEMM code only. The output [m, n] is cut into tiles of mr() rows by
+  // one column block; gemm_tiles(m) says how many, and RunGemm computes the
+  // tiles [tile_begin, tile_end) (row-major: a tile's row block, then its
+  // column block), so callers split any range between threads. `m` is the
+  // product of A's leading dims; for a specialisation it must be its own.
+  int64_t gemm_tiles(int64_t m) const;
+  void RunGemm(const void* const* inputs, void* const* outputs, int64_t m, int64_t tile_begin,
+               int64_t tile_end) const;
+  // The compiled GEMM (N, K, the tile, the packed weight), or null.
+  const CompiledGemm* gemm() const { return gemm_.get(); }
+  const GemmOperands& gemm_operands() const { return gemm_operands_; }
   // Generic elementwise code only: the rank R its params describe.
   int domain_rank() const { return info_.domain_rank; }
   // Generic row-reduction code only (empty otherwise): how it reads its
@@ -110,7 +136,7 @@ class CompiledRegion {
   const std::vector<Dims>& output_dims() const { return info_.output_dims; }
   bool is_input_baked(size_t i) const { return i < info_.input_baked.size() && info_.input_baked[i]; }
   // Bytes of the executable sections of the emitted object file.
-  size_t code_bytes() const { return code_->code_bytes(); }
+  size_t code_bytes() const;
   // Wall time from IR generation to a callable entry (optimisation and
   // machine-code generation included; for reused code, IR generation and
   // the cache lookup).
@@ -124,6 +150,8 @@ class CompiledRegion {
 
  private:
   std::shared_ptr<const JitCode> code_;
+  std::shared_ptr<const CompiledGemm> gemm_;
+  GemmOperands gemm_operands_;
   Info info_;
   EntryFn entry_ = nullptr;
   GenericEntryFn generic_entry_ = nullptr;

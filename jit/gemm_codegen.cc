@@ -696,7 +696,7 @@ void CompiledGemm::Run(const float* a, int64_t lda, int64_t m, float* c, int64_t
   RunTile(a, lda, m, c, ldc, bias, residual, ldr, row_begin, row_end, 0, info_.num_column_blocks);
 }
 
-void CompiledGemm::RunTile(const float* a, int64_t lda, int64_t m, float* c, int64_t ldc, const float* bias,
+KILN_NO_SANITIZE_FUNCTION void CompiledGemm::RunTile(const float* a, int64_t lda, int64_t m, float* c, int64_t ldc, const float* bias,
                            const float* residual, int64_t ldr, int64_t row_begin, int64_t row_end,
                            int64_t block_begin, int64_t block_end) const {
   assert((dynamic_m() || m == info_.problem.m) && "a static-M GEMM runs with its own M");

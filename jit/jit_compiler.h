@@ -35,6 +35,16 @@ class ThreadSafeModule;
 }  // namespace orc
 }  // namespace llvm
 
+// Functions that call into JIT code skip clang's -fsanitize=function check
+// (part of -fsanitize=undefined): it reads a type signature in the 8 bytes
+// before the callee, which the JIT does not emit, and when the entry starts
+// a page those bytes may not be mapped at all.
+#if defined(__clang__)
+#define KILN_NO_SANITIZE_FUNCTION __attribute__((no_sanitize("function")))
+#else
+#define KILN_NO_SANITIZE_FUNCTION
+#endif
+
 namespace kiln::jit {
 
 struct JitOptions {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "jit/elementwise_codegen.h"
+#include "jit/gemm_region.h"
 #include "jit/generic_codegen.h"
 #include "jit/row_reduction_codegen.h"
 
@@ -24,6 +25,8 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileRegion(JitCompiler& compiler, c
     case graph::RegionKind::kRowReduction:
       return generic ? CompileRowReductionRegionGeneric(compiler, graph, region, input_dims)
                      : CompileRowReductionRegion(compiler, graph, region, input_dims);
+    case graph::RegionKind::kGemm:
+      return CompileGemmRegion(compiler, graph, region, input_dims, generic);
   }
   return Internal("jit: no code generator for region kind ", graph::RegionKindName(region.kind));
 }

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <chrono>
 
+#include "graph/gemm_pattern.h"
 #include "graph/log.h"
 #include "jit/compiled_region.h"
+#include "jit/gemm_codegen.h"
 #include "jit/jit_compiler.h"
 #include "jit/region_compiler.h"
 #include "runtime/trace_recorder.h"
@@ -31,6 +33,7 @@ struct JitTier::RegionState {
   std::atomic<int64_t> interpreted_ns{0};  // wall time of the calls, per tier
   std::atomic<int64_t> compiled_ns{0};
   std::atomic<int64_t> deopts{0};
+  std::atomic<double> compiled_flops{0};
 
   // Guards the profile and compile bookkeeping below. Publishing a table
   // also happens under it, so writers are serialised; readers never take it.
@@ -42,10 +45,14 @@ struct JitTier::RegionState {
   // so their calls are not deopts.
   std::set<ShapeSignature> declined KILN_GUARDED_BY(mu);
   bool generic_requested KILN_GUARDED_BY(mu) = false;
+  // Compile the shape-generic version at once: a GEMM whose M is symbolic
+  // would otherwise compile (and pack its weight) once per sequence length.
+  bool generic_first = false;
   int failed_compiles KILN_GUARDED_BY(mu) = 0;
   int reused_code KILN_GUARDED_BY(mu) = 0;
   double compile_ms KILN_GUARDED_BY(mu) = 0;
   int64_t code_bytes KILN_GUARDED_BY(mu) = 0;
+  int64_t packed_weight_bytes KILN_GUARDED_BY(mu) = 0;
 };
 
 JitTier::JitTier(const graph::Graph& graph, std::vector<graph::Region> regions, const SessionOptions& options,
@@ -67,6 +74,12 @@ StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, st
   jit_options.dump_dir = options.jit_dump_dir;
   KILN_ASSIGN_OR_RETURN(tier->compiler_, jit::JitCompiler::CreateOrStatus(jit_options));
   tier->states_.reset(new RegionState[tier->regions_.size()]);
+  for (size_t r = 0; r < tier->regions_.size(); ++r) {
+    const graph::Region& region = tier->regions_[r];
+    if (region.kind != graph::RegionKind::kGemm) continue;
+    const std::optional<graph::GemmPattern> gemm = graph::AsGemm(graph, graph.node(region.nodes[0]));
+    tier->states_[r].generic_first = gemm && !graph.value(gemm->a).shape.is_concrete();
+  }
   if (!tier->blocking_) tier->queue_ = std::make_unique<CompileQueue>(std::max(1, options.jit_compile_threads));
   return tier;
 }
@@ -79,21 +92,16 @@ int64_t JitTier::NowNs() const {
 
 std::shared_ptr<const Specialization> JitTier::Lookup(int region, const ShapeSignature& signature) const {
   std::shared_ptr<const Table> table = states_[region].table.load(std::memory_order_acquire);
+  const graph::Region& r = regions_[static_cast<size_t>(region)];
   const std::shared_ptr<const Specialization>* generic = nullptr;
   for (const auto& spec : table->specs) {
     if (spec->generic) {
       generic = &spec;
-    } else if (spec->signature == signature) {
+    } else if (spec->Serves(r, signature)) {
       return spec;
     }
   }
-  if (generic == nullptr) return nullptr;
-  // Generic row code checks at the call that the shapes lay the region out
-  // as it expects (Specialization::PlanRowCall); generic elementwise code
-  // serves any signature up to its rank.
-  if (regions_[static_cast<size_t>(region)].kind == graph::RegionKind::kRowReduction) return *generic;
-  if (jit::MaxRank(signature.dims) <= (*generic)->domain_rank) return *generic;
-  return nullptr;
+  return generic != nullptr && (*generic)->Serves(r, signature) ? *generic : nullptr;
 }
 
 StatusOr<ServedBy> JitTier::Run(int region_id, RegionCall& call) const {
@@ -125,9 +133,14 @@ StatusOr<ServedBy> JitTier::Run(int region_id, RegionCall& call) const {
   const TierTrial& trial = row_call != nullptr ? row_call->trial : spec->trial;
   const bool interpreted_turn = trial.TakeInterpretedTurn();
   const int64_t start = NowNs();
-  KILN_RETURN_IF_ERROR(interpreted_turn ? call.RunInterpreted()
-                                        : spec->Run(region, row_call.get(), call, scratch));
+  double flops = 0;
+  if (interpreted_turn) {
+    KILN_RETURN_IF_ERROR(call.RunInterpreted());
+  } else {
+    KILN_ASSIGN_OR_RETURN(flops, spec->Run(region, row_call.get(), call, scratch));
+  }
   const int64_t elapsed = NowNs() - start;
+  if (flops > 0) state.compiled_flops.fetch_add(flops, std::memory_order_relaxed);
   // A trial's interpreted sample is a choice, not a deopt, and does not
   // count towards compiling anything.
   std::atomic<int64_t>& calls = interpreted_turn ? state.interpreted_calls : state.compiled_calls;
@@ -157,16 +170,19 @@ Status JitTier::RunInterpreted(int region, RegionCall& call, const ShapeSignatur
     if (state.generic_requested || state.requested.count(signature)) return Status::Ok();
     if (++state.calls_by_signature[signature] < hot_threshold_) return Status::Ok();
     state.calls_by_signature.Erase(signature);
-    if (static_cast<int>(state.requested.size()) < max_specializations_) {
+    if (!state.generic_first && static_cast<int>(state.requested.size()) < max_specializations_) {
       state.requested.insert(signature);
     } else {
-      // Past the limit: one generic version, compiled for this signature's
-      // rank. Once it exists, signatures of higher rank stay interpreted.
+      // Past the limit (or at once for a symbolic-M GEMM): one generic
+      // version, compiled for this signature's rank. Once it exists,
+      // signatures it does not serve stay interpreted.
       state.generic_requested = true;
       state.calls_by_signature.Clear();
       generic = true;
-      Log().info("jit: region {} reached its limit of {} specializations; compiling a shape-generic version", region,
-                 max_specializations_);
+      if (!state.generic_first) {
+        Log().info("jit: region {} reached its limit of {} specializations; compiling a shape-generic version",
+                   region, max_specializations_);
+      }
     }
   }
   if (blocking_) {
@@ -220,9 +236,11 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
       hook.ok() ? jit::CompileRegion(*compiler_, graph_, region, signature.dims, generic) : hook;
   std::string what = signature.ToString();
   if (generic) {
-    what = region.kind == graph::RegionKind::kRowReduction
-               ? "any rows and row length (generic, planned on " + what + ")"
-               : "generic rank " + std::to_string(jit::MaxRank(signature.dims));
+    switch (region.kind) {
+      case graph::RegionKind::kElementwise: what = "generic rank " + std::to_string(jit::MaxRank(signature.dims)); break;
+      case graph::RegionKind::kRowReduction: what = "any rows and row length (generic, planned on " + what + ")"; break;
+      case graph::RegionKind::kGemm: what = "any M (generic, planned on " + what + ")"; break;
+    }
   }
   const auto end = std::chrono::steady_clock::now();
   const double ms = std::chrono::duration<double, std::milli>(end - start).count();
@@ -265,6 +283,10 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   if (reused) {
     Log().info("jit: region {} ({}) for {} reuses the code of {} (same IR), {:.1f} ms", region_id, region.reason,
                what, spec->code->name(), ms);
+  } else if (const jit::CompiledGemm* gemm = spec->code->gemm()) {
+    Log().info("jit: region {} ({}) compiled for {} in {:.1f} ms ({}, {} bytes of code, {} bytes of packed weight)",
+               region_id, region.reason, what, ms, gemm->label(), spec->code->code_bytes(),
+               gemm->packed_weight_bytes());
   } else {
     Log().info("jit: region {} ({}) compiled for {} in {:.1f} ms ({} bytes of code)", region_id, region.reason,
                what, ms, spec->code->code_bytes());
@@ -277,6 +299,9 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
     ++state.reused_code;
   } else {
     state.code_bytes += static_cast<int64_t>(spec->code->code_bytes());
+  }
+  if (const jit::CompiledGemm* gemm = spec->code->gemm()) {
+    state.packed_weight_bytes += static_cast<int64_t>(gemm->packed_weight_bytes());
   }
   // Copy-on-write publish; writers are serialised by `mu`, readers never wait.
   auto next = std::make_shared<Table>(*state.table.load(std::memory_order_acquire));
@@ -309,6 +334,9 @@ std::vector<RegionStats> JitTier::Stats() const {
     s.reused_code = state.reused_code;
     s.compile_ms = state.compile_ms;
     s.code_bytes = state.code_bytes;
+    s.packed_weight_bytes = state.packed_weight_bytes;
+    s.compiled_flops = state.compiled_flops.load();
+    if (s.compiled_ms > 0) s.compiled_gflops = s.compiled_flops / (s.compiled_ms * 1e6);
     stats.push_back(std::move(s));
   }
   return stats;

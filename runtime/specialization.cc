@@ -3,7 +3,9 @@
 #include <algorithm>
 
 #include "jit/compiled_region.h"
+#include "jit/gemm_region.h"
 #include "jit/generic_codegen.h"
+#include "jit/region_compiler.h"
 #include "jit/row_reduction_codegen.h"
 
 namespace kiln::runtime {
@@ -34,8 +36,40 @@ StatusOr<std::shared_ptr<const Specialization::RowCall>> Specialization::PlanRow
   return std::shared_ptr<const RowCall>(std::move(call));
 }
 
-Status Specialization::Run(const graph::Region& region, const RowCall* row_call, RegionCall& call,
-                           CompiledCallScratch& scratch) const {
+bool Specialization::Serves(const graph::Region& region, const ShapeSignature& call_signature) const {
+  if (region.kind == graph::RegionKind::kGemm) {
+    Dims output_dims;
+    int64_t m = 0;
+    return (generic || call_signature == signature) && jit::GemmServes(*code, call_signature.dims, output_dims, m);
+  }
+  if (!generic) return call_signature == signature;
+  if (region.kind == graph::RegionKind::kRowReduction) return true;
+  return jit::MaxRank(call_signature.dims) <= domain_rank;
+}
+
+StatusOr<double> Specialization::RunGemm(RegionCall& call, CompiledCallScratch& scratch) const {
+  int64_t m = 0;
+  if (!jit::GemmServes(*code, scratch.signature.dims, scratch.gemm_output_dims, m)) {
+    return Internal("GEMM code called on shapes it does not serve: ", scratch.signature.ToString());
+  }
+  scratch.input_ptrs.clear();
+  for (size_t i = 0; i < scratch.signature.dims.size(); ++i) scratch.input_ptrs.push_back(call.input(i).raw_data());
+  KILN_ASSIGN_OR_RETURN(void* out, call.AllocateOutput(0, scratch.gemm_output_dims));
+  void* const outs[] = {out};
+  const void* const* ins = scratch.input_ptrs.data();
+  const int64_t tiles = code->gemm_tiles(m);
+  const kernels::ParallelRunner& parallel = call.parallel();
+  if (parallel.num_threads() == 1 || tiles < 2) {
+    code->RunGemm(ins, outs, m, 0, tiles);
+  } else {
+    parallel.For(tiles, 1, [&](int64_t begin, int64_t end) { code->RunGemm(ins, outs, m, begin, end); });
+  }
+  return code->gemm()->flops(m);
+}
+
+StatusOr<double> Specialization::Run(const graph::Region& region, const RowCall* row_call, RegionCall& call,
+                                     CompiledCallScratch& scratch) const {
+  if (region.kind == graph::RegionKind::kGemm) return RunGemm(call, scratch);
   // Generic code takes the dims of this call as parameters: elementwise
   // code dims and strides (every output has the domain's dims), row code
   // rows and row length (outputs row-shaped or per-row, as planned for
@@ -89,7 +123,7 @@ Status Specialization::Run(const graph::Region& region, const RowCall* row_call,
   } else {
     parallel.For(rows, grain, run_rows);
   }
-  return Status::Ok();
+  return 0.0;
 }
 
 }  // namespace kiln::runtime

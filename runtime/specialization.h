@@ -31,6 +31,7 @@ struct CompiledCallScratch final : RegionScratch {
   std::vector<void*> output_ptrs;
   std::vector<int64_t> params;  // shape-generic elementwise code's dims and strides
   Dims domain;
+  Dims gemm_output_dims;
 };
 
 // Either specialised to one signature (dims are constants in the code), or
@@ -67,18 +68,27 @@ struct Specialization {
   StatusOr<std::shared_ptr<const RowCall>> PlanRowCall(const graph::Graph& graph, const graph::Region& region,
                                                        const ShapeSignature& signature) const;
 
+  // Whether this code computes a call on `signature` (its guard): the
+  // signature itself for specialised code; for generic code, any signature
+  // of at most its rank (elementwise), any (row reductions: PlanRowCall
+  // decides per signature), or any with the same K (GEMM).
+  bool Serves(const graph::Region& region, const ShapeSignature& signature) const;
+
   // Runs `call` through this code: allocates the region's outputs and
-  // splits the rows over the call's threads. `row_call` is the plan for
+  // splits the work over the call's threads. `row_call` is the plan for
   // these shapes when the code is generic row code (PlanRowCall; it must
-  // serve them), else null.
-  Status Run(const graph::Region& region, const RowCall* row_call, RegionCall& call,
-             CompiledCallScratch& scratch) const;
+  // serve them), else null. Returns the floating-point operations done
+  // (GEMM code; 0 for others).
+  StatusOr<double> Run(const graph::Region& region, const RowCall* row_call, RegionCall& call,
+                       CompiledCallScratch& scratch) const;
 
  private:
   // A stream of new shapes must not grow the remembered plans without
   // bound: past this many, they start over (a shape still in use is planned
   // again once).
   static constexpr size_t kMaxRowCalls = 256;
+
+  StatusOr<double> RunGemm(RegionCall& call, CompiledCallScratch& scratch) const;
 
   mutable Mutex row_calls_mutex_;
   mutable BoundedMap<ShapeSignature, std::shared_ptr<const RowCall>> row_calls_ KILN_GUARDED_BY(row_calls_mutex_){

@@ -50,7 +50,7 @@ TEST(Partitioner, DecomposedGeluIsOneRegion) {
   EXPECT_NE(r.reason.find("[batch, 64]"), std::string::npos) << r.reason;
 }
 
-TEST(Partitioner, MatMulSplitsChainsIntoTwoRegions) {
+TEST(Partitioner, MatMulWithAConstantWeightIsAGemmRegionBetweenChains) {
   OnnxModelBuilder b;
   b.Input("x", kFloat, {4, 8}).FloatInit("w", {8, 8}, std::vector<float>(64, 0.1f)).Output("y");
   b.Node("Neg", {"x"}, {"t1"});
@@ -61,10 +61,42 @@ TEST(Partitioner, MatMulSplitsChainsIntoTwoRegions) {
   Graph g = LoadOrDie(b);
   auto regions = PartitionGraph(g);
   ASSERT_TRUE(regions.ok());
-  ASSERT_EQ(regions->size(), 2u);
+  ASSERT_EQ(regions->size(), 3u);
   EXPECT_EQ(OpsOf(g, (*regions)[0]), (std::vector<std::string>{"Neg", "Relu"}));
-  EXPECT_EQ(OpsOf(g, (*regions)[1]), (std::vector<std::string>{"Sigmoid", "Tanh"}));
-  EXPECT_EQ((*regions)[1].id, 1);
+  EXPECT_EQ(OpsOf(g, (*regions)[1]), (std::vector<std::string>{"MatMul"}));
+  EXPECT_EQ((*regions)[1].kind, RegionKind::kGemm);
+  EXPECT_EQ((*regions)[1].inputs.size(), 2u);  // A and the weight
+  EXPECT_EQ(OpsOf(g, (*regions)[2]), (std::vector<std::string>{"Sigmoid", "Tanh"}));
+  EXPECT_EQ((*regions)[2].id, 2);
+
+  // Without GEMM regions the MatMul only splits the chains.
+  PartitionOptions no_gemm;
+  no_gemm.gemm_regions = false;
+  auto without = PartitionGraph(g, no_gemm);
+  ASSERT_TRUE(without.ok());
+  ASSERT_EQ(without->size(), 2u);
+  EXPECT_EQ(OpsOf(g, (*without)[1]), (std::vector<std::string>{"Sigmoid", "Tanh"}));
+}
+
+TEST(Partitioner, NotAGemmRegionWhenTheWeightIsNotConstant) {
+  OnnxModelBuilder b;
+  b.Input("x", kFloat, {4, 8}).Input("w", kFloat, {8, 8}).Output("y");
+  b.Node("MatMul", {"x", "w"}, {"y"});
+  Graph g = LoadOrDie(b);
+  auto regions = PartitionGraph(g);
+  ASSERT_TRUE(regions.ok());
+  EXPECT_TRUE(regions->empty());
+}
+
+TEST(Partitioner, NotAGemmRegionWhenATransposes) {
+  OnnxModelBuilder b;
+  b.Input("a", kFloat, {8, 4}).FloatInit("w", {8, 6}, std::vector<float>(48, 0.1f)).Output("y");
+  onnx::NodeProto& gemm = b.Node("Gemm", {"a", "w"}, {"y"});
+  OnnxModelBuilder::IntAttr(gemm, "transA", 1);
+  Graph g = LoadOrDie(b);
+  auto regions = PartitionGraph(g);
+  ASSERT_TRUE(regions.ok());
+  EXPECT_TRUE(regions->empty());
 }
 
 TEST(Partitioner, NotFusedWhenJoiningWouldCreateACycle) {
@@ -80,9 +112,10 @@ TEST(Partitioner, NotFusedWhenJoiningWouldCreateACycle) {
   Graph g = LoadOrDie(b);
   auto regions = PartitionGraph(g);
   ASSERT_TRUE(regions.ok());
-  ASSERT_EQ(regions->size(), 2u);
+  ASSERT_EQ(regions->size(), 3u);
   EXPECT_EQ(OpsOf(g, (*regions)[0]), (std::vector<std::string>{"Neg", "Relu"}));
-  EXPECT_EQ(OpsOf(g, (*regions)[1]), (std::vector<std::string>{"Add", "Exp"}));
+  EXPECT_EQ(OpsOf(g, (*regions)[1]), (std::vector<std::string>{"MatMul"}));
+  EXPECT_EQ(OpsOf(g, (*regions)[2]), (std::vector<std::string>{"Add", "Exp"}));
   // t2 is used outside its region (by MatMul and Add), so it is an output.
   ASSERT_EQ((*regions)[0].outputs.size(), 1u);
   EXPECT_EQ(g.value((*regions)[0].outputs[0]).name, "t2");

@@ -57,6 +57,9 @@ SessionOptions TieringOptions(int intra_op_threads) {
   options.jit_hot_threshold = 2;
   options.jit_max_specializations = kMaxSpecializations;
   options.jit_compile_threads = 1;
+  // These tests count the elementwise regions' specializations; the
+  // MatMul's GEMM region tiers up under threads in GemmRegionTiersUpUnderThreads.
+  options.jit_compile_gemm = false;
   return options;
 }
 
@@ -232,6 +235,35 @@ TEST(Concurrency, TrialsDecideWhileThreadsRun) {
     EXPECT_EQ(r.specializations + r.declined, static_cast<int>(std::size(kBatches))) << "region " << r.id;
     EXPECT_EQ(r.failed_compiles, 0);
   }
+}
+
+// GEMM regions under threads: with the default options (trials on), eight
+// threads run every batch size while the MatMul's shape-generic GEMM
+// compiles in the background, is tried against the interpreter and is
+// published or dropped under them.
+TEST(Concurrency, GemmRegionTiersUpUnderThreads) {
+  std::shared_ptr<const Model> model = SiluMatMulErfModel();
+  ASSERT_NE(model, nullptr);
+  const std::vector<Case> cases = MakeCases(model);
+  SessionOptions options = TieringOptions(2);
+  options.jit_compile_gemm = true;
+  options.jit_keep_faster_tier = true;
+  options.jit_hot_threshold = 1;
+  auto session = Session::Create(model, options);
+  ASSERT_TRUE(session.ok()) << session.status().ToString();
+  const int num_cases = static_cast<int>(cases.size());
+  EXPECT_EQ(RunCasesOnThreads("gemm", **session, cases, 8, 30,
+                              [num_cases](int t, int rep) { return (t + rep) % num_cases; }),
+            0);
+  int gemm_regions = 0;
+  for (const RegionStats& r : (*session)->stats().regions) {
+    if (r.kind != "gemm") continue;
+    ++gemm_regions;
+    EXPECT_EQ(r.failed_compiles, 0);
+    // One generic version for every batch size: compiled once.
+    EXPECT_EQ(r.specializations + r.declined, 1);
+  }
+  EXPECT_EQ(gemm_regions, 1);
 }
 
 }  // namespace

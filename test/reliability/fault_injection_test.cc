@@ -105,9 +105,11 @@ TEST(FaultInjection, AllocationFailureInACompiledRun) {
   auto session = MakeSession(model, options);
   ASSERT_TRUE(RunBatch(*session, x, batch).ok());
   ASSERT_TRUE(RunBatch(*session, x, batch).ok());
+  // The second run is compiled in all three regions: the SiLU, the
+  // MatMul's GEMM and the erf chain.
   int64_t compiled = 0;
   for (const RegionStats& r : session->stats().regions) compiled += r.compiled_calls;
-  ASSERT_EQ(compiled, 2);
+  ASSERT_EQ(compiled, 3);
 
   // A run reuses output memory its caller released (OutputBufferPool), so
   // a warm run allocates nothing: hold one run's outputs, and the next one
@@ -194,12 +196,14 @@ TEST(FaultInjection, FailingCompilesLeaveRegionsInterpreted) {
       session->WaitForCompiles();
     }
   });
-  // Per region: two specialisations and the generic version were tried.
-  EXPECT_EQ(attempts.load(), 2 * 3);
+  // Per elementwise region: two specializations and the generic version
+  // were tried. The GEMM region (its batch is symbolic) tries the generic
+  // version only.
+  EXPECT_EQ(attempts.load(), 2 * 3 + 1);
   for (const RegionStats& r : session->stats().regions) {
     EXPECT_EQ(r.tier, "interp");
     EXPECT_EQ(r.specializations, 0);
-    EXPECT_EQ(r.failed_compiles, 3);
+    EXPECT_EQ(r.failed_compiles, r.kind == "gemm" ? 1 : 3) << r.kind;
     EXPECT_EQ(r.compiled_calls, 0);
     EXPECT_EQ(r.code_bytes, 0);
     EXPECT_EQ(r.interpreted_calls, 3 * 4);
@@ -228,11 +232,13 @@ TEST(FaultInjection, CompileFailureInOneRegionDoesNotAffectTheOther) {
     EXPECT_TRUE(AllCloseScaled(*y, expected, kRelTol));
   });
   const auto stats = session->stats();
-  ASSERT_EQ(stats.regions.size(), 2u);
+  ASSERT_EQ(stats.regions.size(), 3u);
   EXPECT_EQ(stats.regions[0].tier, "interp");
   EXPECT_EQ(stats.regions[0].failed_compiles, 1);
-  EXPECT_EQ(stats.regions[1].tier, "jit");
-  EXPECT_EQ(stats.regions[1].compiled_calls, 1);
+  for (size_t r = 1; r < stats.regions.size(); ++r) {
+    EXPECT_EQ(stats.regions[r].tier, "jit") << stats.regions[r].kind;
+    EXPECT_EQ(stats.regions[r].compiled_calls, 1) << stats.regions[r].kind;
+  }
 }
 
 // A compile hook that blocks until the test releases it (bounded, so a

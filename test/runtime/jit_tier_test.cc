@@ -66,6 +66,9 @@ std::unique_ptr<Session> MakeSession(TierPolicy tier, SessionOptions options = {
   options.tier = tier;
   options.jit_keep_faster_tier = false;  // compiled code runs whatever its speed
   options.intra_op_threads = 2;
+  // The elementwise regions around the MatMul are what these tests count;
+  // GEMM regions have their own tests (gemm_region_test.cc).
+  options.jit_compile_gemm = false;
   auto session = Session::Create(Load(SiluMatMulGelu()), options);
   EXPECT_TRUE(session.ok()) << session.status().ToString();
   return std::move(session).value();

@@ -103,6 +103,11 @@ struct SessionOptions {
   // Smallest region the JIT compiles (a single elementwise op is already
   // one vectorised pass in the interpreter). Tests set 1 to cover every op.
   int jit_min_region_nodes = 2;
+  // Compile matrix products with a constant weight (MatMul, Gemm and their
+  // fused epilogues) into GEMM kernels for this host's vector ISA, the
+  // weight packed once per kernel. Off: they run on the interpreter's
+  // packed GEMM.
+  bool jit_compile_gemm = true;
   // Background compile threads (kAuto).
   int jit_compile_threads = 1;
   // Time each new specialisation against the interpreter on its
@@ -144,7 +149,7 @@ struct NodeProfile {
 // A fused region (see `kiln info --regions`) and how it has run so far.
 struct RegionStats {
   int id = 0;
-  std::string kind;           // "elementwise"
+  std::string kind;           // "elementwise", "row_reduction" or "gemm"
   std::string description;    // ops and static shape
   std::string tier;           // "interp" until some signature is compiled, then "jit"
   int64_t interpreted_calls = 0;
@@ -163,6 +168,12 @@ struct RegionStats {
   int reused_code = 0;
   double compile_ms = 0;      // total over specialisations (reuses take ~1 ms)
   int64_t code_bytes = 0;
+  // GEMM regions: the weight packed into the generated kernels' layout (one
+  // copy per specialisation), the floating-point operations of the compiled
+  // calls, and the rate they ran at (compiled_flops / compiled_ms).
+  int64_t packed_weight_bytes = 0;
+  double compiled_flops = 0;
+  double compiled_gflops = 0;
 };
 
 struct SessionStats {

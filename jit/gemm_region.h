@@ -1,0 +1,34 @@
+// Code generation for GEMM regions (graph::RegionKind::kGemm): the region's
+// matrix product (graph/gemm_pattern.h) compiled by CompileGemm, with its
+// bias, residual and activation applied to each tile in registers.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "graph/graph.h"
+#include "graph/region.h"
+#include "jit/compiled_region.h"
+#include "jit/jit_compiler.h"
+#include "kiln/status.h"
+#include "kiln/tensor.h"
+
+namespace kiln::jit {
+
+// Compiles `region` for region inputs of `input_dims`: M (the product of
+// A's leading dims) a constant, or with `generic` a run-time parameter, so
+// one version serves every M. The weight is packed during the call.
+// Errors: kUnsupported when the region's node is not a GEMM the generator
+// handles (the region stays interpreted); kInvalidArgument when the dims
+// do not match the node; kInternal when LLVM fails.
+StatusOr<std::unique_ptr<CompiledRegion>> CompileGemmRegion(JitCompiler& compiler, const graph::Graph& graph,
+                                                            const graph::Region& region,
+                                                            const std::vector<Dims>& input_dims, bool generic);
+
+// Whether GEMM `code` computes a call with region inputs of `input_dims`
+// correctly: A's last dim is K, a specialisation's M is the call's, and a
+// residual has the output's dims. Output dims (A's leading dims, then N)
+// go to `output_dims` and M to `m`.
+bool GemmServes(const CompiledRegion& code, const std::vector<Dims>& input_dims, Dims& output_dims, int64_t& m);
+
+}  // namespace kiln::jit
