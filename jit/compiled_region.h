@@ -4,9 +4,9 @@
 // when its last user does). It is one of two flavours:
 // - a specialisation (CompileElementwiseRegion, CompileRowReductionRegion):
 //   every dim is a constant, run through Run();
-// - a shape-generic version (CompileElementwiseRegionGeneric): the domain
-//   rank is fixed, dims and strides are runtime parameters, run through
-//   RunGeneric(). is_generic() tells which.
+// - a shape-generic version (CompileElementwiseRegionGeneric,
+//   CompileRowReductionRegionGeneric): dims (elementwise: and strides) are
+//   runtime parameters, run through RunGeneric(). is_generic() tells which.
 //
 // Concurrency: Run() and RunGeneric() may be called from many threads at
 // once on disjoint row ranges. The code is removed in the destructor, so the owner must
@@ -17,10 +17,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "jit/jit_compiler.h"
+#include "jit/row_layout.h"
 #include "kiln/tensor.h"
 
 namespace kiln::jit {
@@ -70,8 +72,8 @@ class CompiledRegion {
     std::vector<bool> input_baked;  // per region input
     std::vector<Dims> output_dims;  // specialisations: per region output
     bool generic = false;
-    int domain_rank = 0;         // generic elementwise code only
-    std::string generic_layout;  // generic row-reduction code only
+    int domain_rank = 0;                      // generic elementwise code only
+    std::optional<RowLayout> generic_layout;  // generic row-reduction code only
     double compile_ms = 0;
     bool reused_code = false;
   };
@@ -91,9 +93,10 @@ class CompiledRegion {
   bool is_generic() const { return info_.generic; }
   // Generic elementwise code only: the rank R its params describe.
   int domain_rank() const { return info_.domain_rank; }
-  // Generic row-reduction code only (empty otherwise): how it reads its
-  // inputs, see PrepareGenericRowReductionCall (row_reduction_codegen.h).
-  const std::string& generic_layout() const { return info_.generic_layout; }
+  // Generic row-reduction code only (nullopt otherwise): the layout it was
+  // compiled for, which decides the calls it serves (RowLayout::Serves; see
+  // PrepareGenericRowReductionCall in row_reduction_codegen.h).
+  const std::optional<RowLayout>& generic_layout() const { return info_.generic_layout; }
   // Specialisations only (0 for generic code, whose extents come from the
   // params): outer extent of the [rows, row_len] view; callers split
   // [0, num_rows).

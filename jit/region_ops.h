@@ -19,19 +19,11 @@
 #include "graph/graph.h"
 #include "graph/region.h"
 #include "jit/jit_compiler.h"
+#include "jit/region_inputs.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
 
 namespace kiln::jit::internal {
-
-// The two element kinds that flow through a region: float32 data and
-// bool masks (i1 in registers, one byte in memory).
-enum class Kind { kFloat, kBool };
-
-StatusOr<Kind> KindOf(DType dtype);
-
-// numpy / ONNX multidirectional broadcasting.
-StatusOr<Dims> Broadcast(const Dims& a, const Dims& b);
 
 // A value in registers with its kind and, for immediates, its value (Pow
 // specialises on constant exponents).
@@ -40,25 +32,6 @@ struct Operand {
   Kind kind = Kind::kFloat;
   std::optional<double> immediate;
 };
-
-// How a region input enters the code, independent of shapes.
-struct InputSpec {
-  Kind kind = Kind::kFloat;
-  bool baked = false;    // a single-element constant: an immediate, its buffer is never read
-  double immediate = 0;  // its value (bool as 0/1)
-};
-
-// How one region input enters the code: a single-element constant is baked
-// in; anything else must be float32 or bool (kUnsupported otherwise).
-StatusOr<InputSpec> ClassifyInput(const graph::Value& value);
-
-// Checks what both generators require of any region (elementwise kind, at
-// least one node and one output) and classifies its inputs (region.inputs
-// order). kUnsupported for a dtype other than float32/bool.
-StatusOr<std::vector<InputSpec>> ClassifyInputs(const graph::Graph& graph, const graph::Region& region);
-
-// The kind of each region output (region.outputs order).
-StatusOr<std::vector<Kind>> OutputKinds(const graph::Graph& graph, const graph::Region& region);
 
 // Emits vectors of `lanes` elements through `b`. Holds no IR state of its
 // own, so one emitter may generate the body any number of times (the
