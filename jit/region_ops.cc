@@ -308,6 +308,33 @@ llvm::Function* DeclareEntry(llvm::Module& module, const std::string& name, bool
   return fn;
 }
 
+EntryPrologue EmitEntryPrologue(llvm::Module& module, llvm::IRBuilderBase& b, const std::string& name, bool generic,
+                                const std::string& cpu, const std::string& features, const std::vector<bool>& baked,
+                                size_t num_outputs, const std::function<llvm::Value*(llvm::Value* params)>& rows) {
+  EntryPrologue p;
+  p.fn = DeclareEntry(module, name, generic, cpu, features);
+  llvm::LLVMContext& ctx = module.getContext();
+  llvm::Type* ptr = llvm::PointerType::get(ctx, 0);
+  llvm::Type* i64 = llvm::Type::getInt64Ty(ctx);
+  p.entry = llvm::BasicBlock::Create(ctx, "entry", p.fn);
+  b.SetInsertPoint(p.entry);
+  if (generic) p.params = p.fn->getArg(4);
+  llvm::Value* num_rows = rows(p.params);
+  p.row_begin = b.CreateBinaryIntrinsic(llvm::Intrinsic::smax, p.fn->getArg(2), llvm::ConstantInt::get(i64, 0));
+  p.row_end = b.CreateBinaryIntrinsic(llvm::Intrinsic::smin, p.fn->getArg(3), num_rows);
+  p.inputs.assign(baked.size(), nullptr);
+  for (size_t i = 0; i < baked.size(); ++i) {
+    if (baked[i]) continue;
+    llvm::Value* slot = b.CreateConstInBoundsGEP1_64(ptr, p.fn->getArg(0), i);
+    p.inputs[i] = b.CreateAlignedLoad(ptr, slot, llvm::Align(8), "in" + std::to_string(i));
+  }
+  for (size_t k = 0; k < num_outputs; ++k) {
+    llvm::Value* slot = b.CreateConstInBoundsGEP1_64(ptr, p.fn->getArg(1), k);
+    p.outputs.push_back(b.CreateAlignedLoad(ptr, slot, llvm::Align(8), "out" + std::to_string(k)));
+  }
+  return p;
+}
+
 namespace {
 
 // The cache key of a module: its text with the two names that differ

@@ -1,11 +1,13 @@
-// Internal to jit/: what the specialised (elementwise_codegen.cc) and the
-// shape-generic (generic_codegen.cc) generators share; the row-reduction
-// generator (row_reduction_codegen.cc) uses the per-node emission
-// (OpEmitter::EmitNode) for its elementwise members. The first two emit the same
-// vector body for a region — the chain of ops on one vector of every input —
-// and differ only in the loop nest and addressing around it, so the op
-// emission, the input classification and the vector loads and stores live
-// here once.
+// Internal to jit/: what the code generators share. The specialised
+// (elementwise_codegen.cc) and shape-generic (generic_codegen.cc)
+// elementwise generators emit the same vector body for a region — the chain
+// of ops on one vector of every input — and differ only in the loop nest and
+// addressing around it, so the op emission and the vector loads and stores
+// live here once; the row-reduction generator (row_reduction_codegen.cc)
+// uses the per-node emission (OpEmitter::EmitNode) for its elementwise
+// members. All three declare their entry and unpack its arguments with
+// EmitEntryPrologue. The LLVM-free input classification is in
+// region_inputs.h.
 #pragma once
 
 #include <llvm/IR/IRBuilder.h>
@@ -87,6 +89,29 @@ class OpEmitter {
 // captured. The caller emits the body.
 llvm::Function* DeclareEntry(llvm::Module& module, const std::string& name, bool generic, const std::string& cpu,
                              const std::string& features);
+
+// An entry function (DeclareEntry) with its arguments unpacked in its first
+// block.
+struct EntryPrologue {
+  llvm::Function* fn = nullptr;
+  llvm::BasicBlock* entry = nullptr;
+  llvm::Value* params = nullptr;      // GenericEntryFn's params argument; null for EntryFn
+  std::vector<llvm::Value*> inputs;   // per region input, its buffer; null for a baked input (never read)
+  std::vector<llvm::Value*> outputs;  // per region output, its buffer
+  llvm::Value* row_begin = nullptr;   // max(row_begin, 0)
+  llvm::Value* row_end = nullptr;     // min(row_end, rows)
+};
+
+// Declares the entry `name` in `module` (DeclareEntry's arguments) and
+// emits its "entry" block through `b`: the number of rows, from `rows`
+// (called there with the params argument, null without `generic`, so that
+// generic code may load it); the row range clamped to [0, rows); and the
+// buffer pointers of the inputs not `baked` (one flag per region input) and
+// of `num_outputs` outputs. Leaves `b` at the end of the entry block, which
+// the caller terminates.
+EntryPrologue EmitEntryPrologue(llvm::Module& module, llvm::IRBuilderBase& b, const std::string& name, bool generic,
+                                const std::string& cpu, const std::string& features, const std::vector<bool>& baked,
+                                size_t num_outputs, const std::function<llvm::Value*(llvm::Value* params)>& rows);
 
 // Code for a region: compiled now, or reused from the JIT's CodeCache.
 struct RegionCode {

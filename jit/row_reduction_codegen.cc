@@ -39,8 +39,8 @@ using internal::RowRegionPlan;
 
 // Independent accumulators per reduction in an accumulation pass. Each is
 // a vector of two registers (JitCompiler::f32_vector_lanes), so two sets
-// give four independent add chains; four sets measured no faster and took
-// ~40% longer to compile (Softmax rows: 40 ms against 29).
+// give four independent add chains, enough to hide the add latency; more
+// sets only make the unrolled loop body larger and slower to compile.
 constexpr int kAccumulators = 2;
 // Rows up to this many elements keep values that later passes read again
 // in stack buffers (at most 16 KiB each, in L1) instead of recomputing them:
@@ -73,7 +73,6 @@ class RowEmitter {
         lanes_(lanes),
         ops_(graph, region, b_, lanes) {
     i64_ = llvm::Type::getInt64Ty(ctx_);
-    ptr_ = llvm::PointerType::get(ctx_, 0);
     reduction_values_.resize(plan.reductions.size());
   }
 
@@ -144,7 +143,6 @@ class RowEmitter {
   int lanes_;
   OpEmitter ops_;
   llvm::Type* i64_;
-  llvm::PointerType* ptr_;
   // Parallel to plan_.reductions.
   std::vector<ReductionValues> reduction_values_;
 
@@ -541,40 +539,29 @@ Status RowEmitter::EmitPass(const std::vector<Accumulation>& accs, bool store_ou
 }
 
 Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const std::string& features) {
-  llvm::Function* fn = internal::DeclareEntry(module_, name, generic(), cpu, features);
-  llvm::Argument* inputs_arg = fn->getArg(0);
-  llvm::Argument* outputs_arg = fn->getArg(1);
+  std::vector<bool> baked;
+  for (const RowInputPlan& p : plan_.inputs) baked.push_back(p.spec.baked);
+  row_len_ = I64(plan_.row_len);
+  auto rows = [&](llvm::Value* params) -> llvm::Value* {
+    if (!generic()) return I64(plan_.rows);
+    // params = [rows, row_len] (PrepareGenericRowReductionCall).
+    row_len_ = b_.CreateAlignedLoad(i64_, b_.CreateConstInBoundsGEP1_64(i64_, params, 1), llvm::Align(8), "row_len");
+    return b_.CreateAlignedLoad(i64_, params, llvm::Align(8), "rows");
+  };
+  const internal::EntryPrologue prologue = internal::EmitEntryPrologue(module_, b_, name, generic(), cpu, features,
+                                                                       baked, region_.outputs.size(), rows);
+  llvm::Function* fn = prologue.fn;
+  llvm::BasicBlock* entry = prologue.entry;
+  llvm::Value* row_begin = prologue.row_begin;
+  llvm::Value* row_end = prologue.row_end;
+  const std::vector<llvm::Value*>& input_base = prologue.inputs;
+  const std::vector<llvm::Value*>& output_base = prologue.outputs;
+  row_len_f_ = generic() ? b_.CreateVectorSplat(lanes_, b_.CreateSIToFP(row_len_, b_.getFloatTy()), "row_len_f")
+                         : ops_.FConst(static_cast<double>(plan_.row_len));
 
-  llvm::BasicBlock* entry = llvm::BasicBlock::Create(ctx_, "entry", fn);
   llvm::BasicBlock* row_check = llvm::BasicBlock::Create(ctx_, "row_check", fn);
   llvm::BasicBlock* row_body = llvm::BasicBlock::Create(ctx_, "row_body", fn);
   llvm::BasicBlock* exit = llvm::BasicBlock::Create(ctx_, "exit", fn);
-
-  b_.SetInsertPoint(entry);
-  llvm::Value* row_begin = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, fn->getArg(2), I64(0));
-  llvm::Value* rows = I64(plan_.rows);
-  row_len_ = I64(plan_.row_len);
-  if (generic()) {
-    // params = [rows, row_len] (PrepareGenericRowReductionCall).
-    llvm::Argument* params = fn->getArg(4);
-    rows = b_.CreateAlignedLoad(i64_, params, llvm::Align(8), "rows");
-    row_len_ = b_.CreateAlignedLoad(i64_, b_.CreateConstInBoundsGEP1_64(i64_, params, 1), llvm::Align(8), "row_len");
-    row_len_f_ = b_.CreateVectorSplat(lanes_, b_.CreateSIToFP(row_len_, b_.getFloatTy()), "row_len_f");
-  } else {
-    row_len_f_ = ops_.FConst(static_cast<double>(plan_.row_len));
-  }
-  llvm::Value* row_end = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smin, fn->getArg(3), rows);
-  std::vector<llvm::Value*> input_base(plan_.inputs.size(), nullptr);
-  for (size_t i = 0; i < plan_.inputs.size(); ++i) {
-    if (plan_.inputs[i].spec.baked) continue;
-    llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, inputs_arg, i);
-    input_base[i] = b_.CreateAlignedLoad(ptr_, slot, llvm::Align(8), "in" + std::to_string(i));
-  }
-  std::vector<llvm::Value*> output_base;
-  for (size_t k = 0; k < region_.outputs.size(); ++k) {
-    llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, outputs_arg, k);
-    output_base.push_back(b_.CreateAlignedLoad(ptr_, slot, llvm::Align(8), "out" + std::to_string(k)));
-  }
   for (size_t r = 0; r < plan_.reductions.size(); ++r) {
     // Generic code recomputes: its rows may be of any length.
     if (generic() || plan_.reductions[r].op.op != RowOp::kSoftmax || plan_.row_len > kMaxStashedRow) continue;

@@ -155,14 +155,16 @@ StatusOr<RowRegionPlan> PlanRowRegion(const graph::Graph& graph, const graph::Re
   for (NodeId id : region.nodes) {
     const Node& node = graph.node(id);
     const ValueId out = node.outputs[0];
-    KILN_ASSIGN_OR_RETURN(bool full, CoversRow(*plan.dims[static_cast<size_t>(out)], plan, "'" + graph.value(out).name + "'"));
+    KILN_ASSIGN_OR_RETURN(bool full,
+                          CoversRow(*plan.dims[static_cast<size_t>(out)], plan, "'" + graph.value(out).name + "'"));
     plan.per_row[static_cast<size_t>(out)] = !full;
     if (plan.reduction_of[static_cast<size_t>(id)] >= 0) {
       // Scale and B of a LayerNorm must also fit the row.
       for (size_t k = 1; node.op_type == "LayerNormalization" && k < node.inputs.size(); ++k) {
         const ValueId v = node.inputs[k];
         if (v != graph::kNoValue) {
-          KILN_RETURN_IF_ERROR(CoversRow(*plan.dims[static_cast<size_t>(v)], plan, "'" + graph.value(v).name + "'").status());
+          const std::string what = "'" + graph.value(v).name + "'";
+          KILN_RETURN_IF_ERROR(CoversRow(*plan.dims[static_cast<size_t>(v)], plan, what).status());
         }
       }
     }
@@ -175,7 +177,9 @@ StatusOr<RowRegionPlan> PlanRowRegion(const graph::Graph& graph, const graph::Re
     const Node& node = graph.node(id);
     const bool axes_second = plan.reduction_of[static_cast<size_t>(id)] >= 0 && node.op_type != "LayerNormalization";
     for (size_t k = 0; k < node.inputs.size(); ++k) {
-      if (node.inputs[k] != graph::kNoValue && !(axes_second && k == 1)) data_use[static_cast<size_t>(node.inputs[k])] = true;
+      if (node.inputs[k] != graph::kNoValue && !(axes_second && k == 1)) {
+        data_use[static_cast<size_t>(node.inputs[k])] = true;
+      }
     }
   }
   const size_t rank = plan.domain.size();
