@@ -4,9 +4,9 @@
 // when its last user does). It is one of two flavours:
 // - a specialisation (CompileElementwiseRegion, CompileRowReductionRegion):
 //   every dim is a constant, run through Run();
-// - a shape-generic version (CompileElementwiseRegionGeneric): the domain
-//   rank is fixed, dims and strides are runtime parameters, run through
-//   RunGeneric(). is_generic() tells which;
+// - a shape-generic version (CompileElementwiseRegionGeneric,
+//   CompileRowReductionRegionGeneric): dims (elementwise: and strides) are
+//   runtime parameters, run through RunGeneric(). is_generic() tells which;
 // - a GEMM (CompileGemmRegion, is_gemm()): a CompiledGemm and where its
 //   operands are among the region's inputs, run through RunGemm() over
 //   tiles of the output; M is a constant or, for generic code, a parameter.
@@ -20,11 +20,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "jit/gemm_codegen.h"
 #include "jit/jit_compiler.h"
+#include "jit/row_layout.h"
 #include "kiln/tensor.h"
 
 namespace kiln::jit {
@@ -74,8 +76,8 @@ class CompiledRegion {
     std::vector<bool> input_baked;  // per region input
     std::vector<Dims> output_dims;  // specialisations: per region output
     bool generic = false;
-    int domain_rank = 0;         // generic elementwise code only
-    std::string generic_layout;  // generic row-reduction code only
+    int domain_rank = 0;                      // generic elementwise code only
+    std::optional<RowLayout> generic_layout;  // generic row-reduction code only
     double compile_ms = 0;
     bool reused_code = false;
   };
@@ -117,9 +119,10 @@ class CompiledRegion {
   const GemmOperands& gemm_operands() const { return gemm_operands_; }
   // Generic elementwise code only: the rank R its params describe.
   int domain_rank() const { return info_.domain_rank; }
-  // Generic row-reduction code only (empty otherwise): how it reads its
-  // inputs, see PrepareGenericRowReductionCall (row_reduction_codegen.h).
-  const std::string& generic_layout() const { return info_.generic_layout; }
+  // Generic row-reduction code only (nullopt otherwise): the layout it was
+  // compiled for, which decides the calls it serves (RowLayout::Serves; see
+  // PrepareGenericRowReductionCall in row_reduction_codegen.h).
+  const std::optional<RowLayout>& generic_layout() const { return info_.generic_layout; }
   // Specialisations only (0 for generic code, whose extents come from the
   // params): outer extent of the [rows, row_len] view; callers split
   // [0, num_rows).

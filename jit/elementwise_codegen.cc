@@ -172,7 +172,6 @@ class RegionEmitter {
         ops_(graph, region, b_, lanes) {
     i1_ = llvm::Type::getInt1Ty(ctx_);
     i64_ = llvm::Type::getInt64Ty(ctx_);
-    ptr_ = llvm::PointerType::get(ctx_, 0);
   }
 
   Status Emit(const std::string& name, const LoopNest& nest, const std::vector<InputPlan>& plans,
@@ -195,7 +194,6 @@ class RegionEmitter {
   OpEmitter ops_;
   llvm::Type* i1_;
   llvm::Type* i64_;
-  llvm::PointerType* ptr_;
 
   // Per-row state used by EmitBlock.
   const std::vector<InputPlan>* plans_ = nullptr;
@@ -208,34 +206,25 @@ class RegionEmitter {
 Status RegionEmitter::Emit(const std::string& name, const LoopNest& nest, const std::vector<InputPlan>& plans,
                            const std::string& cpu, const std::string& features) {
   plans_ = &plans;
-  llvm::Function* fn = internal::DeclareEntry(module_, name, /*generic=*/false, cpu, features);
-  llvm::Argument* inputs_arg = fn->getArg(0);
-  llvm::Argument* outputs_arg = fn->getArg(1);
+  KILN_ASSIGN_OR_RETURN(output_kinds_, OutputKinds(graph_, region_));
+  std::vector<bool> baked;
+  for (const InputPlan& p : plans) baked.push_back(p.spec.baked);
+  // entry: the clamped row range and the buffer pointers.
+  const internal::EntryPrologue prologue =
+      internal::EmitEntryPrologue(module_, b_, name, /*generic=*/false, cpu, features, baked, region_.outputs.size(),
+                                  [&](llvm::Value*) { return llvm::ConstantInt::get(i64_, nest.num_rows); });
+  llvm::Function* fn = prologue.fn;
+  llvm::BasicBlock* entry = prologue.entry;
+  llvm::Value* row_begin = prologue.row_begin;
+  llvm::Value* row_end = prologue.row_end;
+  const std::vector<llvm::Value*>& input_base = prologue.inputs;
+  const std::vector<llvm::Value*>& output_base = prologue.outputs;
+  llvm::Value* zero = llvm::ConstantInt::get(i64_, 0);
 
-  llvm::BasicBlock* entry = llvm::BasicBlock::Create(ctx_, "entry", fn);
   llvm::BasicBlock* row_check = llvm::BasicBlock::Create(ctx_, "row_check", fn);
   llvm::BasicBlock* row_body = llvm::BasicBlock::Create(ctx_, "row_body", fn);
   llvm::BasicBlock* row_latch = llvm::BasicBlock::Create(ctx_, "row_latch", fn);
   llvm::BasicBlock* exit = llvm::BasicBlock::Create(ctx_, "exit", fn);
-
-  // entry: clamp the row range, fetch the buffer pointers.
-  b_.SetInsertPoint(entry);
-  llvm::Value* zero = llvm::ConstantInt::get(i64_, 0);
-  llvm::Value* rows = llvm::ConstantInt::get(i64_, nest.num_rows);
-  llvm::Value* row_begin = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, fn->getArg(2), zero);
-  llvm::Value* row_end = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smin, fn->getArg(3), rows);
-  std::vector<llvm::Value*> input_base(plans.size(), nullptr);
-  for (size_t i = 0; i < plans.size(); ++i) {
-    if (plans[i].spec.baked) continue;
-    llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, inputs_arg, i);
-    input_base[i] = b_.CreateAlignedLoad(ptr_, slot, llvm::Align(8), "in" + std::to_string(i));
-  }
-  std::vector<llvm::Value*> output_base;
-  KILN_ASSIGN_OR_RETURN(output_kinds_, OutputKinds(graph_, region_));
-  for (size_t k = 0; k < region_.outputs.size(); ++k) {
-    llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, outputs_arg, k);
-    output_base.push_back(b_.CreateAlignedLoad(ptr_, slot, llvm::Align(8), "out" + std::to_string(k)));
-  }
   b_.CreateBr(row_check);
 
   // row_check: for (row = row_begin; row < row_end; ++row)

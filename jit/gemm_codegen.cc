@@ -474,8 +474,8 @@ void GemmEmitter::EmitRowLoop(llvm::IRBuilderBase& b, const PanelArgs& args, int
   if (problem_.m > 0) {
     // A static M's own edge (M mod mr rows, where the caller's range ends at
     // M) in one smaller tile; the remainder of a range split elsewhere (not
-    // at a multiple of mr) row by row. Every kernel costs compile time
-    // (~10 ms of CPU each), so static M gets no others.
+    // at a multiple of mr) row by row. Every kernel costs compile time, so
+    // static M gets no others.
     const int exact = static_cast<int>(problem_.m % mr);
     auto* by_row = llvm::BasicBlock::Create(ctx_, "edge_rows", fn);
     if (exact > 0) {

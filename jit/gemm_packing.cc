@@ -149,9 +149,9 @@ StatusOr<GemmLayout> ChooseGemmLayout(int64_t m, int64_t n, int64_t k, const Gem
   // K block: a kc x nr panel of B takes an eighth of L2, so it stays there
   // (with A's block and C's rows beside it) while the row blocks of A pass
   // over it; the hardware prefetcher streams it into L1. Panels sized for
-  // L1 instead (kc ~ 100 for 48 columns) cost more in the C round trip
-  // between K blocks than they saved: 150 against 190 GFLOP/s for
-  // 32x2048x2048 on Zen 5. A single row block reuses nothing: its B is
+  // L1 instead (kc ~ 100 for 48 columns) make many more K blocks, and the
+  // round trip of C through memory between K blocks costs more than the
+  // closer panel saves. A single row block reuses nothing: its B is
   // streamed once, unblocked.
   int64_t kc_target = override_tile.kc;
   if (kc_target <= 0) {

@@ -78,7 +78,6 @@ class GenericEmitter {
         lanes_(lanes),
         ops_(graph, region, b_, lanes) {
     i64_ = llvm::Type::getInt64Ty(ctx_);
-    ptr_ = llvm::PointerType::get(ctx_, 0);
   }
 
   Status Emit(const std::string& name, int rank, const std::vector<InputSpec>& specs, const std::string& cpu,
@@ -103,7 +102,6 @@ class GenericEmitter {
   int lanes_;
   OpEmitter ops_;
   llvm::Type* i64_;
-  llvm::PointerType* ptr_;
   llvm::Function* fn_ = nullptr;
 
   const std::vector<InputSpec>* specs_ = nullptr;
@@ -126,29 +124,34 @@ Status GenericEmitter::Emit(const std::string& name, int rank, const std::vector
   const auto r = static_cast<size_t>(rank);
   KILN_ASSIGN_OR_RETURN(output_kinds_, OutputKinds(graph_, region_));
 
-  fn_ = internal::DeclareEntry(module_, name, /*generic=*/true, cpu, features);
+  // entry: dims, the row count and the clamped row range (and the buffer
+  // pointers); nothing to do for an empty range or an empty domain.
+  std::vector<bool> baked;
+  for (const InputSpec& spec : specs) baked.push_back(spec.baked);
+  std::vector<llvm::Value*> dims(r);
+  auto param = [&](llvm::Value* params, size_t index, const std::string& what) {
+    return b_.CreateAlignedLoad(i64_, b_.CreateConstInBoundsGEP1_64(i64_, params, index), llvm::Align(8), what);
+  };
+  const internal::EntryPrologue prologue = internal::EmitEntryPrologue(
+      module_, b_, name, /*generic=*/true, cpu, features, baked, region_.outputs.size(), [&](llvm::Value* params) {
+        for (size_t d = 0; d < r; ++d) dims[d] = param(params, d, "dim" + std::to_string(d));
+        llvm::Value* rows = I64(1);
+        for (size_t d = 0; d + 1 < r; ++d) rows = b_.CreateMul(rows, dims[d]);
+        return rows;
+      });
+  fn_ = prologue.fn;
   llvm::Function* fn = fn_;
-  llvm::Argument* params = fn->getArg(4);
+  llvm::Value* row_begin = prologue.row_begin;
+  llvm::Value* row_end = prologue.row_end;
+  const std::vector<llvm::Value*>& input_base = prologue.inputs;
+  const std::vector<llvm::Value*>& output_base = prologue.outputs;
 
-  llvm::BasicBlock* entry = llvm::BasicBlock::Create(ctx_, "entry", fn);
   llvm::BasicBlock* setup = llvm::BasicBlock::Create(ctx_, "setup", fn);
   llvm::BasicBlock* seg_body = llvm::BasicBlock::Create(ctx_, "seg_body", fn);
   llvm::BasicBlock* seg_latch = llvm::BasicBlock::Create(ctx_, "seg_latch", fn);
   llvm::BasicBlock* exit = llvm::BasicBlock::Create(ctx_, "exit", fn);
 
-  // entry: dims, the row count and the clamped row range; nothing to do for
-  // an empty range or an empty domain.
-  b_.SetInsertPoint(entry);
-  auto param = [&](size_t index, const std::string& what) {
-    return b_.CreateAlignedLoad(i64_, b_.CreateConstInBoundsGEP1_64(i64_, params, index), llvm::Align(8), what);
-  };
-  std::vector<llvm::Value*> dims(r);
-  for (size_t d = 0; d < r; ++d) dims[d] = param(d, "dim" + std::to_string(d));
-  llvm::Value* rows = I64(1);
-  for (size_t d = 0; d + 1 < r; ++d) rows = b_.CreateMul(rows, dims[d]);
   llvm::Value* row_len = r > 0 ? dims[r - 1] : I64(1);
-  llvm::Value* row_begin = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, fn->getArg(2), I64(0));
-  llvm::Value* row_end = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smin, fn->getArg(3), rows);
   llvm::Value* any_work =
       b_.CreateAnd(b_.CreateICmpSLT(row_begin, row_end), b_.CreateICmpSGT(row_len, I64(0)), "any_work");
   // Locals that change per row live in allocas; SROA turns them into SSA.
@@ -162,23 +165,16 @@ Status GenericEmitter::Emit(const std::string& name, int rank, const std::vector
   }
   b_.CreateCondBr(any_work, setup, exit);
 
-  // setup: buffers, strides, the loop shape (flat or per row) and the
-  // version of the inner loop, all fixed for the whole call.
+  // setup: strides, the loop shape (flat or per row) and the version of
+  // the inner loop, all fixed for the whole call.
   b_.SetInsertPoint(setup);
-  std::vector<llvm::Value*> input_base(n, nullptr);
   std::vector<std::vector<llvm::Value*>> strides(n);
   for (size_t i = 0; i < n; ++i) {
     if (specs[i].baked) continue;
-    llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, fn->getArg(0), i);
-    input_base[i] = b_.CreateAlignedLoad(ptr_, slot, llvm::Align(8), "in" + std::to_string(i));
     for (size_t d = 0; d < r; ++d) {
-      strides[i].push_back(param(r + i * r + d, "stride" + std::to_string(i) + "_" + std::to_string(d)));
+      strides[i].push_back(
+          param(prologue.params, r + i * r + d, "stride" + std::to_string(i) + "_" + std::to_string(d)));
     }
-  }
-  std::vector<llvm::Value*> output_base;
-  for (size_t k = 0; k < region_.outputs.size(); ++k) {
-    llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, fn->getArg(1), k);
-    output_base.push_back(b_.CreateAlignedLoad(ptr_, slot, llvm::Align(8), "out" + std::to_string(k)));
   }
 
   // Dense strides of the domain. An input whose strides equal them (dense

@@ -83,9 +83,8 @@ void DumpModule(const std::string& dir, llvm::Module& module, llvm::TargetMachin
 // Verifies `module`, then runs a short clean-up pipeline tuned for the host
 // TargetMachine. The generators emit explicit vector code in loops that are
 // already in their final shape, so O3's loop and SLP vectorizers and
-// unrollers find nothing to do; on the regions of the benchmark models they
-// took 19 ms of a 41 ms compile (median) while the region code ran no
-// faster than after this pipeline (2 ms). What the emitted IR does need:
+// unrollers find nothing to do: they would take most of the compile time
+// and give no faster code. What the emitted IR does need:
 // common subexpressions (splatted constants, shared address arithmetic),
 // instruction combining, a simplified CFG, and loop-invariant splats and
 // pointers hoisted out of the vector loop. InstCombine runs without its
@@ -144,9 +143,7 @@ size_t TextBytes(const llvm::MemoryBuffer& object) {
 // Lanes of the IR vectors the code generators emit: two registers' worth.
 // LLVM splits each operation into two independent halves, and the out-of-
 // order core overlaps their long dependency chains (a 12-step polynomial,
-// a division); with one register per step the loops were latency-bound.
-// Measured on AVX2 against one register: -17% on the 7-op elementwise
-// chain, -13% and -25% on attention Softmax rows (12x384x384, 4x128x128).
+// a division); with one register per step the loops are latency-bound.
 int F32LanesFor(const llvm::StringMap<bool>& features) {
   auto has = [&](const char* name) {
     auto it = features.find(name);
@@ -192,8 +189,8 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
   // module's code and constants in one allocation, so the small code model
   // is safe: loops then read constants RIP-relative instead of
   // materialising a 64-bit address per constant (the large model, which a
-  // bare JIT TargetMachine defaults to, did that inside the LayerNorm+GELU
-  // loop: two extra instructions per constant, ~25 constants). Setting it
+  // bare JIT TargetMachine defaults to, does that inside the vector loops,
+  // where a long elementwise chain holds dozens of constants). Setting it
   // here also makes the KILN_DUMP_IR assembly the code that actually runs.
   jtmb->setCodeModel(llvm::CodeModel::Small);
   jtmb->setRelocationModel(llvm::Reloc::PIC_);

@@ -16,84 +16,8 @@
 #include "jit/vector_math.h"
 
 namespace kiln::jit::internal {
-namespace {
-
 using graph::Node;
 using graph::ValueId;
-
-// A single-element constant becomes an immediate. Integer scalars are
-// accepted here only as values (Pow's exponent may be int64).
-std::optional<double> ScalarConstant(const graph::Value& value) {
-  if (!value.constant || value.constant->num_elements() != 1) return std::nullopt;
-  const Tensor& t = *value.constant;
-  switch (t.dtype()) {
-    case DType::kFloat32: return static_cast<double>(t.data<float>()[0]);
-    case DType::kBool: return t.data<bool>()[0] ? 1.0 : 0.0;
-    case DType::kInt64: return static_cast<double>(t.data<int64_t>()[0]);
-    case DType::kInt32: return static_cast<double>(t.data<int32_t>()[0]);
-    default: return std::nullopt;
-  }
-}
-
-
-}  // namespace
-
-StatusOr<Kind> KindOf(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat32: return Kind::kFloat;
-    case DType::kBool: return Kind::kBool;
-    default: return Unsupported("jit: elementwise regions support float32 and bool, not ", DTypeName(dtype));
-  }
-}
-
-StatusOr<Dims> Broadcast(const Dims& a, const Dims& b) {
-  const size_t rank = std::max(a.size(), b.size());
-  Dims out(rank);
-  for (size_t i = 0; i < rank; ++i) {
-    const int64_t x = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
-    const int64_t y = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
-    if (x != y && x != 1 && y != 1) {
-      return InvalidArgument("jit: dims ", DimsToString(a), " and ", DimsToString(b), " do not broadcast");
-    }
-    out[i] = x == 1 ? y : x;
-  }
-  return out;
-}
-
-StatusOr<std::vector<InputSpec>> ClassifyInputs(const graph::Graph& graph, const graph::Region& region) {
-  if (region.kind != graph::RegionKind::kElementwise) {
-    return Unsupported("jit: region kind ", graph::RegionKindName(region.kind));
-  }
-  if (region.nodes.empty() || region.outputs.empty()) {
-    return InvalidArgument("jit: region ", region.id, " has no nodes or no outputs");
-  }
-  std::vector<InputSpec> specs(region.inputs.size());
-  for (size_t i = 0; i < region.inputs.size(); ++i) {
-    KILN_ASSIGN_OR_RETURN(specs[i], ClassifyInput(graph.value(region.inputs[i])));
-  }
-  return specs;
-}
-
-StatusOr<InputSpec> ClassifyInput(const graph::Value& value) {
-  InputSpec spec;
-  if (std::optional<double> scalar = ScalarConstant(value)) {
-    spec.baked = true;
-    spec.immediate = *scalar;
-    spec.kind = value.constant->dtype() == DType::kBool ? Kind::kBool : Kind::kFloat;
-    return spec;
-  }
-  KILN_ASSIGN_OR_RETURN(spec.kind, KindOf(value.dtype));
-  return spec;
-}
-
-StatusOr<std::vector<Kind>> OutputKinds(const graph::Graph& graph, const graph::Region& region) {
-  std::vector<Kind> kinds;
-  for (ValueId id : region.outputs) {
-    KILN_ASSIGN_OR_RETURN(Kind kind, KindOf(graph.value(id).dtype));
-    kinds.push_back(kind);
-  }
-  return kinds;
-}
 
 OpEmitter::OpEmitter(const graph::Graph& graph, const graph::Region& region, llvm::IRBuilderBase& b, int lanes)
     : graph_(graph), region_(region), b_(b), lanes_(lanes) {}
@@ -382,6 +306,33 @@ llvm::Function* DeclareEntry(llvm::Module& module, const std::string& name, bool
     fn->addParamAttr(a, llvm::Attribute::ReadOnly);
   }
   return fn;
+}
+
+EntryPrologue EmitEntryPrologue(llvm::Module& module, llvm::IRBuilderBase& b, const std::string& name, bool generic,
+                                const std::string& cpu, const std::string& features, const std::vector<bool>& baked,
+                                size_t num_outputs, const std::function<llvm::Value*(llvm::Value* params)>& rows) {
+  EntryPrologue p;
+  p.fn = DeclareEntry(module, name, generic, cpu, features);
+  llvm::LLVMContext& ctx = module.getContext();
+  llvm::Type* ptr = llvm::PointerType::get(ctx, 0);
+  llvm::Type* i64 = llvm::Type::getInt64Ty(ctx);
+  p.entry = llvm::BasicBlock::Create(ctx, "entry", p.fn);
+  b.SetInsertPoint(p.entry);
+  if (generic) p.params = p.fn->getArg(4);
+  llvm::Value* num_rows = rows(p.params);
+  p.row_begin = b.CreateBinaryIntrinsic(llvm::Intrinsic::smax, p.fn->getArg(2), llvm::ConstantInt::get(i64, 0));
+  p.row_end = b.CreateBinaryIntrinsic(llvm::Intrinsic::smin, p.fn->getArg(3), num_rows);
+  p.inputs.assign(baked.size(), nullptr);
+  for (size_t i = 0; i < baked.size(); ++i) {
+    if (baked[i]) continue;
+    llvm::Value* slot = b.CreateConstInBoundsGEP1_64(ptr, p.fn->getArg(0), i);
+    p.inputs[i] = b.CreateAlignedLoad(ptr, slot, llvm::Align(8), "in" + std::to_string(i));
+  }
+  for (size_t k = 0; k < num_outputs; ++k) {
+    llvm::Value* slot = b.CreateConstInBoundsGEP1_64(ptr, p.fn->getArg(1), k);
+    p.outputs.push_back(b.CreateAlignedLoad(ptr, slot, llvm::Align(8), "out" + std::to_string(k)));
+  }
+  return p;
 }
 
 namespace {

@@ -1,11 +1,13 @@
-// Internal to jit/: what the specialised (elementwise_codegen.cc) and the
-// shape-generic (generic_codegen.cc) generators share; the row-reduction
-// generator (row_reduction_codegen.cc) uses the per-node emission
-// (OpEmitter::EmitNode) for its elementwise members. The first two emit the same
-// vector body for a region — the chain of ops on one vector of every input —
-// and differ only in the loop nest and addressing around it, so the op
-// emission, the input classification and the vector loads and stores live
-// here once.
+// Internal to jit/: what the code generators share. The specialised
+// (elementwise_codegen.cc) and shape-generic (generic_codegen.cc)
+// elementwise generators emit the same vector body for a region — the chain
+// of ops on one vector of every input — and differ only in the loop nest and
+// addressing around it, so the op emission and the vector loads and stores
+// live here once; the row-reduction generator (row_reduction_codegen.cc)
+// uses the per-node emission (OpEmitter::EmitNode) for its elementwise
+// members. All three declare their entry and unpack its arguments with
+// EmitEntryPrologue. The LLVM-free input classification is in
+// region_inputs.h.
 #pragma once
 
 #include <llvm/IR/IRBuilder.h>
@@ -19,19 +21,11 @@
 #include "graph/graph.h"
 #include "graph/region.h"
 #include "jit/jit_compiler.h"
+#include "jit/region_inputs.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
 
 namespace kiln::jit::internal {
-
-// The two element kinds that flow through a region: float32 data and
-// bool masks (i1 in registers, one byte in memory).
-enum class Kind { kFloat, kBool };
-
-StatusOr<Kind> KindOf(DType dtype);
-
-// numpy / ONNX multidirectional broadcasting.
-StatusOr<Dims> Broadcast(const Dims& a, const Dims& b);
 
 // A value in registers with its kind and, for immediates, its value (Pow
 // specialises on constant exponents).
@@ -40,25 +34,6 @@ struct Operand {
   Kind kind = Kind::kFloat;
   std::optional<double> immediate;
 };
-
-// How a region input enters the code, independent of shapes.
-struct InputSpec {
-  Kind kind = Kind::kFloat;
-  bool baked = false;    // a single-element constant: an immediate, its buffer is never read
-  double immediate = 0;  // its value (bool as 0/1)
-};
-
-// How one region input enters the code: a single-element constant is baked
-// in; anything else must be float32 or bool (kUnsupported otherwise).
-StatusOr<InputSpec> ClassifyInput(const graph::Value& value);
-
-// Checks what both generators require of any region (elementwise kind, at
-// least one node and one output) and classifies its inputs (region.inputs
-// order). kUnsupported for a dtype other than float32/bool.
-StatusOr<std::vector<InputSpec>> ClassifyInputs(const graph::Graph& graph, const graph::Region& region);
-
-// The kind of each region output (region.outputs order).
-StatusOr<std::vector<Kind>> OutputKinds(const graph::Graph& graph, const graph::Region& region);
 
 // Emits vectors of `lanes` elements through `b`. Holds no IR state of its
 // own, so one emitter may generate the body any number of times (the
@@ -114,6 +89,29 @@ class OpEmitter {
 // captured. The caller emits the body.
 llvm::Function* DeclareEntry(llvm::Module& module, const std::string& name, bool generic, const std::string& cpu,
                              const std::string& features);
+
+// An entry function (DeclareEntry) with its arguments unpacked in its first
+// block.
+struct EntryPrologue {
+  llvm::Function* fn = nullptr;
+  llvm::BasicBlock* entry = nullptr;
+  llvm::Value* params = nullptr;      // GenericEntryFn's params argument; null for EntryFn
+  std::vector<llvm::Value*> inputs;   // per region input, its buffer; null for a baked input (never read)
+  std::vector<llvm::Value*> outputs;  // per region output, its buffer
+  llvm::Value* row_begin = nullptr;   // max(row_begin, 0)
+  llvm::Value* row_end = nullptr;     // min(row_end, rows)
+};
+
+// Declares the entry `name` in `module` (DeclareEntry's arguments) and
+// emits its "entry" block through `b`: the number of rows, from `rows`
+// (called there with the params argument, null without `generic`, so that
+// generic code may load it); the row range clamped to [0, rows); and the
+// buffer pointers of the inputs not `baked` (one flag per region input) and
+// of `num_outputs` outputs. Leaves `b` at the end of the entry block, which
+// the caller terminates.
+EntryPrologue EmitEntryPrologue(llvm::Module& module, llvm::IRBuilderBase& b, const std::string& name, bool generic,
+                                const std::string& cpu, const std::string& features, const std::vector<bool>& baked,
+                                size_t num_outputs, const std::function<llvm::Value*(llvm::Value* params)>& rows);
 
 // Code for a region: compiled now, or reused from the JIT's CodeCache.
 struct RegionCode {

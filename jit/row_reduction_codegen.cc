@@ -19,6 +19,7 @@
 #include "graph/log.h"
 #include "graph/partitioner.h"
 #include "jit/region_ops.h"
+#include "jit/row_region_plan.h"
 #include "jit/vector_math.h"
 
 namespace kiln::jit {
@@ -29,16 +30,17 @@ using graph::NodeId;
 using graph::RowOp;
 using graph::RowReduction;
 using graph::ValueId;
-using internal::Broadcast;
-using internal::InputSpec;
 using internal::Kind;
 using internal::OpEmitter;
 using internal::Operand;
+using internal::ReductionPlan;
+using internal::RowInputPlan;
+using internal::RowRegionPlan;
 
 // Independent accumulators per reduction in an accumulation pass. Each is
 // a vector of two registers (JitCompiler::f32_vector_lanes), so two sets
-// give four independent add chains; four sets measured no faster and took
-// ~40% longer to compile (Softmax rows: 40 ms against 29).
+// give four independent add chains, enough to hide the add latency; more
+// sets only make the unrolled loop body larger and slower to compile.
 constexpr int kAccumulators = 2;
 // Rows up to this many elements keep values that later passes read again
 // in stack buffers (at most 16 KiB each, in L1) instead of recomputing them:
@@ -54,320 +56,13 @@ constexpr int64_t kMaxStashedRow = 4096;
 // Stack the stashes of one row may take in all.
 constexpr int64_t kMaxStashBytes = int64_t{64} << 10;
 
-// How one region input is read.
-struct InputPlan {
-  InputSpec spec;
-  bool unused = false;   // a reduction's constant axes: never read
-  bool per_row = false;  // one element per row (splatted), else a whole row
-  // Elements per step of each leading (non-row) domain dim; 0 where the
-  // input broadcasts along it.
-  std::vector<int64_t> outer_strides;
-  bool outer_dense = false;  // offset = row * (elements per row)
-};
-
-// A reduction node and the per-row results of its accumulations, filled
-// in as passes finish (vectors with the value in every lane).
-struct ReductionPlan {
-  NodeId node = graph::kNoNode;
-  RowReduction op;
-  int stage = 0;            // the pass of its first accumulation
-  int accumulations = 1;    // Softmax and LayerNorm need a second one
-  llvm::Value* first = nullptr;   // Sum/Mean/Max: the result; Softmax: max; LayerNorm: mean
-  llvm::Value* second = nullptr;  // Softmax: 1/sum; LogSoftmax: max + log(sum); LayerNorm: 1/stddev
-  llvm::Value* stash = nullptr;   // Softmax: the row's exp(x - max) (kMaxStashedRow), or null
-};
-
-struct Plan {
-  Dims domain;
-  int axis = 0;
-  int64_t rows = 0;
-  int64_t row_len = 0;
-  std::vector<InputPlan> inputs;            // region.inputs order
-  std::vector<int> input_index;             // value id -> region input index, or -1
-  std::vector<std::optional<Dims>> dims;    // value id -> dims (inputs and members)
-  std::vector<bool> per_row;                // value id -> one value per row
-  std::vector<int> level;                   // value id -> first pass it is known in
-  std::vector<int> reduction_of;            // node id -> index into reductions, or -1
-  std::vector<ReductionPlan> reductions;
-  int num_passes = 0;                       // accumulation passes
-  std::vector<Dims> output_dims;
-  std::vector<bool> output_per_row;
-  std::vector<Kind> output_kinds;
-};
-
-// How a shape-generic version reads each input, from a plan: 'D' the whole
-// domain, dense; 'R' one row, the same for every row; 'P' one value per
-// row, dense; 'S' one value for every row; 'b' baked or never read. With
-// a single row, dense and shared read the same elements and the plan
-// cannot tell them apart: '?' (D or R) and '!' (P or S). Then, after '|',
-// per region member and output whether it is per-row ('1'). Generic code
-// serves the signatures whose layout matches its own (LayoutServes).
-StatusOr<std::string> GenericLayout(const Plan& plan) {
-  std::string layout;
-  for (const InputPlan& p : plan.inputs) {
-    if (p.spec.baked) {
-      layout += 'b';
-      continue;
-    }
-    bool zero_strides = true;
-    for (int64_t stride : p.outer_strides) zero_strides = zero_strides && stride == 0;
-    if (p.outer_dense && zero_strides) {
-      layout += p.per_row ? '!' : '?';
-    } else if (p.outer_dense) {
-      layout += p.per_row ? 'P' : 'D';
-    } else if (zero_strides) {
-      layout += p.per_row ? 'S' : 'R';
-    } else {
-      return Unsupported("jit: an input broadcasts along some of the leading dims of ", DimsToString(plan.domain),
-                         "; the shape-generic row code reads inputs whole, per row or once");
-    }
-  }
-  layout += '|';
-  for (size_t v = 0; v < plan.per_row.size(); ++v) {
-    if (plan.dims[v]) layout += plan.per_row[v] ? '1' : '0';
-  }
-  layout += '|';
-  for (bool per_row : plan.output_per_row) layout += per_row ? '1' : '0';
-  return layout;
-}
-
-// Whether code compiled for layout `code` reads a call of layout `call`
-// correctly: the same, but where the call cannot tell dense from shared
-// (one row) either reading does.
-bool LayoutServes(const std::string& code, const std::string& call) {
-  if (code.size() != call.size()) return false;
-  for (size_t i = 0; i < code.size(); ++i) {
-    const char c = code[i];
-    const char k = call[i];
-    if (c == k || (k == '?' && (c == 'D' || c == 'R')) || (k == '!' && (c == 'P' || c == 'S'))) continue;
-    return false;
-  }
-  return true;
-}
-
-int64_t Product(const Dims& dims, size_t begin, size_t end) {
-  int64_t n = 1;
-  for (size_t i = begin; i < end; ++i) n *= dims[i];
-  return n;
-}
-
-// `dims` right-aligned to `rank` with leading 1s.
-Dims Padded(const Dims& dims, size_t rank) {
-  Dims out(rank, 1);
-  for (size_t k = 0; k < dims.size(); ++k) out[rank - dims.size() + k] = dims[k];
-  return out;
-}
-
-// Whether a value of `dims` covers the row (false: one element per row).
-// kUnsupported when it does neither or does not broadcast into the domain.
-StatusOr<bool> CoversRow(const Dims& dims, const Plan& plan, const std::string& what) {
-  if (dims.size() > plan.domain.size()) {
-    return Unsupported("jit: ", what, " ", DimsToString(dims), " has a higher rank than the domain ",
-                       DimsToString(plan.domain));
-  }
-  const Dims p = Padded(dims, plan.domain.size());
-  bool full = true;
-  bool one = true;
-  for (size_t d = 0; d < p.size(); ++d) {
-    if (p[d] != 1 && p[d] != plan.domain[d]) {
-      return Unsupported("jit: ", what, " ", DimsToString(dims), " does not broadcast into the domain ",
-                         DimsToString(plan.domain));
-    }
-    if (static_cast<int>(d) < plan.axis) continue;
-    full = full && p[d] == plan.domain[d];
-    one = one && p[d] == 1;
-  }
-  if (full) return true;
-  if (one) return false;
-  return Unsupported("jit: ", what, " ", DimsToString(dims), " broadcasts along part of the row of ",
-                     DimsToString(plan.domain), " (axes from ", plan.axis, ")");
-}
-
-Status PlanRegion(const graph::Graph& graph, const graph::Region& region, const std::vector<Dims>& input_dims,
-                  Plan& plan) {
-  if (region.kind != graph::RegionKind::kRowReduction) {
-    return Unsupported("jit: region kind ", graph::RegionKindName(region.kind), " is not a row reduction");
-  }
-  if (region.nodes.empty() || region.outputs.empty()) {
-    return InvalidArgument("jit: region ", region.id, " has no nodes or no outputs");
-  }
-  if (input_dims.size() != region.inputs.size()) {
-    return InvalidArgument("jit: region ", region.id, " has ", region.inputs.size(), " inputs but ",
-                           input_dims.size(), " dims were given");
-  }
-  const size_t num_values = graph.num_values();
-  plan.dims.assign(num_values, std::nullopt);
-  plan.input_index.assign(num_values, -1);
-  plan.per_row.assign(num_values, false);
-  plan.level.assign(num_values, 0);
-  plan.reduction_of.assign(graph.num_nodes(), -1);
-  for (size_t i = 0; i < region.inputs.size(); ++i) {
-    for (int64_t d : input_dims[i]) {
-      if (d < 0) return InvalidArgument("jit: negative dim in ", DimsToString(input_dims[i]));
-    }
-    plan.dims[static_cast<size_t>(region.inputs[i])] = input_dims[i];
-    plan.input_index[static_cast<size_t>(region.inputs[i])] = static_cast<int>(i);
-  }
-
-  // Dims of every member's output, the domain and the pass levels.
-  bool have_domain = false;
-  for (NodeId id : region.nodes) {
-    const Node& node = graph.node(id);
-    if (node.outputs.empty() || node.outputs[0] == graph::kNoValue) {
-      return Unsupported("jit: ", node.Describe(), " has no first output");
-    }
-    std::optional<RowReduction> reduction = graph::AsRowReduction(graph, node);
-    const size_t data_inputs = reduction && reduction->op != RowOp::kLayerNorm ? 1 : node.inputs.size();
-    int level = 0;
-    for (size_t k = 0; k < data_inputs; ++k) {
-      const ValueId v = node.inputs[k];
-      if (v == graph::kNoValue) continue;
-      if (!plan.dims[static_cast<size_t>(v)]) {
-        return InvalidArgument("jit: ", node.Describe(), " reads '", graph.value(v).name,
-                               "' before it is computed (region nodes must be in topological order)");
-      }
-      level = std::max(level, plan.level[static_cast<size_t>(v)]);
-    }
-    Dims out;
-    if (reduction) {
-      const Dims& x = *plan.dims[static_cast<size_t>(node.inputs[0])];
-      if (static_cast<int>(x.size()) != reduction->rank) {
-        return InvalidArgument("jit: ", node.Describe(), ": input dims ", DimsToString(x), " do not have rank ",
-                               reduction->rank);
-      }
-      if (!have_domain) {
-        plan.domain = x;
-        plan.axis = reduction->axis;
-        have_domain = true;
-      } else if (x != plan.domain || reduction->axis != plan.axis) {
-        return Unsupported("jit: ", node.Describe(), " reduces ", DimsToString(x), " from axis ", reduction->axis,
-                           ", not the region's domain ", DimsToString(plan.domain), " from axis ", plan.axis);
-      }
-      ReductionPlan r;
-      r.node = id;
-      r.op = *reduction;
-      r.stage = plan.level[static_cast<size_t>(node.inputs[0])];
-      const bool two = reduction->op == RowOp::kSoftmax || reduction->op == RowOp::kLogSoftmax ||
-                       reduction->op == RowOp::kLayerNorm;
-      r.accumulations = two ? 2 : 1;
-      plan.num_passes = std::max(plan.num_passes, r.stage + r.accumulations);
-      level = std::max(level, r.stage + r.accumulations);
-      out = x;
-      if (!two) {
-        for (size_t d = static_cast<size_t>(reduction->axis); d < out.size(); ++d) out[d] = 1;
-      }
-      plan.reduction_of[static_cast<size_t>(id)] = static_cast<int>(plan.reductions.size());
-      plan.reductions.push_back(r);
-    } else if (graph::IsFusibleElementwise(node)) {
-      for (ValueId v : node.inputs) {
-        if (v == graph::kNoValue) continue;
-        KILN_ASSIGN_OR_RETURN(out, Broadcast(out, *plan.dims[static_cast<size_t>(v)]));
-      }
-    } else {
-      return Unsupported("jit: op ", node.op_type, " (", node.Describe(),
-                         ") is not supported by the row-reduction code generator");
-    }
-    plan.dims[static_cast<size_t>(node.outputs[0])] = out;
-    plan.level[static_cast<size_t>(node.outputs[0])] = level;
-  }
-  if (!have_domain) return InvalidArgument("jit: region ", region.id, " has no reduction");
-  KILN_RETURN_IF_ERROR(CheckedNumElements(plan.domain, DType::kFloat32).status());
-  plan.rows = Product(plan.domain, 0, static_cast<size_t>(plan.axis));
-  plan.row_len = Product(plan.domain, static_cast<size_t>(plan.axis), plan.domain.size());
-  if (plan.rows == 0 || plan.row_len == 0) {
-    // A reduction over an empty row has no well-defined vector form worth
-    // compiling (max of nothing, mean of nothing): the interpreter does it.
-    return Unsupported("jit: empty domain ", DimsToString(plan.domain));
-  }
-
-  // Row-shaped or per-row: every member, and the reductions' data inputs
-  // exactly the domain.
-  for (NodeId id : region.nodes) {
-    const Node& node = graph.node(id);
-    const ValueId out = node.outputs[0];
-    KILN_ASSIGN_OR_RETURN(bool full, CoversRow(*plan.dims[static_cast<size_t>(out)], plan, "'" + graph.value(out).name + "'"));
-    plan.per_row[static_cast<size_t>(out)] = !full;
-    if (plan.reduction_of[static_cast<size_t>(id)] >= 0) {
-      // Scale and B of a LayerNorm must also fit the row.
-      for (size_t k = 1; node.op_type == "LayerNormalization" && k < node.inputs.size(); ++k) {
-        const ValueId v = node.inputs[k];
-        if (v != graph::kNoValue) {
-          KILN_RETURN_IF_ERROR(CoversRow(*plan.dims[static_cast<size_t>(v)], plan, "'" + graph.value(v).name + "'").status());
-        }
-      }
-    }
-  }
-
-  // Inputs. A value used only as a ReduceX's axes is never read.
-  plan.inputs.assign(region.inputs.size(), InputPlan{});
-  std::vector<bool> data_use(num_values, false);
-  for (NodeId id : region.nodes) {
-    const Node& node = graph.node(id);
-    const bool axes_second = plan.reduction_of[static_cast<size_t>(id)] >= 0 && node.op_type != "LayerNormalization";
-    for (size_t k = 0; k < node.inputs.size(); ++k) {
-      if (node.inputs[k] != graph::kNoValue && !(axes_second && k == 1)) data_use[static_cast<size_t>(node.inputs[k])] = true;
-    }
-  }
-  const size_t rank = plan.domain.size();
-  for (size_t i = 0; i < region.inputs.size(); ++i) {
-    InputPlan& p = plan.inputs[i];
-    const ValueId v = region.inputs[i];
-    const graph::Value& value = graph.value(v);
-    if (!data_use[static_cast<size_t>(v)]) {
-      p.unused = true;
-      p.spec.baked = true;
-      continue;
-    }
-    KILN_ASSIGN_OR_RETURN(p.spec, internal::ClassifyInput(value));
-    if (p.spec.baked) continue;
-    KILN_ASSIGN_OR_RETURN(bool full, CoversRow(input_dims[i], plan, "input '" + value.name + "'"));
-    p.per_row = !full;
-    plan.per_row[static_cast<size_t>(v)] = !full;
-    const Dims padded = Padded(input_dims[i], rank);
-    int64_t stride = 1;
-    std::vector<int64_t> strides(rank);
-    for (size_t d = rank; d-- > 0;) {
-      strides[d] = stride;
-      stride *= padded[d];
-    }
-    p.outer_dense = true;
-    for (size_t d = 0; d < static_cast<size_t>(plan.axis); ++d) {
-      p.outer_strides.push_back(padded[d] == 1 ? 0 : strides[d]);
-      if (padded[d] != plan.domain[d]) p.outer_dense = false;
-    }
-  }
-  for (size_t i = 0; i < region.inputs.size(); ++i) {
-    if (plan.inputs[i].spec.baked) plan.per_row[static_cast<size_t>(region.inputs[i])] = true;
-  }
-
-  // Outputs: the domain's dims, or its leading dims then 1s.
-  for (ValueId o : region.outputs) {
-    if (!plan.dims[static_cast<size_t>(o)] || plan.input_index[static_cast<size_t>(o)] >= 0) {
-      return InvalidArgument("jit: region output '", graph.value(o).name, "' is not produced by the region");
-    }
-    const Dims& d = *plan.dims[static_cast<size_t>(o)];
-    bool per_row = d.size() == rank;
-    for (size_t k = 0; per_row && k < rank; ++k) {
-      per_row = static_cast<int>(k) < plan.axis ? d[k] == plan.domain[k] : d[k] == 1;
-    }
-    if (d != plan.domain && !per_row) {
-      return Unsupported("jit: region output '", graph.value(o).name, "' has dims ", DimsToString(d),
-                         ", neither the domain ", DimsToString(plan.domain), " nor one value per row");
-    }
-    plan.output_dims.push_back(d);
-    plan.output_per_row.push_back(d != plan.domain);
-    KILN_ASSIGN_OR_RETURN(Kind kind, internal::KindOf(graph.value(o).dtype));
-    plan.output_kinds.push_back(kind);
-  }
-  return Status::Ok();
-}
-
 class RowEmitter {
  public:
-  // With a `generic_layout` (GenericLayout of `plan`), rows and row length
-  // come from the params argument (GenericEntryFn) instead of the plan.
-  RowEmitter(const graph::Graph& graph, const graph::Region& region, Plan& plan, llvm::Module& module, int lanes,
-             std::string generic_layout = {})
+  // With a `generic_layout` (GenericRowLayout of `plan`), rows and row
+  // length come from the params argument (GenericEntryFn) instead of the
+  // plan.
+  RowEmitter(const graph::Graph& graph, const graph::Region& region, const RowRegionPlan& plan,
+             llvm::Module& module, int lanes, std::optional<RowLayout> generic_layout = std::nullopt)
       : graph_(graph),
         region_(region),
         plan_(plan),
@@ -378,12 +73,20 @@ class RowEmitter {
         lanes_(lanes),
         ops_(graph, region, b_, lanes) {
     i64_ = llvm::Type::getInt64Ty(ctx_);
-    ptr_ = llvm::PointerType::get(ctx_, 0);
+    reduction_values_.resize(plan.reductions.size());
   }
 
   Status Emit(const std::string& name, const std::string& cpu, const std::string& features);
 
  private:
+  // The per-row results of a reduction's accumulations (vectors with the
+  // value in every lane), filled in as passes finish, and its row buffer.
+  struct ReductionValues {
+    llvm::Value* first = nullptr;   // Sum/Mean/Max: the result; Softmax: max; LayerNorm: mean
+    llvm::Value* second = nullptr;  // Softmax: 1/sum; LogSoftmax: max + log(sum); LayerNorm: 1/stddev
+    llvm::Value* stash = nullptr;   // Softmax: the row's exp(x - max) (kMaxStashedRow), or null
+  };
+
   // One accumulation of a pass.
   struct Accumulation {
     int reduction;  // index into plan_.reductions
@@ -391,7 +94,7 @@ class RowEmitter {
     bool is_max;
   };
 
-  bool generic() const { return !generic_layout_.empty(); }
+  bool generic() const { return generic_layout_.has_value(); }
   llvm::Value* I64(int64_t v) const { return llvm::ConstantInt::get(i64_, v); }
   llvm::BasicBlock* NewBlock(const std::string& name) {
     return llvm::BasicBlock::Create(ctx_, name, b_.GetInsertBlock()->getParent());
@@ -431,16 +134,17 @@ class RowEmitter {
 
   const graph::Graph& graph_;
   const graph::Region& region_;
-  Plan& plan_;
+  const RowRegionPlan& plan_;
   // Empty for a specialisation.
-  const std::string generic_layout_;
+  const std::optional<RowLayout> generic_layout_;
   llvm::Module& module_;
   llvm::LLVMContext& ctx_;
   llvm::IRBuilder<> b_;
   int lanes_;
   OpEmitter ops_;
   llvm::Type* i64_;
-  llvm::PointerType* ptr_;
+  // Parallel to plan_.reductions.
+  std::vector<ReductionValues> reduction_values_;
 
   // The row length: a constant, or (generic) the params' value, as i64 and
   // as a float vector.
@@ -468,7 +172,7 @@ void RowEmitter::AllocateInputStashes() {
   if (generic() || plan_.row_len > kMaxStashedRow) return;
   const int64_t padded = (plan_.row_len + lanes_ - 1) / lanes_ * lanes_;
   int64_t bytes = 0;
-  for (const ReductionPlan& red : plan_.reductions) bytes += red.stash != nullptr ? padded * 4 : 0;
+  for (const ReductionValues& values : reduction_values_) bytes += values.stash != nullptr ? padded * 4 : 0;
   for (const ReductionPlan& red : plan_.reductions) {
     const ValueId x = graph_.node(red.node).inputs[0];
     // Region inputs are read again from memory as cheaply as from a stash.
@@ -529,7 +233,7 @@ StatusOr<Operand> RowEmitter::EvalPerRow(ValueId v) {
   Operand result;
   const int input = plan_.input_index[static_cast<size_t>(v)];
   if (input >= 0) {
-    const InputPlan& p = plan_.inputs[static_cast<size_t>(input)];
+    const RowInputPlan& p = plan_.inputs[static_cast<size_t>(input)];
     if (p.unused) return Internal("jit: reads the axes input '", graph_.value(v).name, "' as data");
     if (p.spec.baked) {
       result = ops_.Immediate(p.spec);
@@ -542,11 +246,12 @@ StatusOr<Operand> RowEmitter::EvalPerRow(ValueId v) {
     const int r = plan_.reduction_of[static_cast<size_t>(producer)];
     if (r >= 0) {
       const ReductionPlan& red = plan_.reductions[static_cast<size_t>(r)];
+      const ReductionValues& values = reduction_values_[static_cast<size_t>(r)];
       const bool per_row_result = red.op.op == RowOp::kSum || red.op.op == RowOp::kMean || red.op.op == RowOp::kMax;
-      if (!per_row_result || red.first == nullptr) {
+      if (!per_row_result || values.first == nullptr) {
         return Internal("jit: '", graph_.value(v).name, "' is used before the pass that computes it");
       }
-      result = Operand{red.first, Kind::kFloat, std::nullopt};
+      result = Operand{values.first, Kind::kFloat, std::nullopt};
     } else {
       KILN_ASSIGN_OR_RETURN(result, EvalNode(graph_.node(producer), /*per_row=*/true));
     }
@@ -566,7 +271,7 @@ StatusOr<Operand> RowEmitter::Eval(ValueId v) {
     llvm::Value* ptr = b_.CreateInBoundsGEP(b_.getFloatTy(), stash->second, col_);
     result = Operand{ops_.LoadVector(Kind::kFloat, ptr, mask_), Kind::kFloat, std::nullopt};
   } else if (input >= 0) {
-    const InputPlan& p = plan_.inputs[static_cast<size_t>(input)];
+    const RowInputPlan& p = plan_.inputs[static_cast<size_t>(input)];
     llvm::Value* ptr = b_.CreateInBoundsGEP(ops_.MemElemTy(p.spec.kind), input_ptr_[static_cast<size_t>(input)], col_);
     result = Operand{ops_.LoadVector(p.spec.kind, ptr, mask_), p.spec.kind, std::nullopt};
   } else {
@@ -577,7 +282,8 @@ StatusOr<Operand> RowEmitter::Eval(ValueId v) {
       KILN_ASSIGN_OR_RETURN(result, EvalNode(node, /*per_row=*/false));
     } else {
       const ReductionPlan& red = plan_.reductions[static_cast<size_t>(r)];
-      if (red.first == nullptr || (red.accumulations == 2 && red.second == nullptr)) {
+      const ReductionValues& values = reduction_values_[static_cast<size_t>(r)];
+      if (values.first == nullptr || (red.accumulations == 2 && values.second == nullptr)) {
         return Internal("jit: '", graph_.value(v).name, "' is used before the pass that computes it");
       }
       llvm::Value* out = nullptr;
@@ -586,28 +292,28 @@ StatusOr<Operand> RowEmitter::Eval(ValueId v) {
         case RowOp::kMean:
         case RowOp::kMax:
           // A row of one element: the result is row-shaped too.
-          out = red.first;
+          out = values.first;
           break;
         case RowOp::kSoftmax: {
           llvm::Value* e = nullptr;
-          if (red.stash != nullptr) {
-            e = ops_.LoadVector(Kind::kFloat, b_.CreateInBoundsGEP(b_.getFloatTy(), red.stash, col_), mask_);
+          if (values.stash != nullptr) {
+            e = ops_.LoadVector(Kind::kFloat, b_.CreateInBoundsGEP(b_.getFloatTy(), values.stash, col_), mask_);
           } else {
             KILN_ASSIGN_OR_RETURN(Operand x, Eval(node.inputs[0]));
-            e = EmitExp(b_, b_.CreateFSub(x.v, red.first));
+            e = EmitExp(b_, b_.CreateFSub(x.v, values.first));
           }
-          out = b_.CreateFMul(e, red.second);
+          out = b_.CreateFMul(e, values.second);
           break;
         }
         case RowOp::kLogSoftmax: {
           KILN_ASSIGN_OR_RETURN(Operand x, Eval(node.inputs[0]));
-          out = b_.CreateFSub(x.v, red.second);
+          out = b_.CreateFSub(x.v, values.second);
           break;
         }
         case RowOp::kLayerNorm: {
           KILN_ASSIGN_OR_RETURN(Operand x, Eval(node.inputs[0]));
           KILN_ASSIGN_OR_RETURN(Operand scale, Eval(node.inputs[1]));
-          out = b_.CreateFMul(b_.CreateFMul(b_.CreateFSub(x.v, red.first), red.second), scale.v);
+          out = b_.CreateFMul(b_.CreateFMul(b_.CreateFSub(x.v, values.first), values.second), scale.v);
           if (node.inputs.size() > 2 && node.inputs[2] != graph::kNoValue) {
             KILN_ASSIGN_OR_RETURN(Operand bias, Eval(node.inputs[2]));
             out = b_.CreateFAdd(out, bias.v);
@@ -628,17 +334,18 @@ StatusOr<Operand> RowEmitter::Eval(ValueId v) {
 
 StatusOr<llvm::Value*> RowEmitter::AccumulationInput(const Accumulation& a) {
   const ReductionPlan& red = plan_.reductions[static_cast<size_t>(a.reduction)];
+  const ReductionValues& values = reduction_values_[static_cast<size_t>(a.reduction)];
   const Node& node = graph_.node(red.node);
   KILN_ASSIGN_OR_RETURN(Operand x, Eval(node.inputs[0]));
   if (x.kind != Kind::kFloat) return Unsupported("jit: ", node.Describe(), ": bool input");
   if (a.which == 0) return x.v;
   if (red.op.op == RowOp::kLayerNorm) {
-    llvm::Value* d = b_.CreateFSub(x.v, red.first);
+    llvm::Value* d = b_.CreateFSub(x.v, values.first);
     return b_.CreateFMul(d, d);
   }
-  llvm::Value* e = EmitExp(b_, b_.CreateFSub(x.v, red.first));  // Softmax, LogSoftmax
-  if (red.stash != nullptr) {
-    ops_.StoreVector(Kind::kFloat, e, b_.CreateInBoundsGEP(b_.getFloatTy(), red.stash, col_), mask_);
+  llvm::Value* e = EmitExp(b_, b_.CreateFSub(x.v, values.first));  // Softmax, LogSoftmax
+  if (values.stash != nullptr) {
+    ops_.StoreVector(Kind::kFloat, e, b_.CreateInBoundsGEP(b_.getFloatTy(), values.stash, col_), mask_);
   }
   return e;
 }
@@ -662,34 +369,35 @@ llvm::Value* RowEmitter::Horizontal(bool is_max, llvm::Value* v) {
 }
 
 void RowEmitter::Finalize(const Accumulation& a, llvm::Value* total) {
-  ReductionPlan& red = plan_.reductions[static_cast<size_t>(a.reduction)];
+  const ReductionPlan& red = plan_.reductions[static_cast<size_t>(a.reduction)];
+  ReductionValues& values = reduction_values_[static_cast<size_t>(a.reduction)];
   llvm::Value* n = row_len_f_;
   switch (red.op.op) {
     case RowOp::kSum:
-    case RowOp::kMax: red.first = total; return;
-    case RowOp::kMean: red.first = b_.CreateFDiv(total, n); return;
+    case RowOp::kMax: values.first = total; return;
+    case RowOp::kMean: values.first = b_.CreateFDiv(total, n); return;
     case RowOp::kSoftmax:
       if (a.which == 0) {
-        red.first = total;
+        values.first = total;
       } else {
-        red.second = b_.CreateFDiv(ops_.FConst(1.0), total);
+        values.second = b_.CreateFDiv(ops_.FConst(1.0), total);
       }
       return;
     case RowOp::kLogSoftmax:
       if (a.which == 0) {
-        red.first = total;
+        values.first = total;
       } else {
-        red.second = b_.CreateFAdd(red.first, EmitLog(b_, total));
+        values.second = b_.CreateFAdd(values.first, EmitLog(b_, total));
       }
       return;
     case RowOp::kLayerNorm:
       if (a.which == 0) {
-        red.first = b_.CreateFDiv(total, n);
+        values.first = b_.CreateFDiv(total, n);
       } else {
         llvm::Value* var = b_.CreateFDiv(total, n);
         llvm::Value* sd = b_.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt,
                                                   b_.CreateFAdd(var, ops_.FConst(red.op.epsilon)));
-        red.second = b_.CreateFDiv(ops_.FConst(1.0), sd);
+        values.second = b_.CreateFDiv(ops_.FConst(1.0), sd);
       }
       return;
   }
@@ -831,48 +539,37 @@ Status RowEmitter::EmitPass(const std::vector<Accumulation>& accs, bool store_ou
 }
 
 Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const std::string& features) {
-  llvm::Function* fn = internal::DeclareEntry(module_, name, generic(), cpu, features);
-  llvm::Argument* inputs_arg = fn->getArg(0);
-  llvm::Argument* outputs_arg = fn->getArg(1);
+  std::vector<bool> baked;
+  for (const RowInputPlan& p : plan_.inputs) baked.push_back(p.spec.baked);
+  row_len_ = I64(plan_.row_len);
+  auto rows = [&](llvm::Value* params) -> llvm::Value* {
+    if (!generic()) return I64(plan_.rows);
+    // params = [rows, row_len] (PrepareGenericRowReductionCall).
+    row_len_ = b_.CreateAlignedLoad(i64_, b_.CreateConstInBoundsGEP1_64(i64_, params, 1), llvm::Align(8), "row_len");
+    return b_.CreateAlignedLoad(i64_, params, llvm::Align(8), "rows");
+  };
+  const internal::EntryPrologue prologue = internal::EmitEntryPrologue(module_, b_, name, generic(), cpu, features,
+                                                                       baked, region_.outputs.size(), rows);
+  llvm::Function* fn = prologue.fn;
+  llvm::BasicBlock* entry = prologue.entry;
+  llvm::Value* row_begin = prologue.row_begin;
+  llvm::Value* row_end = prologue.row_end;
+  const std::vector<llvm::Value*>& input_base = prologue.inputs;
+  const std::vector<llvm::Value*>& output_base = prologue.outputs;
+  row_len_f_ = generic() ? b_.CreateVectorSplat(lanes_, b_.CreateSIToFP(row_len_, b_.getFloatTy()), "row_len_f")
+                         : ops_.FConst(static_cast<double>(plan_.row_len));
 
-  llvm::BasicBlock* entry = llvm::BasicBlock::Create(ctx_, "entry", fn);
   llvm::BasicBlock* row_check = llvm::BasicBlock::Create(ctx_, "row_check", fn);
   llvm::BasicBlock* row_body = llvm::BasicBlock::Create(ctx_, "row_body", fn);
   llvm::BasicBlock* exit = llvm::BasicBlock::Create(ctx_, "exit", fn);
-
-  b_.SetInsertPoint(entry);
-  llvm::Value* row_begin = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, fn->getArg(2), I64(0));
-  llvm::Value* rows = I64(plan_.rows);
-  row_len_ = I64(plan_.row_len);
-  if (generic()) {
-    // params = [rows, row_len] (PrepareGenericRowReductionCall).
-    llvm::Argument* params = fn->getArg(4);
-    rows = b_.CreateAlignedLoad(i64_, params, llvm::Align(8), "rows");
-    row_len_ = b_.CreateAlignedLoad(i64_, b_.CreateConstInBoundsGEP1_64(i64_, params, 1), llvm::Align(8), "row_len");
-    row_len_f_ = b_.CreateVectorSplat(lanes_, b_.CreateSIToFP(row_len_, b_.getFloatTy()), "row_len_f");
-  } else {
-    row_len_f_ = ops_.FConst(static_cast<double>(plan_.row_len));
-  }
-  llvm::Value* row_end = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smin, fn->getArg(3), rows);
-  std::vector<llvm::Value*> input_base(plan_.inputs.size(), nullptr);
-  for (size_t i = 0; i < plan_.inputs.size(); ++i) {
-    if (plan_.inputs[i].spec.baked) continue;
-    llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, inputs_arg, i);
-    input_base[i] = b_.CreateAlignedLoad(ptr_, slot, llvm::Align(8), "in" + std::to_string(i));
-  }
-  std::vector<llvm::Value*> output_base;
-  for (size_t k = 0; k < region_.outputs.size(); ++k) {
-    llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, outputs_arg, k);
-    output_base.push_back(b_.CreateAlignedLoad(ptr_, slot, llvm::Align(8), "out" + std::to_string(k)));
-  }
-  for (ReductionPlan& red : plan_.reductions) {
+  for (size_t r = 0; r < plan_.reductions.size(); ++r) {
     // Generic code recomputes: its rows may be of any length.
-    if (generic() || red.op.op != RowOp::kSoftmax || plan_.row_len > kMaxStashedRow) continue;
+    if (generic() || plan_.reductions[r].op.op != RowOp::kSoftmax || plan_.row_len > kMaxStashedRow) continue;
     // Rounded up to whole vectors: the masked tail never touches the rest.
     const int64_t padded = (plan_.row_len + lanes_ - 1) / lanes_ * lanes_;
     auto* stash = b_.CreateAlloca(b_.getFloatTy(), I64(padded), "softmax_exp");
     stash->setAlignment(llvm::Align(64));
-    red.stash = stash;
+    reduction_values_[r].stash = stash;
   }
   AllocateInputStashes();
   b_.CreateBr(row_check);
@@ -890,7 +587,7 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
   std::vector<llvm::Value*> outer_index(static_cast<size_t>(plan_.axis), nullptr);
   bool need_index = false;
   // (Generic code reads inputs whole, per row or once: no outer index.)
-  for (const InputPlan& p : plan_.inputs) need_index = need_index || (!generic() && !p.spec.baked && !p.outer_dense);
+  for (const RowInputPlan& p : plan_.inputs) need_index = need_index || (!generic() && !p.spec.baked && !p.outer_dense);
   if (need_index) {
     llvm::Value* rest = row;
     for (size_t d = static_cast<size_t>(plan_.axis); d-- > 0;) {
@@ -901,13 +598,13 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
   }
   input_ptr_.assign(plan_.inputs.size(), nullptr);
   for (size_t i = 0; i < plan_.inputs.size(); ++i) {
-    const InputPlan& p = plan_.inputs[i];
+    const RowInputPlan& p = plan_.inputs[i];
     if (p.spec.baked) continue;
     llvm::Value* per_row = p.per_row ? I64(1) : row_len_;
     llvm::Value* offset = I64(0);
     if (generic()) {
-      const char code = generic_layout_[i];
-      if (code == 'D' || code == 'P') offset = b_.CreateMul(row, per_row);
+      const RowInputLayout layout = generic_layout_->inputs[i];
+      if (layout == RowInputLayout::kDense || layout == RowInputLayout::kPerRow) offset = b_.CreateMul(row, per_row);
     } else if (p.outer_dense) {
       offset = b_.CreateMul(row, per_row);
     } else {
@@ -966,17 +663,13 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
   return Status::Ok();
 }
 
-}  // namespace
-
-namespace {
-
-// Compiles `plan` as a specialisation (empty `generic_layout`) or as
+// Compiles `plan` as a specialisation (no `generic_layout`) or as
 // shape-generic code for that layout.
 StatusOr<std::unique_ptr<CompiledRegion>> CompilePlan(JitCompiler& compiler, const graph::Graph& graph,
-                                                      const graph::Region& region, Plan& plan,
-                                                      const std::string& generic_layout,
+                                                      const graph::Region& region, const RowRegionPlan& plan,
+                                                      const std::optional<RowLayout>& generic_layout,
                                                       std::chrono::steady_clock::time_point start) {
-  const bool generic = !generic_layout.empty();
+  const bool generic = generic_layout.has_value();
   const std::string name = "kiln_rowred" + std::to_string(region.id) + (generic ? "_generic_" : "_") +
                            std::to_string(compiler.NextSerial());
   KILN_ASSIGN_OR_RETURN(internal::RegionCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) {
@@ -994,14 +687,14 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompilePlan(JitCompiler& compiler, con
     info.row_len = plan.row_len;
     info.output_dims = plan.output_dims;
   }
-  for (const InputPlan& p : plan.inputs) info.input_baked.push_back(p.spec.baked);
+  for (const RowInputPlan& p : plan.inputs) info.input_baked.push_back(p.spec.baked);
   info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   auto compiled = std::make_unique<CompiledRegion>(std::move(code.code), std::move(info));
   Log().debug(
       "jit: {} {} for region {} ({} nodes, {} {}, {} accumulation passes) in {:.2f} ms, {} code bytes",
       compiled->reused_code() ? "reused" : "compiled", compiled->name(), region.id, region.nodes.size(),
-      generic ? "generic, layout" : "domain", generic ? generic_layout : DimsToString(plan.domain), plan.num_passes,
-      compiled->compile_ms(), compiled->code_bytes());
+      generic ? "generic, layout" : "domain", generic ? generic_layout->ToString() : DimsToString(plan.domain),
+      plan.num_passes, compiled->compile_ms(), compiled->code_bytes());
   return compiled;
 }
 
@@ -1011,9 +704,8 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileRowReductionRegion(JitCompiler&
                                                                     const graph::Region& region,
                                                                     const std::vector<Dims>& input_dims) {
   const auto start = std::chrono::steady_clock::now();
-  Plan plan;
-  KILN_RETURN_IF_ERROR(PlanRegion(graph, region, input_dims, plan));
-  return CompilePlan(compiler, graph, region, plan, /*generic_layout=*/"", start);
+  KILN_ASSIGN_OR_RETURN(RowRegionPlan plan, internal::PlanRowRegion(graph, region, input_dims));
+  return CompilePlan(compiler, graph, region, plan, /*generic_layout=*/std::nullopt, start);
 }
 
 StatusOr<std::unique_ptr<CompiledRegion>> CompileRowReductionRegionGeneric(JitCompiler& compiler,
@@ -1021,10 +713,9 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileRowReductionRegionGeneric(JitCo
                                                                            const graph::Region& region,
                                                                            const std::vector<Dims>& input_dims) {
   const auto start = std::chrono::steady_clock::now();
-  Plan plan;
-  KILN_RETURN_IF_ERROR(PlanRegion(graph, region, input_dims, plan));
-  KILN_ASSIGN_OR_RETURN(std::string layout, GenericLayout(plan));
-  if (layout.find_first_of("?!") != std::string::npos) {
+  KILN_ASSIGN_OR_RETURN(RowRegionPlan plan, internal::PlanRowRegion(graph, region, input_dims));
+  KILN_ASSIGN_OR_RETURN(RowLayout layout, internal::GenericRowLayout(plan));
+  if (layout.IsAmbiguous()) {
     return Unsupported("jit: shape-generic row code cannot be planned on a single row ", DimsToString(plan.domain),
                        ": it does not show which inputs are read per row and which are shared");
   }
@@ -1034,15 +725,14 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileRowReductionRegionGeneric(JitCo
 Status PrepareGenericRowReductionCall(const CompiledRegion& code, const graph::Graph& graph,
                                       const graph::Region& region, const std::vector<Dims>& input_dims,
                                       std::vector<int64_t>& params, std::vector<Dims>& output_dims) {
-  if (!code.is_generic() || code.generic_layout().empty()) {
+  if (!code.is_generic() || !code.generic_layout()) {
     return InvalidArgument("jit: ", code.name(), " is not shape-generic row-reduction code");
   }
-  Plan plan;
-  KILN_RETURN_IF_ERROR(PlanRegion(graph, region, input_dims, plan));
-  KILN_ASSIGN_OR_RETURN(std::string layout, GenericLayout(plan));
-  if (!LayoutServes(code.generic_layout(), layout)) {
-    return Unsupported("jit: these shapes lay the region out as ", layout, ", the generic code reads ",
-                       code.generic_layout());
+  KILN_ASSIGN_OR_RETURN(RowRegionPlan plan, internal::PlanRowRegion(graph, region, input_dims));
+  KILN_ASSIGN_OR_RETURN(RowLayout layout, internal::GenericRowLayout(plan));
+  if (!code.generic_layout()->Serves(layout)) {
+    return Unsupported("jit: these shapes lay the region out as ", layout.ToString(), ", the generic code reads ",
+                       code.generic_layout()->ToString());
   }
   params.assign({plan.rows, plan.row_len});
   output_dims = std::move(plan.output_dims);
