@@ -173,7 +173,7 @@ def machine_section(context, args, ort):
         context.get("cpu_model", model), context.get("num_cpus", os.cpu_count()), context.get("mhz_per_cpu", "?"),
         memory_total()))
     simd = ", ".join("%s %s" % (f, "yes" if f in flags else "no") for f in ("fma", "avx2", "avx512f"))
-    lines.append("- SIMD flags: %s (kiln builds with -march=x86-64-v3, i.e. AVX2 + FMA)" % simd)
+    lines.append("- SIMD flags: %s (kiln's compiled-in kernels build with -march=x86-64-v3, i.e. AVX2 + FMA; the JIT targets this host's ISA)" % simd)
     caches = context.get("caches", [])
     if caches:
         lines.append("- Caches: " + ", ".join(
@@ -351,6 +351,9 @@ def roofs_section(results):
     for threads in sorted(fma):
         lines.append("- FMA peak (AVX2, 12 independent chains), %d thread%s: **%.1f GFLOP/s**" % (
             threads, "" if threads == 1 else "s", fma[threads] / 1e9))
+    fma512 = [result.value("flops") for _, result in find(results, r"^BM_FmaPeakAvx512")]
+    if fma512 and fma512[0]:
+        lines.append("- FMA peak (AVX-512, 1 thread): **%.1f GFLOP/s**" % (fma512[0] / 1e9))
     for name, result in find(results, r"^BM_MatMul/"):
         flops = result.value("flops")
         m = re.search(r"threads:(\d+)", name)
@@ -358,6 +361,39 @@ def roofs_section(results):
         lines.append("- %s (interp, constant weight: kiln's packed GEMM): **%.1f GFLOP/s**%s" % (
             name, flops / 1e9, " = %s of the FMA peak at the same thread count" % fmt_pct(flops / peak)
             if peak else ""))
+    return lines
+
+
+def gemm_section(results):
+    """JIT GEMM against kiln's packed GEMM and oneDNN, 1 thread, with the roofline."""
+    rows = {}
+    for name, result in find(results, r"^BM_Gemm/"):
+        m = re.search(r"impl:(\w+)/m:(\d+)/n:(\d+)", name)
+        if not m:
+            continue
+        rows.setdefault((int(m.group(2)), int(m.group(3))), {})[m.group(1)] = result
+    if not rows:
+        return []
+    peaks = [r.value("flops") for _, r in find(results, r"^BM_FmaPeakAvx512")]
+    peak = peaks[0] if peaks and peaks[0] else None
+    lines = ["## GEMM: JIT code against kiln's packed GEMM and oneDNN (1 thread, N = K, constant weight)", ""]
+    lines.append("GFLOP/s (M = 1: GB/s of weight read). The JIT column says which tile the host's ISA got.")
+    lines.append("")
+    lines.append("| M | N = K | JIT | packed (AVX2) | oneDNN | JIT / packed | JIT / oneDNN | JIT / FMA peak |")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (m, n) in sorted(rows):
+        r = rows[(m, n)]
+        key = "weight_bytes_per_second" if m == 1 else "flops"
+        vals = {impl: (r[impl].value(key) if impl in r else None) for impl in ("jit", "packed", "onednn")}
+        def cell(v):
+            return "%.1f" % (v / 1e9) if v else "n/a"
+        def ratio(a, b):
+            return "%.2f" % (a / b) if a and b else "n/a"
+        jit_flops = r["jit"].value("flops") if "jit" in r else None
+        lines.append("| %d | %d | %s | %s | %s | %s | %s | %s |" % (
+            m, n, cell(vals["jit"]), cell(vals["packed"]), cell(vals["onednn"]), ratio(vals["jit"], vals["packed"]),
+            ratio(vals["jit"], vals["onednn"]), fmt_pct(jit_flops / peak) if jit_flops and peak and m > 1 else "n/a"))
+    lines.append("")
     return lines
 
 
@@ -813,6 +849,7 @@ def main():
     lines += zoo_absolute_section(rows, ort) + [""]
     lines += absolute_section(results) + [""]
     lines += roofs_section(results) + [""]
+    lines += gemm_section(results)
     lines += compile_section(results) + [""]
     lines += ["## Speedup plot", "",
               write_plot(pairs, args.speedup_plot) if args.speedup_plot else "Plot not requested (--speedup-plot).",
