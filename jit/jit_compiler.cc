@@ -24,9 +24,9 @@
 
 #include <cstdlib>
 #include <map>
-#include <mutex>
 
 #include "graph/log.h"
+#include "graph/mutex.h"
 
 namespace kiln::jit {
 
@@ -34,8 +34,9 @@ struct JitCompiler::State {
   llvm::orc::JITTargetMachineBuilder jtmb;
   std::string dump_dir;
 
-  std::mutex object_sizes_mutex;
-  std::map<std::string, size_t> object_sizes;  // keyed by object buffer name
+  Mutex object_sizes_mutex;
+  // Keyed by object buffer name.
+  std::map<std::string, size_t> object_sizes KILN_GUARDED_BY(object_sizes_mutex);
 
   explicit State(llvm::orc::JITTargetMachineBuilder builder) : jtmb(std::move(builder)) {}
 };
@@ -242,7 +243,7 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
   compiler->jit_->getObjTransformLayer().setTransform(
       [state](std::unique_ptr<llvm::MemoryBuffer> object) -> llvm::Expected<std::unique_ptr<llvm::MemoryBuffer>> {
         const size_t bytes = TextBytes(*object);
-        std::lock_guard<std::mutex> lock(state->object_sizes_mutex);
+        MutexLock lock(state->object_sizes_mutex);
         state->object_sizes[object->getBufferIdentifier().str()] = bytes;
         return object;
       });
@@ -283,7 +284,7 @@ llvm::Expected<std::shared_ptr<const JitCode>> JitCompiler::Compile(llvm::orc::T
   // The object-size note is taken on every path so the map cannot grow.
   size_t code_bytes = 0;
   {
-    std::lock_guard<std::mutex> lock(state_->object_sizes_mutex);
+    MutexLock lock(state_->object_sizes_mutex);
     // Object buffers are named "<module>-jitted-objectbuffer" by ORC's IR
     // compilers; match the module name up to that suffix.
     for (auto it = state_->object_sizes.begin(); it != state_->object_sizes.end(); ++it) {

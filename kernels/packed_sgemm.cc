@@ -138,7 +138,7 @@ StatusOr<std::shared_ptr<const PackedMatrixB>> PackedMatrixB::Pack(const float* 
 
 StatusOr<std::shared_ptr<const PackedMatrixB>> PackedWeightSlot::Get(const float* b, int64_t k, int64_t n,
                                                                       int64_t ldb, bool transposed) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (packed_ == nullptr || packed_->source() != b || packed_->k() != k || packed_->n() != n) {
     KILN_ASSIGN_OR_RETURN(packed_, PackedMatrixB::Pack(b, k, n, ldb, transposed));
   }
