@@ -1,5 +1,5 @@
 // Code generation for row-reduction regions (graph::RegionKind::kRowReduction):
-// one LLVM function per shape specialisation over the domain viewed as
+// one LLVM function per shape specialization over the domain viewed as
 // [rows, row_len]. For each row it makes a few passes over the row, each
 // recomputing the elementwise prefix it needs from the inputs in vector
 // registers (rows are short enough to stay in L1/L2, so re-reading is
@@ -54,7 +54,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileRowReductionRegion(JitCompiler&
 // value per row, or as one value, and the same members and outputs per-row.
 // kUnsupported when an input broadcasts along only some of the leading dims
 // (e.g. an attention mask [1, 1, S, S] over [B, H, S, S]); those regions
-// keep their specialisations only.
+// keep their specializations only.
 StatusOr<std::unique_ptr<CompiledRegion>> CompileRowReductionRegionGeneric(JitCompiler& compiler,
                                                                            const graph::Graph& graph,
                                                                            const graph::Region& region,

@@ -194,7 +194,7 @@ TEST(FaultInjection, FailingCompilesLeaveRegionsInterpreted) {
       session->WaitForCompiles();
     }
   });
-  // Per region: two specialisations and the generic version were tried.
+  // Per region: two specializations and the generic version were tried.
   EXPECT_EQ(attempts.load(), 2 * 3);
   for (const RegionStats& r : session->stats().regions) {
     EXPECT_EQ(r.tier, "interp");
