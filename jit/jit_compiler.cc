@@ -154,9 +154,11 @@ int F32LanesFor(const llvm::StringMap<bool>& features) {
     return it != features.end() && it->second;
   };
   constexpr int kRegistersPerVector = 2;
-  if (has("avx512f")) return 16 * kRegistersPerVector;
-  if (has("avx")) return 8 * kRegistersPerVector;
-  return 4 * kRegistersPerVector;
+  // Floats per register: zmm (512 bits), ymm (256), xmm (128).
+  constexpr int kZmmF32 = 16, kYmmF32 = 8, kXmmF32 = 4;
+  if (has("avx512f")) return kZmmF32 * kRegistersPerVector;
+  if (has("avx")) return kYmmF32 * kRegistersPerVector;
+  return kXmmF32 * kRegistersPerVector;
 }
 
 }  // namespace
