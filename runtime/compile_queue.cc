@@ -74,6 +74,9 @@ void CompileQueue::WorkerLoop() {
     MutexLock lock(mu_);
     --running_;
     if (jobs_.empty() && running_ == 0) idle_cv_.NotifyAll();
+    // Still under the lock: WaitIdle returns only once the job's captures
+    // are destroyed.
+    job = nullptr;
   }
 }
 
