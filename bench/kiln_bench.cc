@@ -662,7 +662,7 @@ int main(int argc, char** argv) {
     kiln::bench::RegisterTierUpLatency(zoo_dir);
     kiln::bench::RegisterShapeStream(zoo_dir);
   }
-  // Row regions past the specialisation limit: [rows, 1024] with 12 row
+  // Row regions past the specialization limit: [rows, 1024] with 12 row
   // counts in turn.
   kiln::bench::RegisterShapeStream("layernorm_gelu_rows",
                                    kiln::bench::LayerNormGeluModel({-1, 1024}, {"rows", ""}).Serialize());

@@ -16,7 +16,7 @@ namespace kiln::bench {
 namespace {
 
 // Sizes of the symbolic dim, in request order: not sorted, so consecutive
-// requests differ, and 12 of them against a limit of 4 specialisations.
+// requests differ, and 12 of them against a limit of 4 specializations.
 constexpr int64_t kStreamSizes[] = {40, 96, 24, 200, 72, 136, 56, 248, 112, 168, 88, 152};
 constexpr double kJitRtol = 1e-4;
 constexpr double kJitAtol = 1e-5;

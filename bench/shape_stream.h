@@ -6,8 +6,8 @@
 //   BM_ShapeStream/model:MODEL/tier:interp|jit
 //
 // sends a fixed cycle of kStreamSizes sizes of that dim (three times more
-// than the default specialisation limit of 4), so the JIT tier compiles four
-// specialisations, then one shape-generic version per region that serves
+// than the default specialization limit of 4), so the JIT tier compiles four
+// specializations, then one shape-generic version per region that serves
 // the rest. One untimed cycle warms up (and, for the JIT, compiles, with the
 // blocking policy); the benchmark's time is one whole cycle (one request
 // per size), items_per_second counts requests. Before timing, every size's

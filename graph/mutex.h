@@ -4,6 +4,7 @@
 // not be checked; kiln::Mutex wraps it and is used for all of kiln's locks.
 #pragma once
 
+#include <condition_variable>
 #include <mutex>
 
 #if defined(__clang__)
@@ -46,6 +47,23 @@ class KILN_SCOPED_CAPABILITY MutexLock {
 
  private:
   Mutex& mu_;
+};
+
+// A condition variable waited on with a held kiln::Mutex. There is no
+// predicate overload on purpose: the analysis checks a lambda on its own,
+// without knowing the lock is held, so callers write the loop themselves,
+//   while (!ready_) cv_.Wait(mu_);
+// and every read of guarded state in the condition is checked.
+class CondVar {
+ public:
+  // Releases `mu`, sleeps until notified (or spuriously woken), holds `mu`
+  // again on return.
+  void Wait(Mutex& mu) KILN_REQUIRES(mu) { cv_.wait(mu); }
+  void NotifyOne() { cv_.notify_one(); }
+  void NotifyAll() { cv_.notify_all(); }
+
+ private:
+  std::condition_variable_any cv_;
 };
 
 }  // namespace kiln

@@ -15,9 +15,10 @@
 
 #include <cstddef>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
+
+#include "graph/mutex.h"
 
 namespace kiln::jit {
 
@@ -40,11 +41,16 @@ class CodeCache {
   // Drops keys whose code has been freed. Called when the map reaches
   // prune_at_ entries, which then doubles the live count, so pruning costs
   // O(1) per insert amortised and the map stays within twice the live code.
-  void PruneLocked();
+  void PruneLocked() KILN_REQUIRES(mutex_);
 
-  std::mutex mutex_;
-  std::unordered_map<std::string, std::weak_ptr<const JitCode>> entries_;
-  size_t prune_at_ = 64;
+  // The first pruning threshold, and the floor it never drops below: keys
+  // are whole modules' IR text, so dead ones should not pile up, but a
+  // model's first few dozen regions should not trigger a prune each.
+  static constexpr size_t kMinPruneAt = 64;
+
+  Mutex mutex_;
+  std::unordered_map<std::string, std::weak_ptr<const JitCode>> entries_ KILN_GUARDED_BY(mutex_);
+  size_t prune_at_ KILN_GUARDED_BY(mutex_) = kMinPruneAt;
 };
 
 }  // namespace kiln::jit

@@ -2,7 +2,7 @@
 // to run it. The object owns its code; destroying it removes the code from
 // the JIT (code shared with other regions through the JIT's CodeCache goes
 // when its last user does). It is one of two flavours:
-// - a specialisation (CompileElementwiseRegion, CompileRowReductionRegion):
+// - a specialization (CompileElementwiseRegion, CompileRowReductionRegion):
 //   every dim is a constant, run through Run();
 // - a shape-generic version (CompileElementwiseRegionGeneric,
 //   CompileRowReductionRegionGeneric): dims (elementwise: and strides) are
@@ -74,7 +74,7 @@ class CompiledRegion {
     int64_t num_rows = 0;
     int64_t row_len = 0;
     std::vector<bool> input_baked;  // per region input
-    std::vector<Dims> output_dims;  // specialisations: per region output
+    std::vector<Dims> output_dims;  // specializations: per region output
     bool generic = false;
     int domain_rank = 0;                      // generic elementwise code only
     std::optional<RowLayout> generic_layout;  // generic row-reduction code only
@@ -96,7 +96,7 @@ class CompiledRegion {
   CompiledRegion(const CompiledRegion&) = delete;
   CompiledRegion& operator=(const CompiledRegion&) = delete;
 
-  // Runs a specialisation's code (EntryFn's contract); is_generic() must be
+  // Runs a specialization's code (EntryFn's contract); is_generic() must be
   // false.
   void Run(const void* const* inputs, void* const* outputs, int64_t row_begin, int64_t row_end) const;
   // Runs shape-generic code (GenericEntryFn's contract); is_generic() must
@@ -110,7 +110,7 @@ class CompiledRegion {
   // one column block; gemm_tiles(m) says how many, and RunGemm computes the
   // tiles [tile_begin, tile_end) (row-major: a tile's row block, then its
   // column block), so callers split any range between threads. `m` is the
-  // product of A's leading dims; for a specialisation it must be its own.
+  // product of A's leading dims; for a specialization it must be its own.
   int64_t gemm_tiles(int64_t m) const;
   void RunGemm(const void* const* inputs, void* const* outputs, int64_t m, int64_t tile_begin,
                int64_t tile_end) const;
@@ -123,7 +123,7 @@ class CompiledRegion {
   // compiled for, which decides the calls it serves (RowLayout::Serves; see
   // PrepareGenericRowReductionCall in row_reduction_codegen.h).
   const std::optional<RowLayout>& generic_layout() const { return info_.generic_layout; }
-  // Specialisations only (0 for generic code, whose extents come from the
+  // Specializations only (0 for generic code, whose extents come from the
   // params): outer extent of the [rows, row_len] view; callers split
   // [0, num_rows).
   int64_t num_rows() const { return info_.num_rows; }
@@ -132,7 +132,7 @@ class CompiledRegion {
   // collapsed extent above 4096 is cut at a divisor in [256, 4096] (when it
   // has one) so that large tensors still give the caller rows to split.
   int64_t row_len() const { return info_.row_len; }
-  // Specialisations only (empty for generic code): the dims of each region
+  // Specializations only (empty for generic code): the dims of each region
   // output (region.outputs order), the buffer sizes a caller allocates.
   // Elementwise outputs all have the domain's dims; a row reduction's are
   // row-shaped or one value per row.

@@ -115,7 +115,9 @@ Status PlanLoops(const std::vector<Dims>& input_dims, LoopNest& nest, std::vecto
   if (!groups.empty() && groups.back().extent > kMaxRowLen) {
     const int64_t extent = groups.back().extent;
     int64_t chosen = 0;
-    for (int64_t step : {int64_t{16}, int64_t{1}}) {
+    // Float lanes of one AVX-512 register (two AVX2 ones).
+    constexpr int64_t kPreferredMultiple = 16;
+    for (int64_t step : {kPreferredMultiple, int64_t{1}}) {
       for (int64_t d = kMaxRowLen / step * step; d >= kMinSplitRowLen && chosen == 0; d -= step) {
         if (extent % d == 0) chosen = d;
       }

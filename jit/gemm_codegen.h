@@ -1,4 +1,4 @@
-// Shape-specialised float32 GEMM for a constant weight, generated for the
+// Shape-specialized float32 GEMM for a constant weight, generated for the
 // host's vector ISA: C = act(alpha * A * B + bias + residual).
 //
 // CompileGemm packs B once (on the calling thread) into the blocked layout

@@ -78,8 +78,10 @@ const CacheSizes& HostCacheSizes() {
     if (l1 <= 0) l1 = SysCacheSize(1, "Data");
     if (l2 <= 0) l2 = SysCacheSize(2, "Unified");
     // Implausible answers (some VMs report 0 or a few bytes) keep the defaults.
-    if (l1 >= (8 << 10) && l1 <= (4 << 20)) s.l1d_bytes = l1;
-    if (l2 >= (64 << 10) && l2 <= (256 << 20)) s.l2_bytes = l2;
+    constexpr int64_t kMinL1 = int64_t{8} << 10, kMaxL1 = int64_t{4} << 20;
+    constexpr int64_t kMinL2 = int64_t{64} << 10, kMaxL2 = int64_t{256} << 20;
+    if (l1 >= kMinL1 && l1 <= kMaxL1) s.l1d_bytes = l1;
+    if (l2 >= kMinL2 && l2 <= kMaxL2) s.l2_bytes = l2;
     return s;
   }();
   return sizes;
@@ -122,7 +124,11 @@ StatusOr<GemmLayout> ChooseGemmLayout(int64_t m, int64_t n, int64_t k, const Gem
     candidates = clipped;
   }
   // Dynamic M: tiles chosen for a large M.
-  const int64_t m_for_cost = m > 0 ? m : 14 * 8 * 3;
+  // A multiple of every tile row count (8 and 6, and 14 that GemmTuning can
+  // still ask for), so for a large dynamic M the cost compares full tiles,
+  // not M edges.
+  constexpr int64_t kDynamicMForCost = 14 * 8 * 3;
+  const int64_t m_for_cost = m > 0 ? m : kDynamicMForCost;
   Tile best = candidates.front();
   double best_cost = std::numeric_limits<double>::max();
   for (const Tile& t : candidates) {
@@ -153,14 +159,25 @@ StatusOr<GemmLayout> ChooseGemmLayout(int64_t m, int64_t n, int64_t k, const Gem
   // round trip of C through memory between K blocks costs more than the
   // closer panel saves. A single row block reuses nothing: its B is
   // streamed once, unblocked.
+  constexpr int64_t kL2ShareForB = 8;  // B's K block takes 1/8 of L2
+  // A floor for a tiny (or misread) L2: shorter K blocks would spend more
+  // on C round trips between blocks than the multiply-adds they hold.
+  constexpr int64_t kMinKc = 64;
+  // Block depths are a multiple of the k loop's unroll (2 or 4 steps for
+  // most tiles), so a full block leaves no steps for the one-at-a-time tail.
+  constexpr int64_t kKcMultiple = 8;
   int64_t kc_target = override_tile.kc;
   if (kc_target <= 0) {
-    kc_target = m == 1 ? k : std::max<int64_t>(64, caches.l2_bytes / 8 / (nr * 4) / 8 * 8);
+    const int64_t b_row_bytes = nr * static_cast<int64_t>(sizeof(float));
+    kc_target = m == 1 ? k
+                       : std::max<int64_t>(kMinKc, caches.l2_bytes / kL2ShareForB / b_row_bytes / kKcMultiple *
+                                                       kKcMultiple);
     // A last block much shorter than the others costs a C round trip for little work.
     if (k <= kc_target + kc_target / 4) kc_target = k;
   }
   layout.num_kblocks = (k + kc_target - 1) / kc_target;
-  layout.kc = std::min(k, RoundUp((k + layout.num_kblocks - 1) / layout.num_kblocks, override_tile.kc > 0 ? 1 : 8));
+  layout.kc = std::min(
+      k, RoundUp((k + layout.num_kblocks - 1) / layout.num_kblocks, override_tile.kc > 0 ? 1 : kKcMultiple));
   layout.num_kblocks = (k + layout.kc - 1) / layout.kc;
   return layout;
 }
@@ -169,8 +186,10 @@ void FreeAlignedFloats::operator()(float* p) const { std::free(p); }
 
 StatusOr<AlignedFloats> PackGemmWeight(const GemmLayout& layout, const float* weight, bool transposed) {
   const size_t floats = layout.packed_floats();
-  const size_t bytes = RoundUp(static_cast<int64_t>(floats * sizeof(float)), 64);
-  AlignedFloats packed(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  // Cache-line aligned, so the vector loads of B never split a line.
+  constexpr int64_t kAlignment = 64;
+  const auto bytes = static_cast<size_t>(RoundUp(static_cast<int64_t>(floats * sizeof(float)), kAlignment));
+  AlignedFloats packed(static_cast<float*>(std::aligned_alloc(kAlignment, bytes)));
   if (packed == nullptr) return ResourceExhausted("jit: cannot allocate ", bytes, " bytes for a packed GEMM weight");
   float* out = packed.get();
   const int64_t n = layout.n, k = layout.k;

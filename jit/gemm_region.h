@@ -26,7 +26,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileGemmRegion(JitCompiler& compile
                                                             const std::vector<Dims>& input_dims, bool generic);
 
 // Whether GEMM `code` computes a call with region inputs of `input_dims`
-// correctly: A's last dim is K, a specialisation's M is the call's, and a
+// correctly: A's last dim is K, a specialization's M is the call's, and a
 // residual has the output's dims. Output dims (A's leading dims, then N)
 // go to `output_dims` and M to `m`.
 bool GemmServes(const CompiledRegion& code, const std::vector<Dims>& input_dims, Dims& output_dims, int64_t& m);

@@ -1,9 +1,9 @@
 // Shape-generic code for elementwise regions: one function per region and
 // domain rank whose dims and strides are runtime parameters, for regions
-// whose shapes change too often to specialise (the runtime compiles one of
-// these once a region has used up its specialisations).
+// whose shapes change too often to specialize (the runtime compiles one of
+// these once a region has used up its specializations).
 //
-// It computes the same ops as the specialised code (the op emission is
+// It computes the same ops as the specialized code (the op emission is
 // shared, jit/region_ops.h) and differs in addressing only: per row it
 // advances an index odometer instead of dividing by constant extents, and
 // it picks one of several versions of the inner loop with a branch outside

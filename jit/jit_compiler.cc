@@ -24,9 +24,9 @@
 
 #include <cstdlib>
 #include <map>
-#include <mutex>
 
 #include "graph/log.h"
+#include "graph/mutex.h"
 
 namespace kiln::jit {
 
@@ -34,8 +34,9 @@ struct JitCompiler::State {
   llvm::orc::JITTargetMachineBuilder jtmb;
   std::string dump_dir;
 
-  std::mutex object_sizes_mutex;
-  std::map<std::string, size_t> object_sizes;  // keyed by object buffer name
+  Mutex object_sizes_mutex;
+  // Keyed by object buffer name.
+  std::map<std::string, size_t> object_sizes KILN_GUARDED_BY(object_sizes_mutex);
 
   explicit State(llvm::orc::JITTargetMachineBuilder builder) : jtmb(std::move(builder)) {}
 };
@@ -150,9 +151,11 @@ int F32LanesFor(const llvm::StringMap<bool>& features) {
     return it != features.end() && it->second;
   };
   constexpr int kRegistersPerVector = 2;
-  if (has("avx512f")) return 16 * kRegistersPerVector;
-  if (has("avx")) return 8 * kRegistersPerVector;
-  return 4 * kRegistersPerVector;
+  // Floats per register: zmm (512 bits), ymm (256), xmm (128).
+  constexpr int kZmmF32 = 16, kYmmF32 = 8, kXmmF32 = 4;
+  if (has("avx512f")) return kZmmF32 * kRegistersPerVector;
+  if (has("avx")) return kYmmF32 * kRegistersPerVector;
+  return kXmmF32 * kRegistersPerVector;
 }
 
 }  // namespace
@@ -239,7 +242,7 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
   compiler->jit_->getObjTransformLayer().setTransform(
       [state](std::unique_ptr<llvm::MemoryBuffer> object) -> llvm::Expected<std::unique_ptr<llvm::MemoryBuffer>> {
         const size_t bytes = TextBytes(*object);
-        std::lock_guard<std::mutex> lock(state->object_sizes_mutex);
+        MutexLock lock(state->object_sizes_mutex);
         state->object_sizes[object->getBufferIdentifier().str()] = bytes;
         return object;
       });
@@ -280,7 +283,7 @@ llvm::Expected<std::shared_ptr<const JitCode>> JitCompiler::Compile(llvm::orc::T
   // The object-size note is taken on every path so the map cannot grow.
   size_t code_bytes = 0;
   {
-    std::lock_guard<std::mutex> lock(state_->object_sizes_mutex);
+    MutexLock lock(state_->object_sizes_mutex);
     // Object buffers are named "<module>-jitted-objectbuffer" by ORC's IR
     // compilers; match the module name up to that suffix.
     for (auto it = state_->object_sizes.begin(); it != state_->object_sizes.end(); ++it) {

@@ -16,7 +16,7 @@
 namespace kiln::jit {
 
 // Compiles `region` for region inputs of `input_dims` (region.inputs
-// order): specialised to those dims, or, with `generic`, one shape-generic
+// order): specialized to those dims, or, with `generic`, one shape-generic
 // version planned on them (elementwise: any dims up to their rank; row
 // reductions: any rows and row length with the same layout). Errors as the
 // generators give them (kUnsupported: the region stays interpreted).

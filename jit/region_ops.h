@@ -1,4 +1,4 @@
-// Internal to jit/: what the code generators share. The specialised
+// Internal to jit/: what the code generators share. The specialized
 // (elementwise_codegen.cc) and shape-generic (generic_codegen.cc)
 // elementwise generators emit the same vector body for a region — the chain
 // of ops on one vector of every input — and differ only in the loop nest and
@@ -28,7 +28,7 @@
 namespace kiln::jit::internal {
 
 // A value in registers with its kind and, for immediates, its value (Pow
-// specialises on constant exponents).
+// specializes on constant exponents).
 struct Operand {
   llvm::Value* v = nullptr;
   Kind kind = Kind::kFloat;

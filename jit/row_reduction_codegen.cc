@@ -135,7 +135,7 @@ class RowEmitter {
   const graph::Graph& graph_;
   const graph::Region& region_;
   const RowRegionPlan& plan_;
-  // Empty for a specialisation.
+  // Empty for a specialization.
   const std::optional<RowLayout> generic_layout_;
   llvm::Module& module_;
   llvm::LLVMContext& ctx_;
@@ -663,7 +663,7 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
   return Status::Ok();
 }
 
-// Compiles `plan` as a specialisation (no `generic_layout`) or as
+// Compiles `plan` as a specialization (no `generic_layout`) or as
 // shape-generic code for that layout.
 StatusOr<std::unique_ptr<CompiledRegion>> CompilePlan(JitCompiler& compiler, const graph::Graph& graph,
                                                       const graph::Region& region, const RowRegionPlan& plan,

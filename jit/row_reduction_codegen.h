@@ -1,5 +1,5 @@
 // Code generation for row-reduction regions (graph::RegionKind::kRowReduction):
-// one LLVM function per shape specialisation over the domain viewed as
+// one LLVM function per shape specialization over the domain viewed as
 // [rows, row_len] (planned by row_region_plan.h, emitted by
 // row_reduction_codegen.cc). For each row it makes a few passes over the
 // row:
@@ -60,7 +60,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileRowReductionRegion(JitCompiler&
 // (its RowLayout, CompiledRegion::generic_layout()).
 // kUnsupported when an input broadcasts along only some of the leading dims
 // (e.g. an attention mask [1, 1, S, S] over [B, H, S, S]); those regions
-// keep their specialisations only.
+// keep their specializations only.
 StatusOr<std::unique_ptr<CompiledRegion>> CompileRowReductionRegionGeneric(JitCompiler& compiler,
                                                                            const graph::Graph& graph,
                                                                            const graph::Region& region,

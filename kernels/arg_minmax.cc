@@ -131,8 +131,8 @@ KernelFactory ArgFactory(bool is_max) {
 void RegisterArgMinMaxOps(KernelRegistry& r) {
   // Opset 11 added negative axes and 12 select_last_index; both are
   // compatible extensions of the opset 1 behaviour.
-  r.Register(KernelDef{"ArgMax", "", 1, 1 << 30, ArgFactory(true)});
-  r.Register(KernelDef{"ArgMin", "", 1, 1 << 30, ArgFactory(false)});
+  r.Register(KernelDef{"ArgMax", "", 1, kNoMaxOpset, ArgFactory(true)});
+  r.Register(KernelDef{"ArgMin", "", 1, kNoMaxOpset, ArgFactory(false)});
 }
 
 }  // namespace kiln::kernels

@@ -53,7 +53,10 @@ class BatchNormKernel final : public OpKernel {
     float* out = y->data<float>();
     const float* scale = coef.data();
     const float* shift = coef.data() + channels;
-    const int64_t grain = std::max<int64_t>(1, (1 << 15) / plane);
+    // Elements per parallel chunk (128 KiB of floats in, as much out):
+    // enough work to pay for handing a chunk to another thread.
+    constexpr int64_t kChunkElements = int64_t{1} << 15;
+    const int64_t grain = std::max<int64_t>(1, kChunkElements / plane);
     ctx.parallel().For(planes, grain, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
         const float a = scale[p % channels], c = shift[p % channels];

@@ -107,7 +107,7 @@ class SameTypeBinaryKernel final : public OpKernel {
 
 template <typename Op, typename Types, bool kDivides = false>
 void RegisterSameType(KernelRegistry& registry, const char* op_type, int since_version, Op op = Op{}) {
-  registry.Register(KernelDef{op_type, "", since_version, 1 << 30,
+  registry.Register(KernelDef{op_type, "", since_version, kNoMaxOpset,
                               [op](const graph::Node& node) -> StatusOr<std::unique_ptr<OpKernel>> {
                                 return std::unique_ptr<OpKernel>(
                                     new SameTypeBinaryKernel<Op, Types, kDivides>(node.op_type, op));
@@ -234,8 +234,8 @@ void RegisterBinaryOps(KernelRegistry& r) {
   RegisterSameType<MulOp, NumericTypes>(r, "Mul", 7);
   RegisterSameType<DivOp, NumericTypes, /*kDivides=*/true>(r, "Div", 7);
   RegisterSameType<PReluOp, FloatTypes>(r, "PRelu", 7);
-  r.Register(KernelDef{"Mod", "", 10, 1 << 30, CreateMod});
-  r.Register(KernelDef{"Pow", "", 7, 1 << 30, MakeFactory<PowKernel>()});
+  r.Register(KernelDef{"Mod", "", 10, kNoMaxOpset, CreateMod});
+  r.Register(KernelDef{"Pow", "", 7, kNoMaxOpset, MakeFactory<PowKernel>()});
 }
 
 }  // namespace kiln::kernels

@@ -79,8 +79,8 @@ class CastLikeKernel final : public OpKernel {
 
 void RegisterCastOps(KernelRegistry& r) {
   // Cast-1 named the target type with a string; 6+ uses the ONNX type code.
-  r.Register(KernelDef{"Cast", "", 6, 1 << 30, CreateCast});
-  r.Register(KernelDef{"CastLike", "", 15, 1 << 30, MakeFactory<CastLikeKernel>()});
+  r.Register(KernelDef{"Cast", "", 6, kNoMaxOpset, CreateCast});
+  r.Register(KernelDef{"CastLike", "", 15, kNoMaxOpset, MakeFactory<CastLikeKernel>()});
 }
 
 }  // namespace kiln::kernels

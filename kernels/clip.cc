@@ -79,7 +79,7 @@ class ClipKernel final : public OpKernel {
 
 void RegisterClipOp(KernelRegistry& r) {
   r.Register(KernelDef{"Clip", "", 1, 10, CreateClipAttr});
-  r.Register(KernelDef{"Clip", "", 11, 1 << 30, MakeFactory<ClipKernel>()});
+  r.Register(KernelDef{"Clip", "", 11, kNoMaxOpset, MakeFactory<ClipKernel>()});
 }
 
 }  // namespace kiln::kernels

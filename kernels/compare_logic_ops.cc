@@ -69,7 +69,7 @@ class PredicateKernel final : public OpKernel {
 
 template <typename Op, typename Types>
 void RegisterPredicate(KernelRegistry& registry, const char* op_type, int since_version) {
-  registry.Register(KernelDef{op_type, "", since_version, 1 << 30,
+  registry.Register(KernelDef{op_type, "", since_version, kNoMaxOpset,
                               [](const graph::Node& node) -> StatusOr<std::unique_ptr<OpKernel>> {
                                 return std::unique_ptr<OpKernel>(new PredicateKernel<Op, Types>(node.op_type));
                               }});
@@ -144,9 +144,9 @@ void RegisterCompareLogicOps(KernelRegistry& r) {
   RegisterPredicate<AndOp, TypeList<bool>>(r, "And", 7);
   RegisterPredicate<OrOp, TypeList<bool>>(r, "Or", 7);
   RegisterPredicate<XorOp, TypeList<bool>>(r, "Xor", 7);
-  r.Register(KernelDef{"Not", "", 1, 1 << 30, MakeFactory<NotKernel>()});
-  r.Register(KernelDef{"IsNaN", "", 9, 1 << 30, MakeFactory<IsNaNKernel>()});
-  r.Register(KernelDef{"IsInf", "", 10, 1 << 30, CreateIsInf});
+  r.Register(KernelDef{"Not", "", 1, kNoMaxOpset, MakeFactory<NotKernel>()});
+  r.Register(KernelDef{"IsNaN", "", 9, kNoMaxOpset, MakeFactory<IsNaNKernel>()});
+  r.Register(KernelDef{"IsInf", "", 10, kNoMaxOpset, CreateIsInf});
 }
 
 }  // namespace kiln::kernels

@@ -201,8 +201,8 @@ StatusOr<std::unique_ptr<OpKernel>> CreateSplit(const graph::Node& node) {
 }  // namespace
 
 void RegisterConcatSplitOps(KernelRegistry& r) {
-  r.Register(KernelDef{"Concat", "", 1, 1 << 30, CreateConcat});
-  r.Register(KernelDef{"Split", "", 1, 1 << 30, CreateSplit});
+  r.Register(KernelDef{"Concat", "", 1, kNoMaxOpset, CreateConcat});
+  r.Register(KernelDef{"Split", "", 1, kNoMaxOpset, CreateSplit});
 }
 
 }  // namespace kiln::kernels

@@ -81,13 +81,13 @@ void ExecuteReorder(const KernelContext& ctx, const DnnlReorder& reorder, const 
 dnnl::memory PackedWeightsCache::Get(const KernelContext& ctx, const DnnlReorder& reorder, const Tensor& weights,
                                      bool weights_constant) const {
   if (weights_constant) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (source_ == weights.raw_data() && packed_) return packed_;
   }
   dnnl::memory packed(reorder.pd.dst_desc(), DnnlEngine());
   ExecuteReorder(ctx, reorder, WrapMemory(reorder.pd.src_desc(), weights.raw_data()), packed);
   if (weights_constant) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     source_ = weights.raw_data();
     packed_ = packed;
   }

@@ -9,9 +9,7 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <new>
 #include <string>
 #include <unordered_map>
@@ -20,6 +18,8 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "graph/bounded_map.h"
+#include "graph/mutex.h"
 #include "kernels/kernel.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
@@ -105,9 +105,9 @@ class PackedWeightsCache {
                    bool weights_constant) const;
 
  private:
-  mutable std::mutex mu_;
-  mutable const void* source_ = nullptr;
-  mutable dnnl::memory packed_;
+  mutable Mutex mu_;
+  mutable const void* source_ KILN_GUARDED_BY(mu_) = nullptr;
+  mutable dnnl::memory packed_ KILN_GUARDED_BY(mu_);
 };
 
 // The layout plumbing of a primitive created with format_tag::any for src,
@@ -150,20 +150,21 @@ class ShapeCache {
   // oneDNN errors: call inside GuardDnnl.
   template <typename Make>
   StatusOr<std::shared_ptr<const Entry>> GetOrCreate(const std::vector<int64_t>& key, Make&& make) const {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = entries_.find(key);
-    if (it != entries_.end()) return it->second;
+    MutexLock lock(mu_);
+    if (const std::shared_ptr<const Entry>* found = entries_.Find(key)) return *found;
     StatusOr<std::shared_ptr<const Entry>> made = make();
     if (!made.ok()) return made.status();
-    if (entries_.size() >= kMaxEntries) entries_.clear();
-    entries_.emplace(key, *made);
+    entries_.Put(key, *made);
     return made;
   }
 
  private:
+  // Room for the shapes a model with dynamic dimensions usually cycles
+  // through (a few batch sizes times a few sequence lengths); a stream of
+  // ever-new shapes starts over instead of growing.
   static constexpr size_t kMaxEntries = 64;
-  mutable std::mutex mu_;
-  mutable std::map<std::vector<int64_t>, std::shared_ptr<const Entry>> entries_;
+  mutable Mutex mu_;
+  mutable BoundedMap<std::vector<int64_t>, std::shared_ptr<const Entry>> entries_ KILN_GUARDED_BY(mu_){kMaxEntries};
 };
 
 inline bool HasZeroDim(const Dims& dims) {

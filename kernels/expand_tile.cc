@@ -74,9 +74,9 @@ class TileKernel final : public OpKernel {
 }  // namespace
 
 void RegisterExpandTileOps(KernelRegistry& r) {
-  r.Register(KernelDef{"Expand", "", 8, 1 << 30, MakeFactory<ExpandKernel>()});
+  r.Register(KernelDef{"Expand", "", 8, kNoMaxOpset, MakeFactory<ExpandKernel>()});
   // Tile-1 took (tiles, axis) inputs with other semantics; 6 on is repeats.
-  r.Register(KernelDef{"Tile", "", 6, 1 << 30, MakeFactory<TileKernel>()});
+  r.Register(KernelDef{"Tile", "", 6, kNoMaxOpset, MakeFactory<TileKernel>()});
 }
 
 }  // namespace kiln::kernels

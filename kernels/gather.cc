@@ -380,12 +380,12 @@ StatusOr<std::unique_ptr<OpKernel>> CreateScatterND(const graph::Node& node) {
 }  // namespace
 
 void RegisterGatherOps(KernelRegistry& r) {
-  r.Register(KernelDef{"Gather", "", 1, 1 << 30, CreateGather});
-  r.Register(KernelDef{"GatherElements", "", 11, 1 << 30, CreateAxisKernel<GatherElementsKernel>});
-  r.Register(KernelDef{"GatherND", "", 11, 1 << 30, CreateGatherND});
-  r.Register(KernelDef{"ScatterElements", "", 11, 1 << 30, CreateScatterElements});
+  r.Register(KernelDef{"Gather", "", 1, kNoMaxOpset, CreateGather});
+  r.Register(KernelDef{"GatherElements", "", 11, kNoMaxOpset, CreateAxisKernel<GatherElementsKernel>});
+  r.Register(KernelDef{"GatherND", "", 11, kNoMaxOpset, CreateGatherND});
+  r.Register(KernelDef{"ScatterElements", "", 11, kNoMaxOpset, CreateScatterElements});
   r.Register(KernelDef{"Scatter", "", 9, 10, CreateScatterElements});
-  r.Register(KernelDef{"ScatterND", "", 11, 1 << 30, CreateScatterND});
+  r.Register(KernelDef{"ScatterND", "", 11, kNoMaxOpset, CreateScatterND});
 }
 
 }  // namespace kiln::kernels

@@ -159,8 +159,11 @@ class TopKKernel final : public OpKernel {
       if (largest ? ValueLess(a, b) : ValueLess(b, a)) return false;
       return ia < ib;
     };
-    parallel.For(outer * inner, std::max<int64_t>(1, 4096 / std::max<int64_t>(dim, 1)), [&](int64_t begin,
-                                                                                               int64_t end) {
+    // Elements per parallel chunk; lower than the elementwise grain because
+    // each element is sorted (log dim comparisons), not just copied.
+    constexpr int64_t kChunkElements = 4096;
+    const int64_t lines_per_chunk = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(dim, 1));
+    parallel.For(outer * inner, lines_per_chunk, [&](int64_t begin, int64_t end) {
       std::vector<int64_t> order(static_cast<size_t>(dim));
       for (int64_t line = begin; line < end; ++line) {
         const int64_t o = line / inner;
@@ -475,14 +478,14 @@ StatusOr<std::unique_ptr<OpKernel>> CreateCompress(const graph::Node& node) {
 }  // namespace
 
 void RegisterIndexingOps(KernelRegistry& r) {
-  r.Register(KernelDef{"Trilu", "", 14, 1 << 30, CreateTrilu});
-  r.Register(KernelDef{"NonZero", "", 9, 1 << 30, MakeFactory<NonZeroKernel>()});
-  r.Register(KernelDef{"TopK", "", 1, 1 << 30, CreateTopK});
-  r.Register(KernelDef{"CumSum", "", 11, 1 << 30, CreateCumSum});
-  r.Register(KernelDef{"OneHot", "", 9, 1 << 30, CreateOneHot});
-  r.Register(KernelDef{"DepthToSpace", "", 1, 1 << 30, CreateDepthToSpace});
-  r.Register(KernelDef{"SpaceToDepth", "", 1, 1 << 30, CreateSpaceToDepth});
-  r.Register(KernelDef{"Compress", "", 9, 1 << 30, CreateCompress});
+  r.Register(KernelDef{"Trilu", "", 14, kNoMaxOpset, CreateTrilu});
+  r.Register(KernelDef{"NonZero", "", 9, kNoMaxOpset, MakeFactory<NonZeroKernel>()});
+  r.Register(KernelDef{"TopK", "", 1, kNoMaxOpset, CreateTopK});
+  r.Register(KernelDef{"CumSum", "", 11, kNoMaxOpset, CreateCumSum});
+  r.Register(KernelDef{"OneHot", "", 9, kNoMaxOpset, CreateOneHot});
+  r.Register(KernelDef{"DepthToSpace", "", 1, kNoMaxOpset, CreateDepthToSpace});
+  r.Register(KernelDef{"SpaceToDepth", "", 1, kNoMaxOpset, CreateSpaceToDepth});
+  r.Register(KernelDef{"Compress", "", 9, kNoMaxOpset, CreateCompress});
 }
 
 }  // namespace kiln::kernels

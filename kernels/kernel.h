@@ -97,11 +97,15 @@ class OpKernel {
 // Builds a kernel for a node: parses and checks attributes.
 using KernelFactory = std::function<StatusOr<std::unique_ptr<OpKernel>>(const graph::Node& node)>;
 
+// end_version of a kernel that serves every opset from its since_version
+// on: far beyond any ONNX opset, with headroom left in an int.
+inline constexpr int kNoMaxOpset = 1 << 30;
+
 struct KernelDef {
   std::string op_type;
   std::string domain;  // "" = default ONNX domain
   int since_version = 1;
-  int end_version = 1 << 30;  // inclusive
+  int end_version = kNoMaxOpset;  // inclusive
   KernelFactory factory;
 };
 

@@ -150,7 +150,7 @@ StatusOr<std::unique_ptr<OpKernel>> CreateLayerNorm(const graph::Node& node) {
 }  // namespace
 
 void RegisterLayerNormOp(KernelRegistry& r) {
-  r.Register(KernelDef{"LayerNormalization", "", 17, 1 << 30, CreateLayerNorm});
+  r.Register(KernelDef{"LayerNormalization", "", 17, kNoMaxOpset, CreateLayerNorm});
 }
 
 }  // namespace kiln::kernels

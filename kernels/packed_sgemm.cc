@@ -21,6 +21,9 @@ constexpr int64_t kDepthBlock = 256;
 // times up to 8 panels (128 columns).
 constexpr int64_t kTaskRows = 8 * kTileRows;
 constexpr int64_t kTaskPanels = 8;
+// Packed panels start on a cache line, so a panel row (16 floats) is one
+// line and never straddles two.
+constexpr size_t kAlignment = 64;
 
 // c[0, Rows) x [0, 16) (row stride ldc) = (accumulate ? c : 0) +
 // a[0, Rows) x [0, depth) (row stride lda) * panel rows [0, depth).
@@ -119,8 +122,8 @@ StatusOr<std::shared_ptr<const PackedMatrixB>> PackedMatrixB::Pack(const float* 
   std::shared_ptr<PackedMatrixB> packed(new PackedMatrixB(k, n, b));
   const size_t floats = static_cast<size_t>(std::max<int64_t>(1, packed->num_panels() * k * kPanel));
   // aligned_alloc wants a size that is a multiple of the alignment.
-  const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-  packed->data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  const size_t bytes = (floats * sizeof(float) + kAlignment - 1) / kAlignment * kAlignment;
+  packed->data_.reset(static_cast<float*>(std::aligned_alloc(kAlignment, bytes)));
   if (packed->data_ == nullptr) {
     return ResourceExhausted("cannot allocate ", bytes, " bytes for a packed ", k, "x", n, " weight");
   }
@@ -138,7 +141,7 @@ StatusOr<std::shared_ptr<const PackedMatrixB>> PackedMatrixB::Pack(const float* 
 
 StatusOr<std::shared_ptr<const PackedMatrixB>> PackedWeightSlot::Get(const float* b, int64_t k, int64_t n,
                                                                       int64_t ldb, bool transposed) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (packed_ == nullptr || packed_->source() != b || packed_->k() != k || packed_->n() != n) {
     KILN_ASSIGN_OR_RETURN(packed_, PackedMatrixB::Pack(b, k, n, ldb, transposed));
   }

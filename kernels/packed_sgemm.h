@@ -20,9 +20,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <vector>
 
+#include "graph/mutex.h"
 #include "kernels/kernel.h"
 #include "kiln/status.h"
 
@@ -76,8 +76,8 @@ class PackedWeightSlot {
                                                      bool transposed) const;
 
  private:
-  mutable std::mutex mu_;
-  mutable std::shared_ptr<const PackedMatrixB> packed_;
+  mutable Mutex mu_;
+  mutable std::shared_ptr<const PackedMatrixB> packed_ KILN_GUARDED_BY(mu_);
 };
 
 // Called with a finished tile of C, rows [row_begin, row_end) x columns

@@ -264,7 +264,7 @@ KernelFactory PadFactory(int variant) {
 void RegisterPadOp(KernelRegistry& r) {
   r.Register(KernelDef{"Pad", "", 1, 1, PadFactory(1)});
   r.Register(KernelDef{"Pad", "", 2, 10, PadFactory(2)});
-  r.Register(KernelDef{"Pad", "", 11, 1 << 30, PadFactory(11)});
+  r.Register(KernelDef{"Pad", "", 11, kNoMaxOpset, PadFactory(11)});
 }
 
 }  // namespace kiln::kernels

@@ -131,7 +131,10 @@ class PoolKernel final : public OpKernel {
     const int64_t in_plane = r.in * c.in, out_plane = r.out * c.out;
     const bool is_max = kind_ == PoolKind::kMax;
     const int64_t work_per_plane = out_plane * r.kernel * c.kernel;
-    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, work_per_plane));
+    // Window reads per parallel chunk: enough work to pay for handing a
+    // chunk to another thread.
+    constexpr int64_t kChunkWindowReads = int64_t{1} << 16;
+    const int64_t grain = std::max<int64_t>(1, kChunkWindowReads / std::max<int64_t>(1, work_per_plane));
     ctx.parallel().For(planes, grain, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
         const float* src = in + p * in_plane;
@@ -285,7 +288,10 @@ class GlobalPoolKernel final : public OpKernel {
     const float* in = x->data<float>();
     float* out = y->data<float>();
     const bool is_max = kind_ == PoolKind::kMax;
-    const int64_t grain = std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(plane, 1));
+    // Input elements per parallel chunk (128 KiB of floats): enough work to
+    // pay for handing a chunk to another thread.
+    constexpr int64_t kChunkElements = int64_t{1} << 15;
+    const int64_t grain = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(plane, 1));
     ctx.parallel().For(planes, grain, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
         const float* src = in + p * plane;

@@ -428,7 +428,7 @@ void RegisterReduceOps(KernelRegistry& r) {
     // ReduceSum took axes as an input from opset 13, the others from 18.
     const int input_since = op == ReduceOp::kSum ? 13 : 18;
     r.Register(KernelDef{OpName(op), "", 1, input_since - 1, ReduceFactory(op, false)});
-    r.Register(KernelDef{OpName(op), "", input_since, 1 << 30, ReduceFactory(op, true)});
+    r.Register(KernelDef{OpName(op), "", input_since, kNoMaxOpset, ReduceFactory(op, true)});
   }
 }
 

@@ -284,13 +284,13 @@ StatusOr<std::unique_ptr<OpKernel>> CreateDropout(const graph::Node& node) {
 }  // namespace
 
 void RegisterReshapeOps(KernelRegistry& r) {
-  r.Register(KernelDef{"Reshape", "", 1, 1 << 30, CreateReshape});
-  r.Register(KernelDef{"Flatten", "", 1, 1 << 30, CreateFlatten});
-  r.Register(KernelDef{"Squeeze", "", 1, 1 << 30, CreateAxesKernel<SqueezeKernel>});
-  r.Register(KernelDef{"Unsqueeze", "", 1, 1 << 30, CreateAxesKernel<UnsqueezeKernel>});
-  r.Register(KernelDef{"Identity", "", 1, 1 << 30, MakeFactory<IdentityKernel>()});
+  r.Register(KernelDef{"Reshape", "", 1, kNoMaxOpset, CreateReshape});
+  r.Register(KernelDef{"Flatten", "", 1, kNoMaxOpset, CreateFlatten});
+  r.Register(KernelDef{"Squeeze", "", 1, kNoMaxOpset, CreateAxesKernel<SqueezeKernel>});
+  r.Register(KernelDef{"Unsqueeze", "", 1, kNoMaxOpset, CreateAxesKernel<UnsqueezeKernel>});
+  r.Register(KernelDef{"Identity", "", 1, kNoMaxOpset, MakeFactory<IdentityKernel>()});
   // Opsets 1-6 default to training (is_test=0), which we do not implement.
-  r.Register(KernelDef{"Dropout", "", 7, 1 << 30, CreateDropout});
+  r.Register(KernelDef{"Dropout", "", 7, kNoMaxOpset, CreateDropout});
 }
 
 }  // namespace kiln::kernels

@@ -469,7 +469,7 @@ void RegisterResizeOps(KernelRegistry& r) {
   r.Register(KernelDef{"Upsample", "", 7, 8, ResizeFactory(7)});
   r.Register(KernelDef{"Upsample", "", 9, 9, ResizeFactory(9)});
   r.Register(KernelDef{"Resize", "", 10, 10, ResizeFactory(10)});
-  r.Register(KernelDef{"Resize", "", 11, 1 << 30, ResizeFactory(11)});
+  r.Register(KernelDef{"Resize", "", 11, kNoMaxOpset, ResizeFactory(11)});
 }
 
 }  // namespace kiln::kernels

@@ -163,7 +163,10 @@ Status RangeTyped(KernelContext& ctx, const Tensor& start_t, const Tensor& limit
   // n = max(ceil((limit - start) / delta), 0), computed in double as ONNX's
   // reference does; exact for the integer ranges that fit in memory.
   const double count = std::ceil((static_cast<double>(limit) - static_cast<double>(start)) / static_cast<double>(delta));
-  if (!(count < 9.0e15)) return InvalidArgument("Range: too many elements (", count, ")");
+  // Just under 2^53: past it a double no longer counts every integer, so
+  // the element count itself would be inexact.
+  constexpr double kMaxExactCount = 9.0e15;
+  if (!(count < kMaxExactCount)) return InvalidArgument("Range: too many elements (", count, ")");
   const int64_t n = count > 0 ? static_cast<int64_t>(count) : 0;
   KILN_ASSIGN_OR_RETURN(Tensor * out, ctx.Output(0, DTypeOf<T>(), {n}));
   T* o = out->data<T>();
@@ -252,12 +255,12 @@ StatusOr<std::unique_ptr<OpKernel>> CreateEyeLike(const graph::Node& node) {
 }  // namespace
 
 void RegisterShapeOps(KernelRegistry& r) {
-  r.Register(KernelDef{"Shape", "", 1, 1 << 30, CreateShape});
-  r.Register(KernelDef{"Size", "", 1, 1 << 30, MakeFactory<SizeKernel>()});
-  r.Register(KernelDef{"Constant", "", 1, 1 << 30, CreateConstant});
-  r.Register(KernelDef{"ConstantOfShape", "", 9, 1 << 30, CreateConstantOfShape});
-  r.Register(KernelDef{"Range", "", 11, 1 << 30, MakeFactory<RangeKernel>()});
-  r.Register(KernelDef{"EyeLike", "", 9, 1 << 30, CreateEyeLike});
+  r.Register(KernelDef{"Shape", "", 1, kNoMaxOpset, CreateShape});
+  r.Register(KernelDef{"Size", "", 1, kNoMaxOpset, MakeFactory<SizeKernel>()});
+  r.Register(KernelDef{"Constant", "", 1, kNoMaxOpset, CreateConstant});
+  r.Register(KernelDef{"ConstantOfShape", "", 9, kNoMaxOpset, CreateConstantOfShape});
+  r.Register(KernelDef{"Range", "", 11, kNoMaxOpset, MakeFactory<RangeKernel>()});
+  r.Register(KernelDef{"EyeLike", "", 9, kNoMaxOpset, CreateEyeLike});
 }
 
 }  // namespace kiln::kernels

@@ -117,6 +117,8 @@ StatusOr<std::unique_ptr<OpKernel>> CreateSlice(const graph::Node& node) {
 
 }  // namespace
 
-void RegisterSliceOp(KernelRegistry& r) { r.Register(KernelDef{"Slice", "", 1, 1 << 30, CreateSlice}); }
+void RegisterSliceOp(KernelRegistry& r) {
+  r.Register(KernelDef{"Slice", "", 1, kNoMaxOpset, CreateSlice});
+}
 
 }  // namespace kiln::kernels

@@ -199,7 +199,7 @@ KernelFactory SoftmaxFactory(SoftmaxKind kind, bool coerce_2d) {
 void RegisterSoftmaxOps(KernelRegistry& r) {
   for (SoftmaxKind kind : {SoftmaxKind::kSoftmax, SoftmaxKind::kLogSoftmax, SoftmaxKind::kHardmax}) {
     r.Register(KernelDef{KindName(kind), "", 1, 12, SoftmaxFactory(kind, true)});
-    r.Register(KernelDef{KindName(kind), "", 13, 1 << 30, SoftmaxFactory(kind, false)});
+    r.Register(KernelDef{KindName(kind), "", 13, kNoMaxOpset, SoftmaxFactory(kind, false)});
   }
 }
 

@@ -142,8 +142,13 @@ struct BlockedPlan {
 
 template <typename T>
 void RunBlocked(const ParallelRunner& parallel, const BlockedPlan& plan, const T* src, T* dst) {
-  const int64_t ta = std::min<int64_t>(plan.a_size, 32);
-  const int64_t tb = std::min<int64_t>(plan.b_size, std::max<int64_t>(32, 2048 / ta));
+  // A tile of about 2048 elements (8 KiB of floats; 32 x 64 when both sides
+  // are long) fits L1 with room to spare, so both its strided reads and its
+  // strided writes hit cache lines that are still resident.
+  constexpr int64_t kTileSide = 32;
+  constexpr int64_t kTileElements = 2048;
+  const int64_t ta = std::min<int64_t>(plan.a_size, kTileSide);
+  const int64_t tb = std::min<int64_t>(plan.b_size, std::max<int64_t>(kTileSide, kTileElements / ta));
   const int64_t a_blocks = (plan.a_size + ta - 1) / ta;
   const int64_t b_blocks = (plan.b_size + tb - 1) / tb;
   int64_t batches = 1;
@@ -253,6 +258,8 @@ StatusOr<std::unique_ptr<OpKernel>> CreateTranspose(const graph::Node& node) {
 
 }  // namespace
 
-void RegisterTransposeOp(KernelRegistry& r) { r.Register(KernelDef{"Transpose", "", 1, 1 << 30, CreateTranspose}); }
+void RegisterTransposeOp(KernelRegistry& r) {
+  r.Register(KernelDef{"Transpose", "", 1, kNoMaxOpset, CreateTranspose});
+}
 
 }  // namespace kiln::kernels

@@ -48,7 +48,7 @@ template <typename Op, typename Types, typename Parse>
 void RegisterUnary(KernelRegistry& registry, const char* op_type, int since_version, Parse parse,
                    const char* domain = "") {
   registry.Register(KernelDef{
-      op_type, domain, since_version, 1 << 30,
+      op_type, domain, since_version, kNoMaxOpset,
       [parse](const graph::Node& node) -> StatusOr<std::unique_ptr<OpKernel>> {
         KILN_ASSIGN_OR_RETURN(Op op, parse(node));
         return std::unique_ptr<OpKernel>(new UnaryKernel<Op, Types>(node.op_type, op));
@@ -345,7 +345,7 @@ void RegisterUnaryOps(KernelRegistry& r) {
   // Gelu is an opset-20 op, newer than the opsets kiln targets; exporters
   // already emit it in models importing older opsets, so every opset of the
   // default domain accepts it.
-  r.Register(KernelDef{"Gelu", "", 1, 1 << 30, CreateGelu});
+  r.Register(KernelDef{"Gelu", "", 1, kNoMaxOpset, CreateGelu});
 }
 
 }  // namespace kiln::kernels

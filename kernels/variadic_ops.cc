@@ -84,7 +84,7 @@ class VariadicKernel final : public OpKernel {
 
 template <typename Op, typename Types, bool kMean = false>
 void RegisterVariadic(KernelRegistry& registry, const char* op_type, int since_version) {
-  registry.Register(KernelDef{op_type, "", since_version, 1 << 30,
+  registry.Register(KernelDef{op_type, "", since_version, kNoMaxOpset,
                               [](const graph::Node& node) -> StatusOr<std::unique_ptr<OpKernel>> {
                                 return std::unique_ptr<OpKernel>(new VariadicKernel<Op, Types, kMean>(node.op_type));
                               }});

@@ -82,6 +82,8 @@ class WhereKernel final : public OpKernel {
 
 }  // namespace
 
-void RegisterWhereOp(KernelRegistry& r) { r.Register(KernelDef{"Where", "", 9, 1 << 30, MakeFactory<WhereKernel>()}); }
+void RegisterWhereOp(KernelRegistry& r) {
+  r.Register(KernelDef{"Where", "", 9, kNoMaxOpset, MakeFactory<WhereKernel>()});
+}
 
 }  // namespace kiln::kernels

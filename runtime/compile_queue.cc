@@ -17,26 +17,26 @@ CompileQueue::CompileQueue(int num_threads) {
 
 CompileQueue::~CompileQueue() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
     jobs_.clear();
   }
-  work_cv_.notify_all();
-  idle_cv_.notify_all();
+  work_cv_.NotifyAll();
+  idle_cv_.NotifyAll();
   for (auto& w : workers_) w.join();
 }
 
 void CompileQueue::Enqueue(std::function<void()> job) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     jobs_.push_back(std::move(job));
   }
-  work_cv_.notify_one();
+  work_cv_.NotifyOne();
 }
 
 void CompileQueue::WaitIdle() {
-  std::unique_lock<std::mutex> lock(mu_);
-  idle_cv_.wait(lock, [this] { return jobs_.empty() && running_ == 0; });
+  MutexLock lock(mu_);
+  while (!jobs_.empty() || running_ != 0) idle_cv_.Wait(mu_);
 }
 
 namespace {
@@ -60,18 +60,23 @@ void LowerCompileThreadPriority() {
 
 void CompileQueue::WorkerLoop() {
   LowerCompileThreadPriority();
-  std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    work_cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
-    if (jobs_.empty()) return;  // stopping, nothing left
-    auto job = std::move(jobs_.front());
-    jobs_.pop_front();
-    ++running_;
-    lock.unlock();
+    std::function<void()> job;
+    {
+      MutexLock lock(mu_);
+      while (!stopping_ && jobs_.empty()) work_cv_.Wait(mu_);
+      if (jobs_.empty()) return;  // stopping, nothing left
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+      ++running_;
+    }
     job();
-    lock.lock();
+    MutexLock lock(mu_);
     --running_;
-    if (jobs_.empty() && running_ == 0) idle_cv_.notify_all();
+    if (jobs_.empty() && running_ == 0) idle_cv_.NotifyAll();
+    // Still under the lock: WaitIdle returns only once the job's captures
+    // are destroyed.
+    job = nullptr;
   }
 }
 

@@ -3,12 +3,12 @@
 // never wait for a compile (unless a blocking policy asks them to).
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "graph/mutex.h"
 
 namespace kiln::runtime {
 
@@ -29,12 +29,12 @@ class CompileQueue {
  private:
   void WorkerLoop();
 
-  std::mutex mu_;
-  std::condition_variable work_cv_;
-  std::condition_variable idle_cv_;
-  std::deque<std::function<void()>> jobs_;
-  int running_ = 0;
-  bool stopping_ = false;
+  Mutex mu_;
+  CondVar work_cv_;  // a job was queued, or stopping_ was set
+  CondVar idle_cv_;  // the queue drained and no job runs
+  std::deque<std::function<void()>> jobs_ KILN_GUARDED_BY(mu_);
+  int running_ KILN_GUARDED_BY(mu_) = 0;
+  bool stopping_ KILN_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
 };
 

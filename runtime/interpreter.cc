@@ -245,7 +245,9 @@ std::unique_ptr<ExecutionFrame> Interpreter::NewFrame() const {
   frame->slots.resize(static_cast<size_t>(plan_.num_slots()));
   // Room for two generations of outputs: the ones a caller still holds
   // while the next run fills fresh ones.
-  frame->output_pool = OutputBufferPool::Create(std::max<size_t>(2, 2 * graph_.outputs().size()));
+  constexpr size_t kOutputGenerations = 2;
+  frame->output_pool = OutputBufferPool::Create(
+      std::max<size_t>(kOutputGenerations, kOutputGenerations * graph_.outputs().size()));
   return frame;
 }
 

@@ -21,7 +21,7 @@ constexpr size_t kMaxProfiledSignatures = 256;
 
 }  // namespace
 
-// An immutable list of specialisations; replaced whole on every publish.
+// An immutable list of specializations; replaced whole on every publish.
 struct JitTier::Table {
   std::vector<std::shared_ptr<const Specialization>> specs;
 };
@@ -41,7 +41,7 @@ struct JitTier::RegionState {
   BoundedMap<ShapeSignature, int64_t> calls_by_signature KILN_GUARDED_BY(mu){kMaxProfiledSignatures};
   // Queued, compiled or failed: never compiled twice.
   std::set<ShapeSignature> requested KILN_GUARDED_BY(mu);
-  // Signatures whose specialisation lost its trial: interpreted by choice,
+  // Signatures whose specialization lost its trial: interpreted by choice,
   // so their calls are not deopts.
   std::set<ShapeSignature> declined KILN_GUARDED_BY(mu);
   bool generic_requested KILN_GUARDED_BY(mu) = false;

@@ -1,4 +1,4 @@
-// Tier 1: per region, a dispatch slot of compiled specialisations, the
+// Tier 1: per region, a dispatch slot of compiled specializations, the
 // profile that decides when a region is hot, and the background compiles
 // that fill the slot. The interpreter hands every call of a region unit to
 // Run(), which alone decides which tier serves it.
@@ -69,7 +69,7 @@ class JitTier {
   // allocation's); a compile failure never fails a call.
   StatusOr<ServedBy> Run(int region, RegionCall& call) const;
 
-  // The compiled code for `signature` (its specialisation, else the generic
+  // The compiled code for `signature` (its specialization, else the generic
   // version if there is one), or null (a guard miss).
   std::shared_ptr<const Specialization> Lookup(int region, const ShapeSignature& signature) const;
 

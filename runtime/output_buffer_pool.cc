@@ -22,7 +22,7 @@ StatusOr<std::shared_ptr<void>> OutputBufferPool::Acquire(size_t bytes,
                                                           const std::function<Status(size_t)>& admit) {
   if (bytes == 0) return InvalidArgument("OutputBufferPool: a buffer of 0 bytes");
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     // Best fit among the buffers that are large enough but not wasteful.
     size_t best = released_.size();
     for (size_t i = 0; i < released_.size(); ++i) {
@@ -46,12 +46,12 @@ StatusOr<std::shared_ptr<void>> OutputBufferPool::Acquire(size_t bytes,
 }
 
 size_t OutputBufferPool::pooled_buffers() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   return released_.size();
 }
 
 size_t OutputBufferPool::pooled_bytes() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   size_t bytes = 0;
   for (const Buffer& buffer : released_) bytes += buffer.capacity;
   return bytes;
@@ -71,7 +71,7 @@ std::shared_ptr<void> OutputBufferPool::Own(Buffer buffer) {
 
 void OutputBufferPool::Release(Buffer buffer) {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     if (released_.size() < max_buffers_) {
       released_.push_back(buffer);
       return;

@@ -16,9 +16,9 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <vector>
 
+#include "graph/mutex.h"
 #include "kiln/status.h"
 
 namespace kiln::runtime {
@@ -57,8 +57,8 @@ class OutputBufferPool : public std::enable_shared_from_this<OutputBufferPool> {
   static void Free(Buffer buffer);
 
   const size_t max_buffers_;
-  mutable std::mutex mutex_;
-  std::vector<Buffer> released_;  // guarded by mutex_
+  mutable Mutex mutex_;
+  std::vector<Buffer> released_ KILN_GUARDED_BY(mutex_);
 };
 
 }  // namespace kiln::runtime

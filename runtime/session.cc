@@ -6,10 +6,10 @@
 #include <atomic>
 #include <fstream>
 #include <map>
-#include <mutex>
 #include <thread>
 
 #include "graph/log.h"
+#include "graph/mutex.h"
 #include "kernels/kernel.h"
 #include "graph/partitioner.h"
 #include "runtime/interpreter.h"
@@ -32,21 +32,21 @@ struct Session::Impl {
   std::unique_ptr<runtime::JitTier> jit;
 
   // Frames are reused across runs; concurrent runs each take their own.
-  mutable std::mutex frames_mu;
-  mutable std::vector<std::unique_ptr<runtime::ExecutionFrame>> idle_frames;
+  mutable Mutex frames_mu;
+  mutable std::vector<std::unique_ptr<runtime::ExecutionFrame>> idle_frames KILN_GUARDED_BY(frames_mu);
   mutable std::atomic<int64_t> runs{0};
   mutable std::atomic<int64_t> peak_planned_bytes{0};
   mutable std::atomic<int64_t> unplanned_bytes{0};
 
   std::unique_ptr<runtime::ExecutionFrame> AcquireFrame() const {
-    std::lock_guard<std::mutex> lock(frames_mu);
+    MutexLock lock(frames_mu);
     if (idle_frames.empty()) return interpreter->NewFrame();
     auto frame = std::move(idle_frames.back());
     idle_frames.pop_back();
     return frame;
   }
   void ReleaseFrame(std::unique_ptr<runtime::ExecutionFrame> frame) const {
-    std::lock_guard<std::mutex> lock(frames_mu);
+    MutexLock lock(frames_mu);
     idle_frames.push_back(std::move(frame));
   }
 
@@ -209,7 +209,7 @@ SessionStats Session::stats() const {
   stats.peak_planned_bytes = impl_->peak_planned_bytes.load();
   stats.unplanned_bytes = impl_->unplanned_bytes.load();
   {
-    std::lock_guard<std::mutex> lock(impl_->frames_mu);
+    MutexLock lock(impl_->frames_mu);
     for (const auto& frame : impl_->idle_frames) {
       stats.pooled_output_bytes += static_cast<int64_t>(frame->output_pool->pooled_bytes());
     }

@@ -1,5 +1,5 @@
 // The concrete input shapes a region runs with. Compiled code is
-// specialised to one signature; the dispatch compares signatures to decide
+// specialized to one signature; the dispatch compares signatures to decide
 // whether compiled code applies (the "guard").
 #pragma once
 

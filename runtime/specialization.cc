@@ -73,7 +73,7 @@ StatusOr<double> Specialization::Run(const graph::Region& region, const RowCall*
   // Generic code takes the dims of this call as parameters: elementwise
   // code dims and strides (every output has the domain's dims), row code
   // rows and row length (outputs row-shaped or per-row, as planned for
-  // these dims). Specialisations know the dims of each output.
+  // these dims). Specializations know the dims of each output.
   const bool generic_rows = generic && region.kind == graph::RegionKind::kRowReduction;
   if (generic_rows && (row_call == nullptr || !row_call->served)) {
     return Internal("region ", region.id, ": generic row code called without a plan for these shapes");

@@ -34,14 +34,14 @@ struct CompiledCallScratch final : RegionScratch {
   Dims gemm_output_dims;
 };
 
-// Either specialised to one signature (dims are constants in the code), or
+// Either specialized to one signature (dims are constants in the code), or
 // shape-generic (dims are passed at run time): elementwise code for any
 // signature whose inputs have at most `domain_rank` dims, row-reduction
 // code for any signature with its layout.
 struct Specialization {
   bool generic = false;
-  ShapeSignature signature;       // specialised only
-  std::vector<Dims> output_dims;  // specialised only: per region output
+  ShapeSignature signature;       // specialized only
+  std::vector<Dims> output_dims;  // specialized only: per region output
   int domain_rank = 0;            // generic elementwise code only
   std::shared_ptr<const jit::CompiledRegion> code;
 
@@ -56,7 +56,7 @@ struct Specialization {
     TierTrial trial;
     mutable std::atomic<bool> declined{false};
   };
-  // Specialised code: its signature's trial. Generic row code: whether each
+  // Specialized code: its signature's trial. Generic row code: whether each
   // signature's RowCall starts one.
   TierTrial trial;
   bool trial_row_calls = false;
@@ -69,7 +69,7 @@ struct Specialization {
                                                        const ShapeSignature& signature) const;
 
   // Whether this code computes a call on `signature` (its guard): the
-  // signature itself for specialised code; for generic code, any signature
+  // signature itself for specialized code; for generic code, any signature
   // of at most its rank (elementwise), any (row reductions: PlanRowCall
   // decides per signature), or any with the same K (GEMM).
   bool Serves(const graph::Region& region, const ShapeSignature& signature) const;

@@ -16,8 +16,11 @@ struct ThreadPool::Job {
   int64_t num_chunks = 0;
   std::atomic<int64_t> next_chunk{0};
   std::atomic<int64_t> chunks_done{0};
-  std::mutex done_mu;
-  std::condition_variable done_cv;
+  // Guards no data (chunks_done is atomic): taking it around the last
+  // chunk's notify and the caller's check is what keeps the wake-up from
+  // being lost between the check and the wait.
+  Mutex done_mu;
+  CondVar done_cv;
 };
 
 ThreadPool::ThreadPool(int num_threads) : num_threads_(std::max(1, num_threads)) {
@@ -27,10 +30,10 @@ ThreadPool::ThreadPool(int num_threads) : num_threads_(std::max(1, num_threads))
 
 ThreadPool::~ThreadPool() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
-  work_cv_.notify_all();
+  work_cv_.NotifyAll();
   for (auto& t : workers_) t.join();
 }
 
@@ -42,8 +45,8 @@ void ThreadPool::RunChunks(Job& job) {
     int64_t end = std::min(job.n, begin + job.chunk_size);
     (*job.fn)(begin, end);
     if (job.chunks_done.fetch_add(1, std::memory_order_acq_rel) + 1 == job.num_chunks) {
-      std::lock_guard<std::mutex> lock(job.done_mu);
-      job.done_cv.notify_all();
+      MutexLock lock(job.done_mu);
+      job.done_cv.NotifyAll();
     }
   }
 }
@@ -52,8 +55,8 @@ void ThreadPool::WorkerLoop() {
   for (;;) {
     std::shared_ptr<Job> job;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      MutexLock lock(mu_);
+      while (!stopping_ && queue_.empty()) work_cv_.Wait(mu_);
       if (stopping_ && queue_.empty()) return;
       job = queue_.front();
       // Once every chunk is claimed the job needs no more helpers.
@@ -63,7 +66,7 @@ void ThreadPool::WorkerLoop() {
       }
     }
     RunChunks(*job);
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!queue_.empty() && queue_.front() == job) queue_.pop_front();
   }
 }
@@ -82,13 +85,14 @@ void ThreadPool::For(int64_t n, int64_t grain, const std::function<void(int64_t,
   job->chunk_size = (n + max_chunks - 1) / max_chunks;
   job->num_chunks = (n + job->chunk_size - 1) / job->chunk_size;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     queue_.push_back(job);
   }
-  work_cv_.notify_all();
+  work_cv_.NotifyAll();
   RunChunks(*job);
-  std::unique_lock<std::mutex> lock(job->done_mu);
-  job->done_cv.wait(lock, [&] { return job->chunks_done.load(std::memory_order_acquire) == job->num_chunks; });
+  Job& waited = *job;
+  MutexLock lock(waited.done_mu);
+  while (waited.chunks_done.load(std::memory_order_acquire) != waited.num_chunks) waited.done_cv.Wait(waited.done_mu);
 }
 
 }  // namespace kiln::runtime

@@ -5,14 +5,13 @@
 // variable: they never spin against oneDNN's OpenMP threads.
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "graph/mutex.h"
 #include "kernels/kernel.h"
 
 namespace kiln::runtime {
@@ -33,10 +32,10 @@ class ThreadPool final : public kernels::ParallelRunner {
   void WorkerLoop();
 
   int num_threads_;
-  mutable std::mutex mu_;
-  mutable std::condition_variable work_cv_;
-  mutable std::deque<std::shared_ptr<Job>> queue_;
-  bool stopping_ = false;
+  mutable Mutex mu_;
+  mutable CondVar work_cv_;  // a job was queued, or stopping_ was set
+  mutable std::deque<std::shared_ptr<Job>> queue_ KILN_GUARDED_BY(mu_);
+  bool stopping_ KILN_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
 };
 

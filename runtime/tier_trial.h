@@ -1,7 +1,7 @@
 // A race between compiled code and the interpreter on one signature
 // (JitTierOptions::keep_faster_tier): fused code is not always faster than
 // the interpreter, whose kernels are fused too (LayerNorm, Gelu, GEMM
-// epilogues), so each new specialisation earns its place by measurement.
+// epilogues), so each new specialization earns its place by measurement.
 #pragma once
 
 #include <atomic>

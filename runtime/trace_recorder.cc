@@ -39,14 +39,14 @@ void TraceRecorder::AddSlice(const std::string& name, const std::string& categor
                              Clock::time_point end, int track) {
   using std::chrono::duration_cast;
   using std::chrono::microseconds;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   slices_.push_back({name, category, duration_cast<microseconds>(start - origin_).count(),
                      std::max<int64_t>(0, duration_cast<microseconds>(end - start).count()),
                      track >= 0 ? track : TrackOfThisThread()});
 }
 
 std::string TraceRecorder::ToChromeJson() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::ostringstream os;
   os << "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n";
   os << R"(  {"name": "thread_name", "ph": "M", "pid": 1, "tid": )" << kCompileTrack

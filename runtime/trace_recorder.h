@@ -6,9 +6,10 @@
 
 #include <chrono>
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <vector>
+
+#include "graph/mutex.h"
 
 namespace kiln::runtime {
 
@@ -38,12 +39,12 @@ class TraceRecorder {
     int64_t duration_us;
     int track;
   };
-  int TrackOfThisThread();
+  int TrackOfThisThread() KILN_REQUIRES(mu_);
 
   const Clock::time_point origin_;
-  mutable std::mutex mu_;
-  std::vector<Slice> slices_;
-  std::vector<std::size_t> thread_hashes_;  // index = track id
+  mutable Mutex mu_;
+  std::vector<Slice> slices_ KILN_GUARDED_BY(mu_);
+  std::vector<std::size_t> thread_hashes_ KILN_GUARDED_BY(mu_);  // index = track id
 };
 
 }  // namespace kiln::runtime

@@ -259,8 +259,8 @@ StatusOr<Dims> GeneratedDims(const TensorInfo& info, const std::map<std::string,
 
 struct RegionTotals {
   int compiled = 0;
-  int reused_code = 0;  // specialisations that reused another region's code
-  int declined = 0;     // specialisations dropped: the interpreter was faster
+  int reused_code = 0;  // specializations that reused another region's code
+  int declined = 0;     // specializations dropped: the interpreter was faster
   double compile_ms = 0;
   int64_t deopts = 0;
   int64_t compiled_calls = 0;

@@ -1,5 +1,5 @@
 // Shape-generic elementwise code: one compile per region run on many
-// shapes, against the scalar reference and the specialised code, with
+// shapes, against the scalar reference and the specialized code, with
 // guard bands, split and clamped row ranges, each inner-loop version
 // (contiguous, splat, gather, flat), and error cases.
 #include "jit/generic_codegen.h"
@@ -58,7 +58,7 @@ bool SameValue(double a, double b) { return (std::isnan(a) && std::isnan(b)) || 
 
 // Checks generic code `c` (compiled from any builder of the same region
 // structure) on the shapes of `rb`: against `ref` for output 0 and, for
-// every output, bit for bit against the specialised code for those shapes.
+// every output, bit for bit against the specialized code for those shapes.
 void CheckGeneric(const CompiledRegion& c, const RegionBuilder& rb, const std::vector<std::vector<float>>& data,
                   const std::function<double(const Args&)>& ref, const std::vector<bool>& output_is_bool = {false},
                   double rel = 1e-5, double abs = 1e-30) {
@@ -73,9 +73,9 @@ void CheckGeneric(const CompiledRegion& c, const RegionBuilder& rb, const std::v
     ptrs.push_back(c.is_input_baked(i) ? nullptr : static_cast<const void*>(data[i].data()));
   }
 
-  auto specialised = rb.Compile();
-  ASSERT_TRUE(specialised.ok()) << specialised.status().ToString();
-  std::vector<OutputBuffer> want = testing::Run(**specialised, ptrs, output_is_bool, n, 1);
+  auto specialized = rb.Compile();
+  ASSERT_TRUE(specialized.ok()) << specialized.status().ToString();
+  std::vector<OutputBuffer> want = testing::Run(**specialized, ptrs, output_is_bool, n, 1);
 
   Args args(rb.region.inputs.size());
   for (int variant = 0; variant < 5; ++variant) {
@@ -88,7 +88,7 @@ void CheckGeneric(const CompiledRegion& c, const RegionBuilder& rb, const std::v
       for (int64_t e = 0; e < n && failures < 10; ++e) {
         if (!SameValue(outs[k].at(e), want[k].at(e))) {
           ++failures;
-          ADD_FAILURE() << "output " << k << " element " << e << ": generic " << outs[k].at(e) << ", specialised "
+          ADD_FAILURE() << "output " << k << " element " << e << ": generic " << outs[k].at(e) << ", specialized "
                         << want[k].at(e);
         }
       }
@@ -335,10 +335,10 @@ TEST(GenericCodegen, CompileErrors) {
 }
 
 // Rough timing, printed only: compile time of each flavour and run time of
-// generic vs specialised code on the same [rows, cols] shapes.
-void TimeGenericVsSpecialised(const RegionBuilder& rb, const std::vector<std::vector<float>>& data) {
-  auto specialised = rb.Compile();
-  ASSERT_TRUE(specialised.ok()) << specialised.status().ToString();
+// generic vs specialized code on the same [rows, cols] shapes.
+void TimeGenericVsSpecialized(const RegionBuilder& rb, const std::vector<std::vector<float>>& data) {
+  auto specialized = rb.Compile();
+  ASSERT_TRUE(specialized.ok()) << specialized.status().ToString();
   const int rank = static_cast<int>(testing::BroadcastDims(rb.input_dims).size());
   auto generic = CompileElementwiseRegionGeneric(testing::SharedCompiler(), rb.graph, rb.region, rank);
   ASSERT_TRUE(generic.ok()) << generic.status().ToString();
@@ -350,7 +350,7 @@ void TimeGenericVsSpecialised(const RegionBuilder& rb, const std::vector<std::ve
   for (const auto& d : data) ins.push_back(d.data());
   std::vector<float> out(static_cast<size_t>(n));
   void* outs[] = {out.data()};
-  const CompiledRegion& s = **specialised;
+  const CompiledRegion& s = **specialized;
   const CompiledRegion& g = **generic;
   const int64_t g_rows = GenericRows(domain);
   auto time_ns = [&](const std::function<void()>& run) {
@@ -370,14 +370,14 @@ void TimeGenericVsSpecialised(const RegionBuilder& rb, const std::vector<std::ve
     for (int64_t r = 0; r < g_rows; ++r) g.RunGeneric(ins.data(), outs, r, r + 1, params.data());
   });
   std::printf(
-      "[timing] domain %s: compile specialised %.2f ms (%zu B), generic %.2f ms (%zu B); run specialised %.1f us "
+      "[timing] domain %s: compile specialized %.2f ms (%zu B), generic %.2f ms (%zu B); run specialized %.1f us "
       "(%.3f ns/elem), generic %.1f us (%.3f ns/elem, x%.2f), generic row-by-row %.1f us (x%.2f)\n",
       DimsToString(domain).c_str(), s.compile_ms(), s.code_bytes(), g.compile_ms(), g.code_bytes(), t_spec / 1e3,
       t_spec / static_cast<double>(n), t_gen / 1e3, t_gen / static_cast<double>(n), t_gen / t_spec, t_gen_rows / 1e3,
       t_gen_rows / t_spec);
 }
 
-TEST(GenericCodegen, TimingAgainstSpecialised) {
+TEST(GenericCodegen, TimingAgainstSpecialized) {
   {
     // [256, 1024]: y = Sigmoid(x * 2.5 + b) with a row bias b [1024], and
     // the bool x > b.
@@ -388,7 +388,7 @@ TEST(GenericCodegen, TimingAgainstSpecialised) {
     auto m = rb.Node("Mul", {x, s}, "m");
     auto a = rb.Node("Add", {m, b}, "a");
     rb.Output(rb.Node("Sigmoid", {a}, "y"));
-    TimeGenericVsSpecialised(rb, {Linspace(-4, 4, 256 * 1024), Linspace(-1, 1, 1024), {}});
+    TimeGenericVsSpecialized(rb, {Linspace(-4, 4, 256 * 1024), Linspace(-1, 1, 1024), {}});
   }
   {
     // [256, 1024], same shapes: y = Relu(x + z) (flat: one long row).
@@ -396,7 +396,7 @@ TEST(GenericCodegen, TimingAgainstSpecialised) {
     auto x = rb.Input("x", DType::kFloat32, {256, 1024});
     auto z = rb.Input("z", DType::kFloat32, {256, 1024});
     rb.Output(rb.Node("Relu", {rb.Node("Add", {x, z}, "a")}, "y"));
-    TimeGenericVsSpecialised(rb, {Linspace(-4, 4, 256 * 1024), Linspace(-1, 1, 256 * 1024)});
+    TimeGenericVsSpecialized(rb, {Linspace(-4, 4, 256 * 1024), Linspace(-1, 1, 256 * 1024)});
   }
   {
     // Short rows: [8, 64, 28, 28] + [64, 1, 1] (rows of 28).
@@ -404,7 +404,7 @@ TEST(GenericCodegen, TimingAgainstSpecialised) {
     auto x = rb.Input("x", DType::kFloat32, {8, 64, 28, 28});
     auto bias = rb.Input("bias", DType::kFloat32, {64, 1, 1});
     rb.Output(rb.Node("Relu", {rb.Node("Add", {x, bias}, "a")}, "y"));
-    TimeGenericVsSpecialised(rb, {Linspace(-4, 4, 8 * 64 * 28 * 28), Linspace(-1, 1, 64)});
+    TimeGenericVsSpecialized(rb, {Linspace(-4, 4, 8 * 64 * 28 * 28), Linspace(-1, 1, 64)});
   }
 }
 

@@ -118,7 +118,7 @@ void CheckModel(const OnnxModelBuilder& b, const std::map<std::string, Dims>& in
     }
   };
   {
-    SCOPED_TRACE("specialised");
+    SCOPED_TRACE("specialized");
     run_and_compare([&](void* const* outs, int64_t begin, int64_t end) { c.Run(ptrs.data(), outs, begin, end); },
                     c.num_rows(), c.output_dims());
   }

@@ -208,7 +208,7 @@ TEST(RowRegionPlan, SoftmaxWithAPerRowMask) {
 }
 
 TEST(RowRegionPlan, MaskBroadcastAlongSomeLeadingDimsHasNoGenericLayout) {
-  // A mask [2, 1, 16] over [2, 3, 16]: a specialisation reads it with outer
+  // A mask [2, 1, 16] over [2, 3, 16]: a specialization reads it with outer
   // strides, generic code cannot.
   Builder b = MaskedSoftmax({2, 3, 16}, {2, 1, 16});
   StatusOr<RowRegionPlan> plan = b.Plan();

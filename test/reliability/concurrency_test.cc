@@ -1,7 +1,7 @@
 // Many threads and many sessions on one shared Model while regions tier up
 // in the background: every result must match the interpreter's, sessions
 // may come and go while others run, and the JIT stays within its
-// specialisation limit. Meant to run under --config=tsan as well.
+// specialization limit. Meant to run under --config=tsan as well.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -139,7 +139,7 @@ TEST(Concurrency, ThreadsAndSessionsOnOneModelWhileRegionsTierUp) {
   EXPECT_GE(churned.load(), 3);
 
   // Every shape has been hot by now: once the queued compiles are done,
-  // every case runs compiled (two specialisations, the generic version for
+  // every case runs compiled (two specializations, the generic version for
   // the rest), still matching the reference.
   RunWithWatchdog("final compiled pass", [&] {
     for (auto& session : sessions) {
@@ -207,15 +207,15 @@ TEST(Concurrency, BurstOfCompilesWhileDispatchTablesAreRead) {
                               [](int t, int rep) { return t * kInputsPerBatch + rep % kInputsPerBatch; }),
             0);
   for (const RegionStats& r : (*session)->stats().regions) {
-    // One specialisation per batch size, each compiled exactly once.
+    // One specialization per batch size, each compiled exactly once.
     EXPECT_EQ(r.specializations, static_cast<int>(std::size(kBatches))) << "region " << r.id;
     EXPECT_EQ(r.failed_compiles, 0);
   }
 }
 
-// The default policy: every new specialisation is on trial against the
+// The default policy: every new specialization is on trial against the
 // interpreter, so while 8 threads run, calls of one signature alternate
-// between tiers and a losing specialisation is unpublished under them.
+// between tiers and a losing specialization is unpublished under them.
 TEST(Concurrency, TrialsDecideWhileThreadsRun) {
   std::shared_ptr<const Model> model = SiluMatMulErfModel();
   ASSERT_NE(model, nullptr);

@@ -1,5 +1,5 @@
 // A long run with dynamic shapes: 10,000 requests cycling a symbolic batch
-// dim through 24 sizes, so each region reaches its specialisation limit and
+// dim through 24 sizes, so each region reaches its specialization limit and
 // then compiles the shape-generic version. Resident memory and JIT code
 // must stop growing once every shape has been seen, and no region ever
 // holds more than limit + 1 compiled versions. Under --config=asan this

@@ -1,5 +1,5 @@
 // Tier tests: the same graph through the interpreter and the JIT tier, guard
-// misses and specialisation limits, compile failures, and concurrent runs
+// misses and specialization limits, compile failures, and concurrent runs
 // while regions tier up.
 #include <gtest/gtest.h>
 
@@ -106,7 +106,7 @@ TEST(JitTier, GuardMissDeoptsThenSpecializesThenGoesGeneric) {
   auto jit = MakeSession(TierPolicy::kJit, options);
   auto interp = MakeSession(TierPolicy::kInterpreter);
   // batch 4 compiles; batch 5 misses the guard (a deopt) and compiles a
-  // second specialisation; batch 6 is past the limit and compiles the
+  // second specialization; batch 6 is past the limit and compiles the
   // shape-generic version, which then also serves batches 9 and 1.
   const int64_t batches[] = {4, 4, 5, 5, 4, 6, 6, 6, 5, 9, 1};
   for (int64_t batch : batches) {
@@ -114,7 +114,7 @@ TEST(JitTier, GuardMissDeoptsThenSpecializesThenGoesGeneric) {
     ExpectNearScaled(RunOnce(*jit, x, batch), RunOnce(*interp, x, batch), 1e-5);
   }
   for (const RegionStats& r : jit->stats().regions) {
-    EXPECT_EQ(r.specializations, 3);  // two specialised, one generic
+    EXPECT_EQ(r.specializations, 3);  // two specialized, one generic
     // Interpreted: the first 4, 5 and 6; the 5 and 6 ran while code for
     // other signatures existed.
     EXPECT_EQ(r.interpreted_calls, 3);
@@ -244,7 +244,7 @@ TEST(JitTier, RowReductionRegionSpecializesThenGoesGeneric) {
   // 3 and 300 compile (300 rows are split across the two threads); 7 is
   // past the limit and compiles the shape-generic version (rows a runtime
   // parameter), which then serves 7, 9, 1 (one row: x and gamma read alike)
-  // and 1000; 3 keeps its specialisation.
+  // and 1000; 3 keeps its specialization.
   const int64_t batches[] = {3, 3, 300, 300, 7, 7, 9, 1, 1000, 3};
   for (int64_t batch : batches) {
     auto x = RandomFloats(batch * 64, static_cast<unsigned>(batch), -3.f, 3.f);
@@ -255,7 +255,7 @@ TEST(JitTier, RowReductionRegionSpecializesThenGoesGeneric) {
   const RegionStats& r = stats.regions[0];
   EXPECT_EQ(r.kind, "row_reduction");
   EXPECT_EQ(r.tier, "jit");
-  EXPECT_EQ(r.specializations, 3);  // two specialised, one generic
+  EXPECT_EQ(r.specializations, 3);  // two specialized, one generic
   EXPECT_EQ(r.failed_compiles, 0);
   EXPECT_EQ(r.compiled_calls, 7);
   EXPECT_EQ(r.interpreted_calls, 3);

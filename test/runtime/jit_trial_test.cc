@@ -1,4 +1,4 @@
-// The JIT tier's trial of new specialisations (jit_keep_faster_tier): calls
+// The JIT tier's trial of new specializations (jit_keep_faster_tier): calls
 // alternate between the compiled code and the interpreter until each tier has
 // its samples, and the slower tier loses the signature. The tier is driven
 // through its one entry point (JitTier::Run) with a clock the test advances
@@ -174,7 +174,7 @@ TEST_F(JitTrial, WithinNoiseKeepsTheCompiledCode) {
 }
 
 TEST(JitTrialGeneric, GenericRowCodeIsTriedPerSignature) {
-  // A row region compiled shape-generic at once (no specialisations): each
+  // A row region compiled shape-generic at once (no specializations): each
   // signature's RowCall runs its own trial, and losing one leaves the code
   // serving the others.
   OnnxModelBuilder b(13);

@@ -110,7 +110,7 @@ struct SessionOptions {
   bool jit_compile_gemm = true;
   // Background compile threads (kAuto).
   int jit_compile_threads = 1;
-  // Time each new specialisation against the interpreter on its
+  // Time each new specialization against the interpreter on its
   // signature's first calls (alternating, best of 4 each) and drop it when
   // it is slower: a region stays compiled only where that pays. Tests that
   // need every region to run compiled turn this off.
@@ -159,17 +159,17 @@ struct RegionStats {
   int64_t deopts = 0;         // interpreted calls while code for other signatures existed
   int specializations = 0;
   int failed_compiles = 0;
-  // Specialisations dropped after their trial because the interpreter ran
+  // Specializations dropped after their trial because the interpreter ran
   // their signature faster (SessionOptions::jit_keep_faster_tier).
   int declined = 0;
-  // Specialisations whose code another region had already compiled from
+  // Specializations whose code another region had already compiled from
   // identical IR (e.g. the same LayerNorm in every transformer layer): no
   // second compile, and their code counts in that region's code_bytes only.
   int reused_code = 0;
-  double compile_ms = 0;      // total over specialisations (reuses take ~1 ms)
+  double compile_ms = 0;      // total over specializations (reuses take ~1 ms)
   int64_t code_bytes = 0;
   // GEMM regions: the weight packed into the generated kernels' layout (one
-  // copy per specialisation), the floating-point operations of the compiled
+  // copy per specialization), the floating-point operations of the compiled
   // calls, and the rate they ran at (compiled_flops / compiled_ms).
   int64_t packed_weight_bytes = 0;
   double compiled_flops = 0;
