@@ -184,8 +184,8 @@ void RegisterGemm() {
   for (Impl impl : {Impl::kJit, Impl::kPacked, Impl::kOneDnn}) {
     for (int64_t m : {1, 32, 128}) {
       for (int64_t n : {512, 1024, 2048}) {
-        const std::string name = std::string("BM_Gemm/impl:") + ImplName(impl) + "/m:" + std::to_string(m) +
-                                 "/n:" + std::to_string(n);
+        const std::string name =
+            std::string("BM_Gemm/impl:") + ImplName(impl) + "/m:" + std::to_string(m) + "/n:" + std::to_string(n);
         benchmark::RegisterBenchmark(name.c_str(), BM_Gemm, impl, m, n)->UseRealTime();
       }
     }

@@ -197,8 +197,7 @@ struct TierPair {
   double max_rel_diff = 0;
 };
 
-StatusOr<std::vector<NamedTensor>> RunWarm(const Session& session, const std::vector<NamedTensor>& inputs,
-                                           int runs) {
+StatusOr<std::vector<NamedTensor>> RunWarm(const Session& session, const std::vector<NamedTensor>& inputs, int runs) {
   StatusOr<std::vector<NamedTensor>> outputs = Internal("no run");
   for (int i = 0; i < runs; ++i) {
     outputs = session.Run(inputs);
@@ -209,8 +208,7 @@ StatusOr<std::vector<NamedTensor>> RunWarm(const Session& session, const std::ve
 
 // Builds both sessions, warms them up (the kJit session compiles every
 // region on its first run) and compares their outputs.
-Status PreparePair(std::shared_ptr<const Model> model, std::vector<NamedTensor> inputs, int threads,
-                   TierPair& pair) {
+Status PreparePair(std::shared_ptr<const Model> model, std::vector<NamedTensor> inputs, int threads, TierPair& pair) {
   pair.model = std::move(model);
   pair.inputs = std::move(inputs);
   KILN_ASSIGN_OR_RETURN(pair.interp, Session::Create(pair.model, TierOptions(TierPolicy::kInterpreter, threads)));
@@ -423,8 +421,8 @@ void BM_MatMul(benchmark::State& state, int64_t m, int64_t n, int64_t k, int thr
     }
     benchmark::DoNotOptimize(outputs->data());
   }
-  state.counters["flops"] = benchmark::Counter(2.0 * static_cast<double>(m * n * k) * static_cast<double>(state.iterations()),
-                                               benchmark::Counter::kIsRate);
+  state.counters["flops"] = benchmark::Counter(
+      2.0 * static_cast<double>(m * n * k) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 // ---------------------------------------------------------------------------
@@ -530,9 +528,8 @@ void RegisterRegions() {
     for (bool jit : {false, true}) {
       const std::string name = std::string("BM_LayerNormGelu/tier:") + TierArg(jit) + "/shape:" + shape;
       benchmark::RegisterBenchmark(name.c_str(), [dims, shape, jit](benchmark::State& state) {
-        TierPair& pair = GetPair("layernorm_gelu/" + shape, [dims](TierPair& p) {
-          return PrepareBuilt(LayerNormGeluModel(dims), dims, p);
-        });
+        TierPair& pair = GetPair("layernorm_gelu/" + shape,
+                                 [dims](TierPair& p) { return PrepareBuilt(LayerNormGeluModel(dims), dims, p); });
         TimeTier(state, pair, jit);
       })->UseRealTime();
     }
@@ -554,9 +551,8 @@ void RegisterRegions() {
     for (bool jit : {false, true}) {
       const std::string name = std::string("BM_SoftmaxAttention/tier:") + TierArg(jit) + "/shape:" + shape;
       benchmark::RegisterBenchmark(name.c_str(), [dims, shape, jit](benchmark::State& state) {
-        TierPair& pair = GetPair("softmax_attention/" + shape, [dims](TierPair& p) {
-          return PrepareBuilt(SoftmaxAttentionModel(dims), dims, p);
-        });
+        TierPair& pair = GetPair("softmax_attention/" + shape,
+                                 [dims](TierPair& p) { return PrepareBuilt(SoftmaxAttentionModel(dims), dims, p); });
         TimeTier(state, pair, jit);
       })->UseRealTime();
     }
@@ -572,8 +568,8 @@ void RegisterModels(const std::string& dir) {
     const ModelFile file = DemoModel(dir, name);
     for (int threads : {1, 2}) {
       for (bool jit : {false, true}) {
-        const std::string bench_name = std::string("BM_Model/model:") + name + "/tier:" + TierArg(jit) +
-                                       "/threads:" + std::to_string(threads);
+        const std::string bench_name =
+            std::string("BM_Model/model:") + name + "/tier:" + TierArg(jit) + "/threads:" + std::to_string(threads);
         const std::string key = std::string("model:") + name + "/threads:" + std::to_string(threads);
         benchmark::RegisterBenchmark(bench_name.c_str(), [file, key, threads, jit](benchmark::State& state) {
           TierPair& pair = GetPair(key, [&](TierPair& p) { return PrepareModelPair(file, threads, p); });
@@ -583,9 +579,8 @@ void RegisterModels(const std::string& dir) {
       if (threads == 1) {
         const std::string bench_name = std::string("BM_Model/model:") + name + "/tier:" + kOpByOpTier + "/threads:1";
         benchmark::RegisterBenchmark(bench_name.c_str(), [file, name](benchmark::State& state) {
-          TierPair& pair = GetPair(std::string("model_basic:") + name, [&](TierPair& p) {
-            return PrepareModelPair(file, 1, p, BasicGraph());
-          });
+          TierPair& pair = GetPair(std::string("model_basic:") + name,
+                                   [&](TierPair& p) { return PrepareModelPair(file, 1, p, BasicGraph()); });
           TimeTier(state, pair, /*jit=*/false);
         })->UseRealTime();
       }

@@ -58,9 +58,9 @@ StatusOr<std::vector<Tensor>> RunOnce(const Session& session, const std::vector<
 }
 
 Status MeasureStream(const StreamModel& stream, bool jit, benchmark::State& state) {
-  KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model,
-                        stream.path.empty() ? Model::LoadFromBytes(stream.bytes.data(), stream.bytes.size())
-                                            : Model::Load(stream.path));
+  KILN_ASSIGN_OR_RETURN(
+      std::shared_ptr<const Model> model,
+      stream.path.empty() ? Model::LoadFromBytes(stream.bytes.data(), stream.bytes.size()) : Model::Load(stream.path));
   KILN_ASSIGN_OR_RETURN(std::vector<std::vector<NamedTensor>> inputs, MakeInputs(*model));
   SessionOptions options;
   options.intra_op_threads = 1;
@@ -116,10 +116,13 @@ Status MeasureStream(const StreamModel& stream, bool jit, benchmark::State& stat
 void Register(const StreamModel& stream) {
   for (bool jit : {false, true}) {
     const std::string name = "BM_ShapeStream/model:" + stream.name + "/tier:" + (jit ? "jit" : "interp");
-    benchmark::RegisterBenchmark(name.c_str(), [stream, jit](benchmark::State& state) {
-      const Status status = MeasureStream(stream, jit, state);
-      if (!status.ok()) state.SkipWithError(status.ToString().c_str());
-    })->UseRealTime()->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(name.c_str(),
+                                 [stream, jit](benchmark::State& state) {
+                                   const Status status = MeasureStream(stream, jit, state);
+                                   if (!status.ok()) state.SkipWithError(status.ToString().c_str());
+                                 })
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
   }
 }
 

@@ -133,8 +133,8 @@ std::optional<std::vector<Tensor>> EvaluateConstantNode(const Graph& graph, cons
     if (!v.constant) return std::nullopt;
     inputs.push_back(&*v.constant);
   }
-  const bool has_output = std::any_of(node.outputs.begin(), node.outputs.end(),
-                                      [](ValueId out) { return out != kNoValue; });
+  const bool has_output =
+      std::any_of(node.outputs.begin(), node.outputs.end(), [](ValueId out) { return out != kNoValue; });
   if (!has_output || DeclaredOutputTooLarge(graph, node)) return std::nullopt;
 
   auto result = evaluate(node, inputs);

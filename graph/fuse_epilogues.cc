@@ -52,8 +52,7 @@ std::optional<float> ClipBound(const Graph& graph, const Node& clip, size_t inpu
 }
 
 std::optional<ActivationMatch> MatchActivation(const Graph& graph, const Node& node, ValueId input) {
-  if (node.dead || !node.domain.empty() || node.inputs.empty() || node.inputs[0] != input ||
-      node.outputs.size() != 1) {
+  if (node.dead || !node.domain.empty() || node.inputs.empty() || node.inputs[0] != input || node.outputs.size() != 1) {
     return std::nullopt;
   }
   ActivationMatch m{node.op_type};
@@ -138,8 +137,7 @@ bool SameKnownShape(const Value& a, const Value& b) {
 // kernel can read it element for element beside its output; kNoValue
 // otherwise. A constant operand is left to the bias step (or to no fusion).
 ValueId ResidualOperand(const Graph& graph, const Node& add, ValueId in) {
-  if (!IsDefaultOp(add, "Add") || add.inputs.size() != 2 || add.outputs.size() != 1 ||
-      add.outputs[0] == kNoValue) {
+  if (!IsDefaultOp(add, "Add") || add.inputs.size() != 2 || add.outputs.size() != 1 || add.outputs[0] == kNoValue) {
     return kNoValue;
   }
   const ValueId other = add.inputs[0] == in ? add.inputs[1] : add.inputs[0];

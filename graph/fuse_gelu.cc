@@ -62,8 +62,7 @@ std::optional<GeluMatch> Match(const Graph& graph, NodeId erf_id) {
   } else if (IsDefaultOp(scale, "Mul")) {
     for (size_t side = 0; side < 2 && m.x == kNoValue; ++side) {
       const ValueId candidate = scale.inputs[side];
-      const std::optional<float> c =
-          ScalarConstant(graph, scale.inputs[1 - side], ScalarRankLimit(graph, candidate));
+      const std::optional<float> c = ScalarConstant(graph, scale.inputs[1 - side], ScalarRankLimit(graph, candidate));
       if (c && Near(*c, 1.0 / kSqrt2)) m.x = candidate;
     }
   }

@@ -44,8 +44,9 @@ constexpr FusibleOpInfo kFusibleOps[] = {
 }  // namespace
 
 const FusibleOpInfo* FindFusibleOp(std::string_view op_type) {
-  auto it = std::lower_bound(std::begin(kFusibleOps), std::end(kFusibleOps), op_type,
-                             [](const FusibleOpInfo& info, std::string_view name) { return std::string_view(info.name) < name; });
+  auto it = std::lower_bound(
+      std::begin(kFusibleOps), std::end(kFusibleOps), op_type,
+      [](const FusibleOpInfo& info, std::string_view name) { return std::string_view(info.name) < name; });
   return it != std::end(kFusibleOps) && it->name == op_type ? &*it : nullptr;
 }
 

@@ -46,7 +46,7 @@ struct FusibleOpInfo {
   FusibleOp op;
   const char* name;  // the ONNX op type (default domain)
   int min_inputs;
-  int max_inputs;    // kVariadic: any number from min_inputs on
+  int max_inputs;  // kVariadic: any number from min_inputs on
   // Comparisons yield bool masks (consumed by Where inside the region);
   // every other op yields float32.
   bool yields_bool;

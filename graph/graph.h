@@ -77,10 +77,10 @@ struct Value {
 struct Node {
   std::string name;
   std::string op_type;
-  std::string domain;  // "" for the default ONNX domain
-  int opset = 0;       // the opset version of `domain` the model imports
-  std::vector<ValueId> inputs;   // kNoValue for an omitted optional input
-  std::vector<ValueId> outputs;  // kNoValue for an omitted optional output
+  std::string domain;                           // "" for the default ONNX domain
+  int opset = 0;                                // the opset version of `domain` the model imports
+  std::vector<ValueId> inputs;                  // kNoValue for an omitted optional input
+  std::vector<ValueId> outputs;                 // kNoValue for an omitted optional output
   std::map<std::string, Attribute> attributes;  // ordered: deterministic printing and hashing
   bool dead = false;
 

@@ -78,8 +78,7 @@ StatusOr<std::string> ResolveExternalPath(const std::string& base_dir, const std
   return full.string();
 }
 
-Status ReadExternalData(const onnx::TensorProto& proto, const std::string& base_dir, size_t expected_bytes,
-                        void* dst) {
+Status ReadExternalData(const onnx::TensorProto& proto, const std::string& base_dir, size_t expected_bytes, void* dst) {
   std::string location;
   int64_t offset = 0;
   int64_t length = -1;
@@ -150,8 +149,8 @@ StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto, const std::stri
   // data fails cleanly instead of exhausting memory.
   const bool external = proto.data_location() == onnx::TensorProto::EXTERNAL;
   if (!external && proto.has_raw_data() && proto.raw_data().size() != bytes) {
-    return InvalidModel(what, " has ", proto.raw_data().size(), " bytes of raw data but its shape ",
-                        DimsToString(dims), " of ", DTypeName(dtype), " needs ", bytes);
+    return InvalidModel(what, " has ", proto.raw_data().size(), " bytes of raw data but its shape ", DimsToString(dims),
+                        " of ", DTypeName(dtype), " needs ", bytes);
   }
   if (!external && !proto.has_raw_data()) {
     int64_t stored = 0;
@@ -200,15 +199,24 @@ StatusOr<Attribute> AttributeFromProto(const onnx::AttributeProto& proto, const 
   Attribute attr;
   auto type = proto.type();
   if (type == onnx::AttributeProto::UNDEFINED) {
-    if (proto.has_f()) type = onnx::AttributeProto::FLOAT;
-    else if (proto.has_i()) type = onnx::AttributeProto::INT;
-    else if (proto.has_s()) type = onnx::AttributeProto::STRING;
-    else if (proto.has_t()) type = onnx::AttributeProto::TENSOR;
-    else if (proto.has_g()) type = onnx::AttributeProto::GRAPH;
-    else if (proto.floats_size()) type = onnx::AttributeProto::FLOATS;
-    else if (proto.ints_size()) type = onnx::AttributeProto::INTS;
-    else if (proto.strings_size()) type = onnx::AttributeProto::STRINGS;
-    else return InvalidModel("attribute '", proto.name(), "' has no type and no value");
+    if (proto.has_f())
+      type = onnx::AttributeProto::FLOAT;
+    else if (proto.has_i())
+      type = onnx::AttributeProto::INT;
+    else if (proto.has_s())
+      type = onnx::AttributeProto::STRING;
+    else if (proto.has_t())
+      type = onnx::AttributeProto::TENSOR;
+    else if (proto.has_g())
+      type = onnx::AttributeProto::GRAPH;
+    else if (proto.floats_size())
+      type = onnx::AttributeProto::FLOATS;
+    else if (proto.ints_size())
+      type = onnx::AttributeProto::INTS;
+    else if (proto.strings_size())
+      type = onnx::AttributeProto::STRINGS;
+    else
+      return InvalidModel("attribute '", proto.name(), "' has no type and no value");
   }
   switch (type) {
     case onnx::AttributeProto::FLOAT:
@@ -299,7 +307,6 @@ Status CheckAttributesAgainstSchema(const Node& node) {
   return Status::Ok();
 }
 
-
 class GraphBuilder {
  public:
   GraphBuilder(const onnx::ModelProto& model, const LoadOptions& options) : model_(model), options_(options) {}
@@ -344,8 +351,8 @@ class GraphBuilder {
       if (init.name().empty()) return InvalidModel("an initializer has no name");
       auto tensor = TensorFromProto(init, options_.base_dir);
       if (!tensor.ok()) return tensor.status().WithContext("initializer '" + init.name() + "'");
-      KILN_ASSIGN_OR_RETURN(ValueId id, graph_.AddValue(init.name(), tensor->dtype(),
-                                                        ShapeInfo::FromDims(tensor->dims())));
+      KILN_ASSIGN_OR_RETURN(ValueId id,
+                            graph_.AddValue(init.name(), tensor->dtype(), ShapeInfo::FromDims(tensor->dims())));
       graph_.value(id).constant = std::move(tensor).value();
     }
     if (g.sparse_initializer_size() > 0) return Unsupported("sparse initializers are not supported");
@@ -514,7 +521,8 @@ StatusOr<Graph> LoadOnnxFile(const std::string& path) {
 StatusOr<NamedProtoTensor> LoadTensorProtoFile(const std::string& path) {
   KILN_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
   onnx::TensorProto proto;
-  if (bytes.size() > static_cast<size_t>(INT_MAX) || !proto.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+  if (bytes.size() > static_cast<size_t>(INT_MAX) ||
+      !proto.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return InvalidArgument("'", path, "' is not a serialized TensorProto");
   }
   KILN_ASSIGN_OR_RETURN(Tensor tensor, TensorFromProto(proto, fs::path(path).parent_path().string()));

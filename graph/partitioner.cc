@@ -291,11 +291,10 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
     const int axes_input = reduction && node.op_type != "LayerNormalization" ? 1 : -1;
     // Accumulations a reduction adds: Softmax (max, then sum of exps) and
     // LayerNorm (mean, then variance) need two passes over their input.
-    const int accumulations =
-        reduction && (reduction->op == RowOp::kSoftmax || reduction->op == RowOp::kLogSoftmax ||
-                      reduction->op == RowOp::kLayerNorm)
-            ? 2
-            : 1;
+    const int accumulations = reduction && (reduction->op == RowOp::kSoftmax || reduction->op == RowOp::kLogSoftmax ||
+                                            reduction->op == RowOp::kLayerNorm)
+                                  ? 2
+                                  : 1;
 
     int joined = -1;
     int node_level = 0;

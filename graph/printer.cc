@@ -157,7 +157,8 @@ std::string PrintGraph(const Graph& graph) {
   }
   os << "}\n";
 
-  for (ValueId id : graph.inputs()) os << "input  " << ValueName(graph, id) << ":" << TypeString(graph.value(id)) << "\n";
+  for (ValueId id : graph.inputs())
+    os << "input  " << ValueName(graph, id) << ":" << TypeString(graph.value(id)) << "\n";
 
   // Constants that something still refers to: a node input or a graph
   // output. Value ids follow the model's order, which keeps this stable.
@@ -248,8 +249,8 @@ std::string GraphToDot(const Graph& graph, const DotOptions& options) {
   // Sources: graph inputs, and constants when asked for.
   for (ValueId id : graph.inputs()) {
     const Value& v = graph.value(id);
-    os << "  " << DotValueId(id) << " [shape=ellipse, fillcolor=\"#eeeeee\", label="
-       << DotString(v.name + "\n" + TypeString(v)) << "];\n";
+    os << "  " << DotValueId(id)
+       << " [shape=ellipse, fillcolor=\"#eeeeee\", label=" << DotString(v.name + "\n" + TypeString(v)) << "];\n";
   }
   auto draws_as_source = [&](ValueId id) {
     const Value& v = graph.value(id);
@@ -262,8 +263,8 @@ std::string GraphToDot(const Graph& graph, const DotOptions& options) {
       std::string label = v.name + "\n" + TensorSummary(*v.constant);
       std::string values = InlineConstantValues(*v.constant);
       if (!values.empty()) label += "\n" + values;
-      os << "  " << DotValueId(static_cast<ValueId>(i)) << " [shape=note, style=filled, fillcolor=\"#fff8dc\", label="
-         << DotString(label) << "];\n";
+      os << "  " << DotValueId(static_cast<ValueId>(i))
+         << " [shape=note, style=filled, fillcolor=\"#fff8dc\", label=" << DotString(label) << "];\n";
     }
   }
 
@@ -277,8 +278,8 @@ std::string GraphToDot(const Graph& graph, const DotOptions& options) {
     os << "  " << DotNodeId(id) << " [label=" << DotString(label);
     int group = i < options.node_color_group.size() ? options.node_color_group[i] : -1;
     if (group >= 0) {
-      os << ", fillcolor=\"" << kPalette[static_cast<size_t>(group) % kPalette.size()] << "\", tooltip="
-         << DotString("group " + std::to_string(group));
+      os << ", fillcolor=\"" << kPalette[static_cast<size_t>(group) % kPalette.size()]
+         << "\", tooltip=" << DotString("group " + std::to_string(group));
     }
     os << "];\n";
   }

@@ -195,7 +195,6 @@ Dim ProductDim(const std::vector<Dim>& dims, size_t begin, size_t end) {
   return Dim{};
 }
 
-
 DType FirstKnownDType(const NodeView& n, std::initializer_list<size_t> inputs) {
   for (size_t i : inputs) {
     if (n.dtype(i) != DType::kUndefined) return n.dtype(i);
@@ -270,8 +269,8 @@ Outputs GemmRule(const NodeView& n) {
 }
 
 // Output size of one spatial dim of a convolution or pooling window.
-Dim WindowOutputDim(const Dim& in, int64_t kernel, int64_t stride, int64_t dilation, int64_t pad_begin,
-                    int64_t pad_end, const std::string& auto_pad) {
+Dim WindowOutputDim(const Dim& in, int64_t kernel, int64_t stride, int64_t dilation, int64_t pad_begin, int64_t pad_end,
+                    const std::string& auto_pad) {
   if (!in.is_concrete() || kernel <= 0 || stride <= 0 || dilation <= 0) return Dim{};
   if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") return Dim::Concrete((in.size + stride - 1) / stride);
   const int64_t extent = (kernel - 1) * dilation + 1;
@@ -395,8 +394,10 @@ Outputs ReshapeRule(const NodeView& n) {
       if (i == *infer_at) continue;
       const Dim& d = out.dims[i];
       if (d.is_concrete()) {
-        if (d.size == 0 || known > std::numeric_limits<int64_t>::max() / d.size) solvable = false;
-        else known *= d.size;
+        if (d.size == 0 || known > std::numeric_limits<int64_t>::max() / d.size)
+          solvable = false;
+        else
+          known *= d.size;
         continue;
       }
       auto match = std::find_if(left.begin(), left.end(),
@@ -712,8 +713,8 @@ Outputs PadRule(const NodeView& n) {
   for (size_t i = 0; i < rank; ++i) {
     const int64_t extra = (*pads)[i] + (*pads)[i + rank];
     if (extra == 0) continue;
-    out.dims[i] = in.dims[i].is_concrete() && in.dims[i].size + extra >= 0 ? Dim::Concrete(in.dims[i].size + extra)
-                                                                             : Dim{};
+    out.dims[i] =
+        in.dims[i].is_concrete() && in.dims[i].size + extra >= 0 ? Dim::Concrete(in.dims[i].size + extra) : Dim{};
   }
   return {{n.dtype(0), out}};
 }
@@ -749,13 +750,60 @@ Outputs ConstantRule(const NodeView& n) {
 const std::map<std::string_view, Rule>& Rules() {
   static const auto* rules = [] {
     auto* m = new std::map<std::string_view, Rule>;
-    for (std::string_view op :
-         {"Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh",
-          "Softplus", "Softsign", "Mish", "Gelu", "Exp", "Log", "Sqrt", "Abs", "Neg", "Reciprocal", "Floor",
-          "Ceil", "Round", "Sign", "Erf", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh",
-          "Acosh", "Atanh", "Identity", "Dropout", "Clip", "Softmax", "LogSoftmax", "Hardmax", "Shrink",
-          "ThresholdedRelu", "BatchNormalization", "InstanceNormalization", "LayerNormalization", "LRN",
-          "LpNormalization", "MeanVarianceNormalization", "CumSum", "Trilu", "Not", "BitwiseNot"}) {
+    for (std::string_view op : {"Relu",
+                                "LeakyRelu",
+                                "PRelu",
+                                "Elu",
+                                "Selu",
+                                "Celu",
+                                "Sigmoid",
+                                "HardSigmoid",
+                                "HardSwish",
+                                "Tanh",
+                                "Softplus",
+                                "Softsign",
+                                "Mish",
+                                "Gelu",
+                                "Exp",
+                                "Log",
+                                "Sqrt",
+                                "Abs",
+                                "Neg",
+                                "Reciprocal",
+                                "Floor",
+                                "Ceil",
+                                "Round",
+                                "Sign",
+                                "Erf",
+                                "Sin",
+                                "Cos",
+                                "Tan",
+                                "Asin",
+                                "Acos",
+                                "Atan",
+                                "Sinh",
+                                "Cosh",
+                                "Asinh",
+                                "Acosh",
+                                "Atanh",
+                                "Identity",
+                                "Dropout",
+                                "Clip",
+                                "Softmax",
+                                "LogSoftmax",
+                                "Hardmax",
+                                "Shrink",
+                                "ThresholdedRelu",
+                                "BatchNormalization",
+                                "InstanceNormalization",
+                                "LayerNormalization",
+                                "LRN",
+                                "LpNormalization",
+                                "MeanVarianceNormalization",
+                                "CumSum",
+                                "Trilu",
+                                "Not",
+                                "BitwiseNot"}) {
       (*m)[op] = SameAsInput0;
     }
     for (std::string_view op : {"IsNaN", "IsInf"}) (*m)[op] = SameShapeBool;
@@ -925,8 +973,8 @@ Status PropagateShapes(Graph& graph) {
     }
     // Only 0-D and 1-D results are tracked, which keeps element order
     // trivially right through Concat, Reshape and friends.
-    if (!node.outputs.empty() && node.outputs[0] != kNoValue &&
-        graph.value(node.outputs[0]).shape.rank_known && graph.value(node.outputs[0]).shape.dims.size() <= 1) {
+    if (!node.outputs.empty() && node.outputs[0] != kNoValue && graph.value(node.outputs[0]).shape.rank_known &&
+        graph.value(node.outputs[0]).shape.dims.size() <= 1) {
       std::optional<ShapeValue> value = ComputeShapeValue(view);
       if (value && static_cast<int64_t>(value->size()) <= kMaxShapeValueElements) {
         shape_values[node.outputs[0]] = std::move(*value);

@@ -30,9 +30,8 @@ void CompiledRegion::RunGemm(const void* const* inputs, void* const* outputs, in
   const auto* a = static_cast<const float*>(inputs[gemm_operands_.a_input]);
   auto* c = static_cast<float*>(outputs[0]);
   const float* bias = gemm_operands_.bias.empty() ? nullptr : gemm_operands_.bias.data();
-  const float* residual = gemm_operands_.residual_input < 0
-                              ? nullptr
-                              : static_cast<const float*>(inputs[gemm_operands_.residual_input]);
+  const float* residual =
+      gemm_operands_.residual_input < 0 ? nullptr : static_cast<const float*>(inputs[gemm_operands_.residual_input]);
   tile_begin = std::max<int64_t>(tile_begin, 0);
   tile_end = std::min(tile_end, gemm_tiles(m));
   if (tile_begin >= tile_end) return;
@@ -46,8 +45,8 @@ void CompiledRegion::RunGemm(const void* const* inputs, void* const* outputs, in
   // A range of tiles is a partial row block, whole row blocks, then a
   // partial row block.
   auto run = [&](int64_t row_block, int64_t block_begin, int64_t block_end, int64_t row_blocks) {
-    gemm_->RunTile(a, p.k, m, c, p.n, bias, residual, p.n, row_block * mr, (row_block + row_blocks) * mr,
-                   block_begin, block_end);
+    gemm_->RunTile(a, p.k, m, c, p.n, bias, residual, p.n, row_block * mr, (row_block + row_blocks) * mr, block_begin,
+                   block_end);
   };
   int64_t t = tile_begin;
   if (t % blocks != 0) {
@@ -63,8 +62,8 @@ void CompiledRegion::RunGemm(const void* const* inputs, void* const* outputs, in
   if (t < tile_end) run(t / blocks, 0, tile_end - t, 1);
 }
 
-KILN_NO_SANITIZE_FUNCTION void CompiledRegion::Run(const void* const* inputs, void* const* outputs,
-                                                   int64_t row_begin, int64_t row_end) const {
+KILN_NO_SANITIZE_FUNCTION void CompiledRegion::Run(const void* const* inputs, void* const* outputs, int64_t row_begin,
+                                                   int64_t row_end) const {
   entry_(inputs, outputs, row_begin, row_end);
 }
 

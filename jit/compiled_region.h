@@ -66,11 +66,11 @@ class CompiledRegion {
   // [0, R-1) and row_len = dims[R-1] (rank 0: one row of one element).
   // Computes rows [row_begin, row_end), clamped to [0, rows); callers split
   // [0, rows) between threads.
-  using GenericEntryFn = void (*)(const void* const* inputs, void* const* outputs, int64_t row_begin,
-                                  int64_t row_end, const int64_t* params);
+  using GenericEntryFn = void (*)(const void* const* inputs, void* const* outputs, int64_t row_begin, int64_t row_end,
+                                  const int64_t* params);
 
   struct Info {
-    std::string name;                // module and symbol name
+    std::string name;  // module and symbol name
     int64_t num_rows = 0;
     int64_t row_len = 0;
     std::vector<bool> input_baked;  // per region input
@@ -112,8 +112,7 @@ class CompiledRegion {
   // column block), so callers split any range between threads. `m` is the
   // product of A's leading dims; for a specialization it must be its own.
   int64_t gemm_tiles(int64_t m) const;
-  void RunGemm(const void* const* inputs, void* const* outputs, int64_t m, int64_t tile_begin,
-               int64_t tile_end) const;
+  void RunGemm(const void* const* inputs, void* const* outputs, int64_t m, int64_t tile_begin, int64_t tile_end) const;
   // The compiled GEMM (N, K, the tile, the packed weight), or null.
   const CompiledGemm* gemm() const { return gemm_.get(); }
   const GemmOperands& gemm_operands() const { return gemm_operands_; }

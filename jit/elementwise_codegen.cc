@@ -32,9 +32,9 @@ using internal::OutputKinds;
 
 // How one region input is read.
 struct InputPlan {
-  InputSpec spec;                       // kind, baked immediate
-  bool inner_broadcast = false;         // one element per row, splatted
-  bool contiguous = false;              // offset = row * row_len
+  InputSpec spec;                      // kind, baked immediate
+  bool inner_broadcast = false;        // one element per row, splatted
+  bool contiguous = false;             // offset = row * row_len
   std::vector<int64_t> outer_strides;  // elements per step of each outer dim
 };
 
@@ -73,8 +73,8 @@ Status PlanLoops(const std::vector<Dims>& input_dims, LoopNest& nest, std::vecto
 
   struct Group {
     int64_t extent;
-    std::vector<bool> broadcast;   // per input
-    std::vector<int64_t> stride;   // per input, elements (0 when broadcast)
+    std::vector<bool> broadcast;  // per input
+    std::vector<int64_t> stride;  // per input, elements (0 when broadcast)
   };
   std::vector<Group> groups;
   const size_t rank = domain.size();
@@ -199,8 +199,8 @@ class RegionEmitter {
 
   // Per-row state used by EmitBlock.
   const std::vector<InputPlan>* plans_ = nullptr;
-  std::vector<llvm::Value*> input_row_ptr_;     // element pointer at the row start (loaded inputs)
-  std::vector<llvm::Value*> input_row_splat_;   // per-row value for inner-broadcast inputs
+  std::vector<llvm::Value*> input_row_ptr_;    // element pointer at the row start (loaded inputs)
+  std::vector<llvm::Value*> input_row_splat_;  // per-row value for inner-broadcast inputs
   std::vector<llvm::Value*> output_row_ptr_;
   std::vector<Kind> output_kinds_;
 };
@@ -350,8 +350,8 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegion(JitCompiler& 
   const auto start = std::chrono::steady_clock::now();
   KILN_ASSIGN_OR_RETURN(std::vector<InputSpec> specs, ClassifyInputs(graph, region));
   if (input_dims.size() != region.inputs.size()) {
-    return InvalidArgument("jit: region ", region.id, " has ", region.inputs.size(), " inputs but ",
-                           input_dims.size(), " dims were given");
+    return InvalidArgument("jit: region ", region.id, " has ", region.inputs.size(), " inputs but ", input_dims.size(),
+                           " dims were given");
   }
 
   LoopNest nest;
@@ -408,9 +408,9 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegion(JitCompiler& 
   info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   auto compiled = std::make_unique<CompiledRegion>(std::move(code.code), std::move(info));
   Log().debug("jit: {} {} for region {} ({} nodes, domain {}, {} x {}) in {:.2f} ms, {} code bytes",
-              compiled->reused_code() ? "reused" : "compiled", compiled->name(), region.id,
-              region.nodes.size(), DimsToString(nest.domain), compiled->num_rows(), compiled->row_len(),
-              compiled->compile_ms(), compiled->code_bytes());
+              compiled->reused_code() ? "reused" : "compiled", compiled->name(), region.id, region.nodes.size(),
+              DimsToString(nest.domain), compiled->num_rows(), compiled->row_len(), compiled->compile_ms(),
+              compiled->code_bytes());
   return compiled;
 }
 

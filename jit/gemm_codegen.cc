@@ -68,9 +68,9 @@ llvm::Expected<std::unique_ptr<llvm::TargetMachine>> MakeTargetMachine(const std
   std::string error;
   const llvm::Target* target = llvm::TargetRegistry::lookupTarget(triple, error);
   if (target == nullptr) return llvm::make_error<llvm::StringError>(error, llvm::inconvertibleErrorCode());
-  std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(
-      triple, cpu, features, llvm::TargetOptions(), llvm::Reloc::PIC_, llvm::CodeModel::Small,
-      llvm::CodeGenOptLevel::Default));
+  std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(triple, cpu, features, llvm::TargetOptions(),
+                                                                      llvm::Reloc::PIC_, llvm::CodeModel::Small,
+                                                                      llvm::CodeGenOptLevel::Default));
   if (tm == nullptr) {
     return llvm::make_error<llvm::StringError>("cannot create a TargetMachine for " + cpu,
                                                llvm::inconvertibleErrorCode());
@@ -109,12 +109,7 @@ class GemmEmitter {
  public:
   GemmEmitter(llvm::Module& module, const GemmProblem& problem, const GemmLayout& layout, const std::string& cpu,
               const std::string& features)
-      : module_(module),
-        ctx_(module.getContext()),
-        problem_(problem),
-        layout_(layout),
-        cpu_(cpu),
-        features_(features) {
+      : module_(module), ctx_(module.getContext()), problem_(problem), layout_(layout), cpu_(cpu), features_(features) {
     f32_ = llvm::Type::getFloatTy(ctx_);
     i64_ = llvm::Type::getInt64Ty(ctx_);
     i1_ = llvm::Type::getInt1Ty(ctx_);
@@ -155,8 +150,7 @@ class GemmEmitter {
   // remaining rows (fewer than mr) through smaller kernels.
   void EmitRowLoop(llvm::IRBuilderBase& b, const PanelArgs& args, int vecs, int last_lanes, llvm::Value* row_begin,
                    llvm::Value* row_end);
-  void CallKernel(llvm::IRBuilderBase& b, const PanelArgs& args, int rows, int vecs, int last_lanes,
-                  llvm::Value* row);
+  void CallKernel(llvm::IRBuilderBase& b, const PanelArgs& args, int rows, int vecs, int last_lanes, llvm::Value* row);
 
   llvm::Module& module_;
   llvm::LLVMContext& ctx_;
@@ -430,8 +424,7 @@ llvm::Value* GemmEmitter::Activation(llvm::IRBuilderBase& b, llvm::Value* x) con
     }
     case GemmActivation::kGeluTanh: {
       llvm::Value* x3 = b.CreateFMul(b.CreateFMul(x, x), x);
-      llvm::Value* inner =
-          b.CreateFMul(b.CreateFAdd(x, b.CreateFMul(x3, FVec(0.044715))), FVec(std::sqrt(2.0 / M_PI)));
+      llvm::Value* inner = b.CreateFMul(b.CreateFAdd(x, b.CreateFMul(x3, FVec(0.044715))), FVec(std::sqrt(2.0 / M_PI)));
       return b.CreateFMul(b.CreateFMul(x, FVec(0.5)), b.CreateFAdd(EmitTanh(b, inner), FVec(1.0)));
     }
     case GemmActivation::kSilu: return b.CreateFMul(x, EmitSigmoid(b, x));
@@ -550,8 +543,8 @@ void GemmEmitter::EmitEntry(const std::string& name) {
   llvm::Value* block_begin = smax(word(kArgBlockBegin, i64_, "block_begin"), I64(0));
   llvm::Value* block_end = smin(word(kArgBlockEnd, i64_, "block_end"), I64(panels));
   auto* kb_loop = llvm::BasicBlock::Create(ctx_, "k_block", fn);
-  b.CreateCondBr(
-      b.CreateAnd(b.CreateICmpSLT(row_begin, row_end), b.CreateICmpSLT(block_begin, block_end)), kb_loop, exit);
+  b.CreateCondBr(b.CreateAnd(b.CreateICmpSLT(row_begin, row_end), b.CreateICmpSLT(block_begin, block_end)), kb_loop,
+                 exit);
 
   // K blocks outermost: within one, every (row chunk, panel) pair adds its
   // part to C.
@@ -696,18 +689,24 @@ void CompiledGemm::Run(const float* a, int64_t lda, int64_t m, float* c, int64_t
   RunTile(a, lda, m, c, ldc, bias, residual, ldr, row_begin, row_end, 0, info_.num_column_blocks);
 }
 
-KILN_NO_SANITIZE_FUNCTION void CompiledGemm::RunTile(const float* a, int64_t lda, int64_t m, float* c, int64_t ldc, const float* bias,
-                           const float* residual, int64_t ldr, int64_t row_begin, int64_t row_end,
-                           int64_t block_begin, int64_t block_end) const {
+KILN_NO_SANITIZE_FUNCTION void CompiledGemm::RunTile(const float* a, int64_t lda, int64_t m, float* c, int64_t ldc,
+                                                     const float* bias, const float* residual, int64_t ldr,
+                                                     int64_t row_begin, int64_t row_end, int64_t block_begin,
+                                                     int64_t block_end) const {
   assert((dynamic_m() || m == info_.problem.m) && "a static-M GEMM runs with its own M");
-  const int64_t words[kNumArgWords] = {
-      reinterpret_cast<int64_t>(a),        lda,
-      reinterpret_cast<int64_t>(c),        ldc,
-      reinterpret_cast<int64_t>(bias),     reinterpret_cast<int64_t>(residual),
-      ldr,                                 reinterpret_cast<int64_t>(weight_->data.get()),
-      m,                                   row_begin,
-      row_end,                             block_begin,
-      block_end};
+  const int64_t words[kNumArgWords] = {reinterpret_cast<int64_t>(a),
+                                       lda,
+                                       reinterpret_cast<int64_t>(c),
+                                       ldc,
+                                       reinterpret_cast<int64_t>(bias),
+                                       reinterpret_cast<int64_t>(residual),
+                                       ldr,
+                                       reinterpret_cast<int64_t>(weight_->data.get()),
+                                       m,
+                                       row_begin,
+                                       row_end,
+                                       block_begin,
+                                       block_end};
   entry_(words);
 }
 
@@ -727,12 +726,11 @@ StatusOr<std::unique_ptr<CompiledGemm>> CompileGemm(JitCompiler& compiler, const
   KILN_ASSIGN_OR_RETURN(packed->data, internal::PackGemmWeight(layout, weight, weight_transposed));
 
   const std::string name = ModuleName(problem, compiler.NextSerial());
-  KILN_ASSIGN_OR_RETURN(internal::RegionCode code,
-                        internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) -> Status {
-                          GemmEmitter(module, problem, layout, compiler.cpu_name(), compiler.cpu_features())
-                              .EmitEntry(name);
-                          return Status::Ok();
-                        }));
+  KILN_ASSIGN_OR_RETURN(
+      internal::RegionCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) -> Status {
+        GemmEmitter(module, problem, layout, compiler.cpu_name(), compiler.cpu_features()).EmitEntry(name);
+        return Status::Ok();
+      }));
 
   CompiledGemm::Info info;
   info.name = code.code->symbol();
@@ -750,8 +748,8 @@ StatusOr<std::unique_ptr<CompiledGemm>> CompileGemm(JitCompiler& compiler, const
   return std::unique_ptr<CompiledGemm>(new CompiledGemm(std::move(code.code), std::move(packed), std::move(info)));
 }
 
-StatusOr<std::string> EmitGemmAssembly(const GemmProblem& problem, const std::string& cpu,
-                                       const std::string& features, const GemmTuning& tuning) {
+StatusOr<std::string> EmitGemmAssembly(const GemmProblem& problem, const std::string& cpu, const std::string& features,
+                                       const GemmTuning& tuning) {
   KILN_RETURN_IF_ERROR(ValidateProblem(problem));
   static std::once_flag init_once;
   std::call_once(init_once, [] {

@@ -29,8 +29,8 @@ namespace kiln::jit {
 enum class GemmActivation {
   kNone,
   kRelu,
-  kLeakyRelu,    // x < 0 ? alpha * x : x
-  kClip,         // clamp to [alpha, beta]
+  kLeakyRelu,  // x < 0 ? alpha * x : x
+  kClip,       // clamp to [alpha, beta]
   kSigmoid,
   kTanh,
   kHardSwish,    // x * clamp(x / 6 + 0.5, 0, 1)
@@ -102,9 +102,8 @@ class CompiledGemm {
   // As Run, for the columns of the column blocks [block_begin, block_end)
   // only (clamped to [0, num_column_blocks())): block b covers columns
   // [b * nr(), min((b + 1) * nr(), n)). Splits small M over threads.
-  void RunTile(const float* a, int64_t lda, int64_t m, float* c, int64_t ldc, const float* bias,
-               const float* residual, int64_t ldr, int64_t row_begin, int64_t row_end, int64_t block_begin,
-               int64_t block_end) const;
+  void RunTile(const float* a, int64_t lda, int64_t m, float* c, int64_t ldc, const float* bias, const float* residual,
+               int64_t ldr, int64_t row_begin, int64_t row_end, int64_t block_begin, int64_t block_end) const;
 
   const GemmProblem& problem() const { return info_.problem; }
   bool dynamic_m() const { return info_.problem.m <= 0; }
@@ -150,7 +149,7 @@ StatusOr<std::unique_ptr<CompiledGemm>> CompileGemm(JitCompiler& compiler, const
 // default features when `features` is empty, else with `features` ("+avx2,
 // -avx512f" style). The blocking uses this host's cache sizes. For tests and
 // inspection; kInvalidArgument for an unknown CPU.
-StatusOr<std::string> EmitGemmAssembly(const GemmProblem& problem, const std::string& cpu,
-                                       const std::string& features, const GemmTuning& tuning = {});
+StatusOr<std::string> EmitGemmAssembly(const GemmProblem& problem, const std::string& cpu, const std::string& features,
+                                       const GemmTuning& tuning = {});
 
 }  // namespace kiln::jit

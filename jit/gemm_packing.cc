@@ -169,15 +169,15 @@ StatusOr<GemmLayout> ChooseGemmLayout(int64_t m, int64_t n, int64_t k, const Gem
   int64_t kc_target = override_tile.kc;
   if (kc_target <= 0) {
     const int64_t b_row_bytes = nr * static_cast<int64_t>(sizeof(float));
-    kc_target = m == 1 ? k
-                       : std::max<int64_t>(kMinKc, caches.l2_bytes / kL2ShareForB / b_row_bytes / kKcMultiple *
-                                                       kKcMultiple);
+    kc_target =
+        m == 1 ? k
+               : std::max<int64_t>(kMinKc, caches.l2_bytes / kL2ShareForB / b_row_bytes / kKcMultiple * kKcMultiple);
     // A last block much shorter than the others costs a C round trip for little work.
     if (k <= kc_target + kc_target / 4) kc_target = k;
   }
   layout.num_kblocks = (k + kc_target - 1) / kc_target;
-  layout.kc = std::min(
-      k, RoundUp((k + layout.num_kblocks - 1) / layout.num_kblocks, override_tile.kc > 0 ? 1 : kKcMultiple));
+  layout.kc =
+      std::min(k, RoundUp((k + layout.num_kblocks - 1) / layout.num_kblocks, override_tile.kc > 0 ? 1 : kKcMultiple));
   layout.num_kblocks = (k + layout.kc - 1) / layout.kc;
   return layout;
 }

@@ -22,16 +22,16 @@ namespace kiln::jit::internal {
 
 // What the code generator needs to know of the target's vector unit.
 struct GemmIsa {
-  std::string name;   // "avx512", "avx2", "sse": for labels and logs
-  int lanes = 4;      // float32 lanes of one vector register
-  int registers = 16; // vector registers the allocator can use
+  std::string name;    // "avx512", "avx2", "sse": for labels and logs
+  int lanes = 4;       // float32 lanes of one vector register
+  int registers = 16;  // vector registers the allocator can use
 };
 
 // The blocking of one GEMM for one ISA.
 struct GemmLayout {
-  int lanes = 0;            // floats per vector
-  int mr = 0;               // rows of a full register tile
-  int nv = 0;               // vectors per full panel
+  int lanes = 0;  // floats per vector
+  int mr = 0;     // rows of a full register tile
+  int nv = 0;     // vectors per full panel
   int64_t n = 0, k = 0;
   int64_t full_panels = 0;  // n / nr
   int tail_nv = 0;          // vectors of the narrower last panel; 0 when nr divides n

@@ -36,8 +36,8 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileGemmRegion(JitCompiler& compile
     return Unsupported("jit: region ", region.id, " is not a single GEMM");
   }
   if (input_dims.size() != region.inputs.size()) {
-    return InvalidArgument("jit: region ", region.id, " has ", region.inputs.size(), " inputs but ",
-                           input_dims.size(), " dims were given");
+    return InvalidArgument("jit: region ", region.id, " has ", region.inputs.size(), " inputs but ", input_dims.size(),
+                           " dims were given");
   }
   const graph::Node& node = graph.node(region.nodes[0]);
   const std::optional<graph::GemmPattern> pattern = graph::AsGemm(graph, node);

@@ -108,13 +108,13 @@ class GenericEmitter {
   std::vector<Kind> output_kinds_;
   // Per row (values defined in the row's block, valid in every version).
   llvm::Value* row_len_ = nullptr;
-  llvm::Value* iota_ = nullptr;                 // <0, 1, ..., lanes-1> as i64
-  std::vector<llvm::Value*> input_row_ptr_;     // element pointer at the row start
+  llvm::Value* iota_ = nullptr;                   // <0, 1, ..., lanes-1> as i64
+  std::vector<llvm::Value*> input_row_ptr_;       // element pointer at the row start
   std::vector<llvm::Value*> input_inner_stride_;  // effective stride along the row
   std::vector<llvm::Value*> output_row_ptr_;
   // Per version.
-  std::vector<llvm::Value*> splat_;             // kSplat inputs
-  std::vector<llvm::Value*> stride_vec_;        // kGather inputs
+  std::vector<llvm::Value*> splat_;       // kSplat inputs
+  std::vector<llvm::Value*> stride_vec_;  // kGather inputs
 };
 
 Status GenericEmitter::Emit(const std::string& name, int rank, const std::vector<InputSpec>& specs,
@@ -438,9 +438,8 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegionGeneric(JitCom
   KILN_ASSIGN_OR_RETURN(std::vector<InputSpec> specs, ClassifyInputs(graph, region));
   KILN_RETURN_IF_ERROR(CheckOutputsCoverDomain(graph, region, specs));
 
-  const std::string name =
-      "kiln_region" + std::to_string(region.id) + "_generic_r" + std::to_string(domain_rank) + "_" +
-      std::to_string(compiler.NextSerial());
+  const std::string name = "kiln_region" + std::to_string(region.id) + "_generic_r" + std::to_string(domain_rank) +
+                           "_" + std::to_string(compiler.NextSerial());
   KILN_ASSIGN_OR_RETURN(internal::RegionCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) {
                           GenericEmitter emitter(graph, region, module, compiler.f32_vector_lanes());
                           return emitter.Emit(name, domain_rank, specs, compiler.cpu_name(), compiler.cpu_features());

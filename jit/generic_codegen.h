@@ -55,8 +55,7 @@ inline constexpr int kMaxVersionedInputs = 3;
 // on failure.
 StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegionGeneric(JitCompiler& compiler,
                                                                           const graph::Graph& graph,
-                                                                          const graph::Region& region,
-                                                                          int domain_rank);
+                                                                          const graph::Region& region, int domain_rank);
 
 // Builds the params of a generic entry for region inputs of `input_dims`
 // (region.inputs order) and a domain of rank `domain_rank`: on success

@@ -214,10 +214,8 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
   // Concurrent compilation support makes LLJIT use a compiler that builds a
   // TargetMachine per module, so Compile() may run on several threads; with
   // no compile threads of its own, each compile runs on its caller's thread.
-  llvm::Expected<std::unique_ptr<llvm::orc::LLJIT>> jit = llvm::orc::LLJITBuilder()
-                                                              .setJITTargetMachineBuilder(*jtmb)
-                                                              .setSupportConcurrentCompilation(true)
-                                                              .create();
+  llvm::Expected<std::unique_ptr<llvm::orc::LLJIT>> jit =
+      llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(*jtmb).setSupportConcurrentCompilation(true).create();
   if (!jit) return jit.takeError();
   if (!llvm::isa<llvm::orc::ObjectLinkingLayer>((*jit)->getObjLinkingLayer())) {
     // RuntimeDyld may place code and constants far apart: not safe for the
@@ -271,8 +269,7 @@ bool JitCompiler::IsDefined(const std::string& symbol) {
 
 llvm::Expected<std::shared_ptr<const JitCode>> JitCompiler::Compile(llvm::orc::ThreadSafeModule module,
                                                                     const std::string& entry_name) {
-  const std::string module_name =
-      module.withModuleDo([](llvm::Module& m) { return m.getModuleIdentifier(); });
+  const std::string module_name = module.withModuleDo([](llvm::Module& m) { return m.getModuleIdentifier(); });
   llvm::orc::JITDylib& dylib = jit_->getMainJITDylib();
   llvm::orc::ResourceTrackerSP tracker = dylib.createResourceTracker();
 

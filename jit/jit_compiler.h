@@ -72,7 +72,7 @@ class JitCode {
   size_t code_bytes() const { return code_bytes_; }
 
  private:
-  std::shared_ptr<llvm::orc::LLJIT> jit_;  // keeps the execution session alive
+  std::shared_ptr<llvm::orc::LLJIT> jit_;                         // keeps the execution session alive
   llvm::IntrusiveRefCntPtr<llvm::orc::ResourceTracker> tracker_;  // removes exactly this module
   std::string symbol_;
   uint64_t entry_address_ = 0;

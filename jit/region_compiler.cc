@@ -25,8 +25,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileRegion(JitCompiler& compiler, c
     case graph::RegionKind::kRowReduction:
       return generic ? CompileRowReductionRegionGeneric(compiler, graph, region, input_dims)
                      : CompileRowReductionRegion(compiler, graph, region, input_dims);
-    case graph::RegionKind::kGemm:
-      return CompileGemmRegion(compiler, graph, region, input_dims, generic);
+    case graph::RegionKind::kGemm: return CompileGemmRegion(compiler, graph, region, input_dims, generic);
   }
   return Internal("jit: no code generator for region kind ", graph::RegionKindName(region.kind));
 }

@@ -195,8 +195,8 @@ StatusOr<Operand> OpEmitter::EmitNode(const Node& node, const std::vector<std::o
       }
       if (approximate == "tanh") {
         llvm::Value* x3 = b_.CreateFMul(b_.CreateFMul(x, x), x);
-        llvm::Value* inner = b_.CreateFMul(b_.CreateFAdd(x, b_.CreateFMul(x3, FConst(0.044715))),
-                                           FConst(std::sqrt(2.0 / M_PI)));
+        llvm::Value* inner =
+            b_.CreateFMul(b_.CreateFAdd(x, b_.CreateFMul(x3, FConst(0.044715))), FConst(std::sqrt(2.0 / M_PI)));
         return f(b_.CreateFMul(half_x, b_.CreateFAdd(EmitTanh(b_, inner), FConst(1.0))));
       }
       return Unsupported("jit: Gelu: approximate='", approximate, "'");

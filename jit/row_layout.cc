@@ -21,8 +21,7 @@ char Letter(RowInputLayout layout) {
 bool InputServes(RowInputLayout code, RowInputLayout call) {
   if (code == call) return true;
   switch (call) {
-    case RowInputLayout::kDenseOrSharedRow:
-      return code == RowInputLayout::kDense || code == RowInputLayout::kSharedRow;
+    case RowInputLayout::kDenseOrSharedRow: return code == RowInputLayout::kDense || code == RowInputLayout::kSharedRow;
     case RowInputLayout::kPerRowOrSharedValue:
       return code == RowInputLayout::kPerRow || code == RowInputLayout::kSharedValue;
     default: return false;

@@ -61,8 +61,8 @@ class RowEmitter {
   // With a `generic_layout` (GenericRowLayout of `plan`), rows and row
   // length come from the params argument (GenericEntryFn) instead of the
   // plan.
-  RowEmitter(const graph::Graph& graph, const graph::Region& region, const RowRegionPlan& plan,
-             llvm::Module& module, int lanes, std::optional<RowLayout> generic_layout = std::nullopt)
+  RowEmitter(const graph::Graph& graph, const graph::Region& region, const RowRegionPlan& plan, llvm::Module& module,
+             int lanes, std::optional<RowLayout> generic_layout = std::nullopt)
       : graph_(graph),
         region_(region),
         plan_(plan),
@@ -395,8 +395,8 @@ void RowEmitter::Finalize(const Accumulation& a, llvm::Value* total) {
         values.first = b_.CreateFDiv(total, n);
       } else {
         llvm::Value* var = b_.CreateFDiv(total, n);
-        llvm::Value* sd = b_.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt,
-                                                  b_.CreateFAdd(var, ops_.FConst(red.op.epsilon)));
+        llvm::Value* sd =
+            b_.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, b_.CreateFAdd(var, ops_.FConst(red.op.epsilon)));
         values.second = b_.CreateFDiv(ops_.FConst(1.0), sd);
       }
       return;
@@ -407,7 +407,7 @@ Status RowEmitter::EmitBlock(const std::vector<Accumulation>& accs, std::vector<
                              bool store_outputs) {
   block_env_.clear();
   for (size_t k = 0; k < accs.size(); ++k) {
-    KILN_ASSIGN_OR_RETURN(llvm::Value* v, AccumulationInput(accs[k]));
+    KILN_ASSIGN_OR_RETURN(llvm::Value * v, AccumulationInput(accs[k]));
     if (mask_ != nullptr) {
       // Dead lanes read 0 and may compute anything: they fold in the identity.
       const double identity = accs[k].is_max ? -std::numeric_limits<double>::infinity() : 0.0;
@@ -428,8 +428,8 @@ Status RowEmitter::EmitBlock(const std::vector<Accumulation>& accs, std::vector<
 }
 
 Status RowEmitter::EmitVectorLoop(llvm::Value* begin, llvm::Value* end, int unroll,
-                                  const std::vector<Accumulation>& accs,
-                                  std::vector<std::vector<llvm::Value*>>& sets, bool store_outputs) {
+                                  const std::vector<Accumulation>& accs, std::vector<std::vector<llvm::Value*>>& sets,
+                                  bool store_outputs) {
   llvm::BasicBlock* pre = b_.GetInsertBlock();
   llvm::BasicBlock* body = NewBlock("vec_body");
   llvm::BasicBlock* done = NewBlock("vec_done");
@@ -548,8 +548,8 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
     row_len_ = b_.CreateAlignedLoad(i64_, b_.CreateConstInBoundsGEP1_64(i64_, params, 1), llvm::Align(8), "row_len");
     return b_.CreateAlignedLoad(i64_, params, llvm::Align(8), "rows");
   };
-  const internal::EntryPrologue prologue = internal::EmitEntryPrologue(module_, b_, name, generic(), cpu, features,
-                                                                       baked, region_.outputs.size(), rows);
+  const internal::EntryPrologue prologue =
+      internal::EmitEntryPrologue(module_, b_, name, generic(), cpu, features, baked, region_.outputs.size(), rows);
   llvm::Function* fn = prologue.fn;
   llvm::BasicBlock* entry = prologue.entry;
   llvm::Value* row_begin = prologue.row_begin;
@@ -617,8 +617,7 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
   }
   output_ptr_.clear();
   for (size_t k = 0; k < output_base.size(); ++k) {
-    llvm::Value* offset = plan_.output_per_row[k] ? static_cast<llvm::Value*>(row)
-                                                  : b_.CreateMul(row, row_len_);
+    llvm::Value* offset = plan_.output_per_row[k] ? static_cast<llvm::Value*>(row) : b_.CreateMul(row, row_len_);
     output_ptr_.push_back(b_.CreateInBoundsGEP(ops_.MemElemTy(plan_.output_kinds[k]), output_base[k], offset));
   }
 
@@ -629,8 +628,8 @@ Status RowEmitter::Emit(const std::string& name, const std::string& cpu, const s
       const ReductionPlan& red = plan_.reductions[r];
       const int which = pass - red.stage;
       if (which < 0 || which >= red.accumulations) continue;
-      const bool is_max = which == 0 && (red.op.op == RowOp::kMax || red.op.op == RowOp::kSoftmax ||
-                                         red.op.op == RowOp::kLogSoftmax);
+      const bool is_max =
+          which == 0 && (red.op.op == RowOp::kMax || red.op.op == RowOp::kSoftmax || red.op.op == RowOp::kLogSoftmax);
       accs.push_back({static_cast<int>(r), which, is_max});
     }
     StartRowSection("pass" + std::to_string(pass));
@@ -670,8 +669,8 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompilePlan(JitCompiler& compiler, con
                                                       const std::optional<RowLayout>& generic_layout,
                                                       std::chrono::steady_clock::time_point start) {
   const bool generic = generic_layout.has_value();
-  const std::string name = "kiln_rowred" + std::to_string(region.id) + (generic ? "_generic_" : "_") +
-                           std::to_string(compiler.NextSerial());
+  const std::string name =
+      "kiln_rowred" + std::to_string(region.id) + (generic ? "_generic_" : "_") + std::to_string(compiler.NextSerial());
   KILN_ASSIGN_OR_RETURN(internal::RegionCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) {
                           RowEmitter emitter(graph, region, plan, module, compiler.f32_vector_lanes(), generic_layout);
                           return emitter.Emit(name, compiler.cpu_name(), compiler.cpu_features());
@@ -690,11 +689,10 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompilePlan(JitCompiler& compiler, con
   for (const RowInputPlan& p : plan.inputs) info.input_baked.push_back(p.spec.baked);
   info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   auto compiled = std::make_unique<CompiledRegion>(std::move(code.code), std::move(info));
-  Log().debug(
-      "jit: {} {} for region {} ({} nodes, {} {}, {} accumulation passes) in {:.2f} ms, {} code bytes",
-      compiled->reused_code() ? "reused" : "compiled", compiled->name(), region.id, region.nodes.size(),
-      generic ? "generic, layout" : "domain", generic ? generic_layout->ToString() : DimsToString(plan.domain),
-      plan.num_passes, compiled->compile_ms(), compiled->code_bytes());
+  Log().debug("jit: {} {} for region {} ({} nodes, {} {}, {} accumulation passes) in {:.2f} ms, {} code bytes",
+              compiled->reused_code() ? "reused" : "compiled", compiled->name(), region.id, region.nodes.size(),
+              generic ? "generic, layout" : "domain", generic ? generic_layout->ToString() : DimsToString(plan.domain),
+              plan.num_passes, compiled->compile_ms(), compiled->code_bytes());
   return compiled;
 }
 

@@ -62,8 +62,8 @@ StatusOr<RowRegionPlan> PlanRowRegion(const graph::Graph& graph, const graph::Re
     return InvalidArgument("jit: region ", region.id, " has no nodes or no outputs");
   }
   if (input_dims.size() != region.inputs.size()) {
-    return InvalidArgument("jit: region ", region.id, " has ", region.inputs.size(), " inputs but ",
-                           input_dims.size(), " dims were given");
+    return InvalidArgument("jit: region ", region.id, " has ", region.inputs.size(), " inputs but ", input_dims.size(),
+                           " dims were given");
   }
   const size_t num_values = graph.num_values();
   plan.dims.assign(num_values, std::nullopt);
@@ -117,8 +117,8 @@ StatusOr<RowRegionPlan> PlanRowRegion(const graph::Graph& graph, const graph::Re
       r.node = id;
       r.op = *reduction;
       r.stage = plan.level[static_cast<size_t>(node.inputs[0])];
-      const bool two = reduction->op == RowOp::kSoftmax || reduction->op == RowOp::kLogSoftmax ||
-                       reduction->op == RowOp::kLayerNorm;
+      const bool two =
+          reduction->op == RowOp::kSoftmax || reduction->op == RowOp::kLogSoftmax || reduction->op == RowOp::kLayerNorm;
       r.accumulations = two ? 2 : 1;
       plan.num_passes = std::max(plan.num_passes, r.stage + r.accumulations);
       level = std::max(level, r.stage + r.accumulations);

@@ -41,8 +41,8 @@ struct ReductionPlan {
 };
 
 struct RowRegionPlan {
-  Dims domain;  // the reductions' common input dims
-  int axis = 0; // their first reduced axis: the row is every axis from it on
+  Dims domain;   // the reductions' common input dims
+  int axis = 0;  // their first reduced axis: the row is every axis from it on
   int64_t rows = 0;
   int64_t row_len = 0;
   std::vector<RowInputPlan> inputs;       // region.inputs order

@@ -128,8 +128,7 @@ llvm::Value* Exp(llvm::IRBuilderBase& b, llvm::Value* x, bool non_positive) {
   // above k fall off the top.
   llvm::Value* first = b.CreateShl(b.CreateLShr(bits, I(bits, 1)), I(bits, 23));
   llvm::Value* second = b.CreateSub(b.CreateShl(bits, I(bits, 23)), first);
-  return b.CreateFMul(b.CreateFMul(p, b.CreateBitCast(first, xc->getType())),
-                      b.CreateBitCast(second, xc->getType()));
+  return b.CreateFMul(b.CreateFMul(p, b.CreateBitCast(first, xc->getType())), b.CreateBitCast(second, xc->getType()));
 }
 
 // e^x - 1; `non_positive` as for Exp.
@@ -227,15 +226,10 @@ llvm::Value* EmitErf(llvm::IRBuilderBase& b, llvm::Value* x) {
   // to single max/min instructions that keep NaN, which then propagates:
   // fewer instructions than an |x| form with a saturation select and a NaN
   // check.
-  static const std::vector<double> kNumerator = {1.1283791065216064,    0.19038376212120056,
-                                                 0.05274537578225136,   0.003764558583498001,
-                                                 0.0002848450094461441, 2.050074726867024e-06};
-  static const std::vector<double> kDenominator = {1.0,
-                                                   0.5020559430122375,
-                                                   0.11409942060709,
-                                                   0.014967095106840134,
-                                                   0.0011622535530477762,
-                                                   3.80896199203562e-05};
+  static const std::vector<double> kNumerator = {1.1283791065216064,   0.19038376212120056,   0.05274537578225136,
+                                                 0.003764558583498001, 0.0002848450094461441, 2.050074726867024e-06};
+  static const std::vector<double> kDenominator = {
+      1.0, 0.5020559430122375, 0.11409942060709, 0.014967095106840134, 0.0011622535530477762, 3.80896199203562e-05};
   llvm::Value* xc = ClampAbove(b, ClampBelow(b, x, -4.0), 4.0);
   llvm::Value* u = b.CreateFMul(xc, xc);
   llvm::Value* y = b.CreateFDiv(b.CreateFMul(xc, Polynomial(b, u, kNumerator)), Polynomial(b, u, kDenominator));

@@ -91,23 +91,21 @@ class ArgKernel final : public OpKernel {
         out_dims.push_back(1);
       }
     }
-    return DispatchDType(TypeList<float, double, int64_t, int32_t, int8_t, uint8_t>{}, x->dtype(), name,
-                         [&](auto tag) -> Status {
-                           using T = typename decltype(tag)::type;
-                           KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kInt64, out_dims));
-                           const AxisView v = MakeAxisView(x->dims(), axis, axis + 1);
-                           const T* in = x->data<T>();
-                           int64_t* out = y->data<int64_t>();
-                           const ParallelRunner& p = ctx.parallel();
-                           if (is_max_) {
-                             select_last_ ? ArgTyped<T, true, true>(p, in, out, v)
-                                          : ArgTyped<T, true, false>(p, in, out, v);
-                           } else {
-                             select_last_ ? ArgTyped<T, false, true>(p, in, out, v)
-                                          : ArgTyped<T, false, false>(p, in, out, v);
-                           }
-                           return Status::Ok();
-                         });
+    return DispatchDType(
+        TypeList<float, double, int64_t, int32_t, int8_t, uint8_t>{}, x->dtype(), name, [&](auto tag) -> Status {
+          using T = typename decltype(tag)::type;
+          KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kInt64, out_dims));
+          const AxisView v = MakeAxisView(x->dims(), axis, axis + 1);
+          const T* in = x->data<T>();
+          int64_t* out = y->data<int64_t>();
+          const ParallelRunner& p = ctx.parallel();
+          if (is_max_) {
+            select_last_ ? ArgTyped<T, true, true>(p, in, out, v) : ArgTyped<T, true, false>(p, in, out, v);
+          } else {
+            select_last_ ? ArgTyped<T, false, true>(p, in, out, v) : ArgTyped<T, false, false>(p, in, out, v);
+          }
+          return Status::Ok();
+        });
   }
 
  private:

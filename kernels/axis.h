@@ -13,8 +13,8 @@ namespace kiln::kernels {
 // `op` and the valid range.
 inline StatusOr<int64_t> NormalizeAxis(const char* op, int64_t axis, int64_t rank) {
   if (axis < -rank || axis >= rank) {
-    return InvalidArgument(op, ": axis ", axis, " is out of range for rank ", rank, " (valid: [", -rank, ", ",
-                           rank - 1, "])");
+    return InvalidArgument(op, ": axis ", axis, " is out of range for rank ", rank, " (valid: [", -rank, ", ", rank - 1,
+                           "])");
   }
   return axis < 0 ? axis + rank : axis;
 }

@@ -20,7 +20,8 @@ class BatchNormKernel final : public OpKernel {
   Status Compute(KernelContext& ctx) const override {
     const Tensor* x = ctx.input(0);
     if (x == nullptr) return InvalidArgument(kOp, ": X is required");
-    if (x->dtype() != DType::kFloat32) return Unsupported(kOp, ": only float32 is supported, got ", DTypeName(x->dtype()));
+    if (x->dtype() != DType::kFloat32)
+      return Unsupported(kOp, ": only float32 is supported, got ", DTypeName(x->dtype()));
     if (x->rank() < 2) return InvalidArgument(kOp, ": X must have rank >= 2, got ", DimsToString(x->dims()));
     const int64_t channels = x->dim(1);
     static const char* const kNames[] = {"scale", "B", "input_mean", "input_var"};
@@ -32,8 +33,8 @@ class BatchNormKernel final : public OpKernel {
         return Unsupported(kOp, ": only float32 is supported, got ", kNames[i], " ", DTypeName(p->dtype()));
       }
       if (p->rank() != 1 || p->dim(0) != channels) {
-        return InvalidArgument(kOp, ": ", kNames[i], " ", DimsToString(p->dims()), " must be [", channels,
-                               "] for X ", DimsToString(x->dims()));
+        return InvalidArgument(kOp, ": ", kNames[i], " ", DimsToString(p->dims()), " must be [", channels, "] for X ",
+                               DimsToString(x->dims()));
       }
       params[i] = p->data<float>();
     }

@@ -38,18 +38,28 @@ Status CheckNoZeroDivisor(const std::string& op, const Tensor& divisor) {
 }
 
 struct AddOp {
-  template <typename T> T operator()(T a, T b) const { return WrapAdd(a, b); }
+  template <typename T>
+  T operator()(T a, T b) const {
+    return WrapAdd(a, b);
+  }
 };
 struct SubOp {
-  template <typename T> T operator()(T a, T b) const { return WrapSub(a, b); }
+  template <typename T>
+  T operator()(T a, T b) const {
+    return WrapSub(a, b);
+  }
 };
 struct MulOp {
-  template <typename T> T operator()(T a, T b) const { return WrapMul(a, b); }
+  template <typename T>
+  T operator()(T a, T b) const {
+    return WrapMul(a, b);
+  }
 };
 // Integer division truncates toward zero (C semantics, as ONNX specifies);
 // min / -1 wraps instead of trapping. Zero divisors are rejected beforehand.
 struct DivOp {
-  template <typename T> T operator()(T a, T b) const {
+  template <typename T>
+  T operator()(T a, T b) const {
     if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) {
       return b == T(-1) ? WrapSub(T(0), a) : static_cast<T>(a / b);
     } else {
@@ -62,7 +72,8 @@ struct DivOp {
 // divisor's sign (Python %).
 struct ModOp {
   bool fmod = false;
-  template <typename T> T operator()(T a, T b) const {
+  template <typename T>
+  T operator()(T a, T b) const {
     T r;
     if constexpr (std::is_floating_point_v<T>) {
       r = std::fmod(a, b);
@@ -77,7 +88,10 @@ struct ModOp {
 };
 
 struct PReluOp {
-  template <typename T> T operator()(T x, T slope) const { return x < T(0) ? slope * x : x; }
+  template <typename T>
+  T operator()(T x, T slope) const {
+    return x < T(0) ? slope * x : x;
+  }
 };
 
 // Binary ops whose inputs and output share one dtype.
@@ -94,8 +108,7 @@ class SameTypeBinaryKernel final : public OpKernel {
       using T = typename decltype(tag)::type;
       if constexpr (kDivides) KILN_RETURN_IF_ERROR(CheckNoZeroDivisor<T>(name_, *b));
       KILN_ASSIGN_OR_RETURN(Tensor * out, ctx.Output(0, a->dtype(), out_dims));
-      BroadcastBinary(ctx.parallel(), a->data<T>(), a->dims(), b->data<T>(), b->dims(), out->data<T>(), out_dims,
-                      op_);
+      BroadcastBinary(ctx.parallel(), a->data<T>(), a->dims(), b->data<T>(), b->dims(), out->data<T>(), out_dims, op_);
       return Status::Ok();
     });
   }
@@ -107,11 +120,10 @@ class SameTypeBinaryKernel final : public OpKernel {
 
 template <typename Op, typename Types, bool kDivides = false>
 void RegisterSameType(KernelRegistry& registry, const char* op_type, int since_version, Op op = Op{}) {
-  registry.Register(KernelDef{op_type, "", since_version, kNoMaxOpset,
-                              [op](const graph::Node& node) -> StatusOr<std::unique_ptr<OpKernel>> {
-                                return std::unique_ptr<OpKernel>(
-                                    new SameTypeBinaryKernel<Op, Types, kDivides>(node.op_type, op));
-                              }});
+  registry.Register(KernelDef{
+      op_type, "", since_version, kNoMaxOpset, [op](const graph::Node& node) -> StatusOr<std::unique_ptr<OpKernel>> {
+        return std::unique_ptr<OpKernel>(new SameTypeBinaryKernel<Op, Types, kDivides>(node.op_type, op));
+      }});
 }
 
 class ModKernel final : public OpKernel {
@@ -218,8 +230,8 @@ class PowKernel final : public OpKernel {
             }
           }
         }
-        BroadcastBinary(ctx.parallel(), x->data<T>(), x->dims(), y->data<E>(), y->dims(), out->data<T>(),
-                        out_dims, PowOp<T, E>{});
+        BroadcastBinary(ctx.parallel(), x->data<T>(), x->dims(), y->data<E>(), y->dims(), out->data<T>(), out_dims,
+                        PowOp<T, E>{});
         return Status::Ok();
       });
     });

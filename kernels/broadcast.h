@@ -123,8 +123,8 @@ inline void BinaryRun(const TA* a, int64_t sa, const TB* b, int64_t sb, TO* out,
 // out_dims itself (as in an accumulation), since each element is then read
 // before it is written.
 template <typename TA, typename TB, typename TO, typename Op>
-void BroadcastBinary(const ParallelRunner& parallel, const TA* a, const Dims& a_dims, const TB* b,
-                     const Dims& b_dims, TO* out, const Dims& out_dims, const Op& op) {
+void BroadcastBinary(const ParallelRunner& parallel, const TA* a, const Dims& a_dims, const TB* b, const Dims& b_dims,
+                     TO* out, const Dims& out_dims, const Op& op) {
   const BroadcastIndexer indexer(out_dims, {&a_dims, &b_dims});
   const int64_t sa = indexer.run_stride(0);
   const int64_t sb = indexer.run_stride(1);

@@ -11,7 +11,6 @@
 namespace kiln::kernels {
 namespace {
 
-
 const char* OnnxTypeName(int64_t code) {
   switch (code) {
     case 4: return "uint16";

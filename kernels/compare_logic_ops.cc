@@ -13,19 +13,34 @@ namespace kiln::kernels {
 namespace {
 
 struct EqualOp {
-  template <typename T> bool operator()(T a, T b) const { return a == b; }
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a == b;
+  }
 };
 struct LessOp {
-  template <typename T> bool operator()(T a, T b) const { return a < b; }
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a < b;
+  }
 };
 struct LessOrEqualOp {
-  template <typename T> bool operator()(T a, T b) const { return a <= b; }
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a <= b;
+  }
 };
 struct GreaterOp {
-  template <typename T> bool operator()(T a, T b) const { return a > b; }
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a > b;
+  }
 };
 struct GreaterOrEqualOp {
-  template <typename T> bool operator()(T a, T b) const { return a >= b; }
+  template <typename T>
+  bool operator()(T a, T b) const {
+    return a >= b;
+  }
 };
 // Bool tensors hold 0 or 1 in each byte, so bitwise ops are the logical ones
 // and keep the loops vectorisable.

@@ -37,8 +37,7 @@ class ConcatKernel final : public OpKernel {
       for (int64_t d = 0; compatible && d < rank; ++d) compatible = d == axis || t->dim(d) == first.dim(d);
       if (!compatible) {
         return InvalidArgument("Concat: input ", i, " has shape ", DimsToString(t->dims()),
-                               ", which does not match input 0 ", DimsToString(first.dims()), " outside axis ",
-                               axis);
+                               ", which does not match input 0 ", DimsToString(first.dims()), " outside axis ", axis);
       }
       out_dims[static_cast<size_t>(axis)] += t->dim(axis);
     }
@@ -129,8 +128,8 @@ class SplitKernel final : public OpKernel {
         sum += s;
       }
       if (sum != dim) {
-        return InvalidArgument("Split: split sizes ", DimsToString(sizes), " sum to ", sum, " but axis ", axis,
-                               " of ", DimsToString(in->dims()), " has size ", dim);
+        return InvalidArgument("Split: split sizes ", DimsToString(sizes), " sum to ", sum, " but axis ", axis, " of ",
+                               DimsToString(in->dims()), " has size ", dim);
       }
     } else if (num_outputs_attr_ > 0) {
       // Opset 18: chunks of ceil(dim / n); the last one takes what is left.

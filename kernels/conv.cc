@@ -56,8 +56,8 @@ class ConvKernel final : public OpKernel {
     const int64_t channels = x->dim(1);
     const int64_t filters = w->dim(0);
     if (w->dim(1) * group_ != channels) {
-      return InvalidArgument(kOp, ": channel mismatch: X has ", channels, " channels but W ",
-                             DimsToString(w->dims()), " with group ", group_, " expects ", w->dim(1) * group_);
+      return InvalidArgument(kOp, ": channel mismatch: X has ", channels, " channels but W ", DimsToString(w->dims()),
+                             " with group ", group_, " expects ", w->dim(1) * group_);
     }
     if (filters % group_ != 0) {
       return InvalidArgument(kOp, ": W's ", filters, " output channels are not divisible by group ", group_);
@@ -116,7 +116,7 @@ class ConvKernel final : public OpKernel {
   };
 
   StatusOr<std::shared_ptr<const Plan>> MakePlan(const Tensor& x, const Tensor& w, bool has_bias, bool has_residual,
-                                                  const Dims& kernel) const {
+                                                 const Dims& kernel) const {
     const Dims in_spatial(x.dims().begin() + 2, x.dims().end());
     KILN_ASSIGN_OR_RETURN(WindowGeometry g, ResolveForwardWindow(kOp, attrs_, in_spatial, kernel, false));
     auto plan = std::make_shared<Plan>();
@@ -137,10 +137,10 @@ class ConvKernel final : public OpKernel {
     plan->io.dst_user = PlainF32Desc(plan->out_dims);
     // format_tag::any lets oneDNN pick its blocked layouts (nChw8c and the
     // matching weights on AVX2), which its fastest kernels need.
-    dnnl::convolution_forward::desc desc(
-        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, AnyF32Desc(x.dims()),
-        AnyF32Desc(w_dims), bias_md, AnyF32Desc(plan->out_dims), ToDnnlDims(g.strides), ToDnnlDims(dnnl_dilations),
-        ToDnnlDims(g.pad_begin), ToDnnlDims(g.pad_end));
+    dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                         AnyF32Desc(x.dims()), AnyF32Desc(w_dims), bias_md, AnyF32Desc(plan->out_dims),
+                                         ToDnnlDims(g.strides), ToDnnlDims(dnnl_dilations), ToDnnlDims(g.pad_begin),
+                                         ToDnnlDims(g.pad_end));
     if (has_residual) {
       // format_tag::any: src1 takes the layout oneDNN picks for dst. Keep
       // the post-op only when that is row-major, i.e. R's own layout.

@@ -49,8 +49,8 @@ class ConvTransposeKernel final : public OpKernel {
     }
     const int64_t group = attrs_.group;
     if (w->dim(0) != x->dim(1)) {
-      return InvalidArgument(kOp, ": channel mismatch: X has ", x->dim(1), " channels but W ",
-                             DimsToString(w->dims()), " expects ", w->dim(0));
+      return InvalidArgument(kOp, ": channel mismatch: X has ", x->dim(1), " channels but W ", DimsToString(w->dims()),
+                             " expects ", w->dim(0));
     }
     if (x->dim(1) % group != 0) {
       return InvalidArgument(kOp, ": ", x->dim(1), " input channels are not divisible by group ", group);
@@ -61,8 +61,8 @@ class ConvTransposeKernel final : public OpKernel {
     }
     const Dims kernel(w->dims().begin() + 2, w->dims().end());
     if (!attrs_.window.kernel_shape.empty() && attrs_.window.kernel_shape != kernel) {
-      return InvalidArgument(kOp, ": kernel_shape ", DimsToString(attrs_.window.kernel_shape),
-                             " does not match W ", DimsToString(w->dims()));
+      return InvalidArgument(kOp, ": kernel_shape ", DimsToString(attrs_.window.kernel_shape), " does not match W ",
+                             DimsToString(w->dims()));
     }
 
     std::vector<int64_t> key;
@@ -91,16 +91,16 @@ class ConvTransposeKernel final : public OpKernel {
  private:
   struct Plan {
     Dims out_dims;
-    bool crop = false;   // computed into a temporary of full_dims
-    Dims full_dims;      // unpadded output dims, when crop
-    Dims offset;         // spatial index in `full` of output position 0
+    bool crop = false;  // computed into a temporary of full_dims
+    Dims full_dims;     // unpadded output dims, when crop
+    Dims offset;        // spatial index in `full` of output position 0
     dnnl::deconvolution_forward::primitive_desc pd;
     dnnl::deconvolution_forward primitive;
     BlockedIo io;
   };
 
   StatusOr<std::shared_ptr<const Plan>> MakePlan(const Tensor& x, const Tensor& w, bool has_bias,
-                                                  const Dims& kernel) const {
+                                                 const Dims& kernel) const {
     const size_t rank = kernel.size();
     Dims strides, dilations;
     KILN_RETURN_IF_ERROR(CheckWindowLengths(kOp, attrs_.window, rank, &strides, &dilations));
@@ -187,10 +187,10 @@ class ConvTransposeKernel final : public OpKernel {
     plan->io.src_user = PlainF32Desc(x.dims());
     plan->io.weights_user = StridedF32Desc(w_dims, w_strides);
     plan->io.dst_user = PlainF32Desc(dst_dims);
-    dnnl::deconvolution_forward::desc desc(
-        dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, AnyF32Desc(x.dims()),
-        AnyF32Desc(w_dims), bias_md, AnyF32Desc(dst_dims), ToDnnlDims(strides), ToDnnlDims(dnnl_dilations),
-        ToDnnlDims(dnnl_pad_l), ToDnnlDims(dnnl_pad_r));
+    dnnl::deconvolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
+                                           AnyF32Desc(x.dims()), AnyF32Desc(w_dims), bias_md, AnyF32Desc(dst_dims),
+                                           ToDnnlDims(strides), ToDnnlDims(dnnl_dilations), ToDnnlDims(dnnl_pad_l),
+                                           ToDnnlDims(dnnl_pad_r));
     plan->pd = dnnl::deconvolution_forward::primitive_desc(desc, UserScratchpadAttr(), DnnlEngine());
     plan->primitive = dnnl::deconvolution_forward(plan->pd);
     plan->io.Prepare(plan->pd.src_desc(), plan->pd.weights_desc(), plan->pd.dst_desc());

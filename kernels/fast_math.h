@@ -78,8 +78,7 @@ inline float FastSigmoid(float x) {
 
 // c0 + c1 u + ... + c5 u^5 in Horner's order, the order of jit/vector_math.cc's
 // Polynomial, so that FastErf and the JIT's Erf round alike.
-[[gnu::always_inline]] inline float HornerDegree5(float u, float c0, float c1, float c2, float c3, float c4,
-                                                   float c5) {
+[[gnu::always_inline]] inline float HornerDegree5(float u, float c0, float c1, float c2, float c3, float c4, float c5) {
   float r = std::fma(c5, u, c4);
   r = std::fma(r, u, c3);
   r = std::fma(r, u, c2);

@@ -26,8 +26,8 @@ StatusOr<std::vector<int64_t>> ReadCheckedIndices(const char* op, const Tensor& 
   for (int64_t i = 0; i < n; ++i) {
     int64_t& v = out[static_cast<size_t>(i)];
     if (v < -dim || v >= dim) {
-      return OutOfRange(op, ": index ", v, " (at flat position ", i, ") is out of range for axis ", axis,
-                        " of size ", dim);
+      return OutOfRange(op, ": index ", v, " (at flat position ", i, ") is out of range for axis ", axis, " of size ",
+                        dim);
     }
     if (v < 0) v += dim;
   }
@@ -79,8 +79,7 @@ class GatherKernel final : public OpKernel {
       for (int64_t r = begin; r < end; ++r) {
         const int64_t o = r / n;
         const int64_t j = r % n;
-        std::memcpy(dst + r * chunk, src + (o * dim + idx[static_cast<size_t>(j)]) * chunk,
-                    static_cast<size_t>(chunk));
+        std::memcpy(dst + r * chunk, src + (o * dim + idx[static_cast<size_t>(j)]) * chunk, static_cast<size_t>(chunk));
       }
     });
     return Status::Ok();
@@ -106,8 +105,8 @@ Status CheckElementsShapes(const char* op, const Tensor& data, const Tensor& ind
   }
   for (int64_t i = 0; i < data.rank(); ++i) {
     if (i != axis && indices.dim(i) > data.dim(i)) {
-      return InvalidArgument(op, ": indices ", DimsToString(indices.dims()), " exceed data ",
-                             DimsToString(data.dims()), " on axis ", i);
+      return InvalidArgument(op, ": indices ", DimsToString(indices.dims()), " exceed data ", DimsToString(data.dims()),
+                             " on axis ", i);
     }
   }
   return Status::Ok();
@@ -282,8 +281,8 @@ StatusOr<NdPlan> PlanNd(const char* op, const Tensor& data, const Tensor& indice
                              " and indices ", DimsToString(indices.dims()));
     }
   }
-  KILN_ASSIGN_OR_RETURN(const std::vector<int64_t> raw, ReadIndexVector(op, "indices", indices.Reshaped(
-                                                                                         {indices.num_elements()})));
+  KILN_ASSIGN_OR_RETURN(const std::vector<int64_t> raw,
+                        ReadIndexVector(op, "indices", indices.Reshaped({indices.num_elements()})));
   const Dims& dd = data.dims();
   const std::vector<int64_t> strides = ContiguousStrides(dd);
   const size_t b = static_cast<size_t>(batch_dims);
@@ -359,9 +358,8 @@ class ScatterNDKernel final : public OpKernel {
     }
     KILN_ASSIGN_OR_RETURN(const NdPlan plan, PlanNd("ScatterND", *data, *indices, 0));
     if (updates->dtype() != data->dtype() || updates->dims() != plan.out_dims) {
-      return InvalidArgument("ScatterND: updates are ", DTypeName(updates->dtype()), " ",
-                             DimsToString(updates->dims()), ", expected ", DTypeName(data->dtype()), " ",
-                             DimsToString(plan.out_dims));
+      return InvalidArgument("ScatterND: updates are ", DTypeName(updates->dtype()), " ", DimsToString(updates->dims()),
+                             ", expected ", DTypeName(data->dtype()), " ", DimsToString(plan.out_dims));
     }
     KILN_ASSIGN_OR_RETURN(Tensor * out, ctx.Output(0, data->dtype(), data->dims()));
     ParallelCopy(ctx.parallel(), out->raw_data(), data->raw_data(), data->byte_size());

@@ -135,11 +135,10 @@ class GemmKernel final : public OpKernel {
   };
 
   StatusOr<std::shared_ptr<const Plan>> MakePlan(int64_t m, int64_t k, int64_t n, bool accumulate,
-                                                  bool has_residual) const {
+                                                 bool has_residual) const {
     const Dims a_strides = trans_a_ ? Dims{1, m} : Dims{k, 1};
     const Dims b_strides = trans_b_ ? Dims{1, k} : Dims{n, 1};
-    dnnl::matmul::desc desc(StridedF32Desc({m, k}, a_strides), StridedF32Desc({k, n}, b_strides),
-                            PlainF32Desc({m, n}));
+    dnnl::matmul::desc desc(StridedF32Desc({m, k}, a_strides), StridedF32Desc({k, n}, b_strides), PlainF32Desc({m, n}));
     dnnl::primitive_attr attr = UserScratchpadAttr();
     if (alpha_ != 1.0f) attr.set_output_scales(0, {alpha_});
     auto plan = std::make_shared<Plan>();

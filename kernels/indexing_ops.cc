@@ -37,22 +37,21 @@ class TriluKernel final : public OpKernel {
     const char* src = static_cast<const char*>(in->raw_data());
     char* dst = static_cast<char*>(out->raw_data());
     const bool upper = upper_;
-    ctx.parallel().For(matrices * rows, std::max<int64_t>(1, kCopyGrainBytes / (cols * es)),
-                       [&](int64_t begin, int64_t end) {
-                         for (int64_t r = begin; r < end; ++r) {
-                           const int64_t i = r % rows;
-                           // Kept columns: j - i >= k (upper) or j - i <= k (lower).
-                           const int64_t bound = std::clamp<int64_t>(i + k + (upper ? 0 : 1), 0, cols);
-                           const int64_t keep_begin = upper ? bound : 0;
-                           const int64_t keep_end = upper ? cols : bound;
-                           char* d = dst + r * cols * es;
-                           const char* s = src + r * cols * es;
-                           // Zero bits are the zero value of every kiln dtype.
-                           std::memset(d, 0, static_cast<size_t>(cols * es));
-                           std::memcpy(d + keep_begin * es, s + keep_begin * es,
-                                       static_cast<size_t>((keep_end - keep_begin) * es));
-                         }
-                       });
+    ctx.parallel().For(
+        matrices * rows, std::max<int64_t>(1, kCopyGrainBytes / (cols * es)), [&](int64_t begin, int64_t end) {
+          for (int64_t r = begin; r < end; ++r) {
+            const int64_t i = r % rows;
+            // Kept columns: j - i >= k (upper) or j - i <= k (lower).
+            const int64_t bound = std::clamp<int64_t>(i + k + (upper ? 0 : 1), 0, cols);
+            const int64_t keep_begin = upper ? bound : 0;
+            const int64_t keep_end = upper ? cols : bound;
+            char* d = dst + r * cols * es;
+            const char* s = src + r * cols * es;
+            // Zero bits are the zero value of every kiln dtype.
+            std::memset(d, 0, static_cast<size_t>(cols * es));
+            std::memcpy(d + keep_begin * es, s + keep_begin * es, static_cast<size_t>((keep_end - keep_begin) * es));
+          }
+        });
     return Status::Ok();
   }
 

@@ -29,8 +29,8 @@ bool KernelRegistry::Supports(const std::string& op_type, const std::string& dom
 StatusOr<std::unique_ptr<OpKernel>> KernelRegistry::Create(const graph::Node& node) const {
   const KernelDef* def = Find(node.op_type, node.domain, node.opset);
   if (def == nullptr) {
-    return Unsupported(node.Describe(), ": op ", node.domain.empty() ? "" : node.domain + ".", node.op_type,
-                       " (opset ", node.opset, ") is not supported");
+    return Unsupported(node.Describe(), ": op ", node.domain.empty() ? "" : node.domain + ".", node.op_type, " (opset ",
+                       node.opset, ") is not supported");
   }
   auto kernel = def->factory(node);
   if (!kernel.ok()) return kernel.status().WithContext(node.Describe());

@@ -63,9 +63,7 @@ class KernelContext {
   int num_inputs() const { return static_cast<int>(inputs_.size()); }
   int num_outputs() const { return static_cast<int>(outputs_.size()); }
   // Null when the optional input is absent (omitted or past the end).
-  const Tensor* input(int i) const {
-    return i < num_inputs() ? inputs_[static_cast<size_t>(i)] : nullptr;
-  }
+  const Tensor* input(int i) const { return i < num_inputs() ? inputs_[static_cast<size_t>(i)] : nullptr; }
   // Allocates output `i` with the given dtype and dims and returns it. The
   // memory is uninitialised. Fails on overflowing dims or allocation failure.
   StatusOr<Tensor*> Output(int i, DType dtype, const Dims& dims);

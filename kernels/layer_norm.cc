@@ -77,8 +77,8 @@ class LayerNormKernel final : public OpKernel {
     KILN_ASSIGN_OR_RETURN(int64_t axis, NormalizeAxis("LayerNormalization", axis_, rank));
     for (const Tensor* t : {scale, bias}) {
       if (t != nullptr && t->dtype() != x->dtype()) {
-        return InvalidArgument("LayerNormalization: Scale and B must have X's dtype ", DTypeName(x->dtype()),
-                               ", got ", DTypeName(t->dtype()));
+        return InvalidArgument("LayerNormalization: Scale and B must have X's dtype ", DTypeName(x->dtype()), ", got ",
+                               DTypeName(t->dtype()));
       }
     }
     const AxisView v = MakeAxisView(x->dims(), axis, rank);

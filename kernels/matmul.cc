@@ -38,8 +38,7 @@ class MatMulKernel final : public OpKernel {
     const Tensor* residual = fused_ ? ctx.input(graph::kFusedResidualInput) : nullptr;
     if (a == nullptr || b == nullptr) return InvalidArgument(kOp, ": A and B are required");
     if (a->dtype() != DType::kFloat32 || b->dtype() != DType::kFloat32) {
-      return Unsupported(kOp, ": only float32 is supported, got ", DTypeName(a->dtype()), " x ",
-                         DTypeName(b->dtype()));
+      return Unsupported(kOp, ": only float32 is supported, got ", DTypeName(a->dtype()), " x ", DTypeName(b->dtype()));
     }
     if (a->rank() < 1 || b->rank() < 1) {
       return InvalidArgument(kOp, ": operands must have rank >= 1, got ", DimsToString(a->dims()), " x ",
@@ -127,23 +126,22 @@ class MatMulKernel final : public OpKernel {
     // > 0: computed by PackedSgemm over this many rows (A's batch dims
     // folded in) against the constant B, packed once; no oneDNN primitive.
     int64_t packed_rows = 0;
-    int64_t m = 0, k = 0, n = 0;  // set for every plan (n is 1 for a 1-D B)
-    int residual_arg = 0;         // the residual's post-op argument
+    int64_t m = 0, k = 0, n = 0;                // set for every plan (n is 1 for a 1-D B)
+    int residual_arg = 0;                       // the residual's post-op argument
     std::vector<int64_t> a_offsets, b_offsets;  // per output batch, when small
     dnnl::matmul::primitive_desc pd;
     dnnl::matmul primitive;
   };
 
-  StatusOr<std::shared_ptr<const Plan>> MakePlan(const Dims& a_in, const Dims& b_in, bool has_bias,
-                                                  bool has_residual, bool constant_b) const {
+  StatusOr<std::shared_ptr<const Plan>> MakePlan(const Dims& a_in, const Dims& b_in, bool has_bias, bool has_residual,
+                                                 bool constant_b) const {
     Dims a = a_in, b = b_in;
     const bool a_vector = a.size() == 1, b_vector = b.size() == 1;
     if (a_vector) a.insert(a.begin(), 1);
     if (b_vector) b.push_back(1);
     const int64_t m = a[a.size() - 2], k = a.back(), n = b.back();
     if (b[b.size() - 2] != k) {
-      return InvalidArgument(kOp, ": inner dimensions differ: A ", DimsToString(a_in), " x B ",
-                             DimsToString(b_in));
+      return InvalidArgument(kOp, ": inner dimensions differ: A ", DimsToString(a_in), " x B ", DimsToString(b_in));
     }
     // Broadcast the batch dims (right-aligned, numpy rules).
     const size_t batch_rank = std::max(a.size(), b.size()) - 2;

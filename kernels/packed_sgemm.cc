@@ -81,8 +81,8 @@ void MicroKernel(const float* a, int64_t lda, const float* panel, int64_t depth,
   }
 }
 
-void MicroKernelRows(int rows, const float* a, int64_t lda, const float* panel, int64_t depth, float* c,
-                     int64_t ldc, bool accumulate) {
+void MicroKernelRows(int rows, const float* a, int64_t lda, const float* panel, int64_t depth, float* c, int64_t ldc,
+                     bool accumulate) {
   switch (rows) {
     case 6: return MicroKernel<6>(a, lda, panel, depth, c, ldc, accumulate);
     case 5: return MicroKernel<5>(a, lda, panel, depth, c, ldc, accumulate);
@@ -96,8 +96,8 @@ void MicroKernelRows(int rows, const float* a, int64_t lda, const float* panel, 
 // One micro-kernel call for a tile of `rows` x `cols` (cols <= 16): a partial
 // last panel goes through a 16-wide scratch tile so that nothing is read or
 // written past C's columns.
-void Tile(int rows, int64_t cols, const float* a, int64_t lda, const float* panel, int64_t depth, float* c,
-          int64_t ldc, bool accumulate) {
+void Tile(int rows, int64_t cols, const float* a, int64_t lda, const float* panel, int64_t depth, float* c, int64_t ldc,
+          bool accumulate) {
   if (cols == kPanel) {
     MicroKernelRows(rows, a, lda, panel, depth, c, ldc, accumulate);
     return;
@@ -117,8 +117,8 @@ void PackedMatrixB::FreeAligned::operator()(float* p) const { std::free(p); }
 
 PackedMatrixB::PackedMatrixB(int64_t k, int64_t n, const float* source) : k_(k), n_(n), source_(source) {}
 
-StatusOr<std::shared_ptr<const PackedMatrixB>> PackedMatrixB::Pack(const float* b, int64_t k, int64_t n,
-                                                                   int64_t ldb, bool transposed) {
+StatusOr<std::shared_ptr<const PackedMatrixB>> PackedMatrixB::Pack(const float* b, int64_t k, int64_t n, int64_t ldb,
+                                                                   bool transposed) {
   std::shared_ptr<PackedMatrixB> packed(new PackedMatrixB(k, n, b));
   const size_t floats = static_cast<size_t>(std::max<int64_t>(1, packed->num_panels() * k * kPanel));
   // aligned_alloc wants a size that is a multiple of the alignment.
@@ -139,8 +139,8 @@ StatusOr<std::shared_ptr<const PackedMatrixB>> PackedMatrixB::Pack(const float* 
   return std::shared_ptr<const PackedMatrixB>(std::move(packed));
 }
 
-StatusOr<std::shared_ptr<const PackedMatrixB>> PackedWeightSlot::Get(const float* b, int64_t k, int64_t n,
-                                                                      int64_t ldb, bool transposed) const {
+StatusOr<std::shared_ptr<const PackedMatrixB>> PackedWeightSlot::Get(const float* b, int64_t k, int64_t n, int64_t ldb,
+                                                                     bool transposed) const {
   MutexLock lock(mu_);
   if (packed_ == nullptr || packed_->source() != b || packed_->k() != k || packed_->n() != n) {
     KILN_ASSIGN_OR_RETURN(packed_, PackedMatrixB::Pack(b, k, n, ldb, transposed));
@@ -164,8 +164,8 @@ void PackedSgemm(const float* a, int64_t lda, int64_t m, const PackedMatrixB& b,
         const int64_t cols = std::min(kPanel, n - p * kPanel);
         for (int64_t row = row0; row < row1; row += kTileRows) {
           const int rows = static_cast<int>(std::min<int64_t>(kTileRows, row1 - row));
-          Tile(rows, cols, a + row * lda + depth0, lda, b.panel_row(p, depth0), depth, c + row * ldc + p * kPanel,
-               ldc, depth0 > 0);
+          Tile(rows, cols, a + row * lda + depth0, lda, b.panel_row(p, depth0), depth, c + row * ldc + p * kPanel, ldc,
+               depth0 > 0);
         }
       }
     }

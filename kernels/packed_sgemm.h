@@ -47,9 +47,7 @@ class PackedMatrixB {
   int64_t n() const { return n_; }
   int64_t num_panels() const { return (n_ + kPanelWidth - 1) / kPanelWidth; }
   // Row `row` of panel `panel`: kPanelWidth floats, 32-byte aligned.
-  const float* panel_row(int64_t panel, int64_t row) const {
-    return data_.get() + (panel * k_ + row) * kPanelWidth;
-  }
+  const float* panel_row(int64_t panel, int64_t row) const { return data_.get() + (panel * k_ + row) * kPanelWidth; }
   // The matrix it was packed from, to tell a changed weight from a kept one.
   const float* source() const { return source_; }
 

@@ -28,10 +28,8 @@ int64_t SourceIndex(PadMode mode, int64_t i, int64_t begin, int64_t n) {
   int64_t j = i - begin;
   if (j >= 0 && j < n) return j;
   switch (mode) {
-    case PadMode::kConstant:
-      return -1;
-    case PadMode::kEdge:
-      return j < 0 ? 0 : n - 1;
+    case PadMode::kConstant: return -1;
+    case PadMode::kEdge: return j < 0 ? 0 : n - 1;
     case PadMode::kReflect: {
       // Reflection without repeating the edge has period 2(n-1); padding
       // wider than the axis keeps reflecting, as numpy's pad does.
@@ -41,9 +39,7 @@ int64_t SourceIndex(PadMode mode, int64_t i, int64_t begin, int64_t n) {
       if (j < 0) j += period;
       return j < n ? j : period - j;
     }
-    case PadMode::kWrap:
-      j %= n;
-      return j < 0 ? j + n : j;
+    case PadMode::kWrap: j %= n; return j < 0 ? j + n : j;
   }
   return -1;
 }
@@ -177,7 +173,8 @@ class PadKernel final : public OpKernel {
       in_stride[k] = s;
       s *= x->dim(i);
       source[k].resize(static_cast<size_t>(out_dims[k]));
-      for (int64_t j = 0; j < out_dims[k]; ++j) source[k][static_cast<size_t>(j)] = SourceIndex(mode_, j, begin[k], x->dim(i));
+      for (int64_t j = 0; j < out_dims[k]; ++j)
+        source[k][static_cast<size_t>(j)] = SourceIndex(mode_, j, begin[k], x->dim(i));
     }
     const int64_t row_len = out_dims.back();
     const int64_t rows = y->num_elements() / row_len;
@@ -210,7 +207,8 @@ class PadKernel final : public OpKernel {
         for (int64_t j = 0; j < lo; ++j) {
           const int64_t src = last[static_cast<size_t>(j)];
           uint8_t* d = dst + static_cast<size_t>(j) * esize;
-          src < 0 ? CopyElement(d, value.data(), esize) : CopyElement(d, src_row + static_cast<size_t>(src) * esize, esize);
+          src < 0 ? CopyElement(d, value.data(), esize)
+                  : CopyElement(d, src_row + static_cast<size_t>(src) * esize, esize);
         }
         if (hi > lo) {
           std::memcpy(dst + static_cast<size_t>(lo) * esize, src_row + static_cast<size_t>(lo - begin.back()) * esize,
@@ -219,7 +217,8 @@ class PadKernel final : public OpKernel {
         for (int64_t j = hi; j < row_len; ++j) {
           const int64_t src = last[static_cast<size_t>(j)];
           uint8_t* d = dst + static_cast<size_t>(j) * esize;
-          src < 0 ? CopyElement(d, value.data(), esize) : CopyElement(d, src_row + static_cast<size_t>(src) * esize, esize);
+          src < 0 ? CopyElement(d, value.data(), esize)
+                  : CopyElement(d, src_row + static_cast<size_t>(src) * esize, esize);
         }
       }
     });

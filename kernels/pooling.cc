@@ -40,7 +40,7 @@ class PoolKernel final : public OpKernel {
     // MaxPool also takes 8-bit integers (opset 12), which oneDNN supports.
     const bool int8_max = kind_ == PoolKind::kMax && (x->dtype() == DType::kUint8 || x->dtype() == DType::kInt8);
     if (x->dtype() != DType::kFloat32 && !int8_max) {
-      return Unsupported(op, ": ", DTypeName(x->dtype()), " is not supported (float32", 
+      return Unsupported(op, ": ", DTypeName(x->dtype()), " is not supported (float32",
                          kind_ == PoolKind::kMax ? ", int8, uint8)" : ")");
     }
     if (x->rank() < 3) return InvalidArgument(op, ": X must have rank >= 3, got ", DimsToString(x->dims()));
@@ -99,8 +99,8 @@ class PoolKernel final : public OpKernel {
   // The taps of `axis` that land in the input for each output position;
   // `counted_lo/hi` bound the positions the average counts (the input, or
   // the explicitly padded input for count_include_pad).
-  static Axis MakeAxis(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t dilation,
-                       int64_t pad_begin, int64_t counted_lo, int64_t counted_hi) {
+  static Axis MakeAxis(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t dilation, int64_t pad_begin,
+                       int64_t counted_lo, int64_t counted_hi) {
     Axis a{in, out, kernel, stride, dilation, pad_begin, {}, {}, {}};
     for (int64_t t = 0; t < kernel; ++t) {
       // in position of output o at tap t: o * stride - pad_begin + t * dilation.
@@ -217,8 +217,7 @@ class PoolKernel final : public OpKernel {
                                                                  : dnnl::memory::data_type::f32;
     dnnl::pooling_v2_forward::desc desc(dnnl::prop_kind::forward_inference, alg, PlainDesc(x_dims, type),
                                         PlainDesc(plan->out_dims, type), ToDnnlDims(g.strides), ToDnnlDims(g.kernel),
-                                        ToDnnlDims(dnnl_dilations), ToDnnlDims(g.pad_begin),
-                                        ToDnnlDims(dnnl_pad_r));
+                                        ToDnnlDims(dnnl_dilations), ToDnnlDims(g.pad_begin), ToDnnlDims(dnnl_pad_r));
     plan->pd = dnnl::pooling_v2_forward::primitive_desc(desc, UserScratchpadAttr(), DnnlEngine());
     plan->primitive = dnnl::pooling_v2_forward(plan->pd);
     return std::shared_ptr<const Plan>(std::move(plan));
@@ -275,7 +274,8 @@ class GlobalPoolKernel final : public OpKernel {
     const char* op = kind_ == PoolKind::kMax ? "GlobalMaxPool" : "GlobalAveragePool";
     const Tensor* x = ctx.input(0);
     if (x == nullptr) return InvalidArgument(op, ": X is required");
-    if (x->dtype() != DType::kFloat32) return Unsupported(op, ": only float32 is supported, got ", DTypeName(x->dtype()));
+    if (x->dtype() != DType::kFloat32)
+      return Unsupported(op, ": only float32 is supported, got ", DTypeName(x->dtype()));
     if (x->rank() < 3) return InvalidArgument(op, ": X must have rank >= 3, got ", DimsToString(x->dims()));
     Dims out_dims(static_cast<size_t>(x->rank()), 1);
     out_dims[0] = x->dim(0);

@@ -323,7 +323,9 @@ Status Dispatch(List list, const char* name, const ParallelRunner& parallel, con
 }
 
 Status CheckDType(ReduceOp op, DType dtype) {
-  auto in = [dtype](std::initializer_list<DType> list) { return std::find(list.begin(), list.end(), dtype) != list.end(); };
+  auto in = [dtype](std::initializer_list<DType> list) {
+    return std::find(list.begin(), list.end(), dtype) != list.end();
+  };
   bool ok = false;
   switch (op) {
     case ReduceOp::kMax:
@@ -332,11 +334,8 @@ Status CheckDType(ReduceOp op, DType dtype) {
       break;
     case ReduceOp::kL2:
     case ReduceOp::kLogSum:
-    case ReduceOp::kLogSumExp:
-      ok = in({DType::kFloat32, DType::kFloat64});
-      break;
-    default:
-      ok = in({DType::kFloat32, DType::kFloat64, DType::kInt64, DType::kInt32});
+    case ReduceOp::kLogSumExp: ok = in({DType::kFloat32, DType::kFloat64}); break;
+    default: ok = in({DType::kFloat32, DType::kFloat64, DType::kInt64, DType::kInt32});
   }
   if (!ok) return Unsupported(OpName(op), ": dtype ", DTypeName(dtype), " is not supported");
   return Status::Ok();
@@ -413,16 +412,16 @@ KernelFactory ReduceFactory(ReduceOp op, bool axes_from_input) {
     if (!axes_from_input) {
       KILN_ASSIGN_OR_RETURN(axes, node.GetInts("axes"));
     }
-    return std::unique_ptr<OpKernel>(new ReduceKernel(op, axes_from_input, std::move(axes), keepdims != 0,
-                                                      axes_from_input && noop != 0));
+    return std::unique_ptr<OpKernel>(
+        new ReduceKernel(op, axes_from_input, std::move(axes), keepdims != 0, axes_from_input && noop != 0));
   };
 }
 
 }  // namespace
 
 void RegisterReduceOps(KernelRegistry& r) {
-  const ReduceOp ops[] = {ReduceOp::kSum,    ReduceOp::kMean, ReduceOp::kMax,    ReduceOp::kMin,
-                          ReduceOp::kProd,   ReduceOp::kL1,   ReduceOp::kL2,     ReduceOp::kLogSum,
+  const ReduceOp ops[] = {ReduceOp::kSum,       ReduceOp::kMean,     ReduceOp::kMax, ReduceOp::kMin,
+                          ReduceOp::kProd,      ReduceOp::kL1,       ReduceOp::kL2,  ReduceOp::kLogSum,
                           ReduceOp::kLogSumExp, ReduceOp::kSumSquare};
   for (ReduceOp op : ops) {
     // ReduceSum took axes as an input from opset 13, the others from 18.

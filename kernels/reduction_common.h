@@ -98,8 +98,10 @@ inline T MinOf(T a, T b) {
 // The accumulator of a plain maximum, for ReduceRow.
 template <typename T>
 struct MaxReducer {
-  static T Init() { return std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity()
-                                                                : std::numeric_limits<T>::lowest(); }
+  static T Init() {
+    return std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity()
+                                                : std::numeric_limits<T>::lowest();
+  }
   static T Update(T acc, T x, T) { return MaxOf(acc, x); }
   static T Combine(T a, T b) { return MaxOf(a, b); }
 };

@@ -1,8 +1,8 @@
 // The one list of kernel families. Each family registers its ops with their
 // opset ranges; the order here does not matter because (op, domain, opset)
 // ranges never overlap.
-#include "kernels/kernel.h"
 #include "kernels/families.h"
+#include "kernels/kernel.h"
 
 namespace kiln::kernels {
 

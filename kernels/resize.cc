@@ -51,25 +51,21 @@ struct Options {
 // The source coordinate of output index j along an axis.
 double SourceCoordinate(Coord coord, double j, double scale, int64_t in_len, int64_t out_len) {
   switch (coord) {
-    case Coord::kHalfPixel:
-      return (j + 0.5) / scale - 0.5;
+    case Coord::kHalfPixel: return (j + 0.5) / scale - 0.5;
     case Coord::kHalfPixelSymmetric: {
       const double adjustment = static_cast<double>(out_len) / (scale * static_cast<double>(in_len));
       const double center = static_cast<double>(in_len) / 2.0;
       return center * (1.0 - adjustment) + (j + 0.5) / scale - 0.5;
     }
-    case Coord::kPytorchHalfPixel:
-      return out_len > 1 ? (j + 0.5) / scale - 0.5 : 0.0;
+    case Coord::kPytorchHalfPixel: return out_len > 1 ? (j + 0.5) / scale - 0.5 : 0.0;
     case Coord::kAlignCorners: {
       // The resized length here is in_len * scale before flooring, as the
       // ONNX reference defines it; with `sizes` the two agree.
       const double resized = scale * static_cast<double>(in_len);
       return resized == 1.0 ? 0.0 : j * static_cast<double>(in_len - 1) / (resized - 1.0);
     }
-    case Coord::kAsymmetric:
-      return j / scale;
-    case Coord::kTfHalfPixelForNn:
-      return (j + 0.5) / scale;
+    case Coord::kAsymmetric: return j / scale;
+    case Coord::kTfHalfPixelForNn: return (j + 0.5) / scale;
   }
   return 0.0;
 }
@@ -77,16 +73,11 @@ double SourceCoordinate(Coord coord, double j, double scale, int64_t in_len, int
 int64_t RoundNearest(Nearest mode, double x, double scale) {
   const double f = std::floor(x);
   switch (mode) {
-    case Nearest::kRoundPreferFloor:
-      return static_cast<int64_t>(x - f == 0.5 ? f : std::round(x));
-    case Nearest::kRoundPreferCeil:
-      return static_cast<int64_t>(x - f == 0.5 ? f + 1.0 : std::round(x));
-    case Nearest::kFloor:
-      return static_cast<int64_t>(f);
-    case Nearest::kCeil:
-      return static_cast<int64_t>(std::ceil(x));
-    case Nearest::kLegacy:
-      return static_cast<int64_t>(scale < 1.0 ? std::ceil(x) : f);
+    case Nearest::kRoundPreferFloor: return static_cast<int64_t>(x - f == 0.5 ? f : std::round(x));
+    case Nearest::kRoundPreferCeil: return static_cast<int64_t>(x - f == 0.5 ? f + 1.0 : std::round(x));
+    case Nearest::kFloor: return static_cast<int64_t>(f);
+    case Nearest::kCeil: return static_cast<int64_t>(std::ceil(x));
+    case Nearest::kLegacy: return static_cast<int64_t>(scale < 1.0 ? std::ceil(x) : f);
   }
   return 0;
 }
@@ -214,8 +205,8 @@ void GatherNearest(const ParallelRunner& parallel, const Tensor& x, Tensor& y, c
 // One 1-D filter pass along an axis: [outer, in_len, inner] -> [outer,
 // out_len, inner].
 template <int K, typename T>
-void FilterPass(const ParallelRunner& parallel, const T* src, T* dst, int64_t outer, int64_t inner,
-                const AxisFilter& f, const std::vector<T>& weight) {
+void FilterPass(const ParallelRunner& parallel, const T* src, T* dst, int64_t outer, int64_t inner, const AxisFilter& f,
+                const std::vector<T>& weight) {
   const int64_t out_len = f.out_len;
   const int64_t in_len = f.in_len;
   ParallelItems(parallel, outer * out_len, inner * K, [&](int64_t begin, int64_t end) {

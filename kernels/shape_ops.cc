@@ -162,7 +162,8 @@ Status RangeTyped(KernelContext& ctx, const Tensor& start_t, const Tensor& limit
   if (delta == T(0)) return InvalidArgument("Range: delta is 0");
   // n = max(ceil((limit - start) / delta), 0), computed in double as ONNX's
   // reference does; exact for the integer ranges that fit in memory.
-  const double count = std::ceil((static_cast<double>(limit) - static_cast<double>(start)) / static_cast<double>(delta));
+  const double count =
+      std::ceil((static_cast<double>(limit) - static_cast<double>(start)) / static_cast<double>(delta));
   // Just under 2^53: past it a double no longer counts every integer, so
   // the element count itself would be inexact.
   constexpr double kMaxExactCount = 9.0e15;
@@ -201,7 +202,6 @@ class RangeKernel final : public OpKernel {
 };
 
 // ---------------------------------------------------------------- EyeLike
-
 
 template <typename T>
 void FillEye(Tensor& out, int64_t k) {

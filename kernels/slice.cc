@@ -117,8 +117,6 @@ StatusOr<std::unique_ptr<OpKernel>> CreateSlice(const graph::Node& node) {
 
 }  // namespace
 
-void RegisterSliceOp(KernelRegistry& r) {
-  r.Register(KernelDef{"Slice", "", 1, kNoMaxOpset, CreateSlice});
-}
+void RegisterSliceOp(KernelRegistry& r) { r.Register(KernelDef{"Slice", "", 1, kNoMaxOpset, CreateSlice}); }
 
 }  // namespace kiln::kernels

@@ -65,8 +65,7 @@ void SoftmaxRow(const T* __restrict x, T* __restrict y, int64_t n) {
 
 // A block of `len` columns (stride `inner`) of an [n, inner] slice.
 template <SoftmaxKind K, typename T>
-void SoftmaxColumns(const T* __restrict x, T* __restrict y, int64_t n, int64_t inner, int64_t len, T* max,
-                    T* sum) {
+void SoftmaxColumns(const T* __restrict x, T* __restrict y, int64_t n, int64_t inner, int64_t len, T* max, T* sum) {
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) max[i] = x[i];
   for (int64_t r = 1; r < n; ++r) {
@@ -159,7 +158,8 @@ class SoftmaxKernel final : public OpKernel {
     if (coerce_2d_) {
       // Coercion to 2-D also accepts axis == rank (a [N, 1] matrix).
       if (axis_ < -rank || axis_ > rank) {
-        return InvalidArgument(name, ": axis ", axis_, " is out of range for rank ", rank, " (valid: [", -rank, ", ", rank, "])");
+        return InvalidArgument(name, ": axis ", axis_, " is out of range for rank ", rank, " (valid: [", -rank, ", ",
+                               rank, "])");
       }
       const int64_t axis = axis_ < 0 ? axis_ + rank : axis_;
       view = MakeAxisView(x->dims(), axis, rank);

@@ -152,16 +152,16 @@ void StridedCopy(const ParallelRunner& parallel, size_t elem_size, void* dst, co
                     inner_stride, begin, end);
         break;
       case 2:
-        StridedRows(reinterpret_cast<uint16_t*>(d), reinterpret_cast<const uint16_t*>(s), outer, outer_strides,
-                    inner, inner_stride, begin, end);
+        StridedRows(reinterpret_cast<uint16_t*>(d), reinterpret_cast<const uint16_t*>(s), outer, outer_strides, inner,
+                    inner_stride, begin, end);
         break;
       case 4:
-        StridedRows(reinterpret_cast<uint32_t*>(d), reinterpret_cast<const uint32_t*>(s), outer, outer_strides,
-                    inner, inner_stride, begin, end);
+        StridedRows(reinterpret_cast<uint32_t*>(d), reinterpret_cast<const uint32_t*>(s), outer, outer_strides, inner,
+                    inner_stride, begin, end);
         break;
       default:  // 8: every kiln dtype is 1, 2, 4 or 8 bytes
-        StridedRows(reinterpret_cast<uint64_t*>(d), reinterpret_cast<const uint64_t*>(s), outer, outer_strides,
-                    inner, inner_stride, begin, end);
+        StridedRows(reinterpret_cast<uint64_t*>(d), reinterpret_cast<const uint64_t*>(s), outer, outer_strides, inner,
+                    inner_stride, begin, end);
         break;
     }
   });

@@ -100,9 +100,8 @@ inline void Transpose8x8(const uint32_t* src, int64_t src_ld, uint32_t* dst, int
   const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44);
   const __m256 u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
   const __m256 o[8] = {
-      _mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
-      _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
-      _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+      _mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20), _mm256_permute2f128_ps(u2, u6, 0x20),
+      _mm256_permute2f128_ps(u3, u7, 0x20), _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
       _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31),
   };
   for (int i = 0; i < 8; ++i) _mm256_storeu_ps(reinterpret_cast<float*>(dst + i * dst_ld), o[i]);
@@ -188,8 +187,8 @@ class TransposeKernel final : public OpKernel {
       for (int64_t i = 0; i < rank; ++i) perm[static_cast<size_t>(i)] = rank - 1 - i;
     }
     if (static_cast<int64_t>(perm.size()) != rank) {
-      return InvalidArgument("Transpose: perm has ", perm.size(), " entries but the input ",
-                             DimsToString(in->dims()), " has rank ", rank);
+      return InvalidArgument("Transpose: perm has ", perm.size(), " entries but the input ", DimsToString(in->dims()),
+                             " has rank ", rank);
     }
     std::vector<bool> seen(static_cast<size_t>(rank), false);
     for (int64_t a : perm) {
@@ -226,8 +225,8 @@ class TransposeKernel final : public OpKernel {
     }
     const std::vector<int64_t> out_strides = ContiguousStrides(red_out);
     BlockedPlan plan;
-    const size_t j = static_cast<size_t>(std::find(s.perm.begin(), s.perm.end(), static_cast<int64_t>(k - 1)) -
-                                         s.perm.begin());
+    const size_t j =
+        static_cast<size_t>(std::find(s.perm.begin(), s.perm.end(), static_cast<int64_t>(k - 1)) - s.perm.begin());
     plan.a_size = red_out[j];
     plan.b_size = red_out[k - 1];
     plan.src_ld = src_strides[k - 1];
@@ -258,8 +257,6 @@ StatusOr<std::unique_ptr<OpKernel>> CreateTranspose(const graph::Node& node) {
 
 }  // namespace
 
-void RegisterTransposeOp(KernelRegistry& r) {
-  r.Register(KernelDef{"Transpose", "", 1, kNoMaxOpset, CreateTranspose});
-}
+void RegisterTransposeOp(KernelRegistry& r) { r.Register(KernelDef{"Transpose", "", 1, kNoMaxOpset, CreateTranspose}); }
 
 }  // namespace kiln::kernels

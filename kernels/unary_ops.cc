@@ -47,12 +47,11 @@ StatusOr<Op> NoAttributes(const graph::Node&) {
 template <typename Op, typename Types, typename Parse>
 void RegisterUnary(KernelRegistry& registry, const char* op_type, int since_version, Parse parse,
                    const char* domain = "") {
-  registry.Register(KernelDef{
-      op_type, domain, since_version, kNoMaxOpset,
-      [parse](const graph::Node& node) -> StatusOr<std::unique_ptr<OpKernel>> {
-        KILN_ASSIGN_OR_RETURN(Op op, parse(node));
-        return std::unique_ptr<OpKernel>(new UnaryKernel<Op, Types>(node.op_type, op));
-      }});
+  registry.Register(KernelDef{op_type, domain, since_version, kNoMaxOpset,
+                              [parse](const graph::Node& node) -> StatusOr<std::unique_ptr<OpKernel>> {
+                                KILN_ASSIGN_OR_RETURN(Op op, parse(node));
+                                return std::unique_ptr<OpKernel>(new UnaryKernel<Op, Types>(node.op_type, op));
+                              }});
 }
 
 template <typename Op, typename Types>
@@ -67,46 +66,88 @@ struct ExpOp {
   double operator()(double x) const { return std::exp(x); }
 };
 struct LogOp {
-  template <typename T> T operator()(T x) const { return std::log(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::log(x);
+  }
 };
 struct SqrtOp {
-  template <typename T> T operator()(T x) const { return std::sqrt(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::sqrt(x);
+  }
 };
 struct ReciprocalOp {
-  template <typename T> T operator()(T x) const { return T(1) / x; }
+  template <typename T>
+  T operator()(T x) const {
+    return T(1) / x;
+  }
 };
 struct SinOp {
-  template <typename T> T operator()(T x) const { return std::sin(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::sin(x);
+  }
 };
 struct CosOp {
-  template <typename T> T operator()(T x) const { return std::cos(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::cos(x);
+  }
 };
 struct TanOp {
-  template <typename T> T operator()(T x) const { return std::tan(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::tan(x);
+  }
 };
 struct AsinOp {
-  template <typename T> T operator()(T x) const { return std::asin(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::asin(x);
+  }
 };
 struct AcosOp {
-  template <typename T> T operator()(T x) const { return std::acos(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::acos(x);
+  }
 };
 struct AtanOp {
-  template <typename T> T operator()(T x) const { return std::atan(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::atan(x);
+  }
 };
 struct SinhOp {
-  template <typename T> T operator()(T x) const { return std::sinh(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::sinh(x);
+  }
 };
 struct CoshOp {
-  template <typename T> T operator()(T x) const { return std::cosh(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::cosh(x);
+  }
 };
 struct AsinhOp {
-  template <typename T> T operator()(T x) const { return std::asinh(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::asinh(x);
+  }
 };
 struct AcoshOp {
-  template <typename T> T operator()(T x) const { return std::acosh(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::acosh(x);
+  }
 };
 struct AtanhOp {
-  template <typename T> T operator()(T x) const { return std::atanh(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::atanh(x);
+  }
 };
 struct ErfOp {
   // Inlined into the kernel's simd loop (see FastErf).
@@ -114,19 +155,29 @@ struct ErfOp {
   double operator()(double x) const { return std::erf(x); }
 };
 struct FloorOp {
-  template <typename T> T operator()(T x) const { return std::floor(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::floor(x);
+  }
 };
 struct CeilOp {
-  template <typename T> T operator()(T x) const { return std::ceil(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::ceil(x);
+  }
 };
 // ONNX rounds halves to even, which is the default floating-point rounding
 // mode that nearbyint uses.
 struct RoundOp {
-  template <typename T> T operator()(T x) const { return std::nearbyint(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return std::nearbyint(x);
+  }
 };
 
 struct NegOp {
-  template <typename T> T operator()(T x) const {
+  template <typename T>
+  T operator()(T x) const {
     if constexpr (std::is_integral_v<T>) {
       // Wraps for the minimum value (as two's complement hardware does)
       // instead of overflowing, which would be undefined.
@@ -138,7 +189,8 @@ struct NegOp {
   }
 };
 struct AbsOp {
-  template <typename T> T operator()(T x) const {
+  template <typename T>
+  T operator()(T x) const {
     if constexpr (std::is_floating_point_v<T>) {
       return std::fabs(x);
     } else if constexpr (std::is_unsigned_v<T>) {
@@ -150,7 +202,8 @@ struct AbsOp {
 };
 // NaN stays NaN (as numpy does).
 struct SignOp {
-  template <typename T> T operator()(T x) const {
+  template <typename T>
+  T operator()(T x) const {
     if constexpr (std::is_floating_point_v<T>) {
       return x > T(0) ? T(1) : x < T(0) ? T(-1) : x == T(0) ? T(0) : x;
     } else {
@@ -162,7 +215,10 @@ struct SignOp {
 // --- activations ----------------------------------------------------------
 
 struct ReluOp {
-  template <typename T> T operator()(T x) const { return x > T(0) ? x : T(0); }
+  template <typename T>
+  T operator()(T x) const {
+    return x > T(0) ? x : T(0);
+  }
 };
 struct SigmoidOp {
   float operator()(float x) const { return FastSigmoid(x); }
@@ -173,17 +229,22 @@ struct TanhOp {
   double operator()(double x) const { return std::tanh(x); }
 };
 struct SoftsignOp {
-  template <typename T> T operator()(T x) const { return x / (T(1) + std::fabs(x)); }
+  template <typename T>
+  T operator()(T x) const {
+    return x / (T(1) + std::fabs(x));
+  }
 };
 // log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large x and no
 // loss for large negative x.
 struct SoftplusOp {
-  template <typename T> T operator()(T x) const {
+  template <typename T>
+  T operator()(T x) const {
     return (x > T(0) ? x : T(0)) + std::log1p(std::exp(-std::fabs(x)));
   }
 };
 struct HardSwishOp {
-  template <typename T> T operator()(T x) const {
+  template <typename T>
+  T operator()(T x) const {
     T v = x * T(1.0 / 6.0) + T(0.5);
     v = v > T(0) ? v : T(0);
     v = v < T(1) ? v : T(1);
@@ -193,7 +254,10 @@ struct HardSwishOp {
 
 struct LeakyReluOp {
   float alpha = 0.01f;
-  template <typename T> T operator()(T x) const { return x >= T(0) ? x : T(alpha) * x; }
+  template <typename T>
+  T operator()(T x) const {
+    return x >= T(0) ? x : T(alpha) * x;
+  }
 };
 StatusOr<LeakyReluOp> ParseLeakyRelu(const graph::Node& node) {
   KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 0.01f));
@@ -202,7 +266,10 @@ StatusOr<LeakyReluOp> ParseLeakyRelu(const graph::Node& node) {
 
 struct EluOp {
   float alpha = 1.0f;
-  template <typename T> T operator()(T x) const { return x >= T(0) ? x : T(alpha) * std::expm1(x); }
+  template <typename T>
+  T operator()(T x) const {
+    return x >= T(0) ? x : T(alpha) * std::expm1(x);
+  }
 };
 StatusOr<EluOp> ParseElu(const graph::Node& node) {
   KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 1.0f));
@@ -211,7 +278,8 @@ StatusOr<EluOp> ParseElu(const graph::Node& node) {
 
 struct CeluOp {
   float alpha = 1.0f;
-  template <typename T> T operator()(T x) const {
+  template <typename T>
+  T operator()(T x) const {
     return x >= T(0) ? x : T(alpha) * std::expm1(x / T(alpha));
   }
 };
@@ -224,7 +292,8 @@ StatusOr<CeluOp> ParseCelu(const graph::Node& node) {
 struct SeluOp {
   float alpha = 1.67326319217681884765625f;
   float gamma = 1.05070102214813232421875f;
-  template <typename T> T operator()(T x) const {
+  template <typename T>
+  T operator()(T x) const {
     return T(gamma) * (x > T(0) ? x : T(alpha) * std::expm1(x));
   }
 };
@@ -238,7 +307,8 @@ StatusOr<SeluOp> ParseSelu(const graph::Node& node) {
 struct HardSigmoidOp {
   float alpha = 0.2f;
   float beta = 0.5f;
-  template <typename T> T operator()(T x) const {
+  template <typename T>
+  T operator()(T x) const {
     T v = T(alpha) * x + T(beta);
     v = v > T(0) ? v : T(0);
     return v < T(1) ? v : T(1);
@@ -253,7 +323,10 @@ StatusOr<HardSigmoidOp> ParseHardSigmoid(const graph::Node& node) {
 
 struct ThresholdedReluOp {
   float alpha = 1.0f;
-  template <typename T> T operator()(T x) const { return x > T(alpha) ? x : T(0); }
+  template <typename T>
+  T operator()(T x) const {
+    return x > T(alpha) ? x : T(0);
+  }
 };
 StatusOr<ThresholdedReluOp> ParseThresholdedRelu(const graph::Node& node) {
   KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 1.0f));
@@ -263,7 +336,8 @@ StatusOr<ThresholdedReluOp> ParseThresholdedRelu(const graph::Node& node) {
 struct ShrinkOp {
   float bias = 0.0f;
   float lambd = 0.5f;
-  template <typename T> T operator()(T x) const {
+  template <typename T>
+  T operator()(T x) const {
     const double v = static_cast<double>(x);
     if (v < -lambd) return static_cast<T>(v + bias);
     if (v > lambd) return static_cast<T>(v - bias);
@@ -287,7 +361,8 @@ struct GeluErfOp {
   double operator()(double x) const { return 0.5 * x * (1.0 + std::erf(x * 0.70710678118654752440)); }
 };
 struct GeluTanhOp {
-  template <typename T> T operator()(T x) const {
+  template <typename T>
+  T operator()(T x) const {
     constexpr T kSqrt2OverPi = T(0.79788456080286535588);
     return T(0.5) * x * (T(1) + TanhOp{}(kSqrt2OverPi * (x + T(0.044715) * x * x * x)));
   }

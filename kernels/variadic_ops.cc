@@ -17,19 +17,28 @@ namespace kiln::kernels {
 namespace {
 
 struct SumOp {
-  template <typename T> T operator()(T a, T b) const { return WrapAdd(a, b); }
+  template <typename T>
+  T operator()(T a, T b) const {
+    return WrapAdd(a, b);
+  }
 };
 // NaN in either operand gives NaN, as numpy's minimum and maximum do.
 struct MinOp {
-  template <typename T> T operator()(T a, T b) const {
-    if constexpr (std::is_floating_point_v<T>) return (a < b || a != a) ? a : b;
-    else return a < b ? a : b;
+  template <typename T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_floating_point_v<T>)
+      return (a < b || a != a) ? a : b;
+    else
+      return a < b ? a : b;
   }
 };
 struct MaxOp {
-  template <typename T> T operator()(T a, T b) const {
-    if constexpr (std::is_floating_point_v<T>) return (a > b || a != a) ? a : b;
-    else return a > b ? a : b;
+  template <typename T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_floating_point_v<T>)
+      return (a > b || a != a) ? a : b;
+    else
+      return a > b ? a : b;
   }
 };
 
@@ -63,16 +72,16 @@ class VariadicKernel final : public OpKernel {
       }
       const Op op;
       const Tensor& second = *ctx.input(1);
-      BroadcastBinary(ctx.parallel(), first.data<T>(), first.dims(), second.data<T>(), second.dims(), o, out_dims,
-                      op);
+      BroadcastBinary(ctx.parallel(), first.data<T>(), first.dims(), second.data<T>(), second.dims(), o, out_dims, op);
       for (int i = 2; i < n; ++i) {
         const Tensor& next = *ctx.input(i);
-        BroadcastBinary(ctx.parallel(), static_cast<const T*>(o), out_dims, next.data<T>(), next.dims(), o,
-                        out_dims, op);
+        BroadcastBinary(ctx.parallel(), static_cast<const T*>(o), out_dims, next.data<T>(), next.dims(), o, out_dims,
+                        op);
       }
       if constexpr (kMean) {
         const T count = static_cast<T>(n);
-        ApplyUnary(ctx.parallel(), static_cast<const T*>(o), o, out->num_elements(), [count](T v) { return v / count; });
+        ApplyUnary(ctx.parallel(), static_cast<const T*>(o), o, out->num_elements(),
+                   [count](T v) { return v / count; });
       }
       return Status::Ok();
     });

@@ -20,11 +20,11 @@ void WhereRun(const bool* c, int64_t sc, const T* x, int64_t sx, const T* y, int
     const int64_t s = *c ? sx : sy;
     if (s != 0) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) out[i] = src[i];
+      for (int64_t i = 0; i < n; ++i) out[i] = src[i];
     } else {
       const T v = *src;
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) out[i] = v;
+      for (int64_t i = 0; i < n; ++i) out[i] = v;
     }
   } else {
 #pragma omp simd

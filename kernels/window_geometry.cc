@@ -44,8 +44,7 @@ Status CheckWindowLengths(const char* op, const WindowAttrs& attrs, size_t spati
     return InvalidArgument(op, ": strides has ", strides->size(), " values for ", spatial_rank, " spatial dims");
   }
   if (dilations->size() != spatial_rank) {
-    return InvalidArgument(op, ": dilations has ", dilations->size(), " values for ", spatial_rank,
-                           " spatial dims");
+    return InvalidArgument(op, ": dilations has ", dilations->size(), " values for ", spatial_rank, " spatial dims");
   }
   if (!attrs.pads.empty() && attrs.pads.size() != 2 * spatial_rank) {
     return InvalidArgument(op, ": pads has ", attrs.pads.size(), " values for ", spatial_rank, " spatial dims");
@@ -76,8 +75,7 @@ StatusOr<WindowGeometry> ResolveForwardWindow(const char* op, const WindowAttrs&
           g.pad_end[i] = attrs.pads[i + rank];
         }
         break;
-      case AutoPad::kValid:
-        break;
+      case AutoPad::kValid: break;
       case AutoPad::kSameUpper:
       case AutoPad::kSameLower: {
         const int64_t out = (in + s - 1) / s;

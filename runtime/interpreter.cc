@@ -164,7 +164,8 @@ StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& g
     const graph::Node& node = graph.node(id);
     auto kernel = registry.Create(node);
     if (!kernel.ok()) {
-      if (kernel.status().code() == StatusCode::kUnsupported && !registry.Supports(node.op_type, node.domain, node.opset)) {
+      if (kernel.status().code() == StatusCode::kUnsupported &&
+          !registry.Supports(node.op_type, node.domain, node.opset)) {
         std::string key = (node.domain.empty() ? "" : node.domain + ".") + node.op_type + " (opset " +
                           std::to_string(node.opset) + ")";
         ++unsupported[key];
@@ -214,7 +215,8 @@ StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& g
     const graph::Region& region = regions[static_cast<size_t>(unit.region)];
     const int first = static_cast<int>(unit.first_step);
     const int last = static_cast<int>(unit.end_step) - 1;
-    for (graph::ValueId v : region.inputs) last_use[static_cast<size_t>(v)] = std::max(last_use[static_cast<size_t>(v)], last);
+    for (graph::ValueId v : region.inputs)
+      last_use[static_cast<size_t>(v)] = std::max(last_use[static_cast<size_t>(v)], last);
     for (graph::ValueId v : region.outputs) {
       if (def_step[static_cast<size_t>(v)] >= 0) def_step[static_cast<size_t>(v)] = first;
       last_use[static_cast<size_t>(v)] = std::max(last_use[static_cast<size_t>(v)], last);
@@ -246,8 +248,8 @@ std::unique_ptr<ExecutionFrame> Interpreter::NewFrame() const {
   // Room for two generations of outputs: the ones a caller still holds
   // while the next run fills fresh ones.
   constexpr size_t kOutputGenerations = 2;
-  frame->output_pool = OutputBufferPool::Create(
-      std::max<size_t>(kOutputGenerations, kOutputGenerations * graph_.outputs().size()));
+  frame->output_pool =
+      OutputBufferPool::Create(std::max<size_t>(kOutputGenerations, kOutputGenerations * graph_.outputs().size()));
   return frame;
 }
 

@@ -34,9 +34,9 @@ using AllocateHook = std::function<Status(size_t bytes)>;
 
 // What one Run does besides executing: profiling, the JIT tier, tracing.
 struct RunHooks {
-  bool profile = false;            // per-step call counts and time
-  const JitTier* jit = nullptr;    // region units dispatch through it
-  TraceRecorder* trace = nullptr;  // one slice per unit
+  bool profile = false;                           // per-step call counts and time
+  const JitTier* jit = nullptr;                   // region units dispatch through it
+  TraceRecorder* trace = nullptr;                 // one slice per unit
   const AllocateHook* before_allocate = nullptr;  // before each buffer the run allocates
 };
 
@@ -55,8 +55,8 @@ class ExecutionFrame {
     std::shared_ptr<void> buffer;
     size_t capacity = 0;
   };
-  std::vector<Tensor> values;        // per graph value id, for the current run
-  std::vector<Slot> slots;           // per memory-plan slot
+  std::vector<Tensor> values;  // per graph value id, for the current run
+  std::vector<Slot> slots;     // per memory-plan slot
   std::vector<const Tensor*> scratch_inputs;
   std::vector<Tensor> scratch_outputs;
   // The JIT tier's per-frame state for region calls (RegionCall::scratch).
@@ -64,7 +64,7 @@ class ExecutionFrame {
   // Memory for values outside the plan (graph outputs), reused once the
   // caller releases what an earlier run returned. Set by NewFrame.
   std::shared_ptr<OutputBufferPool> output_pool;
-  int64_t run_unplanned_bytes = 0;   // bytes allocated for intermediates in the last run
+  int64_t run_unplanned_bytes = 0;                // bytes allocated for intermediates in the last run
   const AllocateHook* before_allocate = nullptr;  // the current run's RunHooks::before_allocate
 
   int64_t SlotBytes() const;
@@ -94,7 +94,7 @@ class Interpreter {
     std::vector<graph::ValueId> inputs;
     std::vector<graph::ValueId> outputs;
     std::vector<bool> input_is_constant;  // parallel to `inputs`
-    std::string description;  // "node Conv 'conv1'", for errors
+    std::string description;              // "node Conv 'conv1'", for errors
   };
   // Consecutive steps that run as one: a single node, or a region's nodes.
   struct Unit {
@@ -114,8 +114,7 @@ class Interpreter {
   // A region unit's call as the JIT tier sees it.
   class UnitCall;
 
-  Status RunSteps(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel,
-                  bool profile) const;
+  Status RunSteps(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel, bool profile) const;
   // Runs `unit`; `ran_compiled` tells whether the JIT tier's code served it.
   Status RunUnit(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel,
                  const RunHooks& hooks, bool& ran_compiled) const;

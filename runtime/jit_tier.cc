@@ -180,8 +180,8 @@ Status JitTier::RunInterpreted(int region, RegionCall& call, const ShapeSignatur
       state.calls_by_signature.Clear();
       generic = true;
       if (!state.generic_first) {
-        Log().info("jit: region {} reached its limit of {} specializations; compiling a shape-generic version",
-                   region, max_specializations_);
+        Log().info("jit: region {} reached its limit of {} specializations; compiling a shape-generic version", region,
+                   max_specializations_);
       }
     }
   }
@@ -202,14 +202,13 @@ void JitTier::AddTrialSample(int region, const Specialization& spec, const Speci
   const char* what = row_call != nullptr ? "generic code" : "compiled code";
   if (verdict == TierTrial::Verdict::kKeep) {
     Log().debug("jit: region {} for {} keeps its {}: {:.3f} ms vs {:.3f} ms interpreted (best of {})", region,
-                signature.ToString(), what, trial.compiled_best_ms(), trial.interpreted_best_ms(),
-                TierTrial::kSamples);
+                signature.ToString(), what, trial.compiled_best_ms(), trial.interpreted_best_ms(), TierTrial::kSamples);
     return;
   }
-  Log().info("jit: region {} for {} goes back to the interpreter: {} {:.3f} ms vs {:.3f} ms interpreted "
-             "(best of {} calls each)",
-             region, signature.ToString(), what, trial.compiled_best_ms(), trial.interpreted_best_ms(),
-             TierTrial::kSamples);
+  Log().info(
+      "jit: region {} for {} goes back to the interpreter: {} {:.3f} ms vs {:.3f} ms interpreted "
+      "(best of {} calls each)",
+      region, signature.ToString(), what, trial.compiled_best_ms(), trial.interpreted_best_ms(), TierTrial::kSamples);
   RegionState& state = states_[region];
   MutexLock lock(state.mu);
   state.declined.insert(signature);
@@ -237,7 +236,9 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   std::string what = signature.ToString();
   if (generic) {
     switch (region.kind) {
-      case graph::RegionKind::kElementwise: what = "generic rank " + std::to_string(jit::MaxRank(signature.dims)); break;
+      case graph::RegionKind::kElementwise:
+        what = "generic rank " + std::to_string(jit::MaxRank(signature.dims));
+        break;
       case graph::RegionKind::kRowReduction: what = "any rows and row length (generic, planned on " + what + ")"; break;
       case graph::RegionKind::kGemm: what = "any M (generic, planned on " + what + ")"; break;
     }
@@ -245,8 +246,7 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   const auto end = std::chrono::steady_clock::now();
   const double ms = std::chrono::duration<double, std::milli>(end - start).count();
   if (hooks_.trace) {
-    hooks_.trace->AddSlice("compile region " + std::to_string(region_id) + " " + what +
-                               (code.ok() ? "" : " (failed)"),
+    hooks_.trace->AddSlice("compile region " + std::to_string(region_id) + " " + what + (code.ok() ? "" : " (failed)"),
                            "compile", start, end, TraceRecorder::kCompileTrack);
   }
   if (!code.ok()) {
@@ -281,15 +281,15 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   spec->code = std::shared_ptr<const jit::CompiledRegion>(std::move(code).value());
   const bool reused = spec->code->reused_code();
   if (reused) {
-    Log().info("jit: region {} ({}) for {} reuses the code of {} (same IR), {:.1f} ms", region_id, region.reason,
-               what, spec->code->name(), ms);
+    Log().info("jit: region {} ({}) for {} reuses the code of {} (same IR), {:.1f} ms", region_id, region.reason, what,
+               spec->code->name(), ms);
   } else if (const jit::CompiledGemm* gemm = spec->code->gemm()) {
     Log().info("jit: region {} ({}) compiled for {} in {:.1f} ms ({}, {} bytes of code, {} bytes of packed weight)",
                region_id, region.reason, what, ms, gemm->label(), spec->code->code_bytes(),
                gemm->packed_weight_bytes());
   } else {
-    Log().info("jit: region {} ({}) compiled for {} in {:.1f} ms ({} bytes of code)", region_id, region.reason,
-               what, ms, spec->code->code_bytes());
+    Log().info("jit: region {} ({}) compiled for {} in {:.1f} ms ({} bytes of code)", region_id, region.reason, what,
+               ms, spec->code->code_bytes());
   }
 
   MutexLock lock(state.mu);

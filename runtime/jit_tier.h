@@ -91,8 +91,8 @@ class JitTier {
   void Compile(int region, const ShapeSignature& signature, bool generic) const;
   // Adds one timed call to the trial of `row_call` (if set) or `spec`; on
   // a drop, unpublishes `spec` or declines `row_call`'s signature.
-  void AddTrialSample(int region, const Specialization& spec, const Specialization::RowCall* row_call,
-                      bool compiled, int64_t nanoseconds) const;
+  void AddTrialSample(int region, const Specialization& spec, const Specialization::RowCall* row_call, bool compiled,
+                      int64_t nanoseconds) const;
 
   const graph::Graph& graph_;
   std::vector<graph::Region> regions_;

@@ -20,8 +20,8 @@ struct PlannedValue {
 };
 
 struct MemoryPlan {
-  std::vector<int> slot_of_value;    // parallel to the planner's input
-  std::vector<int64_t> slot_bytes;   // estimated size of each slot
+  std::vector<int> slot_of_value;   // parallel to the planner's input
+  std::vector<int64_t> slot_bytes;  // estimated size of each slot
   int num_slots() const { return static_cast<int>(slot_bytes.size()); }
   // Sum of slot estimates: the planned peak for the estimated shapes.
   int64_t PlannedBytes() const;

@@ -75,8 +75,7 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path, cons
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
 
-StatusOr<std::shared_ptr<const Model>> Model::LoadFromBytes(const void* data, size_t size,
-                                                            const std::string& base_dir,
+StatusOr<std::shared_ptr<const Model>> Model::LoadFromBytes(const void* data, size_t size, const std::string& base_dir,
                                                             const LoadOptions& options) {
   graph::LoadOptions onnx_options;
   onnx_options.base_dir = base_dir;

@@ -30,7 +30,7 @@ void OpenMpRunner::For(int64_t n, int64_t grain, const std::function<void(int64_
   const int64_t num_chunks = (n + chunk_size - 1) / chunk_size;
   // The team may come out smaller than asked (OMP_THREAD_LIMIT, dynamic
   // adjustment): every member takes chunks round-robin, so all are done.
-#pragma omp parallel num_threads(static_cast<int>(num_chunks))
+#pragma omp parallel num_threads(static_cast <int>(num_chunks))
   {
     const int64_t team = omp_get_num_threads();
     for (int64_t c = omp_get_thread_num(); c < num_chunks; c += team) {

@@ -18,8 +18,7 @@ OutputBufferPool::~OutputBufferPool() {
   for (const Buffer& buffer : released_) Free(buffer);
 }
 
-StatusOr<std::shared_ptr<void>> OutputBufferPool::Acquire(size_t bytes,
-                                                          const std::function<Status(size_t)>& admit) {
+StatusOr<std::shared_ptr<void>> OutputBufferPool::Acquire(size_t bytes, const std::function<Status(size_t)>& admit) {
   if (bytes == 0) return InvalidArgument("OutputBufferPool: a buffer of 0 bytes");
   {
     MutexLock lock(mutex_);

@@ -10,8 +10,8 @@
 
 #include "graph/log.h"
 #include "graph/mutex.h"
-#include "kernels/kernel.h"
 #include "graph/partitioner.h"
+#include "kernels/kernel.h"
 #include "runtime/interpreter.h"
 #include "runtime/jit_tier.h"
 #include "runtime/model_internal.h"
@@ -96,8 +96,8 @@ Status Session::Impl::BindInputs(const std::vector<NamedTensor>& given, std::vec
     if (!info.rank_known) continue;
     if (t->rank() != static_cast<int64_t>(info.dims.size())) {
       return InvalidArgument("input '", info.name, "' has rank ", t->rank(), " (shape ", DimsToString(t->dims()),
-                             "), expected rank ", info.dims.size(),
-                             " (shape ", g.value(g.inputs()[i]).shape.ToString(), ")");
+                             "), expected rank ", info.dims.size(), " (shape ", g.value(g.inputs()[i]).shape.ToString(),
+                             ")");
     }
     for (size_t d = 0; d < info.dims.size(); ++d) {
       const int64_t actual = t->dim(static_cast<int64_t>(d));
@@ -123,7 +123,8 @@ Session::~Session() = default;
 
 StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> model, const SessionOptions& options) {
   if (model == nullptr) return InvalidArgument("Session::Create needs a model");
-  if (options.intra_op_threads < 0) return InvalidArgument("intra_op_threads must be >= 0, got ", options.intra_op_threads);
+  if (options.intra_op_threads < 0)
+    return InvalidArgument("intra_op_threads must be >= 0, got ", options.intra_op_threads);
   if (!options.log_level.empty() && !SetLogLevel(options.log_level)) {
     return InvalidArgument("unknown log level '", options.log_level, "'");
   }

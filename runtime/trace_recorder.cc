@@ -52,8 +52,9 @@ std::string TraceRecorder::ToChromeJson() const {
   os << R"(  {"name": "thread_name", "ph": "M", "pid": 1, "tid": )" << kCompileTrack
      << R"(, "args": {"name": "JIT compiles"}})";
   for (size_t t = 0; t < thread_hashes_.size(); ++t) {
-    os << ",\n" << R"(  {"name": "thread_name", "ph": "M", "pid": 1, "tid": )" << t
-       << R"(, "args": {"name": "request thread )" << t << "\"}}";
+    os << ",\n"
+       << R"(  {"name": "thread_name", "ph": "M", "pid": 1, "tid": )" << t << R"(, "args": {"name": "request thread )"
+       << t << "\"}}";
   }
   for (const Slice& s : slices_) {
     os << ",\n  {\"name\": \"" << JsonEscape(s.name) << "\", \"cat\": \"" << JsonEscape(s.category)

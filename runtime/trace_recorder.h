@@ -25,8 +25,8 @@ class TraceRecorder {
   // A finished slice [start, end) on the calling thread's track (or on
   // `track` when >= 0). `category` is the tier ("interp", "jit") or
   // "compile"; Perfetto colours slices by name, so the tier is part of it.
-  void AddSlice(const std::string& name, const std::string& category, Clock::time_point start,
-                Clock::time_point end, int track = -1);
+  void AddSlice(const std::string& name, const std::string& category, Clock::time_point start, Clock::time_point end,
+                int track = -1);
 
   // The whole trace as Chrome trace JSON.
   std::string ToChromeJson() const;

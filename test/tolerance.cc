@@ -23,7 +23,8 @@ void ExpectAll(const std::vector<float>& got, const std::vector<float>& want,
   int failures = 0;
   for (size_t i = 0; i < got.size(); ++i) {
     if (close(got[i], want[i])) continue;
-    if (++failures <= 10) ADD_FAILURE() << "at " << i << ": got " << got[i] << ", want " << want[i] << " (" << rule << ")";
+    if (++failures <= 10)
+      ADD_FAILURE() << "at " << i << ": got " << got[i] << ", want " << want[i] << " (" << rule << ")";
   }
   EXPECT_EQ(failures, 0) << "elements outside the tolerance, of " << got.size();
 }
@@ -53,7 +54,8 @@ bool AllCloseScaled(const std::vector<float>& got, const std::vector<float>& wan
 }
 
 void ExpectNear(const std::vector<float>& got, const std::vector<float>& want, double rtol, double atol) {
-  ExpectAll(got, want, [&](double g, double w) { return IsClose(g, w, rtol, atol); }, "atol + rtol * |want|");
+  ExpectAll(
+      got, want, [&](double g, double w) { return IsClose(g, w, rtol, atol); }, "atol + rtol * |want|");
 }
 
 void ExpectNear(const Tensor& got, const Tensor& want, double rtol, double atol) {
@@ -62,12 +64,12 @@ void ExpectNear(const Tensor& got, const Tensor& want, double rtol, double atol)
   ASSERT_EQ(got.dims(), want.dims());
   const float* g = got.data<float>();
   const float* w = want.data<float>();
-  ExpectNear(std::vector<float>(g, g + got.num_elements()), std::vector<float>(w, w + want.num_elements()), rtol,
-             atol);
+  ExpectNear(std::vector<float>(g, g + got.num_elements()), std::vector<float>(w, w + want.num_elements()), rtol, atol);
 }
 
 void ExpectNearScaled(const std::vector<float>& got, const std::vector<float>& want, double tol) {
-  ExpectAll(got, want, [&](double g, double w) { return IsCloseScaled(g, w, tol); }, "tol * max(1, |want|)");
+  ExpectAll(
+      got, want, [&](double g, double w) { return IsCloseScaled(g, w, tol); }, "tol * max(1, |want|)");
 }
 
 }  // namespace kiln::testing

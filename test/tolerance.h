@@ -26,8 +26,7 @@ bool AllCloseScaled(const std::vector<float>& got, const std::vector<float>& wan
 // gtest checks: the sizes must match and every element be close; the first
 // ten mismatching elements are reported with their index. The defaults of
 // ExpectNear are ONNX's backend-test tolerances.
-void ExpectNear(const std::vector<float>& got, const std::vector<float>& want, double rtol = 1e-3,
-                double atol = 1e-6);
+void ExpectNear(const std::vector<float>& got, const std::vector<float>& want, double rtol = 1e-3, double atol = 1e-6);
 // Both tensors must be float32 of the same dims.
 void ExpectNear(const Tensor& got, const Tensor& want, double rtol = 1e-3, double atol = 1e-6);
 void ExpectNearScaled(const std::vector<float>& got, const std::vector<float>& want, double tol);

@@ -51,8 +51,7 @@ StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, const std::
 
 // Parses a whole decimal integer in [min_value, max_value]; the error names
 // `what`.
-StatusOr<int64_t> ParseInt(const std::string& text, const std::string& what, int64_t min_value,
-                           int64_t max_value);
+StatusOr<int64_t> ParseInt(const std::string& text, const std::string& what, int64_t min_value, int64_t max_value);
 
 // The load options from --graph-opt basic|all (default all).
 StatusOr<LoadOptions> ParseLoadOptions(const ParsedArgs& args);

@@ -149,7 +149,8 @@ int DotCommand(const std::vector<std::string>& args) {
   int exit_code = 0;
   std::string path;
   ParsedArgs parsed;
-  std::shared_ptr<const Model> model = LoadSingleModel(args, "dot", {"no-constants", "regions"}, parsed, path, exit_code);
+  std::shared_ptr<const Model> model =
+      LoadSingleModel(args, "dot", {"no-constants", "regions"}, parsed, path, exit_code);
   if (model == nullptr) return exit_code;
   graph::DotOptions options;
   options.include_constants = parsed.switches.count("no-constants") == 0;

@@ -113,8 +113,7 @@ StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, const std::
   return parsed;
 }
 
-StatusOr<int64_t> ParseInt(const std::string& text, const std::string& what, int64_t min_value,
-                           int64_t max_value) {
+StatusOr<int64_t> ParseInt(const std::string& text, const std::string& what, int64_t min_value, int64_t max_value) {
   int64_t value = 0;
   const char* end = text.data() + text.size();
   auto [ptr, ec] = std::from_chars(text.data(), end, value);

@@ -78,8 +78,7 @@ void FillRandom(Tensor& t, uint64_t seed) {
     case DType::kBool:
       for (int64_t i = 0; i < n; ++i) t.data<bool>()[i] = (rng.Next() & 1) != 0;
       break;
-    case DType::kUndefined:
-      break;
+    case DType::kUndefined: break;
   }
 }
 
@@ -181,8 +180,7 @@ StatusOr<RunOptions> ParseRunOptions(const ParsedArgs& args) {
   if (args.Has("dim")) {
     for (const std::string& text : args.values.at("dim")) {
       KILN_ASSIGN_OR_RETURN(auto binding, SplitBinding(text, "dim"));
-      KILN_ASSIGN_OR_RETURN(int64_t value,
-                            ParseInt(binding.second, "--dim " + binding.first, 0, int64_t{1} << 40));
+      KILN_ASSIGN_OR_RETURN(int64_t value, ParseInt(binding.second, "--dim " + binding.first, 0, int64_t{1} << 40));
       options.dim_bindings[binding.first] = value;
     }
   }
@@ -249,8 +247,8 @@ StatusOr<Dims> GeneratedDims(const TensorInfo& info, const std::map<std::string,
     }
     auto it = bindings.find(symbol);
     if (it == bindings.end()) {
-      return InvalidArgument("input '", info.name, "' has symbolic dim '", symbol, "' in ", FormatShape(info),
-                             hint, " or --dim ", symbol, "=VALUE");
+      return InvalidArgument("input '", info.name, "' has symbolic dim '", symbol, "' in ", FormatShape(info), hint,
+                             " or --dim ", symbol, "=VALUE");
     }
     dims.push_back(it->second);
   }
@@ -342,13 +340,14 @@ Status WriteReport(const RunOptions& options, const std::string& tier_run, doubl
   Json& gemm_json = report["gemm_regions"] = Json::array();
   for (const RegionStats& r : stats.regions) {
     if (r.kind != "gemm") continue;
-    gemm_json.push_back({{"id", r.id},
-                         {"description", r.description},
-                         {"tier", r.tier},
-                         {"compiled_calls", r.compiled_calls},
-                         {"flops_per_call", r.compiled_calls > 0 ? r.compiled_flops / static_cast<double>(r.compiled_calls) : 0.0},
-                         {"gflops", Rounded(r.compiled_gflops)},
-                         {"packed_weight_bytes", r.packed_weight_bytes}});
+    gemm_json.push_back(
+        {{"id", r.id},
+         {"description", r.description},
+         {"tier", r.tier},
+         {"compiled_calls", r.compiled_calls},
+         {"flops_per_call", r.compiled_calls > 0 ? r.compiled_flops / static_cast<double>(r.compiled_calls) : 0.0},
+         {"gflops", Rounded(r.compiled_gflops)},
+         {"packed_weight_bytes", r.packed_weight_bytes}});
   }
   report["latency_split_ms_per_run"] = {{"compiled_regions", Rounded(split.compiled_region_ms)},
                                         {"interpreted_regions", Rounded(split.interpreted_region_ms)},
@@ -367,7 +366,8 @@ Status WriteReport(const RunOptions& options, const std::string& tier_run, doubl
   if (!stats.nodes.empty()) {
     Json& nodes = report["nodes"] = Json::array();
     for (const NodeProfile& n : stats.nodes) {
-      nodes.push_back({{"name", n.node_name}, {"op", n.op_type}, {"calls", n.calls}, {"total_ms", Rounded(n.total_ms)}});
+      nodes.push_back(
+          {{"name", n.node_name}, {"op", n.op_type}, {"calls", n.calls}, {"total_ms", Rounded(n.total_ms)}});
     }
   }
   // Names come from the model file and need not be UTF-8: replace what is
@@ -440,8 +440,9 @@ int Run(const RunOptions& options) {
     StatusOr<Dims> dims = GeneratedDims(info, options.dim_bindings);
     if (!dims.ok()) return ReportError(options.model_path, dims.status());
     if (info.dtype == DType::kUndefined) {
-      return ReportError(options.model_path, InvalidArgument("input '", info.name, "' has no declared dtype; give --input ",
-                                                             info.name, "=FILE.npy"));
+      return ReportError(
+          options.model_path,
+          InvalidArgument("input '", info.name, "' has no declared dtype; give --input ", info.name, "=FILE.npy"));
     }
     StatusOr<Tensor> t = Tensor::Allocate(info.dtype, *dims);
     if (!t.ok()) return ReportError(options.model_path, t.status().WithContext("input '" + info.name + "'"));
@@ -495,7 +496,8 @@ int Run(const RunOptions& options) {
     std::printf("output %zu '%s': %s %s sum=%.9g abs_sum=%.9g\n", i, out.name.c_str(), DTypeName(out.tensor.dtype()),
                 DimsToString(out.tensor.dims()).c_str(), c.sum, c.abs_sum);
     if (!options.output_dir.empty()) {
-      std::string path = (std::filesystem::path(options.output_dir) / ("output_" + std::to_string(i) + ".npy")).string();
+      std::string path =
+          (std::filesystem::path(options.output_dir) / ("output_" + std::to_string(i) + ".npy")).string();
       if (Status s = tools::WriteNpy(path, out.tensor); !s.ok()) return ReportError(path, s);
     }
   }
@@ -512,10 +514,11 @@ int Run(const RunOptions& options) {
               static_cast<long long>(stats.pooled_output_bytes));
   if (!stats.regions.empty()) {
     const RegionTotals totals = TotalsOf(stats);
-    std::printf("jit: %d of %zu regions compiled (%d reusing identical code, %d dropped as slower than the "
-                "interpreter), %.1f ms compiling, %lld deopts, %lld compiled calls\n",
-                totals.compiled, stats.regions.size(), totals.reused_code, totals.declined, totals.compile_ms,
-                static_cast<long long>(totals.deopts), static_cast<long long>(totals.compiled_calls));
+    std::printf(
+        "jit: %d of %zu regions compiled (%d reusing identical code, %d dropped as slower than the "
+        "interpreter), %.1f ms compiling, %lld deopts, %lld compiled calls\n",
+        totals.compiled, stats.regions.size(), totals.reused_code, totals.declined, totals.compile_ms,
+        static_cast<long long>(totals.deopts), static_cast<long long>(totals.compiled_calls));
     double mean = 0;
     for (double v : times) mean += v;
     if (!times.empty()) mean /= static_cast<double>(times.size());
@@ -543,8 +546,9 @@ int Run(const RunOptions& options) {
 }  // namespace
 
 int RunCommand(const std::vector<std::string>& args) {
-  auto parsed = ParseArgs(args, {"input", "dim", "output-dir", "tier", "graph-opt", "iters", "warmup", "threads", "report", "trace"},
-                          {"profile"});
+  auto parsed = ParseArgs(
+      args, {"input", "dim", "output-dir", "tier", "graph-opt", "iters", "warmup", "threads", "report", "trace"},
+      {"profile"});
   if (!parsed.ok()) return ReportUsageError(parsed.status().message());
   if (parsed->help) {
     std::fputs(UsageText(), stdout);

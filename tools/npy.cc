@@ -23,9 +23,8 @@ struct DTypeCode {
   int size;
 };
 constexpr DTypeCode kDTypeCodes[] = {
-    {DType::kFloat32, 'f', 4}, {DType::kFloat64, 'f', 8}, {DType::kInt64, 'i', 8},
-    {DType::kInt32, 'i', 4},   {DType::kInt16, 'i', 2},   {DType::kInt8, 'i', 1},
-    {DType::kUint8, 'u', 1},   {DType::kBool, 'b', 1},
+    {DType::kFloat32, 'f', 4}, {DType::kFloat64, 'f', 8}, {DType::kInt64, 'i', 8}, {DType::kInt32, 'i', 4},
+    {DType::kInt16, 'i', 2},   {DType::kInt8, 'i', 1},    {DType::kUint8, 'u', 1}, {DType::kBool, 'b', 1},
 };
 
 // Maps a descr such as "<f4" or "|b1" to a DType. The byte order must be
@@ -52,8 +51,7 @@ StatusOr<DType> ParseDescr(const std::string& descr) {
   for (const DTypeCode& code : kDTypeCodes) {
     if (code.kind == kind && code.size == size) return code.dtype;
   }
-  return Unsupported("dtype '", descr,
-                     "' is not supported (supported: <f4 <f8 <i8 <i4 <i2 |i1 |u1 |b1)");
+  return Unsupported("dtype '", descr, "' is not supported (supported: <f4 <f8 <i8 <i4 <i2 |i1 |u1 |b1)");
 }
 
 // The descr numpy writes for `dtype`.
@@ -132,8 +130,8 @@ class HeaderParser {
     return true;
   }
   void SkipSpace() {
-    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' ||
-                                   text_[pos_] == '\n' || text_[pos_] == '\r')) {
+    while (pos_ < text_.size() &&
+           (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' || text_[pos_] == '\r')) {
       ++pos_;
     }
   }
@@ -216,14 +214,14 @@ StatusOr<Tensor> ParseNpy(const void* data, size_t size) {
   if (size < prefix) return InvalidArgument("truncated .npy file (no header length)");
   size_t header_len = ReadLittleEndian(bytes + kMagicSize + 2, static_cast<int>(length_bytes));
   if (header_len > size - prefix) {
-    return InvalidArgument("truncated .npy file: header of ", header_len, " bytes but only ",
-                           size - prefix, " left");
+    return InvalidArgument("truncated .npy file: header of ", header_len, " bytes but only ", size - prefix, " left");
   }
   std::string_view header_text(reinterpret_cast<const char*>(bytes + prefix), header_len);
   KILN_ASSIGN_OR_RETURN(Header header, HeaderParser(header_text).Parse());
   if (*header.fortran_order) {
-    return Unsupported(".npy files in Fortran order are not supported; save a C-contiguous array "
-                       "(numpy.ascontiguousarray)");
+    return Unsupported(
+        ".npy files in Fortran order are not supported; save a C-contiguous array "
+        "(numpy.ascontiguousarray)");
   }
   KILN_ASSIGN_OR_RETURN(DType dtype, ParseDescr(*header.descr));
   StatusOr<int64_t> count = CheckedNumElements(*header.shape, dtype);
@@ -233,9 +231,9 @@ StatusOr<Tensor> ParseNpy(const void* data, size_t size) {
   size_t available = size - data_offset;
   size_t needed = static_cast<size_t>(*count) * DTypeSize(dtype);
   if (available != needed) {
-    return InvalidArgument(available < needed ? "truncated .npy file" : "trailing bytes in .npy file",
-                           ": shape ", DimsToString(*header.shape), " of ", DTypeName(dtype), " needs ",
-                           needed, " data bytes, the file has ", available);
+    return InvalidArgument(available < needed ? "truncated .npy file" : "trailing bytes in .npy file", ": shape ",
+                           DimsToString(*header.shape), " of ", DTypeName(dtype), " needs ", needed,
+                           " data bytes, the file has ", available);
   }
   KILN_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(dtype, *header.shape));
   if (needed > 0) std::memcpy(tensor.raw_data(), bytes + data_offset, needed);

@@ -226,7 +226,9 @@ void RunSuite(TierPolicy tier) {
   for (const fs::path& c : cases) results.push_back(RunCase(c, tier));
 
   int passed = 0, failed = 0, skipped = 0, compiled = 0;
-  struct OpCounts { int passed = 0, failed = 0, skipped = 0; };
+  struct OpCounts {
+    int passed = 0, failed = 0, skipped = 0;
+  };
   std::map<std::string, OpCounts> per_op;
   std::ostringstream log;
   for (const CaseResult& r : results) {

@@ -11,8 +11,8 @@
 namespace kiln::graph {
 namespace {
 
-using testing::FloatAttr;
 using testing::FindLive;
+using testing::FloatAttr;
 using testing::GraphBuilder;
 using testing::IntAttr;
 using testing::MakeTensor;
@@ -26,7 +26,6 @@ void Typed(GraphBuilder& b, NodeId node, const Dims& dims) {
   v.shape = F(dims);
 }
 
-
 // x:[1,1,2,3] -> Conv(W:[2,1,1,2], B) -> BatchNormalization -> y
 // The numbers make every folded value exact in float:
 //   a  = scale / sqrt(var + eps) = {2 / sqrt(4), 2 / sqrt(16)} = {1, 0.5}
@@ -39,8 +38,7 @@ struct ConvBn {
   ValueId x, w, conv_bias, scale, shift, mean, var;
   NodeId conv, bn;
 
-  explicit ConvBn(bool with_bias = true, int opset = 15, std::map<std::string, Attribute> bn_attrs = {})
-      : b(opset) {
+  explicit ConvBn(bool with_bias = true, int opset = 15, std::map<std::string, Attribute> bn_attrs = {}) : b(opset) {
     x = b.Input("x", DType::kFloat32, F({1, 1, 2, 3}));
     w = b.Constant("w", MakeTensor<float>({2, 1, 1, 2}, {1, 2, 3, 4}));
     conv_bias = b.Constant("cb", MakeTensor<float>({2}, {1, -1}));

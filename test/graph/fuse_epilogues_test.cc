@@ -11,8 +11,8 @@
 namespace kiln::graph {
 namespace {
 
-using testing::FloatAttr;
 using testing::FindLive;
+using testing::FloatAttr;
 using testing::GraphBuilder;
 using testing::IntsAttr;
 using testing::MakeTensor;
@@ -284,8 +284,8 @@ TEST(FuseEpiloguesTest, ConvResidualAddFusesWithAndWithoutBiasAndActivation) {
   for (bool with_bias : {false, true}) {
     for (bool with_relu : {false, true}) {
       for (bool residual_first : {false, true}) {
-        SCOPED_TRACE(::testing::Message() << "bias " << with_bias << " relu " << with_relu << " residual first "
-                                          << residual_first);
+        SCOPED_TRACE(::testing::Message()
+                     << "bias " << with_bias << " relu " << with_relu << " residual first " << residual_first);
         ResidualConvChain t(with_bias, with_relu, residual_first);
         Graph& g = t.b.graph();
         auto changed = FuseEpilogues(g);

@@ -19,7 +19,6 @@ using testing::MakeTensor;
 
 ShapeInfo F(const Dims& dims) { return ShapeInfo::FromDims(dims); }
 
-
 // x:[2,3,4] -> decomposed LayerNorm over the last axis -> y, the way
 // PyTorch exports nn.LayerNorm(4) before opset 17. Every intermediate is
 // typed float32, as shape propagation leaves it.

@@ -12,11 +12,10 @@ namespace kiln::graph {
 namespace {
 
 TEST(FusibleOps, EveryOpIsFoundByItsName) {
-  const char* const kOps[] = {"Abs",  "Add",     "Ceil",    "Clip",   "Div",         "Elu",        "Equal",
-                              "Erf",  "Exp",     "Floor",   "Gelu",   "Greater",     "HardSigmoid", "HardSwish",
-                              "Identity", "LeakyRelu", "Less", "Log", "Max",         "Min",        "Mul",
-                              "Neg",  "Pow",     "Reciprocal", "Relu", "Sigmoid",    "Softplus",   "Sqrt",
-                              "Sub",  "Tanh",    "Where"};
+  const char* const kOps[] = {
+      "Abs",     "Add",         "Ceil",      "Clip",     "Div",       "Elu",  "Equal", "Erf",  "Exp",  "Floor", "Gelu",
+      "Greater", "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "Less", "Log",   "Max",  "Min",  "Mul",   "Neg",
+      "Pow",     "Reciprocal",  "Relu",      "Sigmoid",  "Softplus",  "Sqrt", "Sub",   "Tanh", "Where"};
   std::set<int> seen;
   for (const char* op : kOps) {
     const FusibleOpInfo* info = FindFusibleOp(op);

@@ -76,58 +76,111 @@ std::string Mutated(const std::function<void(onnx::ModelProto&)>& mutate) {
 
 const BadModelCase kBadModels[] = {
     {"empty", [] { return std::string(); }, StatusCode::kInvalidModel, "empty"},
-    {"truncated", [] { auto s = SmallModel().Serialize(); return s.substr(0, s.size() / 2); },
+    {"truncated",
+     [] {
+       auto s = SmallModel().Serialize();
+       return s.substr(0, s.size() / 2);
+     },
      StatusCode::kInvalidModel, "not a valid ONNX protobuf"},
     {"random_bytes", [] { return std::string("\xff\xfe\x01\x02garbage\x00\x17", 13); }, StatusCode::kInvalidModel,
      "not a valid ONNX protobuf"},
     // A TensorProto with only dims is valid protobuf that parses as a
     // ModelProto with an ir_version and nothing else.
-    {"not_a_model", [] { onnx::TensorProto t; t.add_dims(3); return t.SerializeAsString(); },
+    {"not_a_model",
+     [] {
+       onnx::TensorProto t;
+       t.add_dims(3);
+       return t.SerializeAsString();
+     },
      StatusCode::kInvalidModel, "no graph"},
-    {"other_message", [] { onnx::TensorProto t; t.set_name("x"); t.add_dims(3); return t.SerializeAsString(); },
+    {"other_message",
+     [] {
+       onnx::TensorProto t;
+       t.set_name("x");
+       t.add_dims(3);
+       return t.SerializeAsString();
+     },
      StatusCode::kInvalidModel, "not a valid ONNX protobuf"},
-    {"no_graph", [] { onnx::ModelProto m; m.set_ir_version(8); return m.SerializeAsString(); },
+    {"no_graph",
+     [] {
+       onnx::ModelProto m;
+       m.set_ir_version(8);
+       return m.SerializeAsString();
+     },
      StatusCode::kInvalidModel, "no graph"},
-    {"duplicate_value", [] { return Mutated([](onnx::ModelProto& m) {
-       auto* n = m.mutable_graph()->add_node(); n->set_op_type("Relu"); n->add_input("x"); n->add_output("t"); }); },
+    {"duplicate_value",
+     [] {
+       return Mutated([](onnx::ModelProto& m) {
+         auto* n = m.mutable_graph()->add_node();
+         n->set_op_type("Relu");
+         n->add_input("x");
+         n->add_output("t");
+       });
+     },
      StatusCode::kInvalidModel, "defined more than once"},
-    {"undefined_input", [] { return Mutated([](onnx::ModelProto& m) {
-       m.mutable_graph()->mutable_node(1)->set_input(0, "nowhere"); }); },
+    {"undefined_input",
+     [] { return Mutated([](onnx::ModelProto& m) { m.mutable_graph()->mutable_node(1)->set_input(0, "nowhere"); }); },
      StatusCode::kInvalidModel, "'nowhere'"},
-    {"cycle", [] { return Mutated([](onnx::ModelProto& m) {
-       m.mutable_graph()->mutable_node(0)->set_input(0, "y"); }); },
+    {"cycle",
+     [] { return Mutated([](onnx::ModelProto& m) { m.mutable_graph()->mutable_node(0)->set_input(0, "y"); }); },
      StatusCode::kInvalidModel, "cycle"},
-    {"unknown_domain", [] { return Mutated([](onnx::ModelProto& m) {
-       m.mutable_graph()->mutable_node(1)->set_domain("com.example"); }); },
+    {"unknown_domain",
+     [] { return Mutated([](onnx::ModelProto& m) { m.mutable_graph()->mutable_node(1)->set_domain("com.example"); }); },
      StatusCode::kInvalidModel, "does not import"},
     {"opset_too_new", [] { return Mutated([](onnx::ModelProto& m) { m.mutable_opset_import(0)->set_version(99); }); },
      StatusCode::kUnsupported, "opset 99"},
-    {"wrong_attribute_type", [] { return Mutated([](onnx::ModelProto& m) {
-       auto* n = m.mutable_graph()->add_node(); n->set_op_type("Softmax"); n->add_input("y"); n->add_output("z");
-       auto* a = n->add_attribute(); a->set_name("axis"); a->set_type(onnx::AttributeProto::FLOAT); a->set_f(1); }); },
+    {"wrong_attribute_type",
+     [] {
+       return Mutated([](onnx::ModelProto& m) {
+         auto* n = m.mutable_graph()->add_node();
+         n->set_op_type("Softmax");
+         n->add_input("y");
+         n->add_output("z");
+         auto* a = n->add_attribute();
+         a->set_name("axis");
+         a->set_type(onnx::AttributeProto::FLOAT);
+         a->set_f(1);
+       });
+     },
      StatusCode::kInvalidModel, "attribute 'axis' has type float"},
-    {"initializer_size_mismatch", [] { return Mutated([](onnx::ModelProto& m) {
-       m.mutable_graph()->mutable_initializer(0)->add_dims(5); }); },
+    {"initializer_size_mismatch",
+     [] { return Mutated([](onnx::ModelProto& m) { m.mutable_graph()->mutable_initializer(0)->add_dims(5); }); },
      StatusCode::kInvalidModel, "bytes of raw data"},
-    {"negative_dim", [] { return Mutated([](onnx::ModelProto& m) {
-       m.mutable_graph()->mutable_initializer(0)->set_dims(0, -3); }); },
+    {"negative_dim",
+     [] { return Mutated([](onnx::ModelProto& m) { m.mutable_graph()->mutable_initializer(0)->set_dims(0, -3); }); },
      StatusCode::kInvalidModel, "negative dimension"},
-    {"overflowing_dims", [] { return Mutated([](onnx::ModelProto& m) {
-       auto* t = m.mutable_graph()->mutable_initializer(0);
-       t->set_dims(0, int64_t{1} << 40); t->add_dims(int64_t{1} << 40); }); },
+    {"overflowing_dims",
+     [] {
+       return Mutated([](onnx::ModelProto& m) {
+         auto* t = m.mutable_graph()->mutable_initializer(0);
+         t->set_dims(0, int64_t{1} << 40);
+         t->add_dims(int64_t{1} << 40);
+       });
+     },
      StatusCode::kResourceExhausted, "overflows"},
-    {"float16_initializer", [] { return Mutated([](onnx::ModelProto& m) {
-       m.mutable_graph()->mutable_initializer(0)->set_data_type(onnx::TensorProto::FLOAT16); }); },
+    {"float16_initializer",
+     [] {
+       return Mutated([](onnx::ModelProto& m) {
+         m.mutable_graph()->mutable_initializer(0)->set_data_type(onnx::TensorProto::FLOAT16);
+       });
+     },
      StatusCode::kUnsupported, "FLOAT16"},
     {"no_outputs", [] { return Mutated([](onnx::ModelProto& m) { m.mutable_graph()->clear_output(); }); },
      StatusCode::kInvalidModel, "no outputs"},
-    {"undefined_output", [] { return Mutated([](onnx::ModelProto& m) {
-       m.mutable_graph()->mutable_output(0)->set_name("ghost"); }); },
+    {"undefined_output",
+     [] { return Mutated([](onnx::ModelProto& m) { m.mutable_graph()->mutable_output(0)->set_name("ghost"); }); },
      StatusCode::kInvalidModel, "'ghost'"},
-    {"external_data_from_memory", [] { return Mutated([](onnx::ModelProto& m) {
-       auto* t = m.mutable_graph()->mutable_initializer(0);
-       t->clear_raw_data(); t->set_data_location(onnx::TensorProto::EXTERNAL);
-       auto* e = t->add_external_data(); e->set_key("location"); e->set_value("w.bin"); }); },
+    {"external_data_from_memory",
+     [] {
+       return Mutated([](onnx::ModelProto& m) {
+         auto* t = m.mutable_graph()->mutable_initializer(0);
+         t->clear_raw_data();
+         t->set_data_location(onnx::TensorProto::EXTERNAL);
+         auto* e = t->add_external_data();
+         e->set_key("location");
+         e->set_value("w.bin");
+       });
+     },
      StatusCode::kInvalidModel, "loaded from memory"},
 };
 

@@ -313,7 +313,9 @@ TEST(Partitioner, RowReductionNotJoinedWhenInputBroadcastsAlongPartOfTheRow) {
   // LayerNorm over the last two axes with a B of [16] only: B broadcasts
   // along part of the row, which the row code cannot read.
   OnnxModelBuilder b(17);
-  b.Input("x", kFloat, {2, 8, 16}).Input("bias", kFloat, {16}).FloatInit("gamma", {8, 16}, std::vector<float>(128, 1.f));
+  b.Input("x", kFloat, {2, 8, 16})
+      .Input("bias", kFloat, {16})
+      .FloatInit("gamma", {8, 16}, std::vector<float>(128, 1.f));
   b.Output("y");
   OnnxModelBuilder::IntAttr(b.Node("LayerNormalization", {"x", "gamma", "bias"}, {"ln"}), "axis", 1);
   b.Node("Relu", {"ln"}, {"y"});

@@ -48,7 +48,7 @@ TEST(PrintGraphTest, OneLinePerNodeWithTypesAndAttributes) {
   EXPECT_TRUE(Contains(text, "graph \"tiny\"")) << text;
   EXPECT_TRUE(Contains(text, "input  %x:float32[N,3,8,8]")) << text;
   EXPECT_TRUE(Contains(text, "const  %w:float32[4,3,3,3]\n")) << text;  // too big to list values
-  EXPECT_TRUE(Contains(text, "const  %b:float32[4]\n")) << text;  // float vectors: no values
+  EXPECT_TRUE(Contains(text, "const  %b:float32[4]\n")) << text;        // float vectors: no values
   EXPECT_TRUE(Contains(text, "const  %axes:int64[2] = [0, -1]")) << text;
   EXPECT_TRUE(
       Contains(text, "%c:float32[N,4,8,8] = Conv(%x, %w, %b) {kernel_shape=[3, 3], pads=[1, 1, 1, 1]}  # conv1"))
@@ -105,8 +105,7 @@ TEST(GraphToDotTest, ContainsNodesAndShapeLabelledEdges) {
   EXPECT_TRUE(Contains(dot, conv + " [label=\"Conv\\nconv1\"")) << dot;
   EXPECT_TRUE(Contains(dot, relu + " [label=\"Relu\\nrelu1\"")) << dot;
   // Graph input and constants as sources, edges labelled by shape.
-  EXPECT_TRUE(Contains(dot, "v" + std::to_string(t.x) + " -> " + conv + " [label=\"x\\nfloat32[N,3,8,8]\"]"))
-      << dot;
+  EXPECT_TRUE(Contains(dot, "v" + std::to_string(t.x) + " -> " + conv + " [label=\"x\\nfloat32[N,3,8,8]\"]")) << dot;
   EXPECT_TRUE(Contains(dot, "v" + std::to_string(t.w) + " -> " + conv)) << dot;
   EXPECT_TRUE(Contains(dot, conv + " -> " + relu + " [label=\"c\\nfloat32[N,4,8,8]\"]")) << dot;
   // The graph output as a sink.

@@ -68,9 +68,11 @@ TEST(ShapePropagationTest, ConvAndPooling) {
   ValueId x = b.Input("x", DType::kFloat32, Shape({S("N"), D(3), D(32), D(30)}));
   ValueId w = b.Constant("w", MakeTensor<float>({16, 3, 3, 3}, std::vector<float>(16 * 27, 0.f)));
   NodeId conv = b.Op("Conv", {x, w}, {"c"}, {{"pads", IntsAttr({1, 1, 1, 1})}, {"strides", IntsAttr({2, 2})}});
-  NodeId pool = b.Op("MaxPool", {b.Out(conv)}, {"p"}, {{"kernel_shape", IntsAttr({2, 2})}, {"strides", IntsAttr({2, 2})}});
+  NodeId pool =
+      b.Op("MaxPool", {b.Out(conv)}, {"p"}, {{"kernel_shape", IntsAttr({2, 2})}, {"strides", IntsAttr({2, 2})}});
   NodeId same = b.Op("AveragePool", {x}, {"s"},
-                     {{"kernel_shape", IntsAttr({3, 3})}, {"strides", IntsAttr({2, 2})},
+                     {{"kernel_shape", IntsAttr({3, 3})},
+                      {"strides", IntsAttr({2, 2})},
                       {"auto_pad", testing::StringAttr("SAME_UPPER")}});
   NodeId global = b.Op("GlobalAveragePool", {b.Out(pool)}, {"gap"});
   EXPECT_EQ(Propagated(b, b.Out(conv)), "[N, 16, 16, 15]");
@@ -150,8 +152,8 @@ TEST(ShapePropagationTest, ReduceArgMaxShapeAndCast) {
   GraphBuilder b;
   ValueId x = b.Input("x", DType::kFloat32, Shape({S("N"), D(3), D(4)}));
   NodeId mean = b.Op("ReduceMean", {x}, {"m"}, {{"axes", IntsAttr({-1})}});
-  NodeId sum = b.Op("ReduceSum", {x, b.Constant("axes", MakeTensor<int64_t>({1}, {1}))}, {"s"},
-                    {{"keepdims", IntAttr(0)}});
+  NodeId sum =
+      b.Op("ReduceSum", {x, b.Constant("axes", MakeTensor<int64_t>({1}, {1}))}, {"s"}, {{"keepdims", IntAttr(0)}});
   NodeId all = b.Op("ReduceMax", {x}, {"all"}, {{"keepdims", IntAttr(0)}});
   NodeId arg = b.Op("ArgMax", {x}, {"a"}, {{"axis", IntAttr(1)}});
   NodeId shape = b.Op("Shape", {x}, {"shape"});
@@ -186,8 +188,8 @@ TEST(ShapePropagationTest, ReshapeBySymbolicShapeChain) {
   GraphBuilder b;
   ValueId x = b.Input("x", DType::kFloat32, Shape({S("batch"), D(16), D(64)}));
   NodeId shape = b.Op("Shape", {x}, {"s"});
-  NodeId gather = b.Op("Gather", {b.Out(shape), b.Constant("zero", MakeTensor<int64_t>({}, {0}))}, {"b0"},
-                       {{"axis", IntAttr(0)}});
+  NodeId gather =
+      b.Op("Gather", {b.Out(shape), b.Constant("zero", MakeTensor<int64_t>({}, {0}))}, {"b0"}, {{"axis", IntAttr(0)}});
   NodeId times_one = b.Op("Mul", {b.Out(gather), b.Constant("one", MakeTensor<int64_t>({}, {1}))}, {"b1"});
   NodeId unsq = b.Op("Unsqueeze", {b.Out(times_one), b.Constant("axes", MakeTensor<int64_t>({1}, {0}))}, {"b2"});
   ValueId rest = b.Constant("rest", MakeTensor<int64_t>({2}, {4, 16}));

@@ -11,7 +11,7 @@ namespace kiln {
 namespace {
 
 TEST(StatusTest, EveryCodeHasItsOwnName) {
-  const StatusCode codes[] = {StatusCode::kOk,         StatusCode::kInvalidArgument,   StatusCode::kInvalidModel,
+  const StatusCode codes[] = {StatusCode::kOk,          StatusCode::kInvalidArgument,   StatusCode::kInvalidModel,
                               StatusCode::kUnsupported, StatusCode::kNotFound,          StatusCode::kIoError,
                               StatusCode::kOutOfRange,  StatusCode::kResourceExhausted, StatusCode::kInternal};
   std::set<std::string> names;

@@ -90,9 +90,7 @@ TEST(CodeCache, InsertKeepsTheFirstLiveCodeAndForgetsFreedCode) {
   CodeCache cache;
   // Code objects without a JIT behind them: the cache only compares keys
   // and tracks lifetimes.
-  auto make = [](const std::string& symbol) {
-    return std::make_shared<const JitCode>(nullptr, nullptr, symbol, 0, 0);
-  };
+  auto make = [](const std::string& symbol) { return std::make_shared<const JitCode>(nullptr, nullptr, symbol, 0, 0); };
   std::shared_ptr<const JitCode> a = make("a");
   EXPECT_EQ(cache.Insert("key", a), a);
   std::shared_ptr<const JitCode> b = make("b");

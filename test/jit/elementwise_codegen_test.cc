@@ -48,8 +48,7 @@ TEST(ElementwiseCodegen, OuterProductBroadcast) {
   auto b = rb.Input("b", DType::kFloat32, {11, 1});
   auto m = rb.Node("Mul", {a, b}, "m");
   rb.Output(rb.Node("Sub", {m, a}, "y"));
-  CheckRegion(rb, {Linspace(-2, 2, 37), Linspace(0.5, 5, 11)},
-              [](const Args& v) { return F(F(v[0] * v[1]) - v[0]); });
+  CheckRegion(rb, {Linspace(-2, 2, 37), Linspace(0.5, 5, 11)}, [](const Args& v) { return F(F(v[0] * v[1]) - v[0]); });
   auto compiled = rb.Compile();
   ASSERT_TRUE(compiled.ok());
   EXPECT_EQ((*compiled)->num_rows(), 11);
@@ -101,9 +100,8 @@ TEST(ElementwiseCodegen, ScalarDomainAndShortRows) {
     auto x = rb.Input("x", DType::kFloat32, dims);
     auto n = rb.Node("Neg", {x}, "n");
     rb.Output(rb.Node("Abs", {n}, "y"));
-    CheckRegion(rb, {Linspace(-1, 1, std::max<int64_t>(2, testing::ElementCount(dims))) }, [](const Args& v) {
-      return std::fabs(v[0]);
-    });
+    CheckRegion(rb, {Linspace(-1, 1, std::max<int64_t>(2, testing::ElementCount(dims)))},
+                [](const Args& v) { return std::fabs(v[0]); });
   }
 }
 
@@ -139,16 +137,24 @@ TEST(ElementwiseCodegen, UnaryOps) {
       {"LeakyRelu", {}, -5, 5, [](double x) { return x < 0 ? F(0.01) * x : x; }},
       {"Sigmoid", {}, -30, 30, [](double x) { return 1 / (1 + std::exp(-x)); }},
       {"Tanh", {}, -10, 10, [](double x) { return std::tanh(x); }},
-      {"HardSigmoid", {{"alpha", FloatAttr(0.25f)}, {"beta", FloatAttr(0.4f)}}, -5, 5,
-       [](double x) { return std::clamp(F(0.25) * x + F(0.4), 0.0, 1.0); }, 1e-7},
+      {"HardSigmoid",
+       {{"alpha", FloatAttr(0.25f)}, {"beta", FloatAttr(0.4f)}},
+       -5,
+       5,
+       [](double x) { return std::clamp(F(0.25) * x + F(0.4), 0.0, 1.0); },
+       1e-7},
       {"HardSwish", {}, -5, 5, [](double x) { return x * std::clamp(x / 6 + 0.5, 0.0, 1.0); }, 1e-7},
       {"Erf", {}, -5, 5, [](double x) { return std::erf(x); }},
       // 0.5 x (1 + erf(x / sqrt 2)) and 0.5 x (1 + tanh(...)) cancel in
       // float for x < -4 (as in any float implementation of the formulas):
       // absolute 1e-6 there.
       {"Gelu", {}, -6, 6, [](double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }, 1e-6},
-      {"Gelu", {{"approximate", StringAttr("tanh")}}, -6, 6,
-       [](double x) { return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); }, 1e-6},
+      {"Gelu",
+       {{"approximate", StringAttr("tanh")}},
+       -6,
+       6,
+       [](double x) { return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); },
+       1e-6},
       {"Softplus", {}, -20, 20, [](double x) { return std::log1p(std::exp(x)); }},
       {"Elu", {}, -5, 5, [](double x) { return x < 0 ? std::expm1(x) : x; }},
       {"Elu", {{"alpha", FloatAttr(0.5f)}}, -5, 5, [](double x) { return x < 0 ? F(0.5) * std::expm1(x) : x; }},
@@ -162,7 +168,8 @@ TEST(ElementwiseCodegen, UnaryOps) {
     auto x = rb.Input("x", DType::kFloat32, {3, 333});
     rb.Output(rb.Node(c.op, {x}, "y", DType::kFloat32, c.attrs));
     std::vector<float> data = Linspace(c.lo, c.hi, 999);
-    CheckRegion(rb, {data}, [&](const Args& v) { return c.ref(v[0]); }, 1e-5, c.abs);
+    CheckRegion(
+        rb, {data}, [&](const Args& v) { return c.ref(v[0]); }, 1e-5, c.abs);
   }
   // Special values: NaN propagates; infinities and zeros follow std::.
   const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -181,7 +188,8 @@ TEST(ElementwiseCodegen, UnaryOps) {
     RegionBuilder rb;
     auto x = rb.Input("x", DType::kFloat32, {static_cast<int64_t>(specials.size())});
     rb.Output(rb.Node(op, {x}, "y"));
-    CheckRegion(rb, {specials}, [&](const Args& v) { return ref(v[0]); }, 1e-5, 1e-44);
+    CheckRegion(
+        rb, {specials}, [&](const Args& v) { return ref(v[0]); }, 1e-5, 1e-44);
   }
 }
 
@@ -193,8 +201,8 @@ TEST(ElementwiseCodegen, PowConstantAndTensorExponents) {
     auto x = rb.Input("x", DType::kFloat32, {61});
     auto y = rb.Constant("e", {}, {e});
     rb.Output(rb.Node("Pow", {x, y}, "p"));
-    CheckRegion(rb, {base, {}}, [&](const Args& v) { return std::pow(v[0], static_cast<double>(e)); }, 1e-5,
-                1e-30);
+    CheckRegion(
+        rb, {base, {}}, [&](const Args& v) { return std::pow(v[0], static_cast<double>(e)); }, 1e-5, 1e-30);
   }
   {
     // int64 exponent (opset 12+ allows it), baked as an immediate.
@@ -213,8 +221,8 @@ TEST(ElementwiseCodegen, PowConstantAndTensorExponents) {
     rb.Output(rb.Node("Pow", {x, y}, "p"));
     std::vector<float> xs;
     for (int r = 0; r < 4; ++r) xs.insert(xs.end(), base.begin(), base.end());
-    CheckRegion(rb, {xs, {2.f, 3.f, -1.5f, 0.25f}}, [](const Args& v) { return std::pow(v[0], v[1]); }, 1e-5,
-                1e-30);
+    CheckRegion(
+        rb, {xs, {2.f, 3.f, -1.5f, 0.25f}}, [](const Args& v) { return std::pow(v[0], v[1]); }, 1e-5, 1e-30);
   }
 }
 
@@ -292,8 +300,9 @@ TEST(ElementwiseCodegen, ComparisonsAndWhere) {
   eq.Output(eq.Node("Equal", {floor_a, b}, "eq", DType::kBool));
   std::vector<float> bs(40);
   for (int i = 0; i < 40; ++i) bs[static_cast<size_t>(i)] = static_cast<float>(i % 3 - 1);
-  CheckRegion(eq, {Linspace(-2, 2, 40), bs}, [](const Args& v) { return std::floor(v[0]) == v[1] ? 1.0 : 0.0; },
-              0, 0, /*bool_output=*/true);
+  CheckRegion(
+      eq, {Linspace(-2, 2, 40), bs}, [](const Args& v) { return std::floor(v[0]) == v[1] ? 1.0 : 0.0; }, 0, 0,
+      /*bool_output=*/true);
 }
 
 TEST(ElementwiseCodegen, BoolInputAndSeveralOutputs) {

@@ -50,8 +50,7 @@ double Activate(const GemmEpilogue& e, double x) {
     case GemmActivation::kHardSigmoid: return std::clamp(e.alpha * x + e.beta, 0.0, 1.0);
     case GemmActivation::kElu: return x < 0 ? e.alpha * std::expm1(x) : x;
     case GemmActivation::kGeluErf: return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
-    case GemmActivation::kGeluTanh:
-      return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    case GemmActivation::kGeluTanh: return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
     case GemmActivation::kSilu: return x / (1 + std::exp(-x));
   }
   return x;
@@ -119,9 +118,9 @@ void CheckRun(const CompiledGemm& gemm, const Case& c, int row_splits, int col_s
       // activations add a few float ulps of |want| (and their slope is <= ~1.2).
       const double tol = 1e-5 * std::sqrt(static_cast<double>(k)) * (magnitude + 1) + 2e-6 * std::fabs(want) + 1e-6;
       if (!(std::fabs(got - want) <= tol)) {
-        ADD_FAILURE() << "C[" << i << "," << j << "] = " << got << ", want " << want << " (tol " << tol << ") for "
-                      << m << "x" << n << "x" << k << " " << GemmActivationName(p.epilogue.activation)
-                      << " splits " << row_splits << "x" << col_splits;
+        ADD_FAILURE() << "C[" << i << "," << j << "] = " << got << ", want " << want << " (tol " << tol << ") for " << m
+                      << "x" << n << "x" << k << " " << GemmActivationName(p.epilogue.activation) << " splits "
+                      << row_splits << "x" << col_splits;
         ++failures;
       }
     }
@@ -134,16 +133,18 @@ std::unique_ptr<CompiledGemm> MustCompile(const Case& c, uint32_t seed) {
   // wall time also counts waiting for a core (the JIT may compile on a
   // thread of its own, so the caller's thread time would miss it).
   const double cpu_start = ProcessCpuMs();
-  StatusOr<std::unique_ptr<CompiledGemm>> gemm = CompileGemm(SharedCompiler(), c.problem, w.data(), c.transposed, c.tuning);
+  StatusOr<std::unique_ptr<CompiledGemm>> gemm =
+      CompileGemm(SharedCompiler(), c.problem, w.data(), c.transposed, c.tuning);
   const double cpu_ms = ProcessCpuMs() - cpu_start;
   if (!gemm.ok()) {
     ADD_FAILURE() << gemm.status().ToString();
     return nullptr;
   }
-  std::printf("[gemm] m=%lld n=%lld k=%lld: %s kc=%lld, compile %.2f ms (%.2f ms CPU), %zu code bytes, %zu packed bytes\n",
-              static_cast<long long>(c.problem.m), static_cast<long long>(c.problem.n),
-              static_cast<long long>(c.problem.k), (*gemm)->label().c_str(), static_cast<long long>((*gemm)->kc()),
-              (*gemm)->compile_ms(), cpu_ms, (*gemm)->code_bytes(), (*gemm)->packed_weight_bytes());
+  std::printf(
+      "[gemm] m=%lld n=%lld k=%lld: %s kc=%lld, compile %.2f ms (%.2f ms CPU), %zu code bytes, %zu packed bytes\n",
+      static_cast<long long>(c.problem.m), static_cast<long long>(c.problem.n), static_cast<long long>(c.problem.k),
+      (*gemm)->label().c_str(), static_cast<long long>((*gemm)->kc()), (*gemm)->compile_ms(), cpu_ms,
+      (*gemm)->code_bytes(), (*gemm)->packed_weight_bytes());
   return std::move(*gemm);
 }
 
@@ -163,8 +164,14 @@ Case Make(int64_t m, int64_t n, int64_t k) {
 }
 
 TEST(GemmCodegenTest, OddShapes) {
-  for (auto [m, n, k] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
-           {1, 1, 1}, {3, 5, 7}, {17, 33, 19}, {29, 100, 61}, {15, 47, 13}, {64, 64, 64}, {7, 129, 300}, {45, 96, 17}}) {
+  for (auto [m, n, k] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 1, 1},
+                                                                           {3, 5, 7},
+                                                                           {17, 33, 19},
+                                                                           {29, 100, 61},
+                                                                           {15, 47, 13},
+                                                                           {64, 64, 64},
+                                                                           {7, 129, 300},
+                                                                           {45, 96, 17}}) {
     CheckCase(Make(m, n, k), static_cast<uint32_t>(m * 131 + n));
   }
 }
@@ -207,10 +214,10 @@ TEST(GemmCodegenTest, Alpha) {
 }
 
 TEST(GemmCodegenTest, EveryActivationWithBiasAndResidual) {
-  const GemmActivation all[] = {GemmActivation::kNone,      GemmActivation::kRelu,      GemmActivation::kLeakyRelu,
-                                GemmActivation::kClip,      GemmActivation::kSigmoid,   GemmActivation::kTanh,
+  const GemmActivation all[] = {GemmActivation::kNone,      GemmActivation::kRelu,        GemmActivation::kLeakyRelu,
+                                GemmActivation::kClip,      GemmActivation::kSigmoid,     GemmActivation::kTanh,
                                 GemmActivation::kHardSwish, GemmActivation::kHardSigmoid, GemmActivation::kElu,
-                                GemmActivation::kGeluErf,   GemmActivation::kGeluTanh,  GemmActivation::kSilu};
+                                GemmActivation::kGeluErf,   GemmActivation::kGeluTanh,    GemmActivation::kSilu};
   uint32_t seed = 100;
   for (GemmActivation act : all) {
     for (int combo = 0; combo < 4; ++combo) {
@@ -218,7 +225,9 @@ TEST(GemmCodegenTest, EveryActivationWithBiasAndResidual) {
       c.problem.epilogue.activation = act;
       c.problem.epilogue.has_bias = (combo & 1) != 0;
       c.problem.epilogue.has_residual = (combo & 2) != 0;
-      c.problem.epilogue.alpha = act == GemmActivation::kClip ? -0.5f : act == GemmActivation::kHardSigmoid ? 0.2f : 0.1f;
+      c.problem.epilogue.alpha = act == GemmActivation::kClip          ? -0.5f
+                                 : act == GemmActivation::kHardSigmoid ? 0.2f
+                                                                       : 0.1f;
       c.problem.epilogue.beta = act == GemmActivation::kClip ? 0.7f : 0.5f;
       SCOPED_TRACE(GemmActivationName(act));
       CheckCase(c, seed++);

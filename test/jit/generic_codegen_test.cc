@@ -18,8 +18,8 @@ namespace kiln::jit {
 namespace {
 
 using testing::BroadcastSource;
-using testing::Linspace;
 using testing::ElementCount;
+using testing::Linspace;
 using testing::OutputBuffer;
 using testing::RegionBuilder;
 using Args = std::vector<double>;
@@ -137,13 +137,15 @@ TEST(GenericCodegen, OneCompileRunsManyShapesOfOneRank) {
 
   // Same shapes, then broadcasting ones (row splat, column splat, scalar).
   const std::vector<std::pair<Dims, Dims>> shapes = {
-      {{2, 64}, {2, 64}}, {{7, 3}, {7, 3}}, {{1, 1}, {1, 1}}, {{0, 5}, {0, 5}}, {{5, 0}, {5, 0}},
+      {{2, 64}, {2, 64}}, {{7, 3}, {7, 3}},  {{1, 1}, {1, 1}}, {{0, 5}, {0, 5}},   {{5, 0}, {5, 0}},
       {{9, 37}, {37}},    {{9, 37}, {9, 1}}, {{4, 19}, {}},    {{1, 100}, {3, 1}}, {{33, 1}, {33, 1}}};
   for (const auto& [xd, bd] : shapes) {
     SCOPED_TRACE(DimsToString(xd) + " and " + DimsToString(bd));
     RegionBuilder rb = SigmoidRegion(xd, bd);
-    CheckGeneric(c, rb, {Linspace(-4, 4, std::max<int64_t>(2, ElementCount(xd))),
-                         Linspace(-1, 1.5f, std::max<int64_t>(2, ElementCount(bd))), {}},
+    CheckGeneric(c, rb,
+                 {Linspace(-4, 4, std::max<int64_t>(2, ElementCount(xd))),
+                  Linspace(-1, 1.5f, std::max<int64_t>(2, ElementCount(bd))),
+                  {}},
                  SigmoidRef, {false, true});
   }
 }
@@ -191,11 +193,13 @@ TEST(GenericCodegen, RankZeroAndLowerRankInputs) {
   RegionBuilder proto = build({2, 3, 4}, {4});
   auto rank3 = CompileElementwiseRegionGeneric(testing::SharedCompiler(), proto.graph, proto.region, 3);
   ASSERT_TRUE(rank3.ok()) << rank3.status().ToString();
-  for (const auto& [ad, bd] : std::vector<std::pair<Dims, Dims>>{{{}, {}}, {{5}, {}}, {{3, 1}, {17}}, {{2, 3, 4}, {4}}}) {
+  for (const auto& [ad, bd] :
+       std::vector<std::pair<Dims, Dims>>{{{}, {}}, {{5}, {}}, {{3, 1}, {17}}, {{2, 3, 4}, {4}}}) {
     SCOPED_TRACE(DimsToString(ad) + " and " + DimsToString(bd));
     RegionBuilder rb = build(ad, bd);
-    CheckGeneric(**rank3, rb, {Linspace(-2, 2, std::max<int64_t>(2, ElementCount(ad))),
-                               Linspace(0, 1, std::max<int64_t>(2, ElementCount(bd)))},
+    CheckGeneric(**rank3, rb,
+                 {Linspace(-2, 2, std::max<int64_t>(2, ElementCount(ad))),
+                  Linspace(0, 1, std::max<int64_t>(2, ElementCount(bd)))},
                  [](const Args& v) { return F(v[0] - v[1]); });
   }
 }
@@ -218,9 +222,8 @@ TEST(GenericCodegen, ManyInputsUseTheContiguousOrTheGatherVersion) {
   RegionBuilder proto = build({{4, 4}, {4, 4}, {4, 4}, {4, 4}});
   auto generic = CompileElementwiseRegionGeneric(testing::SharedCompiler(), proto.graph, proto.region, 2);
   ASSERT_TRUE(generic.ok()) << generic.status().ToString();
-  for (const std::vector<Dims>& d : std::vector<std::vector<Dims>>{{{6, 29}, {6, 29}, {6, 29}, {6, 29}},
-                                                                   {{6, 29}, {29}, {6, 1}, {}},
-                                                                   {{1, 29}, {6, 1}, {6, 29}, {1}}}) {
+  for (const std::vector<Dims>& d : std::vector<std::vector<Dims>>{
+           {{6, 29}, {6, 29}, {6, 29}, {6, 29}}, {{6, 29}, {29}, {6, 1}, {}}, {{1, 29}, {6, 1}, {6, 29}, {1}}}) {
     RegionBuilder rb = build(d);
     std::vector<std::vector<float>> data;
     for (size_t i = 0; i < 4; ++i) {
@@ -326,8 +329,8 @@ TEST(GenericCodegen, CompileErrors) {
     RegionBuilder unsupported;
     auto x = unsupported.Input("x", DType::kFloat32, {8});
     unsupported.Output(unsupported.Node("Sin", {x}, "y"));
-    auto compiled = CompileElementwiseRegionGeneric(testing::SharedCompiler(), unsupported.graph,
-                                                    unsupported.region, 1);
+    auto compiled =
+        CompileElementwiseRegionGeneric(testing::SharedCompiler(), unsupported.graph, unsupported.region, 1);
     ASSERT_FALSE(compiled.ok());
     EXPECT_EQ(compiled.status().code(), StatusCode::kUnsupported);
     EXPECT_NE(compiled.status().message().find("Sin"), std::string::npos);
@@ -359,7 +362,8 @@ void TimeGenericVsSpecialized(const RegionBuilder& rb, const std::vector<std::ve
     for (int rep = 0; rep < 5; ++rep) {
       const auto start = std::chrono::steady_clock::now();
       for (int it = 0; it < 20; ++it) run();
-      best = std::min(best, std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count() / 20);
+      best = std::min(best,
+                      std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count() / 20);
     }
     return best;
   };

@@ -78,8 +78,8 @@ TEST(JitCompiler, DumpsOptimisedVectorIrAndAssembly) {
   EXPECT_NE(asm_text.find("ps\t"), std::string::npos);
   // The tail uses masked vector memory operations.
   EXPECT_NE(asm_text.find(avx512 ? "{%k" : "vmaskmovps"), std::string::npos);
-  std::printf("[dump] %s: %zu bytes of IR, %zu bytes of assembly, %zu code bytes, %.2f ms\n", name.c_str(),
-              ir.size(), asm_text.size(), (*compiled)->code_bytes(), (*compiled)->compile_ms());
+  std::printf("[dump] %s: %zu bytes of IR, %zu bytes of assembly, %zu code bytes, %.2f ms\n", name.c_str(), ir.size(),
+              asm_text.size(), (*compiled)->code_bytes(), (*compiled)->compile_ms());
   EXPECT_GT((*compiled)->code_bytes(), 0u);
 }
 
@@ -163,7 +163,8 @@ TEST(JitCompiler, ConcurrentCompilesAndRuns) {
   EXPECT_TRUE(out_a.GuardsIntact());
   EXPECT_TRUE(out_b.GuardsIntact());
   for (int64_t i = 0; i < 64 * 200; ++i) {
-    const double s = static_cast<double>(static_cast<float>(x[static_cast<size_t>(i)] + bias[static_cast<size_t>(i % 200)]));
+    const double s =
+        static_cast<double>(static_cast<float>(x[static_cast<size_t>(i)] + bias[static_cast<size_t>(i % 200)]));
     const double want_a = 0.5 * s * (1 + std::erf(s / std::sqrt(2.0)));
     const double want_b = std::tanh(static_cast<double>(x[static_cast<size_t>(i)])) + 1;
     // GELU's negative tail is 0.5 x (1 + erf(x / sqrt 2)), a cancellation:

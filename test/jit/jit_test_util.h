@@ -165,7 +165,9 @@ struct OutputBuffer {
     }
   }
   void* data() { return is_bool ? static_cast<void*>(b.data() + kGuard) : static_cast<void*>(f.data() + kGuard); }
-  double at(int64_t i) const { return is_bool ? b[static_cast<size_t>(kGuard + i)] : f[static_cast<size_t>(kGuard + i)]; }
+  double at(int64_t i) const {
+    return is_bool ? b[static_cast<size_t>(kGuard + i)] : f[static_cast<size_t>(kGuard + i)];
+  }
   bool GuardsIntact() const {
     for (int64_t i = 0; i < kGuard; ++i) {
       if (is_bool) {
@@ -183,8 +185,7 @@ struct OutputBuffer {
 // Runs `compiled` over [0, rows) in `splits` pieces (as a thread pool
 // would), with fresh guarded output buffers.
 inline std::vector<OutputBuffer> Run(const CompiledRegion& compiled, const std::vector<const void*>& inputs,
-                                     const std::vector<bool>& output_is_bool, int64_t output_elements,
-                                     int splits = 1) {
+                                     const std::vector<bool>& output_is_bool, int64_t output_elements, int splits = 1) {
   std::vector<OutputBuffer> outs;
   for (bool is_bool : output_is_bool) outs.emplace_back(is_bool, output_elements);
   std::vector<void*> out_ptrs;

@@ -8,8 +8,8 @@
 
 #include <cstring>
 #include <functional>
-#include <memory>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -111,8 +111,8 @@ void CheckModel(const OnnxModelBuilder& b, const std::map<std::string, Dims>& in
         const double w = want->data<float>()[e];
         if (!IsClose(got.at(e), w, rel, abs)) {
           ++failures;
-          ADD_FAILURE() << "element " << e << " of " << DimsToString(want->dims()) << " (splits " << splits
-                        << "): got " << got.at(e) << ", want " << w;
+          ADD_FAILURE() << "element " << e << " of " << DimsToString(want->dims()) << " (splits " << splits << "): got "
+                        << got.at(e) << ", want " << w;
         }
       }
     }
@@ -126,7 +126,8 @@ void CheckModel(const OnnxModelBuilder& b, const std::map<std::string, Dims>& in
   std::unique_ptr<CompiledRegion> local;
   std::unique_ptr<CompiledRegion>& generic = generic_slot != nullptr ? *generic_slot : local;
   if (!generic) {
-    StatusOr<std::unique_ptr<CompiledRegion>> planned = CompileRowReductionRegionGeneric(SharedCompiler(), g, region, dims);
+    StatusOr<std::unique_ptr<CompiledRegion>> planned =
+        CompileRowReductionRegionGeneric(SharedCompiler(), g, region, dims);
     if (!planned.ok()) {
       // Only layouts the generic code does not read (partial broadcasts
       // along the leading dims) may be refused.
@@ -160,7 +161,8 @@ void CheckModel(const OnnxModelBuilder& b, const std::map<std::string, Dims>& in
 
 std::vector<float> Ramp(int64_t n, float lo, float hi) {
   std::vector<float> v(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = lo + (hi - lo) * static_cast<float>(i) / std::max<int64_t>(1, n);
+  for (int64_t i = 0; i < n; ++i)
+    v[static_cast<size_t>(i)] = lo + (hi - lo) * static_cast<float>(i) / std::max<int64_t>(1, n);
   return v;
 }
 

@@ -216,8 +216,8 @@ TEST(VectorMath, TanhTailsAndSpecials) {
   for (size_t i = 0; i + 1 < xs.size() && failures < 10; ++i) {
     const double want = std::tanh(static_cast<double>(xs[i]));
     const double got = outs[0].at(static_cast<int64_t>(i));
-    const bool ok = std::fabs(want) > 1 - 1e-9 ? got == (want > 0 ? 1.0 : -1.0)
-                                               : std::fabs(got - want) <= 2e-6 * std::fabs(want);
+    const bool ok =
+        std::fabs(want) > 1 - 1e-9 ? got == (want > 0 ? 1.0 : -1.0) : std::fabs(got - want) <= 2e-6 * std::fabs(want);
     if (!ok || std::signbit(got) != std::signbit(want)) {
       ++failures;
       ADD_FAILURE() << "tanh(" << xs[i] << ") = " << got << ", want " << want;

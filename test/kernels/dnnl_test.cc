@@ -30,8 +30,8 @@ struct Conv2dParams {
   int64_t group = 1;
   Dims strides = {1, 1}, dilations = {1, 1}, pads = {0, 0, 0, 0};
 };
-std::vector<float> RefConv2d(const std::vector<float>& x, const Dims& xd, const std::vector<float>& w,
-                             const Dims& wd, const std::vector<float>* b, const Conv2dParams& p, Dims* yd) {
+std::vector<float> RefConv2d(const std::vector<float>& x, const Dims& xd, const std::vector<float>& w, const Dims& wd,
+                             const std::vector<float>* b, const Conv2dParams& p, Dims* yd) {
   const int64_t n = xd[0], c = xd[1], h = xd[2], wi = xd[3], m = wd[0], kh = wd[2], kw = wd[3];
   const int64_t cg = c / p.group, mg = m / p.group;
   const int64_t oh = (h + p.pads[0] + p.pads[2] - ((kh - 1) * p.dilations[0] + 1)) / p.strides[0] + 1;
@@ -67,7 +67,7 @@ struct ConvCase {
 TEST(ConvTest, MatchesReference) {
   const std::vector<ConvCase> cases = {
       {{1, 3, 7, 7}, {4, 3, 3, 3}, {}, true},
-      {{2, 4, 9, 8}, {6, 2, 3, 2}, {2, {2, 1}, {1, 2}, {1, 0, 2, 1}}, true},  // groups, strides, dilations, pads
+      {{2, 4, 9, 8}, {6, 2, 3, 2}, {2, {2, 1}, {1, 2}, {1, 0, 2, 1}}, true},   // groups, strides, dilations, pads
       {{1, 8, 6, 6}, {8, 1, 3, 3}, {8, {1, 1}, {1, 1}, {1, 1, 1, 1}}, false},  // depthwise
       {{1, 4, 5, 5}, {8, 1, 3, 3}, {4, {2, 2}, {1, 1}, {1, 1, 1, 1}}, true},   // depthwise with multiplier
       {{1, 2, 5, 6}, {3, 2, 1, 1}, {1, {1, 2}, {1, 1}, {0, 0, 0, 0}}, true},   // 1x1
@@ -102,9 +102,9 @@ TEST(ConvTest, AutoPadSameAndOneD) {
   p.pads = {1, 1, 1, 1};
   auto expected = RefConv2d(xv, {1, 1, 5, 5}, wv, {1, 1, 3, 3}, nullptr, p, &yd);
   Tensor x = MakeTensor<float>({1, 1, 5, 5}, xv), w = MakeTensor<float>({1, 1, 3, 3}, wv);
-  auto out = RunOp("Conv", {&x, &w},
-                   {{"auto_pad", StringAttr("SAME_UPPER")}, {"strides", IntsAttr({2, 2})},
-                    {"kernel_shape", IntsAttr({3, 3})}});
+  auto out = RunOp(
+      "Conv", {&x, &w},
+      {{"auto_pad", StringAttr("SAME_UPPER")}, {"strides", IntsAttr({2, 2})}, {"kernel_shape", IntsAttr({3, 3})}});
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   EXPECT_EQ((*out)[0].dims(), yd);
   testing::ExpectNear(ToVector<float>((*out)[0]), expected);
@@ -159,7 +159,8 @@ std::vector<float> RunKernel(const kernels::OpKernel& kernel, std::vector<const 
 TEST(ConvTest, PackedWeightsFollowChangedValuesAndConcurrentCalls) {
   // Big enough for oneDNN to choose blocked layouts (weights packed once).
   const Dims xd = {1, 16, 10, 10}, wd = {16, 16, 3, 3};
-  auto xv = RandomFloats(static_cast<size_t>(ElementCount(xd)), 31), wv = RandomFloats(static_cast<size_t>(ElementCount(wd)), 32);
+  auto xv = RandomFloats(static_cast<size_t>(ElementCount(xd)), 31),
+       wv = RandomFloats(static_cast<size_t>(ElementCount(wd)), 32);
   graph::Node node;
   node.op_type = "Conv";
   node.opset = 17;
@@ -287,9 +288,8 @@ TEST(ConvTransposeTest, OutputShapeLargerThanFullResult) {
   auto out = RunOp("ConvTranspose", {&x, &w, &b}, {{"output_shape", IntsAttr({4, 4})}});
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   EXPECT_EQ((*out)[0].dims(), (Dims{1, 1, 4, 4}));
-  testing::ExpectNear(ToVector<float>((*out)[0]),
-                      {2.5f, 4.5f, 6.5f, 0.5f, 8.5f, 10.5f, 12.5f, 0.5f, 14.5f, 16.5f, 18.5f, 0.5f, 0.5f, 0.5f, 0.5f,
-                       0.5f});
+  testing::ExpectNear(ToVector<float>((*out)[0]), {2.5f, 4.5f, 6.5f, 0.5f, 8.5f, 10.5f, 12.5f, 0.5f, 14.5f, 16.5f,
+                                                   18.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f});
 }
 
 TEST(ConvTransposeTest, Errors) {
@@ -440,7 +440,8 @@ TEST(MatMulTest, ActivationProductsMatchTheReferenceOnAnyRunner) {
   uint32_t seed = 100;
   for (const Case& c : cases) {
     SCOPED_TRACE(DimsToString(c.a) + " x " + DimsToString(c.b));
-    const auto av = RandomFloats(static_cast<size_t>(ElementCount(c.a)), seed++), bv = RandomFloats(static_cast<size_t>(ElementCount(c.b)), seed++);
+    const auto av = RandomFloats(static_cast<size_t>(ElementCount(c.a)), seed++),
+               bv = RandomFloats(static_cast<size_t>(ElementCount(c.b)), seed++);
     Tensor a = MakeTensor<float>(c.a, av), b = MakeTensor<float>(c.b, bv);
     Dims out_dims;
     const std::vector<float> expected = RefBroadcastMatMul(av, c.a, bv, c.b, out_dims);
@@ -552,9 +553,9 @@ TEST(GemmTest, TransposesAlphaBetaAndBroadcastC) {
       Tensor a = MakeTensor<float>(ta ? Dims{k, m} : Dims{m, k}, as);
       Tensor b = MakeTensor<float>(tb ? Dims{n, k} : Dims{k, n}, bs);
       Tensor c = MakeTensor<float>({n}, cv);
-      auto out = RunOp("Gemm", {&a, &b, &c},
-                       {{"transA", IntAttr(ta)}, {"transB", IntAttr(tb)}, {"alpha", FloatAttr(0.5f)},
-                        {"beta", FloatAttr(2.0f)}});
+      auto out = RunOp(
+          "Gemm", {&a, &b, &c},
+          {{"transA", IntAttr(ta)}, {"transB", IntAttr(tb)}, {"alpha", FloatAttr(0.5f)}, {"beta", FloatAttr(2.0f)}});
       ASSERT_TRUE(out.ok()) << out.status().ToString();
       auto ab = RefMatMul(av, bv, 1, m, k, n, false, false);
       std::vector<float> expected(ab.size());

@@ -259,14 +259,19 @@ TEST(Unary, MathOpsMatchStd) {
     double (*ref)(double);
   };
   const Case cases[] = {
-      {"Exp", [](double v) { return std::exp(v); }},   {"Log", [](double v) { return std::log(v); }},
-      {"Sqrt", [](double v) { return std::sqrt(v); }}, {"Reciprocal", [](double v) { return 1 / v; }},
-      {"Sin", [](double v) { return std::sin(v); }},   {"Cos", [](double v) { return std::cos(v); }},
-      {"Erf", [](double v) { return std::erf(v); }},   {"Tanh", [](double v) { return std::tanh(v); }},
+      {"Exp", [](double v) { return std::exp(v); }},
+      {"Log", [](double v) { return std::log(v); }},
+      {"Sqrt", [](double v) { return std::sqrt(v); }},
+      {"Reciprocal", [](double v) { return 1 / v; }},
+      {"Sin", [](double v) { return std::sin(v); }},
+      {"Cos", [](double v) { return std::cos(v); }},
+      {"Erf", [](double v) { return std::erf(v); }},
+      {"Tanh", [](double v) { return std::tanh(v); }},
       {"Sigmoid", [](double v) { return 1 / (1 + std::exp(-v)); }},
       {"Softplus", [](double v) { return std::log1p(std::exp(v)); }},
       {"Softsign", [](double v) { return v / (1 + v); }},
-      {"Sinh", [](double v) { return std::sinh(v); }}, {"Cosh", [](double v) { return std::cosh(v); }},
+      {"Sinh", [](double v) { return std::sinh(v); }},
+      {"Cosh", [](double v) { return std::cosh(v); }},
       {"Atan", [](double v) { return std::atan(v); }},
   };
   for (const Case& c : cases) {
@@ -315,8 +320,8 @@ TEST(Unary, ActivationsWithAttributes) {
   testing::ExpectNear(RunFloat("Celu", {&x}, {{"alpha", FloatAttr(2.0f)}}),
                       {2 * std::expm1(-1.0f), 2 * std::expm1(-0.25f), 0, 0.5f, 3}, 1e-6f);
   const float a = 1.67326319217681884765625f, g = 1.05070102214813232421875f;
-  testing::ExpectNear(RunFloat("Selu", {&x}), {g * a * std::expm1(-2.0f), g * a * std::expm1(-0.5f), 0, g * 0.5f, g * 3},
-                      1e-6f);
+  testing::ExpectNear(RunFloat("Selu", {&x}),
+                      {g * a * std::expm1(-2.0f), g * a * std::expm1(-0.5f), 0, g * 0.5f, g * 3}, 1e-6f);
   testing::ExpectNear(RunFloat("HardSigmoid", {&x}), {0.1f, 0.4f, 0.5f, 0.6f, 1.0f});
   testing::ExpectNear(RunFloat("HardSigmoid", {&x}, {{"alpha", FloatAttr(0.5f)}, {"beta", FloatAttr(0.6f)}}),
                       {0, 0.35f, 0.6f, 0.85f, 1});
@@ -545,8 +550,7 @@ TEST(Cast, Conversions) {
   auto i32 = RunOp("Cast", {&x}, {{"to", IntAttr(6)}});
   ASSERT_TRUE(i32.ok()) << i32.status().ToString();
   EXPECT_EQ((*i32)[0].dtype(), DType::kInt32);
-  EXPECT_EQ(ToVector<int32_t>((*i32)[0]),
-            (std::vector<int32_t>{-1, 2, 0, 0, std::numeric_limits<int32_t>::max()}));
+  EXPECT_EQ(ToVector<int32_t>((*i32)[0]), (std::vector<int32_t>{-1, 2, 0, 0, std::numeric_limits<int32_t>::max()}));
   auto b = RunOp("Cast", {&x}, {{"to", IntAttr(9)}});
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(ToVector<bool>((*b)[0]), (std::vector<bool>{true, true, false, true, true}));

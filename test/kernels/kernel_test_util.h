@@ -21,9 +21,7 @@ namespace kiln::testing {
 
 class PlainAllocator final : public kernels::OutputAllocator {
  public:
-  StatusOr<Tensor> AllocateOutput(int, DType dtype, const Dims& dims) override {
-    return Tensor::Allocate(dtype, dims);
-  }
+  StatusOr<Tensor> AllocateOutput(int, DType dtype, const Dims& dims) override { return Tensor::Allocate(dtype, dims); }
 };
 
 // Runs `node` on `inputs` (a null entry is an omitted optional input) with
@@ -40,8 +38,8 @@ inline StatusOr<std::vector<Tensor>> RunNode(const graph::Node& node, const std:
 
 // Runs `op_type` at `opset` on `inputs`, serially.
 inline StatusOr<std::vector<Tensor>> RunOp(const std::string& op_type, const std::vector<const Tensor*>& inputs,
-                                           std::map<std::string, graph::Attribute> attributes = {},
-                                           int opset = 17, int num_outputs = 1) {
+                                           std::map<std::string, graph::Attribute> attributes = {}, int opset = 17,
+                                           int num_outputs = 1) {
   graph::Node node;
   node.name = "test_" + op_type;
   node.op_type = op_type;

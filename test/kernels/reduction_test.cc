@@ -10,8 +10,8 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <map>
 #include <limits>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -154,15 +154,27 @@ std::vector<double> NaiveReduce(const std::vector<float>& x, const Dims& dims, c
       mn = std::min(mn, v);
       prod *= v;
     }
-    if (op == "ReduceSum") for (double v : g) acc += v;
-    if (op == "ReduceMean") { for (double v : g) acc += v; acc /= static_cast<double>(n); }
+    if (op == "ReduceSum")
+      for (double v : g) acc += v;
+    if (op == "ReduceMean") {
+      for (double v : g) acc += v;
+      acc /= static_cast<double>(n);
+    }
     if (op == "ReduceMax") acc = mx;
     if (op == "ReduceMin") acc = mn;
     if (op == "ReduceProd") acc = prod;
-    if (op == "ReduceL1") for (double v : g) acc += std::fabs(v);
-    if (op == "ReduceL2") { for (double v : g) acc += v * v; acc = std::sqrt(acc); }
-    if (op == "ReduceSumSquare") for (double v : g) acc += v * v;
-    if (op == "ReduceLogSumExp") { for (double v : g) acc += std::exp(v - mx); acc = std::log(acc) + mx; }
+    if (op == "ReduceL1")
+      for (double v : g) acc += std::fabs(v);
+    if (op == "ReduceL2") {
+      for (double v : g) acc += v * v;
+      acc = std::sqrt(acc);
+    }
+    if (op == "ReduceSumSquare")
+      for (double v : g) acc += v * v;
+    if (op == "ReduceLogSumExp") {
+      for (double v : g) acc += std::exp(v - mx);
+      acc = std::log(acc) + mx;
+    }
     out.push_back(acc);
   }
   return out;
@@ -172,9 +184,9 @@ TEST(Reduce, MatchesNaiveOnRowColumnAndGeneralPaths) {
   const Dims dims = {3, 5, 4, 37};
   const std::vector<float> data = RandomFloats(3 * 5 * 4 * 37, 7);
   Tensor x = MakeTensor<float>(dims, data);
-  const std::vector<std::vector<int64_t>> axes_cases = {
-      {3}, {2, 3}, {1}, {0}, {0, 1}, {0, 2}, {1, 3}, {0, 2, 3}, {0, 1, 2, 3}, {-3, -1}};
-  const char* ops[] = {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
+  const std::vector<std::vector<int64_t>> axes_cases = {{3},    {2, 3}, {1},       {0},          {0, 1},
+                                                        {0, 2}, {1, 3}, {0, 2, 3}, {0, 1, 2, 3}, {-3, -1}};
+  const char* ops[] = {"ReduceSum", "ReduceMean", "ReduceMax",       "ReduceMin",      "ReduceProd",
                        "ReduceL1",  "ReduceL2",   "ReduceSumSquare", "ReduceLogSumExp"};
   for (const auto& axes : axes_cases) {
     std::vector<bool> reduced(4, false);
@@ -442,9 +454,9 @@ TEST(Pad, Errors) {
 TEST(Resize, NearestUpsampleScalesAsymmetricFloor) {
   Tensor x = MakeTensor<float>({1, 1, 2, 2}, {1, 2, 3, 4});
   Tensor scales = MakeTensor<float>({4}, {1, 1, 2, 1.5f});
-  auto out = RunOp("Resize", {&x, nullptr, &scales},
-                   {{"coordinate_transformation_mode", StringAttr("asymmetric")}, {"nearest_mode", StringAttr("floor")}},
-                   13);
+  auto out =
+      RunOp("Resize", {&x, nullptr, &scales},
+            {{"coordinate_transformation_mode", StringAttr("asymmetric")}, {"nearest_mode", StringAttr("floor")}}, 13);
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   EXPECT_EQ((*out)[0].dims(), (Dims{1, 1, 4, 3}));
   // Columns: 0, 0.67, 1.33 -> 0, 0, 1.
@@ -458,8 +470,9 @@ TEST(Resize, LinearHalfPixelSizes) {
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   // x_orig = (j + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25 (clamped at the edges).
   ExpectNear(ToVector<float>((*out)[0]), {0, 1, 3, 4});
-  auto ac = RunOp("Resize", {&x, nullptr, nullptr, &sizes},
-                  {{"mode", StringAttr("linear")}, {"coordinate_transformation_mode", StringAttr("align_corners")}}, 13);
+  auto ac =
+      RunOp("Resize", {&x, nullptr, nullptr, &sizes},
+            {{"mode", StringAttr("linear")}, {"coordinate_transformation_mode", StringAttr("align_corners")}}, 13);
   ASSERT_TRUE(ac.ok()) << ac.status().ToString();
   ExpectNear(ToVector<float>((*ac)[0]), {0, 4.0f / 3, 8.0f / 3, 4});
 }
@@ -593,8 +606,7 @@ TEST(Parallel, LargeOpsMatchSerial) {
   auto resize_serial = RunOp("Resize", {&x, nullptr, &scales}, cubic, 13);
   ASSERT_TRUE(resize_serial.ok()) << resize_serial.status().ToString();
   std::vector<Tensor> resize_parallel = RunParallel("Resize", {&x, nullptr, &scales}, cubic, 13);
-  ASSERT_EQ(std::memcmp(resize_parallel[0].raw_data(), (*resize_serial)[0].raw_data(),
-                        resize_parallel[0].byte_size()),
+  ASSERT_EQ(std::memcmp(resize_parallel[0].raw_data(), (*resize_serial)[0].raw_data(), resize_parallel[0].byte_size()),
             0);
 }
 

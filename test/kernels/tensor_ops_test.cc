@@ -170,10 +170,10 @@ TEST(Transpose, MatchesReferenceOnManyPatterns) {
     std::vector<int64_t> perm;
   };
   const std::vector<Case> cases = {
-      {{2, 5, 7, 3}, {0, 3, 1, 2}},    // NHWC -> NCHW
-      {{2, 3, 5, 7}, {0, 2, 3, 1}},    // NCHW -> NHWC
-      {{2, 5, 3, 4}, {0, 2, 1, 3}},    // [B, S, H, D] -> [B, H, S, D]
-      {{67, 45}, {1, 0}},              // 2-D with partial tiles
+      {{2, 5, 7, 3}, {0, 3, 1, 2}},  // NHWC -> NCHW
+      {{2, 3, 5, 7}, {0, 2, 3, 1}},  // NCHW -> NHWC
+      {{2, 5, 3, 4}, {0, 2, 1, 3}},  // [B, S, H, D] -> [B, H, S, D]
+      {{67, 45}, {1, 0}},            // 2-D with partial tiles
       {{3, 1, 4, 1, 5}, {4, 1, 2, 0, 3}},
       {{2, 3, 4, 5}, {3, 2, 1, 0}},
       {{2, 3, 4}, {0, 1, 2}},
@@ -214,8 +214,7 @@ TEST(Concat, MiddleAxisAndNegativeAxis) {
 TEST(Concat, Int64ShapesOnAxis0) {
   Tensor a = MakeTensor<int64_t>({1}, {7});
   Tensor b = MakeTensor<int64_t>({2}, {-1, 3});
-  EXPECT_EQ(ToVector<int64_t>(Run1("Concat", {&a, &b}, {{"axis", IntAttr(0)}})),
-            (std::vector<int64_t>{7, -1, 3}));
+  EXPECT_EQ(ToVector<int64_t>(Run1("Concat", {&a, &b}, {{"axis", IntAttr(0)}})), (std::vector<int64_t>{7, -1, 3}));
 }
 
 TEST(Concat, MismatchedShapesRejected) {
@@ -332,8 +331,7 @@ TEST(GatherElements, Axis1) {
   Tensor y = Run1("GatherElements", {&data, &idx}, {{"axis", IntAttr(1)}});
   EXPECT_EQ(ToVector<float>(y), (std::vector<float>{1, 1, 4, 3}));
   Tensor bad = MakeTensor<int64_t>({2, 2}, {0, 0, 2, 0});
-  EXPECT_EQ(RunOp("GatherElements", {&data, &bad}, {{"axis", IntAttr(1)}}).status().code(),
-            StatusCode::kOutOfRange);
+  EXPECT_EQ(RunOp("GatherElements", {&data, &bad}, {{"axis", IntAttr(1)}}).status().code(), StatusCode::kOutOfRange);
 }
 
 TEST(GatherND, BatchDims) {
@@ -348,8 +346,7 @@ TEST(ScatterElements, AddReduction) {
   Tensor data = MakeTensor<float>({1, 5}, {1, 2, 3, 4, 5});
   Tensor idx = MakeTensor<int64_t>({1, 2}, {1, 1});
   Tensor upd = MakeTensor<float>({1, 2}, {1.5f, 2.5f});
-  Tensor y = Run1("ScatterElements", {&data, &idx, &upd}, {{"axis", IntAttr(1)}, {"reduction", StringAttr("add")}},
-                  16);
+  Tensor y = Run1("ScatterElements", {&data, &idx, &upd}, {{"axis", IntAttr(1)}, {"reduction", StringAttr("add")}}, 16);
   EXPECT_EQ(ToVector<float>(y), (std::vector<float>{1, 6, 3, 4, 5}));
 }
 
@@ -427,8 +424,8 @@ TEST(Tile, RepeatsEachAxis) {
   Tensor reps = MakeTensor<int64_t>({2}, {2, 3});
   Tensor y = Run1("Tile", {&x, &reps});
   EXPECT_EQ(y.dims(), (Dims{4, 6}));
-  EXPECT_EQ(ToVector<int64_t>(y), (std::vector<int64_t>{1, 2, 1, 2, 1, 2, 3, 4, 3, 4, 3, 4,
-                                                         1, 2, 1, 2, 1, 2, 3, 4, 3, 4, 3, 4}));
+  EXPECT_EQ(ToVector<int64_t>(y),
+            (std::vector<int64_t>{1, 2, 1, 2, 1, 2, 3, 4, 3, 4, 3, 4, 1, 2, 1, 2, 1, 2, 3, 4, 3, 4, 3, 4}));
 }
 
 // ------------------------------------------------------------ misc ops

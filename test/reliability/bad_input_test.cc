@@ -154,9 +154,8 @@ std::string FourFloats() {
 }
 
 // `entries` are the external_data key/value pairs; `prepare` may add files.
-std::function<Scenario(const fs::path&)> ExternalData(
-    std::vector<std::pair<std::string, std::string>> entries,
-    std::function<void(const fs::path& dir)> prepare = nullptr) {
+std::function<Scenario(const fs::path&)> ExternalData(std::vector<std::pair<std::string, std::string>> entries,
+                                                      std::function<void(const fs::path& dir)> prepare = nullptr) {
   return [entries, prepare](const fs::path& dir) {
     fs::create_directories(dir / "model");
     WriteFile(dir / "model" / "b.bin", FourFloats());
@@ -590,7 +589,8 @@ Outcome LoadCreateRun(const Scenario& s, TierPolicy tier) {
 
 TEST_P(BadInput, FailsCleanlyOrRunsCorrectly) {
   const auto& [c, tier] = GetParam();
-  const fs::path dir = fs::path(::testing::TempDir()) / "bad_input" / (std::string(c.name) + "_" + TierPolicyName(tier));
+  const fs::path dir =
+      fs::path(::testing::TempDir()) / "bad_input" / (std::string(c.name) + "_" + TierPolicyName(tier));
   fs::remove_all(dir);
   fs::create_directories(dir);
   const Scenario scenario = c.make(dir);
@@ -610,12 +610,13 @@ TEST_P(BadInput, FailsCleanlyOrRunsCorrectly) {
   fs::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Reliability, BadInput,
-    ::testing::Combine(::testing::ValuesIn(kCases), ::testing::Values(TierPolicy::kInterpreter, TierPolicy::kJit)),
-    [](const ::testing::TestParamInfo<std::tuple<Case, TierPolicy>>& info) {
-      return std::string(std::get<0>(info.param).name) + "_" + TierPolicyName(std::get<1>(info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(Reliability, BadInput,
+                         ::testing::Combine(::testing::ValuesIn(kCases),
+                                            ::testing::Values(TierPolicy::kInterpreter, TierPolicy::kJit)),
+                         [](const ::testing::TestParamInfo<std::tuple<Case, TierPolicy>>& info) {
+                           return std::string(std::get<0>(info.param).name) + "_" +
+                                  TierPolicyName(std::get<1>(info.param));
+                         });
 
 // A rejected request leaves the session as it was: the next good request
 // runs and gives the right answer.

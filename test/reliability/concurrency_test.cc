@@ -51,7 +51,7 @@ std::vector<Case> MakeCases(const std::shared_ptr<const Model>& model) {
 
 SessionOptions TieringOptions(int intra_op_threads) {
   SessionOptions options;
-  options.tier = TierPolicy::kAuto;  // non-blocking: compiles in the background
+  options.tier = TierPolicy::kAuto;      // non-blocking: compiles in the background
   options.jit_keep_faster_tier = false;  // compiled code runs whatever its speed
   options.intra_op_threads = intra_op_threads;
   options.jit_hot_threshold = 2;
@@ -252,9 +252,9 @@ TEST(Concurrency, GemmRegionTiersUpUnderThreads) {
   auto session = Session::Create(model, options);
   ASSERT_TRUE(session.ok()) << session.status().ToString();
   const int num_cases = static_cast<int>(cases.size());
-  EXPECT_EQ(RunCasesOnThreads("gemm", **session, cases, 8, 30,
-                              [num_cases](int t, int rep) { return (t + rep) % num_cases; }),
-            0);
+  EXPECT_EQ(
+      RunCasesOnThreads("gemm", **session, cases, 8, 30, [num_cases](int t, int rep) { return (t + rep) % num_cases; }),
+      0);
   int gemm_regions = 0;
   for (const RegionStats& r : (*session)->stats().regions) {
     if (r.kind != "gemm") continue;

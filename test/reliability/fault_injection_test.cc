@@ -98,7 +98,7 @@ TEST(FaultInjection, AllocationFailureInACompiledRun) {
   const auto expected = Reference(model, x, batch);
   FailNthAllocation injector;
   SessionOptions options;
-  options.tier = TierPolicy::kJit;  // compiles on the first call, runs compiled from the second
+  options.tier = TierPolicy::kJit;       // compiles on the first call, runs compiled from the second
   options.jit_keep_faster_tier = false;  // compiled code runs whatever its speed
   options.intra_op_threads = 1;
   options.before_allocate_hook = injector.Hook();

@@ -132,11 +132,12 @@ TEST(LongRun, MemoryAndJitCodeStayBoundedWithDynamicShapes) {
   EXPECT_EQ(stats.runs, kRuns);
 
   const double mib = 1024.0 * 1024.0;
-  std::printf("long run: RSS %.1f MiB at run %d, %.1f MiB at run %d (growth %+.2f MiB); JIT code %lld bytes "
-              "(%d versions per region); peak planned %lld bytes\n",
-              rss_checkpoint / mib, kCheckpoint, rss_end / mib, kRuns, (rss_end - rss_checkpoint) / mib,
-              static_cast<long long>(at_end.code_bytes), kMaxSpecializations + 1,
-              static_cast<long long>(stats.peak_planned_bytes));
+  std::printf(
+      "long run: RSS %.1f MiB at run %d, %.1f MiB at run %d (growth %+.2f MiB); JIT code %lld bytes "
+      "(%d versions per region); peak planned %lld bytes\n",
+      rss_checkpoint / mib, kCheckpoint, rss_end / mib, kRuns, (rss_end - rss_checkpoint) / mib,
+      static_cast<long long>(at_end.code_bytes), kMaxSpecializations + 1,
+      static_cast<long long>(stats.peak_planned_bytes));
   ::testing::Test::RecordProperty("rss_checkpoint_bytes", std::to_string(rss_checkpoint));
   ::testing::Test::RecordProperty("rss_end_bytes", std::to_string(rss_end));
   ::testing::Test::RecordProperty("jit_code_bytes", std::to_string(at_end.code_bytes));

@@ -62,9 +62,9 @@ inline std::shared_ptr<const Model> SiluMatMulErfModel(int64_t width = 64) {
 // Runs `session` on x = [batch, x.size() / batch] (a zero-copy view).
 inline StatusOr<std::vector<float>> RunBatch(const Session& session, const std::vector<float>& x, int64_t batch) {
   const int64_t width = static_cast<int64_t>(x.size()) / batch;
-  KILN_ASSIGN_OR_RETURN(std::vector<NamedTensor> out,
-                        session.Run({{"x", Tensor::View(DType::kFloat32, {batch, width},
-                                                        const_cast<float*>(x.data()))}}));
+  KILN_ASSIGN_OR_RETURN(
+      std::vector<NamedTensor> out,
+      session.Run({{"x", Tensor::View(DType::kFloat32, {batch, width}, const_cast<float*>(x.data()))}}));
   const Tensor& y = out[0].tensor;
   if (y.dims() != Dims{batch, width}) return Internal("output has shape ", DimsToString(y.dims()));
   return std::vector<float>(y.data<float>(), y.data<float>() + y.num_elements());

@@ -8,8 +8,8 @@
 
 #include "kiln/session.h"
 #include "reference_run_util.h"
-#include "session_check_util.h"
 #include "runtime/model_internal.h"
+#include "session_check_util.h"
 #include "test/model_builder.h"
 #include "test/tensors.h"
 

@@ -93,9 +93,8 @@ TEST(FuseEpiloguesRunTest, ConvAddActivationMatchesUnfused) {
           .FloatInit("cb", {8}, RandomFloats(8, 3))
           .FloatInit("bias", {1, 8, 1, 1}, RandomFloats(8, 4))
           .Output("y");
-      onnx::NodeProto& conv =
-          b.Node("Conv", conv_bias ? std::vector<std::string>{"x", "w", "cb"} : std::vector<std::string>{"x", "w"},
-                 {"c"});
+      onnx::NodeProto& conv = b.Node(
+          "Conv", conv_bias ? std::vector<std::string>{"x", "w", "cb"} : std::vector<std::string>{"x", "w"}, {"c"});
       OnnxModelBuilder::IntsAttr(conv, "pads", {1, 1, 1, 1});
       OnnxModelBuilder::IntsAttr(conv, "strides", {2, 2});
       b.Node("Add", {"c", "bias"}, {"a"});
@@ -160,7 +159,10 @@ TEST(FuseEpiloguesRunTest, GemmAddReluMatchesUnfused) {
 
 TEST(FuseEpiloguesRunTest, GemmWithCThenSigmoid) {
   OnnxModelBuilder b;
-  b.Input("x", kFloat, {3, 5}).FloatInit("w", {5, 4}, RandomFloats(20, 11)).FloatInit("c", {3, 4}, RandomFloats(12, 12)).Output("y");
+  b.Input("x", kFloat, {3, 5})
+      .FloatInit("w", {5, 4}, RandomFloats(20, 11))
+      .FloatInit("c", {3, 4}, RandomFloats(12, 12))
+      .Output("y");
   b.Node("Gemm", {"x", "w", "c"}, {"g"});
   b.Node("Sigmoid", {"g"}, {"y"});
   ExpectFusedMatchesReference(b, {3, 5}, "FusedMatMul", 1);
@@ -187,8 +189,8 @@ TEST(FuseEpiloguesRunTest, ConvResidualMatchesUnfused) {
   for (const char* act : kResidualActivations) {
     for (bool bias : {false, true}) {
       for (bool residual_first : {false, true}) {
-        SCOPED_TRACE(::testing::Message() << "activation '" << act << "' bias " << bias << " residual first "
-                                          << residual_first);
+        SCOPED_TRACE(::testing::Message()
+                     << "activation '" << act << "' bias " << bias << " residual first " << residual_first);
         // x:[1,8,9,9] -> Conv 3x3 (8 -> 8, pads 1) -> [Add bias] -> Add(x) -> [act]
         OnnxModelBuilder b;
         b.Input("x", kFloat, {1, 8, 9, 9})
@@ -287,9 +289,7 @@ TEST(FuseEpiloguesRunTest, MatMulResidualMatchesUnfused) {
 TEST(FuseEpiloguesRunTest, MatMulWithBatchedWeightsResidualMatchesUnfused) {
   // B with a real batch: oneDNN's batched matmul, R in the 3-D dst layout.
   OnnxModelBuilder b;
-  b.Input("x", kFloat, {3, 24, 40})
-      .FloatInit("w", {3, 40, 40}, RandomFloats(3 * 1600, 33, -0.2f, 0.2f))
-      .Output("y");
+  b.Input("x", kFloat, {3, 24, 40}).FloatInit("w", {3, 40, 40}, RandomFloats(3 * 1600, 33, -0.2f, 0.2f)).Output("y");
   b.Node("MatMul", {"x", "w"}, {"m"});
   AddResidualEpilogue(b, "m", "x", /*residual_first=*/true, "Relu");
   ExpectFusedMatchesReference(b, {3, 24, 40}, "FusedMatMul", 1);
@@ -307,8 +307,8 @@ TEST(FuseEpiloguesRunTest, GemmResidualMatchesUnfused) {
             .FloatInit("c", {1, 40}, RandomFloats(40, 35))
             .FloatInit("bias", {40}, RandomFloats(40, 36))
             .Output("y");
-        onnx::NodeProto& gemm = b.Node(
-            "Gemm", has_c ? std::vector<std::string>{"x", "w", "c"} : std::vector<std::string>{"x", "w"}, {"g"});
+        onnx::NodeProto& gemm =
+            b.Node("Gemm", has_c ? std::vector<std::string>{"x", "w", "c"} : std::vector<std::string>{"x", "w"}, {"g"});
         OnnxModelBuilder::IntAttr(gemm, "transB", 1);
         OnnxModelBuilder::FloatAttr(gemm, "alpha", 0.5f);
         OnnxModelBuilder::FloatAttr(gemm, "beta", 2.0f);
@@ -328,12 +328,15 @@ TEST(FuseEpiloguesRunTest, ResidualOfTheWrongShapeIsInvalidArgument) {
     std::string op;
     Dims x, w, r;
   };
-  for (const Case& c : {Case{"FusedConv", {1, 8, 5, 5}, {8, 8, 1, 1}, {1, 8, 5, 4}},
-                        Case{"FusedMatMul", {4, 64, 64}, {64, 64}, {4, 64, 32}},
-                        Case{"FusedMatMul", {2, 8}, {8, 8}, {8, 2}}}) {
+  for (const Case& c :
+       {Case{"FusedConv", {1, 8, 5, 5}, {8, 8, 1, 1}, {1, 8, 5, 4}},
+        Case{"FusedMatMul", {4, 64, 64}, {64, 64}, {4, 64, 32}}, Case{"FusedMatMul", {2, 8}, {8, 8}, {8, 2}}}) {
     SCOPED_TRACE(c.op + " R " + DimsToString(c.r));
     OnnxModelBuilder b;
-    b.Input("x", kFloat, c.x).Input("r", kFloat, c.r).FloatInit("w", c.w, RandomFloats(ElementCount(c.w), 51)).Output("y");
+    b.Input("x", kFloat, c.x)
+        .Input("r", kFloat, c.r)
+        .FloatInit("w", c.w, RandomFloats(ElementCount(c.w), 51))
+        .Output("y");
     onnx::NodeProto& n = b.Node(c.op, {"x", "w", "", "r"}, {"y"});
     n.set_domain("kiln");
     onnx::ModelProto proto;
@@ -349,8 +352,8 @@ TEST(FuseEpiloguesRunTest, ResidualOfTheWrongShapeIsInvalidArgument) {
     auto session = Session::Create(*model, options);
     ASSERT_TRUE(session.ok()) << session.status().ToString();
     std::vector<float> x = RandomFloats(ElementCount(c.x), 52), r = RandomFloats(ElementCount(c.r), 53);
-    auto out = (*session)->Run({{"x", Tensor::View(DType::kFloat32, c.x, x.data())},
-                                {"r", Tensor::View(DType::kFloat32, c.r, r.data())}});
+    auto out = (*session)->Run(
+        {{"x", Tensor::View(DType::kFloat32, c.x, x.data())}, {"r", Tensor::View(DType::kFloat32, c.r, r.data())}});
     ASSERT_FALSE(out.ok());
     EXPECT_EQ(out.status().code(), StatusCode::kInvalidArgument) << out.status().ToString();
     EXPECT_NE(out.status().message().find("residual"), std::string::npos) << out.status().ToString();

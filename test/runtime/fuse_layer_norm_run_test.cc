@@ -8,8 +8,8 @@
 
 #include "kiln/session.h"
 #include "reference_run_util.h"
-#include "session_check_util.h"
 #include "runtime/model_internal.h"
+#include "session_check_util.h"
 #include "test/graph/graph_test_util.h"
 #include "test/model_builder.h"
 #include "test/tensors.h"
@@ -17,8 +17,8 @@
 namespace kiln {
 namespace {
 
-using testing::ElementCount;
 using graph::testing::CountLive;
+using testing::ElementCount;
 using testing::OnnxModelBuilder;
 using testing::RandomFloats;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;

@@ -93,13 +93,13 @@ TEST_P(MatMulShapes, MatchesInterpreter) {
 }
 
 INSTANTIATE_TEST_SUITE_P(OddShapes, MatMulShapes,
-                         ::testing::Values(Shape{{1, 64}, 64},        // GEMV
-                                           Shape{{1, 37}, 200},       // GEMV, odd K and N
-                                           Shape{{7, 13}, 5},         // N below one vector
-                                           Shape{{37, 70}, 200},      // edges in M and N
-                                           Shape{{33, 129}, 96},      // K not a multiple of the vector
-                                           Shape{{2, 5, 48}, 33},     // batched A, flattened into M
-                                           Shape{{64, 256}, 256}));   // whole tiles
+                         ::testing::Values(Shape{{1, 64}, 64},       // GEMV
+                                           Shape{{1, 37}, 200},      // GEMV, odd K and N
+                                           Shape{{7, 13}, 5},        // N below one vector
+                                           Shape{{37, 70}, 200},     // edges in M and N
+                                           Shape{{33, 129}, 96},     // K not a multiple of the vector
+                                           Shape{{2, 5, 48}, 33},    // batched A, flattened into M
+                                           Shape{{64, 256}, 256}));  // whole tiles
 
 TEST(GemmRegion, GemmWithTransposedWeightAlphaBetaAndBias) {
   const int64_t m = 9, k = 40, n = 50;
@@ -140,10 +140,10 @@ TEST_P(FusedEpilogues, MatchInterpreter) {
   }
   std::vector<float> x = RandomFloats(static_cast<size_t>(m * k), 13, -2.f, 2.f);
   std::vector<float> r = RandomFloats(static_cast<size_t>(m * n), 14);
-  ExpectJitMatchesInterpreter(b,
-                              {{"x", Tensor::View(DType::kFloat32, {m, k}, x.data())},
-                               {"r", Tensor::View(DType::kFloat32, {m, n}, r.data())}},
-                              k);
+  ExpectJitMatchesInterpreter(
+      b,
+      {{"x", Tensor::View(DType::kFloat32, {m, k}, x.data())}, {"r", Tensor::View(DType::kFloat32, {m, n}, r.data())}},
+      k);
 }
 
 INSTANTIATE_TEST_SUITE_P(Activations, FusedEpilogues,

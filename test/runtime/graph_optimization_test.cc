@@ -74,7 +74,7 @@ std::shared_ptr<const Model> Load(GraphOptimization level) {
 }
 
 std::vector<float> RunTwice(const std::shared_ptr<const Model>& model, TierPolicy tier, const std::vector<float>& x,
-                       SessionStats* stats = nullptr) {
+                            SessionStats* stats = nullptr) {
   SessionOptions options;
   options.tier = tier;
   options.jit_keep_faster_tier = false;  // compiled code runs whatever its speed

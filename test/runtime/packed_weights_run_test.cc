@@ -76,12 +76,12 @@ TEST(PackedWeights, GemmTransposesScalesAndBroadcastsC) {
     Dims c_dims;  // empty: no C
   };
   const Case cases[] = {
-      {true, 1.0f, 1.0f, {130}},   {false, 0.5f, 2.0f, {9, 130}}, {true, 2.0f, -1.0f, {9, 1}},
-      {false, 1.0f, 1.0f, {1}},    {true, 1.5f, 0.0f, {130}},     {false, 1.0f, 1.0f, {}},
+      {true, 1.0f, 1.0f, {130}}, {false, 0.5f, 2.0f, {9, 130}}, {true, 2.0f, -1.0f, {9, 1}},
+      {false, 1.0f, 1.0f, {1}},  {true, 1.5f, 0.0f, {130}},     {false, 1.0f, 1.0f, {}},
   };
   for (const Case& c : cases) {
-    SCOPED_TRACE(::testing::Message() << "transB " << c.trans_b << " alpha " << c.alpha << " beta " << c.beta
-                                      << " C " << DimsToString(c.c_dims));
+    SCOPED_TRACE(::testing::Message() << "transB " << c.trans_b << " alpha " << c.alpha << " beta " << c.beta << " C "
+                                      << DimsToString(c.c_dims));
     OnnxModelBuilder b(13);
     const Dims w_dims = c.trans_b ? Dims{130, 300} : Dims{300, 130};
     b.Input("x", kFloat, {9, 300}).FloatInit("w", w_dims, RandomFloats(300 * 130, 4)).Output("y");

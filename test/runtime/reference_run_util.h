@@ -18,8 +18,7 @@ namespace kiln::testing {
 
 // Runs the serialized model `bytes` node by node on `inputs` (by graph
 // input name) and returns its first output.
-inline StatusOr<Tensor> RunUnoptimizedReference(const std::string& bytes,
-                                                const std::map<std::string, Tensor>& inputs) {
+inline StatusOr<Tensor> RunUnoptimizedReference(const std::string& bytes, const std::map<std::string, Tensor>& inputs) {
   KILN_ASSIGN_OR_RETURN(graph::Graph g, graph::LoadOnnxModel(bytes.data(), bytes.size(), {}));
   class Owned final : public kernels::OutputAllocator {
    public:

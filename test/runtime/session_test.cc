@@ -23,10 +23,7 @@ std::shared_ptr<const Model> LoadOrDie(const OnnxModelBuilder& b) {
 // y = Relu(x + b) * 2, with a symbolic batch dim.
 OnnxModelBuilder AddReluScale() {
   OnnxModelBuilder b;
-  b.Input("x", kFloat, {-1, 4}, {"batch"})
-      .FloatInit("b", {4}, {1, -2, 3, -4})
-      .FloatInit("two", {}, {2})
-      .Output("y");
+  b.Input("x", kFloat, {-1, 4}, {"batch"}).FloatInit("b", {4}, {1, -2, 3, -4}).FloatInit("two", {}, {2}).Output("y");
   b.Node("Add", {"x", "b"}, {"t0"});
   b.Node("Relu", {"t0"}, {"t1"});
   b.Node("Mul", {"t1", "two"}, {"y"});

@@ -69,7 +69,9 @@ Result Kiln(const std::vector<std::string>& args) {
   return r;
 }
 
-std::string Describe(const Result& r) { return "exit " + std::to_string(r.exit_code) + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err; }
+std::string Describe(const Result& r) {
+  return "exit " + std::to_string(r.exit_code) + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err;
+}
 
 // A failure the user caused: exit 1 and exactly one line on stderr of the
 // form "kiln: error: <subject>: ...", containing `fragment`.
@@ -88,12 +90,34 @@ void ExpectReportMatchesRun(const std::string& text, const std::string& model_su
                             const Tensor& output) {
   const nlohmann::ordered_json report = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
   ASSERT_TRUE(report.is_object()) << text;
-  const std::vector<std::string> keys = {
-      "model", "tier", "tier_requested", "graph_optimization", "threads", "load_ms", "session_create_ms",
-      "first_run_ms", "median_ms", "p90_ms", "min_ms", "mean_ms", "runs", "warmup", "total_runs",
-      "peak_planned_bytes", "unplanned_bytes", "pooled_output_bytes", "regions_total", "regions_compiled",
-      "compile_ms_total", "reused_code", "declined_specializations", "deopts", "compiled_calls",
-      "interpreted_region_calls", "latency_split_ms_per_run", "outputs"};
+  const std::vector<std::string> keys = {"model",
+                                         "tier",
+                                         "tier_requested",
+                                         "graph_optimization",
+                                         "threads",
+                                         "load_ms",
+                                         "session_create_ms",
+                                         "first_run_ms",
+                                         "median_ms",
+                                         "p90_ms",
+                                         "min_ms",
+                                         "mean_ms",
+                                         "runs",
+                                         "warmup",
+                                         "total_runs",
+                                         "peak_planned_bytes",
+                                         "unplanned_bytes",
+                                         "pooled_output_bytes",
+                                         "regions_total",
+                                         "regions_compiled",
+                                         "compile_ms_total",
+                                         "reused_code",
+                                         "declined_specializations",
+                                         "deopts",
+                                         "compiled_calls",
+                                         "interpreted_region_calls",
+                                         "latency_split_ms_per_run",
+                                         "outputs"};
   std::vector<std::string> got;
   for (const auto& [key, value] : report.items()) got.push_back(key);
   EXPECT_EQ(got, keys);
@@ -145,10 +169,10 @@ TEST(CliTest, RunMatchesNumpyReferenceInBothTiers) {
       testing::ExpectNear(*actual, *expected, 1e-4, 1e-5);
 
       std::string json = ReadFile(report);
-      for (const std::string& key : std::vector<std::string>{"\"load_ms\"", "\"first_run_ms\"", "\"median_ms\"", "\"p90_ms\"",
-                                    "\"runs\": 3", "\"tier\": \"" + std::string(tier) + "\"",
-                                    "\"peak_planned_bytes\"", "\"pooled_output_bytes\"", "\"regions_total\"", "\"compile_ms_total\"",
-                                    "\"deopts\"", "\"latency_split_ms_per_run\""}) {
+      for (const std::string& key : std::vector<std::string>{
+               "\"load_ms\"", "\"first_run_ms\"", "\"median_ms\"", "\"p90_ms\"", "\"runs\": 3",
+               "\"tier\": \"" + std::string(tier) + "\"", "\"peak_planned_bytes\"", "\"pooled_output_bytes\"",
+               "\"regions_total\"", "\"compile_ms_total\"", "\"deopts\"", "\"latency_split_ms_per_run\""}) {
         EXPECT_NE(json.find(key), std::string::npos) << key << " not in " << json;
       }
       ExpectReportMatchesRun(json, base + ".onnx", tier, *actual);
@@ -171,9 +195,9 @@ TEST(CliTest, BasicGraphOptimizationKeepsOpsAndMatchesNumpy) {
     SCOPED_TRACE(tier);
     const std::string out_dir = TmpDir() + "/out_basic_" + tier;
     const std::string report = TmpDir() + "/basic_" + tier + ".json";
-    Result r = Kiln({"run", model, "--input", "input=" + Runfile("tools/transformer_tiny_input_0.npy"), "--output-dir",
-                     out_dir, "--iters", "2", "--threads", "1", "--tier", tier, "--graph-opt", "basic", "--report",
-                     report});
+    Result r =
+        Kiln({"run", model, "--input", "input=" + Runfile("tools/transformer_tiny_input_0.npy"), "--output-dir",
+              out_dir, "--iters", "2", "--threads", "1", "--tier", tier, "--graph-opt", "basic", "--report", report});
     ASSERT_EQ(r.exit_code, 0) << Describe(r);
     StatusOr<Tensor> actual = ReadNpy(out_dir + "/output_0.npy");
     ASSERT_TRUE(actual.ok()) << actual.status().ToString();
@@ -193,7 +217,9 @@ TEST(CliTest, GeneratesInputsOfConcreteShape) {
 
   // Same seed, same data: two runs print the same checksum.
   Result again = Kiln({"run", Runfile("tools/cnn_small.onnx"), "--iters", "1", "--warmup", "0", "--threads", "1"});
-  auto checksum = [](const std::string& out) { return out.substr(out.find("sum="), out.find('\n', out.find("sum=")) - out.find("sum=")); };
+  auto checksum = [](const std::string& out) {
+    return out.substr(out.find("sum="), out.find('\n', out.find("sum=")) - out.find("sum="));
+  };
   EXPECT_EQ(checksum(r.out), checksum(again.out));
 }
 
@@ -202,7 +228,8 @@ TEST(CliTest, SymbolicDimNeedsAFileOrABinding) {
   ExpectCleanFailure(r, Runfile("tools/transformer_tiny.onnx"), "symbolic dim 'batch'");
   EXPECT_NE(r.err.find("--dim batch=VALUE"), std::string::npos) << r.err;
 
-  Result bound = Kiln({"run", Runfile("tools/transformer_tiny.onnx"), "--dim", "batch=2", "--iters", "1", "--threads", "1"});
+  Result bound =
+      Kiln({"run", Runfile("tools/transformer_tiny.onnx"), "--dim", "batch=2", "--iters", "1", "--threads", "1"});
   ASSERT_EQ(bound.exit_code, 0) << Describe(bound);
   EXPECT_NE(bound.out.find("output 0 'output': float32 [2, 16, 64]"), std::string::npos) << bound.out;
 
@@ -271,11 +298,20 @@ TEST(CliTest, UsageErrors) {
   EXPECT_NE(help.out.find("usage: kiln"), std::string::npos) << help.out;
   EXPECT_EQ(help.err, "");
 
-  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
-           {}, {"frobnicate"}, {"run"}, {"run", "a.onnx", "b.onnx"}, {"run", "a.onnx", "--bogus"},
-           {"run", "a.onnx", "--iters", "many"}, {"run", "a.onnx", "--iters"}, {"run", "a.onnx", "--tier", "fast"},
-           {"run", "a.onnx", "--graph-opt", "max"}, {"info", "a.onnx", "--graph-opt", "none"},
-           {"run", "a.onnx", "--input", "noequals"}, {"info"}, {"dot", "a", "b"}}) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{},
+                                             {"frobnicate"},
+                                             {"run"},
+                                             {"run", "a.onnx", "b.onnx"},
+                                             {"run", "a.onnx", "--bogus"},
+                                             {"run", "a.onnx", "--iters", "many"},
+                                             {"run", "a.onnx", "--iters"},
+                                             {"run", "a.onnx", "--tier", "fast"},
+                                             {"run", "a.onnx", "--graph-opt", "max"},
+                                             {"info", "a.onnx", "--graph-opt", "none"},
+                                             {"run", "a.onnx", "--input", "noequals"},
+                                             {"info"},
+                                             {"dot", "a", "b"}}) {
     Result r = Kiln(args);
     std::string joined;
     for (const auto& a : args) joined += a + " ";

@@ -2,10 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -114,7 +114,8 @@ TEST(NpyTest, AcceptsHeaderVariants) {
 }
 
 TEST(NpyTest, NormalisesBoolBytes) {
-  std::string file = MakeNpy(1, "{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }", std::string("\x00\x02\xff", 3));
+  std::string file =
+      MakeNpy(1, "{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }", std::string("\x00\x02\xff", 3));
   StatusOr<Tensor> t = ParseNpy(file.data(), file.size());
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   const auto* bytes = static_cast<const uint8_t*>(t->raw_data());
@@ -153,14 +154,14 @@ TEST(NpyTest, RejectsBadHeaders) {
               StatusCode::kInvalidArgument, "unexpected key 'extra'");
   ExpectError(MakeNpy(1, "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2,)}", data),
               StatusCode::kInvalidArgument, "duplicate key");
-  ExpectError(MakeNpy(1, "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2,)}", data),
-              StatusCode::kInvalidArgument, "True or False");
+  ExpectError(MakeNpy(1, "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2,)}", data), StatusCode::kInvalidArgument,
+              "True or False");
   ExpectError(MakeNpy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (-2,)}", data),
               StatusCode::kInvalidArgument, "non-negative");
-  ExpectError(MakeNpy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,", data),
-              StatusCode::kInvalidArgument, "bad .npy header");
-  ExpectError(MakeNpy(1, "{'descr': '<f4, 'fortran_order': False, 'shape': (2,)}", data),
-              StatusCode::kInvalidArgument, "bad .npy header");
+  ExpectError(MakeNpy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,", data), StatusCode::kInvalidArgument,
+              "bad .npy header");
+  ExpectError(MakeNpy(1, "{'descr': '<f4, 'fortran_order': False, 'shape': (2,)}", data), StatusCode::kInvalidArgument,
+              "bad .npy header");
   ExpectError(MakeNpy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,)} junk", data),
               StatusCode::kInvalidArgument, "unexpected text");
 }

@@ -13,14 +13,14 @@ namespace kiln {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,   // the caller passed something wrong (input name, shape, dtype)
-  kInvalidModel,      // the model file or graph is malformed
-  kUnsupported,       // valid ONNX that kiln does not implement (op, dtype, attribute)
-  kNotFound,          // a file or a named thing is missing
-  kIoError,           // a file exists (or is to be created) but reading or writing it failed
-  kOutOfRange,        // an index or size outside what the data allows
-  kResourceExhausted, // an allocation failed or a size overflows
-  kInternal,          // a kiln bug or a failing dependency (oneDNN, LLVM)
+  kInvalidArgument,    // the caller passed something wrong (input name, shape, dtype)
+  kInvalidModel,       // the model file or graph is malformed
+  kUnsupported,        // valid ONNX that kiln does not implement (op, dtype, attribute)
+  kNotFound,           // a file or a named thing is missing
+  kIoError,            // a file exists (or is to be created) but reading or writing it failed
+  kOutOfRange,         // an index or size outside what the data allows
+  kResourceExhausted,  // an allocation failed or a size overflows
+  kInternal,           // a kiln bug or a failing dependency (oneDNN, LLVM)
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -103,8 +103,7 @@ class [[nodiscard]] StatusOr {
   StatusOr(const T& value) : state_(value) {}        // NOLINT
   StatusOr(T&& value) : state_(std::move(value)) {}  // NOLINT
   template <typename U,
-            typename = std::enable_if_t<std::is_constructible_v<T, U&&> &&
-                                        !std::is_same_v<std::decay_t<U>, Status> &&
+            typename = std::enable_if_t<std::is_constructible_v<T, U&&> && !std::is_same_v<std::decay_t<U>, Status> &&
                                         !std::is_same_v<std::decay_t<U>, T>>>
   StatusOr(U&& value) : state_(T(std::forward<U>(value))) {}  // NOLINT
 
@@ -134,15 +133,14 @@ class [[nodiscard]] StatusOr {
 #define KILN_CONCAT(a, b) KILN_CONCAT_IMPL(a, b)
 
 // Returns the Status of `expr` from the enclosing function if it is an error.
-#define KILN_RETURN_IF_ERROR(expr)                \
-  do {                                            \
-    ::kiln::Status kiln_status_ = (expr);         \
-    if (!kiln_status_.ok()) return kiln_status_;  \
+#define KILN_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::kiln::Status kiln_status_ = (expr);        \
+    if (!kiln_status_.ok()) return kiln_status_; \
   } while (0)
 
 // `lhs = value of expr`, or returns its error from the enclosing function.
-#define KILN_ASSIGN_OR_RETURN(lhs, expr) \
-  KILN_ASSIGN_OR_RETURN_IMPL(KILN_CONCAT(kiln_statusor_, __LINE__), lhs, expr)
+#define KILN_ASSIGN_OR_RETURN(lhs, expr) KILN_ASSIGN_OR_RETURN_IMPL(KILN_CONCAT(kiln_statusor_, __LINE__), lhs, expr)
 #define KILN_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                               \
   if (!tmp.ok()) return tmp.status();              \

@@ -149,14 +149,14 @@ struct NodeProfile {
 // A fused region (see `kiln info --regions`) and how it has run so far.
 struct RegionStats {
   int id = 0;
-  std::string kind;           // "elementwise", "row_reduction" or "gemm"
-  std::string description;    // ops and static shape
-  std::string tier;           // "interp" until some signature is compiled, then "jit"
+  std::string kind;         // "elementwise", "row_reduction" or "gemm"
+  std::string description;  // ops and static shape
+  std::string tier;         // "interp" until some signature is compiled, then "jit"
   int64_t interpreted_calls = 0;
   int64_t compiled_calls = 0;
   double interpreted_ms = 0;  // total wall time of the calls, per tier
   double compiled_ms = 0;
-  int64_t deopts = 0;         // interpreted calls while code for other signatures existed
+  int64_t deopts = 0;  // interpreted calls while code for other signatures existed
   int specializations = 0;
   int failed_compiles = 0;
   // Specializations dropped after their trial because the interpreter ran
@@ -166,7 +166,7 @@ struct RegionStats {
   // identical IR (e.g. the same LayerNorm in every transformer layer): no
   // second compile, and their code counts in that region's code_bytes only.
   int reused_code = 0;
-  double compile_ms = 0;      // total over specializations (reuses take ~1 ms)
+  double compile_ms = 0;  // total over specializations (reuses take ~1 ms)
   int64_t code_bytes = 0;
   // GEMM regions: the weight packed into the generated kernels' layout (one
   // copy per specialization), the floating-point operations of the compiled
@@ -188,7 +188,7 @@ struct SessionStats {
   // Not part of peak_planned_bytes.
   int64_t pooled_output_bytes = 0;
   int64_t runs = 0;
-  std::vector<NodeProfile> nodes;  // in execution order; empty without profiling
+  std::vector<NodeProfile> nodes;    // in execution order; empty without profiling
   std::vector<RegionStats> regions;  // empty with TierPolicy::kInterpreter
 };
 
