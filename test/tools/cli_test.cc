@@ -116,6 +116,7 @@ void ExpectReportMatchesRun(const std::string& text, const std::string& model_su
                                          "deopts",
                                          "compiled_calls",
                                          "interpreted_region_calls",
+                                         "gemm_regions",
                                          "latency_split_ms_per_run",
                                          "outputs"};
   std::vector<std::string> got;
@@ -127,6 +128,16 @@ void ExpectReportMatchesRun(const std::string& text, const std::string& model_su
   EXPECT_GE(report["total_runs"].get<int64_t>(), 3);
   for (const char* part : {"compiled_regions", "interpreted_regions", "other_interpreted"}) {
     EXPECT_TRUE(report["latency_split_ms_per_run"][part].is_number()) << part;
+  }
+  // Compiled GEMM regions report their rate and packed weight.
+  for (const auto& gemm : report["gemm_regions"]) {
+    if (gemm["compiled_calls"].get<int64_t>() == 0) continue;
+    EXPECT_GT(gemm["gflops"].get<double>(), 0) << gemm;
+    EXPECT_GT(gemm["flops_per_call"].get<double>(), 0) << gemm;
+    EXPECT_GT(gemm["packed_weight_bytes"].get<int64_t>(), 0) << gemm;
+  }
+  if (tier == std::string("jit") && model_suffix.ends_with("mlp.onnx")) {
+    EXPECT_FALSE(report["gemm_regions"].empty()) << "the MLP's matrix products are GEMM regions";
   }
   ASSERT_EQ(report["outputs"].size(), 1u);
   const auto& out = report["outputs"][0];
