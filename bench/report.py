@@ -345,7 +345,7 @@ def roofs_section(results):
         lines.append("| %s | %.2f | %s |" % (name, bps / 1e9, fmt_pct(bps / base) if base else "n/a"))
     lines.append("")
     fma = {}
-    for name, result in find(results, r"^BM_FmaPeak"):
+    for name, result in find(results, r"^BM_FmaPeak/"):
         m = re.search(r"threads:(\d+)", name)
         fma[int(m.group(1)) if m else 1] = result.value("flops")
     for threads in sorted(fma):
