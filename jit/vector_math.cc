@@ -38,8 +38,6 @@ llvm::Value* Polynomial(llvm::IRBuilderBase& b, llvm::Value* x, const std::vecto
   return acc;
 }
 
-llvm::Value* IsNan(llvm::IRBuilderBase& b, llvm::Value* x) { return b.CreateFCmpUNO(x, x); }
-
 // select-based clamps keep NaN as NaN (llvm.minnum would drop it).
 llvm::Value* ClampBelow(llvm::IRBuilderBase& b, llvm::Value* x, double lo) {
   return b.CreateSelect(b.CreateFCmpOLT(x, F(x, lo)), F(x, lo), x);

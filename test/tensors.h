@@ -5,12 +5,24 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <vector>
 
 #include "kiln/status.h"
 #include "kiln/tensor.h"
 
 namespace kiln::testing {
+
+// The value of `s`; an error fails the test and aborts it, for builders
+// whose later steps cannot go on without the value.
+template <typename T>
+T ValueOrAbort(StatusOr<T> s) {
+  if (!s.ok()) {
+    ADD_FAILURE() << s.status().ToString();
+    std::abort();
+  }
+  return std::move(s).value();
+}
 
 // A tensor of `dims` holding `values` (row-major). A failed allocation or a
 // value count that does not match the shape fails the test, and an empty

@@ -50,7 +50,7 @@ class RegionBuilder {
  public:
   // A runtime input of the region.
   graph::ValueId Input(const std::string& name, DType dtype, const Dims& dims) {
-    graph::ValueId id = Must(graph.AddValue(name, dtype, graph::ShapeInfo::FromDims(dims)));
+    graph::ValueId id = kiln::testing::ValueOrAbort(graph.AddValue(name, dtype, graph::ShapeInfo::FromDims(dims)));
     graph.AddInput(id);
     region.inputs.push_back(id);
     input_dims.push_back(dims);
@@ -58,8 +58,9 @@ class RegionBuilder {
   }
   // A constant (initializer) input of the region.
   graph::ValueId Constant(const std::string& name, const Dims& dims, const std::vector<float>& values) {
-    graph::ValueId id = Must(graph.AddValue(name, DType::kFloat32, graph::ShapeInfo::FromDims(dims)));
-    Tensor t = Must(Tensor::Allocate(DType::kFloat32, dims));
+    graph::ValueId id =
+        kiln::testing::ValueOrAbort(graph.AddValue(name, DType::kFloat32, graph::ShapeInfo::FromDims(dims)));
+    Tensor t = kiln::testing::ValueOrAbort(Tensor::Allocate(DType::kFloat32, dims));
     std::memcpy(t.data<float>(), values.data(), values.size() * sizeof(float));
     graph.value(id).constant = t;
     region.inputs.push_back(id);
@@ -67,8 +68,9 @@ class RegionBuilder {
     return id;
   }
   graph::ValueId Constant64(const std::string& name, int64_t v) {
-    graph::ValueId id = Must(graph.AddValue(name, DType::kInt64, graph::ShapeInfo::FromDims({})));
-    Tensor t = Must(Tensor::Allocate(DType::kInt64, {}));
+    graph::ValueId id =
+        kiln::testing::ValueOrAbort(graph.AddValue(name, DType::kInt64, graph::ShapeInfo::FromDims({})));
+    Tensor t = kiln::testing::ValueOrAbort(Tensor::Allocate(DType::kInt64, {}));
     *t.data<int64_t>() = v;
     graph.value(id).constant = t;
     region.inputs.push_back(id);
@@ -80,7 +82,7 @@ class RegionBuilder {
   graph::ValueId Node(const std::string& op, const std::vector<graph::ValueId>& inputs, const std::string& out,
                       DType dtype = DType::kFloat32, std::map<std::string, graph::Attribute> attrs = {},
                       int opset = 17) {
-    graph::ValueId id = Must(graph.AddValue(out, dtype));
+    graph::ValueId id = kiln::testing::ValueOrAbort(graph.AddValue(out, dtype));
     graph::Node n;
     n.name = out + "_node";
     n.op_type = op;
@@ -88,7 +90,7 @@ class RegionBuilder {
     n.inputs = inputs;
     n.outputs = {id};
     n.attributes = std::move(attrs);
-    region.nodes.push_back(Must(graph.AddNode(std::move(n))));
+    region.nodes.push_back(kiln::testing::ValueOrAbort(graph.AddNode(std::move(n))));
     return id;
   }
   void Output(graph::ValueId id) {
@@ -103,16 +105,6 @@ class RegionBuilder {
   graph::Graph graph;
   graph::Region region;
   std::vector<Dims> input_dims;
-
- private:
-  template <typename T>
-  static T Must(StatusOr<T> s) {
-    if (!s.ok()) {
-      ADD_FAILURE() << s.status().ToString();
-      std::abort();
-    }
-    return std::move(s).value();
-  }
 };
 
 inline Dims BroadcastDims(const std::vector<Dims>& all) {

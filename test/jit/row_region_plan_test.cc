@@ -16,6 +16,7 @@
 #include "jit/row_layout.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
+#include "test/tensors.h"
 
 namespace kiln::jit::internal {
 namespace {
@@ -31,15 +32,17 @@ class Builder {
   Builder() { region.kind = graph::RegionKind::kRowReduction; }
 
   ValueId Input(const std::string& name, const Dims& dims) {
-    const ValueId id = Must(graph.AddValue(name, DType::kFloat32, graph::ShapeInfo::FromDims(dims)));
+    const ValueId id =
+        kiln::testing::ValueOrAbort(graph.AddValue(name, DType::kFloat32, graph::ShapeInfo::FromDims(dims)));
     graph.AddInput(id);
     region.inputs.push_back(id);
     input_dims.push_back(dims);
     return id;
   }
   ValueId Constant(const std::string& name, const Dims& dims, float fill) {
-    const ValueId id = Must(graph.AddValue(name, DType::kFloat32, graph::ShapeInfo::FromDims(dims)));
-    Tensor t = Must(Tensor::Allocate(DType::kFloat32, dims));
+    const ValueId id =
+        kiln::testing::ValueOrAbort(graph.AddValue(name, DType::kFloat32, graph::ShapeInfo::FromDims(dims)));
+    Tensor t = kiln::testing::ValueOrAbort(Tensor::Allocate(DType::kFloat32, dims));
     for (int64_t i = 0; i < t.num_elements(); ++i) t.data<float>()[i] = fill;
     graph.value(id).constant = t;
     region.inputs.push_back(id);
@@ -48,8 +51,9 @@ class Builder {
   }
   ValueId Axes(const std::string& name, const std::vector<int64_t>& axes) {
     const Dims dims = {static_cast<int64_t>(axes.size())};
-    const ValueId id = Must(graph.AddValue(name, DType::kInt64, graph::ShapeInfo::FromDims(dims)));
-    Tensor t = Must(Tensor::Allocate(DType::kInt64, dims));
+    const ValueId id =
+        kiln::testing::ValueOrAbort(graph.AddValue(name, DType::kInt64, graph::ShapeInfo::FromDims(dims)));
+    Tensor t = kiln::testing::ValueOrAbort(Tensor::Allocate(DType::kInt64, dims));
     std::memcpy(t.data<int64_t>(), axes.data(), axes.size() * sizeof(int64_t));
     graph.value(id).constant = t;
     region.inputs.push_back(id);
@@ -58,7 +62,8 @@ class Builder {
   }
   ValueId Node(const std::string& op, const std::vector<ValueId>& inputs, const std::string& out, const Dims& dims,
                std::map<std::string, graph::Attribute> attrs = {}, int opset = 17) {
-    const ValueId id = Must(graph.AddValue(out, DType::kFloat32, graph::ShapeInfo::FromDims(dims)));
+    const ValueId id =
+        kiln::testing::ValueOrAbort(graph.AddValue(out, DType::kFloat32, graph::ShapeInfo::FromDims(dims)));
     graph::Node n;
     n.name = out + "_node";
     n.op_type = op;
@@ -66,7 +71,7 @@ class Builder {
     n.inputs = inputs;
     n.outputs = {id};
     n.attributes = std::move(attrs);
-    region.nodes.push_back(Must(graph.AddNode(std::move(n))));
+    region.nodes.push_back(kiln::testing::ValueOrAbort(graph.AddNode(std::move(n))));
     return id;
   }
   void Output(ValueId id) {
@@ -79,16 +84,6 @@ class Builder {
   graph::Graph graph;
   graph::Region region;
   std::vector<Dims> input_dims;
-
- private:
-  template <typename T>
-  static T Must(StatusOr<T> s) {
-    if (!s.ok()) {
-      ADD_FAILURE() << s.status().ToString();
-      std::abort();
-    }
-    return std::move(s).value();
-  }
 };
 
 graph::Attribute IntAttr(int64_t v) {
