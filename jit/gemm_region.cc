@@ -55,6 +55,15 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileGemmRegion(JitCompiler& compile
   }
   int64_t m = 1;
   for (size_t d = 0; d + 1 < a.size(); ++d) m *= a[d];
+  if (operands.residual_input >= 0) {
+    Dims out(a.begin(), a.end() - 1);
+    out.push_back(pattern->n);
+    const Dims& r = input_dims[static_cast<size_t>(operands.residual_input)];
+    if (r != out) {
+      return Unsupported("jit: ", node.Describe(), ": residual ", DimsToString(r), " is not the output's shape ",
+                         DimsToString(out));
+    }
+  }
 
   GemmProblem problem;
   problem.m = generic ? 0 : m;
@@ -98,23 +107,33 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileGemmRegion(JitCompiler& compile
                                           std::move(info));
 }
 
-bool GemmServes(const CompiledRegion& code, const std::vector<Dims>& input_dims, Dims& output_dims, int64_t& m) {
+bool GemmServes(const CompiledRegion& code, const std::vector<Dims>& input_dims) {
   const CompiledGemm* gemm = code.gemm();
   if (gemm == nullptr) return false;
   const CompiledRegion::GemmOperands& operands = code.gemm_operands();
   if (static_cast<size_t>(operands.a_input) >= input_dims.size()) return false;
   const Dims& a = input_dims[static_cast<size_t>(operands.a_input)];
   if (a.size() < 2 || a.back() != gemm->problem().k) return false;
-  m = 1;
+  int64_t m = 1;
   for (size_t d = 0; d + 1 < a.size(); ++d) m *= a[d];
   if (!gemm->dynamic_m() && m != gemm->problem().m) return false;
-  output_dims.assign(a.begin(), a.end() - 1);
-  output_dims.push_back(gemm->problem().n);
   if (operands.residual_input >= 0) {
+    // The residual must have the output's dims: A's leading dims, then N.
     if (static_cast<size_t>(operands.residual_input) >= input_dims.size()) return false;
-    if (input_dims[static_cast<size_t>(operands.residual_input)] != output_dims) return false;
+    const Dims& r = input_dims[static_cast<size_t>(operands.residual_input)];
+    if (r.size() != a.size() || r.back() != gemm->problem().n || !std::equal(a.begin(), a.end() - 1, r.begin())) {
+      return false;
+    }
   }
   return true;
+}
+
+void GemmCallShape(const CompiledRegion& code, const std::vector<Dims>& input_dims, Dims& output_dims, int64_t& m) {
+  const Dims& a = input_dims[static_cast<size_t>(code.gemm_operands().a_input)];
+  m = 1;
+  for (size_t d = 0; d + 1 < a.size(); ++d) m *= a[d];
+  output_dims.assign(a.begin(), a.end() - 1);
+  output_dims.push_back(code.gemm()->problem().n);
 }
 
 }  // namespace kiln::jit

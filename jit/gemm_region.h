@@ -27,8 +27,11 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileGemmRegion(JitCompiler& compile
 
 // Whether GEMM `code` computes a call with region inputs of `input_dims`
 // correctly: A's last dim is K, a specialization's M is the call's, and a
-// residual has the output's dims. Output dims (A's leading dims, then N)
-// go to `output_dims` and M to `m`.
-bool GemmServes(const CompiledRegion& code, const std::vector<Dims>& input_dims, Dims& output_dims, int64_t& m);
+// residual has the output's dims. Allocates nothing: it is the guard.
+bool GemmServes(const CompiledRegion& code, const std::vector<Dims>& input_dims);
+
+// For a call GemmServes accepts: the output's dims (A's leading dims, then
+// N) and M, the product of A's leading dims.
+void GemmCallShape(const CompiledRegion& code, const std::vector<Dims>& input_dims, Dims& output_dims, int64_t& m);
 
 }  // namespace kiln::jit

@@ -37,21 +37,19 @@ StatusOr<std::shared_ptr<const Specialization::RowCall>> Specialization::PlanRow
 }
 
 bool Specialization::Serves(const graph::Region& region, const ShapeSignature& call_signature) const {
-  if (region.kind == graph::RegionKind::kGemm) {
-    Dims output_dims;
-    int64_t m = 0;
-    return (generic || call_signature == signature) && jit::GemmServes(*code, call_signature.dims, output_dims, m);
-  }
+  // A specialization was checked against its signature when compiled.
   if (!generic) return call_signature == signature;
+  if (region.kind == graph::RegionKind::kGemm) return jit::GemmServes(*code, call_signature.dims);
   if (region.kind == graph::RegionKind::kRowReduction) return true;
   return jit::MaxRank(call_signature.dims) <= domain_rank;
 }
 
 StatusOr<double> Specialization::RunGemm(RegionCall& call, CompiledCallScratch& scratch) const {
-  int64_t m = 0;
-  if (!jit::GemmServes(*code, scratch.signature.dims, scratch.gemm_output_dims, m)) {
+  if (!jit::GemmServes(*code, scratch.signature.dims)) {
     return Internal("GEMM code called on shapes it does not serve: ", scratch.signature.ToString());
   }
+  int64_t m = 0;
+  jit::GemmCallShape(*code, scratch.signature.dims, scratch.gemm_output_dims, m);
   scratch.input_ptrs.clear();
   for (size_t i = 0; i < scratch.signature.dims.size(); ++i) scratch.input_ptrs.push_back(call.input(i).raw_data());
   KILN_ASSIGN_OR_RETURN(void* out, call.AllocateOutput(0, scratch.gemm_output_dims));
