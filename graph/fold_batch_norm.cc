@@ -47,15 +47,6 @@ bool IsInferenceBatchNorm(const Node& bn, float& epsilon) {
   return true;
 }
 
-// Adds a float32 constant named after `base`, unique in the graph.
-StatusOr<ValueId> AddConstant(Graph& graph, const std::string& base, Tensor t) {
-  std::string name = base;
-  for (int i = 1; graph.FindValue(name); ++i) name = base + "_" + std::to_string(i);
-  KILN_ASSIGN_OR_RETURN(ValueId id, graph.AddValue(name, DType::kFloat32, ShapeInfo::FromDims(t.dims())));
-  graph.value(id).constant = std::move(t);
-  return id;
-}
-
 // Folds BatchNormalization `bn_id` into the Conv producing its input, when
 // the guards in the header hold. Every check and allocation happens before
 // the graph changes: from the first AddConstant on, only a kiln bug fails.
@@ -113,8 +104,8 @@ StatusOr<bool> TryFold(Graph& graph, NodeId bn_id) {
   const std::string w_name = graph.value(conv.inputs[1]).name;
   Node folded = conv;
   const ValueId y = bn.outputs[0];
-  KILN_ASSIGN_OR_RETURN(ValueId w_id, AddConstant(graph, w_name + "/bn_folded", std::move(new_w).value()));
-  KILN_ASSIGN_OR_RETURN(ValueId b_id, AddConstant(graph, w_name + "/bn_folded_bias", std::move(new_b).value()));
+  KILN_ASSIGN_OR_RETURN(ValueId w_id, graph.AddConstant(w_name + "/bn_folded", std::move(new_w).value()));
+  KILN_ASSIGN_OR_RETURN(ValueId b_id, graph.AddConstant(w_name + "/bn_folded_bias", std::move(new_b).value()));
   folded.inputs.resize(3, kNoValue);
   folded.inputs[1] = w_id;
   folded.inputs[2] = b_id;

@@ -217,15 +217,6 @@ Attribute IntAttr(int64_t v) {
   return a;
 }
 
-// Adds a constant value named after `base`, unique in the graph.
-StatusOr<ValueId> AddConstant(Graph& graph, const std::string& base, Tensor t) {
-  std::string name = base;
-  for (int i = 1; graph.FindValue(name); ++i) name = base + "_" + std::to_string(i);
-  KILN_ASSIGN_OR_RETURN(ValueId id, graph.AddValue(name, DType::kFloat32, ShapeInfo::FromDims(t.dims())));
-  graph.value(id).constant = std::move(t);
-  return id;
-}
-
 // Replaces `base` and the epilogue's nodes by `fused` (which has base's
 // inputs, attributes and name), whose input `bias_input` becomes a new
 // constant `bias` when given. Every check is done before: from here the
@@ -241,7 +232,7 @@ Status Rewrite(Graph& graph, NodeId base, const Epilogue& e, Node fused, std::op
     fused.attributes["activation_beta"] = FloatAttr(e.activation->beta);
   }
   if (bias) {
-    KILN_ASSIGN_OR_RETURN(ValueId bias_id, AddConstant(graph, fused.name + "/fused_bias", std::move(*bias)));
+    KILN_ASSIGN_OR_RETURN(ValueId bias_id, graph.AddConstant(fused.name + "/fused_bias", std::move(*bias)));
     if (fused.inputs.size() <= bias_input) fused.inputs.resize(bias_input + 1, kNoValue);
     fused.inputs[bias_input] = bias_id;
   }

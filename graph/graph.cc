@@ -108,6 +108,19 @@ std::string Node::Label() const {
 
 std::string Node::Describe() const { return "node " + Label(); }
 
+std::string Graph::UniqueValueName(const std::string& base) const {
+  std::string candidate = base;
+  for (int i = 1; FindValue(candidate); ++i) candidate = base + "_" + std::to_string(i);
+  return candidate;
+}
+
+StatusOr<ValueId> Graph::AddConstant(const std::string& base, Tensor t) {
+  const DType dtype = t.dtype();
+  KILN_ASSIGN_OR_RETURN(ValueId id, AddValue(UniqueValueName(base), dtype, ShapeInfo::FromDims(t.dims())));
+  value(id).constant = std::move(t);
+  return id;
+}
+
 StatusOr<ValueId> Graph::AddValue(std::string value_name, DType dtype, ShapeInfo shape) {
   if (!value_name.empty() && value_by_name_.count(value_name)) {
     return InvalidModel("value '", value_name, "' is defined more than once");

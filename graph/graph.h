@@ -152,6 +152,13 @@ class Graph {
   // and the graph is acyclic.
   Status Validate() const;
 
+  // Adds a constant value holding `t`, named `base` or, when that is taken,
+  // `base_1`, `base_2`, ...
+  StatusOr<ValueId> AddConstant(const std::string& base, Tensor t);
+
+  // `base` if no value has that name yet, else the first free `base_N`.
+  std::string UniqueValueName(const std::string& base) const;
+
   std::string name;
 
  private:

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "graph/channels_last.h"
 #include "graph/dead_code.h"
 #include "graph/fold_batch_norm.h"
 #include "graph/fuse_epilogues.h"
@@ -131,6 +132,16 @@ Status RunGraphPipeline(Graph& graph, const PipelineOptions& options) {
     //    just settled. Nothing after it needs the unfused ops.
     KILN_RETURN_IF_ERROR(FuseEpilogues(graph).status());
     KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fuse_epilogues"));
+
+    //    Channels-last islands, after epilogue fusion: a residual Add that
+    //    became part of a FusedConv is then one layout input of it rather
+    //    than an island member of its own, and the activations it absorbed
+    //    need no rewriting. Last of the rewrites, since the passes above
+    //    match NCHW patterns (per-channel biases of shape [C, 1, 1]).
+    if (options.channels_last) {
+      KILN_RETURN_IF_ERROR(ConvertToChannelsLast(graph).status());
+      KILN_RETURN_IF_ERROR(dumper.Dump(graph, "channels_last"));
+    }
   }
 
   // 6. Dead code again, after folding and fusion: folding leaves behind the

@@ -19,6 +19,10 @@ struct PipelineOptions {
   // Run the passes that replace op patterns with fused kernels (LayerNorm,
   // GELU, epilogues). Off, every node left is one of the model's ops.
   bool fuse_kernels = true;
+  // With fuse_kernels: run convolutional sub-graphs in NHWC (see
+  // channels_last.h). Worth it when the host's convolution kernels work in
+  // NHWC themselves; the runtime asks its kernels (graph cannot know).
+  bool channels_last = false;
   // When non-empty (or, if empty, when the environment variable
   // KILN_DUMP_GRAPH names a folder), PrintGraph's output is written there
   // before the first pass and after every pass, as NN_<pass>.txt

@@ -5,6 +5,9 @@
 // grouped weights [G, M/G, C/G, k...], the same memory as ONNX's
 // [M, C/G, k...]. FusedConv (domain "kiln", see graph/fuse_epilogues.h) is
 // the same kernel with an optional residual R (input 3) and an activation.
+// With channels_last = 1 (graph/channels_last.h) X, R and Y are NHWC: the
+// primitive then reads and writes them in place when it prefers NHWC, as
+// oneDNN's AVX-512 kernels do, instead of reordering both on every call.
 //
 // The activation alone is an eltwise post-op. A residual is a binary add
 // post-op (then the activation) only when the primitive writes a row-major
@@ -19,6 +22,7 @@
 #include <memory>
 #include <utility>
 
+#include "graph/channels_last.h"
 #include "graph/fuse_epilogues.h"
 #include "kernels/dnnl_context.h"
 #include "kernels/dnnl_kernels.h"
@@ -33,8 +37,8 @@ constexpr const char* kOp = "Conv";
 class ConvKernel final : public OpKernel {
  public:
   // `fused`: a FusedConv, which may have a residual input.
-  ConvKernel(WindowAttrs attrs, int64_t group, Epilogue epilogue, bool fused)
-      : attrs_(std::move(attrs)), group_(group), epilogue_(epilogue), fused_(fused) {}
+  ConvKernel(WindowAttrs attrs, int64_t group, Epilogue epilogue, bool fused, bool channels_last)
+      : attrs_(std::move(attrs)), group_(group), epilogue_(epilogue), fused_(fused), channels_last_(channels_last) {}
 
   Status Compute(KernelContext& ctx) const override {
     const Tensor* x = ctx.input(0);
@@ -49,11 +53,17 @@ class ConvKernel final : public OpKernel {
     }
     if (x->rank() < 3) return InvalidArgument(kOp, ": X must have rank >= 3, got ", DimsToString(x->dims()));
     if (x->rank() > 5) return Unsupported(kOp, ": only 1-D to 3-D convolution, got X ", DimsToString(x->dims()));
+    if (channels_last_ && x->rank() != 4) {
+      return InvalidArgument(kOp, ": a channels-last X must have rank 4, got ", DimsToString(x->dims()));
+    }
+    // The problem in ONNX's NCHW terms; channels-last only changes where
+    // X's and Y's elements live.
+    const Dims x_nchw = channels_last_ ? Dims{x->dim(0), x->dim(3), x->dim(1), x->dim(2)} : x->dims();
     if (w->rank() != x->rank()) {
       return InvalidArgument(kOp, ": W ", DimsToString(w->dims()), " must have the rank of X ",
                              DimsToString(x->dims()));
     }
-    const int64_t channels = x->dim(1);
+    const int64_t channels = x_nchw[1];
     const int64_t filters = w->dim(0);
     if (w->dim(1) * group_ != channels) {
       return InvalidArgument(kOp, ": channel mismatch: X has ", channels, " channels but W ", DimsToString(w->dims()),
@@ -72,16 +82,16 @@ class ConvKernel final : public OpKernel {
     }
 
     std::vector<int64_t> key;
-    AppendKey(key, x->dims());
+    AppendKey(key, x_nchw);
     AppendKey(key, w->dims());
     key.push_back(b != nullptr);
     key.push_back(r != nullptr);  // the residual's post-op is part of the primitive
     return GuardDnnl(kOp, [&]() -> Status {
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan, cache_.GetOrCreate(key, [&] {
-        return MakePlan(*x, *w, b != nullptr, r != nullptr, kernel);
+        return MakePlan(x_nchw, *w, b != nullptr, r != nullptr, kernel);
       }));
-      if (r != nullptr) KILN_RETURN_IF_ERROR(CheckResidual(kOp, *r, plan->out_dims));
-      KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, plan->out_dims));
+      if (r != nullptr) KILN_RETURN_IF_ERROR(CheckResidual(kOp, *r, plan->y_dims));
+      KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, plan->y_dims));
       if (y->num_elements() == 0 || x->num_elements() == 0) {
         return y->num_elements() == 0 ? Status::Ok() : InvalidArgument(kOp, ": X is empty");
       }
@@ -103,7 +113,8 @@ class ConvKernel final : public OpKernel {
 
  private:
   struct Plan {
-    Dims out_dims;
+    Dims out_dims;  // NCHW
+    Dims y_dims;    // Y's dims: out_dims, or their NHWC permutation
     dnnl::convolution_forward::primitive_desc pd;
     dnnl::convolution_forward primitive;
     BlockedIo io;
@@ -115,14 +126,26 @@ class ConvKernel final : public OpKernel {
     bool epilogue_after = false;
   };
 
-  StatusOr<std::shared_ptr<const Plan>> MakePlan(const Tensor& x, const Tensor& w, bool has_bias, bool has_residual,
+  // A descriptor of the NCHW `dims` in the layout X and Y have in memory.
+  dnnl::memory::desc UserDesc(const Dims& dims) const {
+    if (!channels_last_) return PlainF32Desc(dims);
+    return dnnl::memory::desc(ToDnnlDims(dims), dnnl::memory::data_type::f32, dnnl::memory::format_tag::nhwc);
+  }
+
+  // `x_dims` in NCHW order whatever X's layout.
+  StatusOr<std::shared_ptr<const Plan>> MakePlan(const Dims& x_dims, const Tensor& w, bool has_bias, bool has_residual,
                                                  const Dims& kernel) const {
-    const Dims in_spatial(x.dims().begin() + 2, x.dims().end());
+    const Dims in_spatial(x_dims.begin() + 2, x_dims.end());
     KILN_ASSIGN_OR_RETURN(WindowGeometry g, ResolveForwardWindow(kOp, attrs_, in_spatial, kernel, false));
     auto plan = std::make_shared<Plan>();
-    plan->out_dims = {x.dim(0), w.dim(0)};
+    plan->out_dims = {x_dims[0], w.dim(0)};
     plan->out_dims.insert(plan->out_dims.end(), g.output.begin(), g.output.end());
-    if (x.num_elements() == 0 || HasZeroDim(plan->out_dims)) return plan;
+    plan->y_dims = plan->out_dims;
+    if (channels_last_) {
+      const Dims& o = plan->out_dims;
+      plan->y_dims = {o[0], o[2], o[3], o[1]};
+    }
+    if (HasZeroDim(x_dims) || HasZeroDim(plan->out_dims)) return plan;
 
     Dims w_dims = w.dims();
     if (group_ > 1) {
@@ -132,18 +155,18 @@ class ConvKernel final : public OpKernel {
     Dims dnnl_dilations = g.dilations;
     for (int64_t& d : dnnl_dilations) d -= 1;  // oneDNN counts the gaps
     const dnnl::memory::desc bias_md = has_bias ? PlainF32Desc({w.dim(0)}) : dnnl::memory::desc();
-    plan->io.src_user = PlainF32Desc(x.dims());
+    plan->io.src_user = UserDesc(x_dims);
     plan->io.weights_user = PlainF32Desc(w_dims);
-    plan->io.dst_user = PlainF32Desc(plan->out_dims);
+    plan->io.dst_user = UserDesc(plan->out_dims);
     // format_tag::any lets oneDNN pick its blocked layouts (nChw8c and the
     // matching weights on AVX2), which its fastest kernels need.
     dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                         AnyF32Desc(x.dims()), AnyF32Desc(w_dims), bias_md, AnyF32Desc(plan->out_dims),
+                                         AnyF32Desc(x_dims), AnyF32Desc(w_dims), bias_md, AnyF32Desc(plan->out_dims),
                                          ToDnnlDims(g.strides), ToDnnlDims(dnnl_dilations), ToDnnlDims(g.pad_begin),
                                          ToDnnlDims(g.pad_end));
     if (has_residual) {
       // format_tag::any: src1 takes the layout oneDNN picks for dst. Keep
-      // the post-op only when that is row-major, i.e. R's own layout.
+      // the post-op only when that is R's own layout.
       dnnl::post_ops ops;
       const int residual_arg = AppendResidualPostOp(ops, AnyF32Desc(plan->out_dims));
       epilogue_.AppendPostOps(ops);
@@ -179,6 +202,7 @@ class ConvKernel final : public OpKernel {
   int64_t group_;
   Epilogue epilogue_;
   bool fused_;
+  bool channels_last_;
   ShapeCache<Plan> cache_;
 };
 
@@ -190,10 +214,37 @@ StatusOr<std::unique_ptr<OpKernel>> CreateConv(const graph::Node& node, Epilogue
   KILN_ASSIGN_OR_RETURN(WindowAttrs attrs, ParseWindowAttrs(node, kOp));
   KILN_ASSIGN_OR_RETURN(int64_t group, node.GetInt("group", 1));
   if (group <= 0) return InvalidModel(kOp, ": group must be positive, got ", group);
-  return std::unique_ptr<OpKernel>(new ConvKernel(std::move(attrs), group, epilogue, fused));
+  KILN_ASSIGN_OR_RETURN(int64_t channels_last, node.GetInt(graph::kChannelsLastAttr, 0));
+  if (channels_last != 0 && !fused) return InvalidModel(kOp, ": channels_last is a kiln.FusedConv attribute");
+  return std::unique_ptr<OpKernel>(new ConvKernel(std::move(attrs), group, epilogue, fused, channels_last != 0));
+}
+
+// A convolution of ResNet's middle stage, the kind channels-last is for.
+constexpr int64_t kProbeChannels = 64;
+constexpr int64_t kProbeSize = 56;
+
+bool ProbeChannelsLast() {
+  try {
+    const Dims x = {1, kProbeChannels, kProbeSize, kProbeSize};
+    const Dims w = {kProbeChannels, kProbeChannels, 3, 3};
+    dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                         AnyF32Desc(x), AnyF32Desc(w), dnnl::memory::desc(), AnyF32Desc(x), {1, 1},
+                                         {0, 0}, {1, 1}, {1, 1});
+    dnnl::convolution_forward::primitive_desc pd(desc, DnnlEngine());
+    return pd.src_desc() ==
+           dnnl::memory::desc(ToDnnlDims(x), dnnl::memory::data_type::f32, dnnl::memory::format_tag::nhwc);
+  } catch (const dnnl::error&) {
+    return false;
+  }
 }
 
 }  // namespace
+
+bool ConvPrefersChannelsLast() {
+  // A fact about the host and the oneDNN build, the same on every call.
+  static const bool prefers = ProbeChannelsLast();
+  return prefers;
+}
 
 StatusOr<std::unique_ptr<OpKernel>> CreateConvKernel(const graph::Node& node) { return CreateConv(node, {}, false); }
 

@@ -24,6 +24,11 @@ void RegisterDnnlKernels(KernelRegistry& registry) {
   // domain "kiln"): Conv or MatMul/Gemm with a bias and activation epilogue.
   registry.Register({"FusedConv", "kiln", 1, 1, CreateFusedConvKernel});
   registry.Register({"FusedMatMul", "kiln", 1, 1, CreateFusedMatMulKernel});
+  // The pooling ops on NHWC data, created only by graph/channels_last.cc.
+  registry.Register({"MaxPool", "kiln", 1, 1, CreateMaxPoolKernel});
+  registry.Register({"AveragePool", "kiln", 1, 1, CreateAveragePoolKernel});
+  registry.Register({"GlobalAveragePool", "kiln", 1, 1, CreateGlobalAveragePoolKernel});
+  registry.Register({"GlobalMaxPool", "kiln", 1, 1, CreateGlobalMaxPoolKernel});
 }
 
 }  // namespace kiln::kernels

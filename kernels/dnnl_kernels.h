@@ -11,6 +11,10 @@
 namespace kiln::kernels {
 
 StatusOr<std::unique_ptr<OpKernel>> CreateConvKernel(const graph::Node& node);
+// Whether oneDNN's convolutions on this host work in NHWC (its AVX-512
+// kernels do; on AVX2 it picks blocked layouts): when they do, running
+// convolutional sub-graphs channels-last saves a reorder per Conv.
+bool ConvPrefersChannelsLast();
 StatusOr<std::unique_ptr<OpKernel>> CreateConvTransposeKernel(const graph::Node& node);
 StatusOr<std::unique_ptr<OpKernel>> CreateMatMulKernel(const graph::Node& node);
 StatusOr<std::unique_ptr<OpKernel>> CreateGemmKernel(const graph::Node& node);

@@ -8,17 +8,23 @@
 // below (which walk each output row once per window tap, vectorised along
 // the row).
 //
+// The kiln-domain ops of the same names (graph/channels_last.h) are these
+// ops on 4-D NHWC float32 data: the same plans, with loops that run along
+// the channels, which are contiguous there.
+//
 // ceil_mode: oneDNN derives the output size with floor division, so the end
 // padding passed to it is extended until the last (partial) window fits.
 // Max pooling and average pooling without pads in the count ignore padding
 // anyway; with count_include_pad=1, ONNX counts the explicit pads but not the
 // ceil extension, so those border outputs are rescaled afterwards.
+#include <immintrin.h>
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
 #include <utility>
 
+#include "graph/fuse_epilogues.h"
 #include "kernels/dnnl_context.h"
 #include "kernels/dnnl_kernels.h"
 #include "kernels/window_geometry.h"
@@ -30,8 +36,12 @@ enum class PoolKind { kMax, kAverage };
 
 class PoolKernel final : public OpKernel {
  public:
-  PoolKernel(PoolKind kind, WindowAttrs attrs, bool ceil_mode, bool count_include_pad)
-      : kind_(kind), attrs_(std::move(attrs)), ceil_mode_(ceil_mode), count_include_pad_(count_include_pad) {}
+  PoolKernel(PoolKind kind, WindowAttrs attrs, bool ceil_mode, bool count_include_pad, bool channels_last)
+      : kind_(kind),
+        attrs_(std::move(attrs)),
+        ceil_mode_(ceil_mode),
+        count_include_pad_(count_include_pad),
+        channels_last_(channels_last) {}
 
   Status Compute(KernelContext& ctx) const override {
     const char* op = name();
@@ -49,16 +59,26 @@ class PoolKernel final : public OpKernel {
       return InvalidArgument(op, ": kernel_shape ", DimsToString(attrs_.kernel_shape), " does not match X ",
                              DimsToString(x->dims()));
     }
+    if (channels_last_ && (x->rank() != 4 || x->dtype() != DType::kFloat32)) {
+      return InvalidArgument(op, ": a channels-last X must be 4-D float32, got ", DTypeName(x->dtype()), " ",
+                             DimsToString(x->dims()));
+    }
+    const Dims x_nchw = channels_last_ ? Dims{x->dim(0), x->dim(3), x->dim(1), x->dim(2)} : x->dims();
     std::vector<int64_t> key;
-    AppendKey(key, x->dims());
+    AppendKey(key, x_nchw);
     key.push_back(static_cast<int64_t>(x->dtype()));
     return GuardDnnl(op, [&]() -> Status {
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
-                            cache_.GetOrCreate(key, [&] { return MakePlan(x->dims(), x->dtype()); }));
-      KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, x->dtype(), plan->out_dims));
+                            cache_.GetOrCreate(key, [&] { return MakePlan(x_nchw, x->dtype()); }));
+      const Dims& o = plan->out_dims;
+      KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, x->dtype(), channels_last_ ? Dims{o[0], o[2], o[3], o[1]} : o));
       if (y->num_elements() == 0) return Status::Ok();
       if (plan->direct) {
-        RunDirect2d(ctx, *plan, x->data<float>(), y->data<float>());
+        if (channels_last_) {
+          RunDirect2dChannelsLast(ctx, *plan, x->data<float>(), y->data<float>());
+        } else {
+          RunDirect2d(ctx, *plan, x->data<float>(), y->data<float>());
+        }
         return Status::Ok();
       }
       ExecuteDnnl(ctx, plan->primitive, plan->pd,
@@ -165,6 +185,71 @@ class PoolKernel final : public OpKernel {
     });
   }
 
+  // RunDirect2d over NHWC, one output pixel at a time: for each group of 8
+  // channels the window's taps are combined in one register and stored
+  // once (a pixel's channels are contiguous, so each tap is one load).
+  void RunDirect2dChannelsLast(const KernelContext& ctx, const Plan& plan, const float* in, float* out) const {
+    const Axis& r = plan.rows;
+    const Axis& c = plan.cols;
+    const int64_t channels = plan.out_dims[1];
+    const int64_t rows = plan.out_dims[0] * r.out;
+    const bool is_max = kind_ == PoolKind::kMax;
+    const int64_t work_per_row = c.out * channels * r.kernel * c.kernel;
+    constexpr int64_t kChunkWindowReads = int64_t{1} << 16;
+    const int64_t grain = std::max<int64_t>(1, kChunkWindowReads / std::max<int64_t>(1, work_per_row));
+    ctx.parallel().For(rows, grain, [&](int64_t begin, int64_t end) {
+      std::vector<const float*> taps(static_cast<size_t>(r.kernel * c.kernel));
+      for (int64_t row_index = begin; row_index < end; ++row_index) {
+        const int64_t n = row_index / r.out, oh = row_index % r.out;
+        const float* src = in + n * r.in * c.in * channels;
+        for (int64_t ow = 0; ow < c.out; ++ow) {
+          // The window's taps that land in the input.
+          size_t count = 0;
+          for (int64_t kh = 0; kh < r.kernel; ++kh) {
+            if (oh < r.out_lo[static_cast<size_t>(kh)] || oh >= r.out_hi[static_cast<size_t>(kh)]) continue;
+            const int64_t ih = oh * r.stride - r.pad_begin + kh * r.dilation;
+            for (int64_t kw = 0; kw < c.kernel; ++kw) {
+              if (ow < c.out_lo[static_cast<size_t>(kw)] || ow >= c.out_hi[static_cast<size_t>(kw)]) continue;
+              const int64_t iw = ow * c.stride - c.pad_begin + kw * c.dilation;
+              taps[count++] = src + (ih * c.in + iw) * channels;
+            }
+          }
+          float* pixel = out + (row_index * c.out + ow) * channels;
+          const float scale =
+              is_max ? 1.0f : r.inv_count[static_cast<size_t>(oh)] * c.inv_count[static_cast<size_t>(ow)];
+          if (is_max) {
+            PoolPixel<true>(taps.data(), count, channels, scale, pixel);
+          } else {
+            PoolPixel<false>(taps.data(), count, channels, scale, pixel);
+          }
+        }
+      }
+    });
+  }
+
+  // Combines `count` input pixels of `channels` floats into `out`: their
+  // maximum, or their sum times `scale`.
+  template <bool kMax>
+  static void PoolPixel(const float* const* taps, size_t count, int64_t channels, float scale, float* out) {
+    constexpr int64_t kLanes = 8;
+    int64_t ch = 0;
+    for (; ch + kLanes <= channels; ch += kLanes) {
+      __m256 acc = kMax ? _mm256_set1_ps(-std::numeric_limits<float>::infinity()) : _mm256_setzero_ps();
+      for (size_t t = 0; t < count; ++t) {
+        const __m256 v = _mm256_loadu_ps(taps[t] + ch);
+        // max(v, acc) keeps acc when v is NaN, like std::max(acc, v).
+        acc = kMax ? _mm256_max_ps(v, acc) : _mm256_add_ps(acc, v);
+      }
+      if (!kMax) acc = _mm256_mul_ps(acc, _mm256_set1_ps(scale));
+      _mm256_storeu_ps(out + ch, acc);
+    }
+    for (; ch < channels; ++ch) {
+      float acc = kMax ? -std::numeric_limits<float>::infinity() : 0.0f;
+      for (size_t t = 0; t < count; ++t) acc = kMax ? std::max(acc, taps[t][ch]) : acc + taps[t][ch];
+      out[ch] = kMax ? acc : acc * scale;
+    }
+  }
+
   const char* name() const { return kind_ == PoolKind::kMax ? "MaxPool" : "AveragePool"; }
 
   StatusOr<std::shared_ptr<const Plan>> MakePlan(const Dims& x_dims, DType dtype) const {
@@ -262,13 +347,14 @@ class PoolKernel final : public OpKernel {
   WindowAttrs attrs_;
   bool ceil_mode_;
   bool count_include_pad_;
+  bool channels_last_;
   ShapeCache<Plan> cache_;
 };
 
 // GlobalAveragePool / GlobalMaxPool: one reduction per (n, c) plane.
 class GlobalPoolKernel final : public OpKernel {
  public:
-  explicit GlobalPoolKernel(PoolKind kind) : kind_(kind) {}
+  GlobalPoolKernel(PoolKind kind, bool channels_last) : kind_(kind), channels_last_(channels_last) {}
 
   Status Compute(KernelContext& ctx) const override {
     const char* op = kind_ == PoolKind::kMax ? "GlobalMaxPool" : "GlobalAveragePool";
@@ -277,6 +363,7 @@ class GlobalPoolKernel final : public OpKernel {
     if (x->dtype() != DType::kFloat32)
       return Unsupported(op, ": only float32 is supported, got ", DTypeName(x->dtype()));
     if (x->rank() < 3) return InvalidArgument(op, ": X must have rank >= 3, got ", DimsToString(x->dims()));
+    if (channels_last_) return ComputeChannelsLast(ctx, *x, op);
     Dims out_dims(static_cast<size_t>(x->rank()), 1);
     out_dims[0] = x->dim(0);
     out_dims[1] = x->dim(1);
@@ -317,8 +404,44 @@ class GlobalPoolKernel final : public OpKernel {
   }
 
  private:
+  // X [N, H, W, C] -> Y [N, 1, 1, C]: the pixels of one image are summed
+  // (or maxed) one after the other into a row of C accumulators.
+  Status ComputeChannelsLast(KernelContext& ctx, const Tensor& x, const char* op) const {
+    if (x.rank() != 4) return InvalidArgument(op, ": a channels-last X must have rank 4, got ", DimsToString(x.dims()));
+    const int64_t batch = x.dim(0), pixels = x.dim(1) * x.dim(2), channels = x.dim(3);
+    if (pixels == 0 && batch * channels > 0) {
+      return InvalidArgument(op, ": X ", DimsToString(x.dims()), " has an empty plane");
+    }
+    KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, {batch, 1, 1, channels}));
+    const bool is_max = kind_ == PoolKind::kMax;
+    ctx.parallel().For(batch, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t n = begin; n < end; ++n) {
+        const float* src = x.data<float>() + n * pixels * channels;
+        float* acc = y->data<float>() + n * channels;
+        std::copy(src, src + channels, acc);
+        for (int64_t p = 1; p < pixels; ++p) {
+          const float* pixel = src + p * channels;
+          if (is_max) {
+            for (int64_t ch = 0; ch < channels; ++ch) acc[ch] = std::max(acc[ch], pixel[ch]);
+          } else {
+            for (int64_t ch = 0; ch < channels; ++ch) acc[ch] += pixel[ch];
+          }
+        }
+        if (!is_max) {
+          const float inv = 1.0f / static_cast<float>(pixels);
+          for (int64_t ch = 0; ch < channels; ++ch) acc[ch] *= inv;
+        }
+      }
+    });
+    return Status::Ok();
+  }
+
   PoolKind kind_;
+  bool channels_last_;
 };
+
+// The kiln-domain pooling ops are the channels-last ones.
+bool IsChannelsLast(const graph::Node& node) { return node.domain == graph::kKilnDomain; }
 
 StatusOr<std::unique_ptr<OpKernel>> CreatePool(const graph::Node& node, PoolKind kind) {
   const char* op = kind == PoolKind::kMax ? "MaxPool" : "AveragePool";
@@ -335,7 +458,8 @@ StatusOr<std::unique_ptr<OpKernel>> CreatePool(const graph::Node& node, PoolKind
       if (d != 1) return Unsupported(op, ": dilations are not supported");
     }
   }
-  return std::unique_ptr<OpKernel>(new PoolKernel(kind, std::move(attrs), ceil_mode != 0, count_include_pad != 0));
+  return std::unique_ptr<OpKernel>(
+      new PoolKernel(kind, std::move(attrs), ceil_mode != 0, count_include_pad != 0, IsChannelsLast(node)));
 }
 
 }  // namespace
@@ -346,11 +470,11 @@ StatusOr<std::unique_ptr<OpKernel>> CreateMaxPoolKernel(const graph::Node& node)
 StatusOr<std::unique_ptr<OpKernel>> CreateAveragePoolKernel(const graph::Node& node) {
   return CreatePool(node, PoolKind::kAverage);
 }
-StatusOr<std::unique_ptr<OpKernel>> CreateGlobalAveragePoolKernel(const graph::Node&) {
-  return std::unique_ptr<OpKernel>(new GlobalPoolKernel(PoolKind::kAverage));
+StatusOr<std::unique_ptr<OpKernel>> CreateGlobalAveragePoolKernel(const graph::Node& node) {
+  return std::unique_ptr<OpKernel>(new GlobalPoolKernel(PoolKind::kAverage, IsChannelsLast(node)));
 }
-StatusOr<std::unique_ptr<OpKernel>> CreateGlobalMaxPoolKernel(const graph::Node&) {
-  return std::unique_ptr<OpKernel>(new GlobalPoolKernel(PoolKind::kMax));
+StatusOr<std::unique_ptr<OpKernel>> CreateGlobalMaxPoolKernel(const graph::Node& node) {
+  return std::unique_ptr<OpKernel>(new GlobalPoolKernel(PoolKind::kMax, IsChannelsLast(node)));
 }
 
 }  // namespace kiln::kernels

@@ -146,7 +146,12 @@ void RunBlocked(const ParallelRunner& parallel, const BlockedPlan& plan, const T
   // strided writes hit cache lines that are still resident.
   constexpr int64_t kTileSide = 32;
   constexpr int64_t kTileElements = 2048;
-  const int64_t ta = std::min<int64_t>(plan.a_size, kTileSide);
+  // A short output-inner side (NCHW -> NHWC of an RGB image: 3) gets long
+  // tiles the other way, or each tile would be a few dozen elements and
+  // the per-tile bookkeeping would cost more than the copy.
+  constexpr int64_t kShortSide = 8;
+  const int64_t ta = plan.b_size < kShortSide ? std::min<int64_t>(plan.a_size, kTileElements / plan.b_size)
+                                              : std::min<int64_t>(plan.a_size, kTileSide);
   const int64_t tb = std::min<int64_t>(plan.b_size, std::max<int64_t>(kTileSide, kTileElements / ta));
   const int64_t a_blocks = (plan.a_size + ta - 1) / ta;
   const int64_t b_blocks = (plan.b_size + tb - 1) / tb;

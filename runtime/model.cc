@@ -3,6 +3,7 @@
 #include "graph/log.h"
 #include "graph/onnx_loader.h"
 #include "graph/pipeline.h"
+#include "kernels/dnnl_kernels.h"
 #include "kernels/kernel.h"
 #include "kiln/session.h"
 #include "runtime/model_internal.h"
@@ -46,6 +47,8 @@ Status Prepare(graph::Graph loaded, const LoadOptions& options, Model::Impl& imp
   graph::PipelineOptions pipeline;
   pipeline.evaluator = EvaluateNode;
   pipeline.fuse_kernels = options.graph_optimization == GraphOptimization::kAll;
+  pipeline.channels_last = options.channels_last == ChannelsLast::kOn ||
+                           (options.channels_last == ChannelsLast::kAuto && kernels::ConvPrefersChannelsLast());
   KILN_RETURN_IF_ERROR(graph::RunGraphPipeline(impl.graph, pipeline));
   for (graph::ValueId id : impl.graph.inputs()) impl.inputs.push_back(InfoOf(impl.graph.value(id)));
   for (graph::ValueId id : impl.graph.outputs()) impl.outputs.push_back(InfoOf(impl.graph.value(id)));

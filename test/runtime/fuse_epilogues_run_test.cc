@@ -36,7 +36,11 @@ StatusOr<Tensor> RunReference(const std::string& bytes, const Tensor& input) {
 void ExpectFusedMatchesReference(OnnxModelBuilder& b, const Dims& input_dims, const std::string& fused_op,
                                  size_t expected_nodes, unsigned seed = 1) {
   const std::string bytes = b.Serialize();
-  auto model = Model::LoadFromBytes(bytes.data(), bytes.size());
+  // NCHW throughout, so that the count is the same on every host (the
+  // channels-last run below adds Transposes at the edges).
+  LoadOptions nchw;
+  nchw.channels_last = ChannelsLast::kOff;
+  auto model = Model::LoadFromBytes(bytes.data(), bytes.size(), "", nchw);
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   const graph::Graph& g = ModelGraph(**model);
   EXPECT_EQ(g.num_live_nodes(), expected_nodes);
@@ -53,6 +57,12 @@ void ExpectFusedMatchesReference(OnnxModelBuilder& b, const Dims& input_dims, co
   ASSERT_TRUE(reference.ok()) << reference.status().ToString();
   SCOPED_TRACE(fused_op);
   testing::ExpectInterpretedMatches(*model, input, *reference);
+  LoadOptions nhwc;
+  nhwc.channels_last = ChannelsLast::kOn;
+  auto channels_last = Model::LoadFromBytes(bytes.data(), bytes.size(), "", nhwc);
+  ASSERT_TRUE(channels_last.ok()) << channels_last.status().ToString();
+  SCOPED_TRACE("channels last");
+  testing::ExpectInterpretedMatches(*channels_last, input, *reference);
 }
 
 // Appends `act` (one of the fusable activations) reading `in`, writing `out`.

@@ -50,8 +50,20 @@ enum class GraphOptimization {
 };
 const char* GraphOptimizationName(GraphOptimization level);
 
+// Whether convolutional sub-graphs run in NHWC (channels last), with
+// transposes only at their edges, instead of ONNX's NCHW. Applies with
+// GraphOptimization::kAll.
+enum class ChannelsLast {
+  // Where the host's convolution kernels prefer NHWC (oneDNN's AVX-512
+  // kernels do; on AVX2 they use blocked layouts). The default.
+  kAuto,
+  kOff,
+  kOn,
+};
+
 struct LoadOptions {
   GraphOptimization graph_optimization = GraphOptimization::kAll;
+  ChannelsLast channels_last = ChannelsLast::kAuto;
 };
 
 // A loaded, validated and optimised model. Immutable and shareable: many
