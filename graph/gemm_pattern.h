@@ -1,8 +1,8 @@
 // The matrix products the JIT compiles into GEMM regions: MatMul, Gemm and
 // kiln.FusedMatMul (graph/fuse_epilogues.h) whose right-hand side is a
-// constant 2-D weight. The weight is what makes a product worth a compile:
-// it is packed once into the generated kernel's layout, and N and K become
-// compile-time constants.
+// constant 2-D weight, and channels-last 1x1 convolutions (unit strides, no
+// padding, one group; graph/channels_last.h), which are GEMMs over pixels. The weight is what makes a product worth a
+// compile: it is packed once into the generated kernel's layout, and N and K become compile-time constants.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +15,8 @@ namespace kiln::graph {
 
 // Y = act(alpha * A * B + beta * bias + residual), with A [..., K]
 // (rank >= 2; its leading dims flatten into M), B a constant [K, N] (or its
-// transpose [N, K] when `weight_transposed`), bias a constant of N elements
+// transpose [N, K] when `weight_transposed`; a 1x1 convolution's
+// [N, K, 1, 1] is that in memory), bias a constant of N elements
 // ([N] or [1, N]) and residual exactly Y's shape.
 struct GemmPattern {
   ValueId a = kNoValue;

@@ -174,6 +174,78 @@ TEST(GemmRegion, SymbolicBatchCompilesOneGenericVersion) {
   EXPECT_EQ(regions[0].deopts, 0);
 }
 
+struct PointwiseConv {
+  Dims x;  // NCHW
+  int64_t filters;
+  int64_t stride;
+  bool residual;
+  const char* activation;  // "" for none
+};
+
+class PointwiseConvs : public ::testing::TestWithParam<PointwiseConv> {};
+
+// A 1x1 convolution in a channels-last island is a GEMM over pixels
+// (graph/gemm_pattern.h): with bias, residual and activation fused, the JIT
+// region must match the NCHW interpreter. A strided one is no GEMM and
+// stays a convolution.
+TEST_P(PointwiseConvs, MatchNchwInterpreter) {
+  const PointwiseConv& c = GetParam();
+  const int64_t channels = c.x[1];
+  Dims y = {c.x[0], c.filters, (c.x[2] - 1) / c.stride + 1, (c.x[3] - 1) / c.stride + 1};
+  OnnxModelBuilder b(17);
+  b.Input("x", kFloat, c.x)
+      .FloatInit("w", {c.filters, channels, 1, 1}, RandomFloats(static_cast<size_t>(c.filters * channels), 31))
+      .FloatInit("bias", {c.filters}, RandomFloats(static_cast<size_t>(c.filters), 32))
+      .Output("y");
+  if (c.residual) b.Input("r", kFloat, y);
+  onnx::NodeProto& conv = b.Node("Conv", {"x", "w", "bias"}, {"conv"});
+  OnnxModelBuilder::IntsAttr(conv, "strides", {c.stride, c.stride});
+  std::string last = "conv";
+  if (c.residual) {
+    b.Node("Add", {last, "r"}, {"summed"});
+    last = "summed";
+  }
+  if (*c.activation != 0) {
+    b.Node(c.activation, {last}, {"activated"});
+    last = "activated";
+  }
+  b.Node("Identity", {last}, {"y"});
+  const std::string bytes = b.Serialize();
+  LoadOptions nchw, nhwc;
+  nchw.channels_last = ChannelsLast::kOff;
+  nhwc.channels_last = ChannelsLast::kOn;
+  auto reference_model = Model::LoadFromBytes(bytes.data(), bytes.size(), "", nchw);
+  auto model = Model::LoadFromBytes(bytes.data(), bytes.size(), "", nhwc);
+  ASSERT_TRUE(reference_model.ok() && model.ok());
+
+  std::vector<float> x = RandomFloats(static_cast<size_t>(testing::ElementCount(c.x)), 33, -2.f, 2.f);
+  std::vector<float> r = RandomFloats(static_cast<size_t>(testing::ElementCount(y)), 34);
+  std::vector<NamedTensor> inputs = {{"x", Tensor::View(DType::kFloat32, c.x, x.data())}};
+  if (c.residual) inputs.push_back({"r", Tensor::View(DType::kFloat32, y, r.data())});
+  const std::vector<float> expected = RunOnce(*MakeSession(*reference_model, TierPolicy::kInterpreter), inputs);
+  for (int threads : {1, 2}) {
+    SCOPED_TRACE("threads " + std::to_string(threads));
+    auto jit = MakeSession(*model, TierPolicy::kJit, threads);
+    RunOnce(*jit, inputs);
+    testing::ExpectNearScaled(RunOnce(*jit, inputs), expected, 1e-5);
+    int gemm_regions = 0;
+    for (const RegionStats& region : jit->stats().regions) {
+      if (region.kind != "gemm") continue;
+      ++gemm_regions;
+      EXPECT_EQ(region.tier, "jit") << region.description;
+      EXPECT_NE(region.description.find("FusedConv"), std::string::npos) << region.description;
+    }
+    EXPECT_EQ(gemm_regions, c.stride == 1 ? 1 : 0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, PointwiseConvs,
+                         ::testing::Values(PointwiseConv{{1, 13, 7, 9}, 21, 1, true, "HardSwish"},
+                                           PointwiseConv{{2, 64, 14, 14}, 40, 1, false, "Relu"},
+                                           PointwiseConv{{1, 96, 1, 1}, 24, 1, false, "HardSigmoid"},
+                                           PointwiseConv{{1, 5, 3, 3}, 7, 1, true, ""},
+                                           PointwiseConv{{1, 16, 9, 9}, 8, 2, false, "Relu"}));
+
 TEST(GemmRegion, MatMulOfTwoActivationsStaysInterpreted) {
   OnnxModelBuilder b(17);
   b.Input("x", kFloat, {4, 8}).Input("w", kFloat, {8, 6}).Output("y");
