@@ -70,6 +70,17 @@ Simplified Simplify(const Dims& dims, const std::vector<int64_t>& perm) {
 template <typename T>
 void TransposeTileScalar(const T* src, int64_t src_ld, T* dst, int64_t dst_ld, int64_t a0, int64_t a1, int64_t b0,
                          int64_t b1) {
+  constexpr int64_t kShortRow = 8;
+  if (b1 - b0 < kShortRow) {
+    // Few output columns (an image's 3 channels): walk each source row
+    // along its contiguous length instead of a few elements at a time.
+    for (int64_t b = b0; b < b1; ++b) {
+      const T* s = src + b * src_ld;
+      T* d = dst + b;
+      for (int64_t a = a0; a < a1; ++a) d[a * dst_ld] = s[a];
+    }
+    return;
+  }
   for (int64_t a = a0; a < a1; ++a) {
     T* d = dst + a * dst_ld;
     const T* s = src + a;
