@@ -8,16 +8,6 @@ namespace {
 
 bool IsFloat32(const Graph& graph, ValueId v) { return v != kNoValue && graph.value(v).dtype == DType::kFloat32; }
 
-// Activations the GEMM epilogue applies (those graph/fuse_epilogues.cc
-// fuses).
-bool IsSupportedActivation(const std::string& name) {
-  for (const char* known :
-       {"", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "Elu", "Gelu"}) {
-    if (name == known) return true;
-  }
-  return false;
-}
-
 bool AllEqual(const StatusOr<std::vector<int64_t>>& ints, int64_t value) {
   if (!ints.ok()) return false;
   for (int64_t i : *ints) {
@@ -46,6 +36,14 @@ bool IsPointwiseConv(const Graph& graph, const Node& node) {
 }
 
 }  // namespace
+
+bool IsGemmEpilogueActivation(const std::string& name) {
+  for (const char* known :
+       {"", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "Elu", "Gelu"}) {
+    if (name == known) return true;
+  }
+  return false;
+}
 
 std::optional<GemmPattern> AsGemm(const Graph& graph, const Node& node) {
   if (node.dead || node.outputs.size() != 1 || node.inputs.size() < 2) return std::nullopt;
@@ -101,7 +99,7 @@ std::optional<GemmPattern> AsGemm(const Graph& graph, const Node& node) {
     StatusOr<float> act_alpha = node.GetFloat("activation_alpha", 0.0f);
     StatusOr<float> act_beta = node.GetFloat("activation_beta", 0.0f);
     if (!activation.ok() || !act_alpha.ok() || !act_beta.ok()) return std::nullopt;
-    if (!IsSupportedActivation(*activation)) return std::nullopt;
+    if (!IsGemmEpilogueActivation(*activation)) return std::nullopt;
     p.activation = *activation;
     p.activation_alpha = *act_alpha;
     p.activation_beta = *act_beta;

@@ -41,4 +41,8 @@ struct GemmPattern {
 // activation the GEMM epilogue supports.
 std::optional<GemmPattern> AsGemm(const Graph& graph, const Node& node);
 
+// Whether the compute kernels' epilogue applies the fused activation `name`
+// (an ONNX op name as graph/fuse_epilogues.cc writes it; "" for none).
+bool IsGemmEpilogueActivation(const std::string& name);
+
 }  // namespace kiln::graph

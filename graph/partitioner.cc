@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 
+#include "graph/depthwise_pattern.h"
 #include "graph/fusible_ops.h"
 #include "graph/gemm_pattern.h"
 
@@ -14,6 +15,7 @@ const char* RegionKindName(RegionKind kind) {
     case RegionKind::kElementwise: return "elementwise";
     case RegionKind::kRowReduction: return "row_reduction";
     case RegionKind::kGemm: return "gemm";
+    case RegionKind::kDepthwiseConv: return "depthwise_conv";
   }
   return "?";
 }
@@ -270,10 +272,11 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
 
   for (NodeId id : order) {
     const Node& node = graph.node(id);
-    if (options.gemm_regions && AsGemm(graph, node)) {
+    const bool gemm = options.gemm_regions && AsGemm(graph, node);
+    if (gemm || (options.depthwise_regions && AsDepthwiseConv(graph, node))) {
       // A region of its own: its epilogue is already fused into the node.
       Building b;
-      b.kind = RegionKind::kGemm;
+      b.kind = gemm ? RegionKind::kGemm : RegionKind::kDepthwiseConv;
       b.first_position = position[static_cast<size_t>(id)];
       b.domain = PrimaryOutput(graph, node);
       b.nodes.push_back(id);
@@ -305,7 +308,7 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
       int r = region_of[static_cast<size_t>(p)];
       if (r < 0 || r == joined) continue;
       Building& b = building[static_cast<size_t>(r)];
-      if (b.kind == RegionKind::kGemm) continue;
+      if (b.kind == RegionKind::kGemm || b.kind == RegionKind::kDepthwiseConv) continue;
       if (elementwise && b.kind == RegionKind::kElementwise) {
         // Comparison masks may have another dtype than the float domain.
         if (!SameStaticShape(b.domain->shape, out->shape) || creates_cycle(id, r)) continue;
@@ -378,8 +381,10 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
   std::vector<Region> regions;
   for (size_t r = 0; r < building.size(); ++r) {
     const Building& b = building[r];
-    // A GEMM is worth compiling alone; fused elementwise ops are not.
-    if (b.kind != RegionKind::kGemm && static_cast<int>(b.nodes.size()) < options.min_region_nodes) continue;
+    // A GEMM or convolution is worth compiling alone; fused elementwise ops
+    // are not.
+    const bool compute = b.kind == RegionKind::kGemm || b.kind == RegionKind::kDepthwiseConv;
+    if (!compute && static_cast<int>(b.nodes.size()) < options.min_region_nodes) continue;
     Region region;
     region.id = static_cast<int>(regions.size());
     region.kind = b.kind;
@@ -426,6 +431,12 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
       const std::optional<GemmPattern> gemm = AsGemm(graph, node);
       region.reason = "gemm (" + node.op_type + ") " + graph.value(gemm->a).shape.ToString() + " x [" +
                       std::to_string(gemm->k) + ", " + std::to_string(gemm->n) + "] weight";
+    } else if (b.kind == RegionKind::kDepthwiseConv) {
+      const Node& node = graph.node(b.nodes[0]);
+      const std::optional<DepthwisePattern> conv = AsDepthwiseConv(graph, node);
+      region.reason = "depthwise conv " + std::to_string(conv->kernel[0]) + "x" + std::to_string(conv->kernel[1]) +
+                      "/" + std::to_string(conv->strides[0]) + " over " + graph.value(conv->x).shape.ToString() +
+                      " (NHWC)";
     } else {
       std::string ops;
       for (const std::string& op : b.reductions) ops += (ops.empty() ? "" : ", ") + op;

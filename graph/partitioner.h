@@ -25,6 +25,9 @@ struct PartitionOptions {
   // Make a kGemm region of each matrix product with a constant weight
   // (graph/gemm_pattern.h); exempt from min_region_nodes.
   bool gemm_regions = true;
+  // Make a kDepthwiseConv region of each depthwise convolution the JIT
+  // compiles (graph/depthwise_pattern.h); exempt from min_region_nodes.
+  bool depthwise_regions = true;
 };
 
 // True for ops the elementwise region compiler handles (op type and the

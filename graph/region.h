@@ -27,6 +27,11 @@ enum class RegionKind {
   // with the weight packed into the kernel's layout. The domain is the
   // output [..., N], viewed as [M, N].
   kGemm,
+  // One channels-last depthwise convolution (graph/depthwise_pattern.h)
+  // with its fused epilogue, compiled per input shape with the filter taps
+  // baked into the code. The domain is the NHWC output, viewed as
+  // [N * OH, OW * C].
+  kDepthwiseConv,
 };
 const char* RegionKindName(RegionKind kind);
 

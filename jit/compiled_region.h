@@ -7,6 +7,8 @@
 // - a shape-generic version (CompileElementwiseRegionGeneric,
 //   CompileRowReductionRegionGeneric): dims (elementwise: and strides) are
 //   runtime parameters, run through RunGeneric(). is_generic() tells which;
+//   a depthwise convolution (CompileDepthwiseRegion) is one of these, over
+//   rows of its NHWC output;
 // - a GEMM (CompileGemmRegion, is_gemm()): a CompiledGemm and where its
 //   operands are among the region's inputs, run through RunGemm() over
 //   tiles of the output; M is a constant or, for generic code, a parameter.
@@ -80,6 +82,9 @@ class CompiledRegion {
     std::optional<RowLayout> generic_layout;  // generic row-reduction code only
     double compile_ms = 0;
     bool reused_code = false;
+    // Floating-point operations of one call (specializations of compute
+    // regions, such as depthwise convolutions; 0 for elementwise code).
+    double flops = 0;
   };
 
   // Where a GEMM region's operands are: indices into the region's inputs
@@ -149,6 +154,8 @@ class CompiledRegion {
   // True when the code came from the JIT's CodeCache, compiled earlier for
   // another region with identical IR.
   bool reused_code() const { return info_.reused_code; }
+  // Info::flops: the work of one Run over all rows.
+  double flops() const { return info_.flops; }
 
  private:
   std::shared_ptr<const JitCode> code_;

@@ -27,6 +27,7 @@
 #include <tuple>
 #include <vector>
 
+#include "jit/codegen_target.h"
 #include "jit/gemm_packing.h"
 #include "jit/region_ops.h"
 #include "jit/vector_math.h"
@@ -61,49 +62,6 @@ enum ArgWord : unsigned {
   kArgBlockEnd,
   kNumArgWords
 };
-
-llvm::Expected<std::unique_ptr<llvm::TargetMachine>> MakeTargetMachine(const std::string& triple,
-                                                                       const std::string& cpu,
-                                                                       const std::string& features) {
-  std::string error;
-  const llvm::Target* target = llvm::TargetRegistry::lookupTarget(triple, error);
-  if (target == nullptr) return llvm::make_error<llvm::StringError>(error, llvm::inconvertibleErrorCode());
-  std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(triple, cpu, features, llvm::TargetOptions(),
-                                                                      llvm::Reloc::PIC_, llvm::CodeModel::Small,
-                                                                      llvm::CodeGenOptLevel::Default));
-  if (tm == nullptr) {
-    return llvm::make_error<llvm::StringError>("cannot create a TargetMachine for " + cpu,
-                                               llvm::inconvertibleErrorCode());
-  }
-  return tm;
-}
-
-// The vector unit as the target machine describes it (the CPU's default
-// features adjusted by the explicit ones).
-GemmIsa IsaOf(const llvm::TargetMachine& tm) {
-  const llvm::MCSubtargetInfo& sti = *tm.getMCSubtargetInfo();
-  GemmIsa isa;
-  if (sti.checkFeatures("+avx512f")) {
-    isa = {"avx512", 16, 32};
-  } else if (sti.checkFeatures("+avx")) {
-    isa = {sti.checkFeatures("+avx2") ? "avx2" : "avx", 8, 16};
-  } else {
-    isa = {"sse", 4, 16};
-  }
-  return isa;
-}
-
-bool IsTranscendental(GemmActivation activation) {
-  switch (activation) {
-    case GemmActivation::kSigmoid:
-    case GemmActivation::kTanh:
-    case GemmActivation::kElu:
-    case GemmActivation::kGeluErf:
-    case GemmActivation::kGeluTanh:
-    case GemmActivation::kSilu: return true;
-    default: return false;
-  }
-}
 
 class GemmEmitter {
  public:
@@ -167,15 +125,7 @@ class GemmEmitter {
 };
 
 void GemmEmitter::SetTargetAttributes(llvm::Function* fn) const {
-  fn->addFnAttr(llvm::Attribute::NoUnwind);
-  fn->addFnAttr("target-cpu", cpu_);
-  if (!features_.empty()) fn->addFnAttr("target-features", features_);
-  // CPUs tuned to prefer 256-bit vectors (skylake-avx512) would otherwise
-  // split every 512-bit operation in two.
-  const std::string width = std::to_string(layout_.lanes * 32);
-  fn->addFnAttr("min-legal-vector-width", width);
-  fn->addFnAttr("prefer-vector-width", width);
-  fn->addFnAttr("reciprocal-estimates", "vec-divf:1,divf:1");
+  internal::SetVectorFunctionAttributes(fn, cpu_, features_, layout_.lanes);
 }
 
 llvm::Function* GemmEmitter::Kernel(int rows, int vecs, int last_lanes) {
@@ -370,7 +320,7 @@ void GemmEmitter::EmitKernelBody(llvm::Function* fn, int rows, int vecs, int las
   // inlined on every register of the tile it would make each kernel several
   // times larger (and slower to compile). Those are applied by a loop over
   // the tile's rows instead, on C just stored and still in L1.
-  const bool activation_in_loop = IsTranscendental(problem_.epilogue.activation);
+  const bool activation_in_loop = internal::IsTranscendental(problem_.epilogue.activation);
   for (int r = 0; r < rows; ++r) {
     for (int v = 0; v < vecs; ++v) {
       llvm::Value* x = sum[static_cast<size_t>(r * vecs + v)];
@@ -399,37 +349,7 @@ void GemmEmitter::EmitKernelBody(llvm::Function* fn, int rows, int vecs, int las
 }
 
 llvm::Value* GemmEmitter::Activation(llvm::IRBuilderBase& b, llvm::Value* x) const {
-  const GemmEpilogue& e = problem_.epilogue;
-  // Selects on "x < 0" and on the clamp bounds keep NaN inputs NaN.
-  auto clamp = [&](llvm::Value* v, double lo, double hi) {
-    v = b.CreateSelect(b.CreateFCmpOLT(v, FVec(lo)), FVec(lo), v);
-    return b.CreateSelect(b.CreateFCmpOGT(v, FVec(hi)), FVec(hi), v);
-  };
-  llvm::Value* negative = b.CreateFCmpOLT(x, FVec(0.0));
-  switch (e.activation) {
-    case GemmActivation::kNone: return x;
-    case GemmActivation::kRelu: return b.CreateSelect(negative, FVec(0.0), x);
-    case GemmActivation::kLeakyRelu: return b.CreateSelect(negative, b.CreateFMul(x, FVec(e.alpha)), x);
-    case GemmActivation::kClip: return clamp(x, e.alpha, e.beta);
-    case GemmActivation::kSigmoid: return EmitSigmoid(b, x);
-    case GemmActivation::kTanh: return EmitTanh(b, x);
-    case GemmActivation::kHardSwish:
-      return b.CreateFMul(x, clamp(b.CreateFAdd(b.CreateFMul(x, FVec(1.0f / 6.0f)), FVec(0.5)), 0.0, 1.0));
-    case GemmActivation::kHardSigmoid:
-      return clamp(b.CreateFAdd(b.CreateFMul(x, FVec(e.alpha)), FVec(e.beta)), 0.0, 1.0);
-    case GemmActivation::kElu: return b.CreateSelect(negative, b.CreateFMul(EmitExpm1(b, x), FVec(e.alpha)), x);
-    case GemmActivation::kGeluErf: {
-      llvm::Value* erf = EmitErf(b, b.CreateFMul(x, FVec(M_SQRT1_2)));
-      return b.CreateFMul(b.CreateFMul(x, FVec(0.5)), b.CreateFAdd(erf, FVec(1.0)));
-    }
-    case GemmActivation::kGeluTanh: {
-      llvm::Value* x3 = b.CreateFMul(b.CreateFMul(x, x), x);
-      llvm::Value* inner = b.CreateFMul(b.CreateFAdd(x, b.CreateFMul(x3, FVec(0.044715))), FVec(std::sqrt(2.0 / M_PI)));
-      return b.CreateFMul(b.CreateFMul(x, FVec(0.5)), b.CreateFAdd(EmitTanh(b, inner), FVec(1.0)));
-    }
-    case GemmActivation::kSilu: return b.CreateFMul(x, EmitSigmoid(b, x));
-  }
-  return x;
+  return internal::EmitActivation(b, x, problem_.epilogue);
 }
 
 void GemmEmitter::CallKernel(llvm::IRBuilderBase& b, const PanelArgs& args, int rows, int vecs, int last_lanes,
@@ -717,9 +637,9 @@ StatusOr<std::unique_ptr<CompiledGemm>> CompileGemm(JitCompiler& compiler, const
   KILN_RETURN_IF_ERROR(ValidateProblem(problem));
   if (weight == nullptr) return InvalidArgument("jit: CompileGemm needs the weight");
   llvm::Expected<std::unique_ptr<llvm::TargetMachine>> tm =
-      MakeTargetMachine(compiler.target_triple(), compiler.cpu_name(), compiler.cpu_features());
+      internal::MakeTargetMachine(compiler.target_triple(), compiler.cpu_name(), compiler.cpu_features());
   if (!tm) return Internal("jit: ", llvm::toString(tm.takeError()));
-  const GemmIsa isa = IsaOf(**tm);
+  const GemmIsa isa = internal::IsaOf(**tm);
   KILN_ASSIGN_OR_RETURN(GemmLayout layout, LayoutFor(problem, isa, tuning));
 
   auto packed = std::make_unique<CompiledGemm::PackedWeight>();
@@ -751,35 +671,11 @@ StatusOr<std::unique_ptr<CompiledGemm>> CompileGemm(JitCompiler& compiler, const
 StatusOr<std::string> EmitGemmAssembly(const GemmProblem& problem, const std::string& cpu, const std::string& features,
                                        const GemmTuning& tuning) {
   KILN_RETURN_IF_ERROR(ValidateProblem(problem));
-  static std::once_flag init_once;
-  std::call_once(init_once, [] {
-    llvm::InitializeNativeTarget();
-    llvm::InitializeNativeTargetAsmPrinter();
+  return internal::EmitAssemblyFor(cpu, features, [&](llvm::Module& module, const GemmIsa& isa) -> Status {
+    KILN_ASSIGN_OR_RETURN(GemmLayout layout, LayoutFor(problem, isa, tuning));
+    GemmEmitter(module, problem, layout, cpu, features).EmitEntry("kiln_gemm");
+    return Status::Ok();
   });
-  const std::string triple = llvm::sys::getProcessTriple();
-  llvm::Expected<std::unique_ptr<llvm::TargetMachine>> tm = MakeTargetMachine(triple, cpu, features);
-  if (!tm) return InvalidArgument("jit: ", llvm::toString(tm.takeError()));
-  if (!(*tm)->getMCSubtargetInfo()->isCPUStringValid(cpu)) return InvalidArgument("jit: unknown CPU '", cpu, "'");
-  const GemmIsa isa = IsaOf(**tm);
-  KILN_ASSIGN_OR_RETURN(GemmLayout layout, LayoutFor(problem, isa, tuning));
-
-  llvm::LLVMContext context;
-  llvm::Module module("kiln_gemm", context);
-  module.setDataLayout((*tm)->createDataLayout());
-  module.setTargetTriple(triple);
-  GemmEmitter(module, problem, layout, cpu, features).EmitEntry("kiln_gemm");
-  std::string problems;
-  llvm::raw_string_ostream problems_os(problems);
-  if (llvm::verifyModule(module, &problems_os)) return Internal("jit: generated GEMM IR is invalid: ", problems);
-
-  llvm::SmallString<0> text;
-  llvm::raw_svector_ostream os(text);
-  llvm::legacy::PassManager pm;
-  if ((*tm)->addPassesToEmitFile(pm, os, nullptr, llvm::CodeGenFileType::AssemblyFile)) {
-    return Internal("jit: the target cannot emit assembly for ", cpu);
-  }
-  pm.run(module);
-  return std::string(text.str());
 }
 
 }  // namespace kiln::jit

@@ -7,8 +7,14 @@
 namespace kiln::jit {
 namespace {
 
-StatusOr<GemmActivation> ActivationOf(const graph::GemmPattern& p) {
-  const std::string& a = p.activation;
+int IndexOf(const graph::Region& region, graph::ValueId v) {
+  auto it = std::find(region.inputs.begin(), region.inputs.end(), v);
+  return it == region.inputs.end() ? -1 : static_cast<int>(it - region.inputs.begin());
+}
+
+}  // namespace
+
+StatusOr<GemmActivation> GemmActivationOf(const std::string& a) {
   if (a.empty()) return GemmActivation::kNone;
   if (a == "Relu") return GemmActivation::kRelu;
   if (a == "LeakyRelu") return GemmActivation::kLeakyRelu;
@@ -19,15 +25,8 @@ StatusOr<GemmActivation> ActivationOf(const graph::GemmPattern& p) {
   if (a == "HardSigmoid") return GemmActivation::kHardSigmoid;
   if (a == "Elu") return GemmActivation::kElu;
   if (a == "Gelu") return GemmActivation::kGeluErf;  // the fusion takes erf GELU only
-  return Unsupported("jit: GEMM epilogue activation '", a, "'");
+  return Unsupported("jit: epilogue activation '", a, "'");
 }
-
-int IndexOf(const graph::Region& region, graph::ValueId v) {
-  auto it = std::find(region.inputs.begin(), region.inputs.end(), v);
-  return it == region.inputs.end() ? -1 : static_cast<int>(it - region.inputs.begin());
-}
-
-}  // namespace
 
 StatusOr<std::unique_ptr<CompiledRegion>> CompileGemmRegion(JitCompiler& compiler, const graph::Graph& graph,
                                                             const graph::Region& region,
@@ -71,7 +70,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileGemmRegion(JitCompiler& compile
   problem.k = pattern->k;
   problem.alpha = pattern->alpha;
   problem.epilogue.has_residual = pattern->residual != graph::kNoValue;
-  KILN_ASSIGN_OR_RETURN(problem.epilogue.activation, ActivationOf(*pattern));
+  KILN_ASSIGN_OR_RETURN(problem.epilogue.activation, GemmActivationOf(pattern->activation));
   problem.epilogue.alpha = pattern->activation_alpha;
   problem.epilogue.beta = pattern->activation_beta;
   if (pattern->bias != graph::kNoValue && pattern->beta != 0.0f) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "graph/graph.h"
@@ -24,6 +25,10 @@ namespace kiln::jit {
 StatusOr<std::unique_ptr<CompiledRegion>> CompileGemmRegion(JitCompiler& compiler, const graph::Graph& graph,
                                                             const graph::Region& region,
                                                             const std::vector<Dims>& input_dims, bool generic);
+
+// The epilogue activation for an activation name as graph/fuse_epilogues.h
+// writes it ("" for none); kUnsupported for one the epilogue lacks.
+StatusOr<GemmActivation> GemmActivationOf(const std::string& activation);
 
 // Whether GEMM `code` computes a call with region inputs of `input_dims`
 // correctly: A's last dim is K, a specialization's M is the call's, and a

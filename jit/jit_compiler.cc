@@ -1,5 +1,7 @@
 #include "jit/jit_compiler.h"
 
+#include "jit/codegen_target.h"
+
 #include <llvm/ExecutionEngine/Orc/Core.h>
 #include <llvm/ExecutionEngine/Orc/IRTransformLayer.h>
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
@@ -92,9 +94,11 @@ void DumpModule(const std::string& dir, llvm::Module& module, llvm::TargetMachin
 // fixpoint check: a parsed "instcombine" verifies that one iteration
 // reached a fixpoint and aborts the process (report_fatal_error) when it
 // did not, which some conformance regions trigger; an unfinished
-// combine only leaves code slightly less simplified.
+// combine only leaves code slightly less simplified. mem2reg first: the
+// depthwise generator keeps its accumulators in allocas across the
+// branches that skip padding taps and lets it build the phis.
 constexpr const char* kCleanupPipeline =
-    "function(early-cse,instcombine<no-verify-fixpoint>,simplifycfg,loop-mssa(licm))";
+    "function(mem2reg,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,loop-mssa(licm))";
 
 llvm::Error Optimize(const llvm::orc::JITTargetMachineBuilder& jtmb, const std::string& dump_dir,
                      llvm::Module& module) {
@@ -106,12 +110,21 @@ llvm::Error Optimize(const llvm::orc::JITTargetMachineBuilder& jtmb, const std::
   llvm::orc::JITTargetMachineBuilder builder = jtmb;  // createTargetMachine is not const
   llvm::Expected<std::unique_ptr<llvm::TargetMachine>> tm = builder.createTargetMachine();
   if (!tm) return tm.takeError();
+  if (llvm::Error err = internal::RunCleanupPipeline(module, **tm)) return err;
+  if (!dump_dir.empty()) DumpModule(dump_dir, module, **tm);
+  return llvm::Error::success();
+}
 
+}  // namespace
+
+namespace internal {
+
+llvm::Error RunCleanupPipeline(llvm::Module& module, llvm::TargetMachine& tm) {
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
   llvm::CGSCCAnalysisManager cgam;
   llvm::ModuleAnalysisManager mam;
-  llvm::PassBuilder pb(tm->get());
+  llvm::PassBuilder pb(&tm);
   pb.registerModuleAnalyses(mam);
   pb.registerCGSCCAnalyses(cgam);
   pb.registerFunctionAnalyses(fam);
@@ -120,10 +133,12 @@ llvm::Error Optimize(const llvm::orc::JITTargetMachineBuilder& jtmb, const std::
   llvm::ModulePassManager mpm;
   if (llvm::Error err = pb.parsePassPipeline(mpm, kCleanupPipeline)) return err;
   mpm.run(module, mam);
-
-  if (!dump_dir.empty()) DumpModule(dump_dir, module, **tm);
   return llvm::Error::success();
 }
+
+}  // namespace internal
+
+namespace {
 
 // Bytes of the object's executable sections: the machine code proper,
 // without symbol tables, relocations and unwind info.

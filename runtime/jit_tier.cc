@@ -241,6 +241,7 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
         break;
       case graph::RegionKind::kRowReduction: what = "any rows and row length (generic, planned on " + what + ")"; break;
       case graph::RegionKind::kGemm: what = "any M (generic, planned on " + what + ")"; break;
+      case graph::RegionKind::kDepthwiseConv: what = "generic (not compiled: per shape only)"; break;
     }
   }
   const auto end = std::chrono::steady_clock::now();

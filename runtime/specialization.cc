@@ -121,7 +121,7 @@ StatusOr<double> Specialization::Run(const graph::Region& region, const RowCall*
   } else {
     parallel.For(rows, grain, run_rows);
   }
-  return 0.0;
+  return code->flops();
 }
 
 }  // namespace kiln::runtime

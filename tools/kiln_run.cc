@@ -337,17 +337,24 @@ Status WriteReport(const RunOptions& options, const std::string& tier_run, doubl
   report["deopts"] = totals.deopts;
   report["compiled_calls"] = totals.compiled_calls;
   report["interpreted_region_calls"] = totals.interpreted_calls;
+  // The compute regions, whose work is counted in FLOPs.
   Json& gemm_json = report["gemm_regions"] = Json::array();
+  Json& depthwise_json = report["depthwise_regions"] = Json::array();
   for (const RegionStats& r : stats.regions) {
-    if (r.kind != "gemm") continue;
-    gemm_json.push_back(
-        {{"id", r.id},
-         {"description", r.description},
-         {"tier", r.tier},
-         {"compiled_calls", r.compiled_calls},
-         {"flops_per_call", r.compiled_calls > 0 ? r.compiled_flops / static_cast<double>(r.compiled_calls) : 0.0},
-         {"gflops", Rounded(r.compiled_gflops)},
-         {"packed_weight_bytes", r.packed_weight_bytes}});
+    if (r.kind != "gemm" && r.kind != "depthwise_conv") continue;
+    Json region = {
+        {"id", r.id},
+        {"description", r.description},
+        {"tier", r.tier},
+        {"compiled_calls", r.compiled_calls},
+        {"flops_per_call", r.compiled_calls > 0 ? r.compiled_flops / static_cast<double>(r.compiled_calls) : 0.0},
+        {"gflops", Rounded(r.compiled_gflops)}};
+    if (r.kind == "gemm") {
+      region["packed_weight_bytes"] = r.packed_weight_bytes;
+      gemm_json.push_back(std::move(region));
+    } else {
+      depthwise_json.push_back(std::move(region));
+    }
   }
   report["latency_split_ms_per_run"] = {{"compiled_regions", Rounded(split.compiled_region_ms)},
                                         {"interpreted_regions", Rounded(split.interpreted_region_ms)},
@@ -526,10 +533,15 @@ int Run(const RunOptions& options) {
     std::printf("per run: %.3f ms in compiled regions, %.3f ms in interpreted regions, %.3f ms in other nodes\n",
                 split.compiled_region_ms, split.interpreted_region_ms, split.other_ms);
     for (const RegionStats& r : stats.regions) {
-      if (r.kind != "gemm" || r.compiled_calls == 0) continue;
-      std::printf("  gemm region %d (%s): %.1f GFLOP/s over %lld compiled calls, %lld bytes of packed weight\n", r.id,
-                  r.description.c_str(), r.compiled_gflops, static_cast<long long>(r.compiled_calls),
-                  static_cast<long long>(r.packed_weight_bytes));
+      if (r.compiled_calls == 0) continue;
+      if (r.kind == "gemm") {
+        std::printf("  gemm region %d (%s): %.1f GFLOP/s over %lld compiled calls, %lld bytes of packed weight\n", r.id,
+                    r.description.c_str(), r.compiled_gflops, static_cast<long long>(r.compiled_calls),
+                    static_cast<long long>(r.packed_weight_bytes));
+      } else if (r.kind == "depthwise_conv") {
+        std::printf("  depthwise region %d (%s): %.1f GFLOP/s over %lld compiled calls\n", r.id, r.description.c_str(),
+                    r.compiled_gflops, static_cast<long long>(r.compiled_calls));
+      }
     }
   }
   if (options.profile) PrintProfile(stats);

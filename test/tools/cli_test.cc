@@ -117,6 +117,7 @@ void ExpectReportMatchesRun(const std::string& text, const std::string& model_su
                                          "compiled_calls",
                                          "interpreted_region_calls",
                                          "gemm_regions",
+                                         "depthwise_regions",
                                          "latency_split_ms_per_run",
                                          "outputs"};
   std::vector<std::string> got;
@@ -135,6 +136,11 @@ void ExpectReportMatchesRun(const std::string& text, const std::string& model_su
     EXPECT_GT(gemm["gflops"].get<double>(), 0) << gemm;
     EXPECT_GT(gemm["flops_per_call"].get<double>(), 0) << gemm;
     EXPECT_GT(gemm["packed_weight_bytes"].get<int64_t>(), 0) << gemm;
+  }
+  for (const auto& depthwise : report["depthwise_regions"]) {
+    if (depthwise["compiled_calls"].get<int64_t>() == 0) continue;
+    EXPECT_GT(depthwise["gflops"].get<double>(), 0) << depthwise;
+    EXPECT_GT(depthwise["flops_per_call"].get<double>(), 0) << depthwise;
   }
   if (tier == std::string("jit") && model_suffix.ends_with("mlp.onnx")) {
     EXPECT_FALSE(report["gemm_regions"].empty()) << "the MLP's matrix products are GEMM regions";

@@ -120,6 +120,10 @@ struct SessionOptions {
   // weight packed once per kernel. Off: they run on the interpreter's
   // packed GEMM.
   bool jit_compile_gemm = true;
+  // Compile channels-last depthwise convolutions (see LoadOptions) with
+  // their epilogue into code for this host's vector ISA, per input shape.
+  // Off: they run on oneDNN.
+  bool jit_compile_depthwise = true;
   // Background compile threads (kAuto).
   int jit_compile_threads = 1;
   // Time each new specialization against the interpreter on its
@@ -161,7 +165,7 @@ struct NodeProfile {
 // A fused region (see `kiln info --regions`) and how it has run so far.
 struct RegionStats {
   int id = 0;
-  std::string kind;         // "elementwise", "row_reduction" or "gemm"
+  std::string kind;         // "elementwise", "row_reduction", "gemm" or "depthwise_conv"
   std::string description;  // ops and static shape
   std::string tier;         // "interp" until some signature is compiled, then "jit"
   int64_t interpreted_calls = 0;
@@ -181,8 +185,9 @@ struct RegionStats {
   double compile_ms = 0;  // total over specializations (reuses take ~1 ms)
   int64_t code_bytes = 0;
   // GEMM regions: the weight packed into the generated kernels' layout (one
-  // copy per specialization), the floating-point operations of the compiled
-  // calls, and the rate they ran at (compiled_flops / compiled_ms).
+  // copy per specialization). GEMM and depthwise regions: the floating-point
+  // operations of the compiled calls, and the rate they ran at
+  // (compiled_flops / compiled_ms).
   int64_t packed_weight_bytes = 0;
   double compiled_flops = 0;
   double compiled_gflops = 0;
