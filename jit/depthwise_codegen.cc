@@ -137,25 +137,29 @@ void DepthwiseEmitter::EmitTile(llvm::IRBuilderBase& b, const RowPointers& row, 
     }
     for (int64_t px = 0; px < pixels; ++px) b.CreateStore(start, acc(px, g));
   }
-  for (int64_t kh = 0; kh < p_.kernel_h; ++kh) {
-    llvm::Value* ih = b.CreateAdd(row.ih0, I64(kh * p_.dilation_h));
+  // The taps are loops, not unrolled: the body is already pixels x count
+  // FMAs, and unrolling a 5x5 window would multiply the code (and the
+  // compile time) by 25 for a few percent.
+  EmitLoop(b, I64(0), I64(p_.kernel_h), "kh", [&](llvm::Value* kh) {
+    llvm::Value* ih = b.CreateAdd(row.ih0, b.CreateMul(kh, I64(p_.dilation_h)));
     // Unsigned compares: a negative position is a huge one, outside too.
     auto* taps = llvm::BasicBlock::Create(ctx_, "tap_row", fn);
     auto* row_done = llvm::BasicBlock::Create(ctx_, "tap_row_done", fn);
     b.CreateCondBr(b.CreateICmpULT(ih, I64(p_.in_h)), taps, row_done);
     b.SetInsertPoint(taps);
     llvm::Value* x_row = b.CreateInBoundsGEP(f32_, row.x_image, b.CreateMul(ih, I64(p_.in_w * p_.channels)));
-    for (int64_t kw = 0; kw < p_.kernel_w; ++kw) {
-      const int64_t t = kh * p_.kernel_w + kw;
-      llvm::Value* w_tap = b.CreateInBoundsGEP(f32_, weights_, b.CreateAdd(c0, I64(t * padded_channels_)));
+    EmitLoop(b, I64(0), I64(p_.kernel_w), "kw", [&](llvm::Value* kw) {
+      llvm::Value* t = b.CreateAdd(b.CreateMul(kh, I64(p_.kernel_w)), kw);
+      llvm::Value* w_tap = b.CreateInBoundsGEP(f32_, weights_, b.CreateAdd(c0, b.CreateMul(t, I64(padded_channels_))));
       std::vector<llvm::Value*> w(static_cast<size_t>(count));
       for (int64_t g = 0; g < count; ++g) {
         w[static_cast<size_t>(g)] =
             b.CreateAlignedLoad(vec_, b.CreateInBoundsGEP(f32_, w_tap, I64(g * lanes_)), weight_align);
       }
+      llvm::Value* iw0 = b.CreateSub(
+          b.CreateAdd(b.CreateMul(ow0, I64(p_.stride_w)), b.CreateMul(kw, I64(p_.dilation_w))), I64(p_.pad_left));
       for (int64_t px = 0; px < pixels; ++px) {
-        llvm::Value* iw = b.CreateAdd(b.CreateMul(b.CreateAdd(ow0, I64(px)), I64(p_.stride_w)),
-                                      I64(kw * p_.dilation_w - p_.pad_left));
+        llvm::Value* iw = b.CreateAdd(iw0, I64(px * p_.stride_w));
         auto* tap = llvm::BasicBlock::Create(ctx_, "tap", fn);
         auto* next = llvm::BasicBlock::Create(ctx_, "tap_done", fn);
         b.CreateCondBr(b.CreateICmpULT(iw, I64(p_.in_w)), tap, next);
@@ -170,10 +174,10 @@ void DepthwiseEmitter::EmitTile(llvm::IRBuilderBase& b, const RowPointers& row, 
         b.CreateBr(next);
         b.SetInsertPoint(next);
       }
-    }
+    });
     b.CreateBr(row_done);
     b.SetInsertPoint(row_done);
-  }
+  });
   for (int64_t px = 0; px < pixels; ++px) {
     llvm::Value* offset = b.CreateMul(b.CreateAdd(ow0, I64(px)), I64(p_.channels));
     llvm::Value* y_pixel = b.CreateInBoundsGEP(f32_, row.y_row, offset);
@@ -255,7 +259,12 @@ Status DepthwiseEmitter::Emit(const std::string& name, const DepthwiseIo& io, co
       EmitLoop(b, I64(0), I64(full_tiles), "pixel_tile",
                [&](llvm::Value* tile) { EmitPixels(b, row, b.CreateMul(tile, I64(tile_pixels)), tile_pixels, accs); });
     }
-    if (edge_pixels > 0) EmitPixels(b, row, I64(full_tiles * tile_pixels), edge_pixels, accs);
+    // The row's last pixels one at a time: a second unrolled tile shape
+    // would double the code (and the compile time) for a few pixels.
+    if (edge_pixels > 0) {
+      EmitLoop(b, I64(full_tiles * tile_pixels), I64(p_.out_w), "edge_pixel",
+               [&](llvm::Value* ow) { EmitPixels(b, row, ow, 1, accs); });
+    }
   });
   b.CreateRetVoid();
   return Status::Ok();
