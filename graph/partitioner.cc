@@ -1,6 +1,8 @@
 #include "graph/partitioner.h"
 
 #include <algorithm>
+#include <array>
+#include <cstdio>
 #include <map>
 #include <set>
 
@@ -101,6 +103,17 @@ std::optional<int> SuffixStart(std::vector<int64_t> axes, int rank) {
 // True when an optional output is absent or nothing reads it.
 bool Unused(const Graph& g, ValueId v) {
   return v == kNoValue || (g.value(v).users.empty() && !g.value(v).is_graph_output);
+}
+
+// ", 16.8 MFLOP per call": the work of a compute region with static shapes.
+std::string FlopsText(double flops) {
+  char text[48];
+  if (flops >= 1e6) {
+    std::snprintf(text, sizeof(text), ", %.1f MFLOP per call", flops * 1e-6);
+  } else {
+    std::snprintf(text, sizeof(text), ", %.1f kFLOP per call", flops * 1e-3);
+  }
+  return text;
 }
 
 }  // namespace
@@ -429,14 +442,25 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
     } else if (b.kind == RegionKind::kGemm) {
       const Node& node = graph.node(b.nodes[0]);
       const std::optional<GemmPattern> gemm = AsGemm(graph, node);
-      region.reason = "gemm (" + node.op_type + ") " + graph.value(gemm->a).shape.ToString() + " x [" +
-                      std::to_string(gemm->k) + ", " + std::to_string(gemm->n) + "] weight";
+      const ShapeInfo& a = graph.value(gemm->a).shape;
+      region.reason = "gemm (" + node.op_type + ") " + a.ToString() + " x [" + std::to_string(gemm->k) + ", " +
+                      std::to_string(gemm->n) + "] weight";
+      if (a.is_concrete()) {
+        int64_t m = 1;
+        for (size_t d = 0; d + 1 < a.dims.size(); ++d) m *= a.dims[d].size;
+        region.reason += FlopsText(2.0 * static_cast<double>(m) * static_cast<double>(gemm->k * gemm->n));
+      }
     } else if (b.kind == RegionKind::kDepthwiseConv) {
       const Node& node = graph.node(b.nodes[0]);
       const std::optional<DepthwisePattern> conv = AsDepthwiseConv(graph, node);
+      const ShapeInfo& x = graph.value(conv->x).shape;
       region.reason = "depthwise conv " + std::to_string(conv->kernel[0]) + "x" + std::to_string(conv->kernel[1]) +
-                      "/" + std::to_string(conv->strides[0]) + " over " + graph.value(conv->x).shape.ToString() +
-                      " (NHWC)";
+                      "/" + std::to_string(conv->strides[0]) + " over " + x.ToString() + " (NHWC)";
+      if (x.is_concrete()) {
+        const std::array<int64_t, 2> out = DepthwiseOutputSize(*conv, x.dims[1].size, x.dims[2].size);
+        region.reason += FlopsText(2.0 * static_cast<double>(x.dims[0].size * out[0] * out[1] * conv->channels *
+                                                             conv->kernel[0] * conv->kernel[1]));
+      }
     } else {
       std::string ops;
       for (const std::string& op : b.reductions) ops += (ops.empty() ? "" : ", ") + op;

@@ -275,11 +275,15 @@ std::string GraphToDot(const Graph& graph, const DotOptions& options) {
     if (n.dead) continue;
     std::string label = OpName(n);
     if (!n.name.empty()) label += "\n" + n.name;
+    const int group = i < options.node_color_group.size() ? options.node_color_group[i] : -1;
+    const std::string group_label = group >= 0 && static_cast<size_t>(group) < options.group_labels.size()
+                                        ? options.group_labels[static_cast<size_t>(group)]
+                                        : std::string();
+    if (!group_label.empty()) label += "\n[" + group_label + "]";
     os << "  " << DotNodeId(id) << " [label=" << DotString(label);
-    int group = i < options.node_color_group.size() ? options.node_color_group[i] : -1;
     if (group >= 0) {
       os << ", fillcolor=\"" << kPalette[static_cast<size_t>(group) % kPalette.size()]
-         << "\", tooltip=" << DotString("group " + std::to_string(group));
+         << "\", tooltip=" << DotString(group_label.empty() ? "group " + std::to_string(group) : group_label);
     }
     os << "];\n";
   }

@@ -34,6 +34,9 @@ struct DotOptions {
   // than num_nodes() is fine: missing entries mean -1. A partitioner uses
   // this to show its regions.
   std::vector<int> node_color_group;
+  // Per colour group (index = group), a line added to its nodes' labels and
+  // used as their tooltip, e.g. "region 3: gemm". Missing entries: none.
+  std::vector<std::string> group_labels;
   // Draw initializers and folded constants as their own boxes. Off is
   // useful for big models, where weights crowd out the structure.
   bool include_constants = true;

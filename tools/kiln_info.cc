@@ -161,6 +161,9 @@ int DotCommand(const std::vector<std::string>& args) {
     options.node_color_group.assign(ModelGraph(*model).num_nodes(), -1);
     for (const graph::Region& r : *regions) {
       for (graph::NodeId n : r.nodes) options.node_color_group[static_cast<size_t>(n)] = r.id;
+      options.group_labels.resize(static_cast<size_t>(r.id) + 1);
+      options.group_labels[static_cast<size_t>(r.id)] =
+          "region " + std::to_string(r.id) + ": " + graph::RegionKindName(r.kind);
     }
   }
   std::string dot = graph::GraphToDot(ModelGraph(*model), options);

@@ -66,6 +66,8 @@ TEST(Partitioner, MatMulWithAConstantWeightIsAGemmRegionBetweenChains) {
   EXPECT_EQ(OpsOf(g, (*regions)[1]), (std::vector<std::string>{"MatMul"}));
   EXPECT_EQ((*regions)[1].kind, RegionKind::kGemm);
   EXPECT_EQ((*regions)[1].inputs.size(), 2u);  // A and the weight
+  // The static shapes give the work of a call: 2 * 4 * 8 * 8 FLOPs.
+  EXPECT_NE((*regions)[1].reason.find("0.5 kFLOP per call"), std::string::npos) << (*regions)[1].reason;
   EXPECT_EQ(OpsOf(g, (*regions)[2]), (std::vector<std::string>{"Sigmoid", "Tanh"}));
   EXPECT_EQ((*regions)[2].id, 2);
 

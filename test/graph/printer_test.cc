@@ -126,6 +126,19 @@ TEST(GraphToDotTest, ColourGroupsAndHiddenConstants) {
   EXPECT_TRUE(Contains(dot, conv + " [label=\"Conv\\nconv1\"];")) << dot;
 }
 
+TEST(GraphToDotTest, GroupLabelsNameTheRegion) {
+  ConvGraph t;
+  DotOptions options;
+  options.include_constants = false;
+  options.node_color_group.assign(t.b.graph().num_nodes(), -1);
+  options.node_color_group[static_cast<size_t>(t.relu)] = 1;
+  options.group_labels = {"", "region 1: elementwise"};
+  std::string dot = GraphToDot(t.b.graph(), options);
+  const std::string relu = "n" + std::to_string(t.relu);
+  EXPECT_TRUE(Contains(dot, relu + " [label=\"Relu\\nrelu1\\n[region 1: elementwise]\", fillcolor=")) << dot;
+  EXPECT_TRUE(Contains(dot, "tooltip=\"region 1: elementwise\"")) << dot;
+}
+
 TEST(GraphToDotTest, ShortColourVectorIsFine) {
   ConvGraph t;
   DotOptions options;
