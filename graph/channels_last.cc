@@ -119,20 +119,6 @@ StatusOr<Tensor> PermuteConstant(const Tensor& t) {
   return out;
 }
 
-Attribute IntsAttr(std::vector<int64_t> ints) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInts;
-  a.ints = std::move(ints);
-  return a;
-}
-
-Attribute IntAttr(int64_t i) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInt;
-  a.i = i;
-  return a;
-}
-
 // Groups the island candidates into connected components (union-find over
 // the values they pass to each other's layout inputs).
 class Components {
@@ -170,7 +156,7 @@ class IslandRewriter {
       node.op_type = "FusedConv";
       node.domain = kKilnDomain;
       node.opset = 1;
-      node.attributes[kChannelsLastAttr] = IntAttr(1);
+      node.attributes[kChannelsLastAttr] = Attribute::Int(1);
     } else if (m.role == Role::kPool) {
       node.domain = kKilnDomain;
       node.opset = 1;
@@ -223,7 +209,7 @@ class IslandRewriter {
     t.opset = graph_.default_opset();
     t.inputs = {from};
     t.outputs = {to};
-    t.attributes["perm"] = IntsAttr(perm);
+    t.attributes["perm"] = Attribute::Ints(perm);
     StatusOr<NodeId> added = graph_.AddNode(std::move(t));
     if (!added.ok()) return Internal("channels-last: ", added.status().message());
     ++transposes_;

@@ -75,13 +75,9 @@ std::optional<DepthwisePattern> AsDepthwiseConv(const Graph& graph, const Node& 
     if (!IsFloat32(graph, node.inputs[kFusedResidualInput])) return std::nullopt;
     p.residual = node.inputs[kFusedResidualInput];
   }
-  StatusOr<std::string> activation = node.GetString("activation", "");
-  StatusOr<float> alpha = node.GetFloat("activation_alpha", 0.0f);
-  StatusOr<float> beta = node.GetFloat("activation_beta", 0.0f);
-  if (!activation.ok() || !alpha.ok() || !beta.ok() || !IsGemmEpilogueActivation(*activation)) return std::nullopt;
-  p.activation = *activation;
-  p.activation_alpha = *alpha;
-  p.activation_beta = *beta;
+  std::optional<EpilogueActivation> activation = ReadEpilogueActivation(node);
+  if (!activation) return std::nullopt;
+  p.activation = std::move(*activation);
   return p;
 }
 

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "graph/gemm_pattern.h"
 #include "graph/graph.h"
 
 namespace kiln::graph {
@@ -29,10 +30,7 @@ struct DepthwisePattern {
   std::array<int64_t, 2> strides{};    // along H, W
   std::array<int64_t, 2> dilations{};  // along H, W
   std::array<int64_t, 4> pads{};       // top, left, bottom, right
-  // As graph/fuse_epilogues.h writes them ("" for none).
-  std::string activation;
-  float activation_alpha = 0.0f;
-  float activation_beta = 0.0f;
+  EpilogueActivation activation;
 };
 
 // The depthwise convolution `node` computes, or nullopt when it is not one

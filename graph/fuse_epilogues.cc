@@ -204,19 +204,6 @@ std::vector<float> ToFloats(const Tensor& t) {
   return std::vector<float>(p, p + t.num_elements());
 }
 
-Attribute FloatAttr(float v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kFloat;
-  a.f = v;
-  return a;
-}
-Attribute IntAttr(int64_t v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInt;
-  a.i = v;
-  return a;
-}
-
 // Replaces `base` and the epilogue's nodes by `fused` (which has base's
 // inputs, attributes and name), whose input `bias_input` becomes a new
 // constant `bias` when given. Every check is done before: from here the
@@ -224,12 +211,9 @@ Attribute IntAttr(int64_t v) {
 Status Rewrite(Graph& graph, NodeId base, const Epilogue& e, Node fused, std::optional<Tensor> bias,
                size_t bias_input) {
   if (e.activation) {
-    Attribute name;
-    name.kind = Attribute::Kind::kString;
-    name.s = e.activation->name;
-    fused.attributes["activation"] = std::move(name);
-    fused.attributes["activation_alpha"] = FloatAttr(e.activation->alpha);
-    fused.attributes["activation_beta"] = FloatAttr(e.activation->beta);
+    fused.attributes["activation"] = Attribute::String(e.activation->name);
+    fused.attributes["activation_alpha"] = Attribute::Float(e.activation->alpha);
+    fused.attributes["activation_beta"] = Attribute::Float(e.activation->beta);
   }
   if (bias) {
     KILN_ASSIGN_OR_RETURN(ValueId bias_id, graph.AddConstant(fused.name + "/fused_bias", std::move(*bias)));
@@ -342,10 +326,10 @@ StatusOr<bool> TryFuseGemm(Graph& graph, NodeId id) {
 
   Node fused = gemm;
   fused.op_type = "FusedMatMul";
-  fused.attributes["transA"] = IntAttr(*trans_a);
-  fused.attributes["transB"] = IntAttr(*trans_b);
-  fused.attributes["alpha"] = FloatAttr(*alpha);
-  fused.attributes["beta"] = FloatAttr(*beta);
+  fused.attributes["transA"] = Attribute::Int(*trans_a);
+  fused.attributes["transB"] = Attribute::Int(*trans_b);
+  fused.attributes["alpha"] = Attribute::Float(*alpha);
+  fused.attributes["beta"] = Attribute::Float(*beta);
   std::optional<Tensor> new_c;
   if (e.bias != nullptr) {
     // C' = beta * C + bias, broadcast to [rows of C (or 1), N].
@@ -360,7 +344,7 @@ StatusOr<bool> TryFuseGemm(Graph& graph, NodeId id) {
     }
     new_c = FloatTensor(rows == 1 ? Dims{*n} : Dims{rows, *n}, sum);
     if (!new_c) return false;
-    fused.attributes["beta"] = FloatAttr(1.0f);
+    fused.attributes["beta"] = Attribute::Float(1.0f);
   }
   KILN_RETURN_IF_ERROR(Rewrite(graph, id, e, std::move(fused), std::move(new_c), 2));
   return true;

@@ -37,12 +37,16 @@ bool IsPointwiseConv(const Graph& graph, const Node& node) {
 
 }  // namespace
 
-bool IsGemmEpilogueActivation(const std::string& name) {
+std::optional<EpilogueActivation> ReadEpilogueActivation(const Node& node) {
+  StatusOr<std::string> name = node.GetString("activation", "");
+  StatusOr<float> alpha = node.GetFloat("activation_alpha", 0.0f);
+  StatusOr<float> beta = node.GetFloat("activation_beta", 0.0f);
+  if (!name.ok() || !alpha.ok() || !beta.ok()) return std::nullopt;
   for (const char* known :
        {"", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "Elu", "Gelu"}) {
-    if (name == known) return true;
+    if (*name == known) return EpilogueActivation{*name, *alpha, *beta};
   }
-  return false;
+  return std::nullopt;
 }
 
 std::optional<GemmPattern> AsGemm(const Graph& graph, const Node& node) {
@@ -95,14 +99,9 @@ std::optional<GemmPattern> AsGemm(const Graph& graph, const Node& node) {
     p.residual = node.inputs[kFusedResidualInput];
   }
   if (fused) {
-    StatusOr<std::string> activation = node.GetString("activation", "");
-    StatusOr<float> act_alpha = node.GetFloat("activation_alpha", 0.0f);
-    StatusOr<float> act_beta = node.GetFloat("activation_beta", 0.0f);
-    if (!activation.ok() || !act_alpha.ok() || !act_beta.ok()) return std::nullopt;
-    if (!IsGemmEpilogueActivation(*activation)) return std::nullopt;
-    p.activation = *activation;
-    p.activation_alpha = *act_alpha;
-    p.activation_beta = *act_beta;
+    std::optional<EpilogueActivation> activation = ReadEpilogueActivation(node);
+    if (!activation) return std::nullopt;
+    p.activation = std::move(*activation);
   }
   return p;
 }

@@ -13,6 +13,18 @@
 
 namespace kiln::graph {
 
+// A fused node's activation as graph/fuse_epilogues.h writes it: the ONNX
+// op name ("" for none) and its parameters.
+struct EpilogueActivation {
+  std::string name;
+  float alpha = 0.0f;
+  float beta = 0.0f;
+};
+
+// `node`'s fused activation, or nullopt when its attributes do not read or
+// name an activation the compute kernels' epilogue lacks.
+std::optional<EpilogueActivation> ReadEpilogueActivation(const Node& node);
+
 // Y = act(alpha * A * B + beta * bias + residual), with A [..., K]
 // (rank >= 2; its leading dims flatten into M), B a constant [K, N] (or its
 // transpose [N, K] when `weight_transposed`; a 1x1 convolution's
@@ -26,11 +38,7 @@ struct GemmPattern {
   ValueId residual = kNoValue;  // optional
   float alpha = 1.0f;
   float beta = 1.0f;  // the bias's scale (Gemm's beta)
-  // The ONNX op name of the fused activation ("" for none) and its
-  // parameters, as graph/fuse_epilogues.h writes them.
-  std::string activation;
-  float activation_alpha = 0.0f;
-  float activation_beta = 0.0f;
+  EpilogueActivation activation;
   int64_t k = 0;
   int64_t n = 0;
 };
@@ -40,9 +48,5 @@ struct GemmPattern {
 // rank 2 and transA = 0), a constant bias of N elements if any, and an
 // activation the GEMM epilogue supports.
 std::optional<GemmPattern> AsGemm(const Graph& graph, const Node& node);
-
-// Whether the compute kernels' epilogue applies the fused activation `name`
-// (an ONNX op name as graph/fuse_epilogues.cc writes it; "" for none).
-bool IsGemmEpilogueActivation(const std::string& name);
 
 }  // namespace kiln::graph

@@ -108,6 +108,34 @@ std::string Node::Label() const {
 
 std::string Node::Describe() const { return "node " + Label(); }
 
+Attribute Attribute::Float(float value) {
+  Attribute a;
+  a.kind = Kind::kFloat;
+  a.f = value;
+  return a;
+}
+
+Attribute Attribute::Int(int64_t value) {
+  Attribute a;
+  a.kind = Kind::kInt;
+  a.i = value;
+  return a;
+}
+
+Attribute Attribute::Ints(std::vector<int64_t> values) {
+  Attribute a;
+  a.kind = Kind::kInts;
+  a.ints = std::move(values);
+  return a;
+}
+
+Attribute Attribute::String(std::string value) {
+  Attribute a;
+  a.kind = Kind::kString;
+  a.s = std::move(value);
+  return a;
+}
+
 std::string Graph::UniqueValueName(const std::string& base) const {
   std::string candidate = base;
   for (int i = 1; FindValue(candidate); ++i) candidate = base + "_" + std::to_string(i);

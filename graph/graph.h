@@ -59,6 +59,11 @@ struct Attribute {
   std::vector<float> floats;
   std::vector<int64_t> ints;
   std::vector<std::string> strings;
+
+  static Attribute Float(float value);
+  static Attribute Int(int64_t value);
+  static Attribute Ints(std::vector<int64_t> values);
+  static Attribute String(std::string value);
 };
 const char* AttributeKindName(Attribute::Kind kind);
 

@@ -12,15 +12,6 @@
 #include "jit/region_ops.h"
 
 namespace kiln::jit {
-namespace {
-
-int IndexOf(const graph::Region& region, graph::ValueId v) {
-  auto it = std::find(region.inputs.begin(), region.inputs.end(), v);
-  return it == region.inputs.end() ? -1 : static_cast<int>(it - region.inputs.begin());
-}
-
-}  // namespace
-
 StatusOr<std::unique_ptr<CompiledRegion>> CompileDepthwiseRegion(JitCompiler& compiler, const graph::Graph& graph,
                                                                  const graph::Region& region,
                                                                  const std::vector<Dims>& input_dims, bool generic) {
@@ -39,8 +30,8 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileDepthwiseRegion(JitCompiler& co
 
   DepthwiseIo io;
   io.num_inputs = region.inputs.size();
-  io.x_input = IndexOf(region, pattern->x);
-  io.residual_input = pattern->residual == graph::kNoValue ? -1 : IndexOf(region, pattern->residual);
+  io.x_input = RegionInputIndex(region, pattern->x);
+  io.residual_input = pattern->residual == graph::kNoValue ? -1 : RegionInputIndex(region, pattern->residual);
   if (io.x_input < 0 || (pattern->residual != graph::kNoValue && io.residual_input < 0)) {
     return InvalidArgument("jit: region ", region.id, " does not read the operands of ", node.Describe());
   }
@@ -73,9 +64,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileDepthwiseRegion(JitCompiler& co
   }
   // Empty inputs and outputs stay with the interpreter, which reports them.
   KILN_RETURN_IF_ERROR(ValidateDepthwiseProblem(problem));
-  KILN_ASSIGN_OR_RETURN(problem.epilogue.activation, GemmActivationOf(pattern->activation));
-  problem.epilogue.alpha = pattern->activation_alpha;
-  problem.epilogue.beta = pattern->activation_beta;
+  KILN_RETURN_IF_ERROR(SetEpilogueActivation(pattern->activation, problem.epilogue));
   problem.epilogue.has_residual = io.residual_input >= 0;
   const float* bias = nullptr;
   if (pattern->bias != graph::kNoValue) {

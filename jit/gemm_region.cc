@@ -5,14 +5,7 @@
 #include "graph/gemm_pattern.h"
 
 namespace kiln::jit {
-namespace {
-
-int IndexOf(const graph::Region& region, graph::ValueId v) {
-  auto it = std::find(region.inputs.begin(), region.inputs.end(), v);
-  return it == region.inputs.end() ? -1 : static_cast<int>(it - region.inputs.begin());
-}
-
-}  // namespace
+namespace {}  // namespace
 
 StatusOr<GemmActivation> GemmActivationOf(const std::string& a) {
   if (a.empty()) return GemmActivation::kNone;
@@ -26,6 +19,18 @@ StatusOr<GemmActivation> GemmActivationOf(const std::string& a) {
   if (a == "Elu") return GemmActivation::kElu;
   if (a == "Gelu") return GemmActivation::kGeluErf;  // the fusion takes erf GELU only
   return Unsupported("jit: epilogue activation '", a, "'");
+}
+
+Status SetEpilogueActivation(const graph::EpilogueActivation& activation, GemmEpilogue& epilogue) {
+  KILN_ASSIGN_OR_RETURN(epilogue.activation, GemmActivationOf(activation.name));
+  epilogue.alpha = activation.alpha;
+  epilogue.beta = activation.beta;
+  return Status::Ok();
+}
+
+int RegionInputIndex(const graph::Region& region, graph::ValueId v) {
+  auto it = std::find(region.inputs.begin(), region.inputs.end(), v);
+  return it == region.inputs.end() ? -1 : static_cast<int>(it - region.inputs.begin());
 }
 
 StatusOr<std::unique_ptr<CompiledRegion>> CompileGemmRegion(JitCompiler& compiler, const graph::Graph& graph,
@@ -43,8 +48,8 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileGemmRegion(JitCompiler& compile
   if (!pattern) return Unsupported("jit: ", node.Describe(), " is not a GEMM with a constant weight");
 
   CompiledRegion::GemmOperands operands;
-  operands.a_input = IndexOf(region, pattern->a);
-  operands.residual_input = pattern->residual == graph::kNoValue ? -1 : IndexOf(region, pattern->residual);
+  operands.a_input = RegionInputIndex(region, pattern->a);
+  operands.residual_input = pattern->residual == graph::kNoValue ? -1 : RegionInputIndex(region, pattern->residual);
   if (operands.a_input < 0 || (pattern->residual != graph::kNoValue && operands.residual_input < 0)) {
     return InvalidArgument("jit: region ", region.id, " does not read the operands of ", node.Describe());
   }
@@ -70,9 +75,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileGemmRegion(JitCompiler& compile
   problem.k = pattern->k;
   problem.alpha = pattern->alpha;
   problem.epilogue.has_residual = pattern->residual != graph::kNoValue;
-  KILN_ASSIGN_OR_RETURN(problem.epilogue.activation, GemmActivationOf(pattern->activation));
-  problem.epilogue.alpha = pattern->activation_alpha;
-  problem.epilogue.beta = pattern->activation_beta;
+  KILN_RETURN_IF_ERROR(SetEpilogueActivation(pattern->activation, problem.epilogue));
   if (pattern->bias != graph::kNoValue && pattern->beta != 0.0f) {
     // The bias is a constant: scaled once here, never read from the graph
     // at run time.

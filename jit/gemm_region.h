@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "graph/gemm_pattern.h"
 #include "graph/graph.h"
 #include "graph/region.h"
 #include "jit/compiled_region.h"
@@ -29,6 +30,12 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileGemmRegion(JitCompiler& compile
 // The epilogue activation for an activation name as graph/fuse_epilogues.h
 // writes it ("" for none); kUnsupported for one the epilogue lacks.
 StatusOr<GemmActivation> GemmActivationOf(const std::string& activation);
+
+// Sets `epilogue`'s activation and its parameters from a fused node's.
+Status SetEpilogueActivation(const graph::EpilogueActivation& activation, GemmEpilogue& epilogue);
+
+// The index of `v` among `region`'s inputs, or -1.
+int RegionInputIndex(const graph::Region& region, graph::ValueId v);
 
 // Whether GEMM `code` computes a call with region inputs of `input_dims`
 // correctly: A's last dim is K, a specialization's M is the call's, and a

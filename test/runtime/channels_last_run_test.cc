@@ -14,6 +14,7 @@
 #include "kiln/session.h"
 #include "reference_run_util.h"
 #include "runtime/model_internal.h"
+#include "session_check_util.h"
 #include "test/model_builder.h"
 #include "test/tensors.h"
 #include "test/tolerance.h"
@@ -25,14 +26,6 @@ using testing::ElementCount;
 using testing::OnnxModelBuilder;
 using testing::RandomFloats;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
-
-std::shared_ptr<const Model> Load(const std::string& bytes, ChannelsLast mode) {
-  LoadOptions options;
-  options.channels_last = mode;
-  auto model = Model::LoadFromBytes(bytes.data(), bytes.size(), "", options);
-  EXPECT_TRUE(model.ok()) << model.status().ToString();
-  return model.ok() ? *model : nullptr;
-}
 
 struct LiveOps {
   int transposes = 0;
@@ -79,11 +72,10 @@ std::vector<std::vector<float>> RunAll(const std::shared_ptr<const Model>& model
 // Loads `b` both ways, checks the channels-last graph's structure, and
 // compares every output of every (tier, threads) run with the NCHW
 // interpreter's, and the first output with the node-by-node reference.
-void ExpectChannelsLastMatches(const OnnxModelBuilder& b, const std::vector<NamedTensor>& inputs,
-                               const LiveOps& expected) {
+void ExpectIslandMatches(const OnnxModelBuilder& b, const std::vector<NamedTensor>& inputs, const LiveOps& expected) {
   const std::string bytes = b.Serialize();
-  std::shared_ptr<const Model> nchw = Load(bytes, ChannelsLast::kOff);
-  std::shared_ptr<const Model> nhwc = Load(bytes, ChannelsLast::kOn);
+  std::shared_ptr<const Model> nchw = testing::LoadWithLayout(bytes, ChannelsLast::kOff);
+  std::shared_ptr<const Model> nhwc = testing::LoadWithLayout(bytes, ChannelsLast::kOn);
   ASSERT_TRUE(nchw && nhwc);
   EXPECT_EQ(CountOps(ModelGraph(*nchw)).nhwc_convs, 0);
   const LiveOps ops = CountOps(ModelGraph(*nhwc));
@@ -163,8 +155,8 @@ TEST(ChannelsLastRunTest, ResNetBlockIsOneIsland) {
   onnx::NodeProto& flatten = b.Node("Flatten", {"g"}, {"y"});
   OnnxModelBuilder::IntAttr(flatten, "axis", 1);
   std::vector<std::vector<float>> storage;
-  ExpectChannelsLastMatches(b, Inputs({{"x", {1, 3, 17, 19}}}, storage),
-                            LiveOps{.transposes = 2, .nhwc_convs = 4, .nchw_convs = 0, .kiln_pools = 3});
+  ExpectIslandMatches(b, Inputs({{"x", {1, 3, 17, 19}}}, storage),
+                      LiveOps{.transposes = 2, .nhwc_convs = 4, .nchw_convs = 0, .kiln_pools = 3});
 }
 
 // MobileNet's inverted residual with squeeze-excite, batch 2: depthwise
@@ -189,8 +181,8 @@ TEST(ChannelsLastRunTest, SqueezeExciteBlockWithInnerGraphOutput) {
   Conv(b, "shifted", "y", 8, 4, 1, 1, 1, 7);
   std::vector<std::vector<float>> storage;
   // In: x. Out: y and features.
-  ExpectChannelsLastMatches(b, Inputs({{"x", {2, 8, 10, 10}}}, storage),
-                            LiveOps{.transposes = 3, .nhwc_convs = 4, .nchw_convs = 0, .kiln_pools = 1});
+  ExpectIslandMatches(b, Inputs({{"x", {2, 8, 10, 10}}}, storage),
+                      LiveOps{.transposes = 3, .nhwc_convs = 4, .nchw_convs = 0, .kiln_pools = 1});
 }
 
 // An operand computed outside the island (a second model input) is
@@ -203,8 +195,8 @@ TEST(ChannelsLastRunTest, OutsideOperandAndSymbolicBatch) {
   Conv(b, "m", "c2", 6, 6, 3, 2, 1, 3);
   b.Node("GlobalMaxPool", {"c2"}, {"y"});
   std::vector<std::vector<float>> storage;
-  ExpectChannelsLastMatches(b, Inputs({{"x", {3, 4, 7, 5}}, {"z", {3, 6, 7, 5}}}, storage),
-                            LiveOps{.transposes = 3, .nhwc_convs = 2, .nchw_convs = 0, .kiln_pools = 1});
+  ExpectIslandMatches(b, Inputs({{"x", {3, 4, 7, 5}}, {"z", {3, 6, 7, 5}}}, storage),
+                      LiveOps{.transposes = 3, .nhwc_convs = 2, .nchw_convs = 0, .kiln_pools = 1});
 }
 
 // Without a convolution nothing changes: pools and elementwise ops alone
@@ -216,8 +208,8 @@ TEST(ChannelsLastRunTest, NoConvolutionNoIsland) {
   onnx::NodeProto& pool = b.Node("MaxPool", {"r"}, {"y"});
   OnnxModelBuilder::IntsAttr(pool, "kernel_shape", {2, 2});
   std::vector<std::vector<float>> storage;
-  ExpectChannelsLastMatches(b, Inputs({{"x", {1, 4, 8, 8}}}, storage),
-                            LiveOps{.transposes = 0, .nhwc_convs = 0, .nchw_convs = 0, .kiln_pools = 0});
+  ExpectIslandMatches(b, Inputs({{"x", {1, 4, 8, 8}}}, storage),
+                      LiveOps{.transposes = 0, .nhwc_convs = 0, .nchw_convs = 0, .kiln_pools = 0});
 }
 
 }  // namespace

@@ -38,11 +38,9 @@ void ExpectFoldedMatchesReference(OnnxModelBuilder& b, const Dims& input_dims, c
   const std::string bytes = b.Serialize();
   // NCHW throughout, so that the count is the same on every host (the
   // channels-last run below adds Transposes at the edges).
-  LoadOptions nchw;
-  nchw.channels_last = ChannelsLast::kOff;
-  auto model = Model::LoadFromBytes(bytes.data(), bytes.size(), "", nchw);
-  ASSERT_TRUE(model.ok()) << model.status().ToString();
-  const graph::Graph& g = ModelGraph(**model);
+  std::shared_ptr<const Model> model = testing::LoadWithLayout(bytes, ChannelsLast::kOff);
+  ASSERT_NE(model, nullptr);
+  const graph::Graph& g = ModelGraph(*model);
   EXPECT_EQ(g.num_live_nodes(), expected_nodes);
   EXPECT_EQ(CountLive(g, "BatchNormalization", ""), 0u);
   EXPECT_GE(CountLive(g, op, domain), 1u) << "no live " << domain << "." << op;
@@ -51,13 +49,8 @@ void ExpectFoldedMatchesReference(OnnxModelBuilder& b, const Dims& input_dims, c
   Tensor input = Tensor::View(DType::kFloat32, input_dims, x.data());
   auto reference = testing::RunUnoptimizedReference(bytes, {{"x", input}});
   ASSERT_TRUE(reference.ok()) << reference.status().ToString();
-  testing::ExpectInterpretedMatches(*model, input, *reference);
-  LoadOptions nhwc;
-  nhwc.channels_last = ChannelsLast::kOn;
-  auto channels_last = Model::LoadFromBytes(bytes.data(), bytes.size(), "", nhwc);
-  ASSERT_TRUE(channels_last.ok()) << channels_last.status().ToString();
-  SCOPED_TRACE("channels last");
-  testing::ExpectInterpretedMatches(*channels_last, input, *reference);
+  testing::ExpectInterpretedMatches(model, input, *reference);
+  testing::ExpectChannelsLastMatches(bytes, input, *reference);
 }
 
 // x -> Conv(w[, cb]) -> BatchNormalization -> [Relu] -> y, with `cout`

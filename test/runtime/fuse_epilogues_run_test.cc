@@ -38,11 +38,9 @@ void ExpectFusedMatchesReference(OnnxModelBuilder& b, const Dims& input_dims, co
   const std::string bytes = b.Serialize();
   // NCHW throughout, so that the count is the same on every host (the
   // channels-last run below adds Transposes at the edges).
-  LoadOptions nchw;
-  nchw.channels_last = ChannelsLast::kOff;
-  auto model = Model::LoadFromBytes(bytes.data(), bytes.size(), "", nchw);
-  ASSERT_TRUE(model.ok()) << model.status().ToString();
-  const graph::Graph& g = ModelGraph(**model);
+  std::shared_ptr<const Model> model = testing::LoadWithLayout(bytes, ChannelsLast::kOff);
+  ASSERT_NE(model, nullptr);
+  const graph::Graph& g = ModelGraph(*model);
   EXPECT_EQ(g.num_live_nodes(), expected_nodes);
   bool found = false;
   for (size_t i = 0; i < g.num_nodes(); ++i) {
@@ -56,13 +54,8 @@ void ExpectFusedMatchesReference(OnnxModelBuilder& b, const Dims& input_dims, co
   auto reference = RunReference(bytes, input);
   ASSERT_TRUE(reference.ok()) << reference.status().ToString();
   SCOPED_TRACE(fused_op);
-  testing::ExpectInterpretedMatches(*model, input, *reference);
-  LoadOptions nhwc;
-  nhwc.channels_last = ChannelsLast::kOn;
-  auto channels_last = Model::LoadFromBytes(bytes.data(), bytes.size(), "", nhwc);
-  ASSERT_TRUE(channels_last.ok()) << channels_last.status().ToString();
-  SCOPED_TRACE("channels last");
-  testing::ExpectInterpretedMatches(*channels_last, input, *reference);
+  testing::ExpectInterpretedMatches(model, input, *reference);
+  testing::ExpectChannelsLastMatches(bytes, input, *reference);
 }
 
 // Appends `act` (one of the fusable activations) reading `in`, writing `out`.

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <string>
 
 #include "kiln/session.h"
 #include "test/tensors.h"
@@ -34,6 +35,24 @@ inline void ExpectInterpretedMatches(const std::shared_ptr<const Model>& model, 
       ExpectNearScaled(ToVector<float>(y), ToVector<float>(reference), rel_tol);
     }
   }
+}
+
+// `bytes` loaded with every convolutional sub-graph in NCHW (kOff) or in
+// NHWC (kOn), whatever the host prefers.
+inline std::shared_ptr<const Model> LoadWithLayout(const std::string& bytes, ChannelsLast layout) {
+  LoadOptions options;
+  options.channels_last = layout;
+  auto model = Model::LoadFromBytes(bytes.data(), bytes.size(), "", options);
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  return model.ok() ? *model : nullptr;
+}
+
+// ExpectInterpretedMatches on `bytes` loaded channels-last.
+inline void ExpectChannelsLastMatches(const std::string& bytes, const Tensor& input, const Tensor& reference) {
+  std::shared_ptr<const Model> model = LoadWithLayout(bytes, ChannelsLast::kOn);
+  ASSERT_NE(model, nullptr);
+  SCOPED_TRACE("channels last");
+  ExpectInterpretedMatches(model, input, reference);
 }
 
 }  // namespace kiln::testing
