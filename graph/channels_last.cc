@@ -148,9 +148,11 @@ class IslandRewriter {
       KILN_ASSIGN_OR_RETURN(node.inputs[i], ToChannelsLast(node.inputs[i]));
     }
     const ValueId old_out = node.outputs[0];
-    const Value& v = graph_.value(old_out);
-    KILN_ASSIGN_OR_RETURN(ValueId new_out, graph_.AddValue(graph_.UniqueValueName(v.name + "/nhwc"), v.dtype,
-                                                           PermuteShape(v.shape, kToChannelsLast)));
+    // Copies: AddValue may move the graph's values.
+    const std::string name = graph_.UniqueValueName(graph_.value(old_out).name + "/nhwc");
+    const DType dtype = graph_.value(old_out).dtype;
+    const ShapeInfo shape = PermuteShape(graph_.value(old_out).shape, kToChannelsLast);
+    KILN_ASSIGN_OR_RETURN(ValueId new_out, graph_.AddValue(name, dtype, shape));
     node.outputs[0] = new_out;
     if (m.role == Role::kConv) {
       node.op_type = "FusedConv";
@@ -175,7 +177,8 @@ class IslandRewriter {
     for (const auto& [nchw, nhwc] : produced_) {
       const Value& v = graph_.value(nchw);
       if (v.users.empty() && !v.is_graph_output) continue;
-      KILN_RETURN_IF_ERROR(AddTranspose(nhwc, nchw, kToChannelsFirst, v.name + "/to_nchw"));
+      const std::string name = v.name + "/to_nchw";
+      KILN_RETURN_IF_ERROR(AddTranspose(nhwc, nchw, kToChannelsFirst, name));
     }
     return Status::Ok();
   }
@@ -187,15 +190,16 @@ class IslandRewriter {
   // a permuted constant, or a Transpose of a value computed outside.
   StatusOr<ValueId> ToChannelsLast(ValueId v) {
     if (auto it = in_island_.find(v); it != in_island_.end()) return it->second;
-    const Value& value = graph_.value(v);
+    // Copies: adding values may move the graph's values.
+    const std::string name = graph_.value(v).name;
     ValueId nhwc;
-    if (value.constant) {
-      KILN_ASSIGN_OR_RETURN(Tensor permuted, PermuteConstant(*value.constant));
-      KILN_ASSIGN_OR_RETURN(nhwc, graph_.AddConstant(value.name + "/nhwc", std::move(permuted)));
+    if (graph_.value(v).constant) {
+      KILN_ASSIGN_OR_RETURN(Tensor permuted, PermuteConstant(*graph_.value(v).constant));
+      KILN_ASSIGN_OR_RETURN(nhwc, graph_.AddConstant(name + "/nhwc", std::move(permuted)));
     } else {
-      const std::string name = value.name;
-      KILN_ASSIGN_OR_RETURN(nhwc, graph_.AddValue(graph_.UniqueValueName(name + "/nhwc"), value.dtype,
-                                                  PermuteShape(value.shape, kToChannelsLast)));
+      const DType dtype = graph_.value(v).dtype;
+      const ShapeInfo shape = PermuteShape(graph_.value(v).shape, kToChannelsLast);
+      KILN_ASSIGN_OR_RETURN(nhwc, graph_.AddValue(graph_.UniqueValueName(name + "/nhwc"), dtype, shape));
       KILN_RETURN_IF_ERROR(AddTranspose(v, nhwc, kToChannelsLast, name + "/to_nhwc"));
     }
     in_island_[v] = nhwc;

@@ -1,16 +1,18 @@
 // Depthwise 2-D convolution over NHWC data, generated per shape for the
 // host's vector ISA (graph/depthwise_pattern.h gives the operation).
 //
-// The code computes one output pixel's channels at a time, in blocks of up
-// to kMaxBlockVectors vector registers: each block's accumulators start at
-// the bias, take one FMA per filter tap (a tap outside the input is skipped,
-// which is the zero padding), then get the residual and the activation and
-// are stored once. The filter taps and the bias are baked into the code as
-// constant data, laid out [tap][channel] and padded to whole vectors, so a
-// tap's weights are aligned vector loads; the last vector of a pixel uses
-// masked loads and stores, never scalar tails. Every dim is a compile-time
-// constant. Rows of the output, (n, oh) pairs, are the unit of work the
-// caller splits between threads.
+// The code computes a register tile of output pixels (along a row) by
+// channel vectors at a time, at most half the vector registers as
+// accumulators: the accumulators start at the bias; each filter tap loads
+// its weight vectors once and adds one FMA per pixel and vector (a tap
+// outside the input is skipped, which is the zero padding); then the
+// residual and the activation are applied and each vector is stored once.
+// The taps and the bias are baked into the code as constant data, laid out
+// [tap][channel] and padded to whole vectors, so a tap's weights are aligned
+// vector loads; the last vector of a pixel uses masked loads and stores,
+// never scalar tails. Every dim is a compile-time constant. Rows of the
+// output, (n, oh) pairs, are the unit of work the caller splits between
+// threads.
 #pragma once
 
 #include <cstdint>

@@ -73,6 +73,10 @@ class PoolKernel final : public OpKernel {
       const Dims& o = plan->out_dims;
       KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, x->dtype(), channels_last_ ? Dims{o[0], o[2], o[3], o[1]} : o));
       if (y->num_elements() == 0) return Status::Ok();
+      if (channels_last_ && !plan->direct) {
+        // MakePlan gives every 4-D float32 input a direct plan.
+        return Internal(op, ": no channels-last plan for X ", DimsToString(x->dims()));
+      }
       if (plan->direct) {
         if (channels_last_) {
           RunDirect2dChannelsLast(ctx, *plan, x->data<float>(), y->data<float>());
