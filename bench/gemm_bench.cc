@@ -177,6 +177,9 @@ void BM_Gemm(benchmark::State& state, Impl impl, int64_t m, int64_t n) {
   SetRates(state, m, n);
 }
 
+// N = K = 4096: a 64 MiB float weight.
+constexpr int64_t kOutOfCacheN = 4096;
+
 }  // namespace
 
 void RegisterGemm() {
@@ -189,6 +192,10 @@ void RegisterGemm() {
         benchmark::RegisterBenchmark(name.c_str(), BM_Gemm, impl, m, n)->UseRealTime();
       }
     }
+    // A GEMV whose 64 MiB weight no last-level cache holds: streamed from
+    // memory, to hold against BM_StreamTriad's bandwidth.
+    const std::string gemv = std::string("BM_Gemm/impl:") + ImplName(impl) + "/m:1/n:" + std::to_string(kOutOfCacheN);
+    benchmark::RegisterBenchmark(gemv.c_str(), BM_Gemm, impl, int64_t{1}, kOutOfCacheN)->UseRealTime();
   }
 }
 
