@@ -53,7 +53,8 @@ StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, const std::
 // `what`.
 StatusOr<int64_t> ParseInt(const std::string& text, const std::string& what, int64_t min_value, int64_t max_value);
 
-// The load options from --graph-opt basic|all (default all).
+// The load options from --graph-opt basic|all (default all) and
+// --channels-last auto|on|off (default auto).
 StatusOr<LoadOptions> ParseLoadOptions(const ParsedArgs& args);
 
 // Loads a model, returning errors that already name the file.

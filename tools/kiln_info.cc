@@ -24,7 +24,7 @@ namespace {
 std::shared_ptr<const Model> LoadSingleModel(const std::vector<std::string>& args, const char* command,
                                              const std::set<std::string>& switches, ParsedArgs& parsed_out,
                                              std::string& path, int& exit_code) {
-  auto parsed = ParseArgs(args, {"graph-opt"}, switches);
+  auto parsed = ParseArgs(args, {"graph-opt", "channels-last"}, switches);
   if (!parsed.ok()) {
     exit_code = ReportUsageError(parsed.status().message());
     return nullptr;

@@ -27,6 +27,9 @@ commands:
       --graph-opt basic|all   load-time rewrites: basic keeps every op of the
                               model (no fused kernels); all also fuses
                               LayerNorm, GELU and epilogues (default all)
+      --channels-last auto|on|off
+                              run convolutional sub-graphs in NHWC: auto where
+                              the host's convolutions prefer it (default auto)
       --iters N               timed runs after warmup (default 10)
       --warmup N              untimed runs after the first run (default 1)
       --threads N             intra-op threads, 0 = one per core (default 0)
@@ -34,11 +37,11 @@ commands:
       --profile               print per-node time (and add it to the report)
       --trace FILE.json       write a Chrome trace (Perfetto): a slice per node
                               or region run, by tier; JIT compiles on their own track
-  info MODEL [--graph] [--regions] [--graph-opt basic|all]
+  info MODEL [--graph] [--regions] [--graph-opt basic|all] [--channels-last auto|on|off]
                           inputs, outputs, opset, op histogram, unsupported ops;
                           --graph also prints the graph as text, --regions the
                           JIT regions (members, inputs, outputs, why)
-  dot MODEL [--no-constants] [--regions] [--graph-opt basic|all]
+  dot MODEL [--no-constants] [--regions] [--graph-opt basic|all] [--channels-last auto|on|off]
                           the model's graph in Graphviz DOT format, on stdout;
                           --regions colours each JIT region
 
@@ -135,6 +138,16 @@ StatusOr<LoadOptions> ParseLoadOptions(const ParsedArgs& args) {
     options.graph_optimization = GraphOptimization::kAll;
   } else {
     return InvalidArgument("--graph-opt must be basic or all, got '", level, "'");
+  }
+  const std::string layout = args.Get("channels-last", "auto");
+  if (layout == "auto") {
+    options.channels_last = ChannelsLast::kAuto;
+  } else if (layout == "on") {
+    options.channels_last = ChannelsLast::kOn;
+  } else if (layout == "off") {
+    options.channels_last = ChannelsLast::kOff;
+  } else {
+    return InvalidArgument("--channels-last must be auto, on or off, got '", layout, "'");
   }
   return options;
 }

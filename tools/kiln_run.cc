@@ -558,9 +558,10 @@ int Run(const RunOptions& options) {
 }  // namespace
 
 int RunCommand(const std::vector<std::string>& args) {
-  auto parsed = ParseArgs(
-      args, {"input", "dim", "output-dir", "tier", "graph-opt", "iters", "warmup", "threads", "report", "trace"},
-      {"profile"});
+  auto parsed = ParseArgs(args,
+                          {"input", "dim", "output-dir", "tier", "graph-opt", "channels-last", "iters", "warmup",
+                           "threads", "report", "trace"},
+                          {"profile"});
   if (!parsed.ok()) return ReportUsageError(parsed.status().message());
   if (parsed->help) {
     std::fputs(UsageText(), stdout);

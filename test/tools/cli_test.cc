@@ -197,6 +197,19 @@ TEST(CliTest, RunMatchesNumpyReferenceInBothTiers) {
   }
 }
 
+// --channels-last on puts the CNN's convolutions in NHWC between Transposes;
+// off keeps them NCHW.
+TEST(CliTest, ChannelsLastFlagChoosesTheConvolutionLayout) {
+  const std::string model = Runfile("tools/cnn_small.onnx");
+  Result on = Kiln({"info", model, "--graph", "--channels-last", "on"});
+  ASSERT_EQ(on.exit_code, 0) << Describe(on);
+  EXPECT_NE(on.out.find("Transpose"), std::string::npos) << on.out;
+  EXPECT_NE(on.out.find("channels_last"), std::string::npos) << on.out;
+  Result off = Kiln({"info", model, "--graph", "--channels-last", "off"});
+  ASSERT_EQ(off.exit_code, 0) << Describe(off);
+  EXPECT_EQ(off.out.find("channels_last"), std::string::npos) << off.out;
+}
+
 // --graph-opt basic keeps the transformer's decomposed LayerNorm and GELU as
 // separate ops; both tiers must still reproduce numpy's outputs.
 TEST(CliTest, BasicGraphOptimizationKeepsOpsAndMatchesNumpy) {
@@ -326,6 +339,7 @@ TEST(CliTest, UsageErrors) {
                                              {"run", "a.onnx", "--tier", "fast"},
                                              {"run", "a.onnx", "--graph-opt", "max"},
                                              {"info", "a.onnx", "--graph-opt", "none"},
+                                             {"run", "a.onnx", "--channels-last", "yes"},
                                              {"run", "a.onnx", "--input", "noequals"},
                                              {"info"},
                                              {"dot", "a", "b"}}) {
