@@ -259,12 +259,10 @@ Status DepthwiseEmitter::Emit(const std::string& name, const DepthwiseIo& io, co
       EmitLoop(b, I64(0), I64(full_tiles), "pixel_tile",
                [&](llvm::Value* tile) { EmitPixels(b, row, b.CreateMul(tile, I64(tile_pixels)), tile_pixels, accs); });
     }
-    // The row's last pixels one at a time: a second unrolled tile shape
-    // would double the code (and the compile time) for a few pixels.
-    if (edge_pixels > 0) {
-      EmitLoop(b, I64(full_tiles * tile_pixels), I64(p_.out_w), "edge_pixel",
-               [&](llvm::Value* ow) { EmitPixels(b, row, ow, 1, accs); });
-    }
+    // The row's last pixels as one narrower tile: with the taps in loops a
+    // second tile shape costs little code, and one pixel at a time would
+    // load every weight vector once per FMA.
+    if (edge_pixels > 0) EmitPixels(b, row, I64(full_tiles * tile_pixels), edge_pixels, accs);
   });
   b.CreateRetVoid();
   return Status::Ok();
