@@ -189,13 +189,14 @@ TEST(ChannelsLastRunTest, SqueezeExciteBlockWithInnerGraphOutput) {
 // transposed in; GlobalMaxPool joins the island; the batch is symbolic.
 TEST(ChannelsLastRunTest, OutsideOperandAndSymbolicBatch) {
   OnnxModelBuilder b;
-  b.Input("x", kFloat, {-1, 4, 7, 5}, {"N"}).Input("z", kFloat, {-1, 6, 7, 5}, {"N"}).Output("y");
-  Conv(b, "x", "c1", 4, 6, 3, 1, 1, 1);
+  // 12 channels: GlobalMaxPool's NHWC loop takes a vector of 8 and a tail.
+  b.Input("x", kFloat, {-1, 4, 7, 5}, {"N"}).Input("z", kFloat, {-1, 12, 7, 5}, {"N"}).Output("y");
+  Conv(b, "x", "c1", 4, 12, 3, 1, 1, 1);
   b.Node("Mul", {"c1", "z"}, {"m"});
-  Conv(b, "m", "c2", 6, 6, 3, 2, 1, 3);
+  Conv(b, "m", "c2", 12, 12, 3, 2, 1, 3);
   b.Node("GlobalMaxPool", {"c2"}, {"y"});
   std::vector<std::vector<float>> storage;
-  ExpectIslandMatches(b, Inputs({{"x", {3, 4, 7, 5}}, {"z", {3, 6, 7, 5}}}, storage),
+  ExpectIslandMatches(b, Inputs({{"x", {3, 4, 7, 5}}, {"z", {3, 12, 7, 5}}}, storage),
                       LiveOps{.transposes = 3, .nhwc_convs = 2, .nchw_convs = 0, .kiln_pools = 1});
 }
 
