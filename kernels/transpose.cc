@@ -119,11 +119,48 @@ inline void Transpose8x8(const uint32_t* src, int64_t src_ld, uint32_t* dst, int
 }
 #endif
 
+#if defined(__AVX2__)
+// Eight elements of each of three source rows (an RGB image's channels)
+// interleaved into 24 contiguous ones, through registers: output vector o,
+// lane l holds element (8 o + l) / 3 of row (8 o + l) % 3.
+inline void Interleave3x8(const uint32_t* src, int64_t src_ld, uint32_t* dst) {
+  __m256i rows[3];
+  for (int r = 0; r < 3; ++r) rows[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + r * src_ld));
+  for (int o = 0; o < 3; ++o) {
+    alignas(32) int32_t index[8];
+    alignas(32) int32_t row_of[8];
+    for (int l = 0; l < 8; ++l) {
+      index[l] = (8 * o + l) / 3;
+      row_of[l] = (8 * o + l) % 3;
+    }
+    const __m256i idx = _mm256_load_si256(reinterpret_cast<const __m256i*>(index));
+    const __m256i which = _mm256_load_si256(reinterpret_cast<const __m256i*>(row_of));
+    __m256i out = _mm256_permutevar8x32_epi32(rows[0], idx);
+    for (int r = 1; r < 3; ++r) {
+      const __m256i mask = _mm256_cmpeq_epi32(which, _mm256_set1_epi32(r));
+      out = _mm256_blendv_epi8(out, _mm256_permutevar8x32_epi32(rows[r], idx), mask);
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 8 * o), out);
+  }
+}
+#endif
+
 template <typename T>
 void TransposeTile(const T* src, int64_t src_ld, T* dst, int64_t dst_ld, int64_t a0, int64_t a1, int64_t b0,
                    int64_t b1) {
 #if defined(__AVX2__)
   if constexpr (sizeof(T) == 4) {
+    if (b1 - b0 == 3 && dst_ld == 3) {
+      // NCHW -> NHWC of a 3-channel image: the output is one contiguous
+      // run, eight pixels (24 elements) per step.
+      const int64_t a8 = a0 + (a1 - a0) / 8 * 8;
+      for (int64_t a = a0; a < a8; a += 8) {
+        Interleave3x8(reinterpret_cast<const uint32_t*>(src + a + b0 * src_ld), src_ld,
+                      reinterpret_cast<uint32_t*>(dst + a * dst_ld + b0));
+      }
+      TransposeTileScalar(src, src_ld, dst, dst_ld, a8, a1, b0, b1);
+      return;
+    }
     // Full 8x8 blocks in registers; the ragged right and bottom edges fall
     // back to the scalar loop.
     const int64_t a8 = a0 + (a1 - a0) / 8 * 8;

@@ -170,10 +170,12 @@ TEST(Transpose, MatchesReferenceOnManyPatterns) {
     std::vector<int64_t> perm;
   };
   const std::vector<Case> cases = {
-      {{2, 5, 7, 3}, {0, 3, 1, 2}},  // NHWC -> NCHW
-      {{2, 3, 5, 7}, {0, 2, 3, 1}},  // NCHW -> NHWC
-      {{2, 5, 3, 4}, {0, 2, 1, 3}},  // [B, S, H, D] -> [B, H, S, D]
-      {{67, 45}, {1, 0}},            // 2-D with partial tiles
+      {{2, 5, 7, 3}, {0, 3, 1, 2}},    // NHWC -> NCHW
+      {{2, 3, 5, 7}, {0, 2, 3, 1}},    // NCHW -> NHWC
+      {{2, 3, 29, 31}, {0, 2, 3, 1}},  // an RGB image: 8-pixel interleaving steps and a tail
+      {{1, 3, 4, 2}, {0, 2, 3, 1}},    // an RGB image of one step
+      {{2, 5, 3, 4}, {0, 2, 1, 3}},    // [B, S, H, D] -> [B, H, S, D]
+      {{67, 45}, {1, 0}},              // 2-D with partial tiles
       {{3, 1, 4, 1, 5}, {4, 1, 2, 0, 3}},
       {{2, 3, 4, 5}, {3, 2, 1, 0}},
       {{2, 3, 4}, {0, 1, 2}},
