@@ -123,18 +123,17 @@ inline void Transpose8x8(const uint32_t* src, int64_t src_ld, uint32_t* dst, int
 // Eight elements of each of three source rows (an RGB image's channels)
 // interleaved into 24 contiguous ones, through registers: output vector o,
 // lane l holds element (8 o + l) / 3 of row (8 o + l) % 3.
+alignas(32) constexpr int32_t kInterleave3Element[3][8] = {
+    {0, 0, 0, 1, 1, 1, 2, 2}, {2, 3, 3, 3, 4, 4, 4, 5}, {5, 5, 6, 6, 6, 7, 7, 7}};
+alignas(32) constexpr int32_t kInterleave3Row[3][8] = {
+    {0, 1, 2, 0, 1, 2, 0, 1}, {2, 0, 1, 2, 0, 1, 2, 0}, {1, 2, 0, 1, 2, 0, 1, 2}};
+
 inline void Interleave3x8(const uint32_t* src, int64_t src_ld, uint32_t* dst) {
   __m256i rows[3];
   for (int r = 0; r < 3; ++r) rows[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + r * src_ld));
   for (int o = 0; o < 3; ++o) {
-    alignas(32) int32_t index[8];
-    alignas(32) int32_t row_of[8];
-    for (int l = 0; l < 8; ++l) {
-      index[l] = (8 * o + l) / 3;
-      row_of[l] = (8 * o + l) % 3;
-    }
-    const __m256i idx = _mm256_load_si256(reinterpret_cast<const __m256i*>(index));
-    const __m256i which = _mm256_load_si256(reinterpret_cast<const __m256i*>(row_of));
+    const __m256i idx = _mm256_load_si256(reinterpret_cast<const __m256i*>(kInterleave3Element[o]));
+    const __m256i which = _mm256_load_si256(reinterpret_cast<const __m256i*>(kInterleave3Row[o]));
     __m256i out = _mm256_permutevar8x32_epi32(rows[0], idx);
     for (int r = 1; r < 3; ++r) {
       const __m256i mask = _mm256_cmpeq_epi32(which, _mm256_set1_epi32(r));
