@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kiln/status.h"
@@ -107,6 +108,17 @@ struct Node {
   std::string Describe() const;
 };
 
+// What a model file says about itself, beside its graph (ModelProto's
+// producer, version and documentation fields, and metadata_props).
+struct ModelDescription {
+  std::string producer_name;
+  std::string producer_version;
+  std::string domain;
+  int64_t model_version = 0;
+  std::string doc_string;
+  std::vector<std::pair<std::string, std::string>> metadata_props;
+};
+
 class Graph {
  public:
   Graph() = default;
@@ -165,6 +177,7 @@ class Graph {
   std::string UniqueValueName(const std::string& base) const;
 
   std::string name;
+  ModelDescription description;
 
  private:
   std::vector<Node> nodes_;

@@ -4,6 +4,7 @@
 // not be checked; kiln::Mutex wraps it and is used for all of kiln's locks.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 
@@ -59,6 +60,10 @@ class CondVar {
   // Releases `mu`, sleeps until notified (or spuriously woken), holds `mu`
   // again on return.
   void Wait(Mutex& mu) KILN_REQUIRES(mu) { cv_.wait(mu); }
+  // Wait until notified or `deadline`; false when the deadline passed.
+  bool WaitUntil(Mutex& mu, std::chrono::steady_clock::time_point deadline) KILN_REQUIRES(mu) {
+    return cv_.wait_until(mu, deadline) == std::cv_status::no_timeout;
+  }
   void NotifyOne() { cv_.notify_one(); }
   void NotifyAll() { cv_.notify_all(); }
 

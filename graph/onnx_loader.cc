@@ -315,6 +315,7 @@ class GraphBuilder {
     KILN_RETURN_IF_ERROR(ReadOpsets());
     const onnx::GraphProto& g = model_.graph();
     graph_.name = g.name();
+    ReadDescription();
     KILN_RETURN_IF_ERROR(AddInitializers(g));
     KILN_RETURN_IF_ERROR(AddInputs(g));
     KILN_RETURN_IF_ERROR(AddNodeOutputs(g));
@@ -326,6 +327,16 @@ class GraphBuilder {
   }
 
  private:
+  void ReadDescription() {
+    ModelDescription& d = graph_.description;
+    d.producer_name = model_.producer_name();
+    d.producer_version = model_.producer_version();
+    d.domain = model_.domain();
+    d.model_version = model_.model_version();
+    d.doc_string = model_.doc_string();
+    for (const auto& prop : model_.metadata_props()) d.metadata_props.emplace_back(prop.key(), prop.value());
+  }
+
   Status ReadOpsets() {
     for (const auto& imp : model_.opset_import()) {
       std::string domain = imp.domain() == "ai.onnx" ? "" : imp.domain();

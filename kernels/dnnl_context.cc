@@ -14,6 +14,15 @@ const dnnl::engine& DnnlEngine() {
   return *engine;
 }
 
+DnnlCreationThreads::DnnlCreationThreads() : saved_(omp_get_max_threads()) {
+  const int threads = std::max(saved_, omp_get_num_procs());
+  if (saved_ != threads) omp_set_num_threads(threads);
+}
+
+DnnlCreationThreads::~DnnlCreationThreads() {
+  if (omp_get_max_threads() != saved_) omp_set_num_threads(saved_);
+}
+
 Dims RowMajorStrides(const Dims& dims) {
   Dims strides(dims.size(), 1);
   for (size_t i = dims.size(); i-- > 1;) strides[i - 1] = strides[i] * dims[i];

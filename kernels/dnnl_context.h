@@ -136,6 +136,23 @@ inline dnnl::memory::desc AnyF32Desc(const Dims& dims) {
   return dnnl::memory::desc(ToDnnlDims(dims), dnnl::memory::data_type::f32, dnnl::memory::format_tag::any);
 }
 
+// Raises the calling thread's OpenMP thread count to at least the number
+// of cores while it lives, restoring it after. oneDNN sizes a primitive's per-thread
+// scratchpad and work split from that count when the primitive is created,
+// and a primitive may then run with at most that many threads. Runs take a
+// varying number from their session's ThreadBudget, so primitives are built
+// for the most any run could have.
+class DnnlCreationThreads {
+ public:
+  DnnlCreationThreads();
+  ~DnnlCreationThreads();
+  DnnlCreationThreads(const DnnlCreationThreads&) = delete;
+  DnnlCreationThreads& operator=(const DnnlCreationThreads&) = delete;
+
+ private:
+  int saved_;
+};
+
 // Per-shape cache of whatever a kernel builds once per input signature
 // (primitive descriptors, primitives, reorders). Lookups and inserts are
 // guarded by a mutex, since Compute may run concurrently; entries are
@@ -152,6 +169,7 @@ class ShapeCache {
   StatusOr<std::shared_ptr<const Entry>> GetOrCreate(const std::vector<int64_t>& key, Make&& make) const {
     MutexLock lock(mu_);
     if (const std::shared_ptr<const Entry>* found = entries_.Find(key)) return *found;
+    DnnlCreationThreads creation_threads;
     StatusOr<std::shared_ptr<const Entry>> made = make();
     if (!made.ok()) return made.status();
     entries_.Put(key, *made);

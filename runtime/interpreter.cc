@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <queue>
 #include <set>
@@ -25,8 +26,9 @@ int64_t EstimateBytes(const graph::Value& v) {
 // graph outputs get memory of their own because they outlive the run.
 class FrameAllocator final : public kernels::OutputAllocator {
  public:
-  FrameAllocator(ExecutionFrame& frame, const std::vector<int>& slot_of_value, const std::vector<graph::ValueId>& outs)
-      : frame_(frame), slot_of_value_(slot_of_value), outs_(outs) {}
+  FrameAllocator(const graph::Graph& graph, ExecutionFrame& frame, const std::vector<int>& slot_of_value,
+                 const std::vector<graph::ValueId>& outs)
+      : graph_(graph), frame_(frame), slot_of_value_(slot_of_value), outs_(outs) {}
 
   StatusOr<Tensor> AllocateOutput(int index, DType dtype, const Dims& dims) override {
     const graph::ValueId id = outs_[static_cast<size_t>(index)];
@@ -34,6 +36,14 @@ class FrameAllocator final : public kernels::OutputAllocator {
     KILN_ASSIGN_OR_RETURN(int64_t count, CheckedNumElements(dims, dtype));
     const size_t bytes = static_cast<size_t>(count) * DTypeSize(dtype);
     if (slot < 0) {
+      if (const Tensor* bound = BoundOutput(id)) {
+        if (bound->dtype() != dtype || bound->dims() != dims) {
+          return InvalidArgument("output '", graph_.value(id).name, "' is ", DTypeName(dtype), " ", DimsToString(dims),
+                                 " but the tensor bound for it is ", DTypeName(bound->dtype()), " ",
+                                 DimsToString(bound->dims()));
+        }
+        return Tensor::View(dtype, dims, const_cast<void*>(bound->raw_data()));
+      }
       if (bytes == 0) {
         KILN_RETURN_IF_ERROR(Admit(bytes));
         return Tensor::Allocate(dtype, dims);
@@ -60,11 +70,33 @@ class FrameAllocator final : public kernels::OutputAllocator {
   Status Admit(size_t bytes) const {
     return frame_.before_allocate != nullptr ? (*frame_.before_allocate)(bytes) : Status::Ok();
   }
+  const Tensor* BoundOutput(graph::ValueId id) const {
+    if (frame_.bound_outputs == nullptr) return nullptr;
+    for (const auto& [value, tensor] : *frame_.bound_outputs) {
+      if (value == id) return tensor;
+    }
+    return nullptr;
+  }
 
+  const graph::Graph& graph_;
   ExecutionFrame& frame_;
   const std::vector<int>& slot_of_value_;
   const std::vector<graph::ValueId>& outs_;
 };
+
+// Between units: the caller's deadline and cancellation. A kernel is not
+// interrupted; the check costs a clock read per unit, and only when a
+// deadline is set.
+Status CheckRunLimits(const RunHooks& hooks, size_t units_done, size_t units_total) {
+  if (hooks.cancel != nullptr && hooks.cancel->load(std::memory_order_relaxed)) {
+    return Cancelled("the run was cancelled after ", units_done, " of ", units_total, " kernels");
+  }
+  if (hooks.deadline != std::chrono::steady_clock::time_point::max() &&
+      std::chrono::steady_clock::now() >= hooks.deadline) {
+    return DeadlineExceeded("the run passed its deadline after ", units_done, " of ", units_total, " kernels");
+  }
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -262,7 +294,7 @@ Status Interpreter::RunSteps(ExecutionFrame& frame, const Unit& unit, const kern
       frame.scratch_inputs.push_back(id == graph::kNoValue ? nullptr : ValuePtr(frame, id));
     }
     frame.scratch_outputs.assign(step.outputs.size(), Tensor());
-    FrameAllocator allocator(frame, slot_of_value_, step.outputs);
+    FrameAllocator allocator(graph_, frame, slot_of_value_, step.outputs);
     kernels::KernelContext ctx(frame.scratch_inputs, frame.scratch_outputs, allocator, parallel,
                                &step.input_is_constant);
 
@@ -300,7 +332,7 @@ class Interpreter::UnitCall final : public RegionCall {
 
   StatusOr<void*> AllocateOutput(size_t o, const Dims& dims) override {
     const graph::ValueId id = region_.outputs[o];
-    FrameAllocator allocator(frame_, interpreter_.slot_of_value_, region_.outputs);
+    FrameAllocator allocator(interpreter_.graph_, frame_, interpreter_.slot_of_value_, region_.outputs);
     KILN_ASSIGN_OR_RETURN(Tensor out,
                           allocator.AllocateOutput(static_cast<int>(o), interpreter_.graph_.value(id).dtype, dims));
     void* data = out.raw_data();
@@ -331,10 +363,32 @@ Status Interpreter::RunUnit(ExecutionFrame& frame, const Unit& unit, const kerne
   return Status::Ok();
 }
 
+std::vector<bool> Interpreter::UnitsNeededFor(const std::vector<size_t>& output_indices) const {
+  std::vector<bool> value_needed(graph_.num_values(), false);
+  for (size_t i : output_indices) value_needed[static_cast<size_t>(graph_.outputs()[i])] = true;
+  std::vector<bool> needed(units_.size(), false);
+  for (size_t u = units_.size(); u-- > 0;) {
+    const Unit& unit = units_[u];
+    for (size_t s = unit.first_step; s < unit.end_step && !needed[u]; ++s) {
+      for (graph::ValueId out : steps_[s].outputs) {
+        if (out != graph::kNoValue && value_needed[static_cast<size_t>(out)]) needed[u] = true;
+      }
+    }
+    if (!needed[u]) continue;
+    for (size_t s = unit.first_step; s < unit.end_step; ++s) {
+      for (graph::ValueId in : steps_[s].inputs) {
+        if (in != graph::kNoValue) value_needed[static_cast<size_t>(in)] = true;
+      }
+    }
+  }
+  return needed;
+}
+
 Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
                         const kernels::ParallelRunner& parallel, const RunHooks& hooks) const {
   frame.run_unplanned_bytes = 0;
   frame.before_allocate = hooks.before_allocate;
+  frame.bound_outputs = hooks.bound_outputs.empty() ? nullptr : &hooks.bound_outputs;
   // Borrow inputs without copying; Tensor views keep no ownership, so the
   // frame never extends the caller's buffers' lifetime.
   const auto& graph_inputs = graph_.inputs();
@@ -345,7 +399,11 @@ Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>&
   }
 
   Status status;
-  for (const Unit& unit : units_) {
+  for (size_t u = 0; u < units_.size(); ++u) {
+    if (hooks.units_needed != nullptr && !(*hooks.units_needed)[u]) continue;
+    status = CheckRunLimits(hooks, u, units_.size());
+    if (!status.ok()) break;
+    const Unit& unit = units_[u];
     const auto start = hooks.trace ? TraceRecorder::Clock::now() : TraceRecorder::Clock::time_point();
     bool ran_compiled = false;
     status = RunUnit(frame, unit, parallel, hooks, ran_compiled);
@@ -358,28 +416,50 @@ Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>&
     if (!status.ok()) break;
   }
 
-  if (status.ok()) {
-    outputs.clear();
-    for (graph::ValueId id : graph_.outputs()) {
-      const graph::Value& v = graph_.value(id);
-      if (v.constant || v.is_graph_input) {
-        // Outputs that are constants or pass-through inputs are copied: the
-        // caller owns what Run returns.
-        auto copy = ValuePtr(frame, id)->Clone();
-        if (!copy.ok()) {
-          status = copy.status();
-          break;
-        }
-        outputs.push_back(std::move(copy).value());
-      } else {
-        outputs.push_back(frame.values[static_cast<size_t>(id)]);
-      }
-    }
-  }
+  if (status.ok()) status = CollectOutputs(frame, hooks, outputs);
   // Drop every reference so the frame holds neither caller memory nor
   // returned outputs between runs.
   for (Tensor& t : frame.values) t = Tensor();
+  frame.bound_outputs = nullptr;
   return status;
+}
+
+Status Interpreter::CollectOutputs(ExecutionFrame& frame, const RunHooks& hooks, std::vector<Tensor>& outputs) const {
+  outputs.clear();
+  const auto& graph_outputs = graph_.outputs();
+  const size_t count = hooks.output_indices ? hooks.output_indices->size() : graph_outputs.size();
+  for (size_t k = 0; k < count; ++k) {
+    const graph::ValueId id = graph_outputs[hooks.output_indices ? (*hooks.output_indices)[k] : k];
+    const graph::Value& v = graph_.value(id);
+    const Tensor& value = *ValuePtr(frame, id);
+    const Tensor* bound = nullptr;
+    for (const auto& [bound_id, tensor] : hooks.bound_outputs) {
+      if (bound_id == id) bound = tensor;
+    }
+    if (bound != nullptr) {
+      // Kernels wrote into the bound memory, unless the output is a
+      // constant, a graph input or a view some kernel returned (Reshape):
+      // then it is copied there.
+      if (value.raw_data() != bound->raw_data()) {
+        if (value.dtype() != bound->dtype() || value.dims() != bound->dims()) {
+          return InvalidArgument("output '", v.name, "' is ", DTypeName(value.dtype()), " ", DimsToString(value.dims()),
+                                 " but the tensor bound for it is ", DTypeName(bound->dtype()), " ",
+                                 DimsToString(bound->dims()));
+        }
+        if (value.byte_size() > 0)
+          std::memcpy(const_cast<void*>(bound->raw_data()), value.raw_data(), value.byte_size());
+      }
+      outputs.push_back(Tensor::View(bound->dtype(), bound->dims(), const_cast<void*>(bound->raw_data())));
+    } else if (v.constant || v.is_graph_input) {
+      // Outputs that are constants or pass-through inputs are copied: the
+      // caller owns what Run returns.
+      KILN_ASSIGN_OR_RETURN(Tensor copy, value.Clone());
+      outputs.push_back(std::move(copy));
+    } else {
+      outputs.push_back(value);
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace kiln::runtime

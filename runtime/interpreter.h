@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -32,12 +33,26 @@ class TraceRecorder;
 // of `bytes` for a run.
 using AllocateHook = std::function<Status(size_t bytes)>;
 
-// What one Run does besides executing: profiling, the JIT tier, tracing.
+// What one Run does besides executing: profiling, the JIT tier, tracing,
+// and the caller's RunOptions.
 struct RunHooks {
   bool profile = false;                           // per-step call counts and time
   const JitTier* jit = nullptr;                   // region units dispatch through it
   TraceRecorder* trace = nullptr;                 // one slice per unit
   const AllocateHook* before_allocate = nullptr;  // before each buffer the run allocates
+  // Checked before each unit: past the deadline or once *cancel is set the
+  // run stops with kDeadlineExceeded or kCancelled.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  const std::atomic<bool>* cancel = nullptr;
+  // Units to run, parallel to units() (Interpreter::UnitsNeededFor); null
+  // runs them all.
+  const std::vector<bool>* units_needed = nullptr;
+  // Graph outputs to return, as indices into graph.outputs(); null returns
+  // all, in order.
+  const std::vector<size_t>* output_indices = nullptr;
+  // Caller-owned tensors the graph outputs with these value ids are written
+  // into; their dtype and dims must be what the kernel produces.
+  std::vector<std::pair<graph::ValueId, const Tensor*>> bound_outputs;
 };
 
 // Per-step call counts and time, shared by all runs of an interpreter.
@@ -66,6 +81,8 @@ class ExecutionFrame {
   std::shared_ptr<OutputBufferPool> output_pool;
   int64_t run_unplanned_bytes = 0;                // bytes allocated for intermediates in the last run
   const AllocateHook* before_allocate = nullptr;  // the current run's RunHooks::before_allocate
+  // The current run's RunHooks::bound_outputs.
+  const std::vector<std::pair<graph::ValueId, const Tensor*>>* bound_outputs = nullptr;
 
   int64_t SlotBytes() const;
 };
@@ -81,9 +98,14 @@ class Interpreter {
 
   std::unique_ptr<ExecutionFrame> NewFrame() const;
 
+  // Which units the graph outputs at `output_indices` depend on, parallel
+  // to units(): the rest need not run for them.
+  std::vector<bool> UnitsNeededFor(const std::vector<size_t>& output_indices) const;
+
   // Runs the graph. `inputs` are parallel to graph.inputs() and already
   // checked by the caller; `outputs` receives graph.outputs() in order, each
-  // owning its memory. With hooks.jit, every call of a region unit goes to
+  // owning its memory (or, for hooks.bound_outputs, the caller's). With
+  // hooks.jit, every call of a region unit goes to
   // the tier (JitTier::Run), which decides how it runs.
   Status Run(ExecutionFrame& frame, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
              const kernels::ParallelRunner& parallel, const RunHooks& hooks = {}) const;
@@ -114,6 +136,9 @@ class Interpreter {
   // A region unit's call as the JIT tier sees it.
   class UnitCall;
 
+  // Fills `outputs` after a successful run (RunHooks::output_indices and
+  // bound_outputs).
+  Status CollectOutputs(ExecutionFrame& frame, const RunHooks& hooks, std::vector<Tensor>& outputs) const;
   Status RunSteps(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel, bool profile) const;
   // Runs `unit`; `ran_compiled` tells whether the JIT tier's code served it.
   Status RunUnit(ExecutionFrame& frame, const Unit& unit, const kernels::ParallelRunner& parallel,

@@ -44,6 +44,9 @@ StatusOr<std::vector<Tensor>> EvaluateNode(const graph::Node& node, const std::v
 // Runs the load-time graph pipeline and records the model's signature.
 Status Prepare(graph::Graph loaded, const LoadOptions& options, Model::Impl& impl) {
   impl.graph = std::move(loaded);
+  const graph::ModelDescription& d = impl.graph.description;
+  impl.metadata = {d.producer_name, d.producer_version, d.domain,        d.model_version,
+                   d.doc_string,    impl.graph.name,    d.metadata_props};
   graph::PipelineOptions pipeline;
   pipeline.evaluator = EvaluateNode;
   pipeline.fuse_kernels = options.graph_optimization == GraphOptimization::kAll;
@@ -69,6 +72,7 @@ Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
 StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path, const LoadOptions& options) {
+  KILN_RETURN_IF_ERROR(CheckHostCpu());
   auto loaded = graph::LoadOnnxFile(path);
   if (!loaded.ok()) return loaded.status().WithContext(path);
   auto impl = std::make_unique<Impl>();
@@ -80,6 +84,7 @@ StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path, cons
 
 StatusOr<std::shared_ptr<const Model>> Model::LoadFromBytes(const void* data, size_t size, const std::string& base_dir,
                                                             const LoadOptions& options) {
+  KILN_RETURN_IF_ERROR(CheckHostCpu());
   graph::LoadOptions onnx_options;
   onnx_options.base_dir = base_dir;
   KILN_ASSIGN_OR_RETURN(graph::Graph loaded, graph::LoadOnnxModel(data, size, onnx_options));
@@ -91,6 +96,7 @@ StatusOr<std::shared_ptr<const Model>> Model::LoadFromBytes(const void* data, si
 const std::vector<TensorInfo>& Model::inputs() const { return impl_->inputs; }
 const std::vector<TensorInfo>& Model::outputs() const { return impl_->outputs; }
 int Model::opset() const { return impl_->graph.default_opset(); }
+const ModelMetadata& Model::metadata() const { return impl_->metadata; }
 
 const char* TierPolicyName(TierPolicy policy) {
   switch (policy) {

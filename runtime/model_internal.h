@@ -11,6 +11,7 @@ struct Model::Impl {
   graph::Graph graph;
   std::vector<TensorInfo> inputs;
   std::vector<TensorInfo> outputs;
+  ModelMetadata metadata;
 };
 
 // The optimised graph a model runs.

@@ -16,6 +16,7 @@
 #include "runtime/jit_tier.h"
 #include "runtime/model_internal.h"
 #include "runtime/openmp_runner.h"
+#include "runtime/thread_budget.h"
 #include "runtime/trace_recorder.h"
 
 namespace kiln {
@@ -23,7 +24,10 @@ namespace kiln {
 struct Session::Impl {
   std::shared_ptr<const Model> model;
   SessionOptions options;
-  std::unique_ptr<kernels::ParallelRunner> pool;
+  std::shared_ptr<ThreadBudget> budget;
+  // runners[k] runs loops on k + 1 threads: a run uses the one for the
+  // threads its budget granted.
+  std::vector<std::unique_ptr<kernels::ParallelRunner>> runners;
   std::unique_ptr<runtime::Interpreter> interpreter;
   // Null unless SessionOptions::enable_tracing. Declared before `jit`, whose
   // compile threads record into it, so it outlives them.
@@ -50,7 +54,19 @@ struct Session::Impl {
     idle_frames.push_back(std::move(frame));
   }
 
+  // RunOptions::output_names, resolved: graph output indices and the units
+  // they need, per distinct request, built once.
+  struct OutputSelection {
+    std::vector<size_t> indices;
+    std::vector<bool> units_needed;
+  };
+  mutable Mutex selections_mu;
+  mutable std::map<std::vector<size_t>, std::shared_ptr<const OutputSelection>> selections
+      KILN_GUARDED_BY(selections_mu);
+
   Status BindInputs(const std::vector<NamedTensor>& given, std::vector<const Tensor*>& bound) const;
+  StatusOr<std::shared_ptr<const OutputSelection>> SelectOutputs(const std::vector<std::string>& names) const;
+  Status BindOutputs(const RunOptions& options, runtime::RunHooks& hooks) const;
 };
 
 namespace {
@@ -118,10 +134,71 @@ Status Session::Impl::BindInputs(const std::vector<NamedTensor>& given, std::vec
   return Status::Ok();
 }
 
+StatusOr<std::shared_ptr<const Session::Impl::OutputSelection>> Session::Impl::SelectOutputs(
+    const std::vector<std::string>& names) const {
+  const auto& infos = model->outputs();
+  std::vector<size_t> indices;
+  for (const std::string& name : names) {
+    auto it = std::find_if(infos.begin(), infos.end(), [&](const TensorInfo& i) { return i.name == name; });
+    if (it == infos.end()) {
+      std::string known;
+      for (const auto& i : infos) known += (known.empty() ? "'" : ", '") + i.name + "'";
+      return InvalidArgument("unknown output '", name, "'; the model's outputs are ", known);
+    }
+    const size_t index = static_cast<size_t>(it - infos.begin());
+    if (std::find(indices.begin(), indices.end(), index) != indices.end()) {
+      return InvalidArgument("output '", name, "' is asked for more than once");
+    }
+    indices.push_back(index);
+  }
+  MutexLock lock(selections_mu);
+  auto found = selections.find(indices);
+  if (found != selections.end()) return found->second;
+  // Requests name few distinct output sets; a caller cycling through many
+  // still stays bounded.
+  constexpr size_t kMaxSelections = 64;
+  if (selections.size() >= kMaxSelections) selections.clear();
+  auto selection = std::make_shared<OutputSelection>();
+  selection->units_needed = interpreter->UnitsNeededFor(indices);
+  selection->indices = indices;
+  selections.emplace(std::move(indices), selection);
+  return std::shared_ptr<const OutputSelection>(std::move(selection));
+}
+
+// Checks what can be checked before the run: names, dtypes, memory. Shapes
+// are checked when the output is allocated, once the run knows them.
+Status Session::Impl::BindOutputs(const RunOptions& options, runtime::RunHooks& hooks) const {
+  const graph::Graph& g = ModelGraph(*model);
+  const auto& infos = model->outputs();
+  for (const NamedTensor& nt : options.bound_outputs) {
+    auto it = std::find_if(infos.begin(), infos.end(), [&](const TensorInfo& i) { return i.name == nt.name; });
+    if (it == infos.end()) return InvalidArgument("a tensor is bound to '", nt.name, "', which is not an output");
+    const size_t index = static_cast<size_t>(it - infos.begin());
+    if (hooks.output_indices != nullptr &&
+        std::find(hooks.output_indices->begin(), hooks.output_indices->end(), index) == hooks.output_indices->end()) {
+      return InvalidArgument("a tensor is bound to output '", nt.name, "', which output_names does not ask for");
+    }
+    const graph::ValueId id = g.outputs()[index];
+    for (const auto& [bound_id, tensor] : hooks.bound_outputs) {
+      if (bound_id == id) return InvalidArgument("output '", nt.name, "' is bound more than once");
+    }
+    if (nt.tensor.dtype() != it->dtype) {
+      return InvalidArgument("the tensor bound to output '", nt.name, "' is ", DTypeName(nt.tensor.dtype()),
+                             ", the output is ", DTypeName(it->dtype));
+    }
+    if (nt.tensor.num_elements() > 0 && nt.tensor.raw_data() == nullptr) {
+      return InvalidArgument("the tensor bound to output '", nt.name, "' has no memory");
+    }
+    hooks.bound_outputs.emplace_back(id, &nt.tensor);
+  }
+  return Status::Ok();
+}
+
 Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Session::~Session() = default;
 
 StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> model, const SessionOptions& options) {
+  KILN_RETURN_IF_ERROR(CheckHostCpu());
   if (model == nullptr) return InvalidArgument("Session::Create needs a model");
   if (options.intra_op_threads < 0)
     return InvalidArgument("intra_op_threads must be >= 0, got ", options.intra_op_threads);
@@ -146,7 +223,9 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
   }
   KILN_ASSIGN_OR_RETURN(impl->interpreter,
                         runtime::Interpreter::Create(graph, kernels::DefaultKernelRegistry(), regions));
-  impl->pool = runtime::MakeIntraOpRunner(impl->options.intra_op_threads);
+  impl->budget = options.thread_budget ? options.thread_budget : ThreadBudget::Create();
+  const int max_threads = std::min(impl->options.intra_op_threads, impl->budget->threads());
+  for (int t = 1; t <= max_threads; ++t) impl->runners.push_back(runtime::MakeIntraOpRunner(t));
   if (!regions.empty()) {
     runtime::JitTierHooks jit_hooks;
     jit_hooks.trace = impl->trace.get();
@@ -164,30 +243,58 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
 }
 
 StatusOr<std::vector<NamedTensor>> Session::Run(const std::vector<NamedTensor>& inputs) const {
+  return Run(inputs, RunOptions());
+}
+
+StatusOr<std::vector<NamedTensor>> Session::Run(const std::vector<NamedTensor>& inputs,
+                                                const RunOptions& options) const {
+  const auto run_start = runtime::TraceRecorder::Clock::now();
   std::vector<const Tensor*> bound;
   KILN_RETURN_IF_ERROR(impl_->BindInputs(inputs, bound));
-  // oneDNN runs on OpenMP; its team size is a per-thread setting, so set it
-  // on the calling thread to the session's thread count.
-  if (omp_get_max_threads() != impl_->options.intra_op_threads) omp_set_num_threads(impl_->options.intra_op_threads);
-
-  auto frame = impl_->AcquireFrame();
-  std::vector<Tensor> outputs;
   runtime::RunHooks hooks;
+  std::shared_ptr<const Impl::OutputSelection> selection;
+  if (!options.output_names.empty()) {
+    KILN_ASSIGN_OR_RETURN(selection, impl_->SelectOutputs(options.output_names));
+    hooks.output_indices = &selection->indices;
+    hooks.units_needed = &selection->units_needed;
+  }
+  KILN_RETURN_IF_ERROR(impl_->BindOutputs(options, hooks));
+  hooks.deadline = options.deadline;
+  hooks.cancel = options.cancel;
   hooks.profile = impl_->options.enable_profiling;
   hooks.jit = impl_->jit.get();
   hooks.trace = impl_->trace.get();
   if (impl_->options.before_allocate_hook) hooks.before_allocate = &impl_->options.before_allocate_hook;
-  Status status = impl_->interpreter->Run(*frame, bound, outputs, *impl_->pool, hooks);
+
+  ThreadBudget::Impl& budget = impl_->budget->impl();
+  KILN_ASSIGN_OR_RETURN(int threads,
+                        budget.Acquire(static_cast<int>(impl_->runners.size()), options.deadline, options.cancel));
+  runtime::ThreadGrant grant(budget, threads);
+  // oneDNN runs on OpenMP; its team size is a per-thread setting, so set it
+  // on the calling thread to the threads this run was granted.
+  if (omp_get_max_threads() != threads) omp_set_num_threads(threads);
+
+  auto frame = impl_->AcquireFrame();
+  std::vector<Tensor> outputs;
+  Status status =
+      impl_->interpreter->Run(*frame, bound, outputs, *impl_->runners[static_cast<size_t>(threads - 1)], hooks);
   UpdateMax(impl_->peak_planned_bytes, frame->SlotBytes());
   UpdateMax(impl_->unplanned_bytes, frame->run_unplanned_bytes);
   impl_->ReleaseFrame(std::move(frame));
+  if (impl_->trace) {
+    impl_->trace->AddSlice(options.tag.empty() ? "run" : "run " + options.tag, "run", run_start,
+                           runtime::TraceRecorder::Clock::now());
+  }
   KILN_RETURN_IF_ERROR(status);
   impl_->runs.fetch_add(1, std::memory_order_relaxed);
 
   std::vector<NamedTensor> named;
   named.reserve(outputs.size());
   const auto& infos = impl_->model->outputs();
-  for (size_t i = 0; i < outputs.size(); ++i) named.push_back({infos[i].name, std::move(outputs[i])});
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const size_t index = selection ? selection->indices[i] : i;
+    named.push_back({infos[index].name, std::move(outputs[i])});
+  }
   return named;
 }
 

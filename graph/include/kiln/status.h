@@ -9,6 +9,8 @@
 #include <utility>
 #include <variant>
 
+#include "kiln/export.h"
+
 namespace kiln {
 
 enum class StatusCode {
@@ -21,11 +23,13 @@ enum class StatusCode {
   kOutOfRange,         // an index or size outside what the data allows
   kResourceExhausted,  // an allocation failed or a size overflows
   kInternal,           // a kiln bug or a failing dependency (oneDNN, LLVM)
+  kDeadlineExceeded,   // a run passed RunOptions::deadline and stopped
+  kCancelled,          // a run saw RunOptions::cancel set and stopped
 };
 
-const char* StatusCodeName(StatusCode code);
+KILN_API const char* StatusCodeName(StatusCode code);
 
-class [[nodiscard]] Status {
+class [[nodiscard]] KILN_API Status {
  public:
   Status() = default;
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
@@ -88,6 +92,14 @@ Status ResourceExhausted(const Args&... args) {
 template <typename... Args>
 Status Internal(const Args&... args) {
   return Status(StatusCode::kInternal, internal::StrCat(args...));
+}
+template <typename... Args>
+Status DeadlineExceeded(const Args&... args) {
+  return Status(StatusCode::kDeadlineExceeded, internal::StrCat(args...));
+}
+template <typename... Args>
+Status Cancelled(const Args&... args) {
+  return Status(StatusCode::kCancelled, internal::StrCat(args...));
 }
 
 // A value of type T, or the Status explaining why there is none.

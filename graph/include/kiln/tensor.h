@@ -28,9 +28,9 @@ enum class DType : uint8_t {
 };
 
 // Bytes per element (bool is one byte); 0 for kUndefined.
-size_t DTypeSize(DType dtype);
+KILN_API size_t DTypeSize(DType dtype);
 // "float32", "int64", ...
-const char* DTypeName(DType dtype);
+KILN_API const char* DTypeName(DType dtype);
 
 template <typename T>
 constexpr DType DTypeOf();
@@ -77,11 +77,11 @@ constexpr int64_t kMaxDimsProduct = int64_t{1} << 48;
 
 // Product of dims, or an error if any dim is negative or the non-zero dims
 // multiply to more than kMaxDimsProduct (kResourceExhausted).
-StatusOr<int64_t> CheckedNumElements(const Dims& dims, DType dtype = DType::kUint8);
+KILN_API StatusOr<int64_t> CheckedNumElements(const Dims& dims, DType dtype = DType::kUint8);
 // "[2, 3, 4]"
-std::string DimsToString(const Dims& dims);
+KILN_API std::string DimsToString(const Dims& dims);
 
-class Tensor {
+class KILN_API Tensor {
  public:
   // An empty, undefined tensor (dtype kUndefined, no data).
   Tensor() = default;

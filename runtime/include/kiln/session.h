@@ -7,6 +7,8 @@
 // Every call returns errors as values; none throws or aborts on bad input.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -14,8 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "kiln/export.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
+#include "kiln/version.h"
 
 namespace kiln {
 
@@ -28,6 +32,12 @@ struct TensorInfo {
   Dims dims;
   std::vector<std::string> dim_names;
 };
+
+// kiln's compiled-in kernels need x86-64-v3 (AVX2, FMA, BMI2, F16C, ...).
+// Returns Unsupported naming what this CPU lacks; Model::Load and
+// Session::Create call it, and programs may call it before anything else.
+// Safe to call on any x86-64 CPU.
+KILN_API Status CheckHostCpu();
 
 struct NamedTensor {
   std::string name;
@@ -48,7 +58,7 @@ enum class GraphOptimization {
   // before them. The default.
   kAll,
 };
-const char* GraphOptimizationName(GraphOptimization level);
+KILN_API const char* GraphOptimizationName(GraphOptimization level);
 
 // Whether convolutional sub-graphs run in NHWC (channels last), with
 // transposes only at their edges, instead of ONNX's NCHW. Applies with
@@ -66,9 +76,21 @@ struct LoadOptions {
   ChannelsLast channels_last = ChannelsLast::kAuto;
 };
 
+// What the model file says about itself (ModelProto's fields).
+struct ModelMetadata {
+  std::string producer_name;     // "pytorch"
+  std::string producer_version;  // "2.1.0"
+  std::string domain;
+  int64_t model_version = 0;
+  std::string doc_string;
+  std::string graph_name;
+  // metadata_props (key, value), in file order.
+  std::vector<std::pair<std::string, std::string>> metadata_props;
+};
+
 // A loaded, validated and optimised model. Immutable and shareable: many
 // sessions (and threads) may use one Model at once.
-class Model {
+class KILN_API Model {
  public:
   ~Model();
 
@@ -85,8 +107,9 @@ class Model {
   const std::vector<TensorInfo>& outputs() const;
   // Opset of the default ONNX domain the model imports.
   int opset() const;
+  const ModelMetadata& metadata() const;
 
-  struct Impl;
+  struct KILN_HIDDEN Impl;
   const Impl& impl() const { return *impl_; }
 
  private:
@@ -99,11 +122,41 @@ enum class TierPolicy {
   kJit,          // compile every fusible region before the first timed run
   kAuto,         // interpret at once, compile hot regions in the background
 };
-const char* TierPolicyName(TierPolicy policy);
+KILN_API const char* TierPolicyName(TierPolicy policy);
+
+// A cap on the threads that compute at once, shared by every session (and
+// every thread calling Run) that is given it: ONNX Runtime's global thread
+// pool, without the global. A run takes up to its session's
+// intra_op_threads from the budget and waits while none is free. While
+// other runs wait, a run takes one thread only: under load, requests then
+// run side by side, a thread each (no OpenMP team to synchronise); when
+// idle, one request gets the whole team for its latency.
+class KILN_API ThreadBudget {
+ public:
+  // `threads` = 0: one per core.
+  static std::shared_ptr<ThreadBudget> Create(int threads = 0);
+  ~ThreadBudget();
+
+  int threads() const;
+  // Threads computing right now, and the most there have been at once.
+  int in_use() const;
+  int peak_in_use() const;
+
+  struct KILN_HIDDEN Impl;
+  Impl& impl() const { return *impl_; }
+
+ private:
+  explicit ThreadBudget(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 struct SessionOptions {
   // Intra-op threads for kernels (kiln's pool and oneDNN). 0 = one per core.
   int intra_op_threads = 0;
+  // The budget runs take their threads from; share one across sessions to
+  // cap a whole process. Null: the session makes its own of one thread per
+  // core, so its concurrent runs never oversubscribe the cores.
+  std::shared_ptr<ThreadBudget> thread_budget;
   TierPolicy tier = TierPolicy::kAuto;
   // JIT tier (ignored with TierPolicy::kInterpreter). A region's shape
   // signature is compiled after this many interpreted calls with it (kAuto;
@@ -209,7 +262,35 @@ struct SessionStats {
   std::vector<RegionStats> regions;  // empty with TierPolicy::kInterpreter
 };
 
-class Session {
+// Per-call options of Session::Run, like ONNX Runtime's RunOptions and
+// IoBinding.
+struct RunOptions {
+  using Clock = std::chrono::steady_clock;
+  // A run still going at this time stops between two kernels (or compiled
+  // regions) and returns kDeadlineExceeded. Kernels are not interrupted, so
+  // it stops within one kernel's time.
+  Clock::time_point deadline = Clock::time_point::max();
+  // When another thread sets it, the run stops at the next check (as for the
+  // deadline) and returns kCancelled. Owned by the caller; must outlive Run.
+  const std::atomic<bool>* cancel = nullptr;
+  // The outputs to compute, by name, in the order Run returns them. Empty:
+  // all, in the model's order. Nodes that none of them needs do not run.
+  std::vector<std::string> output_names;
+  // Caller-owned tensors (Tensor::View over the caller's memory) that
+  // outputs are written into, matched by name. dtype and shape must be what
+  // the run produces, or Run fails before returning anything. Run returns
+  // them (still views) in their place among the outputs.
+  std::vector<NamedTensor> bound_outputs;
+  // Names the run in the trace (SessionOptions::enable_tracing).
+  std::string tag;
+
+  // A deadline `ms` milliseconds from now.
+  static Clock::time_point DeadlineIn(double ms) {
+    return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(ms));
+  }
+};
+
+class KILN_API Session {
  public:
   ~Session();
 
@@ -224,6 +305,7 @@ class Session {
   // Run returns. Returns the outputs in the model's order; they own their
   // memory. Thread-safe: many threads may call Run on one session.
   StatusOr<std::vector<NamedTensor>> Run(const std::vector<NamedTensor>& inputs) const;
+  StatusOr<std::vector<NamedTensor>> Run(const std::vector<NamedTensor>& inputs, const RunOptions& options) const;
 
   // Writes the trace recorded so far as Chrome trace JSON (open it in
   // Perfetto). Fails when tracing is off or the file cannot be written.
@@ -236,7 +318,7 @@ class Session {
   const SessionOptions& options() const;
   SessionStats stats() const;
 
-  struct Impl;
+  struct KILN_HIDDEN Impl;
 
  private:
   explicit Session(std::unique_ptr<Impl> impl);
