@@ -1,5 +1,5 @@
 // Shared pieces of the `kiln` command-line tool: argument parsing, error
-// reporting and the subcommand entry points.
+// reporting, help texts and the subcommand entry points.
 #pragma once
 
 #include <map>
@@ -23,11 +23,15 @@ inline constexpr int kExitUsage = 2;
 int ReportError(const Status& status);
 // Same, prefixing the message with `subject: `.
 int ReportError(const std::string& subject, const Status& status);
-// Prints "kiln: error: <message>" and the usage text to stderr; returns
-// kExitUsage.
-int ReportUsageError(const std::string& message);
+// Prints "kiln: error: <message>" and then `usage` (the command's help
+// text) to stderr; returns kExitUsage.
+int ReportUsageError(const std::string& message, const char* usage);
 
-const char* UsageText();
+// Help texts (kiln_usage.cc): the command list, and each command's options.
+const char* MainUsage();
+const char* RunUsage();
+const char* InfoUsage();
+const char* DotUsage();
 
 // A subcommand's parsed command line. Flags are "--name VALUE" or
 // "--name=VALUE" (or bare "--name" for switches); everything else is
@@ -53,15 +57,16 @@ StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, const std::
 // `what`.
 StatusOr<int64_t> ParseInt(const std::string& text, const std::string& what, int64_t min_value, int64_t max_value);
 
+// Parses a decimal number of seconds in (0, max_seconds] ("2", "0.5"); the
+// error names `what`.
+StatusOr<double> ParseSeconds(const std::string& text, const std::string& what, double max_seconds);
+
 // The load options from --graph-opt basic|all (default all) and
 // --channels-last auto|on|off (default auto).
 StatusOr<LoadOptions> ParseLoadOptions(const ParsedArgs& args);
 
 // Loads a model, returning errors that already name the file.
 StatusOr<std::shared_ptr<const Model>> LoadModel(const std::string& path, const LoadOptions& options);
-
-// "[batch, 16, 64]", "[1, ?]" or "?" for an unknown rank.
-std::string FormatShape(const TensorInfo& info);
 
 int RunCommand(const std::vector<std::string>& args);
 int InfoCommand(const std::vector<std::string>& args);

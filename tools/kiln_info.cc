@@ -14,35 +14,38 @@
 #include "graph/printer.h"
 #include "kernels/kernel.h"
 #include "runtime/model_internal.h"
+#include "tools/input_shapes.h"
 #include "tools/kiln_cli.h"
+#include "tools/user_path.h"
 
 namespace kiln::cli {
 namespace {
 
 // Loads the one MODEL argument, or reports why not. Returns null after
 // reporting; `exit_code` then holds the code to return.
+// `usage` is the command's help text.
 std::shared_ptr<const Model> LoadSingleModel(const std::vector<std::string>& args, const char* command,
-                                             const std::set<std::string>& switches, ParsedArgs& parsed_out,
-                                             std::string& path, int& exit_code) {
+                                             const char* usage, const std::set<std::string>& switches,
+                                             ParsedArgs& parsed_out, std::string& path, int& exit_code) {
   auto parsed = ParseArgs(args, {"graph-opt", "channels-last"}, switches);
   if (!parsed.ok()) {
-    exit_code = ReportUsageError(parsed.status().message());
+    exit_code = ReportUsageError(parsed.status().message(), usage);
     return nullptr;
   }
   if (parsed->help) {
-    std::fputs(UsageText(), stdout);
+    std::fputs(usage, stdout);
     exit_code = 0;
     return nullptr;
   }
   if (parsed->positional.size() != 1) {
-    exit_code = ReportUsageError(std::string(command) + ": expected one MODEL");
+    exit_code = ReportUsageError(std::string(command) + ": expected one MODEL", usage);
     return nullptr;
   }
   parsed_out = *parsed;
-  path = parsed->positional[0];
+  path = ResolveUserPath(parsed->positional[0]);
   auto load_options = ParseLoadOptions(*parsed);
   if (!load_options.ok()) {
-    exit_code = ReportUsageError(load_options.status().message());
+    exit_code = ReportUsageError(load_options.status().message(), usage);
     return nullptr;
   }
   auto model = LoadModel(path, *load_options);
@@ -51,6 +54,31 @@ std::shared_ptr<const Model> LoadSingleModel(const std::vector<std::string>& arg
     return nullptr;
   }
   return *model;
+}
+
+// The text of a model-supplied string on one line: doc strings often span
+// several, and a raw newline would break the "key: value" layout.
+std::string OneLine(const std::string& text) {
+  std::string out;
+  for (char c : text) out += c == '\n' ? std::string(" / ") : c == '\r' ? std::string() : std::string(1, c);
+  return out;
+}
+
+// What the model file says about itself; fields it leaves empty are left
+// out.
+void PrintMetadata(const ModelMetadata& m) {
+  if (!m.producer_name.empty() || !m.producer_version.empty()) {
+    std::printf("producer: %s%s%s\n", OneLine(m.producer_name).c_str(), m.producer_version.empty() ? "" : " ",
+                OneLine(m.producer_version).c_str());
+  }
+  if (!m.domain.empty()) std::printf("domain: %s\n", OneLine(m.domain).c_str());
+  if (m.model_version != 0) std::printf("model version: %lld\n", static_cast<long long>(m.model_version));
+  if (!m.doc_string.empty()) std::printf("doc: %s\n", OneLine(m.doc_string).c_str());
+  if (!m.metadata_props.empty()) {
+    std::printf("metadata_props:\n");
+    for (const auto& [key, value] : m.metadata_props)
+      std::printf("  %s: %s\n", OneLine(key).c_str(), OneLine(value).c_str());
+  }
 }
 
 void PrintTensorInfos(const char* title, const std::vector<TensorInfo>& infos) {
@@ -67,12 +95,14 @@ int InfoCommand(const std::vector<std::string>& args) {
   int exit_code = 0;
   std::string path;
   ParsedArgs parsed;
-  std::shared_ptr<const Model> model = LoadSingleModel(args, "info", {"graph", "regions"}, parsed, path, exit_code);
+  std::shared_ptr<const Model> model =
+      LoadSingleModel(args, "info", InfoUsage(), {"graph", "regions"}, parsed, path, exit_code);
   if (model == nullptr) return exit_code;
   const graph::Graph& g = ModelGraph(*model);
 
   std::printf("model: %s\n", path.c_str());
   if (!g.name.empty()) std::printf("graph: %s\n", g.name.c_str());
+  PrintMetadata(model->metadata());
   std::printf("opset: %d", model->opset());
   for (const auto& [domain, version] : g.opset_imports()) {
     if (!domain.empty()) std::printf(", %s %d", domain.c_str(), version);
@@ -150,7 +180,7 @@ int DotCommand(const std::vector<std::string>& args) {
   std::string path;
   ParsedArgs parsed;
   std::shared_ptr<const Model> model =
-      LoadSingleModel(args, "dot", {"no-constants", "regions"}, parsed, path, exit_code);
+      LoadSingleModel(args, "dot", DotUsage(), {"no-constants", "regions"}, parsed, path, exit_code);
   if (model == nullptr) return exit_code;
   graph::DotOptions options;
   options.include_constants = parsed.switches.count("no-constants") == 0;

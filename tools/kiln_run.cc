@@ -1,27 +1,38 @@
 // `kiln run`: loads a model, feeds it inputs from .npy files or generated
-// data, runs it and reports outputs (checksums, optional .npy files) and
-// latency (first run, median, p90), optionally as JSON.
+// data, runs it (optionally from several threads, for a length of time,
+// after the JIT has tiered up) and reports outputs (checksums, optional
+// .npy files), latency percentiles and throughput, optionally as JSON.
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "kiln/session.h"
+#include "tools/generated_input.h"
+#include "tools/input_shapes.h"
 #include "tools/kiln_cli.h"
 #include "tools/npy.h"
+#include "tools/run_report.h"
+#include "tools/tier_up.h"
+#include "tools/timed_runs.h"
+#include "tools/user_path.h"
 
 namespace kiln::cli {
 namespace {
 
 constexpr int64_t kDefaultIters = 10;
 constexpr int64_t kDefaultWarmup = 1;
+constexpr double kDefaultJitTimeoutSeconds = 60;
+// A day: far beyond any load test, small enough to stay exact in a
+// steady_clock duration.
+constexpr double kMaxSeconds = 24 * 60 * 60;
+// Each thread keeps a latency histogram (~150 KB) and a run's outputs.
+constexpr int64_t kMaxConcurrency = 1024;
 
 using Clock = std::chrono::steady_clock;
 
@@ -29,126 +40,23 @@ double MillisecondsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-// splitmix64: a tiny, well-mixed generator; the same seed always gives the
-// same inputs, on every machine.
-class Random {
- public:
-  explicit Random(uint64_t seed) : state_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [-1, 1).
-  double NextSigned() { return static_cast<double>(Next() >> 11) * 0x1.0p-52 - 1.0; }
-
- private:
-  uint64_t state_;
-};
-
-// Fills `t` deterministically: floats uniform in [-1, 1), integers in
-// [0, 16) (small and non-negative, so they also work as indices or token
-// ids for small tables), bools 0/1.
-void FillRandom(Tensor& t, uint64_t seed) {
-  Random rng(seed);
-  int64_t n = t.num_elements();
-  switch (t.dtype()) {
-    case DType::kFloat32:
-      for (int64_t i = 0; i < n; ++i) t.data<float>()[i] = static_cast<float>(rng.NextSigned());
-      break;
-    case DType::kFloat64:
-      for (int64_t i = 0; i < n; ++i) t.data<double>()[i] = rng.NextSigned();
-      break;
-    case DType::kInt64:
-      for (int64_t i = 0; i < n; ++i) t.data<int64_t>()[i] = static_cast<int64_t>(rng.Next() % 16);
-      break;
-    case DType::kInt32:
-      for (int64_t i = 0; i < n; ++i) t.data<int32_t>()[i] = static_cast<int32_t>(rng.Next() % 16);
-      break;
-    case DType::kInt16:
-      for (int64_t i = 0; i < n; ++i) t.data<int16_t>()[i] = static_cast<int16_t>(rng.Next() % 16);
-      break;
-    case DType::kInt8:
-      for (int64_t i = 0; i < n; ++i) t.data<int8_t>()[i] = static_cast<int8_t>(rng.Next() % 16);
-      break;
-    case DType::kUint8:
-      for (int64_t i = 0; i < n; ++i) t.data<uint8_t>()[i] = static_cast<uint8_t>(rng.Next() % 16);
-      break;
-    case DType::kBool:
-      for (int64_t i = 0; i < n; ++i) t.data<bool>()[i] = (rng.Next() & 1) != 0;
-      break;
-    case DType::kUndefined: break;
-  }
-}
-
-struct Checksum {
-  double sum = 0;
-  double abs_sum = 0;
-};
-
-template <typename T>
-Checksum SumOf(const Tensor& t) {
-  Checksum c;
-  const T* p = t.data<T>();
-  for (int64_t i = 0; i < t.num_elements(); ++i) {
-    double v = static_cast<double>(p[i]);
-    c.sum += v;
-    c.abs_sum += std::fabs(v);
-  }
-  return c;
-}
-
-Checksum ChecksumOf(const Tensor& t) {
-  switch (t.dtype()) {
-    case DType::kFloat32: return SumOf<float>(t);
-    case DType::kFloat64: return SumOf<double>(t);
-    case DType::kInt64: return SumOf<int64_t>(t);
-    case DType::kInt32: return SumOf<int32_t>(t);
-    case DType::kInt16: return SumOf<int16_t>(t);
-    case DType::kInt8: return SumOf<int8_t>(t);
-    case DType::kUint8: return SumOf<uint8_t>(t);
-    case DType::kBool: return SumOf<bool>(t);
-    case DType::kUndefined: break;
-  }
-  return {};
-}
-
-// Nearest-rank percentile of sorted samples; `p` in (0, 1].
-double Percentile(const std::vector<double>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(sorted.size())));
-  return sorted[std::clamp<size_t>(rank, 1, sorted.size()) - 1];
-}
-
-double Median(const std::vector<double>& sorted) {
-  if (sorted.empty()) return 0;
-  size_t n = sorted.size();
-  return n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
-}
-
-using Json = nlohmann::ordered_json;  // keys in the order written: the report reads top-down
-
-// `v` at 10 significant digits (timings and checksums carry no more); JSON
-// has no NaN or infinity, so those become null.
-Json Rounded(double v) {
-  if (!std::isfinite(v)) return nullptr;
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.10g", v);
-  return std::strtod(buf, nullptr);
-}
-
-struct RunOptions {
+// The parsed command line of `kiln run`. Paths are already resolved
+// against BUILD_WORKING_DIRECTORY.
+struct RunCommandOptions {
   std::string model_path;
   std::vector<std::pair<std::string, std::string>> input_files;  // name, path
-  std::map<std::string, int64_t> dim_bindings;
+  ShapeFlags shape_flags;
   std::string output_dir;
   std::string report_path;
   std::string trace_path;
   TierPolicy tier = TierPolicy::kAuto;
   LoadOptions load;
   int64_t iters = kDefaultIters;
+  double duration_s = 0;  // > 0: timed runs bounded by time, not count
+  int64_t concurrency = 1;
   int64_t warmup = kDefaultWarmup;
+  bool wait_for_jit = false;
+  double jit_timeout_s = kDefaultJitTimeoutSeconds;
   int64_t threads = 0;
   bool profile = false;
 };
@@ -162,31 +70,48 @@ StatusOr<std::pair<std::string, std::string>> SplitBinding(const std::string& te
   return std::make_pair(text.substr(0, eq), text.substr(eq + 1));
 }
 
-StatusOr<RunOptions> ParseRunOptions(const ParsedArgs& args) {
-  RunOptions options;
+const std::vector<std::string>& ValuesOf(const ParsedArgs& args, const std::string& flag) {
+  static const std::vector<std::string> kNone;
+  auto it = args.values.find(flag);
+  return it == args.values.end() ? kNone : it->second;
+}
+
+// Everything that can be checked without the model; the rest (input names,
+// shapes) is checked once it is loaded.
+StatusOr<RunCommandOptions> ParseRunCommandOptions(const ParsedArgs& args) {
+  RunCommandOptions options;
   if (args.positional.size() != 1) {
     return InvalidArgument(args.positional.empty() ? "run: no MODEL given" : "run: expected one MODEL");
   }
-  options.model_path = args.positional[0];
-  if (args.Has("input")) {
-    for (const std::string& text : args.values.at("input")) {
-      KILN_ASSIGN_OR_RETURN(auto binding, SplitBinding(text, "input"));
-      for (const auto& [name, path] : options.input_files) {
-        if (name == binding.first) return InvalidArgument("--input '", name, "' is given more than once");
+  options.model_path = ResolveUserPath(args.positional[0]);
+  for (const std::string& text : ValuesOf(args, "input")) {
+    KILN_ASSIGN_OR_RETURN(auto binding, SplitBinding(text, "input"));
+    for (const auto& [name, path] : options.input_files) {
+      if (name == binding.first) return InvalidArgument("--input '", name, "' is given more than once");
+    }
+    options.input_files.emplace_back(binding.first, ResolveUserPath(binding.second));
+  }
+  for (const std::string& text : ValuesOf(args, "dim")) {
+    KILN_ASSIGN_OR_RETURN(auto binding, SplitBinding(text, "dim"));
+    KILN_ASSIGN_OR_RETURN(int64_t value, ParseInt(binding.second, "--dim " + binding.first, 0, kMaxFlagDim));
+    options.shape_flags.dims[binding.first] = value;
+  }
+  for (const std::string& text : ValuesOf(args, "shape")) {
+    KILN_ASSIGN_OR_RETURN(auto binding, SplitBinding(text, "shape"));
+    const std::string& name = binding.first;
+    KILN_ASSIGN_OR_RETURN(Dims dims, ParseShape(binding.second, "--shape " + name));
+    if (options.shape_flags.shapes.count(name)) return InvalidArgument("--shape '", name, "' is given more than once");
+    for (const auto& file : options.input_files) {
+      if (file.first == name) {
+        return InvalidArgument("--shape ", name, " and --input ", name, " both set input '", name,
+                               "': its file fixes its shape");
       }
-      options.input_files.push_back(binding);
     }
+    options.shape_flags.shapes[name] = std::move(dims);
   }
-  if (args.Has("dim")) {
-    for (const std::string& text : args.values.at("dim")) {
-      KILN_ASSIGN_OR_RETURN(auto binding, SplitBinding(text, "dim"));
-      KILN_ASSIGN_OR_RETURN(int64_t value, ParseInt(binding.second, "--dim " + binding.first, 0, int64_t{1} << 40));
-      options.dim_bindings[binding.first] = value;
-    }
-  }
-  options.output_dir = args.Get("output-dir");
-  options.report_path = args.Get("report");
-  options.trace_path = args.Get("trace");
+  options.output_dir = ResolveUserPath(args.Get("output-dir"));
+  options.report_path = ResolveUserPath(args.Get("report"));
+  options.trace_path = ResolveUserPath(args.Get("trace"));
   std::string tier = args.Get("tier", "auto");
   if (tier == "interp" || tier == "interpreter") {
     options.tier = TierPolicy::kInterpreter;
@@ -198,11 +123,28 @@ StatusOr<RunOptions> ParseRunOptions(const ParsedArgs& args) {
     return InvalidArgument("--tier must be interp, jit or auto, got '", tier, "'");
   }
   KILN_ASSIGN_OR_RETURN(options.load, ParseLoadOptions(args));
+  if (args.Has("iters") && args.Has("duration")) {
+    return InvalidArgument("--iters and --duration both bound the timed runs: give one");
+  }
   if (args.Has("iters")) {
     KILN_ASSIGN_OR_RETURN(options.iters, ParseInt(args.Get("iters"), "--iters", 0, 1000000000));
   }
+  if (args.Has("duration")) {
+    KILN_ASSIGN_OR_RETURN(options.duration_s, ParseSeconds(args.Get("duration"), "--duration", kMaxSeconds));
+  }
+  if (args.Has("concurrency")) {
+    KILN_ASSIGN_OR_RETURN(options.concurrency, ParseInt(args.Get("concurrency"), "--concurrency", 1, kMaxConcurrency));
+  }
   if (args.Has("warmup")) {
     KILN_ASSIGN_OR_RETURN(options.warmup, ParseInt(args.Get("warmup"), "--warmup", 0, 1000000000));
+  }
+  options.wait_for_jit = args.switches.count("wait-for-jit") != 0;
+  if (options.wait_for_jit && options.tier == TierPolicy::kInterpreter) {
+    return InvalidArgument("--wait-for-jit needs a JIT tier: --tier auto or jit, not interp");
+  }
+  if (args.Has("jit-timeout")) {
+    if (!options.wait_for_jit) return InvalidArgument("--jit-timeout only applies with --wait-for-jit");
+    KILN_ASSIGN_OR_RETURN(options.jit_timeout_s, ParseSeconds(args.Get("jit-timeout"), "--jit-timeout", kMaxSeconds));
   }
   if (args.Has("threads")) {
     KILN_ASSIGN_OR_RETURN(options.threads, ParseInt(args.Get("threads"), "--threads", 0, 4096));
@@ -230,164 +172,6 @@ Status CheckAgainstInfo(const Tensor& t, const TensorInfo& info) {
   return Status::Ok();
 }
 
-// The concrete dims for a generated input, or an error naming what is
-// missing.
-StatusOr<Dims> GeneratedDims(const TensorInfo& info, const std::map<std::string, int64_t>& bindings) {
-  const std::string hint = "; give --input " + info.name + "=FILE.npy";
-  if (!info.rank_known) return InvalidArgument("input '", info.name, "' has an unknown rank", hint);
-  Dims dims;
-  for (size_t i = 0; i < info.dims.size(); ++i) {
-    if (info.dims[i] >= 0) {
-      dims.push_back(info.dims[i]);
-      continue;
-    }
-    const std::string& symbol = i < info.dim_names.size() ? info.dim_names[i] : std::string();
-    if (symbol.empty()) {
-      return InvalidArgument("input '", info.name, "' has an unknown dim ", i, " in ", FormatShape(info), hint);
-    }
-    auto it = bindings.find(symbol);
-    if (it == bindings.end()) {
-      return InvalidArgument("input '", info.name, "' has symbolic dim '", symbol, "' in ", FormatShape(info), hint,
-                             " or --dim ", symbol, "=VALUE");
-    }
-    dims.push_back(it->second);
-  }
-  return dims;
-}
-
-struct RegionTotals {
-  int compiled = 0;
-  int reused_code = 0;  // specializations that reused another region's code
-  int declined = 0;     // specializations dropped: the interpreter was faster
-  double compile_ms = 0;
-  int64_t deopts = 0;
-  int64_t compiled_calls = 0;
-  int64_t interpreted_calls = 0;
-  double compiled_ms = 0;     // wall time in compiled regions, all runs
-  double interpreted_ms = 0;  // wall time in regions run interpreted, all runs
-};
-
-RegionTotals TotalsOf(const SessionStats& stats) {
-  RegionTotals t;
-  for (const RegionStats& r : stats.regions) {
-    t.compiled += r.specializations > 0 ? 1 : 0;
-    t.reused_code += r.reused_code;
-    t.declined += r.declined;
-    t.compile_ms += r.compile_ms;
-    t.deopts += r.deopts;
-    t.compiled_calls += r.compiled_calls;
-    t.interpreted_calls += r.interpreted_calls;
-    t.compiled_ms += r.compiled_ms;
-    t.interpreted_ms += r.interpreted_ms;
-  }
-  return t;
-}
-
-// Where a run's time goes, averaged over every run of the session (warm-up
-// and first run included): compiled regions, regions that ran interpreted,
-// and the rest (nodes outside regions, e.g. MatMul and Conv), the latter
-// estimated from the timed runs' mean.
-struct LatencySplit {
-  double compiled_region_ms = 0;
-  double interpreted_region_ms = 0;
-  double other_ms = 0;
-};
-
-LatencySplit SplitOf(const RegionTotals& totals, int64_t runs, double mean_ms) {
-  LatencySplit split;
-  if (runs <= 0) return split;
-  split.compiled_region_ms = totals.compiled_ms / static_cast<double>(runs);
-  split.interpreted_region_ms = totals.interpreted_ms / static_cast<double>(runs);
-  split.other_ms = std::max(0.0, mean_ms - split.compiled_region_ms - split.interpreted_region_ms);
-  return split;
-}
-
-Status WriteReport(const RunOptions& options, const std::string& tier_run, double load_ms, double create_ms,
-                   double first_ms, const std::vector<double>& sorted, const SessionStats& stats,
-                   const std::vector<NamedTensor>& outputs) {
-  double mean = 0;
-  for (double v : sorted) mean += v;
-  if (!sorted.empty()) mean /= static_cast<double>(sorted.size());
-  const RegionTotals totals = TotalsOf(stats);
-  const LatencySplit split = SplitOf(totals, stats.runs, mean);
-  Json report;
-  report["model"] = options.model_path;
-  report["tier"] = tier_run;
-  report["tier_requested"] = TierPolicyName(options.tier);
-  report["graph_optimization"] = GraphOptimizationName(options.load.graph_optimization);
-  report["threads"] = options.threads;
-  report["load_ms"] = Rounded(load_ms);
-  report["session_create_ms"] = Rounded(create_ms);
-  report["first_run_ms"] = Rounded(first_ms);
-  report["median_ms"] = Rounded(Median(sorted));
-  report["p90_ms"] = Rounded(Percentile(sorted, 0.9));
-  report["min_ms"] = Rounded(sorted.empty() ? 0 : sorted.front());
-  report["mean_ms"] = Rounded(mean);
-  report["runs"] = sorted.size();
-  report["warmup"] = options.warmup;
-  report["total_runs"] = stats.runs;
-  report["peak_planned_bytes"] = stats.peak_planned_bytes;
-  report["unplanned_bytes"] = stats.unplanned_bytes;
-  report["pooled_output_bytes"] = stats.pooled_output_bytes;
-  report["regions_total"] = stats.regions.size();
-  report["regions_compiled"] = totals.compiled;
-  report["compile_ms_total"] = Rounded(totals.compile_ms);
-  report["reused_code"] = totals.reused_code;
-  report["declined_specializations"] = totals.declined;
-  report["deopts"] = totals.deopts;
-  report["compiled_calls"] = totals.compiled_calls;
-  report["interpreted_region_calls"] = totals.interpreted_calls;
-  // The compute regions, whose work is counted in FLOPs.
-  Json& gemm_json = report["gemm_regions"] = Json::array();
-  Json& depthwise_json = report["depthwise_regions"] = Json::array();
-  for (const RegionStats& r : stats.regions) {
-    if (r.kind != "gemm" && r.kind != "depthwise_conv") continue;
-    Json region = {
-        {"id", r.id},
-        {"description", r.description},
-        {"tier", r.tier},
-        {"compiled_calls", r.compiled_calls},
-        {"flops_per_call", r.compiled_calls > 0 ? r.compiled_flops / static_cast<double>(r.compiled_calls) : 0.0},
-        {"gflops", Rounded(r.compiled_gflops)}};
-    if (r.kind == "gemm") {
-      region["packed_weight_bytes"] = r.packed_weight_bytes;
-      gemm_json.push_back(std::move(region));
-    } else {
-      depthwise_json.push_back(std::move(region));
-    }
-  }
-  report["latency_split_ms_per_run"] = {{"compiled_regions", Rounded(split.compiled_region_ms)},
-                                        {"interpreted_regions", Rounded(split.interpreted_region_ms)},
-                                        {"other_interpreted", Rounded(split.other_ms)}};
-  Json& outputs_json = report["outputs"] = Json::array();
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    const Tensor& t = outputs[i].tensor;
-    const Checksum c = ChecksumOf(t);
-    outputs_json.push_back({{"index", i},
-                            {"name", outputs[i].name},
-                            {"dtype", DTypeName(t.dtype())},
-                            {"shape", t.dims()},
-                            {"sum", Rounded(c.sum)},
-                            {"abs_sum", Rounded(c.abs_sum)}});
-  }
-  if (!stats.nodes.empty()) {
-    Json& nodes = report["nodes"] = Json::array();
-    for (const NodeProfile& n : stats.nodes) {
-      nodes.push_back(
-          {{"name", n.node_name}, {"op", n.op_type}, {"calls", n.calls}, {"total_ms", Rounded(n.total_ms)}});
-    }
-  }
-  // Names come from the model file and need not be UTF-8: replace what is
-  // not, rather than throw.
-  const std::string text = report.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
-  std::ofstream out(options.report_path, std::ios::trunc);
-  if (!out) return IoError("cannot open for writing");
-  out << text;
-  out.close();
-  if (!out) return IoError("write failed");
-  return Status::Ok();
-}
-
 void PrintProfile(const SessionStats& stats) {
   std::vector<NodeProfile> nodes = stats.nodes;
   double total = 0;
@@ -403,61 +187,89 @@ void PrintProfile(const SessionStats& stats) {
   }
 }
 
-int Run(const RunOptions& options) {
-  Clock::time_point start = Clock::now();
-  auto model = LoadModel(options.model_path, options.load);
-  if (!model.ok()) return ReportError(model.status());
-  double load_ms = MillisecondsSince(start);
-  const std::vector<TensorInfo>& infos = (*model)->inputs();
+// The tier-up lines: what the JIT settled on, and the latency before it did
+// (interpreted warm-up runs) against after (the timed runs).
+void PrintTierUp(const TierUpResult& tier_up, const TimedRunResult& timed, double timeout_s) {
+  const TierUpProgress& p = tier_up.progress;
+  std::printf("tier-up: %d of %d hot regions compiled, %d dropped as slower than the interpreter, %d failed",
+              p.compiled, p.hot, p.declined, p.failed);
+  if (p.waiting > 0) std::printf(", %d still waiting (timed out after %g s)", p.waiting, timeout_s);
+  std::printf("; %lld warm-up runs, %.1f ms\n", static_cast<long long>(tier_up.runs), tier_up.elapsed_ms);
+  const double after = timed.latency.PercentileMs(0.5);
+  if (tier_up.before.count() == 0) {
+    std::printf("tier-up latency: p50 %.3f ms after; no run before it (--tier jit compiles at the first run)\n", after);
+    return;
+  }
+  const double before = tier_up.before.PercentileMs(0.5);
+  std::printf("tier-up latency: p50 %.3f ms before (%lld interpreted runs), %.3f ms after", before,
+              static_cast<long long>(tier_up.before.count()), after);
+  if (after > 0 && timed.latency.count() > 0) std::printf(" (%.2fx)", before / after);
+  std::printf("\n");
+}
 
-  // Every --input and --dim must refer to something in the model.
+// Reads or generates every input; errors are already reported (the return
+// value is then the exit code).
+struct PreparedInputs {
+  std::vector<NamedTensor> tensors;
+  int exit_code = 0;
+};
+
+PreparedInputs PrepareInputs(const RunCommandOptions& options, const std::vector<TensorInfo>& infos) {
+  PreparedInputs prepared;
+  auto fail = [&](int code) {
+    prepared.exit_code = code;
+    return std::move(prepared);
+  };
+  // Every --input must refer to something in the model.
   for (const auto& [name, path] : options.input_files) {
     bool known = std::any_of(infos.begin(), infos.end(), [&](const TensorInfo& i) { return i.name == name; });
     if (!known) {
-      std::string names;
-      for (const TensorInfo& i : infos) names += (names.empty() ? "'" : ", '") + i.name + "'";
-      return ReportError(options.model_path,
-                         InvalidArgument("the model has no input '", name, "' (its inputs: ", names, ")"));
+      return fail(ReportError(options.model_path, InvalidArgument("the model has no input '", name,
+                                                                  "' (its inputs: ", QuotedNames(infos), ")")));
     }
   }
-  for (const auto& [symbol, value] : options.dim_bindings) {
-    bool known = false;
-    for (const TensorInfo& i : infos) {
-      known |= std::find(i.dim_names.begin(), i.dim_names.end(), symbol) != i.dim_names.end();
-    }
-    if (!known) {
-      return ReportError(options.model_path, InvalidArgument("no input has a symbolic dim '", symbol, "'"));
-    }
-  }
+  StatusOr<std::map<std::string, int64_t>> symbols = BindSymbols(infos, options.shape_flags);
+  if (!symbols.ok()) return fail(ReportError(options.model_path, symbols.status()));
 
-  std::vector<NamedTensor> inputs;
   for (size_t i = 0; i < infos.size(); ++i) {
     const TensorInfo& info = infos[i];
     auto file = std::find_if(options.input_files.begin(), options.input_files.end(),
                              [&](const auto& f) { return f.first == info.name; });
     if (file != options.input_files.end()) {
       StatusOr<Tensor> t = tools::ReadNpy(file->second);
-      if (!t.ok()) return ReportError(file->second, t.status());
-      if (Status s = CheckAgainstInfo(*t, info); !s.ok()) return ReportError(file->second, s);
+      if (!t.ok()) return fail(ReportError(file->second, t.status()));
+      if (Status s = CheckAgainstInfo(*t, info); !s.ok()) return fail(ReportError(file->second, s));
       std::printf("input %zu '%s': %s %s from %s\n", i, info.name.c_str(), DTypeName(t->dtype()),
                   DimsToString(t->dims()).c_str(), file->second.c_str());
-      inputs.push_back({info.name, std::move(*t)});
+      prepared.tensors.push_back({info.name, std::move(*t)});
       continue;
     }
-    StatusOr<Dims> dims = GeneratedDims(info, options.dim_bindings);
-    if (!dims.ok()) return ReportError(options.model_path, dims.status());
+    StatusOr<Dims> dims = GeneratedDims(info, *symbols, options.shape_flags.shapes);
+    if (!dims.ok()) return fail(ReportError(options.model_path, dims.status()));
     if (info.dtype == DType::kUndefined) {
-      return ReportError(
+      return fail(ReportError(
           options.model_path,
-          InvalidArgument("input '", info.name, "' has no declared dtype; give --input ", info.name, "=FILE.npy"));
+          InvalidArgument("input '", info.name, "' has no declared dtype; give --input ", info.name, "=FILE.npy")));
     }
     StatusOr<Tensor> t = Tensor::Allocate(info.dtype, *dims);
-    if (!t.ok()) return ReportError(options.model_path, t.status().WithContext("input '" + info.name + "'"));
-    FillRandom(*t, 0x6B696C6Eull + i);  // "kiln" + input index
+    if (!t.ok()) return fail(ReportError(options.model_path, t.status().WithContext("input '" + info.name + "'")));
+    FillPseudoRandom(*t, 0x6B696C6Eull + i);  // "kiln" + input index
     std::printf("input %zu '%s': %s %s (generated)\n", i, info.name.c_str(), DTypeName(info.dtype),
                 DimsToString(*dims).c_str());
-    inputs.push_back({info.name, std::move(*t)});
+    prepared.tensors.push_back({info.name, std::move(*t)});
   }
+  return prepared;
+}
+
+int Run(const RunCommandOptions& options) {
+  Clock::time_point start = Clock::now();
+  auto model = LoadModel(options.model_path, options.load);
+  if (!model.ok()) return ReportError(model.status());
+  double load_ms = MillisecondsSince(start);
+
+  PreparedInputs prepared = PrepareInputs(options, (*model)->inputs());
+  if (prepared.exit_code != 0) return prepared.exit_code;
+  const std::vector<NamedTensor>& inputs = prepared.tensors;
 
   SessionOptions session_options;
   session_options.tier = options.tier;
@@ -471,34 +283,45 @@ int Run(const RunOptions& options) {
   double create_ms = MillisecondsSince(start);
 
   start = Clock::now();
-  auto outputs = (*session)->Run(inputs);
+  auto first = (*session)->Run(inputs);
   double first_ms = MillisecondsSince(start);
-  if (!outputs.ok()) return ReportError(options.model_path, outputs.status());
+  if (!first.ok()) return ReportError(options.model_path, first.status());
   for (int64_t i = 0; i < options.warmup; ++i) {
     auto r = (*session)->Run(inputs);
     if (!r.ok()) return ReportError(options.model_path, r.status());
   }
-  std::vector<double> times;
-  times.reserve(static_cast<size_t>(options.iters));
-  if (options.tier == TierPolicy::kJit) (*session)->WaitForCompiles();
-  for (int64_t i = 0; i < options.iters; ++i) {
-    start = Clock::now();
-    auto r = (*session)->Run(inputs);
-    times.push_back(MillisecondsSince(start));
-    if (!r.ok()) return ReportError(options.model_path, r.status());
-    // The outputs written are the last run's: with a JIT tier they come from
-    // compiled code, the first run's from the interpreter.
-    if (i + 1 == options.iters) outputs = std::move(r);
+  std::optional<TierUpResult> tier_up;
+  if (options.wait_for_jit) {
+    auto result = WarmUpUntilTieredUp(**session, inputs, std::chrono::duration<double>(options.jit_timeout_s));
+    if (!result.ok()) return ReportError(options.model_path, result.status());
+    tier_up = std::move(result).value();
+    if (!tier_up->settled) {
+      std::fprintf(stderr,
+                   "kiln: warning: --wait-for-jit: %d hot region(s) still compiling or on trial after %g s "
+                   "(--jit-timeout); timing anyway\n",
+                   tier_up->progress.waiting, options.jit_timeout_s);
+    }
+  } else if (options.tier == TierPolicy::kJit) {
+    (*session)->WaitForCompiles();
   }
-  std::sort(times.begin(), times.end());
+
+  TimedRunPlan plan;
+  plan.threads = static_cast<int>(options.concurrency);
+  plan.runs = options.iters;
+  plan.duration = std::chrono::duration<double>(options.duration_s);
+  StatusOr<TimedRunResult> timed = RunTimed(**session, inputs, plan);
+  if (!timed.ok()) return ReportError(options.model_path, timed.status());
+  // The outputs written are from a timed run when there was one: with a JIT
+  // tier they come from compiled code, the first run's from the interpreter.
+  const std::vector<NamedTensor>& outputs = timed->last_outputs.empty() ? *first : timed->last_outputs;
 
   if (!options.output_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(options.output_dir, ec);
     if (ec) return ReportError(options.output_dir, IoError("cannot create directory: ", ec.message()));
   }
-  for (size_t i = 0; i < outputs->size(); ++i) {
-    const NamedTensor& out = (*outputs)[i];
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const NamedTensor& out = outputs[i];
     Checksum c = ChecksumOf(out.tensor);
     std::printf("output %zu '%s': %s %s sum=%.9g abs_sum=%.9g\n", i, out.name.c_str(), DTypeName(out.tensor.dtype()),
                 DimsToString(out.tensor.dims()).c_str(), c.sum, c.abs_sum);
@@ -509,12 +332,20 @@ int Run(const RunOptions& options) {
     }
   }
   std::printf("load %.3f ms, session %.3f ms, tier %s\n", load_ms, create_ms, tier_run.c_str());
+  const LatencyHistogram& latency = timed->latency;
   std::printf("latency: first %.3f ms", first_ms);
-  if (!times.empty()) {
-    std::printf(", median %.3f ms, p90 %.3f ms over %zu runs (after %lld warmup)", Median(times),
-                Percentile(times, 0.9), times.size(), static_cast<long long>(options.warmup));
+  if (latency.count() > 0) {
+    std::printf(", median (p50) %.3f ms, p90 %.3f ms, p99 %.3f ms, max %.3f ms over %lld runs (after %lld warmup)",
+                latency.PercentileMs(0.5), latency.PercentileMs(0.9), latency.PercentileMs(0.99), latency.max_ms(),
+                static_cast<long long>(latency.count()), static_cast<long long>(options.warmup));
   }
   std::printf("\n");
+  if (latency.count() > 0) {
+    std::printf("throughput: %.1f runs/s over %.3f s, %lld thread%s calling Run on one session\n",
+                timed->RunsPerSecond(), timed->wall_seconds, static_cast<long long>(options.concurrency),
+                options.concurrency == 1 ? "" : "s");
+  }
+  if (tier_up) PrintTierUp(*tier_up, *timed, options.jit_timeout_s);
   SessionStats stats = (*session)->stats();
   std::printf("memory: peak planned %lld bytes (%lld without reuse), %lld bytes of released outputs kept for reuse\n",
               static_cast<long long>(stats.peak_planned_bytes), static_cast<long long>(stats.unplanned_bytes),
@@ -526,10 +357,16 @@ int Run(const RunOptions& options) {
         "interpreter), %.1f ms compiling, %lld deopts, %lld compiled calls\n",
         totals.compiled, stats.regions.size(), totals.reused_code, totals.declined, totals.compile_ms,
         static_cast<long long>(totals.deopts), static_cast<long long>(totals.compiled_calls));
-    double mean = 0;
-    for (double v : times) mean += v;
-    if (!times.empty()) mean /= static_cast<double>(times.size());
-    const LatencySplit split = SplitOf(totals, stats.runs, mean);
+    const TierUpProgress progress = ProgressOf(stats);
+    if (!tier_up && progress.waiting > 0) {
+      // The demo's old "0 of 2 regions compiled": the timed runs ended
+      // before the background compiles did.
+      std::printf(
+          "jit: %d hot region%s still compiling or on trial when the timed runs ended; --wait-for-jit "
+          "times the runs after tier-up\n",
+          progress.waiting, progress.waiting == 1 ? " was" : "s were");
+    }
+    const LatencySplit split = SplitOf(totals, stats.runs, latency.mean_ms());
     std::printf("per run: %.3f ms in compiled regions, %.3f ms in interpreted regions, %.3f ms in other nodes\n",
                 split.compiled_region_ms, split.interpreted_region_ms, split.other_ms);
     for (const RegionStats& r : stats.regions) {
@@ -549,8 +386,23 @@ int Run(const RunOptions& options) {
     if (Status s = (*session)->WriteTrace(options.trace_path); !s.ok()) return ReportError(options.trace_path, s);
   }
   if (!options.report_path.empty()) {
-    Status s = WriteReport(options, tier_run, load_ms, create_ms, first_ms, times, stats, *outputs);
-    if (!s.ok()) return ReportError(options.report_path, s);
+    RunMeasurements m;
+    m.model_path = options.model_path;
+    m.tier = tier_run;
+    m.tier_requested = options.tier;
+    m.graph_optimization = options.load.graph_optimization;
+    m.intra_op_threads = options.threads;
+    m.warmup = options.warmup;
+    m.concurrency = static_cast<int>(options.concurrency);
+    m.duration_s = options.duration_s;
+    m.load_ms = load_ms;
+    m.session_create_ms = create_ms;
+    m.first_run_ms = first_ms;
+    m.timed = &*timed;
+    m.tier_up = tier_up ? &*tier_up : nullptr;
+    m.stats = &stats;
+    m.outputs = &outputs;
+    if (Status s = WriteRunReport(m, options.report_path); !s.ok()) return ReportError(options.report_path, s);
   }
   return 0;
 }
@@ -559,16 +411,16 @@ int Run(const RunOptions& options) {
 
 int RunCommand(const std::vector<std::string>& args) {
   auto parsed = ParseArgs(args,
-                          {"input", "dim", "output-dir", "tier", "graph-opt", "channels-last", "iters", "warmup",
-                           "threads", "report", "trace"},
-                          {"profile"});
-  if (!parsed.ok()) return ReportUsageError(parsed.status().message());
+                          {"input", "dim", "shape", "output-dir", "tier", "graph-opt", "channels-last", "iters",
+                           "duration", "concurrency", "warmup", "jit-timeout", "threads", "report", "trace"},
+                          {"profile", "wait-for-jit"});
+  if (!parsed.ok()) return ReportUsageError(parsed.status().message(), RunUsage());
   if (parsed->help) {
-    std::fputs(UsageText(), stdout);
+    std::fputs(RunUsage(), stdout);
     return 0;
   }
-  auto options = ParseRunOptions(*parsed);
-  if (!options.ok()) return ReportUsageError(options.status().message());
+  auto options = ParseRunCommandOptions(*parsed);
+  if (!options.ok()) return ReportUsageError(options.status().message(), RunUsage());
   return Run(*options);
 }
 

@@ -10,11 +10,14 @@
 #include <iterator>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "kiln/tensor.h"
+#include "kiln/version.h"
+#include "test/model_builder.h"
 #include "test/tolerance.h"
 #include "tools/npy.h"
 
@@ -54,10 +57,14 @@ struct Result {
   std::string err;
 };
 
-Result Kiln(const std::vector<std::string>& args) {
+// Runs kiln with `args`. BUILD_WORKING_DIRECTORY is unset unless
+// `working_directory` gives it, as when a user runs the binary directly.
+Result Kiln(const std::vector<std::string>& args, const std::string& working_directory = "") {
   std::string out_path = TmpDir() + "/kiln_stdout.txt";
   std::string err_path = TmpDir() + "/kiln_stderr.txt";
-  std::string cmd = Quote(Runfile("tools/kiln"));
+  std::string cmd = working_directory.empty() ? "env -u BUILD_WORKING_DIRECTORY "
+                                              : "env BUILD_WORKING_DIRECTORY=" + Quote(working_directory) + " ";
+  cmd += Quote(Runfile("tools/kiln"));
   for (const std::string& a : args) cmd += " " + Quote(a);
   cmd += " >" + Quote(out_path) + " 2>" + Quote(err_path);
   int status = std::system(cmd.c_str());
@@ -84,6 +91,17 @@ void ExpectCleanFailure(const Result& r, const std::string& subject, const std::
   EXPECT_NE(r.err.find(fragment), std::string::npos) << "missing '" << fragment << "': " << Describe(r);
 }
 
+// min <= p50 <= p90 <= p99 <= max, all present, and p50 is the median.
+void ExpectOrderedPercentiles(const nlohmann::ordered_json& report) {
+  const std::vector<const char*> order = {"min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"};
+  for (const char* key : order) ASSERT_TRUE(report[key].is_number()) << key << " in " << report.dump();
+  for (size_t i = 1; i < order.size(); ++i) {
+    EXPECT_LE(report[order[i - 1]].get<double>(), report[order[i]].get<double>()) << order[i - 1] << " " << order[i];
+  }
+  EXPECT_EQ(report["median_ms"], report["p50_ms"]);
+  EXPECT_GT(report["max_ms"].get<double>(), 0);
+}
+
 // The --report file is one JSON object with the report's keys in their
 // documented order, and its "outputs" entry describes the output written.
 void ExpectReportMatchesRun(const std::string& text, const std::string& model_suffix, const std::string& tier,
@@ -99,11 +117,19 @@ void ExpectReportMatchesRun(const std::string& text, const std::string& model_su
                                          "session_create_ms",
                                          "first_run_ms",
                                          "median_ms",
+                                         "p50_ms",
                                          "p90_ms",
+                                         "p99_ms",
+                                         "max_ms",
                                          "min_ms",
                                          "mean_ms",
                                          "runs",
+                                         "concurrency",
+                                         "duration_s",
+                                         "wall_s",
+                                         "qps",
                                          "warmup",
+                                         "tier_up",
                                          "total_runs",
                                          "peak_planned_bytes",
                                          "unplanned_bytes",
@@ -126,6 +152,10 @@ void ExpectReportMatchesRun(const std::string& text, const std::string& model_su
   EXPECT_TRUE(report["model"].get<std::string>().ends_with(model_suffix)) << report["model"];
   EXPECT_EQ(report["tier_requested"], tier);
   EXPECT_EQ(report["runs"], 3);
+  EXPECT_EQ(report["concurrency"], 1);
+  EXPECT_TRUE(report["duration_s"].is_null()) << "counted runs, not timed ones";
+  EXPECT_TRUE(report["tier_up"].is_null()) << "no --wait-for-jit";
+  ExpectOrderedPercentiles(report);
   EXPECT_GE(report["total_runs"].get<int64_t>(), 3);
   for (const char* part : {"compiled_regions", "interpreted_regions", "other_interpreted"}) {
     EXPECT_TRUE(report["latency_split_ms_per_run"][part].is_number()) << part;
@@ -368,6 +398,316 @@ TEST(CliTest, InfoAndDot) {
   EXPECT_EQ(dot.out.rfind("digraph", 0), 0u) << dot.out;
   EXPECT_NE(dot.out.find("MatMul"), std::string::npos);
   EXPECT_EQ(dot.out.back(), '\n');
+}
+
+// Each bad flag is a usage error (exit 2) whose message names the flag and
+// which is followed by the usage of the command it was given to.
+TEST(CliTest, BadFlagsAreUsageErrorsNamingTheFlag) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string fragment;  // in the error line
+    std::string usage;     // the usage text that follows
+  };
+  const std::vector<Case> cases = {
+      {{"run", "a.onnx", "--bogus"}, "'--bogus'", "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "-x"}, "'-x'", "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--concurrency", "0"}, "--concurrency must be in [1, 1024], got 0", "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--concurrency", "two"}, "--concurrency must be an integer", "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--concurrency"}, "'--concurrency' needs a value", "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--duration", "-1"}, "--duration must be more than 0", "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--duration", "0"}, "--duration must be more than 0", "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--duration", "1s"}, "--duration must be a number of seconds", "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--duration", "nan"}, "--duration must be a number of seconds", "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--iters", "3", "--duration", "1"}, "--iters and --duration", "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--shape", "input"}, "--shape expects NAME=VALUE", "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--shape", "input=1x3xq"},
+       "--shape input expects dims like 1x3x224x224",
+       "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--shape", "input=1x"}, "--shape input expects dims", "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--shape", "input=1x2", "--shape", "input=1x3"},
+       "--shape 'input' is given more than once",
+       "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--input", "input=a.npy", "--shape", "input=1x2"},
+       "--shape input and --input input",
+       "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--wait-for-jit", "--tier", "interp"},
+       "--wait-for-jit needs a JIT tier",
+       "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--wait-for-jit=yes"}, "'--wait-for-jit' takes no value", "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--jit-timeout", "5"},
+       "--jit-timeout only applies with --wait-for-jit",
+       "usage: kiln run MODEL"},
+      {{"run", "a.onnx", "--wait-for-jit", "--jit-timeout", "0"},
+       "--jit-timeout must be more than 0",
+       "usage: kiln run MODEL"},
+      {{"info", "a.onnx", "--bogus"}, "'--bogus'", "usage: kiln info MODEL"},
+      {{"info", "a.onnx", "--concurrency", "2"}, "'--concurrency'", "usage: kiln info MODEL"},
+      {{"dot", "a.onnx", "--graph"}, "'--graph'", "usage: kiln dot MODEL"},
+      {{"version", "extra"}, "version takes no arguments", "usage: kiln <command>"},
+      {{"frobnicate"}, "unknown command 'frobnicate'", "usage: kiln <command>"},
+  };
+  for (const Case& c : cases) {
+    std::string joined;
+    for (const auto& a : c.args) joined += a + " ";
+    SCOPED_TRACE(joined);
+    Result r = Kiln(c.args);
+    EXPECT_FALSE(r.signalled) << Describe(r);
+    EXPECT_EQ(r.exit_code, 2) << Describe(r);
+    EXPECT_EQ(r.out, "") << Describe(r);
+    const std::string first_line = r.err.substr(0, r.err.find('\n'));
+    EXPECT_EQ(first_line.rfind("kiln: error: ", 0), 0u) << Describe(r);
+    EXPECT_NE(first_line.find(c.fragment), std::string::npos) << "missing '" << c.fragment << "': " << Describe(r);
+    EXPECT_NE(r.err.find("\n\n" + c.usage), std::string::npos) << "missing '" << c.usage << "': " << Describe(r);
+  }
+}
+
+// `kiln --help` lists the commands; `kiln <command> --help` prints that
+// command's own options to stdout and exits 0.
+TEST(CliTest, EachCommandHasItsOwnHelp) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{{"--help"}, {"-h"}, {"help"}}) {
+    Result r = Kiln(args);
+    ASSERT_EQ(r.exit_code, 0) << Describe(r);
+    EXPECT_EQ(r.err, "");
+    EXPECT_EQ(r.out.rfind("usage: kiln <command>", 0), 0u) << r.out;
+    for (const char* command : {"\n  run MODEL", "\n  info MODEL", "\n  dot MODEL", "\n  version"}) {
+      EXPECT_NE(r.out.find(command), std::string::npos) << command << " not in " << r.out;
+    }
+    EXPECT_EQ(r.out.find("--concurrency"), std::string::npos) << "options belong to the commands' help";
+  }
+  struct CommandHelp {
+    const char* command;
+    std::vector<std::string> options;
+  };
+  const std::vector<CommandHelp> commands = {
+      {"run",
+       {"--input", "--shape", "--dim", "--output-dir", "--report", "--trace", "--profile", "--iters", "--duration",
+        "--concurrency", "--warmup", "--wait-for-jit", "--jit-timeout", "--tier", "--threads", "--graph-opt",
+        "--channels-last"}},
+      {"info", {"--graph", "--regions", "--graph-opt", "--channels-last"}},
+      {"dot", {"--no-constants", "--regions", "--graph-opt", "--channels-last"}},
+  };
+  for (const CommandHelp& c : commands) {
+    for (const char* flag : {"--help", "-h"}) {
+      SCOPED_TRACE(std::string(c.command) + " " + flag);
+      // Help wins over everything else on the line, even a missing MODEL.
+      Result r = Kiln({c.command, flag});
+      ASSERT_EQ(r.exit_code, 0) << Describe(r);
+      EXPECT_EQ(r.err, "");
+      EXPECT_EQ(r.out.rfind("usage: kiln " + std::string(c.command) + " MODEL", 0), 0u) << r.out;
+      for (const std::string& option : c.options) {
+        // Every option is listed at the start of a line with an explanation.
+        const size_t at = r.out.find("\n  " + option + " ");
+        EXPECT_NE(at, std::string::npos) << option << " not listed in " << r.out;
+      }
+      for (const char* other : {"usage: kiln run", "usage: kiln info", "usage: kiln dot"}) {
+        if (std::string(other) == "usage: kiln " + std::string(c.command)) continue;
+        EXPECT_EQ(r.out.find(other), std::string::npos) << other << " in " << c.command << "'s help";
+      }
+    }
+  }
+}
+
+TEST(CliTest, VersionPrintsTheLibraryVersion) {
+  const std::string expected = std::string("kiln ") + Version() + "\n";
+  for (const char* flag : {"--version", "version"}) {
+    SCOPED_TRACE(flag);
+    Result r = Kiln({flag});
+    ASSERT_EQ(r.exit_code, 0) << Describe(r);
+    EXPECT_EQ(r.err, "");
+    EXPECT_EQ(r.out.rfind(expected, 0), 0u) << r.out;
+    EXPECT_NE(r.out.find("\nhost cpu: "), std::string::npos) << r.out;
+  }
+  // The version is "MAJOR.MINOR.PATCH" of the headers' numbers.
+  EXPECT_EQ(std::string(Version()), std::to_string(KILN_VERSION_MAJOR) + "." + std::to_string(KILN_VERSION_MINOR) +
+                                        "." + std::to_string(KILN_VERSION_PATCH));
+}
+
+// --shape fixes a generated input's shape: symbolic dims take its values,
+// and a shape that names no input or contradicts the model is an error
+// naming the input.
+TEST(CliTest, ShapeFlagSetsGeneratedInputShapes) {
+  const std::string transformer = Runfile("tools/transformer_tiny.onnx");
+  Result r = Kiln({"run", transformer, "--shape", "input=3x16x64", "--iters", "1", "--threads", "1"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.out.find("input 0 'input': float32 [3, 16, 64] (generated)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("output 0 'output': float32 [3, 16, 64]"), std::string::npos) << r.out;
+
+  Result agreeing = Kiln({"run", transformer, "--shape=input=2x16x64", "--dim", "batch=2", "--iters", "1"});
+  ASSERT_EQ(agreeing.exit_code, 0) << Describe(agreeing);
+  EXPECT_NE(agreeing.out.find("[2, 16, 64] (generated)"), std::string::npos) << agreeing.out;
+
+  ExpectCleanFailure(Kiln({"run", transformer, "--shape", "input=2x16x64", "--dim", "batch=3"}), transformer,
+                     "--shape input=2x16x64 sets 'batch' to 2, but --dim batch=3 sets it to 3");
+  ExpectCleanFailure(Kiln({"run", transformer, "--shape", "input=2x8x64"}), transformer,
+                     "input 'input' fixes dim 1 at 16 [batch, 16, 64], the flag gives 8");
+  ExpectCleanFailure(Kiln({"run", transformer, "--shape", "input=2x16"}), transformer,
+                     "input 'input' has rank 3 [batch, 16, 64], the flag gives 2 dims");
+  ExpectCleanFailure(Kiln({"run", transformer, "--shape", "tokens=2x16x64"}), transformer,
+                     "the model has no input 'tokens' (its inputs: 'input')");
+
+  const std::string cnn = Runfile("tools/cnn_small.onnx");
+  Result fixed = Kiln({"run", cnn, "--shape", "input=1x3x32x32", "--iters", "1", "--threads", "1"});
+  EXPECT_EQ(fixed.exit_code, 0) << Describe(fixed);
+  ExpectCleanFailure(Kiln({"run", cnn, "--shape", "input=1x3x64x64"}), cnn,
+                     "input 'input' fixes dim 2 at 32 [1, 3, 32, 32], the flag gives 64");
+}
+
+// Two threads for a second on one session: the report has QPS and the
+// latency percentiles, and its numbers agree with each other.
+TEST(CliTest, ConcurrentTimedRunsReportQpsAndPercentiles) {
+  const std::string report_path = TmpDir() + "/concurrent.json";
+  Result r = Kiln({"run", Runfile("tools/mlp.onnx"), "--concurrency", "2", "--duration", "1", "--threads", "1",
+                   "--report", report_path});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.err, "");
+  for (const char* fragment : {"median (p50) ", ", p90 ", ", p99 ", ", max ", "throughput: ", " runs/s over ",
+                               "2 threads calling Run on one session"}) {
+    EXPECT_NE(r.out.find(fragment), std::string::npos) << fragment << " not in " << r.out;
+  }
+  const nlohmann::ordered_json report =
+      nlohmann::ordered_json::parse(ReadFile(report_path), nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(report.is_object()) << ReadFile(report_path);
+  EXPECT_EQ(report["concurrency"], 2);
+  EXPECT_EQ(report["duration_s"], 1.0);
+  ExpectOrderedPercentiles(report);
+  const int64_t runs = report["runs"].get<int64_t>();
+  EXPECT_GE(runs, 2) << "every thread makes at least one run";
+  // Every thread keeps starting runs until the duration has passed, so the
+  // timed part lasts at least that long, whatever the machine's speed.
+  const double wall_s = report["wall_s"].get<double>();
+  EXPECT_GE(wall_s, 1.0);
+  EXPECT_NEAR(report["qps"].get<double>() * wall_s, static_cast<double>(runs), 1e-6 * static_cast<double>(runs));
+  // First run and one warm-up run besides the timed ones.
+  EXPECT_EQ(report["total_runs"].get<int64_t>(), runs + 2);
+  ASSERT_EQ(report["outputs"].size(), 1u);
+  EXPECT_EQ(report["outputs"][0]["shape"].get<Dims>(), (Dims{2, 10}));
+}
+
+// With --iters, the threads share the count: exactly that many timed runs.
+TEST(CliTest, ConcurrentCountedRunsShareTheCount) {
+  const std::string report_path = TmpDir() + "/counted.json";
+  Result r = Kiln({"run", Runfile("tools/mlp.onnx"), "--concurrency", "3", "--iters", "7", "--warmup", "0", "--threads",
+                   "1", "--report", report_path});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.out.find("over 7 runs"), std::string::npos) << r.out;
+  const nlohmann::ordered_json report =
+      nlohmann::ordered_json::parse(ReadFile(report_path), nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(report.is_object());
+  EXPECT_EQ(report["runs"], 7);
+  EXPECT_EQ(report["total_runs"], 8);
+  EXPECT_EQ(report["concurrency"], 3);
+}
+
+// --wait-for-jit warms up until every hot region is compiled or dropped,
+// then times: the report and the text say what the JIT settled on and the
+// latency before and after.
+TEST(CliTest, WaitForJitTimesAfterTierUp) {
+  const std::string report_path = TmpDir() + "/tier_up.json";
+  const std::string model = Runfile("tools/transformer_tiny.onnx");
+  Result r = Kiln({"run", model, "--input", "input=" + Runfile("tools/transformer_tiny_input_0.npy"), "--threads", "1",
+                   "--iters", "20", "--wait-for-jit", "--report", report_path});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.err, "");
+  EXPECT_NE(r.out.find("tier-up: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" hot regions compiled"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tier-up latency: p50 "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" ms before ("), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" ms after"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("still compiling"), std::string::npos) << r.out;
+
+  const nlohmann::ordered_json report =
+      nlohmann::ordered_json::parse(ReadFile(report_path), nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(report.is_object());
+  const auto& tier_up = report["tier_up"];
+  ASSERT_TRUE(tier_up.is_object()) << report.dump(2);
+  EXPECT_EQ(tier_up["settled"], true) << tier_up;
+  EXPECT_EQ(tier_up["regions_waiting"], 0) << tier_up;
+  EXPECT_GT(tier_up["regions_hot"].get<int>(), 0) << tier_up;
+  EXPECT_EQ(tier_up["regions_compiled"].get<int>() + tier_up["regions_declined"].get<int>() +
+                tier_up["regions_failed"].get<int>(),
+            tier_up["regions_hot"].get<int>())
+      << tier_up;
+  EXPECT_GT(tier_up["warmup_runs"].get<int64_t>(), 0) << tier_up;
+  EXPECT_EQ(tier_up["after_p50_ms"], report["p50_ms"]);
+  // The first run and the warm-up run queue the compiles; the runs measured
+  // before any code was in place are the "before".
+  EXPECT_GT(tier_up["before_runs"].get<int64_t>(), 0) << tier_up;
+  EXPECT_TRUE(tier_up["before_p50_ms"].is_number()) << tier_up;
+  EXPECT_TRUE(tier_up["speedup"].is_number()) << tier_up;
+  EXPECT_EQ(report["regions_compiled"], tier_up["regions_compiled"]);
+  EXPECT_EQ(report["runs"], 20);
+}
+
+// Under `bazel run` the tool runs in its runfiles tree; relative paths
+// mean the folder the user typed the command in (BUILD_WORKING_DIRECTORY).
+TEST(CliTest, RelativePathsResolveAgainstBuildWorkingDirectory) {
+  const std::string dir = TmpDir() + "/workdir";
+  ASSERT_EQ(std::system(("mkdir -p " + Quote(dir + "/models")).c_str()), 0);
+  WriteFile(dir + "/models/cnn.onnx", ReadFile(Runfile("tools/cnn_small.onnx")));
+  WriteFile(dir + "/in.npy", ReadFile(Runfile("tools/cnn_small_input_0.npy")));
+
+  Result r = Kiln({"run", "models/cnn.onnx", "--input", "input=in.npy", "--output-dir", "out", "--report",
+                   "report.json", "--trace", "trace.json", "--iters", "1", "--threads", "1"},
+                  dir);
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.out.find("from " + dir + "/in.npy"), std::string::npos) << r.out;
+  StatusOr<Tensor> actual = ReadNpy(dir + "/out/output_0.npy");
+  ASSERT_TRUE(actual.ok()) << actual.status().ToString();
+  StatusOr<Tensor> expected = ReadNpy(Runfile("tools/cnn_small_expected_0.npy"));
+  ASSERT_TRUE(expected.ok());
+  testing::ExpectNear(*actual, *expected, 1e-4, 1e-5);
+  const std::string report = ReadFile(dir + "/report.json");
+  EXPECT_NE(report.find("\"model\": \"" + dir + "/models/cnn.onnx\""), std::string::npos) << report;
+  EXPECT_NE(ReadFile(dir + "/trace.json").find("traceEvents"), std::string::npos);
+
+  Result info = Kiln({"info", "models/cnn.onnx"}, dir);
+  ASSERT_EQ(info.exit_code, 0) << Describe(info);
+  EXPECT_NE(info.out.find("model: " + dir + "/models/cnn.onnx"), std::string::npos) << info.out;
+  Result dot = Kiln({"dot", "./models/../models/cnn.onnx"}, dir);
+  ASSERT_EQ(dot.exit_code, 0) << Describe(dot);
+  EXPECT_EQ(dot.out.rfind("digraph", 0), 0u);
+
+  // Absolute paths stay as they are.
+  Result absolute = Kiln({"info", Runfile("tools/mlp.onnx")}, dir);
+  EXPECT_EQ(absolute.exit_code, 0) << Describe(absolute);
+  // Without BUILD_WORKING_DIRECTORY a relative path is the process's own
+  // business: here it names nothing.
+  ExpectCleanFailure(Kiln({"info", "models/cnn.onnx"}), "models/cnn.onnx", "cannot open");
+}
+
+// `kiln info` shows what the model says about itself (ModelProto's fields).
+TEST(CliTest, InfoPrintsModelMetadata) {
+  testing::OnnxModelBuilder builder(13);
+  builder.Input("x", onnx::TensorProto::FLOAT, {2, 4}).Output("y");
+  builder.Node("Relu", {"x"}, {"y"});
+  onnx::ModelProto& proto = builder.proto();
+  proto.set_producer_name("exporter");
+  proto.set_producer_version("2.1.0");
+  proto.set_domain("ai.example");
+  proto.set_model_version(7);
+  proto.set_doc_string("A one-op model.\nSecond line.");
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, std::string>>{{"author", "kiln tests"}, {"license", "MIT"}}) {
+    auto* prop = proto.add_metadata_props();
+    prop->set_key(key);
+    prop->set_value(value);
+  }
+  const std::string path = TmpDir() + "/metadata.onnx";
+  WriteFile(path, builder.Serialize());
+
+  Result r = Kiln({"info", path});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  for (const char* line :
+       {"\nproducer: exporter 2.1.0\n", "\ndomain: ai.example\n", "\nmodel version: 7\n",
+        "\ndoc: A one-op model. / Second line.\n", "\nmetadata_props:\n  author: kiln tests\n  license: MIT\n"}) {
+    EXPECT_NE(r.out.find(line), std::string::npos) << line << " not in " << r.out;
+  }
+
+  // The demo models say only who made them.
+  Result demo = Kiln({"info", Runfile("tools/mlp.onnx")});
+  ASSERT_EQ(demo.exit_code, 0) << Describe(demo);
+  EXPECT_NE(demo.out.find("\nproducer: kiln-make-models\n"), std::string::npos) << demo.out;
+  EXPECT_EQ(demo.out.find("metadata_props"), std::string::npos) << demo.out;
 }
 
 }  // namespace

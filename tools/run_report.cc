@@ -1,0 +1,190 @@
+#include "tools/run_report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+namespace kiln::cli {
+namespace {
+
+using Json = nlohmann::ordered_json;  // keys in the order written
+
+template <typename T>
+Checksum SumOf(const Tensor& t) {
+  Checksum c;
+  const T* p = t.data<T>();
+  for (int64_t i = 0; i < t.num_elements(); ++i) {
+    double v = static_cast<double>(p[i]);
+    c.sum += v;
+    c.abs_sum += std::fabs(v);
+  }
+  return c;
+}
+
+// `v` at 10 significant digits (timings and checksums carry no more); JSON
+// has no NaN or infinity, so those become null.
+Json Rounded(double v) {
+  if (!std::isfinite(v)) return nullptr;
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.10g", v);
+  return std::strtod(buf, nullptr);
+}
+
+Json TierUpJson(const TierUpResult& t, const TimedRunResult& timed) {
+  const double before = t.before.PercentileMs(0.5);
+  const double after = timed.latency.PercentileMs(0.5);
+  return {{"settled", t.settled},
+          {"warmup_runs", t.runs},
+          {"elapsed_ms", Rounded(t.elapsed_ms)},
+          {"regions_hot", t.progress.hot},
+          {"regions_compiled", t.progress.compiled},
+          {"regions_declined", t.progress.declined},
+          {"regions_failed", t.progress.failed},
+          {"regions_waiting", t.progress.waiting},
+          {"before_runs", t.before.count()},
+          {"before_p50_ms", t.before.count() > 0 ? Rounded(before) : Json(nullptr)},
+          {"after_p50_ms", timed.latency.count() > 0 ? Rounded(after) : Json(nullptr)},
+          {"speedup", t.before.count() > 0 && after > 0 ? Rounded(before / after) : Json(nullptr)}};
+}
+
+}  // namespace
+
+Checksum ChecksumOf(const Tensor& t) {
+  switch (t.dtype()) {
+    case DType::kFloat32: return SumOf<float>(t);
+    case DType::kFloat64: return SumOf<double>(t);
+    case DType::kInt64: return SumOf<int64_t>(t);
+    case DType::kInt32: return SumOf<int32_t>(t);
+    case DType::kInt16: return SumOf<int16_t>(t);
+    case DType::kInt8: return SumOf<int8_t>(t);
+    case DType::kUint8: return SumOf<uint8_t>(t);
+    case DType::kBool: return SumOf<bool>(t);
+    case DType::kUndefined: break;
+  }
+  return {};
+}
+
+RegionTotals TotalsOf(const SessionStats& stats) {
+  RegionTotals t;
+  for (const RegionStats& r : stats.regions) {
+    t.compiled += r.specializations > 0 ? 1 : 0;
+    t.reused_code += r.reused_code;
+    t.declined += r.declined;
+    t.compile_ms += r.compile_ms;
+    t.deopts += r.deopts;
+    t.compiled_calls += r.compiled_calls;
+    t.interpreted_calls += r.interpreted_calls;
+    t.compiled_ms += r.compiled_ms;
+    t.interpreted_ms += r.interpreted_ms;
+  }
+  return t;
+}
+
+LatencySplit SplitOf(const RegionTotals& totals, int64_t runs, double mean_ms) {
+  LatencySplit split;
+  if (runs <= 0) return split;
+  split.compiled_region_ms = totals.compiled_ms / static_cast<double>(runs);
+  split.interpreted_region_ms = totals.interpreted_ms / static_cast<double>(runs);
+  split.other_ms = std::max(0.0, mean_ms - split.compiled_region_ms - split.interpreted_region_ms);
+  return split;
+}
+
+Status WriteRunReport(const RunMeasurements& m, const std::string& path) {
+  const SessionStats& stats = *m.stats;
+  const LatencyHistogram& latency = m.timed->latency;
+  const RegionTotals totals = TotalsOf(stats);
+  const LatencySplit split = SplitOf(totals, stats.runs, latency.mean_ms());
+  Json report;
+  report["model"] = m.model_path;
+  report["tier"] = m.tier;
+  report["tier_requested"] = TierPolicyName(m.tier_requested);
+  report["graph_optimization"] = GraphOptimizationName(m.graph_optimization);
+  report["threads"] = m.intra_op_threads;
+  report["load_ms"] = Rounded(m.load_ms);
+  report["session_create_ms"] = Rounded(m.session_create_ms);
+  report["first_run_ms"] = Rounded(m.first_run_ms);
+  // median_ms and p50_ms are the same number: median_ms for the scripts
+  // that read the reports before percentiles came, p50_ms beside p90/p99.
+  report["median_ms"] = Rounded(latency.PercentileMs(0.5));
+  report["p50_ms"] = Rounded(latency.PercentileMs(0.5));
+  report["p90_ms"] = Rounded(latency.PercentileMs(0.9));
+  report["p99_ms"] = Rounded(latency.PercentileMs(0.99));
+  report["max_ms"] = Rounded(latency.max_ms());
+  report["min_ms"] = Rounded(latency.min_ms());
+  report["mean_ms"] = Rounded(latency.mean_ms());
+  report["runs"] = latency.count();
+  report["concurrency"] = m.concurrency;
+  report["duration_s"] = m.duration_s > 0 ? Rounded(m.duration_s) : Json(nullptr);
+  report["wall_s"] = Rounded(m.timed->wall_seconds);
+  report["qps"] = Rounded(m.timed->RunsPerSecond());
+  report["warmup"] = m.warmup;
+  report["tier_up"] = m.tier_up != nullptr ? TierUpJson(*m.tier_up, *m.timed) : Json(nullptr);
+  report["total_runs"] = stats.runs;
+  report["peak_planned_bytes"] = stats.peak_planned_bytes;
+  report["unplanned_bytes"] = stats.unplanned_bytes;
+  report["pooled_output_bytes"] = stats.pooled_output_bytes;
+  report["regions_total"] = stats.regions.size();
+  report["regions_compiled"] = totals.compiled;
+  report["compile_ms_total"] = Rounded(totals.compile_ms);
+  report["reused_code"] = totals.reused_code;
+  report["declined_specializations"] = totals.declined;
+  report["deopts"] = totals.deopts;
+  report["compiled_calls"] = totals.compiled_calls;
+  report["interpreted_region_calls"] = totals.interpreted_calls;
+  // The compute regions, whose work is counted in FLOPs.
+  Json& gemm_json = report["gemm_regions"] = Json::array();
+  Json& depthwise_json = report["depthwise_regions"] = Json::array();
+  for (const RegionStats& r : stats.regions) {
+    if (r.kind != "gemm" && r.kind != "depthwise_conv") continue;
+    Json region = {
+        {"id", r.id},
+        {"description", r.description},
+        {"tier", r.tier},
+        {"compiled_calls", r.compiled_calls},
+        {"flops_per_call", r.compiled_calls > 0 ? r.compiled_flops / static_cast<double>(r.compiled_calls) : 0.0},
+        {"gflops", Rounded(r.compiled_gflops)}};
+    if (r.kind == "gemm") {
+      region["packed_weight_bytes"] = r.packed_weight_bytes;
+      gemm_json.push_back(std::move(region));
+    } else {
+      depthwise_json.push_back(std::move(region));
+    }
+  }
+  report["latency_split_ms_per_run"] = {{"compiled_regions", Rounded(split.compiled_region_ms)},
+                                        {"interpreted_regions", Rounded(split.interpreted_region_ms)},
+                                        {"other_interpreted", Rounded(split.other_ms)}};
+  Json& outputs_json = report["outputs"] = Json::array();
+  const std::vector<NamedTensor>& outputs = *m.outputs;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& t = outputs[i].tensor;
+    const Checksum c = ChecksumOf(t);
+    outputs_json.push_back({{"index", i},
+                            {"name", outputs[i].name},
+                            {"dtype", DTypeName(t.dtype())},
+                            {"shape", t.dims()},
+                            {"sum", Rounded(c.sum)},
+                            {"abs_sum", Rounded(c.abs_sum)}});
+  }
+  if (!stats.nodes.empty()) {
+    Json& nodes = report["nodes"] = Json::array();
+    for (const NodeProfile& n : stats.nodes) {
+      nodes.push_back(
+          {{"name", n.node_name}, {"op", n.op_type}, {"calls", n.calls}, {"total_ms", Rounded(n.total_ms)}});
+    }
+  }
+  // Names come from the model file and need not be UTF-8: replace what is
+  // not, rather than throw.
+  const std::string text = report.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+  std::ofstream out(path, std::ios::trunc);
+  if (!out) return IoError("cannot open for writing");
+  out << text;
+  out.close();
+  if (!out) return IoError("write failed");
+  return Status::Ok();
+}
+
+}  // namespace kiln::cli
