@@ -189,7 +189,7 @@ void PrintProfile(const SessionStats& stats) {
 
 // The tier-up lines: what the JIT settled on, and the latency before it did
 // (interpreted warm-up runs) against after (the timed runs).
-void PrintTierUp(const TierUpResult& tier_up, const TimedRunResult& timed, double timeout_s) {
+void PrintTierUp(const TierUpResult& tier_up, const TimedRunResult& timed, TierPolicy tier, double timeout_s) {
   const TierUpProgress& p = tier_up.progress;
   std::printf("tier-up: %d of %d hot regions compiled, %d dropped as slower than the interpreter, %d failed",
               p.compiled, p.hot, p.declined, p.failed);
@@ -197,7 +197,9 @@ void PrintTierUp(const TierUpResult& tier_up, const TimedRunResult& timed, doubl
   std::printf("; %lld warm-up runs, %.1f ms\n", static_cast<long long>(tier_up.runs), tier_up.elapsed_ms);
   const double after = timed.latency.PercentileMs(0.5);
   if (tier_up.before.count() == 0) {
-    std::printf("tier-up latency: p50 %.3f ms after; no run before it (--tier jit compiles at the first run)\n", after);
+    std::printf("tier-up latency: p50 %.3f ms after; none measured before (%s)\n", after,
+                tier == TierPolicy::kJit ? "--tier jit compiles at the first run"
+                                         : "compiled code was in place before the warm-up ended");
     return;
   }
   const double before = tier_up.before.PercentileMs(0.5);
@@ -345,7 +347,7 @@ int Run(const RunCommandOptions& options) {
                 timed->RunsPerSecond(), timed->wall_seconds, static_cast<long long>(options.concurrency),
                 options.concurrency == 1 ? "" : "s");
   }
-  if (tier_up) PrintTierUp(*tier_up, *timed, options.jit_timeout_s);
+  if (tier_up) PrintTierUp(*tier_up, *timed, options.tier, options.jit_timeout_s);
   SessionStats stats = (*session)->stats();
   std::printf("memory: peak planned %lld bytes (%lld without reuse), %lld bytes of released outputs kept for reuse\n",
               static_cast<long long>(stats.peak_planned_bytes), static_cast<long long>(stats.unplanned_bytes),
