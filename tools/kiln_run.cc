@@ -209,58 +209,50 @@ void PrintTierUp(const TierUpResult& tier_up, const TimedRunResult& timed, TierP
   std::printf("\n");
 }
 
-// Reads or generates every input; errors are already reported (the return
-// value is then the exit code).
-struct PreparedInputs {
-  std::vector<NamedTensor> tensors;
-  int exit_code = 0;
-};
-
-PreparedInputs PrepareInputs(const RunCommandOptions& options, const std::vector<TensorInfo>& infos) {
-  PreparedInputs prepared;
-  auto fail = [&](int code) {
-    prepared.exit_code = code;
-    return std::move(prepared);
-  };
+// Reads or generates every input. An error starts with the file it
+// concerns: the input's .npy file, or the model.
+StatusOr<std::vector<NamedTensor>> PrepareInputs(const RunCommandOptions& options,
+                                                 const std::vector<TensorInfo>& infos) {
+  const std::string& model = options.model_path;
   // Every --input must refer to something in the model.
   for (const auto& [name, path] : options.input_files) {
     bool known = std::any_of(infos.begin(), infos.end(), [&](const TensorInfo& i) { return i.name == name; });
     if (!known) {
-      return fail(ReportError(options.model_path, InvalidArgument("the model has no input '", name,
-                                                                  "' (its inputs: ", QuotedNames(infos), ")")));
+      return InvalidArgument("the model has no input '", name, "' (its inputs: ", QuotedNames(infos), ")")
+          .WithContext(model);
     }
   }
   StatusOr<std::map<std::string, int64_t>> symbols = BindSymbols(infos, options.shape_flags);
-  if (!symbols.ok()) return fail(ReportError(options.model_path, symbols.status()));
+  if (!symbols.ok()) return symbols.status().WithContext(model);
 
+  std::vector<NamedTensor> inputs;
   for (size_t i = 0; i < infos.size(); ++i) {
     const TensorInfo& info = infos[i];
     auto file = std::find_if(options.input_files.begin(), options.input_files.end(),
                              [&](const auto& f) { return f.first == info.name; });
     if (file != options.input_files.end()) {
       StatusOr<Tensor> t = tools::ReadNpy(file->second);
-      if (!t.ok()) return fail(ReportError(file->second, t.status()));
-      if (Status s = CheckAgainstInfo(*t, info); !s.ok()) return fail(ReportError(file->second, s));
+      if (!t.ok()) return t.status().WithContext(file->second);
+      if (Status s = CheckAgainstInfo(*t, info); !s.ok()) return s.WithContext(file->second);
       std::printf("input %zu '%s': %s %s from %s\n", i, info.name.c_str(), DTypeName(t->dtype()),
                   DimsToString(t->dims()).c_str(), file->second.c_str());
-      prepared.tensors.push_back({info.name, std::move(*t)});
+      inputs.push_back({info.name, std::move(*t)});
       continue;
     }
     StatusOr<Dims> dims = GeneratedDims(info, *symbols, options.shape_flags.shapes);
-    if (!dims.ok()) return fail(ReportError(options.model_path, dims.status()));
+    if (!dims.ok()) return dims.status().WithContext(model);
     if (info.dtype == DType::kUndefined) {
-      return fail(ReportError(
-          options.model_path,
-          InvalidArgument("input '", info.name, "' has no declared dtype; give --input ", info.name, "=FILE.npy")));
+      return InvalidArgument("input '", info.name, "' has no declared dtype; give --input ", info.name, "=FILE.npy")
+          .WithContext(model);
     }
     StatusOr<Tensor> t = Tensor::Allocate(info.dtype, *dims);
-    if (!t.ok()) return fail(ReportError(options.model_path, t.status().WithContext("input '" + info.name + "'")));
+    if (!t.ok()) return t.status().WithContext("input '" + info.name + "'").WithContext(model);
     FillPseudoRandom(*t, 0x6B696C6Eull + i);  // "kiln" + input index
     std::printf("input %zu '%s': %s %s (generated)\n", i, info.name.c_str(), DTypeName(info.dtype),
                 DimsToString(*dims).c_str());
-    prepared.tensors.push_back({info.name, std::move(*t)});
+    inputs.push_back({info.name, std::move(*t)});
   }
-  return prepared;
+  return inputs;
 }
 
 int Run(const RunCommandOptions& options) {
@@ -269,9 +261,9 @@ int Run(const RunCommandOptions& options) {
   if (!model.ok()) return ReportError(model.status());
   double load_ms = MillisecondsSince(start);
 
-  PreparedInputs prepared = PrepareInputs(options, (*model)->inputs());
-  if (prepared.exit_code != 0) return prepared.exit_code;
-  const std::vector<NamedTensor>& inputs = prepared.tensors;
+  StatusOr<std::vector<NamedTensor>> prepared = PrepareInputs(options, (*model)->inputs());
+  if (!prepared.ok()) return ReportError(prepared.status());
+  const std::vector<NamedTensor>& inputs = *prepared;
 
   SessionOptions session_options;
   session_options.tier = options.tier;
