@@ -42,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/concurrent_requests.h"
 #include "bench/gemm_bench.h"
 #include "bench/shape_stream.h"
 #include "bench/tier_up_latency.h"
@@ -655,6 +656,7 @@ int main(int argc, char** argv) {
   if (!zoo_dir.empty()) {
     kiln::bench::RegisterZoo(zoo_dir, ort_outputs);
     kiln::bench::RegisterTierUpLatency(zoo_dir);
+    kiln::bench::RegisterConcurrentRequests(zoo_dir);
     kiln::bench::RegisterShapeStream(zoo_dir);
   }
   // Row regions past the specialization limit: [rows, 1024] with 12 row
