@@ -27,6 +27,13 @@ packages=(
   python3-numpy
   zlib1g-dev
   libzstd-dev
+  # The installed-library checks (tools/test_examples.sh): the consumers,
+  # the HTTP serving example and its load test.
+  cmake
+  pkg-config
+  curl
+  libcpp-httplib-dev
+  wrk
 )
 
 missing=()
