@@ -184,12 +184,23 @@ struct SessionOptions {
   // it is slower: a region stays compiled only where that pays. Tests that
   // need every region to run compiled turn this off.
   bool jit_keep_faster_tier = true;
+  // Shadow verification: each new compiled version's first this many calls
+  // run both tiers on the same inputs, serve the interpreter's outputs and
+  // compare the two within a tolerance derived from the region's ops. On a
+  // mismatch the code is unpublished (the region stays interpreted for
+  // those shapes), logged and counted in RegionStats::verify_failures.
+  // Compiled code serves requests only after passing. 0 turns it off.
+  int jit_verify_calls = 1;
   // Write each compiled region's LLVM IR and assembly here (also
   // KILN_DUMP_IR).
   std::string jit_dump_dir;
   // Test hook: called before each region compile with the region id; an
   // error fails that compile as an LLVM error would. Leave empty.
   std::function<Status(int region_id)> jit_before_compile_hook;
+  // Test hook: every module the JIT compiles has its first floating-point
+  // add turned into a subtract before optimisation, so compiled code gives
+  // wrong results (what shadow verification must catch). Leave false.
+  bool jit_test_perturb_ir = false;
   // Test and embedding hook: called before each buffer a run allocates (an
   // output, or an intermediate buffer that has to grow) with its size in
   // bytes, from the thread calling Run, so it must be thread-safe when Run
@@ -231,6 +242,9 @@ struct RegionStats {
   // Specializations dropped after their trial because the interpreter ran
   // their signature faster (SessionOptions::jit_keep_faster_tier).
   int declined = 0;
+  // Compiled versions dropped because their outputs differed from the
+  // interpreter's on a verification call (SessionOptions::jit_verify_calls).
+  int verify_failures = 0;
   // Specializations whose code another region had already compiled from
   // identical IR (e.g. the same LayerNorm in every transformer layer): no
   // second compile, and their code counts in that region's code_bytes only.
