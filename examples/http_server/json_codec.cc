@@ -106,8 +106,10 @@ kiln::StatusOr<kiln::Tensor> DecodeTensor(const json& spec, kiln::DType model_dt
   }
   auto data_it = spec.find("data");
   if (data_it == spec.end() || !data_it->is_array()) return kiln::InvalidArgument("\"data\" must be a flat array");
+  // A shape too large to hold is the request's fault (400), not a server
+  // out of memory (CheckedNumElements says ResourceExhausted).
   kiln::StatusOr<int64_t> count = kiln::CheckedNumElements(dims, model_dtype);
-  if (!count.ok()) return count.status();
+  if (!count.ok()) return kiln::InvalidArgument(count.status().message());
   if (static_cast<uint64_t>(*count) != data_it->size()) {
     return kiln::InvalidArgument("shape ", kiln::DimsToString(dims), " holds ", *count, " elements, \"data\" has ",
                                  data_it->size());

@@ -158,6 +158,9 @@ json.dump({"inputs": {"x": {"shape": [2, 16], "data": x[:, :16].ravel().tolist()
 json.dump({"inputs": {"x": {"shape": [2, 32], "dtype": "int64", "data": [1] * 64}}}, open(out + "/wrong_dtype.json", "w"))
 json.dump({"inputs": {"x": {"shape": [2, 32], "data": [0.5] * 63}}}, open(out + "/short_data.json", "w"))
 json.dump({"inputs": {"nope": {"shape": [1], "data": [1]}}}, open(out + "/unknown_input.json", "w"))
+json.dump({"inputs": {"x": {"shape": [2**62, 4], "data": []}}}, open(out + "/huge_shape.json", "w"))
+# Nested 100000 deep: the parser must neither recurse that deep nor accept it as data.
+open(out + "/deep.json", "w").write('{"inputs": {"x": {"shape": [2, 32], "data": ' + "[" * 100000 + "]" * 100000 + "}}}")
 np.save(out + "/big.npy", np.zeros((1, 512, 1024), np.float32))  # 2 MiB > the 1 MiB limit
 PY
 mlp="$base/v1/models/mlp:predict"
@@ -169,6 +172,9 @@ check "unknown input name -> 400" expect_error unknown_input 400 INVALID_ARGUMEN
   "$work/unknown_input.json" "$mlp"
 check "JSON data length != shape -> 400" expect_error short_data 400 INVALID_ARGUMENT application/json \
   "$work/short_data.json" "$mlp"
+check "JSON shape too large to hold -> 400" expect_error huge_shape 400 INVALID_ARGUMENT application/json \
+  "$work/huge_shape.json" "$mlp"
+check "JSON nested 100000 deep -> 400" expect_error deep 400 INVALID_ARGUMENT application/json "$work/deep.json" "$mlp"
 check "JSON wrong shape -> 400" expect_error wrong_shape_json 400 INVALID_ARGUMENT application/json \
   "$work/wrong_shape.json" "$mlp"
 check "JSON wrong dtype -> 400" expect_error wrong_dtype_json 400 INVALID_ARGUMENT application/json \
