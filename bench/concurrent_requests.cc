@@ -43,17 +43,31 @@ int ProcessThreads() {
   return 0;
 }
 
-enum class ThreadMode { kBudget, kOnePerRequest };
+// kUnbudgeted is what a session did before budgets: every caller gets a
+// whole team.
+enum class ThreadMode { kBudget, kOnePerRequest, kUnbudgeted };
+
+const char* ThreadModeName(ThreadMode mode) {
+  switch (mode) {
+    case ThreadMode::kBudget: return "budget";
+    case ThreadMode::kOnePerRequest: return "one_per_request";
+    case ThreadMode::kUnbudgeted: return "unbudgeted";
+  }
+  return "?";
+}
 
 Status Serve(const ZooCase& zoo_case, int requests, ThreadMode mode, benchmark::State& state) {
   KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::Load(zoo_case.model_path));
   KILN_ASSIGN_OR_RETURN(std::vector<NamedTensor> inputs, LoadZooInputs(zoo_case));
   SessionOptions options;
-  if (mode == ThreadMode::kOnePerRequest) {
-    options.intra_op_threads = 1;
-    options.thread_budget = ThreadBudget::Create(requests);
-  } else {
-    options.thread_budget = ThreadBudget::Create();  // one per core
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  switch (mode) {
+    case ThreadMode::kBudget: options.thread_budget = ThreadBudget::Create(cores); break;
+    case ThreadMode::kOnePerRequest:
+      options.intra_op_threads = 1;
+      options.thread_budget = ThreadBudget::Create(requests);
+      break;
+    case ThreadMode::kUnbudgeted: options.thread_budget = ThreadBudget::Create(requests * cores); break;
   }
   const std::shared_ptr<ThreadBudget> budget = options.thread_budget;
   KILN_ASSIGN_OR_RETURN(std::unique_ptr<Session> session, Session::Create(model, options));
@@ -107,10 +121,9 @@ void RegisterConcurrentRequests(const std::string& zoo_dir) {
   for (const ZooCase& zoo_case : *cases) {
     if (!served.count(zoo_case.name)) continue;
     for (int requests : {1, 2, 4, 8}) {
-      for (ThreadMode mode : {ThreadMode::kBudget, ThreadMode::kOnePerRequest}) {
+      for (ThreadMode mode : {ThreadMode::kBudget, ThreadMode::kOnePerRequest, ThreadMode::kUnbudgeted}) {
         const std::string name = "BM_ConcurrentRequests/model:" + zoo_case.name +
-                                 "/requests:" + std::to_string(requests) +
-                                 "/threads:" + (mode == ThreadMode::kBudget ? "budget" : "one_per_request");
+                                 "/requests:" + std::to_string(requests) + "/threads:" + ThreadModeName(mode);
         benchmark::RegisterBenchmark(name.c_str(),
                                      [zoo_case, requests, mode](benchmark::State& state) {
                                        for (auto _ : state) {

@@ -9,6 +9,9 @@
 //   BM_ConcurrentRequests/model:CASE/requests:R/threads:one_per_request
 //       intra_op_threads = 1 and a budget as large as the request count:
 //       every request computes on its own thread, uncapped
+//   BM_ConcurrentRequests/model:CASE/requests:R/threads:unbudgeted
+//       intra_op_threads = cores and no effective cap: every request gets
+//       a whole OpenMP team, as before budgets existed
 //
 // After a warm-up (JIT compiles finished) the R threads send requests back
 // to back for a fixed time. Counters: qps, p50_ms, p99_ms,
