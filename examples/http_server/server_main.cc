@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -75,15 +76,15 @@ bool ParseFlags(int argc, char** argv, Flags& flags) {
       return false;
     }
     const std::string value = argv[++i];
-    char* end = nullptr;
-    auto number = [&] { return std::strtod(value.c_str(), &end); };
     if (flag == "--models") {
       flags.models_dir = value;
       continue;
-    } else if (flag == "--host") {
+    }
+    if (flag == "--host") {
       flags.host = value;
       continue;
-    } else if (flag == "--tier") {
+    }
+    if (flag == "--tier") {
       if (value == "auto") {
         flags.tier = kiln::TierPolicy::kAuto;
       } else if (value == "jit") {
@@ -96,8 +97,10 @@ bool ParseFlags(int argc, char** argv, Flags& flags) {
       }
       continue;
     }
-    const double n = number();
-    if (end == value.c_str() || *end != '\0' || n < 0) {
+    // Every other flag takes a number.
+    char* end = nullptr;
+    const double n = std::strtod(value.c_str(), &end);
+    if (end == value.c_str() || *end != '\0' || !(n >= 0)) {
       std::fprintf(stderr, "kiln_http_server: %s needs a non-negative number, got \"%s\"\n", flag.c_str(),
                    value.c_str());
       return false;
