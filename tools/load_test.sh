@@ -3,10 +3,12 @@
 #
 #   tools/load_test.sh [--short] [--duration S] [--connections N]
 #                      [--server BIN] [--models DIR] [--model NAME]
+#                      [--batch N]
 #
 # Starts examples/http_server on 127.0.0.1 (a free port; loopback only) and
 # drives POST /v1/models/NAME:predict with wrk (tools/wrk_predict.lua), one
-# fixed .npy input, in three bounded phases:
+# fixed .npy input (the model's reference input repeated --batch times
+# along its first dim, default 16), in three bounded phases:
 #   1. interpreter only: a server started with --tier interp, the
 #      latency before any tier-up (--baseline-seconds, default 5);
 #   2. tier-up: a fresh --tier auto server, from its first request until
@@ -22,7 +24,10 @@
 #
 # Without --server it installs kiln into a temporary prefix and builds the
 # example; without --models it builds //tools:demo_models. The default model
-# is transformer_tiny, whose LayerNorm, GELU and GEMM regions the JIT compiles.
+# is transformer_tiny, whose LayerNorm, GELU and GEMM regions the JIT compiles;
+# at batch 16 a run's compute outweighs the HTTP work around it, so the
+# tiers differ visibly (at batch 1 HTTP dominates). Models with a fixed
+# batch dim (mlp, cnn_small) need --batch 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +38,7 @@ tierup_max_seconds=60
 server_bin=
 models_dir=
 model=transformer_tiny
+batch=16
 while [ $# -gt 0 ]; do
   case $1 in
     --short) duration=3 baseline_seconds=1 tierup_max_seconds=20 ;;
@@ -43,6 +49,7 @@ while [ $# -gt 0 ]; do
     --server) server_bin=$2; shift ;;
     --models) models_dir=$2; shift ;;
     --model) model=$2; shift ;;
+    --batch) batch=$2; shift ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "load_test: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -72,7 +79,13 @@ if [ -z "$server_bin" ]; then
     cmake --build "$work/server_build" -j2 >>"$work/cmake.log" || { cat "$work/cmake.log"; exit 1; }
   server_bin="$work/server_build/kiln_http_server"
 fi
-body="$models_dir/${model}_input_0.npy"
+body="$work/body.npy"
+/usr/bin/python3 - "$models_dir/${model}_input_0.npy" "$batch" "$body" <<'PY'
+import sys
+import numpy as np
+x = np.load(sys.argv[1])
+np.save(sys.argv[3], np.concatenate([x] * int(sys.argv[2])))
+PY
 mkdir "$work/models"
 cp "$models_dir/$model.onnx" "$work/models/"
 
@@ -174,7 +187,8 @@ server_status=0
 stop_server || server_status=$?
 
 isa=$(grep -o 'avx512[a-z]*\|avx2\|fma' /proc/cpuinfo | sort -u | tr '\n' ' ')
-echo "load_test: $model, $connections connections, wrk -t 2, 127.0.0.1; $(nproc) cores; ISA: $isa"
+shape=$(/usr/bin/python3 -c 'import sys, numpy; print(list(numpy.load(sys.argv[1]).shape))' "$body")
+echo "load_test: $model, input $shape, $connections connections, wrk -t 2, 127.0.0.1; $(nproc) cores; ISA: $isa"
 printf '%-38s %6s %9s %9s %8s %8s %8s %7s  %s\n' phase seconds requests QPS "p50 ms" "p99 ms" "max ms" errors \
   "JIT regions"
 printf '%s\n' "${rows[@]}"
