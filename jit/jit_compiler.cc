@@ -3,11 +3,13 @@
 #include "jit/codegen_target.h"
 
 #include <llvm/ExecutionEngine/Orc/Core.h>
+#include <llvm/ExecutionEngine/Orc/ExecutorProcessControl.h>
 #include <llvm/ExecutionEngine/Orc/IRTransformLayer.h>
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
 #include <llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h>
 #include <llvm/ExecutionEngine/Orc/ObjectTransformLayer.h>
+#include <llvm/ExecutionEngine/Orc/TaskDispatch.h>
 #include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
 #include <llvm/IR/LegacyPassManager.h>
 #include <llvm/IR/Module.h>
@@ -35,6 +37,7 @@ namespace kiln::jit {
 struct JitCompiler::State {
   llvm::orc::JITTargetMachineBuilder jtmb;
   std::string dump_dir;
+  std::function<void(llvm::Module&)> rewrite_ir;
 
   Mutex object_sizes_mutex;
   // Keyed by object buffer name.
@@ -224,13 +227,31 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
   }
   auto state = std::make_shared<State>(*jtmb);
   state->dump_dir = compiler->dump_dir_;
+  state->rewrite_ir = options.rewrite_ir;
   compiler->state_ = state;
 
   // Concurrent compilation support makes LLJIT use a compiler that builds a
-  // TargetMachine per module, so Compile() may run on several threads; with
-  // no compile threads of its own, each compile runs on its caller's thread.
-  llvm::Expected<std::unique_ptr<llvm::orc::LLJIT>> jit =
-      llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(*jtmb).setSupportConcurrentCompilation(true).create();
+  // TargetMachine per module, so Compile() may run on several threads. Left
+  // to itself, LLJIT would then also pick a DynamicThreadPoolTaskDispatcher,
+  // which runs every materialization on a detached thread of its own: the
+  // lookup in Compile() returns as soon as the symbol is emitted, while that
+  // thread still holds the MaterializationResponsibility (and with it a
+  // reference to the module's ResourceTracker) and tears it down a moment
+  // later. That is safe (the reference count is atomic), but it means ORC
+  // work outlives Compile(), at normal priority rather than the compile
+  // thread's, and ThreadSanitizer, which cannot see the atomics inside the
+  // uninstrumented libLLVM, reports the tracker's final free there as a race
+  // with JitCode releasing it. kiln already runs compiles on threads it
+  // owns, so materialization runs in place, on the caller's thread, and is
+  // finished when Compile() returns.
+  llvm::Expected<std::unique_ptr<llvm::orc::SelfExecutorProcessControl>> epc =
+      llvm::orc::SelfExecutorProcessControl::Create(nullptr, std::make_unique<llvm::orc::InPlaceTaskDispatcher>());
+  if (!epc) return epc.takeError();
+  llvm::Expected<std::unique_ptr<llvm::orc::LLJIT>> jit = llvm::orc::LLJITBuilder()
+                                                              .setJITTargetMachineBuilder(*jtmb)
+                                                              .setExecutorProcessControl(std::move(*epc))
+                                                              .setSupportConcurrentCompilation(true)
+                                                              .create();
   if (!jit) return jit.takeError();
   if (!llvm::isa<llvm::orc::ObjectLinkingLayer>((*jit)->getObjLinkingLayer())) {
     // RuntimeDyld may place code and constants far apart: not safe for the
@@ -247,8 +268,10 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
   compiler->jit_->getIRTransformLayer().setTransform(
       [state](llvm::orc::ThreadSafeModule tsm,
               llvm::orc::MaterializationResponsibility&) -> llvm::Expected<llvm::orc::ThreadSafeModule> {
-        llvm::Error err =
-            tsm.withModuleDo([&](llvm::Module& module) { return Optimize(state->jtmb, state->dump_dir, module); });
+        llvm::Error err = tsm.withModuleDo([&](llvm::Module& module) {
+          if (state->rewrite_ir) state->rewrite_ir(module);
+          return Optimize(state->jtmb, state->dump_dir, module);
+        });
         if (err) return err;
         return tsm;
       });

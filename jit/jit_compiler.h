@@ -6,8 +6,11 @@
 //
 // Thread safety: Compile() may be called from several threads at once. Each
 // caller builds its module in its own LLVMContext (wrapped in a
-// ThreadSafeContext); LLJIT is created with concurrent compilation support,
-// so every compile runs on the calling thread with its own TargetMachine.
+// ThreadSafeContext); LLJIT is created with concurrent compilation support
+// (a TargetMachine per compile) and an in-place task dispatcher, so all of a
+// compile's work (optimisation, code generation, linking, and the release
+// of ORC's references to the module's ResourceTracker) runs on the thread
+// calling Compile() and is over when it returns: ORC starts no threads.
 //
 // Lifetime: each CompiledRegion keeps the underlying LLJIT alive, so the
 // JitCompiler may be destroyed before the regions it produced.
@@ -19,6 +22,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -52,6 +56,10 @@ struct JitOptions {
   // assembly (<module>.s) are written here. When empty, the environment
   // variable KILN_DUMP_IR names the directory (if set).
   std::string dump_dir;
+  // Test hook: when set, called with each module on the thread that
+  // compiles it, before optimisation, and may rewrite it (see
+  // PerturbFirstFloatAdd). Leave empty.
+  std::function<void(llvm::Module&)> rewrite_ir;
 };
 
 // Machine code added to the JIT: where its entry function is. Removing it

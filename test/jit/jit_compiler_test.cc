@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -117,6 +118,33 @@ TEST(JitCompiler, RegionsOutliveTheCompiler) {
   auto outs = testing::Run(*region, {x.data(), b.data()}, {false}, 20);
   EXPECT_NEAR(outs[0].at(0), 0.8413447, 1e-6);
   region.reset();  // removes the code from the still-alive session
+}
+
+// ORC starts no threads: a compile's optimisation, code generation and
+// linking all run on the thread that called Compile(), so nothing of ORC's
+// still holds the module's ResourceTracker once Compile() returns (see the
+// dispatcher chosen in JitCompiler::Create). The IR hook runs inside the
+// materialization, so the thread it sees is the one ORC materializes on.
+TEST(JitCompiler, CompileRunsEntirelyOnTheCallingThread) {
+  std::vector<std::thread::id> materialized_on;
+  std::mutex mu;
+  JitOptions options;
+  options.rewrite_ir = [&](llvm::Module&) {
+    std::lock_guard<std::mutex> lock(mu);
+    materialized_on.push_back(std::this_thread::get_id());
+  };
+  StatusOr<std::unique_ptr<JitCompiler>> jit = JitCompiler::CreateOrStatus(options);
+  ASSERT_TRUE(jit.ok()) << jit.status().ToString();
+  std::thread::id compile_thread;
+  StatusOr<std::unique_ptr<CompiledRegion>> compiled = Unsupported("not run");
+  std::thread t([&] {
+    compile_thread = std::this_thread::get_id();
+    compiled = GeluBiasRegion(3, 40).Compile(**jit);
+  });
+  t.join();
+  ASSERT_TRUE(compiled.ok()) << compiled.status().ToString();
+  ASSERT_EQ(materialized_on.size(), 1u);
+  EXPECT_EQ(materialized_on[0], compile_thread);
 }
 
 TEST(JitCompiler, ConcurrentCompilesAndRuns) {
