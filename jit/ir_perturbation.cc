@@ -4,24 +4,28 @@
 #include <llvm/IR/Instructions.h>
 #include <llvm/IR/Module.h>
 
+#include <vector>
+
 namespace kiln::jit {
 
-bool PerturbFirstFloatAdd(llvm::Module& module) {
+int PerturbFloatAdds(llvm::Module& module) {
+  std::vector<llvm::Instruction*> adds;
   for (llvm::Function& function : module) {
     for (llvm::BasicBlock& block : function) {
       for (llvm::Instruction& inst : block) {
-        if (inst.getOpcode() != llvm::Instruction::FAdd) continue;
-        llvm::BinaryOperator* sub = llvm::BinaryOperator::Create(llvm::Instruction::FSub, inst.getOperand(0),
-                                                                 inst.getOperand(1), inst.getName(), &inst);
-        // Keep the fast-math flags so that the optimiser treats the two alike.
-        sub->copyIRFlags(&inst);
-        inst.replaceAllUsesWith(sub);
-        inst.eraseFromParent();
-        return true;
+        if (inst.getOpcode() == llvm::Instruction::FAdd) adds.push_back(&inst);
       }
     }
   }
-  return false;
+  for (llvm::Instruction* add : adds) {
+    llvm::BinaryOperator* sub = llvm::BinaryOperator::Create(llvm::Instruction::FSub, add->getOperand(0),
+                                                             add->getOperand(1), add->getName(), add);
+    // Keep the fast-math flags so that the optimiser treats the two alike.
+    sub->copyIRFlags(add);
+    add->replaceAllUsesWith(sub);
+    add->eraseFromParent();
+  }
+  return static_cast<int>(adds.size());
 }
 
 }  // namespace kiln::jit

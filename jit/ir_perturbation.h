@@ -11,10 +11,12 @@ class Module;
 
 namespace kiln::jit {
 
-// Turns the first floating-point add of `module` (in function and
-// instruction order) into a subtract, so that the code computes x - y where
-// the region means x + y. Returns false when the module has no fadd (GEMM
-// kernels accumulate with fused multiply-adds, for one): nothing changed.
-bool PerturbFirstFloatAdd(llvm::Module& module);
+// Turns every floating-point add of `module` into a subtract, so that the
+// code computes x - y where the region means x + y. Every one, not the
+// first: the first may sit in a loop that a given shape never enters (the
+// full-vector loop of a row shorter than one vector), and then the code
+// would still be right. Returns how many it changed: 0 when the module has
+// no fadd (GEMM kernels accumulate with fused multiply-adds, for one).
+int PerturbFloatAdds(llvm::Module& module);
 
 }  // namespace kiln::jit

@@ -58,7 +58,7 @@ struct JitOptions {
   std::string dump_dir;
   // Test hook: when set, called with each module on the thread that
   // compiles it, before optimisation, and may rewrite it (see
-  // PerturbFirstFloatAdd). Leave empty.
+  // PerturbFloatAdds). Leave empty.
   std::function<void(llvm::Module&)> rewrite_ir;
 };
 

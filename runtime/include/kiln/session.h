@@ -197,9 +197,9 @@ struct SessionOptions {
   // Test hook: called before each region compile with the region id; an
   // error fails that compile as an LLVM error would. Leave empty.
   std::function<Status(int region_id)> jit_before_compile_hook;
-  // Test hook: every module the JIT compiles has its first floating-point
-  // add turned into a subtract before optimisation, so compiled code gives
-  // wrong results (what shadow verification must catch). Leave false.
+  // Test hook: every module the JIT compiles has its floating-point adds
+  // turned into subtracts before optimisation, so compiled code gives wrong
+  // results (what shadow verification must catch). Leave false.
   bool jit_test_perturb_ir = false;
   // Test and embedding hook: called before each buffer a run allocates (an
   // output, or an intermediate buffer that has to grow) with its size in
