@@ -340,6 +340,7 @@ class Interpreter::UnitCall final : public RegionCall {
     return data;
   }
 
+  const Tensor& output(size_t o) const override { return *interpreter_.ValuePtr(frame_, region_.outputs[o]); }
   Status RunInterpreted() override { return interpreter_.RunSteps(frame_, unit_, parallel_, profile_); }
   const kernels::ParallelRunner& parallel() const override { return parallel_; }
   std::unique_ptr<RegionScratch>& scratch() override { return frame_.region_scratch; }

@@ -7,8 +7,10 @@
 #include "graph/log.h"
 #include "jit/compiled_region.h"
 #include "jit/gemm_codegen.h"
+#include "jit/ir_perturbation.h"
 #include "jit/jit_compiler.h"
 #include "jit/region_compiler.h"
+#include "runtime/output_comparison.h"
 #include "runtime/trace_recorder.h"
 
 namespace kiln::runtime {
@@ -18,6 +20,37 @@ namespace {
 // past this many, its counts start over (a truly hot shape soon counts up
 // again).
 constexpr size_t kMaxProfiledSignatures = 256;
+
+// A verification call's view of the region call, for the compiled run:
+// inputs and threads are the call's, but outputs go to buffers of its own,
+// so nothing the code computes can reach the request before it is checked.
+// (These buffers skip SessionOptions::before_allocate_hook: they are the
+// tier's, like JIT code, and live for one verification call.)
+class CapturingCall final : public RegionCall {
+ public:
+  CapturingCall(RegionCall& call, const graph::Graph& graph, const graph::Region& region)
+      : call_(call), graph_(graph), region_(region), outputs_(region.outputs.size()), written_(outputs_.size()) {}
+
+  const Tensor& input(size_t i) const override { return call_.input(i); }
+  StatusOr<void*> AllocateOutput(size_t o, const Dims& dims) override {
+    KILN_ASSIGN_OR_RETURN(outputs_[o], Tensor::Allocate(graph_.value(region_.outputs[o]).dtype, dims));
+    written_[o] = true;
+    return outputs_[o].raw_data();
+  }
+  const Tensor& output(size_t o) const override { return outputs_[o]; }
+  Status RunInterpreted() override { return Internal("a verification call runs only compiled code into its buffers"); }
+  const kernels::ParallelRunner& parallel() const override { return call_.parallel(); }
+  std::unique_ptr<RegionScratch>& scratch() override { return call_.scratch(); }
+
+  bool has_output(size_t o) const { return written_[o]; }
+
+ private:
+  RegionCall& call_;
+  const graph::Graph& graph_;
+  const graph::Region& region_;
+  std::vector<Tensor> outputs_;
+  std::vector<bool> written_;
+};
 
 }  // namespace
 
@@ -53,6 +86,21 @@ struct JitTier::RegionState {
   double compile_ms KILN_GUARDED_BY(mu) = 0;
   int64_t code_bytes KILN_GUARDED_BY(mu) = 0;
   int64_t packed_weight_bytes KILN_GUARDED_BY(mu) = 0;
+  // Code unpublished because it computed something else than the
+  // interpreter (shadow verification), and the signatures it failed on,
+  // interpreted from then on by choice.
+  int verify_failures KILN_GUARDED_BY(mu) = 0;
+  std::set<ShapeSignature> failed_verification KILN_GUARDED_BY(mu);
+
+  // Copy-on-write: callers already inside `spec` keep it alive until they
+  // return (they hold the old table).
+  void Unpublish(const Specialization& spec) KILN_REQUIRES(mu) {
+    auto next = std::make_shared<Table>();
+    for (const auto& s : table.load(std::memory_order_acquire)->specs) {
+      if (s.get() != &spec) next->specs.push_back(s);
+    }
+    table.store(std::move(next), std::memory_order_release);
+  }
 };
 
 JitTier::JitTier(const graph::Graph& graph, std::vector<graph::Region> regions, const SessionOptions& options,
@@ -72,6 +120,9 @@ StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, st
   std::unique_ptr<JitTier> tier(new JitTier(graph, std::move(regions), options, std::move(hooks)));
   jit::JitOptions jit_options;
   jit_options.dump_dir = options.jit_dump_dir;
+  if (options.jit_test_perturb_ir) {
+    jit_options.rewrite_ir = [](llvm::Module& module) { jit::PerturbFloatAdds(module); };
+  }
   KILN_ASSIGN_OR_RETURN(tier->compiler_, jit::JitCompiler::CreateOrStatus(jit_options));
   tier->states_.reset(new RegionState[tier->regions_.size()]);
   for (size_t r = 0; r < tier->regions_.size(); ++r) {
@@ -129,6 +180,16 @@ StatusOr<ServedBy> JitTier::Run(int region_id, RegionCall& call) const {
       return ServedBy::kInterpreter;
     }
   }
+  const ShadowVerification& verification = row_call != nullptr ? row_call->verification : spec->verification;
+  switch (verification.Claim()) {
+    case ShadowVerification::Turn::kServe: break;
+    case ShadowVerification::Turn::kInterpret:
+      KILN_RETURN_IF_ERROR(RunInterpretedByChoice(region_id, call));
+      return ServedBy::kInterpreter;
+    case ShadowVerification::Turn::kVerify:
+      KILN_RETURN_IF_ERROR(RunVerification(region_id, *spec, row_call.get(), verification, call, scratch));
+      return ServedBy::kInterpreter;
+  }
   RegionState& state = states_[region_id];
   const TierTrial& trial = row_call != nullptr ? row_call->trial : spec->trial;
   const bool interpreted_turn = trial.TakeInterpretedTurn();
@@ -161,7 +222,7 @@ Status JitTier::RunInterpreted(int region, RegionCall& call, const ShapeSignatur
   bool generic = false;
   {
     MutexLock lock(state.mu);
-    if (state.declined.count(signature)) return Status::Ok();
+    if (state.declined.count(signature) || state.failed_verification.count(signature)) return Status::Ok();
     if (!state.table.load(std::memory_order_acquire)->specs.empty()) {
       state.deopts.fetch_add(1, std::memory_order_relaxed);
     }
@@ -187,6 +248,22 @@ Status JitTier::RunInterpreted(int region, RegionCall& call, const ShapeSignatur
   }
   if (blocking_) {
     Compile(region, signature, generic);
+    // The call that compiled the code is its first: the interpreter has
+    // served it, so it verifies the code on its inputs, and the next call
+    // can run compiled (TierPolicy::kJit's promise).
+    std::shared_ptr<const Specialization> spec = Lookup(region, signature);
+    if (spec == nullptr) return Status::Ok();
+    std::shared_ptr<const Specialization::RowCall> row_call;
+    const graph::Region& r = regions_[static_cast<size_t>(region)];
+    if (spec->generic && r.kind == graph::RegionKind::kRowReduction) {
+      KILN_ASSIGN_OR_RETURN(row_call, spec->PlanRowCall(graph_, r, signature));
+      if (!row_call->served) return Status::Ok();
+    }
+    const ShadowVerification& verification = row_call != nullptr ? row_call->verification : spec->verification;
+    if (verification.Claim() == ShadowVerification::Turn::kVerify) {
+      auto& scratch = static_cast<CompiledCallScratch&>(*call.scratch());
+      Verify(region, *spec, row_call.get(), verification, call, scratch);
+    }
   } else {
     queue_->Enqueue([this, region, signature, generic] { Compile(region, signature, generic); });
   }
@@ -217,13 +294,74 @@ void JitTier::AddTrialSample(int region, const Specialization& spec, const Speci
     row_call->declined.store(true, std::memory_order_release);
     return;
   }
-  // Unpublish: callers already inside the code keep it alive until they
-  // return (they hold the old table).
-  auto next = std::make_shared<Table>();
-  for (const auto& s : state.table.load(std::memory_order_acquire)->specs) {
-    if (s.get() != &spec) next->specs.push_back(s);
+  state.Unpublish(spec);
+}
+
+Status JitTier::RunInterpretedByChoice(int region, RegionCall& call) const {
+  const int64_t start = NowNs();
+  KILN_RETURN_IF_ERROR(call.RunInterpreted());
+  RegionState& state = states_[region];
+  state.interpreted_calls.fetch_add(1, std::memory_order_relaxed);
+  state.interpreted_ns.fetch_add(NowNs() - start, std::memory_order_relaxed);
+  return Status::Ok();
+}
+
+Status JitTier::RunVerification(int region, const Specialization& spec, const Specialization::RowCall* row_call,
+                                const ShadowVerification& verification, RegionCall& call,
+                                CompiledCallScratch& scratch) const {
+  const Status served = RunInterpretedByChoice(region, call);
+  if (!served.ok()) {
+    // Nothing to compare against: the next call verifies instead.
+    verification.Abandon();
+    return served;
   }
-  state.table.store(std::move(next), std::memory_order_release);
+  Verify(region, spec, row_call, verification, call, scratch);
+  return Status::Ok();
+}
+
+void JitTier::Verify(int region_id, const Specialization& spec, const Specialization::RowCall* row_call,
+                     const ShadowVerification& verification, RegionCall& call, CompiledCallScratch& scratch) const {
+  const graph::Region& region = regions_[static_cast<size_t>(region_id)];
+  const auto start = TraceRecorder::Clock::now();
+  CapturingCall compiled_call(call, graph_, region);
+  const StatusOr<double> ran = spec.Run(region, row_call, compiled_call, scratch);
+  const double tolerance = VerificationTolerance(graph_, region, scratch.signature);
+  OutputComparison comparison;
+  if (!ran.ok()) {
+    comparison.equal = false;
+    comparison.problem = "the compiled code failed: " + ran.status().ToString();
+  }
+  for (size_t o = 0; comparison.equal && o < region.outputs.size(); ++o) {
+    if (!compiled_call.has_output(o)) {
+      comparison.equal = false;
+      comparison.problem = "the compiled code did not write output " + std::to_string(o);
+      break;
+    }
+    CompareOutput(o, compiled_call.output(o), call.output(o), tolerance, comparison);
+  }
+  const std::string signature = scratch.signature.ToString();
+  if (hooks_.trace) {
+    hooks_.trace->AddSlice("verify region " + std::to_string(region_id) + " " + signature +
+                               (comparison.equal ? " (passed)" : " (FAILED: " + comparison.ToString(tolerance) + ")"),
+                           "verify", start, TraceRecorder::Clock::now());
+  }
+  if (comparison.equal) {
+    Log().debug("jit: region {} for {}: the compiled code matches the interpreter ({})", region_id, signature,
+                comparison.ToString(tolerance));
+    verification.Pass();
+    return;
+  }
+  if (!verification.Fail()) return;  // another call found it first
+  Log().warn(
+      "jit: region {} ({}) for {}: the compiled code differs from the interpreter: {}; it is dropped and the region "
+      "stays interpreted for these shapes",
+      region_id, region.reason, signature, comparison.ToString(tolerance));
+  RegionState& state = states_[region_id];
+  MutexLock lock(state.mu);
+  ++state.verify_failures;
+  state.failed_verification.insert(scratch.signature);
+  // Generic code that is wrong for one signature is not trusted with any.
+  state.Unpublish(spec);
 }
 
 void JitTier::Compile(int region_id, const ShapeSignature& signature, bool generic) const {
@@ -261,6 +399,11 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   }
   auto spec = std::make_shared<Specialization>();
   spec->generic = generic;
+  if (generic && region.kind == graph::RegionKind::kRowReduction) {
+    spec->row_call_verify_calls = options_.jit_verify_calls;
+  } else {
+    spec->verification.Start(options_.jit_verify_calls);
+  }
   if (options_.jit_keep_faster_tier) {
     if (!generic) spec->trial.Start();
     spec->trial_row_calls = generic && region.kind == graph::RegionKind::kRowReduction;
@@ -333,6 +476,7 @@ std::vector<RegionStats> JitTier::Stats() const {
     s.failed_compiles = state.failed_compiles;
     s.declined = static_cast<int>(state.declined.size());
     s.reused_code = state.reused_code;
+    s.verify_failures = state.verify_failures;
     s.compile_ms = state.compile_ms;
     s.code_bytes = state.code_bytes;
     s.packed_weight_bytes = state.packed_weight_bytes;

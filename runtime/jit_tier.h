@@ -93,6 +93,21 @@ class JitTier {
   // a drop, unpublishes `spec` or declines `row_call`'s signature.
   void AddTrialSample(int region, const Specialization& spec, const Specialization::RowCall* row_call, bool compiled,
                       int64_t nanoseconds) const;
+  // Runs the call in the interpreter, as chosen (code exists but may not
+  // serve yet): counted as an interpreted call, not profiled, not a deopt.
+  Status RunInterpretedByChoice(int region, RegionCall& call) const;
+  // A verification call (ShadowVerification::Turn::kVerify of
+  // `verification`, which belongs to `row_call` if set, else to `spec`):
+  // the interpreter serves the call, then `spec` runs on the same inputs
+  // into buffers of its own and the two are compared. Reports the outcome
+  // to `verification`; on a mismatch unpublishes `spec`, logs and counts it.
+  Status RunVerification(int region, const Specialization& spec, const Specialization::RowCall* row_call,
+                         const ShadowVerification& verification, RegionCall& call, CompiledCallScratch& scratch) const;
+  // Compares what `spec` computes for the call with the interpreter's
+  // outputs, which `call` holds already (the compile-triggering call of
+  // TierPolicy::kJit, or RunVerification's).
+  void Verify(int region, const Specialization& spec, const Specialization::RowCall* row_call,
+              const ShadowVerification& verification, RegionCall& call, CompiledCallScratch& scratch) const;
 
   const graph::Graph& graph_;
   std::vector<graph::Region> regions_;

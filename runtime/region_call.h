@@ -34,6 +34,9 @@ class RegionCall {
   // and the output's dtype, and makes it the output's value for the rest of
   // the run. Fails when the allocation is refused or impossible.
   virtual StatusOr<void*> AllocateOutput(size_t o, const Dims& dims) = 0;
+  // Region output `o` as the last AllocateOutput or RunInterpreted left it
+  // (shadow verification compares compiled code against the interpreter's).
+  virtual const Tensor& output(size_t o) const = 0;
   // Runs the region's nodes one by one in the interpreter, writing every
   // output.
   virtual Status RunInterpreted() = 0;

@@ -27,6 +27,7 @@ StatusOr<std::shared_ptr<const Specialization::RowCall>> Specialization::PlanRow
   auto call = std::make_shared<RowCall>();
   call->signature = signature;
   if (trial_row_calls) call->trial.Start();
+  call->verification.Start(row_call_verify_calls);
   const Status prepared =
       jit::PrepareGenericRowReductionCall(*code, graph, region, signature.dims, call->params, call->output_dims);
   if (!prepared.ok() && prepared.code() != StatusCode::kUnsupported) return prepared;

@@ -14,6 +14,7 @@
 #include "kiln/status.h"
 #include "kiln/tensor.h"
 #include "runtime/region_call.h"
+#include "runtime/shadow_verification.h"
 #include "runtime/shape_signature.h"
 #include "runtime/tier_trial.h"
 
@@ -55,11 +56,19 @@ struct Specialization {
     // lengths differ in what wins); `declined` is set when it loses.
     TierTrial trial;
     mutable std::atomic<bool> declined{false};
+    // Each signature's plan is new code as far as correctness goes, so it
+    // is verified before it serves.
+    ShadowVerification verification;
   };
   // Specialized code: its signature's trial. Generic row code: whether each
   // signature's RowCall starts one.
   TierTrial trial;
   bool trial_row_calls = false;
+  // Verification before this code serves (SessionOptions::jit_verify_calls):
+  // its own, except for generic row code, whose RowCalls each start one of
+  // `row_call_verify_calls` calls.
+  ShadowVerification verification;
+  int row_call_verify_calls = 0;
 
   // Generic row code only: the call for `signature`, planned
   // (jit::PrepareGenericRowReductionCall) on the signature's first call and

@@ -227,6 +227,8 @@ TEST(FaultInjection, CompileFailureInOneRegionDoesNotAffectTheOther) {
   RunWithWatchdog("one failing region", [&] {
     ASSERT_TRUE(RunBatch(*session, x, 3).ok());
     session->WaitForCompiles();
+    // The first run after the compile verifies the code; the second runs it.
+    ASSERT_TRUE(RunBatch(*session, x, 3).ok());
     auto y = RunBatch(*session, x, 3);
     ASSERT_TRUE(y.ok()) << y.status().ToString();
     EXPECT_TRUE(AllCloseScaled(*y, expected, kRelTol));
@@ -323,6 +325,7 @@ TEST(FaultInjection, StuckCompileDoesNotBlockRuns) {
 
   gate.Release();
   RunWithWatchdog("compiles after release", [&] { session->WaitForCompiles(); });
+  ASSERT_TRUE(RunBatch(*session, x, 5).ok());  // verifies the new code against the interpreter
   auto y = RunBatch(*session, x, 5);
   ASSERT_TRUE(y.ok());
   EXPECT_TRUE(AllCloseScaled(*y, expected, kRelTol));

@@ -48,6 +48,7 @@ class TimedCall final : public RegionCall {
     outputs_.push_back(std::move(out));
     return outputs_.back().raw_data();
   }
+  const Tensor& output(size_t o) const override { return outputs_[o]; }
   Status RunInterpreted() override {
     clock_.now += interpreted_ns_;
     return Status::Ok();
@@ -81,6 +82,9 @@ std::unique_ptr<JitTier> MakeTier(const OnnxModelBuilder& b, std::unique_ptr<gra
   options.tier = TierPolicy::kJit;
   options.jit_max_specializations = max_specializations;
   options.jit_keep_faster_tier = true;
+  // These calls only advance a clock: their outputs are not computed, so
+  // there is nothing for shadow verification to compare.
+  options.jit_verify_calls = 0;
   JitTierHooks hooks;
   hooks.now_ns = [&clock] { return clock.now; };
   StatusOr<std::unique_ptr<JitTier>> tier = JitTier::Create(*graph, std::move(regions).value(), options, hooks);

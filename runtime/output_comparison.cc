@@ -1,0 +1,148 @@
+#include "runtime/output_comparison.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string_view>
+
+#include <spdlog/fmt/fmt.h>
+
+namespace kiln::runtime {
+namespace {
+
+// See VerificationTolerance in the header for what each covers.
+constexpr double kArithmeticTolerance = 1e-4;
+constexpr double kTranscendentalTolerance = 1e-3;
+constexpr double kAccumulationTolerance = 1e-5;  // times sqrt(terms summed)
+
+// Ops whose value each tier approximates its own way, with the fused ops
+// (kernels whose interpreter version computes one of them inside).
+bool IsTranscendental(std::string_view op) {
+  static constexpr std::string_view kOps[] = {
+      "Elu",     "Erf",     "Exp",      "Gelu", "HardSwish", "LayerNormalization", "Log",        "LogSoftmax", "Pow",
+      "Sigmoid", "Softmax", "Softplus", "Sqrt", "Tanh",      "Reciprocal",         "ReduceMean",
+  };
+  return std::find(std::begin(kOps), std::end(kOps), op) != std::end(kOps);
+}
+
+int64_t Product(const Dims& dims, size_t from) {
+  int64_t product = 1;
+  for (size_t d = from; d < dims.size(); ++d) product *= dims[d];
+  return product;
+}
+
+}  // namespace
+
+int64_t AccumulationLength(const graph::Graph& graph, const graph::Region& region, const ShapeSignature& signature) {
+  switch (region.kind) {
+    case graph::RegionKind::kElementwise: return 1;
+    case graph::RegionKind::kRowReduction: {
+      // The rows are the domain's dims from row_axis on; the widest input
+      // of full rank has them.
+      int64_t longest = 1;
+      for (const Dims& dims : signature.dims) {
+        if (region.row_axis >= 0 && dims.size() > static_cast<size_t>(region.row_axis)) {
+          longest = std::max(longest, Product(dims, static_cast<size_t>(region.row_axis)));
+        }
+      }
+      return longest;
+    }
+    case graph::RegionKind::kGemm:
+      // A [.., M, K]: region input 0.
+      return signature.dims.empty() || signature.dims[0].empty() ? 1 : signature.dims[0].back();
+    case graph::RegionKind::kDepthwiseConv: {
+      // The weight [C, 1, KH, KW] sums KH * KW taps per output element.
+      if (region.nodes.empty()) return 1;
+      const graph::Node& conv = graph.node(region.nodes[0]);
+      if (conv.inputs.size() < 2) return 1;
+      const graph::ShapeInfo& weight = graph.value(conv.inputs[1]).shape;
+      if (!weight.is_concrete()) return 1;
+      const Dims dims = weight.ConcreteDims();
+      return dims.size() >= 2 ? Product(dims, 2) : 1;
+    }
+  }
+  return 1;
+}
+
+double VerificationTolerance(const graph::Graph& graph, const graph::Region& region, const ShapeSignature& signature) {
+  bool transcendental = region.kind == graph::RegionKind::kRowReduction;  // Softmax, LayerNorm: exp, rsqrt
+  for (graph::NodeId id : region.nodes) transcendental = transcendental || IsTranscendental(graph.node(id).op_type);
+  // Fused epilogues (a GEMM's or convolution's GELU, sigmoid) are attributes
+  // of one node, not nodes: such regions may approximate too.
+  if (region.kind == graph::RegionKind::kGemm || region.kind == graph::RegionKind::kDepthwiseConv) {
+    transcendental = true;
+  }
+  const double terms = static_cast<double>(std::max<int64_t>(1, AccumulationLength(graph, region, signature)));
+  return (transcendental ? kTranscendentalTolerance : kArithmeticTolerance) + kAccumulationTolerance * std::sqrt(terms);
+}
+
+std::string OutputComparison::ToString(double tolerance) const {
+  if (!problem.empty()) return problem;
+  return fmt::format(
+      "largest difference {:g} at output {} element {} (compiled {:g}, interpreted {:g}, tolerance {:g})",
+      largest_difference, output, element, compiled, interpreted, tolerance);
+}
+
+namespace {
+
+// |got - want| in units of max(1, |want|): NaN matches NaN, an infinity
+// only itself, and anything else against NaN or an infinity is infinitely
+// far.
+double ScaledDifference(double got, double want, double& absolute) {
+  if (std::isnan(got) || std::isnan(want)) {
+    absolute = std::isnan(got) && std::isnan(want) ? 0 : std::numeric_limits<double>::infinity();
+    return absolute;
+  }
+  if (std::isinf(got) || std::isinf(want)) {
+    absolute = got == want ? 0 : std::numeric_limits<double>::infinity();
+    return absolute;
+  }
+  absolute = std::fabs(got - want);
+  return absolute / std::max(1.0, std::fabs(want));
+}
+
+}  // namespace
+
+void CompareOutput(size_t output, const Tensor& compiled, const Tensor& interpreted, double tolerance,
+                   OutputComparison& into) {
+  if (compiled.dtype() != interpreted.dtype() || compiled.dims() != interpreted.dims()) {
+    into.equal = false;
+    into.output = output;
+    into.problem =
+        fmt::format("output {} is {} {} compiled but {} {} interpreted", output, DTypeName(compiled.dtype()),
+                    DimsToString(compiled.dims()), DTypeName(interpreted.dtype()), DimsToString(interpreted.dims()));
+    return;
+  }
+  if (compiled.dtype() != DType::kFloat32) {
+    if (std::memcmp(compiled.raw_data(), interpreted.raw_data(), compiled.byte_size()) == 0) return;
+    into.equal = false;
+    into.output = output;
+    into.problem = fmt::format("output {} ({}) differs bitwise between the tiers", output, DTypeName(compiled.dtype()));
+    return;
+  }
+  const float* got = compiled.data<float>();
+  const float* want = interpreted.data<float>();
+  // The worst element over all outputs is kept in `into`; its scaled
+  // difference is recomputed rather than stored, a division per output.
+  double worst = 0;
+  if (into.largest_difference > 0) {
+    double unused = 0;
+    worst = ScaledDifference(into.compiled, into.interpreted, unused);
+  }
+  for (int64_t i = 0; i < compiled.num_elements(); ++i) {
+    double absolute = 0;
+    const double scaled = ScaledDifference(got[i], want[i], absolute);
+    if (scaled > tolerance) into.equal = false;
+    if (scaled > worst) {
+      worst = scaled;
+      into.output = output;
+      into.element = i;
+      into.compiled = got[i];
+      into.interpreted = want[i];
+      into.largest_difference = absolute;
+    }
+  }
+}
+
+}  // namespace kiln::runtime
