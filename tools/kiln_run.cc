@@ -351,6 +351,12 @@ int Run(const RunCommandOptions& options) {
         "interpreter), %.1f ms compiling, %lld deopts, %lld compiled calls\n",
         totals.compiled, stats.regions.size(), totals.reused_code, totals.declined, totals.compile_ms,
         static_cast<long long>(totals.deopts), static_cast<long long>(totals.compiled_calls));
+    if (totals.verify_failures > 0) {
+      // A JIT bug: say so where it cannot be missed (the log has the details).
+      std::printf("jit: %d compiled version%s dropped: %s outputs differed from the interpreter's\n",
+                  totals.verify_failures, totals.verify_failures == 1 ? "" : "s",
+                  totals.verify_failures == 1 ? "its" : "their");
+    }
     const TierUpProgress progress = ProgressOf(stats);
     if (!tier_up && progress.waiting > 0) {
       // The demo's old "0 of 2 regions compiled": the timed runs ended

@@ -74,6 +74,7 @@ RegionTotals TotalsOf(const SessionStats& stats) {
     t.compiled += r.specializations > 0 ? 1 : 0;
     t.reused_code += r.reused_code;
     t.declined += r.declined;
+    t.verify_failures += r.verify_failures;
     t.compile_ms += r.compile_ms;
     t.deopts += r.deopts;
     t.compiled_calls += r.compiled_calls;
@@ -132,6 +133,7 @@ Status WriteRunReport(const RunMeasurements& m, const std::string& path) {
   report["compile_ms_total"] = Rounded(totals.compile_ms);
   report["reused_code"] = totals.reused_code;
   report["declined_specializations"] = totals.declined;
+  report["verify_failures"] = totals.verify_failures;
   report["deopts"] = totals.deopts;
   report["compiled_calls"] = totals.compiled_calls;
   report["interpreted_region_calls"] = totals.interpreted_calls;

@@ -23,8 +23,9 @@ Checksum ChecksumOf(const Tensor& t);
 // The regions' stats added up.
 struct RegionTotals {
   int compiled = 0;
-  int reused_code = 0;  // specializations that reused another region's code
-  int declined = 0;     // specializations dropped: the interpreter was faster
+  int reused_code = 0;      // specializations that reused another region's code
+  int declined = 0;         // specializations dropped: the interpreter was faster
+  int verify_failures = 0;  // versions dropped: their outputs differed from the interpreter's
   double compile_ms = 0;
   int64_t deopts = 0;
   int64_t compiled_calls = 0;

@@ -35,7 +35,7 @@ TierUpProgress ProgressOf(const SessionStats& stats) {
       ++p.compiled;
     } else if (r.specializations == 0 && r.declined > 0) {
       ++p.declined;
-    } else if (r.specializations == 0 && r.failed_compiles > 0) {
+    } else if (r.specializations == 0 && (r.failed_compiles > 0 || r.verify_failures > 0)) {
       ++p.failed;
     } else {
       ++p.waiting;

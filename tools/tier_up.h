@@ -16,13 +16,14 @@ namespace kiln::cli {
 // Where the JIT stands on a session's regions, from its stats. A region is
 // hot once it has run. A hot region is settled when its code is compiled and
 // has passed its trial against the interpreter, when that trial dropped it,
-// or when its compile failed; until then it is waiting.
+// or when its compile or its shadow verification failed; until then it is
+// waiting.
 struct TierUpProgress {
   int regions = 0;
   int hot = 0;
   int compiled = 0;  // settled with compiled code in use
   int declined = 0;  // settled back on the interpreter: its code was slower
-  int failed = 0;    // settled on the interpreter: the compile failed
+  int failed = 0;    // settled on the interpreter: the compile failed, or its code computed something else
   int waiting = 0;
   bool any_code = false;  // some region has compiled code (settled or not)
 };

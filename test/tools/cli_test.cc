@@ -139,6 +139,7 @@ void ExpectReportMatchesRun(const std::string& text, const std::string& model_su
                                          "compile_ms_total",
                                          "reused_code",
                                          "declined_specializations",
+                                         "verify_failures",
                                          "deopts",
                                          "compiled_calls",
                                          "interpreted_region_calls",
