@@ -82,6 +82,7 @@ class CompiledRegion {
     std::optional<RowLayout> generic_layout;  // generic row-reduction code only
     double compile_ms = 0;
     bool reused_code = false;
+    bool from_disk_cache = false;
     // Floating-point operations of one call (specializations of compute
     // regions, such as depthwise convolutions; 0 for elementwise code).
     double flops = 0;
@@ -154,6 +155,9 @@ class CompiledRegion {
   // True when the code came from the JIT's CodeCache, compiled earlier for
   // another region with identical IR.
   bool reused_code() const { return info_.reused_code; }
+  // True when the code was linked from the persistent code cache, compiled
+  // by an earlier session or process.
+  bool from_disk_cache() const { return info_.from_disk_cache; }
   // Info::flops: the work of one Run over all rows.
   double flops() const { return info_.flops; }
 

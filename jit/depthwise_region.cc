@@ -87,6 +87,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileDepthwiseRegion(JitCompiler& co
   CompiledRegion::Info info;
   info.name = code.code->symbol();
   info.reused_code = code.reused;
+  info.from_disk_cache = code.from_disk;
   info.num_rows = problem.rows();
   info.row_len = problem.out_w * problem.channels;
   info.input_baked.assign(region.inputs.size(), true);
@@ -97,8 +98,11 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileDepthwiseRegion(JitCompiler& co
   info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   auto compiled = std::make_unique<CompiledRegion>(std::move(code.code), std::move(info));
   Log().debug("jit: {} {} for region {} (depthwise {}x{}/{} over {}) in {:.2f} ms, {} code bytes",
-              compiled->reused_code() ? "reused" : "compiled", compiled->name(), region.id, problem.kernel_h,
-              problem.kernel_w, problem.stride_h, DimsToString(x), compiled->compile_ms(), compiled->code_bytes());
+              compiled->reused_code()       ? "reused"
+              : compiled->from_disk_cache() ? "linked from cache"
+                                            : "compiled",
+              compiled->name(), region.id, problem.kernel_h, problem.kernel_w, problem.stride_h, DimsToString(x),
+              compiled->compile_ms(), compiled->code_bytes());
   return compiled;
 }
 

@@ -401,6 +401,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegion(JitCompiler& 
   CompiledRegion::Info info;
   info.name = code.code->symbol();
   info.reused_code = code.reused;
+  info.from_disk_cache = code.from_disk;
   info.num_rows = nest.num_rows;
   info.row_len = nest.row_len;
   for (const InputPlan& p : plans) info.input_baked.push_back(p.spec.baked);
@@ -408,9 +409,11 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegion(JitCompiler& 
   info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   auto compiled = std::make_unique<CompiledRegion>(std::move(code.code), std::move(info));
   Log().debug("jit: {} {} for region {} ({} nodes, domain {}, {} x {}) in {:.2f} ms, {} code bytes",
-              compiled->reused_code() ? "reused" : "compiled", compiled->name(), region.id, region.nodes.size(),
-              DimsToString(nest.domain), compiled->num_rows(), compiled->row_len(), compiled->compile_ms(),
-              compiled->code_bytes());
+              compiled->reused_code()       ? "reused"
+              : compiled->from_disk_cache() ? "linked from cache"
+                                            : "compiled",
+              compiled->name(), region.id, region.nodes.size(), DimsToString(nest.domain), compiled->num_rows(),
+              compiled->row_len(), compiled->compile_ms(), compiled->code_bytes());
   return compiled;
 }
 

@@ -664,6 +664,7 @@ StatusOr<std::unique_ptr<CompiledGemm>> CompileGemm(JitCompiler& compiler, const
   info.num_column_blocks = layout.num_panels();
   info.packed_weight_bytes = layout.packed_floats() * sizeof(float);
   info.reused_code = code.reused;
+  info.from_disk_cache = code.from_disk;
   info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return std::unique_ptr<CompiledGemm>(new CompiledGemm(std::move(code.code), std::move(packed), std::move(info)));
 }

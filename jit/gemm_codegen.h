@@ -84,6 +84,7 @@ class CompiledGemm {
     size_t packed_weight_bytes = 0;
     double compile_ms = 0;  // packing included
     bool reused_code = false;
+    bool from_disk_cache = false;
   };
 
   ~CompiledGemm();
@@ -118,6 +119,7 @@ class CompiledGemm {
   size_t code_bytes() const { return code_->code_bytes(); }
   double compile_ms() const { return info_.compile_ms; }
   bool reused_code() const { return info_.reused_code; }
+  bool from_disk_cache() const { return info_.from_disk_cache; }
   // Floating-point operations of one run over m rows (2 m n k).
   double flops(int64_t m) const { return 2.0 * static_cast<double>(m * info_.problem.n * info_.problem.k); }
 

@@ -95,6 +95,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileGemmRegion(JitCompiler& compile
   info.generic = generic;
   info.compile_ms = gemm->compile_ms();
   info.reused_code = gemm->reused_code();
+  info.from_disk_cache = gemm->from_disk_cache();
   info.input_baked.assign(region.inputs.size(), true);
   info.input_baked[static_cast<size_t>(operands.a_input)] = false;
   if (operands.residual_input >= 0) info.input_baked[static_cast<size_t>(operands.residual_input)] = false;

@@ -448,14 +448,18 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegionGeneric(JitCom
   CompiledRegion::Info info;
   info.name = code.code->symbol();
   info.reused_code = code.reused;
+  info.from_disk_cache = code.from_disk;
   info.generic = true;
   info.domain_rank = domain_rank;
   for (const InputSpec& s : specs) info.input_baked.push_back(s.baked);
   info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   auto compiled = std::make_unique<CompiledRegion>(std::move(code.code), std::move(info));
   Log().debug("jit: {} {} for region {} ({} nodes, generic rank {}) in {:.2f} ms, {} code bytes",
-              compiled->reused_code() ? "reused" : "compiled", compiled->name(), region.id, region.nodes.size(),
-              domain_rank, compiled->compile_ms(), compiled->code_bytes());
+              compiled->reused_code()       ? "reused"
+              : compiled->from_disk_cache() ? "linked from cache"
+                                            : "compiled",
+              compiled->name(), region.id, region.nodes.size(), domain_rank, compiled->compile_ms(),
+              compiled->code_bytes());
   return compiled;
 }
 

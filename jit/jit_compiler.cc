@@ -2,6 +2,7 @@
 
 #include "jit/codegen_target.h"
 
+#include <llvm/Config/llvm-config.h>
 #include <llvm/ExecutionEngine/Orc/Core.h>
 #include <llvm/ExecutionEngine/Orc/ExecutorProcessControl.h>
 #include <llvm/ExecutionEngine/Orc/IRTransformLayer.h>
@@ -31,6 +32,7 @@
 
 #include "graph/log.h"
 #include "graph/mutex.h"
+#include "kiln/version.h"
 
 namespace kiln::jit {
 
@@ -42,6 +44,10 @@ struct JitCompiler::State {
   Mutex object_sizes_mutex;
   // Keyed by object buffer name.
   std::map<std::string, size_t> object_sizes KILN_GUARDED_BY(object_sizes_mutex);
+  // With a persistent cache: each emitted object, for Compile() to hand to
+  // it. Keyed by object buffer name.
+  bool capture_objects = false;
+  std::map<std::string, std::string> objects KILN_GUARDED_BY(object_sizes_mutex);
 
   explicit State(llvm::orc::JITTargetMachineBuilder builder) : jtmb(std::move(builder)) {}
 };
@@ -229,6 +235,20 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
   state->dump_dir = compiler->dump_dir_;
   state->rewrite_ir = options.rewrite_ir;
   compiler->state_ = state;
+  // Code from a rewritten module is wrong on purpose: it must never reach
+  // a cache that other sessions and processes trust.
+  if (!options.cache_dir.empty() && !options.rewrite_ir) {
+    const std::string fingerprint = "cpu=" + compiler->cpu_ + ";features=" + compiler->features_ +
+                                    ";kiln=" + Version() + ";llvm=" + LLVM_VERSION_STRING;
+    auto cache = PersistentCodeCache::Open(options.cache_dir, fingerprint, options.cache_max_bytes);
+    if (cache.ok()) {
+      compiler->persistent_cache_ = std::move(cache).value();
+      state->capture_objects = true;
+    } else {
+      // Compiling still works; only reuse across processes is lost.
+      Log().warn("jit: {}; compiling without a persistent cache", cache.status().ToString());
+    }
+  }
 
   // Concurrent compilation support makes LLJIT use a compiler that builds a
   // TargetMachine per module, so Compile() may run on several threads. Left
@@ -280,6 +300,7 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
         const size_t bytes = TextBytes(*object);
         MutexLock lock(state->object_sizes_mutex);
         state->object_sizes[object->getBufferIdentifier().str()] = bytes;
+        if (state->capture_objects) state->objects[object->getBufferIdentifier().str()] = object->getBuffer().str();
         return object;
       });
 
@@ -306,7 +327,8 @@ bool JitCompiler::IsDefined(const std::string& symbol) {
 }
 
 llvm::Expected<std::shared_ptr<const JitCode>> JitCompiler::Compile(llvm::orc::ThreadSafeModule module,
-                                                                    const std::string& entry_name) {
+                                                                    const std::string& entry_name,
+                                                                    std::string* object_out) {
   const std::string module_name = module.withModuleDo([](llvm::Module& m) { return m.getModuleIdentifier(); });
   llvm::orc::JITDylib& dylib = jit_->getMainJITDylib();
   llvm::orc::ResourceTrackerSP tracker = dylib.createResourceTracker();
@@ -315,17 +337,24 @@ llvm::Expected<std::shared_ptr<const JitCode>> JitCompiler::Compile(llvm::orc::T
   llvm::Expected<llvm::orc::ExecutorAddr> address =
       err ? llvm::Expected<llvm::orc::ExecutorAddr>(std::move(err)) : jit_->lookup(dylib, entry_name);
 
-  // The object-size note is taken on every path so the map cannot grow.
+  // The object notes are taken on every path so the maps cannot grow.
   size_t code_bytes = 0;
   {
     MutexLock lock(state_->object_sizes_mutex);
     // Object buffers are named "<module>-jitted-objectbuffer" by ORC's IR
     // compilers; match the module name up to that suffix.
+    auto matches = [&](const std::string& key) { return key == module_name || key.rfind(module_name + "-", 0) == 0; };
     for (auto it = state_->object_sizes.begin(); it != state_->object_sizes.end(); ++it) {
-      const std::string& key = it->first;
-      if (key == module_name || key.rfind(module_name + "-", 0) == 0) {
+      if (matches(it->first)) {
         code_bytes = it->second;
         state_->object_sizes.erase(it);
+        break;
+      }
+    }
+    for (auto it = state_->objects.begin(); it != state_->objects.end(); ++it) {
+      if (matches(it->first)) {
+        if (object_out != nullptr) *object_out = std::move(it->second);
+        state_->objects.erase(it);
         break;
       }
     }
@@ -335,6 +364,26 @@ llvm::Expected<std::shared_ptr<const JitCode>> JitCompiler::Compile(llvm::orc::T
     // Leave nothing behind: drop whatever part of the module was added.
     return llvm::joinErrors(address.takeError(), tracker->remove());
   }
+  return std::make_shared<const JitCode>(jit_, std::move(tracker), entry_name, address->getValue(), code_bytes);
+}
+
+llvm::Expected<std::shared_ptr<const JitCode>> JitCompiler::Link(const std::string& object,
+                                                                 const std::string& entry_name) {
+  llvm::orc::JITDylib& dylib = jit_->getMainJITDylib();
+  llvm::orc::ResourceTrackerSP tracker = dylib.createResourceTracker();
+  std::unique_ptr<llvm::MemoryBuffer> buffer =
+      llvm::MemoryBuffer::getMemBufferCopy(object, entry_name + "-cached-objectbuffer");
+  const size_t code_bytes = TextBytes(*buffer);
+  llvm::Error err = jit_->addObjectFile(tracker, std::move(buffer));
+  llvm::Expected<llvm::orc::ExecutorAddr> address =
+      err ? llvm::Expected<llvm::orc::ExecutorAddr>(std::move(err)) : jit_->lookup(dylib, entry_name);
+  {
+    // The object transform layer saw it too; drop its notes.
+    MutexLock lock(state_->object_sizes_mutex);
+    state_->object_sizes.erase(entry_name + "-cached-objectbuffer");
+    state_->objects.erase(entry_name + "-cached-objectbuffer");
+  }
+  if (!address) return llvm::joinErrors(address.takeError(), tracker->remove());
   return std::make_shared<const JitCode>(jit_, std::move(tracker), entry_name, address->getValue(), code_bytes);
 }
 

@@ -27,6 +27,7 @@
 #include <string>
 
 #include "jit/code_cache.h"
+#include "jit/persistent_code_cache.h"
 #include "kiln/status.h"
 
 namespace llvm {
@@ -60,6 +61,11 @@ struct JitOptions {
   // compiles it, before optimisation, and may rewrite it (see
   // PerturbFloatAdds). Leave empty.
   std::function<void(llvm::Module&)> rewrite_ir;
+  // When non-empty, compiled objects are also kept in this folder and
+  // found there by later compilers, in this or other processes (see
+  // PersistentCodeCache). Ignored with rewrite_ir.
+  std::string cache_dir;
+  int64_t cache_max_bytes = int64_t{256} << 20;
 };
 
 // Machine code added to the JIT: where its entry function is. Removing it
@@ -104,8 +110,15 @@ class JitCompiler {
   // returns the code whose entry is `entry_name`. The module is added under
   // a fresh ResourceTracker that the JitCode removes when destroyed; on
   // failure nothing stays in the JIT. Does not consult the CodeCache.
+  // With `object_out`, also returns the object file it linked (when the
+  // compiler has a persistent cache; otherwise objects are not kept).
   llvm::Expected<std::shared_ptr<const JitCode>> Compile(llvm::orc::ThreadSafeModule module,
-                                                         const std::string& entry_name);
+                                                         const std::string& entry_name,
+                                                         std::string* object_out = nullptr);
+  // Links an object file compiled before (PersistentCodeCache) and returns
+  // the code whose entry is `entry_name`; no optimisation, no code
+  // generation. On failure nothing stays in the JIT.
+  llvm::Expected<std::shared_ptr<const JitCode>> Link(const std::string& object, const std::string& entry_name);
 
   // True when `symbol` is currently defined in the JIT (diagnostics and
   // tests: a removed CompiledRegion's entry is no longer defined).
@@ -129,6 +142,8 @@ class JitCompiler {
   // Code compiled by this JIT, by module text (internal::EmitAndCompile
   // looks here before compiling).
   CodeCache& code_cache() { return code_cache_; }
+  // Code on disk across processes, or null when off.
+  PersistentCodeCache* persistent_cache() { return persistent_cache_.get(); }
 
  private:
   // What the layer transforms need; shared with them so it lives as long as
@@ -146,6 +161,7 @@ class JitCompiler {
   std::string dump_dir_;
   std::atomic<uint64_t> serial_{0};
   CodeCache code_cache_;
+  std::unique_ptr<PersistentCodeCache> persistent_cache_;
 };
 
 }  // namespace kiln::jit

@@ -10,9 +10,12 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <string>
 
 #include "graph/fusible_ops.h"
+#include "graph/log.h"
+#include "jit/persistent_code_cache.h"
 #include "jit/vector_math.h"
 
 namespace kiln::jit::internal {
@@ -374,15 +377,52 @@ StatusOr<RegionCode> EmitAndCompile(JitCompiler& compiler, const std::string& na
   if (std::shared_ptr<const JitCode> cached = compiler.code_cache().Find(key)) {
     return RegionCode{std::move(cached), true};
   }
-  // Nothing is in the JIT before this point; Compile cleans up after itself.
+  PersistentCodeCache* disk = compiler.persistent_cache();
+  if (disk == nullptr) {
+    // Nothing is in the JIT before this point; Compile cleans up after itself.
+    llvm::Expected<std::shared_ptr<const JitCode>> code =
+        compiler.Compile(llvm::orc::ThreadSafeModule(std::move(module), std::move(context)), name);
+    if (!code) return Internal("jit: compiling ", name, ": ", llvm::toString(code.takeError()));
+    // Two threads may have compiled the same module at once: both keep
+    // working code, later lookups find the first.
+    std::shared_ptr<const JitCode> kept = compiler.code_cache().Insert(key, std::move(*code));
+    const bool reused = kept->symbol() != name;
+    return RegionCode{std::move(kept), reused};
+  }
+
+  // With a persistent cache the entry is named after its key, not this
+  // process's serial number, so an object compiled by another process never
+  // defines a name this one hands out.
+  const std::string stored_name = "kiln_code_" + ContentHash(key);
+  if (std::optional<PersistentCodeCache::Entry> entry = disk->Find(key)) {
+    llvm::Expected<std::shared_ptr<const JitCode>> linked = compiler.Link(entry->object, entry->symbol);
+    if (linked) {
+      Log().info("jit: linked {} from the code cache ({} bytes of object), no compile", entry->symbol,
+                 entry->object.size());
+      std::shared_ptr<const JitCode> kept = compiler.code_cache().Insert(key, std::move(*linked));
+      return RegionCode{std::move(kept), false, true};
+    }
+    // e.g. the same code being linked by another thread right now.
+    Log().debug("jit: linking cached {} failed, compiling: {}", entry->symbol, llvm::toString(linked.takeError()));
+  }
+  module->getFunction(name)->setName(stored_name);
+  module->setModuleIdentifier(stored_name);
+  std::string object;
   llvm::Expected<std::shared_ptr<const JitCode>> code =
-      compiler.Compile(llvm::orc::ThreadSafeModule(std::move(module), std::move(context)), name);
-  if (!code) return Internal("jit: compiling ", name, ": ", llvm::toString(code.takeError()));
-  // Two threads may have compiled the same module at once: both keep
-  // working code, later lookups find the first.
+      compiler.Compile(llvm::orc::ThreadSafeModule(std::move(module), std::move(context)), stored_name, &object);
+  if (!code) {
+    // Most likely another thread holds the same code under the same name
+    // right now (two compile threads, one region shape): use its code.
+    if (std::shared_ptr<const JitCode> cached = compiler.code_cache().Find(key)) {
+      llvm::consumeError(code.takeError());
+      return RegionCode{std::move(cached), true};
+    }
+    return Internal("jit: compiling ", name, ": ", llvm::toString(code.takeError()));
+  }
+  if (!object.empty()) disk->Store(key, {stored_name, object});
+  const JitCode* compiled = code->get();
   std::shared_ptr<const JitCode> kept = compiler.code_cache().Insert(key, std::move(*code));
-  const bool reused = kept->symbol() != name;
-  return RegionCode{std::move(kept), reused};
+  return RegionCode{kept, kept.get() != compiled};
 }
 
 }  // namespace kiln::jit::internal

@@ -117,6 +117,8 @@ EntryPrologue EmitEntryPrologue(llvm::Module& module, llvm::IRBuilderBase& b, co
 struct RegionCode {
   std::shared_ptr<const JitCode> code;
   bool reused = false;
+  // Linked from the PersistentCodeCache: no optimisation or code generation.
+  bool from_disk = false;
 };
 
 // Creates a module named `name` for the JIT's data layout and target and

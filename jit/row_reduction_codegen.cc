@@ -679,6 +679,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompilePlan(JitCompiler& compiler, con
   CompiledRegion::Info info;
   info.name = code.code->symbol();
   info.reused_code = code.reused;
+  info.from_disk_cache = code.from_disk;
   info.generic = generic;
   info.generic_layout = generic_layout;
   if (!generic) {
@@ -690,9 +691,12 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompilePlan(JitCompiler& compiler, con
   info.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   auto compiled = std::make_unique<CompiledRegion>(std::move(code.code), std::move(info));
   Log().debug("jit: {} {} for region {} ({} nodes, {} {}, {} accumulation passes) in {:.2f} ms, {} code bytes",
-              compiled->reused_code() ? "reused" : "compiled", compiled->name(), region.id, region.nodes.size(),
-              generic ? "generic, layout" : "domain", generic ? generic_layout->ToString() : DimsToString(plan.domain),
-              plan.num_passes, compiled->compile_ms(), compiled->code_bytes());
+              compiled->reused_code()       ? "reused"
+              : compiled->from_disk_cache() ? "linked from cache"
+                                            : "compiled",
+              compiled->name(), region.id, region.nodes.size(), generic ? "generic, layout" : "domain",
+              generic ? generic_layout->ToString() : DimsToString(plan.domain), plan.num_passes, compiled->compile_ms(),
+              compiled->code_bytes());
   return compiled;
 }
 
