@@ -5,6 +5,14 @@
 #
 # 1. The sanitizer test set under --config=sanitize (clang-19, ASan + UBSan,
 #    -fno-sanitize-recover: any report fails its test).
+# 1b. ThreadSanitizer (--config=tsan) on the tests where threads meet: the
+#    concurrency and fault-injection tests, the JIT tier, trial and shadow
+#    verification tests, session, RunOptions and ThreadBudget, the JIT
+#    compiler and its code cache. Each runs KILN_TSAN_RUNS times (default 3):
+#    a race shows only in some interleavings (the ORC report of issue 16
+#    showed in about 1 run in 30). Any report fails the test (tsan exits 66).
+#    Bounded by KILN_TSAN_TIMEOUT seconds (default 900; a cold build took
+#    5.5 minutes on the 2-core machine, the runs about 2); a timeout fails.
 # 2. The libFuzzer binaries (--config=fuzz, the same build) run for
 #    SECONDS_PER_FUZZER each on test/fuzz/corpus/<kind> and
 #    test/fuzz/regression/<kind>. A crash, leak, timeout or out-of-memory is
@@ -12,9 +20,11 @@
 #    `bazel test //...` then run it forever after) and fails the script.
 #
 # Everything builds in its own output base (KILN_SANITIZE_OUTPUT_BASE,
-# default ~/.cache/kiln-asan) so that the default -c opt cache others use is
-# never thrown away by a sanitizer build. Exits non-zero if any step failed;
-# every step runs regardless, and a summary ends the output.
+# default ~/.cache/kiln-asan; tsan in KILN_TSAN_OUTPUT_BASE, default
+# ~/.cache/kiln-tsan, since both configs write bazel-out/k8-dbg) so that the
+# default -c opt cache others use is never thrown away by a sanitizer build.
+# Exits non-zero if any step failed; every step runs regardless, and a
+# summary ends the output.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +39,9 @@ fuzz_seed=${KILN_FUZZ_SEED:-1}
 declare -A fuzz_runs=([model]=${KILN_FUZZ_RUNS:-500000} [npy]=${KILN_FUZZ_RUNS:-3000000})
 output_base=${KILN_SANITIZE_OUTPUT_BASE:-$HOME/.cache/kiln-asan}
 bazel_san() { bazel --output_base="$output_base" "$@"; }
+tsan_output_base=${KILN_TSAN_OUTPUT_BASE:-$HOME/.cache/kiln-tsan}
+tsan_runs=${KILN_TSAN_RUNS:-3}
+tsan_timeout=${KILN_TSAN_TIMEOUT:-900}
 
 sanitizer_tests=(
   //test/graph:all
@@ -37,6 +50,18 @@ sanitizer_tests=(
   //test/tools:npy_test
   //test/reliability:bad_input_test
   //test/fuzz:all
+)
+tsan_tests=(
+  //test/reliability:concurrency_test
+  //test/reliability:fault_injection_test
+  //test/runtime:jit_tier_test
+  //test/runtime:jit_trial_test
+  //test/runtime:shadow_verification_test
+  //test/runtime:session_test
+  //test/runtime:run_options_test
+  //test/runtime:thread_budget_test
+  //test/jit:jit_compiler_test
+  //test/jit:code_cache_test
 )
 fuzz_kinds=(model npy)
 # Longest input each fuzzer makes up: the seeds are a few hundred bytes.
@@ -52,6 +77,21 @@ if bazel_san test --config=sanitize -k --local_test_jobs=2 --test_output=errors 
 else
   failures+=("sanitizer tests")
   summary+=("sanitizer tests: FAILED (see the test logs above)")
+fi
+
+echo "== ThreadSanitizer tests (${tsan_runs} runs each)"
+tsan_start=$SECONDS
+timeout "${tsan_timeout}" bazel --output_base="$tsan_output_base" test --config=tsan -k --local_test_jobs=2 \
+  --runs_per_test="${tsan_runs}" --test_output=errors "${tsan_tests[@]}"
+tsan_status=$?
+if [ "${tsan_status}" -eq 0 ]; then
+  summary+=("tsan tests: passed, ${#tsan_tests[@]} tests x ${tsan_runs} runs ($((SECONDS - tsan_start))s)")
+elif [ "${tsan_status}" -eq 124 ]; then
+  failures+=("tsan tests")
+  summary+=("tsan tests: TIMED OUT after ${tsan_timeout}s")
+else
+  failures+=("tsan tests")
+  summary+=("tsan tests: FAILED (see the test logs above)")
 fi
 
 echo "== building fuzzers"
