@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 
 #include "graph/gemm_pattern.h"
 #include "graph/log.h"
@@ -120,6 +121,11 @@ StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, st
   std::unique_ptr<JitTier> tier(new JitTier(graph, std::move(regions), options, std::move(hooks)));
   jit::JitOptions jit_options;
   jit_options.dump_dir = options.jit_dump_dir;
+  jit_options.cache_dir = options.jit_cache_dir;
+  if (jit_options.cache_dir.empty()) {
+    if (const char* env = std::getenv("KILN_JIT_CACHE"); env != nullptr) jit_options.cache_dir = env;
+  }
+  jit_options.cache_max_bytes = options.jit_cache_max_bytes;
   if (options.jit_test_perturb_ir) {
     jit_options.rewrite_ir = [](llvm::Module& module) { jit::PerturbFloatAdds(module); };
   }
@@ -428,12 +434,13 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
     Log().info("jit: region {} ({}) for {} reuses the code of {} (same IR), {:.1f} ms", region_id, region.reason, what,
                spec->code->name(), ms);
   } else if (const jit::CompiledGemm* gemm = spec->code->gemm()) {
-    Log().info("jit: region {} ({}) compiled for {} in {:.1f} ms ({}, {} bytes of code, {} bytes of packed weight)",
-               region_id, region.reason, what, ms, gemm->label(), spec->code->code_bytes(),
-               gemm->packed_weight_bytes());
+    Log().info("jit: region {} ({}) {} for {} in {:.1f} ms ({}, {} bytes of code, {} bytes of packed weight)",
+               region_id, region.reason, spec->code->from_disk_cache() ? "linked from the code cache" : "compiled",
+               what, ms, gemm->label(), spec->code->code_bytes(), gemm->packed_weight_bytes());
   } else {
-    Log().info("jit: region {} ({}) compiled for {} in {:.1f} ms ({} bytes of code)", region_id, region.reason, what,
-               ms, spec->code->code_bytes());
+    Log().info("jit: region {} ({}) {} for {} in {:.1f} ms ({} bytes of code)", region_id, region.reason,
+               spec->code->from_disk_cache() ? "linked from the code cache" : "compiled", what, ms,
+               spec->code->code_bytes());
   }
 
   MutexLock lock(state.mu);
@@ -455,6 +462,15 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
 
 void JitTier::WaitForCompiles() const {
   if (queue_) queue_->WaitIdle();
+}
+
+void JitTier::AddCacheStats(SessionStats& stats) const {
+  const jit::PersistentCodeCache* cache = compiler_->persistent_cache();
+  if (cache == nullptr) return;
+  const jit::PersistentCodeCache::Counters c = cache->counters();
+  stats.jit_cache_hits = c.hits;
+  stats.jit_cache_misses = c.misses;
+  stats.jit_cache_rejected = c.rejected;
 }
 
 std::vector<RegionStats> JitTier::Stats() const {

@@ -76,6 +76,8 @@ class JitTier {
   // Waits until no compile is queued or running.
   void WaitForCompiles() const;
   std::vector<RegionStats> Stats() const;
+  // The persistent code cache's counters (zeros when it is off).
+  void AddCacheStats(SessionStats& stats) const;
 
  private:
   struct Table;

@@ -324,7 +324,10 @@ SessionStats Session::stats() const {
     }
   }
   stats.runs = impl_->runs.load();
-  if (impl_->jit) stats.regions = impl_->jit->Stats();
+  if (impl_->jit) {
+    stats.regions = impl_->jit->Stats();
+    impl_->jit->AddCacheStats(stats);
+  }
   if (impl_->options.enable_profiling) {
     const auto& steps = impl_->interpreter->steps();
     const graph::Graph& g = ModelGraph(*impl_->model);

@@ -59,6 +59,7 @@ struct RunCommandOptions {
   double jit_timeout_s = kDefaultJitTimeoutSeconds;
   int64_t threads = 0;
   bool profile = false;
+  std::string jit_cache_dir;  // empty: KILN_JIT_CACHE, or off
 };
 
 // Splits "NAME=VALUE"; both parts non-empty.
@@ -150,6 +151,10 @@ StatusOr<RunCommandOptions> ParseRunCommandOptions(const ParsedArgs& args) {
     KILN_ASSIGN_OR_RETURN(options.threads, ParseInt(args.Get("threads"), "--threads", 0, 4096));
   }
   options.profile = args.switches.count("profile") != 0;
+  if (args.Has("jit-cache")) {
+    if (args.Get("jit-cache").empty()) return InvalidArgument("--jit-cache needs a folder");
+    options.jit_cache_dir = ResolveUserPath(args.Get("jit-cache"));
+  }
   return options;
 }
 
@@ -269,6 +274,7 @@ int Run(const RunCommandOptions& options) {
   session_options.tier = options.tier;
   session_options.intra_op_threads = static_cast<int>(options.threads);
   session_options.enable_profiling = options.profile;
+  session_options.jit_cache_dir = options.jit_cache_dir;
   session_options.enable_tracing = !options.trace_path.empty();
   std::string tier_run = TierPolicyName(options.tier);
   start = Clock::now();
@@ -351,6 +357,13 @@ int Run(const RunCommandOptions& options) {
         "interpreter), %.1f ms compiling, %lld deopts, %lld compiled calls\n",
         totals.compiled, stats.regions.size(), totals.reused_code, totals.declined, totals.compile_ms,
         static_cast<long long>(totals.deopts), static_cast<long long>(totals.compiled_calls));
+    if (stats.jit_cache_hits + stats.jit_cache_misses + stats.jit_cache_rejected > 0) {
+      std::printf(
+          "jit cache: %lld linked from the cache, %lld compiled and stored, %lld damaged or foreign entries "
+          "replaced\n",
+          static_cast<long long>(stats.jit_cache_hits), static_cast<long long>(stats.jit_cache_misses),
+          static_cast<long long>(stats.jit_cache_rejected));
+    }
     if (totals.verify_failures > 0) {
       // A JIT bug: say so where it cannot be missed (the log has the details).
       std::printf("jit: %d compiled version%s dropped: %s outputs differed from the interpreter's\n",
@@ -410,10 +423,11 @@ int Run(const RunCommandOptions& options) {
 }  // namespace
 
 int RunCommand(const std::vector<std::string>& args) {
-  auto parsed = ParseArgs(args,
-                          {"input", "dim", "shape", "output-dir", "tier", "graph-opt", "channels-last", "iters",
-                           "duration", "concurrency", "warmup", "jit-timeout", "threads", "report", "trace"},
-                          {"profile", "wait-for-jit"});
+  auto parsed =
+      ParseArgs(args,
+                {"input", "dim", "shape", "output-dir", "tier", "graph-opt", "channels-last", "iters", "duration",
+                 "concurrency", "warmup", "jit-timeout", "threads", "report", "trace", "jit-cache"},
+                {"profile", "wait-for-jit"});
   if (!parsed.ok()) return ReportUsageError(parsed.status().message(), RunUsage());
   if (parsed->help) {
     std::fputs(RunUsage(), stdout);

@@ -57,6 +57,8 @@ timing:
 execution:
   --tier interp|jit|auto  execution tier (default auto: interpret at once,
                           compile hot regions in the background)
+  --jit-cache DIR         keep compiled code in DIR and link it from there in
+                          later runs and other processes (also KILN_JIT_CACHE)
   --threads N             intra-op threads per run, 0 = one per core
                           (default 0)
   --graph-opt basic|all   load-time rewrites: basic keeps every op of the

@@ -135,6 +135,9 @@ Status WriteRunReport(const RunMeasurements& m, const std::string& path) {
   report["declined_specializations"] = totals.declined;
   report["verify_failures"] = totals.verify_failures;
   report["deopts"] = totals.deopts;
+  report["cache_hits"] = stats.jit_cache_hits;
+  report["cache_misses"] = stats.jit_cache_misses;
+  report["cache_rejected"] = stats.jit_cache_rejected;
   report["compiled_calls"] = totals.compiled_calls;
   report["interpreted_region_calls"] = totals.interpreted_calls;
   // The compute regions, whose work is counted in FLOPs.

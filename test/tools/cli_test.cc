@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -141,6 +142,9 @@ void ExpectReportMatchesRun(const std::string& text, const std::string& model_su
                                          "declined_specializations",
                                          "verify_failures",
                                          "deopts",
+                                         "cache_hits",
+                                         "cache_misses",
+                                         "cache_rejected",
                                          "compiled_calls",
                                          "interpreted_region_calls",
                                          "gemm_regions",
@@ -709,6 +713,49 @@ TEST(CliTest, InfoPrintsModelMetadata) {
   ASSERT_EQ(demo.exit_code, 0) << Describe(demo);
   EXPECT_NE(demo.out.find("\nproducer: kiln-make-models\n"), std::string::npos) << demo.out;
   EXPECT_EQ(demo.out.find("metadata_props"), std::string::npos) << demo.out;
+}
+
+}  // namespace
+}  // namespace kiln::tools
+
+namespace kiln::tools {
+namespace {
+
+// Two processes fill one cache folder at once; a third links every region
+// from it and compiles nothing.
+TEST(CliTest, ProcessesShareAJitCacheFolder) {
+  const std::string dir = TmpDir() + "/shared_jit_cache";
+  std::filesystem::remove_all(dir);
+  const std::string model = Runfile("tools/transformer_tiny.onnx");
+  std::string both;
+  for (int p = 0; p < 2; ++p) {
+    std::string cmd = "env -u BUILD_WORKING_DIRECTORY " + Quote(Runfile("tools/kiln")) + " run " + Quote(model) +
+                      " --dim batch=1 --tier jit --iters 2 --jit-cache " + Quote(dir) + " --report " +
+                      Quote(TmpDir() + "/cache_writer" + std::to_string(p) + ".json") + " >/dev/null 2>&1";
+    both += (both.empty() ? "(" : " & ") + cmd;
+  }
+  both += " & wait)";
+  ASSERT_EQ(std::system(both.c_str()), 0);
+  for (int p = 0; p < 2; ++p) {
+    const auto report = nlohmann::json::parse(ReadFile(TmpDir() + "/cache_writer" + std::to_string(p) + ".json"),
+                                              nullptr, /*allow_exceptions=*/false);
+    ASSERT_TRUE(report.is_object());
+    EXPECT_EQ(report["cache_rejected"], 0);
+    EXPECT_GT(report["cache_hits"].get<int64_t>() + report["cache_misses"].get<int64_t>(), 0);
+  }
+  const std::string report_path = TmpDir() + "/cache_reader.json";
+  Result r = Kiln(
+      {"run", model, "--dim", "batch=1", "--tier", "jit", "--iters", "2", "--jit-cache", dir, "--report", report_path});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.out.find("jit cache: "), std::string::npos) << r.out;
+  const auto report = nlohmann::json::parse(ReadFile(report_path), nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(report.is_object());
+  EXPECT_GT(report["cache_hits"].get<int64_t>(), 0);
+  EXPECT_EQ(report["cache_misses"], 0);
+  EXPECT_EQ(report["cache_rejected"], 0);
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    EXPECT_EQ(entry.path().extension(), ".kobj") << "a temporary file was left behind: " << entry.path();
+  }
 }
 
 }  // namespace

@@ -194,6 +194,14 @@ struct SessionOptions {
   // Write each compiled region's LLVM IR and assembly here (also
   // KILN_DUMP_IR).
   std::string jit_dump_dir;
+  // A folder of compiled code shared by sessions and processes (created if
+  // missing; also KILN_JIT_CACHE). A compile first looks there for an
+  // object built from the same IR for the same CPU, kiln and LLVM, and
+  // links it without optimising or generating code; what it compiles, it
+  // writes there. Replicas may share one folder, even at once. Empty: off.
+  std::string jit_cache_dir;
+  // Most bytes the folder holds; the least recently used entries go first.
+  int64_t jit_cache_max_bytes = int64_t{256} << 20;
   // Test hook: called before each region compile with the region id; an
   // error fails that compile as an LLVM error would. Leave empty.
   std::function<Status(int region_id)> jit_before_compile_hook;
@@ -274,6 +282,12 @@ struct SessionStats {
   int64_t runs = 0;
   std::vector<NodeProfile> nodes;    // in execution order; empty without profiling
   std::vector<RegionStats> regions;  // empty with TierPolicy::kInterpreter
+  // The persistent code cache (SessionOptions::jit_cache_dir), over this
+  // session's compiles: code linked from it, compiles it did not have, and
+  // entries found damaged or built elsewhere (ignored and replaced).
+  int64_t jit_cache_hits = 0;
+  int64_t jit_cache_misses = 0;
+  int64_t jit_cache_rejected = 0;
 };
 
 // Per-call options of Session::Run, like ONNX Runtime's RunOptions and
