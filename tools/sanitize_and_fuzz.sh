@@ -8,7 +8,7 @@
 # 1b. ThreadSanitizer (--config=tsan) on the tests where threads meet: the
 #    concurrency and fault-injection tests, the JIT tier, trial and shadow
 #    verification tests, session, RunOptions and ThreadBudget, the JIT
-#    compiler and its code cache. Each runs KILN_TSAN_RUNS times (default 3):
+#    compiler and its code caches. Each runs KILN_TSAN_RUNS times (default 3):
 #    a race shows only in some interleavings (the ORC report of issue 16
 #    showed in about 1 run in 30). Any report fails the test (tsan exits 66).
 #    Bounded by KILN_TSAN_TIMEOUT seconds (default 900; a cold build took
@@ -62,6 +62,7 @@ tsan_tests=(
   //test/runtime:thread_budget_test
   //test/jit:jit_compiler_test
   //test/jit:code_cache_test
+  //test/jit:persistent_code_cache_test
 )
 fuzz_kinds=(model npy)
 # Longest input each fuzzer makes up: the seeds are a few hundred bytes.
