@@ -60,6 +60,7 @@ tsan_tests=(
   //test/runtime:session_test
   //test/runtime:run_options_test
   //test/runtime:thread_budget_test
+  //test/runtime:jit_cache_run_test
   //test/jit:jit_compiler_test
   //test/jit:code_cache_test
   //test/jit:persistent_code_cache_test
