@@ -191,6 +191,12 @@ struct SessionOptions {
   // those shapes), logged and counted in RegionStats::verify_failures.
   // Compiled code serves requests only after passing. 0 turns it off.
   int jit_verify_calls = 1;
+  // Break-even gate: a hot signature whose projected payback (projected
+  // compile ms / projected saving per call, see docs/ARCHITECTURE.md
+  // "Break-even") exceeds this many calls is not compiled; it stays
+  // interpreted, logged and counted in RegionStats::skipped_for_payback.
+  // 0: no limit (every hot signature compiles).
+  int64_t jit_payback_horizon_calls = 0;
   // Write each compiled region's LLVM IR and assembly here (also
   // KILN_DUMP_IR).
   std::string jit_dump_dir;
@@ -234,6 +240,29 @@ struct NodeProfile {
   double total_ms = 0;
 };
 
+// Whether compiling one version of a region has paid for itself: what the
+// compile cost, what each compiled call saves (from the trial's timings,
+// SessionOptions::jit_keep_faster_tier) and how many calls it has served.
+struct BreakEven {
+  std::string signature;  // the input shapes, or what a generic version covers
+  double compile_ms = 0;
+  // The trial timed both tiers on this signature (false: no trial, as for
+  // generic elementwise code or with jit_keep_faster_tier off, or the trial
+  // is still running); the fields below that depend on it are then 0 / -1.
+  bool measured = false;
+  double interpreted_ms_per_call = 0;  // the trial's median per tier
+  double compiled_ms_per_call = 0;
+  // interpreted - compiled; negative when compiled code is slower (it was
+  // then dropped and the compile is lost time).
+  double saving_ms_per_call = 0;
+  // Compiled calls needed to win back compile_ms: ceil(compile_ms /
+  // saving); -1 when it never pays back (no saving, or not measured).
+  int64_t payback_calls = -1;
+  int64_t compiled_calls = 0;  // calls this version has served
+  // compiled_calls * saving - compile_ms; -compile_ms when not measured.
+  double net_saved_ms = 0;
+};
+
 // A fused region (see `kiln info --regions`) and how it has run so far.
 struct RegionStats {
   int id = 0;
@@ -266,6 +295,12 @@ struct RegionStats {
   int64_t packed_weight_bytes = 0;
   double compiled_flops = 0;
   double compiled_gflops = 0;
+  // One entry per version compiled (kept after a drop: its compile was
+  // spent), in compile order.
+  std::vector<BreakEven> break_even;
+  // Hot signatures left interpreted because their projected payback
+  // exceeded SessionOptions::jit_payback_horizon_calls.
+  int skipped_for_payback = 0;
 };
 
 struct SessionStats {
