@@ -72,7 +72,13 @@ struct JitTier::RegionState {
   // Guards the profile and compile bookkeeping below. Publishing a table
   // also happens under it, so writers are serialised; readers never take it.
   Mutex mu;
-  BoundedMap<ShapeSignature, int64_t> calls_by_signature KILN_GUARDED_BY(mu){kMaxProfiledSignatures};
+  // Interpreted calls per signature and their wall time (the time is what
+  // the break-even gate projects a saving from).
+  struct SignatureProfile {
+    int64_t calls = 0;
+    int64_t ns = 0;
+  };
+  BoundedMap<ShapeSignature, SignatureProfile> calls_by_signature KILN_GUARDED_BY(mu){kMaxProfiledSignatures};
   // Queued, compiled or failed: never compiled twice.
   std::set<ShapeSignature> requested KILN_GUARDED_BY(mu);
   // Signatures whose specialization lost its trial: interpreted by choice,
@@ -92,6 +98,12 @@ struct JitTier::RegionState {
   // interpreted from then on by choice.
   int verify_failures KILN_GUARDED_BY(mu) = 0;
   std::set<ShapeSignature> failed_verification KILN_GUARDED_BY(mu);
+  // Signatures not compiled because their projected payback exceeded the
+  // horizon: interpreted by choice from then on (not reconsidered, so the
+  // reason is logged once).
+  std::set<ShapeSignature> payback_skipped KILN_GUARDED_BY(mu);
+  // Every version compiled, in compile order, dropped ones included.
+  std::vector<std::shared_ptr<const BreakEvenLedger>> ledgers KILN_GUARDED_BY(mu);
 
   // Copy-on-write: callers already inside `spec` keep it alive until they
   // return (they hold the old table).
@@ -214,6 +226,7 @@ StatusOr<ServedBy> JitTier::Run(int region_id, RegionCall& call) const {
   std::atomic<int64_t>& ns = interpreted_turn ? state.interpreted_ns : state.compiled_ns;
   calls.fetch_add(1, std::memory_order_relaxed);
   ns.fetch_add(elapsed, std::memory_order_relaxed);
+  if (!interpreted_turn) spec->ledger->CountCompiledCall();
   AddTrialSample(region_id, *spec, row_call.get(), /*compiled=*/!interpreted_turn, elapsed);
   return interpreted_turn ? ServedBy::kInterpreter : ServedBy::kCompiledCode;
 }
@@ -228,15 +241,26 @@ Status JitTier::RunInterpreted(int region, RegionCall& call, const ShapeSignatur
   bool generic = false;
   {
     MutexLock lock(state.mu);
-    if (state.declined.count(signature) || state.failed_verification.count(signature)) return Status::Ok();
+    if (state.declined.count(signature) || state.failed_verification.count(signature) ||
+        state.payback_skipped.count(signature)) {
+      return Status::Ok();
+    }
     if (!state.table.load(std::memory_order_acquire)->specs.empty()) {
       state.deopts.fetch_add(1, std::memory_order_relaxed);
     }
     // With the generic version requested nothing is left to compile, so the
     // profile stops: a stream of new shapes must not grow it without bound.
     if (state.generic_requested || state.requested.count(signature)) return Status::Ok();
-    if (++state.calls_by_signature[signature] < hot_threshold_) return Status::Ok();
+    RegionState::SignatureProfile& profile = state.calls_by_signature[signature];
+    ++profile.calls;
+    profile.ns += elapsed;
+    if (profile.calls < hot_threshold_) return Status::Ok();
+    const double interpreted_ms_per_call = static_cast<double>(profile.ns) * 1e-6 / static_cast<double>(profile.calls);
     state.calls_by_signature.Erase(signature);
+    if (!PaysBackWithinHorizon(region, signature, interpreted_ms_per_call)) {
+      state.payback_skipped.insert(signature);
+      return Status::Ok();
+    }
     if (!state.generic_first && static_cast<int>(state.requested.size()) < max_specializations_) {
       state.requested.insert(signature);
     } else {
@@ -283,6 +307,22 @@ void JitTier::AddTrialSample(int region, const Specialization& spec, const Speci
   if (verdict == TierTrial::Verdict::kPending) return;
   const ShapeSignature& signature = row_call != nullptr ? row_call->signature : spec.signature;
   const char* what = row_call != nullptr ? "generic code" : "compiled code";
+  // Break-even accounting uses the medians: what a typical call saves.
+  const double interpreted_ms = trial.interpreted_median_ms();
+  const double compiled_ms = trial.compiled_median_ms();
+  projection_.RecordTrial(regions_[static_cast<size_t>(region)].kind, interpreted_ms, compiled_ms);
+  // Generic row code's account covers every signature; one signature's
+  // trial does not measure it.
+  if (row_call == nullptr) {
+    spec.ledger->RecordTrial(interpreted_ms, compiled_ms);
+    if (hooks_.trace) {
+      const BreakEven b = spec.ledger->Snapshot();
+      const std::string track = "break-even region " + std::to_string(region) + " " + signature.ToString();
+      const auto now = TraceRecorder::Clock::now();
+      hooks_.trace->AddCounter(track, "saving_us_per_call", b.saving_ms_per_call * 1e3, now);
+      hooks_.trace->AddCounter(track, "payback_calls", static_cast<double>(b.payback_calls), now);
+    }
+  }
   if (verdict == TierTrial::Verdict::kKeep) {
     Log().debug("jit: region {} for {} keeps its {}: {:.3f} ms vs {:.3f} ms interpreted (best of {})", region,
                 signature.ToString(), what, trial.compiled_best_ms(), trial.interpreted_best_ms(), TierTrial::kSamples);
@@ -374,6 +414,8 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   const graph::Region& region = regions_[static_cast<size_t>(region_id)];
   RegionState& state = states_[region_id];
   const auto start = std::chrono::steady_clock::now();
+  // Timed by the tier's clock (tests drive it), traced on the real one.
+  const int64_t start_ns = NowNs();
   const Status hook = options_.jit_before_compile_hook ? options_.jit_before_compile_hook(region_id) : Status::Ok();
   StatusOr<std::unique_ptr<jit::CompiledRegion>> code =
       hook.ok() ? jit::CompileRegion(*compiler_, graph_, region, signature.dims, generic) : hook;
@@ -389,7 +431,7 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
     }
   }
   const auto end = std::chrono::steady_clock::now();
-  const double ms = std::chrono::duration<double, std::milli>(end - start).count();
+  const double ms = static_cast<double>(NowNs() - start_ns) * 1e-6;
   if (hooks_.trace) {
     hooks_.trace->AddSlice("compile region " + std::to_string(region_id) + " " + what + (code.ok() ? "" : " (failed)"),
                            "compile", start, end, TraceRecorder::kCompileTrack);
@@ -429,6 +471,8 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
     }
   }
   spec->code = std::shared_ptr<const jit::CompiledRegion>(std::move(code).value());
+  spec->ledger = std::make_shared<const BreakEvenLedger>(what, ms);
+  projection_.RecordCompile(region.kind, static_cast<int>(region.nodes.size()), ms);
   const bool reused = spec->code->reused_code();
   if (reused) {
     Log().info("jit: region {} ({}) for {} reuses the code of {} (same IR), {:.1f} ms", region_id, region.reason, what,
@@ -445,6 +489,7 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
 
   MutexLock lock(state.mu);
   state.compile_ms += ms;
+  state.ledgers.push_back(spec->ledger);
   // Shared code counts once, for the region that compiled it.
   if (reused) {
     ++state.reused_code;
@@ -458,6 +503,24 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   auto next = std::make_shared<Table>(*state.table.load(std::memory_order_acquire));
   next->specs.push_back(std::move(spec));
   state.table.store(std::move(next), std::memory_order_release);
+}
+
+bool JitTier::PaysBackWithinHorizon(int region_id, const ShapeSignature& signature,
+                                    double interpreted_ms_per_call) const {
+  const int64_t horizon = options_.jit_payback_horizon_calls;
+  if (horizon <= 0) return true;
+  const graph::Region& region = regions_[static_cast<size_t>(region_id)];
+  const PaybackProjection::Projection p =
+      projection_.Project(region.kind, static_cast<int>(region.nodes.size()), interpreted_ms_per_call);
+  if (p.payback_calls >= 0 && p.payback_calls <= horizon) return true;
+  Log().info(
+      "jit: region {} ({}) for {} stays interpreted: projected payback {} calls exceeds the horizon of {} "
+      "(compile {:.2f} ms {}, saving {:.4f} ms per call: {:.4f} ms interpreted at {:.2f}x {})",
+      region_id, region.reason, signature.ToString(),
+      p.payback_calls < 0 ? std::string("never") : std::to_string(p.payback_calls), horizon, p.compile_ms,
+      p.compile_measured ? "as measured for its kind" : "by default", p.saving_ms_per_call, interpreted_ms_per_call,
+      p.speedup, p.speedup_measured ? "measured speedup for its kind" : "default speedup");
+  return false;
 }
 
 void JitTier::WaitForCompiles() const {
@@ -498,6 +561,8 @@ std::vector<RegionStats> JitTier::Stats() const {
     s.packed_weight_bytes = state.packed_weight_bytes;
     s.compiled_flops = state.compiled_flops.load();
     if (s.compiled_ms > 0) s.compiled_gflops = s.compiled_flops / (s.compiled_ms * 1e6);
+    for (const auto& ledger : state.ledgers) s.break_even.push_back(ledger->Snapshot());
+    s.skipped_for_payback = static_cast<int>(state.payback_skipped.size());
     stats.push_back(std::move(s));
   }
   return stats;

@@ -25,6 +25,7 @@
 #include "kiln/session.h"
 #include "kiln/status.h"
 #include "runtime/compile_queue.h"
+#include "runtime/payback_projection.h"
 #include "runtime/region_call.h"
 #include "runtime/shape_signature.h"
 #include "runtime/specialization.h"
@@ -91,6 +92,10 @@ class JitTier {
   Status RunInterpreted(int region, RegionCall& call, const ShapeSignature& signature) const;
   // Compiles `signature`, or the generic version when `generic` is set.
   void Compile(int region, const ShapeSignature& signature, bool generic) const;
+  // Whether compiling `signature` of `region` would pay back within
+  // SessionOptions::jit_payback_horizon_calls calls, projected from its
+  // interpreted ms per call so far; logs the reason when it would not.
+  bool PaysBackWithinHorizon(int region, const ShapeSignature& signature, double interpreted_ms_per_call) const;
   // Adds one timed call to the trial of `row_call` (if set) or `spec`; on
   // a drop, unpublishes `spec` or declines `row_call`'s signature.
   void AddTrialSample(int region, const Specialization& spec, const Specialization::RowCall* row_call, bool compiled,
@@ -121,6 +126,9 @@ class JitTier {
   const int hot_threshold_;
   const int max_specializations_;
   const bool blocking_;
+  // What this session's trials and compiles have measured, for the
+  // break-even gate (SessionOptions::jit_payback_horizon_calls).
+  mutable PaybackProjection projection_;
   std::unique_ptr<jit::JitCompiler> compiler_;
   std::unique_ptr<RegionState[]> states_;
   // Declared last: destroyed first, so a running compile finishes while the

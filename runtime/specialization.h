@@ -13,6 +13,7 @@
 #include "graph/region.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
+#include "runtime/break_even_ledger.h"
 #include "runtime/region_call.h"
 #include "runtime/shadow_verification.h"
 #include "runtime/shape_signature.h"
@@ -69,6 +70,9 @@ struct Specialization {
   // `row_call_verify_calls` calls.
   ShadowVerification verification;
   int row_call_verify_calls = 0;
+  // This version's break-even account, shared with the region's stats so it
+  // outlives the code. Never null once published.
+  std::shared_ptr<const BreakEvenLedger> ledger;
 
   // Generic row code only: the call for `signature`, planned
   // (jit::PrepareGenericRowReductionCall) on the signature's first call and

@@ -4,6 +4,7 @@
 // epilogues), so each new specialization earns its place by measurement.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <limits>
@@ -35,8 +36,16 @@ class TierTrial {
   Verdict AddSample(bool compiled, int64_t nanoseconds) const;
   double compiled_best_ms() const { return static_cast<double>(compiled_best_ns_.load()) * 1e-6; }
   double interpreted_best_ms() const { return static_cast<double>(interpreted_best_ns_.load()) * 1e-6; }
+  // The median of each tier's first kSamples timings: what a typical call
+  // takes, for break-even accounting (the best decides the verdict; the
+  // median is what calls save on average). 0 before any sample.
+  double compiled_median_ms() const { return MedianMs(compiled_ns_); }
+  double interpreted_median_ms() const { return MedianMs(interpreted_ns_); }
 
  private:
+  using Samples = std::array<std::atomic<int64_t>, kSamples>;
+  static double MedianMs(const Samples& samples);
+
   bool active_ = false;
   mutable std::atomic<int> turns_{0};
   mutable std::atomic<int> compiled_samples_{0};
@@ -44,6 +53,13 @@ class TierTrial {
   mutable std::atomic<int64_t> compiled_best_ns_{std::numeric_limits<int64_t>::max()};
   mutable std::atomic<int64_t> interpreted_best_ns_{std::numeric_limits<int64_t>::max()};
   mutable std::atomic<bool> decided_{false};
+  // Each tier's first kSamples timings (-1: not yet written); slots are
+  // claimed by fetch_add so concurrent calls never share one.
+  mutable std::atomic<int> compiled_slots_{0};
+  mutable std::atomic<int> interpreted_slots_{0};
+  static_assert(kSamples == 4, "the initialisers below list kSamples slots");
+  mutable Samples compiled_ns_{{{-1}, {-1}, {-1}, {-1}}};
+  mutable Samples interpreted_ns_{{{-1}, {-1}, {-1}, {-1}}};
 };
 
 }  // namespace kiln::runtime

@@ -1,6 +1,7 @@
 #include "runtime/trace_recorder.h"
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <sstream>
 #include <thread>
@@ -45,6 +46,13 @@ void TraceRecorder::AddSlice(const std::string& name, const std::string& categor
                      track >= 0 ? track : TrackOfThisThread()});
 }
 
+void TraceRecorder::AddCounter(const std::string& name, const std::string& series, double value, Clock::time_point at) {
+  using std::chrono::duration_cast;
+  using std::chrono::microseconds;
+  MutexLock lock(mu_);
+  counters_.push_back({name, series, value, duration_cast<microseconds>(at - origin_).count()});
+}
+
 std::string TraceRecorder::ToChromeJson() const {
   MutexLock lock(mu_);
   std::ostringstream os;
@@ -60,6 +68,12 @@ std::string TraceRecorder::ToChromeJson() const {
     os << ",\n  {\"name\": \"" << JsonEscape(s.name) << "\", \"cat\": \"" << JsonEscape(s.category)
        << "\", \"ph\": \"X\", \"pid\": 1, \"tid\": " << s.track << ", \"ts\": " << s.start_us
        << ", \"dur\": " << s.duration_us << "}";
+  }
+  for (const Counter& c : counters_) {
+    // JSON has no infinity or NaN; a counter that is not a number is left out.
+    if (!std::isfinite(c.value)) continue;
+    os << ",\n  {\"name\": \"" << JsonEscape(c.name) << "\", \"ph\": \"C\", \"pid\": 1, \"ts\": " << c.at_us
+       << ", \"args\": {\"" << JsonEscape(c.series) << "\": " << c.value << "}}";
   }
   os << "\n]}\n";
   return os.str();

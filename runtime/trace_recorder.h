@@ -1,6 +1,6 @@
 // Records time slices for a Chrome trace (the JSON "Trace Event Format" that
 // Perfetto and chrome://tracing read): one slice per node or region run,
-// named by tier, and compile jobs on a track of their own. Opt-in
+// named by tier, compile jobs on a track of their own, and counters. Opt-in
 // (SessionOptions::enable_tracing): recording takes a mutex per slice.
 #pragma once
 
@@ -28,6 +28,11 @@ class TraceRecorder {
   void AddSlice(const std::string& name, const std::string& category, Clock::time_point start, Clock::time_point end,
                 int track = -1);
 
+  // A counter sample: Perfetto draws `name` as a track of values over time
+  // (Chrome's "C" events), one line per `series`. Used for break-even
+  // accounting (a version's saving per call and payback calls).
+  void AddCounter(const std::string& name, const std::string& series, double value, Clock::time_point at);
+
   // The whole trace as Chrome trace JSON.
   std::string ToChromeJson() const;
 
@@ -39,11 +44,18 @@ class TraceRecorder {
     int64_t duration_us;
     int track;
   };
+  struct Counter {
+    std::string name;
+    std::string series;
+    double value;
+    int64_t at_us;
+  };
   int TrackOfThisThread() KILN_REQUIRES(mu_);
 
   const Clock::time_point origin_;
   mutable Mutex mu_;
   std::vector<Slice> slices_ KILN_GUARDED_BY(mu_);
+  std::vector<Counter> counters_ KILN_GUARDED_BY(mu_);
   std::vector<std::size_t> thread_hashes_ KILN_GUARDED_BY(mu_);  // index = track id
 };
 
