@@ -4,6 +4,7 @@
 // .npy files), latency percentiles and throughput, optionally as JSON.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -190,6 +191,45 @@ void PrintProfile(const SessionStats& stats) {
                 total > 0 ? 100.0 * n.total_ms / total : 0.0, n.op_type.c_str(), n.node_name.c_str(),
                 static_cast<long long>(n.calls));
   }
+}
+
+// Whether compiling paid off: the totals, then the versions with the most
+// time at stake (won or lost) first, since a large model has hundreds.
+void PrintBreakEven(const SessionStats& stats) {
+  const BreakEvenTotals t = BreakEvenTotalsOf(stats);
+  if (t.versions == 0 && t.skipped_for_payback == 0) return;
+  std::printf(
+      "break-even: %.1f ms net saved by %d compiled version%s (%.1f ms compiling); %d of %d measured paid back, %d "
+      "never will",
+      t.net_saved_ms, t.versions, t.versions == 1 ? "" : "s", t.compile_ms, t.paid_back, t.measured, t.never);
+  if (t.skipped_for_payback > 0) std::printf("; %d not compiled (payback beyond the horizon)", t.skipped_for_payback);
+  std::printf("\n");
+  struct Row {
+    int region;
+    const BreakEven* b;
+  };
+  std::vector<Row> rows;
+  for (const RegionStats& r : stats.regions) {
+    for (const BreakEven& b : r.break_even) rows.push_back({r.id, &b});
+  }
+  std::stable_sort(rows.begin(), rows.end(), [](const Row& x, const Row& y) {
+    return std::abs(x.b->net_saved_ms) > std::abs(y.b->net_saved_ms);
+  });
+  constexpr size_t kShown = 8;
+  for (size_t i = 0; i < rows.size() && i < kShown; ++i) {
+    const BreakEven& b = *rows[i].b;
+    if (!b.measured) {
+      std::printf("  region %d %s: %.1f ms compile, no trial timings, %lld compiled calls\n", rows[i].region,
+                  b.signature.c_str(), b.compile_ms, static_cast<long long>(b.compiled_calls));
+      continue;
+    }
+    const std::string payback =
+        b.payback_calls >= 0 ? "pays back after " + std::to_string(b.payback_calls) + " calls" : "never pays back";
+    std::printf("  region %d %s: %.1f ms compile, %.4f ms saved per call, %s, %lld compiled calls, %.2f ms net\n",
+                rows[i].region, b.signature.c_str(), b.compile_ms, b.saving_ms_per_call, payback.c_str(),
+                static_cast<long long>(b.compiled_calls), b.net_saved_ms);
+  }
+  if (rows.size() > kShown) std::printf("  ... %zu more in --report\n", rows.size() - kShown);
 }
 
 // The tier-up lines: what the JIT settled on, and the latency before it did
@@ -379,6 +419,7 @@ int Run(const RunCommandOptions& options) {
           "times the runs after tier-up\n",
           progress.waiting, progress.waiting == 1 ? " was" : "s were");
     }
+    PrintBreakEven(stats);
     const LatencySplit split = SplitOf(totals, stats.runs, latency.mean_ms());
     std::printf("per run: %.3f ms in compiled regions, %.3f ms in interpreted regions, %.3f ms in other nodes\n",
                 split.compiled_region_ms, split.interpreted_region_ms, split.other_ms);

@@ -85,6 +85,26 @@ RegionTotals TotalsOf(const SessionStats& stats) {
   return t;
 }
 
+BreakEvenTotals BreakEvenTotalsOf(const SessionStats& stats) {
+  BreakEvenTotals t;
+  for (const RegionStats& r : stats.regions) {
+    t.skipped_for_payback += r.skipped_for_payback;
+    for (const BreakEven& b : r.break_even) {
+      ++t.versions;
+      t.compile_ms += b.compile_ms;
+      t.net_saved_ms += b.net_saved_ms;
+      if (!b.measured) continue;
+      ++t.measured;
+      if (b.payback_calls < 0) {
+        ++t.never;
+      } else if (b.compiled_calls >= b.payback_calls) {
+        ++t.paid_back;
+      }
+    }
+  }
+  return t;
+}
+
 LatencySplit SplitOf(const RegionTotals& totals, int64_t runs, double mean_ms) {
   LatencySplit split;
   if (runs <= 0) return split;
@@ -159,6 +179,35 @@ Status WriteRunReport(const RunMeasurements& m, const std::string& path) {
       depthwise_json.push_back(std::move(region));
     }
   }
+  // Per compiled version: what it cost, what each call saves, and whether
+  // it has paid back (docs/ARCHITECTURE.md "Break-even").
+  const BreakEvenTotals break_even = BreakEvenTotalsOf(stats);
+  Json versions = Json::array();
+  for (const RegionStats& r : stats.regions) {
+    for (const BreakEven& b : r.break_even) {
+      // Unknown numbers are null, not 0: a 0 saving would read as measured.
+      auto measured_or_null = [&b](double v) { return b.measured ? Json(Rounded(v)) : Json(nullptr); };
+      versions.push_back({{"region", r.id},
+                          {"kind", r.kind},
+                          {"signature", b.signature},
+                          {"compile_ms", Rounded(b.compile_ms)},
+                          {"measured", b.measured},
+                          {"interpreted_ms_per_call", measured_or_null(b.interpreted_ms_per_call)},
+                          {"compiled_ms_per_call", measured_or_null(b.compiled_ms_per_call)},
+                          {"saving_ms_per_call", measured_or_null(b.saving_ms_per_call)},
+                          {"payback_calls", b.payback_calls >= 0 ? Json(b.payback_calls) : Json(nullptr)},
+                          {"compiled_calls", b.compiled_calls},
+                          {"net_saved_ms", Rounded(b.net_saved_ms)}});
+    }
+  }
+  report["break_even"] = {{"versions", break_even.versions},
+                          {"measured", break_even.measured},
+                          {"paid_back", break_even.paid_back},
+                          {"never_pays_back", break_even.never},
+                          {"skipped_for_payback", break_even.skipped_for_payback},
+                          {"compile_ms", Rounded(break_even.compile_ms)},
+                          {"net_saved_ms", Rounded(break_even.net_saved_ms)},
+                          {"specializations", std::move(versions)}};
   report["latency_split_ms_per_run"] = {{"compiled_regions", Rounded(split.compiled_region_ms)},
                                         {"interpreted_regions", Rounded(split.interpreted_region_ms)},
                                         {"other_interpreted", Rounded(split.other_ms)}};

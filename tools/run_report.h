@@ -35,6 +35,19 @@ struct RegionTotals {
 };
 RegionTotals TotalsOf(const SessionStats& stats);
 
+// The break-even accounts (RegionStats::break_even) added up: whether the
+// session's compiles have paid for themselves so far.
+struct BreakEvenTotals {
+  int versions = 0;   // compiled versions, dropped ones included
+  int measured = 0;   // with a finished trial (a measured saving per call)
+  int paid_back = 0;  // measured, and served at least payback_calls calls
+  int never = 0;      // measured, and no faster than the interpreter
+  int skipped_for_payback = 0;
+  double compile_ms = 0;
+  double net_saved_ms = 0;  // unmeasured versions count their compile only
+};
+BreakEvenTotals BreakEvenTotalsOf(const SessionStats& stats);
+
 // Where a run's time goes, averaged over every run of the session (warm-up
 // and first run included): compiled regions, regions that ran interpreted,
 // and the rest (nodes outside regions, e.g. MatMul and Conv), the latter

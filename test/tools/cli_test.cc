@@ -149,6 +149,7 @@ void ExpectReportMatchesRun(const std::string& text, const std::string& model_su
                                          "interpreted_region_calls",
                                          "gemm_regions",
                                          "depthwise_regions",
+                                         "break_even",
                                          "latency_split_ms_per_run",
                                          "outputs"};
   std::vector<std::string> got;
@@ -162,6 +163,18 @@ void ExpectReportMatchesRun(const std::string& text, const std::string& model_su
   EXPECT_TRUE(report["tier_up"].is_null()) << "no --wait-for-jit";
   ExpectOrderedPercentiles(report);
   EXPECT_GE(report["total_runs"].get<int64_t>(), 3);
+  // One account per compiled version; their net adds up to the total.
+  const auto& break_even = report["break_even"];
+  ASSERT_TRUE(break_even.is_object()) << break_even;
+  EXPECT_EQ(break_even["versions"].get<size_t>(), break_even["specializations"].size()) << break_even;
+  double net_saved_ms = 0;
+  for (const auto& version : break_even["specializations"]) {
+    EXPECT_GE(version["compile_ms"].get<double>(), 0) << version;
+    EXPECT_EQ(version["saving_ms_per_call"].is_null(), !version["measured"].get<bool>()) << version;
+    net_saved_ms += version["net_saved_ms"].get<double>();
+  }
+  EXPECT_NEAR(break_even["net_saved_ms"].get<double>(), net_saved_ms,
+              0.01 * (1 + break_even["versions"].get<double>()));
   for (const char* part : {"compiled_regions", "interpreted_regions", "other_interpreted"}) {
     EXPECT_TRUE(report["latency_split_ms_per_run"][part].is_number()) << part;
   }
