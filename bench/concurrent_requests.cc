@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/latency_samples.h"
 #include "bench/zoo.h"
 #include "kiln/session.h"
 
@@ -19,15 +20,6 @@ namespace kiln::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-double Quantile(std::vector<double> values, double q) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t rank = static_cast<size_t>(q * static_cast<double>(values.size() - 1) + 0.5);
-  return values[std::min(rank, values.size() - 1)];
-}
 
 // The process's thread count, from /proc/self/status ("Threads:  17").
 int ProcessThreads() {

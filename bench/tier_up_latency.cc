@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/latency_samples.h"
 #include "bench/zoo.h"
 #include "kiln/session.h"
 
@@ -15,16 +16,6 @@ namespace kiln::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-// The q-quantile (0..1) of `values`, nearest rank; 0 when empty.
-double Quantile(std::vector<double> values, double q) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t rank = static_cast<size_t>(q * static_cast<double>(values.size() - 1) + 0.5);
-  return values[std::min(rank, values.size() - 1)];
-}
 
 // Whether every region of `stats` has finished compiling its first
 // signature, successfully or not.
