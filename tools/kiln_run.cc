@@ -60,7 +60,8 @@ struct RunCommandOptions {
   double jit_timeout_s = kDefaultJitTimeoutSeconds;
   int64_t threads = 0;
   bool profile = false;
-  std::string jit_cache_dir;  // empty: KILN_JIT_CACHE, or off
+  std::string jit_cache_dir;          // empty: KILN_JIT_CACHE, or off
+  int64_t payback_horizon_calls = 0;  // SessionOptions::jit_payback_horizon_calls
 };
 
 // Splits "NAME=VALUE"; both parts non-empty.
@@ -156,6 +157,10 @@ StatusOr<RunCommandOptions> ParseRunCommandOptions(const ParsedArgs& args) {
     if (args.Get("jit-cache").empty()) return InvalidArgument("--jit-cache needs a folder");
     options.jit_cache_dir = ResolveUserPath(args.Get("jit-cache"));
   }
+  if (args.Has("payback-horizon")) {
+    KILN_ASSIGN_OR_RETURN(options.payback_horizon_calls,
+                          ParseInt(args.Get("payback-horizon"), "--payback-horizon", 0, int64_t{1} << 40));
+  }
   return options;
 }
 
@@ -238,6 +243,7 @@ void PrintTierUp(const TierUpResult& tier_up, const TimedRunResult& timed, TierP
   const TierUpProgress& p = tier_up.progress;
   std::printf("tier-up: %d of %d hot regions compiled, %d dropped as slower than the interpreter, %d failed",
               p.compiled, p.hot, p.declined, p.failed);
+  if (p.skipped > 0) std::printf(", %d left interpreted (payback beyond the horizon)", p.skipped);
   if (p.waiting > 0) std::printf(", %d still waiting (timed out after %g s)", p.waiting, timeout_s);
   std::printf("; %lld warm-up runs, %.1f ms\n", static_cast<long long>(tier_up.runs), tier_up.elapsed_ms);
   const double after = timed.latency.PercentileMs(0.5);
@@ -315,6 +321,7 @@ int Run(const RunCommandOptions& options) {
   session_options.intra_op_threads = static_cast<int>(options.threads);
   session_options.enable_profiling = options.profile;
   session_options.jit_cache_dir = options.jit_cache_dir;
+  session_options.jit_payback_horizon_calls = options.payback_horizon_calls;
   session_options.enable_tracing = !options.trace_path.empty();
   std::string tier_run = TierPolicyName(options.tier);
   start = Clock::now();
@@ -467,7 +474,7 @@ int RunCommand(const std::vector<std::string>& args) {
   auto parsed =
       ParseArgs(args,
                 {"input", "dim", "shape", "output-dir", "tier", "graph-opt", "channels-last", "iters", "duration",
-                 "concurrency", "warmup", "jit-timeout", "threads", "report", "trace", "jit-cache"},
+                 "concurrency", "warmup", "jit-timeout", "threads", "report", "trace", "jit-cache", "payback-horizon"},
                 {"profile", "wait-for-jit"});
   if (!parsed.ok()) return ReportUsageError(parsed.status().message(), RunUsage());
   if (parsed->help) {

@@ -59,6 +59,9 @@ execution:
                           compile hot regions in the background)
   --jit-cache DIR         keep compiled code in DIR and link it from there in
                           later runs and other processes (also KILN_JIT_CACHE)
+  --payback-horizon N     compile a hot region only if it is projected to
+                          win back its compile time within N calls
+                          (default 0: no limit)
   --threads N             intra-op threads per run, 0 = one per core
                           (default 0)
   --graph-opt basic|all   load-time rewrites: basic keeps every op of the

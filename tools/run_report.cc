@@ -44,6 +44,7 @@ Json TierUpJson(const TierUpResult& t, const TimedRunResult& timed) {
           {"regions_compiled", t.progress.compiled},
           {"regions_declined", t.progress.declined},
           {"regions_failed", t.progress.failed},
+          {"regions_skipped_for_payback", t.progress.skipped},
           {"regions_waiting", t.progress.waiting},
           {"before_runs", t.before.count()},
           {"before_p50_ms", t.before.count() > 0 ? Rounded(before) : Json(nullptr)},

@@ -37,6 +37,9 @@ TierUpProgress ProgressOf(const SessionStats& stats) {
       ++p.declined;
     } else if (r.specializations == 0 && (r.failed_compiles > 0 || r.verify_failures > 0)) {
       ++p.failed;
+    } else if (r.specializations == 0 && r.skipped_for_payback > 0 && r.break_even.empty()) {
+      // Nothing was compiled or queued: the break-even gate said no.
+      ++p.skipped;
     } else {
       ++p.waiting;
     }

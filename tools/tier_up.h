@@ -24,6 +24,7 @@ struct TierUpProgress {
   int compiled = 0;  // settled with compiled code in use
   int declined = 0;  // settled back on the interpreter: its code was slower
   int failed = 0;    // settled on the interpreter: the compile failed, or its code computed something else
+  int skipped = 0;   // settled on the interpreter: projected not to pay back (--payback-horizon)
   int waiting = 0;
   bool any_code = false;  // some region has compiled code (settled or not)
 };

@@ -500,7 +500,7 @@ TEST(CliTest, EachCommandHasItsOwnHelp) {
       {"run",
        {"--input", "--shape", "--dim", "--output-dir", "--report", "--trace", "--profile", "--iters", "--duration",
         "--concurrency", "--warmup", "--wait-for-jit", "--jit-timeout", "--tier", "--threads", "--graph-opt",
-        "--channels-last"}},
+        "--channels-last", "--payback-horizon"}},
       {"info", {"--graph", "--regions", "--graph-opt", "--channels-last"}},
       {"dot", {"--no-constants", "--regions", "--graph-opt", "--channels-last"}},
   };
@@ -642,7 +642,7 @@ TEST(CliTest, WaitForJitTimesAfterTierUp) {
   EXPECT_EQ(tier_up["regions_waiting"], 0) << tier_up;
   EXPECT_GT(tier_up["regions_hot"].get<int>(), 0) << tier_up;
   EXPECT_EQ(tier_up["regions_compiled"].get<int>() + tier_up["regions_declined"].get<int>() +
-                tier_up["regions_failed"].get<int>(),
+                tier_up["regions_failed"].get<int>() + tier_up["regions_skipped_for_payback"].get<int>(),
             tier_up["regions_hot"].get<int>())
       << tier_up;
   EXPECT_GT(tier_up["warmup_runs"].get<int64_t>(), 0) << tier_up;
@@ -769,6 +769,22 @@ TEST(CliTest, ProcessesShareAJitCacheFolder) {
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     EXPECT_EQ(entry.path().extension(), ".kobj") << "a temporary file was left behind: " << entry.path();
   }
+}
+
+// A payback horizon of one call: the MLP's microsecond regions are projected
+// to need far more calls than that to win back a compile, so none compiles,
+// and the run says why.
+TEST(CliTest, APaybackHorizonKeepsRegionsThatWouldNotPayBackInterpreted) {
+  const std::string report_path = TmpDir() + "/payback_horizon.json";
+  Result r = Kiln({"run", Runfile("tools/mlp.onnx"), "--tier", "jit", "--iters", "3", "--payback-horizon", "1",
+                   "--report", report_path});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.out.find("not compiled (payback beyond the horizon)"), std::string::npos) << r.out;
+  const auto report = nlohmann::json::parse(ReadFile(report_path), nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(report.is_object());
+  EXPECT_EQ(report["regions_compiled"], 0) << report;
+  EXPECT_EQ(report["break_even"]["versions"], 0) << report["break_even"];
+  EXPECT_EQ(report["break_even"]["skipped_for_payback"], report["regions_total"]) << report;
 }
 
 }  // namespace
