@@ -26,8 +26,12 @@ StatusOr<int> ThreadBudget::Impl::Acquire(int want, std::chrono::steady_clock::t
     freed_.WaitUntil(mu_, cancel != nullptr ? std::min(deadline, now + kCancelPoll) : deadline);
   }
   --waiting_;
-  const int free = threads - in_use.load(std::memory_order_relaxed);
-  const int granted = waiting_ > 0 ? 1 : std::min(want, free);
+  const int busy = in_use.load(std::memory_order_relaxed);
+  // A whole team only for a run that computes alone: beside other runs, a
+  // thread each does more work per core than teams that wait at each
+  // other's barriers, and OpenMP workers spinning between a team's parallel
+  // regions take cores the other runs need.
+  const int granted = waiting_ > 0 || busy > 0 ? 1 : std::min(want, threads - busy);
   const int now_in_use = in_use.fetch_add(granted, std::memory_order_relaxed) + granted;
   if (now_in_use > peak_in_use.load(std::memory_order_relaxed))
     peak_in_use.store(now_in_use, std::memory_order_relaxed);

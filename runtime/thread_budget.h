@@ -13,8 +13,8 @@ namespace kiln {
 struct ThreadBudget::Impl {
   explicit Impl(int threads) : threads(threads) {}
 
-  // Waits until a thread is free, then takes up to `want` of them: one only
-  // while other runs wait, so that a waiting run is not starved by one team.
+  // Waits until a thread is free, then takes up to `want` of them when no
+  // other run computes or waits, else one.
   // Gives up with kDeadlineExceeded at `deadline` or kCancelled once
   // `*cancel` is set (it is polled: nobody notifies on it).
   StatusOr<int> Acquire(int want, std::chrono::steady_clock::time_point deadline, const std::atomic<bool>* cancel);

@@ -27,7 +27,7 @@ TEST(ThreadBudget, IdleBudgetGrantsTheWholeTeamAndTakesItBack) {
   EXPECT_EQ(*first, 3);
   auto second = impl.Acquire(3, kNoDeadline, nullptr);
   ASSERT_TRUE(second.ok());
-  EXPECT_EQ(*second, 1);  // what is left
+  EXPECT_EQ(*second, 1);  // another run computes: one thread
   EXPECT_EQ(budget->in_use(), 4);
   impl.Release(*first);
   impl.Release(*second);
@@ -38,6 +38,19 @@ TEST(ThreadBudget, IdleBudgetGrantsTheWholeTeamAndTakesItBack) {
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(*all, 4);
   impl.Release(*all);
+}
+
+TEST(ThreadBudget, BesideAnotherRunATeamOfOneEvenWithThreadsFree) {
+  auto budget = ThreadBudget::Create(8);
+  ThreadBudget::Impl& impl = budget->impl();
+  auto first = impl.Acquire(2, kNoDeadline, nullptr);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(*first, 2);
+  auto second = impl.Acquire(2, kNoDeadline, nullptr);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(*second, 1);
+  impl.Release(*first);
+  impl.Release(*second);
 }
 
 TEST(ThreadBudget, WaitingEndsAtTheDeadline) {

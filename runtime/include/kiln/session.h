@@ -127,10 +127,11 @@ KILN_API const char* TierPolicyName(TierPolicy policy);
 // A cap on the threads that compute at once, shared by every session (and
 // every thread calling Run) that is given it: ONNX Runtime's global thread
 // pool, without the global. A run takes up to its session's
-// intra_op_threads from the budget and waits while none is free. While
-// other runs wait, a run takes one thread only: under load, requests then
-// run side by side, a thread each (no OpenMP team to synchronise); when
-// idle, one request gets the whole team for its latency.
+// intra_op_threads from the budget and waits while none is free. A run
+// gets its whole team only when no other run is computing or waiting:
+// under load, requests run side by side, a thread each (no OpenMP team to
+// synchronise); when idle, one request gets the whole team for its
+// latency.
 class KILN_API ThreadBudget {
  public:
   // `threads` = 0: one per core.
