@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <deque>
 
 #include "graph/mutex.h"
 #include "kiln/session.h"
@@ -13,12 +15,14 @@ namespace kiln {
 struct ThreadBudget::Impl {
   explicit Impl(int threads) : threads(threads) {}
 
-  // Waits until a thread is free, then takes up to `want` of them when no
-  // other run computes or waits, else one.
+  // Waits, first come first served, until a thread is free, then takes up
+  // to `want` of them when no other run computes or waits, else one.
   // Gives up with kDeadlineExceeded at `deadline` or kCancelled once
   // `*cancel` is set (it is polled: nobody notifies on it).
   StatusOr<int> Acquire(int want, std::chrono::steady_clock::time_point deadline, const std::atomic<bool>* cancel);
   void Release(int count);
+  // Runs waiting for a thread now.
+  int waiting();
 
   const int threads;
   std::atomic<int> in_use{0};  // also read without the lock, by stats
@@ -27,7 +31,9 @@ struct ThreadBudget::Impl {
  private:
   Mutex mu_;
   CondVar freed_;
-  int waiting_ KILN_GUARDED_BY(mu_) = 0;
+  // Tickets of the runs waiting, in arrival order.
+  std::deque<uint64_t> queue_ KILN_GUARDED_BY(mu_);
+  uint64_t next_ticket_ KILN_GUARDED_BY(mu_) = 0;
 };
 
 namespace runtime {
