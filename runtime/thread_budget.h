@@ -4,8 +4,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstdint>
-#include <deque>
 
 #include "graph/mutex.h"
 #include "kiln/session.h"
@@ -15,14 +13,12 @@ namespace kiln {
 struct ThreadBudget::Impl {
   explicit Impl(int threads) : threads(threads) {}
 
-  // Waits, first come first served, until a thread is free, then takes up
-  // to `want` of them when no other run computes or waits, else one.
+  // Waits until a thread is free, then takes up to `want` of them when no
+  // other run computes or waits, else one.
   // Gives up with kDeadlineExceeded at `deadline` or kCancelled once
   // `*cancel` is set (it is polled: nobody notifies on it).
   StatusOr<int> Acquire(int want, std::chrono::steady_clock::time_point deadline, const std::atomic<bool>* cancel);
   void Release(int count);
-  // Runs waiting for a thread now.
-  int waiting();
 
   const int threads;
   std::atomic<int> in_use{0};  // also read without the lock, by stats
@@ -31,9 +27,7 @@ struct ThreadBudget::Impl {
  private:
   Mutex mu_;
   CondVar freed_;
-  // Tickets of the runs waiting, in arrival order.
-  std::deque<uint64_t> queue_ KILN_GUARDED_BY(mu_);
-  uint64_t next_ticket_ KILN_GUARDED_BY(mu_) = 0;
+  int waiting_ KILN_GUARDED_BY(mu_) = 0;
 };
 
 namespace runtime {

@@ -6,7 +6,6 @@
 
 #include <atomic>
 #include <cmath>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -94,31 +93,6 @@ TEST(ThreadBudget, AWaiterGetsTheThreadsAReleaseFrees) {
   budget->impl().Release(*held);
   waiter.join();
   EXPECT_EQ(granted.load(), 2);
-}
-
-TEST(ThreadBudget, WaitersAreServedInArrivalOrder) {
-  auto budget = ThreadBudget::Create(1);
-  ThreadBudget::Impl& impl = budget->impl();
-  auto held = impl.Acquire(1, kNoDeadline, nullptr);
-  ASSERT_TRUE(held.ok());
-  std::vector<int> order;
-  std::mutex order_mu;
-  std::vector<std::thread> waiters;
-  for (int w = 0; w < 4; ++w) {
-    waiters.emplace_back([&, w] {
-      auto got = impl.Acquire(1, kNoDeadline, nullptr);
-      {
-        std::lock_guard<std::mutex> lock(order_mu);
-        order.push_back(got.ok() ? w : -1);
-      }
-      if (got.ok()) impl.Release(*got);
-    });
-    // The next waiter starts only once this one is queued.
-    while (impl.waiting() < w + 1) std::this_thread::yield();
-  }
-  impl.Release(*held);
-  for (auto& t : waiters) t.join();
-  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3}));
 }
 
 // y = Tanh(x @ w): enough work per run for runs to overlap.
