@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -181,7 +182,15 @@ void PersistentCodeCache::EvictToCap() {
   std::vector<File> files;
   int64_t total = 0;
   std::error_code ec;
+  const auto now = fs::file_time_type::clock::now();
   for (const auto& item : fs::directory_iterator(dir_, ec)) {
+    if (item.path().filename().string().find(std::string(kSuffix) + ".tmp.") != std::string::npos) {
+      // A writer that died between writing and renaming left this; one
+      // still writing renames within seconds.
+      std::error_code item_ec;
+      if (now - item.last_write_time(item_ec) > std::chrono::hours(1) && !item_ec) fs::remove(item.path(), item_ec);
+      continue;
+    }
     if (item.path().extension() != kSuffix) continue;
     std::error_code item_ec;
     const auto bytes = static_cast<int64_t>(item.file_size(item_ec));

@@ -119,6 +119,20 @@ TEST(PersistentCodeCache, EvictsTheLeastRecentlyUsedOverItsCap) {
   EXPECT_TRUE(fs::exists(cache->PathFor("c")));
 }
 
+TEST(PersistentCodeCache, StaleTemporaryFilesAreCleanedUp) {
+  const std::string dir = FreshDir("stale_tmp");
+  auto cache = OpenCache(dir, "cpu=test");
+  ASSERT_NE(cache, nullptr);
+  const std::string stale = cache->PathFor("x") + ".tmp.1234.deadbeef";
+  const std::string fresh = cache->PathFor("y") + ".tmp.5678.cafe";
+  WriteFile(stale, "half an entry");
+  WriteFile(fresh, "being written");
+  fs::last_write_time(stale, fs::file_time_type::clock::now() - std::chrono::hours(2));
+  cache->Store("z", {"z", "object"});
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(fresh));
+}
+
 RegionBuilder ScaleTanh(const Dims& dims, float scale) {
   RegionBuilder rb;
   rb.region.id = 7;
