@@ -256,7 +256,14 @@ void PrintTierUp(const TierUpResult& tier_up, const TimedRunResult& timed, TierP
   const double before = tier_up.before.PercentileMs(0.5);
   std::printf("tier-up latency: p50 %.3f ms before (%lld interpreted runs), %.3f ms after", before,
               static_cast<long long>(tier_up.before.count()), after);
-  if (after > 0 && timed.latency.count() > 0) std::printf(" (%.2fx)", before / after);
+  // A median of a few runs is mostly the first run's set-up (a warm code
+  // cache puts code in place after one or two): no ratio from those.
+  constexpr int64_t kMinBeforeRunsForRatio = 5;
+  if (tier_up.before.count() < kMinBeforeRunsForRatio) {
+    std::printf(" (too few interpreted runs to compare)");
+  } else if (after > 0 && timed.latency.count() > 0) {
+    std::printf(" (%.2fx)", before / after);
+  }
   std::printf("\n");
 }
 
