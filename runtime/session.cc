@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -17,6 +18,7 @@
 #include "runtime/model_internal.h"
 #include "runtime/openmp_runner.h"
 #include "runtime/thread_budget.h"
+#include "runtime/tier_trial.h"
 #include "runtime/trace_recorder.h"
 
 namespace kiln {
@@ -303,6 +305,51 @@ Status Session::WriteTrace(const std::string& path) const {
   std::ofstream out(path);
   out << impl_->trace->ToChromeJson();
   if (!out) return IoError("cannot write trace file '", path, "'");
+  return Status::Ok();
+}
+
+Status Session::WarmUp(const std::vector<std::map<std::string, Dims>>& shapes,
+                       std::chrono::milliseconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Build every input set first, so a bad shape fails before anything runs.
+  std::vector<std::vector<NamedTensor>> input_sets;
+  for (const auto& given : shapes) {
+    for (const auto& [name, dims] : given) {
+      const auto& infos = impl_->model->inputs();
+      if (std::none_of(infos.begin(), infos.end(), [&](const TensorInfo& i) { return i.name == name; })) {
+        return InvalidArgument("WarmUp: the model has no input '", name, "'");
+      }
+    }
+    std::vector<NamedTensor> inputs;
+    for (const TensorInfo& info : impl_->model->inputs()) {
+      Dims dims = info.dims;
+      if (auto it = given.find(info.name); it != given.end()) {
+        dims = it->second;
+      } else if (!info.rank_known || std::any_of(dims.begin(), dims.end(), [](int64_t d) { return d < 0; })) {
+        return InvalidArgument("WarmUp: input '", info.name, "' has dims that are not fixed; give its shape");
+      }
+      KILN_ASSIGN_OR_RETURN(Tensor t, Tensor::Allocate(info.dtype, dims));
+      if (t.byte_size() > 0) std::memset(t.raw_data(), 0, t.byte_size());
+      inputs.push_back({info.name, std::move(t)});
+    }
+    input_sets.push_back(std::move(inputs));
+  }
+  if (!impl_->jit) return Status::Ok();
+  // The tier's protocol for a signature, call by call: hot after
+  // jit_hot_threshold interpreted calls; then (once compiled) the
+  // verification calls; then the trial, alternating tiers until each has
+  // its samples. Running that many calls per shape settles the signature
+  // whatever the verdict (kept, dropped, failed, or skipped for payback).
+  const SessionOptions& o = impl_->options;
+  const int settle_calls = std::max(0, o.jit_verify_calls) + 2 * runtime::TierTrial::kSamples + 1;
+  RunOptions run;
+  run.deadline = deadline;
+  run.tag = "warm-up";
+  for (const auto& inputs : input_sets) {
+    for (int i = 0; i < std::max(1, o.jit_hot_threshold); ++i) KILN_RETURN_IF_ERROR(Run(inputs, run).status());
+    impl_->jit->WaitForCompiles();
+    for (int i = 0; i < settle_calls; ++i) KILN_RETURN_IF_ERROR(Run(inputs, run).status());
+  }
   return Status::Ok();
 }
 

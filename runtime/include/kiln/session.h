@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -377,6 +378,17 @@ class KILN_API Session {
 
   // Blocks until no JIT compile is queued or running (benchmarks, tests).
   void WaitForCompiles() const;
+
+  // Compiles ahead of traffic, so that the first requests run at compiled
+  // speed: for each set of input shapes (input name -> dims; inputs with
+  // fixed dims may be left out), runs the model on zero-filled inputs until
+  // the JIT has compiled what those shapes make hot and finished its
+  // verification and trial calls. Returns after `timeout` at the latest
+  // (kDeadlineExceeded; what compiled stays compiled). With
+  // TierPolicy::kInterpreter there is nothing to do. Fails naming the input
+  // when a shape is missing, unknown or contradicts the model.
+  Status WarmUp(const std::vector<std::map<std::string, Dims>>& shapes,
+                std::chrono::milliseconds timeout = std::chrono::seconds(60)) const;
 
   const Model& model() const;
   const SessionOptions& options() const;
