@@ -250,7 +250,9 @@ StatusOr<std::vector<NamedTensor>> Session::Run(const std::vector<NamedTensor>& 
 
 StatusOr<std::vector<NamedTensor>> Session::Run(const std::vector<NamedTensor>& inputs,
                                                 const RunOptions& options) const {
-  const auto run_start = runtime::TraceRecorder::Clock::now();
+  // The clock is read only for the trace's run slice.
+  const auto run_start =
+      impl_->trace ? runtime::TraceRecorder::Clock::now() : runtime::TraceRecorder::Clock::time_point();
   std::vector<const Tensor*> bound;
   KILN_RETURN_IF_ERROR(impl_->BindInputs(inputs, bound));
   runtime::RunHooks hooks;
@@ -312,16 +314,16 @@ Status Session::WarmUp(const std::vector<std::map<std::string, Dims>>& shapes,
                        std::chrono::milliseconds timeout) const {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   // Build every input set first, so a bad shape fails before anything runs.
+  const std::vector<TensorInfo>& infos = impl_->model->inputs();
   std::vector<std::vector<NamedTensor>> input_sets;
   for (const auto& given : shapes) {
     for (const auto& [name, dims] : given) {
-      const auto& infos = impl_->model->inputs();
       if (std::none_of(infos.begin(), infos.end(), [&](const TensorInfo& i) { return i.name == name; })) {
         return InvalidArgument("WarmUp: the model has no input '", name, "'");
       }
     }
     std::vector<NamedTensor> inputs;
-    for (const TensorInfo& info : impl_->model->inputs()) {
+    for (const TensorInfo& info : infos) {
       Dims dims = info.dims;
       if (auto it = given.find(info.name); it != given.end()) {
         dims = it->second;

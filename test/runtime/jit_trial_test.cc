@@ -115,16 +115,16 @@ int RunCalls(const JitTier& tier, FakeClock& clock, const ShapeSignature& signat
   return compiled;
 }
 
-class JitTrial : public ::testing::Test {
+// A tier over one elementwise region, SiLU on [4, 16], driven by a fake
+// clock; the fixtures below build it with their own options.
+class SiluTierTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    // One elementwise region: SiLU on [4, 16].
+  void MakeSiluTier(const std::function<void(SessionOptions&, JitTierHooks&)>& configure = {}) {
     OnnxModelBuilder b(17);
     b.Input("x", kFloat, {4, 16}).Output("y");
     b.Node("Sigmoid", {"x"}, {"s"});
     b.Node("Mul", {"x", "s"}, {"y"});
-    tier_ = MakeTier(b, graph_, 4, clock_);
-    ASSERT_NE(tier_, nullptr);
+    tier_ = MakeTier(b, graph_, 4, clock_, configure);
     signature_.dims = {{4, 16}};
   }
 
@@ -138,6 +138,14 @@ class JitTrial : public ::testing::Test {
   std::unique_ptr<graph::Graph> graph_;
   std::unique_ptr<JitTier> tier_;
   ShapeSignature signature_;
+};
+
+class JitTrial : public SiluTierTest {
+ protected:
+  void SetUp() override {
+    MakeSiluTier();
+    ASSERT_NE(tier_, nullptr);
+  }
 };
 
 TEST_F(JitTrial, SlowerCodeIsDroppedAndNotCompiledAgain) {
@@ -225,16 +233,12 @@ TEST(JitTrialGeneric, GenericRowCodeIsTriedPerSignature) {
 // Break-even accounting (RegionStats::break_even) and its gate
 // (SessionOptions::jit_payback_horizon_calls), on the SiLU region. The
 // compile hook advances the fake clock, so compiles take chosen times too.
-class BreakEvenTest : public ::testing::Test {
+class BreakEvenTest : public SiluTierTest {
  protected:
   static constexpr int64_t kMs = 1000000;  // ns
 
   void MakeSiluTier(int64_t compile_ns, int64_t horizon_calls, TraceRecorder* trace = nullptr) {
-    OnnxModelBuilder b(17);
-    b.Input("x", kFloat, {4, 16}).Output("y");
-    b.Node("Sigmoid", {"x"}, {"s"});
-    b.Node("Mul", {"x", "s"}, {"y"});
-    tier_ = MakeTier(b, graph_, 4, clock_, [&](SessionOptions& options, JitTierHooks& hooks) {
+    SiluTierTest::MakeSiluTier([&](SessionOptions& options, JitTierHooks& hooks) {
       options.jit_payback_horizon_calls = horizon_calls;
       FakeClock* clock = &clock_;
       options.jit_before_compile_hook = [clock, compile_ns](int) {
@@ -244,16 +248,7 @@ class BreakEvenTest : public ::testing::Test {
       hooks.trace = trace;
     });
     ASSERT_NE(tier_, nullptr);
-    signature_.dims = {{4, 16}};
   }
-  int Run(int calls, int64_t compiled_ns, int64_t interpreted_ns) {
-    return RunCalls(*tier_, clock_, signature_, calls, compiled_ns, interpreted_ns);
-  }
-
-  FakeClock clock_;
-  std::unique_ptr<graph::Graph> graph_;
-  std::unique_ptr<JitTier> tier_;
-  ShapeSignature signature_;
 };
 
 TEST_F(BreakEvenTest, NumbersComeFromTheTrialsMediansAndTheCompileTime) {

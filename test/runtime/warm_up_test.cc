@@ -67,12 +67,15 @@ TEST(WarmUp, BadShapesFailBeforeAnythingRuns) {
   EXPECT_EQ((*session)->stats().runs, 0);
 }
 
-TEST(WarmUp, InterpreterSessionsHaveNothingToDo) {
+// No JIT tier: the shapes are still checked, but the model never runs.
+TEST(WarmUp, InterpreterSessionsCheckShapesButRunNothing) {
   SessionOptions options;
   options.tier = TierPolicy::kInterpreter;
   auto session = Session::Create(ElementwiseModel(), options);
   ASSERT_TRUE(session.ok());
   EXPECT_TRUE((*session)->WarmUp({{{"x", {2, 32}}}}).ok());
+  EXPECT_EQ((*session)->stats().runs, 0);
+  EXPECT_EQ((*session)->WarmUp({{{"nope", {2, 32}}}}).code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace
