@@ -511,6 +511,28 @@ Outputs SplitRule(const NodeView& n) {
   return outs;
 }
 
+// LSTM, GRU, RNN: Y [seq, num_directions, batch, hidden] and the final
+// states [num_directions, batch, hidden] (layout 1 puts batch first in all
+// three). hidden_size comes from the attribute or R's last dim.
+Outputs RecurrentRule(const NodeView& n) {
+  const DType dtype = n.dtype(0);
+  const ShapeInfo x = n.shape(0), r = n.shape(2);
+  auto layout = n.int_attr("layout", 0);
+  auto hidden_size = n.int_attr("hidden_size", 0);
+  const std::string direction = n.string_attr("direction", "forward");
+  Outputs outs(n.num_outputs(), Inferred{dtype, ShapeInfo::Unknown()});
+  if (!layout || !hidden_size || !x.rank_known || x.dims.size() != 3 || (*layout != 0 && *layout != 1)) return outs;
+  Dim hidden = *hidden_size > 0 ? Dim::Concrete(*hidden_size) : Dim{};
+  if (*hidden_size <= 0 && r.rank_known && r.dims.size() == 3) hidden = r.dims[2];
+  const Dim dirs = Dim::Concrete(direction == "bidirectional" ? 2 : 1);
+  const Dim seq = x.dims[*layout == 0 ? 0 : 1], batch = x.dims[*layout == 0 ? 1 : 0];
+  ShapeInfo y = RankOnly(4), state = RankOnly(3);
+  y.dims = *layout == 0 ? std::vector<Dim>{seq, dirs, batch, hidden} : std::vector<Dim>{batch, seq, dirs, hidden};
+  state.dims = *layout == 0 ? std::vector<Dim>{dirs, batch, hidden} : std::vector<Dim>{batch, dirs, hidden};
+  for (size_t i = 0; i < outs.size(); ++i) outs[i].shape = i == 0 ? y : state;
+  return outs;
+}
+
 Outputs GatherRule(const NodeView& n) {
   const ShapeInfo data = n.shape(0), indices = n.shape(1);
   auto axis_attr = n.int_attr("axis", 0);
@@ -826,6 +848,7 @@ const std::map<std::string_view, Rule>& Rules() {
     (*m)["Cast"] = CastRule;
     (*m)["MatMul"] = MatMulRule;
     (*m)["Gemm"] = GemmRule;
+    for (std::string_view op : {"LSTM", "GRU", "RNN"}) (*m)[op] = RecurrentRule;
     (*m)["Conv"] = ConvRule;
     (*m)["Reshape"] = ReshapeRule;
     (*m)["Flatten"] = FlattenRule;

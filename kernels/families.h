@@ -13,5 +13,7 @@ void RegisterDnnlKernels(KernelRegistry& registry);
 void RegisterReductionKernels(KernelRegistry& registry);
 // Shape and data movement: Reshape, Transpose, Concat, Slice, Gather, ...
 void RegisterTensorKernels(KernelRegistry& registry);
+// LSTM, GRU, RNN.
+void RegisterRecurrentKernels(KernelRegistry& registry);
 
 }  // namespace kiln::kernels

@@ -15,6 +15,7 @@ const KernelRegistry& DefaultKernelRegistry() {
     RegisterDnnlKernels(*r);
     RegisterReductionKernels(*r);
     RegisterTensorKernels(*r);
+    RegisterRecurrentKernels(*r);
     return r;
   }();
   return *registry;

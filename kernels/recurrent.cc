@@ -1,0 +1,418 @@
+// LSTM, GRU and RNN (opsets 7+, float32) with the whole of ONNX's
+// semantics: forward, reverse and bidirectional; any activation functions;
+// clip; GRU's linear_before_reset; LSTM's peepholes and input_forget;
+// initial states; per-sequence lengths; both layouts; every optional output.
+//
+// Each direction runs in two parts. First the input projection of every
+// step at once, X [seq * batch, input] times W^T, with both biases added
+// (GRU with linear_before_reset keeps the recurrent bias of its h gate
+// apart, since the reset gate multiplies it): one large GEMM instead of
+// `seq` small ones. Then the recurrence, one step at a time: the previous
+// hidden state [batch, hidden] times R^T, then the gate arithmetic row by
+// row. GRU without linear_before_reset needs two GEMMs per step, because
+// its h gate multiplies R_h by (r . H_prev), which the z and r gates of the
+// same step produce. W and R are the GEMMs' right-hand sides, packed once
+// per session when they are graph constants (packed_sgemm.h).
+//
+// sequence_lens: a batch entry with length L runs L steps (a reversed
+// direction reads its own steps L-1 down to 0); its Y rows past L are
+// zero and Y_h (Y_c) hold the state after its last step.
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <utility>
+
+#include "kernels/packed_sgemm.h"
+#include "kernels/recurrent_cells.h"
+#include "kernels/recurrent_kernels.h"
+#include "kernels/recurrent_spec.h"
+
+namespace kiln::kernels {
+namespace {
+
+// Input positions of the ONNX recurrent ops.
+constexpr int kX = 0, kW = 1, kR = 2, kB = 3, kSequenceLens = 4, kInitialH = 5, kInitialC = 6, kP = 7;
+
+// The sizes of one call, checked against every input.
+struct Problem {
+  int64_t seq = 0, batch = 0, input = 0, hidden = 0;
+  int dirs = 1;
+  int64_t gates = 1;  // per direction
+};
+
+// The right-hand side of C = A * B^T, with B given as [n, k] row-major
+// (how ONNX stores W and R): packed when wide enough to be worth it,
+// otherwise used as it is by a plain loop.
+struct RightOperand {
+  std::shared_ptr<const PackedMatrixB> packed;
+  const float* raw = nullptr;
+  int64_t n = 0, k = 0;
+};
+
+StatusOr<RightOperand> PrepareRight(const float* b, int64_t n, int64_t k, bool constant, const PackedWeightSlot& slot) {
+  RightOperand op;
+  op.raw = b;
+  op.n = n;
+  op.k = k;
+  if (n < PackedMatrixB::kMinColumns || k == 0) return op;
+  if (constant) {
+    KILN_ASSIGN_OR_RETURN(op.packed, slot.Get(b, k, n, k, /*transposed=*/true));
+  } else {
+    // A run-time input may hold other values at the same address on the
+    // next call: packed for this call only.
+    KILN_ASSIGN_OR_RETURN(op.packed, PackedMatrixB::Pack(b, k, n, k, /*transposed=*/true));
+  }
+  return op;
+}
+
+// C [m, b.n] (row stride ldc) = A [m, b.k] (row stride lda) * B^T, then
+// `epilogue` on each finished tile.
+void Multiply(const float* a, int64_t lda, int64_t m, const RightOperand& b, float* c, int64_t ldc,
+              const ParallelRunner& parallel, const TileEpilogue& epilogue) {
+  if (m == 0 || b.n == 0) return;
+  if (b.packed != nullptr) {
+    PackedSgemm(a, lda, m, *b.packed, c, ldc, parallel, epilogue);
+    return;
+  }
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < b.n; ++j) {
+      const float* a_row = a + i * lda;
+      const float* b_row = b.raw + j * b.k;
+      float sum = 0.0f;
+      for (int64_t p = 0; p < b.k; ++p) sum += a_row[p] * b_row[p];
+      c[i * ldc + j] = sum;
+    }
+  }
+  if (epilogue) epilogue(0, m, 0, b.n);
+}
+
+// Uninitialised float scratch, or kResourceExhausted.
+StatusOr<std::unique_ptr<float[]>> AllocateScratch(const char* op, int64_t count) {
+  std::unique_ptr<float[]> p(new (std::nothrow) float[static_cast<size_t>(std::max<int64_t>(count, 1))]);
+  if (p == nullptr) return ResourceExhausted(op, ": cannot allocate ", count, " floats of scratch memory");
+  return p;
+}
+
+class RecurrentKernel final : public OpKernel {
+ public:
+  explicit RecurrentKernel(RecurrentSpec spec) : spec_(std::move(spec)), op_(RecurrentCellOp(spec_.cell)) {}
+
+  Status Compute(KernelContext& ctx) const override {
+    KILN_ASSIGN_OR_RETURN(Problem p, Check(ctx));
+    const int max_outputs = spec_.cell == RecurrentCell::kLstm ? 3 : 2;
+    if (ctx.num_outputs() > max_outputs) {
+      return InvalidModel(op_, ": has ", ctx.num_outputs(), " outputs, at most ", max_outputs, " are defined");
+    }
+    // Sequence lengths, validated before any output is touched.
+    std::vector<int64_t> lengths(static_cast<size_t>(p.batch), p.seq);
+    bool padded = false;
+    if (const Tensor* lens = ctx.input(kSequenceLens)) {
+      for (int64_t b = 0; b < p.batch; ++b) {
+        const int64_t len = lens->dtype() == DType::kInt32 ? lens->data<int32_t>()[b] : lens->data<int64_t>()[b];
+        if (len < 0 || len > p.seq) {
+          return InvalidArgument(op_, ": sequence_lens[", b, "] = ", len, " is outside [0, ", p.seq,
+                                 "] (the sequence length of X)");
+        }
+        lengths[static_cast<size_t>(b)] = len;
+        padded = padded || len < p.seq;
+      }
+    }
+
+    const int64_t h = p.hidden;
+    const Dims y_dims = spec_.layout == 0 ? Dims{p.seq, p.dirs, p.batch, h} : Dims{p.batch, p.seq, p.dirs, h};
+    const Dims state_dims = spec_.layout == 0 ? Dims{p.dirs, p.batch, h} : Dims{p.batch, p.dirs, h};
+    Tensor* y = nullptr;
+    Tensor* y_h = nullptr;
+    Tensor* y_c = nullptr;
+    if (ctx.num_outputs() > 0) {
+      KILN_ASSIGN_OR_RETURN(y, ctx.Output(0, DType::kFloat32, y_dims));
+    }
+    if (ctx.num_outputs() > 1) {
+      KILN_ASSIGN_OR_RETURN(y_h, ctx.Output(1, DType::kFloat32, state_dims));
+    }
+    if (ctx.num_outputs() > 2) {
+      KILN_ASSIGN_OR_RETURN(y_c, ctx.Output(2, DType::kFloat32, state_dims));
+    }
+    if (y != nullptr && padded) std::fill(y->data<float>(), y->data<float>() + y->num_elements(), 0.0f);
+    if (p.batch == 0 || h == 0) return Status::Ok();
+
+    int64_t projection = 0;  // seq * batch * gates * hidden, checked
+    if (__builtin_mul_overflow(p.seq * p.batch, p.gates * h, &projection)) {
+      return ResourceExhausted(op_, ": the input projection of ", p.seq, " steps would overflow");
+    }
+    const int64_t gate_width = p.gates * h;
+    // XW, then per batch row: step GEMM result, h state, c state, GRU's
+    // r . H_prev and its h GEMM result, and one row of temporaries.
+    KILN_ASSIGN_OR_RETURN(std::unique_ptr<float[]> scratch,
+                          AllocateScratch(op_, projection + p.batch * (gate_width + 4 * h) + h));
+    Buffers buf;
+    buf.xw = scratch.get();
+    buf.gates = buf.xw + projection;
+    buf.h = buf.gates + p.batch * gate_width;
+    buf.c = buf.h + p.batch * h;
+    buf.reset_h = buf.c + p.batch * h;
+    buf.candidate = buf.reset_h + p.batch * h;
+    buf.row = buf.candidate + p.batch * h;
+
+    for (int d = 0; d < p.dirs; ++d) {
+      KILN_RETURN_IF_ERROR(RunDirection(ctx, p, d, lengths, buf, y));
+      // The final states.
+      for (int64_t b = 0; b < p.batch; ++b) {
+        const int64_t offset = StateOffset(p, d, b);
+        if (y_h != nullptr) std::copy_n(buf.h + b * h, h, y_h->data<float>() + offset);
+        if (y_c != nullptr) std::copy_n(buf.c + b * h, h, y_c->data<float>() + offset);
+      }
+    }
+    return Status::Ok();
+  }
+
+ private:
+  struct Buffers {
+    float* xw;         // [seq * batch, gates * hidden], rows in X's order
+    float* gates;      // [batch, gates * hidden]: H_prev * R^T of one step
+    float* h;          // [batch, hidden]
+    float* c;          // [batch, hidden] (LSTM)
+    float* reset_h;    // [batch, hidden]: GRU's r . H_prev
+    float* candidate;  // [batch, hidden]: GRU's (r . H_prev) * R_h^T
+    float* row;        // [hidden]
+  };
+
+  // Offset of (direction d, batch b) in initial_h, Y_h and friends.
+  int64_t StateOffset(const Problem& p, int d, int64_t b) const {
+    return (spec_.layout == 0 ? d * p.batch + b : b * p.dirs + d) * p.hidden;
+  }
+  // Row of (step t, batch b) in X and in the input projection.
+  int64_t InputRow(const Problem& p, int64_t t, int64_t b) const {
+    return spec_.layout == 0 ? t * p.batch + b : b * p.seq + t;
+  }
+  int64_t OutputOffset(const Problem& p, int64_t t, int d, int64_t b) const {
+    return (spec_.layout == 0 ? (t * p.dirs + d) * p.batch + b : (b * p.seq + t) * p.dirs + d) * p.hidden;
+  }
+
+  Status RunDirection(const KernelContext& ctx, const Problem& p, int d, const std::vector<int64_t>& lengths,
+                      const Buffers& buf, Tensor* y) const {
+    const int64_t h = p.hidden;
+    const int64_t gate_width = p.gates * h;
+    const bool lbr = spec_.linear_before_reset;
+    const bool gru_split = spec_.cell == RecurrentCell::kGru && !lbr;
+    const Tensor& x = *ctx.input(kX);
+    const float* w = ctx.input(kW)->data<float>() + d * gate_width * p.input;
+    const float* r = ctx.input(kR)->data<float>() + d * gate_width * h;
+    const Tensor* bias = ctx.input(kB);
+    const Tensor* peephole = spec_.cell == RecurrentCell::kLstm ? ctx.input(kP) : nullptr;
+
+    // Both biases folded into one, except GRU's recurrent h-gate bias under
+    // linear_before_reset, which the reset gate scales.
+    std::vector<float> input_bias(static_cast<size_t>(gate_width), 0.0f);
+    std::vector<float> recurrent_h_bias(static_cast<size_t>(h), 0.0f);
+    if (bias != nullptr) {
+      const float* wb = bias->data<float>() + d * 2 * gate_width;
+      const float* rb = wb + gate_width;
+      for (int64_t j = 0; j < gate_width; ++j) input_bias[static_cast<size_t>(j)] = wb[j] + rb[j];
+      if (lbr) {
+        for (int64_t j = 0; j < h; ++j) {
+          input_bias[static_cast<size_t>(2 * h + j)] = wb[2 * h + j];
+          recurrent_h_bias[static_cast<size_t>(j)] = rb[2 * h + j];
+        }
+      }
+    }
+
+    // The input projection of every step.
+    KILN_ASSIGN_OR_RETURN(RightOperand w_op,
+                          PrepareRight(w, gate_width, p.input, ctx.input_is_constant(kW), w_slots_[d]));
+    const float* ib = input_bias.data();
+    Multiply(x.data<float>(), p.input, p.seq * p.batch, w_op, buf.xw, gate_width, ctx.parallel(),
+             [&](int64_t row0, int64_t row1, int64_t col0, int64_t col1) {
+               for (int64_t i = row0; i < row1; ++i) {
+                 float* row = buf.xw + i * gate_width;
+                 for (int64_t j = col0; j < col1; ++j) row[j] += ib[j];
+               }
+             });
+
+    // The recurrent weights: all gates, or GRU's z and r rows and its h rows.
+    const int64_t step_width = gru_split ? 2 * h : gate_width;
+    KILN_ASSIGN_OR_RETURN(RightOperand r_op, PrepareRight(r, step_width, h, ctx.input_is_constant(kR), r_slots_[d]));
+    RightOperand rh_op;
+    if (gru_split) {
+      KILN_ASSIGN_OR_RETURN(rh_op, PrepareRight(r + 2 * h * h, h, h, ctx.input_is_constant(kR), rh_slots_[d]));
+    }
+
+    // Initial states.
+    const Tensor* initial_h = ctx.input(kInitialH);
+    const Tensor* initial_c = spec_.cell == RecurrentCell::kLstm ? ctx.input(kInitialC) : nullptr;
+    for (int64_t b = 0; b < p.batch; ++b) {
+      const int64_t offset = StateOffset(p, d, b);
+      if (initial_h != nullptr) {
+        std::copy_n(initial_h->data<float>() + offset, h, buf.h + b * h);
+      } else {
+        std::fill_n(buf.h + b * h, h, 0.0f);
+      }
+      if (initial_c != nullptr) {
+        std::copy_n(initial_c->data<float>() + offset, h, buf.c + b * h);
+      } else {
+        std::fill_n(buf.c + b * h, h, 0.0f);
+      }
+    }
+
+    // Rows whose sequence has ended still go through the h gate's GEMM.
+    if (gru_split) std::fill_n(buf.reset_h, p.batch * h, 0.0f);
+
+    std::vector<float> zeros;
+    const float* peep = nullptr;
+    if (peephole != nullptr) {
+      peep = peephole->data<float>() + d * 3 * h;
+    } else if (spec_.cell == RecurrentCell::kLstm) {
+      zeros.assign(static_cast<size_t>(3 * h), 0.0f);
+      peep = zeros.data();
+    }
+
+    const int64_t steps = *std::max_element(lengths.begin(), lengths.end());
+    const bool reversed = spec_.reversed(d);
+    const float clip = spec_.clip;
+    const RecurrentActivation& f = spec_.activation(d, 0);
+    for (int64_t s = 0; s < steps; ++s) {
+      Multiply(buf.h, h, p.batch, r_op, buf.gates, step_width, ctx.parallel(), TileEpilogue());
+      // The step of batch entry b, or -1 when its sequence has ended.
+      auto step_of = [&](int64_t b) -> int64_t {
+        const int64_t len = lengths[static_cast<size_t>(b)];
+        if (s >= len) return -1;
+        return reversed ? len - 1 - s : s;
+      };
+      if (spec_.cell == RecurrentCell::kLstm) {
+        const RecurrentActivation& g = spec_.activation(d, 1);
+        const RecurrentActivation& hf = spec_.activation(d, 2);
+        for (int64_t b = 0; b < p.batch; ++b) {
+          const int64_t t = step_of(b);
+          if (t < 0) continue;
+          LstmRow(buf.xw + InputRow(p, t, b) * gate_width, buf.gates + b * gate_width, peep, h, clip,
+                  spec_.input_forget, f, g, hf, buf.c + b * h, buf.h + b * h, buf.row);
+        }
+      } else if (spec_.cell == RecurrentCell::kGru) {
+        const RecurrentActivation& g = spec_.activation(d, 1);
+        if (lbr) {
+          for (int64_t b = 0; b < p.batch; ++b) {
+            const int64_t t = step_of(b);
+            if (t < 0) continue;
+            GruLinearBeforeResetRow(buf.xw + InputRow(p, t, b) * gate_width, buf.gates + b * gate_width,
+                                    recurrent_h_bias.data(), h, clip, f, g, buf.h + b * h);
+          }
+        } else {
+          for (int64_t b = 0; b < p.batch; ++b) {
+            const int64_t t = step_of(b);
+            if (t < 0) continue;
+            GruGatesRow(buf.xw + InputRow(p, t, b) * gate_width, buf.gates + b * step_width, h, clip, f, buf.h + b * h,
+                        buf.reset_h + b * h);
+          }
+          Multiply(buf.reset_h, h, p.batch, rh_op, buf.candidate, h, ctx.parallel(), TileEpilogue());
+          for (int64_t b = 0; b < p.batch; ++b) {
+            const int64_t t = step_of(b);
+            if (t < 0) continue;
+            GruUpdateRow(buf.xw + InputRow(p, t, b) * gate_width + 2 * h, buf.gates + b * step_width,
+                         buf.candidate + b * h, h, clip, g, buf.h + b * h);
+          }
+        }
+      } else {
+        for (int64_t b = 0; b < p.batch; ++b) {
+          const int64_t t = step_of(b);
+          if (t < 0) continue;
+          RnnRow(buf.xw + InputRow(p, t, b) * gate_width, buf.gates + b * gate_width, h, clip, f, buf.h + b * h);
+        }
+      }
+      if (y != nullptr) {
+        for (int64_t b = 0; b < p.batch; ++b) {
+          const int64_t t = step_of(b);
+          if (t >= 0) std::copy_n(buf.h + b * h, h, y->data<float>() + OutputOffset(p, t, d, b));
+        }
+      }
+    }
+    return Status::Ok();
+  }
+
+  // Checks dtypes and shapes of every input against each other.
+  StatusOr<Problem> Check(const KernelContext& ctx) const {
+    const Tensor* x = ctx.input(kX);
+    const Tensor* w = ctx.input(kW);
+    const Tensor* r = ctx.input(kR);
+    if (x == nullptr || w == nullptr || r == nullptr) return InvalidArgument(op_, ": X, W and R are required");
+    const bool lstm = spec_.cell == RecurrentCell::kLstm;
+    const int num_inputs = lstm ? 8 : 6;
+    for (int i = num_inputs; i < ctx.num_inputs(); ++i) {
+      if (ctx.input(i) != nullptr)
+        return InvalidModel(op_, ": has ", ctx.num_inputs(), " inputs, at most ", num_inputs);
+    }
+    for (int i : {kX, kW, kR, kB, kInitialH, kInitialC, kP}) {
+      if (i >= num_inputs) continue;
+      const Tensor* t = ctx.input(i);
+      if (t != nullptr && t->dtype() != DType::kFloat32) {
+        return Unsupported(op_, ": only float32 is supported, input ", i, " is ", DTypeName(t->dtype()));
+      }
+    }
+    Problem p;
+    p.dirs = spec_.num_directions();
+    p.gates = RecurrentGateCount(spec_.cell);
+    if (x->rank() != 3) {
+      return InvalidArgument(
+          op_, ": X must be 3-D ",
+          spec_.layout == 0 ? "[seq_length, batch_size, input_size]" : "[batch_size, seq_length, input_size]", ", got ",
+          DimsToString(x->dims()));
+    }
+    p.seq = spec_.layout == 0 ? x->dim(0) : x->dim(1);
+    p.batch = spec_.layout == 0 ? x->dim(1) : x->dim(0);
+    p.input = x->dim(2);
+    if (r->rank() != 3) return InvalidArgument(op_, ": R must be 3-D, got ", DimsToString(r->dims()));
+    p.hidden = spec_.hidden_size > 0 ? spec_.hidden_size : r->dim(2);
+    const int64_t g = p.gates;
+    const char* gate_names = lstm                                ? "4*hidden_size"
+                             : spec_.cell == RecurrentCell::kGru ? "3*hidden_size"
+                                                                 : "hidden_size";
+    if (r->dim(2) != p.hidden) {
+      return InvalidArgument(op_, ": hidden_size is ", p.hidden, " but R ", DimsToString(r->dims()),
+                             " has a last dim of ", r->dim(2));
+    }
+    auto expect = [&](const Tensor* t, const char* name, const Dims& dims, const std::string& meaning) -> Status {
+      if (t == nullptr || t->dims() == dims) return Status::Ok();
+      return InvalidArgument(op_, ": ", name, " has shape ", DimsToString(t->dims()), ", expected ", DimsToString(dims),
+                             " (", meaning, ")");
+    };
+    const std::string dirs = "num_directions=" + std::to_string(p.dirs);
+    const std::string gates = std::string(gate_names) + "=" + std::to_string(g * p.hidden);
+    KILN_RETURN_IF_ERROR(expect(w, "W", {p.dirs, g * p.hidden, p.input},
+                                dirs + ", " + gates + ", input_size=" + std::to_string(p.input)));
+    KILN_RETURN_IF_ERROR(expect(r, "R", {p.dirs, g * p.hidden, p.hidden},
+                                dirs + ", " + gates + ", hidden_size=" + std::to_string(p.hidden)));
+    KILN_RETURN_IF_ERROR(
+        expect(ctx.input(kB), "B", {p.dirs, 2 * g * p.hidden}, dirs + ", 2*" + gates + " for Wb and Rb"));
+    const Dims state = spec_.layout == 0 ? Dims{p.dirs, p.batch, p.hidden} : Dims{p.batch, p.dirs, p.hidden};
+    const std::string state_meaning = spec_.layout == 0 ? "num_directions, batch_size, hidden_size"
+                                                        : "batch_size, num_directions, hidden_size (layout=1)";
+    KILN_RETURN_IF_ERROR(expect(ctx.input(kInitialH), "initial_h", state, state_meaning));
+    if (lstm) {
+      KILN_RETURN_IF_ERROR(expect(ctx.input(kInitialC), "initial_c", state, state_meaning));
+      KILN_RETURN_IF_ERROR(
+          expect(ctx.input(kP), "P", {p.dirs, 3 * p.hidden}, dirs + ", 3*hidden_size for the i, o, f peepholes"));
+    }
+    if (const Tensor* lens = ctx.input(kSequenceLens)) {
+      if (lens->dtype() != DType::kInt32 && lens->dtype() != DType::kInt64) {
+        return InvalidArgument(op_, ": sequence_lens must be int32, got ", DTypeName(lens->dtype()));
+      }
+      KILN_RETURN_IF_ERROR(expect(lens, "sequence_lens", {p.batch}, "batch_size"));
+    }
+    return p;
+  }
+
+  RecurrentSpec spec_;
+  const char* op_;
+  // W, R (GRU without linear_before_reset: R's z and r rows) and GRU's h
+  // rows of R, per direction, packed on first use.
+  PackedWeightSlot w_slots_[2], r_slots_[2], rh_slots_[2];
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<OpKernel>> CreateRecurrentKernel(const graph::Node& node, RecurrentCell cell) {
+  KILN_ASSIGN_OR_RETURN(RecurrentSpec spec, ParseRecurrentSpec(node, cell));
+  return std::unique_ptr<OpKernel>(new RecurrentKernel(std::move(spec)));
+}
+
+}  // namespace kiln::kernels
