@@ -11,9 +11,11 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <unordered_map>
 
 #include "graph/log.h"
+#include "graph/mapped_file.h"
 #include "graph/onnx_dtype.h"
 #include "graph/onnx_shape_inference.h"
 
@@ -130,7 +132,16 @@ Status CopyTypedField(const Field& field, int64_t count, Tensor& tensor, const s
   return Status::Ok();
 }
 
-StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto, const std::string& base_dir) {
+// Raw data at least this aligned is shared rather than copied: every dtype's
+// elements are then aligned, which is all kiln's kernels and generated code
+// assume of a tensor they do not pack.
+constexpr uintptr_t kSharedRawDataAlignment = 16;
+
+// `raw_owner`, when set, owns `proto`: a tensor whose raw data is aligned
+// enough then shares the parsed bytes (and keeps `raw_owner` alive) instead
+// of copying them.
+StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto, const std::string& base_dir,
+                                 const std::shared_ptr<void>& raw_owner = nullptr) {
   const std::string what = "tensor '" + proto.name() + "'";
   if (proto.has_segment()) return Unsupported(what, ": segmented tensors are not supported");
   auto dtype_or = DTypeFromOnnx(proto.data_type());
@@ -163,6 +174,12 @@ StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto, const std::stri
     if (stored != count) {
       return InvalidModel(what, " stores ", stored, " values but its shape ", DimsToString(dims), " needs ", count);
     }
+  }
+  if (!external && proto.has_raw_data() && raw_owner != nullptr && bytes > 0 &&
+      reinterpret_cast<uintptr_t>(proto.raw_data().data()) % kSharedRawDataAlignment == 0) {
+    // Only this tensor refers to these bytes, and the parsed message is not
+    // read again once the graph is built.
+    return Tensor::Shared(dtype, std::move(dims), raw_owner, const_cast<char*>(proto.raw_data().data()));
   }
   auto tensor_or = Tensor::Allocate(dtype, dims);
   if (!tensor_or.ok()) return tensor_or.status().WithContext(what);
@@ -310,6 +327,8 @@ Status CheckAttributesAgainstSchema(const Node& node) {
 class GraphBuilder {
  public:
   GraphBuilder(const onnx::ModelProto& model, const LoadOptions& options) : model_(model), options_(options) {}
+  // Lets initializers share their raw data with `owner`, which owns `model`.
+  void ShareRawDataWith(std::shared_ptr<void> owner) { raw_owner_ = std::move(owner); }
 
   StatusOr<Graph> Build() {
     KILN_RETURN_IF_ERROR(ReadOpsets());
@@ -360,7 +379,7 @@ class GraphBuilder {
   Status AddInitializers(const onnx::GraphProto& g) {
     for (const auto& init : g.initializer()) {
       if (init.name().empty()) return InvalidModel("an initializer has no name");
-      auto tensor = TensorFromProto(init, options_.base_dir);
+      auto tensor = TensorFromProto(init, options_.base_dir, raw_owner_);
       if (!tensor.ok()) return tensor.status().WithContext("initializer '" + init.name() + "'");
       KILN_ASSIGN_OR_RETURN(ValueId id,
                             graph_.AddValue(init.name(), tensor->dtype(), ShapeInfo::FromDims(tensor->dims())));
@@ -478,6 +497,7 @@ class GraphBuilder {
   const onnx::ModelProto& model_;
   const LoadOptions& options_;
   Graph graph_;
+  std::shared_ptr<void> raw_owner_;  // null: initializers copy their data
 };
 
 }  // namespace
@@ -487,7 +507,10 @@ StatusOr<Graph> LoadOnnxModel(const void* data, size_t size, const LoadOptions& 
   if (size > static_cast<size_t>(INT_MAX)) {
     return Unsupported("models over 2 GiB must keep their weights in external data files");
   }
-  onnx::ModelProto model;
+  // Initializers share the parsed raw data, so the message lives as long as
+  // the last of them.
+  auto owned_model = std::make_shared<onnx::ModelProto>();
+  onnx::ModelProto& model = *owned_model;
   if (!model.ParseFromArray(data, static_cast<int>(size))) {
     return InvalidModel("not a valid ONNX protobuf (truncated or corrupt, ", size, " bytes)");
   }
@@ -499,7 +522,9 @@ StatusOr<Graph> LoadOnnxModel(const void* data, size_t size, const LoadOptions& 
   // checks report structural errors more precisely, so inference that cannot
   // run only means fewer static shapes, not a failed load.
   if (options.infer_shapes) RunOnnxShapeInference(model);
-  return GraphBuilder(model, options).Build();
+  GraphBuilder builder(model, options);
+  builder.ShareRawDataWith(std::move(owned_model));
+  return builder.Build();
 }
 
 StatusOr<std::string> ReadFileToString(const std::string& path) {
@@ -522,7 +547,8 @@ StatusOr<std::string> ReadFileToString(const std::string& path) {
 }
 
 StatusOr<Graph> LoadOnnxFile(const std::string& path) {
-  KILN_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
+  // Parsed straight from the mapping: no copy of the file in memory.
+  KILN_ASSIGN_OR_RETURN(MappedFile bytes, MappedFile::Open(path));
   LoadOptions options;
   options.base_dir = fs::path(path).parent_path().string();
   if (options.base_dir.empty()) options.base_dir = ".";
