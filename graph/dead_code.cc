@@ -26,21 +26,15 @@ StatusOr<bool> EliminateDeadNodes(Graph& graph) {
     for (ValueId in : node.inputs) worklist.push_back(in);
   }
 
+  // Values a sub-graph reads are implicit inputs of its node (see
+  // Node::implicit_inputs), so the marking above already kept them.
   bool changed = false;
-  bool has_subgraph = false;
   for (size_t i = 0; i < graph.num_nodes(); ++i) {
     const NodeId id = static_cast<NodeId>(i);
-    const Node& node = graph.node(id);
-    if (node.dead) continue;
-    if (!live[i]) {
-      graph.RemoveNode(id);
-      changed = true;
-      continue;
-    }
-    has_subgraph |= std::any_of(node.attributes.begin(), node.attributes.end(),
-                                [](const auto& entry) { return entry.second.kind == Attribute::Kind::kGraph; });
+    if (graph.node(id).dead || live[i]) continue;
+    graph.RemoveNode(id);
+    changed = true;
   }
-  if (has_subgraph) return changed;
 
   // RemoveNode unlinked the dead users, so `users` now lists live nodes only.
   for (size_t i = 0; i < graph.num_values(); ++i) {

@@ -15,9 +15,10 @@ namespace kiln::graph {
 // (through any chain of uses), then clears Value::constant of initializers
 // and folded constants that no live node uses and that are not graph
 // outputs, releasing their data. ONNX nodes have no side effects, so
-// reachability is the whole story. While a live node carries a subgraph
-// attribute (If/Loop/Scan bodies may name outer values that no link
-// records), constants are all kept. Returns whether anything was removed.
+// reachability is the whole story. The values If/Loop/Scan bodies read from
+// the enclosing graph are their node's implicit inputs, so they count as
+// used. Sub-graphs themselves are not visited (RunGraphPipeline recurses).
+// Returns whether anything was removed.
 StatusOr<bool> EliminateDeadNodes(Graph& graph);
 
 }  // namespace kiln::graph

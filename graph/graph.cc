@@ -108,6 +108,27 @@ std::string Node::Label() const {
 
 std::string Node::Describe() const { return "node " + Label(); }
 
+bool Node::has_subgraphs() const {
+  return std::any_of(attributes.begin(), attributes.end(),
+                     [](const auto& entry) { return entry.second.kind == Attribute::Kind::kGraph && entry.second.g; });
+}
+
+std::vector<std::pair<std::string, const Graph*>> Subgraphs(const Node& node) {
+  std::vector<std::pair<std::string, const Graph*>> result;
+  for (const auto& [name, attr] : node.attributes) {
+    if (attr.kind == Attribute::Kind::kGraph && attr.g) result.emplace_back(name, attr.g.get());
+  }
+  return result;
+}
+
+std::vector<std::pair<std::string, Graph*>> MutableSubgraphs(Node& node) {
+  std::vector<std::pair<std::string, Graph*>> result;
+  for (auto& [name, attr] : node.attributes) {
+    if (attr.kind == Attribute::Kind::kGraph && attr.g) result.emplace_back(name, attr.g.get());
+  }
+  return result;
+}
+
 Attribute Attribute::Float(float value) {
   Attribute a;
   a.kind = Kind::kFloat;
@@ -230,6 +251,13 @@ size_t Graph::num_live_nodes() const {
   return static_cast<size_t>(std::count_if(nodes_.begin(), nodes_.end(), [](const Node& n) { return !n.dead; }));
 }
 
+StatusOr<ValueId> Graph::AddOuterScopeValue(std::string value_name, DType dtype, ShapeInfo shape) {
+  KILN_ASSIGN_OR_RETURN(ValueId id, AddValue(std::move(value_name), dtype, std::move(shape)));
+  value(id).is_outer_scope = true;
+  outer_scope_values_.push_back(id);
+  return id;
+}
+
 void Graph::AddInput(ValueId id) {
   inputs_.push_back(id);
   value(id).is_graph_input = true;
@@ -299,14 +327,24 @@ Status Graph::Validate() const {
     for (ValueId in : n.inputs) {
       if (in == kNoValue) continue;
       const Value& v = value(in);
-      if (v.producer == kNoNode && !v.constant && !v.is_graph_input) {
+      if (v.producer == kNoNode && !v.constant && !v.is_graph_input && !v.is_outer_scope) {
         return InvalidModel(n.Describe(), " uses '", v.name, "', which no node, input or initializer defines");
       }
+    }
+    size_t captured = 0;
+    for (const auto& [attr_name, body] : Subgraphs(n)) {
+      Status s = body->Validate();
+      if (!s.ok()) return s.WithContext(n.Describe() + " attribute '" + attr_name + "'");
+      captured += body->outer_scope_values().size();
+    }
+    if (n.implicit_inputs < 0 || static_cast<size_t>(n.implicit_inputs) != captured || captured > n.inputs.size()) {
+      return Internal(n.Describe(), ": ", n.implicit_inputs, " implicit inputs for ", captured,
+                      " outer-scope values its sub-graphs read");
     }
   }
   for (ValueId out : outputs_) {
     const Value& v = value(out);
-    if (v.producer == kNoNode && !v.constant && !v.is_graph_input) {
+    if (v.producer == kNoNode && !v.constant && !v.is_graph_input && !v.is_outer_scope) {
       return InvalidModel("graph output '", v.name, "' is not defined by any node, input or initializer");
     }
   }

@@ -78,6 +78,10 @@ struct Value {
   std::optional<Tensor> constant;
   bool is_graph_input = false;
   bool is_graph_output = false;
+  // In a sub-graph: a value of an enclosing graph the body reads by name
+  // (ONNX outer-scope reference). The node owning the body passes it in as
+  // one of its implicit inputs; see Node::implicit_inputs.
+  bool is_outer_scope = false;
 };
 
 struct Node {
@@ -89,6 +93,16 @@ struct Node {
   std::vector<ValueId> outputs;                 // kNoValue for an omitted optional output
   std::map<std::string, Attribute> attributes;  // ordered: deterministic printing and hashing
   bool dead = false;
+  // The last `implicit_inputs` entries of `inputs` are not ONNX inputs: they
+  // are the outer-scope values the node's sub-graphs read, body by body in
+  // attribute order, each body's in its outer_scope_values() order. Keeping
+  // them as ordinary inputs makes use-def, dead code, topological order and
+  // memory planning see what a body reads without knowing about bodies.
+  int implicit_inputs = 0;
+
+  // Number of ONNX inputs (inputs minus implicit ones).
+  size_t num_explicit_inputs() const { return inputs.size() - static_cast<size_t>(implicit_inputs); }
+  bool has_subgraphs() const;
 
   const Attribute* FindAttribute(const std::string& attr_name) const;
   // Typed attribute readers: the default when absent, an error naming the
@@ -151,6 +165,11 @@ class Graph {
 
   const std::vector<ValueId>& inputs() const { return inputs_; }
   const std::vector<ValueId>& outputs() const { return outputs_; }
+  // A sub-graph's references to enclosing graphs' values, in the order the
+  // owning node's implicit inputs feed them (empty for a model's graph).
+  const std::vector<ValueId>& outer_scope_values() const { return outer_scope_values_; }
+  // Adds a value marked is_outer_scope at the end of outer_scope_values().
+  StatusOr<ValueId> AddOuterScopeValue(std::string name, DType dtype, ShapeInfo shape);
   void AddInput(ValueId id);
   void AddOutput(ValueId id);
   void SetOutput(size_t index, ValueId id);
@@ -165,8 +184,10 @@ class Graph {
   StatusOr<std::vector<NodeId>> TopologicalOrder() const;
 
   // Checks structural invariants: every live node input is defined (a graph
-  // input, a constant or produced by a live node), graph outputs are defined,
-  // and the graph is acyclic.
+  // input, an outer-scope value, a constant or produced by a live node), graph
+  // outputs are defined, the graph is acyclic, and each node's implicit
+  // inputs match its sub-graphs' outer-scope values; sub-graphs are checked
+  // the same way.
   Status Validate() const;
 
   // Adds a constant value holding `t`, named `base` or, when that is taken,
@@ -184,8 +205,14 @@ class Graph {
   std::vector<Value> values_;
   std::vector<ValueId> inputs_;
   std::vector<ValueId> outputs_;
+  std::vector<ValueId> outer_scope_values_;
   std::map<std::string, ValueId> value_by_name_;
   std::map<std::string, int> opset_imports_;
 };
+
+// The node's graph-valued attributes in attribute (name) order: the order
+// its implicit inputs follow.
+std::vector<std::pair<std::string, const Graph*>> Subgraphs(const Node& node);
+std::vector<std::pair<std::string, Graph*>> MutableSubgraphs(Node& node);
 
 }  // namespace kiln::graph

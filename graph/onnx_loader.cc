@@ -256,8 +256,8 @@ StatusOr<Attribute> AttributeFromProto(const onnx::AttributeProto& proto, const 
       break;
     }
     case onnx::AttributeProto::GRAPH:
-      // Control flow (If/Loop/Scan) bodies are not executed by kiln yet; the
-      // op itself is reported as unsupported when a session is created.
+      // The body itself is built by GraphBuilder, which knows the enclosing
+      // scopes its outer-scope references resolve in.
       attr.kind = Attribute::Kind::kGraph;
       break;
     case onnx::AttributeProto::FLOATS:
@@ -324,6 +324,39 @@ Status CheckAttributesAgainstSchema(const Node& node) {
   return Status::Ok();
 }
 
+// How deeply sub-graphs nest in `g` (0 when no node has a graph attribute),
+// counting no further than `limit` + 1 so a hostile model cannot make the
+// count itself expensive.
+int SubgraphDepth(const onnx::GraphProto& g, int limit) {
+  if (limit < 0) return 1;
+  int deepest = 0;
+  for (const auto& node : g.node()) {
+    for (const auto& attr : node.attribute()) {
+      if (attr.has_g()) deepest = std::max(deepest, 1 + SubgraphDepth(attr.g(), limit - 1));
+      for (const auto& body : attr.graphs()) deepest = std::max(deepest, 1 + SubgraphDepth(body, limit - 1));
+      if (deepest > limit) return deepest;
+    }
+  }
+  return deepest;
+}
+
+// Sub-graphs read enclosing values whose dtype and shape are only known
+// once the enclosing graph's value_info has been applied; copies them in.
+void RefreshOuterScopeTypes(Graph& graph) {
+  for (size_t n = 0; n < graph.num_nodes(); ++n) {
+    Node& node = graph.node(static_cast<NodeId>(n));
+    size_t next = node.num_explicit_inputs();
+    for (const auto& [name, body] : MutableSubgraphs(node)) {
+      for (ValueId inner : body->outer_scope_values()) {
+        const Value& outer = graph.value(node.inputs[next++]);
+        body->value(inner).dtype = outer.dtype;
+        body->value(inner).shape = outer.shape;
+      }
+      RefreshOuterScopeTypes(*body);
+    }
+  }
+}
+
 class GraphBuilder {
  public:
   GraphBuilder(const onnx::ModelProto& model, const LoadOptions& options) : model_(model), options_(options) {}
@@ -335,17 +368,58 @@ class GraphBuilder {
     const onnx::GraphProto& g = model_.graph();
     graph_.name = g.name();
     ReadDescription();
+    KILN_RETURN_IF_ERROR(BuildGraph(g));
+    RefreshOuterScopeTypes(graph_);
+    KILN_RETURN_IF_ERROR(graph_.Validate());
+    return std::move(graph_);
+  }
+
+ private:
+  // A builder for the body of a node of `parent`'s graph.
+  GraphBuilder(const onnx::ModelProto& model, const LoadOptions& options, GraphBuilder* parent)
+      : model_(model), options_(options), parent_(parent), depth_(parent->depth_ + 1) {
+    for (const auto& [domain, version] : parent->graph_.opset_imports()) graph_.set_opset_import(domain, version);
+  }
+
+  Status BuildGraph(const onnx::GraphProto& g) {
     KILN_RETURN_IF_ERROR(AddInitializers(g));
     KILN_RETURN_IF_ERROR(AddInputs(g));
     KILN_RETURN_IF_ERROR(AddNodeOutputs(g));
     KILN_RETURN_IF_ERROR(AddNodes(g));
     KILN_RETURN_IF_ERROR(AddOutputs(g));
     ApplyValueInfo(g);
-    KILN_RETURN_IF_ERROR(graph_.Validate());
-    return std::move(graph_);
+    return Status::Ok();
   }
 
- private:
+  // The value `name` refers to here: this graph's own, or an enclosing
+  // graph's, which then becomes an outer-scope value of this graph (and of
+  // every graph between, so each body's node passes it down explicitly).
+  std::optional<ValueId> Resolve(const std::string& name) {
+    if (auto id = graph_.FindValue(name)) return id;
+    if (parent_ == nullptr) return std::nullopt;
+    std::optional<ValueId> outer = parent_->Resolve(name);
+    if (!outer) return std::nullopt;
+    const Value& v = parent_->graph_.value(*outer);
+    auto id = graph_.AddOuterScopeValue(name, v.dtype, v.shape);
+    if (!id.ok()) return std::nullopt;  // unreachable: FindValue found no such name
+    return *id;
+  }
+
+  // Builds the body in `proto` and makes its outer-scope values implicit
+  // inputs of `node` (the caller adds bodies in attribute order).
+  StatusOr<std::shared_ptr<Graph>> BuildBody(const onnx::GraphProto& proto, Node& node) {
+    GraphBuilder body(model_, options_, this);
+    body.graph_.name = proto.name();
+    KILN_RETURN_IF_ERROR(body.BuildGraph(proto));
+    for (ValueId inner : body.graph_.outer_scope_values()) {
+      std::optional<ValueId> outer = Resolve(body.graph_.value(inner).name);
+      if (!outer) return Internal("outer-scope value '", body.graph_.value(inner).name, "' vanished");
+      node.inputs.push_back(*outer);
+      ++node.implicit_inputs;
+    }
+    return std::make_shared<Graph>(std::move(body.graph_));
+  }
+
   void ReadDescription() {
     ModelDescription& d = graph_.description;
     d.producer_name = model_.producer_name();
@@ -399,6 +473,13 @@ class GraphBuilder {
         return InvalidModel("graph input '", in.name(), "' is declared twice");
       }
       if (!in.type().has_tensor_type()) {
+        // A body's formal inputs may leave their type to the node that runs
+        // the body (ONNX infers it from the Loop's or Scan's inputs).
+        if (parent_ != nullptr && in.type().value_case() == onnx::TypeProto::VALUE_NOT_SET) {
+          KILN_ASSIGN_OR_RETURN(ValueId id, graph_.AddValue(in.name()));
+          graph_.AddInput(id);
+          continue;
+        }
         return Unsupported("graph input '", in.name(), "' is not a tensor (sequences and maps are not supported)");
       }
       auto dtype = DTypeFromOnnx(in.type().tensor_type().elem_type());
@@ -445,7 +526,7 @@ class GraphBuilder {
           node.inputs.push_back(kNoValue);
           continue;
         }
-        auto id = graph_.FindValue(in);
+        auto id = Resolve(in);
         if (!id) return InvalidModel(node.Describe(), " uses '", in, "', which no node, input or initializer defines");
         node.inputs.push_back(*id);
       }
@@ -460,6 +541,18 @@ class GraphBuilder {
           return InvalidModel(node.Describe(), " has attribute '", a.name(), "' twice");
         }
       }
+      // Bodies in attribute-name order: the order implicit inputs follow.
+      for (auto& [attr_name, attr] : node.attributes) {
+        if (attr.kind != Attribute::Kind::kGraph) continue;
+        const auto proto = std::find_if(n.attribute().begin(), n.attribute().end(),
+                                        [&](const onnx::AttributeProto& a) { return a.name() == attr_name; });
+        if (depth_ + 1 > kMaxSubgraphDepth) {
+          return InvalidModel(node.Describe(), ": sub-graphs nest more than ", kMaxSubgraphDepth, " deep");
+        }
+        auto body = BuildBody(proto->g(), node);
+        if (!body.ok()) return body.status().WithContext(node.Describe() + " attribute '" + attr_name + "'");
+        attr.g = std::move(body).value();
+      }
       KILN_RETURN_IF_ERROR(CheckAttributesAgainstSchema(node));
       KILN_RETURN_IF_ERROR(graph_.AddNode(std::move(node)).status());
     }
@@ -469,7 +562,7 @@ class GraphBuilder {
   Status AddOutputs(const onnx::GraphProto& g) {
     if (g.output_size() == 0) return InvalidModel("the graph has no outputs");
     for (const auto& out : g.output()) {
-      auto id = graph_.FindValue(out.name());
+      auto id = Resolve(out.name());
       if (!id) return InvalidModel("graph output '", out.name(), "' is not defined by any node, input or initializer");
       graph_.AddOutput(*id);
     }
@@ -496,6 +589,8 @@ class GraphBuilder {
 
   const onnx::ModelProto& model_;
   const LoadOptions& options_;
+  GraphBuilder* parent_ = nullptr;  // the builder of the graph whose node owns this body
+  int depth_ = 0;                   // 0 for the model's graph
   Graph graph_;
   std::shared_ptr<void> raw_owner_;  // null: initializers copy their data
 };
@@ -521,6 +616,10 @@ StatusOr<Graph> LoadOnnxModel(const void* data, size_t size, const LoadOptions& 
   // ONNX's inference fills in the shapes of intermediate values; kiln's own
   // checks report structural errors more precisely, so inference that cannot
   // run only means fewer static shapes, not a failed load.
+  // Checked before inference, which recurses into every body.
+  if (SubgraphDepth(model.graph(), kMaxSubgraphDepth) > kMaxSubgraphDepth) {
+    return InvalidModel("sub-graphs (If/Loop/Scan bodies) nest more than ", kMaxSubgraphDepth, " deep");
+  }
   if (options.infer_shapes) RunOnnxShapeInference(model);
   GraphBuilder builder(model, options);
   builder.ShareRawDataWith(std::move(owned_model));

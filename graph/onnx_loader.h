@@ -18,6 +18,10 @@ namespace kiln::graph {
 inline constexpr int kMaxSupportedOpset = 18;
 // The oldest default-domain opset kiln accepts.
 inline constexpr int kMinSupportedOpset = 7;
+// How deeply If/Loop/Scan bodies may nest (a body of a body is depth 2).
+// Real models nest two or three deep; the limit keeps the loader's and
+// ONNX inference's recursion bounded on hostile models.
+inline constexpr int kMaxSubgraphDepth = 16;
 
 struct LoadOptions {
   // Folder that external data paths are resolved against; empty forbids

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "graph/log.h"
+#include "runtime/control_flow.h"
 #include "runtime/jit_tier.h"
 #include "runtime/trace_recorder.h"
 
@@ -194,7 +195,13 @@ StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& g
   Status first_error;
   for (graph::NodeId id : order) {
     const graph::Node& node = graph.node(id);
-    auto kernel = registry.Create(node);
+    const bool control_flow = IsControlFlowOp(node);
+    if (control_flow) {
+      const size_t before = unsupported.size();
+      CountUnsupportedOpsInBodies(node, registry, node.Label(), unsupported);
+      if (unsupported.size() != before) continue;
+    }
+    auto kernel = control_flow ? CreateControlFlowKernel(node, registry) : registry.Create(node);
     if (!kernel.ok()) {
       if (kernel.status().code() == StatusCode::kUnsupported &&
           !registry.Supports(node.op_type, node.domain, node.opset)) {
@@ -209,6 +216,7 @@ StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& g
     Step step;
     step.node = id;
     step.kernel = std::move(kernel).value();
+    if (control_flow) step.control_flow = static_cast<const ControlFlowKernel*>(step.kernel.get());
     step.inputs = node.inputs;
     for (graph::ValueId in : node.inputs) {
       step.input_is_constant.push_back(in != graph::kNoValue && graph.value(in).constant.has_value());
@@ -299,7 +307,8 @@ Status Interpreter::RunSteps(ExecutionFrame& frame, const Unit& unit, const kern
                                &step.input_is_constant);
 
     const auto start = profile ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
-    Status status = step.kernel->Compute(ctx);
+    Status status = step.control_flow != nullptr && frame.hooks != nullptr ? step.control_flow->Run(ctx, *frame.hooks)
+                                                                           : step.kernel->Compute(ctx);
     if (profile) {
       const auto ns =
           std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
@@ -387,16 +396,22 @@ std::vector<bool> Interpreter::UnitsNeededFor(const std::vector<size_t>& output_
 
 Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
                         const kernels::ParallelRunner& parallel, const RunHooks& hooks) const {
+  if (inputs.size() != graph_.inputs().size() + graph_.outer_scope_values().size()) {
+    return Internal("the graph takes ", graph_.inputs().size() + graph_.outer_scope_values().size(),
+                    " inputs but the run gave ", inputs.size());
+  }
   frame.run_unplanned_bytes = 0;
   frame.before_allocate = hooks.before_allocate;
   frame.bound_outputs = hooks.bound_outputs.empty() ? nullptr : &hooks.bound_outputs;
+  frame.hooks = &hooks;
   // Borrow inputs without copying; Tensor views keep no ownership, so the
   // frame never extends the caller's buffers' lifetime.
   const auto& graph_inputs = graph_.inputs();
-  for (size_t i = 0; i < graph_inputs.size(); ++i) {
+  const auto& outer_values = graph_.outer_scope_values();
+  for (size_t i = 0; i < inputs.size(); ++i) {
     const Tensor& in = *inputs[i];
-    frame.values[static_cast<size_t>(graph_inputs[i])] =
-        Tensor::View(in.dtype(), in.dims(), const_cast<void*>(in.raw_data()));
+    const graph::ValueId id = i < graph_inputs.size() ? graph_inputs[i] : outer_values[i - graph_inputs.size()];
+    frame.values[static_cast<size_t>(id)] = Tensor::View(in.dtype(), in.dims(), const_cast<void*>(in.raw_data()));
   }
 
   Status status;
@@ -422,6 +437,7 @@ Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>&
   // returned outputs between runs.
   for (Tensor& t : frame.values) t = Tensor();
   frame.bound_outputs = nullptr;
+  frame.hooks = nullptr;
   return status;
 }
 
@@ -451,7 +467,7 @@ Status Interpreter::CollectOutputs(ExecutionFrame& frame, const RunHooks& hooks,
           std::memcpy(const_cast<void*>(bound->raw_data()), value.raw_data(), value.byte_size());
       }
       outputs.push_back(Tensor::View(bound->dtype(), bound->dims(), const_cast<void*>(bound->raw_data())));
-    } else if (v.constant || v.is_graph_input) {
+    } else if ((v.constant || v.is_graph_input || v.is_outer_scope) && !hooks.borrow_passthrough_outputs) {
       // Outputs that are constants or pass-through inputs are copied: the
       // caller owns what Run returns.
       KILN_ASSIGN_OR_RETURN(Tensor copy, value.Clone());

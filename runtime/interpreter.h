@@ -26,8 +26,14 @@
 
 namespace kiln::runtime {
 
+class ControlFlowKernel;
 class JitTier;
 class TraceRecorder;
+
+// RunHooks::max_loop_iterations by default: a Loop or Scan stops with an
+// error after this many iterations, so a model asking for 2^63 iterations of
+// a cheap body fails instead of running for days when no deadline is set.
+inline constexpr int64_t kDefaultMaxLoopIterations = int64_t{1} << 24;
 
 // SessionOptions::before_allocate_hook: admits (Ok) or fails an allocation
 // of `bytes` for a run.
@@ -53,6 +59,13 @@ struct RunHooks {
   // Caller-owned tensors the graph outputs with these value ids are written
   // into; their dtype and dims must be what the kernel produces.
   std::vector<std::pair<graph::ValueId, const Tensor*>> bound_outputs;
+  // Graph outputs that are inputs, outer-scope values or constants are
+  // returned as views instead of copies (valid as long as those are). For
+  // sub-graph runs: the control-flow kernel copies what it keeps.
+  bool borrow_passthrough_outputs = false;
+  // The most iterations one Loop or Scan node may run (see
+  // kDefaultMaxLoopIterations).
+  int64_t max_loop_iterations = kDefaultMaxLoopIterations;
 };
 
 // Per-step call counts and time, shared by all runs of an interpreter.
@@ -83,6 +96,8 @@ class ExecutionFrame {
   const AllocateHook* before_allocate = nullptr;  // the current run's RunHooks::before_allocate
   // The current run's RunHooks::bound_outputs.
   const std::vector<std::pair<graph::ValueId, const Tensor*>>* bound_outputs = nullptr;
+  // The current run's hooks, for control-flow kernels running sub-graphs.
+  const RunHooks* hooks = nullptr;
 
   int64_t SlotBytes() const;
 };
@@ -102,8 +117,9 @@ class Interpreter {
   // to units(): the rest need not run for them.
   std::vector<bool> UnitsNeededFor(const std::vector<size_t>& output_indices) const;
 
-  // Runs the graph. `inputs` are parallel to graph.inputs() and already
-  // checked by the caller; `outputs` receives graph.outputs() in order, each
+  // Runs the graph. `inputs` are parallel to graph.inputs() followed by
+  // graph.outer_scope_values() (a sub-graph's), and already checked by the
+  // caller; `outputs` receives graph.outputs() in order, each
   // owning its memory (or, for hooks.bound_outputs, the caller's). With
   // hooks.jit, every call of a region unit goes to
   // the tier (JitTier::Run), which decides how it runs.
@@ -117,6 +133,9 @@ class Interpreter {
     std::vector<graph::ValueId> outputs;
     std::vector<bool> input_is_constant;  // parallel to `inputs`
     std::string description;              // "node Conv 'conv1'", for errors
+    // Set when `kernel` runs sub-graphs (If, Loop, Scan): it is then called
+    // with the run's hooks rather than through OpKernel::Compute.
+    const ControlFlowKernel* control_flow = nullptr;
   };
   // Consecutive steps that run as one: a single node, or a region's nodes.
   struct Unit {
