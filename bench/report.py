@@ -431,7 +431,12 @@ class ZooRow:
 
     def kiln_seconds(self, key):
         result = self.kiln.get(key)
-        return None if result is None or result.error else result.seconds()
+        if result is None or result.error:
+            return None
+        if key == "cold" and result.value("cold_ms") is not None:
+            # load + create + first run, without the session's teardown
+            return result.value("cold_ms") * 1e-3
+        return result.seconds()
 
     def ort_seconds(self, phase):
         if self.ort is None or self.ort_error or phase not in self.ort:
@@ -531,6 +536,8 @@ def zoo_ratio_section(rows, ort_note):
         interp_vs_ort = ratio_cell(interp, ort_t, interp_err or ort_err)
         cold = ratio_cell(row.kiln_seconds("cold"), row.ort_seconds("cold_start"),
                           any(w == "kiln cold" for w, _ in errors) or ort_err)
+        if "cold" not in row.kiln and row.kiln:
+            cold = "not run"
         checked = jit_result.value("ort_checked") if jit_result is not None and not jit_result.error else None
         rel = jit_result.value("ort_max_rel_diff") if checked else None
         check = "%.1e" % rel if rel is not None else "not compared" if checked == 0 else ""
@@ -569,6 +576,65 @@ def zoo_ratio_section(rows, ort_note):
         lines.append("- Geomean at %d thread%s: JIT speedup %s; **kiln JIT / ORT %s**; kiln interp / ORT %s;"
                      " cold start kiln / ORT %s" % (threads, "" if threads == 1 else "s", fmt_g(g["speedup"], "x"),
                                                      fmt_g(g["jit_ort"]), fmt_g(g["interp_ort"]), fmt_g(g["cold"])))
+    return lines
+
+
+# Issue 16's goals for the time to first result.
+COLD_GOAL = 0.5         # kiln load + create + first run <= this x ORT's create + first run
+FIRST_RUN_GOAL = 3.0    # kiln's first run <= this x its steady run
+
+
+def first_result_section(rows):
+    """Time to first result at 1 thread: kiln's phases, ORT's cold start, and the two goals."""
+    lines = ["## Time to first result (1 thread)", ""]
+    one = [row for row in rows if row.threads == 1 and (row.kiln or row.ort)]
+    if not one:
+        return lines + ["No 1-thread model zoo results."]
+    if not any("cold" in row.kiln for row in one):
+        return lines + ["kiln's cold starts did not run: BM_ZooColdStart was not selected (a"
+                        " --benchmark_filter such as `BM_Zoo/` leaves it out; `BM_Zoo` keeps it)."]
+    lines.append("kiln cold = Model::Load + Session::Create (default policy) + the first Run, in a process whose"
+                 " oneDNN primitive cache is off (as in a new process); the model file is in the page cache."
+                 " ORT cold = a fresh InferenceSession from the file + its first run. Steady = the median"
+                 " interpreted run, the tier that serves a first run. Goals: **kiln / ORT <= %.1f** and"
+                 " **first / steady <= %.0f**." % (COLD_GOAL, FIRST_RUN_GOAL))
+    lines.append("")
+    lines.append("| case | load ms | create ms | first run ms | kiln cold ms | ORT cold ms | kiln / ORT |"
+                 " steady ms | first / steady |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    ratios, first_ratios = [], []
+    for row in one:
+        cold = row.kiln.get("cold")
+        if cold is None:
+            lines.append("| %s | not run | | | | | | | |" % row.case)
+            continue
+        if cold.error:
+            lines.append("| %s | error | | | | | | | |" % row.case)
+            continue
+
+        def ms(field):
+            value = cold.value(field)
+            return "n/a" if value is None else "%.3g" % value
+
+        kiln_s, ort_s = row.kiln_seconds("cold"), row.ort_seconds("cold_start")
+        ratio = first = "n/a"
+        if kiln_s and ort_s:
+            ratios.append(kiln_s / ort_s)
+            ratio = ("**%.2f**" if ratios[-1] <= COLD_GOAL else "%.2f") % ratios[-1]
+        first_over = cold.value("first_over_steady")
+        if first_over is not None:
+            first_ratios.append(first_over)
+            first = ("**%.2f**" if first_over <= FIRST_RUN_GOAL else "%.2f") % first_over
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            row.case, ms("load_ms"), ms("create_ms"), ms("first_run_ms"), fmt_ms(kiln_s), fmt_ms(ort_s), ratio,
+            ms("steady_interp_ms"), first))
+    lines.append("")
+    g, f = geomean(ratios), geomean(first_ratios)
+    lines.append("- kiln / ORT: geomean %s, %d of %d cases within the goal; first / steady: geomean %s, %d of %d"
+                 " within the goal (bold = within)." % (
+                     "n/a" if g is None else "%.2f" % g, sum(r <= COLD_GOAL for r in ratios), len(ratios),
+                     "n/a" if f is None else "%.2f" % f, sum(r <= FIRST_RUN_GOAL for r in first_ratios),
+                     len(first_ratios)))
     return lines
 
 
@@ -636,7 +702,7 @@ def zoo_absolute_section(rows, ort):
             if result.error:
                 return "error"
             cv = result.cv()
-            return fmt_ms(result.seconds()) + (" (%s)" % fmt_pct(cv) if with_cv and cv is not None else "")
+            return fmt_ms(row.kiln_seconds(key)) + (" (%s)" % fmt_pct(cv) if with_cv and cv is not None else "")
 
         if row.ort_error:
             ort_cell = ort_cold = "error"
@@ -841,6 +907,7 @@ def main():
     lines = ["# kiln benchmark report: %s" % os.path.splitext(os.path.basename(args.results))[0], ""]
     lines += machine_section(context, args, ort) + [""]
     lines += zoo_ratio_section(rows, ort_note(ort, args.ort_missing)) + [""]
+    lines += first_result_section(rows) + [""]
     lines += ["### Latency plot", "",
               write_latency_plot(rows, args.plot) if args.plot else "Plot not requested (--plot).", ""]
     lines += ratio_section(pairs) + [""]

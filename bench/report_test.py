@@ -131,6 +131,39 @@ class ReportTest(unittest.TestCase):
         self.assertEqual([name for name, _, _, _ in report.speedup_pairs(results)],
                          ["BM_ElementwiseRegion/n:64", "BM_ElementwiseRegion/n:256", "BM_ElementwiseRegion/n:1024"])
 
+    def test_time_to_first_result(self):
+        first = os.path.join(self.dir.name, "first.json")
+        entries = [kiln_entry("BM_Zoo/model:mlp/tier:interp/threads:1", 4.0),
+                   # real_time includes the teardown; cold_ms is what the section reports.
+                   kiln_entry("BM_ZooColdStart/model:mlp/threads:1", 12.0, cold_ms=8.0, load_ms=3.0, create_ms=1.0,
+                              first_run_ms=4.0, steady_interp_ms=2.0, first_over_steady=2.0),
+                   kiln_entry("BM_Zoo/model:dyn/seq:64/tier:interp/threads:1", 8.0)]
+        with open(first, "w") as f:
+            json.dump({"context": {}, "benchmarks": entries}, f)
+        out = os.path.join(self.dir.name, "report.md")
+        subprocess.run([sys.executable, os.path.join(HERE, "report.py"), first, "--ort", self.ort, "--out", out],
+                       check=True)
+        with open(out) as f:
+            text = f.read()
+        section = text[text.index("## Time to first result"):]
+        # ORT's synthetic cold start is 20 ms: 8 / 20 = 0.40, within the 0.5 goal; 4 / 2 within 3.
+        self.assertIn("| mlp | 3 | 1 | 4 | 8 | 20 | **0.40** | 2 | **2.00** |", section)
+        self.assertIn("| dyn/seq:64 | not run |", section)
+        self.assertIn("kiln / ORT: geomean 0.40, 1 of 1 cases within the goal", section)
+        self.assertIn("| mlp | 1 | n/a | n/a | 4.00 | 0.40 |", text)
+        self.assertIn("| mlp | 1 | 4 |  | 1 (1.2, 50) | 8 | 20 |", text)
+        self.assertIn("| dyn/seq:64 | 1 | n/a | n/a | 2.00 | not run |", text)
+
+    def test_time_to_first_result_says_when_cold_starts_were_filtered_out(self):
+        out = os.path.join(self.dir.name, "report.md")
+        filtered = os.path.join(self.dir.name, "filtered.json")
+        with open(filtered, "w") as f:
+            json.dump({"context": {}, "benchmarks": [kiln_entry("BM_Zoo/model:mlp/tier:interp/threads:1", 4.0)]}, f)
+        subprocess.run([sys.executable, os.path.join(HERE, "report.py"), filtered, "--out", out], check=True)
+        with open(out) as f:
+            text = f.read()
+        self.assertIn("BM_ZooColdStart was not selected", text)
+
     def test_report_without_peer_says_why(self):
         out = os.path.join(self.dir.name, "report.md")
         subprocess.run([sys.executable, os.path.join(HERE, "report.py"), self.kiln, "--ort-missing",
