@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "graph/attention_pattern.h"
 #include "graph/depthwise_pattern.h"
 #include "graph/fusible_ops.h"
 #include "graph/gemm_pattern.h"
@@ -18,6 +19,7 @@ const char* RegionKindName(RegionKind kind) {
     case RegionKind::kRowReduction: return "row_reduction";
     case RegionKind::kGemm: return "gemm";
     case RegionKind::kDepthwiseConv: return "depthwise_conv";
+    case RegionKind::kAttention: return "attention";
   }
   return "?";
 }
@@ -283,8 +285,42 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
     return l;
   };
 
+  // Attention chains are claimed first, whole: their MatMuls and Softmax
+  // would otherwise start other regions. Each becomes a region when the
+  // walk below reaches its first node; `attention_of` says which chain.
+  std::vector<AttentionPattern> attentions;
+  std::vector<int> attention_of(graph.num_nodes(), -1);
+  if (options.attention_regions) {
+    for (NodeId id : order) {
+      std::optional<AttentionPattern> a = AsAttention(graph, graph.node(id));
+      if (!a) continue;
+      bool free = true;
+      for (NodeId n : a->nodes) free = free && attention_of[static_cast<size_t>(n)] < 0;
+      if (!free) continue;
+      for (NodeId n : a->nodes) attention_of[static_cast<size_t>(n)] = static_cast<int>(attentions.size());
+      attentions.push_back(std::move(*a));
+    }
+  }
+
   for (NodeId id : order) {
     const Node& node = graph.node(id);
+    if (const int a = attention_of[static_cast<size_t>(id)]; a >= 0) {
+      if (region_of[static_cast<size_t>(id)] >= 0) continue;
+      // The chain's first node in topological order: the region starts here.
+      std::vector<NodeId> members = attentions[static_cast<size_t>(a)].nodes;
+      std::sort(members.begin(), members.end(), [&](NodeId x, NodeId y) {
+        return position[static_cast<size_t>(x)] < position[static_cast<size_t>(y)];
+      });
+      Building b;
+      b.kind = RegionKind::kAttention;
+      b.first_position = position[static_cast<size_t>(id)];
+      b.domain = &graph.value(attentions[static_cast<size_t>(a)].output);
+      b.nodes = members;
+      b.reductions.push_back("Softmax");
+      for (NodeId n : members) region_of[static_cast<size_t>(n)] = static_cast<int>(building.size());
+      building.push_back(std::move(b));
+      continue;
+    }
     const bool gemm = options.gemm_regions && AsGemm(graph, node);
     if (gemm || (options.depthwise_regions && AsDepthwiseConv(graph, node))) {
       // A region of its own: its epilogue is already fused into the node.
@@ -321,7 +357,9 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
       int r = region_of[static_cast<size_t>(p)];
       if (r < 0 || r == joined) continue;
       Building& b = building[static_cast<size_t>(r)];
-      if (b.kind == RegionKind::kGemm || b.kind == RegionKind::kDepthwiseConv) continue;
+      if (b.kind == RegionKind::kGemm || b.kind == RegionKind::kDepthwiseConv || b.kind == RegionKind::kAttention) {
+        continue;
+      }
       if (elementwise && b.kind == RegionKind::kElementwise) {
         // Comparison masks may have another dtype than the float domain.
         if (!SameStaticShape(b.domain->shape, out->shape) || creates_cycle(id, r)) continue;
@@ -396,7 +434,8 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
     const Building& b = building[r];
     // A GEMM or convolution is worth compiling alone; fused elementwise ops
     // are not.
-    const bool compute = b.kind == RegionKind::kGemm || b.kind == RegionKind::kDepthwiseConv;
+    const bool compute =
+        b.kind == RegionKind::kGemm || b.kind == RegionKind::kDepthwiseConv || b.kind == RegionKind::kAttention;
     if (!compute && static_cast<int>(b.nodes.size()) < options.min_region_nodes) continue;
     Region region;
     region.id = static_cast<int>(regions.size());
@@ -460,6 +499,21 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
         const std::array<int64_t, 2> out = DepthwiseOutputSize(*conv, x.dims[1].size, x.dims[2].size);
         region.reason += FlopsText(2.0 * static_cast<double>(x.dims[0].size * out[0] * out[1] * conv->channels *
                                                              conv->kernel[0] * conv->kernel[1]));
+      }
+    } else if (b.kind == RegionKind::kAttention) {
+      const AttentionPattern& a = attentions[static_cast<size_t>(attention_of[static_cast<size_t>(b.nodes[0])])];
+      const ShapeInfo& q = graph.value(a.q).shape;
+      const ShapeInfo& k = graph.value(a.k).shape;
+      auto dim = [](const ShapeInfo& s, int axis) { return s.dims[static_cast<size_t>(axis)]; };
+      const Dim batch = dim(q, a.q_axes[0]), heads = dim(q, a.q_axes[1]);
+      const Dim sq = dim(q, a.q_axes[2]), sk = dim(k, a.k_axes[2]);
+      auto text = [](const Dim& d) { return d.is_concrete() ? std::to_string(d.size) : d.symbol; };
+      region.reason = "attention " + text(heads) + " heads x " + text(sq) + " queries x " + text(sk) +
+                      " keys, head dim " + std::to_string(a.head_dim) + (a.mask != kNoValue ? ", mask" : "") +
+                      ", scale " + std::to_string(a.scale);
+      if (batch.is_concrete() && heads.is_concrete() && sq.is_concrete() && sk.is_concrete()) {
+        region.reason += FlopsText(4.0 * static_cast<double>(batch.size * heads.size * sq.size * sk.size) *
+                                   static_cast<double>(a.head_dim));
       }
     } else {
       std::string ops;

@@ -28,6 +28,9 @@ struct PartitionOptions {
   // Make a kDepthwiseConv region of each depthwise convolution the JIT
   // compiles (graph/depthwise_pattern.h); exempt from min_region_nodes.
   bool depthwise_regions = true;
+  // Make a kAttention region of each attention chain the JIT compiles
+  // (graph/attention_pattern.h); exempt from min_region_nodes.
+  bool attention_regions = true;
 };
 
 // True for ops the elementwise region compiler handles (op type and the

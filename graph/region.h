@@ -32,6 +32,11 @@ enum class RegionKind {
   // baked into the code. The domain is the NHWC output, viewed as
   // [N * OH, OW * C].
   kDepthwiseConv,
+  // Scaled dot-product attention (graph/attention_pattern.h): the head
+  // transposes, both MatMuls, the scales, the mask add and the Softmax,
+  // compiled with an online softmax over key blocks so the scores never go
+  // to memory. The domain is the attention output.
+  kAttention,
 };
 const char* RegionKindName(RegionKind kind);
 

@@ -11,7 +11,10 @@
 //   rows of its NHWC output;
 // - a GEMM (CompileGemmRegion, is_gemm()): a CompiledGemm and where its
 //   operands are among the region's inputs, run through RunGemm() over
-//   tiles of the output; M is a constant or, for generic code, a parameter.
+//   tiles of the output; M is a constant or, for generic code, a parameter;
+// - attention (CompileAttentionRegion, attention_layout()): GenericEntryFn
+//   code whose params are PrepareAttentionCall's (attention_codegen.h) and
+//   whose rows are units of work, (batch, head, query chunk) triples.
 //
 // Concurrency: Run() and RunGeneric() may be called from many threads at
 // once on disjoint row ranges. The code is removed in the destructor, so the owner must
@@ -26,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "jit/attention_codegen.h"
 #include "jit/gemm_codegen.h"
 #include "jit/jit_compiler.h"
 #include "jit/row_layout.h"
@@ -86,6 +90,8 @@ class CompiledRegion {
     // Floating-point operations of one call (specializations of compute
     // regions, such as depthwise convolutions; 0 for elementwise code).
     double flops = 0;
+    // Attention code only: where its operands are and how it reads them.
+    std::optional<AttentionLayout> attention;
   };
 
   // Where a GEMM region's operands are: indices into the region's inputs
@@ -128,6 +134,9 @@ class CompiledRegion {
   // compiled for, which decides the calls it serves (RowLayout::Serves; see
   // PrepareGenericRowReductionCall in row_reduction_codegen.h).
   const std::optional<RowLayout>& generic_layout() const { return info_.generic_layout; }
+  // Attention code only (nullopt otherwise): the layout that turns a
+  // call's dims into its params (PrepareAttentionCall).
+  const std::optional<AttentionLayout>& attention_layout() const { return info_.attention; }
   // Specializations only (0 for generic code, whose extents come from the
   // params): outer extent of the [rows, row_len] view; callers split
   // [0, num_rows).

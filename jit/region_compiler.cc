@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "jit/attention_region.h"
 #include "jit/depthwise_region.h"
 #include "jit/elementwise_codegen.h"
 #include "jit/gemm_region.h"
@@ -28,6 +29,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileRegion(JitCompiler& compiler, c
                      : CompileRowReductionRegion(compiler, graph, region, input_dims);
     case graph::RegionKind::kGemm: return CompileGemmRegion(compiler, graph, region, input_dims, generic);
     case graph::RegionKind::kDepthwiseConv: return CompileDepthwiseRegion(compiler, graph, region, input_dims, generic);
+    case graph::RegionKind::kAttention: return CompileAttentionRegion(compiler, graph, region, input_dims, generic);
   }
   return Internal("jit: no code generator for region kind ", graph::RegionKindName(region.kind));
 }

@@ -145,6 +145,14 @@ StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, st
   tier->states_.reset(new RegionState[tier->regions_.size()]);
   for (size_t r = 0; r < tier->regions_.size(); ++r) {
     const graph::Region& region = tier->regions_[r];
+    if (region.kind == graph::RegionKind::kAttention) {
+      // Attention code takes the sequence lengths as parameters: with a
+      // symbolic one, compile the version that serves them all at once.
+      for (graph::ValueId in : region.inputs) {
+        if (!graph.value(in).shape.is_concrete()) tier->states_[r].generic_first = true;
+      }
+      continue;
+    }
     if (region.kind != graph::RegionKind::kGemm) continue;
     const std::optional<graph::GemmPattern> gemm = graph::AsGemm(graph, graph.node(region.nodes[0]));
     tier->states_[r].generic_first = gemm && !graph.value(gemm->a).shape.is_concrete();
@@ -428,6 +436,7 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
       case graph::RegionKind::kRowReduction: what = "any rows and row length (generic, planned on " + what + ")"; break;
       case graph::RegionKind::kGemm: what = "any M (generic, planned on " + what + ")"; break;
       case graph::RegionKind::kDepthwiseConv: what = "generic (not compiled: per shape only)"; break;
+      case graph::RegionKind::kAttention: what = "any sequence length (generic, planned on " + what + ")"; break;
     }
   }
   const auto end = std::chrono::steady_clock::now();

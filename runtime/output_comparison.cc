@@ -61,6 +61,15 @@ int64_t AccumulationLength(const graph::Graph& graph, const graph::Region& regio
       const Dims dims = weight.ConcreteDims();
       return dims.size() >= 2 ? Product(dims, 2) : 1;
     }
+    case graph::RegionKind::kAttention: {
+      // Scores sum over the head dim, outputs over the keys: the longest
+      // operand dim bounds both.
+      int64_t longest = 1;
+      for (const Dims& dims : signature.dims) {
+        for (int64_t d : dims) longest = std::max(longest, d);
+      }
+      return longest;
+    }
   }
   return 1;
 }
@@ -70,7 +79,8 @@ double VerificationTolerance(const graph::Graph& graph, const graph::Region& reg
   for (graph::NodeId id : region.nodes) transcendental = transcendental || IsTranscendental(graph.node(id).op_type);
   // Fused epilogues (a GEMM's or convolution's GELU, sigmoid) are attributes
   // of one node, not nodes: such regions may approximate too.
-  if (region.kind == graph::RegionKind::kGemm || region.kind == graph::RegionKind::kDepthwiseConv) {
+  if (region.kind == graph::RegionKind::kGemm || region.kind == graph::RegionKind::kDepthwiseConv ||
+      region.kind == graph::RegionKind::kAttention) {
     transcendental = true;
   }
   const double terms = static_cast<double>(std::max<int64_t>(1, AccumulationLength(graph, region, signature)));

@@ -10,6 +10,7 @@ double PaybackProjection::DefaultSpeedup(graph::RegionKind kind) {
     case graph::RegionKind::kRowReduction: return 1.3;
     case graph::RegionKind::kGemm: return 1.1;
     case graph::RegionKind::kDepthwiseConv: return 1.3;
+    case graph::RegionKind::kAttention: return 1.5;
   }
   return 1.1;
 }

@@ -221,6 +221,7 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
     partition.min_region_nodes = std::max(1, options.jit_min_region_nodes);
     partition.gemm_regions = options.jit_compile_gemm;
     partition.depthwise_regions = options.jit_compile_depthwise;
+    partition.attention_regions = options.jit_compile_attention;
     KILN_ASSIGN_OR_RETURN(regions, graph::PartitionGraph(graph, partition));
   }
   KILN_ASSIGN_OR_RETURN(impl->interpreter,

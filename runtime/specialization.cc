@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "jit/attention_region.h"
 #include "jit/compiled_region.h"
 #include "jit/gemm_region.h"
 #include "jit/generic_codegen.h"
@@ -41,6 +42,7 @@ bool Specialization::Serves(const graph::Region& region, const ShapeSignature& c
   // A specialization was checked against its signature when compiled.
   if (!generic) return call_signature == signature;
   if (region.kind == graph::RegionKind::kGemm) return jit::GemmServes(*code, call_signature.dims);
+  if (region.kind == graph::RegionKind::kAttention) return jit::AttentionServes(*code, call_signature.dims);
   if (region.kind == graph::RegionKind::kRowReduction) return true;
   return jit::MaxRank(call_signature.dims) <= domain_rank;
 }
@@ -66,9 +68,38 @@ StatusOr<double> Specialization::RunGemm(RegionCall& call, CompiledCallScratch& 
   return code->gemm()->flops(m);
 }
 
+StatusOr<double> Specialization::RunAttention(RegionCall& call, CompiledCallScratch& scratch) const {
+  const std::optional<jit::AttentionLayout>& layout = code->attention_layout();
+  if (!layout) return Internal("attention region without attention code");
+  double flops = 0;
+  const Status prepared =
+      jit::PrepareAttentionCall(*layout, scratch.signature.dims, scratch.params, scratch.domain, flops);
+  if (!prepared.ok()) {
+    return Internal("attention code called on shapes it does not serve: ", scratch.signature.ToString(), ": ",
+                    prepared.ToString());
+  }
+  scratch.input_ptrs.clear();
+  for (size_t i = 0; i < scratch.signature.dims.size(); ++i) scratch.input_ptrs.push_back(call.input(i).raw_data());
+  KILN_ASSIGN_OR_RETURN(void* out, call.AllocateOutput(0, scratch.domain));
+  void* const outs[] = {out};
+  const void* const* ins = scratch.input_ptrs.data();
+  const int64_t* params = scratch.params.data();
+  // Units of work are (batch, head, query chunk): each is already tens of
+  // thousands of FMAs, so threads take them one at a time.
+  const int64_t units = params[jit::kAttnBatch] * params[jit::kAttnHeads] * params[jit::kAttnChunks];
+  const kernels::ParallelRunner& parallel = call.parallel();
+  if (parallel.num_threads() == 1 || units < 2) {
+    code->RunGeneric(ins, outs, 0, units, params);
+  } else {
+    parallel.For(units, 1, [&](int64_t begin, int64_t end) { code->RunGeneric(ins, outs, begin, end, params); });
+  }
+  return flops;
+}
+
 StatusOr<double> Specialization::Run(const graph::Region& region, const RowCall* row_call, RegionCall& call,
                                      CompiledCallScratch& scratch) const {
   if (region.kind == graph::RegionKind::kGemm) return RunGemm(call, scratch);
+  if (region.kind == graph::RegionKind::kAttention) return RunAttention(call, scratch);
   // Generic code takes the dims of this call as parameters: elementwise
   // code dims and strides (every output has the domain's dims), row code
   // rows and row length (outputs row-shaped or per-row, as planned for

@@ -84,7 +84,8 @@ struct Specialization {
   // Whether this code computes a call on `signature` (its guard): the
   // signature itself for specialized code; for generic code, any signature
   // of at most its rank (elementwise), any (row reductions: PlanRowCall
-  // decides per signature), or any with the same K (GEMM).
+  // decides per signature), any with the same K (GEMM), or any with the
+  // same head dim whose operands fit (attention).
   bool Serves(const graph::Region& region, const ShapeSignature& signature) const;
 
   // Runs `call` through this code: allocates the region's outputs and
@@ -102,6 +103,7 @@ struct Specialization {
   static constexpr size_t kMaxRowCalls = 256;
 
   StatusOr<double> RunGemm(RegionCall& call, CompiledCallScratch& scratch) const;
+  StatusOr<double> RunAttention(RegionCall& call, CompiledCallScratch& scratch) const;
 
   mutable Mutex row_calls_mutex_;
   mutable BoundedMap<ShapeSignature, std::shared_ptr<const RowCall>> row_calls_ KILN_GUARDED_BY(row_calls_mutex_){

@@ -443,9 +443,11 @@ int Run(const RunCommandOptions& options) {
         std::printf("  gemm region %d (%s): %.1f GFLOP/s over %lld compiled calls, %lld bytes of packed weight\n", r.id,
                     r.description.c_str(), r.compiled_gflops, static_cast<long long>(r.compiled_calls),
                     static_cast<long long>(r.packed_weight_bytes));
-      } else if (r.kind == "depthwise_conv") {
-        std::printf("  depthwise region %d (%s): %.1f GFLOP/s over %lld compiled calls\n", r.id, r.description.c_str(),
-                    r.compiled_gflops, static_cast<long long>(r.compiled_calls));
+      } else if (r.kind == "depthwise_conv" || r.kind == "attention") {
+        std::printf("  %s region %d (%s): %.1f GFLOP/s, %.1f MFLOP per call, over %lld compiled calls\n",
+                    r.kind == "attention" ? "attention" : "depthwise", r.id, r.description.c_str(), r.compiled_gflops,
+                    r.compiled_flops / static_cast<double>(r.compiled_calls) * 1e-6,
+                    static_cast<long long>(r.compiled_calls));
       }
     }
   }

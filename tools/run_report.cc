@@ -164,8 +164,9 @@ Status WriteRunReport(const RunMeasurements& m, const std::string& path) {
   // The compute regions, whose work is counted in FLOPs.
   Json& gemm_json = report["gemm_regions"] = Json::array();
   Json& depthwise_json = report["depthwise_regions"] = Json::array();
+  Json& attention_json = report["attention_regions"] = Json::array();
   for (const RegionStats& r : stats.regions) {
-    if (r.kind != "gemm" && r.kind != "depthwise_conv") continue;
+    if (r.kind != "gemm" && r.kind != "depthwise_conv" && r.kind != "attention") continue;
     Json region = {
         {"id", r.id},
         {"description", r.description},
@@ -176,6 +177,8 @@ Status WriteRunReport(const RunMeasurements& m, const std::string& path) {
     if (r.kind == "gemm") {
       region["packed_weight_bytes"] = r.packed_weight_bytes;
       gemm_json.push_back(std::move(region));
+    } else if (r.kind == "attention") {
+      attention_json.push_back(std::move(region));
     } else {
       depthwise_json.push_back(std::move(region));
     }

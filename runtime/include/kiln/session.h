@@ -179,6 +179,11 @@ struct SessionOptions {
   // their epilogue into code for this host's vector ISA, per input shape.
   // Off: they run on oneDNN.
   bool jit_compile_depthwise = true;
+  // Compile attention (MatMul(Q, K^T), scale, mask add, Softmax, MatMul(., V)
+  // with the head transposes) into one kernel with an online softmax, for
+  // this host's vector ISA. Off: its nodes run on the interpreter's kernels
+  // and row-reduction regions.
+  bool jit_compile_attention = true;
   // Background compile threads (kAuto).
   int jit_compile_threads = 1;
   // Time each new specialization against the interpreter on its
@@ -268,7 +273,7 @@ struct BreakEven {
 // A fused region (see `kiln info --regions`) and how it has run so far.
 struct RegionStats {
   int id = 0;
-  std::string kind;         // "elementwise", "row_reduction", "gemm" or "depthwise_conv"
+  std::string kind;         // "elementwise", "row_reduction", "gemm", "depthwise_conv" or "attention"
   std::string description;  // ops and static shape
   std::string tier;         // "interp" until some signature is compiled, then "jit"
   int64_t interpreted_calls = 0;
@@ -291,7 +296,7 @@ struct RegionStats {
   double compile_ms = 0;  // total over specializations (reuses take ~1 ms)
   int64_t code_bytes = 0;
   // GEMM regions: the weight packed into the generated kernels' layout (one
-  // copy per specialization). GEMM and depthwise regions: the floating-point
+  // copy per specialization). GEMM, depthwise and attention regions: the floating-point
   // operations of the compiled calls, and the rate they ran at
   // (compiled_flops / compiled_ms).
   int64_t packed_weight_bytes = 0;
