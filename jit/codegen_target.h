@@ -42,8 +42,10 @@ bool IsTranscendental(GemmActivation activation);
 llvm::Value* EmitActivation(llvm::IRBuilderBase& b, llvm::Value* x, const GemmEpilogue& e);
 
 // The short optimisation pipeline every generated module gets before code
-// generation (jit_compiler.cc says which passes and why).
-llvm::Error RunCleanupPipeline(llvm::Module& module, llvm::TargetMachine& tm);
+// generation (jit_compiler.cc says which passes and why). `before_each_pass`,
+// when set, is called before every pass (JitOptions::yield_point).
+llvm::Error RunCleanupPipeline(llvm::Module& module, llvm::TargetMachine& tm,
+                               const std::function<void()>& before_each_pass = {});
 
 // The assembly of the module `emit` fills (after RunCleanupPipeline) for `cpu` (LLVM's name, e.g.
 // "skylake-avx512", "znver4", "haswell") with its default features when

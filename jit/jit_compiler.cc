@@ -14,6 +14,8 @@
 #include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
 #include <llvm/IR/LegacyPassManager.h>
 #include <llvm/IR/Module.h>
+#include <llvm/IR/OptBisect.h>
+#include <llvm/IR/PassInstrumentation.h>
 #include <llvm/IR/Verifier.h>
 #include <llvm/Object/ObjectFile.h>
 #include <llvm/Passes/PassBuilder.h>
@@ -36,10 +38,36 @@
 
 namespace kiln::jit {
 
+namespace {
+
+// Code generation runs on LLVM's legacy pass manager, which has no
+// instrumentation callbacks; but most of its passes ask their context's
+// pass gate whether to run (the hook behind -opt-bisect-limit). This gate
+// says yes to every pass, after a yield point.
+class YieldingPassGate final : public llvm::OptPassGate {
+ public:
+  explicit YieldingPassGate(std::function<void()> yield_point) : yield_point_(std::move(yield_point)) {}
+  bool shouldRunPass(const llvm::StringRef, llvm::StringRef) override {
+    yield_point_();
+    return true;
+  }
+  bool isEnabled() const override { return true; }
+
+ private:
+  std::function<void()> yield_point_;
+};
+
+}  // namespace
+
 struct JitCompiler::State {
   llvm::orc::JITTargetMachineBuilder jtmb;
   std::string dump_dir;
   std::function<void(llvm::Module&)> rewrite_ir;
+  // JitOptions::yield_point, and the pass gate that calls it during code
+  // generation (stateless, so every compile's context may share it). Null
+  // without a yield point.
+  std::function<void()> yield_point;
+  std::unique_ptr<YieldingPassGate> codegen_gate;
 
   Mutex object_sizes_mutex;
   // Keyed by object buffer name.
@@ -110,7 +138,7 @@ constexpr const char* kCleanupPipeline =
     "function(mem2reg,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,loop-mssa(licm))";
 
 llvm::Error Optimize(const llvm::orc::JITTargetMachineBuilder& jtmb, const std::string& dump_dir,
-                     llvm::Module& module) {
+                     const std::function<void()>& yield_point, llvm::Module& module) {
   std::string problems;
   llvm::raw_string_ostream problems_os(problems);
   if (llvm::verifyModule(module, &problems_os)) {
@@ -119,7 +147,7 @@ llvm::Error Optimize(const llvm::orc::JITTargetMachineBuilder& jtmb, const std::
   llvm::orc::JITTargetMachineBuilder builder = jtmb;  // createTargetMachine is not const
   llvm::Expected<std::unique_ptr<llvm::TargetMachine>> tm = builder.createTargetMachine();
   if (!tm) return tm.takeError();
-  if (llvm::Error err = internal::RunCleanupPipeline(module, **tm)) return err;
+  if (llvm::Error err = internal::RunCleanupPipeline(module, **tm, yield_point)) return err;
   if (!dump_dir.empty()) DumpModule(dump_dir, module, **tm);
   return llvm::Error::success();
 }
@@ -128,12 +156,18 @@ llvm::Error Optimize(const llvm::orc::JITTargetMachineBuilder& jtmb, const std::
 
 namespace internal {
 
-llvm::Error RunCleanupPipeline(llvm::Module& module, llvm::TargetMachine& tm) {
+llvm::Error RunCleanupPipeline(llvm::Module& module, llvm::TargetMachine& tm,
+                               const std::function<void()>& before_each_pass) {
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
   llvm::CGSCCAnalysisManager cgam;
   llvm::ModuleAnalysisManager mam;
-  llvm::PassBuilder pb(&tm);
+  llvm::PassInstrumentationCallbacks instrumentation;
+  if (before_each_pass) {
+    instrumentation.registerBeforeNonSkippedPassCallback(
+        [&before_each_pass](llvm::StringRef, llvm::Any) { before_each_pass(); });
+  }
+  llvm::PassBuilder pb(&tm, llvm::PipelineTuningOptions(), std::nullopt, &instrumentation);
   pb.registerModuleAnalyses(mam);
   pb.registerCGSCCAnalyses(cgam);
   pb.registerFunctionAnalyses(fam);
@@ -234,6 +268,10 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
   auto state = std::make_shared<State>(*jtmb);
   state->dump_dir = compiler->dump_dir_;
   state->rewrite_ir = options.rewrite_ir;
+  if (options.yield_point) {
+    state->yield_point = options.yield_point;
+    state->codegen_gate = std::make_unique<YieldingPassGate>(options.yield_point);
+  }
   compiler->state_ = state;
   // Code from a rewritten module is wrong on purpose: it must never reach
   // a cache that other sessions and processes trust.
@@ -290,7 +328,11 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
               llvm::orc::MaterializationResponsibility&) -> llvm::Expected<llvm::orc::ThreadSafeModule> {
         llvm::Error err = tsm.withModuleDo([&](llvm::Module& module) {
           if (state->rewrite_ir) state->rewrite_ir(module);
-          return Optimize(state->jtmb, state->dump_dir, module);
+          llvm::Error optimized = Optimize(state->jtmb, state->dump_dir, state->yield_point, module);
+          // The module's context is its own (one per compile), so the gate
+          // affects this module's code generation only.
+          if (!optimized && state->codegen_gate) module.getContext().setOptPassGate(*state->codegen_gate);
+          return optimized;
         });
         if (err) return err;
         return tsm;

@@ -66,6 +66,12 @@ struct JitOptions {
   // PersistentCodeCache). Ignored with rewrite_ir.
   std::string cache_dir;
   int64_t cache_max_bytes = int64_t{256} << 20;
+  // When set, called on the compiling thread between small units of a
+  // compile's work: before each optimisation pass and before each code
+  // generation pass that LLVM lets a pass gate skip (most of them). It may
+  // block: the runtime paces background compiles with it (see
+  // runtime/compile_scheduler.h). Empty: compiles run without pauses.
+  std::function<void()> yield_point;
 };
 
 // Machine code added to the JIT: where its entry function is. Removing it

@@ -11,8 +11,10 @@
 
 namespace kiln::runtime {
 
-CompileQueue::CompileQueue(int num_threads) {
-  for (int i = 0; i < std::max(1, num_threads); ++i) workers_.emplace_back([this] { WorkerLoop(); });
+CompileQueue::CompileQueue(int num_threads, bool low_priority) {
+  for (int i = 0; i < std::max(1, num_threads); ++i) {
+    workers_.emplace_back([this, low_priority] { WorkerLoop(low_priority); });
+  }
 }
 
 CompileQueue::~CompileQueue() {
@@ -46,7 +48,8 @@ namespace {
 // delays the speed-up. Nice 10 (about a tenth of a normal thread's CPU
 // share under contention) rather than SCHED_IDLE, which on a saturated
 // machine would starve compiles almost completely. Linux applies nice per
-// thread.
+// thread. Even a tenth starves a compile when every core serves requests,
+// which is why paced compiles (CompileScheduler) keep normal priority.
 constexpr int kCompileThreadNice = 10;
 
 void LowerCompileThreadPriority() {
@@ -58,8 +61,8 @@ void LowerCompileThreadPriority() {
 
 }  // namespace
 
-void CompileQueue::WorkerLoop() {
-  LowerCompileThreadPriority();
+void CompileQueue::WorkerLoop(bool low_priority) {
+  if (low_priority) LowerCompileThreadPriority();
   for (;;) {
     std::function<void()> job;
     {

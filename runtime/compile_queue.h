@@ -14,7 +14,10 @@ namespace kiln::runtime {
 
 class CompileQueue {
  public:
-  explicit CompileQueue(int num_threads);
+  // With `low_priority`, the workers run at a lowered scheduling priority
+  // (nice 10), so the kernel prefers request threads; without it they keep
+  // normal priority, for compiles that a CompileScheduler paces instead.
+  explicit CompileQueue(int num_threads, bool low_priority = true);
   // Drops the jobs that have not started and waits for the running ones
   // (at most one per worker), so destruction takes at most one compile's
   // time however many are queued.
@@ -27,7 +30,7 @@ class CompileQueue {
   void WaitIdle();
 
  private:
-  void WorkerLoop();
+  void WorkerLoop(bool low_priority);
 
   Mutex mu_;
   CondVar work_cv_;  // a job was queued, or stopping_ was set

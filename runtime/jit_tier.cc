@@ -126,7 +126,10 @@ JitTier::JitTier(const graph::Graph& graph, std::vector<graph::Region> regions, 
       max_specializations_(std::max(0, options.jit_max_specializations)),
       blocking_(options.tier == TierPolicy::kJit) {}
 
-JitTier::~JitTier() = default;
+JitTier::~JitTier() {
+  // A compile waiting for its share must not hold up the queue's join.
+  if (scheduler_) scheduler_->Stop();
+}
 
 StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, std::vector<graph::Region> regions,
                                                    const SessionOptions& options, JitTierHooks hooks) {
@@ -140,6 +143,13 @@ StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, st
   jit_options.cache_max_bytes = options.jit_cache_max_bytes;
   if (options.jit_test_perturb_ir) {
     jit_options.rewrite_ir = [](llvm::Module& module) { jit::PerturbFloatAdds(module); };
+  }
+  const double share = options.jit_compile_cpu_share;
+  const bool paced = !tier->blocking_ && share > 0 && share < 1 && tier->hooks_.cores_busy;
+  if (paced) {
+    tier->scheduler_ =
+        std::make_unique<CompileScheduler>(share, CompileScheduler::Environment::Real(tier->hooks_.cores_busy));
+    jit_options.yield_point = [scheduler = tier->scheduler_.get()] { scheduler->YieldPoint(); };
   }
   KILN_ASSIGN_OR_RETURN(tier->compiler_, jit::JitCompiler::CreateOrStatus(jit_options));
   tier->states_.reset(new RegionState[tier->regions_.size()]);
@@ -157,7 +167,12 @@ StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, st
     const std::optional<graph::GemmPattern> gemm = graph::AsGemm(graph, graph.node(region.nodes[0]));
     tier->states_[r].generic_first = gemm && !graph.value(gemm->a).shape.is_concrete();
   }
-  if (!tier->blocking_) tier->queue_ = std::make_unique<CompileQueue>(std::max(1, options.jit_compile_threads));
+  if (!tier->blocking_) {
+    // Unpaced compiles with a share of 0 or less keep the old low priority;
+    // paced ones (and a share of 1) run at normal priority.
+    tier->queue_ = std::make_unique<CompileQueue>(std::max(1, options.jit_compile_threads),
+                                                  /*low_priority=*/share <= 0);
+  }
   return tier;
 }
 
@@ -424,6 +439,8 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   const auto start = std::chrono::steady_clock::now();
   // Timed by the tier's clock (tests drive it), traced on the real one.
   const int64_t start_ns = NowNs();
+  const CompileScheduler::Account paced_before =
+      scheduler_ ? scheduler_->ThisThreadAccount() : CompileScheduler::Account{};
   const Status hook = options_.jit_before_compile_hook ? options_.jit_before_compile_hook(region_id) : Status::Ok();
   StatusOr<std::unique_ptr<jit::CompiledRegion>> code =
       hook.ok() ? jit::CompileRegion(*compiler_, graph_, region, signature.dims, generic) : hook;
@@ -441,9 +458,27 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   }
   const auto end = std::chrono::steady_clock::now();
   const double ms = static_cast<double>(NowNs() - start_ns) * 1e-6;
+  // Pauses the scheduler imposed: part of the wall time, not of the
+  // compile's cost, so the break-even accounts leave them out.
+  double paced_ms = 0;
+  if (scheduler_) {
+    const CompileScheduler::Account after = scheduler_->ThisThreadAccount();
+    paced_ms = static_cast<double>(after.waited_ns - paced_before.waited_ns) * 1e-6;
+    Log().debug(
+        "jit: region {} compile for {} paced at {:.0f}% of a core: {:.1f} ms wall, {} pauses for {:.1f} ms, "
+        "{:.1f} ms CPU while every core served, {:.1f} ms with a core idle, {} yield points",
+        region_id, what, scheduler_->cpu_share() * 100, ms, after.waits - paced_before.waits, paced_ms,
+        static_cast<double>(after.busy_cpu_ns - paced_before.busy_cpu_ns) * 1e-6,
+        static_cast<double>(after.idle_cpu_ns - paced_before.idle_cpu_ns) * 1e-6,
+        after.yield_points - paced_before.yield_points);
+  }
+  const double cost_ms = std::max(0.0, ms - paced_ms);
   if (hooks_.trace) {
-    hooks_.trace->AddSlice("compile region " + std::to_string(region_id) + " " + what + (code.ok() ? "" : " (failed)"),
-                           "compile", start, end, TraceRecorder::kCompileTrack);
+    std::string paced;
+    if (paced_ms > 0) paced = " (paused " + std::to_string(static_cast<int>(paced_ms + 0.5)) + " ms for requests)";
+    hooks_.trace->AddSlice(
+        "compile region " + std::to_string(region_id) + " " + what + (code.ok() ? "" : " (failed)") + paced, "compile",
+        start, end, TraceRecorder::kCompileTrack);
   }
   if (!code.ok()) {
     // The region keeps running interpreted for this signature; a failed
@@ -480,8 +515,8 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
     }
   }
   spec->code = std::shared_ptr<const jit::CompiledRegion>(std::move(code).value());
-  spec->ledger = std::make_shared<const BreakEvenLedger>(what, ms);
-  projection_.RecordCompile(region.kind, static_cast<int>(region.nodes.size()), ms);
+  spec->ledger = std::make_shared<const BreakEvenLedger>(what, cost_ms);
+  projection_.RecordCompile(region.kind, static_cast<int>(region.nodes.size()), cost_ms);
   const bool reused = spec->code->reused_code();
   if (reused) {
     Log().info("jit: region {} ({}) for {} reuses the code of {} (same IR), {:.1f} ms", region_id, region.reason, what,

@@ -25,6 +25,7 @@
 #include "kiln/session.h"
 #include "kiln/status.h"
 #include "runtime/compile_queue.h"
+#include "runtime/compile_scheduler.h"
 #include "runtime/payback_projection.h"
 #include "runtime/region_call.h"
 #include "runtime/shape_signature.h"
@@ -45,6 +46,10 @@ struct JitTierHooks {
   // The clock that times region calls, in nanoseconds (steady_clock when
   // empty). Tests drive trials with chosen times through it.
   std::function<int64_t()> now_ns;
+  // Whether every core is computing a request right now: what paces
+  // background compiles (SessionOptions::jit_compile_cpu_share). Empty:
+  // never, so compiles are not paced.
+  std::function<bool()> cores_busy;
 };
 
 // Which implementation served a region call.
@@ -131,6 +136,10 @@ class JitTier {
   mutable PaybackProjection projection_;
   std::unique_ptr<jit::JitCompiler> compiler_;
   std::unique_ptr<RegionState[]> states_;
+  // Paces background compiles; null when they are not paced. The compiler
+  // calls it between passes, so it outlives every compile (the queue is
+  // destroyed first, and ~JitTier stops it so no compile waits on it).
+  std::unique_ptr<CompileScheduler> scheduler_;
   // Declared last: destroyed first, so a running compile finishes while the
   // compiler and states it uses still exist (queued ones are dropped).
   std::unique_ptr<CompileQueue> queue_;

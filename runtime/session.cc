@@ -232,6 +232,11 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
   if (!regions.empty()) {
     runtime::JitTierHooks jit_hooks;
     jit_hooks.trace = impl->trace.get();
+    // Every core serves when the budget's threads in use reach the core
+    // count (a budget smaller than the machine never fills it: compiles
+    // then have a core of their own).
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    jit_hooks.cores_busy = [budget = impl->budget, cores] { return budget->in_use() >= cores; };
     auto jit = runtime::JitTier::Create(graph, std::move(regions), options, std::move(jit_hooks));
     if (jit.ok()) {
       impl->jit = std::move(jit).value();

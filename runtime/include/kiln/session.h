@@ -186,6 +186,16 @@ struct SessionOptions {
   bool jit_compile_attention = true;
   // Background compile threads (kAuto).
   int jit_compile_threads = 1;
+  // Latency-aware compiles (kAuto): while every core is computing requests
+  // (the thread budget's threads in use reach the core count), background
+  // compiles take this share of one core, no more (they pause between LLVM
+  // passes) and no less (they run at normal priority, so busy cores do not
+  // starve them). With a core idle they compile freely. Higher: compiled
+  // code serves sooner; lower: requests slow less while it compiles. In
+  // (0, 1), clamped to at least 0.01; >= 1: compiles are never paced; <= 0:
+  // no pacing, the compile thread runs at low priority (nice 10) and gets
+  // what the kernel leaves it. Pauses are logged at debug level.
+  double jit_compile_cpu_share = 0.25;
   // Time each new specialization against the interpreter on its
   // signature's first calls (alternating, best of 4 each) and drop it when
   // it is slower: a region stays compiled only where that pays. Tests that

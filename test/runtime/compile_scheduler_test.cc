@@ -1,0 +1,172 @@
+// CompileScheduler's policy on a fake clock: a compile "runs" by advancing
+// its thread's CPU time and the wall clock, "waits" by advancing the wall
+// clock only, and the cores are busy when the test says so.
+#include "runtime/compile_scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <thread>
+
+namespace kiln::runtime {
+namespace {
+
+constexpr int64_t kMs = 1'000'000;
+
+struct FakeMachine {
+  int64_t now_ns = 0;
+  int64_t cpu_ns = 0;
+  bool busy = false;
+  int sleeps = 0;
+  // Called after each fake sleep; a test may end the load there.
+  std::function<void()> after_sleep;
+
+  CompileScheduler::Environment Environment() {
+    CompileScheduler::Environment env;
+    env.now_ns = [this] { return now_ns; };
+    env.thread_cpu_ns = [this] { return cpu_ns; };
+    env.cores_busy = [this] { return busy; };
+    env.sleep = [this](int64_t ns) {
+      EXPECT_GT(ns, 0);
+      EXPECT_LE(ns, CompileScheduler::kMaxWaitNs);
+      now_ns += ns;
+      ++sleeps;
+      if (after_sleep) after_sleep();
+    };
+    return env;
+  }
+
+  // One unit of compile work on a core of its own: `ns` of CPU and wall
+  // time, then a yield point.
+  void Work(CompileScheduler& scheduler, int64_t ns) {
+    cpu_ns += ns;
+    now_ns += ns;
+    scheduler.YieldPoint();
+  }
+};
+
+TEST(CompileSchedulerTest, CompilesFreelyWhileACoreIsIdle) {
+  FakeMachine machine;
+  CompileScheduler scheduler(0.1, machine.Environment());
+  scheduler.YieldPoint();
+  for (int i = 0; i < 100; ++i) machine.Work(scheduler, kMs);
+  const CompileScheduler::Account account = scheduler.ThisThreadAccount();
+  EXPECT_EQ(account.yield_points, 101);
+  EXPECT_EQ(account.waits, 0);
+  EXPECT_EQ(machine.sleeps, 0);
+  EXPECT_EQ(account.idle_cpu_ns, 100 * kMs);
+  EXPECT_EQ(account.busy_cpu_ns, 0);
+  EXPECT_EQ(machine.now_ns, 100 * kMs);  // no time lost to pauses
+}
+
+TEST(CompileSchedulerTest, HoldsTheCompileToItsShareWhileEveryCoreIsBusy) {
+  for (double share : {0.05, 0.25, 0.5}) {
+    SCOPED_TRACE(share);
+    FakeMachine machine;
+    machine.busy = true;
+    CompileScheduler scheduler(share, machine.Environment());
+    scheduler.YieldPoint();
+    constexpr int kUnits = 400;
+    constexpr int64_t kUnitNs = kMs / 4;
+    for (int i = 0; i < kUnits; ++i) machine.Work(scheduler, kUnitNs);
+    const CompileScheduler::Account account = scheduler.ThisThreadAccount();
+    EXPECT_EQ(account.busy_cpu_ns, kUnits * kUnitNs);
+    EXPECT_GT(account.waits, 0);
+    // Every compile nanosecond is matched by its share of wall time, less
+    // the bucket's burst and at most one pause's overshoot.
+    const double used = static_cast<double>(machine.cpu_ns) / static_cast<double>(machine.now_ns);
+    EXPECT_NEAR(used, share, 0.02 * share + 0.002);
+    EXPECT_EQ(account.waited_ns, machine.now_ns - machine.cpu_ns);
+  }
+}
+
+TEST(CompileSchedulerTest, GuaranteesProgressUnderConstantLoad) {
+  // The cores never go idle: every yield point still returns, after a
+  // bounded wait, so a compile of any length finishes.
+  FakeMachine machine;
+  machine.busy = true;
+  CompileScheduler scheduler(0.01, machine.Environment());
+  scheduler.YieldPoint();
+  constexpr int64_t kCompileNs = 20 * kMs;
+  for (int64_t done = 0; done < kCompileNs; done += kMs) machine.Work(scheduler, kMs);
+  // 20 ms of compile at 1% of a core: about 2 s of wall time, not more.
+  EXPECT_LE(machine.now_ns, static_cast<int64_t>(kCompileNs / 0.01) + 10 * kMs);
+  EXPECT_GE(machine.now_ns, static_cast<int64_t>(kCompileNs / 0.01) - 10 * kMs);
+}
+
+TEST(CompileSchedulerTest, ResumesAtOnceWhenACoreGoesIdle) {
+  FakeMachine machine;
+  machine.busy = true;
+  CompileScheduler scheduler(0.1, machine.Environment());
+  scheduler.YieldPoint();
+  // A long unit puts the compile far over its share (100 ms of CPU: 1 s
+  // of pauses at 10%), but the requests end after the first pause.
+  machine.after_sleep = [&machine] { machine.busy = false; };
+  machine.Work(scheduler, 100 * kMs);
+  EXPECT_EQ(machine.sleeps, 1);
+  const CompileScheduler::Account account = scheduler.ThisThreadAccount();
+  EXPECT_EQ(account.waits, 1);
+  EXPECT_LE(account.waited_ns, CompileScheduler::kMaxWaitNs);
+  // With the core idle, further work is free.
+  machine.after_sleep = nullptr;
+  for (int i = 0; i < 10; ++i) machine.Work(scheduler, kMs);
+  EXPECT_EQ(machine.sleeps, 1);
+  EXPECT_EQ(scheduler.ThisThreadAccount().idle_cpu_ns, 10 * kMs);
+}
+
+TEST(CompileSchedulerTest, ChargesWorkThatEndsAsTheCoresFreeUp) {
+  // Work that began beside busy cores competed with requests, even if
+  // they are idle by its end.
+  FakeMachine machine;
+  machine.busy = true;
+  CompileScheduler scheduler(0.5, machine.Environment());
+  scheduler.YieldPoint();
+  machine.busy = false;
+  machine.Work(scheduler, 3 * kMs);
+  EXPECT_EQ(scheduler.ThisThreadAccount().busy_cpu_ns, 3 * kMs);
+  machine.Work(scheduler, 3 * kMs);
+  EXPECT_EQ(scheduler.ThisThreadAccount().idle_cpu_ns, 3 * kMs);
+}
+
+TEST(CompileSchedulerTest, IdleTimeBanksOnlyAShortBurst) {
+  // Hours of idle cores do not let a compile then run unpaced beside
+  // requests: the bucket holds at most share * kWindowNs.
+  FakeMachine machine;
+  CompileScheduler scheduler(0.5, machine.Environment());
+  scheduler.YieldPoint();
+  machine.now_ns += 3600'000 * kMs;
+  machine.busy = true;
+  machine.Work(scheduler, CompileScheduler::kWindowNs);  // twice the burst
+  EXPECT_EQ(scheduler.ThisThreadAccount().waits, 1);
+}
+
+TEST(CompileSchedulerTest, StopReleasesAWaitingCompileAndLaterYieldPoints) {
+  // Real waiting (no fake sleep) on a frozen clock: without Stop the
+  // compile would wait forever, as on a session destroyed while requests
+  // keep every core busy.
+  std::atomic<int64_t> cpu_ns{0};
+  CompileScheduler::Environment env;
+  env.now_ns = [] { return int64_t{0}; };
+  env.thread_cpu_ns = [&cpu_ns] { return cpu_ns.load(); };
+  env.cores_busy = [] { return true; };
+  CompileScheduler scheduler(0.1, env);
+  std::promise<void> waiting;
+  std::thread compile([&] {
+    scheduler.YieldPoint();
+    cpu_ns = 50 * kMs;
+    waiting.set_value();
+    scheduler.YieldPoint();  // over its share: waits
+    scheduler.YieldPoint();  // stopped: returns at once
+  });
+  waiting.get_future().wait();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  scheduler.Stop();
+  compile.join();
+  // The main thread never yielded.
+  EXPECT_EQ(scheduler.ThisThreadAccount().yield_points, 0);
+}
+
+}  // namespace
+}  // namespace kiln::runtime
