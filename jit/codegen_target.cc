@@ -1,5 +1,7 @@
 #include "jit/codegen_target.h"
 
+#include "jit/bit_exact_math.h"
+
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/LegacyPassManager.h>
 #include <llvm/IR/Verifier.h>
@@ -13,6 +15,7 @@
 #include <cmath>
 #include <mutex>
 
+#include "jit/bit_exact_math.h"
 #include "jit/vector_math.h"
 
 namespace kiln::jit::internal {
@@ -100,6 +103,42 @@ llvm::Value* EmitActivation(llvm::IRBuilderBase& b, llvm::Value* x, const GemmEp
       return b.CreateFMul(b.CreateFMul(x, c(0.5)), b.CreateFAdd(EmitTanh(b, inner), c(1.0)));
     }
     case GemmActivation::kSilu: return b.CreateFMul(x, EmitSigmoid(b, x));
+  }
+  return x;
+}
+
+llvm::Value* EmitBitExactActivation(llvm::IRBuilderBase& b, llvm::Value* x, const GemmEpilogue& e) {
+  llvm::Type* type = x->getType();
+  auto c = [&](float v) { return llvm::ConstantFP::get(type, static_cast<double>(v)); };
+  // The kernels' clamp to [0, 1]: v > 0 ? v : 0, then v < 1 ? v : 1.
+  auto clamp01 = [&](llvm::Value* v) {
+    v = b.CreateSelect(b.CreateFCmpOGT(v, c(0.0f)), v, c(0.0f));
+    return b.CreateSelect(b.CreateFCmpOLT(v, c(1.0f)), v, c(1.0f));
+  };
+  switch (e.activation) {
+    case GemmActivation::kNone: return x;
+    case GemmActivation::kRelu: return b.CreateSelect(b.CreateFCmpOGT(x, c(0.0f)), x, c(0.0f));
+    case GemmActivation::kLeakyRelu: return b.CreateSelect(b.CreateFCmpOGE(x, c(0.0f)), x, b.CreateFMul(c(e.alpha), x));
+    case GemmActivation::kClip: {
+      llvm::Value* v = b.CreateSelect(b.CreateFCmpOLT(x, c(e.alpha)), c(e.alpha), x);
+      return b.CreateSelect(b.CreateFCmpOGT(v, c(e.beta)), c(e.beta), v);
+    }
+    case GemmActivation::kSigmoid: return EmitBitExactSigmoid(b, x);
+    case GemmActivation::kTanh: return EmitBitExactTanh(b, x);
+    case GemmActivation::kHardSwish:
+      return b.CreateFMul(x, clamp01(b.CreateFAdd(b.CreateFMul(x, c(1.0f / 6.0f)), c(0.5f))));
+    case GemmActivation::kHardSigmoid: return clamp01(b.CreateFAdd(b.CreateFMul(c(e.alpha), x), c(e.beta)));
+    case GemmActivation::kGeluErf: {
+      llvm::Value* erf = EmitBitExactErf(b, b.CreateFMul(x, c(0.70710678118654752f)));
+      return b.CreateFMul(b.CreateFMul(c(0.5f), x), b.CreateFAdd(c(1.0f), erf));
+    }
+    case GemmActivation::kGeluTanh: {
+      llvm::Value* x3 = b.CreateFMul(b.CreateFMul(b.CreateFMul(c(0.044715f), x), x), x);
+      llvm::Value* inner = b.CreateFMul(c(static_cast<float>(0.79788456080286535588)), b.CreateFAdd(x, x3));
+      return b.CreateFMul(b.CreateFMul(c(0.5f), x), b.CreateFAdd(c(1.0f), EmitBitExactTanh(b, inner)));
+    }
+    case GemmActivation::kSilu: return b.CreateFMul(x, EmitBitExactSigmoid(b, x));
+    case GemmActivation::kElu: break;
   }
   return x;
 }

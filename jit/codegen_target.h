@@ -40,6 +40,10 @@ bool IsTranscendental(GemmActivation activation);
 // `e`'s activation applied to the float vector `x` (ONNX's formulas; NaN
 // stays NaN).
 llvm::Value* EmitActivation(llvm::IRBuilderBase& b, llvm::Value* x, const GemmEpilogue& e);
+// The same with the interpreter's formulas (kernels/epilogue.cc and the
+// elementwise kernels), bit for bit; Elu, whose kernel calls libm's expm1,
+// is not among them (bit-exact GEMMs with it are refused before).
+llvm::Value* EmitBitExactActivation(llvm::IRBuilderBase& b, llvm::Value* x, const GemmEpilogue& e);
 
 // The short optimisation pipeline every generated module gets before code
 // generation (jit_compiler.cc says which passes and why). `before_each_pass`,

@@ -164,14 +164,14 @@ Status PlanLoops(const std::vector<Dims>& input_dims, LoopNest& nest, std::vecto
 
 class RegionEmitter {
  public:
-  RegionEmitter(const graph::Graph& graph, const graph::Region& region, llvm::Module& module, int lanes)
+  RegionEmitter(const graph::Graph& graph, const graph::Region& region, llvm::Module& module, int lanes, bool bit_exact)
       : graph_(graph),
         region_(region),
         module_(module),
         ctx_(module.getContext()),
         b_(ctx_),
         lanes_(lanes),
-        ops_(graph, region, b_, lanes) {
+        ops_(graph, region, b_, lanes, bit_exact) {
     i1_ = llvm::Type::getInt1Ty(ctx_);
     i64_ = llvm::Type::getInt64Ty(ctx_);
   }
@@ -394,7 +394,8 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegion(JitCompiler& 
 
   const std::string name = "kiln_region" + std::to_string(region.id) + "_" + std::to_string(compiler.NextSerial());
   KILN_ASSIGN_OR_RETURN(internal::RegionCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) {
-                          RegionEmitter emitter(graph, region, module, compiler.f32_vector_lanes());
+                          RegionEmitter emitter(graph, region, module, compiler.f32_vector_lanes(),
+                                                compiler.bit_exact());
                           return emitter.Emit(name, nest, plans, compiler.cpu_name(), compiler.cpu_features());
                         }));
 

@@ -183,7 +183,10 @@ void GemmEmitter::EmitKernelBody(llvm::Function* fn, int rows, int vecs, int las
   // waiting on each chain's latency: split k over several accumulator sets
   // (even and odd steps, ...) and add them at the end.
   const int tile = rows * vecs;
-  const int sets = tile >= 8 ? 1 : std::min(4, (8 + tile - 1) / tile);
+  const int sets = problem_.bit_exact ? BitExactChains(rows) : tile >= 8 ? 1 : std::min(4, (8 + tile - 1) / tile);
+  // Bit-exact code must fuse where the interpreter's intrinsics do; fmuladd
+  // would leave that to the backend.
+  const llvm::Intrinsic::ID multiply_add = problem_.bit_exact ? llvm::Intrinsic::fma : llvm::Intrinsic::fmuladd;
   const int unroll = std::max(2, sets);
   using Accs = std::vector<llvm::Value*>;  // [set][row][vec]
   auto at = [&](int set, int r, int v) { return static_cast<size_t>((set * rows + r) * vecs + v); };
@@ -202,7 +205,7 @@ void GemmEmitter::EmitKernelBody(llvm::Function* fn, int rows, int vecs, int las
       llvm::Value* splat = b.CreateVectorSplat(static_cast<unsigned>(lanes), s);
       for (int v = 0; v < vecs; ++v) {
         llvm::Value*& acc_v = acc[at(set, r, v)];
-        acc_v = b.CreateIntrinsic(llvm::Intrinsic::fmuladd, {vec_}, {splat, bv[v], acc_v});
+        acc_v = b.CreateIntrinsic(multiply_add, {vec_}, {splat, bv[v], acc_v});
       }
     }
   };
@@ -349,7 +352,8 @@ void GemmEmitter::EmitKernelBody(llvm::Function* fn, int rows, int vecs, int las
 }
 
 llvm::Value* GemmEmitter::Activation(llvm::IRBuilderBase& b, llvm::Value* x) const {
-  return internal::EmitActivation(b, x, problem_.epilogue);
+  return problem_.bit_exact ? internal::EmitBitExactActivation(b, x, problem_.epilogue)
+                            : internal::EmitActivation(b, x, problem_.epilogue);
 }
 
 void GemmEmitter::CallKernel(llvm::IRBuilderBase& b, const PanelArgs& args, int rows, int vecs, int last_lanes,
@@ -410,6 +414,22 @@ void GemmEmitter::EmitRowLoop(llvm::IRBuilderBase& b, const PanelArgs& args, int
     llvm::Value* r_next = b.CreateAdd(r, I64(1));
     r->addIncoming(r_next, single);
     b.CreateCondBr(b.CreateICmpSLT(r_next, row_end), single, after);
+    b.SetInsertPoint(after);
+    return;
+  }
+  if (problem_.bit_exact) {
+    // The interpreter sums a remainder of 1 or 2 rows in more chains than
+    // a larger one: each remainder gets its own tile, as it does there.
+    for (int rows = 1; rows < mr; ++rows) {
+      auto* call = llvm::BasicBlock::Create(ctx_, "edge_" + std::to_string(rows), fn);
+      auto* next = llvm::BasicBlock::Create(ctx_, "edge_next", fn);
+      b.CreateCondBr(b.CreateICmpEQ(left, I64(rows)), call, next);
+      b.SetInsertPoint(call);
+      CallKernel(b, args, rows, vecs, last_lanes, row);
+      b.CreateBr(after);
+      b.SetInsertPoint(next);
+    }
+    b.CreateBr(after);
     b.SetInsertPoint(after);
     return;
   }
@@ -567,6 +587,15 @@ StatusOr<GemmLayout> LayoutFor(const GemmProblem& problem, const GemmIsa& isa, c
   return internal::ChooseGemmLayout(problem.m, problem.n, problem.k, isa, internal::HostCacheSizes(), override_tile);
 }
 
+// Bit-exact code blocks rows and K as the interpreter does; the tile width
+// stays free.
+GemmTuning BitExactTuning(const GemmProblem& problem, GemmTuning tuning) {
+  if (!problem.bit_exact) return tuning;
+  tuning.mr = kBitExactTileRows;
+  tuning.kc = kBitExactDepthBlock;
+  return tuning;
+}
+
 std::string ModuleName(const GemmProblem& problem, uint64_t serial) {
   const std::string m = problem.m > 0 ? std::to_string(problem.m) : "dyn";
   return "kiln_gemm_" + m + "x" + std::to_string(problem.n) + "x" + std::to_string(problem.k) + "_" +
@@ -640,7 +669,7 @@ StatusOr<std::unique_ptr<CompiledGemm>> CompileGemm(JitCompiler& compiler, const
       internal::MakeTargetMachine(compiler.target_triple(), compiler.cpu_name(), compiler.cpu_features());
   if (!tm) return Internal("jit: ", llvm::toString(tm.takeError()));
   const GemmIsa isa = internal::IsaOf(**tm);
-  KILN_ASSIGN_OR_RETURN(GemmLayout layout, LayoutFor(problem, isa, tuning));
+  KILN_ASSIGN_OR_RETURN(GemmLayout layout, LayoutFor(problem, isa, BitExactTuning(problem, tuning)));
 
   auto packed = std::make_unique<CompiledGemm::PackedWeight>();
   KILN_ASSIGN_OR_RETURN(packed->data, internal::PackGemmWeight(layout, weight, weight_transposed));
@@ -673,7 +702,7 @@ StatusOr<std::string> EmitGemmAssembly(const GemmProblem& problem, const std::st
                                        const GemmTuning& tuning) {
   KILN_RETURN_IF_ERROR(ValidateProblem(problem));
   return internal::EmitAssemblyFor(cpu, features, [&](llvm::Module& module, const GemmIsa& isa) -> Status {
-    KILN_ASSIGN_OR_RETURN(GemmLayout layout, LayoutFor(problem, isa, tuning));
+    KILN_ASSIGN_OR_RETURN(GemmLayout layout, LayoutFor(problem, isa, BitExactTuning(problem, tuning)));
     GemmEmitter(module, problem, layout, cpu, features).EmitEntry("kiln_gemm");
     return Status::Ok();
   });

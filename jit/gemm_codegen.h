@@ -57,7 +57,22 @@ struct GemmProblem {
   int64_t k = 0;  // columns of A, rows of B
   float alpha = 1.0f;
   GemmEpilogue epilogue;
+  // Sum in the interpreter's order (SessionOptions::jit_bitwise_equivalent):
+  // the interpreter's packed GEMM (kernels/packed_sgemm.cc) blocks K by
+  // kBitExactDepthBlock and C's rows into tiles of kBitExactTileRows; within
+  // a block each element of C sums its products in one chain of FMAs, or,
+  // in a tile of 1 or 2 rows, in 4 or 2 interleaved chains added at the
+  // end; a block's sum is added to C. The code then does the same (the tile
+  // width, which no element's sum depends on, stays the host's), and
+  // applies the epilogue with the interpreter's formulas.
+  bool bit_exact = false;
 };
+
+// The interpreter's packed-GEMM blocking that bit-exact code follows.
+inline constexpr int kBitExactTileRows = 6;
+inline constexpr int64_t kBitExactDepthBlock = 256;
+// Interleaved accumulator chains per element in a bit-exact tile of `rows`.
+inline int BitExactChains(int rows) { return rows == 1 ? 4 : rows == 2 ? 2 : 1; }
 
 // Replaces the tile and K-block heuristics (0 keeps the heuristic): for
 // tests that need a split K and for tuning. A tile the ISA's registers

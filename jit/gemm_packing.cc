@@ -175,9 +175,17 @@ StatusOr<GemmLayout> ChooseGemmLayout(int64_t m, int64_t n, int64_t k, const Gem
     // A last block much shorter than the others costs a C round trip for little work.
     if (k <= kc_target + kc_target / 4) kc_target = k;
   }
+  if (override_tile.kc > 0) {
+    // Exactly the depth asked for, the last block taking what is left:
+    // bit-exact code must block K as the interpreter does.
+    layout.kc = std::min(k, override_tile.kc);
+    layout.num_kblocks = (k + layout.kc - 1) / layout.kc;
+    return layout;
+  }
+  // Blocks of equal depth (rounded up to the unroll), so the last is not
+  // much shorter than the others.
   layout.num_kblocks = (k + kc_target - 1) / kc_target;
-  layout.kc =
-      std::min(k, RoundUp((k + layout.num_kblocks - 1) / layout.num_kblocks, override_tile.kc > 0 ? 1 : kKcMultiple));
+  layout.kc = std::min(k, RoundUp((k + layout.num_kblocks - 1) / layout.num_kblocks, kKcMultiple));
   layout.num_kblocks = (k + layout.kc - 1) / layout.kc;
   return layout;
 }

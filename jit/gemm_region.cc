@@ -5,7 +5,36 @@
 #include "graph/gemm_pattern.h"
 
 namespace kiln::jit {
-namespace {}  // namespace
+namespace {
+
+// Bit-exact code reproduces the interpreter's packed GEMM, so the
+// interpreter must take that path for this node and shape; its kernels
+// choose so (kernels/matmul.cc and gemm.cc): at least
+// kPackedMinColumns columns, and for MatMul more than kSmallWork
+// multiply-adds (smaller products run a plain loop). A dynamic M must
+// qualify for every M >= 1.
+Status CheckInterpreterUsesPackedGemm(const graph::Node& node, const GemmProblem& problem) {
+  constexpr int64_t kPackedMinColumns = 8;
+  constexpr int64_t kSmallWork = 16384;
+  if (problem.epilogue.activation == GemmActivation::kElu) {
+    return Unsupported("jit: bitwise-equivalent mode: ", node.Describe(), "'s Elu epilogue calls libm's expm1");
+  }
+  if (problem.n < kPackedMinColumns) {
+    return Unsupported("jit: bitwise-equivalent mode: ", node.Describe(), " has N = ", problem.n,
+                       ", which the interpreter computes with oneDNN");
+  }
+  // Gemm (and a fused Gemm, which keeps its attributes) has no small path.
+  bool gemm_op = node.op_type == "Gemm";
+  for (const char* attr : {"transA", "transB", "alpha", "beta"}) gemm_op = gemm_op || node.FindAttribute(attr);
+  const int64_t rows = problem.m > 0 ? problem.m : 1;
+  if (!gemm_op && rows * problem.k * problem.n <= kSmallWork) {
+    return Unsupported("jit: bitwise-equivalent mode: ", node.Describe(), " is small enough (", rows, "x", problem.k,
+                       "x", problem.n, ") that the interpreter computes it with a plain loop");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
 
 StatusOr<GemmActivation> GemmActivationOf(const std::string& a) {
   if (a.empty()) return GemmActivation::kNone;
@@ -86,6 +115,10 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileGemmRegion(JitCompiler& compile
     problem.epilogue.has_bias = true;
   }
   if (!generic && m == 0) return Unsupported("jit: ", node.Describe(), ": an empty A");
+  if (compiler.bit_exact()) {
+    KILN_RETURN_IF_ERROR(CheckInterpreterUsesPackedGemm(node, problem));
+    problem.bit_exact = true;
+  }
 
   const Tensor& weight = *graph.value(pattern->weight).constant;
   KILN_ASSIGN_OR_RETURN(std::unique_ptr<CompiledGemm> gemm,

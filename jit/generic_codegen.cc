@@ -69,14 +69,15 @@ Status CheckOutputsCoverDomain(const graph::Graph& graph, const graph::Region& r
 
 class GenericEmitter {
  public:
-  GenericEmitter(const graph::Graph& graph, const graph::Region& region, llvm::Module& module, int lanes)
+  GenericEmitter(const graph::Graph& graph, const graph::Region& region, llvm::Module& module, int lanes,
+                 bool bit_exact)
       : graph_(graph),
         region_(region),
         module_(module),
         ctx_(module.getContext()),
         b_(ctx_),
         lanes_(lanes),
-        ops_(graph, region, b_, lanes) {
+        ops_(graph, region, b_, lanes, bit_exact) {
     i64_ = llvm::Type::getInt64Ty(ctx_);
   }
 
@@ -441,7 +442,8 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileElementwiseRegionGeneric(JitCom
   const std::string name = "kiln_region" + std::to_string(region.id) + "_generic_r" + std::to_string(domain_rank) +
                            "_" + std::to_string(compiler.NextSerial());
   KILN_ASSIGN_OR_RETURN(internal::RegionCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) {
-                          GenericEmitter emitter(graph, region, module, compiler.f32_vector_lanes());
+                          GenericEmitter emitter(graph, region, module, compiler.f32_vector_lanes(),
+                                                 compiler.bit_exact());
                           return emitter.Emit(name, domain_rank, specs, compiler.cpu_name(), compiler.cpu_features());
                         }));
 

@@ -262,6 +262,7 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
   compiler->features_ = features.getString();
   compiler->f32_lanes_ = F32LanesFor(host_features);
   compiler->dump_dir_ = options.dump_dir;
+  compiler->bit_exact_ = options.bit_exact;
   if (compiler->dump_dir_.empty()) {
     if (const char* env = std::getenv("KILN_DUMP_IR"); env != nullptr) compiler->dump_dir_ = env;
   }

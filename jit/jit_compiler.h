@@ -66,6 +66,10 @@ struct JitOptions {
   // PersistentCodeCache). Ignored with rewrite_ir.
   std::string cache_dir;
   int64_t cache_max_bytes = int64_t{256} << 20;
+  // Generated code computes exactly as the interpreter's kernels do, bit for
+  // bit (SessionOptions::jit_bitwise_equivalent); regions it cannot
+  // reproduce exactly are refused with kUnsupported.
+  bool bit_exact = false;
   // When set, called on the compiling thread between small units of a
   // compile's work: before each optimisation pass and before each code
   // generation pass that LLVM lets a pass gate skip (most of them). It may
@@ -141,6 +145,8 @@ class JitCompiler {
   int f32_vector_lanes() const { return f32_lanes_; }
   // Empty when dumping is off.
   const std::string& dump_dir() const { return dump_dir_; }
+  // JitOptions::bit_exact.
+  bool bit_exact() const { return bit_exact_; }
 
   // A process-unique suffix for module and symbol names.
   uint64_t NextSerial() { return serial_.fetch_add(1); }
@@ -165,6 +171,7 @@ class JitCompiler {
   std::string features_;
   int f32_lanes_ = 4;
   std::string dump_dir_;
+  bool bit_exact_ = false;
   std::atomic<uint64_t> serial_{0};
   CodeCache code_cache_;
   std::unique_ptr<PersistentCodeCache> persistent_cache_;

@@ -20,6 +20,13 @@ int MaxRank(const std::vector<Dims>& input_dims) {
 StatusOr<std::unique_ptr<CompiledRegion>> CompileRegion(JitCompiler& compiler, const graph::Graph& graph,
                                                         const graph::Region& region,
                                                         const std::vector<Dims>& input_dims, bool generic) {
+  // Bit-exact code exists for elementwise and GEMM regions: the other kinds
+  // sum (rows, filter taps, keys) in an order of their own.
+  if (compiler.bit_exact() && region.kind != graph::RegionKind::kElementwise &&
+      region.kind != graph::RegionKind::kGemm) {
+    return Unsupported("jit: bitwise-equivalent mode compiles no ", graph::RegionKindName(region.kind),
+                       " regions (their sums would not be ordered as the interpreter's)");
+  }
   switch (region.kind) {
     case graph::RegionKind::kElementwise:
       return generic ? CompileElementwiseRegionGeneric(compiler, graph, region, MaxRank(input_dims))

@@ -22,8 +22,9 @@ namespace kiln::jit::internal {
 using graph::Node;
 using graph::ValueId;
 
-OpEmitter::OpEmitter(const graph::Graph& graph, const graph::Region& region, llvm::IRBuilderBase& b, int lanes)
-    : graph_(graph), region_(region), b_(b), lanes_(lanes) {}
+OpEmitter::OpEmitter(const graph::Graph& graph, const graph::Region& region, llvm::IRBuilderBase& b, int lanes,
+                     bool bit_exact)
+    : graph_(graph), region_(region), b_(b), lanes_(lanes), bit_exact_(bit_exact) {}
 
 llvm::Type* OpEmitter::VecTy(Kind kind) const {
   llvm::Type* elem = kind == Kind::kFloat ? b_.getFloatTy() : b_.getInt1Ty();
@@ -144,6 +145,7 @@ StatusOr<Operand> OpEmitter::EmitNode(const Node& node, const std::vector<std::o
       if (o && o->kind != Kind::kFloat) return Unsupported("jit: ", info->name, ": bool inputs");
     }
   }
+  if (bit_exact_) return EmitBitExact(node, info->op, in);
   auto f = [](llvm::Value* v) { return Operand{v, Kind::kFloat, std::nullopt}; };
   auto mask = [](llvm::Value* v) { return Operand{v, Kind::kBool, std::nullopt}; };
   llvm::Value* x = in[0]->v;

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "graph/fusible_ops.h"
 #include "graph/graph.h"
 #include "graph/region.h"
 #include "jit/jit_compiler.h"
@@ -37,10 +38,13 @@ struct Operand {
 
 // Emits vectors of `lanes` elements through `b`. Holds no IR state of its
 // own, so one emitter may generate the body any number of times (the
-// generic generator emits it once per loop version).
+// generic generator emits it once per loop version). With `bit_exact`, each
+// op is computed as the interpreter's kernel computes it (bit_exact_ops.cc),
+// and ops that cannot be are refused.
 class OpEmitter {
  public:
-  OpEmitter(const graph::Graph& graph, const graph::Region& region, llvm::IRBuilderBase& b, int lanes);
+  OpEmitter(const graph::Graph& graph, const graph::Region& region, llvm::IRBuilderBase& b, int lanes,
+            bool bit_exact = false);
 
   llvm::Type* VecTy(Kind kind) const;
   // In memory: float, or one byte per bool.
@@ -75,11 +79,15 @@ class OpEmitter {
  private:
   llvm::Value* Intr(llvm::Intrinsic::ID id, llvm::Value* x) { return b_.CreateIntrinsic(id, {x->getType()}, {x}); }
   llvm::Value* Clamp01(llvm::Value* x);
+  // EmitNode's bit-exact mode, after its arity and dtype checks.
+  StatusOr<Operand> EmitBitExact(const graph::Node& node, graph::FusibleOp op,
+                                 const std::vector<std::optional<Operand>>& in);
 
   const graph::Graph& graph_;
   const graph::Region& region_;
   llvm::IRBuilderBase& b_;
   int lanes_;
+  bool bit_exact_;
 };
 
 // Declares the region's entry function `name` in `module` with

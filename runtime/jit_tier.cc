@@ -141,6 +141,7 @@ StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, st
     if (const char* env = std::getenv("KILN_JIT_CACHE"); env != nullptr) jit_options.cache_dir = env;
   }
   jit_options.cache_max_bytes = options.jit_cache_max_bytes;
+  jit_options.bit_exact = options.jit_bitwise_equivalent;
   if (options.jit_test_perturb_ir) {
     jit_options.rewrite_ir = [](llvm::Module& module) { jit::PerturbFloatAdds(module); };
   }
@@ -394,7 +395,8 @@ void JitTier::Verify(int region_id, const Specialization& spec, const Specializa
   const auto start = TraceRecorder::Clock::now();
   CapturingCall compiled_call(call, graph_, region);
   const StatusOr<double> ran = spec.Run(region, row_call, compiled_call, scratch);
-  const double tolerance = VerificationTolerance(graph_, region, scratch.signature);
+  const double tolerance =
+      options_.jit_bitwise_equivalent ? kBitwise : VerificationTolerance(graph_, region, scratch.signature);
   OutputComparison comparison;
   if (!ran.ok()) {
     comparison.equal = false;

@@ -133,6 +133,23 @@ void CompareOutput(size_t output, const Tensor& compiled, const Tensor& interpre
   }
   const float* got = compiled.data<float>();
   const float* want = interpreted.data<float>();
+  if (tolerance == kBitwise) {
+    for (int64_t i = 0; i < compiled.num_elements(); ++i) {
+      if (std::memcmp(got + i, want + i, sizeof(float)) == 0) continue;
+      into.equal = false;
+      into.output = output;
+      into.element = i;
+      into.compiled = got[i];
+      into.interpreted = want[i];
+      double absolute = 0;
+      ScaledDifference(got[i], want[i], absolute);
+      into.largest_difference = absolute;
+      into.problem = fmt::format("output {} element {} differs in its bits (compiled {:a}, interpreted {:a})", output,
+                                 i, got[i], want[i]);
+      return;
+    }
+    return;
+  }
   // The worst element over all outputs is kept in `into`; its scaled
   // difference is recomputed rather than stored, a division per output.
   double worst = 0;

@@ -48,6 +48,10 @@ struct OutputComparison {
   std::string ToString(double tolerance) const;
 };
 
+// The tolerance that asks for equal bits (SessionOptions::
+// jit_bitwise_equivalent): -0 against +0 or two different NaNs differ.
+inline constexpr double kBitwise = -1.0;
+
 // Compares one region output; `into` accumulates over the outputs.
 void CompareOutput(size_t output, const Tensor& compiled, const Tensor& interpreted, double tolerance,
                    OutputComparison& into);

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -134,10 +135,49 @@ std::vector<std::string> SortedFiles(const fs::path& dir, const std::string& pre
   return files;
 }
 
+// Elements whose bits differ between two tensors of equal dtype and dims
+// ("" when none): the bitwise mode's comparison.
+std::string CompareBits(const Tensor& actual, const Tensor& expected) {
+  if (actual.dtype() != expected.dtype() || actual.dims() != expected.dims()) {
+    return "dtype or dims differ: " + DimsToString(actual.dims()) + " against " + DimsToString(expected.dims());
+  }
+  const size_t elem = actual.num_elements() > 0 ? actual.byte_size() / static_cast<size_t>(actual.num_elements()) : 0;
+  int64_t differing = 0, first = -1;
+  for (int64_t i = 0; i < actual.num_elements(); ++i) {
+    const size_t at = static_cast<size_t>(i) * elem;
+    if (std::memcmp(static_cast<const char*>(actual.raw_data()) + at,
+                    static_cast<const char*>(expected.raw_data()) + at, elem) != 0) {
+      if (first < 0) first = i;
+      ++differing;
+    }
+  }
+  if (differing == 0) return "";
+  std::ostringstream os;
+  os.precision(9);
+  os << differing << " of " << actual.num_elements() << " elements differ in their bits; first: element " << first
+     << " is " << ElementAsDouble(actual, first) << ", interpreted " << ElementAsDouble(expected, first);
+  return os.str();
+}
+
+// How a suite runs: the interpreter or the JIT against ONNX's reference
+// outputs, or the JIT in bitwise-equivalent mode against the interpreter's
+// outputs, bit for bit.
+enum class Mode { kInterpreter, kJit, kBitwiseJit };
+
+const char* ModeName(Mode mode) {
+  switch (mode) {
+    case Mode::kInterpreter: return "interpreter";
+    case Mode::kJit: return "jit";
+    case Mode::kBitwiseJit: return "jit-bitwise";
+  }
+  return "?";
+}
+
 // Runs one case. With the JIT tier, each data set runs twice: the first run
 // is interpreted and compiles every region (blocking policy), the second
 // runs the compiled code, and that is what is compared.
-CaseResult RunCase(const fs::path& dir, TierPolicy tier) {
+CaseResult RunCase(const fs::path& dir, Mode mode) {
+  const TierPolicy tier = mode == Mode::kInterpreter ? TierPolicy::kInterpreter : TierPolicy::kJit;
   CaseResult result;
   result.name = dir.filename().string();
   const std::string model_path = (dir / "model.onnx").string();
@@ -161,8 +201,18 @@ CaseResult RunCase(const fs::path& dir, TierPolicy tier) {
   // Every fusible op, even alone, is compiled, so the suite covers the
   // code generator op by op.
   options.jit_min_region_nodes = 1;
+  options.jit_bitwise_equivalent = mode == Mode::kBitwiseJit;
   auto session = Session::Create(*model, options);
   if (!session.ok()) return classify(session.status(), "session");
+  std::unique_ptr<Session> interpreter;
+  if (mode == Mode::kBitwiseJit) {
+    SessionOptions interpreter_options;
+    interpreter_options.intra_op_threads = 2;
+    interpreter_options.tier = TierPolicy::kInterpreter;
+    auto s = Session::Create(*model, interpreter_options);
+    if (!s.ok()) return classify(s.status(), "interpreter session");
+    interpreter = std::move(*s);
+  }
 
   std::vector<fs::path> data_sets;
   for (const auto& entry : fs::directory_iterator(dir)) {
@@ -186,6 +236,19 @@ CaseResult RunCase(const fs::path& dir, TierPolicy tier) {
     auto outputs = (*session)->Run(inputs);
     if (outputs.ok() && tier == TierPolicy::kJit) outputs = (*session)->Run(inputs);
     if (!outputs.ok()) return classify(outputs.status(), "run " + ds.filename().string());
+    if (interpreter != nullptr) {
+      auto expected = interpreter->Run(inputs);
+      if (!expected.ok()) return classify(expected.status(), "interpreter run " + ds.filename().string());
+      if (expected->size() != outputs->size()) return fail(Outcome::kFailed, "the tiers give different output counts");
+      for (size_t i = 0; i < outputs->size(); ++i) {
+        std::string diff = CompareBits((*outputs)[i].tensor, (*expected)[i].tensor);
+        if (!diff.empty()) {
+          return fail(Outcome::kFailed, ds.filename().string() + " output " + std::to_string(i) + " ('" +
+                                            (*outputs)[i].name + "'): " + diff);
+        }
+      }
+      continue;
+    }
     const auto output_files = SortedFiles(ds, "output_");
     if (output_files.size() != outputs->size()) {
       return fail(Outcome::kFailed, "produced " + std::to_string(outputs->size()) + " outputs, expected " +
@@ -205,7 +268,7 @@ CaseResult RunCase(const fs::path& dir, TierPolicy tier) {
   return result;
 }
 
-void RunSuite(TierPolicy tier) {
+void RunSuite(Mode mode) {
   const fs::path root = Env("KILN_CONFORMANCE_DATA", "/usr/share/libonnx-testdata/data");
   ASSERT_TRUE(fs::exists(root)) << root << " is missing: install libonnx-testdata";
   const std::regex filter(Env("KILN_CONFORMANCE_FILTER", ".*"));
@@ -223,7 +286,7 @@ void RunSuite(TierPolicy tier) {
   std::sort(cases.begin(), cases.end());
 
   std::vector<CaseResult> results;
-  for (const fs::path& c : cases) results.push_back(RunCase(c, tier));
+  for (const fs::path& c : cases) results.push_back(RunCase(c, mode));
 
   int passed = 0, failed = 0, skipped = 0, compiled = 0;
   struct OpCounts {
@@ -259,10 +322,10 @@ void RunSuite(TierPolicy tier) {
     log << line;
   }
   std::ostringstream summary;
-  const std::string tier_name = TierPolicyName(tier);
+  const std::string tier_name = ModeName(mode);
   summary << "conformance[" << tier_name << "]: " << passed << " passed, " << failed << " failed, " << skipped
           << " skipped";
-  if (tier == TierPolicy::kJit) summary << " (" << compiled << " passed cases ran JIT-compiled regions)";
+  if (mode != Mode::kInterpreter) summary << " (" << compiled << " passed cases ran JIT-compiled regions)";
   log << "\n" << summary.str() << "\n";
 
   std::string log_path = Env("KILN_CONFORMANCE_LOG", "");
@@ -281,11 +344,16 @@ void RunSuite(TierPolicy tier) {
   EXPECT_EQ(failed, 0) << summary.str();
 }
 
-TEST(Conformance, OnnxBackendSuiteInterpreter) { RunSuite(TierPolicy::kInterpreter); }
+TEST(Conformance, OnnxBackendSuiteInterpreter) { RunSuite(Mode::kInterpreter); }
 
 // Every case that passes in the interpreter must pass with all fusible
 // regions compiled, at the same tolerances.
-TEST(Conformance, OnnxBackendSuiteJit) { RunSuite(TierPolicy::kJit); }
+TEST(Conformance, OnnxBackendSuiteJit) { RunSuite(Mode::kJit); }
+
+// SessionOptions::jit_bitwise_equivalent over the whole suite: every output
+// of every case equals the interpreter's bit for bit, with every region the
+// mode can compile compiled.
+TEST(Conformance, OnnxBackendSuiteBitwiseJit) { RunSuite(Mode::kBitwiseJit); }
 
 }  // namespace
 }  // namespace kiln

@@ -208,6 +208,18 @@ struct SessionOptions {
   // those shapes), logged and counted in RegionStats::verify_failures.
   // Compiled code serves requests only after passing. 0 turns it off.
   int jit_verify_calls = 1;
+  // Bitwise tier equivalence: compiled code gives the interpreter's outputs
+  // bit for bit. The JIT then computes each op as the interpreter's kernel
+  // does (its approximations, its operation order, a fused multiply-add
+  // only where the kernel has one; GEMMs sum in the interpreter's packed
+  // GEMM's order) and leaves interpreted what it cannot reproduce exactly:
+  // row reductions, convolutions, attention, GEMMs the interpreter does not
+  // run on its packed GEMM, and elementwise ops whose kernel calls libm
+  // functions with no exact vector form (Elu, Softplus, Pow other than x^1
+  // and x^2).
+  // Shadow verification (jit_verify_calls) then compares bits instead of
+  // using a tolerance. See docs/ARCHITECTURE.md, "Bitwise tier equivalence".
+  bool jit_bitwise_equivalent = false;
   // Break-even gate: a hot signature whose projected payback (projected
   // compile ms / projected saving per call, see docs/ARCHITECTURE.md
   // "Break-even") exceeds this many calls is not compiled; it stays

@@ -1,0 +1,149 @@
+// OpEmitter's bit-exact mode (SessionOptions::jit_bitwise_equivalent): each
+// elementwise op computed the way the interpreter's kernel computes it, so
+// that compiled code and the interpreter give equal bits. Every step mirrors
+// the kernel's expression (kernels/unary_ops.cc, binary_ops.cc,
+// variadic_ops.cc, clip.cc): the same comparisons and operand order in
+// selects (they decide what NaN and -0 become), the same association of
+// products, the interpreter's own approximations (bit_exact_math.h), and
+// libm's function where the interpreter calls libm. An op whose kernel
+// cannot be reproduced exactly (a libm function LLVM has no intrinsic for,
+// Pow through double precision) is refused, so the region stays
+// interpreted.
+#include <llvm/IR/Intrinsics.h>
+
+#include <limits>
+
+#include "graph/fusible_ops.h"
+#include "jit/bit_exact_math.h"
+#include "jit/region_ops.h"
+
+namespace kiln::jit::internal {
+
+StatusOr<Operand> OpEmitter::EmitBitExact(const graph::Node& node, graph::FusibleOp op,
+                                          const std::vector<std::optional<Operand>>& in) {
+  auto f = [](llvm::Value* v) { return Operand{v, Kind::kFloat, std::nullopt}; };
+  auto mask = [](llvm::Value* v) { return Operand{v, Kind::kBool, std::nullopt}; };
+  auto select = [&](llvm::Value* cond, llvm::Value* a, llvm::Value* b) { return b_.CreateSelect(cond, a, b); };
+  llvm::Value* x = in[0]->v;
+  auto y = [&] { return in[1]->v; };
+  // kernels' HardSigmoid and HardSwish clamp: v > 0 ? v : 0, then v < 1 ? v : 1.
+  auto clamp01 = [&](llvm::Value* v) {
+    v = select(b_.CreateFCmpOGT(v, FConst(0.0)), v, FConst(0.0));
+    return select(b_.CreateFCmpOLT(v, FConst(1.0)), v, FConst(1.0));
+  };
+
+  switch (op) {
+    case graph::FusibleOp::kNeg: return f(b_.CreateFNeg(x));
+    case graph::FusibleOp::kAbs: return f(Intr(llvm::Intrinsic::fabs, x));
+    // Correctly rounded in both tiers.
+    case graph::FusibleOp::kSqrt: return f(Intr(llvm::Intrinsic::sqrt, x));
+    case graph::FusibleOp::kReciprocal: return f(b_.CreateFDiv(FConst(1.0), x));
+    case graph::FusibleOp::kFloor: return f(Intr(llvm::Intrinsic::floor, x));
+    case graph::FusibleOp::kCeil: return f(Intr(llvm::Intrinsic::ceil, x));
+    case graph::FusibleOp::kExp: return f(EmitBitExactExp(b_, x));
+    case graph::FusibleOp::kSigmoid: return f(EmitBitExactSigmoid(b_, x));
+    case graph::FusibleOp::kTanh: return f(EmitBitExactTanh(b_, x));
+    case graph::FusibleOp::kErf: return f(EmitBitExactErf(b_, x));
+    // The interpreter calls libm's logf per element; llvm.log on a vector
+    // becomes one call of the same logf per lane.
+    case graph::FusibleOp::kLog: return f(Intr(llvm::Intrinsic::log, x));
+    case graph::FusibleOp::kRelu: return f(select(b_.CreateFCmpOGT(x, FConst(0.0)), x, FConst(0.0)));
+    case graph::FusibleOp::kLeakyRelu: {
+      KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 0.01f));
+      return f(select(b_.CreateFCmpOGE(x, FConst(0.0)), x, b_.CreateFMul(FConst(alpha), x)));
+    }
+    case graph::FusibleOp::kHardSigmoid: {
+      KILN_ASSIGN_OR_RETURN(float alpha, node.GetFloat("alpha", 0.2f));
+      KILN_ASSIGN_OR_RETURN(float beta, node.GetFloat("beta", 0.5f));
+      return f(clamp01(b_.CreateFAdd(b_.CreateFMul(FConst(alpha), x), FConst(beta))));
+    }
+    case graph::FusibleOp::kHardSwish: {
+      const float sixth = static_cast<float>(1.0 / 6.0);
+      return f(b_.CreateFMul(x, clamp01(b_.CreateFAdd(b_.CreateFMul(x, FConst(sixth)), FConst(0.5)))));
+    }
+    case graph::FusibleOp::kGelu: {
+      KILN_ASSIGN_OR_RETURN(std::string approximate, node.GetString("approximate", "none"));
+      llvm::Value* half_x = b_.CreateFMul(FConst(0.5), x);
+      if (approximate == "none") {
+        const float inv_sqrt2 = 0.70710678118654752440f;
+        llvm::Value* e = EmitBitExactErf(b_, b_.CreateFMul(x, FConst(inv_sqrt2)));
+        return f(b_.CreateFMul(half_x, b_.CreateFAdd(FConst(1.0), e)));
+      }
+      if (approximate == "tanh") {
+        const float sqrt_2_over_pi = static_cast<float>(0.79788456080286535588);
+        const float cubic = static_cast<float>(0.044715);
+        // 0.044715 * x * x * x associates from the left in the kernel.
+        llvm::Value* x3 = b_.CreateFMul(b_.CreateFMul(b_.CreateFMul(FConst(cubic), x), x), x);
+        llvm::Value* inner = b_.CreateFMul(FConst(sqrt_2_over_pi), b_.CreateFAdd(x, x3));
+        return f(b_.CreateFMul(half_x, b_.CreateFAdd(FConst(1.0), EmitBitExactTanh(b_, inner))));
+      }
+      return Unsupported("jit: Gelu: approximate='", approximate, "'");
+    }
+    case graph::FusibleOp::kAdd: return f(b_.CreateFAdd(x, y()));
+    case graph::FusibleOp::kSub: return f(b_.CreateFSub(x, y()));
+    case graph::FusibleOp::kMul: return f(b_.CreateFMul(x, y()));
+    case graph::FusibleOp::kDiv: return f(b_.CreateFDiv(x, y()));
+    case graph::FusibleOp::kPow: {
+      // The kernel squares (or copies) for these exponents and otherwise
+      // calls pow in double precision; x^1 and x^2 are exact either way.
+      if (in[1]->immediate && *in[1]->immediate == 1.0) return f(x);
+      if (in[1]->immediate && *in[1]->immediate == 2.0) return f(b_.CreateFMul(x, x));
+      return Unsupported("jit: Pow: bit-exact code only for constant exponents 1 and 2");
+    }
+    case graph::FusibleOp::kMin:
+    case graph::FusibleOp::kMax: {
+      for (const auto& o : in) {
+        if (!o) return InvalidModel("jit: ", node.Describe(), ": an input is missing");
+      }
+      // (a < b || a != a) ? a : b, folded over the inputs from the left.
+      const bool min = op == graph::FusibleOp::kMin;
+      llvm::Value* acc = x;
+      for (size_t i = 1; i < in.size(); ++i) {
+        llvm::Value* v = in[i]->v;
+        llvm::Value* wins =
+            b_.CreateOr(min ? b_.CreateFCmpOLT(acc, v) : b_.CreateFCmpOGT(acc, v), b_.CreateFCmpUNO(acc, acc));
+        acc = select(wins, acc, v);
+      }
+      return f(acc);
+    }
+    case graph::FusibleOp::kClip: {
+      // Absent bounds are the float range's ends, as in the kernel (which
+      // clamps infinities to them).
+      llvm::Value* lo = FConst(std::numeric_limits<float>::lowest());
+      llvm::Value* hi = FConst(std::numeric_limits<float>::max());
+      if (node.opset < 11) {
+        KILN_ASSIGN_OR_RETURN(float min_attr, node.GetFloat("min", std::numeric_limits<float>::lowest()));
+        KILN_ASSIGN_OR_RETURN(float max_attr, node.GetFloat("max", std::numeric_limits<float>::max()));
+        lo = FConst(min_attr);
+        hi = FConst(max_attr);
+      } else {
+        if (in.size() > 1 && in[1]) lo = in[1]->v;
+        if (in.size() > 2 && in[2]) hi = in[2]->v;
+      }
+      x = select(b_.CreateFCmpOLT(x, lo), lo, x);
+      return f(select(b_.CreateFCmpOGT(x, hi), hi, x));
+    }
+    case graph::FusibleOp::kWhere: {
+      if (in[0]->kind != Kind::kBool) return Unsupported("jit: Where: condition must be bool");
+      if (in[1]->kind != in[2]->kind) return Unsupported("jit: Where: branches of different dtypes");
+      return Operand{select(x, in[1]->v, in[2]->v), in[1]->kind, std::nullopt};
+    }
+    case graph::FusibleOp::kEqual:
+    case graph::FusibleOp::kLess:
+    case graph::FusibleOp::kGreater: {
+      if (in[0]->kind != in[1]->kind) return Unsupported("jit: ", node.op_type, ": operands of different dtypes");
+      if (in[0]->kind == Kind::kBool) {
+        if (op != graph::FusibleOp::kEqual) return Unsupported("jit: ", node.op_type, ": bool inputs");
+        return mask(b_.CreateICmpEQ(x, y()));
+      }
+      if (op == graph::FusibleOp::kEqual) return mask(b_.CreateFCmpOEQ(x, y()));
+      if (op == graph::FusibleOp::kLess) return mask(b_.CreateFCmpOLT(x, y()));
+      return mask(b_.CreateFCmpOGT(x, y()));
+    }
+    case graph::FusibleOp::kIdentity: return *in[0];
+    default: break;
+  }
+  return Unsupported("jit: ", node.op_type, " has no bit-exact compiled form (the interpreter's kernel calls libm)");
+}
+
+}  // namespace kiln::jit::internal
