@@ -27,6 +27,16 @@ class GemmKernel final : public OpKernel {
   GemmKernel(bool trans_a, bool trans_b, float alpha, float beta, Epilogue epilogue, bool fused)
       : trans_a_(trans_a), trans_b_(trans_b), alpha_(alpha), beta_(beta), epilogue_(epilogue), fused_(fused) {}
 
+  // A constant weight that Compute would pack: packed in the background.
+  std::function<void()> TakePreparation(const std::vector<const Tensor*>& constant_inputs) override {
+    const Tensor* b = constant_inputs.size() > 1 ? constant_inputs[1] : nullptr;
+    if (trans_a_ || b == nullptr || b->dtype() != DType::kFloat32 || b->rank() != 2) return {};
+    const int64_t k = trans_b_ ? b->dim(1) : b->dim(0);
+    const int64_t n = trans_b_ ? b->dim(0) : b->dim(1);
+    if (k <= 0 || n < PackedMatrixB::kMinColumns) return {};
+    return packed_b_.DeferPacking(b->data<float>(), k, n, b->dim(1), trans_b_);
+  }
+
   Status Compute(KernelContext& ctx) const override {
     const Tensor* a = ctx.input(0);
     const Tensor* b = ctx.input(1);
@@ -69,26 +79,23 @@ class GemmKernel final : public OpKernel {
     if (k > 0 && !trans_a_ && ctx.input_is_constant(1) && n >= PackedMatrixB::kMinColumns) {
       // A weight: packed once (packed_sgemm.h says why that beats oneDNN
       // 2.6 here); alpha, beta * C, R and the activation on each tile.
-      KILN_ASSIGN_OR_RETURN(std::shared_ptr<const PackedMatrixB> packed,
-                            packed_b_.Get(b->data<float>(), k, n, b->dim(1), trans_b_));
       const float* cv = use_c ? c->data<float>() : nullptr;
       const float* rv = r != nullptr ? r->data<float>() : nullptr;
-      PackedSgemm(a->data<float>(), k, m, *packed, out, n, ctx.parallel(),
-                  [&](int64_t row0, int64_t row1, int64_t col0, int64_t col1) {
-                    for (int64_t i = row0; i < row1; ++i) {
-                      float* row = out + i * n;
-                      if (alpha_ != 1.0f) {
-                        for (int64_t j = col0; j < col1; ++j) row[j] *= alpha_;
-                      }
-                      if (cv != nullptr) {
-                        const float* c_row = cv + (c_rows == 1 ? 0 : i * c_cols);
-                        for (int64_t j = col0; j < col1; ++j) row[j] += beta_ * c_row[c_cols == 1 ? 0 : j];
-                      }
-                      if (rv != nullptr) AddResidual(row + col0, rv + i * n + col0, col1 - col0);
-                      epilogue_.Apply(row + col0, col1 - col0);
-                    }
-                  });
-      return Status::Ok();
+      return SgemmWithWeight(packed_b_, a->data<float>(), k, m, b->data<float>(), k, n, b->dim(1), trans_b_, out, n,
+                             ctx.parallel(), [&](int64_t row0, int64_t row1, int64_t col0, int64_t col1) {
+                               for (int64_t i = row0; i < row1; ++i) {
+                                 float* row = out + i * n;
+                                 if (alpha_ != 1.0f) {
+                                   for (int64_t j = col0; j < col1; ++j) row[j] *= alpha_;
+                                 }
+                                 if (cv != nullptr) {
+                                   const float* c_row = cv + (c_rows == 1 ? 0 : i * c_cols);
+                                   for (int64_t j = col0; j < col1; ++j) row[j] += beta_ * c_row[c_cols == 1 ? 0 : j];
+                                 }
+                                 if (rv != nullptr) AddResidual(row + col0, rv + i * n + col0, col1 - col0);
+                                 epilogue_.Apply(row + col0, col1 - col0);
+                               }
+                             });
     }
     if (use_c) {
       const float* cv = c->data<float>();

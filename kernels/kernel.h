@@ -90,6 +90,20 @@ class OpKernel {
   // handle; errors name the op and what is wrong (the interpreter adds the
   // node name).
   virtual Status Compute(KernelContext& ctx) const = 0;
+
+  // Work that builds, from the node's constant inputs, state Compute would
+  // otherwise build on its first call (a packed weight), for the runtime to
+  // run on a background thread; empty when there is none. `constant_inputs`
+  // is parallel to the node's inputs: the graph constant, or null for an
+  // input computed at run time. Called at most once, before any Compute.
+  // Once it has returned work, Compute no longer builds that state itself:
+  // until the work has run, it computes without it (with the same results)
+  // and never waits for it. The work may run while Compute runs on other
+  // threads; the runtime runs it or drops it before the kernel is destroyed.
+  virtual std::function<void()> TakePreparation(const std::vector<const Tensor*>& constant_inputs) {
+    (void)constant_inputs;
+    return {};
+  }
 };
 
 // Builds a kernel for a node: parses and checks attributes.

@@ -31,6 +31,15 @@ class MatMulKernel final : public OpKernel {
   // `fused`: a FusedMatMul, which may have a bias and a residual input.
   MatMulKernel(Epilogue epilogue, bool fused) : epilogue_(epilogue), fused_(fused) {}
 
+  // A constant 2-D weight, which Compute would pack: packed in the background.
+  std::function<void()> TakePreparation(const std::vector<const Tensor*>& constant_inputs) override {
+    const Tensor* b = constant_inputs.size() > 1 ? constant_inputs[1] : nullptr;
+    if (b == nullptr || b->dtype() != DType::kFloat32 || b->rank() != 2) return {};
+    const int64_t k = b->dim(0), n = b->dim(1);
+    if (k <= 0 || n < PackedMatrixB::kMinColumns) return {};
+    return packed_b_.DeferPacking(b->data<float>(), k, n, n, /*transposed=*/false);
+  }
+
   Status Compute(KernelContext& ctx) const override {
     const Tensor* a = ctx.input(0);
     const Tensor* b = ctx.input(1);
@@ -87,18 +96,16 @@ class MatMulKernel final : public OpKernel {
       }
       if (plan->packed_rows > 0) {
         // A's batch dims folded into rows, as for oneDNN's 2-D problem.
-        KILN_ASSIGN_OR_RETURN(std::shared_ptr<const PackedMatrixB> packed,
-                              packed_b_.Get(b->data<float>(), plan->k, plan->n, plan->n, /*transposed=*/false));
         float* out = y->data<float>();
         const int64_t n = plan->n;
-        PackedSgemm(a->data<float>(), plan->k, plan->packed_rows, *packed, out, n, ctx.parallel(),
-                    [&](int64_t row0, int64_t row1, int64_t col0, int64_t col1) {
-                      for (int64_t i = row0; i < row1; ++i) {
-                        FinishRow(out + i * n + col0, col1 - col0, bias_data != nullptr ? bias_data + col0 : nullptr,
-                                  residual_data != nullptr ? residual_data + i * n + col0 : nullptr);
-                      }
-                    });
-        return Status::Ok();
+        return SgemmWithWeight(
+            packed_b_, a->data<float>(), plan->k, plan->packed_rows, b->data<float>(), plan->k, n, n,
+            /*transposed=*/false, out, n, ctx.parallel(), [&](int64_t row0, int64_t row1, int64_t col0, int64_t col1) {
+              for (int64_t i = row0; i < row1; ++i) {
+                FinishRow(out + i * n + col0, col1 - col0, bias_data != nullptr ? bias_data + col0 : nullptr,
+                          residual_data != nullptr ? residual_data + i * n + col0 : nullptr);
+              }
+            });
       }
       std::unordered_map<int, dnnl::memory> args = {
           {DNNL_ARG_SRC, WrapMemory(plan->pd.src_desc(), a->raw_data())},

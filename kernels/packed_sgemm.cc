@@ -148,11 +148,39 @@ StatusOr<std::shared_ptr<const PackedMatrixB>> PackedWeightSlot::Get(const float
   return packed_;
 }
 
-void PackedSgemm(const float* a, int64_t lda, int64_t m, const PackedMatrixB& b, float* c, int64_t ldc,
-                 const ParallelRunner& parallel, const TileEpilogue& epilogue) {
-  const int64_t n = b.n(), k = b.k();
+std::function<void()> PackedWeightSlot::DeferPacking(const float* b, int64_t k, int64_t n, int64_t ldb,
+                                                     bool transposed) {
+  {
+    MutexLock lock(mu_);
+    deferred_ = true;
+  }
+  return [this, b, k, n, ldb, transposed] {
+    StatusOr<std::shared_ptr<const PackedMatrixB>> packed = PackedMatrixB::Pack(b, k, n, ldb, transposed);
+    if (!packed.ok()) return;  // calls keep running unpacked
+    MutexLock lock(mu_);
+    packed_ = std::move(packed).value();
+  };
+}
+
+std::shared_ptr<const PackedMatrixB> PackedWeightSlot::Published(const float* b, int64_t k, int64_t n,
+                                                                 bool* deferred) const {
+  MutexLock lock(mu_);
+  *deferred = deferred_;
+  if (packed_ != nullptr && packed_->source() == b && packed_->k() == k && packed_->n() == n) return packed_;
+  return nullptr;
+}
+
+namespace {
+
+// PackedSgemm's loop over tasks (row blocks x panel groups), depth blocks,
+// panels and tiles, with the panel block for (panel, depth0, depth) coming
+// from `panel_block`, so that the packed and unpacked products sum in the
+// same order.
+template <typename PanelBlock>
+void RunSgemm(const float* a, int64_t lda, int64_t m, int64_t k, int64_t n, float* c, int64_t ldc,
+              const ParallelRunner& parallel, const TileEpilogue& epilogue, const PanelBlock& panel_block) {
   if (m <= 0 || n <= 0) return;
-  const int64_t panels = b.num_panels();
+  const int64_t panels = (n + kPanel - 1) / kPanel;
   const int64_t row_blocks = (m + kTaskRows - 1) / kTaskRows;
   const int64_t panel_groups = (panels + kTaskPanels - 1) / kTaskPanels;
   auto run_task = [&](int64_t task) {
@@ -162,10 +190,10 @@ void PackedSgemm(const float* a, int64_t lda, int64_t m, const PackedMatrixB& b,
       const int64_t depth = std::min(kDepthBlock, k - depth0);
       for (int64_t p = panel0; p < panel1; ++p) {
         const int64_t cols = std::min(kPanel, n - p * kPanel);
+        const float* block = panel_block(p, depth0, depth);
         for (int64_t row = row0; row < row1; row += kTileRows) {
           const int rows = static_cast<int>(std::min<int64_t>(kTileRows, row1 - row));
-          Tile(rows, cols, a + row * lda + depth0, lda, b.panel_row(p, depth0), depth, c + row * ldc + p * kPanel, ldc,
-               depth0 > 0);
+          Tile(rows, cols, a + row * lda + depth0, lda, block, depth, c + row * ldc + p * kPanel, ldc, depth0 > 0);
         }
       }
     }
@@ -174,6 +202,57 @@ void PackedSgemm(const float* a, int64_t lda, int64_t m, const PackedMatrixB& b,
   parallel.For(row_blocks * panel_groups, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) run_task(task);
   });
+}
+
+}  // namespace
+
+void PackedSgemm(const float* a, int64_t lda, int64_t m, const PackedMatrixB& b, float* c, int64_t ldc,
+                 const ParallelRunner& parallel, const TileEpilogue& epilogue) {
+  RunSgemm(a, lda, m, b.k(), b.n(), c, ldc, parallel, epilogue,
+           [&b](int64_t panel, int64_t depth0, int64_t) { return b.panel_row(panel, depth0); });
+}
+
+void UnpackedSgemm(const float* a, int64_t lda, int64_t m, const float* b, int64_t k, int64_t n, int64_t ldb,
+                   bool transposed, float* c, int64_t ldc, const ParallelRunner& parallel,
+                   const TileEpilogue& epilogue) {
+  RunSgemm(a, lda, m, k, n, c, ldc, parallel, epilogue, [=](int64_t panel, int64_t depth0, int64_t depth) {
+    // One block per thread, reused for every panel it packs: the previous
+    // block's tiles have all run when the next one is asked for.
+    alignas(kAlignment) thread_local float block[kDepthBlock * kPanel];
+    const int64_t col0 = panel * kPanel;
+    const int64_t cols = std::min(kPanel, n - col0);
+    if (transposed) {
+      // Row j of B's transpose is column j of B: read along it.
+      for (int64_t j = 0; j < cols; ++j) {
+        const float* src = b + (col0 + j) * ldb + depth0;
+        for (int64_t row = 0; row < depth; ++row) block[row * kPanel + j] = src[row];
+      }
+      for (int64_t row = 0; row < depth; ++row) std::fill(block + row * kPanel + cols, block + (row + 1) * kPanel, 0.f);
+    } else {
+      for (int64_t row = 0; row < depth; ++row) {
+        float* out = block + row * kPanel;
+        std::memcpy(out, b + (depth0 + row) * ldb + col0, static_cast<size_t>(cols) * sizeof(float));
+        std::fill(out + cols, out + kPanel, 0.f);
+      }
+    }
+    return static_cast<const float*>(block);
+  });
+}
+
+Status SgemmWithWeight(const PackedWeightSlot& slot, const float* a, int64_t lda, int64_t m, const float* b, int64_t k,
+                       int64_t n, int64_t ldb, bool transposed, float* c, int64_t ldc, const ParallelRunner& parallel,
+                       const TileEpilogue& epilogue) {
+  bool deferred = false;
+  std::shared_ptr<const PackedMatrixB> packed = slot.Published(b, k, n, &deferred);
+  if (packed == nullptr && deferred) {
+    UnpackedSgemm(a, lda, m, b, k, n, ldb, transposed, c, ldc, parallel, epilogue);
+    return Status::Ok();
+  }
+  if (packed == nullptr) {
+    KILN_ASSIGN_OR_RETURN(packed, slot.Get(b, k, n, ldb, transposed));
+  }
+  PackedSgemm(a, lda, m, *packed, c, ldc, parallel, epilogue);
+  return Status::Ok();
 }
 
 }  // namespace kiln::kernels

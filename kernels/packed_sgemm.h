@@ -62,9 +62,12 @@ class PackedMatrixB {
   std::unique_ptr<float[], FreeAligned> data_;
 };
 
-// The packed copy of one kernel's constant weight, made by the first call
-// that needs it and shared by all later ones. Thread-safe: concurrent first
-// calls pack once.
+// The packed copy of one kernel's constant weight, shared by all calls. By
+// default the first call that needs it packs it. A kernel whose runtime
+// packs in the background (OpKernel::TakePreparation) hands the packing out
+// with DeferPacking; its calls then never pack, and run on the unpacked
+// weight (SgemmWithWeight) until the packed copy is published. Thread-safe:
+// concurrent first calls pack once.
 class PackedWeightSlot {
  public:
   // B packed as PackedMatrixB::Pack(b, k, n, ldb, transposed) would; packs
@@ -73,9 +76,20 @@ class PackedWeightSlot {
   StatusOr<std::shared_ptr<const PackedMatrixB>> Get(const float* b, int64_t k, int64_t n, int64_t ldb,
                                                      bool transposed) const;
 
+  // From now on, calls do not pack B themselves; the returned work packs it
+  // (without holding the slot's lock while it does) and publishes it. If
+  // packing fails (no memory), calls keep running on the unpacked weight.
+  std::function<void()> DeferPacking(const float* b, int64_t k, int64_t n, int64_t ldb, bool transposed);
+
+  // What a call should run on: the packed copy of exactly this B if it is
+  // published; else null, with `*deferred` saying whether packing was handed
+  // to the background (run unpacked) or not (pack now, with Get).
+  std::shared_ptr<const PackedMatrixB> Published(const float* b, int64_t k, int64_t n, bool* deferred) const;
+
  private:
   mutable Mutex mu_;
   mutable std::shared_ptr<const PackedMatrixB> packed_ KILN_GUARDED_BY(mu_);
+  bool deferred_ KILN_GUARDED_BY(mu_) = false;
 };
 
 // Called with a finished tile of C, rows [row_begin, row_end) x columns
@@ -90,5 +104,23 @@ using TileEpilogue = std::function<void(int64_t row_begin, int64_t row_end, int6
 // the thread count, so results do not depend on it.
 void PackedSgemm(const float* a, int64_t lda, int64_t m, const PackedMatrixB& b, float* c, int64_t ldc,
                  const ParallelRunner& parallel, const TileEpilogue& epilogue);
+
+// The same product on B as given (B [k, n] with row stride ldb, or with
+// `transposed` its transpose [n, k]), for a weight whose packed copy is not
+// ready: each task packs the panel blocks it needs into a buffer that stays
+// in L1 and runs PackedSgemm's micro-kernel on them, in PackedSgemm's order.
+// The results are therefore equal to PackedSgemm's bit for bit; the cost is
+// packing B once per call (no allocation, no page faults) instead of never.
+void UnpackedSgemm(const float* a, int64_t lda, int64_t m, const float* b, int64_t k, int64_t n, int64_t ldb,
+                   bool transposed, float* c, int64_t ldc, const ParallelRunner& parallel,
+                   const TileEpilogue& epilogue);
+
+// C = A * B for a kernel's constant weight B held in `slot`: on the packed
+// copy when it is published; on B itself (UnpackedSgemm) while packing is
+// deferred and not done; otherwise after packing it now. Fails only when
+// packing now cannot allocate.
+Status SgemmWithWeight(const PackedWeightSlot& slot, const float* a, int64_t lda, int64_t m, const float* b, int64_t k,
+                       int64_t n, int64_t ldb, bool transposed, float* c, int64_t ldc, const ParallelRunner& parallel,
+                       const TileEpilogue& epilogue);
 
 }  // namespace kiln::kernels

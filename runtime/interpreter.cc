@@ -193,6 +193,7 @@ StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& g
   // once, not one per attempt.
   std::map<std::string, int> unsupported;  // "Op (opset N)" -> count, sorted for a stable message
   Status first_error;
+  std::vector<std::function<void()>> preparations;
   for (graph::NodeId id : order) {
     const graph::Node& node = graph.node(id);
     const bool control_flow = IsControlFlowOp(node);
@@ -218,8 +219,13 @@ StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& g
     step.kernel = std::move(kernel).value();
     if (control_flow) step.control_flow = static_cast<const ControlFlowKernel*>(step.kernel.get());
     step.inputs = node.inputs;
+    std::vector<const Tensor*> constants;
     for (graph::ValueId in : node.inputs) {
       step.input_is_constant.push_back(in != graph::kNoValue && graph.value(in).constant.has_value());
+      constants.push_back(step.input_is_constant.back() ? &*graph.value(in).constant : nullptr);
+    }
+    if (std::function<void()> prepare = step.kernel->TakePreparation(constants)) {
+      preparations.push_back(std::move(prepare));
     }
     step.outputs = node.outputs;
     step.description = node.Describe();
@@ -278,7 +284,17 @@ StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& g
   interp->profiles_.reset(new StepProfile[interp->steps_.size()]);
   Log().debug("interpreter: {} steps, {} planned values in {} slots (estimated {} bytes)", interp->steps_.size(),
               planned.size(), interp->plan_.num_slots(), interp->plan_.PlannedBytes());
+  if (!preparations.empty()) {
+    // Packing weights on a thread of its own: a run that comes first uses
+    // the kernels' unprepared paths rather than waiting (kernel.h).
+    interp->preparation_ = std::make_unique<CompileQueue>(1);
+    for (std::function<void()>& prepare : preparations) interp->preparation_->Enqueue(std::move(prepare));
+  }
   return interp;
+}
+
+void Interpreter::WaitForPreparation() const {
+  if (preparation_ != nullptr) preparation_->WaitIdle();
 }
 
 std::unique_ptr<ExecutionFrame> Interpreter::NewFrame() const {

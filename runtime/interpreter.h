@@ -20,6 +20,7 @@
 #include "kernels/kernel.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
+#include "runtime/compile_queue.h"
 #include "runtime/memory_plan.h"
 #include "runtime/output_buffer_pool.h"
 #include "runtime/region_call.h"
@@ -149,6 +150,11 @@ class Interpreter {
   const MemoryPlan& memory_plan() const { return plan_; }
   const graph::Graph& graph() const { return graph_; }
 
+  // Waits until the kernels' background preparation (OpKernel::
+  // TakePreparation: packed weights) has run. Runs never wait for it; tests
+  // and benchmarks that want the prepared path do.
+  void WaitForPreparation() const;
+
  private:
   Interpreter(const graph::Graph& graph) : graph_(graph) {}
 
@@ -177,6 +183,10 @@ class Interpreter {
   std::vector<int> slot_of_value_;
   MemoryPlan plan_;
   mutable std::unique_ptr<StepProfile[]> profiles_;
+  // Runs the kernels' preparation; null when none has any. Declared last so
+  // that it goes first: queued work is dropped and running work finishes
+  // before the kernels it prepares are destroyed.
+  std::unique_ptr<CompileQueue> preparation_;
 };
 
 }  // namespace kiln::runtime
