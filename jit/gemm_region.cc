@@ -8,14 +8,19 @@ namespace kiln::jit {
 namespace {
 
 // Bit-exact code reproduces the interpreter's packed GEMM, so the
-// interpreter must take that path for this node and shape; its kernels
-// choose so (kernels/matmul.cc and gemm.cc): at least
+// interpreter must take that path for this node and shape: a MatMul or Gemm
+// (a 1x1 convolution runs on oneDNN), and as its kernels choose
+// (kernels/matmul.cc and gemm.cc) at least
 // kPackedMinColumns columns, and for MatMul more than kSmallWork
 // multiply-adds (smaller products run a plain loop). A dynamic M must
 // qualify for every M >= 1.
 Status CheckInterpreterUsesPackedGemm(const graph::Node& node, const GemmProblem& problem) {
   constexpr int64_t kPackedMinColumns = 8;
   constexpr int64_t kSmallWork = 16384;
+  if (node.op_type != "MatMul" && node.op_type != "Gemm" && node.op_type != "FusedMatMul") {
+    return Unsupported("jit: bitwise-equivalent mode: the interpreter runs ", node.Describe(),
+                       " on oneDNN, whose summation order is its own");
+  }
   if (problem.epilogue.activation == GemmActivation::kElu) {
     return Unsupported("jit: bitwise-equivalent mode: ", node.Describe(), "'s Elu epilogue calls libm's expm1");
   }

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <string>
@@ -49,8 +50,9 @@ TEST(ZooManifest, ListsEveryModelWithInputsMatchingTheModel) {
   ASSERT_TRUE(cases.ok()) << cases.status().ToString();
   std::set<std::string> names;
   for (const ZooCase& c : *cases) names.insert(c.name);
-  for (const char* expected : {"mlp_b1", "mlp_b32", "resnet_small", "mobilenetv3_small_style", "transformer_encoder",
-                               "silu_ln_gelu", "transformer_dynamic/seq:32", "transformer_dynamic/seq:256"}) {
+  for (const char* expected :
+       {"mlp_b1", "mlp_b32", "resnet_small", "mobilenetv3_small_style", "transformer_encoder", "silu_ln_gelu", "lstm",
+        "bigru", "transformer_dynamic/seq:32", "transformer_dynamic/seq:256"}) {
     EXPECT_TRUE(names.count(expected)) << expected;
   }
   for (const ZooCase& c : *cases) {
@@ -112,6 +114,55 @@ TEST(ZooModels, EveryCaseAgreesAcrossTiersWithSensibleMagnitudes) {
       const double rms = std::sqrt(sum_sq / static_cast<double>(out.tensor.num_elements()));
       EXPECT_GT(rms, 0.05) << out.name;
       EXPECT_LT(rms, 20.0) << out.name;
+    }
+  }
+}
+
+// SessionOptions::jit_bitwise_equivalent on every zoo model at 1 and 2
+// threads: the JIT's outputs equal the interpreter's bit for bit (memcmp),
+// and the GEMM-heavy models do run compiled GEMMs in this mode.
+TEST(ZooModels, BitwiseModeMatchesTheInterpreterBitForBit) {
+  StatusOr<std::vector<ZooCase>> cases = ReadZooManifest(ZooDir());
+  ASSERT_TRUE(cases.ok()) << cases.status().ToString();
+  for (const ZooCase& c : *cases) {
+    StatusOr<std::shared_ptr<const Model>> model = Model::Load(c.model_path);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    StatusOr<std::vector<NamedTensor>> inputs = LoadZooInputs(c);
+    ASSERT_TRUE(inputs.ok()) << inputs.status().ToString();
+    for (int threads : {1, 2}) {
+      SCOPED_TRACE(c.name + " threads " + std::to_string(threads));
+      SessionOptions interp_options, jit_options;
+      interp_options.tier = TierPolicy::kInterpreter;
+      jit_options.tier = TierPolicy::kJit;
+      jit_options.jit_bitwise_equivalent = true;
+      jit_options.jit_keep_faster_tier = false;  // compiled code runs whatever its speed
+      interp_options.intra_op_threads = jit_options.intra_op_threads = threads;
+      StatusOr<std::unique_ptr<Session>> interp = Session::Create(*model, interp_options);
+      StatusOr<std::unique_ptr<Session>> jit = Session::Create(*model, jit_options);
+      ASSERT_TRUE(interp.ok()) << interp.status().ToString();
+      ASSERT_TRUE(jit.ok()) << jit.status().ToString();
+      StatusOr<std::vector<NamedTensor>> expected = (*interp)->Run(*inputs);
+      ASSERT_TRUE(expected.ok()) << expected.status().ToString();
+      // The first JIT run compiles and verifies; the second serves compiled.
+      ASSERT_TRUE((*jit)->Run(*inputs).ok());
+      StatusOr<std::vector<NamedTensor>> actual = (*jit)->Run(*inputs);
+      ASSERT_TRUE(actual.ok()) << actual.status().ToString();
+      ASSERT_EQ(actual->size(), expected->size());
+      for (size_t o = 0; o < actual->size(); ++o) {
+        const Tensor& a = (*actual)[o].tensor;
+        const Tensor& e = (*expected)[o].tensor;
+        ASSERT_EQ(a.dims(), e.dims());
+        EXPECT_EQ(std::memcmp(a.raw_data(), e.raw_data(), a.byte_size()), 0) << "output " << o;
+      }
+      int64_t gemm_calls = 0, verify_failures = 0;
+      for (const RegionStats& r : (*jit)->stats().regions) {
+        if (r.kind == "gemm") gemm_calls += r.compiled_calls;
+        verify_failures += r.verify_failures;
+      }
+      EXPECT_EQ(verify_failures, 0);
+      if (c.name.rfind("mlp", 0) == 0 || c.name.rfind("transformer", 0) == 0) {
+        EXPECT_GT(gemm_calls, 0) << "no GEMM ran compiled";
+      }
     }
   }
 }
