@@ -391,6 +391,41 @@ OnnxModelBuilder SoftmaxAttentionModel(const Dims& dims) {
   return b;
 }
 
+// Multi-head self-attention as torch.onnx exports it, from the per-head
+// views of the projections on: q, k, v [1, seq, heads, 64], Transposes to
+// [1, heads, seq, 64] (K to [1, heads, 64, seq]), MatMul(Q, K^T), Div by
+// sqrt(64), Softmax, MatMul(., V), Transpose back. The JIT compiles it as
+// one attention region; the interpreter runs the nodes one by one.
+OnnxModelBuilder AttentionRegionModel(int64_t heads, int64_t seq) {
+  constexpr int64_t kHeadDim = 64;
+  OnnxModelBuilder b(17);
+  for (const char* x : {"q", "k", "v"}) b.Input(x, kFloat, {1, seq, heads, kHeadDim});
+  b.FloatInit("root", {}, {8.0f});
+  OnnxModelBuilder::IntsAttr(b.Node("Transpose", {"q"}, {"qh"}), "perm", {0, 2, 1, 3});
+  OnnxModelBuilder::IntsAttr(b.Node("Transpose", {"k"}, {"kt"}), "perm", {0, 2, 3, 1});
+  OnnxModelBuilder::IntsAttr(b.Node("Transpose", {"v"}, {"vh"}), "perm", {0, 2, 1, 3});
+  b.Node("MatMul", {"qh", "kt"}, {"scores"});
+  b.Node("Div", {"scores", "root"}, {"scaled"});
+  OnnxModelBuilder::IntAttr(b.Node("Softmax", {"scaled"}, {"probs"}), "axis", -1);
+  b.Node("MatMul", {"probs", "vh"}, {"ctx"});
+  OnnxModelBuilder::IntsAttr(b.Node("Transpose", {"ctx"}, {"y"}), "perm", {0, 2, 1, 3});
+  b.Output("y");
+  return b;
+}
+
+Status PrepareAttention(int64_t heads, int64_t seq, TierPair& pair) {
+  Status status;
+  std::shared_ptr<const Model> model = LoadBuilt(AttentionRegionModel(heads, seq), status);
+  KILN_RETURN_IF_ERROR(status);
+  std::vector<NamedTensor> inputs;
+  uint32_t seed = 11;
+  for (const char* x : {"q", "k", "v"}) {
+    KILN_ASSIGN_OR_RETURN(Tensor t, RandomTensor({1, seq, heads, 64}, seed++, -2.0f, 2.0f));
+    inputs.push_back({x, std::move(t)});
+  }
+  return PreparePair(std::move(model), std::move(inputs), kMicroThreads, pair);
+}
+
 // A single [m, k] x [k, n] MatMul with constant weights.
 OnnxModelBuilder MatMulModel(int64_t m, int64_t n, int64_t k) {
   OnnxModelBuilder b(17);
@@ -556,6 +591,24 @@ void RegisterRegions() {
                                  [dims](TierPair& p) { return PrepareBuilt(SoftmaxAttentionModel(dims), dims, p); });
         TimeTier(state, pair, jit);
       })->UseRealTime();
+    }
+  }
+  // Attention at 4 and 12 heads, seq 128 and 384, head dim 64. Counter
+  // flops: the two products' 4 * heads * seq^2 * 64 per run, as a rate.
+  for (int64_t heads : {4, 12}) {
+    for (int64_t seq : {128, 384}) {
+      for (bool jit : {false, true}) {
+        const std::string shape = "/heads:" + std::to_string(heads) + "/seq:" + std::to_string(seq);
+        const std::string name = std::string("BM_AttentionRegion/tier:") + TierArg(jit) + shape;
+        benchmark::RegisterBenchmark(name.c_str(), [heads, seq, shape, jit](benchmark::State& state) {
+          TierPair& pair = GetPair("attention_region" + shape,
+                                   [heads, seq](TierPair& p) { return PrepareAttention(heads, seq, p); });
+          TimeTier(state, pair, jit);
+          const double flops = 4.0 * static_cast<double>(heads * seq * seq * 64);
+          state.counters["flops"] =
+              benchmark::Counter(flops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+        })->UseRealTime();
+      }
     }
   }
   for (int threads : {1, 2}) {
