@@ -14,6 +14,10 @@
 // same step produce. W and R are the GEMMs' right-hand sides, packed once
 // per session when they are graph constants (packed_sgemm.h).
 //
+// Calls oneDNN's RNN primitives can run (recurrent_dnnl.h: default
+// activations, no clip, no input_forget, no sequence shorter than X) go
+// there; this kernel runs the rest.
+//
 // sequence_lens: a batch entry with length L runs L steps (a reversed
 // direction reads its own steps L-1 down to 0); its Y rows past L are
 // zero and Y_h (Y_c) hold the state after its last step.
@@ -25,6 +29,7 @@
 
 #include "kernels/packed_sgemm.h"
 #include "kernels/recurrent_cells.h"
+#include "kernels/recurrent_dnnl.h"
 #include "kernels/recurrent_kernels.h"
 #include "kernels/recurrent_spec.h"
 
@@ -34,12 +39,7 @@ namespace {
 // Input positions of the ONNX recurrent ops.
 constexpr int kX = 0, kW = 1, kR = 2, kB = 3, kSequenceLens = 4, kInitialH = 5, kInitialC = 6, kP = 7;
 
-// The sizes of one call, checked against every input.
-struct Problem {
-  int64_t seq = 0, batch = 0, input = 0, hidden = 0;
-  int dirs = 1;
-  int64_t gates = 1;  // per direction
-};
+using Problem = RecurrentProblem;
 
 // The right-hand side of C = A * B^T, with B given as [n, k] row-major
 // (how ONNX stores W and R): packed when wide enough to be worth it,
@@ -96,7 +96,8 @@ StatusOr<std::unique_ptr<float[]>> AllocateScratch(const char* op, int64_t count
 
 class RecurrentKernel final : public OpKernel {
  public:
-  explicit RecurrentKernel(RecurrentSpec spec) : spec_(std::move(spec)), op_(RecurrentCellOp(spec_.cell)) {}
+  RecurrentKernel(RecurrentSpec spec, std::unique_ptr<DnnlRecurrent> onednn)
+      : spec_(std::move(spec)), op_(RecurrentCellOp(spec_.cell)), onednn_(std::move(onednn)) {}
 
   Status Compute(KernelContext& ctx) const override {
     KILN_ASSIGN_OR_RETURN(Problem p, Check(ctx));
@@ -136,6 +137,11 @@ class RecurrentKernel final : public OpKernel {
     }
     if (y != nullptr && padded) std::fill(y->data<float>(), y->data<float>() + y->num_elements(), 0.0f);
     if (p.batch == 0 || h == 0) return Status::Ok();
+    if (onednn_ != nullptr && !padded) {
+      Status status = onednn_->Run(ctx, p, y, y_h, y_c);
+      // Without an implementation for this problem, kiln's own runs it.
+      if (status.code() != StatusCode::kUnsupported) return status;
+    }
 
     int64_t projection = 0;  // seq * batch * gates * hidden, checked
     if (__builtin_mul_overflow(p.seq * p.batch, p.gates * h, &projection)) {
@@ -403,6 +409,8 @@ class RecurrentKernel final : public OpKernel {
 
   RecurrentSpec spec_;
   const char* op_;
+  // Null when oneDNN cannot run this node's attributes.
+  std::unique_ptr<DnnlRecurrent> onednn_;
   // W, R (GRU without linear_before_reset: R's z and r rows) and GRU's h
   // rows of R, per direction, packed on first use.
   PackedWeightSlot w_slots_[2], r_slots_[2], rh_slots_[2];
@@ -410,9 +418,11 @@ class RecurrentKernel final : public OpKernel {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<OpKernel>> CreateRecurrentKernel(const graph::Node& node, RecurrentCell cell) {
+StatusOr<std::unique_ptr<OpKernel>> CreateRecurrentKernel(const graph::Node& node, RecurrentCell cell,
+                                                          bool use_onednn) {
   KILN_ASSIGN_OR_RETURN(RecurrentSpec spec, ParseRecurrentSpec(node, cell));
-  return std::unique_ptr<OpKernel>(new RecurrentKernel(std::move(spec)));
+  std::unique_ptr<DnnlRecurrent> onednn = use_onednn ? DnnlRecurrent::Create(spec) : nullptr;
+  return std::unique_ptr<OpKernel>(new RecurrentKernel(std::move(spec), std::move(onednn)));
 }
 
 }  // namespace kiln::kernels

@@ -10,8 +10,11 @@
 
 namespace kiln::kernels {
 
-// kiln's own implementation of `cell` (recurrent.cc): every attribute
-// combination ONNX defines.
-StatusOr<std::unique_ptr<OpKernel>> CreateRecurrentKernel(const graph::Node& node, RecurrentCell cell);
+// The kernel of `cell` (recurrent.cc): oneDNN's primitive for the calls it
+// can run when `use_onednn` (recurrent_dnnl.h), kiln's own implementation
+// for every other attribute combination ONNX defines. Tests turn oneDNN
+// off to compare the two.
+StatusOr<std::unique_ptr<OpKernel>> CreateRecurrentKernel(const graph::Node& node, RecurrentCell cell,
+                                                          bool use_onednn = true);
 
 }  // namespace kiln::kernels

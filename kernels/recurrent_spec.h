@@ -80,6 +80,13 @@ struct RecurrentSpec {
   bool default_activations() const;
 };
 
+// The sizes of one call, checked against every input by the kernel.
+struct RecurrentProblem {
+  int64_t seq = 0, batch = 0, input = 0, hidden = 0;
+  int dirs = 1;
+  int64_t gates = 1;  // per direction
+};
+
 // Parses and checks `node`'s attributes for `cell`: an unknown direction or
 // activation, a wrong number of activations, a non-positive hidden_size or
 // clip, a layout other than 0 or 1 give an InvalidModel error naming it.

@@ -1,7 +1,8 @@
 // LSTM, GRU and RNN against a plain double-precision implementation of
 // ONNX's equations written here, one batch entry and one step at a time, on
-// random sizes and every attribute combination; and the errors bad nodes
-// and inputs give.
+// random sizes and every attribute combination (through the registry's
+// kernel: oneDNN where it applies, kiln's own elsewhere); oneDNN's path
+// against kiln's own kernel; and the errors bad nodes and inputs give.
 #include <cmath>
 #include <map>
 #include <optional>
@@ -11,6 +12,9 @@
 
 #include <gmock/gmock.h>
 
+#include "kernels/recurrent_dnnl.h"
+#include "kernels/recurrent_kernels.h"
+#include "kernels/recurrent_spec.h"
 #include "test/kernels/kernel_test_util.h"
 
 namespace kiln::testing {
@@ -387,6 +391,93 @@ TEST(RecurrentTest, ZeroLengthSequencesKeepTheInitialState) {
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   ExpectNear(ToVector<float>((*got)[0]), want.y, 1e-4, 2e-5);
   ExpectNear(ToVector<float>((*got)[1]), want.y_h, 1e-4, 2e-5);
+}
+
+kernels::RecurrentCell CellOf(const std::string& op) {
+  return op == "LSTM"  ? kernels::RecurrentCell::kLstm
+         : op == "GRU" ? kernels::RecurrentCell::kGru
+                       : kernels::RecurrentCell::kRnn;
+}
+
+// oneDNN's primitives, called directly (so that a silent fallback cannot
+// pass), against kiln's own kernel on random sizes and every attribute
+// combination oneDNN takes.
+TEST(RecurrentTest, OneDnnMatchesOwnKernel) {
+  std::mt19937 rng(7);
+  auto coin = [&] { return rng() % 2 == 0; };
+  for (int i = 0; i < 60; ++i) {
+    Case c;
+    c.op = kOps[i % 3];
+    c.direction = kDirections[(i / 3) % 3];
+    c.layout = (i / 9) % 2;
+    c.seq = 1 + static_cast<int64_t>(rng() % 12);
+    c.batch = 1 + static_cast<int64_t>(rng() % 6);
+    c.input = 1 + static_cast<int64_t>(rng() % 40);
+    c.hidden = 1 + static_cast<int64_t>(rng() % 70);
+    c.bias = coin();
+    c.initial_h = coin();
+    c.initial_c = c.op == "LSTM" && coin();
+    c.peephole = c.op == "LSTM" && coin();
+    c.linear_before_reset = c.op == "GRU" && coin();
+    if (c.op == "RNN" && coin())
+      c.activations.assign(static_cast<size_t>(c.dirs()), Named(coin() ? "Relu" : "Sigmoid"));
+    // Full-length sequence_lens are oneDNN's too.
+    c.seq_lens = false;
+    SCOPED_TRACE(c.op + " " + c.direction + " layout " + std::to_string(c.layout) + " seq " + std::to_string(c.seq) +
+                 " batch " + std::to_string(c.batch) + " input " + std::to_string(c.input) + " hidden " +
+                 std::to_string(c.hidden) + " case " + std::to_string(i));
+    const Inputs in = MakeInputs(c, 500 + static_cast<uint32_t>(i));
+    const graph::Node node = MakeNode(c);
+    const int num_outputs = c.op == "LSTM" ? 3 : 2;
+    auto own = kernels::CreateRecurrentKernel(node, CellOf(c.op), /*use_onednn=*/false);
+    ASSERT_TRUE(own.ok()) << own.status().ToString();
+    std::vector<const Tensor*> inputs = InputList(c, in);
+    const kernels::SerialRunner serial;
+    PlainAllocator allocator;
+    std::vector<Tensor> want(static_cast<size_t>(num_outputs));
+    kernels::KernelContext own_ctx(inputs, want, allocator, serial);
+    ASSERT_TRUE((*own)->Compute(own_ctx).ok());
+
+    auto spec = kernels::ParseRecurrentSpec(node, CellOf(c.op));
+    ASSERT_TRUE(spec.ok());
+    std::unique_ptr<kernels::DnnlRecurrent> onednn = kernels::DnnlRecurrent::Create(*spec);
+    ASSERT_NE(onednn, nullptr);
+    kernels::RecurrentProblem p;
+    p.seq = c.seq;
+    p.batch = c.batch;
+    p.input = c.input;
+    p.hidden = c.hidden;
+    p.dirs = c.dirs();
+    p.gates = c.gates();
+    std::vector<Tensor> got(static_cast<size_t>(num_outputs));
+    for (int o = 0; o < num_outputs; ++o) {
+      got[static_cast<size_t>(o)] =
+          ValueOrAbort(Tensor::Allocate(DType::kFloat32, want[static_cast<size_t>(o)].dims()));
+    }
+    kernels::KernelContext ctx(inputs, got, allocator, serial);
+    Status s = onednn->Run(ctx, p, &got[0], &got[1], num_outputs > 2 ? &got[2] : nullptr);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    // Relu RNNs grow without bound and amplify rounding order over steps.
+    for (int o = 0; o < num_outputs; ++o) {
+      ExpectNear(ToVector<float>(got[static_cast<size_t>(o)]), ToVector<float>(want[static_cast<size_t>(o)]), 1e-3,
+                 2e-5);
+    }
+  }
+}
+
+TEST(RecurrentTest, OneDnnTakesOnlyWhatItImplements) {
+  Case c;
+  c.op = "LSTM";
+  graph::Node node = MakeNode(c);
+  EXPECT_NE(kernels::DnnlRecurrent::Create(*kernels::ParseRecurrentSpec(node, kernels::RecurrentCell::kLstm)), nullptr);
+  node.attributes["clip"] = FloatAttr(1.0f);
+  EXPECT_EQ(kernels::DnnlRecurrent::Create(*kernels::ParseRecurrentSpec(node, kernels::RecurrentCell::kLstm)), nullptr);
+  node = MakeNode(c);
+  node.attributes["input_forget"] = IntAttr(1);
+  EXPECT_EQ(kernels::DnnlRecurrent::Create(*kernels::ParseRecurrentSpec(node, kernels::RecurrentCell::kLstm)), nullptr);
+  node = MakeNode(c);
+  node.attributes["activations"] = StringsAttr({"Sigmoid", "Relu", "Tanh"});
+  EXPECT_EQ(kernels::DnnlRecurrent::Create(*kernels::ParseRecurrentSpec(node, kernels::RecurrentCell::kLstm)), nullptr);
 }
 
 // --- bad nodes and inputs --------------------------------------------------
