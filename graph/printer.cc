@@ -145,27 +145,20 @@ std::vector<NodeId> PrintOrder(const Graph& graph, bool* has_cycle) {
 
 bool IsValidId(const Graph& graph, ValueId id) { return id >= 0 && static_cast<size_t>(id) < graph.num_values(); }
 
-}  // namespace
-
-std::string PrintGraph(const Graph& graph) {
-  std::ostringstream os;
-  os << "graph " << Quote(graph.name) << " opsets {";
-  bool first = true;
-  for (const auto& [domain, version] : graph.opset_imports()) {
-    os << (first ? "" : ", ") << Quote(domain) << ": " << version;
-    first = false;
-  }
-  os << "}\n";
-
+// The listing of `graph` after its header line, each line starting with
+// `indent`; sub-graphs follow their node, indented one level more.
+void PrintBody(const Graph& graph, const std::string& indent, std::ostringstream& os) {
   for (ValueId id : graph.inputs())
-    os << "input  " << ValueName(graph, id) << ":" << TypeString(graph.value(id)) << "\n";
+    os << indent << "input  " << ValueName(graph, id) << ":" << TypeString(graph.value(id)) << "\n";
+  for (ValueId id : graph.outer_scope_values())
+    os << indent << "outer  " << ValueName(graph, id) << ":" << TypeString(graph.value(id)) << "\n";
 
   // Constants that something still refers to: a node input or a graph
   // output. Value ids follow the model's order, which keeps this stable.
   for (size_t i = 0; i < graph.num_values(); ++i) {
     const Value& v = graph.value(static_cast<ValueId>(i));
     if (!v.constant) continue;
-    os << "const  " << ValueName(graph, static_cast<ValueId>(i)) << ":" << TensorSummary(*v.constant);
+    os << indent << "const  " << ValueName(graph, static_cast<ValueId>(i)) << ":" << TensorSummary(*v.constant);
     std::string values = InlineConstantValues(*v.constant);
     if (!values.empty()) os << " = " << values;
     os << "\n";
@@ -173,7 +166,7 @@ std::string PrintGraph(const Graph& graph) {
 
   bool has_cycle = false;
   std::vector<NodeId> order = PrintOrder(graph, &has_cycle);
-  if (has_cycle) os << "# the graph has a cycle: nodes in model order\n";
+  if (has_cycle) os << indent << "# the graph has a cycle: nodes in model order\n";
   for (NodeId id : order) {
     const Node& n = graph.node(id);
     std::string outs;
@@ -182,8 +175,15 @@ std::string PrintGraph(const Graph& graph) {
       outs += ValueName(graph, n.outputs[i]);
       if (IsValidId(graph, n.outputs[i])) outs += ":" + TypeString(graph.value(n.outputs[i]));
     }
-    os << outs << (outs.empty() ? "" : " ") << "= " << OpName(n) << "(";
-    for (size_t i = 0; i < n.inputs.size(); ++i) os << (i ? ", " : "") << ValueName(graph, n.inputs[i]);
+    os << indent << outs << (outs.empty() ? "" : " ") << "= " << OpName(n) << "(";
+    // Implicit inputs (what the node's sub-graphs read from here) after a
+    // bar: they are not ONNX inputs.
+    const size_t explicit_inputs = n.implicit_inputs >= 0 && static_cast<size_t>(n.implicit_inputs) <= n.inputs.size()
+                                       ? n.num_explicit_inputs()
+                                       : n.inputs.size();
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      os << (i == explicit_inputs ? (i ? " | " : "| ") : i ? ", " : "") << ValueName(graph, n.inputs[i]);
+    }
     os << ")";
     if (!n.attributes.empty()) {
       os << " {";
@@ -196,9 +196,28 @@ std::string PrintGraph(const Graph& graph) {
     }
     if (!n.name.empty()) os << "  # " << n.name;
     os << "\n";
+    for (const auto& [attr_name, body] : Subgraphs(n)) {
+      os << indent << "  " << attr_name << " " << Quote(body->name) << " {\n";
+      PrintBody(*body, indent + "    ", os);
+      os << indent << "  }\n";
+    }
   }
 
-  for (ValueId id : graph.outputs()) os << "output " << ValueName(graph, id) << "\n";
+  for (ValueId id : graph.outputs()) os << indent << "output " << ValueName(graph, id) << "\n";
+}
+
+}  // namespace
+
+std::string PrintGraph(const Graph& graph) {
+  std::ostringstream os;
+  os << "graph " << Quote(graph.name) << " opsets {";
+  bool first = true;
+  for (const auto& [domain, version] : graph.opset_imports()) {
+    os << (first ? "" : ", ") << Quote(domain) << ": " << version;
+    first = false;
+  }
+  os << "}\n";
+  PrintBody(graph, "", os);
   return os.str();
 }
 
@@ -235,6 +254,52 @@ std::string EdgeLabel(const Value& v) {
   std::string type = TypeString(v);
   if (type != "?") label += (label.empty() ? "" : "\n") + type;
   return label;
+}
+
+// A sub-graph as a DOT cluster: its inputs and outer-scope values as
+// ellipses, its nodes, the edges between them, and its own sub-graphs as
+// nested clusters. Ids carry `prefix` so that no two bodies collide.
+void DotCluster(const Graph& body, const std::string& prefix, const std::string& label, std::ostringstream& os,
+                const std::string& indent) {
+  os << indent << "subgraph " << DotString("cluster_" + prefix) << " {\n";
+  os << indent << "  label=" << DotString(label) << "; style=dashed;\n";
+  const auto value_id = [&](ValueId id) { return DotString(prefix + DotValueId(id)); };
+  const auto node_id = [&](NodeId id) { return DotString(prefix + DotNodeId(id)); };
+  for (ValueId id : body.inputs()) {
+    os << indent << "  " << value_id(id)
+       << " [shape=ellipse, fillcolor=\"#eeeeee\", label=" << DotString(body.value(id).name) << "];\n";
+  }
+  for (ValueId id : body.outer_scope_values()) {
+    os << indent << "  " << value_id(id)
+       << " [shape=ellipse, style=dashed, label=" << DotString("outer " + body.value(id).name) << "];\n";
+  }
+  for (size_t i = 0; i < body.num_nodes(); ++i) {
+    const Node& n = body.node(static_cast<NodeId>(i));
+    if (n.dead) continue;
+    os << indent << "  " << node_id(static_cast<NodeId>(i))
+       << " [label=" << DotString(OpName(n) + (n.name.empty() ? "" : "\n" + n.name)) << "];\n";
+    for (const auto& [attr_name, inner] : Subgraphs(n)) {
+      DotCluster(*inner, prefix + DotNodeId(static_cast<NodeId>(i)) + "_" + attr_name + "_",
+                 n.Label() + " " + attr_name, os, indent + "  ");
+    }
+  }
+  for (size_t i = 0; i < body.num_nodes(); ++i) {
+    const Node& n = body.node(static_cast<NodeId>(i));
+    if (n.dead) continue;
+    for (ValueId in : n.inputs) {
+      if (!IsValidId(body, in)) continue;
+      const Value& v = body.value(in);
+      if (v.producer != kNoNode) {
+        os << indent << "  " << node_id(v.producer);
+      } else if (v.is_graph_input || v.is_outer_scope) {
+        os << indent << "  " << value_id(in);
+      } else {
+        continue;
+      }
+      os << " -> " << node_id(static_cast<NodeId>(i)) << " [label=" << DotString(EdgeLabel(v)) << "];\n";
+    }
+  }
+  os << indent << "}\n";
 }
 
 }  // namespace
@@ -286,6 +351,10 @@ std::string GraphToDot(const Graph& graph, const DotOptions& options) {
          << "\", tooltip=" << DotString(group_label.empty() ? "group " + std::to_string(group) : group_label);
     }
     os << "];\n";
+    // If/Loop/Scan bodies as clusters beside their node.
+    for (const auto& [attr_name, body] : Subgraphs(n)) {
+      DotCluster(*body, DotNodeId(id) + "_" + attr_name + "_", n.Label() + " " + attr_name, os, "  ");
+    }
   }
 
   // Edges into each node from the producer of each input (or from the

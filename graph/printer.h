@@ -27,6 +27,15 @@ namespace kiln::graph {
 // arithmetic readable). Live nodes
 // come in topological order (model order if the graph has a cycle); an
 // omitted optional input prints as `_`; a value without a name as `%#<id>`.
+// A node's implicit inputs (values its sub-graphs read) follow a `|`, and
+// each sub-graph follows its node, indented, with `outer` lines for the
+// values it reads from enclosing graphs:
+//
+//   %y:float32[3] = If(%cond | %x) {else_branch=<graph>, then_branch=<graph>}
+//     else_branch "g" {
+//       outer  %x:float32[3]
+//       ...
+//     }
 std::string PrintGraph(const Graph& graph);
 
 struct DotOptions {
@@ -46,6 +55,7 @@ struct DotOptions {
 // type and name; graph inputs, constants and graph outputs are ellipses and
 // notes; every edge is labelled with the dtype and shape of the value it
 // carries.
+// If/Loop/Scan bodies are drawn as dashed clusters next to their node.
 std::string GraphToDot(const Graph& graph, const DotOptions& options = {});
 
 }  // namespace kiln::graph

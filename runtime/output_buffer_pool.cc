@@ -20,14 +20,18 @@ OutputBufferPool::~OutputBufferPool() {
 
 StatusOr<std::shared_ptr<void>> OutputBufferPool::Acquire(size_t bytes, const std::function<Status(size_t)>& admit) {
   if (bytes == 0) return InvalidArgument("OutputBufferPool: a buffer of 0 bytes");
+  // aligned_alloc wants a multiple of the alignment. Fit is judged on that
+  // rounded size, or a buffer of a few bytes (a loop body's scalar) would
+  // never be reused by a request of the same size.
+  const size_t capacity = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   {
     MutexLock lock(mutex_);
     // Best fit among the buffers that are large enough but not wasteful.
     size_t best = released_.size();
     for (size_t i = 0; i < released_.size(); ++i) {
-      const size_t capacity = released_[i].capacity;
-      if (capacity < bytes || capacity / 2 > bytes) continue;
-      if (best == released_.size() || capacity < released_[best].capacity) best = i;
+      const size_t held = released_[i].capacity;
+      if (held < capacity || held / 2 > capacity) continue;
+      if (best == released_.size() || held < released_[best].capacity) best = i;
     }
     if (best != released_.size()) {
       const Buffer buffer = released_[best];
@@ -37,8 +41,6 @@ StatusOr<std::shared_ptr<void>> OutputBufferPool::Acquire(size_t bytes, const st
     }
   }
   if (admit) KILN_RETURN_IF_ERROR(admit(bytes));
-  // aligned_alloc wants a multiple of the alignment.
-  const size_t capacity = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   void* data = std::aligned_alloc(kAlignment, capacity);
   if (data == nullptr) return ResourceExhausted("cannot allocate ", bytes, " bytes for a graph output");
   return Own(Buffer{data, capacity});

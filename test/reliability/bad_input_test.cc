@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "kiln/session.h"
+#include "test/control_flow_models.h"
 #include "test/model_builder.h"
 
 // Lets the absurd-size rows see a clean ResourceExhausted under ASan too:
@@ -553,6 +554,70 @@ const Case kCases[] = {
        return Scenario{b.Serialize(), "", {{"x", FloatTensor({2, 2}, {kNaN, 0, kInf, 0})}}};
      },
      Stage::kRun, StatusCode::kOk, "", ExpectFloats({2, 2}, {kNaN, kNaN, kNaN, kNaN})},
+
+    // Control flow: sub-graphs nested past the limit, bodies that read what
+    // does not exist, loop-carried values that change type or shape.
+    {"subgraphs_nested_too_deep", [](const fs::path&) {
+       OnnxModelBuilder b(13);
+       b.Input("cond", onnx::TensorProto::BOOL, {}).Input("x", kFloat, {3}).Output("y");
+       onnx::NodeProto* node = &b.Node("If", {"cond"}, {"y"}, "if0");
+       for (int depth = 1; depth <= 20; ++depth) {
+         testing::BodyBuilder else_branch(*node, "else_branch");
+         else_branch.Output("e" + std::to_string(depth), kFloat, {3});
+         else_branch.Node("Identity", {"x"}, {"e" + std::to_string(depth)});
+         testing::BodyBuilder then_branch(*node, "then_branch");
+         then_branch.Output("t" + std::to_string(depth), kFloat, {3});
+         node = &then_branch.Node("If", {"cond"}, {"t" + std::to_string(depth)}, "if" + std::to_string(depth));
+       }
+       testing::BodyBuilder last_else(*node, "else_branch");
+       last_else.Output("e_last", kFloat, {3});
+       last_else.Node("Identity", {"x"}, {"e_last"});
+       testing::BodyBuilder last_then(*node, "then_branch");
+       last_then.Output("t_last", kFloat, {3});
+       last_then.Node("Identity", {"x"}, {"t_last"});
+       return Scenario{b.Serialize(), "", {}};
+     },
+     Stage::kLoad, StatusCode::kInvalidModel, "nest more than 16 deep"},
+    {"loop_body_reads_missing_value", [](const fs::path&) {
+       OnnxModelBuilder b = testing::LoopSumModel();
+       b.proto().mutable_graph()->mutable_node(0)->mutable_attribute(0)->mutable_g()->mutable_node(1)->set_input(
+           1, "no_such_value");
+       return Scenario{b.Serialize(), "", {}};
+     },
+     Stage::kLoad, StatusCode::kInvalidModel, "uses 'no_such_value', which no node, input or initializer defines"},
+    {"loop_carried_dtype_changes", [](const fs::path&) {
+       OnnxModelBuilder b = testing::LoopSumModel();
+       auto* body = b.proto().mutable_graph()->mutable_node(0)->mutable_attribute(0)->mutable_g();
+       body->mutable_input(2)->mutable_type()->mutable_tensor_type()->set_elem_type(kInt64);
+       return Scenario{b.Serialize(), "", {}};
+     },
+     Stage::kCreate, StatusCode::kInvalidModel, "loop-carried value 0 enters the body as 's' (int64)"},
+    {"loop_carried_shape_differs_from_body", [](const fs::path&) {
+       OnnxModelBuilder b = testing::LoopSumModel();
+       auto* s0 = b.proto().mutable_graph()->mutable_initializer(0);
+       s0->set_dims(0, 4);
+       s0->set_raw_data(std::string(4 * sizeof(float), '\0'));
+       return Scenario{b.Serialize(), "", {{"M", Int64Tensor({}, {2})}, {"x", FloatTensor({3}, {1, 2, 3})}}};
+     },
+     Stage::kRun, StatusCode::kInvalidArgument, "input 's' is declared [3] but receives [4]"},
+    {"loop_negative_trip_count_runs_nothing", [](const fs::path&) {
+       return Scenario{testing::LoopSumModel().Serialize(), "",
+                       {{"M", Int64Tensor({}, {-5})}, {"x", FloatTensor({3}, {1, 2, 3})}}};
+     },
+     Stage::kRun, StatusCode::kOk, "",
+     [](const std::vector<NamedTensor>& out) {
+       ASSERT_EQ(out.size(), 2u);
+       ASSERT_EQ(out[0].tensor.dims(), (Dims{3}));
+       for (int i = 0; i < 3; ++i) EXPECT_EQ(out[0].tensor.data<float>()[i], 0.0f);
+       EXPECT_EQ(out[1].tensor.dims(), (Dims{0, 3}));
+     }},
+    {"if_branch_output_count_differs", [](const fs::path&) {
+       OnnxModelBuilder b = testing::IfModel();
+       auto* then_branch = b.proto().mutable_graph()->mutable_node(0)->mutable_attribute(0)->mutable_g();
+       *then_branch->add_output() = then_branch->output(0);
+       return Scenario{b.Serialize(), "", {}};
+     },
+     Stage::kCreate, StatusCode::kInvalidModel, "then_branch returns 2 values but the node has 1 outputs"},
 };
 
 // ------------------------------------------------------------------ test
