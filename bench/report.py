@@ -489,7 +489,7 @@ def ratio_cell(numerator, denominator, failed, fmt="%.2f"):
 def row_errors(row):
     """(where, message) for everything that failed in a row."""
     errors = []
-    for key in ("interp", "jit", "cold", "tierup"):
+    for key in ("interp", "jit", "bitwise", "cold", "tierup"):
         result = row.kiln.get(key)
         if result is not None and result.error:
             errors.append(("kiln %s" % key, result.error))
@@ -582,6 +582,44 @@ def zoo_ratio_section(rows, ort_note):
 # Issue 16's goals for the time to first result.
 COLD_GOAL = 0.5         # kiln load + create + first run <= this x ORT's create + first run
 FIRST_RUN_GOAL = 3.0    # kiln's first run <= this x its steady run
+
+
+def bitwise_section(rows):
+    """What SessionOptions::jit_bitwise_equivalent costs: its rows (tier:bitwise) against the JIT's."""
+    lines = ["## Bitwise tier equivalence: what it costs", ""]
+    measured = [row for row in rows if "bitwise" in row.kiln]
+    if not measured:
+        return lines + ["No bitwise-mode benchmarks ran (tier:bitwise)."]
+    lines.append("Bitwise = the JIT with `SessionOptions::jit_bitwise_equivalent`, whose outputs kiln_bench checked"
+                 " equal to the interpreter's bit for bit (memcmp) before timing. It compiles elementwise regions"
+                 " and GEMMs the interpreter runs on its packed GEMM, in the interpreter's operation order, and"
+                 " leaves row reductions, convolutions and attention interpreted. **cost** = bitwise time / JIT"
+                 " time (above 1: slower than the default JIT).")
+    lines.append("")
+    lines.append("| case | threads | interp ms | JIT ms | bitwise ms | regions compiled (bitwise / JIT) |"
+                 " cost | speedup over interp |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    costs = {}
+    for row in measured:
+        interp, jit, bitwise = row.kiln_seconds("interp"), row.kiln_seconds("jit"), row.kiln_seconds("bitwise")
+        failed = row.kiln["bitwise"].error is not None
+
+        def regions(key):
+            result = row.kiln.get(key)
+            value = result.value("regions_compiled") if result is not None and not result.error else None
+            return "n/a" if value is None else "%d" % value
+
+        cost = ratio_cell(bitwise, jit, failed)
+        if bitwise and jit and not failed:
+            costs.setdefault(row.threads, []).append(bitwise / jit)
+        lines.append("| %s | %d | %s | %s | %s | %s / %s | %s | %s |" % (
+            row.case, row.threads, fmt_ms(interp), fmt_ms(jit), "error" if failed else fmt_ms(bitwise),
+            regions("bitwise"), regions("jit"), cost, ratio_cell(interp, bitwise, failed, "%.2fx")))
+    lines.append("")
+    for threads, values in sorted(costs.items()):
+        lines.append("- Geomean cost at %d thread%s: %.2f (%d cases)." % (
+            threads, "" if threads == 1 else "s", geomean(values), len(values)))
+    return lines
 
 
 def first_result_section(rows):
@@ -908,6 +946,7 @@ def main():
     lines += machine_section(context, args, ort) + [""]
     lines += zoo_ratio_section(rows, ort_note(ort, args.ort_missing)) + [""]
     lines += first_result_section(rows) + [""]
+    lines += bitwise_section(rows) + [""]
     lines += ["### Latency plot", "",
               write_latency_plot(rows, args.plot) if args.plot else "Plot not requested (--plot).", ""]
     lines += ratio_section(pairs) + [""]

@@ -154,6 +154,26 @@ class ReportTest(unittest.TestCase):
         self.assertIn("| mlp | 1 | 4 |  | 1 (1.2, 50) | 8 | 20 |", text)
         self.assertIn("| dyn/seq:64 | 1 | n/a | n/a | 2.00 | not run |", text)
 
+    def test_bitwise_cost(self):
+        path = os.path.join(self.dir.name, "bitwise.json")
+        entries = [kiln_entry("BM_Zoo/model:mlp/tier:interp/threads:1", 4.0, regions_compiled=0),
+                   kiln_entry("BM_Zoo/model:mlp/tier:jit/threads:1", 1.0, regions_compiled=3),
+                   kiln_entry("BM_Zoo/model:mlp/tier:bitwise/threads:1", 2.0, regions_compiled=2),
+                   kiln_entry("BM_Zoo/model:cnn/tier:jit/threads:2", 1.0, regions_compiled=5),
+                   kiln_entry("BM_Zoo/model:cnn/tier:bitwise/threads:2", 1.0,
+                              error="bitwise mode: output 0 differs from the interpreter's bits")]
+        with open(path, "w") as f:
+            json.dump({"context": {}, "benchmarks": entries}, f)
+        out = os.path.join(self.dir.name, "report.md")
+        subprocess.run([sys.executable, os.path.join(HERE, "report.py"), path, "--out", out], check=True)
+        with open(out) as f:
+            text = f.read()
+        section = text[text.index("## Bitwise tier equivalence"):]
+        self.assertIn("| mlp | 1 | 4 | 1 | 2 | 2 / 3 | 2.00 | 2.00x |", section)
+        self.assertIn("| cnn | 2 | n/a | 1 | error | n/a / 5 | error | error |", section)
+        self.assertIn("Geomean cost at 1 thread: 2.00 (1 cases)", section)
+        self.assertIn("differs from the interpreter's bits", text)
+
     def test_time_to_first_result_says_when_cold_starts_were_filtered_out(self):
         out = os.path.join(self.dir.name, "report.md")
         filtered = os.path.join(self.dir.name, "filtered.json")

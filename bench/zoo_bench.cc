@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -98,13 +99,16 @@ bool ResetPeakRss() {
 // other and against ONNX Runtime.
 
 struct ZooPair {
-  std::string setup_error;   // loading or running failed: every benchmark reports it
-  std::string interp_error;  // the interpreter disagrees with ONNX Runtime
-  std::string jit_error;     // the JIT disagrees with the interpreter or ONNX Runtime
-  std::string ort_note;      // why there was no ONNX Runtime check, if there was none
+  std::string setup_error;    // loading or running failed: every benchmark reports it
+  std::string interp_error;   // the interpreter disagrees with ONNX Runtime
+  std::string jit_error;      // the JIT disagrees with the interpreter or ONNX Runtime
+  std::string bitwise_error;  // the bitwise-equivalent JIT's outputs are not the interpreter's bits
+  std::string ort_note;       // why there was no ONNX Runtime check, if there was none
   std::shared_ptr<const Model> model;
   std::unique_ptr<Session> interp;
   std::unique_ptr<Session> jit;
+  // SessionOptions::jit_bitwise_equivalent: what bit-for-bit equality costs.
+  std::unique_ptr<Session> bitwise;
   std::vector<NamedTensor> inputs;
   std::vector<Tensor> reference;  // the interpreter's outputs
   Closeness jit_vs_interp;
@@ -134,6 +138,21 @@ Status PrepareZooPair(const ZooCase& zoo_case, int threads, const std::string& o
   KILN_RETURN_IF_ERROR(RunNTimes(*pair.jit, pair.inputs, 1).status());
   pair.jit->WaitForCompiles();
   KILN_ASSIGN_OR_RETURN(std::vector<Tensor> jit_out, RunNTimes(*pair.jit, pair.inputs, 1));
+
+  SessionOptions bitwise_options = Options(TierPolicy::kJit, threads);
+  bitwise_options.jit_bitwise_equivalent = true;
+  KILN_ASSIGN_OR_RETURN(pair.bitwise, Session::Create(pair.model, bitwise_options));
+  KILN_RETURN_IF_ERROR(RunNTimes(*pair.bitwise, pair.inputs, 1).status());
+  pair.bitwise->WaitForCompiles();
+  KILN_ASSIGN_OR_RETURN(std::vector<Tensor> bitwise_out, RunNTimes(*pair.bitwise, pair.inputs, 1));
+  for (size_t o = 0; o < bitwise_out.size() && o < pair.reference.size(); ++o) {
+    const Tensor& got = bitwise_out[o];
+    const Tensor& want = pair.reference[o];
+    if (got.dims() != want.dims() || std::memcmp(got.raw_data(), want.raw_data(), got.byte_size()) != 0) {
+      pair.bitwise_error = "bitwise mode: output " + std::to_string(o) + " differs from the interpreter's bits";
+      break;
+    }
+  }
 
   pair.jit_vs_interp = CompareOutputs(pair.reference, jit_out, kJitRtol, kJitAtol);
   if (!pair.jit_vs_interp.ok) {
@@ -220,14 +239,21 @@ struct ZooContext {
   GraphOptimization graph_optimization = GraphOptimization::kAll;
 };
 
-void BM_ZooSteady(benchmark::State& state, const ZooContext& ctx, bool jit) {
+// The session a zoo row times.
+enum class ZooTier { kInterp, kJit, kBitwise };
+
+void BM_ZooSteady(benchmark::State& state, const ZooContext& ctx, ZooTier tier) {
   ZooPair& pair = GetZooPair(ctx.zoo_case, ctx.threads, ctx.ort_dir, ctx.graph_optimization);
-  const std::string& error = !pair.setup_error.empty() ? pair.setup_error : jit ? pair.jit_error : pair.interp_error;
+  const bool jit = tier != ZooTier::kInterp;
+  const std::string& error = !pair.setup_error.empty()   ? pair.setup_error
+                             : tier == ZooTier::kJit     ? pair.jit_error
+                             : tier == ZooTier::kBitwise ? pair.bitwise_error
+                                                         : pair.interp_error;
   if (!error.empty()) {
     state.SkipWithError(error.c_str());
     return;
   }
-  const Session& session = jit ? *pair.jit : *pair.interp;
+  const Session& session = tier == ZooTier::kJit ? *pair.jit : tier == ZooTier::kBitwise ? *pair.bitwise : *pair.interp;
   const Status warm = RunNTimes(session, pair.inputs, kWarmupRuns).status();
   if (!warm.ok()) {
     state.SkipWithError(warm.ToString().c_str());
@@ -241,14 +267,17 @@ void BM_ZooSteady(benchmark::State& state, const ZooContext& ctx, bool jit) {
     }
     benchmark::DoNotOptimize(outputs->data());
   }
-  const SessionStats jit_stats = pair.jit->stats();
+  // The bitwise row reports its own session's regions (fewer compile).
+  const SessionStats jit_stats = tier == ZooTier::kBitwise ? pair.bitwise->stats() : pair.jit->stats();
   AddRegionCounters(state, jit_stats, jit);
   state.counters["peak_planned_bytes"] = static_cast<double>(session.stats().peak_planned_bytes);
-  state.counters["max_abs_diff"] = jit ? pair.jit_vs_interp.max_abs_diff : 0;
-  state.counters["max_rel_diff"] = jit ? pair.jit_vs_interp.max_rel_diff : 0;
+  // Bitwise outputs equal the interpreter's (checked in PrepareZooPair).
+  const bool approximate = tier == ZooTier::kJit;
+  state.counters["max_abs_diff"] = approximate ? pair.jit_vs_interp.max_abs_diff : 0;
+  state.counters["max_rel_diff"] = approximate ? pair.jit_vs_interp.max_rel_diff : 0;
   state.counters["ort_checked"] = pair.ort_checked ? 1 : 0;
   if (pair.ort_checked) {
-    const Closeness& ort = jit ? pair.jit_vs_ort : pair.interp_vs_ort;
+    const Closeness& ort = approximate ? pair.jit_vs_ort : pair.interp_vs_ort;
     state.counters["ort_max_abs_diff"] = ort.max_abs_diff;
     state.counters["ort_max_rel_diff"] = ort.max_rel_diff;
   }
@@ -442,9 +471,10 @@ void RegisterZoo(const std::string& zoo_dir, const std::string& ort_dir) {
       const ZooContext ctx{zoo_case, ort_dir, threads};
       const std::string model = "/model:" + zoo_case.name;
       const std::string suffix = "/threads:" + std::to_string(threads);
-      for (bool jit : {false, true}) {
-        const std::string name = "BM_Zoo" + model + "/tier:" + (jit ? "jit" : "interp") + suffix;
-        benchmark::RegisterBenchmark(name.c_str(), BM_ZooSteady, ctx, jit)->UseRealTime();
+      for (ZooTier tier : {ZooTier::kInterp, ZooTier::kJit, ZooTier::kBitwise}) {
+        const char* tier_name = tier == ZooTier::kInterp ? "interp" : tier == ZooTier::kJit ? "jit" : "bitwise";
+        const std::string name = "BM_Zoo" + model + "/tier:" + tier_name + suffix;
+        benchmark::RegisterBenchmark(name.c_str(), BM_ZooSteady, ctx, tier)->UseRealTime();
       }
       benchmark::RegisterBenchmark(("BM_ZooColdStart" + model + suffix).c_str(), BM_ZooColdStart, ctx)->UseRealTime();
       benchmark::RegisterBenchmark(("BM_ZooTierUp" + model + suffix).c_str(), BM_ZooTierUp, ctx)->UseRealTime();
@@ -454,7 +484,7 @@ void RegisterZoo(const std::string& zoo_dir, const std::string& ort_dir) {
         ZooContext op_by_op = ctx;
         op_by_op.graph_optimization = GraphOptimization::kBasic;
         const std::string name = "BM_Zoo" + model + "/tier:opbyop" + suffix;
-        benchmark::RegisterBenchmark(name.c_str(), BM_ZooSteady, op_by_op, false)->UseRealTime();
+        benchmark::RegisterBenchmark(name.c_str(), BM_ZooSteady, op_by_op, ZooTier::kInterp)->UseRealTime();
       }
     }
   }
