@@ -19,7 +19,9 @@
 // than the pass it saves; there the primitive runs without post-ops and R
 // and the activation are applied in one cache-blocked pass over the
 // row-major result, right after the dst reorder.
+#include <atomic>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "graph/channels_last.h"
@@ -27,6 +29,7 @@
 #include "kernels/dnnl_context.h"
 #include "kernels/dnnl_kernels.h"
 #include "kernels/epilogue.h"
+#include "kernels/unprepared_conv.h"
 #include "kernels/window_geometry.h"
 
 namespace kiln::kernels {
@@ -39,6 +42,62 @@ class ConvKernel final : public OpKernel {
   // `fused`: a FusedConv, which may have a residual input.
   ConvKernel(WindowAttrs attrs, int64_t group, Epilogue epilogue, bool fused, bool channels_last)
       : attrs_(std::move(attrs)), group_(group), epilogue_(epilogue), fused_(fused), channels_last_(channels_last) {}
+
+  // A 2-D convolution whose X shape the graph knows and whose W is
+  // constant: its primitive is created and its weights reordered in the
+  // background. Until then, runs of that shape compute with
+  // UnpreparedConv2d instead of building the primitive themselves.
+  std::function<void()> TakePreparation(const std::vector<const Tensor*>& constant_inputs,
+                                        const std::vector<std::optional<Dims>>& static_dims) override {
+    const Tensor* w = constant_inputs.size() > 1 ? constant_inputs[1] : nullptr;
+    if (w == nullptr || w->dtype() != DType::kFloat32 || w->rank() != 4 || static_dims.empty() || !static_dims[0] ||
+        static_dims[0]->size() != 4) {
+      return {};
+    }
+    const Dims& xd = *static_dims[0];
+    const Dims x_nchw = channels_last_ ? Dims{xd[0], xd[3], xd[1], xd[2]} : xd;
+    const Dims kernel(w->dims().begin() + 2, w->dims().end());
+    // Shapes Compute would reject are left to Compute to report.
+    if (w->dim(1) * group_ != x_nchw[1] || w->dim(0) % group_ != 0 ||
+        (!attrs_.kernel_shape.empty() && attrs_.kernel_shape != kernel) || HasZeroDim(x_nchw)) {
+      return {};
+    }
+    const bool has_bias = (constant_inputs.size() > 2 && constant_inputs[2] != nullptr) ||
+                          (static_dims.size() > 2 && static_dims[2].has_value());
+    const size_t r = static_cast<size_t>(graph::kFusedResidualInput);
+    const bool has_residual = fused_ && static_dims.size() > r && static_dims[r].has_value();
+    std::vector<int64_t> key;
+    AppendKey(key, x_nchw);
+    AppendKey(key, w->dims());
+    key.push_back(has_bias);
+    key.push_back(has_residual);
+    prepared_key_ = key;
+    return [this, key, x_nchw, w, has_bias, has_residual, kernel] {
+      const Status built = GuardDnnl(kOp, [&]() -> Status {
+        std::shared_ptr<const Plan> plan;
+        {
+          DnnlCreationThreads creation_threads;
+          KILN_ASSIGN_OR_RETURN(plan, MakePlan(x_nchw, *w, has_bias, has_residual, kernel));
+        }
+        if (plan->io.reorder_weights) {
+          // Reordered here so that the first run on the primitive finds them.
+          class NoOutputs final : public OutputAllocator {
+           public:
+            StatusOr<Tensor> AllocateOutput(int, DType, const Dims&) override { return Internal("no outputs"); }
+          } allocator;
+          const std::vector<const Tensor*> inputs;
+          std::vector<Tensor> outputs;
+          const SerialRunner serial;
+          KernelContext ctx(inputs, outputs, allocator, serial);
+          plan->io.weights_cache.Get(ctx, plan->io.weights_reorder, *w, /*weights_constant=*/true);
+        }
+        cache_.Insert(key, std::move(plan));
+        return Status::Ok();
+      });
+      // Runs then build the primitive themselves, and report its error.
+      if (!built.ok()) preparation_failed_.store(true, std::memory_order_release);
+    };
+  }
 
   Status Compute(KernelContext& ctx) const override {
     const Tensor* x = ctx.input(0);
@@ -86,6 +145,9 @@ class ConvKernel final : public OpKernel {
     AppendKey(key, w->dims());
     key.push_back(b != nullptr);
     key.push_back(r != nullptr);  // the residual's post-op is part of the primitive
+    if (key == prepared_key_ && !preparation_failed_.load(std::memory_order_acquire) && cache_.Find(key) == nullptr) {
+      return ComputeUnprepared(ctx, *x, x_nchw, *w, b, r, kernel);
+    }
     return GuardDnnl(kOp, [&]() -> Status {
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan, cache_.GetOrCreate(key, [&] {
         return MakePlan(x_nchw, *w, b != nullptr, r != nullptr, kernel);
@@ -125,6 +187,22 @@ class ConvKernel final : public OpKernel {
     // activation afterwards.
     bool epilogue_after = false;
   };
+
+  // The convolution while the primitive for its shape is being prepared.
+  Status ComputeUnprepared(KernelContext& ctx, const Tensor& x, const Dims& x_nchw, const Tensor& w, const Tensor* b,
+                           const Tensor* r, const Dims& kernel) const {
+    const Dims in_spatial(x_nchw.begin() + 2, x_nchw.end());
+    KILN_ASSIGN_OR_RETURN(WindowGeometry g, ResolveForwardWindow(kOp, attrs_, in_spatial, kernel, false));
+    Dims y_dims = {x_nchw[0], w.dim(0), g.output[0], g.output[1]};
+    if (channels_last_) y_dims = {y_dims[0], y_dims[2], y_dims[3], y_dims[1]};
+    if (r != nullptr) KILN_RETURN_IF_ERROR(CheckResidual(kOp, *r, y_dims));
+    KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, y_dims));
+    if (y->num_elements() == 0) return Status::Ok();
+    UnpreparedConv2d(ctx, x.data<float>(), x_nchw, channels_last_, w.data<float>(), w.dims(), group_,
+                     b != nullptr ? b->data<float>() : nullptr, g, y->data<float>());
+    epilogue_.ApplyWithResidual(ctx, y->data<float>(), r != nullptr ? r->data<float>() : nullptr, y->num_elements());
+    return Status::Ok();
+  }
 
   // A descriptor of the NCHW `dims` in the layout X and Y have in memory.
   dnnl::memory::desc UserDesc(const Dims& dims) const {
@@ -204,6 +282,9 @@ class ConvKernel final : public OpKernel {
   bool fused_;
   bool channels_last_;
   ShapeCache<Plan> cache_;
+  // The shape key TakePreparation prepares in the background (empty: none).
+  std::vector<int64_t> prepared_key_;
+  std::atomic<bool> preparation_failed_{false};
 };
 
 }  // namespace

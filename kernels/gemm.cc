@@ -28,7 +28,8 @@ class GemmKernel final : public OpKernel {
       : trans_a_(trans_a), trans_b_(trans_b), alpha_(alpha), beta_(beta), epilogue_(epilogue), fused_(fused) {}
 
   // A constant weight that Compute would pack: packed in the background.
-  std::function<void()> TakePreparation(const std::vector<const Tensor*>& constant_inputs) override {
+  std::function<void()> TakePreparation(const std::vector<const Tensor*>& constant_inputs,
+                                        const std::vector<std::optional<Dims>>&) override {
     const Tensor* b = constant_inputs.size() > 1 ? constant_inputs[1] : nullptr;
     if (trans_a_ || b == nullptr || b->dtype() != DType::kFloat32 || b->rank() != 2) return {};
     const int64_t k = trans_b_ ? b->dim(1) : b->dim(0);

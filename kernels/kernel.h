@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -91,17 +92,22 @@ class OpKernel {
   // node name).
   virtual Status Compute(KernelContext& ctx) const = 0;
 
-  // Work that builds, from the node's constant inputs, state Compute would
-  // otherwise build on its first call (a packed weight), for the runtime to
-  // run on a background thread; empty when there is none. `constant_inputs`
-  // is parallel to the node's inputs: the graph constant, or null for an
-  // input computed at run time. Called at most once, before any Compute.
+  // Work that builds, from the node's constant inputs and static shapes,
+  // state Compute would otherwise build on its first call (a packed weight,
+  // a oneDNN primitive), for the runtime to run on a background thread;
+  // empty when there is none. Both vectors are parallel to the node's
+  // inputs: `constant_inputs` holds the graph constant or null for an input
+  // computed at run time; `static_dims` the input's dims when the graph
+  // knows them all, else nullopt (also for absent inputs). Called at most
+  // once, before any Compute.
   // Once it has returned work, Compute no longer builds that state itself:
   // until the work has run, it computes without it (with the same results)
   // and never waits for it. The work may run while Compute runs on other
   // threads; the runtime runs it or drops it before the kernel is destroyed.
-  virtual std::function<void()> TakePreparation(const std::vector<const Tensor*>& constant_inputs) {
+  virtual std::function<void()> TakePreparation(const std::vector<const Tensor*>& constant_inputs,
+                                                const std::vector<std::optional<Dims>>& static_dims) {
     (void)constant_inputs;
+    (void)static_dims;
     return {};
   }
 };

@@ -32,7 +32,8 @@ class MatMulKernel final : public OpKernel {
   MatMulKernel(Epilogue epilogue, bool fused) : epilogue_(epilogue), fused_(fused) {}
 
   // A constant 2-D weight, which Compute would pack: packed in the background.
-  std::function<void()> TakePreparation(const std::vector<const Tensor*>& constant_inputs) override {
+  std::function<void()> TakePreparation(const std::vector<const Tensor*>& constant_inputs,
+                                        const std::vector<std::optional<Dims>>&) override {
     const Tensor* b = constant_inputs.size() > 1 ? constant_inputs[1] : nullptr;
     if (b == nullptr || b->dtype() != DType::kFloat32 || b->rank() != 2) return {};
     const int64_t k = b->dim(0), n = b->dim(1);

@@ -220,11 +220,14 @@ StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& g
     if (control_flow) step.control_flow = static_cast<const ControlFlowKernel*>(step.kernel.get());
     step.inputs = node.inputs;
     std::vector<const Tensor*> constants;
+    std::vector<std::optional<Dims>> static_dims;
     for (graph::ValueId in : node.inputs) {
       step.input_is_constant.push_back(in != graph::kNoValue && graph.value(in).constant.has_value());
       constants.push_back(step.input_is_constant.back() ? &*graph.value(in).constant : nullptr);
+      const bool known = in != graph::kNoValue && graph.value(in).shape.is_concrete();
+      static_dims.push_back(known ? std::optional<Dims>(graph.value(in).shape.ConcreteDims()) : std::nullopt);
     }
-    if (std::function<void()> prepare = step.kernel->TakePreparation(constants)) {
+    if (std::function<void()> prepare = step.kernel->TakePreparation(constants, static_dims)) {
       preparations.push_back(std::move(prepare));
     }
     step.outputs = node.outputs;

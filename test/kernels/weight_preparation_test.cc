@@ -90,7 +90,9 @@ class WeightKernel {
     if (kernel.ok()) kernel_ = std::move(kernel).value();
   }
   // The background work, or empty; after this, Compute never packs itself.
-  std::function<void()> TakePreparation() { return kernel_->TakePreparation({nullptr, &weight_}); }
+  std::function<void()> TakePreparation() {
+    return kernel_->TakePreparation({nullptr, &weight_}, {std::nullopt, weight_.dims()});
+  }
 
   std::vector<float> Run(const Tensor& x) const {
     std::vector<const Tensor*> inputs = {&x, &weight_};
@@ -181,10 +183,10 @@ TEST(WeightPreparation, NothingToPrepareWithoutAConstantWeight) {
   node.opset = 13;
   auto kernel = DefaultKernelRegistry().Create(node);
   ASSERT_TRUE(kernel.ok());
-  EXPECT_FALSE((*kernel)->TakePreparation({nullptr, nullptr}));
+  EXPECT_FALSE((*kernel)->TakePreparation({nullptr, nullptr}, {std::nullopt, std::nullopt}));
   // A narrow weight is not packed at all.
   const Tensor narrow = Random({16, 3}, 1);
-  EXPECT_FALSE((*kernel)->TakePreparation({nullptr, &narrow}));
+  EXPECT_FALSE((*kernel)->TakePreparation({nullptr, &narrow}, {std::nullopt, narrow.dims()}));
 }
 
 }  // namespace
