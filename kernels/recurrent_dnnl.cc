@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include <omp.h>
+
 #include "graph/mutex.h"
 #include "kernels/dnnl_context.h"
 
@@ -41,6 +43,12 @@ struct PreparedWeights {
 };
 
 struct Plan {
+  // oneDNN's brgemm RNN splits each time step over the threads OpenMP had
+  // when the primitive was created and joins them at a barrier per step, so
+  // it runs with exactly that many: with more cores than the session uses
+  // (DnnlCreationThreads' default) a one-thread run would wait at every step
+  // for a thread that another process may hold.
+  int threads = 1;
   dnnl::primitive_desc pd;
   dnnl::primitive primitive;
   dnnl::memory::desc weights_layer_user, weights_iter_user;
@@ -63,10 +71,13 @@ class DnnlRecurrentImpl final : public DnnlRecurrent {
     // either, both are passed (zeros for the other).
     const bool has_state = ctx.input(kInitialH) != nullptr || (lstm && ctx.input(kInitialC) != nullptr);
     const bool has_p = lstm && ctx.input(kP) != nullptr;
-    std::vector<int64_t> key = {p.seq, p.batch, p.input, p.hidden, has_state, has_p};
+    // A primitive runs with the thread count it was created for (see
+    // Plan::threads), so that count is part of the key.
+    const int threads = std::max(1, ctx.parallel().num_threads());
+    std::vector<int64_t> key = {p.seq, p.batch, p.input, p.hidden, has_state, has_p, threads};
     return GuardDnnl(op_, [&]() -> Status {
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
-                            cache_.GetOrCreate(key, [&] { return MakePlan(p, has_state, has_p); }));
+                            cache_.GetOrCreate(key, [&] { return MakePlan(p, has_state, has_p, threads); }));
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const PreparedWeights> weights, Prepare(ctx, p, *plan));
       return Execute(ctx, p, *plan, *weights, has_state, y, y_h, y_c);
     });
@@ -86,7 +97,11 @@ class DnnlRecurrentImpl final : public DnnlRecurrent {
     return dnnl::rnn_direction::unidirectional_left2right;
   }
 
-  StatusOr<std::shared_ptr<const Plan>> MakePlan(const RecurrentProblem& p, bool has_state, bool has_p) const {
+  StatusOr<std::shared_ptr<const Plan>> MakePlan(const RecurrentProblem& p, bool has_state, bool has_p,
+                                                 int threads) const {
+    // Overrides DnnlCreationThreads' count for this creation (it restores
+    // the caller's afterwards).
+    omp_set_num_threads(threads);
     const int64_t t = p.seq, n = p.batch, h = p.hidden, d = p.dirs, g = p.gates;
     const Tag seq_tag = spec_.layout == 0 ? Tag::tnc : Tag::ntc;
     const dnnl::memory::desc src_layer = TaggedDesc({t, n, p.input}, seq_tag);
@@ -100,6 +115,7 @@ class DnnlRecurrentImpl final : public DnnlRecurrent {
     const auto inference = dnnl::prop_kind::forward_inference;
     const dnnl::primitive_attr attr = UserScratchpadAttr();
     auto plan = std::make_shared<Plan>();
+    plan->threads = threads;
     switch (spec_.cell) {
       case RecurrentCell::kLstm: {
         const dnnl::memory::desc peephole = has_p ? TaggedDesc({1, d, 3, h}, Tag::ldgo) : dnnl::memory::desc();
@@ -281,7 +297,12 @@ class DnnlRecurrentImpl final : public DnnlRecurrent {
       dst_c = state_out(y_c, c_scratch);
       args.emplace(DNNL_ARG_DST_ITER_C, WrapMemory(md(DNNL_ARG_DST_ITER_C), dst_c));
     }
-    ExecuteDnnl(ctx, plan.primitive, plan.pd, std::move(args));
+    if (omp_get_max_threads() != plan.threads) omp_set_num_threads(plan.threads);
+    const dnnl::memory::desc scratch_desc = plan.pd.scratchpad_desc();
+    if (scratch_desc.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(scratch_desc, DnnlEngine()));
+    dnnl::stream stream(DnnlEngine());
+    plan.primitive.execute(stream, args);
+    stream.wait();
 
     // Scatter what oneDNN wrote in its layout into ONNX's.
     if (y != nullptr && !y_direct) {
