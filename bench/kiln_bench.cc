@@ -46,6 +46,7 @@
 #include "bench/gemm_bench.h"
 #include "bench/shape_stream.h"
 #include "bench/tier_up_latency.h"
+#include "bench/tier_up_under_load.h"
 #include "bench/zoo_bench.h"
 #include "kiln/session.h"
 #include "kiln/status.h"
@@ -709,6 +710,7 @@ int main(int argc, char** argv) {
   if (!zoo_dir.empty()) {
     kiln::bench::RegisterZoo(zoo_dir, ort_outputs);
     kiln::bench::RegisterTierUpLatency(zoo_dir);
+    kiln::bench::RegisterTierUpUnderLoad(zoo_dir);
     kiln::bench::RegisterConcurrentRequests(zoo_dir);
     kiln::bench::RegisterShapeStream(zoo_dir);
   }

@@ -767,6 +767,61 @@ def zoo_absolute_section(rows, ort):
     return lines
 
 
+TIERUP_LOAD_RE = re.compile(r"^BM_(?P<bench>TierUpLatency|ZooTierUp)/model:(?P<case>.+)/requests:(?P<requests>\d+)"
+                            r"/compile_share:(?P<share>[^/]+)$")
+
+
+def tierup_under_load_section(results):
+    """Latency-aware compiles: tier-up with every core serving, per compile share (off = no scheduler)."""
+    lines = ["## Tier-up under load (latency-aware compiles)", ""]
+    rows = {}
+    for name, result in results.items():
+        m = TIERUP_LOAD_RE.match(name)
+        if m:
+            key = (m.group("case"), int(m.group("requests")), m.group("share"))
+            rows.setdefault(key, {})[m.group("bench")] = result
+    if not rows:
+        return lines + ["No tier-up-under-load results (BM_TierUpLatency/.../compile_share:*)."]
+    lines.append("Request threads at 1 intra-op thread each keep every core busy while the regions compile."
+                 " compile_share is SessionOptions::jit_compile_cpu_share (off: no scheduler, the nice-10 compile"
+                 " thread). Warm: BM_TierUpLatency, the requests from the run that made the regions hot until all"
+                 " compiled, against the interpreter's p99 under the same threads (goal <= 1.1); on a loaded machine"
+                 " the p99s are mostly other processes' noise, so the medians' ratio is shown too. Cold:"
+                 " BM_ZooTierUp, runs per request thread from Session::Create until all compiled (goal <= 30)."
+                 " Medians over repetitions; the load average is the machine's at the start of each.")
+    lines.append("")
+    lines.append("| case | requests | compile share | interp p99 ms | tier-up p99 ms | p99 / interp p99 |"
+                 " p50 / interp p50 | runs to tier up (warm) | runs to tier up (cold) | tier-up ms (cold) |"
+                 " compile ms (cold) | load avg |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    def order(key):
+        case, requests, share = key
+        return (case, requests, -1.0 if share == "off" else float(share))
+
+    for key in sorted(rows, key=order):
+        case, requests, share = key
+        warm, cold = rows[key].get("TierUpLatency"), rows[key].get("ZooTierUp")
+
+        def cell(result, field, fmt):
+            if result is None:
+                return ""
+            if result.error:
+                return "error"
+            v = result.value(field)
+            return "n/a" if v is None else fmt % v
+
+        loads = [r.value("load_average") for r in (warm, cold) if r is not None and not r.error]
+        loads = [v for v in loads if v is not None]
+        lines.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            case, requests, share, cell(warm, "interp_p99_ms", "%.3g"), cell(warm, "tierup_p99_ms", "%.3g"),
+            cell(warm, "p99_over_interp_p99", "%.2f"), cell(warm, "p50_over_interp_p50", "%.2f"),
+            cell(warm, "runs_to_tier_up", "%.3g"),
+            cell(cold, "runs_to_tier_up", "%.3g"), cell(cold, "tierup_ms", "%.0f"),
+            cell(cold, "compile_ms", "%.0f"), "%.2f" % max(loads) if loads else "n/a"))
+    return lines
+
+
 def errors_section(rows, results):
     lines = ["## Errors", ""]
     lines.append("Output mismatches (kiln_bench compares each tier with ORT's outputs and skips the benchmark with"
@@ -957,6 +1012,7 @@ def main():
     lines += roofs_section(results) + [""]
     lines += gemm_section(results)
     lines += compile_section(results) + [""]
+    lines += tierup_under_load_section(results) + [""]
     lines += ["## Speedup plot", "",
               write_plot(pairs, args.speedup_plot) if args.speedup_plot else "Plot not requested (--speedup-plot).",
               ""]

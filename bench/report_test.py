@@ -174,6 +174,32 @@ class ReportTest(unittest.TestCase):
         self.assertIn("Geomean cost at 1 thread: 2.00 (1 cases)", section)
         self.assertIn("differs from the interpreter's bits", text)
 
+    def test_tierup_under_load(self):
+        path = os.path.join(self.dir.name, "under_load.json")
+        common = {"interp_p50_ms": 2.0, "interp_p99_ms": 4.0, "load_average": 1.5}
+        entries = [
+            kiln_entry("BM_TierUpLatency/model:silu/requests:2/compile_share:off", 300.0, tierup_p99_ms=4.2,
+                       p99_over_interp_p99=1.05, p50_over_interp_p50=1.01, runs_to_tier_up=150, **common),
+            kiln_entry("BM_ZooTierUp/model:silu/requests:2/compile_share:off", 320.0, runs_to_tier_up=160,
+                       tierup_ms=320.0, compile_ms=250.0, **common),
+            kiln_entry("BM_TierUpLatency/model:silu/requests:2/compile_share:0.25", 60.0, tierup_p99_ms=6.0,
+                       p99_over_interp_p99=1.5, p50_over_interp_p50=1.2, runs_to_tier_up=25, **common),
+            kiln_entry("BM_ZooTierUp/model:silu/requests:2/compile_share:0.25", None, error="not tiered up"),
+            kiln_entry("BM_ZooTierUp/model:mlp/threads:1", 50.0, runs_to_tier_up=7),
+        ]
+        with open(path, "w") as f:
+            json.dump({"context": {}, "benchmarks": entries}, f)
+        out = os.path.join(self.dir.name, "report.md")
+        subprocess.run([sys.executable, os.path.join(HERE, "report.py"), path, "--out", out], check=True)
+        with open(out) as f:
+            text = f.read()
+        section = text[text.index("## Tier-up under load"):]
+        self.assertIn("| silu | 2 | off | 4 | 4.2 | 1.05 | 1.01 | 150 | 160 | 320 | 250 | 1.50 |", section)
+        self.assertIn("| silu | 2 | 0.25 | 4 | 6 | 1.50 | 1.20 | 25 | error | error | error | 1.50 |", section)
+        # Without the scheduler first, then by share; other tier-up rows stay in the zoo tables.
+        self.assertLess(section.index("| off |"), section.index("| 0.25 |"))
+        self.assertNotIn("mlp", section)
+
     def test_time_to_first_result_says_when_cold_starts_were_filtered_out(self):
         out = os.path.join(self.dir.name, "report.md")
         filtered = os.path.join(self.dir.name, "filtered.json")
