@@ -26,6 +26,7 @@
 
 #include "graph/channels_last.h"
 #include "graph/fuse_epilogues.h"
+#include "graph/log.h"
 #include "kernels/dnnl_context.h"
 #include "kernels/dnnl_kernels.h"
 #include "kernels/epilogue.h"
@@ -72,6 +73,7 @@ class ConvKernel final : public OpKernel {
     key.push_back(has_bias);
     key.push_back(has_residual);
     prepared_key_ = key;
+    preparation_pending_.store(true, std::memory_order_release);
     return [this, key, x_nchw, w, has_bias, has_residual, kernel] {
       const Status built = GuardDnnl(kOp, [&]() -> Status {
         std::shared_ptr<const Plan> plan;
@@ -94,8 +96,11 @@ class ConvKernel final : public OpKernel {
         cache_.Insert(key, std::move(plan));
         return Status::Ok();
       });
-      // Runs then build the primitive themselves, and report its error.
-      if (!built.ok()) preparation_failed_.store(true, std::memory_order_release);
+      // From now on runs take the cache's path: they find the plan, or
+      // (preparation failed, or the plan was evicted) build it themselves
+      // and report what fails.
+      if (!built.ok()) Log().debug("Conv: background preparation failed: {}", built.ToString());
+      preparation_pending_.store(false, std::memory_order_release);
     };
   }
 
@@ -145,7 +150,7 @@ class ConvKernel final : public OpKernel {
     AppendKey(key, w->dims());
     key.push_back(b != nullptr);
     key.push_back(r != nullptr);  // the residual's post-op is part of the primitive
-    if (key == prepared_key_ && !preparation_failed_.load(std::memory_order_acquire) && cache_.Find(key) == nullptr) {
+    if (preparation_pending_.load(std::memory_order_acquire) && key == prepared_key_) {
       return ComputeUnprepared(ctx, *x, x_nchw, *w, b, r, kernel);
     }
     return GuardDnnl(kOp, [&]() -> Status {
@@ -282,9 +287,10 @@ class ConvKernel final : public OpKernel {
   bool fused_;
   bool channels_last_;
   ShapeCache<Plan> cache_;
-  // The shape key TakePreparation prepares in the background (empty: none).
+  // The shape key TakePreparation prepares in the background (empty: none),
+  // and whether that is still under way.
   std::vector<int64_t> prepared_key_;
-  std::atomic<bool> preparation_failed_{false};
+  std::atomic<bool> preparation_pending_{false};
 };
 
 }  // namespace

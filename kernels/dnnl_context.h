@@ -176,15 +176,6 @@ class ShapeCache {
     return made;
   }
 
-  // The entry for `key` if one has been built, else null. Never builds, and
-  // never waits for Insert's builder (only for a GetOrCreate that is
-  // building another entry).
-  std::shared_ptr<const Entry> Find(const std::vector<int64_t>& key) const {
-    MutexLock lock(mu_);
-    const std::shared_ptr<const Entry>* found = entries_.Find(key);
-    return found != nullptr ? *found : nullptr;
-  }
-
   // Publishes an entry built outside the cache (by background preparation,
   // without holding the lock while building).
   void Insert(const std::vector<int64_t>& key, std::shared_ptr<const Entry> entry) const {
