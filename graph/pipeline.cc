@@ -14,6 +14,7 @@
 #include "graph/log.h"
 #include "graph/printer.h"
 #include "graph/shape_propagation.h"
+#include "graph/subgraph_passes.h"
 
 namespace kiln::graph {
 namespace {
@@ -27,6 +28,7 @@ constexpr int kMaxFoldRounds = 8;
 // Writes PrintGraph output after each pass when a dump folder is set.
 class GraphDumper {
  public:
+  // An empty `dir` dumps nothing.
   explicit GraphDumper(std::string dir) : dir_(std::move(dir)) {}
 
   Status Dump(const Graph& graph, const std::string& pass_name) {
@@ -55,12 +57,38 @@ std::string DumpDir(const PipelineOptions& options) {
   return env ? std::string(env) : std::string();
 }
 
+Status RunPasses(Graph& graph, const PipelineOptions& options, GraphDumper& dumper);
+
+// Runs the pipeline inside every sub-graph of `graph`'s nodes (and, through
+// the recursion, theirs), without dumps: the enclosing graph's dump prints
+// its bodies. Channels-last stays off in bodies: it decides per island of
+// convolutions, and an island does not cross a body's boundary.
+Status RunBodyPipelines(Graph& graph, const PipelineOptions& options) {
+  PipelineOptions body_options = options;
+  body_options.channels_last = false;
+  GraphDumper no_dump("");
+  for (size_t i = 0; i < graph.num_nodes(); ++i) {
+    Node& node = graph.node(static_cast<NodeId>(i));
+    if (node.dead) continue;
+    for (const auto& [name, body] : MutableSubgraphs(node)) {
+      Status s = RunPasses(*body, body_options, no_dump);
+      if (!s.ok()) return s.WithContext(node.Describe() + " attribute '" + name + "'");
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status RunGraphPipeline(Graph& graph, const PipelineOptions& options) {
   GraphDumper dumper(DumpDir(options));
   KILN_RETURN_IF_ERROR(dumper.Dump(graph, "loaded"));
+  return RunPasses(graph, options, dumper);
+}
 
+namespace {
+
+Status RunPasses(Graph& graph, const PipelineOptions& options, GraphDumper& dumper) {
   // Every pass trusts the producer/user links and needs a topological
   // order; check them once, up front, so a malformed model fails here with
   // a clear message instead of deep inside a pass.
@@ -89,6 +117,11 @@ Status RunGraphPipeline(Graph& graph, const PipelineOptions& options) {
     KILN_RETURN_IF_ERROR(dumper.Dump(graph, "propagate_shapes"));
     KILN_ASSIGN_OR_RETURN(folded, FoldConstants(graph, options.evaluator));
     KILN_RETURN_IF_ERROR(dumper.Dump(graph, "fold_constants"));
+    //    An If whose condition folding made constant becomes its branch,
+    //    whose nodes then take part in the next round.
+    KILN_ASSIGN_OR_RETURN(const bool inlined, InlineConstantIfs(graph));
+    if (inlined) KILN_RETURN_IF_ERROR(dumper.Dump(graph, "inline_constant_ifs"));
+    folded = folded || inlined;
   }
   if (folded) {
     // Out of rounds with the last folding still changing things: give the
@@ -96,6 +129,12 @@ Status RunGraphPipeline(Graph& graph, const PipelineOptions& options) {
     KILN_RETURN_IF_ERROR(PropagateShapes(graph));
     KILN_RETURN_IF_ERROR(dumper.Dump(graph, "propagate_shapes"));
   }
+
+  // 2b. Bodies of the If/Loop/Scan nodes left, once this graph's constants
+  //     are final: constants they read from here become theirs, then each
+  //     body goes through this same pipeline.
+  KILN_RETURN_IF_ERROR(PropagateConstantsIntoBodies(graph).status());
+  KILN_RETURN_IF_ERROR(RunBodyPipelines(graph, options));
 
   // Steps 3 and 5 replace op patterns with fused kernels; without
   // options.fuse_kernels (GraphOptimization::kBasic) they are skipped, so
@@ -160,5 +199,7 @@ Status RunGraphPipeline(Graph& graph, const PipelineOptions& options) {
   Log().debug("graph pipeline: {} live nodes", graph.num_live_nodes());
   return Status::Ok();
 }
+
+}  // namespace
 
 }  // namespace kiln::graph

@@ -376,6 +376,64 @@ def make_silu_ln_gelu(rng, rows=1024, d=1024):
     return model, {"input": (1, rows, d)}
 
 
+def make_loop_branch(rng, steps=16, batch=4, d=64):
+    """A scripted PyTorch module whose loop holds a data-dependent branch, as torch.onnx exports
+    torch.jit.script code (opset 13): `for _ in range(16): h = fc(h); h = relu(h) if h.sum() > 0
+    else tanh(h)` becomes a Loop (constant trip count, condition true) whose body computes
+    MatMul + Add with the weights read from the enclosing graph, ReduceSum, Greater and an If
+    whose branches apply Relu or Tanh, and passes the condition through with Identity."""
+    g = GraphBuilder(rng)
+    w = g.weight("fc.weight_t", g.normal((d, d), math.sqrt(1.0 / d)))
+    b = g.weight("fc.bias", g.normal((d,), 0.02))
+    trip = g.constant(steps, "", np.int64)
+    cond = g.constant(True, "", np.bool_)
+    zero = g.constant(0.0, "")
+    relu = helper.make_graph([helper.make_node("Relu", ["/Loop/fc/Add_output_0"], ["/Loop/If/Relu_output_0"],
+                                               name="/Loop/If/Relu")],
+                             "then_branch", [], [value_info("/Loop/If/Relu_output_0", [batch, d])])
+    tanh = helper.make_graph([helper.make_node("Tanh", ["/Loop/fc/Add_output_0"], ["/Loop/If/Tanh_output_0"],
+                                               name="/Loop/If/Tanh")],
+                             "else_branch", [], [value_info("/Loop/If/Tanh_output_0", [batch, d])])
+    body = helper.make_graph([
+        helper.make_node("MatMul", ["h.1", w], ["/Loop/fc/MatMul_output_0"], name="/Loop/fc/MatMul"),
+        helper.make_node("Add", ["/Loop/fc/MatMul_output_0", b], ["/Loop/fc/Add_output_0"], name="/Loop/fc/Add"),
+        helper.make_node("ReduceSum", ["/Loop/fc/Add_output_0"], ["/Loop/ReduceSum_output_0"], name="/Loop/ReduceSum",
+                         keepdims=0),
+        helper.make_node("Greater", ["/Loop/ReduceSum_output_0", zero], ["/Loop/Greater_output_0"],
+                         name="/Loop/Greater"),
+        helper.make_node("If", ["/Loop/Greater_output_0"], ["h.3"], name="/Loop/If", then_branch=relu,
+                         else_branch=tanh),
+        helper.make_node("Identity", ["cond.1"], ["cond.3"], name="/Loop/Identity"),
+    ], "loop_body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                     helper.make_tensor_value_info("cond.1", TensorProto.BOOL, []),
+                     value_info("h.1", [batch, d])],
+        [helper.make_tensor_value_info("cond.3", TensorProto.BOOL, []), value_info("h.3", [batch, d])])
+    g.nodes.append(helper.make_node("Loop", [trip, cond, "input"], ["output"], name="/Loop", body=body))
+    model = g.model("loop_branch", 13, [value_info("input", [batch, d])], [value_info("output", [batch, d])])
+    return model, {"input": (batch, d)}
+
+
+def make_loop_1000_tiny(rng, steps=1000, d=8):
+    """The loop machinery's own cost: 1000 iterations of h = h * 0.5 + x on [1, 8], a two-node body
+    whose kernels take well under a microsecond, so time per iteration is what the runtime spends
+    starting a body, passing loop-carried values and checking the condition."""
+    g = GraphBuilder(rng)
+    trip = g.constant(steps, "", np.int64)
+    cond = g.constant(True, "", np.bool_)
+    half = g.constant(0.5, "")
+    body = helper.make_graph([
+        helper.make_node("Mul", ["h.1", half], ["/Loop/Mul_output_0"], name="/Loop/Mul"),
+        helper.make_node("Add", ["/Loop/Mul_output_0", "input"], ["h.3"], name="/Loop/Add"),
+        helper.make_node("Identity", ["cond.1"], ["cond.3"], name="/Loop/Identity"),
+    ], "loop_body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                     helper.make_tensor_value_info("cond.1", TensorProto.BOOL, []),
+                     value_info("h.1", [1, d])],
+        [helper.make_tensor_value_info("cond.3", TensorProto.BOOL, []), value_info("h.3", [1, d])])
+    g.nodes.append(helper.make_node("Loop", [trip, cond, "input"], ["output"], name="/Loop", body=body))
+    model = g.model("loop_1000_tiny", 13, [value_info("input", [1, d])], [value_info("output", [1, d])])
+    return model, {"input": (1, d)}
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -401,6 +459,8 @@ def main(argv):
         ("mobilenetv3_small_style", make_mobilenetv3_small_style),
         ("transformer_encoder", make_transformer_encoder),
         ("silu_ln_gelu", make_silu_ln_gelu),
+        ("loop_branch", make_loop_branch),
+        ("loop_1000_tiny", make_loop_1000_tiny),
     ]
     for seed, (name, maker) in enumerate(fixed, start=1):
         model, shapes = maker(np.random.default_rng(seed))

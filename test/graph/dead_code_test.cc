@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
+
 #include "graph_test_util.h"
 
 namespace kiln::graph {
@@ -82,18 +84,28 @@ TEST(DeadCodeTest, NothingToDoReportsNoChange) {
   EXPECT_EQ(b.graph().num_live_nodes(), 1u);
 }
 
-// A subgraph may name an outer constant without any link recording it, so
-// constants stay while a live node carries a subgraph.
-TEST(DeadCodeTest, KeepsConstantsWhenASubgraphMayUseThem) {
+// What a sub-graph reads from outside is an implicit input of its node, so
+// a constant only a body reads stays, and one nothing reads still goes.
+TEST(DeadCodeTest, KeepsConstantsASubgraphReads) {
   GraphBuilder b;
   ValueId cond = b.Input("cond", DType::kBool, ShapeInfo::FromDims({}));
   ValueId outer = b.Constant("outer", MakeTensor<float>({1}, {1}));
-  Attribute body;
-  body.kind = Attribute::Kind::kGraph;
-  NodeId if_node = b.Op("If", {cond}, {"r"}, {{"then_branch", body}, {"else_branch", body}});
+  ValueId unused = b.Constant("unused", MakeTensor<float>({1}, {2}));
+  auto branch = std::make_shared<Graph>();
+  ValueId inner = *branch->AddOuterScopeValue("outer", DType::kFloat32, ShapeInfo::FromDims({1}));
+  branch->AddOutput(inner);
+  Attribute then_branch;
+  then_branch.kind = Attribute::Kind::kGraph;
+  then_branch.g = branch;
+  Attribute else_branch = then_branch;
+  NodeId if_node =
+      b.Op("If", {cond, outer, outer}, {"r"}, {{"then_branch", then_branch}, {"else_branch", else_branch}});
+  b.graph().node(if_node).implicit_inputs = 2;
   b.Output(b.Out(if_node));
+  ASSERT_TRUE(b.graph().Validate().ok());
   ASSERT_TRUE(EliminateDeadNodes(b.graph()).ok());
   EXPECT_TRUE(b.graph().value(outer).constant.has_value());
+  EXPECT_FALSE(b.graph().value(unused).constant.has_value());
 }
 
 // Dead code may even contain a cycle; it is removed without fuss.
