@@ -14,7 +14,6 @@
 
 #include "jit/codegen_target.h"
 #include "jit/region_ops.h"
-#include "jit/vector_math.h"
 
 namespace kiln::jit {
 namespace {
@@ -38,6 +37,7 @@ class AttentionEmitter {
       : module_(module), ctx_(module.getContext()), p_(p), lanes_(lanes) {
     f32_ = llvm::Type::getFloatTy(ctx_);
     i64_ = llvm::Type::getInt64Ty(ctx_);
+    i32_ = llvm::Type::getInt32Ty(ctx_);
     vec_ = llvm::FixedVectorType::get(f32_, static_cast<unsigned>(lanes));
     d_vectors_ = (p.head_dim + lanes - 1) / lanes;
     d_tail_ = static_cast<int>(p.head_dim - (d_vectors_ - 1) * lanes);
@@ -57,7 +57,7 @@ class AttentionEmitter {
   llvm::Value* NegInf() const { return llvm::ConstantFP::getInfinity(f32_, true); }
   llvm::Value* LaneIndices() const {
     std::vector<llvm::Constant*> lanes;
-    for (int l = 0; l < lanes_; ++l) lanes.push_back(llvm::ConstantInt::get(i64_, l));
+    for (int l = 0; l < lanes_; ++l) lanes.push_back(llvm::ConstantInt::get(i32_, l));
     return llvm::ConstantVector::get(lanes);
   }
   llvm::Value* HeadTailMask() const {
@@ -67,9 +67,44 @@ class AttentionEmitter {
   }
   bool PartialHeadVector(int64_t dv) const { return dv == d_vectors_ - 1 && d_tail_ != lanes_; }
 
-  // Lanes [0, remaining) of a vector live.
+  // Lanes [0, remaining) of a vector live. 32-bit lane indices: one
+  // compare per vector (64-bit ones take two and a mask merge).
   llvm::Value* LiveLanes(llvm::IRBuilderBase& b, llvm::Value* remaining) const {
-    return b.CreateICmpSLT(LaneIndices(), b.CreateVectorSplat(lanes_, remaining));
+    llvm::Value* clamped = b.CreateBinaryIntrinsic(llvm::Intrinsic::smax, remaining, I64(0));
+    clamped = b.CreateBinaryIntrinsic(llvm::Intrinsic::smin, clamped, I64(lanes_));
+    return b.CreateICmpSLT(LaneIndices(), b.CreateVectorSplat(lanes_, b.CreateTrunc(clamped, i32_)));
+  }
+
+  // e^x for x <= 0 (a score minus the running max), -inf or NaN: leaner than
+  // EmitExp, which also serves positive arguments and denormal results.
+  // Results below FLT_MIN are 0 (a weight that small cannot change a sum
+  // holding the max's weight, 1); -inf gives 0 and NaN stays NaN. The
+  // power of two comes from the bits of x * log2(e) + 1.5 * 2^23, whose
+  // last mantissa bits are that product rounded to an integer: no float to
+  // int conversion (undefined for NaN in LLVM's IR) and no rounding op.
+  llvm::Value* SoftmaxExp(llvm::IRBuilderBase& b, llvm::Value* x) const {
+    llvm::Type* t = x->getType();
+    auto c = [&](double v) { return llvm::ConstantFP::get(t, v); };
+    auto fma = [&](llvm::Value* p, llvm::Value* q, llvm::Value* r) {
+      return b.CreateIntrinsic(llvm::Intrinsic::fmuladd, {t}, {p, q, r});
+    };
+    llvm::Value* under = b.CreateFCmpOLT(x, c(-87.33654));  // ln(FLT_MIN); false for NaN
+    llvm::Value* xc = b.CreateSelect(under, c(-87.33654), x);
+    constexpr double kShifter = 12582912.0;  // 1.5 * 2^23
+    llvm::Value* shifted = fma(xc, c(1.4426950408889634), c(kShifter));
+    llvm::Value* n = b.CreateFSub(shifted, c(kShifter));
+    llvm::Value* r = fma(n, c(-0.693145751953125), xc);  // ln 2 in two parts
+    r = fma(n, c(-1.428606765330187e-06), r);
+    // Taylor to r^6 on |r| <= ln(2)/2: relative error ~1.5e-7.
+    llvm::Value* poly = c(1.0 / 720);
+    for (double k : {1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1.0, 1.0}) poly = fma(poly, r, c(k));
+    llvm::Type* it = t->isVectorTy() ? static_cast<llvm::Type*>(llvm::FixedVectorType::get(i32_, lanes_)) : i32_;
+    // bits(shifted) = bits(1.5 * 2^23) + n; the exponent field of 2^n is n + 127.
+    llvm::Value* bits =
+        b.CreateShl(b.CreateAdd(b.CreateBitCast(shifted, it), llvm::ConstantInt::get(it, 127 - 0x4B400000)),
+                    llvm::ConstantInt::get(it, 23));
+    llvm::Value* y = b.CreateFMul(poly, b.CreateBitCast(bits, t));
+    return b.CreateSelect(under, c(0.0), y);
   }
 
   // Vector dv of a head-dim row at `row` (masked when it is the partial one).
@@ -100,8 +135,10 @@ class AttentionEmitter {
     }
     return b.CreateExtractElement(v, uint64_t{0});
   }
+  // x86's max: y when either is NaN (a NaN score still reaches the output
+  // through its exp). maxnum would add a NaN check to every max.
   llvm::Value* Max(llvm::IRBuilderBase& b, llvm::Value* x, llvm::Value* y) const {
-    return b.CreateBinaryIntrinsic(llvm::Intrinsic::maxnum, x, y);
+    return b.CreateSelect(b.CreateFCmpOGT(x, y), x, y);
   }
 
   // for (i = begin; i < end; ++i) body(i), with begin < end checked first.
@@ -125,6 +162,7 @@ class AttentionEmitter {
   int64_t query_chunk_ = 0;
   llvm::Type* f32_;
   llvm::Type* i64_;
+  llvm::Type* i32_;
   llvm::FixedVectorType* vec_;
 };
 
@@ -241,10 +279,19 @@ Status AttentionEmitter::Emit(const std::string& name, const AttentionLayout& la
   std::vector<llvm::AllocaInst*> score_regs, out_regs;
   for (int64_t i = 0; i < query_rows_ * kKeyVectors; ++i) score_regs.push_back(b.CreateAlloca(vec_, nullptr, "s"));
   for (int64_t i = 0; i < query_rows_ * d_vectors_; ++i) out_regs.push_back(b.CreateAlloca(vec_, nullptr, "o"));
+  // Within a key block the accumulators are read through a pointer
+  // reloaded (volatile) per block: otherwise LLVM keeps a query group's
+  // output rows in registers across the whole key loop, and the softmax
+  // between the two products, short of registers, spills and reloads its
+  // constants.
+  llvm::Value* acc_slot = b.CreateAlloca(acc->getType(), nullptr, "acc_slot");
+  b.CreateStore(acc, acc_slot);
+  llvm::Value* acc_base = acc;
   auto acc_ptr = [&](llvm::Value* row, int64_t dv) {
-    return b.CreateInBoundsGEP(vec_, acc, b.CreateAdd(b.CreateMul(row, I64(d_vectors_)), I64(dv)));
+    return b.CreateInBoundsGEP(vec_, acc_base, b.CreateAdd(b.CreateMul(row, I64(d_vectors_)), I64(dv)));
   };
 
+  const bool raw_scores = mask == nullptr && p_.scale > 0;
   EmitLoop(b, entry.row_begin, entry.row_end, "unit", [&](llvm::Value* unit) {
     llvm::Value* chunk = b.CreateURem(unit, chunks);
     llvm::Value* bh = b.CreateUDiv(unit, chunks);
@@ -289,6 +336,7 @@ Status AttentionEmitter::Emit(const std::string& name, const AttentionLayout& la
         llvm::Value* blocks = b.CreateUDiv(b.CreateAdd(tile_keys, I64(key_block_ - 1)), I64(key_block_));
         EmitLoop(b, I64(0), blocks, "key_block", [&](llvm::Value* kb) {
           llvm::Value* jb = b.CreateMul(kb, I64(key_block_));  // within the tile
+          acc_base = b.CreateLoad(acc->getType(), acc_slot, /*isVolatile=*/true);
           // Scores: sum over d of Q[row, d] * K^T[d, keys].
           for (llvm::AllocaInst* s : score_regs) b.CreateStore(FVec(0), s);
           EmitLoop(b, I64(0), I64(p_.head_dim), "d", [&](llvm::Value* d) {
@@ -318,8 +366,10 @@ Status AttentionEmitter::Emit(const std::string& name, const AttentionLayout& la
             }
             llvm::Value* block_max = nullptr;
             for (int64_t c = 0; c < kKeyVectors; ++c) {
-              llvm::Value* x = b.CreateFMul(b.CreateLoad(vec_, score_regs[static_cast<size_t>(i * kKeyVectors + c)]),
-                                            FVec(p_.scale));
+              // Without a mask the raw products are compared (the scale is
+              // positive) and the scale is applied inside the exp's argument.
+              llvm::Value* x = b.CreateLoad(vec_, score_regs[static_cast<size_t>(i * kKeyVectors + c)]);
+              if (!raw_scores) x = b.CreateFMul(x, FVec(p_.scale));
               llvm::Value* first = b.CreateAdd(key0, I64(c * lanes_));
               llvm::Value* live = LiveLanes(b, b.CreateSub(num_keys, first));
               if (mask_row != nullptr) {
@@ -339,18 +389,24 @@ Status AttentionEmitter::Emit(const std::string& name, const AttentionLayout& la
             llvm::Value* r = row[static_cast<size_t>(i)];
             llvm::Value* max_ptr = b.CreateInBoundsGEP(f32_, maxes, r);
             llvm::Value* old_max = b.CreateAlignedLoad(f32_, max_ptr, llvm::Align(4));
-            llvm::Value* new_max =
-                Max(b, old_max, Reduce(b, block_max, [&](llvm::Value* x, llvm::Value* y) { return Max(b, x, y); }));
+            llvm::Value* top = Reduce(b, block_max, [&](llvm::Value* x, llvm::Value* y) { return Max(b, x, y); });
+            if (raw_scores) top = b.CreateFMul(top, llvm::ConstantFP::get(f32_, p_.scale));
+            llvm::Value* new_max = Max(b, old_max, top);
             b.CreateAlignedStore(new_max, max_ptr, llvm::Align(4));
             // While every score so far is -inf, subtract 0: exp(-inf - -inf)
             // would be NaN where the answer is a zero weight.
             llvm::Value* base_max =
                 b.CreateSelect(b.CreateFCmpOEQ(new_max, NegInf()), llvm::ConstantFP::get(f32_, 0.0), new_max);
-            llvm::Value* rescale = EmitExp(b, b.CreateFSub(old_max, base_max));
+            llvm::Value* rescale = SoftmaxExp(b, b.CreateFSub(old_max, base_max));
             llvm::Value* sum = b.CreateFMul(b.CreateAlignedLoad(vec_, b.CreateInBoundsGEP(vec_, sums, r), vec_align),
                                             Splat(b, rescale));
             for (int64_t c = 0; c < kKeyVectors; ++c) {
-              llvm::Value* prob = EmitExp(b, b.CreateFSub(s[static_cast<size_t>(c)], Splat(b, base_max)));
+              llvm::Value* arg =
+                  raw_scores
+                      ? b.CreateIntrinsic(llvm::Intrinsic::fmuladd, {vec_},
+                                          {s[static_cast<size_t>(c)], FVec(p_.scale), Splat(b, b.CreateFNeg(base_max))})
+                      : b.CreateFSub(s[static_cast<size_t>(c)], Splat(b, base_max));
+              llvm::Value* prob = SoftmaxExp(b, arg);
               sum = b.CreateFAdd(sum, prob);
               b.CreateAlignedStore(prob, b.CreateInBoundsGEP(f32_, probs, I64(i * key_block_ + c * lanes_)), vec_align);
             }
@@ -385,6 +441,7 @@ Status AttentionEmitter::Emit(const std::string& name, const AttentionLayout& la
                                    acc_ptr(row[static_cast<size_t>(i)], dv), vec_align);
             }
           }
+          acc_base = acc;
         });
       });
     });
