@@ -62,6 +62,7 @@ struct RunCommandOptions {
   bool profile = false;
   std::string jit_cache_dir;          // empty: KILN_JIT_CACHE, or off
   int64_t payback_horizon_calls = 0;  // SessionOptions::jit_payback_horizon_calls
+  bool bitwise = false;               // SessionOptions::jit_bitwise_equivalent
 };
 
 // Splits "NAME=VALUE"; both parts non-empty.
@@ -153,6 +154,10 @@ StatusOr<RunCommandOptions> ParseRunCommandOptions(const ParsedArgs& args) {
     KILN_ASSIGN_OR_RETURN(options.threads, ParseInt(args.Get("threads"), "--threads", 0, 4096));
   }
   options.profile = args.switches.count("profile") != 0;
+  options.bitwise = args.switches.count("bitwise") != 0;
+  if (options.bitwise && options.tier == TierPolicy::kInterpreter) {
+    return InvalidArgument("--bitwise applies to the JIT tier: --tier auto or jit, not interp");
+  }
   if (args.Has("jit-cache")) {
     if (args.Get("jit-cache").empty()) return InvalidArgument("--jit-cache needs a folder");
     options.jit_cache_dir = ResolveUserPath(args.Get("jit-cache"));
@@ -329,6 +334,7 @@ int Run(const RunCommandOptions& options) {
   session_options.enable_profiling = options.profile;
   session_options.jit_cache_dir = options.jit_cache_dir;
   session_options.jit_payback_horizon_calls = options.payback_horizon_calls;
+  session_options.jit_bitwise_equivalent = options.bitwise;
   session_options.enable_tracing = !options.trace_path.empty();
   std::string tier_run = TierPolicyName(options.tier);
   start = Clock::now();
@@ -484,7 +490,7 @@ int RunCommand(const std::vector<std::string>& args) {
       ParseArgs(args,
                 {"input", "dim", "shape", "output-dir", "tier", "graph-opt", "channels-last", "iters", "duration",
                  "concurrency", "warmup", "jit-timeout", "threads", "report", "trace", "jit-cache", "payback-horizon"},
-                {"profile", "wait-for-jit"});
+                {"profile", "wait-for-jit", "bitwise"});
   if (!parsed.ok()) return ReportUsageError(parsed.status().message(), RunUsage());
   if (parsed->help) {
     std::fputs(RunUsage(), stdout);

@@ -62,6 +62,9 @@ execution:
   --payback-horizon N     compile a hot region only if it is projected to
                           win back its compile time within N calls
                           (default 0: no limit)
+  --bitwise               compiled code gives the interpreter's outputs bit
+                          for bit (regions it cannot reproduce exactly stay
+                          interpreted)
   --threads N             intra-op threads per run, 0 = one per core
                           (default 0)
   --graph-opt basic|all   load-time rewrites: basic keeps every op of the

@@ -245,6 +245,36 @@ TEST(CliTest, RunMatchesNumpyReferenceInBothTiers) {
   }
 }
 
+// --bitwise: the JIT's written outputs are the interpreter's, byte for byte.
+// Not the CNN: without --bitwise, an interpreter run that comes before its
+// session's background preparation ends computes convolutions another way,
+// so the reference itself would depend on timing.
+TEST(CliTest, BitwiseJitOutputsEqualTheInterpretersBytes) {
+  for (const DemoModel& m : kDemoModels) {
+    if (std::string(m.name) == "cnn_small") continue;
+    SCOPED_TRACE(m.name);
+    const std::string base = std::string("tools/") + m.name;
+    std::vector<std::string> files;
+    for (const char* tier : {"interp", "jit"}) {
+      const std::string out_dir = TmpDir() + "/bitwise_" + m.name + "_" + tier;
+      std::vector<std::string> args = {"run",          Runfile(base + ".onnx"),
+                                       "--input",      std::string(m.input) + "=" + Runfile(base + "_input_0.npy"),
+                                       "--output-dir", out_dir,
+                                       "--iters",      "3",
+                                       "--tier",       tier};
+      if (std::string(tier) == "jit") args.push_back("--bitwise");
+      Result r = Kiln(args);
+      ASSERT_EQ(r.exit_code, 0) << Describe(r);
+      files.push_back(ReadFile(out_dir + "/output_0.npy"));
+    }
+    ASSERT_FALSE(files[0].empty());
+    EXPECT_TRUE(files[0] == files[1]) << "the --bitwise JIT's output differs from the interpreter's";
+  }
+  Result bad = Kiln({"run", "a.onnx", "--bitwise", "--tier", "interp"});
+  EXPECT_EQ(bad.exit_code, 2) << Describe(bad);
+  EXPECT_NE(bad.err.find("--bitwise applies to the JIT tier"), std::string::npos) << bad.err;
+}
+
 // --channels-last on puts the CNN's convolutions in NHWC between Transposes;
 // off keeps them NCHW.
 TEST(CliTest, ChannelsLastFlagChoosesTheConvolutionLayout) {

@@ -218,7 +218,9 @@ struct SessionOptions {
   // functions with no exact vector form (Elu, Softplus, Pow other than x^1
   // and x^2).
   // Shadow verification (jit_verify_calls) then compares bits instead of
-  // using a tolerance. See docs/ARCHITECTURE.md, "Bitwise tier equivalence".
+  // using a tolerance, and Session::Create waits for the interpreter's
+  // background preparation (runs before it ends would compute convolutions
+  // another way). See docs/ARCHITECTURE.md, "Bitwise tier equivalence".
   bool jit_bitwise_equivalent = false;
   // Break-even gate: a hot signature whose projected payback (projected
   // compile ms / projected saving per call, see docs/ARCHITECTURE.md
