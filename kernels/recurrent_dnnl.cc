@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -55,6 +56,41 @@ struct Plan {
   DnnlReorder weights_layer_reorder, weights_iter_reorder;
   mutable Mutex mu;
   mutable std::shared_ptr<const PreparedWeights> prepared KILN_GUARDED_BY(mu);
+  // Scratchpads of finished calls, reused by later ones: the primitive's
+  // scratchpad holds every step's gates (megabytes for a long sequence),
+  // and a fresh one per call costs its page faults on every call.
+  mutable Mutex scratch_mu;
+  mutable std::vector<dnnl::memory> free_scratchpads KILN_GUARDED_BY(scratch_mu);
+};
+
+// A scratchpad taken from a plan's pool (or made) for one call and given
+// back when the call ends. Concurrent calls each get their own.
+class PooledScratchpad {
+ public:
+  explicit PooledScratchpad(const Plan& plan) : plan_(plan) {
+    {
+      MutexLock lock(plan.scratch_mu);
+      if (!plan.free_scratchpads.empty()) {
+        memory_ = std::move(plan.free_scratchpads.back());
+        plan.free_scratchpads.pop_back();
+        return;
+      }
+    }
+    memory_ = dnnl::memory(plan.pd.scratchpad_desc(), DnnlEngine());
+  }
+  ~PooledScratchpad() {
+    // Room for as many as calls that usually overlap; more are freed.
+    constexpr size_t kMaxPooled = 4;
+    MutexLock lock(plan_.scratch_mu);
+    if (plan_.free_scratchpads.size() < kMaxPooled) plan_.free_scratchpads.push_back(std::move(memory_));
+  }
+  PooledScratchpad(const PooledScratchpad&) = delete;
+  PooledScratchpad& operator=(const PooledScratchpad&) = delete;
+  const dnnl::memory& memory() const { return memory_; }
+
+ private:
+  const Plan& plan_;
+  dnnl::memory memory_;
 };
 
 class DnnlRecurrentImpl final : public DnnlRecurrent {
@@ -298,8 +334,11 @@ class DnnlRecurrentImpl final : public DnnlRecurrent {
       args.emplace(DNNL_ARG_DST_ITER_C, WrapMemory(md(DNNL_ARG_DST_ITER_C), dst_c));
     }
     if (omp_get_max_threads() != plan.threads) omp_set_num_threads(plan.threads);
-    const dnnl::memory::desc scratch_desc = plan.pd.scratchpad_desc();
-    if (scratch_desc.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(scratch_desc, DnnlEngine()));
+    std::optional<PooledScratchpad> scratchpad;
+    if (plan.pd.scratchpad_desc().get_size() > 0) {
+      scratchpad.emplace(plan);
+      args.emplace(DNNL_ARG_SCRATCHPAD, scratchpad->memory());
+    }
     dnnl::stream stream(DnnlEngine());
     plan.primitive.execute(stream, args);
     stream.wait();
