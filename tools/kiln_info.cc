@@ -13,6 +13,7 @@
 #include "graph/partitioner.h"
 #include "graph/printer.h"
 #include "kernels/kernel.h"
+#include "runtime/control_flow.h"
 #include "runtime/model_internal.h"
 #include "tools/input_shapes.h"
 #include "tools/kiln_cli.h"
@@ -126,21 +127,35 @@ int InfoCommand(const std::vector<std::string>& args) {
 
   // Histogram keyed by "domain:op" so custom-domain ops stay distinct; the
   // map keeps the output order deterministic.
+  // Nodes inside If/Loop/Scan bodies count too; an unsupported one is
+  // named by its path ("outer_loop/body/inner_node").
   std::map<std::string, int64_t> histogram;
-  std::map<std::string, std::vector<std::string>> unsupported;  // op -> node names
+  std::map<std::string, std::vector<std::string>> unsupported;  // op -> node paths
   const kernels::KernelRegistry& registry = kernels::DefaultKernelRegistry();
-  for (size_t n = 0; n < g.num_nodes(); ++n) {
-    const graph::Node& node = g.node(static_cast<graph::NodeId>(n));
-    if (node.dead) continue;
-    std::string key = node.domain.empty() ? node.op_type : node.domain + ":" + node.op_type;
-    ++histogram[key];
-    if (!registry.Supports(node.op_type, node.domain, node.opset)) {
-      unsupported[key + " (opset " + std::to_string(node.opset) + ")"].push_back(node.name);
+  int64_t body_nodes = 0;
+  const auto count_ops = [&](const auto& self, const graph::Graph& graph, const std::string& prefix) -> void {
+    for (size_t n = 0; n < graph.num_nodes(); ++n) {
+      const graph::Node& node = graph.node(static_cast<graph::NodeId>(n));
+      if (node.dead) continue;
+      if (!prefix.empty()) ++body_nodes;
+      std::string key = node.domain.empty() ? node.op_type : node.domain + ":" + node.op_type;
+      ++histogram[key];
+      const std::string path = prefix + (node.name.empty() ? node.op_type : node.name);
+      if (!runtime::IsControlFlowOp(node) && !registry.Supports(node.op_type, node.domain, node.opset)) {
+        unsupported[key + " (opset " + std::to_string(node.opset) + ")"].push_back(path);
+      }
+      for (const auto& [attr, body] : graph::Subgraphs(node)) self(self, *body, path + "/" + attr + "/");
     }
-  }
+  };
+  count_ops(count_ops, g, "");
   std::vector<std::pair<std::string, int64_t>> ops(histogram.begin(), histogram.end());
   std::stable_sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
-  std::printf("nodes: %zu\n", g.num_live_nodes());
+  if (body_nodes > 0) {
+    std::printf("nodes: %zu (and %lld inside If/Loop/Scan bodies)\n", g.num_live_nodes(),
+                static_cast<long long>(body_nodes));
+  } else {
+    std::printf("nodes: %zu\n", g.num_live_nodes());
+  }
   std::printf("ops (%zu kinds):\n", ops.size());
   for (const auto& [op, count] : ops) std::printf("  %-28s %lld\n", op.c_str(), static_cast<long long>(count));
   if (unsupported.empty()) {
@@ -149,7 +164,7 @@ int InfoCommand(const std::vector<std::string>& args) {
     std::printf("unsupported ops:\n");
     for (const auto& [op, nodes] : unsupported) {
       std::printf("  %s: %zu node%s (%s%s)\n", op.c_str(), nodes.size(), nodes.size() == 1 ? "" : "s",
-                  nodes.front().empty() ? "unnamed" : nodes.front().c_str(), nodes.size() > 1 ? ", ..." : "");
+                  nodes.front().c_str(), nodes.size() > 1 ? ", ..." : "");
     }
   }
   if (parsed.switches.count("regions")) {
