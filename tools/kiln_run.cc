@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -63,6 +64,7 @@ struct RunCommandOptions {
   std::string jit_cache_dir;          // empty: KILN_JIT_CACHE, or off
   int64_t payback_horizon_calls = 0;  // SessionOptions::jit_payback_horizon_calls
   bool bitwise = false;               // SessionOptions::jit_bitwise_equivalent
+  double compile_share = SessionOptions().jit_compile_cpu_share;
 };
 
 // Splits "NAME=VALUE"; both parts non-empty.
@@ -165,6 +167,15 @@ StatusOr<RunCommandOptions> ParseRunCommandOptions(const ParsedArgs& args) {
   if (args.Has("payback-horizon")) {
     KILN_ASSIGN_OR_RETURN(options.payback_horizon_calls,
                           ParseInt(args.Get("payback-horizon"), "--payback-horizon", 0, int64_t{1} << 40));
+  }
+  if (args.Has("compile-share")) {
+    const std::string& text = args.Get("compile-share");
+    char* end = nullptr;
+    const double share = std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size() || !(share >= 0 && share <= 1)) {
+      return InvalidArgument("--compile-share must be a number from 0 to 1, got '", text, "'");
+    }
+    options.compile_share = share;
   }
   return options;
 }
@@ -334,6 +345,7 @@ int Run(const RunCommandOptions& options) {
   session_options.enable_profiling = options.profile;
   session_options.jit_cache_dir = options.jit_cache_dir;
   session_options.jit_payback_horizon_calls = options.payback_horizon_calls;
+  session_options.jit_compile_cpu_share = options.compile_share;
   session_options.jit_bitwise_equivalent = options.bitwise;
   session_options.enable_tracing = !options.trace_path.empty();
   std::string tier_run = TierPolicyName(options.tier);
@@ -486,11 +498,11 @@ int Run(const RunCommandOptions& options) {
 }  // namespace
 
 int RunCommand(const std::vector<std::string>& args) {
-  auto parsed =
-      ParseArgs(args,
-                {"input", "dim", "shape", "output-dir", "tier", "graph-opt", "channels-last", "iters", "duration",
-                 "concurrency", "warmup", "jit-timeout", "threads", "report", "trace", "jit-cache", "payback-horizon"},
-                {"profile", "wait-for-jit", "bitwise"});
+  auto parsed = ParseArgs(
+      args,
+      {"input", "dim", "shape", "output-dir", "tier", "graph-opt", "channels-last", "iters", "duration", "concurrency",
+       "warmup", "jit-timeout", "threads", "report", "trace", "jit-cache", "payback-horizon", "compile-share"},
+      {"profile", "wait-for-jit", "bitwise"});
   if (!parsed.ok()) return ReportUsageError(parsed.status().message(), RunUsage());
   if (parsed->help) {
     std::fputs(RunUsage(), stdout);

@@ -62,6 +62,10 @@ execution:
   --payback-horizon N     compile a hot region only if it is projected to
                           win back its compile time within N calls
                           (default 0: no limit)
+  --compile-share S       share of one core background compiles may take
+                          while every core serves requests, 0 to 1
+                          (default 0.25; 0: no pacing, low priority;
+                          1: never paced)
   --bitwise               compiled code gives the interpreter's outputs bit
                           for bit (regions it cannot reproduce exactly stay
                           interpreted)

@@ -530,7 +530,7 @@ TEST(CliTest, EachCommandHasItsOwnHelp) {
       {"run",
        {"--input", "--shape", "--dim", "--output-dir", "--report", "--trace", "--profile", "--iters", "--duration",
         "--concurrency", "--warmup", "--wait-for-jit", "--jit-timeout", "--tier", "--threads", "--graph-opt",
-        "--channels-last", "--payback-horizon"}},
+        "--channels-last", "--payback-horizon", "--compile-share"}},
       {"info", {"--graph", "--regions", "--graph-opt", "--channels-last"}},
       {"dot", {"--no-constants", "--regions", "--graph-opt", "--channels-last"}},
   };
@@ -815,6 +815,19 @@ TEST(CliTest, APaybackHorizonKeepsRegionsThatWouldNotPayBackInterpreted) {
   EXPECT_EQ(report["regions_compiled"], 0) << report;
   EXPECT_EQ(report["break_even"]["versions"], 0) << report["break_even"];
   EXPECT_EQ(report["break_even"]["skipped_for_payback"], report["regions_total"]) << report;
+}
+
+// Background compiles paced at a chosen share still tier the model up
+// (two request threads); a share outside 0..1 is refused by name.
+TEST(CliTest, CompileShareIsPassedOnAndChecked) {
+  Result r = Kiln({"run", Runfile("tools/mlp.onnx"), "--compile-share", "0.05", "--concurrency", "2", "--iters", "20",
+                   "--wait-for-jit"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  for (const char* bad : {"1.5", "-0.1", "half", ""}) {
+    Result e = Kiln({"run", Runfile("tools/mlp.onnx"), "--compile-share", bad});
+    EXPECT_NE(e.exit_code, 0) << bad;
+    EXPECT_NE(e.err.find("--compile-share"), std::string::npos) << bad << ": " << e.err;
+  }
 }
 
 }  // namespace
