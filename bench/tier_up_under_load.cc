@@ -24,8 +24,9 @@ using Clock = std::chrono::steady_clock;
 // The two cases: a row-reduction chain, and a transformer layer
 // (GEMMs, LayerNorms, attention).
 const char* const kCases[] = {"silu_ln_gelu", "transformer_encoder"};
-// 0: no scheduler (the nice-10 compile thread); 0.25: the default.
-const double kShares[] = {0, 0.1, 0.25, 0.5};
+// 0: no scheduler (the nice-10 compile thread); 0.25: the default; 1: never
+// paced, at normal priority.
+const double kShares[] = {0, 0.1, 0.25, 0.5, 1};
 constexpr int kRequests = 2;
 
 // Interpreted runs per request thread before and while timing, and the
@@ -176,6 +177,7 @@ std::string ShareName(double share) {
   if (share <= 0) return "off";
   std::string s = std::to_string(share);
   s.erase(s.find_last_not_of('0') + 1);
+  if (s.back() == '.') s.pop_back();
   return s;
 }
 
