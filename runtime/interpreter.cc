@@ -288,10 +288,9 @@ StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& g
   Log().debug("interpreter: {} steps, {} planned values in {} slots (estimated {} bytes)", interp->steps_.size(),
               planned.size(), interp->plan_.num_slots(), interp->plan_.PlannedBytes());
   if (!preparations.empty()) {
-    // Packing weights on a thread of its own: a run that comes first uses
-    // the kernels' unprepared paths rather than waiting (kernel.h).
-    interp->preparation_ = std::make_unique<CompileQueue>(1);
-    for (std::function<void()>& prepare : preparations) interp->preparation_->Enqueue(std::move(prepare));
+    // On a thread of its own: a run that comes first uses the kernels'
+    // unprepared paths rather than waiting (kernel.h).
+    interp->preparation_ = std::make_unique<PreparationQueue>(std::move(preparations));
   }
   return interp;
 }

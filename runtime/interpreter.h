@@ -20,9 +20,9 @@
 #include "kernels/kernel.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
-#include "runtime/compile_queue.h"
 #include "runtime/memory_plan.h"
 #include "runtime/output_buffer_pool.h"
+#include "runtime/preparation_queue.h"
 #include "runtime/region_call.h"
 
 namespace kiln::runtime {
@@ -186,7 +186,7 @@ class Interpreter {
   // Runs the kernels' preparation; null when none has any. Declared last so
   // that it goes first: queued work is dropped and running work finishes
   // before the kernels it prepares are destroyed.
-  std::unique_ptr<CompileQueue> preparation_;
+  std::unique_ptr<PreparationQueue> preparation_;
 };
 
 }  // namespace kiln::runtime
