@@ -83,7 +83,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!tensor.ok() || !FillDeterministic(*tensor)) return 0;
     inputs.push_back({info.name, std::move(tensor).value()});
   }
-  auto outputs = (*session)->Run(inputs);
+  // A mutated Loop may ask for billions of iterations; the deadline bounds
+  // the run the way a server's would (it must stop cleanly, not hang).
+  kiln::RunOptions run;
+  run.deadline = kiln::RunOptions::DeadlineIn(2000);
+  auto outputs = (*session)->Run(inputs, run);
   (void)outputs;
   return 0;
 }
