@@ -209,6 +209,10 @@ CaseResult RunCase(const fs::path& dir, Mode mode) {
     SessionOptions interpreter_options;
     interpreter_options.intra_op_threads = 2;
     interpreter_options.tier = TierPolicy::kInterpreter;
+    // Waits for the interpreter's background preparation, as the JIT's
+    // session does: a first run before it ends computes convolutions
+    // another way.
+    interpreter_options.jit_bitwise_equivalent = true;
     auto s = Session::Create(*model, interpreter_options);
     if (!s.ok()) return classify(s.status(), "interpreter session");
     interpreter = std::move(*s);

@@ -149,6 +149,7 @@ void ExpectReportMatchesRun(const std::string& text, const std::string& model_su
                                          "interpreted_region_calls",
                                          "gemm_regions",
                                          "depthwise_regions",
+                                         "attention_regions",
                                          "break_even",
                                          "latency_split_ms_per_run",
                                          "outputs"};
