@@ -71,16 +71,29 @@ void GemmConv(const KernelContext& ctx, const Geometry& q, const float* x, const
       const float* wg = w + gi * q.mg * k;
       for (int64_t p0 = 0; p0 < positions; p0 += block) {
         const int64_t count = std::min(block, positions - p0);
+        // Tap (ci, ky, kx) is column ci * kh * kw + ky * kw + kx of the
+        // window; the bounds are checked once per (position, ky, kx).
+        const int64_t taps = q.kh * q.kw;
         for (int64_t p = 0; p < count; ++p) {
           const int64_t oy = (p0 + p) / q.ow, ox = (p0 + p) % q.ow;
-          int64_t tap = 0;
-          for (int64_t ch = gi * q.cg; ch < (gi + 1) * q.cg; ++ch) {
-            for (int64_t ky = 0; ky < q.kh; ++ky) {
-              const int64_t row = oy * q.sh - q.ph + ky * q.dh;
-              for (int64_t kx = 0; kx < q.kw; ++kx, ++tap) {
-                const float v = q.At(x, image, ch, row, ox * q.sw - q.pw + kx * q.dw);
-                cols[static_cast<size_t>(q.nhwc ? p * k + tap : tap * count + p)] = v;
+          for (int64_t ky = 0; ky < q.kh; ++ky) {
+            const int64_t row = oy * q.sh - q.ph + ky * q.dh;
+            for (int64_t kx = 0; kx < q.kw; ++kx) {
+              const int64_t col = ox * q.sw - q.pw + kx * q.dw;
+              const bool inside = row >= 0 && row < q.h && col >= 0 && col < q.w;
+              const int64_t tap0 = ky * q.kw + kx;
+              // Where consecutive input channels of this tap are in X and
+              // in the gathered block.
+              const int64_t src_step = q.nhwc ? 1 : q.h * q.w;
+              const int64_t dst_step = q.nhwc ? taps : taps * count;
+              float* dst = cols.data() + (q.nhwc ? p * k + tap0 : tap0 * count + p);
+              if (!inside) {
+                for (int64_t ci = 0; ci < q.cg; ++ci) dst[ci * dst_step] = 0.f;
+                continue;
               }
+              const float* src = x + (q.nhwc ? ((image * q.h + row) * q.w + col) * q.c + gi * q.cg
+                                             : ((image * q.c + gi * q.cg) * q.h + row) * q.w + col);
+              for (int64_t ci = 0; ci < q.cg; ++ci) dst[ci * dst_step] = src[ci * src_step];
             }
           }
         }
