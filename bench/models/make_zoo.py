@@ -376,6 +376,95 @@ def make_silu_ln_gelu(rng, rows=1024, d=1024):
     return model, {"input": (1, rows, d)}
 
 
+def torch_rnn_weights(g, scope, layer, gates, pt_to_onnx, din, hidden, dirs):
+    """One layer's W, R and B as torch.onnx writes them from nn.LSTM / nn.GRU parameters: per
+    direction weight_ih, weight_hh, bias_ih, bias_hh drawn as PyTorch initialises them (uniform in
+    +-1/sqrt(hidden)), the gate blocks reordered from PyTorch's order to ONNX's (block j of the
+    ONNX tensor is PyTorch's block pt_to_onnx[j]) and the two biases concatenated."""
+    k = 1.0 / math.sqrt(hidden)
+
+    def reorder(a):
+        blocks = np.split(a, gates, axis=0)
+        return np.concatenate([blocks[j] for j in pt_to_onnx], axis=0)
+
+    ws, rs, bs = [], [], []
+    for _ in range(dirs):
+        w_ih = g.uniform((gates * hidden, din), -k, k)
+        w_hh = g.uniform((gates * hidden, hidden), -k, k)
+        b_ih = g.uniform((gates * hidden,), -k, k)
+        b_hh = g.uniform((gates * hidden,), -k, k)
+        ws.append(reorder(w_ih))
+        rs.append(reorder(w_hh))
+        bs.append(np.concatenate([reorder(b_ih), reorder(b_hh)]))
+    prefix = "%s.l%d." % (scope, layer)
+    return (g.weight(prefix + "W", np.stack(ws)), g.weight(prefix + "R", np.stack(rs)),
+            g.weight(prefix + "B", np.stack(bs)))
+
+
+def torch_rnn_layer_output(g, y, scope, dirs):
+    """Y [seq, dirs, batch, hidden] as the next layer's input [seq, batch, dirs * hidden]: Squeeze
+    of the direction axis for one direction, Transpose and Reshape for two."""
+    if dirs == 1:
+        return g.op("Squeeze", [y, g.constant([1], scope, np.int64)], scope)
+    y = g.op("Transpose", [y], scope, perm=[0, 2, 1, 3])
+    return g.op("Reshape", [y, g.constant([0, 0, -1], scope, np.int64)], scope)
+
+
+def make_lstm(rng, num_layers=2, din=128, hidden=256, seq=100, batch=4, classes=32):
+    """nn.LSTM(128, 256, num_layers=2) over [100, 4, 128] (seq, batch, features) with zero states,
+    then nn.Linear to 32 classes per step, exported as torch.onnx does (opset 14): one LSTM node
+    per layer, gates reordered from PyTorch's i, f, g, o to ONNX's i, o, f, c, each Y squeezed
+    to [seq, batch, H]; h_n is the layers' Y_h concatenated."""
+    g = GraphBuilder(rng)
+    x = "input"
+    last_h = []
+    for layer in range(num_layers):
+        s = "/lstm"
+        w, r, b = torch_rnn_weights(g, "lstm", layer, 4, (0, 3, 1, 2), din if layer == 0 else hidden, hidden, 1)
+        zeros = g.weight("lstm.l%d.h0" % layer, np.zeros((1, batch, hidden), np.float32))
+        zeros_c = g.weight("lstm.l%d.c0" % layer, np.zeros((1, batch, hidden), np.float32))
+        node = g._unique(s + "/LSTM")
+        y, y_h, y_c = node + "_output_0", node + "_output_1", node + "_output_2"
+        g.nodes.append(helper.make_node("LSTM", [x, w, r, b, "", zeros, zeros_c], [y, y_h, y_c], name=node,
+                                        hidden_size=hidden))
+        last_h.append(y_h)
+        x = torch_rnn_layer_output(g, y, s, 1)
+    # PyTorch's initialisation leaves the hidden states small (rms ~0.08):
+    # a larger head keeps the logits O(0.1), as a trained tagger's are.
+    g.linear_matmul(x, "fc", hidden, classes, gain=16.0)
+    g.rename_last_output("logits")
+    g.op("Concat", last_h, "/lstm", axis=0)
+    g.rename_last_output("h_n")
+    model = g.model("lstm", 14, [value_info("input", [seq, batch, din])],
+                    [value_info("logits", [seq, batch, classes]), value_info("h_n", [num_layers, batch, hidden])])
+    return model, {"input": (seq, batch, din)}
+
+
+def make_bigru(rng, num_layers=2, din=64, hidden=128, seq=100, batch=4, classes=16):
+    """nn.GRU(64, 128, num_layers=2, bidirectional=True, batch_first=True) over [4, 100, 64], then
+    nn.Linear(256, 16), exported as torch.onnx does (opset 14): the input transposed to
+    [seq, batch, features] first, one GRU node per layer with linear_before_reset=1 (PyTorch's
+    GRU) and zero initial states, each Y transposed and reshaped to [seq, batch, 2 * H], the
+    result transposed back. Gate order: PyTorch's r, z, n become ONNX's z, r, h."""
+    g = GraphBuilder(rng)
+    x = g.op("Transpose", ["input"], "/gru", perm=[1, 0, 2])
+    for layer in range(num_layers):
+        s = "/gru"
+        w, r, b = torch_rnn_weights(g, "gru", layer, 3, (1, 0, 2), din if layer == 0 else 2 * hidden, hidden, 2)
+        zeros = g.weight("gru.l%d.h0" % layer, np.zeros((2, batch, hidden), np.float32))
+        node = g._unique(s + "/GRU")
+        y, y_h = node + "_output_0", node + "_output_1"
+        g.nodes.append(helper.make_node("GRU", [x, w, r, b, "", zeros], [y, y_h], name=node, hidden_size=hidden,
+                                        direction="bidirectional", linear_before_reset=1))
+        x = torch_rnn_layer_output(g, y, s, 2)
+    x = g.op("Transpose", [x], "/gru", perm=[1, 0, 2])
+    g.linear_matmul(x, "fc", 2 * hidden, classes)
+    g.rename_last_output("logits")
+    model = g.model("bigru", 14, [value_info("input", [batch, seq, din])],
+                    [value_info("logits", [batch, seq, classes])])
+    return model, {"input": (batch, seq, din)}
+
+
 def make_loop_branch(rng, steps=16, batch=4, d=64):
     """A scripted PyTorch module whose loop holds a data-dependent branch, as torch.onnx exports
     torch.jit.script code (opset 13): `for _ in range(16): h = fc(h); h = relu(h) if h.sum() > 0
@@ -459,6 +548,8 @@ def main(argv):
         ("mobilenetv3_small_style", make_mobilenetv3_small_style),
         ("transformer_encoder", make_transformer_encoder),
         ("silu_ln_gelu", make_silu_ln_gelu),
+        ("lstm", make_lstm),
+        ("bigru", make_bigru),
         ("loop_branch", make_loop_branch),
         ("loop_1000_tiny", make_loop_1000_tiny),
     ]
