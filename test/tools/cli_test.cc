@@ -18,6 +18,7 @@
 
 #include "kiln/tensor.h"
 #include "kiln/version.h"
+#include "test/control_flow_models.h"
 #include "test/model_builder.h"
 #include "test/tolerance.h"
 #include "tools/npy.h"
@@ -757,6 +758,32 @@ TEST(CliTest, InfoPrintsModelMetadata) {
   ASSERT_EQ(demo.exit_code, 0) << Describe(demo);
   EXPECT_NE(demo.out.find("\nproducer: kiln-make-models\n"), std::string::npos) << demo.out;
   EXPECT_EQ(demo.out.find("metadata_props"), std::string::npos) << demo.out;
+}
+
+// A loop whose body branches: info counts the ops inside bodies, dot draws
+// them as clusters, run runs the loop and prints its output.
+TEST(CliTest, ControlFlowModelsInInfoDotAndRun) {
+  // M as an initializer, so that generated inputs leave the trip count alone.
+  testing::OnnxModelBuilder model = testing::LoopWithIfModel();
+  model.proto().mutable_graph()->mutable_input()->DeleteSubrange(0, 1);
+  model.Int64Init("M", {}, {5});
+  const std::string path = TmpDir() + "/loop_with_if.onnx";
+  WriteFile(path, model.Serialize());
+  Result info = Kiln({"info", path});
+  ASSERT_EQ(info.exit_code, 0) << Describe(info);
+  for (const char* fragment :
+       {"nodes: 1 (and 6 inside If/Loop/Scan bodies)", "  If ", "  Loop ", "unsupported ops: none"}) {
+    EXPECT_NE(info.out.find(fragment), std::string::npos) << fragment << " not in " << info.out;
+  }
+
+  Result dot = Kiln({"dot", path});
+  ASSERT_EQ(dot.exit_code, 0) << Describe(dot);
+  EXPECT_NE(dot.out.find("subgraph \"cluster_n0_body_\""), std::string::npos) << dot.out;
+  EXPECT_NE(dot.out.find("subgraph \"cluster_n0_body_n3_then_branch_\""), std::string::npos) << dot.out;
+
+  Result run = Kiln({"run", path, "--iters", "2"});
+  EXPECT_EQ(run.exit_code, 0) << Describe(run);
+  EXPECT_NE(run.out.find("output 0 's_final': float32 [3]"), std::string::npos) << run.out;
 }
 
 }  // namespace
