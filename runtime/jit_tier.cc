@@ -169,10 +169,12 @@ StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, st
     tier->states_[r].generic_first = gemm && !graph.value(gemm->a).shape.is_concrete();
   }
   if (!tier->blocking_) {
-    // Unpaced compiles with a share of 0 or less keep the old low priority;
-    // paced ones (and a share of 1) run at normal priority.
+    // Paced compiles (and a share of 1) run at normal priority: the
+    // scheduler, not the kernel, keeps them off the requests' cores. Unpaced
+    // ones (a share of 0 or less, or no activity to pace by) keep the low
+    // priority.
     tier->queue_ = std::make_unique<CompileQueue>(std::max(1, options.jit_compile_threads),
-                                                  /*low_priority=*/share <= 0);
+                                                  /*low_priority=*/!paced && share < 1);
   }
   return tier;
 }
