@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "graph/graph.h"
 #include "kernels/kernel.h"

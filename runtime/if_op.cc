@@ -2,6 +2,9 @@
 // its own interpreter and memory plan; the outputs are copied into the
 // node's outputs, whose shapes may differ between the branches.
 #include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "runtime/control_flow.h"
 #include "runtime/control_flow_ops.h"

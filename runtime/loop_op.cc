@@ -8,7 +8,11 @@
 // by the first iteration and reused after, body outputs come from the
 // frame's output pool and go back to it when the next iteration replaces
 // them, and scan outputs accumulate in a buffer that doubles when it grows.
+#include <cstdint>
 #include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "runtime/control_flow.h"
 #include "runtime/control_flow_ops.h"

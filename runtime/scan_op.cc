@@ -7,7 +7,13 @@
 //
 // A slice along axis 0 is a view of the input; along another axis it is
 // gathered into a per-input buffer that the kernel keeps across runs.
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "runtime/control_flow.h"
 #include "runtime/control_flow_ops.h"
