@@ -200,9 +200,15 @@ void AttentionEmitter::EmitPackKeys(llvm::IRBuilderBase& b, llvm::Value* k_head,
       row_ptrs[static_cast<size_t>(r)] = b.CreateInBoundsGEP(f32_, k_head, b.CreateMul(key, k_seq_stride));
     }
     llvm::Value* column = b.CreateMul(g, I64(lanes_));
-    for (int64_t dv = 0; dv < d_vectors_; ++dv) {
-      for (int r = 0; r < lanes_; ++r)
-        rows[static_cast<size_t>(r)] = LoadHeadVector(b, row_ptrs[static_cast<size_t>(r)], dv);
+    // One W x W block: head-dim vector `dv` of the W keys.
+    auto block = [&](llvm::Value* dv, bool partial) {
+      llvm::Value* d0 = b.CreateMul(dv, I64(lanes_));
+      for (int r = 0; r < lanes_; ++r) {
+        llvm::Value* ptr = b.CreateInBoundsGEP(f32_, row_ptrs[static_cast<size_t>(r)], d0);
+        rows[static_cast<size_t>(r)] =
+            partial ? static_cast<llvm::Value*>(b.CreateMaskedLoad(vec_, ptr, llvm::Align(4), HeadTailMask(), FVec(0)))
+                    : b.CreateAlignedLoad(vec_, ptr, llvm::Align(4));
+      }
       for (int h = lanes_ / 2; h >= 1; h /= 2) {
         std::vector<int> keep_low, keep_high;
         for (int l = 0; l < lanes_; ++l) {
@@ -218,12 +224,19 @@ void AttentionEmitter::EmitPackKeys(llvm::IRBuilderBase& b, llvm::Value* k_head,
           rows[static_cast<size_t>(i + h)] = b.CreateShuffleVector(a, c, keep_high);
         }
       }
-      const int live = PartialHeadVector(dv) ? d_tail_ : lanes_;
+      const int live = partial ? d_tail_ : lanes_;
       for (int t = 0; t < live; ++t) {
-        llvm::Value* dst = b.CreateInBoundsGEP(f32_, tile, b.CreateAdd(I64((dv * lanes_ + t) * key_tile_), column));
+        llvm::Value* d = b.CreateAdd(d0, I64(t));
+        llvm::Value* dst = b.CreateInBoundsGEP(f32_, tile, b.CreateAdd(b.CreateMul(d, I64(key_tile_)), column));
         b.CreateAlignedStore(rows[static_cast<size_t>(t)], dst, llvm::Align(static_cast<uint64_t>(lanes_) * 4));
       }
-    }
+    };
+    // Whole vectors in a loop (the block is ~100 instructions; unrolling
+    // it per vector only costs compile time), the partial one after.
+    const bool partial = d_tail_ != lanes_;
+    const int64_t whole = partial ? d_vectors_ - 1 : d_vectors_;
+    if (whole > 0) EmitLoop(b, I64(0), I64(whole), "pack_dv", [&](llvm::Value* dv) { block(dv, false); });
+    if (partial) block(I64(whole), true);
   });
 }
 
