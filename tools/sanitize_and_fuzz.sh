@@ -64,6 +64,8 @@ tsan_tests=(
   //test/jit:jit_compiler_test
   //test/jit:code_cache_test
   //test/jit:persistent_code_cache_test
+  //test/runtime:compile_scheduler_test
+  //test/runtime:compile_under_load_test
 )
 fuzz_kinds=(model npy)
 # Longest input each fuzzer makes up: the seeds are a few hundred bytes.
