@@ -47,6 +47,8 @@ double MillisecondsSince(Clock::time_point start) {
 struct RunCommandOptions {
   std::string model_path;
   std::vector<std::pair<std::string, std::string>> input_files;  // name, path
+  // --feed: after each run, output `first` is passed back as input `second`.
+  std::vector<std::pair<std::string, std::string>> feeds;
   ShapeFlags shape_flags;
   std::string output_dir;
   std::string report_path;
@@ -140,6 +142,16 @@ StatusOr<RunCommandOptions> ParseRunCommandOptions(const ParsedArgs& args) {
   }
   if (args.Has("concurrency")) {
     KILN_ASSIGN_OR_RETURN(options.concurrency, ParseInt(args.Get("concurrency"), "--concurrency", 1, kMaxConcurrency));
+  }
+  for (const std::string& text : ValuesOf(args, "feed")) {
+    KILN_ASSIGN_OR_RETURN(auto binding, SplitBinding(text, "feed"));
+    for (const auto& [output, input] : options.feeds) {
+      if (input == binding.second) return InvalidArgument("--feed gives input '", input, "' more than once");
+    }
+    options.feeds.push_back(std::move(binding));
+  }
+  if (!options.feeds.empty() && options.concurrency != 1) {
+    return InvalidArgument("--feed carries state from one run to the next: it needs --concurrency 1");
   }
   if (args.Has("warmup")) {
     KILN_ASSIGN_OR_RETURN(options.warmup, ParseInt(args.Get("warmup"), "--warmup", 0, 1000000000));
@@ -337,7 +349,22 @@ int Run(const RunCommandOptions& options) {
 
   StatusOr<std::vector<NamedTensor>> prepared = PrepareInputs(options, (*model)->inputs());
   if (!prepared.ok()) return ReportError(prepared.status());
-  const std::vector<NamedTensor>& inputs = *prepared;
+  std::vector<NamedTensor> inputs = std::move(prepared).value();
+  // --feed as (output index, input index) pairs.
+  std::vector<std::pair<size_t, size_t>> feeds;
+  for (const auto& [output, input] : options.feeds) {
+    const auto& outs = (*model)->outputs();
+    const auto out_it = std::find_if(outs.begin(), outs.end(), [&](const TensorInfo& t) { return t.name == output; });
+    if (out_it == outs.end()) return ReportError(InvalidArgument("--feed: the model has no output '", output, "'"));
+    const auto in_it =
+        std::find_if(inputs.begin(), inputs.end(), [&](const NamedTensor& t) { return t.name == input; });
+    if (in_it == inputs.end()) return ReportError(InvalidArgument("--feed: the model has no input '", input, "'"));
+    feeds.emplace_back(static_cast<size_t>(out_it - outs.begin()), static_cast<size_t>(in_it - inputs.begin()));
+  }
+  // The returned tensor itself becomes the next input: no copy.
+  const auto feed_back = [&feeds, &inputs](std::vector<NamedTensor>& outputs) {
+    for (const auto& [out, in] : feeds) inputs[in].tensor = outputs[out].tensor;
+  };
 
   SessionOptions session_options;
   session_options.tier = options.tier;
@@ -358,9 +385,11 @@ int Run(const RunCommandOptions& options) {
   auto first = (*session)->Run(inputs);
   double first_ms = MillisecondsSince(start);
   if (!first.ok()) return ReportError(options.model_path, first.status());
+  feed_back(*first);
   for (int64_t i = 0; i < options.warmup; ++i) {
     auto r = (*session)->Run(inputs);
     if (!r.ok()) return ReportError(options.model_path, r.status());
+    feed_back(*r);
   }
   std::optional<TierUpResult> tier_up;
   if (options.wait_for_jit) {
@@ -381,6 +410,7 @@ int Run(const RunCommandOptions& options) {
   plan.threads = static_cast<int>(options.concurrency);
   plan.runs = options.iters;
   plan.duration = std::chrono::duration<double>(options.duration_s);
+  plan.feeds = feeds;
   StatusOr<TimedRunResult> timed = RunTimed(**session, inputs, plan);
   if (!timed.ok()) return ReportError(options.model_path, timed.status());
   // The outputs written are from a timed run when there was one: with a JIT
@@ -501,7 +531,7 @@ int RunCommand(const std::vector<std::string>& args) {
   auto parsed = ParseArgs(
       args,
       {"input", "dim", "shape", "output-dir", "tier", "graph-opt", "channels-last", "iters", "duration", "concurrency",
-       "warmup", "jit-timeout", "threads", "report", "trace", "jit-cache", "payback-horizon", "compile-share"},
+       "warmup", "jit-timeout", "threads", "report", "trace", "jit-cache", "payback-horizon", "compile-share", "feed"},
       {"profile", "wait-for-jit", "bitwise"});
   if (!parsed.ok()) return ReportUsageError(parsed.status().message(), RunUsage());
   if (parsed->help) {

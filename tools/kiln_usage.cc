@@ -46,6 +46,10 @@ outputs:
 timing:
   --iters N               timed runs, over all threads (default 10)
   --duration SECONDS      time the runs for this long instead of --iters
+  --feed OUTPUT=INPUT     after each run, pass output OUTPUT back as input
+                          INPUT, without copying (stateful streaming models:
+                          state in, next state out); repeatable; needs
+                          --concurrency 1
   --concurrency N         threads calling Run on the one session at once
                           (default 1): a load test
   --warmup N              untimed runs after the first run (default 1)

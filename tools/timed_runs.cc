@@ -23,6 +23,7 @@ struct ThreadRecord {
 StatusOr<TimedRunResult> RunTimed(const Session& session, const std::vector<NamedTensor>& inputs,
                                   const TimedRunPlan& plan) {
   if (plan.threads < 1) return InvalidArgument("timed runs need at least one thread, got ", plan.threads);
+  if (!plan.feeds.empty() && plan.threads != 1) return InvalidArgument("fed-back outputs need a single thread");
   const bool timed_by_duration = plan.duration.count() > 0;
   std::vector<ThreadRecord> records(static_cast<size_t>(plan.threads));
   std::atomic<int64_t> runs_started{0};
@@ -31,6 +32,9 @@ StatusOr<TimedRunResult> RunTimed(const Session& session, const std::vector<Name
   const Clock::time_point end = start + std::chrono::duration_cast<Clock::duration>(plan.duration);
 
   auto work = [&](ThreadRecord& record) {
+    std::vector<NamedTensor> fed;  // the inputs with fed-back outputs, when plan.feeds says so
+    if (!plan.feeds.empty()) fed = inputs;
+    const std::vector<NamedTensor>& run_inputs = plan.feeds.empty() ? inputs : fed;
     bool first = true;
     while (!failed.load(std::memory_order_relaxed)) {
       if (timed_by_duration) {
@@ -40,7 +44,7 @@ StatusOr<TimedRunResult> RunTimed(const Session& session, const std::vector<Name
       }
       first = false;
       const Clock::time_point run_start = Clock::now();
-      StatusOr<std::vector<NamedTensor>> outputs = session.Run(inputs);
+      StatusOr<std::vector<NamedTensor>> outputs = session.Run(run_inputs);
       const Clock::time_point run_end = Clock::now();
       if (!outputs.ok()) {
         record.status = outputs.status();
@@ -49,6 +53,7 @@ StatusOr<TimedRunResult> RunTimed(const Session& session, const std::vector<Name
       }
       record.latency.Record(std::chrono::duration_cast<std::chrono::nanoseconds>(run_end - run_start).count());
       record.last_outputs = std::move(outputs).value();
+      for (const auto& [out, in] : plan.feeds) fed[in].tensor = record.last_outputs[out].tensor;
     }
     record.end = Clock::now();
   };

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "kiln/session.h"
@@ -21,6 +22,9 @@ struct TimedRunPlan {
   // passed since the first started (a run under way then still finishes),
   // and at least one each.
   std::chrono::duration<double> duration{0};
+  // (output index, input index): after each run, that output becomes that
+  // input of the thread's next run (stateful streaming; one thread).
+  std::vector<std::pair<size_t, size_t>> feeds;
 };
 
 struct TimedRunResult {

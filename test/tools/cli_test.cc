@@ -786,6 +786,38 @@ TEST(CliTest, ControlFlowModelsInInfoDotAndRun) {
   EXPECT_NE(run.out.find("output 0 's_final': float32 [3]"), std::string::npos) << run.out;
 }
 
+// --feed passes a state output back as the next run's state input: after
+// 1 + 10 runs of state = state * 0.5 + 1 from zero, each element is
+// 2 * (1 - 2^-11).
+TEST(CliTest, FeedCarriesStateFromRunToRun) {
+  testing::OnnxModelBuilder b(13);
+  b.Input("state", onnx::TensorProto::FLOAT, {1, 4}).Input("x", onnx::TensorProto::FLOAT, {1, 4});
+  b.FloatInit("half", {}, {0.5f}).Output("state_out");
+  b.Node("Mul", {"state", "half"}, {"decayed"});
+  b.Node("Add", {"decayed", "x"}, {"state_out"});
+  const std::string dir = TmpDir();
+  WriteFile(dir + "/stream.onnx", b.Serialize());
+  Tensor zeros = *Tensor::Allocate(DType::kFloat32, {1, 4});
+  Tensor ones = *Tensor::Allocate(DType::kFloat32, {1, 4});
+  for (int i = 0; i < 4; ++i) {
+    zeros.data<float>()[i] = 0.0f;
+    ones.data<float>()[i] = 1.0f;
+  }
+  ASSERT_TRUE(WriteNpy(dir + "/state.npy", zeros).ok());
+  ASSERT_TRUE(WriteNpy(dir + "/x.npy", ones).ok());
+  Result run = Kiln({"run", dir + "/stream.onnx", "--input", "state=" + dir + "/state.npy", "--input",
+                     "x=" + dir + "/x.npy", "--feed", "state_out=state", "--warmup", "0", "--iters", "10"});
+  ASSERT_EQ(run.exit_code, 0) << Describe(run);
+  EXPECT_NE(run.out.find("output 0 'state_out': float32 [1, 4] sum=7.99609375 "), std::string::npos) << run.out;
+
+  Result bad = Kiln({"run", dir + "/stream.onnx", "--feed", "state_out=nope"});
+  EXPECT_EQ(bad.exit_code, 1) << Describe(bad);
+  EXPECT_NE(bad.err.find("--feed: the model has no input 'nope'"), std::string::npos) << Describe(bad);
+  Result concurrent = Kiln({"run", dir + "/stream.onnx", "--feed", "state_out=state", "--concurrency", "2"});
+  EXPECT_EQ(concurrent.exit_code, 2) << Describe(concurrent);
+  EXPECT_NE(concurrent.err.find("--feed carries state"), std::string::npos) << Describe(concurrent);
+}
+
 }  // namespace
 }  // namespace kiln::tools
 
