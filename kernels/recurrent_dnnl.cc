@@ -108,8 +108,13 @@ class DnnlRecurrentImpl final : public DnnlRecurrent {
     const bool has_state = ctx.input(kInitialH) != nullptr || (lstm && ctx.input(kInitialC) != nullptr);
     const bool has_p = lstm && ctx.input(kP) != nullptr;
     // A primitive runs with the thread count it was created for (see
-    // Plan::threads), so that count is part of the key.
-    const int threads = std::max(1, ctx.parallel().num_threads());
+    // Plan::threads), so that count is part of the key. Its threads meet at
+    // a barrier every time step; below kMinParallelStepFlops a step is too
+    // short to split (a few microseconds of work per thread), and on a busy
+    // machine each barrier can cost a scheduler time slice.
+    constexpr int64_t kMinParallelStepFlops = int64_t{16} << 20;
+    const int64_t step_flops = 2 * p.batch * p.gates * p.hidden * (p.hidden + p.input) * p.dirs;
+    const int threads = step_flops < kMinParallelStepFlops ? 1 : std::max(1, ctx.parallel().num_threads());
     std::vector<int64_t> key = {p.seq, p.batch, p.input, p.hidden, has_state, has_p, threads};
     return GuardDnnl(op_, [&]() -> Status {
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
