@@ -1,5 +1,7 @@
 #include "runtime/output_buffer_pool.h"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <utility>
 
@@ -7,6 +9,17 @@ namespace kiln::runtime {
 namespace {
 
 constexpr size_t kAlignment = 64;
+// As for Tensor::Allocate (graph/tensor.cc, which says why): large buffers
+// on transparent huge pages.
+constexpr size_t kHugePage = size_t{2} << 20;
+
+void* AllocateBuffer(size_t capacity) {
+  if (capacity < kHugePage) return std::aligned_alloc(kAlignment, capacity);
+  const size_t padded = (capacity + kHugePage - 1) / kHugePage * kHugePage;
+  void* data = std::aligned_alloc(kHugePage, padded);
+  if (data != nullptr) ::madvise(data, padded, MADV_HUGEPAGE);  // advice only
+  return data;
+}
 
 }  // namespace
 
@@ -41,7 +54,7 @@ StatusOr<std::shared_ptr<void>> OutputBufferPool::Acquire(size_t bytes, const st
     }
   }
   if (admit) KILN_RETURN_IF_ERROR(admit(bytes));
-  void* data = std::aligned_alloc(kAlignment, capacity);
+  void* data = AllocateBuffer(capacity);
   if (data == nullptr) return ResourceExhausted("cannot allocate ", bytes, " bytes for a graph output");
   return Own(Buffer{data, capacity});
 }
