@@ -9,7 +9,10 @@
 #include <thread>
 #include <vector>
 
+#include "graph/onnx_loader.h"
+#include "kernels/kernel.h"
 #include "kiln/session.h"
+#include "runtime/interpreter.h"
 #include "test/control_flow_models.h"
 #include "test/tensors.h"
 
@@ -146,6 +149,28 @@ TEST(LoopTest, AHugeTripCountStopsAtTheDeadline) {
   EXPECT_EQ(out.status().code(), StatusCode::kDeadlineExceeded) << out.status().ToString();
   EXPECT_NE(out.status().message().find("Loop 'count_up'"), std::string::npos) << out.status().ToString();
   EXPECT_LT(seconds, 10.0);
+}
+
+// Without a deadline, the iteration cap stops a loop that asks for 2^63
+// iterations (the cap is lowered here so the test is quick).
+TEST(LoopTest, AHugeTripCountStopsAtTheIterationCap) {
+  const std::string bytes = testing::CountUpModel().Serialize();
+  auto graph = graph::LoadOnnxModel(bytes.data(), bytes.size(), graph::LoadOptions{});
+  ASSERT_TRUE(graph.ok()) << graph.status().ToString();
+  auto interpreter = runtime::Interpreter::Create(*graph, kernels::DefaultKernelRegistry());
+  ASSERT_TRUE(interpreter.ok()) << interpreter.status().ToString();
+  auto frame = (*interpreter)->NewFrame();
+  const Tensor limit = Scalar(INT64_MAX);
+  std::vector<Tensor> outputs;
+  runtime::RunHooks hooks;
+  hooks.max_loop_iterations = 1000;
+  const Status status = (*interpreter)->Run(*frame, {&limit}, outputs, kernels::SerialRunner(), hooks);
+  EXPECT_EQ(status.code(), StatusCode::kResourceExhausted) << status.ToString();
+  EXPECT_NE(status.message().find("stopped after 1000 iterations"), std::string::npos) << status.ToString();
+  // Within the cap the same interpreter runs to the end.
+  const Tensor small = Scalar(7);
+  ASSERT_TRUE((*interpreter)->Run(*frame, {&small}, outputs, kernels::SerialRunner(), hooks).ok());
+  EXPECT_EQ(ToVector<int64_t>(outputs[0]), (std::vector<int64_t>{7}));
 }
 
 TEST(ScanTest, ForwardAndReverseAlongEitherAxis) {
