@@ -66,6 +66,8 @@ tsan_tests=(
   //test/jit:persistent_code_cache_test
   //test/runtime:compile_scheduler_test
   //test/runtime:compile_under_load_test
+  //test/runtime:control_flow_test
+  //test/runtime:streaming_state_test
 )
 fuzz_kinds=(model npy)
 # Longest input each fuzzer makes up: the seeds are a few hundred bytes.
