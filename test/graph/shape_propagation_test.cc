@@ -16,6 +16,7 @@ using testing::IntsAttr;
 using testing::MakeTensor;
 using testing::S;
 using testing::Shape;
+using testing::StringAttr;
 
 // Runs PropagateShapes and returns the shape of `id` as text.
 std::string Propagated(GraphBuilder& b, ValueId id) {
@@ -61,6 +62,25 @@ TEST(ShapePropagationTest, MatMulAndGemm) {
   EXPECT_EQ(Propagated(b, b.Out(mm)), "[B, 3, 5, 2]");
   EXPECT_EQ(b.graph().value(b.Out(mv)).shape.ToString(), "[B, 1, 5]");
   EXPECT_EQ(b.graph().value(b.Out(gemm)).shape.ToString(), "[K, 9]");
+}
+
+TEST(ShapePropagationTest, RecurrentOpsBothLayouts) {
+  GraphBuilder b;
+  ValueId x = b.Input("x", DType::kFloat32, Shape({S("T"), D(4), D(8)}));
+  ValueId w = b.Input("w", DType::kFloat32, Shape({D(2), D(60), D(8)}));
+  ValueId r = b.Input("r", DType::kFloat32, Shape({D(2), D(60), D(15)}));
+  // hidden_size from the attribute; Y_c of an LSTM has Y_h's shape.
+  NodeId lstm = b.Op("LSTM", {x, w, r}, {"y", "y_h", "y_c"},
+                     {{"hidden_size", IntAttr(15)}, {"direction", StringAttr("bidirectional")}});
+  // hidden_size from R; layout 1 puts batch first.
+  ValueId xb = b.Input("xb", DType::kFloat32, Shape({S("N"), D(9), D(8)}));
+  ValueId wg = b.Input("wg", DType::kFloat32, Shape({D(1), D(60), D(8)}));
+  ValueId rg = b.Input("rg", DType::kFloat32, Shape({D(1), D(60), D(20)}));
+  NodeId gru = b.Op("GRU", {xb, wg, rg}, {"", "g_h"}, {{"layout", IntAttr(1)}});
+  EXPECT_EQ(Propagated(b, b.Out(lstm)), "[T, 2, 4, 15]");
+  EXPECT_EQ(b.graph().value(b.Out(lstm, 1)).shape.ToString(), "[2, 4, 15]");
+  EXPECT_EQ(b.graph().value(b.Out(lstm, 2)).shape.ToString(), "[2, 4, 15]");
+  EXPECT_EQ(b.graph().value(b.Out(gru, 1)).shape.ToString(), "[N, 1, 20]");
 }
 
 TEST(ShapePropagationTest, ConvAndPooling) {

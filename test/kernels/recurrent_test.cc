@@ -8,6 +8,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -336,6 +337,57 @@ TEST(RecurrentTest, ConstantWeightsArePackedOnceAndReused) {
       c.linear_before_reset = lbr;
       const std::vector<bool> constant = {false, true, true, true, false, false, false, true};
       CheckCase(c, 7, &constant);
+    }
+  }
+}
+
+// Concurrent calls of one kernel share its plans, prepared weights and
+// scratchpad pool (ThreadSanitizer runs this too); each gets the serial
+// result.
+TEST(RecurrentTest, ConcurrentCallsAgree) {
+  for (const char* op : kOps) {
+    Case c;
+    c.op = op;
+    c.direction = "bidirectional";
+    c.seq = 12;
+    c.batch = 3;
+    c.input = 16;
+    c.hidden = 32;
+    c.bias = true;
+    c.initial_h = true;
+    const Inputs in = MakeInputs(c, 21);
+    const int num_outputs = c.op == "LSTM" ? 3 : 2;
+    auto kernel = kernels::DefaultKernelRegistry().Create(MakeNode(c));
+    ASSERT_TRUE(kernel.ok()) << kernel.status().ToString();
+    const std::vector<const Tensor*> inputs = InputList(c, in);
+    const std::vector<bool> constant = {false, true, true, true, false, false, false, true};
+    auto run = [&](std::vector<Tensor>& outputs) {
+      outputs.assign(static_cast<size_t>(num_outputs), Tensor());
+      PlainAllocator allocator;
+      const kernels::SerialRunner serial;
+      kernels::KernelContext ctx(inputs, outputs, allocator, serial, &constant);
+      return (*kernel)->Compute(ctx);
+    };
+    std::vector<Tensor> want;
+    ASSERT_TRUE(run(want).ok());
+    constexpr int kThreads = 4;
+    std::vector<std::vector<Tensor>> got(kThreads);
+    std::vector<Status> status(kThreads);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 5 && status[static_cast<size_t>(t)].ok(); ++i)
+          status[static_cast<size_t>(t)] = run(got[static_cast<size_t>(t)]);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    for (int t = 0; t < kThreads; ++t) {
+      ASSERT_TRUE(status[static_cast<size_t>(t)].ok()) << status[static_cast<size_t>(t)].ToString();
+      for (int o = 0; o < num_outputs; ++o) {
+        EXPECT_EQ(ToVector<float>(got[static_cast<size_t>(t)][static_cast<size_t>(o)]),
+                  ToVector<float>(want[static_cast<size_t>(o)]))
+            << op << " thread " << t << " output " << o;
+      }
     }
   }
 }
