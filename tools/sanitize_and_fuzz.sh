@@ -68,6 +68,7 @@ tsan_tests=(
   //test/runtime:compile_under_load_test
   //test/runtime:control_flow_test
   //test/runtime:streaming_state_test
+  //test/kernels:recurrent_test
 )
 fuzz_kinds=(model npy)
 # Longest input each fuzzer makes up: the seeds are a few hundred bytes.
