@@ -217,7 +217,7 @@ StatusOr<ServedBy> JitTier::Run(int region_id, RegionCall& call) const {
   // not lay out the same way, or loses to the interpreter on, are
   // interpreted.
   std::shared_ptr<const Specialization::RowCall> row_call;
-  if (spec->generic && region.kind == graph::RegionKind::kRowReduction) {
+  if (spec->generic && Specialization::PlannedPerSignature(region.kind)) {
     KILN_ASSIGN_OR_RETURN(row_call, spec->PlanRowCall(graph_, region, signature));
     if (!row_call->served || row_call->declined.load(std::memory_order_acquire)) {
       KILN_RETURN_IF_ERROR(RunInterpreted(region_id, call, signature));
@@ -311,7 +311,7 @@ Status JitTier::RunInterpreted(int region, RegionCall& call, const ShapeSignatur
     if (spec == nullptr) return Status::Ok();
     std::shared_ptr<const Specialization::RowCall> row_call;
     const graph::Region& r = regions_[static_cast<size_t>(region)];
-    if (spec->generic && r.kind == graph::RegionKind::kRowReduction) {
+    if (spec->generic && Specialization::PlannedPerSignature(r.kind)) {
       KILN_ASSIGN_OR_RETURN(row_call, spec->PlanRowCall(graph_, r, signature));
       if (!row_call->served) return Status::Ok();
     }
@@ -495,14 +495,14 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   }
   auto spec = std::make_shared<Specialization>();
   spec->generic = generic;
-  if (generic && region.kind == graph::RegionKind::kRowReduction) {
+  if (generic && Specialization::PlannedPerSignature(region.kind)) {
     spec->row_call_verify_calls = options_.jit_verify_calls;
   } else {
     spec->verification.Start(options_.jit_verify_calls);
   }
   if (options_.jit_keep_faster_tier) {
     if (!generic) spec->trial.Start();
-    spec->trial_row_calls = generic && region.kind == graph::RegionKind::kRowReduction;
+    spec->trial_row_calls = generic && Specialization::PlannedPerSignature(region.kind);
   }
   if (generic) {
     spec->domain_rank = jit::MaxRank(signature.dims);

@@ -29,10 +29,19 @@ StatusOr<std::shared_ptr<const Specialization::RowCall>> Specialization::PlanRow
   call->signature = signature;
   if (trial_row_calls) call->trial.Start();
   call->verification.Start(row_call_verify_calls);
-  const Status prepared =
-      jit::PrepareGenericRowReductionCall(*code, graph, region, signature.dims, call->params, call->output_dims);
-  if (!prepared.ok() && prepared.code() != StatusCode::kUnsupported) return prepared;
-  call->served = prepared.ok();
+  if (region.kind == graph::RegionKind::kAttention) {
+    // Operands that do not fit the code (another head dim) are interpreted.
+    Dims output;
+    double flops = 0;
+    const std::optional<jit::AttentionLayout>& layout = code->attention_layout();
+    call->served = layout && jit::PrepareAttentionCall(*layout, signature.dims, call->params, output, flops).ok();
+    call->output_dims = {output};
+  } else {
+    const Status prepared =
+        jit::PrepareGenericRowReductionCall(*code, graph, region, signature.dims, call->params, call->output_dims);
+    if (!prepared.ok() && prepared.code() != StatusCode::kUnsupported) return prepared;
+    call->served = prepared.ok();
+  }
   MutexLock lock(row_calls_mutex_);
   row_calls_.Put(signature, call);
   return std::shared_ptr<const RowCall>(std::move(call));

@@ -47,7 +47,14 @@ struct Specialization {
   int domain_rank = 0;            // generic elementwise code only
   std::shared_ptr<const jit::CompiledRegion> code;
 
-  // What a call of generic row code needs for one signature.
+  // The kinds whose generic code is planned, verified and put on trial per
+  // signature (PlanRowCall, RowCall): row reductions, whose row lengths
+  // differ in what wins, and attention, whose sequence lengths do.
+  static bool PlannedPerSignature(graph::RegionKind kind) {
+    return kind == graph::RegionKind::kRowReduction || kind == graph::RegionKind::kAttention;
+  }
+
+  // What a call of generic row (or attention) code needs for one signature.
   struct RowCall {
     ShapeSignature signature;
     bool served = false;  // false: the shapes lay the region out differently; interpret
@@ -74,8 +81,8 @@ struct Specialization {
   // outlives the code. Never null once published.
   std::shared_ptr<const BreakEvenLedger> ledger;
 
-  // Generic row code only: the call for `signature`, planned
-  // (jit::PrepareGenericRowReductionCall) on the signature's first call and
+  // Generic row or attention code only: the call for `signature`, planned
+  // (jit::PrepareGenericRowReductionCall, jit::PrepareAttentionCall) on the signature's first call and
   // remembered, so later calls do not plan the region again. Errors other
   // than a different layout are returned and not remembered.
   StatusOr<std::shared_ptr<const RowCall>> PlanRowCall(const graph::Graph& graph, const graph::Region& region,
