@@ -69,6 +69,8 @@ tsan_tests=(
   //test/runtime:control_flow_test
   //test/runtime:streaming_state_test
   //test/kernels:recurrent_test
+  //test/runtime:background_preparation_test
+  //test/runtime:preparation_queue_test
 )
 fuzz_kinds=(model npy)
 # Longest input each fuzzer makes up: the seeds are a few hundred bytes.
