@@ -257,6 +257,9 @@ class MatMulKernel final : public OpKernel {
         for (int64_t t = 0; t < k; ++t) {
           const float av = ab[i * k + t];
           const float* brow = bb + t * n;
+          // -O2's cheap cost model leaves this loop scalar (n is unknown);
+          // each element's sum keeps its order either way.
+#pragma omp simd
           for (int64_t j = 0; j < n; ++j) row[j] += av * brow[j];
         }
         FinishRow(row, n, bias, residual != nullptr ? residual + batch_offset + i * n : nullptr);
