@@ -71,6 +71,7 @@ tsan_tests=(
   //test/kernels:recurrent_test
   //test/runtime:background_preparation_test
   //test/runtime:preparation_queue_test
+  //test/runtime:attention_region_test
 )
 fuzz_kinds=(model npy)
 # Longest input each fuzzer makes up: the seeds are a few hundred bytes.
