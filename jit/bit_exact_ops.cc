@@ -1,14 +1,14 @@
 // OpEmitter's bit-exact mode (SessionOptions::jit_bitwise_equivalent): each
 // elementwise op computed the way the interpreter's kernel computes it, so
-// that compiled code and the interpreter give equal bits. Every step mirrors
-// the kernel's expression (kernels/unary_ops.cc, binary_ops.cc,
-// variadic_ops.cc, clip.cc): the same comparisons and operand order in
-// selects (they decide what NaN and -0 become), the same association of
-// products, the interpreter's own approximations (bit_exact_math.h), and
-// libm's function where the interpreter calls libm. An op whose kernel
-// cannot be reproduced exactly (a libm function LLVM has no intrinsic for,
-// Pow through double precision) is refused, so the region stays
-// interpreted.
+// that compiled code and the interpreter give equal bits. Ops whose default
+// emission already does (DefaultFormIsBitExact) keep it; for the others
+// every step mirrors the kernel's expression (kernels/unary_ops.cc,
+// binary_ops.cc, clip.cc): the same comparisons and operand order in selects
+// (they decide what NaN and -0 become), the same association of products,
+// the interpreter's own approximations (bit_exact_math.h), and libm's
+// function where the interpreter calls libm. An op whose kernel cannot be
+// reproduced exactly (a libm function LLVM has no intrinsic for, Pow
+// through double precision) is refused, so the region stays interpreted.
 #include <llvm/IR/Intrinsics.h>
 
 #include <limits>
@@ -19,13 +19,37 @@
 
 namespace kiln::jit::internal {
 
+bool DefaultFormIsBitExact(graph::FusibleOp op) {
+  switch (op) {
+    // Correctly rounded IEEE operations, emitted as the kernels write them.
+    case graph::FusibleOp::kNeg:
+    case graph::FusibleOp::kAbs:
+    case graph::FusibleOp::kSqrt:
+    case graph::FusibleOp::kReciprocal:
+    case graph::FusibleOp::kFloor:
+    case graph::FusibleOp::kCeil:
+    case graph::FusibleOp::kAdd:
+    case graph::FusibleOp::kSub:
+    case graph::FusibleOp::kMul:
+    case graph::FusibleOp::kDiv:
+    // Selects whose NaN rule is the kernels' ((a < b || a != a) ? a : b
+    // folded from the left) and exact comparisons.
+    case graph::FusibleOp::kMin:
+    case graph::FusibleOp::kMax:
+    case graph::FusibleOp::kWhere:
+    case graph::FusibleOp::kEqual:
+    case graph::FusibleOp::kLess:
+    case graph::FusibleOp::kGreater:
+    case graph::FusibleOp::kIdentity: return true;
+    default: return false;
+  }
+}
+
 StatusOr<Operand> OpEmitter::EmitBitExact(const graph::Node& node, graph::FusibleOp op,
                                           const std::vector<std::optional<Operand>>& in) {
   auto f = [](llvm::Value* v) { return Operand{v, Kind::kFloat, std::nullopt}; };
-  auto mask = [](llvm::Value* v) { return Operand{v, Kind::kBool, std::nullopt}; };
   auto select = [&](llvm::Value* cond, llvm::Value* a, llvm::Value* b) { return b_.CreateSelect(cond, a, b); };
   llvm::Value* x = in[0]->v;
-  auto y = [&] { return in[1]->v; };
   // kernels' HardSigmoid and HardSwish clamp: v > 0 ? v : 0, then v < 1 ? v : 1.
   auto clamp01 = [&](llvm::Value* v) {
     v = select(b_.CreateFCmpOGT(v, FConst(0.0)), v, FConst(0.0));
@@ -33,13 +57,6 @@ StatusOr<Operand> OpEmitter::EmitBitExact(const graph::Node& node, graph::Fusibl
   };
 
   switch (op) {
-    case graph::FusibleOp::kNeg: return f(b_.CreateFNeg(x));
-    case graph::FusibleOp::kAbs: return f(Intr(llvm::Intrinsic::fabs, x));
-    // Correctly rounded in both tiers.
-    case graph::FusibleOp::kSqrt: return f(Intr(llvm::Intrinsic::sqrt, x));
-    case graph::FusibleOp::kReciprocal: return f(b_.CreateFDiv(FConst(1.0), x));
-    case graph::FusibleOp::kFloor: return f(Intr(llvm::Intrinsic::floor, x));
-    case graph::FusibleOp::kCeil: return f(Intr(llvm::Intrinsic::ceil, x));
     case graph::FusibleOp::kExp: return f(EmitBitExactExp(b_, x));
     case graph::FusibleOp::kSigmoid: return f(EmitBitExactSigmoid(b_, x));
     case graph::FusibleOp::kTanh: return f(EmitBitExactTanh(b_, x));
@@ -79,32 +96,12 @@ StatusOr<Operand> OpEmitter::EmitBitExact(const graph::Node& node, graph::Fusibl
       }
       return Unsupported("jit: Gelu: approximate='", approximate, "'");
     }
-    case graph::FusibleOp::kAdd: return f(b_.CreateFAdd(x, y()));
-    case graph::FusibleOp::kSub: return f(b_.CreateFSub(x, y()));
-    case graph::FusibleOp::kMul: return f(b_.CreateFMul(x, y()));
-    case graph::FusibleOp::kDiv: return f(b_.CreateFDiv(x, y()));
     case graph::FusibleOp::kPow: {
       // The kernel squares (or copies) for these exponents and otherwise
       // calls pow in double precision; x^1 and x^2 are exact either way.
       if (in[1]->immediate && *in[1]->immediate == 1.0) return f(x);
       if (in[1]->immediate && *in[1]->immediate == 2.0) return f(b_.CreateFMul(x, x));
       return Unsupported("jit: Pow: bit-exact code only for constant exponents 1 and 2");
-    }
-    case graph::FusibleOp::kMin:
-    case graph::FusibleOp::kMax: {
-      for (const auto& o : in) {
-        if (!o) return InvalidModel("jit: ", node.Describe(), ": an input is missing");
-      }
-      // (a < b || a != a) ? a : b, folded over the inputs from the left.
-      const bool min = op == graph::FusibleOp::kMin;
-      llvm::Value* acc = x;
-      for (size_t i = 1; i < in.size(); ++i) {
-        llvm::Value* v = in[i]->v;
-        llvm::Value* wins =
-            b_.CreateOr(min ? b_.CreateFCmpOLT(acc, v) : b_.CreateFCmpOGT(acc, v), b_.CreateFCmpUNO(acc, acc));
-        acc = select(wins, acc, v);
-      }
-      return f(acc);
     }
     case graph::FusibleOp::kClip: {
       // Absent bounds are the float range's ends, as in the kernel (which
@@ -123,24 +120,6 @@ StatusOr<Operand> OpEmitter::EmitBitExact(const graph::Node& node, graph::Fusibl
       x = select(b_.CreateFCmpOLT(x, lo), lo, x);
       return f(select(b_.CreateFCmpOGT(x, hi), hi, x));
     }
-    case graph::FusibleOp::kWhere: {
-      if (in[0]->kind != Kind::kBool) return Unsupported("jit: Where: condition must be bool");
-      if (in[1]->kind != in[2]->kind) return Unsupported("jit: Where: branches of different dtypes");
-      return Operand{select(x, in[1]->v, in[2]->v), in[1]->kind, std::nullopt};
-    }
-    case graph::FusibleOp::kEqual:
-    case graph::FusibleOp::kLess:
-    case graph::FusibleOp::kGreater: {
-      if (in[0]->kind != in[1]->kind) return Unsupported("jit: ", node.op_type, ": operands of different dtypes");
-      if (in[0]->kind == Kind::kBool) {
-        if (op != graph::FusibleOp::kEqual) return Unsupported("jit: ", node.op_type, ": bool inputs");
-        return mask(b_.CreateICmpEQ(x, y()));
-      }
-      if (op == graph::FusibleOp::kEqual) return mask(b_.CreateFCmpOEQ(x, y()));
-      if (op == graph::FusibleOp::kLess) return mask(b_.CreateFCmpOLT(x, y()));
-      return mask(b_.CreateFCmpOGT(x, y()));
-    }
-    case graph::FusibleOp::kIdentity: return *in[0];
     default: break;
   }
   return Unsupported("jit: ", node.op_type, " has no bit-exact compiled form (the interpreter's kernel calls libm)");

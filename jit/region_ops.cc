@@ -145,7 +145,7 @@ StatusOr<Operand> OpEmitter::EmitNode(const Node& node, const std::vector<std::o
       if (o && o->kind != Kind::kFloat) return Unsupported("jit: ", info->name, ": bool inputs");
     }
   }
-  if (bit_exact_) return EmitBitExact(node, info->op, in);
+  if (bit_exact_ && !DefaultFormIsBitExact(info->op)) return EmitBitExact(node, info->op, in);
   auto f = [](llvm::Value* v) { return Operand{v, Kind::kFloat, std::nullopt}; };
   auto mask = [](llvm::Value* v) { return Operand{v, Kind::kBool, std::nullopt}; };
   llvm::Value* x = in[0]->v;

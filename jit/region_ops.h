@@ -90,6 +90,10 @@ class OpEmitter {
   bool bit_exact_;
 };
 
+// True when OpEmitter's ordinary emission of `op` computes exactly what the
+// interpreter's kernel computes, bit for bit (bit_exact_ops.cc).
+bool DefaultFormIsBitExact(graph::FusibleOp op);
+
 // Declares the region's entry function `name` in `module` with
 // CompiledRegion's ABI: EntryFn (inputs, outputs, row_begin, row_end), or
 // GenericEntryFn with a fifth `params` argument when `generic`; tuned for
