@@ -173,6 +173,35 @@ bool AllRawDataFits(onnx::ModelProto& model) {
   return fits;
 }
 
+// ONNX 1.12's inference functions read the attributes their schema marks
+// required without checking that they are there: a Scan without
+// num_scan_inputs dereferences null (found by the model fuzzer). True when
+// every node of a known op, nested graphs included, has each required
+// attribute with its schema's type; the loader names what is missing when
+// it builds the node.
+bool AllRequiredAttributesPresent(onnx::ModelProto& model) {
+  std::unordered_map<std::string, int> opsets;
+  for (const auto& import : model.opset_import()) {
+    opsets[import.domain() == "ai.onnx" ? "" : import.domain()] = static_cast<int>(import.version());
+  }
+  bool present = true;
+  ForEachNode(*model.mutable_graph(), [&](onnx::NodeProto& node) {
+    if (!present) return;
+    const std::string domain = node.domain() == "ai.onnx" ? "" : node.domain();
+    auto opset = opsets.find(domain);
+    if (opset == opsets.end()) return;
+    const onnx::OpSchema* schema = onnx::OpSchemaRegistry::Schema(node.op_type(), opset->second, domain);
+    if (schema == nullptr) return;
+    for (const auto& [name, declared] : schema->attributes()) {
+      if (!declared.required) continue;
+      const auto it = std::find_if(node.attribute().begin(), node.attribute().end(),
+                                   [&](const onnx::AttributeProto& a) { return a.name() == name; });
+      if (it == node.attribute().end() || it->type() != declared.type) present = false;
+    }
+  });
+  return present;
+}
+
 // Undoes AddInferenceKernelShapes: the attribute was appended last.
 void RemoveInferenceKernelShapes(const std::vector<onnx::NodeProto*>& added) {
   for (onnx::NodeProto* node : added) node->mutable_attribute()->RemoveLast();
@@ -223,6 +252,10 @@ void RestoreLayerNormStatistics(const std::vector<std::pair<onnx::NodeProto*, st
 void RunOnnxShapeInference(onnx::ModelProto& model) {
   if (!AllNodeInputsDefined(model)) {
     Log().debug("skipping ONNX shape inference: a node reads a value nothing defines or types");
+    return;
+  }
+  if (!AllRequiredAttributesPresent(model)) {
+    Log().debug("skipping ONNX shape inference: a node lacks an attribute its schema requires");
     return;
   }
   if (!AllRawDataFits(model)) {
