@@ -1,7 +1,5 @@
 #include "jit/codegen_target.h"
 
-#include "jit/bit_exact_math.h"
-
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/LegacyPassManager.h>
 #include <llvm/IR/Verifier.h>

@@ -64,7 +64,9 @@ struct GemmProblem {
   // in a tile of 1 or 2 rows, in 4 or 2 interleaved chains added at the
   // end; a block's sum is added to C. The code then does the same (the tile
   // width, which no element's sum depends on, stays the host's), and
-  // applies the epilogue with the interpreter's formulas.
+  // applies the epilogue with the interpreter's formulas. Callers that split
+  // rows over threads split them at multiples of kBitExactTileRows (as
+  // CompiledRegion does), or the edge rows sum as tiles of their own.
   bool bit_exact = false;
 };
 
