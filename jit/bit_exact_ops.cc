@@ -3,15 +3,13 @@
 // that compiled code and the interpreter give equal bits. Ops whose default
 // emission already does (DefaultFormIsBitExact) keep it; for the others
 // every step mirrors the kernel's expression (kernels/unary_ops.cc,
-// binary_ops.cc, clip.cc): the same comparisons and operand order in selects
+// binary_ops.cc): the same comparisons and operand order in selects
 // (they decide what NaN and -0 become), the same association of products,
 // the interpreter's own approximations (bit_exact_math.h), and libm's
 // function where the interpreter calls libm. An op whose kernel cannot be
 // reproduced exactly (a libm function LLVM has no intrinsic for, Pow
 // through double precision) is refused, so the region stays interpreted.
 #include <llvm/IR/Intrinsics.h>
-
-#include <limits>
 
 #include "graph/fusible_ops.h"
 #include "jit/bit_exact_math.h"
@@ -36,6 +34,7 @@ bool DefaultFormIsBitExact(graph::FusibleOp op) {
     // folded from the left) and exact comparisons.
     case graph::FusibleOp::kMin:
     case graph::FusibleOp::kMax:
+    case graph::FusibleOp::kClip:
     case graph::FusibleOp::kWhere:
     case graph::FusibleOp::kEqual:
     case graph::FusibleOp::kLess:
@@ -102,23 +101,6 @@ StatusOr<Operand> OpEmitter::EmitBitExact(const graph::Node& node, graph::Fusibl
       if (in[1]->immediate && *in[1]->immediate == 1.0) return f(x);
       if (in[1]->immediate && *in[1]->immediate == 2.0) return f(b_.CreateFMul(x, x));
       return Unsupported("jit: Pow: bit-exact code only for constant exponents 1 and 2");
-    }
-    case graph::FusibleOp::kClip: {
-      // Absent bounds are the float range's ends, as in the kernel (which
-      // clamps infinities to them).
-      llvm::Value* lo = FConst(std::numeric_limits<float>::lowest());
-      llvm::Value* hi = FConst(std::numeric_limits<float>::max());
-      if (node.opset < 11) {
-        KILN_ASSIGN_OR_RETURN(float min_attr, node.GetFloat("min", std::numeric_limits<float>::lowest()));
-        KILN_ASSIGN_OR_RETURN(float max_attr, node.GetFloat("max", std::numeric_limits<float>::max()));
-        lo = FConst(min_attr);
-        hi = FConst(max_attr);
-      } else {
-        if (in.size() > 1 && in[1]) lo = in[1]->v;
-        if (in.size() > 2 && in[2]) hi = in[2]->v;
-      }
-      x = select(b_.CreateFCmpOLT(x, lo), lo, x);
-      return f(select(b_.CreateFCmpOGT(x, hi), hi, x));
     }
     default: break;
   }

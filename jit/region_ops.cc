@@ -250,20 +250,21 @@ StatusOr<Operand> OpEmitter::EmitNode(const Node& node, const std::vector<std::o
       return f(acc);
     }
     case graph::FusibleOp::kClip: {
-      llvm::Value* lo = nullptr;
-      llvm::Value* hi = nullptr;
+      // Absent bounds are the float range's ends, as ONNX defines them (so
+      // infinities clamp to them, as in the interpreter's kernel).
+      llvm::Value* lo = FConst(std::numeric_limits<float>::lowest());
+      llvm::Value* hi = FConst(std::numeric_limits<float>::max());
       if (node.opset < 11) {
         KILN_ASSIGN_OR_RETURN(float min_attr, node.GetFloat("min", std::numeric_limits<float>::lowest()));
         KILN_ASSIGN_OR_RETURN(float max_attr, node.GetFloat("max", std::numeric_limits<float>::max()));
         lo = FConst(min_attr);
         hi = FConst(max_attr);
       } else {
-        // Absent bounds leave that side unbounded.
         if (in.size() > 1 && in[1]) lo = in[1]->v;
         if (in.size() > 2 && in[2]) hi = in[2]->v;
       }
-      if (lo != nullptr) x = b_.CreateSelect(b_.CreateFCmpOLT(x, lo), lo, x);
-      if (hi != nullptr) x = b_.CreateSelect(b_.CreateFCmpOGT(x, hi), hi, x);
+      x = b_.CreateSelect(b_.CreateFCmpOLT(x, lo), lo, x);
+      x = b_.CreateSelect(b_.CreateFCmpOGT(x, hi), hi, x);
       return f(x);
     }
     case graph::FusibleOp::kWhere: {
