@@ -523,12 +523,66 @@ def make_loop_1000_tiny(rng, steps=1000, d=8):
     return model, {"input": (1, d)}
 
 
+def make_streaming_vad(rng, chunk=512, channels=32, hidden=64):
+    """A streaming voice-activity detector shaped like the public ones (opset 16): each call takes
+    an audio chunk [1, 512], the recurrent state [2, 1, 64] (h over c) and the sample rate as an
+    int64 scalar, and returns the speech probability [1, 1] and the next state, which the caller
+    feeds back. An If on sr == 16000 picks between two branches that each hold the whole network
+    for their rate, with weights read from the enclosing graph: a strided Conv1d front end, a
+    Conv1d + Relu, an LSTM over the frames starting from the state, and Linear + Sigmoid on the
+    last hidden state. The branches differ in the front end's kernel and stride."""
+    g = GraphBuilder(rng)
+    sixteen_k = g.constant(16000, "", np.int64)
+    is_16k = g.op("Equal", ["sr", sixteen_k], "")
+
+    def branch(name, kernel, stride):
+        b = GraphBuilder(rng)
+        b.initializers = g.initializers
+        s = "/If/" + name
+        x = b.op("Unsqueeze", ["input", b.constant([1], s, np.int64)], s)
+        w1 = g.weight(name + ".conv1.weight", g.normal((channels, 1, kernel), math.sqrt(2.0 / kernel)))
+        x = b.op("Conv", [x, w1], s, kernel_shape=[kernel], strides=[stride], pads=[0, 0])
+        x = b.op("Relu", [x], s)
+        w2 = g.weight(name + ".conv2.weight", g.normal((channels, channels, 3), math.sqrt(2.0 / (3 * channels))))
+        b2 = g.weight(name + ".conv2.bias", g.normal((channels,), 0.05))
+        x = b.op("Conv", [x, w2, b2], s, kernel_shape=[3], strides=[1], pads=[1, 1])
+        x = b.op("Relu", [x], s)
+        x = b.op("Transpose", [x], s, perm=[2, 0, 1])
+        h0 = b.op("Slice", ["state", b.constant([0], s, np.int64), b.constant([1], s, np.int64)], s)
+        c0 = b.op("Slice", ["state", b.constant([1], s, np.int64), b.constant([2], s, np.int64)], s)
+        w, r, bias = torch_rnn_weights(g, name + ".lstm", 0, 4, (0, 3, 1, 2), channels, hidden, 1)
+        node = b._unique(s + "/LSTM")
+        y, y_h, y_c = node + "_output_0", node + "_output_1", node + "_output_2"
+        b.nodes.append(helper.make_node("LSTM", [x, w, r, bias, "", h0, c0], [y, y_h, y_c], name=node,
+                                        hidden_size=hidden))
+        h = b.op("Squeeze", [y_h, b.constant([0], s, np.int64)], s)
+        fc_w = g.weight(name + ".fc.weight", g.normal((1, hidden), math.sqrt(4.0 / hidden)))
+        fc_b = g.weight(name + ".fc.bias", g.normal((1,), 0.02))
+        logit = b.op("Gemm", [h, fc_w, fc_b], s, transB=1)
+        prob = b.op("Sigmoid", [logit], s)
+        state = b.op("Concat", [y_h, y_c], s, axis=0)
+        return helper.make_graph(b.nodes, name + "_branch", [],
+                                 [value_info(prob, [1, 1]), value_info(state, [2, 1, hidden])])
+
+    g.nodes.append(helper.make_node("If", [is_16k], ["output", "stateN"], name="/If",
+                                    then_branch=branch("sr16k", 16, 8), else_branch=branch("sr8k", 8, 8)))
+    model = g.model("streaming_vad", 16,
+                    [value_info("input", [1, chunk]), value_info("state", [2, 1, hidden]),
+                     helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                    [value_info("output", [1, 1]), value_info("stateN", [2, 1, hidden])])
+    return model, {"input": (1, chunk), "state": (2, 1, hidden), "sr": np.array(16000, np.int64)}
+
+
 # ---------------------------------------------------------------------------
 
 
 def save_input(out_dir, file_name, shape, seed):
-    """A fixed-seed N(0, 1) float32 input (images are normalised like this too)."""
-    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    """A fixed-seed N(0, 1) float32 input (images are normalised like this too), or, where the
+    maker gives an array instead of a shape (a sample rate, a step count), that array."""
+    if isinstance(shape, np.ndarray):
+        x = shape
+    else:
+        x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     np.save(os.path.join(out_dir, file_name), x)
     return file_name
 
@@ -552,6 +606,7 @@ def main(argv):
         ("bigru", make_bigru),
         ("loop_branch", make_loop_branch),
         ("loop_1000_tiny", make_loop_1000_tiny),
+        ("streaming_vad", make_streaming_vad),
     ]
     for seed, (name, maker) in enumerate(fixed, start=1):
         model, shapes = maker(np.random.default_rng(seed))
