@@ -48,6 +48,9 @@ struct Region {
   std::vector<ValueId> outputs;  // values used outside the region or graph outputs
   int row_axis = -1;             // kRowReduction: the first reduced axis of the domain; -1 otherwise
   std::string reason;            // why these nodes were grouped (for `kiln info --regions`)
+  // Empty at the top level; in a sub-graph, where the body sits
+  // ("Loop 'l'/body", graph/body_partitioner.h).
+  std::string path;
 };
 
 }  // namespace kiln::graph

@@ -22,10 +22,11 @@ StatusOr<BodyRef> FindBody(const graph::Node& node, const std::string& name) {
 }
 
 StatusOr<std::unique_ptr<kernels::OpKernel>> CreateControlFlowKernel(const graph::Node& node,
-                                                                     const kernels::KernelRegistry& registry) {
-  if (node.op_type == "If") return CreateIfKernel(node, registry);
-  if (node.op_type == "Loop") return CreateLoopKernel(node, registry);
-  if (node.op_type == "Scan") return CreateScanKernel(node, registry);
+                                                                     const kernels::KernelRegistry& registry,
+                                                                     const std::vector<graph::BodyRegions>* bodies) {
+  if (node.op_type == "If") return CreateIfKernel(node, registry, bodies);
+  if (node.op_type == "Loop") return CreateLoopKernel(node, registry, bodies);
+  if (node.op_type == "Scan") return CreateScanKernel(node, registry, bodies);
   return Internal(node.Describe(), " is not a control-flow op");
 }
 

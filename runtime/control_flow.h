@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "graph/body_partitioner.h"
 #include "graph/graph.h"
 #include "kernels/kernel.h"
 #include "kiln/status.h"
@@ -39,10 +40,13 @@ class ControlFlowKernel : public kernels::OpKernel {
 bool IsControlFlowOp(const graph::Node& node);
 
 // Builds the kernel for a control-flow `node`, with interpreters for its
-// bodies from `registry`. Fails on an unsupported opset or attribute, or on
-// bodies whose signature does not fit the op (counts, loop-carried dtypes).
-StatusOr<std::unique_ptr<kernels::OpKernel>> CreateControlFlowKernel(const graph::Node& node,
-                                                                     const kernels::KernelRegistry& registry);
+// bodies from `registry`; a body listed in `bodies` runs its regions as
+// units the JIT tier can serve. Fails on an unsupported opset or attribute,
+// or on bodies whose signature does not fit the op (counts, loop-carried
+// dtypes).
+StatusOr<std::unique_ptr<kernels::OpKernel>> CreateControlFlowKernel(
+    const graph::Node& node, const kernels::KernelRegistry& registry,
+    const std::vector<graph::BodyRegions>* bodies = nullptr);
 
 // Adds to `unsupported` ("Op (opset N) in <path>" -> count) every op inside
 // `node`'s bodies, at any depth, that has no kernel; `path` names `node`

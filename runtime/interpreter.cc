@@ -182,7 +182,8 @@ StatusOr<std::vector<Interpreter::Unit>> OrderUnits(const graph::Graph& graph, c
 
 StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& graph,
                                                            const kernels::KernelRegistry& registry,
-                                                           const std::vector<graph::Region>& regions) {
+                                                           const std::vector<graph::Region>& regions,
+                                                           const std::vector<graph::BodyRegions>* bodies) {
   KILN_ASSIGN_OR_RETURN(std::vector<graph::NodeId> topo, graph.TopologicalOrder());
   std::unique_ptr<Interpreter> interp(new Interpreter(graph));
   interp->regions_ = regions;
@@ -202,7 +203,7 @@ StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& g
       CountUnsupportedOpsInBodies(node, registry, node.Label(), unsupported);
       if (unsupported.size() != before) continue;
     }
-    auto kernel = control_flow ? CreateControlFlowKernel(node, registry) : registry.Create(node);
+    auto kernel = control_flow ? CreateControlFlowKernel(node, registry, bodies) : registry.Create(node);
     if (!kernel.ok()) {
       if (kernel.status().code() == StatusCode::kUnsupported &&
           !registry.Supports(node.op_type, node.domain, node.opset)) {
@@ -386,7 +387,10 @@ Status Interpreter::RunUnit(ExecutionFrame& frame, const Unit& unit, const kerne
   ran_compiled = false;
   if (unit.region < 0 || hooks.jit == nullptr) return RunSteps(frame, unit, parallel, hooks.profile);
   UnitCall call(*this, frame, unit, parallel, hooks.profile);
-  KILN_ASSIGN_OR_RETURN(ServedBy served, hooks.jit->Run(unit.region, call));
+  // The tier numbers the regions of every graph of the session (bodies
+  // included) by their ids.
+  const int id = regions_[static_cast<size_t>(unit.region)].id;
+  KILN_ASSIGN_OR_RETURN(ServedBy served, hooks.jit->Run(id, call));
   ran_compiled = served == ServedBy::kCompiledCode;
   return Status::Ok();
 }

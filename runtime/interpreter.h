@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "graph/body_partitioner.h"
 #include "graph/graph.h"
 #include "graph/region.h"
 #include "kernels/kernel.h"
@@ -107,10 +108,13 @@ class Interpreter {
  public:
   // Fails (listing every unsupported op) when a node has no kernel. Each
   // of `regions` becomes one execution unit: its nodes run back to back, so
-  // a JIT tier can replace them with one compiled call.
+  // a JIT tier can replace them with one compiled call (JitTier::Run with
+  // the region's id). Control-flow nodes give their bodies the regions
+  // `bodies` lists for them (graph/body_partitioner.h).
   static StatusOr<std::unique_ptr<Interpreter>> Create(const graph::Graph& graph,
                                                        const kernels::KernelRegistry& registry,
-                                                       const std::vector<graph::Region>& regions = {});
+                                                       const std::vector<graph::Region>& regions = {},
+                                                       const std::vector<graph::BodyRegions>* bodies = nullptr);
 
   std::unique_ptr<ExecutionFrame> NewFrame() const;
 

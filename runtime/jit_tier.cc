@@ -27,6 +27,11 @@ constexpr size_t kMaxProfiledSignatures = 256;
 // so nothing the code computes can reach the request before it is checked.
 // (These buffers skip SessionOptions::before_allocate_hook: they are the
 // tier's, like JIT code, and live for one verification call.)
+// A region's description for logs, with the body it sits in.
+std::string Described(const graph::Region& region) {
+  return region.path.empty() ? region.reason : region.reason + ", in " + region.path;
+}
+
 class CapturingCall final : public RegionCall {
  public:
   CapturingCall(RegionCall& call, const graph::Graph& graph, const graph::Region& region)
@@ -118,8 +123,8 @@ struct JitTier::RegionState {
 
 JitTier::JitTier(const graph::Graph& graph, std::vector<graph::Region> regions, const SessionOptions& options,
                  JitTierHooks hooks)
-    : graph_(graph),
-      regions_(std::move(regions)),
+    : regions_(std::move(regions)),
+      graph_of_(regions_.size(), &graph),
       options_(options),
       hooks_(std::move(hooks)),
       hot_threshold_(options.tier == TierPolicy::kJit ? 1 : std::max(1, options.jit_hot_threshold)),
@@ -132,8 +137,19 @@ JitTier::~JitTier() {
 }
 
 StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, std::vector<graph::Region> regions,
-                                                   const SessionOptions& options, JitTierHooks hooks) {
+                                                   const SessionOptions& options, JitTierHooks hooks,
+                                                   const std::vector<graph::BodyRegions>& bodies) {
   std::unique_ptr<JitTier> tier(new JitTier(graph, std::move(regions), options, std::move(hooks)));
+  for (const graph::BodyRegions& body : bodies) {
+    for (const graph::Region& region : body.regions) {
+      if (region.id != static_cast<int>(tier->regions_.size())) {
+        return Internal("jit: region ", region.id, " in ", body.path, " comes at position ", tier->regions_.size(),
+                        "; body region ids must continue the top level's");
+      }
+      tier->regions_.push_back(region);
+      tier->graph_of_.push_back(body.body);
+    }
+  }
   jit::JitOptions jit_options;
   jit_options.dump_dir = options.jit_dump_dir;
   jit_options.cache_dir = options.jit_cache_dir;
@@ -156,6 +172,7 @@ StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, st
   tier->states_.reset(new RegionState[tier->regions_.size()]);
   for (size_t r = 0; r < tier->regions_.size(); ++r) {
     const graph::Region& region = tier->regions_[r];
+    const graph::Graph& graph = *tier->graph_of_[r];
     if (region.kind == graph::RegionKind::kAttention) {
       // Attention code takes the sequence lengths as parameters: with a
       // symbolic one, compile the version that serves them all at once.
@@ -218,7 +235,7 @@ StatusOr<ServedBy> JitTier::Run(int region_id, RegionCall& call) const {
   // interpreted.
   std::shared_ptr<const Specialization::RowCall> row_call;
   if (spec->generic && Specialization::PlannedPerSignature(region.kind)) {
-    KILN_ASSIGN_OR_RETURN(row_call, spec->PlanRowCall(graph_, region, signature));
+    KILN_ASSIGN_OR_RETURN(row_call, spec->PlanRowCall(GraphOf(region_id), region, signature));
     if (!row_call->served || row_call->declined.load(std::memory_order_acquire)) {
       KILN_RETURN_IF_ERROR(RunInterpreted(region_id, call, signature));
       return ServedBy::kInterpreter;
@@ -312,7 +329,7 @@ Status JitTier::RunInterpreted(int region, RegionCall& call, const ShapeSignatur
     std::shared_ptr<const Specialization::RowCall> row_call;
     const graph::Region& r = regions_[static_cast<size_t>(region)];
     if (spec->generic && Specialization::PlannedPerSignature(r.kind)) {
-      KILN_ASSIGN_OR_RETURN(row_call, spec->PlanRowCall(graph_, r, signature));
+      KILN_ASSIGN_OR_RETURN(row_call, spec->PlanRowCall(GraphOf(region), r, signature));
       if (!row_call->served) return Status::Ok();
     }
     const ShadowVerification& verification = row_call != nullptr ? row_call->verification : spec->verification;
@@ -395,10 +412,11 @@ void JitTier::Verify(int region_id, const Specialization& spec, const Specializa
                      const ShadowVerification& verification, RegionCall& call, CompiledCallScratch& scratch) const {
   const graph::Region& region = regions_[static_cast<size_t>(region_id)];
   const auto start = TraceRecorder::Clock::now();
-  CapturingCall compiled_call(call, graph_, region);
+  const graph::Graph& graph = GraphOf(region_id);
+  CapturingCall compiled_call(call, graph, region);
   const StatusOr<double> ran = spec.Run(region, row_call, compiled_call, scratch);
   const double tolerance =
-      options_.jit_bitwise_equivalent ? kBitwise : VerificationTolerance(graph_, region, scratch.signature);
+      options_.jit_bitwise_equivalent ? kBitwise : VerificationTolerance(graph, region, scratch.signature);
   OutputComparison comparison;
   if (!ran.ok()) {
     comparison.equal = false;
@@ -428,7 +446,7 @@ void JitTier::Verify(int region_id, const Specialization& spec, const Specializa
   Log().warn(
       "jit: region {} ({}) for {}: the compiled code differs from the interpreter: {}; it is dropped and the region "
       "stays interpreted for these shapes",
-      region_id, region.reason, signature, comparison.ToString(tolerance));
+      region_id, Described(region), signature, comparison.ToString(tolerance));
   RegionState& state = states_[region_id];
   MutexLock lock(state.mu);
   ++state.verify_failures;
@@ -447,7 +465,7 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
       scheduler_ ? scheduler_->ThisThreadAccount() : CompileScheduler::Account{};
   const Status hook = options_.jit_before_compile_hook ? options_.jit_before_compile_hook(region_id) : Status::Ok();
   StatusOr<std::unique_ptr<jit::CompiledRegion>> code =
-      hook.ok() ? jit::CompileRegion(*compiler_, graph_, region, signature.dims, generic) : hook;
+      hook.ok() ? jit::CompileRegion(*compiler_, GraphOf(region_id), region, signature.dims, generic) : hook;
   std::string what = signature.ToString();
   if (generic) {
     switch (region.kind) {
@@ -487,7 +505,7 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   if (!code.ok()) {
     // The region keeps running interpreted for this signature; a failed
     // compile never fails a request.
-    Log().info("jit: region {} ({}) {} stays interpreted: {}", region_id, region.reason, what,
+    Log().info("jit: region {} ({}) {} stays interpreted: {}", region_id, Described(region), what,
                code.status().ToString());
     MutexLock lock(state.mu);
     ++state.failed_compiles;
@@ -523,14 +541,14 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   projection_.RecordCompile(region.kind, static_cast<int>(region.nodes.size()), cost_ms);
   const bool reused = spec->code->reused_code();
   if (reused) {
-    Log().info("jit: region {} ({}) for {} reuses the code of {} (same IR), {:.1f} ms", region_id, region.reason, what,
+    Log().info("jit: region {} ({}) for {} reuses the code of {} (same IR), {:.1f} ms", region_id, Described(region), what,
                spec->code->name(), ms);
   } else if (const jit::CompiledGemm* gemm = spec->code->gemm()) {
     Log().info("jit: region {} ({}) {} for {} in {:.1f} ms ({}, {} bytes of code, {} bytes of packed weight)",
-               region_id, region.reason, spec->code->from_disk_cache() ? "linked from the code cache" : "compiled",
+               region_id, Described(region), spec->code->from_disk_cache() ? "linked from the code cache" : "compiled",
                what, ms, gemm->label(), spec->code->code_bytes(), gemm->packed_weight_bytes());
   } else {
-    Log().info("jit: region {} ({}) {} for {} in {:.1f} ms ({} bytes of code)", region_id, region.reason,
+    Log().info("jit: region {} ({}) {} for {} in {:.1f} ms ({} bytes of code)", region_id, Described(region),
                spec->code->from_disk_cache() ? "linked from the code cache" : "compiled", what, ms,
                spec->code->code_bytes());
   }
@@ -564,7 +582,7 @@ bool JitTier::PaysBackWithinHorizon(int region_id, const ShapeSignature& signatu
   Log().info(
       "jit: region {} ({}) for {} stays interpreted: projected payback {} calls exceeds the horizon of {} "
       "(compile {:.2f} ms {}, saving {:.4f} ms per call: {:.4f} ms interpreted at {:.2f}x {})",
-      region_id, region.reason, signature.ToString(),
+      region_id, Described(region), signature.ToString(),
       p.payback_calls < 0 ? std::string("never") : std::to_string(p.payback_calls), horizon, p.compile_ms,
       p.compile_measured ? "as measured for its kind" : "by default", p.saving_ms_per_call, interpreted_ms_per_call,
       p.speedup, p.speedup_measured ? "measured speedup for its kind" : "default speedup");
@@ -592,6 +610,7 @@ std::vector<RegionStats> JitTier::Stats() const {
     s.id = regions_[r].id;
     s.kind = graph::RegionKindName(regions_[r].kind);
     s.description = regions_[r].reason;
+    s.path = regions_[r].path;
     s.interpreted_calls = state.interpreted_calls.load();
     s.compiled_calls = state.compiled_calls.load();
     s.interpreted_ms = static_cast<double>(state.interpreted_ns.load()) * 1e-6;

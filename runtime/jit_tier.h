@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "graph/body_partitioner.h"
 #include "graph/bounded_map.h"
 #include "graph/graph.h"
 #include "graph/mutex.h"
@@ -57,14 +58,20 @@ enum class ServedBy { kInterpreter, kCompiledCode };
 
 class JitTier {
  public:
-  // The tier for `regions` under `options` (its jit_* fields and tier
-  // policy: TierPolicy::kJit compiles on the calling thread at a region
-  // signature's first call, so the next call runs compiled). Fails when the
-  // JIT cannot be built for this host; the session then runs interpreted.
+  // The tier for `regions` of `graph` and the regions of its sub-graphs,
+  // `bodies` (graph::PartitionBodies, ids continuing after `regions`'), under
+  // `options` (its jit_* fields and tier policy: TierPolicy::kJit compiles
+  // on the calling thread at a region signature's first call, so the next
+  // call runs compiled). Regions are served by id: every id must be its
+  // region's position in `regions` followed by the bodies' regions. Fails
+  // when the JIT cannot be built for this host; the session then runs
+  // interpreted.
   static StatusOr<std::unique_ptr<JitTier>> Create(const graph::Graph& graph, std::vector<graph::Region> regions,
-                                                   const SessionOptions& options, JitTierHooks hooks = {});
+                                                   const SessionOptions& options, JitTierHooks hooks = {},
+                                                   const std::vector<graph::BodyRegions>& bodies = {});
   ~JitTier();
 
+  // Top-level regions, then the bodies' regions (Region::path says where).
   const std::vector<graph::Region>& regions() const { return regions_; }
 
   // Runs one call of region `region`: through compiled code when the tier
@@ -92,6 +99,8 @@ class JitTier {
   JitTier(const graph::Graph& graph, std::vector<graph::Region> regions, const SessionOptions& options,
           JitTierHooks hooks);
   int64_t NowNs() const;
+  // The graph region `region`'s nodes and values belong to.
+  const graph::Graph& GraphOf(int region) const { return *graph_of_[static_cast<size_t>(region)]; }
   // Runs the call in the interpreter and counts it; compiles or queues the
   // signature when that makes it hot.
   Status RunInterpreted(int region, RegionCall& call, const ShapeSignature& signature) const;
@@ -121,8 +130,8 @@ class JitTier {
   void Verify(int region, const Specialization& spec, const Specialization::RowCall* row_call,
               const ShadowVerification& verification, RegionCall& call, CompiledCallScratch& scratch) const;
 
-  const graph::Graph& graph_;
   std::vector<graph::Region> regions_;
+  std::vector<const graph::Graph*> graph_of_;  // parallel to regions_
   const SessionOptions options_;
   const JitTierHooks hooks_;
   // From options_, normalised: calls of one signature before it is

@@ -178,7 +178,8 @@ class LoopKernel final : public ControlFlowKernel {
 }  // namespace
 
 StatusOr<std::unique_ptr<kernels::OpKernel>> CreateLoopKernel(const graph::Node& node,
-                                                              const kernels::KernelRegistry& registry) {
+                                                              const kernels::KernelRegistry& registry,
+                                                              const std::vector<graph::BodyRegions>* bodies) {
   KILN_ASSIGN_OR_RETURN(BodyRef ref, FindBody(node, "body"));
   const size_t explicit_inputs = node.num_explicit_inputs();
   if (explicit_inputs < 2) {
@@ -208,7 +209,8 @@ StatusOr<std::unique_ptr<kernels::OpKernel>> CreateLoopKernel(const graph::Node&
                           in.shape.ToString(), " but leaves it as '", out.name, "' ", out.shape.ToString());
     }
   }
-  KILN_ASSIGN_OR_RETURN(auto body, SubgraphBody::Create(g, registry, ref.capture_offset, node.Describe() + " body"));
+  KILN_ASSIGN_OR_RETURN(auto body,
+                        SubgraphBody::Create(g, registry, ref.capture_offset, node.Describe() + " body", bodies));
   std::vector<graph::ValueId> scans(g.outputs().begin() + static_cast<std::ptrdiff_t>(1 + n), g.outputs().end());
   return std::unique_ptr<kernels::OpKernel>(new LoopKernel(std::move(body), std::move(scans), node.Describe()));
 }

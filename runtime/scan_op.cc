@@ -314,7 +314,8 @@ class ScanKernel final : public ControlFlowKernel {
 }  // namespace
 
 StatusOr<std::unique_ptr<kernels::OpKernel>> CreateScanKernel(const graph::Node& node,
-                                                              const kernels::KernelRegistry& registry) {
+                                                              const kernels::KernelRegistry& registry,
+                                                              const std::vector<graph::BodyRegions>* bodies) {
   KILN_ASSIGN_OR_RETURN(BodyRef ref, FindBody(node, "body"));
   const graph::Graph& g = *ref.graph;
   ScanConfig c;
@@ -358,7 +359,8 @@ StatusOr<std::unique_ptr<kernels::OpKernel>> CreateScanKernel(const graph::Node&
       if (d != 0 && d != 1) return InvalidModel(node.Describe(), ": a scan direction is ", d, "; it must be 0 or 1");
     }
   }
-  KILN_ASSIGN_OR_RETURN(auto body, SubgraphBody::Create(g, registry, ref.capture_offset, node.Describe() + " body"));
+  KILN_ASSIGN_OR_RETURN(auto body,
+                        SubgraphBody::Create(g, registry, ref.capture_offset, node.Describe() + " body", bodies));
   return std::unique_ptr<kernels::OpKernel>(new ScanKernel(std::move(body), std::move(c), node.Describe()));
 }
 

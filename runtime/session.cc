@@ -11,6 +11,7 @@
 
 #include "graph/log.h"
 #include "graph/mutex.h"
+#include "graph/body_partitioner.h"
 #include "graph/partitioner.h"
 #include "kernels/kernel.h"
 #include "runtime/interpreter.h"
@@ -216,6 +217,9 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
   const graph::Graph& graph = ModelGraph(*impl->model);
   if (options.enable_tracing) impl->trace = std::make_unique<runtime::TraceRecorder>();
   std::vector<graph::Region> regions;
+  // Regions inside If branches and Loop/Scan bodies: their ids follow the
+  // top level's, so one tier profiles and compiles them all.
+  std::vector<graph::BodyRegions> bodies;
   if (options.tier != TierPolicy::kInterpreter) {
     graph::PartitionOptions partition;
     partition.min_region_nodes = std::max(1, options.jit_min_region_nodes);
@@ -223,9 +227,10 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
     partition.depthwise_regions = options.jit_compile_depthwise;
     partition.attention_regions = options.jit_compile_attention;
     KILN_ASSIGN_OR_RETURN(regions, graph::PartitionGraph(graph, partition));
+    KILN_ASSIGN_OR_RETURN(bodies, graph::PartitionBodies(graph, partition, static_cast<int>(regions.size())));
   }
   KILN_ASSIGN_OR_RETURN(impl->interpreter,
-                        runtime::Interpreter::Create(graph, kernels::DefaultKernelRegistry(), regions));
+                        runtime::Interpreter::Create(graph, kernels::DefaultKernelRegistry(), regions, &bodies));
   // Runs before the background preparation (packing, oneDNN primitives)
   // finishes compute some ops another way (a different order of sums), so
   // their results can depend on timing. Bitwise equivalence promises results
@@ -234,7 +239,7 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
   impl->budget = options.thread_budget ? options.thread_budget : ThreadBudget::Create();
   const int max_threads = std::min(impl->options.intra_op_threads, impl->budget->threads());
   for (int t = 1; t <= max_threads; ++t) impl->runners.push_back(runtime::MakeIntraOpRunner(t));
-  if (!regions.empty()) {
+  if (!regions.empty() || !bodies.empty()) {
     runtime::JitTierHooks jit_hooks;
     jit_hooks.trace = impl->trace.get();
     // Every core serves when the budget's threads in use reach the core
@@ -242,7 +247,7 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
     // then have a core of their own).
     const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     jit_hooks.cores_busy = [budget = impl->budget, cores] { return budget->in_use() >= cores; };
-    auto jit = runtime::JitTier::Create(graph, std::move(regions), options, std::move(jit_hooks));
+    auto jit = runtime::JitTier::Create(graph, std::move(regions), options, std::move(jit_hooks), bodies);
     if (jit.ok()) {
       impl->jit = std::move(jit).value();
       Log().info("session: {} regions eligible for the JIT tier (policy '{}')", impl->jit->regions().size(),

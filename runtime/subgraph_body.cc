@@ -9,9 +9,12 @@ namespace kiln::runtime {
 
 StatusOr<std::unique_ptr<SubgraphBody>> SubgraphBody::Create(const graph::Graph& graph,
                                                              const kernels::KernelRegistry& registry,
-                                                             size_t capture_offset, std::string what) {
+                                                             size_t capture_offset, std::string what,
+                                                             const std::vector<graph::BodyRegions>* bodies) {
   std::unique_ptr<SubgraphBody> body(new SubgraphBody(graph, capture_offset, std::move(what)));
-  auto interpreter = Interpreter::Create(graph, registry);
+  const graph::BodyRegions* own = bodies != nullptr ? graph::FindBodyRegions(*bodies, graph) : nullptr;
+  auto interpreter =
+      Interpreter::Create(graph, registry, own != nullptr ? own->regions : std::vector<graph::Region>{}, bodies);
   if (!interpreter.ok()) return interpreter.status().WithContext(body->what_);
   body->interpreter_ = std::move(interpreter).value();
   return body;
@@ -51,6 +54,7 @@ Status SubgraphBody::Run(ExecutionFrame& frame, const std::vector<const Tensor*>
 RunHooks BodyRunHooks(const RunHooks& outer) {
   RunHooks hooks;
   hooks.before_allocate = outer.before_allocate;
+  hooks.jit = outer.jit;
   hooks.deadline = outer.deadline;
   hooks.cancel = outer.cancel;
   hooks.borrow_passthrough_outputs = true;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "graph/body_partitioner.h"
 #include "graph/graph.h"
 #include "graph/mutex.h"
 #include "kernels/kernel.h"
@@ -21,9 +22,13 @@ class SubgraphBody {
  public:
   // `capture_offset`: where this body's outer-scope values start among the
   // node's inputs. `what` names the body in errors ("node Loop 'l' body").
+  // The regions `bodies` lists for this graph become units of its
+  // interpreter, which the run's JIT tier serves (none when null); nested
+  // bodies find theirs there too.
   static StatusOr<std::unique_ptr<SubgraphBody>> Create(const graph::Graph& graph,
                                                         const kernels::KernelRegistry& registry, size_t capture_offset,
-                                                        std::string what);
+                                                        std::string what,
+                                                        const std::vector<graph::BodyRegions>* bodies = nullptr);
 
   const graph::Graph& graph() const { return graph_; }
   size_t num_inputs() const { return graph_.inputs().size(); }
@@ -54,8 +59,9 @@ class SubgraphBody {
   std::unique_ptr<Interpreter> interpreter_;
 };
 
-// The hooks a body runs with: the enclosing run's limits and allocation
-// hook, no JIT, no tracing, pass-through outputs borrowed.
+// The hooks a body runs with: the enclosing run's limits, allocation hook
+// and JIT tier (which serves the body's region units), no tracing or step
+// profiling, pass-through outputs borrowed.
 RunHooks BodyRunHooks(const RunHooks& outer);
 
 // Past the deadline, cancelled, or over the iteration cap: a Status naming

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "graph/body_partitioner.h"
 #include "graph/graph.h"
 #include "graph/partitioner.h"
 #include "graph/printer.h"
@@ -170,18 +171,30 @@ int InfoCommand(const std::vector<std::string>& args) {
   if (parsed.switches.count("regions")) {
     auto regions = graph::PartitionGraph(g);
     if (!regions.ok()) return ReportError(path, regions.status());
-    std::printf("\nJIT regions: %zu\n", regions->size());
-    for (const graph::Region& r : *regions) {
-      std::printf("  region %d (%s): %s\n    nodes:", r.id, graph::RegionKindName(r.kind), r.reason.c_str());
+    // Regions inside If branches and Loop/Scan bodies, numbered after the
+    // top level's as a session numbers them.
+    auto bodies = graph::PartitionBodies(g, {}, static_cast<int>(regions->size()));
+    if (!bodies.ok()) return ReportError(path, bodies.status());
+    size_t total = regions->size();
+    for (const graph::BodyRegions& b : *bodies) total += b.regions.size();
+    std::printf("\nJIT regions: %zu\n", total);
+    auto print_region = [](const graph::Graph& in, const graph::Region& r) {
+      std::printf("  region %d (%s): %s\n", r.id, graph::RegionKindName(r.kind), r.reason.c_str());
+      if (!r.path.empty()) std::printf("    in: %s\n", r.path.c_str());
+      std::printf("    nodes:");
       for (graph::NodeId n : r.nodes) {
-        const graph::Node& node = g.node(n);
+        const graph::Node& node = in.node(n);
         std::printf(" %s%s%s", node.op_type.c_str(), node.name.empty() ? "" : ":", node.name.c_str());
       }
       std::printf("\n    inputs:");
-      for (graph::ValueId v : r.inputs) std::printf(" %s", g.value(v).name.c_str());
+      for (graph::ValueId v : r.inputs) std::printf(" %s", in.value(v).name.c_str());
       std::printf("\n    outputs:");
-      for (graph::ValueId v : r.outputs) std::printf(" %s", g.value(v).name.c_str());
+      for (graph::ValueId v : r.outputs) std::printf(" %s", in.value(v).name.c_str());
       std::printf("\n");
+    };
+    for (const graph::Region& r : *regions) print_region(g, r);
+    for (const graph::BodyRegions& b : *bodies) {
+      for (const graph::Region& r : b.regions) print_region(*b.body, r);
     }
   }
   if (parsed.switches.count("graph")) {

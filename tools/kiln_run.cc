@@ -486,6 +486,13 @@ int Run(const RunCommandOptions& options) {
     std::printf("per run: %.3f ms in compiled regions, %.3f ms in interpreted regions, %.3f ms in other nodes\n",
                 split.compiled_region_ms, split.interpreted_region_ms, split.other_ms);
     for (const RegionStats& r : stats.regions) {
+      if (!r.path.empty()) {
+        // Regions inside If branches and Loop/Scan bodies: called once per
+        // iteration, so their calls outnumber the runs.
+        std::printf("  %s region %d in %s (%s): %s, %lld compiled and %lld interpreted calls\n", r.kind.c_str(), r.id,
+                    r.path.c_str(), r.description.c_str(), r.tier.c_str(), static_cast<long long>(r.compiled_calls),
+                    static_cast<long long>(r.interpreted_calls));
+      }
       if (r.compiled_calls == 0) continue;
       if (r.kind == "gemm") {
         std::printf("  gemm region %d (%s): %.1f GFLOP/s over %lld compiled calls, %lld bytes of packed weight\n", r.id,

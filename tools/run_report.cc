@@ -169,6 +169,7 @@ Status WriteRunReport(const RunMeasurements& m, const std::string& path) {
     if (r.kind != "gemm" && r.kind != "depthwise_conv" && r.kind != "attention") continue;
     Json region = {
         {"id", r.id},
+        {"path", r.path},
         {"description", r.description},
         {"tier", r.tier},
         {"compiled_calls", r.compiled_calls},
@@ -182,6 +183,19 @@ Status WriteRunReport(const RunMeasurements& m, const std::string& path) {
     } else {
       depthwise_json.push_back(std::move(region));
     }
+  }
+  // Regions inside If branches and Loop/Scan bodies, with where they sit.
+  Json& body_json = report["body_regions"] = Json::array();
+  for (const RegionStats& r : stats.regions) {
+    if (r.path.empty()) continue;
+    body_json.push_back({{"id", r.id},
+                         {"path", r.path},
+                         {"kind", r.kind},
+                         {"description", r.description},
+                         {"tier", r.tier},
+                         {"compiled_calls", r.compiled_calls},
+                         {"interpreted_calls", r.interpreted_calls},
+                         {"deopts", r.deopts}});
   }
   // Per compiled version: what it cost, what each call saves, and whether
   // it has paid back (docs/ARCHITECTURE.md "Break-even").

@@ -305,6 +305,9 @@ struct RegionStats {
   double interpreted_ms = 0;  // total wall time of the calls, per tier
   double compiled_ms = 0;
   int64_t deopts = 0;  // interpreted calls while code for other signatures existed
+  // Empty for a region of the model's graph; for one inside a sub-graph,
+  // the body it sits in: "Loop 'l'/body", "Loop 'outer'/body/If 'b'/then_branch".
+  std::string path;
   int specializations = 0;
   int failed_compiles = 0;
   // Specializations dropped after their trial because the interpreter ran
