@@ -79,9 +79,8 @@ StatusOr<std::unique_ptr<kernels::OpKernel>> CreateIfKernel(const graph::Node& n
   const char* names[2] = {"then_branch", "else_branch"};
   for (int b = 0; b < 2; ++b) {
     KILN_ASSIGN_OR_RETURN(BodyRef ref, FindBody(node, names[b]));
-    KILN_ASSIGN_OR_RETURN(
-        branches[b],
-        SubgraphBody::Create(*ref.graph, registry, ref.capture_offset, node.Describe() + " " + names[b], bodies));
+    KILN_ASSIGN_OR_RETURN(branches[b], SubgraphBody::Create(*ref.graph, registry, ref.capture_offset,
+                                                            node.Describe() + " " + names[b], bodies));
     if (branches[b]->num_inputs() != 0) {
       return InvalidModel(node.Describe(), ": ", names[b], " declares ", branches[b]->num_inputs(),
                           " inputs; If branches take none");

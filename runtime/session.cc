@@ -9,9 +9,9 @@
 #include <map>
 #include <thread>
 
+#include "graph/body_partitioner.h"
 #include "graph/log.h"
 #include "graph/mutex.h"
-#include "graph/body_partitioner.h"
 #include "graph/partitioner.h"
 #include "kernels/kernel.h"
 #include "runtime/interpreter.h"
