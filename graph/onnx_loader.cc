@@ -18,6 +18,7 @@
 #include "graph/mapped_file.h"
 #include "graph/onnx_dtype.h"
 #include "graph/onnx_shape_inference.h"
+#include "graph/raw_data_elision.h"
 
 namespace kiln::graph {
 namespace {
@@ -137,11 +138,20 @@ Status CopyTypedField(const Field& field, int64_t count, Tensor& tensor, const s
 // assume of a tensor they do not pack.
 constexpr uintptr_t kSharedRawDataAlignment = 16;
 
+// An initializer's raw data that was taken out of the message before
+// parsing (raw_data_elision.h) and read into memory that `owner` keeps.
+struct ElidedRawData {
+  char* data = nullptr;  // 64-byte aligned
+  uint64_t size = 0;
+  std::shared_ptr<void> owner;
+};
+
 // `raw_owner`, when set, owns `proto`: a tensor whose raw data is aligned
 // enough then shares the parsed bytes (and keeps `raw_owner` alive) instead
-// of copying them.
+// of copying them. `elided`, when set, stands for `proto`'s raw_data.
 StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto, const std::string& base_dir,
-                                 const std::shared_ptr<void>& raw_owner = nullptr) {
+                                 const std::shared_ptr<void>& raw_owner = nullptr,
+                                 const ElidedRawData* elided = nullptr) {
   const std::string what = "tensor '" + proto.name() + "'";
   if (proto.has_segment()) return Unsupported(what, ": segmented tensors are not supported");
   auto dtype_or = DTypeFromOnnx(proto.data_type());
@@ -159,11 +169,13 @@ StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto, const std::stri
   // Size checks come before the allocation so an absurd shape with little
   // data fails cleanly instead of exhausting memory.
   const bool external = proto.data_location() == onnx::TensorProto::EXTERNAL;
-  if (!external && proto.has_raw_data() && proto.raw_data().size() != bytes) {
-    return InvalidModel(what, " has ", proto.raw_data().size(), " bytes of raw data but its shape ", DimsToString(dims),
-                        " of ", DTypeName(dtype), " needs ", bytes);
+  const bool has_raw_data = elided != nullptr || proto.has_raw_data();
+  const uint64_t raw_bytes = elided != nullptr ? elided->size : proto.raw_data().size();
+  if (!external && has_raw_data && raw_bytes != bytes) {
+    return InvalidModel(what, " has ", raw_bytes, " bytes of raw data but its shape ", DimsToString(dims), " of ",
+                        DTypeName(dtype), " needs ", bytes);
   }
-  if (!external && !proto.has_raw_data()) {
+  if (!external && !has_raw_data) {
     int64_t stored = 0;
     switch (dtype) {
       case DType::kFloat32: stored = proto.float_data_size(); break;
@@ -175,6 +187,7 @@ StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto, const std::stri
       return InvalidModel(what, " stores ", stored, " values but its shape ", DimsToString(dims), " needs ", count);
     }
   }
+  if (!external && elided != nullptr) return Tensor::Shared(dtype, std::move(dims), elided->owner, elided->data);
   if (!external && proto.has_raw_data() && raw_owner != nullptr && bytes > 0 &&
       reinterpret_cast<uintptr_t>(proto.raw_data().data()) % kSharedRawDataAlignment == 0) {
     // Only this tensor refers to these bytes, and the parsed message is not
@@ -362,6 +375,12 @@ class GraphBuilder {
   GraphBuilder(const onnx::ModelProto& model, const LoadOptions& options) : model_(model), options_(options) {}
   // Lets initializers share their raw data with `owner`, which owns `model`.
   void ShareRawDataWith(std::shared_ptr<void> owner) { raw_owner_ = std::move(owner); }
+  // `model` was parsed without the main graph's large raw data: entry i,
+  // when set, is initializer i's.
+  void UseElidedRawData(std::vector<std::optional<ElidedRawData>> raw) {
+    elided_ = std::move(raw);
+    uses_elided_ = true;
+  }
 
   StatusOr<Graph> Build() {
     KILN_RETURN_IF_ERROR(ReadOpsets());
@@ -451,9 +470,18 @@ class GraphBuilder {
   }
 
   Status AddInitializers(const onnx::GraphProto& g) {
-    for (const auto& init : g.initializer()) {
+    // Only the main graph's initializers were scanned for elision.
+    const bool elided = uses_elided_ && parent_ == nullptr;
+    if (elided && elided_.size() != static_cast<size_t>(g.initializer_size())) {
+      return Internal("the model has ", g.initializer_size(), " initializers, the raw-data scan found ",
+                      elided_.size());
+    }
+    for (int i = 0; i < g.initializer_size(); ++i) {
+      const onnx::TensorProto& init = g.initializer(i);
       if (init.name().empty()) return InvalidModel("an initializer has no name");
-      auto tensor = TensorFromProto(init, options_.base_dir, raw_owner_);
+      const ElidedRawData* raw = nullptr;
+      if (elided && elided_[static_cast<size_t>(i)]) raw = &*elided_[static_cast<size_t>(i)];
+      auto tensor = TensorFromProto(init, options_.base_dir, raw_owner_, raw);
       if (!tensor.ok()) return tensor.status().WithContext("initializer '" + init.name() + "'");
       KILN_ASSIGN_OR_RETURN(ValueId id,
                             graph_.AddValue(init.name(), tensor->dtype(), ShapeInfo::FromDims(tensor->dims())));
@@ -593,21 +621,22 @@ class GraphBuilder {
   int depth_ = 0;                   // 0 for the model's graph
   Graph graph_;
   std::shared_ptr<void> raw_owner_;  // null: initializers copy their data
+  bool uses_elided_ = false;
+  std::vector<std::optional<ElidedRawData>> elided_;  // see UseElidedRawData
 };
 
-}  // namespace
-
-StatusOr<Graph> LoadOnnxModel(const void* data, size_t size, const LoadOptions& options) {
-  if (data == nullptr || size == 0) return InvalidModel("the model is empty (0 bytes)");
-  if (size > static_cast<size_t>(INT_MAX)) {
-    return Unsupported("models over 2 GiB must keep their weights in external data files");
-  }
+// Parses `data` (the model, or with `elided` its copy without the elided
+// raw data) and builds the graph. `model_size` is the whole model's, for
+// messages.
+StatusOr<Graph> ParseAndBuild(const void* data, size_t size, uint64_t model_size, const LoadOptions& options,
+                              std::optional<std::vector<std::optional<ElidedRawData>>> elided = std::nullopt) {
+  if (model_size == 0) return InvalidModel("the model is empty (0 bytes)");
   // Initializers share the parsed raw data, so the message lives as long as
   // the last of them.
   auto owned_model = std::make_shared<onnx::ModelProto>();
   onnx::ModelProto& model = *owned_model;
   if (!model.ParseFromArray(data, static_cast<int>(size))) {
-    return InvalidModel("not a valid ONNX protobuf (truncated or corrupt, ", size, " bytes)");
+    return InvalidModel("not a valid ONNX protobuf (truncated or corrupt, ", model_size, " bytes)");
   }
   if (!model.has_graph()) return InvalidModel("the model has no graph");
   if (model.graph().node_size() == 0 && model.graph().output_size() == 0) {
@@ -623,7 +652,56 @@ StatusOr<Graph> LoadOnnxModel(const void* data, size_t size, const LoadOptions& 
   if (options.infer_shapes) RunOnnxShapeInference(model);
   GraphBuilder builder(model, options);
   builder.ShareRawDataWith(std::move(owned_model));
+  if (elided) builder.UseElidedRawData(std::move(*elided));
   return builder.Build();
+}
+
+// Protobuf parsing copies every raw_data field; large weights are read
+// from `source` straight into memory of their own instead
+// (raw_data_elision.h). nullopt when the scan gives up: the caller parses
+// the whole model.
+std::optional<StatusOr<Graph>> LoadElided(const ByteSource& source, const LoadOptions& options) {
+  if (source.size() > static_cast<uint64_t>(INT_MAX)) return std::nullopt;
+  std::optional<ElidedModel> elided = ElideInitializerRawData(source);
+  if (!elided) return std::nullopt;
+  // All of them in one buffer, each 64-byte aligned: a buffer of 2 MiB or
+  // more gets transparent huge pages (Tensor::Allocate), so that writing
+  // the weights costs one page fault per 2 MiB rather than per 4 KiB, which
+  // is most of a load on virtual machines. The buffer lives as long as the
+  // last of these initializers (one that a pass replaces keeps its bytes
+  // until then); payloads lie within the model, so it is never larger.
+  constexpr uint64_t kAlignment = 64;
+  uint64_t total = 0;
+  for (const std::optional<RawDataLocation>& raw : elided->initializer_raw_data) {
+    if (raw) total += (raw->size + kAlignment - 1) / kAlignment * kAlignment;
+  }
+  StatusOr<Tensor> buffer = Tensor::Allocate(DType::kUint8, {static_cast<int64_t>(total)});
+  if (!buffer.ok()) return StatusOr<Graph>(buffer.status().WithContext("the model's weights"));
+  auto owner = std::make_shared<Tensor>(std::move(buffer).value());
+  char* next = static_cast<char*>(owner->raw_data());
+  std::vector<std::optional<ElidedRawData>> raw_data(elided->initializer_raw_data.size());
+  for (size_t i = 0; i < raw_data.size(); ++i) {
+    const std::optional<RawDataLocation>& raw = elided->initializer_raw_data[i];
+    if (!raw) continue;
+    if (!source.Read(raw->offset, static_cast<size_t>(raw->size), next)) {
+      return StatusOr<Graph>(IoError("reading ", raw->size, " bytes of weights at offset ", raw->offset, " failed"));
+    }
+    raw_data[i] = ElidedRawData{next, raw->size, owner};
+    next += (raw->size + kAlignment - 1) / kAlignment * kAlignment;
+  }
+  return ParseAndBuild(elided->bytes.data(), elided->bytes.size(), source.size(), options, std::move(raw_data));
+}
+
+}  // namespace
+
+StatusOr<Graph> LoadOnnxModel(const void* data, size_t size, const LoadOptions& options) {
+  if (data == nullptr || size == 0) return InvalidModel("the model is empty (0 bytes)");
+  if (size > static_cast<size_t>(INT_MAX)) {
+    return Unsupported("models over 2 GiB must keep their weights in external data files");
+  }
+  const MemoryByteSource source(data, size);
+  if (std::optional<StatusOr<Graph>> loaded = LoadElided(source, options)) return std::move(*loaded);
+  return ParseAndBuild(data, size, size, options);
 }
 
 StatusOr<std::string> ReadFileToString(const std::string& path) {
@@ -646,12 +724,22 @@ StatusOr<std::string> ReadFileToString(const std::string& path) {
 }
 
 StatusOr<Graph> LoadOnnxFile(const std::string& path) {
-  // Parsed straight from the mapping: no copy of the file in memory.
-  KILN_ASSIGN_OR_RETURN(MappedFile bytes, MappedFile::Open(path));
   LoadOptions options;
   options.base_dir = fs::path(path).parent_path().string();
   if (options.base_dir.empty()) options.base_dir = ".";
-  return LoadOnnxModel(bytes.data(), bytes.size(), options);
+  // Read with pread, weights straight into their tensors: mapping the file
+  // would touch each of its pages through the process's page tables, which
+  // costs more than the copy on virtual machines.
+  if (std::unique_ptr<FileByteSource> file = FileByteSource::Open(path)) {
+    if (std::optional<StatusOr<Graph>> loaded = LoadElided(*file, options)) return std::move(*loaded);
+  }
+  // Anything else is parsed straight from the mapping: no copy of the file
+  // in memory. MappedFile also names what is wrong with the path.
+  KILN_ASSIGN_OR_RETURN(MappedFile bytes, MappedFile::Open(path));
+  if (bytes.size() > static_cast<size_t>(INT_MAX)) {
+    return Unsupported("models over 2 GiB must keep their weights in external data files");
+  }
+  return ParseAndBuild(bytes.data(), bytes.size(), bytes.size(), options);
 }
 
 StatusOr<NamedProtoTensor> LoadTensorProtoFile(const std::string& path) {
