@@ -151,7 +151,8 @@ std::optional<std::vector<Tensor>> EvaluateConstantNode(const Graph& graph, cons
   for (size_t i = 0; i < outputs.size(); ++i) {
     if (node.outputs[i] == kNoValue) continue;
     Tensor& t = outputs[i];
-    if (!t.defined()) return std::nullopt;
+    // Constants are tensors; a sequence stays a node.
+    if (!t.defined() || t.dtype() == DType::kSequence) return std::nullopt;
     if (t.byte_size() > kMaxFoldedBytes) {
       Log().debug("constant folding: keeping {} lazy: output {} has {} bytes", node.Describe(), i, t.byte_size());
       return std::nullopt;

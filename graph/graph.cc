@@ -37,6 +37,16 @@ std::string ShapeInfo::ToString() const {
   return s + "]";
 }
 
+const char* ValueKindName(ValueKind kind) {
+  switch (kind) {
+    case ValueKind::kTensor: return "tensor";
+    case ValueKind::kSequence: return "sequence";
+    case ValueKind::kOptionalTensor: return "optional tensor";
+    case ValueKind::kOptionalSequence: return "optional sequence";
+  }
+  return "tensor";
+}
+
 const char* AttributeKindName(Attribute::Kind kind) {
   switch (kind) {
     case Attribute::Kind::kFloat: return "float";

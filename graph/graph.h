@@ -68,8 +68,18 @@ struct Attribute {
 };
 const char* AttributeKindName(Attribute::Kind kind);
 
+// What a value holds. For a sequence (ONNX seq(tensor)) `Value::dtype` is
+// its elements' dtype and `Value::shape` stays unknown (elements' shapes may
+// differ); an optional (ONNX optional(...), opset 15+) may also hold
+// nothing. At run time all but kTensor travel as DType::kSequence tensors
+// (kiln/sequence.h).
+enum class ValueKind : uint8_t { kTensor, kSequence, kOptionalTensor, kOptionalSequence };
+// "tensor", "sequence", "optional tensor", "optional sequence".
+const char* ValueKindName(ValueKind kind);
+
 struct Value {
   std::string name;
+  ValueKind kind = ValueKind::kTensor;
   DType dtype = DType::kUndefined;
   ShapeInfo shape;
   NodeId producer = kNoNode;

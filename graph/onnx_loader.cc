@@ -1,6 +1,7 @@
 #include "graph/onnx_loader.h"
 
 #include <onnx/defs/schema.h>
+#include <onnx/onnx-data_pb.h>
 #include <onnx/onnx_pb.h>
 
 #include <algorithm>
@@ -19,6 +20,8 @@
 #include "graph/onnx_dtype.h"
 #include "graph/onnx_shape_inference.h"
 #include "graph/raw_data_elision.h"
+#include "graph/value_kinds.h"
+#include "kiln/sequence.h"
 
 namespace kiln::graph {
 namespace {
@@ -47,6 +50,43 @@ ShapeInfo ShapeFromProto(const onnx::TypeProto& type) {
     }
   }
   return shape;
+}
+
+// What a TypeProto declares, in kiln's terms.
+struct DeclaredType {
+  ValueKind kind = ValueKind::kTensor;
+  DType dtype = DType::kUndefined;
+  ShapeInfo shape;
+};
+
+// A tensor, a sequence of tensors, or an optional of either; Unsupported
+// for maps, sparse tensors, nested sequences and unknown element types.
+StatusOr<DeclaredType> DeclaredTypeFromProto(const onnx::TypeProto& type) {
+  DeclaredType declared;
+  const onnx::TypeProto* inner = &type;
+  bool optional = false;
+  if (inner->has_optional_type()) {
+    optional = true;
+    inner = &inner->optional_type().elem_type();
+  }
+  bool sequence = false;
+  if (inner->has_sequence_type()) {
+    sequence = true;
+    inner = &inner->sequence_type().elem_type();
+  }
+  if (!inner->has_tensor_type()) {
+    return Unsupported("only tensors, sequences of tensors and optionals of those are supported, not ",
+                       type.has_map_type()             ? "maps"
+                       : type.has_sparse_tensor_type() ? "sparse tensors"
+                                                       : "this type");
+  }
+  KILN_ASSIGN_OR_RETURN(declared.dtype, DTypeFromOnnx(inner->tensor_type().elem_type()));
+  declared.kind = sequence ? (optional ? ValueKind::kOptionalSequence : ValueKind::kSequence)
+                           : (optional ? ValueKind::kOptionalTensor : ValueKind::kTensor);
+  // A sequence's elements may have different shapes, so only tensors keep
+  // theirs.
+  if (!sequence) declared.shape = ShapeFromProto(*inner);
+  return declared;
 }
 
 // Resolves an external-data location against `base_dir`, refusing anything
@@ -362,6 +402,7 @@ void RefreshOuterScopeTypes(Graph& graph) {
     for (const auto& [name, body] : MutableSubgraphs(node)) {
       for (ValueId inner : body->outer_scope_values()) {
         const Value& outer = graph.value(node.inputs[next++]);
+        body->value(inner).kind = outer.kind;
         body->value(inner).dtype = outer.dtype;
         body->value(inner).shape = outer.shape;
       }
@@ -389,7 +430,9 @@ class GraphBuilder {
     ReadDescription();
     KILN_RETURN_IF_ERROR(BuildGraph(g));
     RefreshOuterScopeTypes(graph_);
+    PropagateValueKinds(graph_);
     KILN_RETURN_IF_ERROR(graph_.Validate());
+    KILN_RETURN_IF_ERROR(CheckValueKindUses(graph_));
     return std::move(graph_);
   }
 
@@ -421,6 +464,7 @@ class GraphBuilder {
     const Value& v = parent_->graph_.value(*outer);
     auto id = graph_.AddOuterScopeValue(name, v.dtype, v.shape);
     if (!id.ok()) return std::nullopt;  // unreachable: FindValue found no such name
+    graph_.value(*id).kind = v.kind;
     return *id;
   }
 
@@ -500,25 +544,22 @@ class GraphBuilder {
         if (graph_.value(*existing).constant) continue;
         return InvalidModel("graph input '", in.name(), "' is declared twice");
       }
-      if (!in.type().has_tensor_type()) {
-        // A body's formal inputs may leave their type to the node that runs
-        // the body (ONNX infers it from the Loop's or Scan's inputs).
-        if (parent_ != nullptr && in.type().value_case() == onnx::TypeProto::VALUE_NOT_SET) {
-          KILN_ASSIGN_OR_RETURN(ValueId id, graph_.AddValue(in.name()));
-          graph_.AddInput(id);
-          continue;
-        }
-        return Unsupported("graph input '", in.name(), "' is not a tensor (sequences and maps are not supported)");
+      // A body's formal inputs may leave their type to the node that runs
+      // the body (ONNX infers it from the Loop's or Scan's inputs).
+      if (parent_ != nullptr && in.type().value_case() == onnx::TypeProto::VALUE_NOT_SET) {
+        KILN_ASSIGN_OR_RETURN(ValueId id, graph_.AddValue(in.name()));
+        graph_.AddInput(id);
+        continue;
       }
-      auto dtype = DTypeFromOnnx(in.type().tensor_type().elem_type());
-      if (!dtype.ok()) return dtype.status().WithContext("graph input '" + in.name() + "'");
-      ShapeInfo shape = ShapeFromProto(in.type());
-      for (const Dim& d : shape.dims) {
+      auto declared = DeclaredTypeFromProto(in.type());
+      if (!declared.ok()) return declared.status().WithContext("graph input '" + in.name() + "'");
+      for (const Dim& d : declared->shape.dims) {
         if (d.size > (int64_t{1} << 40)) {
           return InvalidModel("graph input '", in.name(), "' has an absurd dimension ", d.size);
         }
       }
-      KILN_ASSIGN_OR_RETURN(ValueId id, graph_.AddValue(in.name(), *dtype, std::move(shape)));
+      KILN_ASSIGN_OR_RETURN(ValueId id, graph_.AddValue(in.name(), declared->dtype, std::move(declared->shape)));
+      graph_.value(id).kind = declared->kind;
       graph_.AddInput(id);
     }
     return Status::Ok();
@@ -603,9 +644,17 @@ class GraphBuilder {
   void ApplyValueInfo(const onnx::GraphProto& g) {
     auto apply = [&](const onnx::ValueInfoProto& vi) {
       auto id = graph_.FindValue(vi.name());
-      if (!id || !vi.type().has_tensor_type()) return;
+      if (!id) return;
       Value& v = graph_.value(*id);
       if (v.constant || v.is_graph_input) return;
+      if (!vi.type().has_tensor_type()) {
+        auto declared = DeclaredTypeFromProto(vi.type());
+        if (!declared.ok()) return;
+        v.kind = declared->kind;
+        v.dtype = declared->dtype;
+        v.shape = std::move(declared->shape);
+        return;
+      }
       auto dtype = DTypeFromOnnx(vi.type().tensor_type().elem_type());
       if (dtype.ok()) v.dtype = *dtype;
       ShapeInfo shape = ShapeFromProto(vi.type());
@@ -751,6 +800,58 @@ StatusOr<NamedProtoTensor> LoadTensorProtoFile(const std::string& path) {
   }
   KILN_ASSIGN_OR_RETURN(Tensor tensor, TensorFromProto(proto, fs::path(path).parent_path().string()));
   return NamedProtoTensor{proto.name(), std::move(tensor)};
+}
+
+namespace {
+
+StatusOr<Tensor> SequenceFromProto(const onnx::SequenceProto& proto, DType element_dtype, const std::string& base_dir) {
+  if (proto.elem_type() != onnx::SequenceProto::TENSOR && proto.elem_type() != onnx::SequenceProto::UNDEFINED) {
+    return Unsupported("sequences of ", onnx::SequenceProto_DataType_Name(proto.elem_type()),
+                       " are not supported, only sequences of tensors");
+  }
+  std::vector<Tensor> elements;
+  for (const auto& t : proto.tensor_values()) {
+    KILN_ASSIGN_OR_RETURN(Tensor element, TensorFromProto(t, base_dir));
+    if (elements.empty() && element_dtype == DType::kUndefined) element_dtype = element.dtype();
+    elements.push_back(std::move(element));
+  }
+  return MakeSequence(element_dtype, std::move(elements));
+}
+
+}  // namespace
+
+StatusOr<NamedProtoTensor> LoadValueProtoFile(const std::string& path, ValueKind kind, DType element_dtype) {
+  if (kind == ValueKind::kTensor) return LoadTensorProtoFile(path);
+  KILN_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
+  const std::string base_dir = fs::path(path).parent_path().string();
+  if (bytes.size() > static_cast<size_t>(INT_MAX)) return InvalidArgument("'", path, "' is too large");
+  if (kind == ValueKind::kSequence) {
+    onnx::SequenceProto proto;
+    if (!proto.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      return InvalidArgument("'", path, "' is not a serialized SequenceProto");
+    }
+    KILN_ASSIGN_OR_RETURN(Tensor sequence, SequenceFromProto(proto, element_dtype, base_dir));
+    return NamedProtoTensor{proto.name(), std::move(sequence)};
+  }
+  onnx::OptionalProto proto;
+  if (!proto.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return InvalidArgument("'", path, "' is not a serialized OptionalProto");
+  }
+  switch (proto.elem_type()) {
+    case onnx::OptionalProto::UNDEFINED: return NamedProtoTensor{proto.name(), NoneOptional()};
+    case onnx::OptionalProto::TENSOR: {
+      if (!proto.has_tensor_value()) return NamedProtoTensor{proto.name(), NoneOptional()};
+      KILN_ASSIGN_OR_RETURN(Tensor tensor, TensorFromProto(proto.tensor_value(), base_dir));
+      return NamedProtoTensor{proto.name(), std::move(tensor)};
+    }
+    case onnx::OptionalProto::SEQUENCE: {
+      if (!proto.has_sequence_value()) return NamedProtoTensor{proto.name(), NoneOptional()};
+      KILN_ASSIGN_OR_RETURN(Tensor sequence, SequenceFromProto(proto.sequence_value(), element_dtype, base_dir));
+      return NamedProtoTensor{proto.name(), std::move(sequence)};
+    }
+    default:
+      return Unsupported("optionals of ", onnx::OptionalProto_DataType_Name(proto.elem_type()), " are not supported");
+  }
 }
 
 }  // namespace kiln::graph

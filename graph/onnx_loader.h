@@ -42,6 +42,12 @@ struct NamedProtoTensor {
   Tensor tensor;
 };
 StatusOr<NamedProtoTensor> LoadTensorProtoFile(const std::string& path);
+// A value of kind `kind` read from the ONNX test-data format: a TensorProto
+// for kTensor, a SequenceProto of tensors for kSequence, an OptionalProto
+// for the optional kinds. Sequences and None come back as DType::kSequence
+// tensors (kiln/sequence.h); `element_dtype` is an empty sequence's element
+// dtype, which the file does not say.
+StatusOr<NamedProtoTensor> LoadValueProtoFile(const std::string& path, ValueKind kind, DType element_dtype);
 
 // Reads a whole file; NotFound when it cannot be opened.
 StatusOr<std::string> ReadFileToString(const std::string& path);

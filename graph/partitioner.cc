@@ -102,6 +102,16 @@ std::optional<int> SuffixStart(std::vector<int64_t> axes, int rank) {
   return static_cast<int>(axes.front());
 }
 
+// True when one of the node's inputs or outputs is a sequence or optional.
+bool TouchesNonTensor(const Graph& g, const Node& n) {
+  for (const std::vector<ValueId>* ids : {&n.inputs, &n.outputs}) {
+    for (ValueId v : *ids) {
+      if (v != kNoValue && g.value(v).kind != ValueKind::kTensor) return true;
+    }
+  }
+  return false;
+}
+
 // True when an optional output is absent or nothing reads it.
 bool Unused(const Graph& g, ValueId v) {
   return v == kNoValue || (g.value(v).users.empty() && !g.value(v).is_graph_output);
@@ -334,6 +344,9 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
       building.push_back(std::move(b));
       continue;
     }
+    // Compiled code reads and writes tensors only: a node touching a
+    // sequence or optional stays interpreted.
+    if (TouchesNonTensor(graph, node)) continue;
     const std::optional<RowReduction> reduction = AsRowReduction(graph, node);
     const bool elementwise = !reduction && IsFusibleElementwise(node);
     if (!reduction && !elementwise) continue;

@@ -70,8 +70,15 @@ std::string CompactShape(const ShapeInfo& shape) {
 }
 
 std::string TypeString(const Value& v) {
-  if (v.dtype == DType::kUndefined && !v.shape.rank_known) return "?";
   std::string dtype = v.dtype == DType::kUndefined ? "?" : DTypeName(v.dtype);
+  // ONNX's spelling: seq(float32), optional(seq(float32)).
+  switch (v.kind) {
+    case ValueKind::kTensor: break;
+    case ValueKind::kSequence: return "seq(" + dtype + ")";
+    case ValueKind::kOptionalTensor: return "optional(" + dtype + CompactShape(v.shape) + ")";
+    case ValueKind::kOptionalSequence: return "optional(seq(" + dtype + "))";
+  }
+  if (v.dtype == DType::kUndefined && !v.shape.rank_known) return "?";
   return dtype + CompactShape(v.shape);
 }
 

@@ -1,5 +1,7 @@
 #include "kiln/tensor.h"
 
+#include "kiln/sequence.h"
+
 #include <sys/mman.h>
 
 #include <cstdint>
@@ -40,7 +42,8 @@ size_t DTypeSize(DType dtype) {
     case DType::kInt8:
     case DType::kUint8:
     case DType::kBool: return 1;
-    case DType::kUndefined: return 0;
+    case DType::kUndefined:
+    case DType::kSequence: return 0;
   }
   return 0;
 }
@@ -56,6 +59,7 @@ const char* DTypeName(DType dtype) {
     case DType::kUint8: return "uint8";
     case DType::kBool: return "bool";
     case DType::kUndefined: return "undefined";
+    case DType::kSequence: return "sequence";
   }
   return "undefined";
 }
@@ -104,6 +108,7 @@ Tensor::Tensor(DType dtype, Dims dims, std::shared_ptr<void> owner, void* data)
 
 StatusOr<Tensor> Tensor::Allocate(DType dtype, Dims dims) {
   if (dtype == DType::kUndefined) return InvalidArgument("cannot allocate a tensor of undefined dtype");
+  if (dtype == DType::kSequence) return InvalidArgument("a sequence is made by MakeSequence, not allocated");
   KILN_ASSIGN_OR_RETURN(int64_t count, CheckedNumElements(dims, dtype));
   size_t bytes = static_cast<size_t>(count) * DTypeSize(dtype);
   // aligned_alloc needs a size that is a multiple of the alignment; a
@@ -129,6 +134,8 @@ Tensor Tensor::Shared(DType dtype, Dims dims, std::shared_ptr<void> owner, void*
 Tensor Tensor::Reshaped(Dims dims) const { return Tensor(dtype_, std::move(dims), owner_, data_); }
 
 StatusOr<Tensor> Tensor::Clone() const {
+  // Sequences are immutable: a copy shares the elements.
+  if (dtype_ == DType::kSequence) return CopySequence(*this);
   KILN_ASSIGN_OR_RETURN(Tensor copy, Allocate(dtype_, dims_));
   if (byte_size() > 0) std::memcpy(copy.raw_data(), data_, byte_size());
   return copy;

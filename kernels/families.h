@@ -15,5 +15,9 @@ void RegisterReductionKernels(KernelRegistry& registry);
 void RegisterTensorKernels(KernelRegistry& registry);
 // LSTM, GRU, RNN.
 void RegisterRecurrentKernels(KernelRegistry& registry);
+// Sequence and optional ops: SequenceEmpty, SequenceConstruct, SequenceInsert,
+// SequenceAt, SequenceErase, SequenceLength, SplitToSequence,
+// ConcatFromSequence, Optional, OptionalHasElement, OptionalGetElement.
+void RegisterSequenceKernels(KernelRegistry& registry);
 
 }  // namespace kiln::kernels

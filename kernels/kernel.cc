@@ -6,8 +6,17 @@ namespace kiln::kernels {
 
 StatusOr<Tensor*> KernelContext::Output(int i, DType dtype, const Dims& dims) {
   if (i < 0 || i >= num_outputs()) return Internal("output index ", i, " out of range");
+  // A kSequence tensor's data must be a sequence (kiln/sequence.h), never
+  // planned memory.
+  if (dtype == DType::kSequence) return InvalidArgument("output ", i, " is a sequence, which has no buffer");
   KILN_ASSIGN_OR_RETURN(outputs_[static_cast<size_t>(i)], allocator_.AllocateOutput(i, dtype, dims));
   return &outputs_[static_cast<size_t>(i)];
+}
+
+Status KernelContext::SetOutput(int i, Tensor value) {
+  if (i < 0 || i >= num_outputs()) return Internal("output index ", i, " out of range");
+  outputs_[static_cast<size_t>(i)] = std::move(value);
+  return Status::Ok();
 }
 
 void KernelRegistry::Register(KernelDef def) { defs_.push_back(std::move(def)); }

@@ -68,6 +68,9 @@ class KernelContext {
   // Allocates output `i` with the given dtype and dims and returns it. The
   // memory is uninitialised. Fails on overflowing dims or allocation failure.
   StatusOr<Tensor*> Output(int i, DType dtype, const Dims& dims);
+  // Sets output `i` to a value the kernel made without the allocator: a
+  // sequence or None (kiln/sequence.h), which Output cannot allocate.
+  Status SetOutput(int i, Tensor value);
   const ParallelRunner& parallel() const { return parallel_; }
   // True when input `i` is a graph constant (see the constructor).
   bool input_is_constant(int i) const {

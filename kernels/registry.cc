@@ -16,6 +16,7 @@ const KernelRegistry& DefaultKernelRegistry() {
     RegisterReductionKernels(*r);
     RegisterTensorKernels(*r);
     RegisterRecurrentKernels(*r);
+    RegisterSequenceKernels(*r);
     return r;
   }();
   return *registry;

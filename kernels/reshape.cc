@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "kernels/tensor_ops_common.h"
+#include "kiln/sequence.h"
 
 namespace kiln::kernels {
 namespace {
@@ -223,6 +224,12 @@ class IdentityKernel final : public OpKernel {
  public:
   Status Compute(KernelContext& ctx) const override {
     KILN_ASSIGN_OR_RETURN(const Tensor* in, RequiredInput(ctx, "Identity", 0));
+    // A sequence or None (opset 14+ Identity takes any type) shares its
+    // immutable elements.
+    if (in->dtype() == DType::kSequence) {
+      KILN_ASSIGN_OR_RETURN(Tensor copy, CopySequence(*in));
+      return ctx.SetOutput(0, std::move(copy));
+    }
     return CopyToOutput(ctx, 0, *in, in->dims());
   }
 };

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kiln/sequence.h"
 #include "runtime/control_flow.h"
 #include "runtime/control_flow_ops.h"
 #include "runtime/subgraph_body.h"
@@ -49,6 +50,11 @@ class IfKernel final : public ControlFlowKernel {
     }
     for (size_t o = 0; status.ok() && o < state->outputs.size(); ++o) {
       const Tensor& value = state->outputs[o];
+      if (value.dtype() == DType::kSequence) {  // a sequence or None: shares its elements
+        auto copy = CopySequence(value);
+        status = copy.ok() ? ctx.SetOutput(static_cast<int>(o), std::move(copy).value()) : copy.status();
+        continue;
+      }
       auto out = ctx.Output(static_cast<int>(o), value.dtype(), value.dims());
       if (!out.ok()) {
         status = out.status();

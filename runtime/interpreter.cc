@@ -18,6 +18,8 @@ namespace {
 
 // Static size of a value when its shape and dtype are known, else 0.
 int64_t EstimateBytes(const graph::Value& v) {
+  // A sequence lives outside the plan (kernels::KernelContext::SetOutput).
+  if (v.kind != graph::ValueKind::kTensor) return 0;
   if (!v.shape.is_concrete() || v.dtype == DType::kUndefined) return 0;
   auto count = CheckedNumElements(v.shape.ConcreteDims(), v.dtype);
   return count.ok() ? *count * static_cast<int64_t>(DTypeSize(v.dtype)) : 0;

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "kiln/sequence.h"
 #include "runtime/control_flow.h"
 #include "runtime/control_flow_ops.h"
 #include "runtime/subgraph_body.h"
@@ -130,6 +131,11 @@ class LoopKernel final : public ControlFlowKernel {
 
     for (size_t k = 0; k < n; ++k) {
       const Tensor& value = state.carried[k];
+      if (value.dtype() == DType::kSequence) {  // a sequence or None: shares its elements
+        KILN_ASSIGN_OR_RETURN(Tensor copy, CopySequence(value));
+        KILN_RETURN_IF_ERROR(ctx.SetOutput(static_cast<int>(k), std::move(copy)));
+        continue;
+      }
       KILN_ASSIGN_OR_RETURN(Tensor * out, ctx.Output(static_cast<int>(k), value.dtype(), value.dims()));
       if (value.byte_size() > 0) std::memcpy(out->raw_data(), value.raw_data(), value.byte_size());
     }

@@ -16,6 +16,8 @@ TensorInfo InfoOf(const graph::Value& v) {
   info.name = v.name;
   info.dtype = v.dtype;
   info.rank_known = v.shape.rank_known;
+  info.is_sequence = v.kind == graph::ValueKind::kSequence || v.kind == graph::ValueKind::kOptionalSequence;
+  info.is_optional = v.kind == graph::ValueKind::kOptionalTensor || v.kind == graph::ValueKind::kOptionalSequence;
   for (const graph::Dim& d : v.shape.dims) {
     info.dims.push_back(d.is_concrete() ? d.size : -1);
     info.dim_names.push_back(d.symbol);

@@ -15,6 +15,7 @@
 #include "graph/partitioner.h"
 #include "kernels/kernel.h"
 #include "runtime/interpreter.h"
+#include "runtime/value_kind_check.h"
 #include "runtime/jit_tier.h"
 #include "runtime/model_internal.h"
 #include "runtime/openmp_runner.h"
@@ -105,6 +106,11 @@ Status Session::Impl::BindInputs(const std::vector<NamedTensor>& given, std::vec
     const Tensor* t = bound[i];
     if (t == nullptr) return InvalidArgument("missing input '", info.name, "'");
     if (!t->defined()) return InvalidArgument("input '", info.name, "' is an empty (undefined) tensor");
+    if (info.is_sequence || info.is_optional || t->dtype() == DType::kSequence) {
+      Status s = runtime::CheckValueOfKind(g.value(g.inputs()[i]), *t);
+      if (!s.ok()) return InvalidArgument("input ", s.message());
+      if (IsNoneOptional(*t) || IsSequence(*t)) continue;
+    }
     if (t->dtype() != info.dtype) {
       return InvalidArgument("input '", info.name, "' has dtype ", DTypeName(t->dtype()), ", expected ",
                              DTypeName(info.dtype));

@@ -5,6 +5,9 @@
 #include <cstring>
 #include <utility>
 
+#include "kiln/sequence.h"
+#include "runtime/value_kind_check.h"
+
 namespace kiln::runtime {
 
 StatusOr<std::unique_ptr<SubgraphBody>> SubgraphBody::Create(const graph::Graph& graph,
@@ -31,6 +34,10 @@ Status SubgraphBody::Run(ExecutionFrame& frame, const std::vector<const Tensor*>
     const graph::Value& v = graph_.value(formal[i]);
     const Tensor* t = inputs[i];
     if (t == nullptr || !t->defined()) return InvalidArgument(what_, ": input '", v.name, "' has no value");
+    if (v.kind != graph::ValueKind::kTensor || t->dtype() == DType::kSequence) {
+      KILN_RETURN_IF_ERROR(CheckValueOfKind(v, *t));
+      continue;
+    }
     if (v.dtype != DType::kUndefined && t->dtype() != v.dtype) {
       return InvalidArgument(what_, ": input '", v.name, "' is declared ", DTypeName(v.dtype), " but receives ",
                              DTypeName(t->dtype()), " ", DimsToString(t->dims()));
@@ -77,6 +84,7 @@ Status CheckIterationLimits(const RunHooks& hooks, const std::string& what, int6
 }
 
 StatusOr<Tensor> OwnedCopy(const Tensor& t, ExecutionFrame& frame, const RunHooks& hooks) {
+  if (t.dtype() == DType::kSequence) return CopySequence(t);  // shares the immutable elements
   const size_t bytes = t.byte_size();
   if (bytes == 0) return Tensor::Allocate(t.dtype(), t.dims());
   const auto admit = [&hooks](size_t n) {

@@ -523,6 +523,41 @@ def make_loop_1000_tiny(rng, steps=1000, d=8):
     return model, {"input": (1, d)}
 
 
+def make_loop_mlp(rng, steps=32, batch=8, d=256):
+    """A loop whose body is worth compiling: a scripted PyTorch module
+    `for _ in range(32): h = torch.tanh(F.gelu(fc(h)) + x)` on a [8, 256] state driven by the input x,
+    exported by torch.onnx (opset 13) as a Loop (constant trip count, condition true) whose body holds
+    MatMul + Add with the weights read from the enclosing graph, GELU spelled out as Div, Erf, Add,
+    Mul, Mul, the Add of x (also read from outside) and Tanh; the condition passes through Identity."""
+    g = GraphBuilder(rng)
+    w = g.weight("fc.weight_t", g.normal((d, d), math.sqrt(2.0 / d)))
+    b = g.weight("fc.bias", g.normal((d,), 0.02))
+    trip = g.constant(steps, "", np.int64)
+    cond = g.constant(True, "", np.bool_)
+    sqrt2 = g.constant(math.sqrt(2.0), "")
+    one = g.constant(1.0, "")
+    half = g.constant(0.5, "")
+    body = helper.make_graph([
+        helper.make_node("MatMul", ["h.1", w], ["/Loop/fc/MatMul_output_0"], name="/Loop/fc/MatMul"),
+        helper.make_node("Add", ["/Loop/fc/MatMul_output_0", b], ["/Loop/fc/Add_output_0"], name="/Loop/fc/Add"),
+        helper.make_node("Div", ["/Loop/fc/Add_output_0", sqrt2], ["/Loop/Div_output_0"], name="/Loop/Div"),
+        helper.make_node("Erf", ["/Loop/Div_output_0"], ["/Loop/Erf_output_0"], name="/Loop/Erf"),
+        helper.make_node("Add", ["/Loop/Erf_output_0", one], ["/Loop/Add_output_0"], name="/Loop/Add"),
+        helper.make_node("Mul", ["/Loop/fc/Add_output_0", "/Loop/Add_output_0"], ["/Loop/Mul_output_0"],
+                         name="/Loop/Mul"),
+        helper.make_node("Mul", ["/Loop/Mul_output_0", half], ["/Loop/Mul_1_output_0"], name="/Loop/Mul_1"),
+        helper.make_node("Add", ["/Loop/Mul_1_output_0", "input"], ["/Loop/Add_1_output_0"], name="/Loop/Add_1"),
+        helper.make_node("Tanh", ["/Loop/Add_1_output_0"], ["h.3"], name="/Loop/Tanh"),
+        helper.make_node("Identity", ["cond.1"], ["cond.3"], name="/Loop/Identity"),
+    ], "loop_body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                     helper.make_tensor_value_info("cond.1", TensorProto.BOOL, []),
+                     value_info("h.1", [batch, d])],
+        [helper.make_tensor_value_info("cond.3", TensorProto.BOOL, []), value_info("h.3", [batch, d])])
+    g.nodes.append(helper.make_node("Loop", [trip, cond, "input"], ["output"], name="/Loop", body=body))
+    model = g.model("loop_mlp", 13, [value_info("input", [batch, d])], [value_info("output", [batch, d])])
+    return model, {"input": (batch, d)}
+
+
 def make_streaming_vad(rng, chunk=512, channels=32, hidden=64):
     """A streaming voice-activity detector shaped like the public ones (opset 16): each call takes
     an audio chunk [1, 512], the recurrent state [2, 1, 64] (h over c) and the sample rate as an
@@ -607,6 +642,8 @@ def main(argv):
         ("loop_branch", make_loop_branch),
         ("loop_1000_tiny", make_loop_1000_tiny),
         ("streaming_vad", make_streaming_vad),
+        # Appended: the seed is the position in this list.
+        ("loop_mlp", make_loop_mlp),
     ]
     for seed, (name, maker) in enumerate(fixed, start=1):
         model, shapes = maker(np.random.default_rng(seed))

@@ -52,7 +52,7 @@ TEST(ZooManifest, ListsEveryModelWithInputsMatchingTheModel) {
   for (const ZooCase& c : *cases) names.insert(c.name);
   for (const char* expected :
        {"mlp_b1", "mlp_b32", "resnet_small", "mobilenetv3_small_style", "transformer_encoder", "silu_ln_gelu", "lstm",
-        "bigru", "streaming_vad", "transformer_dynamic/seq:32", "transformer_dynamic/seq:256"}) {
+        "bigru", "streaming_vad", "loop_mlp", "transformer_dynamic/seq:32", "transformer_dynamic/seq:256"}) {
     EXPECT_TRUE(names.count(expected)) << expected;
   }
   for (const ZooCase& c : *cases) {

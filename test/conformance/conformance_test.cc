@@ -77,7 +77,8 @@ double ElementAsDouble(const Tensor& t, int64_t i) {
     case DType::kInt8: return At<int8_t>(t, i);
     case DType::kUint8: return At<uint8_t>(t, i);
     case DType::kBool: return t.data<bool>()[i] ? 1.0 : 0.0;
-    case DType::kUndefined: return 0;
+    case DType::kUndefined:
+    case DType::kSequence: return 0;
   }
   return 0;
 }
@@ -119,6 +120,41 @@ std::string Compare(const Tensor& actual, const Tensor& expected, double rtol, d
   }
   if (mismatches == 0) return "";
   return std::to_string(mismatches) + " of " + std::to_string(actual.num_elements()) + " elements differ; " + first;
+}
+
+// Compare or CompareBits over sequences and None too: a sequence matches
+// one of the same length whose elements match in order.
+template <typename TensorCompare>
+std::string CompareValues(const Tensor& actual, const Tensor& expected, const TensorCompare& compare) {
+  if (IsNoneOptional(expected) || IsNoneOptional(actual)) {
+    return IsNoneOptional(expected) == IsNoneOptional(actual) ? ""
+           : IsNoneOptional(actual)                           ? "an empty optional, expected a value"
+                                                              : "a value, expected an empty optional";
+  }
+  const std::vector<Tensor>* expected_elements = SequenceElements(expected);
+  const std::vector<Tensor>* actual_elements = SequenceElements(actual);
+  if (expected_elements == nullptr && actual_elements == nullptr) return compare(actual, expected);
+  if (expected_elements == nullptr || actual_elements == nullptr) {
+    return expected_elements == nullptr ? "a sequence, expected a tensor" : "a tensor, expected a sequence";
+  }
+  if (SequenceElementDType(actual) != SequenceElementDType(expected)) {
+    return std::string("a sequence of ") + DTypeName(SequenceElementDType(actual)) + ", expected one of " +
+           DTypeName(SequenceElementDType(expected));
+  }
+  if (actual_elements->size() != expected_elements->size()) {
+    return "a sequence of " + std::to_string(actual_elements->size()) + " tensors, expected " +
+           std::to_string(expected_elements->size());
+  }
+  for (size_t i = 0; i < actual_elements->size(); ++i) {
+    std::string diff = compare((*actual_elements)[i], (*expected_elements)[i]);
+    if (!diff.empty()) return "sequence element " + std::to_string(i) + ": " + diff;
+  }
+  return "";
+}
+
+graph::ValueKind KindOf(const TensorInfo& info) {
+  if (info.is_sequence) return info.is_optional ? graph::ValueKind::kOptionalSequence : graph::ValueKind::kSequence;
+  return info.is_optional ? graph::ValueKind::kOptionalTensor : graph::ValueKind::kTensor;
 }
 
 std::vector<std::string> SortedFiles(const fs::path& dir, const std::string& prefix) {
@@ -232,9 +268,9 @@ CaseResult RunCase(const fs::path& dir, Mode mode) {
     std::vector<NamedTensor> inputs;
     const auto input_files = SortedFiles(ds, "input_");
     for (size_t i = 0; i < input_files.size(); ++i) {
-      auto t = graph::LoadTensorProtoFile(input_files[i]);
-      if (!t.ok()) return classify(t.status(), "input " + std::to_string(i));
       if (i >= input_infos.size()) return fail(Outcome::kFailed, "more input files than model inputs");
+      auto t = graph::LoadValueProtoFile(input_files[i], KindOf(input_infos[i]), input_infos[i].dtype);
+      if (!t.ok()) return classify(t.status(), "input " + std::to_string(i));
       inputs.push_back({input_infos[i].name, std::move(t->tensor)});
     }
     auto outputs = (*session)->Run(inputs);
@@ -245,7 +281,7 @@ CaseResult RunCase(const fs::path& dir, Mode mode) {
       if (!expected.ok()) return classify(expected.status(), "interpreter run " + ds.filename().string());
       if (expected->size() != outputs->size()) return fail(Outcome::kFailed, "the tiers give different output counts");
       for (size_t i = 0; i < outputs->size(); ++i) {
-        std::string diff = CompareBits((*outputs)[i].tensor, (*expected)[i].tensor);
+        std::string diff = CompareValues((*outputs)[i].tensor, (*expected)[i].tensor, CompareBits);
         if (!diff.empty()) {
           return fail(Outcome::kFailed, ds.filename().string() + " output " + std::to_string(i) + " ('" +
                                             (*outputs)[i].name + "'): " + diff);
@@ -259,9 +295,11 @@ CaseResult RunCase(const fs::path& dir, Mode mode) {
                                         std::to_string(output_files.size()));
     }
     for (size_t i = 0; i < output_files.size(); ++i) {
-      auto expected = graph::LoadTensorProtoFile(output_files[i]);
+      const TensorInfo& info = (*model)->outputs()[i];
+      auto expected = graph::LoadValueProtoFile(output_files[i], KindOf(info), info.dtype);
       if (!expected.ok()) return classify(expected.status(), "output " + std::to_string(i));
-      std::string diff = Compare((*outputs)[i].tensor, expected->tensor, 1e-3, 1e-7);
+      std::string diff = CompareValues((*outputs)[i].tensor, expected->tensor,
+                                       [](const Tensor& a, const Tensor& e) { return Compare(a, e, 1e-3, 1e-7); });
       if (!diff.empty()) {
         return fail(Outcome::kFailed, ds.filename().string() + " output " + std::to_string(i) + " ('" +
                                           (*outputs)[i].name + "'): " + diff);

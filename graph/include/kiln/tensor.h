@@ -25,6 +25,11 @@ enum class DType : uint8_t {
   kInt8,
   kUint8,
   kBool,
+  // Not an element type: a tensor of this dtype carries an ONNX sequence of
+  // tensors, or the absent value of an ONNX optional (kiln/sequence.h makes
+  // and reads them). Its data is no array of elements, and allocating one
+  // fails.
+  kSequence,
 };
 
 // Bytes per element (bool is one byte); 0 for kUndefined.

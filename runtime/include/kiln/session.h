@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kiln/export.h"
+#include "kiln/sequence.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
 #include "kiln/version.h"
@@ -32,6 +33,11 @@ struct TensorInfo {
   bool rank_known = false;
   Dims dims;
   std::vector<std::string> dim_names;
+  // An ONNX sequence of `dtype` tensors, passed and returned as a Tensor of
+  // dtype kSequence (kiln/sequence.h); rank and dims then say nothing.
+  bool is_sequence = false;
+  // An ONNX optional: NoneOptional() is a valid value too.
+  bool is_optional = false;
 };
 
 // kiln's compiled-in kernels need x86-64-v3 (AVX2, FMA, BMI2, F16C, ...).
