@@ -75,6 +75,14 @@ void PropagateNode(Graph& graph, NodeId id) {
           if (!IsTensorKind(out.kind)) SetOutput(graph, node, o, out.kind, out.dtype);
         }
       }
+    } else if (op == "SequenceMap") {
+      // Output j is the sequence of the body's j-th outputs.
+      auto it = node.attributes.find("body");
+      if (it == node.attributes.end() || !it->second.g) return;
+      const Graph& body = *it->second.g;
+      for (size_t o = 0; o < body.outputs().size(); ++o) {
+        SetOutput(graph, node, o, ValueKind::kSequence, body.value(body.outputs()[o]).dtype);
+      }
     } else if (op == "Loop") {
       auto it = node.attributes.find("body");
       if (it == node.attributes.end() || !it->second.g) return;

@@ -9,7 +9,8 @@ Status ControlFlowKernel::Compute(kernels::KernelContext&) const {
 }
 
 bool IsControlFlowOp(const graph::Node& node) {
-  return node.domain.empty() && (node.op_type == "If" || node.op_type == "Loop" || node.op_type == "Scan");
+  return node.domain.empty() &&
+         (node.op_type == "If" || node.op_type == "Loop" || node.op_type == "Scan" || node.op_type == "SequenceMap");
 }
 
 StatusOr<BodyRef> FindBody(const graph::Node& node, const std::string& name) {
@@ -27,6 +28,7 @@ StatusOr<std::unique_ptr<kernels::OpKernel>> CreateControlFlowKernel(const graph
   if (node.op_type == "If") return CreateIfKernel(node, registry, bodies);
   if (node.op_type == "Loop") return CreateLoopKernel(node, registry, bodies);
   if (node.op_type == "Scan") return CreateScanKernel(node, registry, bodies);
+  if (node.op_type == "SequenceMap") return CreateSequenceMapKernel(node, registry, bodies);
   return Internal(node.Describe(), " is not a control-flow op");
 }
 

@@ -36,7 +36,7 @@ class ControlFlowKernel : public kernels::OpKernel {
   virtual Status Run(kernels::KernelContext& ctx, const RunHooks& hooks) const = 0;
 };
 
-// If, Loop or Scan in the default domain.
+// If, Loop, Scan or SequenceMap in the default domain.
 bool IsControlFlowOp(const graph::Node& node);
 
 // Builds the kernel for a control-flow `node`, with interpreters for its

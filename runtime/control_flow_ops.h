@@ -23,6 +23,10 @@ StatusOr<std::unique_ptr<kernels::OpKernel>> CreateScanKernel(const graph::Node&
                                                               const kernels::KernelRegistry& registry,
                                                               const std::vector<graph::BodyRegions>* bodies = nullptr);
 
+StatusOr<std::unique_ptr<kernels::OpKernel>> CreateSequenceMapKernel(
+    const graph::Node& node, const kernels::KernelRegistry& registry,
+    const std::vector<graph::BodyRegions>* bodies = nullptr);
+
 // The sub-graph in `node`'s attribute `name` and where its captures start
 // among the node's inputs; kInvalidModel when the attribute is missing.
 struct BodyRef {
