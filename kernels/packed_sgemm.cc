@@ -21,6 +21,11 @@ constexpr int64_t kDepthBlock = 256;
 // times up to 8 panels (128 columns).
 constexpr int64_t kTaskRows = 8 * kTileRows;
 constexpr int64_t kTaskPanels = 8;
+// UnpackedSgemm packs each panel block once per task: up to 8 times
+// PackedSgemm's rows per task make that a small share of the work (384 rows
+// of A per depth block, 384 KiB, still in L2), while leaving a task per
+// thread.
+constexpr int64_t kUnpackedTaskRows = 8 * kTaskRows;
 // Packed panels start on a cache line, so a panel row (16 floats) is one
 // line and never straddles two.
 constexpr size_t kAlignment = 64;
@@ -172,19 +177,22 @@ std::shared_ptr<const PackedMatrixB> PackedWeightSlot::Published(const float* b,
 
 namespace {
 
-// PackedSgemm's loop over tasks (row blocks x panel groups), depth blocks,
-// panels and tiles, with the panel block for (panel, depth0, depth) coming
-// from `panel_block`, so that the packed and unpacked products sum in the
-// same order.
+// PackedSgemm's loop over tasks (row blocks of `task_rows`, a multiple of
+// kTaskRows, x panel groups), depth blocks, panels and tiles, with the panel
+// block for (panel, depth0, depth) coming from `panel_block`, so that the
+// packed and unpacked products sum in the same order (a task's rows only
+// group tiles; each element's sum runs over the depth blocks in order). The
+// epilogue sees the same tiles whatever `task_rows`: kTaskRows rows each.
 template <typename PanelBlock>
 void RunSgemm(const float* a, int64_t lda, int64_t m, int64_t k, int64_t n, float* c, int64_t ldc,
-              const ParallelRunner& parallel, const TileEpilogue& epilogue, const PanelBlock& panel_block) {
+              const ParallelRunner& parallel, const TileEpilogue& epilogue, int64_t task_rows,
+              const PanelBlock& panel_block) {
   if (m <= 0 || n <= 0) return;
   const int64_t panels = (n + kPanel - 1) / kPanel;
-  const int64_t row_blocks = (m + kTaskRows - 1) / kTaskRows;
+  const int64_t row_blocks = (m + task_rows - 1) / task_rows;
   const int64_t panel_groups = (panels + kTaskPanels - 1) / kTaskPanels;
   auto run_task = [&](int64_t task) {
-    const int64_t row0 = task / panel_groups * kTaskRows, row1 = std::min(m, row0 + kTaskRows);
+    const int64_t row0 = task / panel_groups * task_rows, row1 = std::min(m, row0 + task_rows);
     const int64_t panel0 = task % panel_groups * kTaskPanels, panel1 = std::min(panels, panel0 + kTaskPanels);
     for (int64_t depth0 = 0; depth0 < k || depth0 == 0; depth0 += kDepthBlock) {
       const int64_t depth = std::min(kDepthBlock, k - depth0);
@@ -197,7 +205,10 @@ void RunSgemm(const float* a, int64_t lda, int64_t m, int64_t k, int64_t n, floa
         }
       }
     }
-    if (epilogue) epilogue(row0, row1, panel0 * kPanel, std::min(n, panel1 * kPanel));
+    if (!epilogue) return;
+    for (int64_t row = row0; row < row1; row += kTaskRows) {
+      epilogue(row, std::min(row1, row + kTaskRows), panel0 * kPanel, std::min(n, panel1 * kPanel));
+    }
   };
   parallel.For(row_blocks * panel_groups, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) run_task(task);
@@ -208,14 +219,19 @@ void RunSgemm(const float* a, int64_t lda, int64_t m, int64_t k, int64_t n, floa
 
 void PackedSgemm(const float* a, int64_t lda, int64_t m, const PackedMatrixB& b, float* c, int64_t ldc,
                  const ParallelRunner& parallel, const TileEpilogue& epilogue) {
-  RunSgemm(a, lda, m, b.k(), b.n(), c, ldc, parallel, epilogue,
+  RunSgemm(a, lda, m, b.k(), b.n(), c, ldc, parallel, epilogue, kTaskRows,
            [&b](int64_t panel, int64_t depth0, int64_t) { return b.panel_row(panel, depth0); });
 }
 
 void UnpackedSgemm(const float* a, int64_t lda, int64_t m, const float* b, int64_t k, int64_t n, int64_t ldb,
                    bool transposed, float* c, int64_t ldc, const ParallelRunner& parallel,
                    const TileEpilogue& epilogue) {
-  RunSgemm(a, lda, m, k, n, c, ldc, parallel, epilogue, [=](int64_t panel, int64_t depth0, int64_t depth) {
+  // As many rows per task as leave every thread a task, between PackedSgemm's
+  // and kUnpackedTaskRows.
+  const int64_t threads = std::max(1, parallel.num_threads());
+  const int64_t rows_per_thread = ((m + threads - 1) / threads + kTaskRows - 1) / kTaskRows * kTaskRows;
+  const int64_t task_rows = std::clamp(rows_per_thread, kTaskRows, kUnpackedTaskRows);
+  RunSgemm(a, lda, m, k, n, c, ldc, parallel, epilogue, task_rows, [=](int64_t panel, int64_t depth0, int64_t depth) {
     // One block per thread, reused for every panel it packs: the previous
     // block's tiles have all run when the next one is asked for.
     alignas(kAlignment) thread_local float block[kDepthBlock * kPanel];

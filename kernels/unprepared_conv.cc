@@ -1,6 +1,8 @@
 #include "kernels/unprepared_conv.h"
 
 #include <algorithm>
+#include <cstring>
+#include <memory>
 #include <vector>
 
 #include "kernels/packed_sgemm.h"
@@ -8,9 +10,13 @@
 namespace kiln::kernels {
 namespace {
 
-// Gathered window values per block: small enough to stay in L2 beside the
-// weight panels the GEMM packs.
-constexpr int64_t kBlockFloats = 32768;
+// Gathered window values per block (1 MiB): UnpackedSgemm packs each panel
+// of the weight once per task of rows, so blocks of a few hundred output
+// positions spend little on packing, and one block's rows of a depth slice
+// still fit in L2.
+constexpr int64_t kBlockFloats = int64_t{1} << 18;
+constexpr int64_t kMinBlock = 48;
+constexpr int64_t kMaxBlock = 512;
 
 struct Geometry {
   int64_t n, c, h, w;     // X
@@ -27,12 +33,16 @@ struct Geometry {
     if (row < 0 || row >= h || col < 0 || col >= w) return 0.f;
     return nhwc ? x[((image * h + row) * w + col) * c + ch] : x[((image * c + ch) * h + row) * w + col];
   }
+  // Every output position reads exactly the input position it sits at.
+  bool IsPointwise() const {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && oh == h && ow == w;
+  }
 };
 
 // One depthwise channel's plane (one input and one output channel per
 // group): a direct loop, since a GEMM with one output column would waste
 // 15 of each 16-wide panel.
-void DepthwiseConv(const Geometry& q, const float* x, const float* w, const float* bias, float* y) {
+void DepthwiseConvNchw(const Geometry& q, const float* x, const float* w, const float* bias, float* y) {
   for (int64_t image = 0; image < q.n; ++image) {
     for (int64_t ch = 0; ch < q.c; ++ch) {
       const float* taps = w + ch * q.kh * q.kw;
@@ -46,34 +56,91 @@ void DepthwiseConv(const Geometry& q, const float* x, const float* w, const floa
               sum += taps[ky * q.kw + kx] * q.At(x, image, ch, row, ox * q.sw - q.pw + kx * q.dw);
             }
           }
-          const int64_t at =
-              q.nhwc ? ((image * q.oh + oy) * q.ow + ox) * q.m + ch : ((image * q.m + ch) * q.oh + oy) * q.ow + ox;
-          y[at] = sum;
+          y[((image * q.m + ch) * q.oh + oy) * q.ow + ox] = sum;
         }
       }
     }
   }
 }
 
-// Windows gathered per block of output positions, times the group's
-// weight. NHWC: rows are positions, [P, K] x W_g^T -> Y rows (position,
-// channel). NCHW: rows are window taps, W_g [Mg, K] x [K, P] -> Y's channel
-// planes. K runs over (input channel, kernel row, kernel column), the order
-// of ONNX's weight, so W is read as stored.
-void GemmConv(const KernelContext& ctx, const Geometry& q, const float* x, const float* w, const float* bias,
-              float* y) {
+// Channels-last depthwise: every output position is a row of channels, so
+// each tap inside the image is one multiply-add of two contiguous rows (the
+// tap's weights, transposed to [tap, channel], and X's pixel), which the
+// compiler vectorises; taps in the padding are skipped. Per element, the
+// bias and then the taps in (ky, kx) order, as the NCHW loop sums.
+void DepthwiseConvNhwc(const KernelContext& ctx, const Geometry& q, const float* x, const float* w, const float* bias,
+                       float* y) {
+  const int64_t taps = q.kh * q.kw;
+  std::vector<float> by_tap(static_cast<size_t>(taps * q.c));
+  for (int64_t ch = 0; ch < q.c; ++ch) {
+    for (int64_t t = 0; t < taps; ++t) by_tap[static_cast<size_t>(t * q.c + ch)] = w[ch * taps + t];
+  }
+  const int64_t c = q.c;
+  ctx.parallel().For(q.n * q.oh, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t image_row = begin; image_row < end; ++image_row) {
+      const int64_t image = image_row / q.oh, oy = image_row % q.oh;
+      for (int64_t ox = 0; ox < q.ow; ++ox) {
+        float* out = y + ((image * q.oh + oy) * q.ow + ox) * c;
+        if (bias != nullptr) {
+          std::copy_n(bias, c, out);
+        } else {
+          std::fill_n(out, c, 0.f);
+        }
+        for (int64_t ky = 0; ky < q.kh; ++ky) {
+          const int64_t row = oy * q.sh - q.ph + ky * q.dh;
+          if (row < 0 || row >= q.h) continue;
+          for (int64_t kx = 0; kx < q.kw; ++kx) {
+            const int64_t col = ox * q.sw - q.pw + kx * q.dw;
+            if (col < 0 || col >= q.w) continue;
+            const float* src = x + ((image * q.h + row) * q.w + col) * c;
+            const float* tap = by_tap.data() + (ky * q.kw + kx) * c;
+            for (int64_t ch = 0; ch < c; ++ch) out[ch] += tap[ch] * src[ch];
+          }
+        }
+      }
+    }
+  });
+}
+
+// Scratch that every element of is written before it is read: not zeroed
+// first, which would touch its pages twice.
+std::unique_ptr<float[]> Uninitialized(int64_t count) {
+  return std::unique_ptr<float[]>(new float[static_cast<size_t>(count)]);
+}
+
+// Output positions per gathered block, for a window of `k` values.
+int64_t BlockPositions(int64_t k) {
+  return std::clamp<int64_t>(kBlockFloats / std::max<int64_t>(1, k), kMinBlock, kMaxBlock);
+}
+
+// NCHW: rows are window taps, W_g [Mg, K] x [K, P] -> Y's channel planes.
+// K runs over (input channel, kernel row, kernel column), the order of
+// ONNX's weight, so W is read as stored. A pointwise convolution reads X's
+// channel planes as they are.
+void GemmConvNchw(const KernelContext& ctx, const Geometry& q, const float* x, const float* w, float* y) {
   const int64_t k = q.cg * q.kh * q.kw;
   const int64_t positions = q.oh * q.ow;
-  const int64_t block = std::max<int64_t>(16, kBlockFloats / std::max<int64_t>(1, k) / 16 * 16);
-  std::vector<float> cols(static_cast<size_t>(block * k));
+  if (q.IsPointwise()) {
+    for (int64_t image = 0; image < q.n; ++image) {
+      for (int64_t gi = 0; gi < q.group; ++gi) {
+        const float* planes = x + (image * q.c + gi * q.cg) * positions;
+        float* out = y + (image * q.m + gi * q.mg) * positions;
+        UnpackedSgemm(w + gi * q.mg * k, k, q.mg, planes, k, positions, positions, /*transposed=*/false, out, positions,
+                      ctx.parallel(), {});
+      }
+    }
+    return;
+  }
+  const int64_t block = BlockPositions(k);
+  const std::unique_ptr<float[]> cols = Uninitialized(std::min(block, positions) * k);
+  const int64_t taps = q.kh * q.kw;
   for (int64_t image = 0; image < q.n; ++image) {
     for (int64_t gi = 0; gi < q.group; ++gi) {
       const float* wg = w + gi * q.mg * k;
       for (int64_t p0 = 0; p0 < positions; p0 += block) {
         const int64_t count = std::min(block, positions - p0);
-        // Tap (ci, ky, kx) is column ci * kh * kw + ky * kw + kx of the
-        // window; the bounds are checked once per (position, ky, kx).
-        const int64_t taps = q.kh * q.kw;
+        // Tap (ci, ky, kx) is row ci * kh * kw + ky * kw + kx of the block;
+        // the bounds are checked once per (position, ky, kx).
         for (int64_t p = 0; p < count; ++p) {
           const int64_t oy = (p0 + p) / q.ow, ox = (p0 + p) % q.ow;
           for (int64_t ky = 0; ky < q.kh; ++ky) {
@@ -81,38 +148,90 @@ void GemmConv(const KernelContext& ctx, const Geometry& q, const float* x, const
             for (int64_t kx = 0; kx < q.kw; ++kx) {
               const int64_t col = ox * q.sw - q.pw + kx * q.dw;
               const bool inside = row >= 0 && row < q.h && col >= 0 && col < q.w;
-              const int64_t tap0 = ky * q.kw + kx;
-              // Where consecutive input channels of this tap are in X and
-              // in the gathered block.
-              const int64_t src_step = q.nhwc ? 1 : q.h * q.w;
-              const int64_t dst_step = q.nhwc ? taps : taps * count;
-              float* dst = cols.data() + (q.nhwc ? p * k + tap0 : tap0 * count + p);
+              float* dst = cols.get() + (ky * q.kw + kx) * count + p;
               if (!inside) {
-                for (int64_t ci = 0; ci < q.cg; ++ci) dst[ci * dst_step] = 0.f;
+                for (int64_t ci = 0; ci < q.cg; ++ci) dst[ci * taps * count] = 0.f;
                 continue;
               }
-              const float* src = x + (q.nhwc ? ((image * q.h + row) * q.w + col) * q.c + gi * q.cg
-                                             : ((image * q.c + gi * q.cg) * q.h + row) * q.w + col);
-              for (int64_t ci = 0; ci < q.cg; ++ci) dst[ci * dst_step] = src[ci * src_step];
+              const float* src = x + ((image * q.c + gi * q.cg) * q.h + row) * q.w + col;
+              for (int64_t ci = 0; ci < q.cg; ++ci) dst[ci * taps * count] = src[ci * q.h * q.w];
             }
           }
         }
-        if (q.nhwc) {
-          float* out = y + (image * positions + p0) * q.m + gi * q.mg;
-          UnpackedSgemm(cols.data(), k, count, wg, k, q.mg, k, /*transposed=*/true, out, q.m, ctx.parallel(), {});
-        } else {
-          float* out = y + (image * q.m + gi * q.mg) * positions + p0;
-          UnpackedSgemm(wg, k, q.mg, cols.data(), k, count, count, /*transposed=*/false, out, positions, ctx.parallel(),
-                        {});
-        }
+        float* out = y + (image * q.m + gi * q.mg) * positions + p0;
+        UnpackedSgemm(wg, k, q.mg, cols.get(), k, count, count, /*transposed=*/false, out, positions, ctx.parallel(),
+                      {});
       }
     }
   }
-  if (bias == nullptr) return;
+}
+
+// NHWC: rows are positions, [P, K] x W_g^T -> Y rows (position, channel).
+// K runs over (kernel row, kernel column, input channel), so that a tap's
+// input channels are one contiguous run of X's pixel, copied at once; the
+// weight is permuted to that order once per call (it is far smaller than
+// the windows). A pointwise convolution multiplies X's rows as they are.
+void GemmConvNhwc(const KernelContext& ctx, const Geometry& q, const float* x, const float* w, float* y) {
+  const int64_t taps = q.kh * q.kw;
+  const int64_t k = q.cg * taps;
+  const int64_t positions = q.oh * q.ow;
+  if (q.IsPointwise()) {
+    for (int64_t image = 0; image < q.n; ++image) {
+      for (int64_t gi = 0; gi < q.group; ++gi) {
+        UnpackedSgemm(x + image * positions * q.c + gi * q.cg, q.c, positions, w + gi * q.mg * k, k, q.mg, k,
+                      /*transposed=*/true, y + image * positions * q.m + gi * q.mg, q.m, ctx.parallel(), {});
+      }
+    }
+    return;
+  }
+  const std::unique_ptr<float[]> permuted = Uninitialized(q.m * k);
+  for (int64_t o = 0; o < q.m; ++o) {
+    for (int64_t ci = 0; ci < q.cg; ++ci) {
+      for (int64_t t = 0; t < taps; ++t) permuted[(o * taps + t) * q.cg + ci] = w[(o * q.cg + ci) * taps + t];
+    }
+  }
+  const int64_t block = BlockPositions(k);
+  const std::unique_ptr<float[]> cols = Uninitialized(std::min(block, positions) * k);
+  const size_t run_bytes = static_cast<size_t>(q.cg) * sizeof(float);
   for (int64_t image = 0; image < q.n; ++image) {
-    for (int64_t p = 0; p < positions; ++p) {
+    for (int64_t gi = 0; gi < q.group; ++gi) {
+      for (int64_t p0 = 0; p0 < positions; p0 += block) {
+        const int64_t count = std::min(block, positions - p0);
+        for (int64_t p = 0; p < count; ++p) {
+          const int64_t oy = (p0 + p) / q.ow, ox = (p0 + p) % q.ow;
+          float* dst = cols.get() + p * k;
+          for (int64_t ky = 0; ky < q.kh; ++ky) {
+            const int64_t row = oy * q.sh - q.ph + ky * q.dh;
+            for (int64_t kx = 0; kx < q.kw; ++kx, dst += q.cg) {
+              const int64_t col = ox * q.sw - q.pw + kx * q.dw;
+              if (row < 0 || row >= q.h || col < 0 || col >= q.w) {
+                std::fill_n(dst, q.cg, 0.f);
+              } else {
+                std::memcpy(dst, x + ((image * q.h + row) * q.w + col) * q.c + gi * q.cg, run_bytes);
+              }
+            }
+          }
+        }
+        float* out = y + (image * positions + p0) * q.m + gi * q.mg;
+        UnpackedSgemm(cols.get(), k, count, permuted.get() + gi * q.mg * k, k, q.mg, k, /*transposed=*/true, out, q.m,
+                      ctx.parallel(), {});
+      }
+    }
+  }
+}
+
+void AddBias(const Geometry& q, const float* bias, float* y) {
+  const int64_t positions = q.oh * q.ow;
+  for (int64_t image = 0; image < q.n; ++image) {
+    if (q.nhwc) {
+      for (int64_t p = 0; p < positions; ++p) {
+        float* row = y + (image * positions + p) * q.m;
+        for (int64_t ch = 0; ch < q.m; ++ch) row[ch] += bias[ch];
+      }
+    } else {
       for (int64_t ch = 0; ch < q.m; ++ch) {
-        y[q.nhwc ? (image * positions + p) * q.m + ch : (image * q.m + ch) * positions + p] += bias[ch];
+        float* plane = y + (image * q.m + ch) * positions;
+        for (int64_t p = 0; p < positions; ++p) plane[p] += bias[ch];
       }
     }
   }
@@ -132,10 +251,19 @@ void UnpreparedConv2d(const KernelContext& ctx, const float* x, const Dims& x_nc
   q.group = group, q.cg = q.c / group, q.mg = q.m / group;
   q.nhwc = channels_last;
   if (q.cg == 1 && q.mg == 1) {
-    DepthwiseConv(q, x, w, bias, y);
-  } else {
-    GemmConv(ctx, q, x, w, bias, y);
+    if (q.nhwc) {
+      DepthwiseConvNhwc(ctx, q, x, w, bias, y);
+    } else {
+      DepthwiseConvNchw(q, x, w, bias, y);
+    }
+    return;
   }
+  if (q.nhwc) {
+    GemmConvNhwc(ctx, q, x, w, y);
+  } else {
+    GemmConvNchw(ctx, q, x, w, y);
+  }
+  if (bias != nullptr) AddBias(q, bias, y);
 }
 
 }  // namespace kiln::kernels

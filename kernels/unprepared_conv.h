@@ -1,8 +1,10 @@
 // A 2-D float32 convolution that needs no preparation: no oneDNN primitive
-// to create and no weight reorder. It reads ONNX's [M, C/G, kH, kW] weight
-// as it is, gathers windows of X (NCHW or NHWC) a block of output positions
-// at a time and multiplies them with UnpackedSgemm; depthwise convolutions
-// run as a direct loop. A Conv kernel computes with it while its primitive
+// to create and no weight reorder kept. It gathers windows of X (NCHW or
+// NHWC) a block of output positions at a time and multiplies them with
+// UnpackedSgemm by ONNX's [M, C/G, kH, kW] weight (for NHWC, permuted per
+// call so that each tap's channels are copied as one run); pointwise
+// convolutions multiply X as it is; depthwise convolutions run as a direct
+// loop, over channel rows in NHWC. A Conv kernel computes with it while its primitive
 // is still being built in the background (OpKernel::TakePreparation), so
 // the first run does not wait for primitive creation; it is slower than
 // oneDNN's kernels and not meant for steady state.

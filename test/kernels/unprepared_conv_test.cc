@@ -166,7 +166,20 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{"depthwise", 1, 24, 12, 12, 24, 3, 2, 1, 1, 24, true, false, false},
                       ConvCase{"nhwc_residual_relu", 1, 16, 14, 14, 32, 3, 1, 1, 1, 1, true, true, true},
                       ConvCase{"nhwc_depthwise", 2, 40, 7, 9, 40, 5, 1, 2, 1, 40, true, true, false},
-                      ConvCase{"nchw_residual_relu", 1, 8, 8, 8, 8, 3, 1, 1, 1, 1, false, false, true}),
+                      ConvCase{"nchw_residual_relu", 1, 8, 8, 8, 8, 3, 1, 1, 1, 1, false, false, true},
+                      // Pointwise convolutions multiply X as it is (no gathered windows).
+                      ConvCase{"nhwc_pointwise", 2, 24, 6, 7, 40, 1, 1, 0, 1, 1, true, true, false},
+                      ConvCase{"nhwc_pointwise_grouped", 1, 24, 5, 5, 12, 1, 1, 0, 1, 3, true, true, true},
+                      ConvCase{"nchw_pointwise_grouped", 2, 24, 5, 6, 12, 1, 1, 0, 1, 2, false, false, false},
+                      // A pointwise convolution with padding or strides still gathers.
+                      ConvCase{"nhwc_pointwise_strided", 1, 16, 9, 9, 24, 1, 2, 0, 1, 1, true, true, false},
+                      ConvCase{"nhwc_pointwise_padded", 1, 16, 5, 5, 24, 1, 1, 1, 1, 1, true, true, false},
+                      // More output positions than one gathered block holds.
+                      ConvCase{"nhwc_several_blocks", 1, 64, 30, 30, 32, 3, 1, 1, 1, 1, true, true, true},
+                      ConvCase{"nchw_several_blocks", 1, 64, 30, 30, 32, 3, 1, 1, 1, 1, true, false, false},
+                      ConvCase{"nhwc_grouped_strided", 2, 12, 9, 9, 18, 3, 2, 1, 1, 3, false, true, false},
+                      ConvCase{"nhwc_depthwise_strided_dilated", 1, 16, 11, 10, 16, 3, 2, 2, 2, 16, true, true, true},
+                      ConvCase{"nhwc_depthwise_nobias", 1, 8, 6, 6, 8, 3, 1, 1, 1, 8, false, true, false}),
     [](const ::testing::TestParamInfo<ConvCase>& info) { return std::string(info.param.name); });
 
 TEST(UnpreparedConvPreparation, NothingToPrepareWithoutStaticShapes) {
