@@ -257,7 +257,8 @@ StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto, const std::stri
     case DType::kInt8: s = CopyTypedField<int8_t>(proto.int32_data(), count, tensor, what, "int32_data"); break;
     case DType::kUint8: s = CopyTypedField<uint8_t>(proto.int32_data(), count, tensor, what, "int32_data"); break;
     case DType::kBool: s = CopyTypedField<bool>(proto.int32_data(), count, tensor, what, "int32_data"); break;
-    case DType::kUndefined: s = Internal("undefined dtype"); break;
+    case DType::kUndefined:
+    case DType::kSequence: s = Internal("not a tensor element type"); break;
   }
   KILN_RETURN_IF_ERROR(s);
   return tensor;

@@ -107,7 +107,8 @@ std::string InlineConstantValues(const Tensor& t) {
       case DType::kInt8: items.push_back(std::to_string(t.data<int8_t>()[i])); break;
       case DType::kUint8: items.push_back(std::to_string(t.data<uint8_t>()[i])); break;
       case DType::kBool: items.push_back(t.data<uint8_t>()[i] ? "true" : "false"); break;
-      case DType::kUndefined: return "";
+      case DType::kUndefined:
+      case DType::kSequence: return "";
     }
   }
   if (t.rank() == 0 && items.size() == 1) return items[0];

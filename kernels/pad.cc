@@ -78,7 +78,8 @@ std::vector<uint8_t> ConstantBytes(DType dtype, double value) {
     case DType::kInt8: put(ConvertValue<int8_t>(value)); break;
     case DType::kUint8: put(ConvertValue<uint8_t>(value)); break;
     case DType::kBool: put(static_cast<uint8_t>(value != 0)); break;
-    case DType::kUndefined: break;
+    case DType::kUndefined:
+    case DType::kSequence: break;
   }
   return bytes;
 }

@@ -231,7 +231,8 @@ class EyeLikeKernel final : public OpKernel {
       case DType::kInt8: FillEye<int8_t>(*out, k_); break;
       case DType::kUint8: FillEye<uint8_t>(*out, k_); break;
       case DType::kBool: FillEye<bool>(*out, k_); break;
-      case DType::kUndefined: return Unsupported("EyeLike: undefined dtype");
+      case DType::kUndefined:
+      case DType::kSequence: return Unsupported("EyeLike: dtype ", DTypeName(dtype), " is not supported");
     }
     return Status::Ok();
   }

@@ -51,7 +51,8 @@ void FillPseudoRandom(Tensor& t, uint64_t seed) {
     case DType::kBool:
       for (int64_t i = 0; i < n; ++i) t.data<bool>()[i] = (rng.Next() & 1) != 0;
       break;
-    case DType::kUndefined: break;
+    case DType::kUndefined:
+    case DType::kSequence: break;
   }
 }
 

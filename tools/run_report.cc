@@ -64,7 +64,8 @@ Checksum ChecksumOf(const Tensor& t) {
     case DType::kInt8: return SumOf<int8_t>(t);
     case DType::kUint8: return SumOf<uint8_t>(t);
     case DType::kBool: return SumOf<bool>(t);
-    case DType::kUndefined: break;
+    case DType::kUndefined:
+    case DType::kSequence: break;
   }
   return {};
 }

@@ -48,7 +48,8 @@ bool FillDeterministic(kiln::Tensor& t) {
       for (int64_t i = 0; i < t.num_elements(); ++i) p[i] = (i & 1) != 0;
       return true;
     }
-    case kiln::DType::kUndefined: return false;
+    case kiln::DType::kUndefined:
+    case kiln::DType::kSequence: return false;
   }
   return false;
 }
