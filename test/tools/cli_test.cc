@@ -151,6 +151,7 @@ void ExpectReportMatchesRun(const std::string& text, const std::string& model_su
                                          "gemm_regions",
                                          "depthwise_regions",
                                          "attention_regions",
+                                         "body_regions",
                                          "break_even",
                                          "latency_split_ms_per_run",
                                          "outputs"};
