@@ -11,12 +11,15 @@
 // hidden state [batch, hidden] times R^T, then the gate arithmetic row by
 // row. GRU without linear_before_reset needs two GEMMs per step, because
 // its h gate multiplies R_h by (r . H_prev), which the z and r gates of the
-// same step produce. W and R are the GEMMs' right-hand sides, packed once
-// per session when they are graph constants (packed_sgemm.h).
+// same step produce. W and R are the GEMMs' right-hand sides: wide ones on
+// oneDNN's matmul (recurrent_gemm.h), narrow ones on kiln's packed GEMM
+// (packed_sgemm.h), prepared once per session when they are graph
+// constants.
 //
 // Calls oneDNN's RNN primitives can run (recurrent_dnnl.h: default
 // activations, no clip, no input_forget, no sequence shorter than X) go
-// there; this kernel runs the rest.
+// there, unless their weights outgrow L2 (PrefersOwnKernel); this kernel
+// runs the rest.
 //
 // sequence_lens: a batch entry with length L runs L steps (a reversed
 // direction reads its own steps L-1 down to 0); its Y rows past L are
@@ -27,9 +30,12 @@
 #include <new>
 #include <utility>
 
+#include <unistd.h>
+
 #include "kernels/packed_sgemm.h"
 #include "kernels/recurrent_cells.h"
 #include "kernels/recurrent_dnnl.h"
+#include "kernels/recurrent_gemm.h"
 #include "kernels/recurrent_kernels.h"
 #include "kernels/recurrent_spec.h"
 
@@ -87,6 +93,64 @@ void Multiply(const float* a, int64_t lda, int64_t m, const RightOperand& b, flo
   if (epilogue) epilogue(0, m, 0, b.n);
 }
 
+// One of a direction's products with fixed operands, C [m, n] = A [m, k] *
+// B^T (+ bias), bound once per call and run once (the input projection) or
+// once per step: on oneDNN's matmul when the kernel has one for this weight
+// (recurrent_gemm.h), else on kiln's packed GEMM or plain loop.
+class Product {
+ public:
+  // `onednn` null: kiln's own GEMM, packed through `slot` when B is a
+  // constant.
+  static StatusOr<Product> Make(const KernelContext& ctx, const DnnlWeightGemm* onednn, const PackedWeightSlot& slot,
+                                const float* a, int64_t m, const float* b, int64_t n, int64_t k, bool b_constant,
+                                const float* bias, float* c, int threads) {
+    Product product;
+    product.a_ = a;
+    product.m_ = m;
+    product.c_ = c;
+    product.bias_ = bias;
+    if (onednn != nullptr && m > 0 && n > 0 && k > 0) {
+      KILN_ASSIGN_OR_RETURN(product.onednn_, onednn->Bind(ctx, a, m, b, n, k, b_constant, bias, c, threads));
+      return product;
+    }
+    KILN_ASSIGN_OR_RETURN(product.own_, PrepareRight(b, n, k, b_constant, slot));
+    return product;
+  }
+
+  Status Run(const ParallelRunner& parallel) const {
+    if (onednn_ != nullptr) return onednn_->Run();
+    TileEpilogue epilogue;
+    if (bias_ != nullptr) {
+      epilogue = [this](int64_t row0, int64_t row1, int64_t col0, int64_t col1) {
+        for (int64_t i = row0; i < row1; ++i) {
+          float* row = c_ + i * own_.n;
+          for (int64_t j = col0; j < col1; ++j) row[j] += bias_[j];
+        }
+      };
+    }
+    Multiply(a_, own_.k, m_, own_, c_, own_.n, parallel, epilogue);
+    return Status::Ok();
+  }
+
+ private:
+  std::unique_ptr<DnnlWeightGemm::Bound> onednn_;
+  RightOperand own_;
+  const float* a_ = nullptr;
+  int64_t m_ = 0;
+  float* c_ = nullptr;
+  const float* bias_ = nullptr;
+};
+
+// The L2 cache of one core, as the C library reports it (1 MB when it
+// cannot tell).
+int64_t L2CacheBytes() {
+  static const int64_t bytes = [] {
+    const long reported = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return reported > 0 ? int64_t{reported} : int64_t{1} << 20;
+  }();
+  return bytes;
+}
+
 // Uninitialised float scratch, or kResourceExhausted.
 StatusOr<std::unique_ptr<float[]>> AllocateScratch(const char* op, int64_t count) {
   std::unique_ptr<float[]> p(new (std::nothrow) float[static_cast<size_t>(std::max<int64_t>(count, 1))]);
@@ -96,8 +160,16 @@ StatusOr<std::unique_ptr<float[]>> AllocateScratch(const char* op, int64_t count
 
 class RecurrentKernel final : public OpKernel {
  public:
-  RecurrentKernel(RecurrentSpec spec, std::unique_ptr<DnnlRecurrent> onednn)
-      : spec_(std::move(spec)), op_(RecurrentCellOp(spec_.cell)), onednn_(std::move(onednn)) {}
+  RecurrentKernel(RecurrentSpec spec, std::unique_ptr<DnnlRecurrent> onednn, bool onednn_gemms)
+      : spec_(std::move(spec)), op_(RecurrentCellOp(spec_.cell)), onednn_(std::move(onednn)) {
+    if (onednn_gemms) {
+      for (int d = 0; d < 2; ++d) {
+        w_gemms_[d] = std::make_unique<DnnlWeightGemm>(op_);
+        r_gemms_[d] = std::make_unique<DnnlWeightGemm>(op_);
+        rh_gemms_[d] = std::make_unique<DnnlWeightGemm>(op_);
+      }
+    }
+  }
 
   Status Compute(KernelContext& ctx) const override {
     KILN_ASSIGN_OR_RETURN(Problem p, Check(ctx));
@@ -137,7 +209,7 @@ class RecurrentKernel final : public OpKernel {
     }
     if (y != nullptr && padded) std::fill(y->data<float>(), y->data<float>() + y->num_elements(), 0.0f);
     if (p.batch == 0 || h == 0) return Status::Ok();
-    if (onednn_ != nullptr && !padded) {
+    if (onednn_ != nullptr && !padded && !PrefersOwnKernel(p)) {
       Status status = onednn_->Run(ctx, p, y, y_h, y_c);
       // Without an implementation for this problem, kiln's own runs it.
       if (status.code() != StatusCode::kUnsupported) return status;
@@ -184,6 +256,35 @@ class RecurrentKernel final : public OpKernel {
     float* row;        // [hidden]
   };
 
+  // The oneDNN matmul of direction d's weight [n, k], or null for kiln's
+  // own GEMM: below 64 KB of weight a primitive call's fixed cost (about a
+  // microsecond) outweighs what its AVX-512 code saves.
+  static const DnnlWeightGemm* Gemm(const std::unique_ptr<DnnlWeightGemm> (&gemms)[2], int d, int64_t n, int64_t k) {
+    constexpr int64_t kMinWeights = 16 << 10;
+    return n * k >= kMinWeights ? gemms[d].get() : nullptr;
+  }
+
+  // Whether this kernel, on oneDNN's matmul, beats oneDNN's RNN primitive
+  // for `p`. The primitive multiplies every step by W and R together; once
+  // one direction's W and R outgrow a core's L2 cache, each step streams
+  // them from L3. This kernel multiplies all steps by W at once, so a step
+  // reads R alone, which halves its traffic (2-layer LSTM, hidden 256: 1.5-2
+  // MB of W and R, 1 MB of R). Below that the primitive's fused cell is the
+  // faster one.
+  bool PrefersOwnKernel(const Problem& p) const {
+    if (w_gemms_[0] == nullptr) return false;
+    const int64_t weight_bytes = p.gates * p.hidden * (p.input + p.hidden) * int64_t{sizeof(float)};
+    return weight_bytes > L2CacheBytes();
+  }
+
+  // The OpenMP team of one step's product: the session's threads once R is
+  // large enough that each thread's share of it is worth a fork and join
+  // per step (ExecuteDnnl's rule for any primitive), else one.
+  static int StepThreads(const Problem& p, int64_t step_width, int threads) {
+    constexpr int64_t kMinParallelBytes = int64_t{256} << 10;
+    return step_width * p.hidden * int64_t{sizeof(float)} < kMinParallelBytes ? 1 : threads;
+  }
+
   // Offset of (direction d, batch b) in initial_h, Y_h and friends.
   int64_t StateOffset(const Problem& p, int d, int64_t b) const {
     return (spec_.layout == 0 ? d * p.batch + b : b * p.dirs + d) * p.hidden;
@@ -225,23 +326,27 @@ class RecurrentKernel final : public OpKernel {
     }
 
     // The input projection of every step.
-    KILN_ASSIGN_OR_RETURN(RightOperand w_op,
-                          PrepareRight(w, gate_width, p.input, ctx.input_is_constant(kW), w_slots_[d]));
-    const float* ib = input_bias.data();
-    Multiply(x.data<float>(), p.input, p.seq * p.batch, w_op, buf.xw, gate_width, ctx.parallel(),
-             [&](int64_t row0, int64_t row1, int64_t col0, int64_t col1) {
-               for (int64_t i = row0; i < row1; ++i) {
-                 float* row = buf.xw + i * gate_width;
-                 for (int64_t j = col0; j < col1; ++j) row[j] += ib[j];
-               }
-             });
+    const int threads = std::max(1, ctx.parallel().num_threads());
+    {
+      KILN_ASSIGN_OR_RETURN(
+          Product projection,
+          Product::Make(ctx, Gemm(w_gemms_, d, gate_width, p.input), w_slots_[d], x.data<float>(), p.seq * p.batch, w,
+                        gate_width, p.input, ctx.input_is_constant(kW), input_bias.data(), buf.xw, threads));
+      KILN_RETURN_IF_ERROR(projection.Run(ctx.parallel()));
+    }
 
-    // The recurrent weights: all gates, or GRU's z and r rows and its h rows.
+    // The recurrent products: all gates, or GRU's z and r rows and its h
+    // rows.
     const int64_t step_width = gru_split ? 2 * h : gate_width;
-    KILN_ASSIGN_OR_RETURN(RightOperand r_op, PrepareRight(r, step_width, h, ctx.input_is_constant(kR), r_slots_[d]));
-    RightOperand rh_op;
+    const int step_threads = StepThreads(p, step_width, threads);
+    KILN_ASSIGN_OR_RETURN(
+        Product step, Product::Make(ctx, Gemm(r_gemms_, d, step_width, h), r_slots_[d], buf.h, p.batch, r, step_width,
+                                    h, ctx.input_is_constant(kR), nullptr, buf.gates, step_threads));
+    Product candidate;
     if (gru_split) {
-      KILN_ASSIGN_OR_RETURN(rh_op, PrepareRight(r + 2 * h * h, h, h, ctx.input_is_constant(kR), rh_slots_[d]));
+      KILN_ASSIGN_OR_RETURN(
+          candidate, Product::Make(ctx, Gemm(rh_gemms_, d, h, h), rh_slots_[d], buf.reset_h, p.batch, r + 2 * h * h, h,
+                                   h, ctx.input_is_constant(kR), nullptr, buf.candidate, step_threads));
     }
 
     // Initial states.
@@ -278,7 +383,7 @@ class RecurrentKernel final : public OpKernel {
     const float clip = spec_.clip;
     const RecurrentActivation& f = spec_.activation(d, 0);
     for (int64_t s = 0; s < steps; ++s) {
-      Multiply(buf.h, h, p.batch, r_op, buf.gates, step_width, ctx.parallel(), TileEpilogue());
+      KILN_RETURN_IF_ERROR(step.Run(ctx.parallel()));
       // The step of batch entry b, or -1 when its sequence has ended.
       auto step_of = [&](int64_t b) -> int64_t {
         const int64_t len = lengths[static_cast<size_t>(b)];
@@ -310,7 +415,7 @@ class RecurrentKernel final : public OpKernel {
             GruGatesRow(buf.xw + InputRow(p, t, b) * gate_width, buf.gates + b * step_width, h, clip, f, buf.h + b * h,
                         buf.reset_h + b * h);
           }
-          Multiply(buf.reset_h, h, p.batch, rh_op, buf.candidate, h, ctx.parallel(), TileEpilogue());
+          KILN_RETURN_IF_ERROR(candidate.Run(ctx.parallel()));
           for (int64_t b = 0; b < p.batch; ++b) {
             const int64_t t = step_of(b);
             if (t < 0) continue;
@@ -414,6 +519,9 @@ class RecurrentKernel final : public OpKernel {
   // W, R (GRU without linear_before_reset: R's z and r rows) and GRU's h
   // rows of R, per direction, packed on first use.
   PackedWeightSlot w_slots_[2], r_slots_[2], rh_slots_[2];
+  // The same products on oneDNN's matmul; null when the kernel was made
+  // without oneDNN.
+  std::unique_ptr<DnnlWeightGemm> w_gemms_[2], r_gemms_[2], rh_gemms_[2];
 };
 
 }  // namespace
@@ -422,7 +530,7 @@ StatusOr<std::unique_ptr<OpKernel>> CreateRecurrentKernel(const graph::Node& nod
                                                           bool use_onednn) {
   KILN_ASSIGN_OR_RETURN(RecurrentSpec spec, ParseRecurrentSpec(node, cell));
   std::unique_ptr<DnnlRecurrent> onednn = use_onednn ? DnnlRecurrent::Create(spec) : nullptr;
-  return std::unique_ptr<OpKernel>(new RecurrentKernel(std::move(spec), std::move(onednn)));
+  return std::unique_ptr<OpKernel>(new RecurrentKernel(std::move(spec), std::move(onednn), use_onednn));
 }
 
 }  // namespace kiln::kernels

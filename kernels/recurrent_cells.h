@@ -3,7 +3,7 @@
 // input projection with its biases (X_t * W^T + Wb + Rb), `gates` the row's
 // H_{t-1} * R^T; both hold the gates in ONNX's order (LSTM i, o, f, c; GRU
 // z, r, h). `clip` <= 0 means no clipping. Each function updates the row's
-// state in place; `gates` is overwritten.
+// state in place; `gates` may be overwritten.
 #pragma once
 
 #include <cstdint>

@@ -4,8 +4,10 @@
 // input_forget, and every sequence at full length. oneDNN's kernels are
 // picked for the host at run time (AVX-512 where there is one), and its
 // weights are reordered into the layout the primitive prefers once per
-// session and input shape. Everything else runs on kiln's own kernel
-// (recurrent.cc), which is also the reference the tests compare this with.
+// session and input shape. Everything else, and nodes whose weights
+// outgrow L2 (where hoisting the input projection out of the steps wins),
+// runs on kiln's own kernel (recurrent.cc), which is also the reference the
+// tests compare this with.
 #pragma once
 
 #include <memory>
