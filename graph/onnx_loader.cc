@@ -326,6 +326,15 @@ StatusOr<Attribute> AttributeFromProto(const onnx::AttributeProto& proto, const 
       attr.kind = Attribute::Kind::kStrings;
       attr.strings.assign(proto.strings().begin(), proto.strings().end());
       break;
+    case onnx::AttributeProto::TYPE_PROTO: {
+      // A type (Optional's `type`): kept in kiln's notation as a string
+      // (graph/value_kinds.h), since only value-kind propagation reads it.
+      auto declared = DeclaredTypeFromProto(proto.tp());
+      if (!declared.ok()) return declared.status().WithContext("attribute '" + proto.name() + "'");
+      attr.kind = Attribute::Kind::kString;
+      attr.s = TypeNotation(declared->kind, declared->dtype);
+      break;
+    }
     default:
       return Unsupported("attribute '", proto.name(), "' has unsupported type ",
                          onnx::AttributeProto_AttributeType_Name(type));

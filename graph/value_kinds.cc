@@ -115,6 +115,15 @@ void PropagateNode(Graph& graph, NodeId id) {
     if (in0 != nullptr) {
       const bool sequence = in0->kind == ValueKind::kSequence || in0->kind == ValueKind::kOptionalSequence;
       SetOutput(graph, node, 0, sequence ? ValueKind::kOptionalSequence : ValueKind::kOptionalTensor, dtype0);
+    } else if (const Attribute* type = node.FindAttribute("type");
+               type != nullptr && type->kind == Attribute::Kind::kString) {
+      // No input: an empty optional of the type the attribute names.
+      ValueKind kind = ValueKind::kTensor;
+      DType dtype = DType::kUndefined;
+      if (ParseTypeNotation(type->s, kind, dtype)) {
+        const bool sequence = kind == ValueKind::kSequence || kind == ValueKind::kOptionalSequence;
+        SetOutput(graph, node, 0, sequence ? ValueKind::kOptionalSequence : ValueKind::kOptionalTensor, dtype);
+      }
     }
   } else if (op == "OptionalGetElement") {
     if (in0 != nullptr) {
@@ -175,6 +184,32 @@ Status CheckValueKindUses(const Graph& graph) {
     }
   }
   return Status::Ok();
+}
+
+std::string TypeNotation(ValueKind kind, DType dtype) {
+  const std::string element = DTypeName(dtype);
+  switch (kind) {
+    case ValueKind::kTensor: return element;
+    case ValueKind::kSequence: return "seq(" + element + ")";
+    case ValueKind::kOptionalTensor: return "optional(" + element + ")";
+    case ValueKind::kOptionalSequence: return "optional(seq(" + element + "))";
+  }
+  return element;
+}
+
+bool ParseTypeNotation(const std::string& notation, ValueKind& kind, DType& dtype) {
+  for (ValueKind k :
+       {ValueKind::kTensor, ValueKind::kSequence, ValueKind::kOptionalTensor, ValueKind::kOptionalSequence}) {
+    for (DType d : {DType::kFloat32, DType::kFloat64, DType::kInt64, DType::kInt32, DType::kInt16, DType::kInt8,
+                    DType::kUint8, DType::kBool}) {
+      if (TypeNotation(k, d) == notation) {
+        kind = k;
+        dtype = d;
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 bool IsSequenceOrOptionalOp(const Node& node) {

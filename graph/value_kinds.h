@@ -8,6 +8,8 @@
 // the op semantics that decide it live in one place.
 #pragma once
 
+#include <string>
+
 #include "graph/graph.h"
 #include "kiln/status.h"
 
@@ -28,6 +30,13 @@ void PropagateValueKinds(Graph& graph);
 // runtime relies on it: only the ops listed above, Identity, If and Loop
 // ever see a run-time sequence.
 Status CheckValueKindUses(const Graph& graph);
+
+// How kiln writes a type in an attribute (ONNX's TYPE_PROTO attributes,
+// such as Optional's `type`, which graph::Attribute holds as a string):
+// "float32", "seq(float32)", "optional(float32)", "optional(seq(float32))".
+std::string TypeNotation(ValueKind kind, DType dtype);
+// The inverse of TypeNotation; false for anything else.
+bool ParseTypeNotation(const std::string& notation, ValueKind& kind, DType& dtype);
 
 // True for the ops that produce or consume sequences or optionals (the
 // list above, without Identity, If and Loop).
