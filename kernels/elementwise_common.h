@@ -36,8 +36,11 @@ using AllTypes = TypeList<float, double, int64_t, int32_t, int16_t, int8_t, uint
 // returns its Status; kUnsupported naming `op` when none matches.
 template <typename Fn, typename... Ts>
 Status DispatchDType(TypeList<Ts...>, DType dtype, const char* op, Fn&& fn) {
-  Status result = Unsupported(op, ": dtype ", DTypeName(dtype), " is not supported");
-  (void)((DTypeOf<Ts>() == dtype ? (result = fn(TypeTag<Ts>{}), true) : false) || ...);
+  Status result;
+  const bool matched = ((DTypeOf<Ts>() == dtype ? (result = fn(TypeTag<Ts>{}), true) : false) || ...);
+  // Formatted only on a miss: every elementwise call dispatches here, and a
+  // loop body makes that once per node per iteration.
+  if (!matched) return Unsupported(op, ": dtype ", DTypeName(dtype), " is not supported");
   return result;
 }
 
