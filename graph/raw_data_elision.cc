@@ -37,12 +37,7 @@ class Cursor {
       *out = direct_[pos];
       return true;
     }
-    if (pos < window_start_ || pos >= window_start_ + window_size_) {
-      const uint64_t count = std::min<uint64_t>(sizeof(window_), source_.size() - pos);
-      if (!source_.Read(pos, static_cast<size_t>(count), window_)) return false;
-      window_start_ = pos;
-      window_size_ = count;
-    }
+    if (!InWindow(pos) && !Fill(pos)) return false;
     *out = window_[pos - window_start_];
     return true;
   }
@@ -64,15 +59,42 @@ class Cursor {
     return false;
   }
 
-  // Appends bytes [begin, end) to `out`.
+  // Appends bytes [begin, end) to `out`: from the window where they are in
+  // it (a graph's many small fields then cost no read each), else read
+  // directly.
   bool Append(uint64_t begin, uint64_t end, std::string& out) {
-    if (begin == end) return true;
-    const size_t at = out.size();
-    out.resize(at + static_cast<size_t>(end - begin));
-    return source_.Read(begin, static_cast<size_t>(end - begin), out.data() + at);
+    if (end > source_.size() || begin > end) return false;
+    if (direct_ != nullptr) {
+      out.append(reinterpret_cast<const char*>(direct_) + begin, static_cast<size_t>(end - begin));
+      return true;
+    }
+    while (begin < end) {
+      if (!InWindow(begin)) {
+        if (end - begin >= sizeof(window_)) {
+          const size_t at = out.size();
+          out.resize(at + static_cast<size_t>(end - begin));
+          return source_.Read(begin, static_cast<size_t>(end - begin), out.data() + at);
+        }
+        if (!Fill(begin)) return false;
+      }
+      const uint64_t count = std::min(end, window_start_ + window_size_) - begin;
+      out.append(reinterpret_cast<const char*>(window_) + (begin - window_start_), static_cast<size_t>(count));
+      begin += count;
+    }
+    return true;
   }
 
  private:
+  bool InWindow(uint64_t pos) const { return pos >= window_start_ && pos < window_start_ + window_size_; }
+  // Reads the window starting at `pos`.
+  bool Fill(uint64_t pos) {
+    const uint64_t count = std::min<uint64_t>(sizeof(window_), source_.size() - pos);
+    if (!source_.Read(pos, static_cast<size_t>(count), window_)) return false;
+    window_start_ = pos;
+    window_size_ = count;
+    return true;
+  }
+
   const ByteSource& source_;
   const uint8_t* direct_;
   uint8_t window_[1 << 16];
