@@ -2,8 +2,8 @@
 // the body of a Loop nested in a Loop tier up like top-level regions, and
 // their outputs agree with the interpreter tier and with values computed
 // here by hand. Also: a shape change inside a loop deopts, a failed compile
-// leaves the body interpreted, and compiled iterations allocate nothing
-// beyond the tensors they make.
+// leaves the body interpreted, concurrent runs agree, and compiled
+// iterations allocate nothing beyond the tensors they make.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -12,10 +12,10 @@
 #include <cstdlib>
 #include <new>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "graph/body_partitioner.h"
-#include "graph/onnx_loader.h"
 #include "kiln/session.h"
 #include "runtime/model_internal.h"
 #include "test/control_flow_models.h"
@@ -432,6 +432,37 @@ TEST(BodyRegionsTest, AFailedCompileLeavesTheBodyInterpreted) {
     EXPECT_EQ(r.failed_compiles, 1) << r.description;
     EXPECT_EQ(r.interpreted_calls, 12) << r.description;
   }
+}
+
+TEST(BodyRegionsTest, ConcurrentRunsShareTheTierAndAgree) {
+  auto model = Load(LoopModel(2));
+  ASSERT_NE(model, nullptr);
+  SessionOptions o = JitOptions();
+  o.tier = TierPolicy::kAuto;  // compiles land while both threads iterate
+  o.intra_op_threads = 2;
+  auto jit = Open(model, o);
+  ASSERT_NE(jit, nullptr);
+  std::vector<float> expected = Input(2);
+  for (int i = 0; i < 16; ++i) expected = Step(expected, expected);
+  const std::vector<NamedTensor> inputs = {{"M", Scalar(16)}, {"x", MakeTensor<float>({2, kWidth}, Input(2))}};
+  std::vector<std::vector<float>> results[2];
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (int run = 0; run < 20; ++run) {
+        auto out = jit->Run(inputs);
+        if (out.ok()) results[t].push_back(ToVector<float>((*out)[0].tensor));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const auto& runs : results) {
+    ASSERT_EQ(runs.size(), 20u);
+    for (const std::vector<float>& got : runs) ExpectNear(got, expected, kTolerance, "concurrent run");
+  }
+  jit->WaitForCompiles();
+  ExpectNear(RunFloat(*jit, inputs), expected, kTolerance, "after the compiles");
+  EXPECT_GT(CompiledCalls(RegionsIn(*jit, "Loop 'step'/body")), 0);
 }
 
 // Tensors keep their dims on the heap, so every tensor a body iteration
