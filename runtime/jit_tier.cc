@@ -22,16 +22,16 @@ namespace {
 // again).
 constexpr size_t kMaxProfiledSignatures = 256;
 
-// A verification call's view of the region call, for the compiled run:
-// inputs and threads are the call's, but outputs go to buffers of its own,
-// so nothing the code computes can reach the request before it is checked.
-// (These buffers skip SessionOptions::before_allocate_hook: they are the
-// tier's, like JIT code, and live for one verification call.)
 // A region's description for logs, with the body it sits in.
 std::string Described(const graph::Region& region) {
   return region.path.empty() ? region.reason : region.reason + ", in " + region.path;
 }
 
+// A verification call's view of the region call, for the compiled run:
+// inputs and threads are the call's, but outputs go to buffers of its own,
+// so nothing the code computes can reach the request before it is checked.
+// (These buffers skip SessionOptions::before_allocate_hook: they are the
+// tier's, like JIT code, and live for one verification call.)
 class CapturingCall final : public RegionCall {
  public:
   CapturingCall(RegionCall& call, const graph::Graph& graph, const graph::Region& region)
@@ -172,18 +172,18 @@ StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, st
   tier->states_.reset(new RegionState[tier->regions_.size()]);
   for (size_t r = 0; r < tier->regions_.size(); ++r) {
     const graph::Region& region = tier->regions_[r];
-    const graph::Graph& graph = *tier->graph_of_[r];
+    const graph::Graph& region_graph = *tier->graph_of_[r];
     if (region.kind == graph::RegionKind::kAttention) {
       // Attention code takes the sequence lengths as parameters: with a
       // symbolic one, compile the version that serves them all at once.
       for (graph::ValueId in : region.inputs) {
-        if (!graph.value(in).shape.is_concrete()) tier->states_[r].generic_first = true;
+        if (!region_graph.value(in).shape.is_concrete()) tier->states_[r].generic_first = true;
       }
       continue;
     }
     if (region.kind != graph::RegionKind::kGemm) continue;
-    const std::optional<graph::GemmPattern> gemm = graph::AsGemm(graph, graph.node(region.nodes[0]));
-    tier->states_[r].generic_first = gemm && !graph.value(gemm->a).shape.is_concrete();
+    const std::optional<graph::GemmPattern> gemm = graph::AsGemm(region_graph, region_graph.node(region.nodes[0]));
+    tier->states_[r].generic_first = gemm && !region_graph.value(gemm->a).shape.is_concrete();
   }
   if (!tier->blocking_) {
     // Paced compiles (and a share of 1) run at normal priority: the
@@ -541,8 +541,8 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   projection_.RecordCompile(region.kind, static_cast<int>(region.nodes.size()), cost_ms);
   const bool reused = spec->code->reused_code();
   if (reused) {
-    Log().info("jit: region {} ({}) for {} reuses the code of {} (same IR), {:.1f} ms", region_id, Described(region), what,
-               spec->code->name(), ms);
+    Log().info("jit: region {} ({}) for {} reuses the code of {} (same IR), {:.1f} ms", region_id, Described(region),
+               what, spec->code->name(), ms);
   } else if (const jit::CompiledGemm* gemm = spec->code->gemm()) {
     Log().info("jit: region {} ({}) {} for {} in {:.1f} ms ({}, {} bytes of code, {} bytes of packed weight)",
                region_id, Described(region), spec->code->from_disk_cache() ? "linked from the code cache" : "compiled",

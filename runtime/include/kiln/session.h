@@ -305,15 +305,15 @@ struct RegionStats {
   int id = 0;
   std::string kind;         // "elementwise", "row_reduction", "gemm", "depthwise_conv" or "attention"
   std::string description;  // ops and static shape
-  std::string tier;         // "interp" until some signature is compiled, then "jit"
+  // Empty for a region of the model's graph; for one inside a sub-graph,
+  // the body it sits in: "Loop 'l'/body", "Loop 'outer'/body/If 'b'/then_branch".
+  std::string path;
+  std::string tier;  // "interp" until some signature is compiled, then "jit"
   int64_t interpreted_calls = 0;
   int64_t compiled_calls = 0;
   double interpreted_ms = 0;  // total wall time of the calls, per tier
   double compiled_ms = 0;
   int64_t deopts = 0;  // interpreted calls while code for other signatures existed
-  // Empty for a region of the model's graph; for one inside a sub-graph,
-  // the body it sits in: "Loop 'l'/body", "Loop 'outer'/body/If 'b'/then_branch".
-  std::string path;
   int specializations = 0;
   int failed_compiles = 0;
   // Specializations dropped after their trial because the interpreter ran
