@@ -83,10 +83,23 @@ void PrintMetadata(const ModelMetadata& m) {
   }
 }
 
+// "float32", or ONNX's spelling for a sequence or optional:
+// "seq(float32)", "optional(seq(float32))".
+std::string TypeName(const TensorInfo& info) {
+  std::string name = DTypeName(info.dtype);
+  if (info.is_sequence) name = "seq(" + name + ")";
+  if (info.is_optional) name = "optional(" + name + ")";
+  return name;
+}
+
 void PrintTensorInfos(const char* title, const std::vector<TensorInfo>& infos) {
   std::printf("%s:\n", title);
   for (size_t i = 0; i < infos.size(); ++i) {
-    std::printf("  %zu %-24s %-8s %s\n", i, infos[i].name.c_str(), DTypeName(infos[i].dtype),
+    if (infos[i].is_sequence) {  // its elements have no one shape
+      std::printf("  %zu %-24s %s\n", i, infos[i].name.c_str(), TypeName(infos[i]).c_str());
+      continue;
+    }
+    std::printf("  %zu %-24s %-8s %s\n", i, infos[i].name.c_str(), TypeName(infos[i]).c_str(),
                 FormatShape(infos[i]).c_str());
   }
 }
