@@ -792,6 +792,43 @@ TEST(CliTest, ControlFlowModelsInInfoDotAndRun) {
   EXPECT_NE(run.out.find("output 0 's_final': float32 [3]"), std::string::npos) << run.out;
 }
 
+// A loop body's elementwise chain is a region of its own: kiln info lists it
+// with the body it sits in, and kiln run's report shows it compiled.
+TEST(CliTest, RegionsInsideLoopBodiesInInfoAndReport) {
+  testing::OnnxModelBuilder b(13);
+  b.Input("x", onnx::TensorProto::FLOAT, {2, 4}).Int64Init("M", {}, {8}).FloatInit("half", {1}, {0.5f});
+  b.Output("h_final");
+  auto& loop = b.Node("Loop", {"M", "", "x"}, {"h_final"}, "steps");
+  testing::BodyBuilder body(loop, "body");
+  body.Input("i", testing::kCfInt64, {}).Input("c", testing::kCfBool, {}).Input("h", testing::kCfFloat, {2, 4});
+  body.Output("c_out", testing::kCfBool, {}).Output("h_out", testing::kCfFloat, {2, 4});
+  body.Node("Identity", {"c"}, {"c_out"});
+  body.Node("Mul", {"h", "half"}, {"scaled"});
+  body.Node("Add", {"scaled", "x"}, {"h_out"});
+  const std::string path = TmpDir() + "/loop_region.onnx";
+  WriteFile(path, b.Serialize());
+
+  Result info = Kiln({"info", path, "--regions"});
+  ASSERT_EQ(info.exit_code, 0) << Describe(info);
+  for (const char* fragment : {"JIT regions: 1", "(elementwise): 2 elementwise ops over [2, 4]",
+                               "in: Loop 'steps'/body", "nodes: Mul:", "inputs: h half x"}) {
+    EXPECT_NE(info.out.find(fragment), std::string::npos) << fragment << " not in " << info.out;
+  }
+
+  const std::string report_path = TmpDir() + "/loop_region_report.json";
+  Result run = Kiln({"run", path, "--tier", "jit", "--iters", "3", "--report", report_path});
+  ASSERT_EQ(run.exit_code, 0) << Describe(run);
+  EXPECT_NE(run.out.find("elementwise region 0 in Loop 'steps'/body"), std::string::npos) << run.out;
+  const nlohmann::ordered_json report =
+      nlohmann::ordered_json::parse(ReadFile(report_path), nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(report.is_discarded());
+  ASSERT_EQ(report["body_regions"].size(), 1u) << report["body_regions"];
+  const auto& region = report["body_regions"][0];
+  EXPECT_EQ(region["path"], "Loop 'steps'/body");
+  EXPECT_EQ(region["kind"], "elementwise");
+  EXPECT_GT(region["compiled_calls"].get<int64_t>(), 0) << region;
+}
+
 // --feed passes a state output back as the next run's state input: after
 // 1 + 10 runs of state = state * 0.5 + 1 from zero, each element is
 // 2 * (1 - 2^-11).
