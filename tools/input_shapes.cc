@@ -98,6 +98,11 @@ StatusOr<std::map<std::string, int64_t>> BindSymbols(const std::vector<TensorInf
 StatusOr<Dims> GeneratedDims(const TensorInfo& input, const std::map<std::string, int64_t>& symbols,
                              const std::map<std::string, Dims>& shapes) {
   if (auto it = shapes.find(input.name); it != shapes.end()) return it->second;
+  if (input.is_sequence) {
+    return Unsupported("input '", input.name, "' is a sequence of ", DTypeName(input.dtype),
+                       " tensors; kiln run reads and generates tensors only (the C++ API takes sequences, see "
+                       "kiln/sequence.h)");
+  }
   const std::string hint = "; give --input " + input.name + "=FILE.npy or --shape " + input.name + "=DIMS";
   if (!input.rank_known) return InvalidArgument("input '", input.name, "' has an unknown rank", hint);
   Dims dims;

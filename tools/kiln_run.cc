@@ -341,6 +341,27 @@ StatusOr<std::vector<NamedTensor>> PrepareInputs(const RunCommandOptions& option
   return inputs;
 }
 
+// A sequence output: its length, then each element's dims and checksums;
+// with an output folder, element k goes to output_<i>_<k>.npy.
+Status ReportSequenceOutput(size_t i, const NamedTensor& out, const std::string& output_dir) {
+  const std::vector<Tensor>* elements = SequenceElements(out.tensor);
+  if (elements == nullptr) {
+    std::printf("output %zu '%s': an empty optional\n", i, out.name.c_str());
+    return Status::Ok();
+  }
+  std::printf("output %zu '%s': a sequence of %zu %s tensors\n", i, out.name.c_str(), elements->size(),
+              DTypeName(SequenceElementDType(out.tensor)));
+  for (size_t k = 0; k < elements->size(); ++k) {
+    const Tensor& e = (*elements)[k];
+    Checksum c = ChecksumOf(e);
+    std::printf("  element %zu: %s sum=%.9g abs_sum=%.9g\n", k, DimsToString(e.dims()).c_str(), c.sum, c.abs_sum);
+    if (output_dir.empty()) continue;
+    const std::string name = "output_" + std::to_string(i) + "_" + std::to_string(k) + ".npy";
+    KILN_RETURN_IF_ERROR(tools::WriteNpy((std::filesystem::path(output_dir) / name).string(), e));
+  }
+  return Status::Ok();
+}
+
 int Run(const RunCommandOptions& options) {
   Clock::time_point start = Clock::now();
   auto model = LoadModel(options.model_path, options.load);
@@ -424,6 +445,10 @@ int Run(const RunCommandOptions& options) {
   }
   for (size_t i = 0; i < outputs.size(); ++i) {
     const NamedTensor& out = outputs[i];
+    if (out.tensor.dtype() == DType::kSequence) {
+      if (Status s = ReportSequenceOutput(i, out, options.output_dir); !s.ok()) return ReportError(out.name, s);
+      continue;
+    }
     Checksum c = ChecksumOf(out.tensor);
     std::printf("output %zu '%s': %s %s sum=%.9g abs_sum=%.9g\n", i, out.name.c_str(), DTypeName(out.tensor.dtype()),
                 DimsToString(out.tensor.dims()).c_str(), c.sum, c.abs_sum);
