@@ -15,13 +15,13 @@
 #include "graph/partitioner.h"
 #include "kernels/kernel.h"
 #include "runtime/interpreter.h"
-#include "runtime/value_kind_check.h"
 #include "runtime/jit_tier.h"
 #include "runtime/model_internal.h"
 #include "runtime/openmp_runner.h"
 #include "runtime/thread_budget.h"
 #include "runtime/tier_trial.h"
 #include "runtime/trace_recorder.h"
+#include "runtime/value_kind_check.h"
 
 namespace kiln {
 
