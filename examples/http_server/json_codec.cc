@@ -76,7 +76,8 @@ kiln::Status Fill(const json& data, kiln::Tensor& tensor) {
     case kiln::DType::kInt8: return FillTensor<int8_t>(data, tensor);
     case kiln::DType::kUint8: return FillTensor<uint8_t>(data, tensor);
     case kiln::DType::kBool: return FillTensor<bool>(data, tensor);
-    case kiln::DType::kUndefined: break;
+    case kiln::DType::kUndefined:
+    case kiln::DType::kSequence: break;
   }
   return kiln::InvalidArgument("cannot read data of dtype ", kiln::DTypeName(tensor.dtype()));
 }
@@ -162,7 +163,8 @@ json DataArrayOf(const kiln::Tensor& tensor) {
     case kiln::DType::kInt8: return DataArray<int8_t>(tensor);
     case kiln::DType::kUint8: return DataArray<uint8_t>(tensor);
     case kiln::DType::kBool: return DataArray<bool>(tensor);
-    case kiln::DType::kUndefined: break;
+    case kiln::DType::kUndefined:
+    case kiln::DType::kSequence: break;
   }
   return json::array();
 }
