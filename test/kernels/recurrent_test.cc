@@ -4,6 +4,7 @@
 // kernel: oneDNN where it applies, kiln's own elsewhere); oneDNN's path
 // against kiln's own kernel; and the errors bad nodes and inputs give.
 #include <cmath>
+#include <functional>
 #include <map>
 #include <optional>
 #include <random>
@@ -243,7 +244,8 @@ std::vector<const Tensor*> InputList(const Case& c, const Inputs& in) {
   return list;
 }
 
-void CheckCase(const Case& c, uint32_t seed, const std::vector<bool>* constant = nullptr) {
+void CheckCase(const Case& c, uint32_t seed, const std::vector<bool>* constant = nullptr,
+               const kernels::ParallelRunner* runner = nullptr) {
   SCOPED_TRACE(c.op + " " + c.direction + " layout " + std::to_string(c.layout) + " seq " + std::to_string(c.seq) +
                " batch " + std::to_string(c.batch) + " input " + std::to_string(c.input) + " hidden " +
                std::to_string(c.hidden) + " seed " + std::to_string(seed));
@@ -258,7 +260,7 @@ void CheckCase(const Case& c, uint32_t seed, const std::vector<bool>* constant =
     std::vector<Tensor> outputs(static_cast<size_t>(num_outputs));
     PlainAllocator allocator;
     const kernels::SerialRunner serial;
-    kernels::KernelContext ctx(inputs, outputs, allocator, serial, constant);
+    kernels::KernelContext ctx(inputs, outputs, allocator, runner != nullptr ? *runner : serial, constant);
     Status s = (*kernel)->Compute(ctx);
     ASSERT_TRUE(s.ok()) << s.ToString();
     ExpectNear(ToVector<float>(outputs[0]), want.y, 1e-4, 2e-5);
@@ -375,6 +377,51 @@ TEST(RecurrentTest, WideProductsMatchReference) {
         CheckCase(c, 900 + static_cast<uint32_t>(i), i % 2 == 0 ? &constant : nullptr);
         ++i;
       }
+    }
+  }
+}
+
+// Two threads: the first half of a range runs on a thread of its own, the
+// second on the caller's, as a session's intra-op runner would split it.
+class TwoThreadRunner final : public kernels::ParallelRunner {
+ public:
+  void For(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) const override {
+    if (n <= 0) return;
+    if (n < 2) {
+      fn(0, n);
+      return;
+    }
+    const int64_t half = n / 2;
+    std::thread first([&] { fn(0, half); });
+    fn(half, n);
+    first.join();
+  }
+  int num_threads() const override { return 2; }
+};
+
+// With two threads, the products whose weights are large enough run on a
+// two-thread OpenMP team (recurrent.cc's StepThreads); against the
+// reference.
+TEST(RecurrentTest, TwoThreadProductsMatchReference) {
+  const TwoThreadRunner two;
+  const std::vector<bool> constant = {false, true, true, true, false, false, false, true};
+  int i = 0;
+  for (const char* op : kOps) {
+    for (bool padded : {false, true}) {
+      Case c;
+      c.op = op;
+      c.direction = i % 2 == 0 ? "bidirectional" : "forward";
+      c.layout = i % 2;
+      c.seq = 5;
+      c.batch = 3;
+      c.input = 130;
+      c.hidden = c.op == std::string("RNN") ? 129 : 257;
+      c.bias = true;
+      c.initial_h = true;
+      c.seq_lens = padded;
+      c.linear_before_reset = c.op == std::string("GRU") && padded;
+      CheckCase(c, 950 + static_cast<uint32_t>(i), padded ? &constant : nullptr, &two);
+      ++i;
     }
   }
 }
