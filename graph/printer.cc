@@ -1,5 +1,6 @@
 #include "graph/printer.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstdint>
@@ -264,11 +265,27 @@ std::string EdgeLabel(const Value& v) {
   return label;
 }
 
+// The colour group of `body`'s node `id` in options.body_color_groups, or -1.
+int BodyColorGroup(const Graph& body, NodeId id, const DotOptions& options) {
+  for (const auto& [graph, groups] : options.body_color_groups) {
+    if (graph != &body) continue;
+    return static_cast<size_t>(id) < groups.size() ? groups[static_cast<size_t>(id)] : -1;
+  }
+  return -1;
+}
+
+std::string GroupLabel(int group, const DotOptions& options) {
+  return group >= 0 && static_cast<size_t>(group) < options.group_labels.size()
+             ? options.group_labels[static_cast<size_t>(group)]
+             : std::string();
+}
+
 // A sub-graph as a DOT cluster: its inputs and outer-scope values as
 // ellipses, its nodes, the edges between them, and its own sub-graphs as
-// nested clusters. Ids carry `prefix` so that no two bodies collide.
-void DotCluster(const Graph& body, const std::string& prefix, const std::string& label, std::ostringstream& os,
-                const std::string& indent) {
+// nested clusters. Ids carry `prefix` so that no two bodies collide. Nodes
+// of a colour group (options.body_color_groups) sit in a cluster per group.
+void DotCluster(const Graph& body, const std::string& prefix, const std::string& label, const DotOptions& options,
+                std::ostringstream& os, const std::string& indent) {
   os << indent << "subgraph " << DotString("cluster_" + prefix) << " {\n";
   os << indent << "  label=" << DotString(label) << "; style=dashed;\n";
   const auto value_id = [&](ValueId id) { return DotString(prefix + DotValueId(id)); };
@@ -281,14 +298,40 @@ void DotCluster(const Graph& body, const std::string& prefix, const std::string&
     os << indent << "  " << value_id(id)
        << " [shape=ellipse, style=dashed, label=" << DotString("outer " + body.value(id).name) << "];\n";
   }
+  // Groups in order of their first node, so that the text is stable.
+  std::vector<int> groups;
+  for (size_t i = 0; i < body.num_nodes(); ++i) {
+    const int group = BodyColorGroup(body, static_cast<NodeId>(i), options);
+    if (group >= 0 && !body.node(static_cast<NodeId>(i)).dead &&
+        std::find(groups.begin(), groups.end(), group) == groups.end()) {
+      groups.push_back(group);
+    }
+  }
+  for (int group : groups) {
+    const std::string group_label = GroupLabel(group, options);
+    const char* colour = kPalette[static_cast<size_t>(group) % kPalette.size()];
+    os << indent << "  subgraph " << DotString("cluster_" + prefix + "g" + std::to_string(group)) << " {\n";
+    os << indent << "    label=" << DotString(group_label.empty() ? "group " + std::to_string(group) : group_label)
+       << "; style=\"rounded,filled\"; fillcolor=\"#f8f8f8\";\n";
+    for (size_t i = 0; i < body.num_nodes(); ++i) {
+      const Node& n = body.node(static_cast<NodeId>(i));
+      if (n.dead || BodyColorGroup(body, static_cast<NodeId>(i), options) != group) continue;
+      os << indent << "    " << node_id(static_cast<NodeId>(i))
+         << " [label=" << DotString(OpName(n) + (n.name.empty() ? "" : "\n" + n.name)) << ", fillcolor=\"" << colour
+         << "\"];\n";
+    }
+    os << indent << "  }\n";
+  }
   for (size_t i = 0; i < body.num_nodes(); ++i) {
     const Node& n = body.node(static_cast<NodeId>(i));
     if (n.dead) continue;
-    os << indent << "  " << node_id(static_cast<NodeId>(i))
-       << " [label=" << DotString(OpName(n) + (n.name.empty() ? "" : "\n" + n.name)) << "];\n";
+    if (BodyColorGroup(body, static_cast<NodeId>(i), options) < 0) {
+      os << indent << "  " << node_id(static_cast<NodeId>(i))
+         << " [label=" << DotString(OpName(n) + (n.name.empty() ? "" : "\n" + n.name)) << "];\n";
+    }
     for (const auto& [attr_name, inner] : Subgraphs(n)) {
       DotCluster(*inner, prefix + DotNodeId(static_cast<NodeId>(i)) + "_" + attr_name + "_",
-                 n.Label() + " " + attr_name, os, indent + "  ");
+                 n.Label() + " " + attr_name, options, os, indent + "  ");
     }
   }
   for (size_t i = 0; i < body.num_nodes(); ++i) {
@@ -361,7 +404,7 @@ std::string GraphToDot(const Graph& graph, const DotOptions& options) {
     os << "];\n";
     // If/Loop/Scan bodies as clusters beside their node.
     for (const auto& [attr_name, body] : Subgraphs(n)) {
-      DotCluster(*body, DotNodeId(id) + "_" + attr_name + "_", n.Label() + " " + attr_name, os, "  ");
+      DotCluster(*body, DotNodeId(id) + "_" + attr_name + "_", n.Label() + " " + attr_name, options, os, "  ");
     }
   }
 

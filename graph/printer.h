@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "graph/graph.h"
@@ -46,6 +47,11 @@ struct DotOptions {
   // Per colour group (index = group), a line added to its nodes' labels and
   // used as their tooltip, e.g. "region 3: gemm". Missing entries: none.
   std::vector<std::string> group_labels;
+  // Colour groups of the nodes inside If/Loop/Scan bodies: per body graph,
+  // a group per node id as in node_color_group, labelled by group_labels.
+  // Each group is drawn as a cluster of its own inside its body's cluster
+  // (a partitioner's regions inside bodies).
+  std::vector<std::pair<const Graph*, std::vector<int>>> body_color_groups;
   // Draw initializers and folded constants as their own boxes. Off is
   // useful for big models, where weights crowd out the structure.
   bool include_constants = true;

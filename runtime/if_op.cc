@@ -1,6 +1,8 @@
 // If: runs then_branch or else_branch on a boolean scalar. Each branch has
-// its own interpreter and memory plan; the outputs are copied into the
-// node's outputs, whose shapes may differ between the branches.
+// its own interpreter and memory plan. A branch output a kernel of the
+// branch made (pooled memory of its own) becomes the node's output as it
+// is; one the branch passes through (an outer value, a constant, a view)
+// is copied, since it does not belong to the branch.
 #include <cstring>
 #include <memory>
 #include <string>
@@ -24,7 +26,16 @@ struct BranchState {
 class IfKernel final : public ControlFlowKernel {
  public:
   IfKernel(std::unique_ptr<SubgraphBody> then_branch, std::unique_ptr<SubgraphBody> else_branch, std::string what)
-      : then_(std::move(then_branch)), else_(std::move(else_branch)), what_(std::move(what)) {}
+      : then_(std::move(then_branch)), else_(std::move(else_branch)), what_(std::move(what)) {
+    const SubgraphBody* branches[2] = {then_.get(), else_.get()};
+    for (int b = 0; b < 2; ++b) {
+      const graph::Graph& g = branches[b]->graph();
+      for (graph::ValueId id : g.outputs()) {
+        const graph::Value& v = g.value(id);
+        branch_owns_[b].push_back(!v.constant && !v.is_graph_input && !v.is_outer_scope);
+      }
+    }
+  }
 
   Status Run(kernels::KernelContext& ctx, const RunHooks& hooks) const override {
     const Tensor* cond = ctx.input(0);
@@ -55,6 +66,10 @@ class IfKernel final : public ControlFlowKernel {
         status = copy.ok() ? ctx.SetOutput(static_cast<int>(o), std::move(copy).value()) : copy.status();
         continue;
       }
+      if (branch_owns_[take_then ? 0 : 1][o] && !value.is_view()) {
+        status = ctx.SetOutput(static_cast<int>(o), std::move(state->outputs[o]));
+        continue;
+      }
       auto out = ctx.Output(static_cast<int>(o), value.dtype(), value.dims());
       if (!out.ok()) {
         status = out.status();
@@ -71,6 +86,9 @@ class IfKernel final : public ControlFlowKernel {
   std::unique_ptr<SubgraphBody> then_;
   std::unique_ptr<SubgraphBody> else_;
   std::string what_;
+  // Per branch (then, else) and output: whether a node of the branch
+  // produces it, so that the value is the branch's own to hand over.
+  std::vector<bool> branch_owns_[2];
   StatePool<BranchState> then_states_;
   StatePool<BranchState> else_states_;
 };

@@ -449,8 +449,12 @@ Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>&
     status = RunUnit(frame, unit, parallel, hooks, ran_compiled);
     if (hooks.trace) {
       const std::string tier = ran_compiled ? "jit" : "interp";
-      const std::string name = unit.region >= 0 ? "region " + std::to_string(unit.region) + " [" + tier + "]"
-                                                : graph_.node(steps_[unit.first_step].node).Label();
+      // Region ids are the session's (a body's regions number after the top
+      // level's), as RegionStats and kiln info show them.
+      const std::string name =
+          unit.region >= 0
+              ? "region " + std::to_string(regions_[static_cast<size_t>(unit.region)].id) + " [" + tier + "]"
+              : graph_.node(steps_[unit.first_step].node).Label();
       hooks.trace->AddSlice(name, tier, start, TraceRecorder::Clock::now());
     }
     if (!status.ok()) break;
@@ -464,6 +468,19 @@ Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>&
   frame.hooks = nullptr;
   return status;
 }
+
+namespace {
+
+// Whether the output list names `id` again at a position in [from, count).
+bool OutputListedAgain(const std::vector<graph::ValueId>& graph_outputs, const std::vector<size_t>* output_indices,
+                       size_t from, size_t count, graph::ValueId id) {
+  for (size_t k = from; k < count; ++k) {
+    if (graph_outputs[output_indices ? (*output_indices)[k] : k] == id) return true;
+  }
+  return false;
+}
+
+}  // namespace
 
 Status Interpreter::CollectOutputs(ExecutionFrame& frame, const RunHooks& hooks, std::vector<Tensor>& outputs) const {
   outputs.clear();
@@ -496,6 +513,10 @@ Status Interpreter::CollectOutputs(ExecutionFrame& frame, const RunHooks& hooks,
       // caller owns what Run returns.
       KILN_ASSIGN_OR_RETURN(Tensor copy, value.Clone());
       outputs.push_back(std::move(copy));
+    } else if (!v.constant && !OutputListedAgain(graph_outputs, hooks.output_indices, k + 1, count, id)) {
+      // The frame drops its values after the run: hand this one over
+      // rather than copying its header.
+      outputs.push_back(std::move(frame.values[static_cast<size_t>(id)]));
     } else {
       outputs.push_back(value);
     }

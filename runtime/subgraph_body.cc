@@ -62,6 +62,7 @@ RunHooks BodyRunHooks(const RunHooks& outer) {
   RunHooks hooks;
   hooks.before_allocate = outer.before_allocate;
   hooks.jit = outer.jit;
+  hooks.trace = outer.trace;
   hooks.deadline = outer.deadline;
   hooks.cancel = outer.cancel;
   hooks.borrow_passthrough_outputs = true;

@@ -59,8 +59,9 @@ class SubgraphBody {
   std::unique_ptr<Interpreter> interpreter_;
 };
 
-// The hooks a body runs with: the enclosing run's limits, allocation hook
-// and JIT tier (which serves the body's region units), no tracing or step
+// The hooks a body runs with: the enclosing run's limits, allocation hook,
+// JIT tier (which serves the body's region units) and trace (a slice per
+// unit of every iteration, nested in the control-flow node's), no step
 // profiling, pass-through outputs borrowed.
 RunHooks BodyRunHooks(const RunHooks& outer);
 

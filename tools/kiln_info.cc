@@ -230,11 +230,26 @@ int DotCommand(const std::vector<std::string>& args) {
     auto regions = graph::PartitionGraph(ModelGraph(*model));
     if (!regions.ok()) return ReportError(path, regions.status());
     options.node_color_group.assign(ModelGraph(*model).num_nodes(), -1);
-    for (const graph::Region& r : *regions) {
-      for (graph::NodeId n : r.nodes) options.node_color_group[static_cast<size_t>(n)] = r.id;
-      options.group_labels.resize(static_cast<size_t>(r.id) + 1);
+    const auto label = [&options](const graph::Region& r) {
+      options.group_labels.resize(std::max(options.group_labels.size(), static_cast<size_t>(r.id) + 1));
       options.group_labels[static_cast<size_t>(r.id)] =
           "region " + std::to_string(r.id) + ": " + graph::RegionKindName(r.kind);
+    };
+    for (const graph::Region& r : *regions) {
+      for (graph::NodeId n : r.nodes) options.node_color_group[static_cast<size_t>(n)] = r.id;
+      label(r);
+    }
+    // Regions inside bodies, numbered after the top level's as a session
+    // numbers them: clusters inside their body's cluster.
+    auto bodies = graph::PartitionBodies(ModelGraph(*model), {}, static_cast<int>(regions->size()));
+    if (!bodies.ok()) return ReportError(path, bodies.status());
+    for (const graph::BodyRegions& b : *bodies) {
+      std::vector<int> groups(b.body->num_nodes(), -1);
+      for (const graph::Region& r : b.regions) {
+        for (graph::NodeId n : r.nodes) groups[static_cast<size_t>(n)] = r.id;
+        label(r);
+      }
+      options.body_color_groups.emplace_back(b.body, std::move(groups));
     }
   }
   std::string dot = graph::GraphToDot(ModelGraph(*model), options);

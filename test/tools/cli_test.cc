@@ -793,7 +793,9 @@ TEST(CliTest, ControlFlowModelsInInfoDotAndRun) {
 }
 
 // A loop body's elementwise chain is a region of its own: kiln info lists it
-// with the body it sits in, and kiln run's report shows it compiled.
+// with the body it sits in, kiln dot --regions draws it as a cluster inside
+// the body's, kiln run's report shows it compiled and its trace has a slice
+// per call.
 TEST(CliTest, RegionsInsideLoopBodiesInInfoAndReport) {
   testing::OnnxModelBuilder b(13);
   b.Input("x", onnx::TensorProto::FLOAT, {2, 4}).Int64Init("M", {}, {8}).FloatInit("half", {1}, {0.5f});
@@ -815,9 +817,32 @@ TEST(CliTest, RegionsInsideLoopBodiesInInfoAndReport) {
     EXPECT_NE(info.out.find(fragment), std::string::npos) << fragment << " not in " << info.out;
   }
 
+  Result dot = Kiln({"dot", path, "--regions"});
+  ASSERT_EQ(dot.exit_code, 0) << Describe(dot);
+  const size_t body_cluster = dot.out.find("subgraph \"cluster_n0_body_\"");
+  const size_t region_cluster = dot.out.find("subgraph \"cluster_n0_body_g0\"");
+  ASSERT_NE(body_cluster, std::string::npos) << dot.out;
+  ASSERT_NE(region_cluster, std::string::npos) << dot.out;
+  EXPECT_LT(body_cluster, region_cluster) << dot.out;
+  EXPECT_NE(dot.out.find("label=\"region 0: elementwise\""), std::string::npos) << dot.out;
+  // The region's two nodes sit in its cluster, the Identity outside it.
+  const std::string region_text = dot.out.substr(region_cluster, dot.out.find("}", region_cluster) - region_cluster);
+  EXPECT_NE(region_text.find("Mul"), std::string::npos) << region_text;
+  EXPECT_NE(region_text.find("Add"), std::string::npos) << region_text;
+  EXPECT_EQ(region_text.find("Identity"), std::string::npos) << region_text;
+
   const std::string report_path = TmpDir() + "/loop_region_report.json";
-  Result run = Kiln({"run", path, "--tier", "jit", "--iters", "3", "--report", report_path});
+  const std::string trace_path = TmpDir() + "/loop_region_trace.json";
+  Result run = Kiln({"run", path, "--tier", "jit", "--iters", "3", "--report", report_path, "--trace", trace_path});
   ASSERT_EQ(run.exit_code, 0) << Describe(run);
+  // At least 8 iterations of one run of the loop, each calling the region.
+  const std::string trace = ReadFile(trace_path);
+  size_t region_slices = 0;
+  for (size_t at = trace.find("\"region 0 ["); at != std::string::npos; at = trace.find("\"region 0 [", at + 1)) {
+    ++region_slices;
+  }
+  EXPECT_GE(region_slices, 8u) << trace;
+  EXPECT_NE(trace.find("\"region 0 [jit]\""), std::string::npos) << trace;
   EXPECT_NE(run.out.find("elementwise region 0 in Loop 'steps'/body"), std::string::npos) << run.out;
   const nlohmann::ordered_json report =
       nlohmann::ordered_json::parse(ReadFile(report_path), nullptr, /*allow_exceptions=*/false);
