@@ -94,6 +94,8 @@ void DepthwiseConvNhwc(const KernelContext& ctx, const Geometry& q, const float*
             if (col < 0 || col >= q.w) continue;
             const float* src = x + ((image * q.h + row) * q.w + col) * c;
             const float* tap = by_tap.data() + (ky * q.kw + kx) * c;
+            // -O2's cost model leaves this loop scalar unless asked.
+#pragma omp simd
             for (int64_t ch = 0; ch < c; ++ch) out[ch] += tap[ch] * src[ch];
           }
         }
@@ -226,11 +228,13 @@ void AddBias(const Geometry& q, const float* bias, float* y) {
     if (q.nhwc) {
       for (int64_t p = 0; p < positions; ++p) {
         float* row = y + (image * positions + p) * q.m;
+#pragma omp simd
         for (int64_t ch = 0; ch < q.m; ++ch) row[ch] += bias[ch];
       }
     } else {
       for (int64_t ch = 0; ch < q.m; ++ch) {
         float* plane = y + (image * q.m + ch) * positions;
+#pragma omp simd
         for (int64_t p = 0; p < positions; ++p) plane[p] += bias[ch];
       }
     }
