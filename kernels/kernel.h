@@ -71,6 +71,14 @@ class KernelContext {
   // Sets output `i` to a value the kernel made without the allocator: a
   // sequence or None (kiln/sequence.h), which Output cannot allocate.
   Status SetOutput(int i, Tensor value);
+  // The run's allocation hook (SessionOptions::before_allocate_hook), for
+  // memory a kernel allocates itself rather than through Output (sequence
+  // elements); null for none. Not owned.
+  void set_allocation_hook(const std::function<Status(size_t bytes)>* hook) { allocation_hook_ = hook; }
+  // Ok when there is no hook or it admits `bytes` more; else its refusal.
+  Status AdmitAllocation(size_t bytes) const {
+    return allocation_hook_ != nullptr && *allocation_hook_ ? (*allocation_hook_)(bytes) : Status::Ok();
+  }
   const ParallelRunner& parallel() const { return parallel_; }
   // True when input `i` is a graph constant (see the constructor).
   bool input_is_constant(int i) const {
@@ -84,6 +92,7 @@ class KernelContext {
   OutputAllocator& allocator_;
   const ParallelRunner& parallel_;
   const std::vector<bool>* constant_inputs_;
+  const std::function<Status(size_t bytes)>* allocation_hook_ = nullptr;
 };
 
 class OpKernel {

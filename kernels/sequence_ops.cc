@@ -62,6 +62,13 @@ StatusOr<int64_t> ReadPosition(const KernelContext& ctx, const char* op, int i, 
   return position < 0 ? position + size : position;
 }
 
+// A copy of `t` in memory of its own, admitted by the run's allocation
+// hook first.
+StatusOr<Tensor> OwnedCopy(const KernelContext& ctx, const Tensor& t) {
+  KILN_RETURN_IF_ERROR(ctx.AdmitAllocation(t.byte_size()));
+  return t.Clone();
+}
+
 DType SequenceDType(const KernelContext& ctx, int i) { return SequenceElementDType(*ctx.input(i)); }
 
 Status CheckElementDType(const char* op, DType sequence_dtype, const Tensor& t) {
@@ -104,7 +111,7 @@ class SequenceConstructKernel final : public OpKernel {
         return InvalidArgument("SequenceConstruct: input ", i, " is ", DTypeName(t->dtype()), " but input 0 is ",
                                DTypeName(dtype));
       }
-      KILN_ASSIGN_OR_RETURN(Tensor copy, t->Clone());
+      KILN_ASSIGN_OR_RETURN(Tensor copy, OwnedCopy(ctx, *t));
       elements.push_back(std::move(copy));
     }
     KILN_ASSIGN_OR_RETURN(Tensor sequence, MakeSequence(dtype, std::move(elements)));
@@ -121,7 +128,7 @@ class SequenceInsertKernel final : public OpKernel {
     KILN_RETURN_IF_ERROR(CheckElementDType("SequenceInsert", dtype, *t));
     const auto size = static_cast<int64_t>(in->size());
     KILN_ASSIGN_OR_RETURN(int64_t position, ReadPosition(ctx, "SequenceInsert", 2, size, true, size));
-    KILN_ASSIGN_OR_RETURN(Tensor copy, t->Clone());
+    KILN_ASSIGN_OR_RETURN(Tensor copy, OwnedCopy(ctx, *t));
     std::vector<Tensor> elements;
     elements.reserve(in->size() + 1);
     elements.insert(elements.end(), in->begin(), in->begin() + position);
@@ -282,6 +289,7 @@ class SplitToSequenceKernel final : public OpKernel {
         static_cast<size_t>(DimProduct(in->dims(), static_cast<size_t>(axis) + 1, in->dims().size())) *
         DTypeSize(in->dtype());
     const size_t in_row = static_cast<size_t>(length) * inner_bytes;
+    KILN_RETURN_IF_ERROR(ctx.AdmitAllocation(in->byte_size()));
     std::vector<Tensor> elements;
     elements.reserve(lengths.size());
     int64_t start = 0;

@@ -79,6 +79,9 @@ class SequenceMapKernel final : public ControlFlowKernel {
         if (state.outputs[o].dtype() == DType::kSequence) {
           return Unsupported(what_, ": body output ", o, " is a sequence; sequences of sequences are not supported");
         }
+        if (hooks.before_allocate != nullptr && *hooks.before_allocate) {
+          KILN_RETURN_IF_ERROR((*hooks.before_allocate)(state.outputs[o].byte_size()));
+        }
         KILN_ASSIGN_OR_RETURN(Tensor copy, state.outputs[o].Clone());
         collected[o].push_back(std::move(copy));
       }

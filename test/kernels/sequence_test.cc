@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,32 @@ TEST(SequenceValue, IsNeverAllocated) {
   auto out = ctx.Output(0, DType::kSequence, {});
   ASSERT_FALSE(out.ok());
   EXPECT_THAT(out.status().message(), HasSubstr("is a sequence"));
+}
+
+TEST(SequenceOps, ElementCopiesAskTheAllocationHook) {
+  Tensor a = Floats({4}, {1, 2, 3, 4});
+  std::vector<const Tensor*> inputs = {&a};
+  std::vector<Tensor> outputs(1);
+  PlainAllocator allocator;
+  kernels::SerialRunner serial;
+  size_t asked = 0;
+  std::function<Status(size_t)> refuse = [&asked](size_t bytes) {
+    asked = bytes;
+    return ResourceExhausted("over the test's budget");
+  };
+  graph::Node node;
+  node.op_type = "SequenceConstruct";
+  node.opset = 17;
+  auto kernel = ValueOrAbort(kernels::DefaultKernelRegistry().Create(node));
+  kernels::KernelContext ctx(inputs, outputs, allocator, serial);
+  ctx.set_allocation_hook(&refuse);
+  Status s = kernel->Compute(ctx);
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(asked, 16u);
+  node.op_type = "SplitToSequence";
+  kernel = ValueOrAbort(kernels::DefaultKernelRegistry().Create(node));
+  s = kernel->Compute(ctx);
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
 }
 
 TEST(SequenceOps, EmptyConstructLength) {
