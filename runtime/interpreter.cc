@@ -287,6 +287,14 @@ StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& g
   for (size_t i = 0; i < planned_ids.size(); ++i) {
     interp->slot_of_value_[static_cast<size_t>(planned_ids[i])] = interp->plan_.slot_of_value[i];
   }
+  interp->input_of_value_.assign(graph.num_values(), -1);
+  for (size_t i = 0; i < graph.inputs().size(); ++i) {
+    interp->input_of_value_[static_cast<size_t>(graph.inputs()[i])] = static_cast<int>(i);
+  }
+  for (size_t i = 0; i < graph.outer_scope_values().size(); ++i) {
+    interp->input_of_value_[static_cast<size_t>(graph.outer_scope_values()[i])] =
+        static_cast<int>(graph.inputs().size() + i);
+  }
   interp->profiles_.reset(new StepProfile[interp->steps_.size()]);
   Log().debug("interpreter: {} steps, {} planned values in {} slots (estimated {} bytes)", interp->steps_.size(),
               planned.size(), interp->plan_.num_slots(), interp->plan_.PlannedBytes());
@@ -429,15 +437,9 @@ Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>&
   frame.before_allocate = hooks.before_allocate;
   frame.bound_outputs = hooks.bound_outputs.empty() ? nullptr : &hooks.bound_outputs;
   frame.hooks = &hooks;
-  // Borrow inputs without copying; Tensor views keep no ownership, so the
-  // frame never extends the caller's buffers' lifetime.
-  const auto& graph_inputs = graph_.inputs();
-  const auto& outer_values = graph_.outer_scope_values();
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const Tensor& in = *inputs[i];
-    const graph::ValueId id = i < graph_inputs.size() ? graph_inputs[i] : outer_values[i - graph_inputs.size()];
-    frame.values[static_cast<size_t>(id)] = Tensor::View(in.dtype(), in.dims(), const_cast<void*>(in.raw_data()));
-  }
+  // Kernels read the caller's input tensors in place (ValuePtr): no copy,
+  // not even of a header, and the frame keeps no reference after the run.
+  frame.run_inputs = &inputs;
 
   Status status;
   for (size_t u = 0; u < units_.size(); ++u) {
@@ -465,6 +467,7 @@ Status Interpreter::Run(ExecutionFrame& frame, const std::vector<const Tensor*>&
   // Drop every reference so the frame holds neither caller memory nor
   // returned outputs between runs.
   for (Tensor& t : frame.values) t = Tensor();
+  frame.run_inputs = nullptr;
   frame.bound_outputs = nullptr;
   frame.hooks = nullptr;
   return status;
@@ -514,6 +517,10 @@ Status Interpreter::CollectOutputs(ExecutionFrame& frame, const RunHooks& hooks,
       // caller owns what Run returns.
       KILN_ASSIGN_OR_RETURN(Tensor copy, value.Clone());
       outputs.push_back(std::move(copy));
+    } else if (v.is_graph_input || v.is_outer_scope) {
+      // Borrowed: a view, which tells the control-flow kernel to copy what
+      // it keeps.
+      outputs.push_back(Tensor::View(value.dtype(), value.dims(), const_cast<void*>(value.raw_data())));
     } else if (!v.constant && !OutputListedAgain(graph_outputs, hooks.output_indices, k + 1, count, id)) {
       // The frame drops its values after the run: hand this one over
       // rather than copying its header.

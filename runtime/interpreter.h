@@ -86,7 +86,9 @@ class ExecutionFrame {
     size_t capacity = 0;
   };
   std::vector<Tensor> values;  // per graph value id, for the current run
-  std::vector<Slot> slots;     // per memory-plan slot
+  // The current run's inputs (Interpreter::Run), read in place.
+  const std::vector<const Tensor*>* run_inputs = nullptr;
+  std::vector<Slot> slots;  // per memory-plan slot
   std::vector<const Tensor*> scratch_inputs;
   std::vector<Tensor> scratch_outputs;
   // The JIT tier's per-frame state for region calls (RegionCall::scratch).
@@ -175,7 +177,9 @@ class Interpreter {
 
   const Tensor* ValuePtr(const ExecutionFrame& frame, graph::ValueId id) const {
     const graph::Value& v = graph_.value(id);
-    return v.constant ? &*v.constant : &frame.values[static_cast<size_t>(id)];
+    if (v.constant) return &*v.constant;
+    const int input = input_of_value_[static_cast<size_t>(id)];
+    return input >= 0 ? (*frame.run_inputs)[static_cast<size_t>(input)] : &frame.values[static_cast<size_t>(id)];
   }
 
   const graph::Graph& graph_;
@@ -185,6 +189,9 @@ class Interpreter {
   // value id -> memory plan slot, or -1 for values not planned (graph
   // inputs, constants, graph outputs).
   std::vector<int> slot_of_value_;
+  // value id -> index into Run's inputs (graph inputs, then outer-scope
+  // values), or -1.
+  std::vector<int> input_of_value_;
   MemoryPlan plan_;
   mutable std::unique_ptr<StepProfile[]> profiles_;
   // Runs the kernels' preparation; null when none has any. Declared last so
