@@ -49,6 +49,51 @@ TEST(IfTest, RunsTheBranchTheConditionPicksWithOuterScopeValues) {
   EXPECT_EQ(ToVector<float>((*else_out)[0].tensor), (std::vector<float>{1, 4, 9}));
 }
 
+// A branch output a node of the branch makes is handed over as it is; one
+// the branch passes through (an outer value, a branch constant) is copied.
+// Both kinds feed a node after the If, and what the run returns owns its
+// memory: overwriting the caller's input or the returned outputs afterwards
+// changes nothing.
+TEST(IfTest, BranchOutputsAreHandedOverOrCopiedAndFeedLaterNodes) {
+  OnnxModelBuilder b(13);
+  b.Input("cond", testing::kCfBool, {}).Input("x", testing::kCfFloat, {3});
+  b.Output("made").Output("passed").Output("sum");
+  auto& node = b.Node("If", {"cond"}, {"made", "passed"}, "choose");
+  b.Node("Add", {"made", "passed"}, {"sum"});
+  testing::BodyBuilder then_branch(node, "then_branch");
+  then_branch.FloatInit("one", {1}, {1.0f}).Output("t_made", testing::kCfFloat, {3});
+  then_branch.Output("x", testing::kCfFloat, {3});
+  then_branch.Node("Add", {"x", "one"}, {"t_made"});
+  testing::BodyBuilder else_branch(node, "else_branch");
+  else_branch.FloatInit("c", {3}, {7, 8, 9}).Output("e_made", testing::kCfFloat, {3});
+  else_branch.Output("c", testing::kCfFloat, {3});
+  else_branch.Node("Mul", {"x", "x"}, {"e_made"});
+  auto session = Open(b);
+  ASSERT_NE(session, nullptr);
+  for (int run = 0; run < 3; ++run) {
+    for (bool take_then : {true, false}) {
+      Tensor x = MakeTensor<float>({3}, {1, 2, 3});
+      auto out = session->Run({{"cond", Flag(take_then)}, {"x", x}});
+      ASSERT_TRUE(out.ok()) << out.status().ToString();
+      ASSERT_EQ(out->size(), 3u);
+      for (int i = 0; i < 3; ++i) x.data<float>()[i] = -100.0f;
+      const std::vector<float> made = take_then ? std::vector<float>{2, 3, 4} : std::vector<float>{1, 4, 9};
+      const std::vector<float> passed = take_then ? std::vector<float>{1, 2, 3} : std::vector<float>{7, 8, 9};
+      EXPECT_EQ(ToVector<float>((*out)[0].tensor), made) << "run " << run << " then " << take_then;
+      EXPECT_EQ(ToVector<float>((*out)[1].tensor), passed) << "run " << run << " then " << take_then;
+      std::vector<float> sum(3);
+      for (size_t i = 0; i < 3; ++i) sum[i] = made[i] + passed[i];
+      EXPECT_EQ(ToVector<float>((*out)[2].tensor), sum) << "run " << run << " then " << take_then;
+      // The caller owns what Run returns: writing into it must not reach the
+      // branch's constant, which the next run reads again.
+      for (const NamedTensor& o : *out) {
+        Tensor t = o.tensor;
+        for (int64_t i = 0; i < t.num_elements(); ++i) t.data<float>()[i] = -1.0f;
+      }
+    }
+  }
+}
+
 TEST(IfTest, RejectsAConditionThatIsNotOneBool) {
   auto session = Open(testing::IfModel());
   ASSERT_NE(session, nullptr);
