@@ -19,6 +19,8 @@
 // than the pass it saves; there the primitive runs without post-ops and R
 // and the activation are applied in one cache-blocked pass over the
 // row-major result, right after the dst reorder.
+#include <omp.h>
+
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -76,9 +78,12 @@ class ConvKernel final : public OpKernel {
     preparation_pending_.store(true, std::memory_order_release);
     return [this, key, x_nchw, w, has_bias, has_residual, kernel] {
       const Status built = GuardDnnl(kOp, [&]() -> Status {
+        // For the thread count the runtime gave this thread: that of the
+        // session's runs (runtime/preparation_queue.h).
+        const int threads = omp_get_max_threads();
         std::shared_ptr<const Plan> plan;
         {
-          DnnlCreationThreads creation_threads;
+          DnnlCreationThreads creation_threads(threads);
           KILN_ASSIGN_OR_RETURN(plan, MakePlan(x_nchw, *w, has_bias, has_residual, kernel));
         }
         if (plan->io.reorder_weights) {
@@ -93,7 +98,7 @@ class ConvKernel final : public OpKernel {
           KernelContext ctx(inputs, outputs, allocator, serial);
           plan->io.weights_cache.Get(ctx, plan->io.weights_reorder, *w, /*weights_constant=*/true);
         }
-        cache_.Insert(key, std::move(plan));
+        cache_.Insert(key, threads, std::move(plan));
         return Status::Ok();
       });
       // From now on runs take the cache's path: they find the plan, or
@@ -154,9 +159,10 @@ class ConvKernel final : public OpKernel {
       return ComputeUnprepared(ctx, *x, x_nchw, *w, b, r, kernel);
     }
     return GuardDnnl(kOp, [&]() -> Status {
-      KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan, cache_.GetOrCreate(key, [&] {
-        return MakePlan(x_nchw, *w, b != nullptr, r != nullptr, kernel);
-      }));
+      KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
+                            cache_.GetOrCreate(key, ctx.parallel().num_threads(), [&] {
+                              return MakePlan(x_nchw, *w, b != nullptr, r != nullptr, kernel);
+                            }));
       if (r != nullptr) KILN_RETURN_IF_ERROR(CheckResidual(kOp, *r, plan->y_dims));
       KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, plan->y_dims));
       if (y->num_elements() == 0 || x->num_elements() == 0) {

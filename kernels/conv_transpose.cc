@@ -71,7 +71,8 @@ class ConvTransposeKernel final : public OpKernel {
     key.push_back(b != nullptr);
     return GuardDnnl(kOp, [&]() -> Status {
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
-                            cache_.GetOrCreate(key, [&] { return MakePlan(*x, *w, b != nullptr, kernel); }));
+                            cache_.GetOrCreate(key, ctx.parallel().num_threads(),
+                                               [&] { return MakePlan(*x, *w, b != nullptr, kernel); }));
       KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, plan->out_dims));
       if (y->num_elements() == 0) return Status::Ok();
       if (x->num_elements() == 0) return Unsupported(kOp, ": empty X with a non-empty output");

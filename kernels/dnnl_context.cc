@@ -14,12 +14,8 @@ const dnnl::engine& DnnlEngine() {
   return *engine;
 }
 
-DnnlCreationThreads::DnnlCreationThreads() : saved_(omp_get_max_threads()) {
-  // Asked once per process: libgomp's omp_get_num_procs writes the affinity
-  // mask into one global buffer without a lock, so two sessions building
-  // primitives at once raced there (ThreadSanitizer, concurrency_test).
-  static const int procs = omp_get_num_procs();
-  const int threads = std::max(saved_, procs);
+DnnlCreationThreads::DnnlCreationThreads(int threads) : saved_(omp_get_max_threads()) {
+  threads = std::max(1, threads);
   if (saved_ != threads) omp_set_num_threads(threads);
 }
 

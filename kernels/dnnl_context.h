@@ -136,15 +136,16 @@ inline dnnl::memory::desc AnyF32Desc(const Dims& dims) {
   return dnnl::memory::desc(ToDnnlDims(dims), dnnl::memory::data_type::f32, dnnl::memory::format_tag::any);
 }
 
-// Raises the calling thread's OpenMP thread count to at least the number
-// of cores while it lives, restoring it after. oneDNN sizes a primitive's per-thread
-// scratchpad and work split from that count when the primitive is created,
-// and a primitive may then run with at most that many threads. Runs take a
-// varying number from their session's ThreadBudget, so primitives are built
-// for the most any run could have.
+// Sets the calling thread's OpenMP thread count to `threads` while it lives,
+// restoring it after. oneDNN sizes a primitive's work split and per-thread
+// scratchpad from that count when the primitive is created, and its
+// blocked implementations then run with exactly that many threads, whatever
+// the count when they execute: a primitive built for more threads than its
+// run was granted takes cores the session was not given. So a primitive is
+// built for the thread count of the runs that execute it.
 class DnnlCreationThreads {
  public:
-  DnnlCreationThreads();
+  explicit DnnlCreationThreads(int threads);
   ~DnnlCreationThreads();
   DnnlCreationThreads(const DnnlCreationThreads&) = delete;
   DnnlCreationThreads& operator=(const DnnlCreationThreads&) = delete;
@@ -162,23 +163,26 @@ class DnnlCreationThreads {
 template <typename Entry>
 class ShapeCache {
  public:
-  // Returns the entry for `key`, building it with `make()` (returning
-  // StatusOr<std::shared_ptr<const Entry>>) on first use. `make` may throw
+  // Returns the entry for `key` and runs of `threads` threads, building it
+  // with `make()` (returning StatusOr<std::shared_ptr<const Entry>>) on
+  // first use, for that many threads (DnnlCreationThreads). `make` may throw
   // oneDNN errors: call inside GuardDnnl.
   template <typename Make>
-  StatusOr<std::shared_ptr<const Entry>> GetOrCreate(const std::vector<int64_t>& key, Make&& make) const {
+  StatusOr<std::shared_ptr<const Entry>> GetOrCreate(std::vector<int64_t> key, int threads, Make&& make) const {
+    key.push_back(threads);
     MutexLock lock(mu_);
     if (const std::shared_ptr<const Entry>* found = entries_.Find(key)) return *found;
-    DnnlCreationThreads creation_threads;
+    DnnlCreationThreads creation_threads(threads);
     StatusOr<std::shared_ptr<const Entry>> made = make();
     if (!made.ok()) return made.status();
     entries_.Put(key, *made);
     return made;
   }
 
-  // Publishes an entry built outside the cache (by background preparation,
-  // without holding the lock while building).
-  void Insert(const std::vector<int64_t>& key, std::shared_ptr<const Entry> entry) const {
+  // Publishes an entry built outside the cache for runs of `threads` threads
+  // (by background preparation, without holding the lock while building).
+  void Insert(std::vector<int64_t> key, int threads, std::shared_ptr<const Entry> entry) const {
+    key.push_back(threads);
     MutexLock lock(mu_);
     entries_.Put(key, std::move(entry));
   }

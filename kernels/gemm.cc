@@ -124,7 +124,8 @@ class GemmKernel final : public OpKernel {
     key.push_back(r != nullptr);  // the residual's post-op is part of the primitive
     return GuardDnnl(kOp, [&]() -> Status {
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
-                            cache_.GetOrCreate(key, [&] { return MakePlan(m, k, n, use_c, r != nullptr); }));
+                            cache_.GetOrCreate(key, ctx.parallel().num_threads(),
+                                               [&] { return MakePlan(m, k, n, use_c, r != nullptr); }));
       std::unordered_map<int, dnnl::memory> args = {
           {DNNL_ARG_SRC, WrapMemory(plan->pd.src_desc(), a->raw_data())},
           {DNNL_ARG_WEIGHTS, WrapMemory(plan->pd.weights_desc(), b->raw_data())},

@@ -71,9 +71,10 @@ class MatMulKernel final : public OpKernel {
     const bool constant_b = ctx.input_is_constant(1);
     key.push_back(constant_b);
     return GuardDnnl(kOp, [&]() -> Status {
-      KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan, cache_.GetOrCreate(key, [&] {
-        return MakePlan(a->dims(), b->dims(), bias != nullptr, residual != nullptr, constant_b);
-      }));
+      KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
+                            cache_.GetOrCreate(key, ctx.parallel().num_threads(), [&] {
+                              return MakePlan(a->dims(), b->dims(), bias != nullptr, residual != nullptr, constant_b);
+                            }));
       if (residual != nullptr) KILN_RETURN_IF_ERROR(CheckResidual(kOp, *residual, plan->out_dims));
       KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, plan->out_dims));
       if (y->num_elements() == 0) return Status::Ok();

@@ -68,8 +68,9 @@ class PoolKernel final : public OpKernel {
     AppendKey(key, x_nchw);
     key.push_back(static_cast<int64_t>(x->dtype()));
     return GuardDnnl(op, [&]() -> Status {
-      KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
-                            cache_.GetOrCreate(key, [&] { return MakePlan(x_nchw, x->dtype()); }));
+      KILN_ASSIGN_OR_RETURN(
+          std::shared_ptr<const Plan> plan,
+          cache_.GetOrCreate(key, ctx.parallel().num_threads(), [&] { return MakePlan(x_nchw, x->dtype()); }));
       const Dims& o = plan->out_dims;
       KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, x->dtype(), channels_last_ ? Dims{o[0], o[2], o[3], o[1]} : o));
       if (y->num_elements() == 0) return Status::Ok();

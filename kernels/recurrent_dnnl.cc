@@ -118,7 +118,7 @@ class DnnlRecurrentImpl final : public DnnlRecurrent {
     std::vector<int64_t> key = {p.seq, p.batch, p.input, p.hidden, has_state, has_p, threads};
     return GuardDnnl(op_, [&]() -> Status {
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
-                            cache_.GetOrCreate(key, [&] { return MakePlan(p, has_state, has_p, threads); }));
+                            cache_.GetOrCreate(key, threads, [&] { return MakePlan(p, has_state, has_p, threads); }));
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const PreparedWeights> weights, Prepare(ctx, p, *plan));
       return Execute(ctx, p, *plan, *weights, has_state, y, y_h, y_c);
     });

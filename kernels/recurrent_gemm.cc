@@ -50,7 +50,7 @@ StatusOr<std::unique_ptr<DnnlWeightGemm::Bound>> DnnlWeightGemm::Bind(const Kern
   std::unique_ptr<Bound> bound(new Bound());
   Status status = GuardDnnl(op_, [&]() -> Status {
     const std::vector<int64_t> key = {m, n, k, bias != nullptr};
-    KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan, cache_.GetOrCreate(key, [&] {
+    KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan, cache_.GetOrCreate(key, threads, [&] {
       auto made = std::make_shared<Plan>();
       // B^T [k, n] seen through B [n, k] row-major.
       made->weights_user = StridedF32Desc({k, n}, {1, k});

@@ -185,7 +185,8 @@ StatusOr<std::vector<Interpreter::Unit>> OrderUnits(const graph::Graph& graph, c
 StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& graph,
                                                            const kernels::KernelRegistry& registry,
                                                            const std::vector<graph::Region>& regions,
-                                                           const std::vector<graph::BodyRegions>* bodies) {
+                                                           const std::vector<graph::BodyRegions>* bodies,
+                                                           int run_threads) {
   KILN_ASSIGN_OR_RETURN(std::vector<graph::NodeId> topo, graph.TopologicalOrder());
   std::unique_ptr<Interpreter> interp(new Interpreter(graph));
   interp->regions_ = regions;
@@ -301,7 +302,7 @@ StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& g
   if (!preparations.empty()) {
     // On a thread of its own: a run that comes first uses the kernels'
     // unprepared paths rather than waiting (kernel.h).
-    interp->preparation_ = std::make_unique<PreparationQueue>(std::move(preparations));
+    interp->preparation_ = std::make_unique<PreparationQueue>(std::move(preparations), run_threads);
   }
   return interp;
 }

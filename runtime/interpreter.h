@@ -112,11 +112,14 @@ class Interpreter {
   // of `regions` becomes one execution unit: its nodes run back to back, so
   // a JIT tier can replace them with one compiled call (JitTier::Run with
   // the region's id). Control-flow nodes give their bodies the regions
-  // `bodies` lists for them (graph/body_partitioner.h).
+  // `bodies` lists for them (graph/body_partitioner.h). Kernel preparation
+  // runs in the background for runs of `run_threads` threads (a run with
+  // another count builds what it needs itself).
   static StatusOr<std::unique_ptr<Interpreter>> Create(const graph::Graph& graph,
                                                        const kernels::KernelRegistry& registry,
                                                        const std::vector<graph::Region>& regions = {},
-                                                       const std::vector<graph::BodyRegions>* bodies = nullptr);
+                                                       const std::vector<graph::BodyRegions>* bodies = nullptr,
+                                                       int run_threads = 1);
 
   std::unique_ptr<ExecutionFrame> NewFrame() const;
 

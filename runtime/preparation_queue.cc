@@ -1,11 +1,14 @@
 #include "runtime/preparation_queue.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <utility>
 
 namespace kiln::runtime {
 
-PreparationQueue::PreparationQueue(std::vector<std::function<void()>> jobs)
-    : jobs_(std::move(jobs)), worker_([this] { Work(); }) {}
+PreparationQueue::PreparationQueue(std::vector<std::function<void()>> jobs, int run_threads)
+    : jobs_(std::move(jobs)), run_threads_(std::max(1, run_threads)), worker_([this] { Work(); }) {}
 
 PreparationQueue::~PreparationQueue() {
   {
@@ -21,6 +24,7 @@ void PreparationQueue::WaitIdle() {
 }
 
 void PreparationQueue::Work() {
+  omp_set_num_threads(run_threads_);
   for (std::function<void()>& job : jobs_) {
     {
       MutexLock lock(mu_);

@@ -15,8 +15,11 @@ namespace kiln::runtime {
 
 class PreparationQueue {
  public:
-  // Starts one thread that runs `jobs` in order.
-  explicit PreparationQueue(std::vector<std::function<void()>> jobs);
+  // Starts one thread that runs `jobs` in order, with its OpenMP thread
+  // count set to `run_threads`, the threads the session's runs will have:
+  // oneDNN primitives built there are built for that many (kernels/
+  // dnnl_context.h, DnnlCreationThreads).
+  PreparationQueue(std::vector<std::function<void()>> jobs, int run_threads);
   // Drops the jobs that have not started and waits for the running one.
   ~PreparationQueue();
   PreparationQueue(const PreparationQueue&) = delete;
@@ -31,6 +34,7 @@ class PreparationQueue {
   Mutex mu_;
   CondVar done_cv_;
   std::vector<std::function<void()>> jobs_;  // only the worker reads them once started
+  int run_threads_;
   bool stopping_ KILN_GUARDED_BY(mu_) = false;
   bool done_ KILN_GUARDED_BY(mu_) = false;
   std::thread worker_;

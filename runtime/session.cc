@@ -235,15 +235,15 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
     KILN_ASSIGN_OR_RETURN(regions, graph::PartitionGraph(graph, partition));
     KILN_ASSIGN_OR_RETURN(bodies, graph::PartitionBodies(graph, partition, static_cast<int>(regions.size())));
   }
-  KILN_ASSIGN_OR_RETURN(impl->interpreter,
-                        runtime::Interpreter::Create(graph, kernels::DefaultKernelRegistry(), regions, &bodies));
+  impl->budget = options.thread_budget ? options.thread_budget : ThreadBudget::Create();
+  const int max_threads = std::min(impl->options.intra_op_threads, impl->budget->threads());
+  KILN_ASSIGN_OR_RETURN(impl->interpreter, runtime::Interpreter::Create(graph, kernels::DefaultKernelRegistry(),
+                                                                        regions, &bodies, max_threads));
   // Runs before the background preparation (packing, oneDNN primitives)
   // finishes compute some ops another way (a different order of sums), so
   // their results can depend on timing. Bitwise equivalence promises results
   // that depend on nothing but the inputs: wait for it here.
   if (options.jit_bitwise_equivalent) impl->interpreter->WaitForPreparation();
-  impl->budget = options.thread_budget ? options.thread_budget : ThreadBudget::Create();
-  const int max_threads = std::min(impl->options.intra_op_threads, impl->budget->threads());
   for (int t = 1; t <= max_threads; ++t) impl->runners.push_back(runtime::MakeIntraOpRunner(t));
   if (!regions.empty() || !bodies.empty()) {
     runtime::JitTierHooks jit_hooks;
