@@ -57,16 +57,18 @@ dnnl::memory WrapMemory(const dnnl::memory::desc& desc, const void* data) {
   return dnnl::memory(desc, DnnlEngine(), const_cast<void*>(data));
 }
 
+int DnnlThreadsFor(size_t bytes, int run_threads) {
+  constexpr size_t kMinParallelBytes = size_t{256} << 10;
+  return bytes < kMinParallelBytes ? 1 : std::max(1, run_threads);
+}
+
 void ExecuteDnnl(const KernelContext& ctx, const dnnl::primitive& primitive, const dnnl::primitive_desc_base& pd,
                  std::unordered_map<int, dnnl::memory> args) {
-  // oneDNN (OpenMP build) sizes its parallel regions from the calling
-  // thread's OpenMP setting; make it follow the session's thread count. A
-  // small primitive runs on one thread: an OpenMP fork/join costs a few
-  // microseconds when the cores are idle and whole scheduler time slices
-  // when another process holds one, far more than the work it splits.
-  constexpr size_t kMinParallelBytes = size_t{256} << 10;
+  // oneDNN (OpenMP build) sizes the parallel regions of implementations
+  // that do not fix their count at creation from the calling thread's
+  // OpenMP setting; make it follow the session's thread count.
   const size_t touched = pd.src_desc().get_size() + pd.weights_desc().get_size() + pd.dst_desc().get_size();
-  const int threads = touched < kMinParallelBytes ? 1 : std::max(1, ctx.parallel().num_threads());
+  const int threads = DnnlThreadsFor(touched, ctx.parallel().num_threads());
   if (omp_get_max_threads() != threads) omp_set_num_threads(threads);
   dnnl::memory::desc scratch_desc = pd.scratchpad_desc();
   if (scratch_desc.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(scratch_desc, DnnlEngine()));

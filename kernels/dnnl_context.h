@@ -66,7 +66,14 @@ Status GuardDnnl(const char* op, Fn&& fn) noexcept {
 // run concurrently from several threads, each with its own scratchpad.
 dnnl::primitive_attr UserScratchpadAttr();
 
-// Executes `primitive` on the calling thread with the session's thread count
+// The threads a primitive touching `bytes` (source, weights and destination)
+// runs with in a run of `run_threads`: one for a small primitive, since an
+// OpenMP fork/join costs a few microseconds when the cores are idle and
+// whole scheduler time slices when another process holds one, far more
+// than the work it splits.
+int DnnlThreadsFor(size_t bytes, int run_threads);
+
+// Executes `primitive` on the calling thread with DnnlThreadsFor threads
 // for OpenMP, a fresh scratchpad of `pd`'s size and a fresh stream. `args`
 // need not contain DNNL_ARG_SCRATCHPAD. May throw dnnl::error: call inside
 // GuardDnnl.
