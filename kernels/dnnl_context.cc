@@ -63,12 +63,13 @@ int DnnlThreadsFor(size_t bytes, int run_threads) {
 }
 
 void ExecuteDnnl(const KernelContext& ctx, const dnnl::primitive& primitive, const dnnl::primitive_desc_base& pd,
-                 std::unordered_map<int, dnnl::memory> args) {
+                 std::unordered_map<int, dnnl::memory> args, int built_threads) {
   // oneDNN (OpenMP build) sizes the parallel regions of implementations
   // that do not fix their count at creation from the calling thread's
   // OpenMP setting; make it follow the session's thread count.
   const size_t touched = pd.src_desc().get_size() + pd.weights_desc().get_size() + pd.dst_desc().get_size();
-  const int threads = DnnlThreadsFor(touched, ctx.parallel().num_threads());
+  int threads = DnnlThreadsFor(touched, ctx.parallel().num_threads());
+  if (built_threads > 0) threads = std::min(threads, built_threads);
   if (omp_get_max_threads() != threads) omp_set_num_threads(threads);
   dnnl::memory::desc scratch_desc = pd.scratchpad_desc();
   if (scratch_desc.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(scratch_desc, DnnlEngine()));
@@ -81,12 +82,13 @@ DnnlReorder MakeReorder(const dnnl::memory::desc& from, const dnnl::memory::desc
   DnnlReorder r;
   r.pd = dnnl::reorder::primitive_desc(DnnlEngine(), from, DnnlEngine(), to, UserScratchpadAttr());
   r.primitive = dnnl::reorder(r.pd);
+  r.built_threads = omp_get_max_threads();
   return r;
 }
 
 void ExecuteReorder(const KernelContext& ctx, const DnnlReorder& reorder, const dnnl::memory& from,
                     const dnnl::memory& to) {
-  ExecuteDnnl(ctx, reorder.primitive, reorder.pd, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+  ExecuteDnnl(ctx, reorder.primitive, reorder.pd, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}, reorder.built_threads);
 }
 
 dnnl::memory PackedWeightsCache::Get(const KernelContext& ctx, const DnnlReorder& reorder, const Tensor& weights,
@@ -107,6 +109,7 @@ dnnl::memory PackedWeightsCache::Get(const KernelContext& ctx, const DnnlReorder
 
 void BlockedIo::Prepare(const dnnl::memory::desc& src, const dnnl::memory::desc& weights,
                         const dnnl::memory::desc& dst) {
+  built_threads = omp_get_max_threads();
   reorder_src = src != src_user;
   reorder_weights = weights != weights_user;
   reorder_dst = dst != dst_user;
@@ -131,7 +134,7 @@ void BlockedIo::Execute(const KernelContext& ctx, const dnnl::primitive& primiti
   extra[DNNL_ARG_SRC] = src_mem;
   extra[DNNL_ARG_WEIGHTS] = weights_mem;
   extra[DNNL_ARG_DST] = dst_mem;
-  ExecuteDnnl(ctx, primitive, pd, std::move(extra));
+  ExecuteDnnl(ctx, primitive, pd, std::move(extra), built_threads);
   if (reorder_dst) ExecuteReorder(ctx, dst_reorder, dst_mem, dst_user_mem);
 }
 

@@ -74,11 +74,12 @@ dnnl::primitive_attr UserScratchpadAttr();
 int DnnlThreadsFor(size_t bytes, int run_threads);
 
 // Executes `primitive` on the calling thread with DnnlThreadsFor threads
-// for OpenMP, a fresh scratchpad of `pd`'s size and a fresh stream. `args`
-// need not contain DNNL_ARG_SCRATCHPAD. May throw dnnl::error: call inside
-// GuardDnnl.
+// for OpenMP, at most `built_threads` when that is positive (a primitive
+// must not run with more threads than it was built for), a fresh
+// scratchpad of `pd`'s size and a fresh stream. `args` need not contain
+// DNNL_ARG_SCRATCHPAD. May throw dnnl::error: call inside GuardDnnl.
 void ExecuteDnnl(const KernelContext& ctx, const dnnl::primitive& primitive, const dnnl::primitive_desc_base& pd,
-                 std::unordered_map<int, dnnl::memory> args);
+                 std::unordered_map<int, dnnl::memory> args, int built_threads = 0);
 
 // Wraps a tensor's memory (not copied, not owned) in a oneDNN memory object.
 dnnl::memory WrapMemory(const dnnl::memory::desc& desc, const void* data);
@@ -87,6 +88,7 @@ dnnl::memory WrapMemory(const dnnl::memory::desc& desc, const void* data);
 struct DnnlReorder {
   dnnl::reorder::primitive_desc pd;
   dnnl::reorder primitive;
+  int built_threads = 1;  // the OpenMP thread count it was built with
 };
 // May throw dnnl::error.
 DnnlReorder MakeReorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to);
@@ -126,6 +128,7 @@ struct BlockedIo {
   bool reorder_src = false, reorder_weights = false, reorder_dst = false;
   DnnlReorder src_reorder, weights_reorder, dst_reorder;
   PackedWeightsCache weights_cache;
+  int built_threads = 0;  // the OpenMP thread count when Prepare ran: the primitive's
 
   // Builds the reorders needed between the user descriptors (set before)
   // and the primitive's chosen ones. May throw dnnl::error.
