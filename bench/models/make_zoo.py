@@ -465,6 +465,22 @@ def make_bigru(rng, num_layers=2, din=64, hidden=128, seq=100, batch=4, classes=
     return model, {"input": (batch, seq, din)}
 
 
+def scripted_loop_model(g, name, trip, cond, body_nodes, shape):
+    """A model whose graph is one Loop as torch.onnx exports `for _ in range(steps)` over a state:
+    trip count and condition from the Constants `trip` and `cond`, body inputs (i, cond.1, h.1) and
+    outputs (cond.3, h.3), the condition passed through by Identity. `body_nodes` compute h.3 from
+    h.1 (and the graph's "input" and weights). The model maps "input" to "output", both `shape`."""
+    body = helper.make_graph(body_nodes + [
+        helper.make_node("Identity", ["cond.1"], ["cond.3"], name="/Loop/Identity"),
+    ], "loop_body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                     helper.make_tensor_value_info("cond.1", TensorProto.BOOL, []),
+                     value_info("h.1", shape)],
+        [helper.make_tensor_value_info("cond.3", TensorProto.BOOL, []), value_info("h.3", shape)])
+    g.nodes.append(helper.make_node("Loop", [trip, cond, "input"], ["output"], name="/Loop", body=body))
+    model = g.model(name, 13, [value_info("input", shape)], [value_info("output", shape)])
+    return model, {"input": tuple(shape)}
+
+
 def make_loop_branch(rng, steps=16, batch=4, d=64):
     """A scripted PyTorch module whose loop holds a data-dependent branch, as torch.onnx exports
     torch.jit.script code (opset 13): `for _ in range(16): h = fc(h); h = relu(h) if h.sum() > 0
@@ -483,7 +499,7 @@ def make_loop_branch(rng, steps=16, batch=4, d=64):
     tanh = helper.make_graph([helper.make_node("Tanh", ["/Loop/fc/Add_output_0"], ["/Loop/If/Tanh_output_0"],
                                                name="/Loop/If/Tanh")],
                              "else_branch", [], [value_info("/Loop/If/Tanh_output_0", [batch, d])])
-    body = helper.make_graph([
+    body_nodes = [
         helper.make_node("MatMul", ["h.1", w], ["/Loop/fc/MatMul_output_0"], name="/Loop/fc/MatMul"),
         helper.make_node("Add", ["/Loop/fc/MatMul_output_0", b], ["/Loop/fc/Add_output_0"], name="/Loop/fc/Add"),
         helper.make_node("ReduceSum", ["/Loop/fc/Add_output_0"], ["/Loop/ReduceSum_output_0"], name="/Loop/ReduceSum",
@@ -492,14 +508,8 @@ def make_loop_branch(rng, steps=16, batch=4, d=64):
                          name="/Loop/Greater"),
         helper.make_node("If", ["/Loop/Greater_output_0"], ["h.3"], name="/Loop/If", then_branch=relu,
                          else_branch=tanh),
-        helper.make_node("Identity", ["cond.1"], ["cond.3"], name="/Loop/Identity"),
-    ], "loop_body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-                     helper.make_tensor_value_info("cond.1", TensorProto.BOOL, []),
-                     value_info("h.1", [batch, d])],
-        [helper.make_tensor_value_info("cond.3", TensorProto.BOOL, []), value_info("h.3", [batch, d])])
-    g.nodes.append(helper.make_node("Loop", [trip, cond, "input"], ["output"], name="/Loop", body=body))
-    model = g.model("loop_branch", 13, [value_info("input", [batch, d])], [value_info("output", [batch, d])])
-    return model, {"input": (batch, d)}
+    ]
+    return scripted_loop_model(g, "loop_branch", trip, cond, body_nodes, [batch, d])
 
 
 def make_loop_1000_tiny(rng, steps=1000, d=8):
@@ -510,17 +520,11 @@ def make_loop_1000_tiny(rng, steps=1000, d=8):
     trip = g.constant(steps, "", np.int64)
     cond = g.constant(True, "", np.bool_)
     half = g.constant(0.5, "")
-    body = helper.make_graph([
+    body_nodes = [
         helper.make_node("Mul", ["h.1", half], ["/Loop/Mul_output_0"], name="/Loop/Mul"),
         helper.make_node("Add", ["/Loop/Mul_output_0", "input"], ["h.3"], name="/Loop/Add"),
-        helper.make_node("Identity", ["cond.1"], ["cond.3"], name="/Loop/Identity"),
-    ], "loop_body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-                     helper.make_tensor_value_info("cond.1", TensorProto.BOOL, []),
-                     value_info("h.1", [1, d])],
-        [helper.make_tensor_value_info("cond.3", TensorProto.BOOL, []), value_info("h.3", [1, d])])
-    g.nodes.append(helper.make_node("Loop", [trip, cond, "input"], ["output"], name="/Loop", body=body))
-    model = g.model("loop_1000_tiny", 13, [value_info("input", [1, d])], [value_info("output", [1, d])])
-    return model, {"input": (1, d)}
+    ]
+    return scripted_loop_model(g, "loop_1000_tiny", trip, cond, body_nodes, [1, d])
 
 
 def make_loop_mlp(rng, steps=32, batch=8, d=256):
@@ -537,7 +541,7 @@ def make_loop_mlp(rng, steps=32, batch=8, d=256):
     sqrt2 = g.constant(math.sqrt(2.0), "")
     one = g.constant(1.0, "")
     half = g.constant(0.5, "")
-    body = helper.make_graph([
+    body_nodes = [
         helper.make_node("MatMul", ["h.1", w], ["/Loop/fc/MatMul_output_0"], name="/Loop/fc/MatMul"),
         helper.make_node("Add", ["/Loop/fc/MatMul_output_0", b], ["/Loop/fc/Add_output_0"], name="/Loop/fc/Add"),
         helper.make_node("Div", ["/Loop/fc/Add_output_0", sqrt2], ["/Loop/Div_output_0"], name="/Loop/Div"),
@@ -548,14 +552,8 @@ def make_loop_mlp(rng, steps=32, batch=8, d=256):
         helper.make_node("Mul", ["/Loop/Mul_output_0", half], ["/Loop/Mul_1_output_0"], name="/Loop/Mul_1"),
         helper.make_node("Add", ["/Loop/Mul_1_output_0", "input"], ["/Loop/Add_1_output_0"], name="/Loop/Add_1"),
         helper.make_node("Tanh", ["/Loop/Add_1_output_0"], ["h.3"], name="/Loop/Tanh"),
-        helper.make_node("Identity", ["cond.1"], ["cond.3"], name="/Loop/Identity"),
-    ], "loop_body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-                     helper.make_tensor_value_info("cond.1", TensorProto.BOOL, []),
-                     value_info("h.1", [batch, d])],
-        [helper.make_tensor_value_info("cond.3", TensorProto.BOOL, []), value_info("h.3", [batch, d])])
-    g.nodes.append(helper.make_node("Loop", [trip, cond, "input"], ["output"], name="/Loop", body=body))
-    model = g.model("loop_mlp", 13, [value_info("input", [batch, d])], [value_info("output", [batch, d])])
-    return model, {"input": (batch, d)}
+    ]
+    return scripted_loop_model(g, "loop_mlp", trip, cond, body_nodes, [batch, d])
 
 
 def make_streaming_vad(rng, chunk=512, channels=32, hidden=64):
