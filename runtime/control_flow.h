@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "graph/body_partitioner.h"
 #include "graph/graph.h"
@@ -25,15 +26,24 @@
 namespace kiln::runtime {
 
 struct RunHooks;
+class SubgraphBody;
 
 class ControlFlowKernel : public kernels::OpKernel {
  public:
+  // A body and the attribute that holds it ("then_branch", "body").
+  struct NamedBody {
+    const char* attribute;
+    const SubgraphBody* body;
+  };
+
   // Bodies need the run's hooks; the interpreter never calls this.
   Status Compute(kernels::KernelContext& ctx) const final;
   // Runs the op. Thread-safe: per-run state (body frames, buffers) comes
   // from a pool the kernel owns, so concurrent runs never share it and a
   // warm kernel allocates nothing for it.
   virtual Status Run(kernels::KernelContext& ctx, const RunHooks& hooks) const = 0;
+  // The bodies, for walks over nested interpreters (per-node profiles).
+  virtual std::vector<NamedBody> bodies() const = 0;
 };
 
 // If, Loop, Scan or SequenceMap in the default domain.

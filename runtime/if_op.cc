@@ -37,6 +37,10 @@ class IfKernel final : public ControlFlowKernel {
     }
   }
 
+  std::vector<NamedBody> bodies() const override {
+    return {{"then_branch", then_.get()}, {"else_branch", else_.get()}};
+  }
+
   Status Run(kernels::KernelContext& ctx, const RunHooks& hooks) const override {
     const Tensor* cond = ctx.input(0);
     if (cond == nullptr || cond->dtype() != DType::kBool || cond->num_elements() != 1) {

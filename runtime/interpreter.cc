@@ -9,8 +9,10 @@
 #include <set>
 
 #include "graph/log.h"
+#include "kiln/session.h"
 #include "runtime/control_flow.h"
 #include "runtime/jit_tier.h"
+#include "runtime/subgraph_body.h"
 #include "runtime/trace_recorder.h"
 
 namespace kiln::runtime {
@@ -305,6 +307,19 @@ StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const graph::Graph& g
     interp->preparation_ = std::make_unique<PreparationQueue>(std::move(preparations), run_threads);
   }
   return interp;
+}
+
+void Interpreter::AppendProfiles(const std::string& path, std::vector<NodeProfile>& out) const {
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    const graph::Node& node = graph_.node(steps_[s].node);
+    const StepProfile& p = profiles_[s];
+    out.push_back({node.name, node.op_type, p.calls.load(), static_cast<double>(p.total_ns.load()) / 1e6, path});
+    if (steps_[s].control_flow == nullptr) continue;
+    const std::string node_path = (path.empty() ? "" : path + "/") + node.Label();
+    for (const ControlFlowKernel::NamedBody& b : steps_[s].control_flow->bodies()) {
+      b.body->interpreter().AppendProfiles(node_path + "/" + b.attribute, out);
+    }
+  }
 }
 
 void Interpreter::WaitForPreparation() const {

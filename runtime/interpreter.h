@@ -26,6 +26,10 @@
 #include "runtime/preparation_queue.h"
 #include "runtime/region_call.h"
 
+namespace kiln {
+struct NodeProfile;
+}  // namespace kiln
+
 namespace kiln::runtime {
 
 class ControlFlowKernel;
@@ -156,6 +160,10 @@ class Interpreter {
   const std::vector<Step>& steps() const { return steps_; }
   const std::vector<Unit>& units() const { return units_; }
   const StepProfile& profile(size_t step) const { return profiles_[step]; }
+  // Appends every step's profile, then (after each control-flow step) its
+  // bodies' at any depth, their NodeProfile::path naming the body
+  // ("Loop 'l'/body" under `path`, "" for the top level).
+  void AppendProfiles(const std::string& path, std::vector<NodeProfile>& out) const;
   const MemoryPlan& memory_plan() const { return plan_; }
   const graph::Graph& graph() const { return graph_; }
 

@@ -47,6 +47,8 @@ class LoopKernel final : public ControlFlowKernel {
   LoopKernel(std::unique_ptr<SubgraphBody> body, std::vector<graph::ValueId> scan_values, std::string what)
       : body_(std::move(body)), scan_values_(std::move(scan_values)), what_(std::move(what)) {}
 
+  std::vector<NamedBody> bodies() const override { return {{"body", body_.get()}}; }
+
   Status Run(kernels::KernelContext& ctx, const RunHooks& hooks) const override {
     std::unique_ptr<LoopState> state = states_.Acquire([this]() -> std::unique_ptr<LoopState> {
       auto s = std::make_unique<LoopState>();

@@ -51,6 +51,8 @@ class ScanKernel final : public ControlFlowKernel {
   ScanKernel(std::unique_ptr<SubgraphBody> body, ScanConfig config, std::string what)
       : body_(std::move(body)), config_(std::move(config)), what_(std::move(what)) {}
 
+  std::vector<NamedBody> bodies() const override { return {{"body", body_.get()}}; }
+
   Status Run(kernels::KernelContext& ctx, const RunHooks& hooks) const override {
     std::unique_ptr<ScanState> state = states_.Acquire([this]() -> std::unique_ptr<ScanState> {
       auto s = std::make_unique<ScanState>();

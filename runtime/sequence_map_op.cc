@@ -28,6 +28,8 @@ class SequenceMapKernel final : public ControlFlowKernel {
   SequenceMapKernel(std::unique_ptr<SubgraphBody> body, std::string what)
       : body_(std::move(body)), what_(std::move(what)) {}
 
+  std::vector<NamedBody> bodies() const override { return {{"body", body_.get()}}; }
+
   Status Run(kernels::KernelContext& ctx, const RunHooks& hooks) const override {
     std::unique_ptr<MapState> state = states_.Acquire([this] {
       auto s = std::make_unique<MapState>();

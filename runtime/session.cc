@@ -400,13 +400,7 @@ SessionStats Session::stats() const {
     impl_->jit->AddCacheStats(stats);
   }
   if (impl_->options.enable_profiling) {
-    const auto& steps = impl_->interpreter->steps();
-    const graph::Graph& g = ModelGraph(*impl_->model);
-    for (size_t s = 0; s < steps.size(); ++s) {
-      const graph::Node& node = g.node(steps[s].node);
-      const auto& p = impl_->interpreter->profile(s);
-      stats.nodes.push_back({node.name, node.op_type, p.calls.load(), static_cast<double>(p.total_ns.load()) / 1e6});
-    }
+    impl_->interpreter->AppendProfiles("", stats.nodes);
   }
   return stats;
 }

@@ -61,6 +61,7 @@ Status SubgraphBody::Run(ExecutionFrame& frame, const std::vector<const Tensor*>
 RunHooks BodyRunHooks(const RunHooks& outer) {
   RunHooks hooks;
   hooks.before_allocate = outer.before_allocate;
+  hooks.profile = outer.profile;
   hooks.jit = outer.jit;
   hooks.trace = outer.trace;
   hooks.deadline = outer.deadline;

@@ -38,6 +38,7 @@ class SubgraphBody {
   const std::string& what() const { return what_; }
 
   std::unique_ptr<ExecutionFrame> NewFrame() const { return interpreter_->NewFrame(); }
+  const Interpreter& interpreter() const { return *interpreter_; }
 
   // Appends the node's inputs this body reads from outside to `inputs`.
   void AppendCaptures(const kernels::KernelContext& ctx, std::vector<const Tensor*>& inputs) const;
@@ -61,8 +62,8 @@ class SubgraphBody {
 
 // The hooks a body runs with: the enclosing run's limits, allocation hook,
 // JIT tier (which serves the body's region units) and trace (a slice per
-// unit of every iteration, nested in the control-flow node's), no step
-// profiling, pass-through outputs borrowed.
+// unit of every iteration, nested in the control-flow node's), step
+// profiling as the enclosing run has it, pass-through outputs borrowed.
 RunHooks BodyRunHooks(const RunHooks& outer);
 
 // Past the deadline, cancelled, or over the iteration cap: a Status naming

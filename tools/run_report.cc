@@ -245,8 +245,9 @@ Status WriteRunReport(const RunMeasurements& m, const std::string& path) {
   if (!stats.nodes.empty()) {
     Json& nodes = report["nodes"] = Json::array();
     for (const NodeProfile& n : stats.nodes) {
-      nodes.push_back(
-          {{"name", n.node_name}, {"op", n.op_type}, {"calls", n.calls}, {"total_ms", Rounded(n.total_ms)}});
+      Json node = {{"name", n.node_name}, {"op", n.op_type}, {"calls", n.calls}, {"total_ms", Rounded(n.total_ms)}};
+      if (!n.path.empty()) node["path"] = n.path;
+      nodes.push_back(std::move(node));
     }
   }
   // Names come from the model file and need not be UTF-8: replace what is

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -145,6 +147,35 @@ TEST(LoopTest, BodyWithADataDependentBranchReadsValuesTwoScopesOut) {
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   // s: 0 -> 1 (sum 0 <= 5: add) -> 2 (sum 3) -> 1 (sum 6 > 5: halve) -> 2 -> 1.
   EXPECT_EQ(ToVector<float>((*out)[0].tensor), (std::vector<float>{1, 1, 1}));
+}
+
+// With profiling on, nodes inside bodies get profiles of their own, named by
+// the body that holds them, and count one call per iteration that ran them.
+TEST(LoopTest, ProfilesNodesInsideBodiesWithTheirPath) {
+  SessionOptions options;
+  options.enable_profiling = true;
+  auto session = Open(testing::LoopWithIfModel(), options);
+  ASSERT_NE(session, nullptr);
+  for (int run = 0; run < 2; ++run) {
+    auto out = session->Run(
+        {{"M", Scalar(5)}, {"x", MakeTensor<float>({3}, {1, 1, 1})}, {"threshold", MakeTensor<float>({}, {5.0f})}});
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+  }
+  std::map<std::string, NodeProfile> by_op;
+  for (const NodeProfile& n : session->stats().nodes) by_op[n.op_type] = n;
+  ASSERT_EQ(by_op.count("Loop"), 1u);
+  EXPECT_EQ(by_op["Loop"].path, "");
+  EXPECT_EQ(by_op["Loop"].calls, 2);
+  EXPECT_EQ(by_op["If"].path, "Loop 'steps'/body");
+  EXPECT_EQ(by_op["If"].calls, 10);
+  // Sums 0, 3, 6, 3, 6 against the threshold 5: add, add, halve, add, halve.
+  EXPECT_EQ(by_op["Mul"].path, "Loop 'steps'/body/If 'halve_or_add'/then_branch");
+  EXPECT_EQ(by_op["Mul"].calls, 4);
+  EXPECT_EQ(by_op["Add"].path, "Loop 'steps'/body/If 'halve_or_add'/else_branch");
+  EXPECT_EQ(by_op["Add"].calls, 6);
+  // A body's time is inside its control-flow node's.
+  EXPECT_GE(by_op["Loop"].total_ms, by_op["If"].total_ms);
+  EXPECT_GE(by_op["If"].total_ms, by_op["Mul"].total_ms);
 }
 
 // After a first run has sized the body's slots and pools, more iterations

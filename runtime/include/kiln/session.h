@@ -270,11 +270,16 @@ struct SessionOptions {
   bool enable_tracing = false;
 };
 
+// A node's calls and time. A control-flow node's time includes its bodies',
+// whose nodes have profiles of their own, each named by the body holding it.
 struct NodeProfile {
   std::string node_name;
   std::string op_type;
   int64_t calls = 0;
   double total_ms = 0;
+  // "" at the top level; else the body, as RegionStats::path names it
+  // ("Loop 'outer'/body/If 'branch'/then_branch").
+  std::string path;
 };
 
 // Whether compiling one version of a region has paid for itself: what the
