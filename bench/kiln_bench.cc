@@ -147,6 +147,26 @@ void BM_StreamTriad(benchmark::State& state, int64_t mib) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(3 * n * sizeof(float)));
 }
 
+// Read-only bandwidth: the sum of one float array of `mib` MiB, with eight
+// accumulators so the adds never wait on each other. This is the roof of a
+// GEMV whose weight no cache holds, which only reads: the triad's mix of
+// reads and writes (and write-allocate traffic) is a different roof.
+void BM_StreamRead(benchmark::State& state, int64_t mib) {
+  const size_t n = (static_cast<size_t>(mib) << 20) / sizeof(float) / 64 * 64;
+  std::vector<float> a(n, 1.0f);  // touched (and placed) by this thread
+  for (auto _ : state) {
+    const float* __restrict p = a.data();
+    __m256 s[8];
+    for (__m256& v : s) v = _mm256_setzero_ps();
+    for (size_t i = 0; i < n; i += 64) {
+      for (int j = 0; j < 8; ++j) s[j] = _mm256_add_ps(s[j], _mm256_loadu_ps(p + i + 8 * j));
+    }
+    for (int j = 1; j < 8; ++j) s[0] = _mm256_add_ps(s[0], s[j]);
+    benchmark::DoNotOptimize(s[0]);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n * sizeof(float)));
+}
+
 // Independent 256-bit FMA chains: enough accumulators (12) to cover FMA
 // latency (4-5 cycles) times the FMA ports (2 on current x86 cores), so the
 // loop is throughput bound. 2 FLOP per lane per FMA.
@@ -542,6 +562,7 @@ LoadOptions BasicGraph() {
 void RegisterRoofs() {
   for (int threads : {1, 2}) {
     benchmark::RegisterBenchmark("BM_StreamTriad/MiB:64", BM_StreamTriad, 64)->Threads(threads)->UseRealTime();
+    benchmark::RegisterBenchmark("BM_StreamRead/MiB:64", BM_StreamRead, 64)->Threads(threads)->UseRealTime();
     benchmark::RegisterBenchmark("BM_FmaPeak", BM_FmaPeak)->Threads(threads)->UseRealTime();
   }
 }

@@ -35,6 +35,8 @@ import tempfile
 import numpy as np
 
 UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+# bench/gemm_bench.cc's kOutOfCacheN: the GEMV whose weight no cache holds.
+OUT_OF_CACHE_GEMV_N = 4096
 
 
 class Result:
@@ -320,6 +322,15 @@ def find(results, pattern):
     return [(n, r) for n, r in results.items() if re.search(pattern, n) and not r.error]
 
 
+def stream_read_bandwidth(results):
+    """Threads -> bytes/s of BM_StreamRead, the roof of a GEMV whose weight is in memory."""
+    read = {}
+    for name, result in find(results, r"^BM_StreamRead/"):
+        m = re.search(r"threads:(\d+)", name)
+        read[int(m.group(1)) if m else 1] = result.value("bytes_per_second")
+    return read
+
+
 def roofs_section(results):
     lines = ["## Roofs", ""]
     triad = {}
@@ -329,6 +340,10 @@ def roofs_section(results):
     for threads in sorted(triad):
         lines.append("- STREAM triad, %d thread%s: **%.2f GB/s**" % (threads, "" if threads == 1 else "s",
                                                                    triad[threads] / 1e9))
+    read = stream_read_bandwidth(results)
+    for threads in sorted(read):
+        lines.append("- Read-only stream (sum of 64 MiB), %d thread%s: **%.2f GB/s**" % (
+            threads, "" if threads == 1 else "s", read[threads] / 1e9))
     lines.append("")
     lines.append("Fused elementwise region bandwidth (input + output bytes per run, 1 thread) as a share of"
                  " the 1-thread triad. The triad's 64 MiB exceed the last-level cache, the regions' tensors"
@@ -376,10 +391,13 @@ def gemm_section(results):
         return []
     peaks = [r.value("flops") for _, r in find(results, r"^BM_FmaPeakAvx512")]
     peak = peaks[0] if peaks and peaks[0] else None
+    read = stream_read_bandwidth(results).get(1)
     lines = ["## GEMM: JIT code against kiln's packed GEMM and oneDNN (1 thread, N = K, constant weight)", ""]
-    lines.append("GFLOP/s (M = 1: GB/s of weight read). The JIT column says which tile the host's ISA got.")
+    lines.append("GFLOP/s (M = 1: GB/s of weight read). The JIT column says which tile the host's ISA got. JIT / roof:"
+                 " the FMA peak for M > 1; for M = 1 with a weight no cache holds (N = K = %d), the 1-thread"
+                 " read-only stream bandwidth." % OUT_OF_CACHE_GEMV_N)
     lines.append("")
-    lines.append("| M | N = K | JIT | packed (AVX2) | oneDNN | JIT / packed | JIT / oneDNN | JIT / FMA peak |")
+    lines.append("| M | N = K | JIT | packed (AVX2) | oneDNN | JIT / packed | JIT / oneDNN | JIT / roof |")
     lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (m, n) in sorted(rows):
         r = rows[(m, n)]
@@ -390,9 +408,13 @@ def gemm_section(results):
         def ratio(a, b):
             return "%.2f" % (a / b) if a and b else "n/a"
         jit_flops = r["jit"].value("flops") if "jit" in r else None
+        if m > 1:
+            roof = fmt_pct(jit_flops / peak) if jit_flops and peak else "n/a"
+        else:
+            roof = fmt_pct(vals["jit"] / read) if vals["jit"] and read and n == OUT_OF_CACHE_GEMV_N else "n/a"
         lines.append("| %d | %d | %s | %s | %s | %s | %s | %s |" % (
             m, n, cell(vals["jit"]), cell(vals["packed"]), cell(vals["onednn"]), ratio(vals["jit"], vals["packed"]),
-            ratio(vals["jit"], vals["onednn"]), fmt_pct(jit_flops / peak) if jit_flops and peak and m > 1 else "n/a"))
+            ratio(vals["jit"], vals["onednn"]), roof))
     lines.append("")
     return lines
 

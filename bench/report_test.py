@@ -117,6 +117,28 @@ class ReportTest(unittest.TestCase):
         # An op-by-op row is not a tier pair of its own.
         self.assertNotIn("opbyop", text[:text.index("## The JIT against op-by-op interpretation")])
 
+    def test_gemm_roofs(self):
+        """M > 1 rows are held against the FMA peak, the out-of-cache GEMV against read bandwidth."""
+        n = report.OUT_OF_CACHE_GEMV_N
+        benchmarks = [
+            kiln_entry("BM_FmaPeakAvx512", 1.0, flops=200e9),
+            kiln_entry("BM_StreamRead/MiB:64/threads:1", 1.0, bytes_per_second=40e9),
+            kiln_entry("BM_Gemm/impl:jit/m:32/n:512", 1.0, flops=180e9),
+            kiln_entry("BM_Gemm/impl:onednn/m:32/n:512", 1.0, flops=200e9),
+            kiln_entry("BM_Gemm/impl:jit/m:1/n:%d" % n, 1.0, flops=1e9, weight_bytes_per_second=34e9),
+            kiln_entry("BM_Gemm/impl:jit/m:1/n:512", 1.0, flops=1e9, weight_bytes_per_second=90e9),
+        ]
+        path = os.path.join(self.dir.name, "gemm.json")
+        with open(path, "w") as f:
+            json.dump({"context": {"num_cpus": 2}, "benchmarks": benchmarks}, f)
+        _, results = report.load_results(path)
+        text = "\n".join(report.roofs_section(results) + report.gemm_section(results))
+        self.assertIn("Read-only stream (sum of 64 MiB), 1 thread: **40.00 GB/s**", text)
+        self.assertIn("| 32 | 512 | 180.0 | n/a | 200.0 | n/a | 0.90 | 90.0% |", text)
+        self.assertIn("| 1 | %d | 34.0 | n/a | n/a | n/a | n/a | 85.0%% |" % n, text)
+        # A weight that fits in cache has no memory roof.
+        self.assertIn("| 1 | 512 | 90.0 | n/a | n/a | n/a | n/a | n/a |", text)
+
     def test_rows_in_natural_order_whatever_the_file_order(self):
         # bench/run interleaves repetitions at random: the file's order is arbitrary.
         shuffled = os.path.join(self.dir.name, "shuffled.json")
