@@ -190,9 +190,13 @@ class PoolKernel final : public OpKernel {
     });
   }
 
-  // RunDirect2d over NHWC, one output pixel at a time: for each group of 8
-  // channels the window's taps are combined in one register and stored
-  // once (a pixel's channels are contiguous, so each tap is one load).
+  // RunDirect2d over NHWC, one output pixel at a time: for each group of
+  // channels the window's taps are combined in registers and stored once
+  // (a pixel's channels are contiguous, so each tap is one load). The
+  // pixels whose every horizontal tap lands in the input (all but a border
+  // of about kernel / stride columns) take PoolRowInterior, which derives
+  // the taps' addresses from the column instead of listing them per pixel;
+  // the border pixels list the taps that land.
   void RunDirect2dChannelsLast(const KernelContext& ctx, const Plan& plan, const float* in, float* out) const {
     const Axis& r = plan.rows;
     const Axis& c = plan.cols;
@@ -202,34 +206,113 @@ class PoolKernel final : public OpKernel {
     const int64_t work_per_row = c.out * channels * r.kernel * c.kernel;
     constexpr int64_t kChunkWindowReads = int64_t{1} << 16;
     const int64_t grain = std::max<int64_t>(1, kChunkWindowReads / std::max<int64_t>(1, work_per_row));
+    // Output columns [interior_lo, interior_hi) read every horizontal tap.
+    int64_t interior_lo = 0, interior_hi = c.out;
+    for (int64_t kw = 0; kw < c.kernel; ++kw) {
+      interior_lo = std::max(interior_lo, c.out_lo[static_cast<size_t>(kw)]);
+      interior_hi = std::min(interior_hi, c.out_hi[static_cast<size_t>(kw)]);
+    }
+    interior_hi = std::max(interior_lo, interior_hi);
     ctx.parallel().For(rows, grain, [&](int64_t begin, int64_t end) {
       std::vector<const float*> taps(static_cast<size_t>(r.kernel * c.kernel));
+      std::vector<const float*> in_rows(static_cast<size_t>(r.kernel));
       for (int64_t row_index = begin; row_index < end; ++row_index) {
         const int64_t n = row_index / r.out, oh = row_index % r.out;
         const float* src = in + n * r.in * c.in * channels;
-        for (int64_t ow = 0; ow < c.out; ++ow) {
-          // The window's taps that land in the input.
+        // The input rows of the window that land in the input.
+        size_t num_rows = 0;
+        for (int64_t kh = 0; kh < r.kernel; ++kh) {
+          if (oh < r.out_lo[static_cast<size_t>(kh)] || oh >= r.out_hi[static_cast<size_t>(kh)]) continue;
+          const int64_t ih = oh * r.stride - r.pad_begin + kh * r.dilation;
+          in_rows[num_rows++] = src + ih * c.in * channels;
+        }
+        float* out_row = out + row_index * c.out * channels;
+        auto border_pixel = [&](int64_t ow) {
           size_t count = 0;
-          for (int64_t kh = 0; kh < r.kernel; ++kh) {
-            if (oh < r.out_lo[static_cast<size_t>(kh)] || oh >= r.out_hi[static_cast<size_t>(kh)]) continue;
-            const int64_t ih = oh * r.stride - r.pad_begin + kh * r.dilation;
+          for (size_t i = 0; i < num_rows; ++i) {
             for (int64_t kw = 0; kw < c.kernel; ++kw) {
               if (ow < c.out_lo[static_cast<size_t>(kw)] || ow >= c.out_hi[static_cast<size_t>(kw)]) continue;
               const int64_t iw = ow * c.stride - c.pad_begin + kw * c.dilation;
-              taps[count++] = src + (ih * c.in + iw) * channels;
+              taps[count++] = in_rows[i] + iw * channels;
             }
           }
-          float* pixel = out + (row_index * c.out + ow) * channels;
           const float scale =
               is_max ? 1.0f : r.inv_count[static_cast<size_t>(oh)] * c.inv_count[static_cast<size_t>(ow)];
           if (is_max) {
-            PoolPixel<true>(taps.data(), count, channels, scale, pixel);
+            PoolPixel<true>(taps.data(), count, channels, scale, out_row + ow * channels);
           } else {
-            PoolPixel<false>(taps.data(), count, channels, scale, pixel);
+            PoolPixel<false>(taps.data(), count, channels, scale, out_row + ow * channels);
           }
+        };
+        for (int64_t ow = 0; ow < interior_lo; ++ow) border_pixel(ow);
+        if (is_max) {
+          PoolRowInterior<true>(in_rows.data(), num_rows, c, interior_lo, interior_hi, channels, nullptr, 1.0f,
+                                out_row);
+        } else {
+          PoolRowInterior<false>(in_rows.data(), num_rows, c, interior_lo, interior_hi, channels, c.inv_count.data(),
+                                 r.inv_count[static_cast<size_t>(oh)], out_row);
         }
+        for (int64_t ow = interior_hi; ow < c.out; ++ow) border_pixel(ow);
       }
     });
+  }
+
+  // Output pixels [ow_lo, ow_hi) of one NHWC output row, whose horizontal
+  // taps all land in the input rows `in_rows`: their maximum, or their sum
+  // times row_scale * col_scale[ow]. Channels go 32 at a time (four
+  // registers, so each tap's loads are independent), then 8, then one.
+  template <bool kMax>
+  static void PoolRowInterior(const float* const* in_rows, size_t num_rows, const Axis& c, int64_t ow_lo, int64_t ow_hi,
+                              int64_t channels, const float* col_scale, float row_scale, float* out_row) {
+    constexpr int64_t kLanes = 8;
+    const int64_t tap_step = c.dilation * channels;
+    const __m256 init = kMax ? _mm256_set1_ps(-std::numeric_limits<float>::infinity()) : _mm256_setzero_ps();
+    // max(v, acc) keeps acc when v is NaN, like std::max(acc, v).
+    auto combine = [](__m256 acc, __m256 v) { return kMax ? _mm256_max_ps(v, acc) : _mm256_add_ps(acc, v); };
+    for (int64_t ow = ow_lo; ow < ow_hi; ++ow) {
+      const int64_t first = (ow * c.stride - c.pad_begin) * channels;
+      float* pixel = out_row + ow * channels;
+      const __m256 scale = _mm256_set1_ps(kMax ? 1.0f : row_scale * col_scale[ow]);
+      int64_t ch = 0;
+      for (; ch + 4 * kLanes <= channels; ch += 4 * kLanes) {
+        __m256 a0 = init, a1 = init, a2 = init, a3 = init;
+        for (size_t i = 0; i < num_rows; ++i) {
+          const float* tap = in_rows[i] + first + ch;
+          for (int64_t kw = 0; kw < c.kernel; ++kw, tap += tap_step) {
+            a0 = combine(a0, _mm256_loadu_ps(tap));
+            a1 = combine(a1, _mm256_loadu_ps(tap + kLanes));
+            a2 = combine(a2, _mm256_loadu_ps(tap + 2 * kLanes));
+            a3 = combine(a3, _mm256_loadu_ps(tap + 3 * kLanes));
+          }
+        }
+        if (!kMax) {
+          a0 = _mm256_mul_ps(a0, scale);
+          a1 = _mm256_mul_ps(a1, scale);
+          a2 = _mm256_mul_ps(a2, scale);
+          a3 = _mm256_mul_ps(a3, scale);
+        }
+        _mm256_storeu_ps(pixel + ch, a0);
+        _mm256_storeu_ps(pixel + ch + kLanes, a1);
+        _mm256_storeu_ps(pixel + ch + 2 * kLanes, a2);
+        _mm256_storeu_ps(pixel + ch + 3 * kLanes, a3);
+      }
+      for (; ch + kLanes <= channels; ch += kLanes) {
+        __m256 acc = init;
+        for (size_t i = 0; i < num_rows; ++i) {
+          const float* tap = in_rows[i] + first + ch;
+          for (int64_t kw = 0; kw < c.kernel; ++kw, tap += tap_step) acc = combine(acc, _mm256_loadu_ps(tap));
+        }
+        _mm256_storeu_ps(pixel + ch, kMax ? acc : _mm256_mul_ps(acc, scale));
+      }
+      for (; ch < channels; ++ch) {
+        float acc = kMax ? -std::numeric_limits<float>::infinity() : 0.0f;
+        for (size_t i = 0; i < num_rows; ++i) {
+          const float* tap = in_rows[i] + first + ch;
+          for (int64_t kw = 0; kw < c.kernel; ++kw, tap += tap_step) acc = kMax ? std::max(acc, *tap) : acc + *tap;
+        }
+        pixel[ch] = kMax ? acc : acc * row_scale * col_scale[ow];
+      }
+    }
   }
 
   // Combines `count` input pixels of `channels` floats into `out`: their

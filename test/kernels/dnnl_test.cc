@@ -692,6 +692,63 @@ TEST(PoolTest, MatchesReference) {
   }
 }
 
+// NCHW <-> NHWC for the channels-last (kiln domain) pools.
+std::vector<float> ToNhwc(const std::vector<float>& x, const Dims& nchw) {
+  const int64_t n = nchw[0], c = nchw[1], hw = nchw[2] * nchw[3];
+  std::vector<float> y(x.size());
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t p = 0; p < hw; ++p)
+        y[static_cast<size_t>((b * hw + p) * c + ch)] = x[static_cast<size_t>((b * c + ch) * hw + p)];
+  return y;
+}
+
+// The kiln-domain pools on NHWC data against the NCHW reference: channel
+// counts that take the 32-wide, 8-wide and scalar paths, windows whose
+// border columns hold padding or ceil-mode overhang, dilations, and a
+// runner that splits the rows into single-row chunks.
+TEST(PoolTest, ChannelsLastMatchesReference) {
+  struct Case {
+    Dims xd, k, s, pads;
+    bool ceil, include;
+  };
+  const std::vector<Case> cases = {
+      {{1, 32, 12, 12}, {3, 3}, {2, 2}, {1, 1, 1, 1}, false, false},  // ResNet's stem pool, small
+      {{2, 43, 9, 11}, {3, 3}, {2, 2}, {1, 1, 1, 1}, true, true},
+      {{1, 8, 7, 6}, {3, 2}, {2, 3}, {1, 0, 2, 1}, false, true},
+      {{1, 5, 8, 8}, {3, 3}, {3, 3}, {1, 1, 1, 1}, true, true},
+      {{1, 40, 6, 9}, {2, 4}, {1, 1}, {0, 2, 1, 1}, false, false},
+      {{1, 64, 3, 3}, {3, 3}, {1, 1}, {1, 1, 1, 1}, false, false},  // no interior column
+  };
+  uint32_t seed = 640;
+  for (const Case& tc : cases) {
+    SCOPED_TRACE(DimsToString(tc.xd) + " k" + DimsToString(tc.k) + " s" + DimsToString(tc.s));
+    auto xv = RandomFloats(static_cast<size_t>(ElementCount(tc.xd)), seed++);
+    const Dims nhwc = {tc.xd[0], tc.xd[2], tc.xd[3], tc.xd[1]};
+    Tensor x = MakeTensor<float>(nhwc, ToNhwc(xv, tc.xd));
+    for (bool is_max : {true, false}) {
+      Dims yd;
+      const auto expected = ToNhwc(RefPool2d(xv, tc.xd, is_max, tc.k, tc.s, tc.pads, tc.ceil, tc.include, &yd), yd);
+      graph::Node node;
+      node.op_type = is_max ? "MaxPool" : "AveragePool";
+      node.domain = "kiln";  // graph::kKilnDomain: the NHWC pools
+      node.opset = 1;
+      node.attributes = {{"kernel_shape", IntsAttr(tc.k)},
+                         {"strides", IntsAttr(tc.s)},
+                         {"pads", IntsAttr(tc.pads)},
+                         {"ceil_mode", IntAttr(tc.ceil)}};
+      if (!is_max) node.attributes["count_include_pad"] = IntAttr(tc.include);
+      for (bool chunked : {false, true}) {
+        auto out = chunked ? testing::RunNode(node, {&x}, ReversedChunkRunner())
+                           : testing::RunNode(node, {&x}, kernels::SerialRunner());
+        ASSERT_TRUE(out.ok()) << out.status().ToString();
+        EXPECT_EQ((*out)[0].dims(), (Dims{yd[0], yd[2], yd[3], yd[1]}));
+        testing::ExpectNear(ToVector<float>((*out)[0]), expected);
+      }
+    }
+  }
+}
+
 TEST(PoolTest, MaxPoolDilationsAndSameLower) {
   Tensor x = MakeTensor<float>({1, 1, 4, 4}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16});
   auto out = RunOp("MaxPool", {&x}, {{"kernel_shape", IntsAttr({2, 2})}, {"dilations", IntsAttr({2, 2})}});
