@@ -6,6 +6,8 @@
 #include <sstream>
 #include <thread>
 
+#include "graph/log.h"
+
 namespace kiln::runtime {
 namespace {
 
@@ -41,9 +43,27 @@ void TraceRecorder::AddSlice(const std::string& name, const std::string& categor
   using std::chrono::duration_cast;
   using std::chrono::microseconds;
   MutexLock lock(mu_);
-  slices_.push_back({name, category, duration_cast<microseconds>(start - origin_).count(),
-                     std::max<int64_t>(0, duration_cast<microseconds>(end - start).count()),
-                     track >= 0 ? track : TrackOfThisThread()});
+  Slice slice{name, category, duration_cast<microseconds>(start - origin_).count(),
+              std::max<int64_t>(0, duration_cast<microseconds>(end - start).count()),
+              track >= 0 ? track : TrackOfThisThread()};
+  if (slice.track == kCompileTrack) {
+    compile_slices_.push_back(std::move(slice));
+  } else if (request_slices_.size() < max_request_slices_) {
+    request_slices_.push_back(std::move(slice));
+  } else {
+    if (dropped_request_ == 0) {
+      Log().warn("trace: {} request slices recorded; from now on the oldest are dropped to keep the newest",
+                 max_request_slices_);
+    }
+    request_slices_[next_request_] = std::move(slice);
+    next_request_ = (next_request_ + 1) % max_request_slices_;
+    ++dropped_request_;
+  }
+}
+
+int64_t TraceRecorder::dropped_request_slices() const {
+  MutexLock lock(mu_);
+  return dropped_request_;
 }
 
 void TraceRecorder::AddCounter(const std::string& name, const std::string& series, double value, Clock::time_point at) {
@@ -64,11 +84,21 @@ std::string TraceRecorder::ToChromeJson() const {
        << R"(  {"name": "thread_name", "ph": "M", "pid": 1, "tid": )" << t << R"(, "args": {"name": "request thread )"
        << t << "\"}}";
   }
-  for (const Slice& s : slices_) {
+  if (dropped_request_ > 0) {
+    os << ",\n"
+       << R"(  {"name": "dropped_request_slices", "ph": "M", "pid": 1, "args": {"count": )" << dropped_request_
+       << ", \"kept\": " << request_slices_.size() << "}}";
+  }
+  const auto write = [&os](const Slice& s) {
     os << ",\n  {\"name\": \"" << JsonEscape(s.name) << "\", \"cat\": \"" << JsonEscape(s.category)
        << "\", \"ph\": \"X\", \"pid\": 1, \"tid\": " << s.track << ", \"ts\": " << s.start_us
        << ", \"dur\": " << s.duration_us << "}";
+  };
+  // Oldest first: from the ring's next slot round to the one before it.
+  for (size_t i = 0; i < request_slices_.size(); ++i) {
+    write(request_slices_[(next_request_ + i) % request_slices_.size()]);
   }
+  for (const Slice& s : compile_slices_) write(s);
   for (const Counter& c : counters_) {
     // JSON has no infinity or NaN; a counter that is not a number is left out.
     if (!std::isfinite(c.value)) continue;
