@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "kernels/fast_math.h"
+#include "kernels/gate_math.h"
 
 namespace kiln::kernels {
 namespace {
@@ -22,40 +22,91 @@ inline void Clip(float* x, int64_t n, float clip) {
   for (int64_t i = 0; i < n; ++i) x[i] = std::min(clip, std::max(-clip, x[i]));
 }
 
+// The default-activation rows below run a row in blocks of kGateBlock
+// hidden units, one stage at a time over the block (pre-activations, each
+// activation, the state update), through small arrays that stay in L1. A
+// single loop doing all of one unit's arithmetic has a dependency chain of
+// several exponentials and divisions per vector, longer than the
+// out-of-order window can overlap; a stage's loop body is short and its
+// iterations independent, so consecutive vectors' work overlaps.
+constexpr int64_t kGateBlock = 64;
+
 // LstmRow for the default activations (sigmoid, tanh, tanh) without clip
-// or input_forget, in one pass: each element's gates stay in registers
-// instead of going through memory once per activation. The operations and
-// their order are LstmRow's, so the results are the same bits. `flatten`:
-// GCC's -O2 inliner would keep FastTanh, called twice, out of line, and a
-// call keeps the loop scalar.
+// or input_forget. `flatten`: GCC's -O2 inliner would keep the activations
+// out of line, and a call keeps a loop scalar.
 [[gnu::flatten]] void DefaultLstmRow(const float* x, const float* gates, const float* peephole, int64_t n,
                                      float* c_state, float* h_state) {
-  const float* pi = peephole;
-  const float* po = peephole + n;
-  const float* pf = peephole + 2 * n;
+  alignas(64) float i_gate[kGateBlock], f_gate[kGateBlock], c_gate[kGateBlock], o_gate[kGateBlock];
+  for (int64_t j0 = 0; j0 < n; j0 += kGateBlock) {
+    const int64_t m = std::min(kGateBlock, n - j0);
+    const float* gi = gates + j0;
+    const float* go = gates + n + j0;
+    const float* gf = gates + 2 * n + j0;
+    const float* gc = gates + 3 * n + j0;
+    const float* xi = x + j0;
+    const float* xo = x + n + j0;
+    const float* xf = x + 2 * n + j0;
+    const float* xc = x + 3 * n + j0;
+    const float* pi = peephole + j0;
+    const float* po = peephole + n + j0;
+    const float* pf = peephole + 2 * n + j0;
+    float* c_row = c_state + j0;
+    float* h_row = h_state + j0;
 #pragma omp simd
-  for (int64_t j = 0; j < n; ++j) {
-    const float c = c_state[j];
-    const float i_gate = FastSigmoid(gates[j] + (x[j] + pi[j] * c));
-    const float f_gate = FastSigmoid(gates[2 * n + j] + (x[2 * n + j] + pf[j] * c));
-    const float c_gate = FastTanh(gates[3 * n + j] + x[3 * n + j]);
-    const float c_new = f_gate * c + i_gate * c_gate;
-    const float o_gate = FastSigmoid((gates[n + j] + x[n + j]) + po[j] * c_new);
-    c_state[j] = c_new;
-    h_state[j] = o_gate * FastTanh(c_new);
+    for (int64_t j = 0; j < m; ++j) {
+      const float c = c_row[j];
+      i_gate[j] = gi[j] + (xi[j] + pi[j] * c);
+      f_gate[j] = gf[j] + (xf[j] + pf[j] * c);
+      c_gate[j] = gc[j] + xc[j];
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < m; ++j) i_gate[j] = GateSigmoid(i_gate[j]);
+#pragma omp simd
+    for (int64_t j = 0; j < m; ++j) f_gate[j] = GateSigmoid(f_gate[j]);
+#pragma omp simd
+    for (int64_t j = 0; j < m; ++j) c_gate[j] = GateTanh(c_gate[j]);
+#pragma omp simd
+    for (int64_t j = 0; j < m; ++j) {
+      // The output gate's peephole looks at the new cell state.
+      const float c_new = f_gate[j] * c_row[j] + i_gate[j] * c_gate[j];
+      c_row[j] = c_new;
+      o_gate[j] = (go[j] + xo[j]) + po[j] * c_new;
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < m; ++j) o_gate[j] = GateSigmoid(o_gate[j]);
+#pragma omp simd
+    for (int64_t j = 0; j < m; ++j) h_row[j] = o_gate[j] * GateTanh(c_row[j]);
   }
 }
 
 // GruLinearBeforeResetRow for the default activations (sigmoid, tanh)
-// without clip, in one pass, with that function's operations in its order.
+// without clip, staged like DefaultLstmRow.
 [[gnu::flatten]] void DefaultGruLinearBeforeResetRow(const float* x, const float* gates, const float* recurrent_h_bias,
                                                      int64_t n, float* h_state) {
+  alignas(64) float z_gate[kGateBlock], r_gate[kGateBlock], candidate[kGateBlock];
+  for (int64_t j0 = 0; j0 < n; j0 += kGateBlock) {
+    const int64_t m = std::min(kGateBlock, n - j0);
+    const float* gz = gates + j0;
+    const float* gr = gates + n + j0;
+    const float* gh = gates + 2 * n + j0;
+    const float* xz = x + j0;
+    const float* xr = x + n + j0;
+    const float* xh = x + 2 * n + j0;
+    const float* rb = recurrent_h_bias + j0;
+    float* h_row = h_state + j0;
 #pragma omp simd
-  for (int64_t j = 0; j < n; ++j) {
-    const float z = FastSigmoid(gates[j] + x[j]);
-    const float r = FastSigmoid(gates[n + j] + x[n + j]);
-    const float candidate = FastTanh(x[2 * n + j] + r * (gates[2 * n + j] + recurrent_h_bias[j]));
-    h_state[j] = (1.0f - z) * candidate + z * h_state[j];
+    for (int64_t j = 0; j < m; ++j) {
+      z_gate[j] = gz[j] + xz[j];
+      r_gate[j] = gr[j] + xr[j];
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < m; ++j) z_gate[j] = GateSigmoid(z_gate[j]);
+#pragma omp simd
+    for (int64_t j = 0; j < m; ++j) r_gate[j] = GateSigmoid(r_gate[j]);
+#pragma omp simd
+    for (int64_t j = 0; j < m; ++j) candidate[j] = GateTanh(xh[j] + r_gate[j] * (gh[j] + rb[j]));
+#pragma omp simd
+    for (int64_t j = 0; j < m; ++j) h_row[j] = (1.0f - z_gate[j]) * candidate[j] + z_gate[j] * h_row[j];
   }
 }
 
