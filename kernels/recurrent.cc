@@ -100,22 +100,28 @@ void Multiply(const float* a, int64_t lda, int64_t m, const RightOperand& b, flo
 class Product {
  public:
   // `onednn` null: kiln's own GEMM, packed through `slot` when B is a
-  // constant.
+  // constant. `accumulate` (C += A * B^T) needs `onednn` and m, n, k > 0.
   static StatusOr<Product> Make(const KernelContext& ctx, const DnnlWeightGemm* onednn, const PackedWeightSlot& slot,
                                 const float* a, int64_t m, const float* b, int64_t n, int64_t k, bool b_constant,
-                                const float* bias, float* c, int threads) {
+                                const float* bias, float* c, int threads, bool accumulate = false) {
     Product product;
     product.a_ = a;
     product.m_ = m;
     product.c_ = c;
     product.bias_ = bias;
     if (onednn != nullptr && m > 0 && n > 0 && k > 0) {
-      KILN_ASSIGN_OR_RETURN(product.onednn_, onednn->Bind(ctx, a, m, b, n, k, b_constant, bias, c, threads));
+      KILN_ASSIGN_OR_RETURN(product.onednn_,
+                            onednn->Bind(ctx, a, m, b, n, k, b_constant, bias, c, threads, accumulate));
       return product;
     }
+    if (accumulate) return Internal("recurrent Product: accumulating needs oneDNN's matmul and a non-empty product");
     KILN_ASSIGN_OR_RETURN(product.own_, PrepareRight(b, n, k, b_constant, slot));
     return product;
   }
+
+  // C += A * B^T into `c`, a C-shaped buffer, for a product made with
+  // `accumulate`.
+  Status AccumulateInto(float* c) const { return onednn_->RunInto(c); }
 
   Status Run(const ParallelRunner& parallel) const {
     if (onednn_ != nullptr) return onednn_->Run();
@@ -339,9 +345,22 @@ class RecurrentKernel final : public OpKernel {
     // rows.
     const int64_t step_width = gru_split ? 2 * h : gate_width;
     const int step_threads = StepThreads(p, step_width, threads);
-    KILN_ASSIGN_OR_RETURN(
-        Product step, Product::Make(ctx, Gemm(r_gemms_, d, step_width, h), r_slots_[d], buf.h, p.batch, r, step_width,
-                                    h, ctx.input_is_constant(kR), nullptr, buf.gates, step_threads));
+    const DnnlWeightGemm* step_gemm = Gemm(r_gemms_, d, step_width, h);
+    // LSTM and RNN on oneDNN's matmul, with each step's rows of the input
+    // projection contiguous (layout 0, every sequence full length): a step's
+    // product is added to those rows in place, and the gate rows read that
+    // one sum. By then R's stream has pushed the projection out of L2; the
+    // product loads it among its own arithmetic, where the latency hides,
+    // instead of the gate rows stalling on it.
+    const bool padded = std::any_of(lengths.begin(), lengths.end(), [&](int64_t len) { return len != p.seq; });
+    const bool accumulate =
+        step_gemm != nullptr && spec_.cell != RecurrentCell::kGru && spec_.layout == 0 && !padded && p.seq > 0;
+    KILN_ASSIGN_OR_RETURN(Product step, Product::Make(ctx, step_gemm, r_slots_[d], buf.h, p.batch, r, step_width, h,
+                                                      ctx.input_is_constant(kR), nullptr,
+                                                      accumulate ? buf.xw : buf.gates, step_threads, accumulate));
+    // With `accumulate`, the gate rows get the sum as their `gates` and
+    // these zeros as their input projection.
+    std::vector<float> zero_projection(accumulate ? static_cast<size_t>(gate_width) : 0, 0.0f);
     Product candidate;
     if (gru_split) {
       KILN_ASSIGN_OR_RETURN(
@@ -383,13 +402,34 @@ class RecurrentKernel final : public OpKernel {
     const float clip = spec_.clip;
     const RecurrentActivation& f = spec_.activation(d, 0);
     for (int64_t s = 0; s < steps; ++s) {
-      KILN_RETURN_IF_ERROR(step.Run(ctx.parallel()));
       // The step of batch entry b, or -1 when its sequence has ended.
       auto step_of = [&](int64_t b) -> int64_t {
         const int64_t len = lengths[static_cast<size_t>(b)];
         if (s >= len) return -1;
         return reversed ? len - 1 - s : s;
       };
+      if (accumulate) {
+        // Every batch entry is at the same step t; its rows start at row
+        // t * batch.
+        float* sums = buf.xw + InputRow(p, step_of(0), 0) * gate_width;
+        KILN_RETURN_IF_ERROR(step.AccumulateInto(sums));
+        for (int64_t b = 0; b < p.batch; ++b) {
+          float* row = sums + b * gate_width;
+          if (spec_.cell == RecurrentCell::kLstm) {
+            LstmRow(zero_projection.data(), row, peep, h, clip, spec_.input_forget, f, spec_.activation(d, 1),
+                    spec_.activation(d, 2), buf.c + b * h, buf.h + b * h, buf.row);
+          } else {
+            RnnRow(zero_projection.data(), row, h, clip, f, buf.h + b * h);
+          }
+        }
+        if (y != nullptr) {
+          for (int64_t b = 0; b < p.batch; ++b) {
+            std::copy_n(buf.h + b * h, h, y->data<float>() + OutputOffset(p, step_of(b), d, b));
+          }
+        }
+        continue;
+      }
+      KILN_RETURN_IF_ERROR(step.Run(ctx.parallel()));
       if (spec_.cell == RecurrentCell::kLstm) {
         const RecurrentActivation& g = spec_.activation(d, 1);
         const RecurrentActivation& hf = spec_.activation(d, 2);

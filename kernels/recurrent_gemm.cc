@@ -43,20 +43,35 @@ Status DnnlWeightGemm::Bound::Run() const {
   });
 }
 
+Status DnnlWeightGemm::Bound::RunInto(float* c) const {
+  State& s = *state_;
+  KILN_RETURN_IF_ERROR(GuardDnnl(s.op, [&]() -> Status {
+    s.args.at(DNNL_ARG_DST).set_data_handle(c);
+    return Status::Ok();
+  }));
+  return Run();
+}
+
 StatusOr<std::unique_ptr<DnnlWeightGemm::Bound>> DnnlWeightGemm::Bind(const KernelContext& ctx, const float* a,
                                                                       int64_t m, const float* b, int64_t n, int64_t k,
                                                                       bool b_constant, const float* bias, float* c,
-                                                                      int threads) const {
+                                                                      int threads, bool accumulate) const {
   std::unique_ptr<Bound> bound(new Bound());
   Status status = GuardDnnl(op_, [&]() -> Status {
-    const std::vector<int64_t> key = {m, n, k, bias != nullptr};
+    const std::vector<int64_t> key = {m, n, k, bias != nullptr, accumulate};
     KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan, cache_.GetOrCreate(key, threads, [&] {
       auto made = std::make_shared<Plan>();
       // B^T [k, n] seen through B [n, k] row-major.
       made->weights_user = StridedF32Desc({k, n}, {1, k});
       dnnl::matmul::desc desc(PlainF32Desc({m, k}), AnyF32Desc({k, n}),
                               bias != nullptr ? PlainF32Desc({1, n}) : dnnl::memory::desc(), PlainF32Desc({m, n}));
-      made->pd = dnnl::matmul::primitive_desc(desc, UserScratchpadAttr(), DnnlEngine());
+      dnnl::primitive_attr attr = UserScratchpadAttr();
+      if (accumulate) {
+        dnnl::post_ops ops;
+        ops.append_sum(1.0f);
+        attr.set_post_ops(ops);
+      }
+      made->pd = dnnl::matmul::primitive_desc(desc, attr, DnnlEngine());
       made->primitive = dnnl::matmul(made->pd);
       made->weights_reorder = MakeReorder(made->weights_user, made->pd.weights_desc());
       return StatusOr<std::shared_ptr<const Plan>>(std::shared_ptr<const Plan>(std::move(made)));

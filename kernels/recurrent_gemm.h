@@ -27,8 +27,13 @@ class DnnlWeightGemm {
     ~Bound();
     Bound(const Bound&) = delete;
     Bound& operator=(const Bound&) = delete;
-    // C = A * B^T (+ bias) on `threads` OpenMP threads.
+    // C = A * B^T (+ bias) on `threads` OpenMP threads (C += ... when
+    // bound with `accumulate`).
     Status Run() const;
+    // Run with C at `c` instead of the bound C, from now on: another
+    // contiguous [m, n] buffer, such as the next time step's rows. Not
+    // thread-safe: a binding belongs to one kernel call.
+    Status RunInto(float* c) const;
 
    private:
     friend class DnnlWeightGemm;
@@ -44,11 +49,13 @@ class DnnlWeightGemm {
   // or null) and C [m, n] (contiguous); they must outlive the result. With
   // `b_constant` (a graph constant, immutable at a fixed address) B's
   // reordered copy is kept for later calls; otherwise it is reordered for
-  // this binding alone. `threads` is the OpenMP team Run uses. Thread-safe:
+  // this binding alone. `threads` is the OpenMP team Run uses. With
+  // `accumulate` the product is added to what C holds. Thread-safe:
   // concurrent calls bind separately. Errors from oneDNN come back as a
   // Status (kUnsupported when it has no implementation).
   StatusOr<std::unique_ptr<Bound>> Bind(const KernelContext& ctx, const float* a, int64_t m, const float* b, int64_t n,
-                                        int64_t k, bool b_constant, const float* bias, float* c, int threads) const;
+                                        int64_t k, bool b_constant, const float* bias, float* c, int threads,
+                                        bool accumulate = false) const;
 
  private:
   const char* op_;

@@ -381,6 +381,38 @@ TEST(RecurrentTest, WideProductsMatchReference) {
   }
 }
 
+// Layout 0, every sequence full length, a step product on oneDNN's matmul
+// and kiln's own kernel: each step's product is added to its rows of the
+// input projection in place (recurrent.cc's `accumulate`). LSTM with the
+// default activations (weights past a 2 MB L2, so kiln's kernel runs
+// rather than oneDNN's primitive) and, through clip, which oneDNN's
+// primitive does not take, LSTM's general gate row and RNN; odd batches,
+// one step and several, every direction.
+TEST(RecurrentTest, StepProductsAddedToTheProjectionMatchReference) {
+  const std::vector<bool> constant = {false, true, true, true, false, false, false, true};
+  int i = 0;
+  for (const char* direction : kDirections) {
+    for (int64_t seq : {1, 4}) {
+      for (int variant = 0; variant < 3; ++variant) {
+        Case c;
+        c.op = variant == 2 ? "RNN" : "LSTM";
+        c.direction = direction;
+        c.seq = seq;
+        c.batch = 3;
+        c.input = 130;
+        c.hidden = variant == 0 ? 320 : 129;
+        c.clip = variant == 0 ? 0.0f : 1000.0f;
+        c.bias = true;
+        c.initial_h = i % 2 == 0;
+        c.initial_c = c.op == std::string("LSTM") && i % 3 == 0;
+        c.peephole = variant == 1;
+        CheckCase(c, 990 + static_cast<uint32_t>(i), i % 2 == 0 ? &constant : nullptr);
+        ++i;
+      }
+    }
+  }
+}
+
 // Two threads: the first half of a range runs on a thread of its own, the
 // second on the caller's, as a session's intra-op runner would split it.
 class TwoThreadRunner final : public kernels::ParallelRunner {
