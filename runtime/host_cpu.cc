@@ -2,6 +2,9 @@
 
 #include <cpuid.h>
 
+#include <algorithm>
+#include <thread>
+
 #include "kiln/session.h"
 
 namespace kiln::runtime {
@@ -60,10 +63,20 @@ Status CheckCpuid(const CpuidWords& words) {
                 "this CPU lacks " + list + ", which kiln's kernels need (x86-64-v3: Haswell, Zen 1 or newer)");
 }
 
+int HostCores() {
+  static const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return cores;
+}
+
 }  // namespace kiln::runtime
 
 namespace kiln {
 
-Status CheckHostCpu() { return runtime::CheckCpuid(runtime::ReadCpuid()); }
+// The CPU does not change under a running process, and CPUID traps to the
+// hypervisor on virtual machines: read it once.
+Status CheckHostCpu() {
+  static const Status status = runtime::CheckCpuid(runtime::ReadCpuid());
+  return status;
+}
 
 }  // namespace kiln

@@ -29,4 +29,9 @@ std::vector<std::string> MissingX86_64V3Features(const CpuidWords& words);
 // Ok, or Unsupported naming the missing features.
 Status CheckCpuid(const CpuidWords& words);
 
+// The cores this process can run on (at least 1), counted once per process:
+// std::thread::hardware_concurrency reads /sys on every call, a noticeable
+// part of creating a session for a small model.
+int HostCores();
+
 }  // namespace kiln::runtime

@@ -11,6 +11,7 @@
 #include "jit/ir_perturbation.h"
 #include "jit/jit_compiler.h"
 #include "jit/region_compiler.h"
+#include "runtime/lazy_jit_compiler.h"
 #include "runtime/output_comparison.h"
 #include "runtime/trace_recorder.h"
 
@@ -168,7 +169,7 @@ StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, st
         std::make_unique<CompileScheduler>(share, CompileScheduler::Environment::Real(tier->hooks_.cores_busy));
     jit_options.yield_point = [scheduler = tier->scheduler_.get()] { scheduler->YieldPoint(); };
   }
-  KILN_ASSIGN_OR_RETURN(tier->compiler_, jit::JitCompiler::CreateOrStatus(jit_options));
+  tier->compiler_ = std::make_unique<LazyJitCompiler>(std::move(jit_options));
   tier->states_.reset(new RegionState[tier->regions_.size()]);
   for (size_t r = 0; r < tier->regions_.size(); ++r) {
     const graph::Region& region = tier->regions_[r];
@@ -464,8 +465,10 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   const CompileScheduler::Account paced_before =
       scheduler_ ? scheduler_->ThisThreadAccount() : CompileScheduler::Account{};
   const Status hook = options_.jit_before_compile_hook ? options_.jit_before_compile_hook(region_id) : Status::Ok();
+  StatusOr<jit::JitCompiler*> compiler = hook.ok() ? compiler_->Get() : hook;
   StatusOr<std::unique_ptr<jit::CompiledRegion>> code =
-      hook.ok() ? jit::CompileRegion(*compiler_, GraphOf(region_id), region, signature.dims, generic) : hook;
+      compiler.ok() ? jit::CompileRegion(**compiler, GraphOf(region_id), region, signature.dims, generic)
+                    : compiler.status();
   std::string what = signature.ToString();
   if (generic) {
     switch (region.kind) {
@@ -594,7 +597,10 @@ void JitTier::WaitForCompiles() const {
 }
 
 void JitTier::AddCacheStats(SessionStats& stats) const {
-  const jit::PersistentCodeCache* cache = compiler_->persistent_cache();
+  // Before the first compile nothing has been looked up.
+  jit::JitCompiler* compiler = compiler_->IfBuilt();
+  if (compiler == nullptr) return;
+  const jit::PersistentCodeCache* cache = compiler->persistent_cache();
   if (cache == nullptr) return;
   const jit::PersistentCodeCache::Counters c = cache->counters();
   stats.jit_cache_hits = c.hits;

@@ -38,6 +38,7 @@ class JitCompiler;
 
 namespace kiln::runtime {
 
+class LazyJitCompiler;
 class TraceRecorder;
 
 // What the tier uses besides SessionOptions.
@@ -143,7 +144,8 @@ class JitTier {
   // What this session's trials and compiles have measured, for the
   // break-even gate (SessionOptions::jit_payback_horizon_calls).
   mutable PaybackProjection projection_;
-  std::unique_ptr<jit::JitCompiler> compiler_;
+  // Built by the first compile, on its thread (lazy_jit_compiler.h).
+  std::unique_ptr<LazyJitCompiler> compiler_;
   std::unique_ptr<RegionState[]> states_;
   // Paces background compiles; null when they are not paced. The compiler
   // calls it between passes, so it outlives every compile (the queue is

@@ -14,6 +14,7 @@
 #include "graph/mutex.h"
 #include "graph/partitioner.h"
 #include "kernels/kernel.h"
+#include "runtime/host_cpu.h"
 #include "runtime/interpreter.h"
 #include "runtime/jit_tier.h"
 #include "runtime/model_internal.h"
@@ -218,7 +219,7 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
   impl->model = std::move(model);
   impl->options = options;
   if (impl->options.intra_op_threads == 0) {
-    impl->options.intra_op_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    impl->options.intra_op_threads = runtime::HostCores();
   }
   const graph::Graph& graph = ModelGraph(*impl->model);
   if (options.enable_tracing) impl->trace = std::make_unique<runtime::TraceRecorder>();
@@ -251,7 +252,7 @@ StatusOr<std::unique_ptr<Session>> Session::Create(std::shared_ptr<const Model> 
     // Every core serves when the budget's threads in use reach the core
     // count (a budget smaller than the machine never fills it: compiles
     // then have a core of their own).
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int cores = runtime::HostCores();
     jit_hooks.cores_busy = [budget = impl->budget, cores] { return budget->in_use() >= cores; };
     auto jit = runtime::JitTier::Create(graph, std::move(regions), options, std::move(jit_hooks), bodies);
     if (jit.ok()) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <thread>
 
+#include "runtime/host_cpu.h"
+
 namespace kiln {
 
 StatusOr<int> ThreadBudget::Impl::Acquire(int want, std::chrono::steady_clock::time_point deadline,
@@ -52,7 +54,7 @@ ThreadBudget::ThreadBudget(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 ThreadBudget::~ThreadBudget() = default;
 
 std::shared_ptr<ThreadBudget> ThreadBudget::Create(int threads) {
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads <= 0) threads = runtime::HostCores();
   return std::shared_ptr<ThreadBudget>(new ThreadBudget(std::make_unique<Impl>(threads)));
 }
 
