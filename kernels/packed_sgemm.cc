@@ -31,15 +31,21 @@ constexpr int64_t kUnpackedTaskRows = 8 * kTaskRows;
 constexpr size_t kAlignment = 64;
 
 // c[0, Rows) x [0, 16) (row stride ldc) = (accumulate ? c : 0) +
-// a[0, Rows) x [0, depth) (row stride lda) * panel rows [0, depth).
+// a[0, Rows) x [0, depth) (row stride lda) * panel rows [0, depth), row p
+// of the panel being the 16 floats at panel + p * panel_stride (kPanel for
+// a packed panel; B's row stride when B is read in place).
 //
 // Each accumulator is a chain of dependent FMAs (4 cycles apart); two FMA
 // units need 8 chains in flight to stay busy. Six rows give 12; one or two
 // rows (a batch-1 GEMV) split the depth over Splits interleaved sets of
 // accumulators instead, added together at the end.
-template <int Rows>
-void MicroKernel(const float* a, int64_t lda, const float* panel, int64_t depth, float* c, int64_t ldc,
-                 bool accumulate) {
+//
+// kPackedPanel: the stride is kPanel, a constant (the packed path's
+// addressing), and `given_stride` is ignored.
+template <int Rows, bool kPackedPanel>
+void MicroKernel(const float* a, int64_t lda, const float* panel, int64_t given_stride, int64_t depth, float* c,
+                 int64_t ldc, bool accumulate) {
+  const int64_t panel_stride = kPackedPanel ? kPanel : given_stride;
   constexpr int kSplits = Rows == 1 ? 4 : Rows == 2 ? 2 : 1;
   __m256 acc[kSplits][Rows][2];
 #pragma GCC unroll 4
@@ -51,8 +57,8 @@ void MicroKernel(const float* a, int64_t lda, const float* panel, int64_t depth,
     }
   }
   auto step = [&](int s, int64_t p) {
-    const __m256 b0 = _mm256_load_ps(panel + p * kPanel);
-    const __m256 b1 = _mm256_load_ps(panel + p * kPanel + 8);
+    const __m256 b0 = _mm256_loadu_ps(panel + p * panel_stride);
+    const __m256 b1 = _mm256_loadu_ps(panel + p * panel_stride + 8);
 #pragma GCC unroll 6
     for (int r = 0; r < Rows; ++r) {
       const __m256 av = _mm256_broadcast_ss(a + r * lda + p);
@@ -86,25 +92,33 @@ void MicroKernel(const float* a, int64_t lda, const float* panel, int64_t depth,
   }
 }
 
-void MicroKernelRows(int rows, const float* a, int64_t lda, const float* panel, int64_t depth, float* c, int64_t ldc,
-                     bool accumulate) {
+template <bool kPackedPanel>
+void MicroKernelRowsOf(int rows, const float* a, int64_t lda, const float* panel, int64_t panel_stride, int64_t depth,
+                       float* c, int64_t ldc, bool accumulate) {
   switch (rows) {
-    case 6: return MicroKernel<6>(a, lda, panel, depth, c, ldc, accumulate);
-    case 5: return MicroKernel<5>(a, lda, panel, depth, c, ldc, accumulate);
-    case 4: return MicroKernel<4>(a, lda, panel, depth, c, ldc, accumulate);
-    case 3: return MicroKernel<3>(a, lda, panel, depth, c, ldc, accumulate);
-    case 2: return MicroKernel<2>(a, lda, panel, depth, c, ldc, accumulate);
-    default: return MicroKernel<1>(a, lda, panel, depth, c, ldc, accumulate);
+    case 6: return MicroKernel<6, kPackedPanel>(a, lda, panel, panel_stride, depth, c, ldc, accumulate);
+    case 5: return MicroKernel<5, kPackedPanel>(a, lda, panel, panel_stride, depth, c, ldc, accumulate);
+    case 4: return MicroKernel<4, kPackedPanel>(a, lda, panel, panel_stride, depth, c, ldc, accumulate);
+    case 3: return MicroKernel<3, kPackedPanel>(a, lda, panel, panel_stride, depth, c, ldc, accumulate);
+    case 2: return MicroKernel<2, kPackedPanel>(a, lda, panel, panel_stride, depth, c, ldc, accumulate);
+    default: return MicroKernel<1, kPackedPanel>(a, lda, panel, panel_stride, depth, c, ldc, accumulate);
   }
+}
+
+void MicroKernelRows(int rows, const float* a, int64_t lda, const float* panel, int64_t panel_stride, int64_t depth,
+                     float* c, int64_t ldc, bool accumulate) {
+  if (panel_stride == kPanel)
+    return MicroKernelRowsOf<true>(rows, a, lda, panel, panel_stride, depth, c, ldc, accumulate);
+  MicroKernelRowsOf<false>(rows, a, lda, panel, panel_stride, depth, c, ldc, accumulate);
 }
 
 // One micro-kernel call for a tile of `rows` x `cols` (cols <= 16): a partial
 // last panel goes through a 16-wide scratch tile so that nothing is read or
 // written past C's columns.
-void Tile(int rows, int64_t cols, const float* a, int64_t lda, const float* panel, int64_t depth, float* c, int64_t ldc,
-          bool accumulate) {
+void Tile(int rows, int64_t cols, const float* a, int64_t lda, const float* panel, int64_t panel_stride, int64_t depth,
+          float* c, int64_t ldc, bool accumulate) {
   if (cols == kPanel) {
-    MicroKernelRows(rows, a, lda, panel, depth, c, ldc, accumulate);
+    MicroKernelRows(rows, a, lda, panel, panel_stride, depth, c, ldc, accumulate);
     return;
   }
   alignas(32) float scratch[kTileRows * kPanel];
@@ -112,7 +126,7 @@ void Tile(int rows, int64_t cols, const float* a, int64_t lda, const float* pane
   if (accumulate) {
     for (int r = 0; r < rows; ++r) std::memcpy(scratch + r * kPanel, c + r * ldc, bytes);
   }
-  MicroKernelRows(rows, a, lda, panel, depth, scratch, kPanel, accumulate);
+  MicroKernelRows(rows, a, lda, panel, panel_stride, depth, scratch, kPanel, accumulate);
   for (int r = 0; r < rows; ++r) std::memcpy(c + r * ldc, scratch + r * kPanel, bytes);
 }
 
@@ -177,16 +191,23 @@ std::shared_ptr<const PackedMatrixB> PackedWeightSlot::Published(const float* b,
 
 namespace {
 
+// Rows [depth0, depth0 + depth) of one 16-column panel of B: row p is the 16
+// floats at data + p * stride.
+struct PanelBlock {
+  const float* data;
+  int64_t stride;
+};
+
 // PackedSgemm's loop over tasks (row blocks of `task_rows`, a multiple of
 // kTaskRows, x panel groups), depth blocks, panels and tiles, with the panel
 // block for (panel, depth0, depth) coming from `panel_block`, so that the
 // packed and unpacked products sum in the same order (a task's rows only
 // group tiles; each element's sum runs over the depth blocks in order). The
 // epilogue sees the same tiles whatever `task_rows`: kTaskRows rows each.
-template <typename PanelBlock>
+template <typename GetPanelBlock>
 void RunSgemm(const float* a, int64_t lda, int64_t m, int64_t k, int64_t n, float* c, int64_t ldc,
               const ParallelRunner& parallel, const TileEpilogue& epilogue, int64_t task_rows,
-              const PanelBlock& panel_block) {
+              const GetPanelBlock& panel_block) {
   if (m <= 0 || n <= 0) return;
   const int64_t panels = (n + kPanel - 1) / kPanel;
   const int64_t row_blocks = (m + task_rows - 1) / task_rows;
@@ -198,10 +219,11 @@ void RunSgemm(const float* a, int64_t lda, int64_t m, int64_t k, int64_t n, floa
       const int64_t depth = std::min(kDepthBlock, k - depth0);
       for (int64_t p = panel0; p < panel1; ++p) {
         const int64_t cols = std::min(kPanel, n - p * kPanel);
-        const float* block = panel_block(p, depth0, depth);
+        const PanelBlock block = panel_block(p, depth0, depth);
         for (int64_t row = row0; row < row1; row += kTileRows) {
           const int rows = static_cast<int>(std::min<int64_t>(kTileRows, row1 - row));
-          Tile(rows, cols, a + row * lda + depth0, lda, block, depth, c + row * ldc + p * kPanel, ldc, depth0 > 0);
+          Tile(rows, cols, a + row * lda + depth0, lda, block.data, block.stride, depth, c + row * ldc + p * kPanel,
+               ldc, depth0 > 0);
         }
       }
     }
@@ -220,7 +242,9 @@ void RunSgemm(const float* a, int64_t lda, int64_t m, int64_t k, int64_t n, floa
 void PackedSgemm(const float* a, int64_t lda, int64_t m, const PackedMatrixB& b, float* c, int64_t ldc,
                  const ParallelRunner& parallel, const TileEpilogue& epilogue) {
   RunSgemm(a, lda, m, b.k(), b.n(), c, ldc, parallel, epilogue, kTaskRows,
-           [&b](int64_t panel, int64_t depth0, int64_t) { return b.panel_row(panel, depth0); });
+           [&b](int64_t panel, int64_t depth0, int64_t) {
+             return PanelBlock{b.panel_row(panel, depth0), kPanel};
+           });
 }
 
 void UnpackedSgemm(const float* a, int64_t lda, int64_t m, const float* b, int64_t k, int64_t n, int64_t ldb,
@@ -237,6 +261,9 @@ void UnpackedSgemm(const float* a, int64_t lda, int64_t m, const float* b, int64
     alignas(kAlignment) thread_local float block[kDepthBlock * kPanel];
     const int64_t col0 = panel * kPanel;
     const int64_t cols = std::min(kPanel, n - col0);
+    // A whole panel of a row-major B is 16 contiguous floats per row already:
+    // the micro-kernel reads it in place, the same values in the same order.
+    if (!transposed && cols == kPanel) return PanelBlock{b + depth0 * ldb + col0, ldb};
     if (transposed) {
       // Row j of B's transpose is column j of B: read along it.
       for (int64_t j = 0; j < cols; ++j) {
@@ -251,7 +278,7 @@ void UnpackedSgemm(const float* a, int64_t lda, int64_t m, const float* b, int64
         std::fill(out + cols, out + kPanel, 0.f);
       }
     }
-    return static_cast<const float*>(block);
+    return PanelBlock{block, kPanel};
   });
 }
 

@@ -107,10 +107,12 @@ void PackedSgemm(const float* a, int64_t lda, int64_t m, const PackedMatrixB& b,
 
 // The same product on B as given (B [k, n] with row stride ldb, or with
 // `transposed` its transpose [n, k]), for a weight whose packed copy is not
-// ready: each task packs the panel blocks it needs into a buffer that stays
-// in L1 and runs PackedSgemm's micro-kernel on them, in PackedSgemm's order.
-// The results are therefore equal to PackedSgemm's bit for bit; the cost is
-// packing B once per call (no allocation, no page faults) instead of never.
+// ready: PackedSgemm's micro-kernel, in PackedSgemm's order, reads a
+// row-major B's whole 16-column panels in place, and each task packs the
+// other panel blocks it needs (a transposed B's, a partial last panel) into a
+// buffer that stays in L1. The results are therefore equal to PackedSgemm's
+// bit for bit; the cost is those copies per call (no allocation, no page
+// faults) and, for B read in place, strided rows instead of one stream.
 void UnpackedSgemm(const float* a, int64_t lda, int64_t m, const float* b, int64_t k, int64_t n, int64_t ldb,
                    bool transposed, float* c, int64_t ldc, const ParallelRunner& parallel,
                    const TileEpilogue& epilogue);
