@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -247,11 +248,76 @@ void PackedSgemm(const float* a, int64_t lda, int64_t m, const PackedMatrixB& b,
            });
 }
 
+namespace {
+
+// Columns per pass of UnpackedGemv: its four accumulator rows (16 KiB) stay
+// in L1 while B's rows stream past.
+constexpr int64_t kGemvColumns = 1024;
+
+// c[col0, col1) = (accumulate ? c : 0) + a[0, depth) * B rows [0, depth)
+// (row stride ldb), each element summed exactly as MicroKernel<1> sums it:
+// row p into accumulator p % 4 (rows past the last multiple of 4 into the
+// first), the four added in order, then the earlier depth blocks' sum.
+void GemvDepthBlock(const float* a, const float* b, int64_t ldb, int64_t depth, int64_t col0, int64_t col1, float* c,
+                    bool accumulate) {
+  constexpr int kSplits = 4;
+  alignas(kAlignment) thread_local float acc[kSplits][kGemvColumns];
+  const int64_t cols = col1 - col0;
+  for (int s = 0; s < kSplits; ++s) std::fill(acc[s], acc[s] + cols, 0.f);
+  const int64_t vector_cols = cols / 8 * 8;
+  auto add_row = [&](float* row_acc, int64_t p) {
+    const float* src = b + p * ldb + col0;
+    const __m256 av = _mm256_broadcast_ss(a + p);
+    for (int64_t j = 0; j < vector_cols; j += 8) {
+      _mm256_store_ps(row_acc + j, _mm256_fmadd_ps(av, _mm256_loadu_ps(src + j), _mm256_load_ps(row_acc + j)));
+    }
+    for (int64_t j = vector_cols; j < cols; ++j) row_acc[j] = std::fma(a[p], src[j], row_acc[j]);
+  };
+  int64_t p = 0;
+  for (; p + kSplits <= depth; p += kSplits) {
+    for (int s = 0; s < kSplits; ++s) add_row(acc[s], p + s);
+  }
+  for (; p < depth; ++p) add_row(acc[0], p);
+  for (int64_t j = 0; j < cols; ++j) {
+    float sum = acc[0][j];
+    for (int s = 1; s < kSplits; ++s) sum += acc[s][j];
+    if (accumulate) sum += c[col0 + j];
+    c[col0 + j] = sum;
+  }
+}
+
+// UnpackedSgemm for one row of A and a row-major B: B's rows stream through
+// in order (the in-place micro-kernel would read 64 bytes from each of 256
+// rows per panel), with the micro-kernel's sums, and the epilogue on the
+// tiles PackedSgemm gives it.
+void UnpackedGemv(const float* a, const float* b, int64_t k, int64_t n, int64_t ldb, float* c,
+                  const ParallelRunner& parallel, const TileEpilogue& epilogue) {
+  const int64_t group_cols = kTaskPanels * kPanel;
+  const int64_t groups = (n + group_cols - 1) / group_cols;
+  parallel.For(groups, 1, [&](int64_t begin, int64_t end) {
+    const int64_t first = begin * group_cols, last = std::min(n, end * group_cols);
+    for (int64_t col0 = first; col0 < last; col0 += kGemvColumns) {
+      const int64_t col1 = std::min(last, col0 + kGemvColumns);
+      for (int64_t depth0 = 0; depth0 < k || depth0 == 0; depth0 += kDepthBlock) {
+        GemvDepthBlock(a + depth0, b + depth0 * ldb, ldb, std::min(kDepthBlock, k - depth0), col0, col1, c, depth0 > 0);
+      }
+    }
+    if (!epilogue) return;
+    for (int64_t g = begin; g < end; ++g) epilogue(0, 1, g * group_cols, std::min(n, (g + 1) * group_cols));
+  });
+}
+
+}  // namespace
+
 void UnpackedSgemm(const float* a, int64_t lda, int64_t m, const float* b, int64_t k, int64_t n, int64_t ldb,
                    bool transposed, float* c, int64_t ldc, const ParallelRunner& parallel,
                    const TileEpilogue& epilogue) {
   // As many rows per task as leave every thread a task, between PackedSgemm's
   // and kUnpackedTaskRows.
+  if (m == 1 && !transposed) {
+    if (n > 0) UnpackedGemv(a, b, k, n, ldb, c, parallel, epilogue);
+    return;
+  }
   const int64_t threads = std::max(1, parallel.num_threads());
   const int64_t rows_per_thread = ((m + threads - 1) / threads + kTaskRows - 1) / kTaskRows * kTaskRows;
   const int64_t task_rows = std::clamp(rows_per_thread, kTaskRows, kUnpackedTaskRows);

@@ -43,8 +43,12 @@ TEST(UnpackedSgemm, EqualsPackedSgemmBitForBit) {
   struct Shape {
     int64_t m, k, n;
   };
-  for (const Shape& s : {Shape{1, 1, 8}, Shape{1, 300, 1000}, Shape{5, 17, 15}, Shape{6, 256, 16}, Shape{7, 257, 33},
-                         Shape{48, 512, 128}, Shape{50, 513, 130}, Shape{97, 64, 200}}) {
+  // One row of A takes its own path (UnpackedGemv): depths around the
+  // 256-deep block and the 4-way split, columns past one 1024-column pass
+  // and not a multiple of 8.
+  for (const Shape& s :
+       {Shape{1, 1, 8}, Shape{1, 300, 1000}, Shape{1, 517, 1103}, Shape{1, 3, 13}, Shape{5, 17, 15}, Shape{6, 256, 16},
+        Shape{7, 257, 33}, Shape{48, 512, 128}, Shape{50, 513, 130}, Shape{97, 64, 200}}) {
     for (bool transposed : {false, true}) {
       SCOPED_TRACE(::testing::Message() << s.m << "x" << s.k << "x" << s.n << (transposed ? " B^T" : ""));
       const int64_t lda = s.k + 3, ldc = s.n + 5, ldb = (transposed ? s.k : s.n) + 2;
