@@ -41,19 +41,6 @@ namespace {
 
 constexpr const char* kOp = "Conv";
 
-// Bytes a convolution's primitive touches (X, W and Y), estimated before the
-// primitive exists, with Y's positions taken as X's divided by the strides:
-// the primitive is built for the thread count DnnlThreadsFor gives them.
-size_t EstimatedConvBytes(const Dims& x_nchw, const Dims& w_dims, const Dims& strides) {
-  int64_t x = 1, w = 1, positions = 1;
-  for (int64_t d : x_nchw) x *= d;
-  for (int64_t d : w_dims) w *= d;
-  for (size_t i = 2; i < x_nchw.size(); ++i) positions *= x_nchw[i];
-  for (int64_t s : strides) positions /= std::max<int64_t>(1, s);
-  const int64_t y = x_nchw[0] * w_dims[0] * positions;
-  return static_cast<size_t>(x + w + y) * sizeof(float);
-}
-
 class ConvKernel final : public OpKernel {
  public:
   // `fused`: a FusedConv, which may have a residual input.
@@ -94,8 +81,7 @@ class ConvKernel final : public OpKernel {
       const Status built = GuardDnnl(kOp, [&]() -> Status {
         // For the thread count the runtime gave this thread: that of the
         // session's runs (runtime/preparation_queue.h).
-        const int threads =
-            DnnlThreadsFor(EstimatedConvBytes(x_nchw, w->dims(), attrs_.strides), omp_get_max_threads());
+        const int threads = DnnlThreadsFor(EstimatedConvWork(x_nchw, w->dims(), attrs_.strides), omp_get_max_threads());
         std::shared_ptr<const Plan> plan;
         {
           DnnlCreationThreads creation_threads(threads);
@@ -177,7 +163,7 @@ class ConvKernel final : public OpKernel {
       KILN_ASSIGN_OR_RETURN(
           std::shared_ptr<const Plan> plan,
           cache_.GetOrCreate(
-              key, DnnlThreadsFor(EstimatedConvBytes(x_nchw, w->dims(), attrs_.strides), ctx.parallel().num_threads()),
+              key, DnnlThreadsFor(EstimatedConvWork(x_nchw, w->dims(), attrs_.strides), ctx.parallel().num_threads()),
               [&] { return MakePlan(x_nchw, *w, b != nullptr, r != nullptr, kernel); }));
       if (r != nullptr) KILN_RETURN_IF_ERROR(CheckResidual(kOp, *r, plan->y_dims));
       KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, plan->y_dims));
@@ -263,6 +249,11 @@ class ConvKernel final : public OpKernel {
     plan->io.src_user = UserDesc(x_dims);
     plan->io.weights_user = PlainF32Desc(w_dims);
     plan->io.dst_user = UserDesc(plan->out_dims);
+    // Each of Y's elements reads C/group channels times the kernel's taps.
+    double outputs = 1, taps = 1;
+    for (int64_t d : plan->out_dims) outputs *= static_cast<double>(d);
+    for (size_t i = 1; i < w.dims().size(); ++i) taps *= static_cast<double>(w.dims()[i]);
+    plan->io.flops = 2 * outputs * taps;
     // format_tag::any lets oneDNN pick its blocked layouts (nChw8c and the
     // matching weights on AVX2), which its fastest kernels need.
     dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,

@@ -57,18 +57,13 @@ dnnl::memory WrapMemory(const dnnl::memory::desc& desc, const void* data) {
   return dnnl::memory(desc, DnnlEngine(), const_cast<void*>(data));
 }
 
-int DnnlThreadsFor(size_t bytes, int run_threads) {
-  constexpr size_t kMinParallelBytes = size_t{256} << 10;
-  return bytes < kMinParallelBytes ? 1 : std::max(1, run_threads);
-}
-
 void ExecuteDnnl(const KernelContext& ctx, const dnnl::primitive& primitive, const dnnl::primitive_desc_base& pd,
-                 std::unordered_map<int, dnnl::memory> args, int built_threads) {
+                 std::unordered_map<int, dnnl::memory> args, int built_threads, double flops) {
   // oneDNN (OpenMP build) sizes the parallel regions of implementations
   // that do not fix their count at creation from the calling thread's
   // OpenMP setting; make it follow the session's thread count.
   const size_t touched = pd.src_desc().get_size() + pd.weights_desc().get_size() + pd.dst_desc().get_size();
-  int threads = DnnlThreadsFor(touched, ctx.parallel().num_threads());
+  int threads = DnnlThreadsFor(DnnlWork{touched, flops}, ctx.parallel().num_threads());
   if (built_threads > 0) threads = std::min(threads, built_threads);
   if (omp_get_max_threads() != threads) omp_set_num_threads(threads);
   dnnl::memory::desc scratch_desc = pd.scratchpad_desc();
@@ -134,7 +129,7 @@ void BlockedIo::Execute(const KernelContext& ctx, const dnnl::primitive& primiti
   extra[DNNL_ARG_SRC] = src_mem;
   extra[DNNL_ARG_WEIGHTS] = weights_mem;
   extra[DNNL_ARG_DST] = dst_mem;
-  ExecuteDnnl(ctx, primitive, pd, std::move(extra), built_threads);
+  ExecuteDnnl(ctx, primitive, pd, std::move(extra), built_threads, flops);
   if (reorder_dst) ExecuteReorder(ctx, dst_reorder, dst_mem, dst_user_mem);
 }
 

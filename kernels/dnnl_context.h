@@ -20,6 +20,7 @@
 
 #include "graph/bounded_map.h"
 #include "graph/mutex.h"
+#include "kernels/dnnl_threads.h"
 #include "kernels/kernel.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
@@ -66,20 +67,14 @@ Status GuardDnnl(const char* op, Fn&& fn) noexcept {
 // run concurrently from several threads, each with its own scratchpad.
 dnnl::primitive_attr UserScratchpadAttr();
 
-// The threads a primitive touching `bytes` (source, weights and destination)
-// runs with in a run of `run_threads`: one for a small primitive, since an
-// OpenMP fork/join costs a few microseconds when the cores are idle and
-// whole scheduler time slices when another process holds one, far more
-// than the work it splits.
-int DnnlThreadsFor(size_t bytes, int run_threads);
-
 // Executes `primitive` on the calling thread with DnnlThreadsFor threads
-// for OpenMP, at most `built_threads` when that is positive (a primitive
+// for OpenMP (the bytes of `pd`'s source, weights and destination plus
+// `flops`), at most `built_threads` when that is positive (a primitive
 // must not run with more threads than it was built for), a fresh
 // scratchpad of `pd`'s size and a fresh stream. `args` need not contain
 // DNNL_ARG_SCRATCHPAD. May throw dnnl::error: call inside GuardDnnl.
 void ExecuteDnnl(const KernelContext& ctx, const dnnl::primitive& primitive, const dnnl::primitive_desc_base& pd,
-                 std::unordered_map<int, dnnl::memory> args, int built_threads = 0);
+                 std::unordered_map<int, dnnl::memory> args, int built_threads = 0, double flops = 0);
 
 // Wraps a tensor's memory (not copied, not owned) in a oneDNN memory object.
 dnnl::memory WrapMemory(const dnnl::memory::desc& desc, const void* data);
@@ -129,6 +124,7 @@ struct BlockedIo {
   DnnlReorder src_reorder, weights_reorder, dst_reorder;
   PackedWeightsCache weights_cache;
   int built_threads = 0;  // the OpenMP thread count when Prepare ran: the primitive's
+  double flops = 0;       // the primitive's arithmetic per run (DnnlWork), set before Prepare
 
   // Builds the reorders needed between the user descriptors (set before)
   // and the primitive's chosen ones. May throw dnnl::error.

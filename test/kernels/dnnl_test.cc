@@ -93,6 +93,53 @@ TEST(ConvTest, MatchesReference) {
   }
 }
 
+// Reports two threads and runs the chunks on the calling thread: kernels
+// size their oneDNN primitives for two threads (DnnlThreadsFor), which
+// oneDNN then runs on its own OpenMP team.
+class TwoThreadRunner final : public kernels::ParallelRunner {
+ public:
+  void For(int64_t n, int64_t, const std::function<void(int64_t, int64_t)>& fn) const override {
+    const int64_t half = n / 2;
+    if (half > 0) fn(0, half);
+    if (n > half) fn(half, n);
+  }
+  int num_threads() const override { return 2; }
+};
+
+// Convolutions that touch little memory but compute much (pointwise and 3x3
+// over small maps with many channels) have their primitive built for, and
+// run on, the run's two threads; the results are the reference's.
+TEST(ConvTest, ComputeHeavySmallConvolutionsOnTwoThreads) {
+  const std::vector<ConvCase> cases = {
+      {{1, 40, 14, 14}, {240, 40, 1, 1}, {}, true},
+      {{1, 96, 7, 7}, {96, 96, 3, 3}, {1, {1, 1}, {1, 1}, {1, 1, 1, 1}}, true},
+      {{1, 64, 8, 8}, {128, 64, 3, 3}, {1, {2, 2}, {1, 1}, {1, 1, 1, 1}}, false},
+  };
+  uint32_t seed = 700;
+  for (const ConvCase& tc : cases) {
+    SCOPED_TRACE(DimsToString(tc.xd) + " * " + DimsToString(tc.wd));
+    auto xv = RandomFloats(static_cast<size_t>(ElementCount(tc.xd)), seed++);
+    auto wv = RandomFloats(static_cast<size_t>(ElementCount(tc.wd)), seed++);
+    auto bv = RandomFloats(static_cast<size_t>(tc.wd[0]), seed++);
+    Dims yd;
+    auto expected = RefConv2d(xv, tc.xd, wv, tc.wd, tc.bias ? &bv : nullptr, tc.p, &yd);
+    Tensor x = MakeTensor<float>(tc.xd, xv), w = MakeTensor<float>(tc.wd, wv), b = MakeTensor<float>({tc.wd[0]}, bv);
+    std::vector<const Tensor*> inputs = {&x, &w};
+    if (tc.bias) inputs.push_back(&b);
+    graph::Node node;
+    node.op_type = "Conv";
+    node.opset = 17;
+    node.attributes = {{"group", IntAttr(tc.p.group)},
+                       {"strides", IntsAttr(tc.p.strides)},
+                       {"dilations", IntsAttr(tc.p.dilations)},
+                       {"pads", IntsAttr(tc.p.pads)}};
+    auto out = testing::RunNode(node, inputs, TwoThreadRunner());
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    EXPECT_EQ((*out)[0].dims(), yd);
+    testing::ExpectNear(ToVector<float>((*out)[0]), expected, 1e-4f, 1e-5f);
+  }
+}
+
 TEST(ConvTest, AutoPadSameAndOneD) {
   // SAME_UPPER with stride 2 on 5x5 with a 3x3 kernel: output 3x3, pads 1/1.
   auto xv = RandomFloats(25, 7), wv = RandomFloats(9, 8);
