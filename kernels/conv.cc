@@ -47,17 +47,18 @@ class ConvKernel final : public OpKernel {
   ConvKernel(WindowAttrs attrs, int64_t group, Epilogue epilogue, bool fused, bool channels_last)
       : attrs_(std::move(attrs)), group_(group), epilogue_(epilogue), fused_(fused), channels_last_(channels_last) {}
 
-  // A 2-D convolution whose X shape the graph knows and whose W is
+  // A 1-D or 2-D convolution whose X shape the graph knows and whose W is
   // constant: its primitive is created and its weights reordered in the
   // background. Until then, runs of that shape compute with
-  // UnpreparedConv2d instead of building the primitive themselves.
+  // UnpreparedConv2d (a 1-D one as 2-D of height 1) instead of building the
+  // primitive themselves.
   std::function<void()> TakePreparation(const std::vector<const Tensor*>& constant_inputs,
                                         const std::vector<std::optional<Dims>>& static_dims) override {
     const Tensor* w = constant_inputs.size() > 1 ? constant_inputs[1] : nullptr;
-    if (w == nullptr || w->dtype() != DType::kFloat32 || w->rank() != 4 || static_dims.empty() || !static_dims[0] ||
-        static_dims[0]->size() != 4) {
-      return {};
-    }
+    if (w == nullptr || w->dtype() != DType::kFloat32 || static_dims.empty() || !static_dims[0]) return {};
+    const int64_t rank = static_cast<int64_t>(static_dims[0]->size());
+    // A channels-last X is always 2-D (graph/channels_last.h).
+    if (w->rank() != rank || (rank != 4 && (rank != 3 || channels_last_))) return {};
     const Dims& xd = *static_dims[0];
     const Dims x_nchw = channels_last_ ? Dims{xd[0], xd[3], xd[1], xd[2]} : xd;
     const Dims kernel(w->dims().begin() + 2, w->dims().end());
@@ -206,12 +207,27 @@ class ConvKernel final : public OpKernel {
                            const Tensor* r, const Dims& kernel) const {
     const Dims in_spatial(x_nchw.begin() + 2, x_nchw.end());
     KILN_ASSIGN_OR_RETURN(WindowGeometry g, ResolveForwardWindow(kOp, attrs_, in_spatial, kernel, false));
-    Dims y_dims = {x_nchw[0], w.dim(0), g.output[0], g.output[1]};
+    Dims y_dims = {x_nchw[0], w.dim(0)};
+    y_dims.insert(y_dims.end(), g.output.begin(), g.output.end());
     if (channels_last_) y_dims = {y_dims[0], y_dims[2], y_dims[3], y_dims[1]};
     if (r != nullptr) KILN_RETURN_IF_ERROR(CheckResidual(kOp, *r, y_dims));
     KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, y_dims));
     if (y->num_elements() == 0) return Status::Ok();
-    UnpreparedConv2d(ctx, x.data<float>(), x_nchw, channels_last_, w.data<float>(), w.dims(), group_,
+    Dims x_2d = x_nchw, w_2d = w.dims();
+    if (x_nchw.size() == 3) {
+      // [N, C, W] is [N, C, 1, W] in memory, and [M, C/G, k] is [M, C/G, 1, k]:
+      // a window of height 1 that moves by 1 with no padding.
+      x_2d.insert(x_2d.begin() + 2, 1);
+      w_2d.insert(w_2d.begin() + 2, 1);
+      auto with_unit = [](Dims& dims, int64_t unit) { dims.insert(dims.begin(), unit); };
+      with_unit(g.kernel, 1);
+      with_unit(g.strides, 1);
+      with_unit(g.dilations, 1);
+      with_unit(g.pad_begin, 0);
+      with_unit(g.pad_end, 0);
+      with_unit(g.output, 1);
+    }
+    UnpreparedConv2d(ctx, x.data<float>(), x_2d, channels_last_, w.data<float>(), w_2d, group_,
                      b != nullptr ? b->data<float>() : nullptr, g, y->data<float>());
     epilogue_.ApplyWithResidual(ctx, y->data<float>(), r != nullptr ? r->data<float>() : nullptr, y->num_elements());
     return Status::Ok();

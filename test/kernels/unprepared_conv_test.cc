@@ -3,7 +3,8 @@
 // (UnpreparedConv2d plus the epilogue) and the prepared primitive agree
 // within float rounding and match a double-precision reference, for NCHW and
 // channels-last layouts, groups, depthwise, strides, padding, dilations,
-// bias, residual and activation.
+// bias, residual and activation; and 1-D convolutions, which run unprepared
+// as 2-D ones of height 1.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -182,6 +183,85 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{"nhwc_depthwise_nobias", 1, 8, 6, 6, 8, 3, 1, 1, 1, 8, false, true, false}),
     [](const ::testing::TestParamInfo<ConvCase>& info) { return std::string(info.param.name); });
 
+struct Conv1dCase {
+  int64_t n, c, w, m, k, stride, pad_begin, pad_end, dilation, group;
+  bool bias;
+};
+
+// A 1-D convolution runs unprepared as a 2-D one of height 1: it and the
+// prepared primitive agree with a double-precision reference.
+TEST(UnpreparedConv1d, AgreesWithThePreparedPrimitiveAndTheReference) {
+  for (const Conv1dCase& t : {Conv1dCase{1, 1, 512, 16, 9, 4, 4, 4, 1, 1, false},  // a raw-audio front end
+                              Conv1dCase{2, 12, 40, 18, 3, 2, 2, 1, 2, 3, true},
+                              Conv1dCase{1, 16, 33, 16, 5, 1, 2, 2, 1, 16, true},  // depthwise
+                              Conv1dCase{1, 8, 17, 24, 1, 1, 0, 0, 1, 1, true}}) {
+    SCOPED_TRACE(::testing::Message() << "X [" << t.n << ", " << t.c << ", " << t.w << "], " << t.m << " filters of "
+                                      << t.k << ", stride " << t.stride << ", group " << t.group);
+    const int64_t ow = (t.w + t.pad_begin + t.pad_end - ((t.k - 1) * t.dilation + 1)) / t.stride + 1;
+    const Tensor x = Random({t.n, t.c, t.w}, 11);
+    const Tensor w = Random({t.m, t.c / t.group, t.k}, 12);
+    const Tensor b = Random({t.m}, 13);
+    const std::vector<float> xv = kiln::testing::ToVector<float>(x), wv = kiln::testing::ToVector<float>(w);
+    const int64_t cg = t.c / t.group, mg = t.m / t.group;
+    std::vector<double> want(static_cast<size_t>(t.n * t.m * ow));
+    for (int64_t n = 0; n < t.n; ++n) {
+      for (int64_t o = 0; o < t.m; ++o) {
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          double sum = t.bias ? b.data<float>()[o] : 0.0;
+          for (int64_t ci = 0; ci < cg; ++ci) {
+            for (int64_t kx = 0; kx < t.k; ++kx) {
+              const int64_t ix = ox * t.stride - t.pad_begin + kx * t.dilation;
+              if (ix < 0 || ix >= t.w) continue;
+              sum += double{xv[static_cast<size_t>((n * t.c + o / mg * cg + ci) * t.w + ix)]} *
+                     wv[static_cast<size_t>((o * cg + ci) * t.k + kx)];
+            }
+          }
+          want[static_cast<size_t>((n * t.m + o) * ow + ox)] = sum;
+        }
+      }
+    }
+
+    graph::Node node;
+    node.op_type = "Conv";
+    node.opset = 13;
+    node.attributes["strides"] = IntsAttr({t.stride});
+    node.attributes["pads"] = IntsAttr({t.pad_begin, t.pad_end});
+    node.attributes["dilations"] = IntsAttr({t.dilation});
+    node.attributes["group"] = IntAttr(t.group);
+    const std::vector<const Tensor*> inputs = {&x, &w, t.bias ? &b : nullptr};
+    const std::vector<const Tensor*> constants = {nullptr, &w, t.bias ? &b : nullptr};
+    const std::vector<std::optional<Dims>> static_dims = {x.dims(), w.dims(),
+                                                          t.bias ? std::optional<Dims>(b.dims()) : std::nullopt};
+    const std::vector<bool> constant_flags = {false, true, t.bias};
+    auto run = [&](OpKernel& kernel) {
+      std::vector<Tensor> outputs(1);
+      PlainAllocator allocator;
+      SerialRunner serial;
+      KernelContext ctx(inputs, outputs, allocator, serial, &constant_flags);
+      const Status s = kernel.Compute(ctx);
+      EXPECT_TRUE(s.ok()) << s.ToString();
+      EXPECT_EQ(outputs[0].dims(), (Dims{t.n, t.m, ow}));
+      return s.ok() ? kiln::testing::ToVector<float>(outputs[0]) : std::vector<float>{};
+    };
+    auto pending = DefaultKernelRegistry().Create(node);
+    auto prepared = DefaultKernelRegistry().Create(node);
+    ASSERT_TRUE(pending.ok() && prepared.ok()) << pending.status().ToString();
+    ASSERT_TRUE((*pending)->TakePreparation(constants, static_dims)) << "a static 1-D conv has a primitive to prepare";
+    std::function<void()> prepare = (*prepared)->TakePreparation(constants, static_dims);
+    ASSERT_TRUE(prepare);
+    const std::vector<float> unprepared = run(**pending);
+    prepare();
+    const std::vector<float> primitive = run(**prepared);
+    ASSERT_EQ(unprepared.size(), want.size());
+    ASSERT_EQ(primitive.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      const double tol = 1e-4 * (1 + std::fabs(want[i]));
+      ASSERT_NEAR(unprepared[i], want[i], tol) << "unprepared, element " << i;
+      ASSERT_NEAR(primitive[i], want[i], tol) << "primitive, element " << i;
+    }
+  }
+}
+
 TEST(UnpreparedConvPreparation, NothingToPrepareWithoutStaticShapes) {
   graph::Node node;
   node.op_type = "Conv";
@@ -192,6 +272,10 @@ TEST(UnpreparedConvPreparation, NothingToPrepareWithoutStaticShapes) {
   EXPECT_FALSE((*kernel)->TakePreparation({nullptr, &w}, {std::nullopt, w.dims()}));
   // A channel mismatch is left for Compute to report.
   EXPECT_FALSE((*kernel)->TakePreparation({nullptr, &w}, {Dims{1, 5, 8, 8}, w.dims()}));
+  // So is an X whose rank is not W's, and 3-D convolutions prepare nothing.
+  EXPECT_FALSE((*kernel)->TakePreparation({nullptr, &w}, {Dims{1, 3, 8}, w.dims()}));
+  const Tensor w3d = Random({4, 3, 3, 3, 3}, 2);
+  EXPECT_FALSE((*kernel)->TakePreparation({nullptr, &w3d}, {Dims{1, 3, 8, 8, 8}, w3d.dims()}));
 }
 
 }  // namespace
