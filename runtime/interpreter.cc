@@ -324,6 +324,14 @@ void Interpreter::AppendProfiles(const std::string& path, std::vector<NodeProfil
 
 void Interpreter::WaitForPreparation() const {
   if (preparation_ != nullptr) preparation_->WaitIdle();
+  // Each body (If branch, Loop/Scan body) prepares its kernels on a queue
+  // of its own.
+  for (const Step& step : steps_) {
+    if (step.control_flow == nullptr) continue;
+    for (const ControlFlowKernel::NamedBody& b : step.control_flow->bodies()) {
+      b.body->interpreter().WaitForPreparation();
+    }
+  }
 }
 
 std::unique_ptr<ExecutionFrame> Interpreter::NewFrame() const {

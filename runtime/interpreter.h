@@ -168,8 +168,9 @@ class Interpreter {
   const graph::Graph& graph() const { return graph_; }
 
   // Waits until the kernels' background preparation (OpKernel::
-  // TakePreparation: packed weights) has run. Runs never wait for it; tests
-  // and benchmarks that want the prepared path do.
+  // TakePreparation: packed weights, oneDNN primitives), the bodies' kernels
+  // included, has run. Runs never wait for it; tests, benchmarks and
+  // bitwise-equivalent sessions that want the prepared path do.
   void WaitForPreparation() const;
 
  private:

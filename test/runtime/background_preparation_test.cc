@@ -7,9 +7,12 @@
 // running is clean (this test is in the ThreadSanitizer set).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,6 +21,7 @@
 #include "kernels/kernel.h"
 #include "kiln/session.h"
 #include "runtime/interpreter.h"
+#include "test/control_flow_models.h"
 #include "test/model_builder.h"
 #include "test/runtime/reference_run_util.h"
 #include "test/tensors.h"
@@ -169,6 +173,56 @@ TEST(BackgroundPreparation, DestroyingWithPreparationPendingIsClean) {
     // The output outlives its session.
     EXPECT_EQ((*out)[0].tensor.dims(), (Dims{8, 256}));
   }
+}
+
+// A kernel whose preparation takes a while and whose output says whether it
+// has run: 1 once it has, 0 before.
+class SlowlyPreparedKernel final : public kernels::OpKernel {
+ public:
+  std::function<void()> TakePreparation(const std::vector<const Tensor*>&,
+                                        const std::vector<std::optional<Dims>>&) override {
+    return [this] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      prepared_.store(true, std::memory_order_release);
+    };
+  }
+  Status Compute(kernels::KernelContext& ctx) const override {
+    KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, {1}));
+    y->data<float>()[0] = prepared_.load(std::memory_order_acquire) ? 1.f : 0.f;
+    return Status::Ok();
+  }
+
+ private:
+  std::atomic<bool> prepared_{false};
+};
+
+// WaitForPreparation covers the kernels inside If branches (and Loop/Scan
+// bodies), which prepare on queues of their own: what a bitwise-equivalent
+// session relies on before its first run.
+TEST(BackgroundPreparation, WaitingCoversTheBodiesKernels) {
+  OnnxModelBuilder b(13);
+  b.Input("cond", testing::kCfBool, {}).Output("y");
+  auto& node = b.Node("If", {"cond"}, {"y"}, "choose");
+  testing::BodyBuilder then_branch(node, "then_branch");
+  then_branch.Output("y_then", kFloat, {1});
+  then_branch.Node("TestSlowlyPrepared", {}, {"y_then"});
+  testing::BodyBuilder else_branch(node, "else_branch");
+  else_branch.FloatInit("minus_one", {1}, {-1.f}).Output("minus_one", kFloat, {1});
+  const std::string bytes = b.Serialize();
+  auto graph = graph::LoadOnnxModel(bytes.data(), bytes.size(), {});
+  ASSERT_TRUE(graph.ok()) << graph.status().ToString();
+  kernels::KernelRegistry registry = kernels::DefaultKernelRegistry();
+  registry.Register({"TestSlowlyPrepared", "", 1, kernels::kNoMaxOpset, kernels::MakeFactory<SlowlyPreparedKernel>()});
+  auto interp = runtime::Interpreter::Create(*graph, registry);
+  ASSERT_TRUE(interp.ok()) << interp.status().ToString();
+  (*interp)->WaitForPreparation();
+  const Tensor cond = testing::MakeTensor<bool>({}, {true});
+  auto frame = (*interp)->NewFrame();
+  kernels::SerialRunner serial;
+  std::vector<Tensor> outputs;
+  ASSERT_TRUE((*interp)->Run(*frame, {&cond}, outputs, serial).ok());
+  ASSERT_EQ(outputs.size(), 1u);
+  EXPECT_EQ(testing::ToVector<float>(outputs[0]), std::vector<float>{1.f}) << "the branch ran unprepared";
 }
 
 }  // namespace
