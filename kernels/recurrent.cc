@@ -24,14 +24,20 @@
 // sequence_lens: a batch entry with length L runs L steps (a reversed
 // direction reads its own steps L-1 down to 0); its Y rows past L are
 // zero and Y_h (Y_c) hold the state after its last step.
+#include <omp.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <new>
+#include <optional>
 #include <utility>
 
 #include <unistd.h>
 
+#include "graph/log.h"
 #include "kernels/packed_sgemm.h"
 #include "kernels/recurrent_cells.h"
 #include "kernels/recurrent_dnnl.h"
@@ -177,6 +183,50 @@ class RecurrentKernel final : public OpKernel {
     }
   }
 
+  // A node oneDNN would run, with static shapes and no sequence_lens: its
+  // primitive is created in the background. Until then, runs of that shape
+  // compute on this kernel's own path (the same ONNX semantics; sums in
+  // another order) instead of creating the primitive themselves.
+  std::function<void()> TakePreparation(const std::vector<const Tensor*>& constant_inputs,
+                                        const std::vector<std::optional<Dims>>& static_dims) override {
+    if (onednn_ == nullptr) return {};
+    auto given = [&](int i) {
+      return (static_cast<size_t>(i) < constant_inputs.size() && constant_inputs[static_cast<size_t>(i)] != nullptr) ||
+             (static_cast<size_t>(i) < static_dims.size() && static_dims[static_cast<size_t>(i)].has_value());
+    };
+    auto dims = [&](int i) -> const Dims* {
+      const size_t at = static_cast<size_t>(i);
+      return at < static_dims.size() && static_dims[at].has_value() ? &*static_dims[at] : nullptr;
+    };
+    const Dims* x = dims(kX);
+    const Dims* r = dims(kR);
+    const bool lstm = spec_.cell == RecurrentCell::kLstm;
+    // Whether a run pads is only known from sequence_lens' values; shapes
+    // Compute would reject are left to Compute to report.
+    if (x == nullptr || r == nullptr || x->size() != 3 || r->size() != 3 || given(kSequenceLens)) return {};
+    Problem p;
+    p.dirs = spec_.num_directions();
+    p.gates = RecurrentGateCount(spec_.cell);
+    p.seq = spec_.layout == 0 ? (*x)[0] : (*x)[1];
+    p.batch = spec_.layout == 0 ? (*x)[1] : (*x)[0];
+    p.input = (*x)[2];
+    p.hidden = (*r)[2];
+    if ((spec_.hidden_size > 0 && spec_.hidden_size != p.hidden) || PrefersOwnKernel(p)) return {};
+    const bool has_state = given(kInitialH) || (lstm && given(kInitialC));
+    const bool has_p = lstm && given(kP);
+    prepared_key_ = PreparationKey(p, has_state, has_p);
+    preparation_pending_.store(true, std::memory_order_release);
+    return [this, p, has_state, has_p] {
+      // For the thread count the runtime gave this thread: that of the
+      // session's runs (runtime/preparation_queue.h).
+      const Status built = onednn_->Prepare(p, has_state, has_p, omp_get_max_threads());
+      // From now on runs take oneDNN's path: they find the primitive, or
+      // (it failed, or was built for another thread count) create it.
+      if (!built.ok()) Log().debug("{}: background preparation failed: {}", op_, built.ToString());
+      preparation_pending_.store(false, std::memory_order_release);
+    };
+  }
+
   Status Compute(KernelContext& ctx) const override {
     KILN_ASSIGN_OR_RETURN(Problem p, Check(ctx));
     const int max_outputs = spec_.cell == RecurrentCell::kLstm ? 3 : 2;
@@ -215,7 +265,12 @@ class RecurrentKernel final : public OpKernel {
     }
     if (y != nullptr && padded) std::fill(y->data<float>(), y->data<float>() + y->num_elements(), 0.0f);
     if (p.batch == 0 || h == 0) return Status::Ok();
-    if (onednn_ != nullptr && !padded && !PrefersOwnKernel(p)) {
+    const bool has_state =
+        ctx.input(kInitialH) != nullptr || (spec_.cell == RecurrentCell::kLstm && ctx.input(kInitialC) != nullptr);
+    const bool has_p = spec_.cell == RecurrentCell::kLstm && ctx.input(kP) != nullptr;
+    const bool unprepared =
+        preparation_pending_.load(std::memory_order_acquire) && PreparationKey(p, has_state, has_p) == prepared_key_;
+    if (onednn_ != nullptr && !padded && !PrefersOwnKernel(p) && !unprepared) {
       Status status = onednn_->Run(ctx, p, y, y_h, y_c);
       // Without an implementation for this problem, kiln's own runs it.
       if (status.code() != StatusCode::kUnsupported) return status;
@@ -277,6 +332,10 @@ class RecurrentKernel final : public OpKernel {
   // reads R alone, which halves its traffic (2-layer LSTM, hidden 256: 1.5-2
   // MB of W and R, 1 MB of R). Below that the primitive's fused cell is the
   // faster one.
+  static std::vector<int64_t> PreparationKey(const Problem& p, bool has_state, bool has_p) {
+    return {p.seq, p.batch, p.input, p.hidden, has_state, has_p};
+  }
+
   bool PrefersOwnKernel(const Problem& p) const {
     if (w_gemms_[0] == nullptr) return false;
     const int64_t weight_bytes = p.gates * p.hidden * (p.input + p.hidden) * int64_t{sizeof(float)};
@@ -556,6 +615,11 @@ class RecurrentKernel final : public OpKernel {
   const char* op_;
   // Null when oneDNN cannot run this node's attributes.
   std::unique_ptr<DnnlRecurrent> onednn_;
+  // The problem TakePreparation has oneDNN's primitive created for (empty:
+  // none), and whether that is still under way: runs of it then take this
+  // kernel's own path.
+  std::vector<int64_t> prepared_key_;
+  std::atomic<bool> preparation_pending_{false};
   // W, R (GRU without linear_before_reset: R's z and r rows) and GRU's h
   // rows of R, per direction, packed on first use.
   PackedWeightSlot w_slots_[2], r_slots_[2], rh_slots_[2];

@@ -107,24 +107,53 @@ class DnnlRecurrentImpl final : public DnnlRecurrent {
     // either, both are passed (zeros for the other).
     const bool has_state = ctx.input(kInitialH) != nullptr || (lstm && ctx.input(kInitialC) != nullptr);
     const bool has_p = lstm && ctx.input(kP) != nullptr;
-    // A primitive runs with the thread count it was created for (see
-    // Plan::threads), so that count is part of the key. Its threads meet at
-    // a barrier every time step; below kMinParallelStepFlops a step is too
-    // short to split (a few microseconds of work per thread), and on a busy
-    // machine each barrier can cost a scheduler time slice.
-    constexpr int64_t kMinParallelStepFlops = int64_t{16} << 20;
-    const int64_t step_flops = 2 * p.batch * p.gates * p.hidden * (p.hidden + p.input) * p.dirs;
-    const int threads = step_flops < kMinParallelStepFlops ? 1 : std::max(1, ctx.parallel().num_threads());
-    std::vector<int64_t> key = {p.seq, p.batch, p.input, p.hidden, has_state, has_p, threads};
     return GuardDnnl(op_, [&]() -> Status {
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
-                            cache_.GetOrCreate(key, threads, [&] { return MakePlan(p, has_state, has_p, threads); }));
+                            GetPlan(p, has_state, has_p, ctx.parallel().num_threads()));
       KILN_ASSIGN_OR_RETURN(std::shared_ptr<const PreparedWeights> weights, Prepare(ctx, p, *plan));
       return Execute(ctx, p, *plan, *weights, has_state, y, y_h, y_c);
     });
   }
 
+  Status Prepare(const RecurrentProblem& p, bool has_state, bool has_p, int run_threads) const override {
+    if (p.seq == 0 || p.batch == 0 || p.input == 0 || p.hidden == 0) {
+      return Unsupported(op_, ": oneDNN needs non-empty sizes");
+    }
+    const int threads = PrimitiveThreads(p, run_threads);
+    return GuardDnnl(op_, [&]() -> Status {
+      // Built outside the cache's lock, which runs of other shapes take; the
+      // calling thread's OpenMP count is restored afterwards.
+      DnnlCreationThreads creation_threads(threads);
+      KILN_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan, MakePlan(p, has_state, has_p, threads));
+      cache_.Insert(PlanKey(p, has_state, has_p), threads, std::move(plan));
+      return Status::Ok();
+    });
+  }
+
  private:
+  // A primitive runs with the thread count it was created for (see
+  // Plan::threads), so that count is part of its cache key. Its threads
+  // meet at a barrier every time step; below kMinParallelStepFlops a step is
+  // too short to split (a few microseconds of work per thread), and on a
+  // busy machine each barrier can cost a scheduler time slice.
+  static int PrimitiveThreads(const RecurrentProblem& p, int run_threads) {
+    constexpr int64_t kMinParallelStepFlops = int64_t{16} << 20;
+    const int64_t step_flops = 2 * p.batch * p.gates * p.hidden * (p.hidden + p.input) * p.dirs;
+    return step_flops < kMinParallelStepFlops ? 1 : std::max(1, run_threads);
+  }
+  static std::vector<int64_t> PlanKey(const RecurrentProblem& p, bool has_state, bool has_p) {
+    return {p.seq, p.batch, p.input, p.hidden, has_state, has_p};
+  }
+
+  // The plan for `p` on runs of `run_threads` threads, from the cache or
+  // created now.
+  StatusOr<std::shared_ptr<const Plan>> GetPlan(const RecurrentProblem& p, bool has_state, bool has_p,
+                                                int run_threads) const {
+    const int threads = PrimitiveThreads(p, run_threads);
+    return cache_.GetOrCreate(PlanKey(p, has_state, has_p), threads,
+                              [&] { return MakePlan(p, has_state, has_p, threads); });
+  }
+
   // Bias gates: linear-before-reset GRU has a fourth, R's h-gate bias.
   int64_t BiasGates() const {
     return spec_.cell == RecurrentCell::kGru && spec_.linear_before_reset ? 4 : RecurrentGateCount(spec_.cell);

@@ -31,6 +31,13 @@ class DnnlRecurrent {
   // relies on, when oneDNN has no implementation for the problem.
   virtual Status Run(const KernelContext& ctx, const RecurrentProblem& p, Tensor* y, Tensor* y_h,
                      Tensor* y_c) const = 0;
+
+  // Creates the primitive Run would create for `p`, with an initial state
+  // given or not (`has_state`) and peepholes given or not (`has_p`), for
+  // runs of `run_threads` threads, so that such a Run finds it instead of
+  // creating it (OpKernel::TakePreparation). An error (kUnsupported when
+  // oneDNN has no implementation) leaves Run to meet it again.
+  virtual Status Prepare(const RecurrentProblem& p, bool has_state, bool has_p, int run_threads) const = 0;
 };
 
 }  // namespace kiln::kernels
