@@ -70,6 +70,8 @@ tsan_tests=(
   //test/runtime:streaming_state_test
   //test/kernels:recurrent_test
   //test/runtime:background_preparation_test
+  //test/kernels:recurrent_preparation_test
+  //test/runtime:lazy_jit_compiler_test
   //test/runtime:preparation_queue_test
   //test/runtime:attention_region_test
   //test/runtime:body_regions_test
