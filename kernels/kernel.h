@@ -113,8 +113,11 @@ class OpKernel {
   // knows them all, else nullopt (also for absent inputs). Called at most
   // once, before any Compute.
   // Once it has returned work, Compute no longer builds that state itself:
-  // until the work has run, it computes without it (with the same results)
-  // and never waits for it. The work may run while Compute runs on other
+  // until the work has run, it computes without it and never waits for it.
+  // The results then agree with the prepared path's to float rounding (a
+  // packed GEMM's are bit-identical; a convolution or recurrent cell before
+  // its oneDNN primitive sums in another order), which is why bitwise tier
+  // equivalence waits for all preparation first. The work may run while Compute runs on other
   // threads; the runtime runs it or drops it before the kernel is destroyed.
   virtual std::function<void()> TakePreparation(const std::vector<const Tensor*>& constant_inputs,
                                                 const std::vector<std::optional<Dims>>& static_dims) {
