@@ -20,6 +20,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/fast_math.h"
+
 namespace kiln::kernels {
 
 // e^x for x in [-87, 88]; x outside is clamped to that range. The reduction
@@ -58,16 +60,10 @@ namespace kiln::kernels {
 [[gnu::always_inline]] inline float GateSigmoid(float x) { return 1.0f / (1.0f + GateExp(-x)); }
 
 // tanh(x) = sign(x) * (1 - e) / (1 + e) with e = e^(-2|x|), and below
-// |x| = 0.25, where 1 - e would cancel, FastTanh's odd Taylor series.
+// |x| = 0.25, where 1 - e would cancel, the odd Taylor series.
 [[gnu::always_inline]] inline float GateTanh(float x) {
   const float ax = std::fabs(x);
-  const float x2 = x * x;
-  float s = -1382.0f / 155925.0f;
-  s = std::fma(s, x2, 62.0f / 2835.0f);
-  s = std::fma(s, x2, -17.0f / 315.0f);
-  s = std::fma(s, x2, 2.0f / 15.0f);
-  s = std::fma(s, x2, -1.0f / 3.0f);
-  const float series = std::fma(s * x2, x, x);
+  const float series = TanhSmallSeries(x);
   const float e = GateExp(-2.0f * ax);
   const float t = std::copysign((1.0f - e) / (1.0f + e), x);
   return ax < 0.25f ? series : t;
