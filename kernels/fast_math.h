@@ -17,20 +17,18 @@ namespace kiln::kernels {
 // relative) is below float rounding; 2^n is built in the exponent bits, split
 // into two factors so that n in [-150, 128] (denormal results up to overflow)
 // never leaves the normal exponent range of either factor.
-inline float FastExp(float x) {
-  constexpr float kLog2e = 1.44269504088896341f;
-  // ln2 split in a high part with few significant bits (so n * kLn2Hi is
-  // exact) and the remainder (Cody and Waite's reduction).
+constexpr float kExpLog2e = 1.44269504088896341f;
+// Adding then subtracting 1.5 * 2^23 rounds to the nearest integer.
+constexpr float kExpRoundMagic = 12582912.0f;
+
+// e^(x - n ln2), for n = round(x / ln2): the reduction r = x - n ln2 with ln2
+// split in a high part with few significant bits (so n * kLn2Hi is exact)
+// and the remainder (Cody and Waite's), then the degree-7 Taylor polynomial
+// of e^r. FastExp and the recurrent gates' GateExp share it.
+[[gnu::always_inline]] inline float ExpOfReduced(float x, float n) {
   constexpr float kLn2Hi = 0.693359375f;
   constexpr float kLn2Lo = -2.12194440e-4f;
-  // Adding then subtracting 1.5 * 2^23 rounds to the nearest integer.
-  constexpr float kRoundMagic = 12582912.0f;
-  // Clamping also maps NaN to a finite value so the int conversion below is
-  // defined; the NaN is restored at the end.
-  float xc = x > -104.0f ? x : -104.0f;
-  xc = xc < 89.0f ? xc : 89.0f;
-  const float n = (xc * kLog2e + kRoundMagic) - kRoundMagic;
-  float r = std::fma(n, -kLn2Hi, xc);
+  float r = std::fma(n, -kLn2Hi, x);
   r = std::fma(n, -kLn2Lo, r);
   float p = 1.0f / 5040.0f;
   p = std::fma(p, r, 1.0f / 720.0f);
@@ -39,7 +37,16 @@ inline float FastExp(float x) {
   p = std::fma(p, r, 1.0f / 6.0f);
   p = std::fma(p, r, 0.5f);
   p = std::fma(p, r, 1.0f);
-  p = std::fma(p, r, 1.0f);
+  return std::fma(p, r, 1.0f);
+}
+
+inline float FastExp(float x) {
+  // Clamping also maps NaN to a finite value so the int conversion below is
+  // defined; the NaN is restored at the end.
+  float xc = x > -104.0f ? x : -104.0f;
+  xc = xc < 89.0f ? xc : 89.0f;
+  const float n = (xc * kExpLog2e + kExpRoundMagic) - kExpRoundMagic;
+  const float p = ExpOfReduced(xc, n);
   const int32_t ni = static_cast<int32_t>(n);
   const int32_t n1 = ni >> 1;
   const int32_t n2 = ni - n1;

@@ -28,31 +28,18 @@ namespace kiln::kernels {
 // (n = round(x / ln2), r = x - n ln2 in Cody and Waite's two parts) and the
 // degree-7 polynomial of e^r are FastExp's.
 [[gnu::always_inline]] inline float GateExp(float x) {
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2Hi = 0.693359375f;
-  constexpr float kLn2Lo = -2.12194440e-4f;
-  // x * log2(e) + 1.5 * 2^23 rounds to an integer, which then sits in the
-  // low mantissa bits: n comes out of the bits without a float-to-int
-  // conversion (undefined for NaN in C++).
-  constexpr float kRoundMagic = 12582912.0f;
   // Written so that NaN compares false and passes through both clamps.
   x = x < -87.0f ? -87.0f : x;
   x = x > 88.0f ? 88.0f : x;
-  const float shifted = std::fma(x, kLog2e, kRoundMagic);
-  const float n = shifted - kRoundMagic;
-  float r = std::fma(n, -kLn2Hi, x);
-  r = std::fma(n, -kLn2Lo, r);
-  float p = 1.0f / 5040.0f;
-  p = std::fma(p, r, 1.0f / 720.0f);
-  p = std::fma(p, r, 1.0f / 120.0f);
-  p = std::fma(p, r, 1.0f / 24.0f);
-  p = std::fma(p, r, 1.0f / 6.0f);
-  p = std::fma(p, r, 0.5f);
-  p = std::fma(p, r, 1.0f);
-  p = std::fma(p, r, 1.0f);
+  // x * log2(e) + 1.5 * 2^23 rounds to an integer, which then sits in the
+  // low mantissa bits: n comes out of the bits without a float-to-int
+  // conversion (undefined for NaN in C++).
+  const float shifted = std::fma(x, kExpLog2e, kExpRoundMagic);
+  const float n = shifted - kExpRoundMagic;
+  const float p = ExpOfReduced(x, n);
   // n in [-126, 127]: 2^n is a normal float. Unsigned arithmetic keeps a NaN
   // input's meaningless bits defined; p is NaN then anyway.
-  const uint32_t biased = std::bit_cast<uint32_t>(shifted) - std::bit_cast<uint32_t>(kRoundMagic) + 127u;
+  const uint32_t biased = std::bit_cast<uint32_t>(shifted) - std::bit_cast<uint32_t>(kExpRoundMagic) + 127u;
   return p * std::bit_cast<float>(biased << 23);
 }
 
