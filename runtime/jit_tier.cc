@@ -157,6 +157,7 @@ StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, st
   if (jit_options.cache_dir.empty()) {
     if (const char* env = std::getenv("KILN_JIT_CACHE"); env != nullptr) jit_options.cache_dir = env;
   }
+  const std::string cache_dir = jit_options.cache_dir;
   jit_options.cache_max_bytes = options.jit_cache_max_bytes;
   jit_options.bit_exact = options.jit_bitwise_equivalent;
   if (options.jit_test_perturb_ir) {
@@ -193,8 +194,56 @@ StatusOr<std::unique_ptr<JitTier>> JitTier::Create(const graph::Graph& graph, st
     // priority.
     tier->queue_ = std::make_unique<CompileQueue>(std::max(1, options.jit_compile_threads),
                                                   /*low_priority=*/!paced && share < 1);
+    // The code cache keeps code; the hot set says which of it this model
+    // used, so a new process links it before its regions turn hot again.
+    if (!cache_dir.empty() && !options.jit_test_perturb_ir && !tier->regions_.empty()) {
+      tier->hot_set_ = std::make_unique<HotSetManifest>(cache_dir);
+      // First in the queue, so it runs before any compile a hot region asks
+      // for; the compiles it queues follow those already asked for.
+      tier->queue_->Enqueue([t = tier.get(), g = &graph] {
+        t->hot_set_->Bind(HotSetManifest::Fingerprint(*g, t->regions_));
+        t->QueueHotSet();
+      });
+    }
   }
   return tier;
+}
+
+void JitTier::QueueHotSet() const {
+  int queued = 0, skipped = 0;
+  for (const HotSetManifest::Entry& entry : hot_set_->Read()) {
+    if (entry.region < 0 || entry.region >= static_cast<int>(regions_.size()) ||
+        !SignatureFitsRegion(GraphOf(entry.region), regions_[static_cast<size_t>(entry.region)], entry.signature)) {
+      ++skipped;
+      continue;
+    }
+    RegionState& state = states_[entry.region];
+    {
+      MutexLock lock(state.mu);
+      // The limits RunInterpreted keeps: the generic version once, and at
+      // most max_specializations_ specialised ones (none for a region that
+      // starts generic).
+      if (entry.generic) {
+        if (state.generic_requested) continue;
+        state.generic_requested = true;
+        state.calls_by_signature.Clear();
+      } else {
+        if (state.generic_first || state.requested.count(entry.signature) ||
+            static_cast<int>(state.requested.size()) >= max_specializations_) {
+          continue;
+        }
+        state.requested.insert(entry.signature);
+      }
+    }
+    Log().debug("jit: region {} {} {} queued from the hot set", entry.region,
+                entry.generic ? "generic version planned on" : "for", entry.signature.ToString());
+    queue_->Enqueue([this, entry] { Compile(entry.region, entry.signature, entry.generic); });
+    ++queued;
+  }
+  if (queued + skipped > 0) {
+    Log().info("jit: {} compiles queued from the hot set {} ({} entries that do not fit this model skipped)", queued,
+               hot_set_->path(), skipped);
+  }
 }
 
 int64_t JitTier::NowNs() const {
@@ -561,6 +610,8 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   state.ledgers.push_back(spec->ledger);
   // Shared code counts once, for the region that compiled it.
   if (reused) {
+  // Recorded before publishing, outside the region's lock: file I/O.
+  if (hot_set_) hot_set_->Record({region_id, signature, generic});
     ++state.reused_code;
   } else {
     state.code_bytes += static_cast<int64_t>(spec->code->code_bytes());

@@ -27,6 +27,7 @@
 #include "kiln/status.h"
 #include "runtime/compile_queue.h"
 #include "runtime/compile_scheduler.h"
+#include "runtime/hot_set_manifest.h"
 #include "runtime/payback_projection.h"
 #include "runtime/region_call.h"
 #include "runtime/shape_signature.h"
@@ -107,6 +108,10 @@ class JitTier {
   Status RunInterpreted(int region, RegionCall& call, const ShapeSignature& signature) const;
   // Compiles `signature`, or the generic version when `generic` is set.
   void Compile(int region, const ShapeSignature& signature, bool generic) const;
+  // Queues the compiles an earlier process recorded in hot_set_ (those that
+  // fit this session's regions and limits), without waiting for the
+  // regions to turn hot.
+  void QueueHotSet() const;
   // Whether compiling `signature` of `region` would pay back within
   // SessionOptions::jit_payback_horizon_calls calls, projected from its
   // interpreted ms per call so far; logs the reason when it would not.
@@ -151,6 +156,10 @@ class JitTier {
   // calls it between passes, so it outlives every compile (the queue is
   // destroyed first, and ~JitTier stops it so no compile waits on it).
   std::unique_ptr<CompileScheduler> scheduler_;
+  // The versions compiled for this model by any process, beside the
+  // persistent code cache; null without one (or with compiles on the
+  // calling thread).
+  std::unique_ptr<HotSetManifest> hot_set_;
   // Declared last: destroyed first, so a running compile finishes while the
   // compiler and states it uses still exist (queued ones are dropped).
   std::unique_ptr<CompileQueue> queue_;
