@@ -439,6 +439,7 @@ def compile_section(results):
 ZOO_RE = re.compile(r"^BM_Zoo/model:(?P<case>.+)/tier:(?P<tier>[a-z]+)/threads:(?P<threads>\d+)$")
 ZOO_COLD_RE = re.compile(r"^BM_ZooColdStart/model:(?P<case>.+)/threads:(?P<threads>\d+)$")
 ZOO_TIERUP_RE = re.compile(r"^BM_ZooTierUp/model:(?P<case>.+)/threads:(?P<threads>\d+)$")
+ZOO_TIERUP_WARM_RE = re.compile(r"^BM_ZooTierUpWarmCache/model:(?P<case>.+)/threads:(?P<threads>\d+)$")
 
 
 class ZooRow:
@@ -491,7 +492,8 @@ def zoo_rows(results, ort):
                     r = row(case["name"], int(threads))
                     r.ort_error = case["error"]
     for name, result in results.items():
-        for regex, key in ((ZOO_RE, None), (ZOO_COLD_RE, "cold"), (ZOO_TIERUP_RE, "tierup")):
+        for regex, key in ((ZOO_RE, None), (ZOO_COLD_RE, "cold"), (ZOO_TIERUP_RE, "tierup"),
+                           (ZOO_TIERUP_WARM_RE, "tierup_warm")):
             m = regex.match(name)
             if m:
                 row(m.group("case"), int(m.group("threads"))).kiln[key or m.group("tier")] = result
@@ -511,7 +513,7 @@ def ratio_cell(numerator, denominator, failed, fmt="%.2f"):
 def row_errors(row):
     """(where, message) for everything that failed in a row."""
     errors = []
-    for key in ("interp", "jit", "bitwise", "cold", "tierup"):
+    for key in ("interp", "jit", "bitwise", "cold", "tierup", "tierup_warm"):
         result = row.kiln.get(key)
         if result is not None and result.error:
             errors.append(("kiln %s" % key, result.error))
@@ -695,6 +697,51 @@ def first_result_section(rows):
                      "n/a" if g is None else "%.2f" % g, sum(r <= COLD_GOAL for r in ratios), len(ratios),
                      "n/a" if f is None else "%.2f" % f, sum(r <= FIRST_RUN_GOAL for r in first_ratios),
                      len(first_ratios)))
+    return lines
+
+
+def code_cache_section(rows):
+    """Time to peak from a cold and from a warm persistent code cache, at 1 thread."""
+    lines = ["## Code cache: time to peak, cold and warm (1 thread)", ""]
+    one = [row for row in rows if row.threads == 1 and "tierup_warm" in row.kiln]
+    if not one:
+        return lines + ["Not run: BM_ZooTierUpWarmCache was not selected."]
+    lines.append("A new session (default policy) runs back to back until every region has compiled, from"
+                 " Session::Create (BM_ZooTierUp, no cache) and on a code cache folder an earlier session filled"
+                 " (BM_ZooTierUpWarmCache: its regions are linked, queued from the hot set when the session is"
+                 " created). ORT cold = a fresh InferenceSession + its first run, for scale.")
+    lines.append("")
+    lines.append("| case | cold: ms to peak (runs) | cold: first run ms | warm: ms to peak (runs) | warm: first run ms |"
+                 " warm / cold ms | links | ORT cold ms |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    ratios = []
+    for row in one:
+        def cells(key):
+            result = row.kiln.get(key)
+            if result is None:
+                return "not run", ""
+            if result.error:
+                return "error", ""
+            runs, first = result.value("runs_to_tier_up"), result.value("first_run_ms")
+            return (fmt_ms(result.seconds()) + ("" if runs is None else " (%.3g)" % runs),
+                    "n/a" if first is None else "%.3g" % first)
+
+        cold_peak, cold_first = cells("tierup")
+        warm_peak, warm_first = cells("tierup_warm")
+        cold_s, warm_s = row.kiln_seconds("tierup"), row.kiln_seconds("tierup_warm")
+        ratio = "n/a"
+        if cold_s and warm_s:
+            ratios.append(warm_s / cold_s)
+            ratio = "%.2f" % ratios[-1]
+        warm = row.kiln.get("tierup_warm")
+        hits = warm.value("cache_hits") if warm is not None and not warm.error else None
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            row.case, cold_peak, cold_first, warm_peak, warm_first, ratio, "n/a" if hits is None else "%d" % hits,
+            fmt_ms(row.ort_seconds("cold_start"))))
+    g = geomean(ratios)
+    lines.append("")
+    lines.append("- Warm / cold time to peak: geomean %s over %d cases." % ("n/a" if g is None else "%.2f" % g,
+                                                                          len(ratios)))
     return lines
 
 
@@ -1023,6 +1070,7 @@ def main():
     lines += machine_section(context, args, ort) + [""]
     lines += zoo_ratio_section(rows, ort_note(ort, args.ort_missing)) + [""]
     lines += first_result_section(rows) + [""]
+    lines += code_cache_section(rows) + [""]
     lines += bitwise_section(rows) + [""]
     lines += ["### Latency plot", "",
               write_latency_plot(rows, args.plot) if args.plot else "Plot not requested (--plot).", ""]

@@ -222,6 +222,29 @@ class ReportTest(unittest.TestCase):
         self.assertLess(section.index("| off |"), section.index("| 0.25 |"))
         self.assertNotIn("mlp", section)
 
+    def test_code_cache_section_sets_warm_beside_cold(self):
+        path = os.path.join(self.dir.name, "cache.json")
+        entries = [
+            kiln_entry("BM_ZooTierUp/model:mlp/threads:1", 50.0, runs_to_tier_up=30, first_run_ms=1.5),
+            kiln_entry("BM_ZooTierUpWarmCache/model:mlp/threads:1", 10.0, runs_to_tier_up=4, first_run_ms=1.25,
+                       cache_hits=3, cache_misses=0),
+            kiln_entry("BM_ZooTierUp/model:cnn/threads:1", 80.0, runs_to_tier_up=12),
+            kiln_entry("BM_ZooTierUpWarmCache/model:cnn/threads:1", None, error="filling the code cache: failed"),
+            kiln_entry("BM_ZooTierUpWarmCache/model:mlp/threads:2", 20.0, runs_to_tier_up=5),
+        ]
+        with open(path, "w") as f:
+            json.dump({"context": {}, "benchmarks": entries}, f)
+        out = os.path.join(self.dir.name, "report.md")
+        subprocess.run([sys.executable, os.path.join(HERE, "report.py"), path, "--out", out], check=True)
+        with open(out) as f:
+            text = f.read()
+        section = text[text.index("## Code cache: time to peak"):]
+        section = section[:section.index("\n## ")]
+        self.assertIn("| mlp | 50 (30) | 1.5 | 10 (4) | 1.25 | 0.20 | 3 | n/a |", section)
+        self.assertIn("| cnn | 80 (12) | n/a | error |  | n/a | n/a | n/a |", section)
+        self.assertIn("Warm / cold time to peak: geomean 0.20 over 1 cases.", section)
+        self.assertNotIn("| 20 (5) |", section)  # 1 thread only
+
     def test_time_to_first_result_says_when_cold_starts_were_filtered_out(self):
         out = os.path.join(self.dir.name, "report.md")
         filtered = os.path.join(self.dir.name, "filtered.json")
