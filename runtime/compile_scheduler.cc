@@ -6,6 +6,9 @@
 #include <chrono>
 #include <cmath>
 
+#include "graph/log.h"
+#include "runtime/thread_ticker.h"
+
 namespace kiln::runtime {
 namespace {
 
@@ -13,8 +16,9 @@ namespace {
 constexpr int64_t kMinWaitNs = 20'000;
 
 int64_t SteadyNowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  timespec ts{};
+  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
 int64_t ThreadCpuNs() {
@@ -33,74 +37,127 @@ CompileScheduler::Environment CompileScheduler::Environment::Real(std::function<
   return env;
 }
 
-CompileScheduler::CompileScheduler(double cpu_share, Environment environment)
-    : share_(std::clamp(cpu_share, 0.01, 1.0)), env_(std::move(environment)) {
-  MutexLock lock(mu_);
-  // Full at the start: a compile that begins while requests are already
-  // running gets its burst at once.
-  credit_ns_ = share_ * kWindowNs;
-  refilled_at_ns_ = env_.now_ns();
-}
+CompileScheduler::BurstBound::BurstBound() = default;
+CompileScheduler::BurstBound::BurstBound(BurstBound&&) noexcept = default;
+CompileScheduler::BurstBound& CompileScheduler::BurstBound::operator=(BurstBound&&) noexcept = default;
+CompileScheduler::BurstBound::~BurstBound() = default;
 
-void CompileScheduler::Refill(int64_t now_ns) {
-  credit_ns_ = std::min(credit_ns_ + share_ * static_cast<double>(now_ns - refilled_at_ns_), share_ * kWindowNs);
-  refilled_at_ns_ = now_ns;
+CompileScheduler::CompileScheduler(double cpu_share, Environment environment)
+    : share_(std::clamp(cpu_share, 0.01, 1.0)),
+      fill_ns_(static_cast<int64_t>(static_cast<double>(kBurstNs) / share_)),
+      env_(std::move(environment)),
+      // Full at the start: a compile that begins while requests are
+      // already running gets its burst at once.
+      within_share_at_ns_(env_.now_ns() - fill_ns_) {}
+
+CompileScheduler::~CompileScheduler() = default;
+
+CompileScheduler::ThreadState& CompileScheduler::ThisThread() {
+  MutexLock lock(mu_);
+  std::unique_ptr<ThreadState>& thread = threads_[std::this_thread::get_id()];
+  if (thread == nullptr) {
+    thread = std::make_unique<ThreadState>();
+    thread->scheduler = this;
+    thread->cpu_at_last_charge_ns.store(env_.thread_cpu_ns(), std::memory_order_relaxed);
+  }
+  return *thread;
 }
 
 void CompileScheduler::YieldPoint() {
-  const int64_t cpu_ns = env_.thread_cpu_ns();
-  MutexLock lock(mu_);
-  auto [it, first_yield] = threads_.try_emplace(std::this_thread::get_id());
-  ThreadState& thread = it->second;
-  // A thread's first yield point has nothing to charge: its CPU time so far
-  // is not compile work this scheduler has seen start.
-  const int64_t spent_ns = first_yield ? 0 : cpu_ns - thread.cpu_at_last_yield_ns;
-  thread.cpu_at_last_yield_ns = cpu_ns;
-  ++thread.account.yield_points;
-  if (stopped_) return;
-  Refill(env_.now_ns());
-  const bool busy = env_.cores_busy();
-  if (busy || was_busy_) {
-    credit_ns_ -= static_cast<double>(spent_ns);
-    thread.account.busy_cpu_ns += spent_ns;
-  } else {
-    thread.account.idle_cpu_ns += spent_ns;
-  }
-  was_busy_ = busy;
-  if (!busy || credit_ns_ >= 0) return;
+  ThreadState& thread = ThisThread();
+  thread.yield_points.fetch_add(1, std::memory_order_relaxed);
+  Pace(thread);
+}
 
-  ++thread.account.waits;
-  const int64_t wait_start_ns = env_.now_ns();
-  while (!stopped_ && credit_ns_ < 0) {
-    const double until_refilled = std::ceil(-credit_ns_ / share_);
-    const int64_t wait_ns = std::clamp(static_cast<int64_t>(until_refilled), kMinWaitNs, kMaxWaitNs);
-    if (env_.sleep) {
-      env_.sleep(wait_ns);
+int64_t CompileScheduler::OnTick(void* thread_state) {
+  auto& thread = *static_cast<ThreadState*>(thread_state);
+  thread.ticks.fetch_add(1, std::memory_order_relaxed);
+  CompileScheduler& scheduler = *thread.scheduler;
+  scheduler.Pace(thread);
+  const bool busy = scheduler.was_busy_.load(std::memory_order_relaxed);
+  return busy && !scheduler.stopped_.load(std::memory_order_acquire) ? kBurstNs : kIdleTickNs;
+}
+
+CompileScheduler::BurstBound CompileScheduler::BoundBursts() {
+  ThreadState& thread = ThisThread();
+  BurstBound bound;
+  StatusOr<std::unique_ptr<ThreadTicker>> ticker =
+      ThreadTicker::Start(std::chrono::nanoseconds(kBurstNs), &CompileScheduler::OnTick, &thread);
+  if (ticker.ok()) {
+    bound.ticker_ = std::move(ticker).value();
+  } else if (!reported_no_ticks_.exchange(true)) {
+    Log().info("jit: compiles are paced at their yield points only: {}", ticker.status().ToString());
+  }
+  return bound;
+}
+
+void CompileScheduler::Pace(ThreadState& thread) {
+  // Only the thread itself gets here, from its code or from a tick that
+  // interrupted it; the flag keeps the second out while the first paces.
+  if (thread.pacing.exchange(true, std::memory_order_acquire)) return;
+  const int64_t cpu_ns = env_.thread_cpu_ns();
+  const int64_t spent_ns = cpu_ns - thread.cpu_at_last_charge_ns.exchange(cpu_ns, std::memory_order_relaxed);
+  if (!stopped_.load(std::memory_order_acquire)) {
+    const int64_t now_ns = env_.now_ns();
+    const bool busy = env_.cores_busy();
+    const bool was_busy = was_busy_.exchange(busy, std::memory_order_relaxed);
+    if (busy || was_busy) {
+      thread.busy_cpu_ns.fetch_add(spent_ns, std::memory_order_relaxed);
+      const auto charge_ns = static_cast<int64_t>(std::llround(static_cast<double>(spent_ns) / share_));
+      int64_t seen = within_share_at_ns_.load(std::memory_order_relaxed);
+      while (!within_share_at_ns_.compare_exchange_weak(seen, std::max(seen, now_ns - fill_ns_) + charge_ns,
+                                                        std::memory_order_relaxed)) {
+      }
     } else {
-      stopped_cv_.WaitUntil(mu_, std::chrono::steady_clock::now() + std::chrono::nanoseconds(wait_ns));
+      thread.idle_cpu_ns.fetch_add(spent_ns, std::memory_order_relaxed);
     }
-    Refill(env_.now_ns());
+    if (busy && within_share_at_ns_.load(std::memory_order_relaxed) > now_ns) Wait(thread, now_ns);
+  }
+  thread.pacing.store(false, std::memory_order_release);
+}
+
+void CompileScheduler::Wait(ThreadState& thread, int64_t now_ns) {
+  thread.waits.fetch_add(1, std::memory_order_relaxed);
+  const int64_t wait_start_ns = now_ns;
+  while (!stopped_.load(std::memory_order_acquire)) {
+    const int64_t until_within_ns = within_share_at_ns_.load(std::memory_order_relaxed) - now_ns;
+    if (until_within_ns <= 0) break;
+    Sleep(std::clamp(until_within_ns, kMinWaitNs, kMaxWaitNs));
+    now_ns = env_.now_ns();
     if (!env_.cores_busy()) {
       // A core went idle: the compile may use it freely.
-      was_busy_ = false;
+      was_busy_.store(false, std::memory_order_relaxed);
       break;
     }
   }
-  thread.account.waited_ns += env_.now_ns() - wait_start_ns;
+  thread.waited_ns.fetch_add(now_ns - wait_start_ns, std::memory_order_relaxed);
 }
 
-void CompileScheduler::Stop() {
-  {
-    MutexLock lock(mu_);
-    stopped_ = true;
+void CompileScheduler::Sleep(int64_t ns) const {
+  if (env_.sleep) {
+    env_.sleep(ns);
+    return;
   }
-  stopped_cv_.NotifyAll();
+  // A tick may cut it short (EINTR); the caller looks again either way.
+  const timespec duration{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  nanosleep(&duration, nullptr);
 }
+
+void CompileScheduler::Stop() { stopped_.store(true, std::memory_order_release); }
 
 CompileScheduler::Account CompileScheduler::ThisThreadAccount() const {
   MutexLock lock(mu_);
   auto it = threads_.find(std::this_thread::get_id());
-  return it == threads_.end() ? Account{} : it->second.account;
+  if (it == threads_.end()) return Account{};
+  const ThreadState& t = *it->second;
+  Account account;
+  account.yield_points = t.yield_points.load(std::memory_order_relaxed);
+  account.ticks = t.ticks.load(std::memory_order_relaxed);
+  account.waits = t.waits.load(std::memory_order_relaxed);
+  account.waited_ns = t.waited_ns.load(std::memory_order_relaxed);
+  account.busy_cpu_ns = t.busy_cpu_ns.load(std::memory_order_relaxed);
+  account.idle_cpu_ns = t.idle_cpu_ns.load(std::memory_order_relaxed);
+  return account;
 }
 
 }  // namespace kiln::runtime

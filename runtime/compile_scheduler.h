@@ -1,34 +1,64 @@
 // Paces background compiles against requests (SessionOptions::
-// jit_compile_cpu_share). The compile thread calls YieldPoint() between
-// small units of compile work (each optimisation pass, each code generation
-// pass); the scheduler lets it go on at once while some core is idle, and
-// while every core is serving it holds the compile to a share of one core:
-// a token bucket that fills at `cpu_share` of wall time and drains by the
-// CPU time the compile spends while the cores are busy. A compile that has
-// used its share sleeps at the yield point until the bucket refills or a
-// core goes idle.
+// jit_compile_cpu_share). While some core is idle a compile runs freely;
+// while every core is serving, the scheduler holds it to a share of one
+// core: a token bucket that fills at `cpu_share` of wall time and drains by
+// the CPU time the compile spends while the cores are busy. A compile that
+// has used its share sleeps until the bucket refills or a core goes idle.
 //
+// The scheduler looks at a compile at two kinds of points:
+// - yield points, which the compile thread calls between small units of
+//   work (each optimisation pass, each code generation pass);
+// - ticks (BoundBursts), a timer signal on the compiling thread, wherever
+//   it is. Some units of LLVM's work run for milliseconds without a yield
+//   point (instruction selection of a big function, building the LLJIT,
+//   linking). A compile thread that has taken a request's core keeps it
+//   until it sleeps or the scheduler tick preempts it (4 ms at HZ=250), so
+//   without ticks a request beside such a unit is slowed by that much at
+//   once. While every core serves, a tick comes kBurstNs after the compile
+//   last resumed; otherwise every kIdleTickNs, to notice the cores filling.
+// With ticks, and a bucket that holds at most kBurstNs, a compile beside
+// busy cores runs in bursts of about kBurstNs (2 kBurstNs after the cores
+// were idle), each followed by a pause that keeps it to its share: the
+// slowdown it costs requests is spread over many of them instead of
+// falling on a few. Shorter bursts would spread it more thinly, but each
+// burst costs the compile a tick and a wake-up (~50 us on a virtual
+// machine).
+
 // The share is a floor as well as a ceiling: the paced compile thread runs
 // at normal priority, so while it is under its share the kernel gives it a
 // core's fair part instead of starving it behind the request threads (what
 // a low-priority thread suffers when every core serves). How much a request
 // slows while a compile runs beside it, and how soon compiled code serves,
 // are both set by the share.
+//
+// Pausing is async-signal-safe (atomics, clock reads and nanosleep), since
+// ticks pause the thread from a signal handler. A pause can fall while the
+// compile holds a lock inside LLVM or the allocator. Request threads take
+// LLVM's locks only to free dropped code, and the compile thread's
+// allocator arena only to free large blocks it allocated, so at worst one
+// of them rarely waits out a pause (< 1 ms).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <thread>
 
 #include "graph/mutex.h"
 
 namespace kiln::runtime {
 
+class ThreadTicker;
+
 class CompileScheduler {
  public:
   // What the scheduler reads and how it waits. Real() gives the process's
-  // clocks; tests substitute a fake clock and activity.
+  // clocks; tests substitute a fake clock and activity. With ticks
+  // (BoundBursts) each function is called from a signal handler too, so
+  // it must be async-signal-safe (Real()'s are; `cores_busy` should load an
+  // atomic).
   struct Environment {
     // Monotonic wall time, in nanoseconds.
     std::function<int64_t()> now_ns;
@@ -37,7 +67,7 @@ class CompileScheduler {
     // Whether every core is computing a request right now.
     std::function<bool()> cores_busy;
     // When set, waiting calls this with the nanoseconds to wait instead of
-    // sleeping (a fake clock advances by them); Stop() cannot cut it short.
+    // sleeping (a fake clock advances by them).
     std::function<void(int64_t ns)> sleep;
 
     static Environment Real(std::function<bool()> cores_busy);
@@ -46,7 +76,8 @@ class CompileScheduler {
   // What one compiling thread has been through, for logs and tests.
   struct Account {
     int64_t yield_points = 0;
-    int64_t waits = 0;      // yield points that had to wait
+    int64_t ticks = 0;      // timer ticks that looked at the compile
+    int64_t waits = 0;      // yield points and ticks that had to wait
     int64_t waited_ns = 0;  // wall time spent waiting
     // Compile CPU time spent while every core served (charged to the
     // share) and while some core was idle (free).
@@ -54,17 +85,37 @@ class CompileScheduler {
     int64_t idle_cpu_ns = 0;
   };
 
+  // While it lives, its thread is ticked (see BoundBursts). Destroy it on
+  // the thread that made it, before the scheduler.
+  class BurstBound {
+   public:
+    BurstBound();
+    BurstBound(BurstBound&&) noexcept;
+    BurstBound& operator=(BurstBound&&) noexcept;
+    ~BurstBound();
+    // False when the thread is paced at its yield points only.
+    bool ticking() const { return ticker_ != nullptr; }
+
+   private:
+    friend class CompileScheduler;
+    std::unique_ptr<ThreadTicker> ticker_;
+  };
+
   // Longest single wait: the scheduler looks again at least this often
-  // whether a core has gone idle (nothing notifies it when a request ends).
+  // whether a core has gone idle (nothing notifies it when a request ends)
+  // or Stop() was called.
   static constexpr int64_t kMaxWaitNs = 1'000'000;
-  // The bucket holds at most cpu_share times this much CPU time: how far a
-  // compile may run ahead of its share after the cores were idle. Short,
-  // so that the compile's time beside a request is spread thinly over many
-  // requests rather than taken from one.
-  static constexpr int64_t kWindowNs = 2'000'000;
+  // The most CPU time the bucket holds (how far a compile may run ahead of
+  // its share after the cores were idle, whatever the share), and the wall
+  // time from a bound compile's resuming beside busy cores to its next
+  // tick: short, so that no single request loses much to one burst.
+  static constexpr int64_t kBurstNs = 200'000;
+  // Ticks while some core is idle, or after Stop().
+  static constexpr int64_t kIdleTickNs = 1'000'000;
 
   // `cpu_share` is clamped to [0.01, 1].
   CompileScheduler(double cpu_share, Environment environment);
+  ~CompileScheduler();
   CompileScheduler(const CompileScheduler&) = delete;
   CompileScheduler& operator=(const CompileScheduler&) = delete;
 
@@ -73,37 +124,71 @@ class CompileScheduler {
   // otherwise waits until it is back within its share, a core is idle, or
   // Stop() is called.
   void YieldPoint();
-  // Every waiting and later YieldPoint() returns at once, so a session can
-  // be destroyed without waiting for a paced compile's share.
+  // Paces the calling thread between its yield points as well, for as long
+  // as the returned bound lives: each tick does what a yield
+  // point does. When ticks are unavailable (the tick signal has a handler
+  // of the process's own, or no timer can be made) the bound does nothing
+  // and yield points alone pace the thread; the first such failure is
+  // logged.
+  BurstBound BoundBursts();
+  // Every waiting and later YieldPoint() and tick returns at once (a wait
+  // in progress ends within kMaxWaitNs), so a session can be destroyed
+  // without waiting for a paced compile's share.
   void Stop();
 
   // The calling thread's account so far (zeros for a thread that never
-  // yielded).
+  // yielded or was bound).
   Account ThisThreadAccount() const;
   double cpu_share() const { return share_; }
 
  private:
-  // Adds the share earned since the last update to the bucket (capped).
-  void Refill(int64_t now_ns) KILN_REQUIRES(mu_);
+  // One compiling thread. Its fields are touched by that thread only, but
+  // from both its ordinary code and its tick handler, hence atomics.
+  struct ThreadState {
+    CompileScheduler* scheduler = nullptr;
+    // Set while the thread is in Pace(): a tick landing in a yield point's
+    // pause leaves the pacing to it.
+    std::atomic<bool> pacing{false};
+    std::atomic<int64_t> cpu_at_last_charge_ns{0};
+    std::atomic<int64_t> yield_points{0};
+    std::atomic<int64_t> ticks{0};
+    std::atomic<int64_t> waits{0};
+    std::atomic<int64_t> waited_ns{0};
+    std::atomic<int64_t> busy_cpu_ns{0};
+    std::atomic<int64_t> idle_cpu_ns{0};
+  };
+
+  // The calling thread's state, made at its first call (so its CPU time
+  // before that is not charged).
+  ThreadState& ThisThread();
+  // What a yield point or tick does. Async-signal-safe.
+  void Pace(ThreadState& thread);
+  // Waits until the compile is back within its share, a core is idle or
+  // Stop() is called. Async-signal-safe.
+  void Wait(ThreadState& thread, int64_t now_ns);
+  void Sleep(int64_t ns) const;
+  // A tick: paces, then says when the next one is due.
+  static int64_t OnTick(void* thread_state);
 
   const double share_;
+  // Wall time over which the bucket fills up: kBurstNs / share_.
+  const int64_t fill_ns_;
   const Environment env_;
+  std::atomic<bool> stopped_{false};
+  // The bucket, as the wall time at which the compile's charged CPU time
+  // exactly matches its share (a "virtual finishing time"): the compile is
+  // over its share while this lies in the future, and the bucket is full
+  // when it lies fill_ns_ or more in the past. One atomic, so ticks update
+  // it without a lock.
+  std::atomic<int64_t> within_share_at_ns_;
+  // Whether the cores were busy at the last look: work since then is
+  // charged if they were busy at either end.
+  std::atomic<bool> was_busy_{false};
+  std::atomic<bool> reported_no_ticks_{false};
   mutable Mutex mu_;
-  CondVar stopped_cv_;
-  bool stopped_ KILN_GUARDED_BY(mu_) = false;
-  // CPU nanoseconds the compile may still spend while the cores are busy;
-  // negative when it is over its share.
-  double credit_ns_ KILN_GUARDED_BY(mu_);
-  int64_t refilled_at_ns_ KILN_GUARDED_BY(mu_);
-  // Whether the cores were busy at the last yield point: work since then
-  // is charged if they were busy at either end.
-  bool was_busy_ KILN_GUARDED_BY(mu_) = false;
-  struct ThreadState {
-    int64_t cpu_at_last_yield_ns = 0;
-    Account account;
-  };
-  // One entry per compiling thread (a handful, for the tier's lifetime).
-  std::map<std::thread::id, ThreadState> threads_ KILN_GUARDED_BY(mu_);
+  // One entry per compiling thread (a handful, for the tier's lifetime);
+  // entries never move or go away while the scheduler lives.
+  std::map<std::thread::id, std::unique_ptr<ThreadState>> threads_ KILN_GUARDED_BY(mu_);
 };
 
 }  // namespace kiln::runtime

@@ -514,10 +514,15 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   const CompileScheduler::Account paced_before =
       scheduler_ ? scheduler_->ThisThreadAccount() : CompileScheduler::Account{};
   const Status hook = options_.jit_before_compile_hook ? options_.jit_before_compile_hook(region_id) : Status::Ok();
+  // Ticks pace LLVM's work between its yield points too (building the
+  // LLJIT has none at all); they stop before publishing takes the region's
+  // lock, which request threads take.
+  CompileScheduler::BurstBound bound = scheduler_ ? scheduler_->BoundBursts() : CompileScheduler::BurstBound();
   StatusOr<jit::JitCompiler*> compiler = hook.ok() ? compiler_->Get() : hook;
   StatusOr<std::unique_ptr<jit::CompiledRegion>> code =
       compiler.ok() ? jit::CompileRegion(**compiler, GraphOf(region_id), region, signature.dims, generic)
                     : compiler.status();
+  bound = CompileScheduler::BurstBound();
   std::string what = signature.ToString();
   if (generic) {
     switch (region.kind) {
@@ -540,11 +545,11 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
     paced_ms = static_cast<double>(after.waited_ns - paced_before.waited_ns) * 1e-6;
     Log().debug(
         "jit: region {} compile for {} paced at {:.0f}% of a core: {:.1f} ms wall, {} pauses for {:.1f} ms, "
-        "{:.1f} ms CPU while every core served, {:.1f} ms with a core idle, {} yield points",
+        "{:.1f} ms CPU while every core served, {:.1f} ms with a core idle, {} yield points, {} ticks",
         region_id, what, scheduler_->cpu_share() * 100, ms, after.waits - paced_before.waits, paced_ms,
         static_cast<double>(after.busy_cpu_ns - paced_before.busy_cpu_ns) * 1e-6,
         static_cast<double>(after.idle_cpu_ns - paced_before.idle_cpu_ns) * 1e-6,
-        after.yield_points - paced_before.yield_points);
+        after.yield_points - paced_before.yield_points, after.ticks - paced_before.ticks);
   }
   const double cost_ms = std::max(0.0, ms - paced_ms);
   if (hooks_.trace) {

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <time.h>
+
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -91,9 +93,10 @@ TEST(CompileSchedulerTest, GuaranteesProgressUnderConstantLoad) {
   scheduler.YieldPoint();
   constexpr int64_t kCompileNs = 20 * kMs;
   for (int64_t done = 0; done < kCompileNs; done += kMs) machine.Work(scheduler, kMs);
-  // 20 ms of compile at 1% of a core: about 2 s of wall time, not more.
+  // 20 ms of compile at 1% of a core: about 2 s of wall time, not more
+  // (less the burst the bucket held at the start).
   EXPECT_LE(machine.now_ns, static_cast<int64_t>(kCompileNs / 0.01) + 10 * kMs);
-  EXPECT_GE(machine.now_ns, static_cast<int64_t>(kCompileNs / 0.01) - 10 * kMs);
+  EXPECT_GE(machine.now_ns, static_cast<int64_t>((kCompileNs - CompileScheduler::kBurstNs) / 0.01) - 10 * kMs);
 }
 
 TEST(CompileSchedulerTest, ResumesAtOnceWhenACoreGoesIdle) {
@@ -132,14 +135,22 @@ TEST(CompileSchedulerTest, ChargesWorkThatEndsAsTheCoresFreeUp) {
 
 TEST(CompileSchedulerTest, IdleTimeBanksOnlyAShortBurst) {
   // Hours of idle cores do not let a compile then run unpaced beside
-  // requests: the bucket holds at most share * kWindowNs.
-  FakeMachine machine;
-  CompileScheduler scheduler(0.5, machine.Environment());
-  scheduler.YieldPoint();
-  machine.now_ns += 3600'000 * kMs;
-  machine.busy = true;
-  machine.Work(scheduler, CompileScheduler::kWindowNs);  // twice the burst
-  EXPECT_EQ(scheduler.ThisThreadAccount().waits, 1);
+  // requests: the bucket holds at most kBurstNs, whatever the share.
+  for (double share : {0.1, 0.5, 0.9}) {
+    SCOPED_TRACE(share);
+    FakeMachine machine;
+    CompileScheduler scheduler(share, machine.Environment());
+    scheduler.YieldPoint();
+    machine.now_ns += 3600'000 * kMs;
+    machine.busy = true;
+    machine.Work(scheduler, CompileScheduler::kBurstNs / 2);  // within the burst
+    EXPECT_EQ(scheduler.ThisThreadAccount().waits, 0);
+    // A unit of `ns` earns share * ns while it runs, so it gets ahead of its
+    // share by (1 - share) * ns: here twice the burst.
+    const auto ns = static_cast<int64_t>(2 * CompileScheduler::kBurstNs / (1 - share));
+    machine.Work(scheduler, ns);
+    EXPECT_EQ(scheduler.ThisThreadAccount().waits, 1);
+  }
 }
 
 TEST(CompileSchedulerTest, StopReleasesAWaitingCompileAndLaterYieldPoints) {
@@ -166,6 +177,96 @@ TEST(CompileSchedulerTest, StopReleasesAWaitingCompileAndLaterYieldPoints) {
   compile.join();
   // The main thread never yielded.
   EXPECT_EQ(scheduler.ThisThreadAccount().yield_points, 0);
+}
+
+// Ticks (BoundBursts) on real clocks: the compile is one long unit of
+// work with no yield point in it, as instruction selection of a big
+// function is.
+
+int64_t ThreadCpuNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// Spins until the calling thread has used `ns` more CPU time.
+void BurnCpu(int64_t ns) {
+  const int64_t start = ThreadCpuNs();
+  while (ThreadCpuNs() - start < ns) {
+  }
+}
+
+int64_t WallNs(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - since).count();
+}
+
+TEST(CompileSchedulerTest, TicksPaceAUnitOfWorkWithoutYieldPoints) {
+  // Without ticks nothing would look at the unit until it ended: it would
+  // run unpaced beside busy cores, taking a request's core for as long.
+  constexpr double kShare = 0.25;
+  constexpr int64_t kUnitNs = 20 * kMs;
+  CompileScheduler scheduler(kShare, CompileScheduler::Environment::Real([] { return true; }));
+  const auto start = std::chrono::steady_clock::now();
+  {
+    CompileScheduler::BurstBound bound = scheduler.BoundBursts();
+    if (!bound.ticking()) GTEST_SKIP() << "no ticks: the tick signal has a handler of the process's own";
+    BurnCpu(kUnitNs);
+  }
+  const int64_t wall_ns = WallNs(start);
+  const CompileScheduler::Account account = scheduler.ThisThreadAccount();
+  EXPECT_EQ(account.yield_points, 0);
+  EXPECT_GT(account.ticks, 0);
+  EXPECT_GT(account.waits, 0);
+  // Held to its share: the unit cannot finish sooner than its CPU time at
+  // the share allows, less the bucket and the last tick's burst.
+  EXPECT_GE(static_cast<double>(wall_ns), (kUnitNs - 2 * CompileScheduler::kBurstNs) / kShare);
+  EXPECT_GE(account.busy_cpu_ns, kUnitNs - 2 * CompileScheduler::kBurstNs);
+  EXPECT_EQ(account.idle_cpu_ns, 0);
+}
+
+TEST(CompileSchedulerTest, TicksAreSparseAndNeverPauseWhileACoreIsIdle) {
+  CompileScheduler scheduler(0.25, CompileScheduler::Environment::Real([] { return false; }));
+  const auto start = std::chrono::steady_clock::now();
+  {
+    CompileScheduler::BurstBound bound = scheduler.BoundBursts();
+    if (!bound.ticking()) GTEST_SKIP() << "no ticks: the tick signal has a handler of the process's own";
+    BurnCpu(10 * kMs);
+  }
+  const int64_t wall_ns = WallNs(start);
+  const CompileScheduler::Account account = scheduler.ThisThreadAccount();
+  EXPECT_GT(account.ticks, 0);
+  EXPECT_EQ(account.waits, 0);
+  EXPECT_EQ(account.busy_cpu_ns, 0);
+  // The first tick after kBurstNs, then one per kIdleTickNs.
+  EXPECT_LE(account.ticks, wall_ns / CompileScheduler::kIdleTickNs + 2);
+}
+
+TEST(CompileSchedulerTest, StopReleasesACompilePausedByATick) {
+  // The wall clock is frozen, so once over its share the compile would
+  // wait forever, as beside requests that never end.
+  std::atomic<bool> paused{false};
+  CompileScheduler::Environment env = CompileScheduler::Environment::Real([] { return true; });
+  env.now_ns = [] { return int64_t{0}; };
+  env.sleep = [&paused](int64_t ns) {
+    paused = true;
+    const timespec duration{0, static_cast<long>(ns)};
+    nanosleep(&duration, nullptr);
+  };
+  CompileScheduler scheduler(0.25, env);
+  std::atomic<bool> ticking{true};
+  std::thread compile([&] {
+    CompileScheduler::BurstBound bound = scheduler.BoundBursts();
+    ticking = bound.ticking();
+    if (ticking) BurnCpu(5 * kMs);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (ticking && !paused && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (ticking) EXPECT_TRUE(paused.load());
+  scheduler.Stop();
+  compile.join();
+  if (!ticking) GTEST_SKIP() << "no ticks: the tick signal has a handler of the process's own";
 }
 
 }  // namespace
