@@ -10,6 +10,7 @@
 #include "graph/depthwise_pattern.h"
 #include "graph/fusible_ops.h"
 #include "graph/gemm_pattern.h"
+#include "graph/lstm_pattern.h"
 
 namespace kiln::graph {
 
@@ -20,6 +21,7 @@ const char* RegionKindName(RegionKind kind) {
     case RegionKind::kGemm: return "gemm";
     case RegionKind::kDepthwiseConv: return "depthwise_conv";
     case RegionKind::kAttention: return "attention";
+    case RegionKind::kLstm: return "lstm";
   }
   return "?";
 }
@@ -332,10 +334,11 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
       continue;
     }
     const bool gemm = options.gemm_regions && AsGemm(graph, node);
-    if (gemm || (options.depthwise_regions && AsDepthwiseConv(graph, node))) {
+    const bool lstm = !gemm && options.lstm_regions && AsLstm(graph, node);
+    if (gemm || lstm || (options.depthwise_regions && AsDepthwiseConv(graph, node))) {
       // A region of its own: its epilogue is already fused into the node.
       Building b;
-      b.kind = gemm ? RegionKind::kGemm : RegionKind::kDepthwiseConv;
+      b.kind = gemm ? RegionKind::kGemm : lstm ? RegionKind::kLstm : RegionKind::kDepthwiseConv;
       b.first_position = position[static_cast<size_t>(id)];
       b.domain = PrimaryOutput(graph, node);
       b.nodes.push_back(id);
@@ -370,7 +373,8 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
       int r = region_of[static_cast<size_t>(p)];
       if (r < 0 || r == joined) continue;
       Building& b = building[static_cast<size_t>(r)];
-      if (b.kind == RegionKind::kGemm || b.kind == RegionKind::kDepthwiseConv || b.kind == RegionKind::kAttention) {
+      if (b.kind == RegionKind::kGemm || b.kind == RegionKind::kDepthwiseConv || b.kind == RegionKind::kAttention ||
+          b.kind == RegionKind::kLstm) {
         continue;
       }
       if (elementwise && b.kind == RegionKind::kElementwise) {
@@ -447,8 +451,8 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
     const Building& b = building[r];
     // A GEMM or convolution is worth compiling alone; fused elementwise ops
     // are not.
-    const bool compute =
-        b.kind == RegionKind::kGemm || b.kind == RegionKind::kDepthwiseConv || b.kind == RegionKind::kAttention;
+    const bool compute = b.kind == RegionKind::kGemm || b.kind == RegionKind::kDepthwiseConv ||
+                         b.kind == RegionKind::kAttention || b.kind == RegionKind::kLstm;
     if (!compute && static_cast<int>(b.nodes.size()) < options.min_region_nodes) continue;
     Region region;
     region.id = static_cast<int>(regions.size());
@@ -482,7 +486,8 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
     // smaller value escaping the region would need a loop nest of its own.
     // Row reduction: row-shaped or one value per row.
     bool outputs_ok = !region.outputs.empty();
-    for (ValueId o : region.outputs) {
+    // An LSTM's outputs have the shapes the node gives them.
+    for (ValueId o : b.kind == RegionKind::kLstm ? std::vector<ValueId>{} : region.outputs) {
       const ShapeInfo& s = graph.value(o).shape;
       if (SameStaticShape(s, b.domain->shape)) continue;
       if (b.kind == RegionKind::kRowReduction && IsPerRowShape(s, b.domain->shape, b.row_axis)) continue;
@@ -512,6 +517,18 @@ StatusOr<std::vector<Region>> PartitionGraph(const Graph& graph, const Partition
         const std::array<int64_t, 2> out = DepthwiseOutputSize(*conv, x.dims[1].size, x.dims[2].size);
         region.reason += FlopsText(2.0 * static_cast<double>(x.dims[0].size * out[0] * out[1] * conv->channels *
                                                              conv->kernel[0] * conv->kernel[1]));
+      }
+    } else if (b.kind == RegionKind::kLstm) {
+      const std::optional<LstmPattern> lstm = AsLstm(graph, graph.node(b.nodes[0]));
+      const ShapeInfo& x = graph.value(lstm->x).shape;
+      region.reason = "lstm " +
+                      std::string(lstm->num_directions == 2 ? "bidirectional"
+                                  : lstm->reverse           ? "reverse"
+                                                            : "forward") +
+                      " over " + x.ToString() + ", hidden " + std::to_string(lstm->hidden_size);
+      if (x.is_concrete()) {
+        region.reason += FlopsText(8.0 * lstm->num_directions * static_cast<double>(x.dims[0].size * x.dims[1].size) *
+                                   static_cast<double>(lstm->hidden_size * (lstm->input_size + lstm->hidden_size)));
       }
     } else if (b.kind == RegionKind::kAttention) {
       const AttentionPattern& a = attentions[static_cast<size_t>(attention_of[static_cast<size_t>(b.nodes[0])])];

@@ -31,6 +31,9 @@ struct PartitionOptions {
   // Make a kAttention region of each attention chain the JIT compiles
   // (graph/attention_pattern.h); exempt from min_region_nodes.
   bool attention_regions = true;
+  // Make a kLstm region of each LSTM node the JIT compiles
+  // (graph/lstm_pattern.h); exempt from min_region_nodes.
+  bool lstm_regions = true;
 };
 
 // True for ops the elementwise region compiler handles (op type and the

@@ -37,6 +37,11 @@ enum class RegionKind {
   // compiled with an online softmax over key blocks so the scores never go
   // to memory. The domain is the attention output.
   kAttention,
+  // One LSTM node (graph/lstm_pattern.h): its input projection and its
+  // recurrence compiled per (seq, batch), the cell applied in registers
+  // after each step's product. The domain is the node; its outputs (Y, Y_h,
+  // Y_c, whichever are used) have shapes of their own.
+  kLstm,
 };
 const char* RegionKindName(RegionKind kind);
 

@@ -17,7 +17,14 @@ CompiledRegion::CompiledRegion(std::shared_ptr<const JitCode> code, Info info)
 CompiledRegion::CompiledRegion(std::shared_ptr<const CompiledGemm> gemm, GemmOperands operands, Info info)
     : gemm_(std::move(gemm)), gemm_operands_(std::move(operands)), info_(std::move(info)) {}
 
-size_t CompiledRegion::code_bytes() const { return gemm_ != nullptr ? gemm_->code_bytes() : code_->code_bytes(); }
+CompiledRegion::CompiledRegion(std::shared_ptr<const CompiledLstm> lstm, LstmOperands operands, Info info)
+    : lstm_(std::move(lstm)), lstm_operands_(std::move(operands)), info_(std::move(info)) {}
+
+size_t CompiledRegion::code_bytes() const {
+  if (gemm_ != nullptr) return gemm_->code_bytes();
+  if (lstm_ != nullptr) return lstm_->code_bytes();
+  return code_->code_bytes();
+}
 
 int64_t CompiledRegion::gemm_tiles(int64_t m) const {
   if (gemm_ == nullptr || m <= 0) return 0;

@@ -14,7 +14,10 @@
 //   tiles of the output; M is a constant or, for generic code, a parameter;
 // - attention (CompileAttentionRegion, attention_layout()): GenericEntryFn
 //   code whose params are PrepareAttentionCall's (attention_codegen.h) and
-//   whose rows are units of work, (batch, head, query chunk) triples.
+//   whose rows are units of work, (batch, head, query chunk) triples;
+// - an LSTM (CompileLstmRegion, lstm()): a CompiledLstm and where its
+//   operands and outputs are among the region's, run through its own
+//   methods (the recurrence is one thread's per direction).
 //
 // Concurrency: Run() and RunGeneric() may be called from many threads at
 // once on disjoint row ranges. The code is removed in the destructor, so the owner must
@@ -32,6 +35,7 @@
 #include "jit/attention_codegen.h"
 #include "jit/gemm_codegen.h"
 #include "jit/jit_compiler.h"
+#include "jit/lstm_codegen.h"
 #include "jit/row_layout.h"
 #include "kiln/tensor.h"
 
@@ -102,8 +106,21 @@ class CompiledRegion {
     std::vector<float> bias;  // N floats, or empty
   };
 
+  // Which of an LSTM's outputs a region output is.
+  enum class LstmOutput { kY, kYH, kYC };
+  // Where an LSTM region's operands are among the region's inputs (-1:
+  // absent; W, R and B are packed into the CompiledLstm), and what each
+  // region output is.
+  struct LstmOperands {
+    int x_input = 0;
+    int initial_h_input = -1;
+    int initial_c_input = -1;
+    std::vector<LstmOutput> outputs;  // per region output
+  };
+
   CompiledRegion(std::shared_ptr<const JitCode> code, Info info);
   CompiledRegion(std::shared_ptr<const CompiledGemm> gemm, GemmOperands operands, Info info);
+  CompiledRegion(std::shared_ptr<const CompiledLstm> lstm, LstmOperands operands, Info info);
   ~CompiledRegion();
   CompiledRegion(const CompiledRegion&) = delete;
   CompiledRegion& operator=(const CompiledRegion&) = delete;
@@ -128,6 +145,10 @@ class CompiledRegion {
   // The compiled GEMM (N, K, the tile, the packed weight), or null.
   const CompiledGemm* gemm() const { return gemm_.get(); }
   const GemmOperands& gemm_operands() const { return gemm_operands_; }
+  // LSTM code only (null otherwise): the compiled LSTM of the region's
+  // specialization (output_dims() are its outputs'), and its operands.
+  const CompiledLstm* lstm() const { return lstm_.get(); }
+  const LstmOperands& lstm_operands() const { return lstm_operands_; }
   // Generic elementwise code only: the rank R its params describe.
   int domain_rank() const { return info_.domain_rank; }
   // Generic row-reduction code only (nullopt otherwise): the layout it was
@@ -174,6 +195,8 @@ class CompiledRegion {
   std::shared_ptr<const JitCode> code_;
   std::shared_ptr<const CompiledGemm> gemm_;
   GemmOperands gemm_operands_;
+  std::shared_ptr<const CompiledLstm> lstm_;
+  LstmOperands lstm_operands_;
   Info info_;
   EntryFn entry_ = nullptr;
   GenericEntryFn generic_entry_ = nullptr;

@@ -7,6 +7,7 @@
 #include "jit/elementwise_codegen.h"
 #include "jit/gemm_region.h"
 #include "jit/generic_codegen.h"
+#include "jit/lstm_region.h"
 #include "jit/row_reduction_codegen.h"
 
 namespace kiln::jit {
@@ -37,6 +38,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileRegion(JitCompiler& compiler, c
     case graph::RegionKind::kGemm: return CompileGemmRegion(compiler, graph, region, input_dims, generic);
     case graph::RegionKind::kDepthwiseConv: return CompileDepthwiseRegion(compiler, graph, region, input_dims, generic);
     case graph::RegionKind::kAttention: return CompileAttentionRegion(compiler, graph, region, input_dims, generic);
+    case graph::RegionKind::kLstm: return CompileLstmRegion(compiler, graph, region, input_dims, generic);
   }
   return Internal("jit: no code generator for region kind ", graph::RegionKindName(region.kind));
 }

@@ -70,6 +70,15 @@ int64_t AccumulationLength(const graph::Graph& graph, const graph::Region& regio
       }
       return longest;
     }
+    case graph::RegionKind::kLstm: {
+      // Each gate sums input + hidden products per step (X [seq, batch,
+      // input] is region input 0); the gates' sigmoids and tanh damp what
+      // earlier steps' rounding carries into the state.
+      if (region.nodes.empty() || signature.dims.empty() || signature.dims[0].size() != 3) return 1;
+      const graph::Node& lstm = graph.node(region.nodes[0]);
+      StatusOr<int64_t> hidden = lstm.GetInt("hidden_size", 0);
+      return signature.dims[0][2] + (hidden.ok() ? *hidden : 0);
+    }
   }
   return 1;
 }
@@ -80,7 +89,7 @@ double VerificationTolerance(const graph::Graph& graph, const graph::Region& reg
   // Fused epilogues (a GEMM's or convolution's GELU, sigmoid) are attributes
   // of one node, not nodes: such regions may approximate too.
   if (region.kind == graph::RegionKind::kGemm || region.kind == graph::RegionKind::kDepthwiseConv ||
-      region.kind == graph::RegionKind::kAttention) {
+      region.kind == graph::RegionKind::kAttention || region.kind == graph::RegionKind::kLstm) {
     transcendental = true;
   }
   const double terms = static_cast<double>(std::max<int64_t>(1, AccumulationLength(graph, region, signature)));

@@ -11,6 +11,7 @@ double PaybackProjection::DefaultSpeedup(graph::RegionKind kind) {
     case graph::RegionKind::kGemm: return 1.1;
     case graph::RegionKind::kDepthwiseConv: return 1.3;
     case graph::RegionKind::kAttention: return 1.5;
+    case graph::RegionKind::kLstm: return 1.1;
   }
   return 1.1;
 }

@@ -63,8 +63,8 @@ class PaybackProjection {
     int64_t compiled_nodes = 0;
     double compile_ms = 0;
   };
-  // One entry per graph::RegionKind value; kAttention is the last.
-  static constexpr int kKinds = static_cast<int>(graph::RegionKind::kAttention) + 1;
+  // One entry per graph::RegionKind value; kLstm is the last.
+  static constexpr int kKinds = static_cast<int>(graph::RegionKind::kLstm) + 1;
 
   mutable Mutex mu_;
   std::array<KindHistory, kKinds> history_ KILN_GUARDED_BY(mu_){};

@@ -53,6 +53,8 @@ bool Specialization::Serves(const graph::Region& region, const ShapeSignature& c
   if (region.kind == graph::RegionKind::kGemm) return jit::GemmServes(*code, call_signature.dims);
   if (region.kind == graph::RegionKind::kAttention) return jit::AttentionServes(*code, call_signature.dims);
   if (region.kind == graph::RegionKind::kRowReduction) return true;
+  // LSTM code is only ever specialized (jit/lstm_region.h).
+  if (region.kind == graph::RegionKind::kLstm) return false;
   return jit::MaxRank(call_signature.dims) <= domain_rank;
 }
 
@@ -105,9 +107,58 @@ StatusOr<double> Specialization::RunAttention(RegionCall& call, CompiledCallScra
   return flops;
 }
 
+StatusOr<double> Specialization::RunLstm(const graph::Region& region, RegionCall& call,
+                                         CompiledCallScratch& scratch) const {
+  const jit::CompiledLstm* lstm = code->lstm();
+  if (lstm == nullptr) return Internal("region ", region.id, ": LSTM region without LSTM code");
+  const jit::CompiledRegion::LstmOperands& operands = code->lstm_operands();
+  if (operands.outputs.size() != region.outputs.size() || output_dims.size() != region.outputs.size()) {
+    return Internal("region ", region.id, ": LSTM code has ", operands.outputs.size(), " outputs, the region ",
+                    region.outputs.size());
+  }
+  auto input = [&](int i) {
+    return i < 0 ? nullptr : static_cast<const float*>(call.input(static_cast<size_t>(i)).raw_data());
+  };
+  jit::CompiledLstm::Buffers buffers;
+  buffers.x = input(operands.x_input);
+  buffers.initial_h = input(operands.initial_h_input);
+  buffers.initial_c = input(operands.initial_c_input);
+  for (size_t o = 0; o < region.outputs.size(); ++o) {
+    KILN_ASSIGN_OR_RETURN(void* out, call.AllocateOutput(o, output_dims[o]));
+    switch (operands.outputs[o]) {
+      case jit::CompiledRegion::LstmOutput::kY: buffers.y = static_cast<float*>(out); break;
+      case jit::CompiledRegion::LstmOutput::kYH: buffers.y_h = static_cast<float*>(out); break;
+      case jit::CompiledRegion::LstmOutput::kYC: buffers.y_c = static_cast<float*>(out); break;
+    }
+  }
+  scratch.lstm_work.resize(lstm->work_floats());
+  buffers.work = scratch.lstm_work.data();
+  const kernels::ParallelRunner& parallel = call.parallel();
+  const int directions = lstm->problem().num_directions;
+  if (parallel.num_threads() == 1) {
+    lstm->Run(buffers);
+    return lstm->flops();
+  }
+  // The projections split over the threads; each direction's recurrence is
+  // one thread's (its steps depend on each other), both directions at once.
+  for (int d = 0; d < directions; ++d) {
+    parallel.For(lstm->projection_tiles(), 1,
+                 [&](int64_t begin, int64_t end) { lstm->RunProjection(buffers, d, begin, end); });
+  }
+  if (directions == 1) {
+    lstm->RunRecurrence(buffers, 0);
+  } else {
+    parallel.For(directions, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t d = begin; d < end; ++d) lstm->RunRecurrence(buffers, static_cast<int>(d));
+    });
+  }
+  return lstm->flops();
+}
+
 StatusOr<double> Specialization::Run(const graph::Region& region, const RowCall* row_call, RegionCall& call,
                                      CompiledCallScratch& scratch) const {
   if (region.kind == graph::RegionKind::kGemm) return RunGemm(call, scratch);
+  if (region.kind == graph::RegionKind::kLstm) return RunLstm(region, call, scratch);
   if (region.kind == graph::RegionKind::kAttention) return RunAttention(call, scratch);
   // Generic code takes the dims of this call as parameters: elementwise
   // code dims and strides (every output has the domain's dims), row code

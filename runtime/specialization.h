@@ -34,6 +34,7 @@ struct CompiledCallScratch final : RegionScratch {
   std::vector<int64_t> params;  // shape-generic elementwise code's dims and strides
   Dims domain;
   Dims gemm_output_dims;
+  std::vector<float> lstm_work;  // LSTM code's projections and states
 };
 
 // Either specialized to one signature (dims are constants in the code), or
@@ -111,6 +112,7 @@ struct Specialization {
 
   StatusOr<double> RunGemm(RegionCall& call, CompiledCallScratch& scratch) const;
   StatusOr<double> RunAttention(RegionCall& call, CompiledCallScratch& scratch) const;
+  StatusOr<double> RunLstm(const graph::Region& region, RegionCall& call, CompiledCallScratch& scratch) const;
 
   mutable Mutex row_calls_mutex_;
   mutable BoundedMap<ShapeSignature, std::shared_ptr<const RowCall>> row_calls_ KILN_GUARDED_BY(row_calls_mutex_){

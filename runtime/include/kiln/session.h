@@ -308,7 +308,8 @@ struct BreakEven {
 // A fused region (see `kiln info --regions`) and how it has run so far.
 struct RegionStats {
   int id = 0;
-  std::string kind;         // "elementwise", "row_reduction", "gemm", "depthwise_conv" or "attention"
+  // "elementwise", "row_reduction", "gemm", "depthwise_conv", "attention" or "lstm"
+  std::string kind;
   std::string description;  // ops and static shape
   // Empty for a region of the model's graph; for one inside a sub-graph,
   // the body it sits in: "Loop 'l'/body", "Loop 'outer'/body/If 'b'/then_branch".
