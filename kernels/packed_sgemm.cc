@@ -307,6 +307,99 @@ void UnpackedGemv(const float* a, const float* b, int64_t k, int64_t n, int64_t 
   });
 }
 
+// Transposes the 8x8 block whose rows are rows[0..8) into out[0..8): out[i]
+// holds element i of every row.
+inline void Transpose8x8Ps(const __m256 rows[8], __m256 out[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(rows[0], rows[1]), t1 = _mm256_unpackhi_ps(rows[0], rows[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(rows[2], rows[3]), t3 = _mm256_unpackhi_ps(rows[2], rows[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(rows[4], rows[5]), t5 = _mm256_unpackhi_ps(rows[4], rows[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(rows[6], rows[7]), t7 = _mm256_unpackhi_ps(rows[6], rows[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  out[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  out[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  out[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  out[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  out[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  out[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  out[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  out[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// UnpackedGemv for a transposed B ([n, k], row stride ldb): column j of
+// the product is row j of `bt`, so each column's weights are one contiguous
+// row, read once, instead of being packed a panel at a time with strided
+// loads. Eight columns at a time, their rows are read 8 depths at a time and
+// transposed in registers, so that each depth's 8 values meet the
+// accumulators in GemvDepthBlock's (and MicroKernel<1>'s) order: per depth
+// block, row p into accumulator p % 4 (rows past the last multiple of 4 into
+// the first), the four added in order, then the earlier depth blocks' sum.
+// The epilogue sees UnpackedGemv's tiles.
+void UnpackedGemvTransposed(const float* a, const float* bt, int64_t k, int64_t n, int64_t ldb, float* c,
+                            const ParallelRunner& parallel, const TileEpilogue& epilogue) {
+  constexpr int kSplits = 4;
+  // Columns [col0, col0 + 8): every depth block in turn.
+  auto eight_columns = [&](int64_t col0) {
+    const float* rows = bt + col0 * ldb;
+    for (int64_t depth0 = 0; depth0 < k || depth0 == 0; depth0 += kDepthBlock) {
+      const int64_t depth = std::min(kDepthBlock, k - depth0);
+      const int64_t whole = depth / kSplits * kSplits;
+      __m256 acc[kSplits] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+      int64_t p = 0;
+      // p + 8 <= depth makes every row of the block one before `whole`.
+      for (; p + 8 <= depth; p += 8) {
+        __m256 block[8], by_depth[8];
+        for (int r = 0; r < 8; ++r) block[r] = _mm256_loadu_ps(rows + r * ldb + depth0 + p);
+        Transpose8x8Ps(block, by_depth);
+        for (int q = 0; q < 8; ++q) {
+          acc[q % kSplits] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + depth0 + p + q), by_depth[q], acc[q % kSplits]);
+        }
+      }
+      for (; p < depth; ++p) {
+        alignas(32) float values[8];
+        for (int r = 0; r < 8; ++r) values[r] = rows[r * ldb + depth0 + p];
+        const int s = p < whole ? static_cast<int>(p % kSplits) : 0;
+        acc[s] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + depth0 + p), _mm256_load_ps(values), acc[s]);
+      }
+      __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), acc[2]), acc[3]);
+      if (depth0 > 0) sum = _mm256_add_ps(sum, _mm256_loadu_ps(c + col0));
+      _mm256_storeu_ps(c + col0, sum);
+    }
+  };
+  auto one_column = [&](int64_t col) {
+    const float* row = bt + col * ldb;
+    for (int64_t depth0 = 0; depth0 < k || depth0 == 0; depth0 += kDepthBlock) {
+      const int64_t depth = std::min(kDepthBlock, k - depth0);
+      const int64_t whole = depth / kSplits * kSplits;
+      float acc[kSplits] = {0.f, 0.f, 0.f, 0.f};
+      for (int64_t p = 0; p < depth; ++p) {
+        const int s = p < whole ? static_cast<int>(p % kSplits) : 0;
+        acc[s] = std::fma(a[depth0 + p], row[depth0 + p], acc[s]);
+      }
+      float sum = acc[0];
+      for (int s = 1; s < kSplits; ++s) sum += acc[s];
+      if (depth0 > 0) sum += c[col];
+      c[col] = sum;
+    }
+  };
+  const int64_t group_cols = kTaskPanels * kPanel;
+  const int64_t groups = (n + group_cols - 1) / group_cols;
+  parallel.For(groups, 1, [&](int64_t begin, int64_t end) {
+    const int64_t first = begin * group_cols, last = std::min(n, end * group_cols);
+    int64_t col = first;
+    for (; col + 8 <= last; col += 8) eight_columns(col);
+    for (; col < last; ++col) one_column(col);
+    if (!epilogue) return;
+    for (int64_t g = begin; g < end; ++g) epilogue(0, 1, g * group_cols, std::min(n, (g + 1) * group_cols));
+  });
+}
+
 }  // namespace
 
 void UnpackedSgemm(const float* a, int64_t lda, int64_t m, const float* b, int64_t k, int64_t n, int64_t ldb,
@@ -314,8 +407,13 @@ void UnpackedSgemm(const float* a, int64_t lda, int64_t m, const float* b, int64
                    const TileEpilogue& epilogue) {
   // As many rows per task as leave every thread a task, between PackedSgemm's
   // and kUnpackedTaskRows.
-  if (m == 1 && !transposed) {
-    if (n > 0) UnpackedGemv(a, b, k, n, ldb, c, parallel, epilogue);
+  if (m == 1) {
+    if (n <= 0) return;
+    if (transposed) {
+      UnpackedGemvTransposed(a, b, k, n, ldb, c, parallel, epilogue);
+    } else {
+      UnpackedGemv(a, b, k, n, ldb, c, parallel, epilogue);
+    }
     return;
   }
   const int64_t threads = std::max(1, parallel.num_threads());

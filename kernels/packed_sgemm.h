@@ -113,6 +113,8 @@ void PackedSgemm(const float* a, int64_t lda, int64_t m, const PackedMatrixB& b,
 // buffer that stays in L1. The results are therefore equal to PackedSgemm's
 // bit for bit; the cost is those copies per call (no allocation, no page
 // faults) and, for B read in place, strided rows instead of one stream.
+// With one row of A (a batch-1 GEMV) B is streamed once in its stored
+// order instead, either layout, with the same sums.
 void UnpackedSgemm(const float* a, int64_t lda, int64_t m, const float* b, int64_t k, int64_t n, int64_t ldb,
                    bool transposed, float* c, int64_t ldc, const ParallelRunner& parallel,
                    const TileEpilogue& epilogue);

@@ -43,12 +43,14 @@ TEST(UnpackedSgemm, EqualsPackedSgemmBitForBit) {
   struct Shape {
     int64_t m, k, n;
   };
-  // One row of A takes its own path (UnpackedGemv): depths around the
-  // 256-deep block and the 4-way split, columns past one 1024-column pass
-  // and not a multiple of 8.
-  for (const Shape& s :
-       {Shape{1, 1, 8}, Shape{1, 300, 1000}, Shape{1, 517, 1103}, Shape{1, 3, 13}, Shape{5, 17, 15}, Shape{6, 256, 16},
-        Shape{7, 257, 33}, Shape{48, 512, 128}, Shape{50, 513, 130}, Shape{97, 64, 200}}) {
+  // One row of A takes its own paths (UnpackedGemv; UnpackedGemvTransposed
+  // for B^T, which transposes 8 columns by 8 depths at a time): depths around
+  // the 256-deep block, the 4-way split and the 8-deep transpose, columns
+  // past one 1024-column pass, past a 128-column task and not a multiple of
+  // 8, fewer than 8 columns.
+  for (const Shape& s : {Shape{1, 1, 8}, Shape{1, 300, 1000}, Shape{1, 517, 1103}, Shape{1, 3, 13}, Shape{1, 260, 7},
+                         Shape{1, 1030, 129}, Shape{1, 9, 200}, Shape{1, 264, 136}, Shape{5, 17, 15}, Shape{6, 256, 16},
+                         Shape{7, 257, 33}, Shape{48, 512, 128}, Shape{50, 513, 130}, Shape{97, 64, 200}}) {
     for (bool transposed : {false, true}) {
       SCOPED_TRACE(::testing::Message() << s.m << "x" << s.k << "x" << s.n << (transposed ? " B^T" : ""));
       const int64_t lda = s.k + 3, ldc = s.n + 5, ldb = (transposed ? s.k : s.n) + 2;
