@@ -248,6 +248,13 @@ void PackedSgemm(const float* a, int64_t lda, int64_t m, const PackedMatrixB& b,
            });
 }
 
+void PanelSgemm(const float* a, int64_t lda, int64_t m, const float* panels, int64_t k, int64_t n, float* c,
+                int64_t ldc, const ParallelRunner& parallel, const TileEpilogue& epilogue) {
+  RunSgemm(a, lda, m, k, n, c, ldc, parallel, epilogue, kTaskRows, [panels, k](int64_t panel, int64_t depth0, int64_t) {
+    return PanelBlock{panels + (panel * k + depth0) * kPanel, kPanel};
+  });
+}
+
 namespace {
 
 // Columns per pass of UnpackedGemv: its four accumulator rows (16 KiB) stay

@@ -105,6 +105,14 @@ using TileEpilogue = std::function<void(int64_t row_begin, int64_t row_end, int6
 void PackedSgemm(const float* a, int64_t lda, int64_t m, const PackedMatrixB& b, float* c, int64_t ldc,
                  const ParallelRunner& parallel, const TileEpilogue& epilogue);
 
+// PackedSgemm on panels that the caller laid out as PackedMatrixB holds
+// them (B [k, n] as ceil(n / kPanelWidth) panels, each k rows of
+// kPanelWidth floats, the last zero-padded): for a one-off copy of a
+// weight gathered in another order than Pack's (a first-run convolution's
+// window order). Same sums, tiles and threading as PackedSgemm.
+void PanelSgemm(const float* a, int64_t lda, int64_t m, const float* panels, int64_t k, int64_t n, float* c,
+                int64_t ldc, const ParallelRunner& parallel, const TileEpilogue& epilogue);
+
 // The same product on B as given (B [k, n] with row stride ldb, or with
 // `transposed` its transpose [n, k]), for a weight whose packed copy is not
 // ready: PackedSgemm's micro-kernel, in PackedSgemm's order, reads a

@@ -168,11 +168,41 @@ void GemmConvNchw(const KernelContext& ctx, const Geometry& q, const float* x, c
   }
 }
 
-// NHWC: rows are positions, [P, K] x W_g^T -> Y rows (position, channel).
+// W [M, Cg, kH, kW] as one [K, Mg] matrix per group, K running over
+// (kernel row, kernel column, input channel), laid out in PackedMatrixB's
+// 16-column panels for PanelSgemm: copied once per call in sequential
+// writes (each panel row is 16 filters' values at one tap), where
+// UnpackedSgemm on W's transpose would gather every panel with strided
+// loads again in each task. Returns the panels per group.
+int64_t PermuteWeightToPanels(const Geometry& q, const float* w, float* panels) {
+  constexpr int64_t kPanel = PackedMatrixB::kPanelWidth;
+  const int64_t taps = q.kh * q.kw;
+  const int64_t k = q.cg * taps;
+  const int64_t per_group = (q.mg + kPanel - 1) / kPanel;
+  for (int64_t gi = 0; gi < q.group; ++gi) {
+    for (int64_t pi = 0; pi < per_group; ++pi) {
+      const int64_t o0 = gi * q.mg + pi * kPanel;
+      const int64_t width = std::min(kPanel, q.mg - pi * kPanel);
+      float* out = panels + (gi * per_group + pi) * k * kPanel;
+      for (int64_t t = 0; t < taps; ++t) {
+        for (int64_t ci = 0; ci < q.cg; ++ci) {
+          float* row = out + (t * q.cg + ci) * kPanel;
+          for (int64_t j = 0; j < width; ++j) row[j] = w[((o0 + j) * q.cg + ci) * taps + t];
+          std::fill(row + width, row + kPanel, 0.f);
+        }
+      }
+    }
+  }
+  return per_group;
+}
+
+// NHWC: rows are positions, [P, K] x W_g -> Y rows (position, channel).
 // K runs over (kernel row, kernel column, input channel), so that a tap's
-// input channels are one contiguous run of X's pixel, copied at once; the
-// weight is permuted to that order once per call (it is far smaller than
-// the windows). A pointwise convolution multiplies X's rows as they are.
+// input channels are one contiguous run of X's pixel, copied at once, and a
+// kernel row's taps with them when they lie inside the image and X has no
+// groups; the weight is permuted to that order once per call (it is far
+// smaller than the windows). A pointwise convolution multiplies X's rows as
+// they are.
 void GemmConvNhwc(const KernelContext& ctx, const Geometry& q, const float* x, const float* w, float* y) {
   const int64_t taps = q.kh * q.kw;
   const int64_t k = q.cg * taps;
@@ -186,15 +216,16 @@ void GemmConvNhwc(const KernelContext& ctx, const Geometry& q, const float* x, c
     }
     return;
   }
-  const std::unique_ptr<float[]> permuted = Uninitialized(q.m * k);
-  for (int64_t o = 0; o < q.m; ++o) {
-    for (int64_t ci = 0; ci < q.cg; ++ci) {
-      for (int64_t t = 0; t < taps; ++t) permuted[(o * taps + t) * q.cg + ci] = w[(o * q.cg + ci) * taps + t];
-    }
-  }
+  constexpr int64_t kPanel = PackedMatrixB::kPanelWidth;
+  const std::unique_ptr<float[]> panels = Uninitialized(q.group * ((q.mg + kPanel - 1) / kPanel) * k * kPanel);
+  const int64_t per_group = PermuteWeightToPanels(q, w, panels.get());
   const int64_t block = BlockPositions(k);
   const std::unique_ptr<float[]> cols = Uninitialized(std::min(block, positions) * k);
   const size_t run_bytes = static_cast<size_t>(q.cg) * sizeof(float);
+  // A kernel row's taps are adjacent pixels, and with one group each
+  // pixel's channels are the whole pixel: one run of kW pixels.
+  const bool rows_contiguous = q.group == 1 && q.dw == 1;
+  const size_t row_bytes = static_cast<size_t>(q.kw * q.c) * sizeof(float);
   for (int64_t image = 0; image < q.n; ++image) {
     for (int64_t gi = 0; gi < q.group; ++gi) {
       for (int64_t p0 = 0; p0 < positions; p0 += block) {
@@ -202,10 +233,17 @@ void GemmConvNhwc(const KernelContext& ctx, const Geometry& q, const float* x, c
         for (int64_t p = 0; p < count; ++p) {
           const int64_t oy = (p0 + p) / q.ow, ox = (p0 + p) % q.ow;
           float* dst = cols.get() + p * k;
+          const int64_t first_col = ox * q.sw - q.pw;
+          const bool cols_inside = first_col >= 0 && first_col + (q.kw - 1) * q.dw < q.w;
           for (int64_t ky = 0; ky < q.kh; ++ky) {
             const int64_t row = oy * q.sh - q.ph + ky * q.dh;
+            if (rows_contiguous && cols_inside && row >= 0 && row < q.h) {
+              std::memcpy(dst, x + ((image * q.h + row) * q.w + first_col) * q.c, row_bytes);
+              dst += q.kw * q.cg;
+              continue;
+            }
             for (int64_t kx = 0; kx < q.kw; ++kx, dst += q.cg) {
-              const int64_t col = ox * q.sw - q.pw + kx * q.dw;
+              const int64_t col = first_col + kx * q.dw;
               if (row < 0 || row >= q.h || col < 0 || col >= q.w) {
                 std::fill_n(dst, q.cg, 0.f);
               } else {
@@ -215,8 +253,8 @@ void GemmConvNhwc(const KernelContext& ctx, const Geometry& q, const float* x, c
           }
         }
         float* out = y + (image * positions + p0) * q.m + gi * q.mg;
-        UnpackedSgemm(cols.get(), k, count, permuted.get() + gi * q.mg * k, k, q.mg, k, /*transposed=*/true, out, q.m,
-                      ctx.parallel(), {});
+        PanelSgemm(cols.get(), k, count, panels.get() + gi * per_group * k * kPanel, k, q.mg, out, q.m, ctx.parallel(),
+                   {});
       }
     }
   }

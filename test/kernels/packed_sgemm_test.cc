@@ -2,13 +2,17 @@
 // every edge of its tiling: row counts around the 6-row micro-tile and the
 // 48-row task, columns around the 16-wide panel, depths around the 256-deep
 // block; B packed as given and transposed; run serially and split into
-// chunks the way a thread pool would.
+// chunks the way a thread pool would. PanelSgemm on the packed panels gives
+// the same bits.
 #include "kernels/packed_sgemm.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <mutex>
+#include <set>
+#include <tuple>
 #include <vector>
 
 #include "test/tensors.h"
@@ -110,6 +114,33 @@ TEST(PackedSgemm, SameBitsWhateverTheSplit) {
   PackedSgemm(a.data(), s.k, s.m, **packed, serial_c.data(), s.n, SerialRunner(), nullptr);
   PackedSgemm(a.data(), s.k, s.m, **packed, chunked_c.data(), s.n, ChunkedRunner(), nullptr);
   EXPECT_EQ(serial_c, chunked_c);
+}
+
+TEST(PanelSgemm, EqualsPackedSgemmOnTheSamePanels) {
+  // Panels laid out by the caller as Pack lays them out give PackedSgemm's
+  // product bit for bit, over the same tiles.
+  const ChunkedRunner chunked;
+  for (const Shape& s : {Shape{1, 1, 1}, Shape{7, 255, 17}, Shape{50, 600, 129}, Shape{97, 64, 8}}) {
+    SCOPED_TRACE(::testing::Message() << s.m << "x" << s.k << "x" << s.n);
+    const int64_t lda = s.k + 3, ldc = s.n + 5;
+    const std::vector<float> a = RandomFloats(s.m * lda, 7);
+    const std::vector<float> b = RandomFloats(s.k * s.n, 8);
+    auto packed = PackedMatrixB::Pack(b.data(), s.k, s.n, s.n, false);
+    ASSERT_TRUE(packed.ok());
+    std::vector<float> want(static_cast<size_t>(s.m * ldc), -3.f), got(want);
+    std::set<std::tuple<int64_t, int64_t, int64_t, int64_t>> want_tiles, got_tiles;
+    std::mutex mu;
+    auto recorder = [&mu](std::set<std::tuple<int64_t, int64_t, int64_t, int64_t>>& tiles) {
+      return [&mu, &tiles](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+        std::lock_guard<std::mutex> lock(mu);
+        tiles.emplace(r0, r1, c0, c1);
+      };
+    };
+    PackedSgemm(a.data(), lda, s.m, **packed, want.data(), ldc, chunked, recorder(want_tiles));
+    PanelSgemm(a.data(), lda, s.m, (*packed)->panel_row(0, 0), s.k, s.n, got.data(), ldc, chunked, recorder(got_tiles));
+    EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0);
+    EXPECT_EQ(want_tiles, got_tiles);
+  }
 }
 
 TEST(PackedWeightSlot, PacksOncePerMatrix) {

@@ -179,6 +179,13 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{"nhwc_several_blocks", 1, 64, 30, 30, 32, 3, 1, 1, 1, 1, true, true, true},
                       ConvCase{"nchw_several_blocks", 1, 64, 30, 30, 32, 3, 1, 1, 1, 1, true, false, false},
                       ConvCase{"nhwc_grouped_strided", 2, 12, 9, 9, 18, 3, 2, 1, 1, 3, false, true, false},
+                      // Channels-last windows copied a kernel row at a time
+                      // (one group, no column dilation) next to the padding,
+                      // per tap otherwise; the weight's last 16-channel panel
+                      // partial, per group too.
+                      ConvCase{"nhwc_stem7x7s2", 1, 3, 23, 20, 20, 7, 2, 3, 1, 1, true, true, false},
+                      ConvCase{"nhwc_dilated", 1, 12, 10, 10, 18, 3, 1, 2, 2, 1, true, true, true},
+                      ConvCase{"nhwc_grouped_wide", 1, 16, 8, 8, 40, 3, 1, 1, 1, 2, false, true, false},
                       ConvCase{"nhwc_depthwise_strided_dilated", 1, 16, 11, 10, 16, 3, 2, 2, 2, 16, true, true, true},
                       ConvCase{"nhwc_depthwise_nobias", 1, 8, 6, 6, 8, 3, 1, 1, 1, 8, false, true, false}),
     [](const ::testing::TestParamInfo<ConvCase>& info) { return std::string(info.param.name); });
