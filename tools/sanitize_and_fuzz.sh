@@ -76,6 +76,7 @@ tsan_tests=(
   //test/runtime:attention_region_test
   //test/runtime:body_regions_test
   //test/runtime:sequence_run_test
+  //test/runtime:hot_set_test
 )
 fuzz_kinds=(model npy)
 # Longest input each fuzzer makes up: the seeds are a few hundred bytes.
