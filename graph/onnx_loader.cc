@@ -13,6 +13,7 @@
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <thread>
 #include <unordered_map>
 
 #include "graph/log.h"
@@ -715,6 +716,11 @@ StatusOr<Graph> ParseAndBuild(const void* data, size_t size, uint64_t model_size
   return builder.Build();
 }
 
+// Elided weights of at least this many bytes in all are read on a thread of
+// their own while the message is parsed: below it, starting the thread costs
+// more than the overlap saves.
+constexpr uint64_t kBackgroundReadBytes = uint64_t{1} << 20;
+
 // Protobuf parsing copies every raw_data field; large weights are read
 // from `source` straight into memory of their own instead
 // (raw_data_elision.h). nullopt when the scan gives up: the caller parses
@@ -739,16 +745,52 @@ std::optional<StatusOr<Graph>> LoadElided(const ByteSource& source, const LoadOp
   auto owner = std::make_shared<Tensor>(std::move(buffer).value());
   char* next = static_cast<char*>(owner->raw_data());
   std::vector<std::optional<ElidedRawData>> raw_data(elided->initializer_raw_data.size());
+  struct Destination {
+    RawDataLocation from;
+    char* to;
+  };
+  std::vector<Destination> reads;
   for (size_t i = 0; i < raw_data.size(); ++i) {
     const std::optional<RawDataLocation>& raw = elided->initializer_raw_data[i];
     if (!raw) continue;
-    if (!source.Read(raw->offset, static_cast<size_t>(raw->size), next)) {
-      return StatusOr<Graph>(IoError("reading ", raw->size, " bytes of weights at offset ", raw->offset, " failed"));
-    }
+    reads.push_back({*raw, next});
     raw_data[i] = ElidedRawData{next, raw->size, owner};
     next += (raw->size + kAlignment - 1) / kAlignment * kAlignment;
   }
-  return ParseAndBuild(elided->bytes.data(), elided->bytes.size(), source.size(), options, std::move(raw_data));
+  std::optional<RawDataLocation> failed;
+  auto read_all = [&source, &reads, &failed] {
+    for (const Destination& d : reads) {
+      if (!source.Read(d.from.offset, static_cast<size_t>(d.from.size), d.to)) {
+        failed = d.from;
+        return;
+      }
+    }
+  };
+  auto read_failure = [&failed] {
+    return IoError("reading ", failed->size, " bytes of weights at offset ", failed->offset, " failed");
+  };
+  if (total < kBackgroundReadBytes) {
+    read_all();
+    if (failed) return StatusOr<Graph>(read_failure());
+    return ParseAndBuild(elided->bytes.data(), elided->bytes.size(), source.size(), options, std::move(raw_data));
+  }
+  // Nothing reads an elided payload before the graph is built (GraphBuilder
+  // only points tensors at them; the passes that read weights run after
+  // loading), so a thread reads them while this one parses the rest, runs
+  // ONNX's shape inference and builds the graph: a model's load then takes
+  // about the longer of the two rather than their sum.
+  StatusOr<Graph> graph = Internal("not built");
+  {
+    std::thread reader(read_all);
+    // Joined on every way out, before `reads` and the buffer can go.
+    struct JoinOnExit {
+      std::thread& thread;
+      ~JoinOnExit() { thread.join(); }
+    } join{reader};
+    graph = ParseAndBuild(elided->bytes.data(), elided->bytes.size(), source.size(), options, std::move(raw_data));
+  }
+  if (failed) return StatusOr<Graph>(read_failure());
+  return graph;
 }
 
 }  // namespace

@@ -242,5 +242,52 @@ TEST(RawDataElision, ElidedRawDataOfTheWrongSizeIsAClearError) {
   EXPECT_NE(g.status().message().find("'w1'"), std::string::npos) << g.status().ToString();
 }
 
+// Over 1 MiB of weights in all: they are read on a thread of their own
+// while the rest of the model is parsed and built.
+OnnxModelBuilder LargeModel(const std::vector<float>& w1, const std::vector<float>& w2) {
+  OnnxModelBuilder b(13);
+  b.Input("x", kFloat, {1, 1024}).FloatInit("w1", {1024, 320}, w1).FloatInit("w2", {320, 64}, w2).Output("y");
+  b.Node("MatMul", {"x", "w1"}, {"h"});
+  b.Node("MatMul", {"h", "w2"}, {"y"});
+  return b;
+}
+
+TEST(RawDataElision, WeightsReadBesideParsingEqualTheModelsFromMemoryAndFromAFile) {
+  const std::vector<float> w1 = Ramp(1024 * 320, 0.001f), w2 = Ramp(320 * 64, -0.5f);
+  const std::string bytes = LargeModel(w1, w2).Serialize();
+  auto expect_weights = [&](const Graph& g) {
+    const Tensor& a = *g.value(*g.FindValue("w1")).constant;
+    ASSERT_EQ(a.num_elements(), static_cast<int64_t>(w1.size()));
+    EXPECT_EQ(std::memcmp(a.data<float>(), w1.data(), w1.size() * sizeof(float)), 0);
+    const Tensor& b = *g.value(*g.FindValue("w2")).constant;
+    ASSERT_EQ(b.num_elements(), static_cast<int64_t>(w2.size()));
+    EXPECT_EQ(std::memcmp(b.data<float>(), w2.data(), w2.size() * sizeof(float)), 0);
+  };
+  {
+    StatusOr<Graph> g = LoadOnnxModel(bytes.data(), bytes.size(), LoadOptions{});
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    expect_weights(*g);
+  }
+  const fs::path dir = fs::path(::testing::TempDir()) / ("kiln_elision_large_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "m.onnx").string();
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  StatusOr<Graph> g = LoadOnnxFile(path);
+  fs::remove_all(dir);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  expect_weights(*g);
+}
+
+TEST(RawDataElision, AModelThatFailsToBuildWhileItsWeightsAreReadIsAClearError) {
+  OnnxModelBuilder b = LargeModel(Ramp(1024 * 320, 0.001f), Ramp(320 * 64, -0.5f));
+  b.Node("NoSuchOp", {"y"}, {"z"});
+  b.proto().mutable_graph()->mutable_node(2)->set_domain("no.such.domain");
+  const std::string bytes = b.Serialize();
+  StatusOr<Graph> g = LoadOnnxModel(bytes.data(), bytes.size(), LoadOptions{});
+  ASSERT_FALSE(g.ok());
+  EXPECT_EQ(g.status().code(), StatusCode::kInvalidModel);
+  EXPECT_NE(g.status().message().find("no.such.domain"), std::string::npos) << g.status().ToString();
+}
+
 }  // namespace
 }  // namespace kiln::graph
