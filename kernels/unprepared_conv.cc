@@ -202,23 +202,31 @@ int64_t PermuteWeightToPanels(const Geometry& q, const float* w, float* panels) 
 // kernel row's taps with them when they lie inside the image and X has no
 // groups; the weight is permuted to that order once per call (it is far
 // smaller than the windows). A pointwise convolution multiplies X's rows as
-// they are.
+// they are (with the weight's panels too, unless X is a single row).
 void GemmConvNhwc(const KernelContext& ctx, const Geometry& q, const float* x, const float* w, float* y) {
   const int64_t taps = q.kh * q.kw;
   const int64_t k = q.cg * taps;
   const int64_t positions = q.oh * q.ow;
-  if (q.IsPointwise()) {
-    for (int64_t image = 0; image < q.n; ++image) {
-      for (int64_t gi = 0; gi < q.group; ++gi) {
-        UnpackedSgemm(x + image * positions * q.c + gi * q.cg, q.c, positions, w + gi * q.mg * k, k, q.mg, k,
-                      /*transposed=*/true, y + image * positions * q.m + gi * q.mg, q.m, ctx.parallel(), {});
-      }
+  if (q.IsPointwise() && positions * q.n == 1) {
+    // One row of X: UnpackedSgemm streams W once (a GEMV), no copy.
+    for (int64_t gi = 0; gi < q.group; ++gi) {
+      UnpackedSgemm(x + gi * q.cg, q.c, 1, w + gi * q.mg * k, k, q.mg, k, /*transposed=*/true, y + gi * q.mg, q.m,
+                    ctx.parallel(), {});
     }
     return;
   }
   constexpr int64_t kPanel = PackedMatrixB::kPanelWidth;
   const std::unique_ptr<float[]> panels = Uninitialized(q.group * ((q.mg + kPanel - 1) / kPanel) * k * kPanel);
   const int64_t per_group = PermuteWeightToPanels(q, w, panels.get());
+  if (q.IsPointwise()) {
+    for (int64_t image = 0; image < q.n; ++image) {
+      for (int64_t gi = 0; gi < q.group; ++gi) {
+        PanelSgemm(x + image * positions * q.c + gi * q.cg, q.c, positions, panels.get() + gi * per_group * k * kPanel,
+                   k, q.mg, y + image * positions * q.m + gi * q.mg, q.m, ctx.parallel(), {});
+      }
+    }
+    return;
+  }
   const int64_t block = BlockPositions(k);
   const std::unique_ptr<float[]> cols = Uninitialized(std::min(block, positions) * k);
   const size_t run_bytes = static_cast<size_t>(q.cg) * sizeof(float);

@@ -171,6 +171,8 @@ INSTANTIATE_TEST_SUITE_P(
                       // Pointwise convolutions multiply X as it is (no gathered windows).
                       ConvCase{"nhwc_pointwise", 2, 24, 6, 7, 40, 1, 1, 0, 1, 1, true, true, false},
                       ConvCase{"nhwc_pointwise_grouped", 1, 24, 5, 5, 12, 1, 1, 0, 1, 3, true, true, true},
+                      // One pixel (a squeeze-excitation FC): a GEMV on W as stored.
+                      ConvCase{"nhwc_pointwise_one_pixel", 1, 24, 1, 1, 40, 1, 1, 0, 1, 1, true, true, false},
                       ConvCase{"nchw_pointwise_grouped", 2, 24, 5, 6, 12, 1, 1, 0, 1, 2, false, false, false},
                       // A pointwise convolution with padding or strides still gathers.
                       ConvCase{"nhwc_pointwise_strided", 1, 16, 9, 9, 24, 1, 2, 0, 1, 1, true, true, false},
