@@ -54,7 +54,8 @@ int Directions(const LstmCase& c) { return std::string(c.direction) == "bidirect
 // x [seq, batch, input] (symbolic seq and batch with `symbolic`), LSTM with
 // constant W, R, B; extra attributes and inputs through `customise`.
 std::string LstmModel(const LstmCase& c, bool symbolic = false,
-                      const std::function<void(OnnxModelBuilder&, onnx::NodeProto&)>& customise = {}) {
+                      const std::function<void(OnnxModelBuilder&, onnx::NodeProto&)>& customise = {},
+                      uint32_t weight_seed = 11) {
   OnnxModelBuilder b(14);
   const int64_t dirs = Directions(c), gates = 4 * c.hidden;
   b.Input("x", kFloat, {symbolic ? -1 : c.seq, symbolic ? -1 : c.batch, c.input}, {"seq", "batch", "input"});
@@ -62,9 +63,9 @@ std::string LstmModel(const LstmCase& c, bool symbolic = false,
     b.Input("h0", kFloat, {dirs, symbolic ? -1 : c.batch, c.hidden}, {"dirs", "batch", "hidden"});
     b.Input("c0", kFloat, {dirs, symbolic ? -1 : c.batch, c.hidden}, {"dirs", "batch", "hidden"});
   }
-  b.FloatInit("w", {dirs, gates, c.input}, RandomFloats(dirs * gates * c.input, 11, -0.3f, 0.3f));
-  b.FloatInit("r", {dirs, gates, c.hidden}, RandomFloats(dirs * gates * c.hidden, 12, -0.3f, 0.3f));
-  if (c.bias) b.FloatInit("b", {dirs, 2 * gates}, RandomFloats(dirs * 2 * gates, 13, -0.5f, 0.5f));
+  b.FloatInit("w", {dirs, gates, c.input}, RandomFloats(dirs * gates * c.input, weight_seed, -0.3f, 0.3f));
+  b.FloatInit("r", {dirs, gates, c.hidden}, RandomFloats(dirs * gates * c.hidden, weight_seed + 1, -0.3f, 0.3f));
+  if (c.bias) b.FloatInit("b", {dirs, 2 * gates}, RandomFloats(dirs * 2 * gates, weight_seed + 2, -0.5f, 0.5f));
   std::vector<std::string> inputs = {"x", "w", "r", c.bias ? "b" : ""};
   if (c.initial) {
     inputs.insert(inputs.end(), {"", "h0", "c0"});
@@ -235,16 +236,51 @@ TEST(LstmRegion, BitwiseModeKeepsItInterpreted) {
   auto jit = MakeSession(bytes, TierPolicy::kJit, 1, /*bitwise=*/true);
   ASSERT_NE(reference, nullptr);
   ASSERT_NE(jit, nullptr);
+  // Not bit for bit: the reference session's first call may take the
+  // kernel's own path while oneDNN's primitive is prepared in the
+  // background, which bitwise mode waits for.
   const auto expected = RunGuarded(*reference, c, in, c.seq, c.batch);
-  for (int call = 0; call < 2; ++call) {
-    const auto got = RunGuarded(*jit, c, in, c.seq, c.batch);
-    for (const auto& [name, values] : expected) EXPECT_EQ(got.at(name), values) << name;
-  }
+  for (int call = 0; call < 2; ++call) ExpectSame(RunGuarded(*jit, c, in, c.seq, c.batch), expected);
   const std::vector<RegionStats> regions = LstmRegions(*jit);
   ASSERT_EQ(regions.size(), 1u);
   EXPECT_EQ(regions[0].tier, "interp");
   EXPECT_EQ(regions[0].failed_compiles, 1);
   EXPECT_EQ(regions[0].compiled_calls, 0);
+}
+
+// The code bakes no weight: a second session, with another model of the
+// same shapes and other weights, links the first one's code from the
+// persistent cache and still computes its own LSTM.
+TEST(LstmRegion, PersistentCacheCodeServesOtherWeights) {
+  const std::string dir = ::testing::TempDir() + "/kiln_lstm_cache";
+  std::filesystem::remove_all(dir);
+  const LstmCase c{5, 3, 8, 20, "bidirectional", true, true};
+  const Inputs in = MakeInputs(c, c.seq, c.batch, 17);
+  SessionStats stats[2];
+  for (int model = 0; model < 2; ++model) {
+    SCOPED_TRACE("model " + std::to_string(model));
+    const std::string bytes = LstmModel(c, false, {}, static_cast<uint32_t>(40 + 10 * model));
+    auto reference = MakeSession(bytes, TierPolicy::kInterpreter, 1);
+    ASSERT_NE(reference, nullptr);
+    const auto expected = RunGuarded(*reference, c, in, c.seq, c.batch);
+    auto loaded = Model::LoadFromBytes(bytes.data(), bytes.size());
+    ASSERT_TRUE(loaded.ok());
+    SessionOptions options;
+    options.tier = TierPolicy::kJit;
+    options.jit_keep_faster_tier = false;
+    options.jit_cache_dir = dir;
+    auto session = Session::Create(*loaded, options);
+    ASSERT_TRUE(session.ok()) << session.status().ToString();
+    for (int call = 0; call < 2; ++call) ExpectSame(RunGuarded(**session, c, in, c.seq, c.batch), expected);
+    stats[model] = (*session)->stats();
+    const std::vector<RegionStats> regions = LstmRegions(**session);
+    ASSERT_EQ(regions.size(), 1u);
+    EXPECT_EQ(regions[0].compiled_calls, 1);
+  }
+  EXPECT_EQ(stats[0].jit_cache_hits, 0);
+  EXPECT_GT(stats[0].jit_cache_misses, 0);
+  EXPECT_EQ(stats[1].jit_cache_hits, stats[0].jit_cache_misses);
+  EXPECT_EQ(stats[1].jit_cache_misses, 0);
 }
 
 void ExpectNoLstmRegion(const std::string& bytes) {
