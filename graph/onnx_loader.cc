@@ -716,10 +716,13 @@ StatusOr<Graph> ParseAndBuild(const void* data, size_t size, uint64_t model_size
   return builder.Build();
 }
 
-// Elided weights of at least this many bytes in all are read on a thread of
-// their own while the message is parsed: below it, starting the thread costs
-// more than the overlap saves.
+// Elided weights are read on a thread of their own while the message is
+// parsed when there are at least this many bytes of both: the overlap saves
+// at most the shorter of the two, so for a few weights or a small graph
+// (an MLP's few nodes) it saves less than starting and scheduling the thread
+// costs, above all when every core is busy.
 constexpr uint64_t kBackgroundReadBytes = uint64_t{1} << 20;
+constexpr uint64_t kBackgroundReadMessageBytes = uint64_t{32} << 10;
 
 // Protobuf parsing copies every raw_data field; large weights are read
 // from `source` straight into memory of their own instead
@@ -769,7 +772,7 @@ std::optional<StatusOr<Graph>> LoadElided(const ByteSource& source, const LoadOp
   auto read_failure = [&failed] {
     return IoError("reading ", failed->size, " bytes of weights at offset ", failed->offset, " failed");
   };
-  if (total < kBackgroundReadBytes) {
+  if (total < kBackgroundReadBytes || elided->bytes.size() < kBackgroundReadMessageBytes) {
     read_all();
     if (failed) return StatusOr<Graph>(read_failure());
     return ParseAndBuild(elided->bytes.data(), elided->bytes.size(), source.size(), options, std::move(raw_data));

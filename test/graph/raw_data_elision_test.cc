@@ -242,13 +242,18 @@ TEST(RawDataElision, ElidedRawDataOfTheWrongSizeIsAClearError) {
   EXPECT_NE(g.status().message().find("'w1'"), std::string::npos) << g.status().ToString();
 }
 
-// Over 1 MiB of weights in all: they are read on a thread of their own
-// while the rest of the model is parsed and built.
+// Over 1 MiB of weights in all and a graph of well over 32 KiB (a chain of
+// Relus): the weights are read on a thread of their own while the rest of
+// the model is parsed and built.
 OnnxModelBuilder LargeModel(const std::vector<float>& w1, const std::vector<float>& w2) {
   OnnxModelBuilder b(13);
   b.Input("x", kFloat, {1, 1024}).FloatInit("w1", {1024, 320}, w1).FloatInit("w2", {320, 64}, w2).Output("y");
   b.Node("MatMul", {"x", "w1"}, {"h"});
-  b.Node("MatMul", {"h", "w2"}, {"y"});
+  b.Node("MatMul", {"h", "w2"}, {"r0"});
+  constexpr int kRelus = 1500;
+  for (int i = 0; i < kRelus; ++i) {
+    b.Node("Relu", {"r" + std::to_string(i)}, {i + 1 < kRelus ? "r" + std::to_string(i + 1) : std::string("y")});
+  }
   return b;
 }
 
@@ -281,7 +286,8 @@ TEST(RawDataElision, WeightsReadBesideParsingEqualTheModelsFromMemoryAndFromAFil
 TEST(RawDataElision, AModelThatFailsToBuildWhileItsWeightsAreReadIsAClearError) {
   OnnxModelBuilder b = LargeModel(Ramp(1024 * 320, 0.001f), Ramp(320 * 64, -0.5f));
   b.Node("NoSuchOp", {"y"}, {"z"});
-  b.proto().mutable_graph()->mutable_node(2)->set_domain("no.such.domain");
+  onnx::GraphProto& graph = *b.proto().mutable_graph();
+  graph.mutable_node(graph.node_size() - 1)->set_domain("no.such.domain");
   const std::string bytes = b.Serialize();
   StatusOr<Graph> g = LoadOnnxModel(bytes.data(), bytes.size(), LoadOptions{});
   ASSERT_FALSE(g.ok());
