@@ -487,8 +487,12 @@ void JitTier::Verify(int region_id, const Specialization& spec, const Specializa
                            "verify", start, TraceRecorder::Clock::now());
   }
   if (comparison.equal) {
-    Log().debug("jit: region {} for {}: the compiled code matches the interpreter ({})", region_id, signature,
-                comparison.ToString(tolerance));
+    // Formatting the comparison costs the verifying request as much as a
+    // small region's run: only when it is logged.
+    if (Log().should_log(spdlog::level::debug)) {
+      Log().debug("jit: region {} for {}: the compiled code matches the interpreter ({})", region_id, signature,
+                  comparison.ToString(tolerance));
+    }
     verification.Pass();
     return;
   }

@@ -1,5 +1,9 @@
 #include "runtime/output_comparison.h"
 
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -121,6 +125,26 @@ double ScaledDifference(double got, double want, double& absolute) {
   return absolute / std::max(1.0, std::fabs(want));
 }
 
+#ifdef __AVX2__
+// Whether all 8 elements at `got` and `want` are finite on the `want` side
+// and no worse than `worst` (scaled as ScaledDifference does). Float
+// arithmetic rounds, so the test is made against worst * (1 - 1e-5): a
+// passing element is then strictly better than `worst` in double too, and
+// a doubtful one fails and takes the exact path.
+bool BlockNoWorse(const float* got, const float* want, double worst) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 g = _mm256_loadu_ps(got);
+  const __m256 w = _mm256_loadu_ps(want);
+  const __m256 difference = _mm256_and_ps(_mm256_sub_ps(g, w), abs_mask);
+  const __m256 magnitude = _mm256_and_ps(w, abs_mask);
+  const __m256 limit = _mm256_mul_ps(_mm256_set1_ps(static_cast<float>(worst * (1 - 1e-5))),
+                                     _mm256_max_ps(_mm256_set1_ps(1.f), magnitude));
+  const __m256 finite = _mm256_cmp_ps(magnitude, _mm256_set1_ps(std::numeric_limits<float>::infinity()), _CMP_LT_OQ);
+  const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(difference, limit, _CMP_LE_OQ), finite);
+  return _mm256_movemask_ps(ok) == 0xff;
+}
+#endif
+
 }  // namespace
 
 void CompareOutput(size_t output, const Tensor& compiled, const Tensor& interpreted, double tolerance,
@@ -166,9 +190,27 @@ void CompareOutput(size_t output, const Tensor& compiled, const Tensor& interpre
     double unused = 0;
     worst = ScaledDifference(into.compiled, into.interpreted, unused);
   }
-  for (int64_t i = 0; i < compiled.num_elements(); ++i) {
+  // This runs on the request that verifies, over every element of every
+  // output, so the common case takes no division: an element no worse than
+  // the worst so far changes nothing (if it is past the tolerance, so is
+  // the worst, and `equal` is already false). NaN and infinities take the
+  // exact path (an infinite `want` would make any difference look small).
+  const int64_t n = compiled.num_elements();
+  for (int64_t i = 0; i < n; ++i) {
+#ifdef __AVX2__
+    // Eight at a time while they are all no worse.
+    while (i % 8 == 0 && n - i >= 8 && BlockNoWorse(got + i, want + i, worst)) i += 8;
+    if (i == n) break;
+#endif
+    const double got_i = got[i];
+    const double want_i = want[i];
+    const double want_magnitude = std::fabs(want_i);
+    if (want_magnitude < std::numeric_limits<double>::infinity() &&
+        std::fabs(got_i - want_i) <= worst * std::max(1.0, want_magnitude)) {
+      continue;
+    }
     double absolute = 0;
-    const double scaled = ScaledDifference(got[i], want[i], absolute);
+    const double scaled = ScaledDifference(got_i, want_i, absolute);
     if (scaled > tolerance) into.equal = false;
     if (scaled > worst) {
       worst = scaled;

@@ -295,6 +295,45 @@ TEST(OutputComparison, ScalesAboveOneAndFindsTheWorstElement) {
   EXPECT_NE(shapes.problem.find("[1]"), std::string::npos) << shapes.problem;
 }
 
+TEST(OutputComparison, ElementsNoWorseThanTheWorstSoFarChangeNothing) {
+  // Once a worst element is known, the comparison skips elements that are no
+  // worse without dividing; what it skips must never hide a later, worse one
+  // or a non-finite mismatch.
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> interpreted(1000, 2.f);
+  std::vector<float> compiled(1000, 2.f);
+  compiled[3] = 2.00001f;  // the first worst: small, within tolerance
+  compiled[500] = 2.5f;    // a later, worse element: past it
+  compiled[700] = 2.2f;    // worse than the first, better than the second
+  OutputComparison later_worse;
+  CompareOutput(0, Floats(compiled), Floats(interpreted), 1e-4, later_worse);
+  EXPECT_FALSE(later_worse.equal);
+  EXPECT_EQ(later_worse.element, 500);
+  EXPECT_NEAR(later_worse.largest_difference, 0.5, 1e-6);
+  // An infinite interpreted value against a finite one, after a finite
+  // worst: infinitely far, not "small relative to infinity".
+  compiled = std::vector<float>(1000, 2.f);
+  compiled[3] = 2.00001f;
+  interpreted[900] = inf;
+  OutputComparison infinite;
+  CompareOutput(0, Floats(compiled), Floats(interpreted), 1e-4, infinite);
+  EXPECT_FALSE(infinite.equal);
+  EXPECT_EQ(infinite.element, 900);
+  // Matching infinities and NaNs are equal; each against a number is not.
+  compiled[900] = inf;
+  compiled[901] = nan;
+  interpreted[901] = nan;
+  OutputComparison matching;
+  CompareOutput(0, Floats(compiled), Floats(interpreted), 1e-4, matching);
+  EXPECT_TRUE(matching.equal) << matching.ToString(1e-4);
+  compiled[902] = nan;
+  OutputComparison nan_later;
+  CompareOutput(0, Floats(compiled), Floats(interpreted), 1e-4, nan_later);
+  EXPECT_FALSE(nan_later.equal);
+  EXPECT_EQ(nan_later.element, 902);
+}
+
 }  // namespace
 }  // namespace runtime
 }  // namespace kiln
