@@ -1,6 +1,9 @@
 #include "runtime/compile_scheduler.h"
 
+#include <sched.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -38,9 +41,25 @@ CompileScheduler::Environment CompileScheduler::Environment::Real(std::function<
 }
 
 CompileScheduler::BurstBound::BurstBound() = default;
-CompileScheduler::BurstBound::BurstBound(BurstBound&&) noexcept = default;
-CompileScheduler::BurstBound& CompileScheduler::BurstBound::operator=(BurstBound&&) noexcept = default;
-CompileScheduler::BurstBound::~BurstBound() = default;
+CompileScheduler::BurstBound::BurstBound(BurstBound&& other) noexcept
+    : thread_(other.thread_), ticker_(std::move(other.ticker_)) {
+  other.thread_ = nullptr;
+}
+CompileScheduler::BurstBound& CompileScheduler::BurstBound::operator=(BurstBound&& other) noexcept {
+  if (this != &other) {
+    ticker_.reset();
+    if (thread_ != nullptr) CompileScheduler::Unpin(*thread_);
+    thread_ = other.thread_;
+    ticker_ = std::move(other.ticker_);
+    other.thread_ = nullptr;
+  }
+  return *this;
+}
+CompileScheduler::BurstBound::~BurstBound() {
+  // No tick can pin the thread again once the ticker is gone.
+  ticker_.reset();
+  if (thread_ != nullptr) CompileScheduler::Unpin(*thread_);
+}
 
 CompileScheduler::CompileScheduler(double cpu_share, Environment environment)
     : share_(std::clamp(cpu_share, 0.01, 1.0)),
@@ -81,9 +100,19 @@ int64_t CompileScheduler::OnTick(void* thread_state) {
 CompileScheduler::BurstBound CompileScheduler::BoundBursts() {
   ThreadState& thread = ThisThread();
   BurstBound bound;
+  // The CPUs to spread over: the thread's own, read again at each bound
+  // (the process may have changed them).
+  thread.cpu_count = 0;
+  thread.pinned = false;
+  if (sched_getaffinity(0, sizeof(thread.own_cpus), &thread.own_cpus) == 0) {
+    for (int cpu = 0; cpu < CPU_SETSIZE && thread.cpu_count < kMaxSpreadCpus; ++cpu) {
+      if (CPU_ISSET(cpu, &thread.own_cpus)) thread.cpus[thread.cpu_count++] = cpu;
+    }
+  }
   StatusOr<std::unique_ptr<ThreadTicker>> ticker =
       ThreadTicker::Start(std::chrono::nanoseconds(kBurstNs), &CompileScheduler::OnTick, &thread);
   if (ticker.ok()) {
+    bound.thread_ = &thread;
     bound.ticker_ = std::move(ticker).value();
   } else if (!reported_no_ticks_.exchange(true)) {
     Log().info("jit: compiles are paced at their yield points only: {}", ticker.status().ToString());
@@ -110,14 +139,35 @@ void CompileScheduler::Pace(ThreadState& thread) {
       }
     } else {
       thread.idle_cpu_ns.fetch_add(spent_ns, std::memory_order_relaxed);
+      // With a core idle the kernel should place the compile where it
+      // likes (on the idle core).
+      if (thread.pinned) Unpin(thread);
     }
     if (busy && within_share_at_ns_.load(std::memory_order_relaxed) > now_ns) Wait(thread, now_ns);
   }
   thread.pacing.store(false, std::memory_order_release);
 }
 
+void CompileScheduler::PinToNextCpu(ThreadState& thread) {
+  if (thread.cpu_count < 2) return;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(thread.cpus[thread.next_cpu], &one);
+  thread.next_cpu = (thread.next_cpu + 1) % thread.cpu_count;
+  // The raw system call: the thread (0) moves when it next wakes.
+  if (syscall(SYS_sched_setaffinity, 0, sizeof(one), &one) == 0) thread.pinned = true;
+}
+
+void CompileScheduler::Unpin(ThreadState& thread) {
+  if (!thread.pinned) return;
+  syscall(SYS_sched_setaffinity, 0, sizeof(thread.own_cpus), &thread.own_cpus);
+  thread.pinned = false;
+}
+
 void CompileScheduler::Wait(ThreadState& thread, int64_t now_ns) {
   thread.waits.fetch_add(1, std::memory_order_relaxed);
+  // The next burst takes its time from the next core's requests.
+  PinToNextCpu(thread);
   const int64_t wait_start_ns = now_ns;
   while (!stopped_.load(std::memory_order_acquire)) {
     const int64_t until_within_ns = within_share_at_ns_.load(std::memory_order_relaxed) - now_ns;

@@ -24,6 +24,13 @@
 // burst costs the compile a tick and a wake-up (~50 us on a virtual
 // machine).
 
+// A bound compile also moves to the next of its thread's CPUs at each pause
+// (while every core serves), so that its share is taken from every core's
+// requests in turn: left to itself the kernel wakes it on the core it last
+// ran on, and the requests of that one core lose the whole share (a 25%
+// share made one request thread's calls 1.33x slower and left the other's
+// alone).
+//
 // The share is a floor as well as a ceiling: the paced compile thread runs
 // at normal priority, so while it is under its share the kernel gives it a
 // core's fair part instead of starving it behind the request threads (what
@@ -39,6 +46,8 @@
 // of them rarely waits out a pause (< 1 ms).
 #pragma once
 
+#include <sched.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -53,6 +62,8 @@ namespace kiln::runtime {
 class ThreadTicker;
 
 class CompileScheduler {
+  struct ThreadState;  // below
+
  public:
   // What the scheduler reads and how it waits. Real() gives the process's
   // clocks; tests substitute a fake clock and activity. With ticks
@@ -98,6 +109,7 @@ class CompileScheduler {
 
    private:
     friend class CompileScheduler;
+    ThreadState* thread_ = nullptr;  // whose CPUs to give back
     std::unique_ptr<ThreadTicker> ticker_;
   };
 
@@ -112,6 +124,8 @@ class CompileScheduler {
   static constexpr int64_t kBurstNs = 200'000;
   // Ticks while some core is idle, or after Stop().
   static constexpr int64_t kIdleTickNs = 1'000'000;
+  // CPUs a bound compile spreads its bursts over, at most.
+  static constexpr int kMaxSpreadCpus = 256;
 
   // `cpu_share` is clamped to [0.01, 1].
   CompileScheduler(double cpu_share, Environment environment);
@@ -156,7 +170,19 @@ class CompileScheduler {
     std::atomic<int64_t> waited_ns{0};
     std::atomic<int64_t> busy_cpu_ns{0};
     std::atomic<int64_t> idle_cpu_ns{0};
+    // Spreading over the CPUs (BoundBursts): the thread's own CPU mask, the
+    // CPUs in it, which one it moves to next, and whether it is pinned to
+    // one now. Set before the ticker starts; used by the thread only.
+    cpu_set_t own_cpus{};
+    int cpus[kMaxSpreadCpus] = {};
+    int cpu_count = 0;
+    int next_cpu = 0;
+    bool pinned = false;
   };
+  // Pins the thread to its next CPU (a pause beside busy cores), or gives
+  // it its own mask back. Async-signal-safe (a system call).
+  static void PinToNextCpu(ThreadState& thread);
+  static void Unpin(ThreadState& thread);
 
   // The calling thread's state, made at its first call (so its CPU time
   // before that is not charged).

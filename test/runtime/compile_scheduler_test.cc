@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <sched.h>
 #include <time.h>
 
 #include <atomic>
@@ -222,6 +223,31 @@ TEST(CompileSchedulerTest, TicksPaceAUnitOfWorkWithoutYieldPoints) {
   EXPECT_GE(static_cast<double>(wall_ns), (kUnitNs - 2 * CompileScheduler::kBurstNs) / kShare);
   EXPECT_GE(account.busy_cpu_ns, kUnitNs - 2 * CompileScheduler::kBurstNs);
   EXPECT_EQ(account.idle_cpu_ns, 0);
+}
+
+TEST(CompileSchedulerTest, PausesMoveTheCompileAcrossItsCpusAndTheMaskComesBack) {
+  // Left where it last ran, a compile would take its whole share from one
+  // core's requests; each pause beside busy cores moves it to the next CPU.
+  cpu_set_t own;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(own), &own), 0);
+  if (CPU_COUNT(&own) < 2) GTEST_SKIP() << "one CPU: nothing to spread over";
+  CompileScheduler scheduler(0.25, CompileScheduler::Environment::Real([] { return true; }));
+  cpu_set_t ran_on;
+  CPU_ZERO(&ran_on);
+  {
+    CompileScheduler::BurstBound bound = scheduler.BoundBursts();
+    if (!bound.ticking()) GTEST_SKIP() << "no ticks: the tick signal has a handler of the process's own";
+    const int64_t start = ThreadCpuNs();
+    while (ThreadCpuNs() - start < 20 * kMs) {
+      const int cpu = sched_getcpu();
+      if (cpu >= 0) CPU_SET(cpu, &ran_on);
+    }
+  }
+  EXPECT_GT(scheduler.ThisThreadAccount().waits, 1);
+  EXPECT_GE(CPU_COUNT(&ran_on), 2);
+  cpu_set_t after;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(after), &after), 0);
+  EXPECT_TRUE(CPU_EQUAL(&own, &after));
 }
 
 TEST(CompileSchedulerTest, TicksAreSparseAndNeverPauseWhileACoreIsIdle) {
