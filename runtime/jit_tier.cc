@@ -537,6 +537,7 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
       case graph::RegionKind::kGemm: what = "any M (generic, planned on " + what + ")"; break;
       case graph::RegionKind::kDepthwiseConv: what = "generic (not compiled: per shape only)"; break;
       case graph::RegionKind::kAttention: what = "any sequence length (generic, planned on " + what + ")"; break;
+      case graph::RegionKind::kLstm: what = "generic (not compiled: per shape only)"; break;
     }
   }
   const auto end = std::chrono::steady_clock::now();
@@ -604,6 +605,10 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   if (reused) {
     Log().info("jit: region {} ({}) for {} reuses the code of {} (same IR), {:.1f} ms", region_id, Described(region),
                what, spec->code->name(), ms);
+  } else if (const jit::CompiledLstm* lstm = spec->code->lstm()) {
+    Log().info("jit: region {} ({}) {} for {} in {:.1f} ms ({}, {} bytes of code, {} bytes of packed weights)",
+               region_id, Described(region), spec->code->from_disk_cache() ? "linked from the code cache" : "compiled",
+               what, ms, lstm->label(), spec->code->code_bytes(), lstm->packed_weight_bytes());
   } else if (const jit::CompiledGemm* gemm = spec->code->gemm()) {
     Log().info("jit: region {} ({}) {} for {} in {:.1f} ms ({}, {} bytes of code, {} bytes of packed weight)",
                region_id, Described(region), spec->code->from_disk_cache() ? "linked from the code cache" : "compiled",
@@ -627,6 +632,9 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
   }
   if (const jit::CompiledGemm* gemm = spec->code->gemm()) {
     state.packed_weight_bytes += static_cast<int64_t>(gemm->packed_weight_bytes());
+  }
+  if (const jit::CompiledLstm* lstm = spec->code->lstm()) {
+    state.packed_weight_bytes += static_cast<int64_t>(lstm->packed_weight_bytes());
   }
   // Copy-on-write publish; writers are serialised by `mu`, readers never wait.
   auto next = std::make_shared<Table>(*state.table.load(std::memory_order_acquire));
