@@ -334,10 +334,10 @@ struct RegionStats {
   int reused_code = 0;
   double compile_ms = 0;  // total over specializations (reuses take ~1 ms)
   int64_t code_bytes = 0;
-  // GEMM regions: the weight packed into the generated kernels' layout (one
-  // copy per specialization). GEMM, depthwise and attention regions: the floating-point
-  // operations of the compiled calls, and the rate they ran at
-  // (compiled_flops / compiled_ms).
+  // GEMM and LSTM regions: the weights packed into the generated kernels'
+  // layout (one copy per specialization). GEMM, depthwise, attention and
+  // LSTM regions: the floating-point operations of the compiled calls, and
+  // the rate they ran at (compiled_flops / compiled_ms).
   int64_t packed_weight_bytes = 0;
   double compiled_flops = 0;
   double compiled_gflops = 0;
