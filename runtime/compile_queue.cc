@@ -11,27 +11,35 @@
 
 namespace kiln::runtime {
 
-CompileQueue::CompileQueue(int num_threads, bool low_priority) {
-  for (int i = 0; i < std::max(1, num_threads); ++i) {
-    workers_.emplace_back([this, low_priority] { WorkerLoop(low_priority); });
-  }
-}
+CompileQueue::CompileQueue(int num_threads, bool low_priority)
+    : num_threads_(std::max(1, num_threads)), low_priority_(low_priority) {}
 
 CompileQueue::~CompileQueue() {
+  std::vector<std::thread> workers;
   {
     MutexLock lock(mu_);
     stopping_ = true;
     jobs_.clear();
+    workers.swap(workers_);
   }
   work_cv_.NotifyAll();
   idle_cv_.NotifyAll();
-  for (auto& w : workers_) w.join();
+  for (auto& w : workers) w.join();
 }
 
 void CompileQueue::Enqueue(std::function<void()> job) {
   {
     MutexLock lock(mu_);
     jobs_.push_back(std::move(job));
+    // The workers start with the first job rather than with the queue: a
+    // session is created before any region is hot, and starting a thread
+    // (tens to hundreds of microseconds on a virtual machine) would
+    // otherwise add to the time to its first result.
+    if (workers_.empty() && !stopping_) {
+      for (int i = 0; i < num_threads_; ++i) {
+        workers_.emplace_back([this, low_priority = low_priority_] { WorkerLoop(low_priority); });
+      }
+    }
   }
   work_cv_.NotifyOne();
 }

@@ -17,6 +17,7 @@ class CompileQueue {
   // With `low_priority`, the workers run at a lowered scheduling priority
   // (nice 10), so the kernel prefers request threads; without it they keep
   // normal priority, for compiles that a CompileScheduler paces instead.
+  // The `num_threads` workers start with the first Enqueue.
   explicit CompileQueue(int num_threads, bool low_priority = true);
   // Drops the jobs that have not started and waits for the running ones
   // (at most one per worker), so destruction takes at most one compile's
@@ -38,7 +39,9 @@ class CompileQueue {
   std::deque<std::function<void()>> jobs_ KILN_GUARDED_BY(mu_);
   int running_ KILN_GUARDED_BY(mu_) = 0;
   bool stopping_ KILN_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> workers_;
+  const int num_threads_;
+  const bool low_priority_;
+  std::vector<std::thread> workers_ KILN_GUARDED_BY(mu_);  // none until the first job
 };
 
 }  // namespace kiln::runtime
