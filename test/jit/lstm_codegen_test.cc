@@ -160,7 +160,14 @@ TEST(LstmCodegenTest, EachOutputOptional) {
 }
 
 TEST(LstmCodegenTest, EveryRowTileSize) {
-  for (int mr : {1, 2, 3, 5}) Check({3, 7, 6, 20, 1, false, true, true}, true, true, true, LstmTuning{mr});
+  const std::vector<float> w(4 * 20 * 20, 0.0f);
+  for (int mr : {1, 2, 3, 5}) {
+    // Tiles of more rows than this host's vector registers hold are refused.
+    const StatusOr<std::unique_ptr<CompiledLstm>> probe =
+        CompileLstm(SharedCompiler(), LstmProblem{1, 1, 20, 20}, w.data(), w.data(), nullptr, LstmTuning{mr});
+    if (!probe.ok() && probe.status().code() == StatusCode::kInvalidArgument) continue;
+    Check({3, 7, 6, 20, 1, false, true, true}, true, true, true, LstmTuning{mr});
+  }
 }
 
 TEST(LstmCodegenTest, RejectsBadProblems) {
