@@ -1,6 +1,7 @@
 #include "bench/tier_up_under_load.h"
 
 #include <benchmark/benchmark.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -315,6 +316,13 @@ std::string ShareName(double share) {
 }  // namespace
 
 void RegisterTierUpUnderLoad(const std::string& zoo_dir) {
+  // KILN_TIERUP_NO_TICKS=1: the process takes the compile scheduler's tick
+  // signal (runtime/thread_ticker.h) for itself, so that compiles are paced
+  // at LLVM's yield points only: the same scheduler without ticks, for
+  // measuring what they change under the same load.
+  if (const char* no_ticks = getenv("KILN_TIERUP_NO_TICKS"); no_ticks != nullptr && no_ticks[0] == '1') {
+    signal(SIGRTMAX - 3, [](int) {});
+  }
   StatusOr<std::vector<ZooCase>> cases = ReadZooManifest(zoo_dir);
   if (!cases.ok()) return;  // RegisterTierUpLatency reports the manifest's error
   for (const ZooCase& zoo_case : *cases) {

@@ -36,7 +36,9 @@
 // compile_share (0 = off), load_average (1 min, at the start).
 //
 // KILN_TIERUP_DUMP=DIR writes each case's Chrome trace and a CSV of its
-// requests (start, wall and CPU time) to DIR.
+// requests (start, wall and CPU time) to DIR. KILN_TIERUP_NO_TICKS=1 paces
+// compiles at LLVM's yield points only (the process takes the tick signal),
+// to measure what the scheduler's ticks change.
 #pragma once
 
 #include <string>
