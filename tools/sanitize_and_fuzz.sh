@@ -77,6 +77,8 @@ tsan_tests=(
   //test/runtime:body_regions_test
   //test/runtime:sequence_run_test
   //test/runtime:hot_set_test
+  //test/graph:raw_data_elision_test
+  //test/runtime:compile_queue_test
 )
 fuzz_kinds=(model npy)
 # Longest input each fuzzer makes up: the seeds are a few hundred bytes.
