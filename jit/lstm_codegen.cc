@@ -14,6 +14,7 @@
 #include <cstring>
 #include <map>
 #include <new>
+#include <thread>
 #include <utility>
 
 #include "jit/codegen_target.h"
@@ -44,6 +45,12 @@ enum ArgWord : unsigned {
   kArgH0,       // [batch, hidden]
   kArgC,        // [batch, hidden], updated in place
   kArgReverse,  // non-zero: steps from seq - 1 down to 0
+  // The steps [step_begin, step_end) (in processing order) and, of each,
+  // the panels [panel_begin, panel_end).
+  kArgStepBegin,
+  kArgStepEnd,
+  kArgPanelBegin,
+  kArgPanelEnd,
   kNumArgWords
 };
 
@@ -263,14 +270,20 @@ void RecurrenceEmitter::EmitEntry(const std::string& name) {
   llvm::Value* h0 = word(kArgH0, ptr_, "h0");
   llvm::Value* c = word(kArgC, ptr_, "c");
   llvm::Value* reverse = b.CreateICmpNE(word(kArgReverse, i64_, "reverse"), I64(0), "is_reverse");
+  llvm::Value* step_begin = word(kArgStepBegin, i64_, "step_begin");
+  llvm::Value* step_end = word(kArgStepEnd, i64_, "step_end");
+  llvm::Value* panel_begin = word(kArgPanelBegin, i64_, "panel_begin");
+  llvm::Value* panel_last = b.CreateSub(word(kArgPanelEnd, i64_, "panel_end"), I64(1), "panel_last");
+  llvm::Value* panel_count = b.CreateSub(b.CreateAdd(panel_last, I64(1)), panel_begin, "panel_count");
 
   auto* step_loop = llvm::BasicBlock::Create(ctx_, "step", fn);
   auto* exit = llvm::BasicBlock::Create(ctx_, "exit", fn);
-  b.CreateBr(step_loop);
+  b.CreateCondBr(b.CreateAnd(b.CreateICmpSLT(step_begin, step_end), b.CreateICmpSGT(panel_count, I64(0))), step_loop,
+                 exit);
 
   b.SetInsertPoint(step_loop);
   llvm::PHINode* s = b.CreatePHI(i64_, 2, "s");
-  s->addIncoming(I64(0), entry);
+  s->addIncoming(step_begin, entry);
   llvm::Value* t = b.CreateSelect(reverse, b.CreateSub(I64(seq - 1), s), s, "t");
   llvm::Value* t_prev = b.CreateSelect(reverse, b.CreateAdd(t, I64(1)), b.CreateSub(t, I64(1)), "t_prev");
   // Not inbounds: t_prev is out of range on the first step, where h0 is
@@ -289,7 +302,7 @@ void RecurrenceEmitter::EmitEntry(const std::string& name) {
   q->addIncoming(I64(0), step_loop);
   // Odd steps walk the panels backwards: the panels the previous step read
   // last are still in cache.
-  llvm::Value* p = b.CreateSelect(odd, b.CreateSub(I64(panels_ - 1), q), q, "p");
+  llvm::Value* p = b.CreateSelect(odd, b.CreateSub(panel_last, q), b.CreateAdd(panel_begin, q), "p");
   llvm::Value* unit = b.CreateMul(p, I64(lanes_), "unit");
   llvm::Value* r_panel = b.CreateInBoundsGEP(f32_, packed_r, b.CreateMul(p, I64(panel_floats)), "r_panel");
   auto call_tiles = [&](bool masked) {
@@ -319,12 +332,12 @@ void RecurrenceEmitter::EmitEntry(const std::string& name) {
   b.SetInsertPoint(panel_next);
   llvm::Value* q_next = b.CreateAdd(q, I64(1));
   q->addIncoming(q_next, panel_next);
-  b.CreateCondBr(b.CreateICmpSLT(q_next, I64(panels_)), panel_loop, step_done);
+  b.CreateCondBr(b.CreateICmpSLT(q_next, panel_count), panel_loop, step_done);
 
   b.SetInsertPoint(step_done);
   llvm::Value* s_next = b.CreateAdd(s, I64(1));
   s->addIncoming(s_next, step_done);
-  b.CreateCondBr(b.CreateICmpSLT(s_next, I64(seq)), step_loop, exit);
+  b.CreateCondBr(b.CreateICmpSLT(s_next, step_end), step_loop, exit);
 
   b.SetInsertPoint(exit);
   b.CreateRetVoid();
@@ -406,41 +419,87 @@ void CompiledLstm::RunProjection(const Buffers& buffers, int direction, int64_t 
                     tile_begin * mr, tile_end * mr);
 }
 
-KILN_NO_SANITIZE_FUNCTION void CompiledLstm::RunRecurrence(const Buffers& buffers, int direction) const {
-  const Direction& d = directions_[static_cast<size_t>(direction)];
+CompiledLstm::State CompiledLstm::StateOf(const Buffers& buffers, int direction) const {
   const LstmProblem& p = problem_;
   const int64_t state = p.batch * p.hidden;  // floats of one direction's h or c
-  float* proj = Projection(buffers, direction);
-  float* c = proj + p.seq * p.batch * kGates * p.hidden;
-  float* zero_h = c + state;
-  float* h_work = zero_h + state;
+  State st;
+  st.projection = Projection(buffers, direction);
+  st.c = st.projection + p.seq * p.batch * kGates * p.hidden;
+  float* zero_h = st.c + state;
+  st.h0 = buffers.initial_h != nullptr ? buffers.initial_h + direction * state : zero_h;
+  st.h = zero_h + state;
+  st.h_step = state;
+  if (buffers.y != nullptr) {
+    st.h = buffers.y + direction * state;
+    st.h_step = p.num_directions * state;
+  }
+  st.reverse = p.num_directions == 2 ? direction == 1 : p.reverse;
+  return st;
+}
+
+void CompiledLstm::BeginRecurrence(const Buffers& buffers, int direction) const {
+  const State st = StateOf(buffers, direction);
+  const int64_t state = problem_.batch * problem_.hidden;
   const size_t state_bytes = static_cast<size_t>(state) * sizeof(float);
   if (buffers.initial_c != nullptr) {
-    std::memcpy(c, buffers.initial_c + direction * state, state_bytes);
+    std::memcpy(st.c, buffers.initial_c + direction * state, state_bytes);
   } else {
-    std::memset(c, 0, state_bytes);
+    std::memset(st.c, 0, state_bytes);
   }
-  const float* h0 = buffers.initial_h != nullptr ? buffers.initial_h + direction * state : zero_h;
-  if (buffers.initial_h == nullptr) std::memset(zero_h, 0, state_bytes);
-  float* h = h_work;
-  int64_t h_step = state;
-  if (buffers.y != nullptr) {
-    h = buffers.y + direction * state;
-    h_step = p.num_directions * state;
-  }
-  const bool reverse = p.num_directions == 2 ? direction == 1 : p.reverse;
-  const int64_t words[kNumArgWords] = {reinterpret_cast<int64_t>(proj),
-                                       reinterpret_cast<int64_t>(d.packed_r.get()),
-                                       reinterpret_cast<int64_t>(h),
-                                       h_step,
-                                       reinterpret_cast<int64_t>(h0),
-                                       reinterpret_cast<int64_t>(c),
-                                       reverse ? 1 : 0};
+  if (buffers.initial_h == nullptr) std::memset(st.c + state, 0, state_bytes);  // the zero h0
+}
+
+KILN_NO_SANITIZE_FUNCTION void CompiledLstm::RecurrenceSteps(const Buffers& buffers, int direction, int64_t step_begin,
+                                                             int64_t step_end, int64_t panel_begin,
+                                                             int64_t panel_end) const {
+  const State st = StateOf(buffers, direction);
+  const int64_t words[kNumArgWords] = {
+      reinterpret_cast<int64_t>(st.projection),
+      reinterpret_cast<int64_t>(directions_[static_cast<size_t>(direction)].packed_r.get()),
+      reinterpret_cast<int64_t>(st.h),
+      st.h_step,
+      reinterpret_cast<int64_t>(st.h0),
+      reinterpret_cast<int64_t>(st.c),
+      st.reverse ? 1 : 0,
+      std::max<int64_t>(step_begin, 0),
+      std::min(step_end, problem_.seq),
+      std::max<int64_t>(panel_begin, 0),
+      std::min(panel_end, panels_)};
   steps_entry_(words);
+}
+
+void CompiledLstm::EndRecurrence(const Buffers& buffers, int direction) const {
+  const State st = StateOf(buffers, direction);
+  const int64_t state = problem_.batch * problem_.hidden;
+  const size_t state_bytes = static_cast<size_t>(state) * sizeof(float);
   // The last step computed is t = seq - 1 forwards, t = 0 in reverse.
-  const int64_t last = reverse ? 0 : p.seq - 1;
-  if (buffers.y_h != nullptr) std::memcpy(buffers.y_h + direction * state, h + last * h_step, state_bytes);
-  if (buffers.y_c != nullptr) std::memcpy(buffers.y_c + direction * state, c, state_bytes);
+  const int64_t last = st.reverse ? 0 : problem_.seq - 1;
+  if (buffers.y_h != nullptr) std::memcpy(buffers.y_h + direction * state, st.h + last * st.h_step, state_bytes);
+  if (buffers.y_c != nullptr) std::memcpy(buffers.y_c + direction * state, st.c, state_bytes);
+}
+
+void CompiledLstm::RunRecurrence(const Buffers& buffers, int direction) const {
+  BeginRecurrence(buffers, direction);
+  RecurrenceSteps(buffers, direction, 0, problem_.seq, 0, panels_);
+  EndRecurrence(buffers, direction);
+}
+
+void CompiledLstm::RecurrenceWorker(const Buffers& buffers, int direction, SharedRecurrence& shared, int worker) const {
+  const int64_t split = panels_ / 2;
+  for (int64_t s = 0; s < problem_.seq; ++s) {
+    // Both halves of the previous step are done (their h is what this step
+    // reads); the acquire pairs with the release below.
+    for (int spins = 0; shared.finished.load(std::memory_order_acquire) < 2 * s; ++spins) {
+      if (spins >= 64) std::this_thread::yield();
+    }
+    for (int i = 0; i < 2; ++i) {
+      const int half = i == 0 ? worker : 1 - worker;
+      int64_t expected = s;
+      if (!shared.claimed[half].compare_exchange_strong(expected, s + 1, std::memory_order_acq_rel)) continue;
+      RecurrenceSteps(buffers, direction, s, s + 1, half == 0 ? 0 : split, half == 0 ? split : panels_);
+      shared.finished.fetch_add(1, std::memory_order_release);
+    }
+  }
 }
 
 void CompiledLstm::Run(const Buffers& buffers) const {

@@ -23,6 +23,7 @@
 // (and is shared through the CodeCache and the persistent code cache).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -94,6 +95,24 @@ class CompiledLstm {
   void RunProjection(const Buffers& buffers, int direction, int64_t tile_begin, int64_t tile_end) const;
   void RunRecurrence(const Buffers& buffers, int direction) const;
 
+  // One direction's recurrence on two threads: each step's hidden units in
+  // two halves of the panels, worker w preferring half w (so each core's
+  // cache keeps its half of R), taking the other half of a step when it is
+  // still unclaimed. A worker waits only for halves another has claimed and
+  // is computing, so any number of calls of RecurrenceWorker, on any
+  // threads in any order (one thread running both workers included),
+  // complete the recurrence. Between BeginRecurrence and EndRecurrence
+  // (the initial and final states), on a fresh SharedRecurrence per call.
+  struct SharedRecurrence {
+    std::atomic<int64_t> claimed[2] = {0, 0};  // per half, the first step not yet claimed
+    std::atomic<int64_t> finished{0};          // halves done, over all steps
+  };
+  // False when there is one panel only: nothing to split.
+  bool splits_recurrence() const { return panels_ >= 2; }
+  void BeginRecurrence(const Buffers& buffers, int direction) const;
+  void RecurrenceWorker(const Buffers& buffers, int direction, SharedRecurrence& shared, int worker) const;
+  void EndRecurrence(const Buffers& buffers, int direction) const;
+
   // "avx512 4x16": the ISA and the recurrence's register tile (rows x
   // hidden units).
   std::string label() const;
@@ -112,6 +131,20 @@ class CompiledLstm {
   CompiledLstm() = default;
 
   float* Projection(const Buffers& buffers, int direction) const;
+  // Where one direction's recurrence keeps its state in `buffers`.
+  struct State {
+    float* projection = nullptr;
+    float* c = nullptr;
+    const float* h0 = nullptr;
+    float* h = nullptr;  // h_t at h + t * h_step
+    int64_t h_step = 0;
+    bool reverse = false;
+  };
+  State StateOf(const Buffers& buffers, int direction) const;
+  // The steps [step_begin, step_end) in processing order, the panels
+  // [panel_begin, panel_end) of each.
+  void RecurrenceSteps(const Buffers& buffers, int direction, int64_t step_begin, int64_t step_end, int64_t panel_begin,
+                       int64_t panel_end) const;
 
   LstmProblem problem_;
   std::string isa_;

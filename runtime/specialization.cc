@@ -139,14 +139,24 @@ StatusOr<double> Specialization::RunLstm(const graph::Region& region, RegionCall
     lstm->Run(buffers);
     return lstm->flops();
   }
-  // The projections split over the threads; each direction's recurrence is
-  // one thread's (its steps depend on each other), both directions at once.
+  // The projections split over the threads. Both directions' recurrences
+  // run at once; one direction's steps depend on each other, so two threads
+  // share each step (jit::CompiledLstm::RecurrenceWorker).
   for (int d = 0; d < directions; ++d) {
     parallel.For(lstm->projection_tiles(), 1,
                  [&](int64_t begin, int64_t end) { lstm->RunProjection(buffers, d, begin, end); });
   }
-  if (directions == 1) {
+  if (directions == 1 && !lstm->splits_recurrence()) {
     lstm->RunRecurrence(buffers, 0);
+  } else if (directions == 1) {
+    lstm->BeginRecurrence(buffers, 0);
+    jit::CompiledLstm::SharedRecurrence shared;
+    parallel.For(2, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t worker = begin; worker < end; ++worker) {
+        lstm->RecurrenceWorker(buffers, 0, shared, static_cast<int>(worker));
+      }
+    });
+    lstm->EndRecurrence(buffers, 0);
   } else {
     parallel.For(directions, 1, [&](int64_t begin, int64_t end) {
       for (int64_t d = begin; d < end; ++d) lstm->RunRecurrence(buffers, static_cast<int>(d));

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "test/jit/jit_test_util.h"
@@ -81,7 +82,13 @@ void Reference(const Case& c, const std::vector<float>& x, const std::vector<flo
   }
 }
 
-void Check(const Case& c, bool want_y = true, bool want_y_h = true, bool want_y_c = true, LstmTuning tuning = {}) {
+// How Check runs the compiled LSTM: Run on the calling thread, or each
+// direction's recurrence shared by two workers (RecurrenceWorker) on two
+// threads, or both workers one after the other on one.
+enum class Mode { kRun, kTwoThreads, kWorkersInTurn };
+
+void Check(const Case& c, bool want_y = true, bool want_y_h = true, bool want_y_c = true, LstmTuning tuning = {},
+           Mode mode = Mode::kRun) {
   SCOPED_TRACE(::testing::Message() << "seq " << c.seq << " batch " << c.batch << " input " << c.input << " hidden "
                                     << c.hidden << " dirs " << c.dirs << " reverse " << c.reverse << " bias " << c.bias
                                     << " initial " << c.initial << " mr " << tuning.mr);
@@ -114,7 +121,25 @@ void Check(const Case& c, bool want_y = true, bool want_y_h = true, bool want_y_
   buf.y_c = want_y_c ? y_c.data() + kGuard : nullptr;
   buf.work = work.data();
   // Twice: the second run must not depend on what the first left in work.
-  for (int run = 0; run < 2; ++run) (*lstm)->Run(buf);
+  for (int run = 0; run < 2; ++run) {
+    if (mode == Mode::kRun) {
+      (*lstm)->Run(buf);
+      continue;
+    }
+    for (int d = 0; d < c.dirs; ++d) {
+      (*lstm)->RunProjection(buf, d, 0, (*lstm)->projection_tiles());
+      (*lstm)->BeginRecurrence(buf, d);
+      CompiledLstm::SharedRecurrence shared;
+      if (mode == Mode::kTwoThreads) {
+        std::thread other([&] { (*lstm)->RecurrenceWorker(buf, d, shared, 1); });
+        (*lstm)->RecurrenceWorker(buf, d, shared, 0);
+        other.join();
+      } else {
+        for (int worker : {1, 0}) (*lstm)->RecurrenceWorker(buf, d, shared, worker);
+      }
+      (*lstm)->EndRecurrence(buf, d);
+    }
+  }
   auto expect = [&](const std::vector<float>& got, const std::vector<double>& want, bool wanted, const char* what) {
     for (size_t i = 0; i < kGuard; ++i) {
       ASSERT_EQ(got[i], kSentinel) << what << " guard before";
@@ -167,6 +192,15 @@ TEST(LstmCodegenTest, EveryRowTileSize) {
         CompileLstm(SharedCompiler(), LstmProblem{1, 1, 20, 20}, w.data(), w.data(), nullptr, LstmTuning{mr});
     if (!probe.ok() && probe.status().code() == StatusCode::kInvalidArgument) continue;
     Check({3, 7, 6, 20, 1, false, true, true}, true, true, true, LstmTuning{mr});
+  }
+}
+
+TEST(LstmCodegenTest, RecurrenceSharedByTwoWorkers) {
+  for (Mode mode : {Mode::kTwoThreads, Mode::kWorkersInTurn}) {
+    SCOPED_TRACE(mode == Mode::kTwoThreads ? "two threads" : "workers in turn");
+    Check({9, 4, 12, 64, 1, false, true, true}, true, true, true, {}, mode);
+    Check({7, 3, 8, 50, 1, true, true, false}, false, true, true, {}, mode);
+    Check({6, 7, 5, 40, 2, false, false, true}, true, true, true, {}, mode);
   }
 }
 
