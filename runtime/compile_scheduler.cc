@@ -132,6 +132,9 @@ void CompileScheduler::Pace(ThreadState& thread) {
     const bool was_busy = was_busy_.exchange(busy, std::memory_order_relaxed);
     if (busy || was_busy) {
       thread.busy_cpu_ns.fetch_add(spent_ns, std::memory_order_relaxed);
+      if (spent_ns > thread.longest_busy_burst_ns.load(std::memory_order_relaxed)) {
+        thread.longest_busy_burst_ns.store(spent_ns, std::memory_order_relaxed);  // only this thread writes it
+      }
       const auto charge_ns = static_cast<int64_t>(std::llround(static_cast<double>(spent_ns) / share_));
       int64_t seen = within_share_at_ns_.load(std::memory_order_relaxed);
       while (!within_share_at_ns_.compare_exchange_weak(seen, std::max(seen, now_ns - fill_ns_) + charge_ns,
@@ -207,6 +210,7 @@ CompileScheduler::Account CompileScheduler::ThisThreadAccount() const {
   account.waited_ns = t.waited_ns.load(std::memory_order_relaxed);
   account.busy_cpu_ns = t.busy_cpu_ns.load(std::memory_order_relaxed);
   account.idle_cpu_ns = t.idle_cpu_ns.load(std::memory_order_relaxed);
+  account.longest_busy_burst_ns = t.longest_busy_burst_ns.load(std::memory_order_relaxed);
   return account;
 }
 

@@ -94,6 +94,9 @@ class CompileScheduler {
     // share) and while some core was idle (free).
     int64_t busy_cpu_ns = 0;
     int64_t idle_cpu_ns = 0;
+    // The most CPU time charged at one look (yield point or tick): the
+    // longest a request beside the compile can have lost to it at once.
+    int64_t longest_busy_burst_ns = 0;
   };
 
   // While it lives, its thread is ticked (see BoundBursts). Destroy it on
@@ -170,6 +173,7 @@ class CompileScheduler {
     std::atomic<int64_t> waited_ns{0};
     std::atomic<int64_t> busy_cpu_ns{0};
     std::atomic<int64_t> idle_cpu_ns{0};
+    std::atomic<int64_t> longest_busy_burst_ns{0};
     // Spreading over the CPUs (BoundBursts): the thread's own CPU mask, the
     // CPUs in it, which one it moves to next, and whether it is pinned to
     // one now. Set before the ticker starts; used by the thread only.

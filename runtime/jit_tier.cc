@@ -550,9 +550,11 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
     paced_ms = static_cast<double>(after.waited_ns - paced_before.waited_ns) * 1e-6;
     Log().debug(
         "jit: region {} compile for {} paced at {:.0f}% of a core: {:.1f} ms wall, {} pauses for {:.1f} ms, "
-        "{:.1f} ms CPU while every core served, {:.1f} ms with a core idle, {} yield points, {} ticks",
+        "{:.1f} ms CPU while every core served (longest burst so far {:.2f} ms), {:.1f} ms with a core idle, {} "
+        "yield points, {} ticks",
         region_id, what, scheduler_->cpu_share() * 100, ms, after.waits - paced_before.waits, paced_ms,
         static_cast<double>(after.busy_cpu_ns - paced_before.busy_cpu_ns) * 1e-6,
+        static_cast<double>(after.longest_busy_burst_ns) * 1e-6,
         static_cast<double>(after.idle_cpu_ns - paced_before.idle_cpu_ns) * 1e-6,
         after.yield_points - paced_before.yield_points, after.ticks - paced_before.ticks);
   }

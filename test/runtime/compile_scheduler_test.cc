@@ -223,6 +223,10 @@ TEST(CompileSchedulerTest, TicksPaceAUnitOfWorkWithoutYieldPoints) {
   EXPECT_GE(static_cast<double>(wall_ns), (kUnitNs - 2 * CompileScheduler::kBurstNs) / kShare);
   EXPECT_GE(account.busy_cpu_ns, kUnitNs - 2 * CompileScheduler::kBurstNs);
   EXPECT_EQ(account.idle_cpu_ns, 0);
+  // Looked at in bursts far shorter than the unit (a tick comes 0.2 ms of
+  // wall time after each resume; 4 ms is one scheduler tick of slack).
+  EXPECT_GT(account.longest_busy_burst_ns, 0);
+  EXPECT_LT(account.longest_busy_burst_ns, 4 * kMs);
 }
 
 TEST(CompileSchedulerTest, PausesMoveTheCompileAcrossItsCpusAndTheMaskComesBack) {
