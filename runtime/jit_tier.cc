@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 
 #include "graph/gemm_pattern.h"
 #include "graph/log.h"
@@ -35,12 +36,26 @@ std::string Described(const graph::Region& region) {
 // tier's, like JIT code, and live for one verification call.)
 class CapturingCall final : public RegionCall {
  public:
-  CapturingCall(RegionCall& call, const graph::Graph& graph, const graph::Region& region)
-      : call_(call), graph_(graph), region_(region), outputs_(region.outputs.size()), written_(outputs_.size()) {}
+  // `prepared`: buffers the compile thread allocated and touched for the
+  // outputs (or empty), used where dtype and dims match.
+  CapturingCall(RegionCall& call, const graph::Graph& graph, const graph::Region& region,
+                std::vector<Tensor> prepared = {})
+      : call_(call),
+        graph_(graph),
+        region_(region),
+        prepared_(std::move(prepared)),
+        outputs_(region.outputs.size()),
+        written_(outputs_.size()) {}
 
   const Tensor& input(size_t i) const override { return call_.input(i); }
   StatusOr<void*> AllocateOutput(size_t o, const Dims& dims) override {
-    KILN_ASSIGN_OR_RETURN(outputs_[o], Tensor::Allocate(graph_.value(region_.outputs[o]).dtype, dims));
+    const DType dtype = graph_.value(region_.outputs[o]).dtype;
+    if (o < prepared_.size() && prepared_[o].dtype() == dtype && prepared_[o].dims() == dims) {
+      outputs_[o] = std::move(prepared_[o]);
+      written_[o] = true;
+      return outputs_[o].raw_data();
+    }
+    KILN_ASSIGN_OR_RETURN(outputs_[o], Tensor::Allocate(dtype, dims));
     written_[o] = true;
     return outputs_[o].raw_data();
   }
@@ -55,6 +70,7 @@ class CapturingCall final : public RegionCall {
   RegionCall& call_;
   const graph::Graph& graph_;
   const graph::Region& region_;
+  std::vector<Tensor> prepared_;
   std::vector<Tensor> outputs_;
   std::vector<bool> written_;
 };
@@ -110,6 +126,11 @@ struct JitTier::RegionState {
   std::set<ShapeSignature> payback_skipped KILN_GUARDED_BY(mu);
   // Every version compiled, in compile order, dropped ones included.
   std::vector<std::shared_ptr<const BreakEvenLedger>> ledgers KILN_GUARDED_BY(mu);
+  // Output buffers for the next verification call, allocated and touched
+  // by the compile thread: the verifying request would otherwise fault in
+  // fresh pages for them (1024 faults for a 4 MiB output). Taken by that
+  // call; a mismatch in dims (another signature) allocates as before.
+  std::vector<Tensor> verification_outputs KILN_GUARDED_BY(mu);
 
   // Copy-on-write: callers already inside `spec` keep it alive until they
   // return (they hold the old table).
@@ -463,7 +484,14 @@ void JitTier::Verify(int region_id, const Specialization& spec, const Specializa
   const graph::Region& region = regions_[static_cast<size_t>(region_id)];
   const auto start = TraceRecorder::Clock::now();
   const graph::Graph& graph = GraphOf(region_id);
-  CapturingCall compiled_call(call, graph, region);
+  std::vector<Tensor> prepared;
+  {
+    RegionState& state = states_[region_id];
+    MutexLock lock(state.mu);
+    prepared = std::move(state.verification_outputs);
+    state.verification_outputs.clear();
+  }
+  CapturingCall compiled_call(call, graph, region, std::move(prepared));
   const StatusOr<double> ran = spec.Run(region, row_call, compiled_call, scratch);
   const double tolerance =
       options_.jit_bitwise_equivalent ? kBitwise : VerificationTolerance(graph, region, scratch.signature);
@@ -598,6 +626,18 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
       MutexLock lock(state.mu);
       ++state.failed_compiles;
       return;
+    }
+  }
+  // For the verification call: allocated and touched here, beside the
+  // compile, not on the request that verifies.
+  std::vector<Tensor> verification_outputs;
+  if (!generic && options_.jit_verify_calls > 0) {
+    for (size_t o = 0; o < spec->output_dims.size(); ++o) {
+      StatusOr<Tensor> buffer =
+          Tensor::Allocate(GraphOf(region_id).value(region.outputs[o]).dtype, spec->output_dims[o]);
+      if (!buffer.ok()) break;  // the call allocates its own
+      if (buffer->byte_size() > 0) std::memset(buffer->raw_data(), 0, buffer->byte_size());
+      verification_outputs.push_back(std::move(buffer).value());
     }
   }
   spec->code = std::shared_ptr<const jit::CompiledRegion>(std::move(code).value());
