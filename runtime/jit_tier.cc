@@ -661,13 +661,14 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
                spec->code->code_bytes());
   }
 
+  // Recorded before publishing, outside the region's lock: file I/O.
+  if (hot_set_) hot_set_->Record({region_id, signature, generic});
   MutexLock lock(state.mu);
+  if (!verification_outputs.empty()) state.verification_outputs = std::move(verification_outputs);
   state.compile_ms += ms;
   state.ledgers.push_back(spec->ledger);
   // Shared code counts once, for the region that compiled it.
   if (reused) {
-  // Recorded before publishing, outside the region's lock: file I/O.
-  if (hot_set_) hot_set_->Record({region_id, signature, generic});
     ++state.reused_code;
   } else {
     state.code_bytes += static_cast<int64_t>(spec->code->code_bytes());
