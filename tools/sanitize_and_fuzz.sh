@@ -80,6 +80,7 @@ tsan_tests=(
   //test/graph:raw_data_elision_test
   //test/runtime:compile_queue_test
   //test/runtime:thread_ticker_test
+  //test/jit:lstm_codegen_test
 )
 fuzz_kinds=(model npy)
 # Longest input each fuzzer makes up: the seeds are a few hundred bytes.
