@@ -5,10 +5,8 @@
 // Why not oneDNN: the oneDNN shipped with Debian 12 (2.6) runs float32 matmul
 // on AVX2 through its "gemm:jit" sgemm, which packs B again on every call.
 // For the inference shapes that matter (a few to a few hundred rows against a
-// 1024x1024 weight) that repacking is most of the time: ONEDNN_VERBOSE
-// showed 32x1024x1024 at ~26 GFLOP/s, where this loop, which never packs at
-// run time, does 512x512x512 at ~75 GFLOP/s on one core (kiln_bench's
-// BM_MatMul; the core's measured FMA peak is 144).
+// 1024x1024 weight) that repacking is most of the time, where this loop
+// packs a constant weight once, at preparation, and never at run time.
 //
 // Layout: B [K, N] is cut into panels of kPanelWidth columns; each panel is
 // K rows of kPanelWidth contiguous floats (the last panel zero-padded), so the
