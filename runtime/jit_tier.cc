@@ -83,7 +83,19 @@ struct JitTier::Table {
 };
 
 struct JitTier::RegionState {
-  std::atomic<std::shared_ptr<const Table>> table{std::make_shared<const Table>()};
+  RegionState() {
+    tables.push_back(std::make_unique<const Table>());
+    table.store(tables.back().get(), std::memory_order_release);
+  }
+
+  // The current table, read without a lock. A replaced table is kept in
+  // `tables` until the tier is destroyed, so a caller may go on using the
+  // table it loaded, and the code its entries hold, for as long as it runs.
+  // (std::atomic<std::shared_ptr> would free them sooner, but libstdc++ 12's
+  // load releases its internal lock with a relaxed store, which orders
+  // nothing: ThreadSanitizer rightly reports its read of the pointer against
+  // a later store.) Tables are a few pointers each, one per publish.
+  std::atomic<const Table*> table{nullptr};
   std::atomic<int64_t> interpreted_calls{0};
   std::atomic<int64_t> compiled_calls{0};
   std::atomic<int64_t> interpreted_ns{0};  // wall time of the calls, per tier
@@ -132,14 +144,21 @@ struct JitTier::RegionState {
   // call; a mismatch in dims (another signature) allocates as before.
   std::vector<Tensor> verification_outputs KILN_GUARDED_BY(mu);
 
-  // Copy-on-write: callers already inside `spec` keep it alive until they
-  // return (they hold the old table).
+  // Every table published, the current one last.
+  std::vector<std::unique_ptr<const Table>> tables KILN_GUARDED_BY(mu);
+
+  // Copy-on-write: callers already inside `spec` keep using it (their
+  // table stays).
   void Unpublish(const Specialization& spec) KILN_REQUIRES(mu) {
-    auto next = std::make_shared<Table>();
+    auto next = std::make_unique<Table>();
     for (const auto& s : table.load(std::memory_order_acquire)->specs) {
       if (s.get() != &spec) next->specs.push_back(s);
     }
-    table.store(std::move(next), std::memory_order_release);
+    Publish(std::move(next));
+  }
+  void Publish(std::unique_ptr<const Table> next) KILN_REQUIRES(mu) {
+    table.store(next.get(), std::memory_order_release);
+    tables.push_back(std::move(next));
   }
 };
 
@@ -274,7 +293,7 @@ int64_t JitTier::NowNs() const {
 }
 
 std::shared_ptr<const Specialization> JitTier::Lookup(int region, const ShapeSignature& signature) const {
-  std::shared_ptr<const Table> table = states_[region].table.load(std::memory_order_acquire);
+  const Table* table = states_[region].table.load(std::memory_order_acquire);
   const graph::Region& r = regions_[static_cast<size_t>(region)];
   const std::shared_ptr<const Specialization>* generic = nullptr;
   for (const auto& spec : table->specs) {
@@ -680,9 +699,9 @@ void JitTier::Compile(int region_id, const ShapeSignature& signature, bool gener
     state.packed_weight_bytes += static_cast<int64_t>(lstm->packed_weight_bytes());
   }
   // Copy-on-write publish; writers are serialised by `mu`, readers never wait.
-  auto next = std::make_shared<Table>(*state.table.load(std::memory_order_acquire));
+  auto next = std::make_unique<Table>(*state.table.load(std::memory_order_acquire));
   next->specs.push_back(std::move(spec));
-  state.table.store(std::move(next), std::memory_order_release);
+  state.Publish(std::move(next));
 }
 
 bool JitTier::PaysBackWithinHorizon(int region_id, const ShapeSignature& signature,

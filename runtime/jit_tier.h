@@ -5,9 +5,10 @@
 //
 // Dispatch never locks: a slot is an atomically published, immutable table
 // of (signature -> code). Publishing a new table copies the old one and adds
-// to it; readers hold a shared_ptr to the table they found, so code stays
-// alive until no caller can be running it. Profiling takes a per-region
-// mutex only on interpreted calls, which are the slow path by definition.
+// to it; a replaced table (and the code it holds) stays until the tier is
+// destroyed, so a caller can never outlive the code it runs. Profiling takes
+// a per-region mutex only on interpreted calls, which are the slow path by
+// definition.
 #pragma once
 
 #include <atomic>

@@ -33,7 +33,8 @@ TEST(CompileQueue, StartsNoThreadUntilTheFirstJob) {
   queue.Enqueue([&ran] { ++ran; });
   queue.WaitIdle();
   EXPECT_EQ(ran.load(), 2);
-  EXPECT_EQ(ThreadCount(), before + 2);
+  // At least: a sanitizer's runtime may start a thread of its own by now.
+  EXPECT_GE(ThreadCount(), before + 2);
 }
 
 TEST(CompileQueue, AQueueThatNeverRanAJobIsDestroyedQuietly) {
