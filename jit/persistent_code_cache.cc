@@ -9,10 +9,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <vector>
 
+#include "graph/atomic_file.h"
 #include "graph/log.h"
 
 namespace kiln::jit {
@@ -148,25 +148,10 @@ std::optional<PersistentCodeCache::Entry> PersistentCodeCache::Find(const std::s
 }
 
 void PersistentCodeCache::Store(const std::string& key, const Entry& entry) {
-  const std::string path = PathFor(key);
-  std::random_device random;
-  const std::string temp = path + ".tmp." + std::to_string(::getpid()) + "." + Hex(random());
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out << Header(fingerprint_, ContentHash(key), entry.symbol, entry.object) << entry.object;
-    out.close();
-    if (!out) {
-      Log().warn("jit cache: cannot write {}", temp);
-      std::error_code ec;
-      fs::remove(temp, ec);
-      return;
-    }
-  }
-  std::error_code ec;
-  fs::rename(temp, path, ec);
-  if (ec) {
-    Log().warn("jit cache: cannot rename {} into place: {}", temp, ec.message());
-    fs::remove(temp, ec);
+  const Status written = graph::WriteFileAtomically(
+      PathFor(key), Header(fingerprint_, ContentHash(key), entry.symbol, entry.object) + entry.object);
+  if (!written.ok()) {
+    Log().warn("jit cache: {}", written.message());
     return;
   }
   writes_.fetch_add(1, std::memory_order_relaxed);

@@ -1,14 +1,11 @@
 #include "runtime/hot_set_manifest.h"
 
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 
+#include "graph/atomic_file.h"
 #include "graph/log.h"
 #include "graph/printer.h"
 #include "jit/persistent_code_cache.h"
@@ -149,25 +146,8 @@ void HotSetManifest::WriteLocked() {
   std::string text = std::string(kMagic) + "\n";
   for (const Entry& e : all) text += EntryLine(e) + "\n";
 
-  std::random_device random;
-  const std::string temp = path_ + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(random());
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) {
-      Log().warn("jit hot set: cannot write {}", temp);
-      std::error_code ec;
-      fs::remove(temp, ec);
-      return;
-    }
-  }
-  std::error_code ec;
-  fs::rename(temp, path_, ec);
-  if (ec) {
-    Log().warn("jit hot set: cannot rename {} into place: {}", temp, ec.message());
-    fs::remove(temp, ec);
-  }
+  const Status written = graph::WriteFileAtomically(path_, text);
+  if (!written.ok()) Log().warn("jit hot set: {}", written.message());
 }
 
 bool SignatureFitsRegion(const graph::Graph& graph, const graph::Region& region, const ShapeSignature& signature) {

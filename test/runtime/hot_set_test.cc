@@ -12,6 +12,7 @@
 
 #include "kiln/session.h"
 #include "test/model_builder.h"
+#include "test/runtime/mlp_model_util.h"
 
 namespace kiln {
 namespace {
@@ -19,6 +20,8 @@ namespace {
 namespace fs = std::filesystem;
 using runtime::HotSetManifest;
 using runtime::ShapeSignature;
+using testing::MlpInput;
+using testing::MlpModel;
 using testing::OnnxModelBuilder;
 constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
 
@@ -99,34 +102,8 @@ TEST(HotSetManifest, DamagedFilesAndLinesAreSkipped) {
   EXPECT_TRUE(manifest.Read().empty()) << "a file over the cap is not a manifest";
 }
 
-// A GEMM region (MatMul + bias + Relu) and an elementwise region after it.
-std::shared_ptr<const Model> MlpModel(float scale) {
-  OnnxModelBuilder b;
-  std::vector<float> w(64 * 48), bias(48);
-  for (size_t i = 0; i < w.size(); ++i) w[i] = scale * static_cast<float>(static_cast<int>(i % 23) - 11);
-  for (size_t i = 0; i < bias.size(); ++i) bias[i] = 0.1f * static_cast<float>(i % 7);
-  b.Input("x", kFloat, {16, 64}).FloatInit("w", {64, 48}, w).FloatInit("b", {48}, bias);
-  b.FloatInit("half", {}, {0.5f}).FloatInit("one", {}, {1.0f}).Output("y");
-  b.Node("MatMul", {"x", "w"}, {"mm"});
-  b.Node("Add", {"mm", "b"}, {"biased"});
-  b.Node("Relu", {"biased"}, {"h"});
-  b.Node("Tanh", {"h"}, {"t"});
-  b.Node("Mul", {"t", "half"}, {"s"});
-  b.Node("Add", {"s", "one"}, {"y"});
-  const std::string bytes = b.Serialize();
-  auto model = Model::LoadFromBytes(bytes.data(), bytes.size());
-  EXPECT_TRUE(model.ok()) << model.status().ToString();
-  return model.ok() ? *model : nullptr;
-}
-
-Tensor Input() {
-  Tensor x = *Tensor::Allocate(DType::kFloat32, {16, 64});
-  for (int64_t i = 0; i < x.num_elements(); ++i) x.data<float>()[i] = 0.03f * static_cast<float>(i % 37) - 0.5f;
-  return x;
-}
-
 std::vector<float> Output(const Session& session) {
-  auto out = session.Run({{"x", Input()}});
+  auto out = session.Run({{"x", MlpInput()}});
   EXPECT_TRUE(out.ok()) << out.status().ToString();
   if (!out.ok()) return {};
   const Tensor& y = (*out)[0].tensor;

@@ -9,41 +9,14 @@
 #include <vector>
 
 #include "kiln/session.h"
-#include "test/model_builder.h"
+#include "test/runtime/mlp_model_util.h"
 
 namespace kiln {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::OnnxModelBuilder;
-constexpr int32_t kFloat = onnx::TensorProto::FLOAT;
-
-// A GEMM region (MatMul + bias + Relu epilogue) and an elementwise region
-// (Tanh * 0.5 + 1) after it.
-std::shared_ptr<const Model> MlpModel() {
-  OnnxModelBuilder b;
-  std::vector<float> w(64 * 48), bias(48);
-  for (size_t i = 0; i < w.size(); ++i) w[i] = 0.01f * static_cast<float>(static_cast<int>(i % 23) - 11);
-  for (size_t i = 0; i < bias.size(); ++i) bias[i] = 0.1f * static_cast<float>(i % 7);
-  b.Input("x", kFloat, {16, 64}).FloatInit("w", {64, 48}, w).FloatInit("b", {48}, bias);
-  b.FloatInit("half", {}, {0.5f}).FloatInit("one", {}, {1.0f}).Output("y");
-  b.Node("MatMul", {"x", "w"}, {"mm"});
-  b.Node("Add", {"mm", "b"}, {"biased"});
-  b.Node("Relu", {"biased"}, {"h"});
-  b.Node("Tanh", {"h"}, {"t"});
-  b.Node("Mul", {"t", "half"}, {"s"});
-  b.Node("Add", {"s", "one"}, {"y"});
-  const std::string bytes = b.Serialize();
-  auto model = Model::LoadFromBytes(bytes.data(), bytes.size());
-  EXPECT_TRUE(model.ok()) << model.status().ToString();
-  return model.ok() ? *model : nullptr;
-}
-
-Tensor Input() {
-  Tensor x = *Tensor::Allocate(DType::kFloat32, {16, 64});
-  for (int64_t i = 0; i < x.num_elements(); ++i) x.data<float>()[i] = 0.03f * static_cast<float>(i % 37) - 0.5f;
-  return x;
-}
+using testing::MlpInput;
+using testing::MlpModel;
 
 struct Result {
   std::vector<float> y;
@@ -59,7 +32,7 @@ Result RunWithCache(const std::shared_ptr<const Model>& model, const std::string
   EXPECT_TRUE(session.ok()) << session.status().ToString();
   Result result;
   if (!session.ok()) return result;
-  const Tensor x = Input();
+  const Tensor x = MlpInput();
   for (int run = 0; run < 3; ++run) {
     auto out = (*session)->Run({{"x", x}});
     EXPECT_TRUE(out.ok()) << out.status().ToString();
@@ -75,7 +48,7 @@ std::vector<float> Interpreted(const std::shared_ptr<const Model>& model) {
   SessionOptions options;
   options.tier = TierPolicy::kInterpreter;
   auto session = Session::Create(model, options);
-  auto out = (*session)->Run({{"x", Input()}});
+  auto out = (*session)->Run({{"x", MlpInput()}});
   const Tensor& y = (*out)[0].tensor;
   return std::vector<float>(y.data<float>(), y.data<float>() + y.num_elements());
 }
