@@ -4,9 +4,10 @@
 // layer's Softmax and LayerNorm regions have the same ops, shapes and baked
 // constants, and only their value names differ, which never reach the IR.
 //
-// The key is the module's text with its own names (module and entry symbol)
-// replaced by fixed ones, compared in full: two keys are equal exactly when
-// the optimiser and code generator would see the same input. The cache holds
+// The key is the module's bitcode with its own names (module and entry
+// symbol) replaced by fixed ones (internal::ModuleCacheKey), compared in
+// full: two keys are equal exactly when the optimiser and code generator
+// would see the same input. The cache holds
 // weak references: code lives as long as some CompiledRegion uses it, and
 // the cache never keeps code alive on its own.
 //
@@ -44,7 +45,7 @@ class CodeCache {
   void PruneLocked() KILN_REQUIRES(mutex_);
 
   // The first pruning threshold, and the floor it never drops below: keys
-  // are whole modules' IR text, so dead ones should not pile up, but a
+  // are whole modules' bitcode, so dead ones should not pile up, but a
   // model's first few dozen regions should not trigger a prune each.
   static constexpr size_t kMinPruneAt = 64;
 

@@ -1,7 +1,7 @@
 // kiln's JIT: one ORC LLJIT for the host CPU (its own CPU name and
 // features, so AVX-512 is used where it exists), a short clean-up pipeline
 // on the IR transform layer (the generators emit vector code already, see
-// Optimize in jit_compiler.cc), a cache of compiled code by module text,
+// Optimize in jit_compiler.cc), a cache of compiled code by module bitcode,
 // and optional dumps of each compiled module's optimised IR and assembly.
 //
 // Thread safety: Compile() may be called from several threads at once. Each
@@ -151,7 +151,7 @@ class JitCompiler {
   // A process-unique suffix for module and symbol names.
   uint64_t NextSerial() { return serial_.fetch_add(1); }
 
-  // Code compiled by this JIT, by module text (internal::EmitAndCompile
+  // Code compiled by this JIT, by module bitcode (internal::EmitAndCompile
   // looks here before compiling).
   CodeCache& code_cache() { return code_cache_; }
   // Code on disk across processes, or null when off.

@@ -4,7 +4,7 @@
 // and code generator again.
 //
 // Entries. One file per key: `<dir>/<hash>.kobj`, where the hash covers the
-// key (the module's canonical IR text, which holds the ops, shapes, baked
+// key (the module's canonical bitcode, which holds the ops, shapes, baked
 // constants and target attributes; see CodeCache) and the fingerprint (the
 // target CPU name and features, kiln's version and LLVM's version). The file
 // holds a text header (format, fingerprint, key hash, entry symbol, object

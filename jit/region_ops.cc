@@ -1,5 +1,6 @@
 #include "jit/region_ops.h"
 
+#include <llvm/Bitcode/BitcodeWriter.h>
 #include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
 
 #include <llvm/IR/Constants.h>
@@ -341,29 +342,23 @@ EntryPrologue EmitEntryPrologue(llvm::Module& module, llvm::IRBuilderBase& b, co
   return p;
 }
 
-namespace {
-
-// The cache key of a module: its text with the two names that differ
-// between otherwise identical regions (the module's and the entry's, both
-// `name`) replaced by fixed ones. Everything else that decides the machine
-// code — ops, constants, shapes, target attributes — is in the text.
-std::string CacheKey(llvm::Module& module, const std::string& name) {
+std::string ModuleCacheKey(llvm::Module& module, const std::string& name) {
   llvm::Function* entry = module.getFunction(name);
+  const std::string identifier = module.getModuleIdentifier();
   const std::string source_file = module.getSourceFileName();
   if (entry != nullptr) entry->setName("entry");
   module.setModuleIdentifier("region");
   module.setSourceFileName("region");
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  module.print(os, nullptr);
-  os.flush();
+  std::string key;
+  {
+    llvm::raw_string_ostream os(key);
+    llvm::WriteBitcodeToFile(module, os);
+  }
   if (entry != nullptr) entry->setName(name);
-  module.setModuleIdentifier(name);
+  module.setModuleIdentifier(identifier);
   module.setSourceFileName(source_file);
-  return text;
+  return key;
 }
-
-}  // namespace
 
 StatusOr<RegionCode> EmitAndCompile(JitCompiler& compiler, const std::string& name,
                                     const std::function<Status(llvm::Module&)>& emit) {
@@ -376,7 +371,7 @@ StatusOr<RegionCode> EmitAndCompile(JitCompiler& compiler, const std::string& na
     return Internal("jit: the generator emitted no entry function ", name);
   }
 
-  std::string key = CacheKey(*module, name);
+  std::string key = ModuleCacheKey(*module, name);
   if (std::shared_ptr<const JitCode> cached = compiler.code_cache().Find(key)) {
     return RegionCode{std::move(cached), true};
   }

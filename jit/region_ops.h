@@ -133,10 +133,22 @@ struct RegionCode {
   bool from_disk = false;
 };
 
+// The key under which the CodeCache and the PersistentCodeCache keep the
+// code of `module`, whose entry function is `name`: the module's bitcode with
+// the two names that differ between otherwise identical regions (the
+// module's and the entry's, both `name`) replaced by fixed ones; `module` is
+// left as it was. Everything else that decides the machine code (ops,
+// constants, shapes, target attributes) is in the bitcode, so two keys are
+// equal exactly when the optimiser and code generator would see the same
+// input. Bitcode rather than the printed IR: writing it takes a small part
+// of the time (printing spells out every element of every vector constant
+// in decimal) and the key is several times shorter.
+std::string ModuleCacheKey(llvm::Module& module, const std::string& name);
+
 // Creates a module named `name` for the JIT's data layout and target and
 // lets `emit` fill it (in a fresh LLVMContext) with the entry function
 // `name`. When the compiler's CodeCache holds live code for the same module
-// text (names aside), returns that; otherwise compiles the module and
+// (ModuleCacheKey), returns that; otherwise compiles the module and
 // records it. Nothing stays in the JIT on failure.
 StatusOr<RegionCode> EmitAndCompile(JitCompiler& compiler, const std::string& name,
                                     const std::function<Status(llvm::Module&)>& emit);

@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 #include <llvm/ExecutionEngine/Orc/Core.h>  // ResourceTracker, for JitCode
+#include <llvm/IR/IRBuilder.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/Module.h>
 
 #include <algorithm>
 #include <memory>
@@ -13,6 +16,7 @@
 
 #include "jit/compiled_region.h"
 #include "jit/jit_compiler.h"
+#include "jit/region_ops.h"
 #include "test/jit/jit_test_util.h"
 
 namespace kiln::jit {
@@ -84,6 +88,43 @@ TEST(CodeCache, DifferentConstantsOrShapesGetTheirOwnCode) {
   EXPECT_FALSE((*other_shape)->reused_code());
   EXPECT_NE((*other_constant)->name(), (*base)->name());
   EXPECT_NE((*other_shape)->name(), (*base)->name());
+}
+
+// A module named `name` whose entry `name` stores `splat` (a vector
+// constant with lane `odd_lane` set to `odd_value`) through its argument.
+std::unique_ptr<llvm::Module> StoreConstantModule(llvm::LLVMContext& ctx, const std::string& name, float splat,
+                                                  unsigned odd_lane, float odd_value) {
+  auto module = std::make_unique<llvm::Module>(name, ctx);
+  module->setSourceFileName(name);
+  llvm::IRBuilder<> b(ctx);
+  auto* fn = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), {b.getPtrTy()}, false),
+                                    llvm::Function::ExternalLinkage, name, *module);
+  b.SetInsertPoint(llvm::BasicBlock::Create(ctx, "entry", fn));
+  std::vector<llvm::Constant*> lanes(16, llvm::ConstantFP::get(b.getFloatTy(), splat));
+  lanes[odd_lane] = llvm::ConstantFP::get(b.getFloatTy(), odd_value);
+  b.CreateStore(llvm::ConstantVector::get(lanes), fn->getArg(0));
+  b.CreateRetVoid();
+  return module;
+}
+
+TEST(CodeCache, ModuleKeyIgnoresOnlyTheRegionsOwnNames) {
+  llvm::LLVMContext ctx_a, ctx_b, ctx_c;
+  auto a = StoreConstantModule(ctx_a, "kiln_region1_1", 0.5f, 3, 0.25f);
+  auto b = StoreConstantModule(ctx_b, "kiln_region7_2", 0.5f, 3, 0.25f);
+  // One lane of one constant differs: different machine code.
+  auto c = StoreConstantModule(ctx_c, "kiln_region9_3", 0.5f, 3, 0.25000003f);
+  const std::string key_a = internal::ModuleCacheKey(*a, "kiln_region1_1");
+  EXPECT_FALSE(key_a.empty());
+  EXPECT_EQ(internal::ModuleCacheKey(*b, "kiln_region7_2"), key_a) << "same IR under other names";
+  EXPECT_NE(internal::ModuleCacheKey(*c, "kiln_region9_3"), key_a) << "a constant differs";
+  // The module is left as it was, ready to compile under its own names.
+  EXPECT_EQ(a->getModuleIdentifier(), "kiln_region1_1");
+  EXPECT_EQ(a->getSourceFileName(), "kiln_region1_1");
+  EXPECT_NE(a->getFunction("kiln_region1_1"), nullptr);
+  EXPECT_EQ(a->getFunction("entry"), nullptr);
+  // The key does not depend on anything but the module: asked again, the
+  // same bytes.
+  EXPECT_EQ(internal::ModuleCacheKey(*a, "kiln_region1_1"), key_a);
 }
 
 TEST(CodeCache, InsertKeepsTheFirstLiveCodeAndForgetsFreedCode) {
