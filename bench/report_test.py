@@ -207,6 +207,8 @@ class ReportTest(unittest.TestCase):
             kiln_entry("BM_TierUpLatency/model:silu/requests:2/compile_share:0.25", 60.0, tierup_p99_ms=6.0,
                        p99_over_interp_p99=1.5, p50_over_interp_p50=1.2, runs_to_tier_up=25, **common),
             kiln_entry("BM_ZooTierUp/model:silu/requests:2/compile_share:0.25", None, error="not tiered up"),
+            kiln_entry("BM_ZooTierUpWarmCache/model:silu/requests:2/compile_share:0.25", 40.0, runs_to_peak=6,
+                       peak_p99_over_interp_p99=1.04, **common),
             kiln_entry("BM_ZooTierUp/model:mlp/threads:1", 50.0, runs_to_tier_up=7),
         ]
         with open(path, "w") as f:
@@ -216,8 +218,9 @@ class ReportTest(unittest.TestCase):
         with open(out) as f:
             text = f.read()
         section = text[text.index("## Tier-up under load"):]
-        self.assertIn("| silu | 2 | off | 4 | 4.2 | 1.05 | 1.01 | 150 | 160 | 320 | 250 | 1.50 |", section)
-        self.assertIn("| silu | 2 | 0.25 | 4 | 6 | 1.50 | 1.20 | 25 | error | error | error | 1.50 |", section)
+        self.assertIn("| silu | 2 | off | 4 | 4.2 | 1.05 | 1.01 | 150 | 160 | 320 | 250 |  |  | 1.50 |", section)
+        self.assertIn("| silu | 2 | 0.25 | 4 | 6 | 1.50 | 1.20 | 25 | error | error | error | 6 | 1.04 | 1.50 |",
+                      section)
         # Without the scheduler first, then by share; other tier-up rows stay in the zoo tables.
         self.assertLess(section.index("| off |"), section.index("| 0.25 |"))
         self.assertNotIn("mlp", section)

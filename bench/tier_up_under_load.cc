@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -181,7 +182,45 @@ enum class Start {
   // From Session::Create at the default hot threshold: time to peak as a
   // new replica sees it.
   kCold,
+  // As kCold, on a code cache folder an earlier session filled: a replica
+  // that joins a fleet sharing one folder. Its regions are linked, queued
+  // from the hot set at Session::Create, under the same share.
+  kWarmCache,
 };
+
+const char* StartName(Start start) {
+  switch (start) {
+    case Start::kWarm: return "warm";
+    case Start::kCold: return "cold";
+    case Start::kWarmCache: return "warm_cache";
+  }
+  return "";
+}
+
+// A fresh code cache folder for `zoo_case`, filled by one session that
+// compiled every region (untimed, one request thread).
+StatusOr<std::string> FillCodeCache(const ZooCase& zoo_case, const std::shared_ptr<const Model>& model,
+                                    const std::vector<NamedTensor>& inputs) {
+  std::string name = zoo_case.name;
+  std::replace(name.begin(), name.end(), '/', '_');
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / "kiln_bench_code_cache" / (name + "_under_load");
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  SessionOptions options;
+  options.intra_op_threads = 1;
+  options.tier = TierPolicy::kAuto;
+  options.jit_hot_threshold = 1;
+  options.jit_cache_dir = dir.string();
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<Session> session, Session::Create(model, options));
+  const Clock::time_point start = Clock::now();
+  do {
+    KILN_RETURN_IF_ERROR(session->Run(inputs).status());
+    session->WaitForCompiles();
+  } while (!AllRegionsSettled(session->stats()) && Clock::now() - start < kMaxTierUp);
+  if (!AllRegionsSettled(session->stats())) return Internal("filling the code cache: regions still compiling");
+  return dir.string();
+}
 
 // KILN_TIERUP_DUMP=DIR: each case's Chrome trace (compile slices against
 // requests tagged "thread/run") and a CSV of its requests, for finding what
@@ -215,6 +254,9 @@ Status MeasureUnderLoad(const ZooCase& zoo_case, double share, Start start, benc
   options.jit_compile_cpu_share = share;
   options.enable_tracing = dump_dir != nullptr;
   if (start == Start::kWarm) options.jit_hot_threshold = kWarmupRuns * kRequests;
+  if (start == Start::kWarmCache) {
+    KILN_ASSIGN_OR_RETURN(options.jit_cache_dir, FillCodeCache(zoo_case, model, inputs));
+  }
   const Clock::time_point created = Clock::now();
   KILN_ASSIGN_OR_RETURN(std::unique_ptr<Session> session, Session::Create(model, options));
   if (start == Start::kWarm) {
@@ -246,8 +288,8 @@ Status MeasureUnderLoad(const ZooCase& zoo_case, double share, Start start, benc
   if (!settled) return Internal("regions still compiling after ", kMaxTierUp.count(), " s");
   if (!at_peak) return Internal("regions still on verification or trial after ", kMaxTierUp.count(), " s");
   if (dump_dir != nullptr) {
-    const std::string name = std::string(start == Start::kWarm ? "warm_" : "cold_") + zoo_case.name + "_" +
-                             std::to_string(static_cast<int>(share * 100));
+    const std::string name =
+        std::string(StartName(start)) + "_" + zoo_case.name + "_" + std::to_string(static_cast<int>(share * 100));
     KILN_RETURN_IF_ERROR(Dump(dump_dir, name, *session, tierup));
   }
 
@@ -330,8 +372,11 @@ void RegisterTierUpUnderLoad(const std::string& zoo_dir) {
     for (double share : kShares) {
       const std::string suffix =
           "/model:" + zoo_case.name + "/requests:" + std::to_string(kRequests) + "/compile_share:" + ShareName(share);
-      for (Start start : {Start::kWarm, Start::kCold}) {
-        const std::string name = (start == Start::kWarm ? "BM_TierUpLatency" : "BM_ZooTierUp") + suffix;
+      for (Start start : {Start::kWarm, Start::kCold, Start::kWarmCache}) {
+        const char* bench = start == Start::kWarm   ? "BM_TierUpLatency"
+                            : start == Start::kCold ? "BM_ZooTierUp"
+                                                    : "BM_ZooTierUpWarmCache";
+        const std::string name = bench + suffix;
         benchmark::RegisterBenchmark(name.c_str(),
                                      [zoo_case, share, start](benchmark::State& state) {
                                        for (auto _ : state) {

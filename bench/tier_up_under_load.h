@@ -12,12 +12,16 @@
 //   BM_ZooTierUp/model:CASE/requests:2/compile_share:S
 //     a new default-policy session run by both threads from its first
 //     request until every region has compiled: how many runs that takes.
+//   BM_ZooTierUpWarmCache/model:CASE/requests:2/compile_share:S
+//     the same on a code cache folder an untimed session filled first
+//     (SessionOptions::jit_cache_dir): a replica joining a fleet that shares
+//     one folder, whose regions link, queued from the hot set at create.
 //
-// Both run until every region is at peak: settled (compiled, or failed,
+// All run until every region is at peak: settled (compiled, or failed,
 // dropped or skipped) and, where code serves, through its verification call
 // and its trial, which still cost requests extra work.
 //
-// Counters (both), over the requests until every region settled (the
+// Counters (all), over the requests until every region settled (the
 // window these counters always covered, kept for comparison):
 // interp_p50_ms, interp_p99_ms, tierup_p50_ms, tierup_p99_ms,
 // tierup_max_ms, p99_over_interp_p99 (goal <= 1.1), p50_over_interp_p50
