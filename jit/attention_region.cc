@@ -32,10 +32,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileAttentionRegion(JitCompiler& co
     return Unsupported("jit: region ", region.id, " is no longer an attention chain the JIT compiles");
   }
 
-  llvm::Expected<std::unique_ptr<llvm::TargetMachine>> tm =
-      internal::MakeTargetMachine(compiler.target_triple(), compiler.cpu_name(), compiler.cpu_features());
-  if (!tm) return Internal("jit: ", llvm::toString(tm.takeError()));
-  const int lanes = internal::IsaOf(**tm).lanes;
+  const int lanes = internal::HostIsa(compiler).lanes;
 
   AttentionLayout layout;
   layout.num_inputs = region.inputs.size();

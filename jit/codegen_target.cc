@@ -47,6 +47,10 @@ GemmIsa IsaOf(const llvm::TargetMachine& tm) {
   return isa;
 }
 
+GemmIsa HostIsa(const JitCompiler& compiler) {
+  return {compiler.isa_name(), compiler.isa_register_lanes(), compiler.isa_registers()};
+}
+
 void SetVectorFunctionAttributes(llvm::Function* fn, const std::string& cpu, const std::string& features, int lanes) {
   fn->addFnAttr(llvm::Attribute::NoUnwind);
   fn->addFnAttr("target-cpu", cpu);

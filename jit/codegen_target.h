@@ -16,6 +16,7 @@
 
 #include "jit/gemm_codegen.h"
 #include "jit/gemm_packing.h"
+#include "jit/jit_compiler.h"
 #include "kiln/status.h"
 
 namespace kiln::jit::internal {
@@ -27,6 +28,10 @@ llvm::Expected<std::unique_ptr<llvm::TargetMachine>> MakeTargetMachine(const std
 // The vector unit as the target machine describes it (the CPU's default
 // features adjusted by the explicit ones).
 GemmIsa IsaOf(const llvm::TargetMachine& tm);
+
+// The JIT's vector unit (what IsaOf says of its TargetMachine, found once
+// when the JitCompiler was built).
+GemmIsa HostIsa(const JitCompiler& compiler);
 
 // Target CPU and features, no unwinding, and a preferred vector width of
 // `lanes` floats: CPUs tuned to prefer 256-bit vectors (skylake-avx512)

@@ -74,10 +74,7 @@ StatusOr<std::unique_ptr<CompiledRegion>> CompileDepthwiseRegion(JitCompiler& co
   const float* weight = graph.value(pattern->weight).constant->data<float>();
 
   // The host's vector registers, as the GEMM generator sees them.
-  llvm::Expected<std::unique_ptr<llvm::TargetMachine>> tm =
-      internal::MakeTargetMachine(compiler.target_triple(), compiler.cpu_name(), compiler.cpu_features());
-  if (!tm) return Internal("jit: ", llvm::toString(tm.takeError()));
-  const int lanes = internal::IsaOf(**tm).lanes;
+  const int lanes = internal::HostIsa(compiler).lanes;
 
   const std::string name = "kiln_region" + std::to_string(region.id) + "_" + std::to_string(compiler.NextSerial());
   KILN_ASSIGN_OR_RETURN(internal::RegionCode code, internal::EmitAndCompile(compiler, name, [&](llvm::Module& module) {

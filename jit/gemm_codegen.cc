@@ -665,10 +665,7 @@ StatusOr<std::unique_ptr<CompiledGemm>> CompileGemm(JitCompiler& compiler, const
   const auto start = std::chrono::steady_clock::now();
   KILN_RETURN_IF_ERROR(ValidateProblem(problem));
   if (weight == nullptr) return InvalidArgument("jit: CompileGemm needs the weight");
-  llvm::Expected<std::unique_ptr<llvm::TargetMachine>> tm =
-      internal::MakeTargetMachine(compiler.target_triple(), compiler.cpu_name(), compiler.cpu_features());
-  if (!tm) return Internal("jit: ", llvm::toString(tm.takeError()));
-  const GemmIsa isa = internal::IsaOf(**tm);
+  const GemmIsa isa = internal::HostIsa(compiler);
   KILN_ASSIGN_OR_RETURN(GemmLayout layout, LayoutFor(problem, isa, BitExactTuning(problem, tuning)));
 
   auto packed = std::make_unique<CompiledGemm::PackedWeight>();

@@ -261,6 +261,15 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
   compiler->cpu_ = jtmb->getCPU();
   compiler->features_ = features.getString();
   compiler->f32_lanes_ = F32LanesFor(host_features);
+  {
+    llvm::Expected<std::unique_ptr<llvm::TargetMachine>> tm =
+        internal::MakeTargetMachine(compiler->triple_, compiler->cpu_, compiler->features_);
+    if (!tm) return tm.takeError();
+    const internal::GemmIsa isa = internal::IsaOf(**tm);
+    compiler->isa_name_ = isa.name;
+    compiler->isa_lanes_ = isa.lanes;
+    compiler->isa_registers_ = isa.registers;
+  }
   compiler->dump_dir_ = options.dump_dir;
   compiler->bit_exact_ = options.bit_exact;
   if (compiler->dump_dir_.empty()) {

@@ -143,6 +143,13 @@ class JitCompiler {
   // host's widest registers (32 with AVX-512, 16 with AVX, otherwise 8), so
   // each loop step carries two independent dependency chains.
   int f32_vector_lanes() const { return f32_lanes_; }
+  // The vector unit as the JIT's TargetMachine describes it, found once
+  // here rather than by a TargetMachine per compile (internal::HostIsa
+  // gives it to the code generators): its name ("avx512", "avx2", "avx",
+  // "sse"), the float32 lanes of one register, and the vector registers.
+  const std::string& isa_name() const { return isa_name_; }
+  int isa_register_lanes() const { return isa_lanes_; }
+  int isa_registers() const { return isa_registers_; }
   // Empty when dumping is off.
   const std::string& dump_dir() const { return dump_dir_; }
   // JitOptions::bit_exact.
@@ -170,6 +177,9 @@ class JitCompiler {
   std::string cpu_;
   std::string features_;
   int f32_lanes_ = 4;
+  std::string isa_name_;
+  int isa_lanes_ = 4;
+  int isa_registers_ = 16;
   std::string dump_dir_;
   bool bit_exact_ = false;
   std::atomic<uint64_t> serial_{0};

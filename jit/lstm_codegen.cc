@@ -536,10 +536,7 @@ StatusOr<std::unique_ptr<CompiledLstm>> CompileLstm(JitCompiler& compiler, const
   const auto start = std::chrono::steady_clock::now();
   KILN_RETURN_IF_ERROR(ValidateProblem(problem));
   if (w == nullptr || r == nullptr) return InvalidArgument("jit: CompileLstm needs W and R");
-  llvm::Expected<std::unique_ptr<llvm::TargetMachine>> tm =
-      internal::MakeTargetMachine(compiler.target_triple(), compiler.cpu_name(), compiler.cpu_features());
-  if (!tm) return Internal("jit: ", llvm::toString(tm.takeError()));
-  const GemmIsa isa = internal::IsaOf(**tm);
+  const GemmIsa isa = internal::HostIsa(compiler);
   KILN_RETURN_IF_ERROR(CheckIsa(isa));
   const int mr = RowsPerTile(isa, tuning);
   if (mr < 1 || mr * kGates + kGates + 1 > isa.registers) {

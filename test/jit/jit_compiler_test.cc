@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "graph/log.h"
+#include "jit/codegen_target.h"
 #include "test/jit/jit_test_util.h"
 
 namespace kiln::jit {
@@ -46,6 +47,17 @@ TEST(JitCompiler, DescribesTheHost) {
   const bool has_avx512 = jit.cpu_features().find("+avx512f") != std::string::npos;
   // Two registers per vector: 2 x 16 lanes with AVX-512, 2 x 8 with AVX.
   EXPECT_EQ(jit.f32_vector_lanes() == 32, has_avx512);
+  // The vector unit found once at creation is the one a TargetMachine for
+  // the same CPU and features describes (what the generators asked a fresh
+  // TargetMachine for on every compile before).
+  auto tm = internal::MakeTargetMachine(jit.target_triple(), jit.cpu_name(), jit.cpu_features());
+  ASSERT_TRUE(static_cast<bool>(tm)) << llvm::toString(tm.takeError());
+  const internal::GemmIsa isa = internal::IsaOf(**tm);
+  EXPECT_EQ(jit.isa_name(), isa.name);
+  EXPECT_EQ(jit.isa_register_lanes(), isa.lanes);
+  EXPECT_EQ(jit.isa_registers(), isa.registers);
+  EXPECT_EQ(jit.isa_name() == "avx512", has_avx512);
+  EXPECT_EQ(2 * jit.isa_register_lanes(), jit.f32_vector_lanes());
 }
 
 TEST(JitCompiler, DumpsOptimisedVectorIrAndAssembly) {
