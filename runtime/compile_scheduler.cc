@@ -196,6 +196,21 @@ void CompileScheduler::Sleep(int64_t ns) const {
   nanosleep(&duration, nullptr);
 }
 
+void CompileScheduler::Credit(int64_t saved_ns) {
+  if (saved_ns <= 0) return;
+  int64_t seen = within_share_at_ns_.load(std::memory_order_relaxed);
+  const int64_t full_at_ns = env_.now_ns() - fill_ns_;
+  if (seen <= full_at_ns) return;
+  // The saving, in the wall time the share would have needed to earn it.
+  const auto credit_ns = static_cast<int64_t>(std::llround(static_cast<double>(saved_ns) / share_));
+  int64_t to = std::max(seen - credit_ns, full_at_ns);
+  while (!within_share_at_ns_.compare_exchange_weak(seen, to, std::memory_order_relaxed)) {
+    if (seen <= full_at_ns) return;
+    to = std::max(seen - credit_ns, full_at_ns);
+  }
+  credited_ns_.fetch_add(static_cast<int64_t>(static_cast<double>(seen - to) * share_), std::memory_order_relaxed);
+}
+
 void CompileScheduler::Stop() { stopped_.store(true, std::memory_order_release); }
 
 CompileScheduler::Account CompileScheduler::ThisThreadAccount() const {

@@ -31,6 +31,14 @@
 // share made one request thread's calls 1.33x slower and left the other's
 // alone).
 //
+// Compiled code pays for the compiles after it (Credit): while some region
+// already runs compiled, each of its calls saves the request the
+// difference between its interpreted and compiled time, and the compile
+// may spend that much CPU on top of its share. The requests then take no
+// longer than they would have interpreted, while the regions compiled
+// first speed up the rest of a tier-up. A credit shortens the compile's
+// pauses; it never fills the bucket past kBurstNs, so bursts stay short.
+//
 // The share is a floor as well as a ceiling: the paced compile thread runs
 // at normal priority, so while it is under its share the kernel gives it a
 // core's fair part instead of starving it behind the request threads (what
@@ -148,6 +156,14 @@ class CompileScheduler {
   // and yield points alone pace the thread; the first such failure is
   // logged.
   BurstBound BoundBursts();
+  // Credits the compile with `saved_ns` of request time that compiled code
+  // saved (see above). Called by request threads; a clock read and, while
+  // the compile is paused, one atomic update. Callers skip it while nothing
+  // compiles.
+  void Credit(int64_t saved_ns);
+  // Request time credited so far that shortened a pause or filled the
+  // bucket (less what the bucket's cap turned away).
+  int64_t credited_ns() const { return credited_ns_.load(std::memory_order_relaxed); }
   // Every waiting and later YieldPoint() and tick returns at once (a wait
   // in progress ends within kMaxWaitNs), so a session can be destroyed
   // without waiting for a paced compile's share.
@@ -215,6 +231,7 @@ class CompileScheduler {
   // charged if they were busy at either end.
   std::atomic<bool> was_busy_{false};
   std::atomic<bool> reported_no_ticks_{false};
+  std::atomic<int64_t> credited_ns_{0};
   mutable Mutex mu_;
   // One entry per compiling thread (a handful, for the tier's lifetime);
   // entries never move or go away while the scheduler lives.

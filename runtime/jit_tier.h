@@ -108,7 +108,9 @@ class JitTier {
   // signature when that makes it hot.
   Status RunInterpreted(int region, RegionCall& call, const ShapeSignature& signature) const;
   // Compiles `signature`, or the generic version when `generic` is set.
-  void Compile(int region, const ShapeSignature& signature, bool generic) const;
+  // `interpreted_ns_per_call`: what the signature's calls took interpreted,
+  // when a profile measured it (else 0).
+  void Compile(int region, const ShapeSignature& signature, bool generic, int64_t interpreted_ns_per_call = 0) const;
   // Queues the compiles an earlier process recorded in hot_set_ (those that
   // fit this session's regions and limits), without waiting for the
   // regions to turn hot.
@@ -157,6 +159,9 @@ class JitTier {
   // calls it between passes, so it outlives every compile (the queue is
   // destroyed first, and ~JitTier stops it so no compile waits on it).
   std::unique_ptr<CompileScheduler> scheduler_;
+  // Compiles in progress: compiled calls credit the scheduler with what
+  // they saved only while some compile can use it.
+  mutable std::atomic<int> compiles_running_{0};
   // The versions compiled for this model by any process, beside the
   // persistent code cache; null without one (or with compiles on the
   // calling thread).

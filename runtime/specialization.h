@@ -78,6 +78,11 @@ struct Specialization {
   // `row_call_verify_calls` calls.
   ShadowVerification verification;
   int row_call_verify_calls = 0;
+  // Specialized code: what a call of its signature took interpreted, from
+  // the profile that made it hot or, for code compiled without one (the hot
+  // set, WarmUp), from its trial; 0 until known. Each compiled call credits
+  // the compile scheduler with what it saved against this.
+  mutable std::atomic<int64_t> interpreted_ns_per_call{0};
   // This version's break-even account, shared with the region's stats so it
   // outlives the code. Never null once published.
   std::shared_ptr<const BreakEvenLedger> ledger;

@@ -154,6 +154,49 @@ TEST(CompileSchedulerTest, IdleTimeBanksOnlyAShortBurst) {
   }
 }
 
+TEST(CompileSchedulerTest, CreditsShortenAPauseByWhatTheShareWouldHaveNeeded) {
+  // Request time saved by compiled code lets the compile spend as much CPU
+  // on top of its share: at a 25% share, 0.5 ms saved is 2 ms less pause.
+  constexpr double kShare = 0.25;
+  constexpr int64_t kCreditNs = kMs / 2;
+  int64_t waited_ns[2] = {0, 0};
+  int64_t credited_ns[2] = {0, 0};
+  for (int credited = 0; credited < 2; ++credited) {
+    FakeMachine machine;
+    machine.busy = true;
+    CompileScheduler scheduler(kShare, machine.Environment());
+    scheduler.YieldPoint();
+    // Credited by a request thread while the compile is paused.
+    machine.after_sleep = [&] {
+      if (credited && machine.sleeps == 1) scheduler.Credit(kCreditNs);
+    };
+    machine.Work(scheduler, 10 * kMs);
+    waited_ns[credited] = scheduler.ThisThreadAccount().waited_ns;
+    credited_ns[credited] = scheduler.credited_ns();
+  }
+  EXPECT_GT(waited_ns[0], 10 * kMs);
+  EXPECT_EQ(waited_ns[0] - waited_ns[1], static_cast<int64_t>(kCreditNs / kShare));
+  EXPECT_EQ(credited_ns[0], 0);
+  EXPECT_EQ(credited_ns[1], kCreditNs);
+}
+
+TEST(CompileSchedulerTest, CreditsNeverBankMoreThanABurst) {
+  // However much compiled code saved before, a compile beside busy cores
+  // still pauses after about kBurstNs: credits only shorten pauses.
+  FakeMachine machine;
+  CompileScheduler scheduler(0.5, machine.Environment());
+  scheduler.YieldPoint();
+  machine.busy = true;
+  scheduler.Credit(1000 * kMs);
+  scheduler.Credit(0);
+  scheduler.Credit(-kMs);
+  machine.Work(scheduler, CompileScheduler::kBurstNs / 2);
+  EXPECT_EQ(scheduler.ThisThreadAccount().waits, 0);
+  machine.Work(scheduler, 4 * CompileScheduler::kBurstNs);
+  EXPECT_EQ(scheduler.ThisThreadAccount().waits, 1);
+  EXPECT_EQ(scheduler.credited_ns(), 0);
+}
+
 TEST(CompileSchedulerTest, StopReleasesAWaitingCompileAndLaterYieldPoints) {
   // Real waiting (no fake sleep) on a frozen clock: without Stop the
   // compile would wait forever, as on a session destroyed while requests
