@@ -5,6 +5,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <climits>
 #include <cstring>
@@ -748,51 +749,72 @@ std::optional<StatusOr<Graph>> LoadElided(const ByteSource& source, const LoadOp
   auto owner = std::make_shared<Tensor>(std::move(buffer).value());
   char* next = static_cast<char*>(owner->raw_data());
   std::vector<std::optional<ElidedRawData>> raw_data(elided->initializer_raw_data.size());
-  struct Destination {
-    RawDataLocation from;
+  // The reads in pieces that never share a 2 MiB page of the buffer, so
+  // that two threads reading at once fault in (and the kernel zeroes)
+  // pages of their own: zeroing the buffer's fresh pages costs about as
+  // much as copying the weights into them.
+  struct Piece {
+    uint64_t from;
+    size_t size;
     char* to;
   };
-  std::vector<Destination> reads;
+  constexpr uint64_t kPieceBytes = uint64_t{2} << 20;
+  std::vector<Piece> pieces;
+  char* const base = static_cast<char*>(owner->raw_data());
   for (size_t i = 0; i < raw_data.size(); ++i) {
     const std::optional<RawDataLocation>& raw = elided->initializer_raw_data[i];
     if (!raw) continue;
-    reads.push_back({*raw, next});
     raw_data[i] = ElidedRawData{next, raw->size, owner};
+    for (uint64_t done = 0; done < raw->size;) {
+      const uint64_t at = static_cast<uint64_t>(next - base) + done;
+      const uint64_t size = std::min(raw->size - done, kPieceBytes - at % kPieceBytes);
+      pieces.push_back({raw->offset + done, static_cast<size_t>(size), next + done});
+      done += size;
+    }
     next += (raw->size + kAlignment - 1) / kAlignment * kAlignment;
   }
-  std::optional<RawDataLocation> failed;
-  auto read_all = [&source, &reads, &failed] {
-    for (const Destination& d : reads) {
-      if (!source.Read(d.from.offset, static_cast<size_t>(d.from.size), d.to)) {
-        failed = d.from;
+  // Pieces are claimed one at a time by every thread that reads; the first
+  // failure stops the others' claims.
+  std::atomic<size_t> next_piece{0};
+  std::atomic<size_t> failed_piece{pieces.size()};
+  auto read_pieces = [&source, &pieces, &next_piece, &failed_piece] {
+    for (size_t i = next_piece.fetch_add(1); i < pieces.size(); i = next_piece.fetch_add(1)) {
+      if (failed_piece.load(std::memory_order_relaxed) != pieces.size()) return;
+      const Piece& piece = pieces[i];
+      if (!source.Read(piece.from, piece.size, piece.to)) {
+        size_t none = pieces.size();
+        failed_piece.compare_exchange_strong(none, i);
         return;
       }
     }
   };
-  auto read_failure = [&failed] {
-    return IoError("reading ", failed->size, " bytes of weights at offset ", failed->offset, " failed");
+  auto read_failure = [&pieces, &failed_piece] {
+    const Piece& piece = pieces[failed_piece.load()];
+    return IoError("reading ", piece.size, " bytes of weights at offset ", piece.from, " failed");
   };
   if (total < kBackgroundReadBytes || elided->bytes.size() < kBackgroundReadMessageBytes) {
-    read_all();
-    if (failed) return StatusOr<Graph>(read_failure());
+    read_pieces();
+    if (failed_piece.load() != pieces.size()) return StatusOr<Graph>(read_failure());
     return ParseAndBuild(elided->bytes.data(), elided->bytes.size(), source.size(), options, std::move(raw_data));
   }
   // Nothing reads an elided payload before the graph is built (GraphBuilder
   // only points tensors at them; the passes that read weights run after
   // loading), so a thread reads them while this one parses the rest, runs
-  // ONNX's shape inference and builds the graph: a model's load then takes
-  // about the longer of the two rather than their sum.
+  // ONNX's shape inference and builds the graph, and then reads what is
+  // left beside it: a model's load then takes about the longer of the two,
+  // or less, rather than their sum.
   StatusOr<Graph> graph = Internal("not built");
   {
-    std::thread reader(read_all);
-    // Joined on every way out, before `reads` and the buffer can go.
+    std::thread reader(read_pieces);
+    // Joined on every way out, before `pieces` and the buffer can go.
     struct JoinOnExit {
       std::thread& thread;
       ~JoinOnExit() { thread.join(); }
     } join{reader};
     graph = ParseAndBuild(elided->bytes.data(), elided->bytes.size(), source.size(), options, std::move(raw_data));
+    if (graph.ok()) read_pieces();
   }
-  if (failed) return StatusOr<Graph>(read_failure());
+  if (failed_piece.load() != pieces.size()) return StatusOr<Graph>(read_failure());
   return graph;
 }
 

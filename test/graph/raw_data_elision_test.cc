@@ -283,6 +283,50 @@ TEST(RawDataElision, WeightsReadBesideParsingEqualTheModelsFromMemoryAndFromAFil
   expect_weights(*g);
 }
 
+// Weights larger than the 2 MiB pieces the reading threads claim, and
+// pieces that end inside a weight: every byte lands where it belongs, from
+// memory and from a file.
+TEST(RawDataElision, WeightsReadInPiecesByTwoThreadsEqualTheModels) {
+  OnnxModelBuilder b(13);
+  const std::vector<float> w1 = Ramp(1024 * 1300, 0.001f), w2 = Ramp(1300 * 333, -0.25f), w3 = Ramp(333 * 1100, 0.5f);
+  b.Input("x", kFloat, {1, 1024})
+      .FloatInit("w1", {1024, 1300}, w1)
+      .FloatInit("w2", {1300, 333}, w2)
+      .FloatInit("w3", {333, 1100}, w3)
+      .Output("y");
+  b.Node("MatMul", {"x", "w1"}, {"h1"});
+  b.Node("MatMul", {"h1", "w2"}, {"h2"});
+  b.Node("MatMul", {"h2", "w3"}, {"r0"});
+  constexpr int kRelus = 1500;
+  for (int i = 0; i < kRelus; ++i) {
+    b.Node("Relu", {"r" + std::to_string(i)}, {i + 1 < kRelus ? "r" + std::to_string(i + 1) : std::string("y")});
+  }
+  const std::string bytes = b.Serialize();
+  auto expect_weights = [&](const Graph& g) {
+    for (const auto& [name, expected] :
+         {std::pair<const char*, const std::vector<float>*>{"w1", &w1}, {"w2", &w2}, {"w3", &w3}}) {
+      SCOPED_TRACE(name);
+      const Tensor& t = *g.value(*g.FindValue(name)).constant;
+      ASSERT_EQ(t.num_elements(), static_cast<int64_t>(expected->size()));
+      EXPECT_EQ(std::memcmp(t.data<float>(), expected->data(), expected->size() * sizeof(float)), 0);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(t.raw_data()) % 64, 0u);
+    }
+  };
+  {
+    StatusOr<Graph> g = LoadOnnxModel(bytes.data(), bytes.size(), LoadOptions{});
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    expect_weights(*g);
+  }
+  const fs::path dir = fs::path(::testing::TempDir()) / ("kiln_elision_pieces_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "m.onnx").string();
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  StatusOr<Graph> g = LoadOnnxFile(path);
+  fs::remove_all(dir);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  expect_weights(*g);
+}
+
 TEST(RawDataElision, AModelThatFailsToBuildWhileItsWeightsAreReadIsAClearError) {
   OnnxModelBuilder b = LargeModel(Ramp(1024 * 320, 0.001f), Ramp(320 * 64, -0.5f));
   b.Node("NoSuchOp", {"y"}, {"z"});
