@@ -426,6 +426,12 @@ void UnpackedSgemm(const float* a, int64_t lda, int64_t m, const float* b, int64
   const int64_t threads = std::max(1, parallel.num_threads());
   const int64_t rows_per_thread = ((m + threads - 1) / threads + kTaskRows - 1) / kTaskRows * kTaskRows;
   const int64_t task_rows = std::clamp(rows_per_thread, kTaskRows, kUnpackedTaskRows);
+  // A whole panel of a row-major B is read in place, unless B's rows are a
+  // page or more apart and the task's rows pass over each panel block more
+  // than twice: every row of the block then sits in a page of its own, at
+  // the same offset in its page, which the caches and prefetchers serve far
+  // worse than the 16 KiB copy that stays in L1.
+  const bool copy_whole_panels = m > 2 * kTileRows && ldb * static_cast<int64_t>(sizeof(float)) >= 4096;
   RunSgemm(a, lda, m, k, n, c, ldc, parallel, epilogue, task_rows, [=](int64_t panel, int64_t depth0, int64_t depth) {
     // One block per thread, reused for every panel it packs: the previous
     // block's tiles have all run when the next one is asked for.
@@ -433,8 +439,9 @@ void UnpackedSgemm(const float* a, int64_t lda, int64_t m, const float* b, int64
     const int64_t col0 = panel * kPanel;
     const int64_t cols = std::min(kPanel, n - col0);
     // A whole panel of a row-major B is 16 contiguous floats per row already:
-    // the micro-kernel reads it in place, the same values in the same order.
-    if (!transposed && cols == kPanel) return PanelBlock{b + depth0 * ldb + col0, ldb};
+    // the micro-kernel reads it in place, the same values in the same order
+    // as from the copy.
+    if (!transposed && cols == kPanel && !copy_whole_panels) return PanelBlock{b + depth0 * ldb + col0, ldb};
     if (transposed) {
       // Row j of B's transpose is column j of B: read along it.
       for (int64_t j = 0; j < cols; ++j) {

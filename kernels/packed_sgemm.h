@@ -114,9 +114,10 @@ void PanelSgemm(const float* a, int64_t lda, int64_t m, const float* panels, int
 // The same product on B as given (B [k, n] with row stride ldb, or with
 // `transposed` its transpose [n, k]), for a weight whose packed copy is not
 // ready: PackedSgemm's micro-kernel, in PackedSgemm's order, reads a
-// row-major B's whole 16-column panels in place, and each task packs the
-// other panel blocks it needs (a transposed B's, a partial last panel) into a
-// buffer that stays in L1. The results are therefore equal to PackedSgemm's
+// row-major B's whole 16-column panels in place (copied like the others
+// when B's rows are a page or more apart and A has more than 12 rows), and
+// each task packs the other panel blocks it needs (a transposed B's, a
+// partial last panel) into a buffer that stays in L1. The results are therefore equal to PackedSgemm's
 // bit for bit; the cost is those copies per call (no allocation, no page
 // faults) and, for B read in place, strided rows instead of one stream.
 // With one row of A (a batch-1 GEMV) B is streamed once in its stored

@@ -50,7 +50,10 @@ TEST(UnpackedSgemm, EqualsPackedSgemmBitForBit) {
   // 8, fewer than 8 columns.
   for (const Shape& s : {Shape{1, 1, 8}, Shape{1, 300, 1000}, Shape{1, 517, 1103}, Shape{1, 3, 13}, Shape{1, 260, 7},
                          Shape{1, 1030, 129}, Shape{1, 9, 200}, Shape{1, 264, 136}, Shape{5, 17, 15}, Shape{6, 256, 16},
-                         Shape{7, 257, 33}, Shape{48, 512, 128}, Shape{50, 513, 130}, Shape{97, 64, 200}}) {
+                         Shape{7, 257, 33}, Shape{48, 512, 128}, Shape{50, 513, 130}, Shape{97, 64, 200},
+                         // B's rows a page apart: whole panels are copied
+                         // rather than read in place (13 rows: read in place).
+                         Shape{50, 300, 1030}, Shape{13, 40, 1100}, Shape{12, 260, 1024}}) {
     for (bool transposed : {false, true}) {
       SCOPED_TRACE(::testing::Message() << s.m << "x" << s.k << "x" << s.n << (transposed ? " B^T" : ""));
       const int64_t lda = s.k + 3, ldc = s.n + 5, ldb = (transposed ? s.k : s.n) + 2;
