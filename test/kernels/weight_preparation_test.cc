@@ -52,7 +52,8 @@ TEST(UnpackedSgemm, EqualsPackedSgemmBitForBit) {
                          Shape{1, 1030, 129}, Shape{1, 9, 200}, Shape{1, 264, 136}, Shape{5, 17, 15}, Shape{6, 256, 16},
                          Shape{7, 257, 33}, Shape{48, 512, 128}, Shape{50, 513, 130}, Shape{97, 64, 200},
                          // B's rows a page apart: whole panels are copied
-                         // rather than read in place (13 rows: read in place).
+                         // rather than read in place from 13 rows of A on
+                         // (12 rows: read in place).
                          Shape{50, 300, 1030}, Shape{13, 40, 1100}, Shape{12, 260, 1024}}) {
     for (bool transposed : {false, true}) {
       SCOPED_TRACE(::testing::Message() << s.m << "x" << s.k << "x" << s.n << (transposed ? " B^T" : ""));
