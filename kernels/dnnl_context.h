@@ -193,6 +193,12 @@ class ShapeCache {
     entries_.Put(key, std::move(entry));
   }
 
+  // Drops every entry; callers still holding one keep it alive.
+  void Clear() const {
+    MutexLock lock(mu_);
+    entries_.Clear();
+  }
+
  private:
   // Room for the shapes a model with dynamic dimensions usually cycles
   // through (a few batch sizes times a few sequence lengths); a stream of

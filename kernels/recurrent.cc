@@ -21,6 +21,13 @@
 // there, unless their weights outgrow L2 (PrefersOwnKernel); this kernel
 // runs the rest.
 //
+// First runs: a node with static shapes and no sequence_lens has the
+// steady path's primitive or products built on the preparation thread
+// (TakePreparation). Until they are published, runs of that shape compute
+// on W and R as stored, with nothing created, reordered or packed: the
+// input projection on UnpackedSgemm, the steps on StoredWeightGemm. A step
+// product switches to its prepared form between two steps of the same run.
+//
 // sequence_lens: a batch entry with length L runs L steps (a reversed
 // direction reads its own steps L-1 down to 0); its Y rows past L are
 // zero and Y_h (Y_c) hold the state after its last step.
@@ -44,6 +51,7 @@
 #include "kernels/recurrent_gemm.h"
 #include "kernels/recurrent_kernels.h"
 #include "kernels/recurrent_spec.h"
+#include "kernels/stored_weight_gemm.h"
 
 namespace kiln::kernels {
 namespace {
@@ -125,12 +133,40 @@ class Product {
     return product;
   }
 
+  // The same product on B as stored, with nothing created, packed or
+  // reordered (a first run while the prepared products are built in the
+  // background): few rows of A on StoredWeightGemm, many (the input
+  // projection) on UnpackedSgemm. `accumulate` as in Make, for any m.
+  static Product MakeFirstRun(const float* a, int64_t m, const float* b, int64_t n, int64_t k, const float* bias,
+                              float* c, bool accumulate = false) {
+    Product product;
+    product.a_ = a;
+    product.m_ = m;
+    product.c_ = c;
+    product.bias_ = bias;
+    product.own_.raw = b;
+    product.own_.n = n;
+    product.own_.k = k;
+    product.first_run_ = true;
+    product.accumulate_ = accumulate;
+    return product;
+  }
+
+  bool first_run() const { return first_run_; }
+
   // C += A * B^T into `c`, a C-shaped buffer, for a product made with
   // `accumulate`.
-  Status AccumulateInto(float* c) const { return onednn_->RunInto(c); }
+  Status AccumulateInto(float* c, const ParallelRunner& parallel) const {
+    if (first_run_) {
+      StoredWeightGemm(a_, own_.k, m_, own_.raw, own_.k, own_.n, own_.k, c, own_.n, /*accumulate=*/true, parallel);
+      return Status::Ok();
+    }
+    return onednn_->RunInto(c);
+  }
 
   Status Run(const ParallelRunner& parallel) const {
     if (onednn_ != nullptr) return onednn_->Run();
+    if (first_run_) return RunFirstRun(parallel);
     TileEpilogue epilogue;
     if (bias_ != nullptr) {
       epilogue = [this](int64_t row0, int64_t row1, int64_t col0, int64_t col1) {
@@ -145,12 +181,44 @@ class Product {
   }
 
  private:
+  // Below this many rows of A, StoredWeightGemm's dot products (B streamed
+  // once per four rows) beat UnpackedSgemm's copying of B's panels.
+  static constexpr int64_t kMaxStoredWeightRows = 8;
+
+  Status RunFirstRun(const ParallelRunner& parallel) const {
+    if (m_ == 0 || own_.n == 0) return Status::Ok();
+    if (accumulate_ || m_ <= kMaxStoredWeightRows) {
+      StoredWeightGemm(a_, own_.k, m_, own_.raw, own_.k, own_.n, own_.k, c_, own_.n, accumulate_, parallel);
+      if (bias_ != nullptr) {
+        for (int64_t i = 0; i < m_; ++i) {
+          float* row = c_ + i * own_.n;
+          for (int64_t j = 0; j < own_.n; ++j) row[j] += bias_[j];
+        }
+      }
+      return Status::Ok();
+    }
+    TileEpilogue epilogue;
+    if (bias_ != nullptr) {
+      epilogue = [this](int64_t row0, int64_t row1, int64_t col0, int64_t col1) {
+        for (int64_t i = row0; i < row1; ++i) {
+          float* row = c_ + i * own_.n;
+          for (int64_t j = col0; j < col1; ++j) row[j] += bias_[j];
+        }
+      };
+    }
+    UnpackedSgemm(a_, own_.k, m_, own_.raw, own_.k, own_.n, own_.k, /*transposed=*/true, c_, own_.n, parallel,
+                  epilogue);
+    return Status::Ok();
+  }
+
   std::unique_ptr<DnnlWeightGemm::Bound> onednn_;
   RightOperand own_;
   const float* a_ = nullptr;
   int64_t m_ = 0;
   float* c_ = nullptr;
   const float* bias_ = nullptr;
+  bool first_run_ = false;
+  bool accumulate_ = false;
 };
 
 // The L2 cache of one core, as the C library reports it (1 MB when it
@@ -183,15 +251,23 @@ class RecurrentKernel final : public OpKernel {
     }
   }
 
-  // A node oneDNN would run, with static shapes and no sequence_lens: its
-  // primitive is created in the background. Until then, runs of that shape
-  // compute on this kernel's own path (the same ONNX semantics; sums in
-  // another order) instead of creating the primitive themselves.
+  // A node with static shapes and no sequence_lens has what its runs of
+  // that shape need built in the background: oneDNN's RNN primitive when
+  // oneDNN runs it, else (graph-constant W and R) the products of this
+  // kernel's own path, oneDNN matmuls with their weights reordered and kiln
+  // GEMMs with theirs packed, direction by direction. Until then, runs of
+  // that shape compute on the own path with nothing created, reordered or
+  // packed (Product::MakeFirstRun), switching each product to its prepared
+  // form as soon as it is published, even between the steps of one run. Sums
+  // come in another order than the prepared path's.
   std::function<void()> TakePreparation(const std::vector<const Tensor*>& constant_inputs,
                                         const std::vector<std::optional<Dims>>& static_dims) override {
-    if (onednn_ == nullptr) return {};
+    auto constant = [&](int i) -> const Tensor* {
+      const size_t at = static_cast<size_t>(i);
+      return at < constant_inputs.size() ? constant_inputs[at] : nullptr;
+    };
     auto given = [&](int i) {
-      return (static_cast<size_t>(i) < constant_inputs.size() && constant_inputs[static_cast<size_t>(i)] != nullptr) ||
+      return constant(i) != nullptr ||
              (static_cast<size_t>(i) < static_dims.size() && static_dims[static_cast<size_t>(i)].has_value());
     };
     auto dims = [&](int i) -> const Dims* {
@@ -211,17 +287,47 @@ class RecurrentKernel final : public OpKernel {
     p.batch = spec_.layout == 0 ? (*x)[1] : (*x)[0];
     p.input = (*x)[2];
     p.hidden = (*r)[2];
-    if ((spec_.hidden_size > 0 && spec_.hidden_size != p.hidden) || PrefersOwnKernel(p)) return {};
+    if (spec_.hidden_size > 0 && spec_.hidden_size != p.hidden) return {};
+    const Tensor* w_constant = constant(kW);
+    const Tensor* r_constant = constant(kR);
+    const Dims w_dims = {p.dirs, p.gates * p.hidden, p.input};
+    const Dims r_dims = {p.dirs, p.gates * p.hidden, p.hidden};
+    const bool primitive = onednn_ != nullptr && !PrefersOwnKernel(p);
+    const bool constant_weights = w_constant != nullptr && r_constant != nullptr &&
+                                  w_constant->dtype() == DType::kFloat32 && r_constant->dtype() == DType::kFloat32 &&
+                                  w_constant->dims() == w_dims && r_constant->dims() == r_dims;
+    if (!primitive && !constant_weights) return {};
     const bool has_state = given(kInitialH) || (lstm && given(kInitialC));
     const bool has_p = lstm && given(kP);
     prepared_key_ = PreparationKey(p, has_state, has_p);
     preparation_pending_.store(true, std::memory_order_release);
-    return [this, p, has_state, has_p] {
-      // For the thread count the runtime gave this thread: that of the
-      // session's runs (runtime/preparation_queue.h).
-      const Status built = onednn_->Prepare(p, has_state, has_p, omp_get_max_threads());
-      // From now on runs take oneDNN's path: they find the primitive, or
-      // (it failed, or was built for another thread count) create it.
+    const float* w = constant_weights ? w_constant->data<float>() : nullptr;
+    const float* rw = constant_weights ? r_constant->data<float>() : nullptr;
+    if (primitive) {
+      // Where the first-run path is much slower than oneDNN's, the own
+      // path's oneDNN products come first, for the first run to switch to
+      // while the primitive is built, and are dropped once it is.
+      const bool bridge =
+          constant_weights && w_gemms_[0] != nullptr && p.gates * p.hidden * p.hidden >= kMinBridgedWeights;
+      return [this, p, has_state, has_p, bridge, w, rw] {
+        // For the thread count the runtime gave this thread: that of the
+        // session's runs (runtime/preparation_queue.h).
+        const int threads = omp_get_max_threads();
+        if (bridge) {
+          const Status bridged = PrepareOwnProducts(p, w, rw, threads);
+          if (!bridged.ok()) Log().debug("{}: background preparation failed: {}", op_, bridged.ToString());
+        }
+        const Status built = onednn_->Prepare(p, has_state, has_p, threads);
+        // From now on runs take oneDNN's path: they find the primitive, or
+        // (it failed, or was built for another thread count) create it.
+        if (!built.ok()) Log().debug("{}: background preparation failed: {}", op_, built.ToString());
+        if (bridge && built.ok()) ReleaseOwnProducts();
+        preparation_pending_.store(false, std::memory_order_release);
+      };
+    }
+    return [this, p, w, rw] {
+      const Status built = PrepareOwnProducts(p, w, rw, omp_get_max_threads());
+      // A product that failed is built by the runs that need it.
       if (!built.ok()) Log().debug("{}: background preparation failed: {}", op_, built.ToString());
       preparation_pending_.store(false, std::memory_order_release);
     };
@@ -295,7 +401,7 @@ class RecurrentKernel final : public OpKernel {
     buf.row = buf.candidate + p.batch * h;
 
     for (int d = 0; d < p.dirs; ++d) {
-      KILN_RETURN_IF_ERROR(RunDirection(ctx, p, d, lengths, buf, y));
+      KILN_RETURN_IF_ERROR(RunDirection(ctx, p, d, lengths, unprepared, buf, y));
       // The final states.
       for (int64_t b = 0; b < p.batch; ++b) {
         const int64_t offset = StateOffset(p, d, b);
@@ -342,6 +448,64 @@ class RecurrentKernel final : public OpKernel {
     return weight_bytes > L2CacheBytes();
   }
 
+  // Drops what PrepareOwnProducts built once runs take oneDNN's primitive
+  // instead (a run still on the own path builds what it needs again).
+  void ReleaseOwnProducts() const {
+    for (int d = 0; d < 2; ++d) {
+      projection_ready_[d].store(false, std::memory_order_release);
+      step_ready_[d].store(false, std::memory_order_release);
+      candidate_ready_[d].store(false, std::memory_order_release);
+      for (const auto* gemms : {&w_gemms_, &r_gemms_, &rh_gemms_}) {
+        if ((*gemms)[d] != nullptr) (*gemms)[d]->Release();
+      }
+    }
+  }
+
+  // Whether a direction's step product is added in place to the input
+  // projection (see RunDirection) rather than written apart.
+  bool Accumulates(const Problem& p, const DnnlWeightGemm* step_gemm, bool padded) const {
+    return step_gemm != nullptr && spec_.cell != RecurrentCell::kGru && spec_.layout == 0 && !padded && p.seq > 0;
+  }
+
+  // Builds one product as Product::Make will want it: the oneDNN matmul's
+  // plan and reordered B, or kiln's packed B.
+  static Status PrepareProduct(const DnnlWeightGemm* onednn, const PackedWeightSlot& slot, const float* b, int64_t m,
+                               int64_t n, int64_t k, bool has_bias, int threads, bool accumulate) {
+    if (onednn != nullptr && m > 0 && n > 0 && k > 0) return onednn->Prepare(b, m, n, k, has_bias, threads, accumulate);
+    if (n >= PackedMatrixB::kMinColumns && k > 0) return slot.Get(b, k, n, k, /*transposed=*/true).status();
+    return Status::Ok();
+  }
+
+  // The products RunDirection makes for full-length runs of `p` on the
+  // graph constants W and R, each published once built: per direction the
+  // recurrent ones first, which a first run can switch to between steps,
+  // then the input projection, which a run that has begun has already
+  // computed.
+  Status PrepareOwnProducts(const Problem& p, const float* w, const float* r, int threads) const {
+    const int64_t h = p.hidden;
+    const int64_t gate_width = p.gates * h;
+    const bool gru_split = spec_.cell == RecurrentCell::kGru && !spec_.linear_before_reset;
+    const int64_t step_width = gru_split ? 2 * h : gate_width;
+    const int step_threads = StepThreads(p, step_width, threads);
+    for (int d = 0; d < p.dirs; ++d) {
+      const float* w_d = w + d * gate_width * p.input;
+      const float* r_d = r + d * gate_width * h;
+      const DnnlWeightGemm* step_gemm = Gemm(r_gemms_, d, step_width, h);
+      KILN_RETURN_IF_ERROR(PrepareProduct(step_gemm, r_slots_[d], r_d, p.batch, step_width, h, false, step_threads,
+                                          Accumulates(p, step_gemm, false)));
+      step_ready_[d].store(true, std::memory_order_release);
+      if (gru_split) {
+        KILN_RETURN_IF_ERROR(PrepareProduct(Gemm(rh_gemms_, d, h, h), rh_slots_[d], r_d + 2 * h * h, p.batch, h, h,
+                                            false, step_threads, false));
+        candidate_ready_[d].store(true, std::memory_order_release);
+      }
+      KILN_RETURN_IF_ERROR(PrepareProduct(Gemm(w_gemms_, d, gate_width, p.input), w_slots_[d], w_d, p.seq * p.batch,
+                                          gate_width, p.input, /*has_bias=*/true, threads, false));
+      projection_ready_[d].store(true, std::memory_order_release);
+    }
+    return Status::Ok();
+  }
+
   // The OpenMP team of one step's product: the session's threads once R is
   // large enough that each thread's share of it is worth a fork and join
   // per step (ExecuteDnnl's rule for any primitive), else one.
@@ -362,8 +526,12 @@ class RecurrentKernel final : public OpKernel {
     return (spec_.layout == 0 ? (t * p.dirs + d) * p.batch + b : (b * p.seq + t) * p.dirs + d) * p.hidden;
   }
 
+  // With `first_run` (the call's shape is being prepared in the background),
+  // each product not yet published runs as Product::MakeFirstRun; the
+  // recurrent ones switch to the prepared form at the first step after it
+  // is published (for full-length sequences, the case prepared).
   Status RunDirection(const KernelContext& ctx, const Problem& p, int d, const std::vector<int64_t>& lengths,
-                      const Buffers& buf, Tensor* y) const {
+                      bool first_run, const Buffers& buf, Tensor* y) const {
     const int64_t h = p.hidden;
     const int64_t gate_width = p.gates * h;
     const bool lbr = spec_.linear_before_reset;
@@ -392,7 +560,11 @@ class RecurrentKernel final : public OpKernel {
 
     // The input projection of every step.
     const int threads = std::max(1, ctx.parallel().num_threads());
-    {
+    if (first_run && !projection_ready_[d].load(std::memory_order_acquire)) {
+      const Product projection =
+          Product::MakeFirstRun(x.data<float>(), p.seq * p.batch, w, gate_width, p.input, input_bias.data(), buf.xw);
+      KILN_RETURN_IF_ERROR(projection.Run(ctx.parallel()));
+    } else {
       KILN_ASSIGN_OR_RETURN(
           Product projection,
           Product::Make(ctx, Gemm(w_gemms_, d, gate_width, p.input), w_slots_[d], x.data<float>(), p.seq * p.batch, w,
@@ -412,20 +584,35 @@ class RecurrentKernel final : public OpKernel {
     // product loads it among its own arithmetic, where the latency hides,
     // instead of the gate rows stalling on it.
     const bool padded = std::any_of(lengths.begin(), lengths.end(), [&](int64_t len) { return len != p.seq; });
-    const bool accumulate =
-        step_gemm != nullptr && spec_.cell != RecurrentCell::kGru && spec_.layout == 0 && !padded && p.seq > 0;
-    KILN_ASSIGN_OR_RETURN(Product step, Product::Make(ctx, step_gemm, r_slots_[d], buf.h, p.batch, r, step_width, h,
-                                                      ctx.input_is_constant(kR), nullptr,
-                                                      accumulate ? buf.xw : buf.gates, step_threads, accumulate));
+    const bool accumulate = Accumulates(p, step_gemm, padded);
+    auto make_step = [&] {
+      return Product::Make(ctx, step_gemm, r_slots_[d], buf.h, p.batch, r, step_width, h, ctx.input_is_constant(kR),
+                           nullptr, accumulate ? buf.xw : buf.gates, step_threads, accumulate);
+    };
+    auto make_candidate = [&] {
+      return Product::Make(ctx, Gemm(rh_gemms_, d, h, h), rh_slots_[d], buf.reset_h, p.batch, r + 2 * h * h, h, h,
+                           ctx.input_is_constant(kR), nullptr, buf.candidate, step_threads);
+    };
+    // Whether the prepared form of a first-run product may be switched to:
+    // it was published, for the problem this call has.
+    auto published = [&](const std::atomic<bool>& ready) { return !padded && ready.load(std::memory_order_acquire); };
+    Product step, candidate;
+    if (first_run && !published(step_ready_[d])) {
+      step =
+          Product::MakeFirstRun(buf.h, p.batch, r, step_width, h, nullptr, accumulate ? buf.xw : buf.gates, accumulate);
+    } else {
+      KILN_ASSIGN_OR_RETURN(step, make_step());
+    }
+    if (gru_split) {
+      if (first_run && !published(candidate_ready_[d])) {
+        candidate = Product::MakeFirstRun(buf.reset_h, p.batch, r + 2 * h * h, h, h, nullptr, buf.candidate);
+      } else {
+        KILN_ASSIGN_OR_RETURN(candidate, make_candidate());
+      }
+    }
     // With `accumulate`, the gate rows get the sum as their `gates` and
     // these zeros as their input projection.
     std::vector<float> zero_projection(accumulate ? static_cast<size_t>(gate_width) : 0, 0.0f);
-    Product candidate;
-    if (gru_split) {
-      KILN_ASSIGN_OR_RETURN(
-          candidate, Product::Make(ctx, Gemm(rh_gemms_, d, h, h), rh_slots_[d], buf.reset_h, p.batch, r + 2 * h * h, h,
-                                   h, ctx.input_is_constant(kR), nullptr, buf.candidate, step_threads));
-    }
 
     // Initial states.
     const Tensor* initial_h = ctx.input(kInitialH);
@@ -461,6 +648,12 @@ class RecurrentKernel final : public OpKernel {
     const float clip = spec_.clip;
     const RecurrentActivation& f = spec_.activation(d, 0);
     for (int64_t s = 0; s < steps; ++s) {
+      if (step.first_run() && published(step_ready_[d])) {
+        KILN_ASSIGN_OR_RETURN(step, make_step());
+      }
+      if (gru_split && candidate.first_run() && published(candidate_ready_[d])) {
+        KILN_ASSIGN_OR_RETURN(candidate, make_candidate());
+      }
       // The step of batch entry b, or -1 when its sequence has ended.
       auto step_of = [&](int64_t b) -> int64_t {
         const int64_t len = lengths[static_cast<size_t>(b)];
@@ -471,7 +664,7 @@ class RecurrentKernel final : public OpKernel {
         // Every batch entry is at the same step t; its rows start at row
         // t * batch.
         float* sums = buf.xw + InputRow(p, step_of(0), 0) * gate_width;
-        KILN_RETURN_IF_ERROR(step.AccumulateInto(sums));
+        KILN_RETURN_IF_ERROR(step.AccumulateInto(sums, ctx.parallel()));
         for (int64_t b = 0; b < p.batch; ++b) {
           float* row = sums + b * gate_width;
           if (spec_.cell == RecurrentCell::kLstm) {
@@ -620,6 +813,13 @@ class RecurrentKernel final : public OpKernel {
   // kernel's own path.
   std::vector<int64_t> prepared_key_;
   std::atomic<bool> preparation_pending_{false};
+  // R's size (gates * hidden * hidden floats) from which the first-run path
+  // is enough slower than oneDNN's to build the own path's oneDNN products
+  // before the primitive: below it they would only delay the primitive.
+  static constexpr int64_t kMinBridgedWeights = int64_t{32} << 10;
+  // Per direction, whether PrepareOwnProducts has published the input
+  // projection, the step product and GRU's h-gate product.
+  mutable std::atomic<bool> projection_ready_[2] = {}, step_ready_[2] = {}, candidate_ready_[2] = {};
   // W, R (GRU without linear_before_reset: R's z and r rows) and GRU's h
   // rows of R, per direction, packed on first use.
   PackedWeightSlot w_slots_[2], r_slots_[2], rh_slots_[2];

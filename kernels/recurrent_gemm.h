@@ -57,7 +57,24 @@ class DnnlWeightGemm {
                                         int64_t k, bool b_constant, const float* bias, float* c, int threads,
                                         bool accumulate = false) const;
 
+  // Builds the plan a Bind with these m, n, k, bias (given or not),
+  // `threads` and `accumulate` uses and, B being a graph constant, its
+  // reordered copy of B, so that such a Bind creates and reorders nothing
+  // (OpKernel::TakePreparation's background work). The reorder runs on the
+  // calling thread alone.
+  Status Prepare(const float* b, int64_t m, int64_t n, int64_t k, bool has_bias, int threads, bool accumulate) const;
+
+  // Drops every plan and reordered B (bindings made before keep theirs), to
+  // give back memory that runs no longer need.
+  void Release() const;
+
  private:
+  StatusOr<std::shared_ptr<const Plan>> GetPlan(int64_t m, int64_t n, int64_t k, bool has_bias, bool accumulate,
+                                                int threads) const;
+  // B in the plan's layout: kept on the plan for a constant B (reordered
+  // only when it is another B than last time), else reordered for this call.
+  dnnl::memory Weights(const KernelContext& ctx, const Plan& plan, const float* b, bool b_constant) const;
+
   const char* op_;
   ShapeCache<Plan> cache_;
 };
