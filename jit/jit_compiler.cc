@@ -1,6 +1,7 @@
 #include "jit/jit_compiler.h"
 
 #include "jit/codegen_target.h"
+#include "jit/thread_cpu_clock.h"
 
 #include <llvm/Config/llvm-config.h>
 #include <llvm/ExecutionEngine/Orc/Core.h>
@@ -76,6 +77,12 @@ struct JitCompiler::State {
   // it. Keyed by object buffer name.
   bool capture_objects = false;
   std::map<std::string, std::string> objects KILN_GUARDED_BY(object_sizes_mutex);
+  // The compiling thread's CPU clock (ThreadCpuNs) when each module's
+  // optimisation ended, keyed by module name, and when its object was
+  // emitted, keyed by object buffer name: Compile() splits its time into
+  // phases with them (all of a compile runs on the thread calling it).
+  std::map<std::string, int64_t> optimised_at KILN_GUARDED_BY(object_sizes_mutex);
+  std::map<std::string, int64_t> emitted_at KILN_GUARDED_BY(object_sizes_mutex);
 
   explicit State(llvm::orc::JITTargetMachineBuilder builder) : jtmb(std::move(builder)) {}
 };
@@ -342,6 +349,8 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
           // The module's context is its own (one per compile), so the gate
           // affects this module's code generation only.
           if (!optimized && state->codegen_gate) module.getContext().setOptPassGate(*state->codegen_gate);
+          MutexLock lock(state->object_sizes_mutex);
+          state->optimised_at[module.getModuleIdentifier()] = ThreadCpuNs();
           return optimized;
         });
         if (err) return err;
@@ -349,8 +358,10 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
       });
   compiler->jit_->getObjTransformLayer().setTransform(
       [state](std::unique_ptr<llvm::MemoryBuffer> object) -> llvm::Expected<std::unique_ptr<llvm::MemoryBuffer>> {
+        const int64_t emitted_ns = ThreadCpuNs();
         const size_t bytes = TextBytes(*object);
         MutexLock lock(state->object_sizes_mutex);
+        state->emitted_at[object->getBufferIdentifier().str()] = emitted_ns;
         state->object_sizes[object->getBufferIdentifier().str()] = bytes;
         if (state->capture_objects) state->objects[object->getBufferIdentifier().str()] = object->getBuffer().str();
         return object;
@@ -381,6 +392,7 @@ bool JitCompiler::IsDefined(const std::string& symbol) {
 llvm::Expected<std::shared_ptr<const JitCode>> JitCompiler::Compile(llvm::orc::ThreadSafeModule module,
                                                                     const std::string& entry_name,
                                                                     std::string* object_out) {
+  const int64_t start_ns = ThreadCpuNs();
   const std::string module_name = module.withModuleDo([](llvm::Module& m) { return m.getModuleIdentifier(); });
   llvm::orc::JITDylib& dylib = jit_->getMainJITDylib();
   llvm::orc::ResourceTrackerSP tracker = dylib.createResourceTracker();
@@ -389,13 +401,26 @@ llvm::Expected<std::shared_ptr<const JitCode>> JitCompiler::Compile(llvm::orc::T
   llvm::Expected<llvm::orc::ExecutorAddr> address =
       err ? llvm::Expected<llvm::orc::ExecutorAddr>(std::move(err)) : jit_->lookup(dylib, entry_name);
 
+  const int64_t end_ns = ThreadCpuNs();
   // The object notes are taken on every path so the maps cannot grow.
   size_t code_bytes = 0;
+  int64_t optimised_ns = 0, emitted_ns = 0;
   {
     MutexLock lock(state_->object_sizes_mutex);
     // Object buffers are named "<module>-jitted-objectbuffer" by ORC's IR
     // compilers; match the module name up to that suffix.
     auto matches = [&](const std::string& key) { return key == module_name || key.rfind(module_name + "-", 0) == 0; };
+    if (auto it = state_->optimised_at.find(module_name); it != state_->optimised_at.end()) {
+      optimised_ns = it->second;
+      state_->optimised_at.erase(it);
+    }
+    for (auto it = state_->emitted_at.begin(); it != state_->emitted_at.end(); ++it) {
+      if (matches(it->first)) {
+        emitted_ns = it->second;
+        state_->emitted_at.erase(it);
+        break;
+      }
+    }
     for (auto it = state_->object_sizes.begin(); it != state_->object_sizes.end(); ++it) {
       if (matches(it->first)) {
         code_bytes = it->second;
@@ -416,6 +441,15 @@ llvm::Expected<std::shared_ptr<const JitCode>> JitCompiler::Compile(llvm::orc::T
     // Leave nothing behind: drop whatever part of the module was added.
     return llvm::joinErrors(address.takeError(), tracker->remove());
   }
+  if (optimised_ns >= start_ns && emitted_ns >= optimised_ns && end_ns >= emitted_ns) {
+    constexpr double kNsPerMs = 1e6;
+    Log().debug(
+        "jit: {} took {:.2f} ms of thread CPU: verify and optimise {:.2f} ms, code generation {:.2f} ms, link "
+        "{:.2f} ms",
+        module_name, static_cast<double>(end_ns - start_ns) / kNsPerMs,
+        static_cast<double>(optimised_ns - start_ns) / kNsPerMs,
+        static_cast<double>(emitted_ns - optimised_ns) / kNsPerMs, static_cast<double>(end_ns - emitted_ns) / kNsPerMs);
+  }
   return std::make_shared<const JitCode>(jit_, std::move(tracker), entry_name, address->getValue(), code_bytes);
 }
 
@@ -434,6 +468,7 @@ llvm::Expected<std::shared_ptr<const JitCode>> JitCompiler::Link(const std::stri
     MutexLock lock(state_->object_sizes_mutex);
     state_->object_sizes.erase(entry_name + "-cached-objectbuffer");
     state_->objects.erase(entry_name + "-cached-objectbuffer");
+    state_->emitted_at.erase(entry_name + "-cached-objectbuffer");
   }
   if (!address) return llvm::joinErrors(address.takeError(), tracker->remove());
   return std::make_shared<const JitCode>(jit_, std::move(tracker), entry_name, address->getValue(), code_bytes);

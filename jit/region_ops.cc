@@ -17,6 +17,7 @@
 #include "graph/fusible_ops.h"
 #include "graph/log.h"
 #include "jit/persistent_code_cache.h"
+#include "jit/thread_cpu_clock.h"
 #include "jit/vector_math.h"
 
 namespace kiln::jit::internal {
@@ -362,6 +363,7 @@ std::string ModuleCacheKey(llvm::Module& module, const std::string& name) {
 
 StatusOr<RegionCode> EmitAndCompile(JitCompiler& compiler, const std::string& name,
                                     const std::function<Status(llvm::Module&)>& emit) {
+  const int64_t start_ns = ThreadCpuNs();
   auto context = std::make_unique<llvm::LLVMContext>();
   auto module = std::make_unique<llvm::Module>(name, *context);
   module->setDataLayout(compiler.data_layout());
@@ -370,11 +372,15 @@ StatusOr<RegionCode> EmitAndCompile(JitCompiler& compiler, const std::string& na
   if (module->getFunction(name) == nullptr) {
     return Internal("jit: the generator emitted no entry function ", name);
   }
-
+  const int64_t emitted_ns = ThreadCpuNs();
   std::string key = ModuleCacheKey(*module, name);
-  if (std::shared_ptr<const JitCode> cached = compiler.code_cache().Find(key)) {
-    return RegionCode{std::move(cached), true};
-  }
+  std::shared_ptr<const JitCode> cached = compiler.code_cache().Find(key);
+  constexpr double kNsPerMs = 1e6;
+  Log().debug("jit: {}: IR emitted in {:.2f} ms, cache key ({} bytes) in {:.2f} ms of thread CPU; {}", name,
+              static_cast<double>(emitted_ns - start_ns) / kNsPerMs, key.size(),
+              static_cast<double>(ThreadCpuNs() - emitted_ns) / kNsPerMs,
+              cached ? "reusing " + cached->symbol() : std::string("not compiled yet"));
+  if (cached) return RegionCode{std::move(cached), true};
   PersistentCodeCache* disk = compiler.persistent_cache();
   if (disk == nullptr) {
     // Nothing is in the JIT before this point; Compile cleans up after itself.

@@ -116,6 +116,32 @@ TEST(JitCompiler, DestroyingARegionRemovesItsCode) {
   EXPECT_EQ(log_text.str().find("failed"), std::string::npos) << log_text.str();
 }
 
+TEST(JitCompiler, LogsWhereACompilesTimeWent) {
+  std::ostringstream log_text;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text);
+  const spdlog::level::level_enum level = Log().level();
+  Log().set_level(spdlog::level::debug);
+  Log().sinks().push_back(sink);
+  // A JIT of its own: the shared one may hold this IR's code already.
+  auto jit = JitCompiler::CreateOrStatus();
+  ASSERT_TRUE(jit.ok()) << jit.status().ToString();
+  RegionBuilder rb = GeluBiasRegion(3, 21);
+  auto first = rb.Compile(**jit);
+  auto again = rb.Compile(**jit);
+  Log().sinks().pop_back();
+  Log().set_level(level);
+  ASSERT_TRUE(first.ok() && again.ok());
+  const std::string text = log_text.str();
+  const std::string name = (*first)->name();
+  // The compile: every phase, in thread CPU time.
+  EXPECT_NE(text.find(name + " took "), std::string::npos) << text;
+  EXPECT_NE(text.find("of thread CPU: verify and optimise "), std::string::npos) << text;
+  EXPECT_NE(text.find(", code generation "), std::string::npos) << text;
+  // The second region: emitted and keyed, then the first one's code.
+  EXPECT_NE(text.find("cache key"), std::string::npos) << text;
+  EXPECT_NE(text.find("reusing " + name), std::string::npos) << text;
+}
+
 TEST(JitCompiler, RegionsOutliveTheCompiler) {
   std::unique_ptr<CompiledRegion> region;
   {
