@@ -225,5 +225,56 @@ TEST(BackgroundPreparation, WaitingCoversTheBodiesKernels) {
   EXPECT_EQ(testing::ToVector<float>(outputs[0]), std::vector<float>{1.f}) << "the branch ran unprepared";
 }
 
+// Records, by node name, the order its preparation runs in.
+class OrderRecordingKernel final : public kernels::OpKernel {
+ public:
+  OrderRecordingKernel(std::string name, std::shared_ptr<std::vector<std::string>> order)
+      : name_(std::move(name)), order_(std::move(order)) {}
+  std::function<void()> TakePreparation(const std::vector<const Tensor*>&,
+                                        const std::vector<std::optional<Dims>>&) override {
+    // One queue thread runs the jobs, and WaitForPreparation orders them
+    // before the test reads the log.
+    return [this] { order_->push_back(name_); };
+  }
+  Status Compute(kernels::KernelContext& ctx) const override {
+    KILN_ASSIGN_OR_RETURN(Tensor * y, ctx.Output(0, DType::kFloat32, {1}));
+    y->data<float>()[0] = ctx.input(0)->data<float>()[0] + 1.f;
+    return Status::Ok();
+  }
+
+ private:
+  std::string name_;
+  std::shared_ptr<std::vector<std::string>> order_;
+};
+
+// The last node is prepared first: a first run starts at the first node, so
+// the two meet in the middle instead of working on the same node.
+TEST(BackgroundPreparation, TheLastNodeIsPreparedFirst) {
+  OnnxModelBuilder b(13);
+  b.Input("x", kFloat, {1}).Output("y");
+  b.Node("TestOrderRecorded", {"x"}, {"h1"}, "first");
+  b.Node("TestOrderRecorded", {"h1"}, {"h2"}, "second");
+  b.Node("TestOrderRecorded", {"h2"}, {"y"}, "third");
+  const std::string bytes = b.Serialize();
+  auto graph = graph::LoadOnnxModel(bytes.data(), bytes.size(), {});
+  ASSERT_TRUE(graph.ok()) << graph.status().ToString();
+  auto order = std::make_shared<std::vector<std::string>>();
+  kernels::KernelRegistry registry = kernels::DefaultKernelRegistry();
+  registry.Register({"TestOrderRecorded", "", 1, kernels::kNoMaxOpset,
+                     [order](const graph::Node& node) -> StatusOr<std::unique_ptr<kernels::OpKernel>> {
+                       return std::unique_ptr<kernels::OpKernel>(new OrderRecordingKernel(node.name, order));
+                     }});
+  auto interp = runtime::Interpreter::Create(*graph, registry);
+  ASSERT_TRUE(interp.ok()) << interp.status().ToString();
+  (*interp)->WaitForPreparation();
+  EXPECT_EQ(*order, (std::vector<std::string>{"third", "second", "first"}));
+  const Tensor x = testing::MakeTensor<float>({1}, {1.f});
+  auto frame = (*interp)->NewFrame();
+  kernels::SerialRunner serial;
+  std::vector<Tensor> outputs;
+  ASSERT_TRUE((*interp)->Run(*frame, {&x}, outputs, serial).ok());
+  EXPECT_EQ(testing::ToVector<float>(outputs[0]), std::vector<float>{4.f});
+}
+
 }  // namespace
 }  // namespace kiln
