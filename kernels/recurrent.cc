@@ -560,7 +560,14 @@ class RecurrentKernel final : public OpKernel {
 
     // The input projection of every step.
     const int threads = std::max(1, ctx.parallel().num_threads());
-    if (first_run && !projection_ready_[d].load(std::memory_order_acquire)) {
+    // Where the own path is the steady one, a product large enough loses
+    // more on its first-run form than building the prepared one costs: the
+    // run builds it (or, when the preparation thread is building it, waits
+    // for it under the plan cache's lock) instead.
+    const bool own_steady = onednn_ == nullptr || PrefersOwnKernel(p);
+    auto worth_building = [&](int64_t multiply_adds) { return own_steady && multiply_adds >= kMinBuiltMultiplyAdds; };
+    if (first_run && !projection_ready_[d].load(std::memory_order_acquire) &&
+        !worth_building(p.seq * p.batch * gate_width * p.input)) {
       const Product projection =
           Product::MakeFirstRun(x.data<float>(), p.seq * p.batch, w, gate_width, p.input, input_bias.data(), buf.xw);
       KILN_RETURN_IF_ERROR(projection.Run(ctx.parallel()));
@@ -597,14 +604,14 @@ class RecurrentKernel final : public OpKernel {
     // it was published, for the problem this call has.
     auto published = [&](const std::atomic<bool>& ready) { return !padded && ready.load(std::memory_order_acquire); };
     Product step, candidate;
-    if (first_run && !published(step_ready_[d])) {
+    if (first_run && !published(step_ready_[d]) && !worth_building(p.seq * p.batch * step_width * h)) {
       step =
           Product::MakeFirstRun(buf.h, p.batch, r, step_width, h, nullptr, accumulate ? buf.xw : buf.gates, accumulate);
     } else {
       KILN_ASSIGN_OR_RETURN(step, make_step());
     }
     if (gru_split) {
-      if (first_run && !published(candidate_ready_[d])) {
+      if (first_run && !published(candidate_ready_[d]) && !worth_building(p.seq * p.batch * h * h)) {
         candidate = Product::MakeFirstRun(buf.reset_h, p.batch, r + 2 * h * h, h, h, nullptr, buf.candidate);
       } else {
         KILN_ASSIGN_OR_RETURN(candidate, make_candidate());
@@ -817,6 +824,11 @@ class RecurrentKernel final : public OpKernel {
   // is enough slower than oneDNN's to build the own path's oneDNN products
   // before the primitive: below it they would only delay the primitive.
   static constexpr int64_t kMinBridgedWeights = int64_t{32} << 10;
+  // A first-run product's multiply-adds over a run from which building its
+  // prepared form on the run's thread pays back: creating a matmul plan and
+  // reordering its weight costs about what this many multiply-adds lose on
+  // StoredWeightGemm or UnpackedSgemm against oneDNN's AVX-512 kernels.
+  static constexpr int64_t kMinBuiltMultiplyAdds = int64_t{48} << 20;
   // Per direction, whether PrepareOwnProducts has published the input
   // projection, the step product and GRU's h-gate product.
   mutable std::atomic<bool> projection_ready_[2] = {}, step_ready_[2] = {}, candidate_ready_[2] = {};
