@@ -305,8 +305,11 @@ class RecurrentKernel final : public OpKernel {
     const float* rw = constant_weights ? r_constant->data<float>() : nullptr;
     if (primitive) {
       // Where the first-run path is much slower than oneDNN's, the own
-      // path's oneDNN products come first, for the first run to switch to
-      // while the primitive is built, and are dropped once it is.
+      // path's step products come first, for the first run to switch to
+      // between steps while the primitive is built, and are dropped once it
+      // is. Not the input projections: by the time they were built, the run
+      // that could use them would mostly have computed them already, and
+      // the next node's preparation would wait for them.
       const bool bridge =
           constant_weights && w_gemms_[0] != nullptr && p.gates * p.hidden * p.hidden >= kMinBridgedWeights;
       return [this, p, has_state, has_p, bridge, w, rw] {
@@ -314,7 +317,7 @@ class RecurrentKernel final : public OpKernel {
         // session's runs (runtime/preparation_queue.h).
         const int threads = omp_get_max_threads();
         if (bridge) {
-          const Status bridged = PrepareOwnProducts(p, w, rw, threads);
+          const Status bridged = PrepareOwnProducts(p, w, rw, threads, /*projections=*/false);
           if (!bridged.ok()) Log().debug("{}: background preparation failed: {}", op_, bridged.ToString());
         }
         const Status built = onednn_->Prepare(p, has_state, has_p, threads);
@@ -326,7 +329,7 @@ class RecurrentKernel final : public OpKernel {
       };
     }
     return [this, p, w, rw] {
-      const Status built = PrepareOwnProducts(p, w, rw, omp_get_max_threads());
+      const Status built = PrepareOwnProducts(p, w, rw, omp_get_max_threads(), /*projections=*/true);
       // A product that failed is built by the runs that need it.
       if (!built.ok()) Log().debug("{}: background preparation failed: {}", op_, built.ToString());
       preparation_pending_.store(false, std::memory_order_release);
@@ -479,9 +482,9 @@ class RecurrentKernel final : public OpKernel {
   // The products RunDirection makes for full-length runs of `p` on the
   // graph constants W and R, each published once built: per direction the
   // recurrent ones first, which a first run can switch to between steps,
-  // then the input projection, which a run that has begun has already
-  // computed.
-  Status PrepareOwnProducts(const Problem& p, const float* w, const float* r, int threads) const {
+  // then (with `projections`) the input projection, which a run that has
+  // begun has already computed.
+  Status PrepareOwnProducts(const Problem& p, const float* w, const float* r, int threads, bool projections) const {
     const int64_t h = p.hidden;
     const int64_t gate_width = p.gates * h;
     const bool gru_split = spec_.cell == RecurrentCell::kGru && !spec_.linear_before_reset;
@@ -499,6 +502,7 @@ class RecurrentKernel final : public OpKernel {
                                             false, step_threads, false));
         candidate_ready_[d].store(true, std::memory_order_release);
       }
+      if (!projections) continue;
       KILN_RETURN_IF_ERROR(PrepareProduct(Gemm(w_gemms_, d, gate_width, p.input), w_slots_[d], w_d, p.seq * p.batch,
                                           gate_width, p.input, /*has_bias=*/true, threads, false));
       projection_ready_[d].store(true, std::memory_order_release);
