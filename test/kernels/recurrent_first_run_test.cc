@@ -91,11 +91,10 @@ class FirstRun {
 
   std::function<void()> Prepare(OpKernel& kernel) const { return kernel.TakePreparation(constants_, static_dims_); }
 
-  std::vector<std::vector<float>> Run(const OpKernel& kernel) const {
+  std::vector<std::vector<float>> Run(const OpKernel& kernel, const ParallelRunner& runner = SerialRunner()) const {
     std::vector<Tensor> outputs(c_.cell == RecurrentCell::kLstm ? 3 : 2);
     PlainAllocator allocator;
-    SerialRunner serial;
-    KernelContext ctx(inputs_, outputs, allocator, serial, &is_constant_);
+    KernelContext ctx(inputs_, outputs, allocator, runner, &is_constant_);
     const Status s = kernel.Compute(ctx);
     EXPECT_TRUE(s.ok()) << s.ToString();
     std::vector<std::vector<float>> values;
@@ -208,6 +207,42 @@ TEST(RecurrentFirstRun, PreparationDuringTheRunIsSwitchedToSafely) {
     preparation.join();
     ExpectClose(first, reference, "first run beside its preparation");
     ExpectClose(run.Run(*kernel), reference, "after preparation");
+  }
+}
+
+// Two threads: the first half of a range on a thread of its own, the second
+// on the caller's, as a session's intra-op runner splits it.
+class TwoThreadRunner final : public ParallelRunner {
+ public:
+  void For(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) const override {
+    (void)grain;
+    if (n <= 0) return;
+    if (n < 2) {
+      fn(0, n);
+      return;
+    }
+    const int64_t half = n / 2;
+    std::thread first([&] { fn(0, half); });
+    fn(half, n);
+    first.join();
+  }
+  int num_threads() const override { return 2; }
+};
+
+TEST(RecurrentFirstRun, TwoThreadFirstRunMatchesReference) {
+  const TwoThreadRunner two;
+  for (const Case& c : Cases()) {
+    SCOPED_TRACE(Describe(c));
+    const FirstRun run(c);
+    const std::unique_ptr<OpKernel> reference_kernel = run.Kernel(/*use_onednn=*/false);
+    const std::unique_ptr<OpKernel> kernel = run.Kernel();
+    ASSERT_TRUE(reference_kernel && kernel);
+    const std::vector<std::vector<float>> reference = run.Run(*reference_kernel);
+    std::function<void()> prepare = run.Prepare(*kernel);
+    ASSERT_TRUE(prepare);
+    ExpectClose(run.Run(*kernel, two), reference, "two-thread first run");
+    prepare();
+    ExpectClose(run.Run(*kernel, two), reference, "two-thread run after preparation");
   }
 }
 
