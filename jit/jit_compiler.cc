@@ -4,6 +4,7 @@
 #include "jit/thread_cpu_clock.h"
 
 #include <llvm/Config/llvm-config.h>
+#include <llvm/ExecutionEngine/Orc/CompileUtils.h>
 #include <llvm/ExecutionEngine/Orc/Core.h>
 #include <llvm/ExecutionEngine/Orc/ExecutorProcessControl.h>
 #include <llvm/ExecutionEngine/Orc/IRTransformLayer.h>
@@ -32,6 +33,7 @@
 
 #include <cstdlib>
 #include <map>
+#include <vector>
 
 #include "graph/log.h"
 #include "graph/mutex.h"
@@ -58,10 +60,66 @@ class YieldingPassGate final : public llvm::OptPassGate {
   std::function<void()> yield_point_;
 };
 
+// TargetMachines for the host, kept from one compile to the next. A new
+// TargetMachine builds its subtarget (the X86 lowering tables) again for
+// the first function it sees, which costs more than the IR transforms of a
+// small module; the optimiser and the code generator each needed one per
+// compile. A TargetMachine is not safe to use from two threads at once
+// (its subtarget cache has no lock), so each use borrows one for its
+// duration; the pool holds at most as many as compiles ever ran at once.
+class TargetMachinePool {
+ public:
+  explicit TargetMachinePool(llvm::orc::JITTargetMachineBuilder builder)
+      : options_(builder.getOptions()), builder_(std::move(builder)) {}
+
+  // A TargetMachine that no other thread is using: an idle one, or a new one.
+  llvm::Expected<std::unique_ptr<llvm::TargetMachine>> Take() {
+    MutexLock lock(mutex_);
+    if (!idle_.empty()) {
+      std::unique_ptr<llvm::TargetMachine> tm = std::move(idle_.back());
+      idle_.pop_back();
+      return tm;
+    }
+    return builder_.createTargetMachine();
+  }
+  void Return(std::unique_ptr<llvm::TargetMachine> tm) {
+    MutexLock lock(mutex_);
+    idle_.push_back(std::move(tm));
+  }
+  const llvm::TargetOptions& options() const { return options_; }
+
+ private:
+  const llvm::TargetOptions options_;
+  Mutex mutex_;
+  llvm::orc::JITTargetMachineBuilder builder_ KILN_GUARDED_BY(mutex_);  // createTargetMachine is not const
+  std::vector<std::unique_ptr<llvm::TargetMachine>> idle_ KILN_GUARDED_BY(mutex_);
+};
+
+// Code generation for LLJIT's compile layer on a TargetMachine borrowed
+// from the pool; otherwise what ORC's own compilers do (SimpleCompiler, the
+// object buffer named "<module>-jitted-objectbuffer").
+class PooledIRCompiler final : public llvm::orc::IRCompileLayer::IRCompiler {
+ public:
+  explicit PooledIRCompiler(std::shared_ptr<TargetMachinePool> pool)
+      : IRCompiler(llvm::orc::irManglingOptionsFromTargetOptions(pool->options())), pool_(std::move(pool)) {}
+
+  llvm::Expected<std::unique_ptr<llvm::MemoryBuffer>> operator()(llvm::Module& module) override {
+    llvm::Expected<std::unique_ptr<llvm::TargetMachine>> tm = pool_->Take();
+    if (!tm) return tm.takeError();
+    llvm::Expected<std::unique_ptr<llvm::MemoryBuffer>> object = llvm::orc::SimpleCompiler(**tm)(module);
+    pool_->Return(std::move(*tm));
+    return object;
+  }
+
+ private:
+  std::shared_ptr<TargetMachinePool> pool_;
+};
+
 }  // namespace
 
 struct JitCompiler::State {
-  llvm::orc::JITTargetMachineBuilder jtmb;
+  // The optimiser's and the code generator's TargetMachines.
+  std::shared_ptr<TargetMachinePool> target_machines;
   std::string dump_dir;
   std::function<void(llvm::Module&)> rewrite_ir;
   // JitOptions::yield_point, and the pass gate that calls it during code
@@ -84,7 +142,8 @@ struct JitCompiler::State {
   std::map<std::string, int64_t> optimised_at KILN_GUARDED_BY(object_sizes_mutex);
   std::map<std::string, int64_t> emitted_at KILN_GUARDED_BY(object_sizes_mutex);
 
-  explicit State(llvm::orc::JITTargetMachineBuilder builder) : jtmb(std::move(builder)) {}
+  explicit State(llvm::orc::JITTargetMachineBuilder builder)
+      : target_machines(std::make_shared<TargetMachinePool>(std::move(builder))) {}
 };
 
 namespace {
@@ -144,19 +203,19 @@ void DumpModule(const std::string& dir, llvm::Module& module, llvm::TargetMachin
 constexpr const char* kCleanupPipeline =
     "function(mem2reg,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,loop-mssa(licm))";
 
-llvm::Error Optimize(const llvm::orc::JITTargetMachineBuilder& jtmb, const std::string& dump_dir,
+llvm::Error Optimize(TargetMachinePool& target_machines, const std::string& dump_dir,
                      const std::function<void()>& yield_point, llvm::Module& module) {
   std::string problems;
   llvm::raw_string_ostream problems_os(problems);
   if (llvm::verifyModule(module, &problems_os)) {
     return MakeError("jit: generated IR for " + module.getModuleIdentifier() + " is invalid: " + problems);
   }
-  llvm::orc::JITTargetMachineBuilder builder = jtmb;  // createTargetMachine is not const
-  llvm::Expected<std::unique_ptr<llvm::TargetMachine>> tm = builder.createTargetMachine();
+  llvm::Expected<std::unique_ptr<llvm::TargetMachine>> tm = target_machines.Take();
   if (!tm) return tm.takeError();
-  if (llvm::Error err = internal::RunCleanupPipeline(module, **tm, yield_point)) return err;
-  if (!dump_dir.empty()) DumpModule(dump_dir, module, **tm);
-  return llvm::Error::success();
+  llvm::Error err = internal::RunCleanupPipeline(module, **tm, yield_point);
+  if (!err && !dump_dir.empty()) DumpModule(dump_dir, module, **tm);
+  target_machines.Return(std::move(*tm));
+  return err;
 }
 
 }  // namespace
@@ -322,11 +381,16 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
   llvm::Expected<std::unique_ptr<llvm::orc::SelfExecutorProcessControl>> epc =
       llvm::orc::SelfExecutorProcessControl::Create(nullptr, std::make_unique<llvm::orc::InPlaceTaskDispatcher>());
   if (!epc) return epc.takeError();
-  llvm::Expected<std::unique_ptr<llvm::orc::LLJIT>> jit = llvm::orc::LLJITBuilder()
-                                                              .setJITTargetMachineBuilder(*jtmb)
-                                                              .setExecutorProcessControl(std::move(*epc))
-                                                              .setSupportConcurrentCompilation(true)
-                                                              .create();
+  llvm::Expected<std::unique_ptr<llvm::orc::LLJIT>> jit =
+      llvm::orc::LLJITBuilder()
+          .setJITTargetMachineBuilder(*jtmb)
+          .setExecutorProcessControl(std::move(*epc))
+          .setSupportConcurrentCompilation(true)
+          .setCompileFunctionCreator([pool = state->target_machines](llvm::orc::JITTargetMachineBuilder)
+                                         -> llvm::Expected<std::unique_ptr<llvm::orc::IRCompileLayer::IRCompiler>> {
+            return std::make_unique<PooledIRCompiler>(pool);
+          })
+          .create();
   if (!jit) return jit.takeError();
   if (!llvm::isa<llvm::orc::ObjectLinkingLayer>((*jit)->getObjLinkingLayer())) {
     // RuntimeDyld may place code and constants far apart: not safe for the
@@ -345,7 +409,7 @@ llvm::Expected<std::unique_ptr<JitCompiler>> JitCompiler::Create(const JitOption
               llvm::orc::MaterializationResponsibility&) -> llvm::Expected<llvm::orc::ThreadSafeModule> {
         llvm::Error err = tsm.withModuleDo([&](llvm::Module& module) {
           if (state->rewrite_ir) state->rewrite_ir(module);
-          llvm::Error optimized = Optimize(state->jtmb, state->dump_dir, state->yield_point, module);
+          llvm::Error optimized = Optimize(*state->target_machines, state->dump_dir, state->yield_point, module);
           // The module's context is its own (one per compile), so the gate
           // affects this module's code generation only.
           if (!optimized && state->codegen_gate) module.getContext().setOptPassGate(*state->codegen_gate);

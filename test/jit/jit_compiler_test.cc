@@ -3,7 +3,10 @@
 #include "jit/jit_compiler.h"
 
 #include <gtest/gtest.h>
+#include <llvm/Object/ObjectFile.h>
+#include <llvm/Support/MemoryBuffer.h>
 #include <spdlog/sinks/ostream_sink.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -140,6 +143,59 @@ TEST(JitCompiler, LogsWhereACompilesTimeWent) {
   // The second region: emitted and keyed, then the first one's code.
   EXPECT_NE(text.find("cache key"), std::string::npos) << text;
   EXPECT_NE(text.find("reusing " + name), std::string::npos) << text;
+}
+
+// The executable bytes of the objects in `dir` (a persistent code cache
+// folder).
+std::string TextOfCachedObject(const std::filesystem::path& dir) {
+  std::string text;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string file = ReadFile(entry.path());
+    const size_t elf = file.find(
+        "\x7f"
+        "ELF");
+    if (elf == std::string::npos) continue;
+    // A copy: ELF parsing wants the object aligned, not at the header's end.
+    const std::unique_ptr<llvm::MemoryBuffer> buffer =
+        llvm::MemoryBuffer::getMemBufferCopy(llvm::StringRef(file).substr(elf), entry.path().string());
+    auto object = llvm::object::ObjectFile::createObjectFile(buffer->getMemBufferRef());
+    if (!object) {
+      llvm::consumeError(object.takeError());
+      continue;
+    }
+    for (const llvm::object::SectionRef& section : (*object)->sections()) {
+      if (!section.isText()) continue;
+      llvm::Expected<llvm::StringRef> contents = section.getContents();
+      if (contents) text += contents->str();
+      if (!contents) llvm::consumeError(contents.takeError());
+    }
+  }
+  return text;
+}
+
+TEST(JitCompiler, ReusedTargetMachinesGenerateTheSameCode) {
+  // The same region compiled by a fresh JIT (on new TargetMachines) and by
+  // one whose TargetMachines already compiled another module: the same
+  // machine code. Each JIT keeps its objects in a folder of its own.
+  const auto root = std::filesystem::temp_directory_path() / ("kiln_tm_reuse_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(root);
+  JitOptions fresh_options, reused_options;
+  fresh_options.cache_dir = (root / "fresh").string();
+  reused_options.cache_dir = (root / "reused").string();
+  auto fresh = JitCompiler::CreateOrStatus(fresh_options);
+  auto reused = JitCompiler::CreateOrStatus(reused_options);
+  ASSERT_TRUE(fresh.ok() && reused.ok());
+  auto warm_up = GeluBiasRegion(4, 40).Compile(**reused);
+  ASSERT_TRUE(warm_up.ok()) << warm_up.status().ToString();
+  std::filesystem::remove_all(root / "reused");
+  std::filesystem::create_directories(root / "reused");
+  auto a = GeluBiasRegion(3, 24).Compile(**fresh);
+  auto b = GeluBiasRegion(3, 24).Compile(**reused);
+  ASSERT_TRUE(a.ok() && b.ok());
+  const std::string fresh_text = TextOfCachedObject(root / "fresh");
+  EXPECT_FALSE(fresh_text.empty());
+  EXPECT_EQ(TextOfCachedObject(root / "reused"), fresh_text);
+  std::filesystem::remove_all(root);
 }
 
 TEST(JitCompiler, RegionsOutliveTheCompiler) {
