@@ -7,7 +7,8 @@
 // Thread safety: Compile() may be called from several threads at once. Each
 // caller builds its module in its own LLVMContext (wrapped in a
 // ThreadSafeContext); LLJIT is created with concurrent compilation support
-// (a TargetMachine per compile) and an in-place task dispatcher, so all of a
+// (each compile borrows TargetMachines from a pool, so no two compiles share
+// one at a time) and an in-place task dispatcher, so all of a
 // compile's work (optimisation, code generation, linking, and the release
 // of ORC's references to the module's ResourceTracker) runs on the thread
 // calling Compile() and is over when it returns: ORC starts no threads.
