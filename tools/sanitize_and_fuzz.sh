@@ -81,6 +81,8 @@ tsan_tests=(
   //test/runtime:compile_queue_test
   //test/runtime:thread_ticker_test
   //test/jit:lstm_codegen_test
+  //test/runtime:lstm_region_test
+  //test/kernels:recurrent_first_run_test
 )
 fuzz_kinds=(model npy)
 # Longest input each fuzzer makes up: the seeds are a few hundred bytes.
