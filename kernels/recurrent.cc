@@ -167,16 +167,7 @@ class Product {
   Status Run(const ParallelRunner& parallel) const {
     if (onednn_ != nullptr) return onednn_->Run();
     if (first_run_) return RunFirstRun(parallel);
-    TileEpilogue epilogue;
-    if (bias_ != nullptr) {
-      epilogue = [this](int64_t row0, int64_t row1, int64_t col0, int64_t col1) {
-        for (int64_t i = row0; i < row1; ++i) {
-          float* row = c_ + i * own_.n;
-          for (int64_t j = col0; j < col1; ++j) row[j] += bias_[j];
-        }
-      };
-    }
-    Multiply(a_, own_.k, m_, own_, c_, own_.n, parallel, epilogue);
+    Multiply(a_, own_.k, m_, own_, c_, own_.n, parallel, BiasEpilogue());
     return Status::Ok();
   }
 
@@ -185,29 +176,27 @@ class Product {
   // once per four rows) beat UnpackedSgemm's copying of B's panels.
   static constexpr int64_t kMaxStoredWeightRows = 8;
 
+  // Adds the bias to C's tiles as the product finishes them; empty without
+  // a bias.
+  TileEpilogue BiasEpilogue() const {
+    if (bias_ == nullptr) return {};
+    return [this](int64_t row0, int64_t row1, int64_t col0, int64_t col1) {
+      for (int64_t i = row0; i < row1; ++i) {
+        float* row = c_ + i * own_.n;
+        for (int64_t j = col0; j < col1; ++j) row[j] += bias_[j];
+      }
+    };
+  }
+
   Status RunFirstRun(const ParallelRunner& parallel) const {
     if (m_ == 0 || own_.n == 0) return Status::Ok();
     if (accumulate_ || m_ <= kMaxStoredWeightRows) {
       StoredWeightGemm(a_, own_.k, m_, own_.raw, own_.k, own_.n, own_.k, c_, own_.n, accumulate_, parallel);
-      if (bias_ != nullptr) {
-        for (int64_t i = 0; i < m_; ++i) {
-          float* row = c_ + i * own_.n;
-          for (int64_t j = 0; j < own_.n; ++j) row[j] += bias_[j];
-        }
-      }
+      if (bias_ != nullptr) BiasEpilogue()(0, m_, 0, own_.n);
       return Status::Ok();
     }
-    TileEpilogue epilogue;
-    if (bias_ != nullptr) {
-      epilogue = [this](int64_t row0, int64_t row1, int64_t col0, int64_t col1) {
-        for (int64_t i = row0; i < row1; ++i) {
-          float* row = c_ + i * own_.n;
-          for (int64_t j = col0; j < col1; ++j) row[j] += bias_[j];
-        }
-      };
-    }
     UnpackedSgemm(a_, own_.k, m_, own_.raw, own_.k, own_.n, own_.k, /*transposed=*/true, c_, own_.n, parallel,
-                  epilogue);
+                  BiasEpilogue());
     return Status::Ok();
   }
 

@@ -6,6 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -22,6 +25,18 @@ namespace kiln::testing {
 class PlainAllocator final : public kernels::OutputAllocator {
  public:
   StatusOr<Tensor> AllocateOutput(int, DType dtype, const Dims& dims) override { return Tensor::Allocate(dtype, dims); }
+};
+
+// Hands For's range out in order, in pieces of `grain` (at least 1), on
+// the calling thread, while claiming two threads: every task boundary a
+// kernel makes is exercised without threads.
+class ChunkedRunner final : public kernels::ParallelRunner {
+ public:
+  void For(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) const override {
+    const int64_t step = std::max<int64_t>(1, grain);
+    for (int64_t begin = 0; begin < n; begin += step) fn(begin, std::min(n, begin + step));
+  }
+  int num_threads() const override { return 2; }
 };
 
 // Runs `node` on `inputs` (a null entry is an omitted optional input) with

@@ -15,24 +15,14 @@
 #include <tuple>
 #include <vector>
 
+#include "test/kernels/kernel_test_util.h"
 #include "test/tensors.h"
 
 namespace kiln::kernels {
 namespace {
 
+using kiln::testing::ChunkedRunner;
 using kiln::testing::RandomFloats;
-
-// Hands For's range out in pieces of `grain` (at least 1), so every task
-// boundary is exercised even without threads.
-class ChunkedRunner final : public ParallelRunner {
- public:
-  void For(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) const override {
-    for (int64_t begin = 0; begin < n; begin += std::max<int64_t>(1, grain)) {
-      fn(begin, std::min(n, begin + std::max<int64_t>(1, grain)));
-    }
-  }
-  int num_threads() const override { return 2; }
-};
 
 struct Shape {
   int64_t m, k, n;

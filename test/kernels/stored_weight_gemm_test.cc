@@ -16,19 +16,8 @@
 namespace kiln::kernels {
 namespace {
 
+using kiln::testing::ChunkedRunner;
 using kiln::testing::RandomFloats;
-
-// Hands For's range out in pieces of `grain`, so task boundaries are
-// exercised without threads.
-class ChunkedRunner final : public ParallelRunner {
- public:
-  void For(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) const override {
-    for (int64_t begin = 0; begin < n; begin += std::max<int64_t>(1, grain)) {
-      fn(begin, std::min(n, begin + std::max<int64_t>(1, grain)));
-    }
-  }
-  int num_threads() const override { return 2; }
-};
 
 constexpr float kGuard = 12345.0f;
 

@@ -19,20 +19,10 @@
 namespace kiln::kernels {
 namespace {
 
+using kiln::testing::ChunkedRunner;
 using kiln::testing::IntAttr;
 using kiln::testing::PlainAllocator;
 using kiln::testing::RandomFloats;
-
-// Hands For's range out in pieces of `grain`, so every task boundary runs.
-class ChunkedRunner final : public ParallelRunner {
- public:
-  void For(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) const override {
-    for (int64_t begin = 0; begin < n; begin += std::max<int64_t>(1, grain)) {
-      fn(begin, std::min(n, begin + std::max<int64_t>(1, grain)));
-    }
-  }
-  int num_threads() const override { return 2; }
-};
 
 Tensor Random(const Dims& dims, uint32_t seed) { return kiln::testing::RandomTensor(dims, seed).value(); }
 
