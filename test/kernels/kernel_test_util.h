@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "graph/graph.h"
@@ -35,6 +36,24 @@ class ChunkedRunner final : public kernels::ParallelRunner {
   void For(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) const override {
     const int64_t step = std::max<int64_t>(1, grain);
     for (int64_t begin = 0; begin < n; begin += step) fn(begin, std::min(n, begin + step));
+  }
+  int num_threads() const override { return 2; }
+};
+
+// Two threads: the first half of a range on a thread of its own, the second
+// on the caller's, as a session's intra-op runner splits it.
+class TwoThreadRunner final : public kernels::ParallelRunner {
+ public:
+  void For(int64_t n, int64_t, const std::function<void(int64_t, int64_t)>& fn) const override {
+    if (n <= 0) return;
+    if (n < 2) {
+      fn(0, n);
+      return;
+    }
+    const int64_t half = n / 2;
+    std::thread first([&] { fn(0, half); });
+    fn(half, n);
+    first.join();
   }
   int num_threads() const override { return 2; }
 };

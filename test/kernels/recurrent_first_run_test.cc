@@ -26,6 +26,7 @@ using kiln::testing::FloatAttr;
 using kiln::testing::IntAttr;
 using kiln::testing::PlainAllocator;
 using kiln::testing::StringAttr;
+using kiln::testing::TwoThreadRunner;
 
 struct Case {
   RecurrentCell cell;
@@ -209,25 +210,6 @@ TEST(RecurrentFirstRun, PreparationDuringTheRunIsSwitchedToSafely) {
     ExpectClose(run.Run(*kernel), reference, "after preparation");
   }
 }
-
-// Two threads: the first half of a range on a thread of its own, the second
-// on the caller's, as a session's intra-op runner splits it.
-class TwoThreadRunner final : public ParallelRunner {
- public:
-  void For(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) const override {
-    (void)grain;
-    if (n <= 0) return;
-    if (n < 2) {
-      fn(0, n);
-      return;
-    }
-    const int64_t half = n / 2;
-    std::thread first([&] { fn(0, half); });
-    fn(half, n);
-    first.join();
-  }
-  int num_threads() const override { return 2; }
-};
 
 TEST(RecurrentFirstRun, TwoThreadFirstRunMatchesReference) {
   const TwoThreadRunner two;

@@ -413,24 +413,6 @@ TEST(RecurrentTest, StepProductsAddedToTheProjectionMatchReference) {
   }
 }
 
-// Two threads: the first half of a range runs on a thread of its own, the
-// second on the caller's, as a session's intra-op runner would split it.
-class TwoThreadRunner final : public kernels::ParallelRunner {
- public:
-  void For(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) const override {
-    if (n <= 0) return;
-    if (n < 2) {
-      fn(0, n);
-      return;
-    }
-    const int64_t half = n / 2;
-    std::thread first([&] { fn(0, half); });
-    fn(half, n);
-    first.join();
-  }
-  int num_threads() const override { return 2; }
-};
-
 // With two threads, the products whose weights are large enough run on a
 // two-thread OpenMP team (recurrent.cc's StepThreads); against the
 // reference.
