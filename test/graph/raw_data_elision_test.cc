@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -211,24 +212,31 @@ void ExpectConstants(const Graph& g, const std::vector<float>& w1, const std::ve
   EXPECT_EQ(g.value(*g.FindValue("shape")).constant->data<int64_t>()[0], 32);
 }
 
-TEST(RawDataElision, LoadedConstantsEqualTheModelsFromMemoryAndFromAFile) {
-  const std::vector<float> w1 = Ramp(128 * 32, 0.25f), w2 = Ramp(16 * 32, -1.f);
-  std::string bytes = Model(w1, w2).Serialize();
+// Loads `bytes` from memory and from a file and checks each graph with
+// `expect`. The file is overwritten and removed before the second check:
+// the constants are the graph's own, so the file may change or go.
+void ExpectLoadsFromMemoryAndFromAFile(const std::string& bytes, const std::string& name,
+                                       const std::function<void(const Graph&)>& expect) {
   {
     StatusOr<Graph> g = LoadOnnxModel(bytes.data(), bytes.size(), LoadOptions{});
     ASSERT_TRUE(g.ok()) << g.status().ToString();
-    ExpectConstants(*g, w1, w2);
+    expect(*g);
   }
-  const fs::path dir = fs::path(::testing::TempDir()) / ("kiln_elision_" + std::to_string(::getpid()));
+  const fs::path dir = fs::path(::testing::TempDir()) / (name + "_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const std::string path = (dir / "m.onnx").string();
   std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   StatusOr<Graph> g = LoadOnnxFile(path);
-  ASSERT_TRUE(g.ok()) << g.status().ToString();
-  // The constants are the graph's own: the file may change or go.
   std::ofstream(path, std::ios::binary | std::ios::trunc).write("x", 1);
   fs::remove_all(dir);
-  ExpectConstants(*g, w1, w2);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  expect(*g);
+}
+
+TEST(RawDataElision, LoadedConstantsEqualTheModelsFromMemoryAndFromAFile) {
+  const std::vector<float> w1 = Ramp(128 * 32, 0.25f), w2 = Ramp(16 * 32, -1.f);
+  ExpectLoadsFromMemoryAndFromAFile(Model(w1, w2).Serialize(), "kiln_elision",
+                                    [&](const Graph& g) { ExpectConstants(g, w1, w2); });
 }
 
 TEST(RawDataElision, ElidedRawDataOfTheWrongSizeIsAClearError) {
@@ -268,19 +276,7 @@ TEST(RawDataElision, WeightsReadBesideParsingEqualTheModelsFromMemoryAndFromAFil
     ASSERT_EQ(b.num_elements(), static_cast<int64_t>(w2.size()));
     EXPECT_EQ(std::memcmp(b.data<float>(), w2.data(), w2.size() * sizeof(float)), 0);
   };
-  {
-    StatusOr<Graph> g = LoadOnnxModel(bytes.data(), bytes.size(), LoadOptions{});
-    ASSERT_TRUE(g.ok()) << g.status().ToString();
-    expect_weights(*g);
-  }
-  const fs::path dir = fs::path(::testing::TempDir()) / ("kiln_elision_large_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  const std::string path = (dir / "m.onnx").string();
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  StatusOr<Graph> g = LoadOnnxFile(path);
-  fs::remove_all(dir);
-  ASSERT_TRUE(g.ok()) << g.status().ToString();
-  expect_weights(*g);
+  ExpectLoadsFromMemoryAndFromAFile(bytes, "kiln_elision_large", expect_weights);
 }
 
 // Weights larger than the 2 MiB pieces the reading threads claim, and
@@ -312,19 +308,7 @@ TEST(RawDataElision, WeightsReadInPiecesByTwoThreadsEqualTheModels) {
       EXPECT_EQ(reinterpret_cast<uintptr_t>(t.raw_data()) % 64, 0u);
     }
   };
-  {
-    StatusOr<Graph> g = LoadOnnxModel(bytes.data(), bytes.size(), LoadOptions{});
-    ASSERT_TRUE(g.ok()) << g.status().ToString();
-    expect_weights(*g);
-  }
-  const fs::path dir = fs::path(::testing::TempDir()) / ("kiln_elision_pieces_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  const std::string path = (dir / "m.onnx").string();
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  StatusOr<Graph> g = LoadOnnxFile(path);
-  fs::remove_all(dir);
-  ASSERT_TRUE(g.ok()) << g.status().ToString();
-  expect_weights(*g);
+  ExpectLoadsFromMemoryAndFromAFile(bytes, "kiln_elision_pieces", expect_weights);
 }
 
 TEST(RawDataElision, AModelThatFailsToBuildWhileItsWeightsAreReadIsAClearError) {
